@@ -1,0 +1,1 @@
+//! libllmrt: the C ABI over the llmrt runtime.

@@ -1,0 +1,5 @@
+//! llmrt: the inference runtime.
+#![no_std]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;

@@ -1,0 +1,1 @@
+//! llm-train: training, import and export of .llm models.
