@@ -164,18 +164,37 @@ impl From<&str> for Value<'static> {
 
 /// Reads typed values out of a key → value lookup, naming the key in each error.
 pub struct MetaReader<'m, 'a> {
-    get: &'m dyn Fn(&str) -> Option<&'m Value<'a>>,
+    src: Source<'m, 'a>,
+}
+
+/// Where a [`MetaReader`] looks keys up.
+enum Source<'m, 'a> {
+    Lookup(&'m dyn Fn(&str) -> Option<&'m Value<'a>>),
+    Entries(&'m [(&'a str, Value<'a>)]),
 }
 
 impl<'m, 'a> MetaReader<'m, 'a> {
     /// Wraps a lookup function (for example `|k| file.get(k)`).
     pub fn new(get: &'m dyn Fn(&str) -> Option<&'m Value<'a>>) -> Self {
-        MetaReader { get }
+        MetaReader {
+            src: Source::Lookup(get),
+        }
+    }
+
+    /// Reads from a list of entries (as [`crate::LlmFile::metadata`] returns); the
+    /// first entry with a key wins.
+    pub fn from_entries(entries: &'m [(&'a str, Value<'a>)]) -> Self {
+        MetaReader {
+            src: Source::Entries(entries),
+        }
     }
 
     /// The raw value, if present.
     pub fn get(&self, key: &str) -> Option<&'m Value<'a>> {
-        (self.get)(key)
+        match self.src {
+            Source::Lookup(f) => f(key),
+            Source::Entries(e) => e.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
+        }
     }
 
     fn req(&self, key: &str) -> Result<&'m Value<'a>, FormatError> {

@@ -1,0 +1,398 @@
+//! The writer: collects metadata and tensors in insertion order and lays them out as
+//! SPEC.md describes. Output is a pure function of what was added, so
+//! write → read → [`LlmWriter::from_file`] → write gives the same bytes.
+
+use crate::dtype::DType;
+use crate::error::FormatError;
+use crate::header::{self, align_up, Header, ALIGN, HEADER_LEN, MAX_DIMS, MAX_NAME_LEN, VERSION};
+use crate::meta::Value;
+use crate::quant;
+use crate::reader::LlmFile;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// A tensor waiting to be written.
+#[derive(Clone, Debug, PartialEq)]
+struct PendingTensor {
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+    /// xxh3-64 of `data`, computed when added.
+    checksum: u64,
+}
+
+/// Builds a `.llm` file: metadata and tensors are written in the order they were added.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LlmWriter {
+    meta: Vec<(String, Value<'static>)>,
+    tensors: Vec<PendingTensor>,
+}
+
+impl LlmWriter {
+    /// An empty writer.
+    pub fn new() -> Self {
+        LlmWriter::default()
+    }
+
+    /// A writer holding a copy of everything in `file` (metadata and tensors, in file
+    /// order), so a tool can change a few things and write it again.
+    pub fn from_file(file: &LlmFile<'_>) -> Self {
+        let mut w = LlmWriter::new();
+        for (k, v) in file.metadata() {
+            w.meta.push((String::from(*k), v.clone().into_owned()));
+        }
+        for info in file.tensors() {
+            if let Some(t) = file.tensor(info.name) {
+                w.tensors.push(PendingTensor {
+                    name: info.name.into(),
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    data: t.data.to_vec(),
+                    checksum: header::checksum(t.data),
+                });
+            }
+        }
+        w
+    }
+
+    /// Sets metadata `key` to `value`. A key that is already there keeps its place and
+    /// gets the new value. Values are checked by [`LlmWriter::to_bytes`].
+    pub fn add_meta(&mut self, key: impl Into<String>, value: Value<'_>) {
+        let key = key.into();
+        let value = value.into_owned();
+        match self.meta.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.meta.push((key, value)),
+        }
+    }
+
+    /// [`LlmWriter::add_meta`] for each entry, e.g. `ModelOptions::to_meta()`.
+    pub fn extend_meta<'v>(&mut self, entries: impl IntoIterator<Item = (String, Value<'v>)>) {
+        for (k, v) in entries {
+            self.add_meta(k, v);
+        }
+    }
+
+    /// The value of metadata `key`.
+    pub fn get_meta(&self, key: &str) -> Option<&Value<'static>> {
+        self.meta.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Removes metadata `key`; returns whether it was there.
+    pub fn remove_meta(&mut self, key: &str) -> bool {
+        let n = self.meta.len();
+        self.meta.retain(|(k, _)| k != key);
+        self.meta.len() != n
+    }
+
+    /// The metadata entries in write order.
+    pub fn metadata(&self) -> &[(String, Value<'static>)] {
+        &self.meta
+    }
+
+    /// Adds a tensor. `shape` is outermost first; `data` must hold exactly
+    /// `dtype.bytes_for(product of shape)` bytes. Errors name the tensor: a duplicate
+    /// name, 0 or more than 4 dimensions, a zero dimension, a quantised last dimension
+    /// that is not a multiple of 32, or a byte length that disagrees.
+    pub fn add_tensor(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        shape: &[usize],
+        data: Vec<u8>,
+    ) -> Result<(), FormatError> {
+        let name = name.into();
+        if self.tensors.iter().any(|t| t.name == name) {
+            return Err(FormatError::Invalid(format!(
+                "tensor '{name}' is added twice"
+            )));
+        }
+        let t = check_tensor(name, dtype, shape, data)?;
+        self.tensors.push(t);
+        Ok(())
+    }
+
+    /// Quantises `x` (the scalar reference path) to `dtype` and adds it.
+    pub fn add_tensor_f32(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        shape: &[usize],
+        x: &[f32],
+    ) -> Result<(), FormatError> {
+        let name = name.into();
+        let data = quantize_checked(&name, dtype, shape, x)?;
+        self.add_tensor(name, dtype, shape, data)
+    }
+
+    /// Replaces tensor `name` in place (keeping its position), or adds it at the end
+    /// if there is none. Same checks as [`LlmWriter::add_tensor`].
+    pub fn set_tensor(
+        &mut self,
+        name: impl Into<String>,
+        dtype: DType,
+        shape: &[usize],
+        data: Vec<u8>,
+    ) -> Result<(), FormatError> {
+        let name = name.into();
+        let t = check_tensor(name, dtype, shape, data)?;
+        match self.tensors.iter_mut().find(|p| p.name == t.name) {
+            Some(slot) => *slot = t,
+            None => self.tensors.push(t),
+        }
+        Ok(())
+    }
+
+    /// Removes tensor `name`; returns whether it was there.
+    pub fn remove_tensor(&mut self, name: &str) -> bool {
+        let n = self.tensors.len();
+        self.tensors.retain(|t| t.name != name);
+        self.tensors.len() != n
+    }
+
+    /// Tensor `name` as (dtype, shape, bytes).
+    pub fn tensor(&self, name: &str) -> Option<(DType, &[usize], &[u8])> {
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| (t.dtype, t.shape.as_slice(), t.data.as_slice()))
+    }
+
+    /// Tensor names in write order.
+    pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.iter().map(|t| t.name.as_str())
+    }
+
+    /// Everything before the data section (header, metadata, directory, checksum,
+    /// zero padding), and the data section's length.
+    fn head(&self) -> Result<(Vec<u8>, u64), FormatError> {
+        let mut out = vec![0u8; HEADER_LEN as usize];
+        for (k, v) in &self.meta {
+            put_name(&mut out, k, "metadata key")?;
+            put_u32(&mut out, v.type_id());
+            put_value(&mut out, k, v)?;
+        }
+        let mut end = 0u64;
+        for t in &self.tensors {
+            let offset =
+                align_up(end).ok_or_else(|| FormatError::Invalid("file too large".into()))?;
+            put_name(&mut out, &t.name, "tensor name")?;
+            put_u32(&mut out, t.dtype.to_u32());
+            put_u32(&mut out, t.shape.len() as u32);
+            for &d in &t.shape {
+                put_u64(&mut out, d as u64);
+            }
+            put_u64(&mut out, offset);
+            put_u64(&mut out, t.data.len() as u64);
+            put_u64(&mut out, t.checksum);
+            end = offset + t.data.len() as u64;
+        }
+        let checksum_offset = out.len() as u64;
+        let data_offset = align_up(checksum_offset + 8)
+            .ok_or_else(|| FormatError::Invalid("file too large".into()))?;
+        let h = Header {
+            version: VERSION,
+            n_meta: self.meta.len() as u64,
+            n_tensors: self.tensors.len() as u64,
+            checksum_offset,
+            data_offset,
+            data_size: end,
+        };
+        out[..HEADER_LEN as usize].copy_from_slice(&h.to_bytes());
+        let cs = header::checksum(&out);
+        put_u64(&mut out, cs);
+        out.resize(data_offset as usize, 0);
+        Ok((out, end))
+    }
+
+    /// Calls `sink` with the file's bytes in order (head, then each tensor and its
+    /// zero padding).
+    fn emit(
+        &self,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), FormatError>,
+    ) -> Result<(), FormatError> {
+        let (head, _) = self.head()?;
+        sink(&head)?;
+        let zeros = [0u8; ALIGN as usize];
+        let mut pos = 0u64;
+        for t in &self.tensors {
+            let pad = align_up(pos).unwrap_or(pos) - pos;
+            sink(&zeros[..pad as usize])?;
+            sink(&t.data)?;
+            pos += pad + t.data.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// The whole file in memory.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, FormatError> {
+        let (head, data_size) = self.head()?;
+        let total = usize::try_from(head.len() as u64 + data_size)
+            .map_err(|_| FormatError::Invalid("file too large for memory".into()))?;
+        let mut out = Vec::with_capacity(total);
+        self.emit(&mut |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams the file into `w` (no whole-file buffer).
+    #[cfg(feature = "std")]
+    pub fn write_into(&self, w: &mut dyn std::io::Write) -> Result<(), FormatError> {
+        self.emit(&mut |b| {
+            w.write_all(b)
+                .map_err(|e| FormatError::Io(format!("write failed: {e}")))
+        })
+    }
+
+    /// Writes the file to `path` atomically: a temporary file in the same directory is
+    /// written, flushed to disk and renamed over `path`, then the directory is synced.
+    /// Readers see either the old file or the whole new one.
+    #[cfg(feature = "std")]
+    pub fn write_to(&self, path: &std::path::Path) -> Result<(), FormatError> {
+        crate::atomic::write_atomic(path, &mut |w| self.write_into(w))
+    }
+}
+
+/// Checks a tensor's name, shape and byte length; computes its checksum.
+fn check_tensor(
+    name: String,
+    dtype: DType,
+    shape: &[usize],
+    data: Vec<u8>,
+) -> Result<PendingTensor, FormatError> {
+    let bad = |m: String| Err(FormatError::Invalid(format!("tensor '{name}': {m}")));
+    if name.is_empty() || name.len() as u64 > MAX_NAME_LEN {
+        return bad(format!("name must be 1..={MAX_NAME_LEN} bytes"));
+    }
+    let n = elements(&name, dtype, shape)?;
+    match dtype.bytes_for(n) {
+        Some(want) if want == data.len() as u64 => {}
+        Some(want) => {
+            return bad(format!(
+                "{dtype} shape {shape:?} takes {want} bytes, got {}",
+                data.len()
+            ))
+        }
+        None => return bad(format!("{dtype} shape {shape:?} overflows in bytes")),
+    }
+    let checksum = header::checksum(&data);
+    Ok(PendingTensor {
+        name,
+        dtype,
+        shape: shape.to_vec(),
+        data,
+        checksum,
+    })
+}
+
+/// The element count of `shape`, after the shape rules of SPEC.md §5.
+fn elements(name: &str, dtype: DType, shape: &[usize]) -> Result<u64, FormatError> {
+    let bad = |m: String| Err(FormatError::Invalid(format!("tensor '{name}': {m}")));
+    if shape.is_empty() || shape.len() > MAX_DIMS as usize {
+        return bad(format!(
+            "{} dimensions (must be 1..={MAX_DIMS})",
+            shape.len()
+        ));
+    }
+    if shape.contains(&0) {
+        return bad(format!("shape {shape:?} has a zero dimension"));
+    }
+    let Some(n) = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)) else {
+        return bad(format!("shape {shape:?} overflows"));
+    };
+    let last = shape[shape.len() - 1];
+    if dtype.is_quantized() && last % dtype.block_len() != 0 {
+        return bad(format!(
+            "{dtype} needs the last dimension to be a multiple of {}, shape is {shape:?}",
+            dtype.block_len()
+        ));
+    }
+    Ok(n)
+}
+
+fn quantize_checked(
+    name: &str,
+    dtype: DType,
+    shape: &[usize],
+    x: &[f32],
+) -> Result<Vec<u8>, FormatError> {
+    let n = elements(name, dtype, shape)?;
+    if n != x.len() as u64 {
+        return Err(FormatError::Invalid(format!(
+            "tensor '{name}': shape {shape:?} has {n} elements, got {} values",
+            x.len()
+        )));
+    }
+    quant::quantize(dtype, x)
+        .ok_or_else(|| FormatError::Invalid(format!("tensor '{name}': cannot quantise to {dtype}")))
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u64(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_name(out: &mut Vec<u8>, s: &str, what: &str) -> Result<(), FormatError> {
+    if s.is_empty() || s.len() as u64 > MAX_NAME_LEN {
+        return Err(FormatError::Invalid(format!(
+            "{what} '{s}' must be 1..={MAX_NAME_LEN} bytes"
+        )));
+    }
+    put_str(out, s);
+    Ok(())
+}
+
+/// The value's payload (its type id is written by the caller). Arrays: element type,
+/// count, payloads; an empty array is stored with element type 0 (u8).
+fn put_value(out: &mut Vec<u8>, key: &str, v: &Value<'_>) -> Result<(), FormatError> {
+    match v {
+        Value::U8(x) => out.push(*x),
+        Value::I8(x) => out.push(*x as u8),
+        Value::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U32(x) => put_u32(out, *x),
+        Value::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F32(x) => put_u32(out, x.to_bits()),
+        Value::Bool(x) => out.push(*x as u8),
+        Value::Str(s) => put_str(out, s),
+        Value::U64(x) => put_u64(out, *x),
+        Value::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F64(x) => put_u64(out, x.to_bits()),
+        Value::Array(items) => {
+            let elem = items.first().map_or(0, |e| e.type_id());
+            for e in items {
+                if let Value::Array(_) = e {
+                    return Err(FormatError::Invalid(format!(
+                        "metadata key '{key}': nested arrays are not allowed"
+                    )));
+                }
+                if e.type_id() != elem {
+                    return Err(FormatError::Invalid(format!(
+                        "metadata key '{key}': array mixes {} and {}",
+                        items.first().map_or("?", |f| f.type_name()),
+                        e.type_name()
+                    )));
+                }
+            }
+            put_u32(out, elem);
+            put_u64(out, items.len() as u64);
+            for e in items {
+                put_value(out, key, e)?;
+            }
+        }
+    }
+    Ok(())
+}
