@@ -1,0 +1,213 @@
+//! The decoder of `format/src/options.rs`, in plain f64 and without a KV cache:
+//! every call recomputes the whole sequence. Written from the conventions, not from
+//! the runtime's code, so that agreement between the two means something.
+
+use llm_format::{Mlp, ModelOptions, Norm, Positions};
+use std::collections::HashMap;
+
+/// Weights by canonical name, as f64, row-major in the layout's shapes.
+pub struct RefModel {
+    /// Options.
+    pub opts: ModelOptions,
+    /// name → values.
+    pub w: HashMap<String, Vec<f64>>,
+}
+
+fn matvec(w: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
+    let cols = x.len();
+    (0..rows)
+        .map(|r| (0..cols).map(|c| w[r * cols + c] * x[c]).sum())
+        .collect()
+}
+
+impl RefModel {
+    /// Builds from f32 weights (each widened to f64).
+    pub fn new(opts: ModelOptions, w32: &HashMap<String, Vec<f32>>) -> RefModel {
+        let w = w32
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().map(|&x| x as f64).collect()))
+            .collect();
+        RefModel { opts, w }
+    }
+
+    fn get(&self, name: &str) -> &[f64] {
+        self.w
+            .get(name)
+            .unwrap_or_else(|| panic!("reference model lacks {name}"))
+    }
+
+    fn norm(&self, p: &str, x: &[f64]) -> Vec<f64> {
+        let o = &self.opts;
+        let d = x.len() as f64;
+        let w = self.get(&format!("{p}.weight"));
+        match o.norm {
+            Norm::LayerNorm => {
+                let mean = x.iter().sum::<f64>() / d;
+                let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d;
+                let r = 1.0 / (var + o.norm_eps as f64).sqrt();
+                let b = o.bias.then(|| self.get(&format!("{p}.bias")));
+                (0..x.len())
+                    .map(|i| (x[i] - mean) * r * w[i] + b.map_or(0.0, |b| b[i]))
+                    .collect()
+            }
+            Norm::RmsNorm => {
+                let ms = x.iter().map(|v| v * v).sum::<f64>() / d;
+                let r = 1.0 / (ms + o.norm_eps as f64).sqrt();
+                (0..x.len()).map(|i| x[i] * r * w[i]).collect()
+            }
+        }
+    }
+
+    fn linear(&self, p: &str, x: &[f64], rows: usize) -> Vec<f64> {
+        let mut y = matvec(self.get(&format!("{p}.weight")), x, rows);
+        if self.opts.bias {
+            for (v, b) in y.iter_mut().zip(self.get(&format!("{p}.bias"))) {
+                *v += b;
+            }
+        }
+        y
+    }
+
+    fn rope(&self, v: &mut [f64], pos: usize) {
+        let hd = self.opts.head_dim();
+        for head in v.chunks_mut(hd) {
+            for i in 0..hd / 2 {
+                let theta =
+                    pos as f64 * (self.opts.rope_base as f64).powf(-((2 * i) as f64) / hd as f64);
+                let (s, c) = theta.sin_cos();
+                let (a, b) = (head[2 * i], head[2 * i + 1]);
+                head[2 * i] = a * c - b * s;
+                head[2 * i + 1] = a * s + b * c;
+            }
+        }
+    }
+
+    /// Logits `[tokens.len()][vocab]` for every position.
+    pub fn forward(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
+        let o = &self.opts;
+        let (d, kv, hd, f) = (o.d_model, o.kv_dim(), o.head_dim(), o.d_ff);
+        let emb = self.get("tok_emb");
+        let mut xs: Vec<Vec<f64>> = tokens
+            .iter()
+            .enumerate()
+            .map(|(pos, &t)| {
+                let mut x = emb[t as usize * d..(t as usize + 1) * d].to_vec();
+                match o.positions {
+                    Positions::Learned => {
+                        let p = self.get("pos_emb");
+                        for i in 0..d {
+                            x[i] += p[pos * d + i];
+                        }
+                    }
+                    Positions::Sinusoidal => {
+                        for i in 0..d / 2 {
+                            let a = pos as f64 / 10000f64.powf((2 * i) as f64 / d as f64);
+                            x[2 * i] += a.sin();
+                            x[2 * i + 1] += a.cos();
+                        }
+                    }
+                    Positions::Rope => {}
+                }
+                x
+            })
+            .collect();
+        let group = o.n_heads / o.n_kv_heads;
+        for l in 0..o.n_layers {
+            let b = format!("blk.{l}");
+            let mut qs = Vec::new();
+            let mut ks = Vec::new();
+            let mut vs = Vec::new();
+            for (pos, x) in xs.iter().enumerate() {
+                let h = self.norm(&format!("{b}.attn_norm"), x);
+                let mut q = self.linear(&format!("{b}.attn_q"), &h, d);
+                let mut k = self.linear(&format!("{b}.attn_k"), &h, kv);
+                if o.positions == Positions::Rope {
+                    self.rope(&mut q, pos);
+                    self.rope(&mut k, pos);
+                }
+                qs.push(q);
+                ks.push(k);
+                vs.push(self.linear(&format!("{b}.attn_v"), &h, kv));
+            }
+            for (i, x) in xs.iter_mut().enumerate() {
+                let mut att = vec![0.0; d];
+                for h in 0..o.n_heads {
+                    let g = h / group;
+                    let q = &qs[i][h * hd..(h + 1) * hd];
+                    let s: Vec<f64> = (0..=i)
+                        .map(|t| {
+                            let k = &ks[t][g * hd..(g + 1) * hd];
+                            q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()
+                        })
+                        .collect();
+                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for (t, et) in e.iter().enumerate() {
+                        for j in 0..hd {
+                            att[h * hd + j] += et / z * vs[t][g * hd + j];
+                        }
+                    }
+                }
+                let y = self.linear(&format!("{b}.attn_out"), &att, d);
+                for j in 0..d {
+                    x[j] += y[j];
+                }
+                let h = self.norm(&format!("{b}.mlp_norm"), x);
+                let up = self.linear(&format!("{b}.mlp_up"), &h, f);
+                let act: Vec<f64> = match o.mlp {
+                    Mlp::Gelu => up
+                        .iter()
+                        .map(|&u| {
+                            0.5 * u
+                                * (1.0
+                                    + ((2.0 / std::f64::consts::PI).sqrt()
+                                        * (u + 0.044715 * u.powi(3)))
+                                    .tanh())
+                        })
+                        .collect(),
+                    Mlp::Relu => up.iter().map(|&u| u.max(0.0)).collect(),
+                    Mlp::SwiGlu => {
+                        let gate = self.linear(&format!("{b}.mlp_gate"), &h, f);
+                        gate.iter()
+                            .zip(&up)
+                            .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+                            .collect()
+                    }
+                };
+                let y = self.linear(&format!("{b}.mlp_down"), &act, d);
+                for j in 0..d {
+                    x[j] += y[j];
+                }
+            }
+        }
+        let out = if o.tied_embeddings {
+            "tok_emb"
+        } else {
+            "output.weight"
+        };
+        let wout = self.get(out);
+        xs.iter()
+            .map(|x| matvec(wout, &self.norm("out_norm", x), o.vocab_size))
+            .collect()
+    }
+
+    /// Greedy continuation of `prompt` by `n` tokens (first maximum on ties).
+    pub fn greedy(&self, prompt: &[u32], n: usize) -> Vec<u32> {
+        let mut toks = prompt.to_vec();
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let logits = self.forward(&toks);
+            let last = logits.last().expect("non-empty prompt");
+            let mut best = 0;
+            for (i, v) in last.iter().enumerate() {
+                if *v > last[best] {
+                    best = i;
+                }
+            }
+            out.push(best as u32);
+            toks.push(best as u32);
+        }
+        out
+    }
+}
