@@ -136,6 +136,9 @@ fn value<'a>(c: &mut Cursor<'a>, ty: u32, in_array: bool) -> Result<Value<'a>, F
             }
         }
         8 => Value::Str(Cow::Borrowed(c.str("metadata string")?)),
+        10 => Value::U64(c.u64(W)?),
+        11 => Value::I64(c.u64(W)? as i64),
+        12 => Value::F64(f64::from_bits(c.u64(W)?)),
         9 if !in_array => {
             let at = c.pos();
             let elem = c.u32("array element type")?;
@@ -516,19 +519,6 @@ fn check_placement(t: &TensorInfo<'_>, prev_end: u64, data: &[u8]) -> Result<(),
     if t.offset % ALIGN != 0 {
         return bad(format!("offset {} is not a multiple of {ALIGN}", t.offset));
     }
-    let want = align_up(prev_end).ok_or_else(|| overflow("tensor offset"))?;
-    if t.offset < prev_end {
-        return bad(format!(
-            "offset {} overlaps the previous tensor, which ends at {prev_end}",
-            t.offset
-        ));
-    }
-    if t.offset != want {
-        return bad(format!(
-            "offset {} should be {want} (tensors are packed in directory order)",
-            t.offset
-        ));
-    }
     match t.offset.checked_add(t.size) {
         Some(end) if end <= data.len() as u64 => {}
         _ => {
@@ -540,10 +530,24 @@ fn check_placement(t: &TensorInfo<'_>, prev_end: u64, data: &[u8]) -> Result<(),
             ))
         }
     }
-    if data[prev_end as usize..t.offset as usize]
-        .iter()
-        .any(|&b| b != 0)
-    {
+    if t.offset < prev_end {
+        return bad(format!(
+            "offset {} overlaps the previous tensor, which ends at {prev_end}",
+            t.offset
+        ));
+    }
+    let want = align_up(prev_end).ok_or_else(|| overflow("tensor offset"))?;
+    if t.offset != want {
+        return bad(format!(
+            "offset {} should be {want} (tensors are packed in directory order)",
+            t.offset
+        ));
+    }
+    // prev_end <= offset <= data.len() was checked above.
+    let pad = data
+        .get(prev_end as usize..t.offset as usize)
+        .unwrap_or_default();
+    if pad.iter().any(|&b| b != 0) {
         return bad(format!("padding before offset {} is not zero", t.offset));
     }
     Ok(())
