@@ -1,0 +1,484 @@
+//! llama.cpp GGUF (v2/v3 layout), `llama` architecture, with its embedded tokenizer.
+//!
+//! Layout: `"GGUF"`, u32 version, u64 tensor count, u64 kv count; kv pairs (string
+//! key, u32 value type, value; types are GGUF's, the same ids as [`Value`]); tensor
+//! infos (string name, u32 n_dims, u64 ne[n_dims] innermost first, u32 ggml type,
+//! u64 offset from the data section); the data section starts at the next multiple
+//! of `general.alignment` (default 32). Our shapes are outermost first, so `ne` is
+//! reversed. Our dtype ids are ggml's and our blocks are ggml's bytes, so tensors are
+//! copied block for block. llama.cpp already stores q/k in its adjacent-pair RoPE
+//! order, so nothing is permuted.
+
+use super::cursor::Cursor;
+use super::{file_name, read_file, ImportError, ImportedModel, RawTensor};
+use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// File magic.
+pub const MAGIC: &[u8; 4] = b"GGUF";
+/// Alignment of the data section when `general.alignment` is absent.
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// A parsed GGUF header: metadata and tensor directory, borrowing from the bytes.
+pub struct Gguf<'a> {
+    /// Format version (2 or 3).
+    pub version: u32,
+    /// Key → value.
+    pub meta: HashMap<&'a str, Value<'a>>,
+    /// Tensor infos in file order.
+    pub tensors: Vec<GgufTensor<'a>>,
+}
+
+/// One tensor of a GGUF file.
+pub struct GgufTensor<'a> {
+    /// GGUF name (`blk.0.attn_q.weight`).
+    pub name: &'a str,
+    /// Shape, outermost first (GGUF's `ne` reversed).
+    pub shape: Vec<usize>,
+    /// Storage type.
+    pub dtype: DType,
+    /// The tensor's bytes (checked to lie inside the file).
+    pub data: &'a [u8],
+}
+
+/// Reads a GGUF file.
+pub fn import(model: &Path) -> Result<ImportedModel, ImportError> {
+    let name = file_name(model);
+    let bytes = read_file(model)?;
+    let g = parse(&bytes, &name)?;
+    to_model(&g, &name)
+}
+
+fn string<'a>(c: &mut Cursor<'a>, what: &str, file: &str) -> Result<&'a str, ImportError> {
+    let n = c.u64(what)?;
+    let raw = c.take_n(n, 1, what)?;
+    std::str::from_utf8(raw).map_err(|_| {
+        ImportError::malformed(file, format!("{what} at byte {} is not UTF-8", c.pos()))
+    })
+}
+
+fn value<'a>(
+    c: &mut Cursor<'a>,
+    ty: u32,
+    key: &str,
+    file: &str,
+    depth: u32,
+) -> Result<Value<'a>, ImportError> {
+    Ok(match ty {
+        0 => Value::U8(c.u8(key)?),
+        1 => Value::I8(c.u8(key)? as i8),
+        2 => Value::U16(c.u16(key)?),
+        3 => Value::I16(c.u16(key)? as i16),
+        4 => Value::U32(c.u32(key)?),
+        5 => Value::I32(c.i32(key)?),
+        6 => Value::F32(c.f32(key)?),
+        7 => match c.u8(key)? {
+            0 => Value::Bool(false),
+            1 => Value::Bool(true),
+            b => {
+                return Err(ImportError::malformed(
+                    file,
+                    format!("key '{key}': bool byte {b}, expected 0 or 1"),
+                ))
+            }
+        },
+        8 => Value::Str(Cow::Borrowed(string(c, key, file)?)),
+        9 => {
+            if depth > 2 {
+                return Err(ImportError::malformed(
+                    file,
+                    format!("key '{key}': arrays nested too deep"),
+                ));
+            }
+            let ety = c.u32(key)?;
+            let n = c.u64(key)?;
+            // Every element takes at least one byte: bound the allocation by the file.
+            if n > c.remaining() as u64 {
+                return Err(ImportError::malformed(
+                    file,
+                    format!(
+                        "key '{key}': array of {n} elements but only {} bytes left",
+                        c.remaining()
+                    ),
+                ));
+            }
+            let mut v = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                v.push(value(c, ety, key, file, depth + 1)?);
+            }
+            Value::Array(v)
+        }
+        10 => Value::U64(c.u64(key)?),
+        11 => Value::I64(c.i64(key)?),
+        12 => Value::F64(c.f64(key)?),
+        t => {
+            return Err(ImportError::malformed(
+                file,
+                format!("key '{key}': unknown value type {t}"),
+            ))
+        }
+    })
+}
+
+/// Parses the header, metadata and tensor directory; every tensor's bytes are
+/// checked to lie inside `bytes`.
+pub fn parse<'a>(bytes: &'a [u8], file: &str) -> Result<Gguf<'a>, ImportError> {
+    let mut c = Cursor::new(bytes, file);
+    if c.take(4, "magic")? != MAGIC {
+        return Err(ImportError::malformed(file, "bad magic, expected \"GGUF\""));
+    }
+    let version = c.u32("version")?;
+    if !(2..=3).contains(&version) {
+        return Err(ImportError::unsupported(
+            file,
+            format!("GGUF version {version} (expected 2 or 3)"),
+        ));
+    }
+    let n_tensors = c.u64("tensor count")?;
+    let n_kv = c.u64("kv count")?;
+    // A kv pair takes at least 13 bytes, a tensor info at least 24.
+    if n_kv > c.remaining() as u64 / 13 || n_tensors > c.remaining() as u64 / 24 {
+        return Err(ImportError::malformed(
+            file,
+            format!(
+                "{n_kv} kv pairs and {n_tensors} tensors cannot fit in {} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    let mut meta = HashMap::with_capacity(n_kv as usize);
+    for _ in 0..n_kv {
+        let key = string(&mut c, "metadata key", file)?;
+        let ty = c.u32(key)?;
+        let v = value(&mut c, ty, key, file, 0)?;
+        if meta.insert(key, v).is_some() {
+            return Err(ImportError::malformed(
+                file,
+                format!("key '{key}' appears twice"),
+            ));
+        }
+    }
+    let align = match meta.get("general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some(v) => match v.as_u64() {
+            Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a,
+            _ => {
+                return Err(ImportError::malformed(
+                    file,
+                    format!("general.alignment = {v:?}, expected a power of two"),
+                ))
+            }
+        },
+    };
+    struct Info<'a> {
+        name: &'a str,
+        shape: Vec<usize>,
+        dtype: DType,
+        offset: u64,
+        size: u64,
+    }
+    let mut infos = Vec::with_capacity(n_tensors as usize);
+    for _ in 0..n_tensors {
+        let name = string(&mut c, "tensor name", file)?;
+        let n_dims = c.u32(name)?;
+        if !(1..=4).contains(&n_dims) {
+            return Err(ImportError::malformed(
+                file,
+                format!("tensor '{name}' has {n_dims} dimensions, expected 1..=4"),
+            ));
+        }
+        let mut ne = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            ne.push(c.u64(name)?);
+        }
+        let ty = c.u32(name)?;
+        let offset = c.u64(name)?;
+        let dtype = DType::from_u32(ty).map_err(|_| {
+            ImportError::unsupported(
+                file,
+                format!("tensor '{name}' has ggml type {ty} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"),
+            )
+        })?;
+        let bad = |what: String| ImportError::malformed(file, format!("tensor '{name}': {what}"));
+        let numel = ne
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .filter(|&n| n > 0)
+            .ok_or_else(|| bad(format!("dimensions {ne:?} are empty or overflow")))?;
+        if ne[0] % dtype.block_len() as u64 != 0 {
+            return Err(bad(format!(
+                "row length {} is not a multiple of {}'s block of {}",
+                ne[0],
+                dtype,
+                dtype.block_len()
+            )));
+        }
+        let size = dtype
+            .bytes_for(numel)
+            .ok_or_else(|| bad(format!("{numel} elements of {dtype} overflow")))?;
+        if offset % align != 0 {
+            return Err(bad(format!(
+                "offset {offset} is not a multiple of the alignment {align}"
+            )));
+        }
+        let shape = ne
+            .iter()
+            .rev()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| bad(format!("dimensions {ne:?} do not fit this machine")))?;
+        infos.push(Info {
+            name,
+            shape,
+            dtype,
+            offset,
+            size,
+        });
+    }
+    let start = (c.pos() as u64).div_ceil(align) * align;
+    let data_len = (bytes.len() as u64).saturating_sub(start);
+    let mut tensors = Vec::with_capacity(infos.len());
+    for i in infos {
+        let end = i.offset.checked_add(i.size).filter(|&e| e <= data_len).ok_or_else(|| {
+            ImportError::malformed(
+                file,
+                format!(
+                    "truncated: tensor '{}' ({} bytes at data offset {}) runs past the end of the data section ({data_len} bytes)",
+                    i.name, i.size, i.offset
+                ),
+            )
+        })?;
+        // start + end <= bytes.len() (checked above), so both fit usize.
+        let lo = (start + i.offset) as usize;
+        let hi = (start + end) as usize;
+        tensors.push(GgufTensor {
+            name: i.name,
+            shape: i.shape,
+            dtype: i.dtype,
+            data: &bytes[lo..hi],
+        });
+    }
+    Ok(Gguf {
+        version,
+        meta,
+        tensors,
+    })
+}
+
+/// GGUF tensor name → canonical name; `None` for tensors we do not keep.
+fn canonical(name: &str) -> Option<String> {
+    let map = |s: &str| -> Option<&'static str> {
+        Some(match s {
+            "attn_norm.weight" => "attn_norm.weight",
+            "attn_q.weight" => "attn_q.weight",
+            "attn_k.weight" => "attn_k.weight",
+            "attn_v.weight" => "attn_v.weight",
+            "attn_output.weight" => "attn_out.weight",
+            "ffn_norm.weight" => "mlp_norm.weight",
+            "ffn_gate.weight" => "mlp_gate.weight",
+            "ffn_up.weight" => "mlp_up.weight",
+            "ffn_down.weight" => "mlp_down.weight",
+            _ => return None,
+        })
+    };
+    match name {
+        "token_embd.weight" => Some("tok_emb".into()),
+        "output_norm.weight" => Some("out_norm.weight".into()),
+        "output.weight" => Some("output.weight".into()),
+        "rope_freqs.weight" => None,
+        _ => {
+            let rest = name.strip_prefix("blk.")?;
+            let (layer, tail) = rest.split_once('.')?;
+            let l: usize = layer.parse().ok()?;
+            Some(format!("blk.{l}.{}", map(tail)?))
+        }
+    }
+}
+
+/// Maps a parsed `llama` GGUF onto options, tokenizer and canonical tensors.
+pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> {
+    let get = |k: &str| g.meta.get(k);
+    let arch = get("general.architecture")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ImportError::malformed(file, "missing string key 'general.architecture'"))?;
+    if arch != "llama" {
+        return Err(ImportError::unsupported(
+            file,
+            format!("architecture '{arch}' (only 'llama')"),
+        ));
+    }
+    let req = |k: &str| -> Result<usize, ImportError> {
+        let v = get(k).ok_or_else(|| ImportError::malformed(file, format!("missing key '{k}'")))?;
+        v.as_u64()
+            .and_then(|x| usize::try_from(x).ok())
+            .ok_or_else(|| {
+                ImportError::malformed(
+                    file,
+                    format!("key '{k}' should be a non-negative integer, found {v:?}"),
+                )
+            })
+    };
+    let opt_f32 = |k: &str, default: f32| -> Result<f32, ImportError> {
+        match get(k) {
+            None => Ok(default),
+            Some(v) => v.as_f32().ok_or_else(|| {
+                ImportError::malformed(file, format!("key '{k}' should be a float, found {v:?}"))
+            }),
+        }
+    };
+    let n_heads = req("llama.attention.head_count")?;
+    let n_kv_heads = match get("llama.attention.head_count_kv") {
+        None => n_heads,
+        Some(_) => req("llama.attention.head_count_kv")?,
+    };
+    let emb = g
+        .tensors
+        .iter()
+        .find(|t| t.name == "token_embd.weight")
+        .ok_or_else(|| ImportError::malformed(file, "missing tensor 'token_embd.weight'"))?;
+    let vocab_size = emb.shape.first().copied().unwrap_or(0);
+    let tied = !g.tensors.iter().any(|t| t.name == "output.weight");
+    let opts = ModelOptions {
+        vocab_size,
+        d_model: req("llama.embedding_length")?,
+        n_layers: req("llama.block_count")?,
+        n_heads,
+        n_kv_heads,
+        d_ff: req("llama.feed_forward_length")?,
+        max_len: req("llama.context_length")?,
+        positions: Positions::Rope,
+        norm: Norm::RmsNorm,
+        mlp: Mlp::SwiGlu,
+        bias: false,
+        tied_embeddings: tied,
+        norm_eps: opt_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
+        rope_base: opt_f32("llama.rope.freq_base", 10000.0)?,
+    };
+    opts.validate()
+        .map_err(|e| ImportError::malformed(file, format!("model options: {e}")))?;
+    if let Some(rd) = get("llama.rope.dimension_count").and_then(|v| v.as_u64()) {
+        if rd != opts.head_dim() as u64 {
+            return Err(ImportError::unsupported(
+                file,
+                format!(
+                    "partial rotary: rope.dimension_count {rd}, head_dim {}",
+                    opts.head_dim()
+                ),
+            ));
+        }
+    }
+    let mut tensors = Vec::with_capacity(g.tensors.len());
+    for t in &g.tensors {
+        let Some(name) = canonical(t.name) else {
+            if t.name == "rope_freqs.weight" {
+                continue;
+            }
+            return Err(ImportError::unsupported(
+                file,
+                format!("tensor '{}' has no place in the llama layout", t.name),
+            ));
+        };
+        tensors.push(RawTensor {
+            name,
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            data: t.data.to_vec(),
+        });
+    }
+    let tok = tokenizer(g, file)?;
+    ImportedModel::finish(opts, tok, tensors, format!("gguf:{file}"))
+}
+
+/// The embedded tokenizer: `tokenizer.ggml.model` `llama` (tokens + scores) or
+/// `gpt2` (tokens + merges), and the special ids.
+pub fn tokenizer(g: &Gguf<'_>, file: &str) -> Result<TokenizerSpec<'static>, ImportError> {
+    let get = |k: &str| g.meta.get(k);
+    let model = get("tokenizer.ggml.model")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ImportError::malformed(file, "missing string key 'tokenizer.ggml.model'"))?;
+    let strs = |k: &str| -> Result<Vec<Cow<'static, str>>, ImportError> {
+        let arr = get(k)
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| ImportError::malformed(file, format!("missing array key '{k}'")))?;
+        arr.iter()
+            .map(|v| {
+                v.as_str()
+                    .map(|s| Cow::Owned(s.to_string()))
+                    .ok_or_else(|| {
+                        ImportError::malformed(file, format!("key '{k}' must hold strings"))
+                    })
+            })
+            .collect()
+    };
+    let tokens = strs("tokenizer.ggml.tokens")?;
+    let (kind, scores, merges, default_bos) = match model {
+        "llama" => {
+            let scores = match get("tokenizer.ggml.scores") {
+                None => (0..tokens.len()).map(|i| -(i as f32)).collect(),
+                Some(v) => v
+                    .as_array()
+                    .ok_or_else(|| {
+                        ImportError::malformed(file, "key 'tokenizer.ggml.scores' must be an array")
+                    })?
+                    .iter()
+                    .map(|s| {
+                        s.as_f32().ok_or_else(|| {
+                            ImportError::malformed(
+                                file,
+                                "key 'tokenizer.ggml.scores' must hold floats",
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            (TokenizerKind::SentencePiece, scores, Vec::new(), true)
+        }
+        "gpt2" => {
+            let merges = match get("tokenizer.ggml.merges") {
+                None => Vec::new(),
+                Some(_) => strs("tokenizer.ggml.merges")?,
+            };
+            (TokenizerKind::Gpt2, Vec::new(), merges, false)
+        }
+        m => {
+            return Err(ImportError::unsupported(
+                file,
+                format!("tokenizer.ggml.model '{m}' (expected 'llama' or 'gpt2')"),
+            ))
+        }
+    };
+    let id = |k: &str| -> Result<Option<u32>, ImportError> {
+        match get(k) {
+            None => Ok(None),
+            Some(v) => match v.as_i64() {
+                Some(x) if x < 0 => Ok(None),
+                Some(x) => u32::try_from(x).map(Some).map_err(|_| {
+                    ImportError::malformed(file, format!("key '{k}' = {x} is not a token id"))
+                }),
+                None => Err(ImportError::malformed(
+                    file,
+                    format!("key '{k}' should be an integer"),
+                )),
+            },
+        }
+    };
+    let add_bos = match get("tokenizer.ggml.add_bos_token") {
+        None => default_bos,
+        Some(v) => v.as_bool().ok_or_else(|| {
+            ImportError::malformed(file, "key 'tokenizer.ggml.add_bos_token' should be a bool")
+        })?,
+    };
+    Ok(TokenizerSpec {
+        kind,
+        tokens,
+        scores,
+        merges,
+        bos: id("tokenizer.ggml.bos_token_id")?,
+        eos: id("tokenizer.ggml.eos_token_id")?,
+        unk: id("tokenizer.ggml.unknown_token_id")?,
+        pad: id("tokenizer.ggml.padding_token_id")?,
+        add_bos,
+    })
+}

@@ -1,0 +1,421 @@
+//! Importers: read another tool's checkpoint and tokenizer, map them onto the
+//! canonical tensor directory of [`ModelOptions::tensor_layout`], and hand the result
+//! to the `.llm` writer.
+//!
+//! Each source module turns its files into an [`ImportedModel`] (options, tokenizer,
+//! tensors under their canonical names, `[out, in]` weights, RoPE on adjacent pairs);
+//! [`ImportedModel::finish`] checks the tensors against the layout and puts them in
+//! file order, and [`ImportedModel::to_writer`] converts dtypes on the way out.
+//! Sources are read whole into memory; every size is checked against the bytes
+//! actually there before anything is allocated from it.
+
+pub mod cursor;
+pub mod gguf;
+pub mod llama2c;
+pub mod llmc;
+pub mod provenance;
+pub mod safetensors;
+
+use llm_format::{DType, FormatError, LlmWriter, ModelOptions, TokenizerSpec, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why an import or a re-quantisation failed. `Display` is one line naming the file
+/// or tensor and what was expected and found.
+#[derive(Debug)]
+pub enum ImportError {
+    /// A file could not be read or written.
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error text.
+        msg: String,
+    },
+    /// A source file is malformed: truncated, a bad magic, a field out of range.
+    Malformed {
+        /// The file (name or path).
+        file: String,
+        /// What is wrong, with expected vs found.
+        what: String,
+    },
+    /// A source is well-formed but uses something this importer does not support.
+    Unsupported {
+        /// The file.
+        file: String,
+        /// What is not supported.
+        what: String,
+    },
+    /// A tensor cannot be converted to the requested dtype.
+    Convert {
+        /// Canonical tensor name.
+        tensor: String,
+        /// Why.
+        what: String,
+    },
+    /// The `.llm` format crate refused something (layout, metadata, write).
+    Format(FormatError),
+}
+
+impl ImportError {
+    /// A [`ImportError::Malformed`] for `file`.
+    pub fn malformed(file: impl Into<String>, what: impl Into<String>) -> Self {
+        ImportError::Malformed {
+            file: file.into(),
+            what: what.into(),
+        }
+    }
+
+    /// An [`ImportError::Unsupported`] for `file`.
+    pub fn unsupported(file: impl Into<String>, what: impl Into<String>) -> Self {
+        ImportError::Unsupported {
+            file: file.into(),
+            what: what.into(),
+        }
+    }
+
+    /// An [`ImportError::Convert`] for `tensor`.
+    pub fn convert(tensor: impl Into<String>, what: impl Into<String>) -> Self {
+        ImportError::Convert {
+            tensor: tensor.into(),
+            what: what.into(),
+        }
+    }
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::Io { path, msg } => write!(f, "{path}: {msg}"),
+            ImportError::Malformed { file, what } => write!(f, "{file}: {what}"),
+            ImportError::Unsupported { file, what } => write!(f, "{file}: unsupported: {what}"),
+            ImportError::Convert { tensor, what } => write!(f, "tensor '{tensor}': {what}"),
+            ImportError::Format(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+impl From<FormatError> for ImportError {
+    fn from(e: FormatError) -> Self {
+        ImportError::Format(e)
+    }
+}
+
+/// Reads a whole file, naming the path in the error.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, ImportError> {
+    std::fs::read(path).map_err(|e| ImportError::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    })
+}
+
+/// The last component of `path`, for provenance and error messages.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// One tensor as imported: canonical name, storage dtype, shape (outermost first)
+/// and its bytes in that dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawTensor {
+    /// Canonical name (`blk.0.attn_q.weight`, ...).
+    pub name: String,
+    /// Storage dtype of `data`.
+    pub dtype: DType,
+    /// Shape, outermost first (`[out, in]` for matrices).
+    pub shape: Vec<usize>,
+    /// Little-endian bytes: `dtype.bytes_for(shape.product())` of them.
+    pub data: Vec<u8>,
+}
+
+impl RawTensor {
+    /// An f32 tensor from values.
+    pub fn f32(name: impl Into<String>, shape: Vec<usize>, x: &[f32]) -> Self {
+        RawTensor {
+            name: name.into(),
+            dtype: DType::F32,
+            shape,
+            data: cursor::f32s_to_le(x),
+        }
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Which importer to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// llama2.c `.bin` checkpoint (legacy or v1 header) + `tokenizer.bin`.
+    #[value(name = "llama2c")]
+    Llama2c,
+    /// llm.c GPT-2 checkpoint (v3 fp32 / v5 bf16) + llm.c tokenizer file.
+    #[value(name = "llmc")]
+    Llmc,
+    /// Hugging Face directory: `config.json`, `model.safetensors`, `tokenizer.json`.
+    #[value(name = "safetensors")]
+    SafeTensors,
+    /// llama.cpp GGUF v3 (llama architecture) with its embedded tokenizer.
+    #[value(name = "gguf")]
+    Gguf,
+}
+
+impl SourceKind {
+    /// The name used on the command line and in provenance.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Llama2c => "llama2c",
+            SourceKind::Llmc => "llmc",
+            SourceKind::SafeTensors => "safetensors",
+            SourceKind::Gguf => "gguf",
+        }
+    }
+}
+
+/// A model read from another tool, ready to be written as `.llm`.
+#[derive(Clone, Debug)]
+pub struct ImportedModel {
+    /// Model options (validated).
+    pub opts: ModelOptions,
+    /// The tokenizer.
+    pub tokenizer: TokenizerSpec<'static>,
+    /// Tensors under their canonical names; after [`ImportedModel::finish`], in
+    /// `tensor_layout()` order with checked shapes and sizes.
+    pub tensors: Vec<RawTensor>,
+    /// Provenance source, e.g. `llama2c:stories15M.bin`.
+    pub source: String,
+}
+
+impl ImportedModel {
+    /// Validates the options and the tokenizer against each other, checks every
+    /// tensor against `opts.tensor_layout()` (names, shapes, byte sizes, nothing
+    /// missing or extra) and sorts the tensors into layout order.
+    pub fn finish(
+        opts: ModelOptions,
+        tokenizer: TokenizerSpec<'static>,
+        tensors: Vec<RawTensor>,
+        source: String,
+    ) -> Result<ImportedModel, ImportError> {
+        opts.validate()?;
+        check_tokenizer(&opts, &tokenizer, &source)?;
+        let layout = opts.tensor_layout();
+        let mut by_name: HashMap<String, RawTensor> = HashMap::with_capacity(tensors.len());
+        for t in tensors {
+            let name = t.name.clone();
+            if by_name.insert(name.clone(), t).is_some() {
+                return Err(ImportError::malformed(
+                    &source,
+                    format!("tensor '{name}' appears twice"),
+                ));
+            }
+        }
+        let mut out = Vec::with_capacity(layout.len());
+        for slot in &layout {
+            let t = by_name.remove(&slot.name).ok_or_else(|| {
+                ImportError::malformed(&source, format!("missing tensor '{}'", slot.name))
+            })?;
+            if t.shape != slot.shape {
+                return Err(ImportError::malformed(
+                    &source,
+                    format!(
+                        "tensor '{}' has shape {:?}, expected {:?}",
+                        slot.name, t.shape, slot.shape
+                    ),
+                ));
+            }
+            let want = t.dtype.bytes_for(t.numel() as u64);
+            if want != Some(t.data.len() as u64) {
+                return Err(ImportError::malformed(
+                    &source,
+                    format!(
+                        "tensor '{}' ({}, {:?}) has {} bytes, expected {:?}",
+                        slot.name,
+                        t.dtype,
+                        t.shape,
+                        t.data.len(),
+                        want
+                    ),
+                ));
+            }
+            out.push(t);
+        }
+        if let Some(extra) = by_name.keys().min() {
+            return Err(ImportError::malformed(
+                &source,
+                format!("unexpected tensor '{extra}' not in the model layout"),
+            ));
+        }
+        Ok(ImportedModel {
+            opts,
+            tokenizer,
+            tensors: out,
+            source,
+        })
+    }
+
+    /// Looks a tensor up by canonical name.
+    pub fn tensor(&self, name: &str) -> Option<&RawTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Converts in place: every `matrix` slot to `dtype` (if given), every other
+    /// tensor (norms, biases, position tables) to f32. A tensor already in its target
+    /// dtype is left byte for byte as it is.
+    pub fn convert(&mut self, dtype: Option<DType>) -> Result<(), ImportError> {
+        let layout = self.opts.tensor_layout();
+        for (t, slot) in self.tensors.iter_mut().zip(&layout) {
+            let target = if slot.matrix {
+                dtype.unwrap_or(t.dtype)
+            } else {
+                DType::F32
+            };
+            crate::quantize::convert_tensor(t, target)?;
+        }
+        Ok(())
+    }
+
+    /// All metadata entries: options, tokenizer, provenance (source, date, tool).
+    pub fn metadata(&self) -> Vec<(String, Value<'static>)> {
+        let mut m = self.opts.to_meta();
+        m.extend(self.tokenizer.to_meta());
+        m.extend(provenance::entries(&self.source));
+        m
+    }
+
+    /// A writer holding the metadata and the tensors, matrices converted to `dtype`
+    /// when given (norms and biases always f32).
+    pub fn to_writer(&self, dtype: Option<DType>) -> Result<LlmWriter, ImportError> {
+        let mut me = self.clone();
+        me.convert(dtype)?;
+        let mut w = LlmWriter::new();
+        for (k, v) in me.metadata() {
+            w.add_meta(k, v);
+        }
+        for t in me.tensors {
+            w.add_tensor(t.name, t.dtype, &t.shape, t.data)?;
+        }
+        Ok(w)
+    }
+}
+
+/// The tokenizer must cover exactly the model's vocabulary, and its special ids
+/// must be tokens.
+fn check_tokenizer(
+    opts: &ModelOptions,
+    tok: &TokenizerSpec<'_>,
+    source: &str,
+) -> Result<(), ImportError> {
+    if tok.tokens.len() != opts.vocab_size {
+        return Err(ImportError::malformed(
+            source,
+            format!(
+                "tokenizer has {} tokens, the model's vocab_size is {}",
+                tok.tokens.len(),
+                opts.vocab_size
+            ),
+        ));
+    }
+    if !tok.scores.is_empty() && tok.scores.len() != tok.tokens.len() {
+        return Err(ImportError::malformed(
+            source,
+            format!(
+                "tokenizer has {} tokens but {} scores",
+                tok.tokens.len(),
+                tok.scores.len()
+            ),
+        ));
+    }
+    for (what, id) in [
+        ("bos", tok.bos),
+        ("eos", tok.eos),
+        ("unk", tok.unk),
+        ("pad", tok.pad),
+    ] {
+        if let Some(i) = id {
+            if i as usize >= tok.tokens.len() {
+                return Err(ImportError::malformed(
+                    source,
+                    format!(
+                        "tokenizer {what} id {i} is not below the vocabulary size {}",
+                        tok.tokens.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the importer `from` on `model` (a file, or a directory for safetensors) and
+/// `tokenizer` (required for llama2c and llmc; ignored by gguf; optional override of
+/// `DIR/tokenizer.json` for safetensors).
+pub fn import(
+    from: SourceKind,
+    model: &Path,
+    tokenizer: Option<&Path>,
+) -> Result<ImportedModel, ImportError> {
+    let need_tok = |what: &str| {
+        tokenizer.ok_or_else(|| {
+            ImportError::unsupported(
+                file_name(model),
+                format!("--from {what} needs --tokenizer PATH"),
+            )
+        })
+    };
+    match from {
+        SourceKind::Llama2c => llama2c::import(model, need_tok("llama2c")?),
+        SourceKind::Llmc => llmc::import(model, need_tok("llmc")?),
+        SourceKind::SafeTensors => safetensors::import(model, tokenizer),
+        SourceKind::Gguf => gguf::import(model),
+    }
+}
+
+/// Parses a `--dtype` value (`f32`, `f16`, `bf16`, `q8_0`, `q4_0`, `q4_1`).
+pub fn parse_dtype(s: &str) -> Result<DType, String> {
+    DType::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
+        format!("unknown dtype '{s}' (expected one of {})", names.join(", "))
+    })
+}
+
+/// `llm-train import`: convert another tool's model to `.llm`.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// Source format.
+    #[arg(long, value_enum)]
+    pub from: SourceKind,
+    /// The checkpoint file (llama2c, llmc, gguf) or model directory (safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Tokenizer file: llama2.c `tokenizer.bin`, llm.c tokenizer `.bin`, or a
+    /// `tokenizer.json` replacing DIR/tokenizer.json (safetensors). GGUF embeds its own.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Output `.llm` file (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Store the weight matrices as this dtype (norms and biases stay f32). Default:
+    /// the source's own dtype (f32 for safetensors, whose weights are widened).
+    #[arg(long, value_parser = parse_dtype)]
+    pub dtype: Option<DType>,
+}
+
+/// Runs `llm-train import`.
+pub fn run_import(a: ImportArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let m = import(a.from, &a.model, a.tokenizer.as_deref())?;
+    m.to_writer(a.dtype)?.write_to(&a.out)?;
+    eprintln!(
+        "imported {} ({} tensors, {} parameters) -> {}",
+        m.source,
+        m.tensors.len(),
+        m.opts.n_params(),
+        a.out.display()
+    );
+    Ok(())
+}
