@@ -3,3 +3,4 @@
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+pub mod kernels;

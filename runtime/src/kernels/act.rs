@@ -1,0 +1,86 @@
+//! Activations quantised per block of 32 to 8 bits, for the integer dot products of
+//! the quantised weight types.
+//!
+//! One [`Q8Act`] carries both of ggml's activation blocks: `block_q8_0` (`d`, `qs`)
+//! for Q8_0 and Q4_0 weights, and `block_q8_1` (`d`, `s = d·Σq`, `qs`) for Q4_1. `d`
+//! and `s` are stored as the f32 values of their f16 roundings, so the arithmetic is
+//! ggml's exactly. The SIMD quantisers reproduce [`quantize`] bit for bit.
+
+use half::f16;
+
+/// Elements per block.
+pub(crate) const QK: usize = 32;
+
+/// One quantised block of 32 activations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, align(16))]
+pub(crate) struct Q8Act {
+    /// Quants: x\[j\] ≈ qs\[j\]·d, in -127..=127.
+    pub(crate) qs: [i8; QK],
+    /// Scale `amax/127`, rounded to f16 (ggml stores it as f16).
+    pub(crate) d: f32,
+    /// `f16(Σqs · amax/127)`, ggml's `block_q8_1::s` (used with Q4_1's minimum).
+    pub(crate) s: f32,
+    /// `Σqs` (exact; the VNNI paths use it to undo the +8 / +128 offsets).
+    pub(crate) sum: i32,
+}
+
+impl Q8Act {
+    /// An all-zero block (scratch initialisation).
+    pub(crate) const ZERO: Q8Act = Q8Act {
+        qs: [0; QK],
+        d: 0.0,
+        s: 0.0,
+        sum: 0,
+    };
+}
+
+/// `roundf`: halves round away from zero (ggml's rounding; `f32::round` needs std).
+#[inline(always)]
+pub(crate) fn round_half_away(v: f32) -> f32 {
+    // Saturating cast; for finite |v| <= 127 (all we produce) truncation is exact.
+    let t = v as i32 as f32;
+    let frac = v - t;
+    if frac >= 0.5 {
+        t + 1.0
+    } else if frac <= -0.5 {
+        t - 1.0
+    } else {
+        t
+    }
+}
+
+/// The block's scale from its largest magnitude: (`d` as f32, its f16 rounding, `1/d`).
+#[inline(always)]
+pub(crate) fn scales(amax: f32) -> (f32, f32, f32) {
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    (d, f16::from_f32(d).to_f32(), id)
+}
+
+/// `f16(sum·d)` as f32: ggml's `block_q8_1::s`.
+#[inline(always)]
+pub(crate) fn s_of(sum: i32, d: f32) -> f32 {
+    f16::from_f32(sum as f32 * d).to_f32()
+}
+
+/// Quantises `x` (`out.len()·32` values) block by block: ggml's
+/// `quantize_row_q8_1_reference` (whose `d` and `qs` are `quantize_row_q8_0_reference`'s).
+///
+/// # Panics
+/// If `x.len() != 32·out.len()`.
+pub(crate) fn quantize(x: &[f32], out: &mut [Q8Act]) {
+    assert_eq!(x.len(), out.len() * QK);
+    for (b, o) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (d, d16, id) = scales(amax);
+        let mut sum = 0i32;
+        for (q, v) in o.qs.iter_mut().zip(b) {
+            *q = round_half_away(v * id) as i8;
+            sum += *q as i32;
+        }
+        o.d = d16;
+        o.s = s_of(sum, d);
+        o.sum = sum;
+    }
+}

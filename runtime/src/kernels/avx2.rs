@@ -1,0 +1,328 @@
+//! x86-64 AVX2 + FMA + F16C kernels (256-bit): the same functions as `scalar`.
+//!
+//! Floats: 4 × 8-lane FMA accumulators, weights widened to f32 in registers (F16C for
+//! f16, a 16-bit shift for bf16). Blocks: ggml's AVX2 scheme, one 32-byte integer dot
+//! per block (`maddubs` on |w| and sign-adjusted activations, then `madd` to i32),
+//! scaled by `d_w·d_x` into an f32 accumulator.
+
+use super::act::{self, Q8Act, QK};
+use core::arch::x86_64::*;
+
+/// Proof that the CPU has AVX2, FMA and F16C: exists only through [`Avx2::detect`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2(());
+
+impl Avx2 {
+    /// The token, if this CPU (std: run-time detection; no_std: compile-time target
+    /// features) has AVX2, FMA and F16C.
+    pub(crate) fn detect() -> Option<Avx2> {
+        #[cfg(feature = "std")]
+        let ok = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        #[cfg(not(feature = "std"))]
+        let ok = cfg!(all(
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "f16c"
+        ));
+        ok.then_some(Avx2(()))
+    }
+
+    /// See `scalar::rows`.
+    pub(crate) fn rows(
+        self,
+        w: &super::Matrix<'_>,
+        x: &[f32],
+        a: &[Q8Act],
+        out: &mut super::OutRows<'_>,
+    ) {
+        // SAFETY: the token exists only if the CPU has AVX2, FMA and F16C.
+        unsafe { rows(w, x, a, out) }
+    }
+
+    /// See `act::quantize` (bit-identical for finite inputs).
+    pub(crate) fn quantize(self, x: &[f32], out: &mut [Q8Act]) {
+        // SAFETY: as in `rows`.
+        unsafe { quantize(x, out) }
+    }
+}
+
+rows_fn! {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn rows {
+        f32: dot_f32, f16: dot_f16, bf16: dot_bf16,
+        q8_0: dot_q8_0, q4_0: dot_q4_0, q4_1: dot_q4_1,
+    }
+}
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// The f16 with bits `h` as f32 (one F16C conversion).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+}
+
+/// The little-endian u16 at `b[0..2]`.
+#[inline(always)]
+pub(crate) fn u16_at(b: &[u8]) -> u16 {
+    u16::from_le_bytes([b[0], b[1]])
+}
+
+/// Loads 8 weights from `p` widened to f32.
+trait Load8 {
+    /// Bytes per weight.
+    const SIZE: usize;
+    /// # Safety
+    /// `p..p + 8·SIZE` must be readable; AVX2, FMA and F16C must be present.
+    unsafe fn load8(p: *const u8) -> __m256;
+    /// One weight at `p` (the scalar tail).
+    fn one(b: &[u8]) -> f32;
+}
+
+struct F32;
+struct F16;
+struct BF16;
+
+impl Load8 for F32 {
+    const SIZE: usize = 4;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        // SAFETY: the caller guarantees 32 readable bytes; loadu has no alignment need.
+        unsafe { _mm256_loadu_ps(p as *const f32) }
+    }
+    #[inline(always)]
+    fn one(b: &[u8]) -> f32 {
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+
+impl Load8 for F16 {
+    const SIZE: usize = 2;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        // SAFETY: 16 readable bytes (caller); F16C present (caller).
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+    #[inline(always)]
+    fn one(b: &[u8]) -> f32 {
+        half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+    }
+}
+
+impl Load8 for BF16 {
+    const SIZE: usize = 2;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        // SAFETY: 16 readable bytes (caller); AVX2 present (caller). A bf16 is the
+        // upper half of an f32, so widening is a 16-bit left shift.
+        unsafe {
+            let h = _mm_loadu_si128(p as *const __m128i);
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+        }
+    }
+    #[inline(always)]
+    fn one(b: &[u8]) -> f32 {
+        half::bf16::from_le_bytes([b[0], b[1]]).to_f32()
+    }
+}
+
+/// `w · x` for a row of `x.len()` weights of type `L`, f32 accumulation.
+///
+/// # Panics
+/// If `w.len() != L::SIZE · x.len()`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_float<L: Load8>(w: &[u8], x: &[f32]) -> f32 {
+    assert_eq!(w.len(), L::SIZE * x.len());
+    let n = x.len();
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut c = 0;
+    // SAFETY (all loads below): c + 32 <= n (resp. c + 8 <= n), so the 32 (8) weights
+    // at byte c·SIZE and the floats at c are inside `w` and `x` (lengths checked above).
+    while c + 32 <= n {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let (wv, xv) = unsafe {
+                (
+                    L::load8(wp.add((c + 8 * k) * L::SIZE)),
+                    _mm256_loadu_ps(xp.add(c + 8 * k)),
+                )
+            };
+            *a = _mm256_fmadd_ps(wv, xv, *a);
+        }
+        c += 32;
+    }
+    while c + 8 <= n {
+        let (wv, xv) = unsafe { (L::load8(wp.add(c * L::SIZE)), _mm256_loadu_ps(xp.add(c))) };
+        acc[0] = _mm256_fmadd_ps(wv, xv, acc[0]);
+        c += 8;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut sum = hsum(s);
+    for (b, v) in w[c * L::SIZE..].chunks_exact(L::SIZE).zip(&x[c..]) {
+        sum += L::one(b) * v;
+    }
+    sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
+    dot_float::<F32>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
+    dot_float::<F16>(w, x)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
+    dot_float::<BF16>(w, x)
+}
+
+/// 32 signed bytes at `p`.
+///
+/// # Safety
+/// 32 readable bytes at `p`.
+#[inline(always)]
+unsafe fn load32(p: *const u8) -> __m256i {
+    // SAFETY: caller; loadu has no alignment need.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// The 32 nibbles of a Q4 block's 16 bytes at `p` as bytes 0..=15: low nibbles are
+/// elements 0..16 (lower lane), high nibbles elements 16..32 (upper lane).
+///
+/// # Safety
+/// 16 readable bytes at `p`; AVX2 present.
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    // SAFETY: caller.
+    let q = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// Σ x·y over 32 signed bytes as 8 i32 lanes (|x|·sign(y, x): `maddubs` needs an
+/// unsigned left side; pairs stay below i16 saturation for |y| <= 127).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot_i8(x: __m256i, y: __m256i) -> __m256i {
+    let p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+}
+
+/// Σ u·y over 32 unsigned (u <= 15) times signed bytes as 8 i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot_u4_i8(u: __m256i, y: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), _mm256_set1_epi16(1))
+}
+
+/// Q8_0 row · quantised activations (ggml's `vec_dot_q8_0_q8_0`).
+///
+/// # Panics
+/// If `w.len() != 34·a.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q8_0(w: &[u8], a: &[Q8Act]) -> f32 {
+    assert_eq!(w.len(), 34 * a.len());
+    let mut acc = _mm256_setzero_ps();
+    for (blk, y) in w.chunks_exact(34).zip(a) {
+        let d = _mm256_set1_ps(f16_to_f32(u16_at(blk)) * y.d);
+        // SAFETY: blk has 34 bytes, so 32 at offset 2; y.qs has 32 bytes.
+        let (qx, qy) = unsafe { (load32(blk.as_ptr().add(2)), load32(y.qs.as_ptr() as *const u8)) };
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+    }
+    hsum(acc)
+}
+
+/// Q4_0 row · quantised activations (ggml's `vec_dot_q4_0_q8_0`).
+///
+/// # Panics
+/// If `w.len() != 18·a.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_0(w: &[u8], a: &[Q8Act]) -> f32 {
+    assert_eq!(w.len(), 18 * a.len());
+    let mut acc = _mm256_setzero_ps();
+    for (blk, y) in w.chunks_exact(18).zip(a) {
+        let d = _mm256_set1_ps(f16_to_f32(u16_at(blk)) * y.d);
+        // SAFETY: blk has 18 bytes, so 16 at offset 2; y.qs has 32 bytes.
+        let (qx, qy) = unsafe { (nibbles(blk.as_ptr().add(2)), load32(y.qs.as_ptr() as *const u8)) };
+        let qx = _mm256_sub_epi8(qx, _mm256_set1_epi8(8));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+    }
+    hsum(acc)
+}
+
+/// Q4_1 row · quantised activations with `s` (ggml's `vec_dot_q4_1_q8_1`).
+///
+/// # Panics
+/// If `w.len() != 20·a.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_1(w: &[u8], a: &[Q8Act]) -> f32 {
+    assert_eq!(w.len(), 20 * a.len());
+    let mut acc = _mm256_setzero_ps();
+    let mut summ = 0.0f32;
+    for (blk, y) in w.chunks_exact(20).zip(a) {
+        let d = _mm256_set1_ps(f16_to_f32(u16_at(blk)) * y.d);
+        summ += f16_to_f32(u16_at(&blk[2..])) * y.s;
+        // SAFETY: blk has 20 bytes, so 16 at offset 4; y.qs has 32 bytes.
+        let (qx, qy) = unsafe { (nibbles(blk.as_ptr().add(4)), load32(y.qs.as_ptr() as *const u8)) };
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u4_i8(qx, qy)), acc);
+    }
+    hsum(acc) + summ
+}
+
+/// `act::quantize` in AVX2, bit-identical for finite inputs: the same max, the same
+/// scalar scale arithmetic, the same products and the same round-half-away-from-zero.
+///
+/// # Panics
+/// If `x.len() != 32·out.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn quantize(x: &[f32], out: &mut [Q8Act]) {
+    assert_eq!(x.len(), out.len() * QK);
+    let sign = _mm256_set1_ps(-0.0);
+    let half = _mm256_set1_ps(0.5);
+    let one = _mm256_set1_ps(1.0);
+    for (b, o) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        // SAFETY: b has 32 floats.
+        let v: [__m256; 4] = core::array::from_fn(|k| unsafe { _mm256_loadu_ps(b.as_ptr().add(8 * k)) });
+        let m = v.iter().fold(_mm256_setzero_ps(), |m, v| _mm256_max_ps(m, _mm256_andnot_ps(sign, *v)));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        let (d, d16, id) = act::scales(_mm_cvtss_f32(m));
+        let idv = _mm256_set1_ps(id);
+        let q: [__m256i; 4] = core::array::from_fn(|k| {
+            let p = _mm256_mul_ps(v[k], idv);
+            let t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            let f = _mm256_sub_ps(p, t);
+            let up = _mm256_and_ps(_mm256_cmp_ps(f, half, _CMP_GE_OQ), one);
+            let down = _mm256_and_ps(_mm256_cmp_ps(f, _mm256_sub_ps(_mm256_setzero_ps(), half), _CMP_LE_OQ), one);
+            _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(t, up), down))
+        });
+        let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        let s = _mm_hadd_epi32(s, s);
+        let sum = _mm_cvtsi128_si32(_mm_hadd_epi32(s, s));
+        // i32 -> i16 -> i8 packs work per 128-bit lane; the permute restores order.
+        let p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: o.qs has 32 bytes; storeu has no alignment need.
+        unsafe { _mm256_storeu_si256(o.qs.as_mut_ptr() as *mut __m256i, p) };
+        o.d = d16;
+        o.s = act::s_of(sum, d);
+        o.sum = sum;
+    }
+}

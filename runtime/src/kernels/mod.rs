@@ -1,0 +1,543 @@
+//! CPU matrix kernels: `y = x · Wᵀ` for every weight dtype, with a portable scalar
+//! reference and SIMD paths chosen once at run time.
+//!
+//! * [`matmul_ref`] (module `scalar`) is the reference and the `no_std` fallback.
+//! * `avx2` (AVX2 + FMA + F16C), `avx512` (AVX-512 F/BW/VL/DQ + VNNI) and `neon`
+//!   (aarch64) compute the same functions; tests force every path the CPU has and
+//!   compare it with the reference.
+//! * Quantised weights (Q8_0, Q4_0, Q4_1) are never dequantised on the hot path: the
+//!   activations are quantised per block of 32 to 8 bits (ggml's `block_q8_0`, or
+//!   `block_q8_1` with `s = d·Σq` for Q4_1) and each block is an integer dot product
+//!   scaled by `d_w·d_x`, exactly as ggml's `vec_dot_q4_0_q8_0` and friends.
+//! * A [`Cpu`] holds the chosen path, the activation scratch and (with `std`) a small
+//!   persistent thread pool that splits the weight rows; nothing is allocated per call
+//!   once the scratch has grown to the largest shape.
+
+/// Defines `fn $name(w, x, a, out)`: rows `out.r0..out.r1` of `y = x · Wᵀ`, one
+/// weight row at a time against every activation, with one dot function per dtype
+/// (`dot(row_bytes, x_i)` for floats, `dot(row_bytes, a_i)` for blocks). The dot
+/// functions check their slice lengths. Shared by every path, each with its own
+/// `#[target_feature]` attributes.
+macro_rules! rows_fn {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident {
+        f32: $f32:path, f16: $f16:path, bf16: $bf16:path,
+        q8_0: $q80:path, q4_0: $q40:path, q4_1: $q41:path $(,)?
+    }) => {
+        $(#[$attr])*
+        $vis fn $name(
+            w: &$crate::kernels::Matrix<'_>,
+            x: &[f32],
+            a: &[$crate::kernels::act::Q8Act],
+            out: &mut $crate::kernels::OutRows<'_>,
+        ) {
+            use llm_format::DType;
+            let n = out.n();
+            let cols = w.cols;
+            let nb = cols / $crate::kernels::act::QK;
+            macro_rules! each {
+                ($dot:path, $v:ident, $len:ident) => {
+                    for r in out.r0..out.r1 {
+                        let row = w.row(r);
+                        for i in 0..n {
+                            out.set(i, r, $dot(row, &$v[i * $len..(i + 1) * $len]));
+                        }
+                    }
+                };
+            }
+            match w.dtype {
+                DType::F32 => each!($f32, x, cols),
+                DType::F16 => each!($f16, x, cols),
+                DType::BF16 => each!($bf16, x, cols),
+                DType::Q8_0 => each!($q80, a, nb),
+                DType::Q4_0 => each!($q40, a, nb),
+                DType::Q4_1 => each!($q41, a, nb),
+            }
+        }
+    };
+}
+
+mod act;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(feature = "std")]
+pub mod pool;
+mod scalar;
+
+use alloc::vec::Vec;
+use core::fmt;
+use llm_format::DType;
+
+pub use scalar::matmul_ref;
+
+use act::Q8Act;
+
+/// Why a [`Matrix`] could not be built. `Display` names the problem and the numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// `rows·cols` elements of `dtype` need `expected` bytes but `got` were given.
+    Length {
+        /// The weight dtype.
+        dtype: DType,
+        /// Bytes that `rows·cols` elements need.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A block dtype needs `cols` to be a multiple of 32.
+    PartialBlock {
+        /// The weight dtype.
+        dtype: DType,
+        /// The number of columns given.
+        cols: usize,
+    },
+    /// `rows·cols` (or its byte size) overflows `usize`.
+    Overflow {
+        /// Rows given.
+        rows: usize,
+        /// Columns given.
+        cols: usize,
+    },
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::Length {
+                dtype,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{dtype} weight matrix needs {expected} bytes but {got} were given"
+            ),
+            KernelError::PartialBlock { dtype, cols } => write!(
+                f,
+                "{dtype} weight matrix has {cols} columns, not a multiple of the block size 32"
+            ),
+            KernelError::Overflow { rows, cols } => {
+                write!(f, "weight matrix of {rows}x{cols} overflows the address space")
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for KernelError {}
+
+/// A weight matrix `[rows, cols]`, row-major in `dtype`'s bytes (rows = out features,
+/// cols = in features); for block dtypes `cols % 32 == 0`. `data` may have any
+/// alignment (it comes from an mmap or a caller's buffer).
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix<'a> {
+    /// Storage type of the elements.
+    pub dtype: DType,
+    /// `rows · row_bytes` bytes, little-endian.
+    pub data: &'a [u8],
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+}
+
+impl<'a> Matrix<'a> {
+    /// Checks that `data` holds exactly `rows × cols` elements of `dtype`.
+    pub fn new(
+        dtype: DType,
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Matrix<'a>, KernelError> {
+        if cols % dtype.block_len() != 0 {
+            return Err(KernelError::PartialBlock { dtype, cols });
+        }
+        let expected = rows
+            .checked_mul(cols / dtype.block_len())
+            .and_then(|b| b.checked_mul(dtype.block_bytes()))
+            .ok_or(KernelError::Overflow { rows, cols })?;
+        if data.len() != expected {
+            return Err(KernelError::Length {
+                dtype,
+                expected,
+                got: data.len(),
+            });
+        }
+        Ok(Matrix {
+            dtype,
+            data,
+            rows,
+            cols,
+        })
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.cols / self.dtype.block_len() * self.dtype.block_bytes()
+    }
+
+    /// The bytes of row `r`.
+    ///
+    /// # Panics
+    /// If `r >= rows` or the fields were changed after [`Matrix::new`] so that `data`
+    /// is too short.
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Panics unless the public fields are still consistent (they are `pub`, so a
+    /// caller may have changed them after [`Matrix::new`]).
+    fn check(&self) {
+        if let Err(e) = Matrix::new(self.dtype, self.data, self.rows, self.cols) {
+            panic!("inconsistent Matrix: {e}");
+        }
+    }
+}
+
+/// Panics unless `x` and `y` fit `w` and `n` (the documented slice contract).
+fn check_shapes(w: &Matrix<'_>, x: &[f32], n: usize, y: &[f32]) {
+    w.check();
+    assert_eq!(
+        Some(x.len()),
+        n.checked_mul(w.cols),
+        "matmul: x must hold n·cols = {n}·{} values",
+        w.cols
+    );
+    assert_eq!(
+        Some(y.len()),
+        n.checked_mul(w.rows),
+        "matmul: y must hold n·rows = {n}·{} values",
+        w.rows
+    );
+}
+
+/// An instruction-set path for the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// Portable Rust, the reference (and the only path without a known SIMD ISA).
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C (256-bit).
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL/DQ with VNNI integer dots, plus FMA and F16C (512-bit).
+    Avx512,
+    /// aarch64 NEON (with the `dotprod` extension when compiled in).
+    Neon,
+}
+
+impl KernelPath {
+    /// Every path, best last.
+    pub const ALL: [KernelPath; 4] = [
+        KernelPath::Scalar,
+        KernelPath::Neon,
+        KernelPath::Avx2,
+        KernelPath::Avx512,
+    ];
+
+    /// The paths this CPU can run, `Scalar` first and the fastest last.
+    pub fn available() -> Vec<KernelPath> {
+        KernelPath::ALL
+            .into_iter()
+            .filter(|p| Engine::for_path(*p).is_some())
+            .collect()
+    }
+
+    /// The fastest available path.
+    pub fn best() -> KernelPath {
+        KernelPath::available()
+            .last()
+            .copied()
+            .unwrap_or(KernelPath::Scalar)
+    }
+
+    /// Lower-case name as accepted by `LLMRT_KERNEL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Avx512 => "avx512",
+            KernelPath::Neon => "neon",
+        }
+    }
+
+    /// Parses a name as printed by [`KernelPath::name`] (case-insensitive).
+    pub fn from_name(s: &str) -> Option<KernelPath> {
+        KernelPath::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+impl fmt::Display for KernelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A path together with the token that proves the CPU supports it.
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(avx2::Avx2),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(avx512::Avx512),
+    #[cfg(target_arch = "aarch64")]
+    Neon(neon::Neon),
+}
+
+impl Engine {
+    fn for_path(path: KernelPath) -> Option<Engine> {
+        match path {
+            KernelPath::Scalar => Some(Engine::Scalar),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => avx2::Avx2::detect().map(Engine::Avx2),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => avx512::Avx512::detect().map(Engine::Avx512),
+            #[cfg(target_arch = "aarch64")]
+            KernelPath::Neon => neon::Neon::detect().map(Engine::Neon),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    fn path(self) -> KernelPath {
+        match self {
+            Engine::Scalar => KernelPath::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(_) => KernelPath::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => KernelPath::Avx512,
+            #[cfg(target_arch = "aarch64")]
+            Engine::Neon(_) => KernelPath::Neon,
+        }
+    }
+
+    /// Quantises `x` (whole blocks) into `out` (one [`Q8Act`] per 32 values).
+    fn quantize(self, x: &[f32], out: &mut [Q8Act]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(t) => t.quantize(x, out),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(t) => t.quantize(x, out),
+            _ => act::quantize(x, out),
+        }
+    }
+
+    /// Rows `part.r0..part.r1` of `y = x · Wᵀ`.
+    fn rows(self, w: &Matrix<'_>, x: &[f32], a: &[Q8Act], part: &mut OutRows<'_>) {
+        match self {
+            Engine::Scalar => scalar::rows(w, x, a, part),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(t) => t.rows(w, x, a, part),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(t) => t.rows(w, x, a, part),
+            #[cfg(target_arch = "aarch64")]
+            Engine::Neon(t) => t.rows(w, x, a, part),
+        }
+    }
+}
+
+/// The outputs of rows `r0..r1` for all `n` activations: `y[i·rows + r]`.
+///
+/// Several of these over disjoint row ranges of one `y` are written by several
+/// threads at once, hence the raw pointer; every write is bounds-checked.
+pub(crate) struct OutRows<'y> {
+    ptr: *mut f32,
+    /// Rows of the whole matrix (the stride between activations in `y`).
+    rows: usize,
+    /// Activations.
+    n: usize,
+    /// First row of this part.
+    pub(crate) r0: usize,
+    /// One past the last row of this part.
+    pub(crate) r1: usize,
+    _y: core::marker::PhantomData<&'y mut [f32]>,
+}
+
+impl<'y> OutRows<'y> {
+    /// All rows of `y` (`y.len() == n·rows`).
+    fn whole(y: &'y mut [f32], rows: usize, n: usize) -> OutRows<'y> {
+        assert_eq!(Some(y.len()), rows.checked_mul(n));
+        OutRows {
+            ptr: y.as_mut_ptr(),
+            rows,
+            n,
+            r0: 0,
+            r1: rows,
+            _y: core::marker::PhantomData,
+        }
+    }
+
+    /// Rows `r0..r1` of the same `y`.
+    ///
+    /// # Safety
+    /// No two `OutRows` alive at the same time may cover a common row, and the
+    /// `OutRows` this comes from must not be written while the part is alive.
+    #[cfg(feature = "std")]
+    unsafe fn part(&self, r0: usize, r1: usize) -> OutRows<'y> {
+        assert!(self.r0 <= r0 && r0 <= r1 && r1 <= self.r1);
+        OutRows {
+            ptr: self.ptr,
+            rows: self.rows,
+            n: self.n,
+            r0,
+            r1,
+            _y: core::marker::PhantomData,
+        }
+    }
+
+    /// Activations.
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `y[i·rows + r] = v`.
+    ///
+    /// # Panics
+    /// If `r` is outside `r0..r1` or `i >= n`.
+    #[inline(always)]
+    pub(crate) fn set(&mut self, i: usize, r: usize, v: f32) {
+        assert!(i < self.n && r >= self.r0 && r < self.r1);
+        // SAFETY: i < n and r < rows, so the index is inside the `n·rows` values of
+        // `y` (checked in `whole`); no other live `OutRows` covers row r (`part`).
+        unsafe { *self.ptr.add(i * self.rows + r) = v };
+    }
+}
+
+// SAFETY: an `OutRows` is a unique borrow of its rows of `y` (see `part`), like a
+// `&mut [f32]`, which is `Send`.
+unsafe impl Send for OutRows<'_> {}
+// SAFETY: through a shared `&OutRows` nothing can be written (`set` takes `&mut`,
+// `part` is unsafe with the disjointness contract), so sharing it is sound.
+unsafe impl Sync for OutRows<'_> {}
+
+/// Per-context kernel state: the chosen SIMD path, the thread pool, and the scratch
+/// for quantised activations. No allocation per call once the scratch has grown.
+pub struct Cpu {
+    engine: Engine,
+    threads: usize,
+    /// Quantised activations, `n · cols/32` blocks of the current call.
+    act: Vec<Q8Act>,
+    #[cfg(feature = "std")]
+    pool: Option<pool::Pool>,
+}
+
+/// Weight bytes below which a product runs on one thread: splitting costs more than
+/// it saves (a pool hand-off is about a microsecond; see the report in `benches/`).
+#[cfg(feature = "std")]
+const MIN_BYTES_PER_THREAD: usize = 16 * 1024;
+
+impl Cpu {
+    /// A context on the fastest path this CPU has (with `std`: run-time detection,
+    /// overridden by `LLMRT_KERNEL=scalar|avx2|avx512|neon` when that path is
+    /// available; without `std`: the features enabled at compile time), running each
+    /// product on `threads` threads (`0` means 1; ignored without `std`).
+    pub fn new(threads: usize) -> Cpu {
+        #[cfg(feature = "std")]
+        let forced = std::env::var("LLMRT_KERNEL")
+            .ok()
+            .and_then(|s| KernelPath::from_name(&s))
+            .and_then(Engine::for_path);
+        #[cfg(not(feature = "std"))]
+        let forced = None;
+        let engine = forced.unwrap_or_else(|| {
+            Engine::for_path(KernelPath::best()).unwrap_or(Engine::Scalar)
+        });
+        Cpu::with_engine(threads, engine)
+    }
+
+    /// A context on `path`, or `None` if this CPU (or build) lacks it.
+    pub fn with_path(threads: usize, path: KernelPath) -> Option<Cpu> {
+        Engine::for_path(path).map(|e| Cpu::with_engine(threads, e))
+    }
+
+    fn with_engine(threads: usize, engine: Engine) -> Cpu {
+        #[cfg(feature = "std")]
+        let threads = threads.max(1);
+        #[cfg(not(feature = "std"))]
+        let threads = {
+            let _ = threads;
+            1
+        };
+        Cpu {
+            engine,
+            threads,
+            act: Vec::new(),
+            #[cfg(feature = "std")]
+            pool: (threads > 1).then(|| pool::Pool::new(threads - 1)),
+        }
+    }
+
+    /// The path this context runs.
+    pub fn path(&self) -> KernelPath {
+        self.engine.path()
+    }
+
+    /// Threads each product is split over (1 without `std`).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// `y[i·rows + r] = Σ_c W[r, c] · x[i·cols + c]` for `i in 0..n`, that is
+    /// `y = x · Wᵀ` with `x` as `[n, cols]` and `y` as `[n, rows]` (`n = 1` for
+    /// generation, the prompt length for prompts). Same semantics as [`matmul_ref`].
+    ///
+    /// # Panics
+    /// If `x.len() != n·w.cols`, `y.len() != n·w.rows`, or `w`'s fields disagree with
+    /// its data (they are checked by [`Matrix::new`]).
+    pub fn matmul(&mut self, w: &Matrix<'_>, x: &[f32], n: usize, y: &mut [f32]) {
+        check_shapes(w, x, n, y);
+        let engine = self.engine;
+        if w.dtype.is_quantized() {
+            let blocks = n * (w.cols / act::QK);
+            if self.act.len() < blocks {
+                self.act.resize(blocks, Q8Act::ZERO);
+            }
+            engine.quantize(x, &mut self.act[..blocks]);
+        }
+        let blocks = if w.dtype.is_quantized() {
+            n * (w.cols / act::QK)
+        } else {
+            0
+        };
+        let a = &self.act[..blocks];
+        let mut out = OutRows::whole(y, w.rows, n);
+        #[cfg(feature = "std")]
+        if let Some(pool) = &self.pool {
+            let bytes = w.data.len().saturating_mul(n.min(8));
+            let parts = (bytes / MIN_BYTES_PER_THREAD).clamp(1, self.threads);
+            if parts > 1 {
+                return split_rows(pool, parts, engine, w, x, a, &out);
+            }
+        }
+        engine.rows(w, x, a, &mut out);
+    }
+}
+
+/// Runs `parts` disjoint row ranges of `out` on the pool (the caller takes part 0).
+#[cfg(feature = "std")]
+fn split_rows(
+    pool: &pool::Pool,
+    parts: usize,
+    engine: Engine,
+    w: &Matrix<'_>,
+    x: &[f32],
+    a: &[Q8Act],
+    out: &OutRows<'_>,
+) {
+    // Row ranges in multiples of 4 rows, so a SIMD row tile never straddles threads.
+    let rows = w.rows;
+    let per = rows.div_ceil(parts).next_multiple_of(4);
+    pool.run(parts, &|k| {
+        let r0 = (k * per).min(rows);
+        let r1 = ((k + 1) * per).min(rows);
+        // SAFETY: the ranges k·per..(k+1)·per are disjoint for distinct k, every k in
+        // 0..parts runs once, and `out` itself is not written while the parts live
+        // (`pool.run` returns only when all parts are done).
+        let mut part = unsafe { out.part(r0, r1) };
+        engine.rows(w, x, a, &mut part);
+    });
+}

@@ -1,0 +1,357 @@
+//! The CPU matrix kernels against references.
+//!
+//! * `matmul_ref` (the scalar reference) against an f64 product of the dequantised
+//!   weights and the unquantised activations, per dtype, with an error bound that
+//!   accounts for f32 rounding and (for block dtypes) the 8-bit activation blocks;
+//! * every SIMD path this CPU has, on 1–3 threads, against `matmul_ref`.
+//!
+//! Inputs are fresh random numbers each run (the seed is printed; set
+//! `LLMRT_TEST_SEED` to replay one), weights sit at odd addresses, and outputs are
+//! poisoned with NaN first.
+
+use llm_format::quant::{dequantize_vec, quantize};
+use llm_format::DType;
+use llmrt::kernels::{matmul_ref, Cpu, KernelError, KernelPath, Matrix};
+
+/// splitmix64.
+struct Rng(u64);
+
+impl Rng {
+    fn fresh() -> Rng {
+        let seed = std::env::var("LLMRT_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1);
+                t ^ (std::process::id() as u64) << 32
+            });
+        eprintln!("LLMRT_TEST_SEED={seed}");
+        Rng(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    /// Random values with a scale that changes every 32 (so blocks differ), never all
+    /// zero.
+    fn vec(&mut self, len: usize) -> Vec<f32> {
+        let mut scale = 1.0;
+        (0..len)
+            .map(|i| {
+                if i % 32 == 0 {
+                    scale = 0.05 + 2.0 * (self.unit() + 1.0);
+                }
+                self.unit() * scale + if i == 0 { 0.25 } else { 0.0 }
+            })
+            .collect()
+    }
+}
+
+/// A weight matrix of random values in `dtype`, stored at an odd address (the
+/// kernels must not assume alignment), with its dequantised values.
+struct Weights {
+    buf: Vec<u8>,
+    deq: Vec<f32>,
+    rows: usize,
+    cols: usize,
+    dtype: DType,
+}
+
+impl Weights {
+    fn random(rng: &mut Rng, dtype: DType, rows: usize, cols: usize) -> Weights {
+        let w = rng.vec(rows * cols);
+        let bytes = quantize(dtype, &w).expect("whole blocks");
+        let deq = dequantize_vec(dtype, &bytes, rows * cols).expect("same size");
+        let mut buf = vec![0u8; 1];
+        buf.extend_from_slice(&bytes);
+        Weights {
+            buf,
+            deq,
+            rows,
+            cols,
+            dtype,
+        }
+    }
+    fn matrix(&self) -> Matrix<'_> {
+        Matrix::new(self.dtype, &self.buf[1..], self.rows, self.cols).expect("valid matrix")
+    }
+}
+
+/// `Σ|w||x|` per output `[n, rows]`.
+fn abs_dots(w: &Weights, x: &[f32], n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n * w.rows];
+    for i in 0..n {
+        for r in 0..w.rows {
+            let wr = &w.deq[r * w.cols..(r + 1) * w.cols];
+            let xi = &x[i * w.cols..(i + 1) * w.cols];
+            out[i * w.rows + r] = wr
+                .iter()
+                .zip(xi)
+                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                .sum();
+        }
+    }
+    out
+}
+
+fn poisoned(len: usize) -> Vec<f32> {
+    vec![f32::NAN; len]
+}
+
+const EPS: f64 = f32::EPSILON as f64;
+
+/// f64 reference `y = x·Wᵀ` over the dequantised weights and exact activations, and
+/// the bound each f32 output must meet:
+/// * floats: `(cols+2)·ε·Σ|w||x|` (f32 summation of `cols` products);
+/// * blocks, in addition, the activation quantisation: each x is replaced by `q·d16`
+///   with `|x - q·d16| <= d/2 + 127·d·2⁻¹¹ < 0.6·d`, `d = amax_block/127`, so
+///   `Σ_b 0.6·d_b·Σ_{j∈b}|w_j|`; and for Q4_1 the f16 rounding of `s = d·Σq` and of
+///   `d`: `Σ_b |m_b|·2⁻¹⁰·(Σ_{j∈b}|x_j| + 32·d_b)`.
+fn f64_reference(w: &Weights, x: &[f32], n: usize, q41_min: Option<&[f32]>) -> (Vec<f64>, Vec<f64>) {
+    let mut y = vec![0.0; n * w.rows];
+    let mut bound = vec![0.0; n * w.rows];
+    let absd = abs_dots(w, x, n);
+    for i in 0..n {
+        let xi = &x[i * w.cols..(i + 1) * w.cols];
+        for r in 0..w.rows {
+            let wr = &w.deq[r * w.cols..(r + 1) * w.cols];
+            let o = i * w.rows + r;
+            y[o] = wr.iter().zip(xi).map(|(a, b)| *a as f64 * *b as f64).sum();
+            bound[o] = (w.cols as f64 + 2.0) * EPS * absd[o] + 1e-30;
+            if w.dtype.is_quantized() {
+                for (b, (wb, xb)) in wr.chunks(32).zip(xi.chunks(32)).enumerate() {
+                    let amax = xb.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+                    let d = amax / 127.0;
+                    let wabs: f64 = wb.iter().map(|v| v.abs() as f64).sum();
+                    bound[o] += 0.6 * d * wabs;
+                    if let Some(mins) = q41_min {
+                        let m = mins[r * (w.cols / 32) + b].abs() as f64;
+                        let xabs: f64 = xb.iter().map(|v| v.abs() as f64).sum();
+                        bound[o] += m * (2.0f64).powi(-10) * (xabs + 32.0 * d);
+                    }
+                }
+            }
+        }
+    }
+    (y, bound)
+}
+
+/// The f16 minimum `m` of every Q4_1 block (bytes 2..4 of each 20-byte block).
+fn q41_mins(w: &Weights) -> Vec<f32> {
+    w.buf[1..]
+        .chunks_exact(20)
+        .map(|b| half::f16::from_le_bytes([b[2], b[3]]).to_f32())
+        .collect()
+}
+
+fn shapes(dtype: DType) -> Vec<(usize, usize)> {
+    if dtype.is_quantized() {
+        vec![(1, 32), (7, 64), (13, 96), (33, 288), (5, 320), (67, 768)]
+    } else {
+        vec![(1, 1), (3, 7), (9, 15), (5, 17), (13, 33), (33, 100), (7, 257), (67, 288)]
+    }
+}
+
+#[test]
+fn reference_matches_f64_for_every_dtype() {
+    let mut rng = Rng::fresh();
+    for dtype in DType::ALL {
+        for (rows, cols) in shapes(dtype) {
+            let w = Weights::random(&mut rng, dtype, rows, cols);
+            let mins = (dtype == DType::Q4_1).then(|| q41_mins(&w));
+            for n in [1, 3, 17] {
+                let x = rng.vec(n * cols);
+                let mut y = poisoned(n * rows);
+                matmul_ref(&w.matrix(), &x, n, &mut y);
+                let (want, bound) = f64_reference(&w, &x, n, mins.as_deref());
+                let absd = abs_dots(&w, &x, n);
+                for o in 0..y.len() {
+                    let err = (y[o] as f64 - want[o]).abs();
+                    assert!(
+                        err <= bound[o],
+                        "{dtype} {rows}x{cols} n={n} out {o}: {} vs f64 {} (err {err:e} > bound {:e})",
+                        y[o],
+                        want[o],
+                        bound[o]
+                    );
+                    // The bound is a real constraint, not a blanket: at most a few
+                    // percent of the magnitude of the terms.
+                    assert!(bound[o] <= 0.05 * absd[o] + 1e-20, "{dtype}: loose bound");
+                }
+            }
+        }
+    }
+}
+
+/// Every path on this CPU, on 1, 2 and 3 threads, against `matmul_ref`. Bound: both
+/// compute the same integer block dots from bit-identical activation blocks (or the
+/// same f32 products), so they differ only by f32 summation order:
+/// `4·(cols+2)·ε·Σ|w|(|x| + d_block)`.
+#[test]
+fn every_path_matches_reference() {
+    let mut rng = Rng::fresh();
+    let paths = KernelPath::available();
+    eprintln!("paths on this CPU: {paths:?}");
+    assert_eq!(paths.first(), Some(&KernelPath::Scalar));
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert!(paths.contains(&KernelPath::Avx2));
+    }
+    for &path in &paths {
+        for threads in [1, 2, 3] {
+            let mut cpu = Cpu::with_path(threads, path).expect("available");
+            assert_eq!(cpu.path(), path);
+            for dtype in DType::ALL {
+                let mut sh = shapes(dtype);
+                // Big enough to be split across threads.
+                sh.push((301, if dtype.is_quantized() { 320 } else { 289 }));
+                for (rows, cols) in sh {
+                    let w = Weights::random(&mut rng, dtype, rows, cols);
+                    for n in [1, 3, 17] {
+                        let x = rng.vec(n * cols);
+                        let mut want = poisoned(n * rows);
+                        matmul_ref(&w.matrix(), &x, n, &mut want);
+                        let mut y = poisoned(n * rows);
+                        cpu.matmul(&w.matrix(), &x, n, &mut y);
+                        let absd = abs_dots(&w, &x, n);
+                        for o in 0..y.len() {
+                            let err = (y[o] as f64 - want[o] as f64).abs();
+                            let bound = 4.0 * (cols as f64 + 2.0) * EPS * absd[o] * 1.1 + 1e-30;
+                            assert!(
+                                err <= bound,
+                                "{path} x{threads} {dtype} {rows}x{cols} n={n} out {o}: {} vs ref {} (err {err:e} > {bound:e})",
+                                y[o],
+                                want[o]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Large shapes through the default context (the path and thread split a model gets).
+#[test]
+fn default_context_matches_reference_at_model_shapes() {
+    let mut rng = Rng::fresh();
+    let mut cpu = Cpu::new(2);
+    for dtype in DType::ALL {
+        for (rows, cols) in [(768, 288), (288, 768)] {
+            let w = Weights::random(&mut rng, dtype, rows, cols);
+            for n in [1, 5] {
+                let x = rng.vec(n * cols);
+                let mut want = poisoned(n * rows);
+                matmul_ref(&w.matrix(), &x, n, &mut want);
+                let mut y = poisoned(n * rows);
+                cpu.matmul(&w.matrix(), &x, n, &mut y);
+                let absd = abs_dots(&w, &x, n);
+                for o in 0..y.len() {
+                    let err = (y[o] as f64 - want[o] as f64).abs();
+                    assert!(
+                        err <= 4.4 * (cols as f64 + 2.0) * EPS * absd[o],
+                        "{} {dtype} {rows}x{cols} n={n}: {} vs {}",
+                        cpu.path(),
+                        y[o],
+                        want[o]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matrix_new_checks_sizes() {
+    let buf = vec![0u8; 34 * 4];
+    assert!(Matrix::new(DType::Q8_0, &buf, 2, 64).is_ok());
+    assert_eq!(
+        Matrix::new(DType::Q8_0, &buf, 3, 64).unwrap_err(),
+        KernelError::Length {
+            dtype: DType::Q8_0,
+            expected: 34 * 6,
+            got: 34 * 4
+        }
+    );
+    let e = Matrix::new(DType::Q4_0, &buf, 1, 33).unwrap_err();
+    assert_eq!(
+        e,
+        KernelError::PartialBlock {
+            dtype: DType::Q4_0,
+            cols: 33
+        }
+    );
+    assert!(e.to_string().contains("33"));
+    assert!(matches!(
+        Matrix::new(DType::F32, &buf, usize::MAX, 2),
+        Err(KernelError::Overflow { .. })
+    ));
+    assert!(Matrix::new(DType::F16, &buf, 4, 17).is_ok());
+}
+
+#[test]
+#[should_panic(expected = "n·cols")]
+fn matmul_rejects_short_x() {
+    let buf = vec![0u8; 4 * 6];
+    let w = Matrix::new(DType::F32, &buf, 2, 3).expect("valid");
+    let mut y = vec![0.0; 2];
+    Cpu::new(1).matmul(&w, &[1.0, 2.0], 1, &mut y);
+}
+
+#[test]
+fn paths_parse_and_force() {
+    for p in KernelPath::ALL {
+        assert_eq!(KernelPath::from_name(p.name()), Some(p));
+        assert_eq!(Cpu::with_path(1, p).is_some(), KernelPath::available().contains(&p));
+    }
+    assert_eq!(KernelPath::from_name("AVX2"), Some(KernelPath::Avx2));
+    assert_eq!(KernelPath::from_name("sse9"), None);
+    assert_eq!(Cpu::new(1).path(), std::env::var("LLMRT_KERNEL")
+        .ok()
+        .and_then(|s| KernelPath::from_name(&s))
+        .filter(|p| KernelPath::available().contains(p))
+        .unwrap_or_else(KernelPath::best));
+}
+
+#[test]
+fn pool_runs_every_part_once_and_propagates_panics() {
+    use llmrt::kernels::pool::Pool;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pool = Pool::new(2);
+    assert_eq!(pool.threads(), 3);
+    for parts in 0..=3 {
+        for _ in 0..200 {
+            let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(parts, &|k| {
+                hits[k].fetch_add(1, Ordering::Relaxed);
+            });
+            for (k, h) in hits.iter().enumerate() {
+                assert_eq!(h.load(Ordering::Relaxed), usize::from(k < parts));
+            }
+        }
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.run(3, &|k| {
+            if k == 2 {
+                panic!("boom");
+            }
+        })
+    }));
+    assert!(r.is_err());
+    // Still usable afterwards.
+    let hits = AtomicUsize::new(0);
+    pool.run(3, &|_| {
+        hits.fetch_add(1, Ordering::Relaxed);
+    });
+    assert_eq!(hits.load(Ordering::Relaxed), 3);
+}

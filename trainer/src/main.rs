@@ -1,0 +1,37 @@
+//! `llm-train`: the command line. Each subcommand's arguments and work live in the
+//! library (`llm_train::…::run_*`); this file only dispatches.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Train, import, export and quantise small transformer language models.
+#[derive(Parser)]
+#[command(name = "llm-train", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a llama2.c, llm.c, Hugging Face safetensors or GGUF model to .llm.
+    Import(llm_train::import::ImportArgs),
+    /// Re-quantise the weight matrices of a .llm file.
+    Quantize(llm_train::quantize::QuantizeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Import(a) => llm_train::import::run_import(a),
+        Command::Quantize(a) => llm_train::quantize::run_quantize(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
