@@ -1,4 +1,14 @@
 //! llm-train: training, import and export of .llm models.
+//!
+//! The CPU trainer core: [`config`] (hyper-parameters and presets), [`layers`] (one
+//! file per op, forward next to backward), [`model`] (flat parameters named per the
+//! file's tensor layout), [`backend`] (the ops the model calls; CPU reference here),
+//! [`optim`] (AdamW, schedule, clipping).
 
-pub mod import;
-pub mod quantize;
+pub mod backend;
+pub mod config;
+pub mod layers;
+
+pub mod optim;
+pub mod rng;
+pub mod scalar;

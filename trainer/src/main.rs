@@ -15,6 +15,8 @@ struct Cli {
 /// The subcommands.
 #[derive(Subcommand)]
 enum Command {
+    /// Print the resolved configuration of a preset and its parameter/memory estimate.
+    Config(llm_train::config::ConfigArgs),
     /// Convert a llama2.c, llm.c, Hugging Face safetensors or GGUF model to .llm.
     Import(llm_train::import::ImportArgs),
     /// Re-quantise the weight matrices of a .llm file.
@@ -24,6 +26,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Config(a) => llm_train::config::run_config(a),
         Command::Import(a) => llm_train::import::run_import(a),
         Command::Quantize(a) => llm_train::quantize::run_quantize(a),
     };

@@ -1,0 +1,523 @@
+//! The training configuration: one flat TOML table whose keys are the names people
+//! know from nanoGPT / llm.c (`d_model`, `n_layers`, `lr`, ...), four presets, `--set k=v`
+//! overrides, validation, the mapping to the file's [`ModelOptions`], and the
+//! parameter/memory estimate printed before anything large is allocated.
+
+use llm_format::{Mlp, ModelOptions, Norm, Positions};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A configuration problem; the message names the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every hyper-parameter of a run. Missing keys in a TOML file take the `tiny` values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Tokens in the vocabulary (the tokenizer may lower it: char-level uses what it finds).
+    pub vocab_size: usize,
+    /// Residual width C.
+    pub d_model: usize,
+    /// Decoder blocks.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (GQA/MQA); 0 means `n_heads`.
+    pub n_kv_heads: usize,
+    /// MLP hidden width; 0 means `4 * d_model`.
+    pub d_ff: usize,
+    /// Context length T.
+    pub max_len: usize,
+    /// Sequences per micro-batch B.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Passes over the training tokens (used when `max_steps` is 0).
+    pub num_epochs: usize,
+    /// Steps between checkpoints (0 = only at the end).
+    pub save_interval: usize,
+    /// Dropout probability on the embedding and on both residual branches.
+    pub dropout: f64,
+    /// AdamW decoupled weight decay (not applied to norms and biases).
+    pub weight_decay: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: usize,
+    /// Learning rate at the end of the cosine decay.
+    pub min_lr: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Optimizer steps (0 = derive from `num_epochs`).
+    pub max_steps: usize,
+    /// Steps between validation evaluations (0 = only at the end).
+    pub eval_interval: usize,
+    /// Validation batches per evaluation.
+    pub eval_iters: usize,
+    /// Seed of initialisation, dropout and shuffling.
+    pub seed: u64,
+    /// `learned`, `sinusoidal` or `rope`.
+    pub positions: String,
+    /// `layernorm` or `rmsnorm`.
+    pub norm: String,
+    /// `gelu`, `relu` or `swiglu`.
+    pub mlp: String,
+    /// Biases on linear layers and LayerNorm.
+    pub bias: bool,
+    /// Output projection shares the token embedding.
+    pub tied_embeddings: bool,
+    /// Epsilon inside the norms.
+    pub norm_eps: f64,
+    /// RoPE frequency base.
+    pub rope_base: f64,
+    /// AdamW beta1.
+    pub beta1: f64,
+    /// AdamW beta2.
+    pub beta2: f64,
+    /// AdamW epsilon.
+    pub adam_eps: f64,
+    /// Apply weight decay to the embedding tables too.
+    pub decay_embeddings: bool,
+    /// Shuffle training windows (seeded) instead of reading them in order.
+    pub shuffle: bool,
+    /// `char`, `byte` or `bpe` (used by `tokenize` and by `train` on raw text).
+    pub tokenizer: String,
+    /// Checkpoints kept in the run folder.
+    pub keep_checkpoints: usize,
+    /// Tokens generated for the sample printed at each evaluation.
+    pub sample_len: usize,
+    /// Stop when the loss exceeds this multiple of the best loss seen so far.
+    pub explode_factor: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig::tiny()
+    }
+}
+
+/// Names of the presets, for `--preset` help and errors.
+pub const PRESETS: [&str; 4] = ["tiny", "small", "medium", "large"];
+
+impl TrainConfig {
+    /// nanoGPT's Shakespeare-char CPU configuration: trains in minutes on 2 cores.
+    pub fn tiny() -> Self {
+        TrainConfig {
+            vocab_size: 256,
+            d_model: 128,
+            n_layers: 4,
+            n_heads: 4,
+            n_kv_heads: 0,
+            d_ff: 0,
+            max_len: 64,
+            batch_size: 12,
+            lr: 1e-3,
+            num_epochs: 1,
+            save_interval: 500,
+            dropout: 0.0,
+            weight_decay: 0.1,
+            warmup_steps: 100,
+            min_lr: 1e-4,
+            grad_clip: 1.0,
+            grad_accum: 1,
+            max_steps: 2000,
+            eval_interval: 250,
+            eval_iters: 20,
+            seed: 1337,
+            positions: "learned".into(),
+            norm: "layernorm".into(),
+            mlp: "gelu".into(),
+            bias: true,
+            tied_embeddings: true,
+            norm_eps: 1e-5,
+            rope_base: 10000.0,
+            beta1: 0.9,
+            beta2: 0.99,
+            adam_eps: 1e-8,
+            decay_embeddings: true,
+            shuffle: false,
+            tokenizer: "char".into(),
+            keep_checkpoints: 3,
+            sample_len: 200,
+            explode_factor: 10.0,
+        }
+    }
+
+    fn scaled(vocab: usize, d: usize, layers: usize, heads: usize, t: usize, b: usize) -> Self {
+        TrainConfig {
+            vocab_size: vocab,
+            d_model: d,
+            n_layers: layers,
+            n_heads: heads,
+            max_len: t,
+            batch_size: b,
+            lr: 6e-4,
+            min_lr: 6e-5,
+            beta2: 0.95,
+            max_steps: 0,
+            warmup_steps: 200,
+            save_interval: 1000,
+            eval_interval: 500,
+            tokenizer: "bpe".into(),
+            ..TrainConfig::tiny()
+        }
+    }
+
+    /// A preset by name (`tiny`, `small`, `medium`, `large`).
+    pub fn preset(name: &str) -> Result<Self, ConfigError> {
+        Ok(match name {
+            "tiny" => TrainConfig::tiny(),
+            "small" => TrainConfig::scaled(20_000, 512, 6, 8, 128, 32),
+            "medium" => TrainConfig::scaled(50_000, 1024, 12, 16, 256, 64),
+            "large" => TrainConfig::scaled(100_000, 2048, 24, 32, 512, 128),
+            _ => {
+                return Err(ConfigError(format!(
+                    "unknown preset '{name}' (one of {})",
+                    PRESETS.join(", ")
+                )))
+            }
+        })
+    }
+
+    /// Parses a TOML document; missing keys keep the `tiny` values, unknown keys are errors.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// The resolved configuration as TOML (written to the run folder).
+    pub fn to_toml(&self) -> String {
+        // Every field is a plain scalar, so serialisation cannot fail; keep a message anyway.
+        toml::to_string(self).unwrap_or_else(|e| format!("# could not serialise config: {e}\n"))
+    }
+
+    /// Applies one `key=value` override; the value is read as TOML (`4`, `1e-3`, `true`)
+    /// and falls back to a string (`norm=rmsnorm`).
+    pub fn set(&mut self, assignment: &str) -> Result<(), ConfigError> {
+        let (key, raw) = assignment
+            .split_once('=')
+            .ok_or_else(|| ConfigError(format!("--set expects key=value, got '{assignment}'")))?;
+        let (key, raw) = (key.trim(), raw.trim());
+        let mut table: toml::Table =
+            toml::from_str(&self.to_toml()).map_err(|e| ConfigError(format!("internal: {e}")))?;
+        let old = table
+            .get(key)
+            .ok_or_else(|| ConfigError(format!("unknown key '{key}' in --set {assignment}")))?;
+        let parsed: Option<toml::Value> = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"));
+        let value = match (old, parsed) {
+            // An integer given to a float key, e.g. `lr=1`.
+            (toml::Value::Float(_), Some(toml::Value::Integer(i))) => toml::Value::Float(i as f64),
+            (_, Some(v)) => v,
+            (_, None) => toml::Value::String(raw.to_string()),
+        };
+        table.insert(key.to_string(), value);
+        *self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(format!("--set {assignment}: {e}")))?;
+        Ok(())
+    }
+
+    /// Effective KV heads.
+    pub fn kv_heads(&self) -> usize {
+        if self.n_kv_heads == 0 {
+            self.n_heads
+        } else {
+            self.n_kv_heads
+        }
+    }
+
+    /// Effective MLP width.
+    pub fn ff(&self) -> usize {
+        if self.d_ff == 0 {
+            4 * self.d_model
+        } else {
+            self.d_ff
+        }
+    }
+
+    /// The model options stored in the exported file.
+    pub fn model_options(&self) -> Result<ModelOptions, ConfigError> {
+        let pick =
+            |key: &str, v: &str, ok: &str| ConfigError(format!("{key} = '{v}' is not one of {ok}"));
+        let o = ModelOptions {
+            vocab_size: self.vocab_size,
+            d_model: self.d_model,
+            n_layers: self.n_layers,
+            n_heads: self.n_heads,
+            n_kv_heads: self.kv_heads(),
+            d_ff: self.ff(),
+            max_len: self.max_len,
+            positions: Positions::from_name(&self.positions)
+                .ok_or_else(|| pick("positions", &self.positions, "learned|sinusoidal|rope"))?,
+            norm: Norm::from_name(&self.norm)
+                .ok_or_else(|| pick("norm", &self.norm, "layernorm|rmsnorm"))?,
+            mlp: Mlp::from_name(&self.mlp)
+                .ok_or_else(|| pick("mlp", &self.mlp, "gelu|relu|swiglu"))?,
+            bias: self.bias,
+            tied_embeddings: self.tied_embeddings,
+            norm_eps: self.norm_eps as f32,
+            rope_base: self.rope_base as f32,
+        };
+        o.validate().map_err(|e| ConfigError(e.to_string()))?;
+        Ok(o)
+    }
+
+    /// Checks every key and the relations between them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.model_options()?;
+        let positive = [
+            ("batch_size", self.batch_size),
+            ("grad_accum", self.grad_accum),
+            ("eval_iters", self.eval_iters),
+            ("keep_checkpoints", self.keep_checkpoints),
+        ];
+        for (k, v) in positive {
+            if v == 0 {
+                return Err(ConfigError(format!("{k} must be at least 1")));
+            }
+        }
+        if self.max_steps == 0 && self.num_epochs == 0 {
+            return Err(ConfigError(
+                "set max_steps or num_epochs (both are 0)".into(),
+            ));
+        }
+        let unit = [
+            ("dropout", self.dropout, 0.0, 0.95),
+            ("beta1", self.beta1, 0.0, 0.999_999),
+            ("beta2", self.beta2, 0.0, 0.999_999_9),
+            ("weight_decay", self.weight_decay, 0.0, 10.0),
+        ];
+        for (k, v, lo, hi) in unit {
+            if !(v >= lo && v <= hi) {
+                return Err(ConfigError(format!("{k} = {v} is outside [{lo}, {hi}]")));
+            }
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(ConfigError(format!("lr = {} must be positive", self.lr)));
+        }
+        if !(self.min_lr >= 0.0 && self.min_lr <= self.lr) {
+            return Err(ConfigError(format!(
+                "min_lr = {} must lie in [0, lr = {}]",
+                self.min_lr, self.lr
+            )));
+        }
+        if !(self.grad_clip >= 0.0 && self.adam_eps > 0.0 && self.explode_factor > 1.0) {
+            return Err(ConfigError(
+                "grad_clip must be >= 0, adam_eps > 0 and explode_factor > 1".into(),
+            ));
+        }
+        if !matches!(self.tokenizer.as_str(), "char" | "byte" | "bpe") {
+            return Err(ConfigError(format!(
+                "tokenizer = '{}' is not one of char|byte|bpe",
+                self.tokenizer
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parameter count and the bytes training needs (see [`MemoryEstimate`]).
+    pub fn estimate(&self) -> Result<MemoryEstimate, ConfigError> {
+        let o = self.model_options()?;
+        Ok(MemoryEstimate::new(&o, self.batch_size, self.max_len))
+    }
+}
+
+/// What a run will allocate, in f32 elements turned into bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Trainable parameters (a tied output counted once).
+    pub params: usize,
+    /// Parameters + gradients + Adam m and v: 16 bytes per parameter.
+    pub param_bytes: usize,
+    /// Activations kept for the backward pass of one micro-batch (B×T), plus logits.
+    pub activation_bytes: usize,
+}
+
+impl MemoryEstimate {
+    /// Estimates for `batch × seq` tokens; the activation count mirrors
+    /// `model::Activations` (per layer: norms, q/k/v, attention probabilities B·H·T·T,
+    /// MLP hidden, residuals and dropout masks; then logits and their gradient).
+    pub fn new(o: &ModelOptions, batch: usize, seq: usize) -> Self {
+        let params = o.n_params();
+        let (bt, c, f, kv) = (batch * seq, o.d_model, o.d_ff, o.kv_dim());
+        let hidden = if o.mlp == Mlp::SwiGlu { 3 * f } else { 2 * f };
+        let per_layer = bt * (8 * c + 2 * kv + hidden + 4) + batch * o.n_heads * seq * seq;
+        let acts = o.n_layers * per_layer + bt * (3 * c + 2) + 2 * bt * o.vocab_size;
+        MemoryEstimate {
+            params,
+            param_bytes: params.saturating_mul(16),
+            activation_bytes: acts.saturating_mul(4),
+        }
+    }
+
+    /// Everything together.
+    pub fn total_bytes(&self) -> usize {
+        self.param_bytes.saturating_add(self.activation_bytes)
+    }
+}
+
+impl fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
+        write!(
+            f,
+            "{:.2}M parameters; memory: {:.1} MiB weights+grads+AdamW, {:.1} MiB activations, {:.1} MiB total",
+            self.params as f64 / 1e6,
+            mib(self.param_bytes),
+            mib(self.activation_bytes),
+            mib(self.total_bytes())
+        )
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes (None where unknown).
+pub fn available_memory() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Where a run's configuration comes from: a preset or a TOML file, then overrides.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ConfigArgs {
+    /// Preset to start from: tiny, small, medium or large.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// TOML file with any of the config keys (applied over the preset).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// Override one key, e.g. `--set n_layers=4` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// Preset (default `tiny`), then the TOML file's keys, then each `--set`, validated.
+    pub fn resolve(&self) -> Result<TrainConfig, ConfigError> {
+        let mut c = TrainConfig::preset(self.preset.as_deref().unwrap_or("tiny"))?;
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let mut table: toml::Table =
+                toml::from_str(&c.to_toml()).map_err(|e| ConfigError(format!("internal: {e}")))?;
+            let file: toml::Table = toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+            for (k, v) in file {
+                if !table.contains_key(&k) {
+                    return Err(ConfigError(format!(
+                        "{}: unknown key '{k}'",
+                        path.display()
+                    )));
+                }
+                table.insert(k, v);
+            }
+            c = table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError(format!("{}: {e}", path.display())))?;
+        }
+        for s in &self.set {
+            c.set(s)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// `llm-train config`: prints the resolved TOML and the estimate.
+pub fn run_config(args: ConfigArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let c = args.resolve()?;
+    print!("{}", c.to_toml());
+    println!("# {}", c.estimate()?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_match_the_issue_table() {
+        let s = TrainConfig::preset("small").unwrap();
+        assert_eq!(
+            (
+                s.vocab_size,
+                s.d_model,
+                s.n_layers,
+                s.n_heads,
+                s.max_len,
+                s.batch_size
+            ),
+            (20_000, 512, 6, 8, 128, 32)
+        );
+        assert_eq!(s.ff(), 2048);
+        let m = TrainConfig::preset("medium").unwrap();
+        assert_eq!(
+            (m.vocab_size, m.d_model, m.n_layers, m.n_heads),
+            (50_000, 1024, 12, 16)
+        );
+        let l = TrainConfig::preset("large").unwrap();
+        assert_eq!((l.max_len, l.batch_size, l.ff()), (512, 128, 8192));
+        for p in PRESETS {
+            TrainConfig::preset(p).unwrap().validate().unwrap();
+        }
+        assert!(TrainConfig::preset("huge").is_err());
+    }
+
+    #[test]
+    fn set_overrides_and_round_trip() {
+        let mut c = TrainConfig::tiny();
+        c.set("n_layers=2").unwrap();
+        c.set("lr=3e-4").unwrap();
+        c.set("norm=rmsnorm").unwrap();
+        c.set("bias = false").unwrap();
+        c.set("lr=1").unwrap();
+        assert_eq!(
+            (c.n_layers, c.lr, c.norm.as_str(), c.bias),
+            (2, 1.0, "rmsnorm", false)
+        );
+        assert!(c.set("n_layer=2").unwrap_err().0.contains("n_layer"));
+        assert!(c.set("n_layers").is_err());
+        assert!(c.set("n_layers=two").is_err());
+        let back = TrainConfig::from_toml(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+        let partial = TrainConfig::from_toml("d_model = 64\nmlp = \"swiglu\"").unwrap();
+        assert_eq!((partial.d_model, partial.n_layers), (64, 4));
+        assert!(TrainConfig::from_toml("dmodel = 3").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = TrainConfig::tiny();
+        c.n_heads = 3;
+        assert!(c.validate().unwrap_err().0.contains("n_heads"));
+        let mut c = TrainConfig::tiny();
+        c.mlp = "tanh".into();
+        assert!(c.validate().unwrap_err().0.contains("mlp"));
+        let mut c = TrainConfig::tiny();
+        c.min_lr = 1.0;
+        assert!(c.validate().unwrap_err().0.contains("min_lr"));
+    }
+
+    #[test]
+    fn estimate_counts_parameters() {
+        let c = TrainConfig::tiny();
+        let e = c.estimate().unwrap();
+        // tiny, vocab 256 tied: emb 256*128 + pos 64*128 + 4 layers * (12*128^2 + 13*128) + 2*128.
+        let per_layer = 12 * 128 * 128 + 13 * 128;
+        assert_eq!(e.params, 256 * 128 + 64 * 128 + 4 * per_layer + 256);
+        assert_eq!(e.param_bytes, 16 * e.params);
+        assert!(e.activation_bytes > 12 * 64 * 256 * 4);
+        assert!(e.to_string().contains("parameters"));
+    }
+}
