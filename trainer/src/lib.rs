@@ -8,6 +8,8 @@
 pub mod backend;
 pub mod config;
 pub mod layers;
+pub mod import;
+pub mod quantize;
 
 pub mod optim;
 pub mod rng;
