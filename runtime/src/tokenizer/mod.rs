@@ -1,0 +1,235 @@
+//! Tokenizers: text ↔ token ids for the vocabularies a `.llm` file carries.
+//!
+//! * [`TokenizerKind::Gpt2`]: byte-level BPE with GPT-2 pre-tokenisation (`gpt2.rs`),
+//!   token for token the same as GPT-2 / tiktoken `r50k_base`;
+//! * [`TokenizerKind::SentencePiece`]: score-merge BPE with `<0xXX>` byte fallback, as
+//!   llama2.c and LLaMA 1-2 (`sentencepiece.rs`);
+//! * [`TokenizerKind::Char`]: one token per char (`char_level.rs`).
+//!
+//! A [`Tokenizer`] is built once from the file's [`TokenizerSpec`] and owns its tables
+//! (hash maps built once, one flat id → bytes table for decoding). [`StreamDecoder`]
+//! turns generated ids into text without ever splitting a character.
+//!
+//! Special tokens (BOS/EOS/PAD, and `unk`) are never produced from text: a prompt that
+//! contains `<|endoftext|>` or `<s>` is encoded as ordinary characters.
+
+mod char_level;
+mod error;
+mod gpt2;
+mod sentencepiece;
+mod stream;
+
+pub use error::TokenizerError;
+pub use gpt2::{byte_to_char, char_to_byte, gpt2_pieces, Gpt2Pieces};
+pub use sentencepiece::SPACE_MARK;
+pub use stream::StreamDecoder;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use llm_format::{TokenizerKind, TokenizerSpec};
+
+/// A vocabulary with its encoder and decoder tables.
+#[derive(Clone, Debug)]
+pub struct Tokenizer {
+    kind: TokenizerKind,
+    /// Id → the bytes the token decodes to.
+    pieces: Pieces,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    unk: Option<u32>,
+    pad: Option<u32>,
+    add_bos: bool,
+    algo: Algo,
+}
+
+/// The per-kind encoder tables.
+#[derive(Clone, Debug)]
+enum Algo {
+    Gpt2(gpt2::Bpe),
+    SentencePiece(sentencepiece::SentencePiece),
+    Char(char_level::CharLevel),
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer and its tables. Checks the special ids against the vocabulary,
+    /// the scores (SentencePiece) and the merge rules (GPT-2).
+    pub fn from_spec(spec: &TokenizerSpec<'_>) -> Result<Tokenizer, TokenizerError> {
+        let n = spec.tokens.len();
+        if n == 0 {
+            return Err(TokenizerError::EmptyVocab);
+        }
+        if n > u32::MAX as usize {
+            return Err(TokenizerError::TooManyTokens(n));
+        }
+        for (what, id) in [
+            ("bos", spec.bos),
+            ("eos", spec.eos),
+            ("unk", spec.unk),
+            ("pad", spec.pad),
+        ] {
+            if let Some(id) = id.filter(|&id| id as usize >= n) {
+                return Err(TokenizerError::IdOutOfRange { what, id, vocab: n });
+            }
+        }
+        let is_control = |id: u32| [spec.bos, spec.eos, spec.pad].contains(&Some(id));
+        let (pieces, algo) = match spec.kind {
+            TokenizerKind::Gpt2 => {
+                let is_special = |id: u32| is_control(id) || spec.unk == Some(id);
+                let (p, bpe) = gpt2::build(&spec.tokens, &spec.merges, is_special)?;
+                (p, Algo::Gpt2(bpe))
+            }
+            TokenizerKind::SentencePiece => {
+                let (p, sp) =
+                    sentencepiece::build(&spec.tokens, &spec.scores, spec.unk, is_control)?;
+                (p, Algo::SentencePiece(sp))
+            }
+            TokenizerKind::Char => {
+                let (p, c) = char_level::build(&spec.tokens, spec.unk, is_control);
+                (p, Algo::Char(c))
+            }
+        };
+        Ok(Tokenizer {
+            kind: spec.kind,
+            pieces,
+            bos: spec.bos,
+            eos: spec.eos,
+            unk: spec.unk,
+            pad: spec.pad,
+            add_bos: spec.add_bos,
+            algo,
+        })
+    }
+
+    /// Token ids of `text`, with BOS first when `add_bos` and the vocabulary has one.
+    pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, TokenizerError> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if let Some(bos) = self.bos.filter(|_| add_bos) {
+            out.push(bos);
+        }
+        match &self.algo {
+            Algo::Gpt2(bpe) => bpe.encode(text, &mut out)?,
+            Algo::SentencePiece(sp) => sp.encode(text, &mut out)?,
+            Algo::Char(c) => c.encode(text, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    /// The raw bytes token `id` decodes to (GPT-2: the piece's bytes; SentencePiece: `▁`
+    /// as a space, `<0xXX>` as the byte; empty for BOS/EOS/PAD of SentencePiece and
+    /// char vocabularies). `None` for an id outside the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Option<&[u8]> {
+        self.pieces.get(id)
+    }
+
+    /// The bytes of `ids`, concatenated (may end inside a character).
+    pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>, TokenizerError> {
+        let mut out = Vec::with_capacity(ids.len() * 4);
+        let mut prev = None;
+        for &id in ids {
+            out.extend_from_slice(self.piece_after(prev, id)?);
+            prev = Some(id);
+        }
+        Ok(out)
+    }
+
+    /// The text of `ids`. Lossless when the bytes are valid UTF-8 (so for GPT-2,
+    /// `decode(encode(s)) == s`); invalid sequences become U+FFFD. SentencePiece drops
+    /// the leading space of the piece right after BOS, as llama2.c does.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        let bytes = self.decode_bytes(ids)?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
+    /// The bytes of `id` in context: after BOS, a SentencePiece piece loses its leading
+    /// space (the dummy prefix), except a `<0x20>` byte token.
+    pub(crate) fn piece_after(&self, prev: Option<u32>, id: u32) -> Result<&[u8], TokenizerError> {
+        let bytes = self.pieces.get(id).ok_or(TokenizerError::UnknownToken {
+            id,
+            vocab: self.vocab_size(),
+        })?;
+        if let Algo::SentencePiece(sp) = &self.algo {
+            if prev.is_some() && prev == self.bos && !sp.is_byte(id) {
+                if let Some(rest) = bytes.strip_prefix(b" ") {
+                    return Ok(rest);
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Number of tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.pieces.len()
+    }
+
+    /// Beginning-of-sequence id.
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// End-of-sequence id.
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// Unknown-token id.
+    pub fn unk(&self) -> Option<u32> {
+        self.unk
+    }
+
+    /// Padding id.
+    pub fn pad(&self) -> Option<u32> {
+        self.pad
+    }
+
+    /// Whether the file asks for BOS before a prompt.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// The algorithm.
+    pub fn kind(&self) -> TokenizerKind {
+        self.kind
+    }
+}
+
+/// Id → byte string, stored flat: piece `i` is `data[ends[i - 1]..ends[i]]`.
+#[derive(Clone, Debug, Default)]
+struct Pieces {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Pieces {
+    fn with_capacity(n: usize) -> Self {
+        Pieces {
+            data: Vec::with_capacity(n * 6),
+            ends: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
+        self.ends.push(self.data.len());
+    }
+
+    fn get(&self, id: u32) -> Option<&[u8]> {
+        let i = id as usize;
+        let end = *self.ends.get(i)?;
+        let start = match i.checked_sub(1) {
+            Some(j) => *self.ends.get(j)?,
+            None => 0,
+        };
+        self.data.get(start..end)
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! SentencePiece-style score-merge BPE with byte fallback, as llama2.c's `encode` (and
+//! LLaMA 1-2's tokenizer) does it.
+//!
+//! Encoding: spaces become `▁`, one `▁` (the dummy prefix) leads non-empty text; each
+//! char starts as its own symbol (a char with no piece falls back to its UTF-8 bytes as
+//! `<0xXX>` pieces, else to `unk`); then the adjacent pair whose concatenated piece text
+//! is in the vocabulary with the highest score is merged, leftmost on ties, until none is.
+//! Decoding: `<0xXX>` is the raw byte, `▁` is a space, control tokens are empty.
+
+use super::error::TokenizerError;
+use super::Pieces;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use hashbrown::HashMap;
+
+/// The word-boundary mark that stands for a space in pieces.
+pub const SPACE_MARK: char = '\u{2581}';
+
+/// The SentencePiece tables, built once.
+#[derive(Clone, Debug)]
+pub(super) struct SentencePiece {
+    /// Piece text → id (control tokens and `unk` excluded: text never produces them).
+    lookup: HashMap<Box<str>, u32>,
+    /// Id → piece text, as stored (`▁`, `<0xXX>`).
+    texts: Pieces,
+    /// Id → merge score.
+    scores: Vec<f32>,
+    /// Byte → its `<0xXX>` token.
+    byte_ids: [Option<u32>; 256],
+    /// Fallback for a char with neither a piece nor byte tokens.
+    unk: Option<u32>,
+}
+
+/// Parses a byte-fallback piece `<0xXX>` (hex digits in either case).
+pub(super) fn byte_piece(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+/// Builds the decode table (id → bytes) and the merge tables. `is_control(id)` marks
+/// BOS/EOS/PAD, which decode to nothing.
+pub(super) fn build(
+    tokens: &[impl AsRef<str>],
+    scores: &[f32],
+    unk: Option<u32>,
+    is_control: impl Fn(u32) -> bool,
+) -> Result<(Pieces, SentencePiece), TokenizerError> {
+    if scores.len() != tokens.len() {
+        return Err(TokenizerError::ScoresMismatch {
+            tokens: tokens.len(),
+            scores: scores.len(),
+        });
+    }
+    let mut pieces = Pieces::with_capacity(tokens.len());
+    let mut texts = Pieces::with_capacity(tokens.len());
+    let mut lookup: HashMap<Box<str>, u32> = HashMap::with_capacity(tokens.len());
+    let mut byte_ids = [None; 256];
+    let mut buf = String::new();
+    for (id, tok) in tokens.iter().enumerate() {
+        let id = id as u32;
+        let text = tok.as_ref();
+        texts.push(text.as_bytes());
+        if is_control(id) {
+            pieces.push(&[]);
+            continue;
+        }
+        if Some(id) != unk {
+            lookup.entry(Box::from(text)).or_insert(id);
+        }
+        if let Some(b) = byte_piece(text) {
+            byte_ids[b as usize].get_or_insert(id);
+            pieces.push(&[b]);
+            continue;
+        }
+        buf.clear();
+        buf.extend(text.chars().map(|c| if c == SPACE_MARK { ' ' } else { c }));
+        pieces.push(buf.as_bytes());
+    }
+    Ok((
+        pieces,
+        SentencePiece {
+            lookup,
+            texts,
+            scores: scores.to_vec(),
+            byte_ids,
+            unk,
+        },
+    ))
+}
+
+impl SentencePiece {
+    /// Whether `id` is a byte-fallback piece (its decoded space is never stripped).
+    pub(super) fn is_byte(&self, id: u32) -> bool {
+        self.texts
+            .get(id)
+            .and_then(|t| core::str::from_utf8(t).ok())
+            .and_then(byte_piece)
+            .is_some()
+    }
+
+    /// Appends the ids of `text` to `out` (nothing for empty text).
+    pub(super) fn encode(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        // One symbol per char of "▁" + text with ' ' → '▁'.
+        let mut syms: Vec<u32> = Vec::with_capacity(text.len() + 1);
+        let mut utf8 = [0u8; 4];
+        let chars = core::iter::once(SPACE_MARK).chain(text.chars());
+        for c in chars.map(|c| if c == ' ' { SPACE_MARK } else { c }) {
+            let s: &str = c.encode_utf8(&mut utf8);
+            if let Some(&id) = self.lookup.get(s) {
+                syms.push(id);
+                continue;
+            }
+            for &b in s.as_bytes() {
+                let id = self.byte_ids[b as usize]
+                    .or(self.unk)
+                    .ok_or(TokenizerError::UnknownChar(c))?;
+                syms.push(id);
+            }
+        }
+        // merges[i]: (score, id) of the piece that symbols i and i + 1 concatenate to.
+        let mut joined = String::new();
+        let mut merges: Vec<Option<(f32, u32)>> = (0..syms.len().saturating_sub(1))
+            .map(|i| self.pair(&syms, i, &mut joined))
+            .collect();
+        loop {
+            let mut best: Option<(usize, f32, u32)> = None;
+            for (i, m) in merges.iter().enumerate() {
+                if let Some((score, id)) = *m {
+                    if best.is_none_or(|(_, s, _)| score > s) {
+                        best = Some((i, score, id));
+                    }
+                }
+            }
+            let Some((i, _, id)) = best else { break };
+            syms[i] = id;
+            syms.remove(i + 1);
+            merges.remove(i);
+            if i + 1 < syms.len() {
+                merges[i] = self.pair(&syms, i, &mut joined);
+            }
+            if i > 0 {
+                merges[i - 1] = self.pair(&syms, i - 1, &mut joined);
+            }
+        }
+        out.extend_from_slice(&syms);
+        Ok(())
+    }
+
+    /// (score, id) of the piece `text(syms[i]) + text(syms[i + 1])`, if it exists.
+    fn pair(&self, syms: &[u32], i: usize, joined: &mut String) -> Option<(f32, u32)> {
+        let text = |id: u32| {
+            self.texts
+                .get(id)
+                .and_then(|t| core::str::from_utf8(t).ok())
+        };
+        joined.clear();
+        joined.push_str(text(*syms.get(i)?)?);
+        joined.push_str(text(*syms.get(i + 1)?)?);
+        let &id = self.lookup.get(joined.as_str())?;
+        Some((*self.scores.get(id as usize)?, id))
+    }
+}

@@ -1,0 +1,274 @@
+//! SentencePiece on a hand-made scored vocabulary (the merge order is derived by hand in
+//! each test), byte fallback, char-level vocabularies, streaming and spec errors.
+//! GPT-2 against tiktoken lives in `runtime/tests/tokenizer.rs`.
+
+use super::*;
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+
+const UNK: u32 = 0;
+const BOS: u32 = 1;
+const EOS: u32 = 2;
+/// `<0xXX>` is id `BYTE0 + XX`, as in LLaMA's vocabulary.
+const BYTE0: u32 = 3;
+
+/// `<unk> <s> </s> <0x00>..<0xFF>` then scored pieces.
+fn sp_spec(with_bytes: bool, unk: Option<u32>) -> TokenizerSpec<'static> {
+    let mut tokens: Vec<Cow<'static, str>> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    let mut scores = vec![0.0, 0.0, 0.0];
+    if with_bytes {
+        for b in 0..=255u8 {
+            tokens.push(format!("<0x{b:02X}>").into());
+            scores.push(0.0);
+        }
+    }
+    for (t, s) in [
+        ("▁", -1.0),
+        ("h", -2.0),
+        ("e", -2.0),
+        ("l", -2.0),
+        ("o", -2.0),
+        ("w", -2.0),
+        ("r", -2.0),
+        ("d", -2.0),
+        ("a", -2.0),
+        ("ll", 5.0),
+        ("el", 4.5),
+        ("he", 4.0),
+        ("or", 3.5),
+        ("▁he", 3.0),
+        ("▁w", 3.0),
+        ("llo", 2.5),
+        ("▁wor", 2.0),
+        ("ld", 1.5),
+        ("▁hello", 1.0),
+        ("lo", 0.5),
+        ("▁world", 0.2),
+        ("aa", 1.0),
+    ] {
+        tokens.push(t.into());
+        scores.push(s);
+    }
+    TokenizerSpec {
+        kind: TokenizerKind::SentencePiece,
+        tokens,
+        scores,
+        merges: Vec::new(),
+        bos: Some(BOS),
+        eos: Some(EOS),
+        unk,
+        pad: None,
+        add_bos: true,
+    }
+}
+
+fn id_of(spec: &TokenizerSpec<'_>, piece: &str) -> u32 {
+    spec.tokens.iter().position(|t| t == piece).unwrap() as u32
+}
+
+#[test]
+fn sentencepiece_merges_highest_score_first() {
+    let spec = sp_spec(true, Some(UNK));
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    let id = |p| id_of(&spec, p);
+    // ▁ h e l l o: ll(5) beats el(4.5) → ▁ h e ll o; he(4) → ▁ he ll o; ▁he(3) beats
+    // llo(2.5) → ▁he ll o; llo → ▁he llo; ▁hello(1).
+    assert_eq!(tok.encode("hello", true).unwrap(), vec![BOS, id("▁hello")]);
+    // ▁ w o r l d: or(3.5) → ▁w(3) → ▁wor(2) → ld(1.5) → ▁world(0.2).
+    assert_eq!(
+        tok.encode("hello world", false).unwrap(),
+        vec![id("▁hello"), id("▁world")]
+    );
+    // Equal scores: the leftmost pair merges first. ▁ a a a → ▁ aa a.
+    assert_eq!(
+        tok.encode("aaa", false).unwrap(),
+        vec![id("▁"), id("aa"), id("a")]
+    );
+    // Runs of spaces are ▁ each; "▁▁" is no piece.
+    assert_eq!(
+        tok.encode(" a", false).unwrap(),
+        vec![id("▁"), id("▁"), id("a")]
+    );
+    assert_eq!(tok.encode("", true).unwrap(), vec![BOS]);
+    assert_eq!(tok.encode("", false).unwrap(), Vec::<u32>::new());
+}
+
+#[test]
+fn sentencepiece_byte_fallback_and_decode() {
+    let spec = sp_spec(true, Some(UNK));
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    let id = |p| id_of(&spec, p);
+    // 'é' (C3 A9) and '!' (21) have no piece: their bytes stand in.
+    let ids = tok.encode("hé!", true).unwrap();
+    assert_eq!(
+        ids,
+        vec![
+            BOS,
+            id("▁"),
+            id("h"),
+            BYTE0 + 0xC3,
+            BYTE0 + 0xA9,
+            BYTE0 + 0x21
+        ]
+    );
+    // After BOS the dummy-prefix space is dropped; without BOS it stays.
+    assert_eq!(tok.decode(&ids).unwrap(), "hé!");
+    assert_eq!(tok.decode(&ids[1..]).unwrap(), " hé!");
+    let ids = tok.encode("hello world", true).unwrap();
+    assert_eq!(tok.decode(&ids).unwrap(), "hello world");
+    // EOS decodes to nothing; a <0x20> byte right after BOS keeps its space.
+    assert_eq!(
+        tok.decode(&[BOS, BYTE0 + 0x20, id("a"), EOS]).unwrap(),
+        " a"
+    );
+    assert_eq!(tok.token_bytes(BYTE0 + 0xC3), Some(&[0xC3u8][..]));
+    assert_eq!(tok.token_bytes(id("▁wor")), Some(&b" wor"[..]));
+    assert_eq!(
+        tok.decode(&[9999]),
+        Err(TokenizerError::UnknownToken {
+            id: 9999,
+            vocab: tok.vocab_size()
+        })
+    );
+}
+
+#[test]
+fn sentencepiece_without_byte_pieces_uses_unk_or_fails() {
+    let spec = sp_spec(false, Some(UNK));
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    // "é" has no piece and no bytes: one unk per byte, as llama2.c's fallback would give.
+    assert_eq!(
+        tok.encode("é", false).unwrap(),
+        vec![id_of(&spec, "▁"), UNK, UNK]
+    );
+    let tok = Tokenizer::from_spec(&sp_spec(false, None)).unwrap();
+    let err = tok.encode("hé", false).unwrap_err();
+    assert_eq!(err, TokenizerError::UnknownChar('é'));
+    assert!(err.to_string().contains("U+00E9"));
+}
+
+#[test]
+fn stream_decoder_never_splits_a_char() {
+    let tok = Tokenizer::from_spec(&sp_spec(true, Some(UNK))).unwrap();
+    // 👋 = F0 9F 91 8B, all through byte fallback.
+    let ids = tok.encode("a👋a", true).unwrap();
+    let mut dec = StreamDecoder::new();
+    let mut pieces = Vec::new();
+    for &id in &ids {
+        if let Some(p) = dec.push(&tok, id).unwrap() {
+            pieces.push(p.to_string());
+        }
+    }
+    assert_eq!(dec.finish(), None);
+    // BOS and the prefix ▁ give nothing, then "a", then 👋 only once complete, then "a".
+    assert_eq!(pieces, vec!["a", "👋", "a"]);
+    // An invalid byte in the middle becomes U+FFFD at once, as from_utf8_lossy does.
+    let ids = [BYTE0 + 0x61, BYTE0 + 0xFF, BYTE0 + 0xE2, BYTE0 + 0x82];
+    let mut out = String::new();
+    for &id in &ids {
+        if let Some(p) = dec.push(&tok, id).unwrap() {
+            out.push_str(p);
+        }
+    }
+    assert_eq!(out, "a\u{fffd}");
+    assert_eq!(dec.pending_len(), 2);
+    out.push_str(dec.finish().unwrap());
+    assert_eq!(out, tok.decode(&ids).unwrap());
+}
+
+fn char_spec(unk: Option<u32>) -> TokenizerSpec<'static> {
+    TokenizerSpec {
+        kind: TokenizerKind::Char,
+        tokens: ["<s>", "a", "b", "é", "\n", " ", "?"]
+            .iter()
+            .map(|&s| s.into())
+            .collect(),
+        scores: Vec::new(),
+        merges: Vec::new(),
+        bos: Some(0),
+        eos: None,
+        unk,
+        pad: None,
+        add_bos: false,
+    }
+}
+
+#[test]
+fn char_level_encode_decode() {
+    let tok = Tokenizer::from_spec(&char_spec(None)).unwrap();
+    assert_eq!(tok.kind(), TokenizerKind::Char);
+    let ids = tok.encode("ab é\n", true).unwrap();
+    assert_eq!(ids, vec![0, 1, 2, 5, 3, 4]);
+    assert_eq!(tok.decode(&ids).unwrap(), "ab é\n");
+    assert_eq!(
+        tok.encode("abc", false),
+        Err(TokenizerError::UnknownChar('c'))
+    );
+    let tok = Tokenizer::from_spec(&char_spec(Some(6))).unwrap();
+    assert_eq!(tok.encode("abc", false).unwrap(), vec![1, 2, 6]);
+    // Multi-char pieces never come from text.
+    assert_eq!(tok.encode("<s>", false).unwrap(), vec![6, 6, 6]);
+}
+
+#[test]
+fn bad_specs_are_named_errors() {
+    let mut spec = char_spec(None);
+    spec.eos = Some(7);
+    let err = Tokenizer::from_spec(&spec).unwrap_err();
+    assert_eq!(
+        err,
+        TokenizerError::IdOutOfRange {
+            what: "eos",
+            id: 7,
+            vocab: 7
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "tokenizer eos id 7 is not below the vocabulary size 7"
+    );
+
+    let mut spec = sp_spec(false, None);
+    spec.scores.pop();
+    assert!(matches!(
+        Tokenizer::from_spec(&spec),
+        Err(TokenizerError::ScoresMismatch { .. })
+    ));
+
+    let mut spec = char_spec(None);
+    spec.tokens.clear();
+    spec.bos = None;
+    assert_eq!(
+        Tokenizer::from_spec(&spec).unwrap_err(),
+        TokenizerError::EmptyVocab
+    );
+
+    // GPT-2 merges: all 256 byte chars, then "ab".
+    let mut tokens: Vec<Cow<'static, str>> = (0..=255u8)
+        .map(|b| byte_to_char(b).to_string().into())
+        .collect();
+    tokens.push("ab".into());
+    let gpt2 = |merges: &[&'static str]| TokenizerSpec {
+        kind: TokenizerKind::Gpt2,
+        tokens: tokens.clone(),
+        scores: Vec::new(),
+        merges: merges.iter().map(|&m| m.into()).collect(),
+        bos: None,
+        eos: None,
+        unk: None,
+        pad: None,
+        add_bos: false,
+    };
+    let tok = Tokenizer::from_spec(&gpt2(&["a b"])).unwrap();
+    assert_eq!(tok.encode("abab", false).unwrap(), vec![256, 256]);
+    for bad in ["ab", "a c!", "b a"] {
+        let err = Tokenizer::from_spec(&gpt2(&[bad])).unwrap_err();
+        assert!(
+            matches!(err, TokenizerError::BadMerge { index: 0, .. }),
+            "{bad}: {err}"
+        );
+        assert!(!err.to_string().contains('\n'));
+    }
+}
