@@ -14,3 +14,4 @@ pub mod quantize;
 pub mod optim;
 pub mod rng;
 pub mod scalar;
+pub mod cuda;

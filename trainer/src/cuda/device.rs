@@ -1,0 +1,153 @@
+//! Opening a GPU: every entry into CUDA checks first that the driver library is there
+//! (cudarc panics when `libcuda` is missing), so a machine without a GPU gets one
+//! [`CudaError::NoDevice`] line. Kernel modules are compiled on first use for the
+//! device's own architecture, cached on disk and kept loaded per (file, precision).
+
+use super::cache;
+use super::error::CudaError;
+use super::kernels::{KernelFile, Precision};
+use super::nvrtc::{self, Arch};
+use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaStream};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// One GPU, its stream and its loaded kernel modules.
+pub struct CudaDevice {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    arch: Arch,
+    name: String,
+    modules: Mutex<HashMap<(&'static str, Precision), Arc<CudaModule>>>,
+}
+
+impl std::fmt::Debug for CudaDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaDevice({}, {})", self.name, self.arch.name())
+    }
+}
+
+/// Whether `libcuda` can be loaded (the check cudarc itself does not make).
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen the candidate names; no symbol is called.
+    unsafe { sys::is_culib_present() }
+}
+
+impl CudaDevice {
+    /// Opens GPU `ordinal`; without a driver or device, a [`CudaError::NoDevice`].
+    pub fn open(ordinal: usize) -> Result<Self, CudaError> {
+        if !driver_present() {
+            return Err(CudaError::NoDevice(
+                "libcuda.so could not be loaded (no NVIDIA driver installed?)".into(),
+            ));
+        }
+        let count = CudaContext::device_count()
+            .map_err(|e| CudaError::NoDevice(format!("the driver did not initialise: {e}")))?;
+        if count <= 0 {
+            return Err(CudaError::NoDevice("the driver sees no CUDA device".into()));
+        }
+        if ordinal >= count as usize {
+            return Err(CudaError::NoDevice(format!(
+                "device {ordinal} asked for, but only {count} present"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal)?;
+        // One stream orders every launch, so cudarc's per-buffer events are not needed.
+        // SAFETY: no buffer exists yet on this context.
+        unsafe { ctx.disable_event_tracking() };
+        let (major, minor) = ctx.compute_capability()?;
+        let arch = Arch {
+            major: major.max(0) as u32,
+            minor: minor.max(0) as u32,
+        };
+        let name = ctx.name()?;
+        let stream = ctx.default_stream();
+        Ok(CudaDevice {
+            ctx,
+            stream,
+            arch,
+            name,
+            modules: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The device's architecture (kernels are compiled for it).
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// The device's name, e.g. `NVIDIA H200`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stream every launch goes to.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The CUDA context.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// Free and total device memory, in bytes.
+    pub fn memory(&self) -> Result<(usize, usize), CudaError> {
+        Ok(self.ctx.mem_get_info()?)
+    }
+
+    /// Waits for every queued launch and surfaces any asynchronous error.
+    pub fn synchronize(&self) -> Result<(), CudaError> {
+        Ok(self.stream.synchronize()?)
+    }
+
+    /// Function `name` of `file` at `precision`, compiling (or loading from the disk
+    /// cache) the module on first use.
+    pub fn function(
+        &self,
+        file: &'static KernelFile,
+        precision: Precision,
+        name: &str,
+    ) -> Result<CudaFunction, CudaError> {
+        if !file.functions.contains(&name) {
+            return Err(CudaError::Shape(format!(
+                "{}.cu has no kernel {name}",
+                file.name
+            )));
+        }
+        let module = self.module(file, precision)?;
+        Ok(module.load_function(name)?)
+    }
+
+    fn module(
+        &self,
+        file: &'static KernelFile,
+        precision: Precision,
+    ) -> Result<Arc<CudaModule>, CudaError> {
+        let mut modules = self
+            .modules
+            .lock()
+            .map_err(|_| CudaError::Driver("kernel module table poisoned".into()))?;
+        if let Some(m) = modules.get(&(file.name, precision)) {
+            return Ok(m.clone());
+        }
+        let version = nvrtc::load()?;
+        let opts = nvrtc::options(precision, self.arch, &nvrtc::include_dirs(), false);
+        let key = cache::key(version, &opts, &nvrtc::full_source(file));
+        let cubin = match cache::load(&key) {
+            Some(c) => c,
+            None => {
+                let c = nvrtc::compile(file, precision, self.arch, false)?.cubin;
+                // A read-only cache only costs a recompile next time.
+                if let Err(e) = cache::store(&key, &c) {
+                    eprintln!("warning: {e}");
+                }
+                c
+            }
+        };
+        let module = self
+            .ctx
+            .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))?;
+        modules.insert((file.name, precision), module.clone());
+        Ok(module)
+    }
+}

@@ -1,0 +1,399 @@
+//! Launch plumbing and the host-side arithmetic of the kernels: grid sizing, the
+//! attention tiling, chunking of column reductions, the embedding gradient's bucketing
+//! of positions by token, RoPE tables and AdamW's bias corrections. Everything here is
+//! plain CPU logic, tested without a GPU.
+
+use super::device::CudaDevice;
+use super::error::CudaError;
+use super::kernels::{KernelFile, Precision};
+use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
+
+/// Threads per block of the element-wise and warp-per-row kernels.
+pub const BLOCK: u32 = 256;
+
+/// `ceil(a / b)`.
+pub fn ceil_div(a: usize, b: usize) -> usize {
+    a.div_ceil(b)
+}
+
+fn grid_dim(n: usize, what: &str) -> Result<u32, CudaError> {
+    u32::try_from(n)
+        .ok()
+        .filter(|&g| g <= i32::MAX as u32)
+        .ok_or_else(|| CudaError::Shape(format!("{what}: grid of {n} blocks is too large")))
+}
+
+/// One thread per element, `BLOCK` threads per block.
+pub fn elementwise(n: usize) -> Result<LaunchConfig, CudaError> {
+    Ok(LaunchConfig {
+        grid_dim: (
+            grid_dim(ceil_div(n.max(1), BLOCK as usize), "elementwise")?,
+            1,
+            1,
+        ),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// One warp per row, `BLOCK / 32` rows per block.
+pub fn warp_per_row(rows: usize) -> Result<LaunchConfig, CudaError> {
+    let per_block = (BLOCK / 32) as usize;
+    Ok(LaunchConfig {
+        grid_dim: (grid_dim(ceil_div(rows.max(1), per_block), "rows")?, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// How a column reduction over `rows` rows is split: `(chunks, rows_per_chunk)`, at most
+/// 128 chunks of at least 32 rows, so partials stay small and each thread loops a while.
+pub fn column_chunks(rows: usize) -> (usize, usize) {
+    let per = ceil_div(rows.max(1), 128).max(32);
+    (ceil_div(rows.max(1), per), per)
+}
+
+/// The grid of a column reduction over `[rows, cols]`: `(ceil(cols/BLOCK), chunks)`.
+pub fn column_grid(rows: usize, cols: usize) -> Result<LaunchConfig, CudaError> {
+    let (chunks, _) = column_chunks(rows);
+    Ok(LaunchConfig {
+        grid_dim: (
+            grid_dim(ceil_div(cols.max(1), BLOCK as usize), "columns")?,
+            grid_dim(chunks, "row chunks")?.min(65535),
+            1,
+        ),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// Dimensions each attention lane holds (`DPT` in attention.cu).
+pub const ATTN_DPT: usize = 8;
+/// Threads per attention block.
+pub const ATTN_BLOCK: usize = 128;
+
+/// The tiling of attention.cu for one head size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnGeometry {
+    /// Lanes per row (a power of two, `group * DPT >= head_dim`).
+    pub group: usize,
+    /// `group * DPT`: the head size padded with zeros.
+    pub hd_pad: usize,
+    /// Rows (queries, or keys in the dk/dv pass) per block: `ATTN_BLOCK / group`.
+    pub rows_per_block: usize,
+    /// Rows per shared-memory tile (Bc): `4096 / hd_pad` clamped to 8..=64.
+    pub tile: usize,
+}
+
+impl AttnGeometry {
+    /// The tiling for `head_dim` (1..=256).
+    pub fn new(head_dim: usize) -> Result<Self, CudaError> {
+        if head_dim == 0 || head_dim > 32 * ATTN_DPT {
+            return Err(CudaError::Shape(format!(
+                "attention head_dim {head_dim} is outside 1..={}",
+                32 * ATTN_DPT
+            )));
+        }
+        let group = ceil_div(head_dim, ATTN_DPT).next_power_of_two();
+        let hd_pad = group * ATTN_DPT;
+        Ok(AttnGeometry {
+            group,
+            hd_pad,
+            rows_per_block: ATTN_BLOCK / group,
+            tile: (4096 / hd_pad).clamp(8, 64),
+        })
+    }
+
+    /// Dynamic shared memory of the forward and dq kernels: two tiles.
+    pub fn smem_forward(&self) -> u32 {
+        (2 * self.tile * self.hd_pad * 4) as u32
+    }
+
+    /// Dynamic shared memory of the dk/dv kernel: two tiles plus lse and D.
+    pub fn smem_dkv(&self) -> u32 {
+        ((2 * self.tile * self.hd_pad + 2 * self.tile) * 4) as u32
+    }
+
+    /// Grid `(ceil(T / rows_per_block), heads, B)`.
+    pub fn config(
+        &self,
+        t: usize,
+        heads: usize,
+        b: usize,
+        smem: u32,
+    ) -> Result<LaunchConfig, CudaError> {
+        if heads > 65535 || b > 65535 {
+            return Err(CudaError::Shape(format!(
+                "attention grid: {heads} heads x batch {b} exceeds 65535"
+            )));
+        }
+        Ok(LaunchConfig {
+            grid_dim: (
+                grid_dim(ceil_div(t.max(1), self.rows_per_block), "attention")?,
+                heads as u32,
+                b as u32,
+            ),
+            block_dim: (ATTN_BLOCK as u32, 1, 1),
+            shared_mem_bytes: smem,
+        })
+    }
+}
+
+/// Positions grouped by token, for the deterministic embedding gradient: bucket `u`
+/// holds positions `order[start[u]..start[u+1]]`, all of token `token[u]`, in increasing
+/// position order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenBuckets {
+    /// Positions sorted by (token, position).
+    pub order: Vec<i32>,
+    /// Bucket boundaries into `order`, `buckets + 1` entries.
+    pub start: Vec<i32>,
+    /// The token of each bucket.
+    pub token: Vec<i32>,
+}
+
+impl TokenBuckets {
+    /// Buckets `tokens`; a token outside `0..vocab` is an error naming its position.
+    pub fn build(tokens: &[i32], vocab: usize) -> Result<Self, CudaError> {
+        check_tokens(tokens, vocab, "token")?;
+        if tokens.len() > i32::MAX as usize {
+            return Err(CudaError::Shape(format!(
+                "{} tokens is too many",
+                tokens.len()
+            )));
+        }
+        let mut order: Vec<i32> = (0..tokens.len() as i32).collect();
+        order.sort_by_key(|&p| (tokens[p as usize], p));
+        let (mut start, mut token) = (Vec::new(), Vec::new());
+        for (i, &p) in order.iter().enumerate() {
+            let t = tokens[p as usize];
+            if token.last() != Some(&t) {
+                start.push(i as i32);
+                token.push(t);
+            }
+        }
+        start.push(order.len() as i32);
+        Ok(TokenBuckets {
+            order,
+            start,
+            token,
+        })
+    }
+}
+
+/// Checks every token is in `0..vocab`; the error names the first bad position.
+pub fn check_tokens(tokens: &[i32], vocab: usize, what: &str) -> Result<(), CudaError> {
+    match tokens.iter().position(|&t| t < 0 || t as usize >= vocab) {
+        Some(p) => Err(CudaError::Shape(format!(
+            "{what} {} at position {p} is outside the vocabulary 0..{vocab}",
+            tokens[p]
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// RoPE's `(cos, sin)` tables `[max_len, head_dim/2]`, computed in f64:
+/// angle `pos * base^(-2i/head_dim)`.
+pub fn rope_tables(max_len: usize, head_dim: usize, base: f32) -> (Vec<f32>, Vec<f32>) {
+    let half = head_dim / 2;
+    let mut cos = Vec::with_capacity(max_len * half);
+    let mut sin = Vec::with_capacity(max_len * half);
+    for pos in 0..max_len {
+        for i in 0..half {
+            let a = pos as f64 * (base as f64).powf(-2.0 * i as f64 / head_dim as f64);
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
+        }
+    }
+    (cos, sin)
+}
+
+/// AdamW's bias corrections `(1 - beta1^step, 1 - beta2^step)` for `step >= 1`.
+pub fn adam_bias_corrections(beta1: f32, beta2: f32, step: u32) -> (f32, f32) {
+    let s = step.max(1) as i32;
+    (
+        (1.0 - (beta1 as f64).powi(s)) as f32,
+        (1.0 - (beta2 as f64).powi(s)) as f32,
+    )
+}
+
+/// Checks that a buffer holds at least `want` elements; the error names it.
+pub fn check_len(name: &str, have: usize, want: usize) -> Result<(), CudaError> {
+    if have < want {
+        return Err(CudaError::Shape(format!(
+            "{name} holds {have} elements, {want} needed"
+        )));
+    }
+    Ok(())
+}
+
+/// Converts a dimension to the kernels' `int`, naming it when it does not fit.
+pub fn as_i32(name: &str, v: usize) -> Result<i32, CudaError> {
+    i32::try_from(v).map_err(|_| CudaError::Shape(format!("{name} = {v} does not fit in i32")))
+}
+
+enum Arg {
+    Ptr(u64),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+}
+
+/// One kernel launch being assembled: `Launch::new(..)?.ptr(&x).i32(n).run(cfg)`.
+pub struct Launch<'a> {
+    dev: &'a CudaDevice,
+    func: CudaFunction,
+    args: Vec<Arg>,
+}
+
+impl<'a> Launch<'a> {
+    /// Looks up (compiling on first use) `name` in `file` at `precision`.
+    pub fn new(
+        dev: &'a CudaDevice,
+        file: &'static KernelFile,
+        precision: Precision,
+        name: &str,
+    ) -> Result<Self, CudaError> {
+        Ok(Launch {
+            dev,
+            func: dev.function(file, precision, name)?,
+            args: Vec::new(),
+        })
+    }
+
+    /// A device buffer argument.
+    pub fn ptr<T>(mut self, s: &CudaSlice<T>) -> Self {
+        let (p, _sync) = s.device_ptr(self.dev.stream());
+        self.args.push(Arg::Ptr(p));
+        self
+    }
+
+    /// An optional device buffer (null when `None`).
+    pub fn opt<T>(self, s: Option<&CudaSlice<T>>) -> Self {
+        match s {
+            Some(s) => self.ptr(s),
+            None => self.null(),
+        }
+    }
+
+    /// A raw device address argument.
+    pub fn raw(mut self, p: u64) -> Self {
+        self.args.push(Arg::Ptr(p));
+        self
+    }
+
+    /// A null pointer argument.
+    pub fn null(mut self) -> Self {
+        self.args.push(Arg::Ptr(0));
+        self
+    }
+
+    /// An `int` argument.
+    pub fn i32(mut self, v: i32) -> Self {
+        self.args.push(Arg::I32(v));
+        self
+    }
+
+    /// A `long long` argument.
+    pub fn i64(mut self, v: i64) -> Self {
+        self.args.push(Arg::I64(v));
+        self
+    }
+
+    /// A `float` argument.
+    pub fn f32(mut self, v: f32) -> Self {
+        self.args.push(Arg::F32(v));
+        self
+    }
+
+    /// Queues the launch on the device's stream and checks the launch error at once.
+    pub fn run(self, cfg: LaunchConfig) -> Result<(), CudaError> {
+        let stream = self.dev.stream();
+        let mut b = stream.launch_builder(&self.func);
+        for a in &self.args {
+            match a {
+                Arg::Ptr(p) => b.arg(p),
+                Arg::I32(v) => b.arg(v),
+                Arg::I64(v) => b.arg(v),
+                Arg::F32(v) => b.arg(v),
+            };
+        }
+        // SAFETY: every launcher checks its buffers' lengths against the sizes it passes,
+        // and the argument list matches the kernel's parameter list in order and type
+        // (pointers as 64-bit device addresses).
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attention_geometry_covers_the_head() {
+        for hd in 1..=256 {
+            let g = AttnGeometry::new(hd).unwrap();
+            assert!(
+                g.hd_pad >= hd && g.hd_pad < 2 * hd.max(ATTN_DPT),
+                "hd {hd}: {g:?}"
+            );
+            assert!(g.group.is_power_of_two() && g.group <= 32);
+            assert_eq!(ATTN_BLOCK % g.group, 0);
+            assert!((8..=64).contains(&g.tile));
+            assert!(g.smem_dkv() <= 48 * 1024, "hd {hd}: smem {}", g.smem_dkv());
+        }
+        assert!(AttnGeometry::new(0).is_err());
+        assert!(AttnGeometry::new(257).is_err());
+        let g = AttnGeometry::new(64).unwrap();
+        assert_eq!(
+            (g.group, g.hd_pad, g.rows_per_block, g.tile),
+            (8, 64, 16, 64)
+        );
+        let c = g.config(1024, 12, 4, g.smem_forward()).unwrap();
+        assert_eq!(c.grid_dim, (64, 12, 4));
+    }
+
+    #[test]
+    fn grids_cover_every_element_once() {
+        for n in [1usize, 255, 256, 257, 100_000] {
+            let c = elementwise(n).unwrap();
+            let covered = c.grid_dim.0 as usize * c.block_dim.0 as usize;
+            assert!(covered >= n && covered < n + BLOCK as usize);
+        }
+        let c = warp_per_row(17).unwrap();
+        assert_eq!(c.grid_dim.0, 3);
+        for rows in [1usize, 31, 32, 33, 4096, 16384, 1 << 20] {
+            let (chunks, per) = column_chunks(rows);
+            assert!(
+                chunks * per >= rows && (chunks - 1) * per < rows,
+                "rows {rows}"
+            );
+            assert!(chunks <= 128);
+        }
+    }
+
+    #[test]
+    fn buckets_group_positions_by_token() {
+        let tokens = [5, 2, 5, 7, 2, 5];
+        let b = TokenBuckets::build(&tokens, 8).unwrap();
+        assert_eq!(b.token, vec![2, 5, 7]);
+        assert_eq!(b.start, vec![0, 2, 5, 6]);
+        assert_eq!(b.order, vec![1, 4, 0, 2, 5, 3]);
+        let e = TokenBuckets::build(&[1, 9], 8).unwrap_err();
+        assert!(e.to_string().contains("position 1"), "{e}");
+        assert!(TokenBuckets::build(&[-1], 8).is_err());
+    }
+
+    #[test]
+    fn rope_tables_match_the_convention() {
+        let (c, s) = rope_tables(3, 4, 10000.0);
+        assert_eq!(c.len(), 6);
+        // pos 2, pair 1: angle 2 * 10000^(-2/4) = 0.02
+        assert!((c[2 * 2 + 1] - 0.02f32.cos()).abs() < 1e-7);
+        assert!((s[2 * 2 + 1] - 0.02f32.sin()).abs() < 1e-7);
+        assert_eq!(s[0], 0.0);
+        let (b1, b2) = adam_bias_corrections(0.9, 0.999, 2);
+        assert!((b1 - 0.19).abs() < 1e-7 && (b2 - 0.001999).abs() < 1e-9);
+    }
+}
