@@ -7,6 +7,7 @@ use std::format;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> FormatError {
     FormatError::Io(format!("{}: {what}: {e}", path.display()))
@@ -26,7 +27,10 @@ pub(crate) fn write_atomic(
     };
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
+    // Unique per process and per call, so concurrent writers never share a temp file.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    tmp_name.push(format!(".tmp{}-{n}", std::process::id()));
     let tmp = dir.join(tmp_name);
 
     let result = (|| {
