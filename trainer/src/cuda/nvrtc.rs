@@ -61,7 +61,10 @@ fn load_uncached() -> Result<NvrtcVersion, CudaError> {
         // handle is leaked on purpose so the library stays loaded for the process, where
         // cudarc's later dlopen by soname finds it.
         match unsafe { libloading::Library::new(&path) } {
-            Ok(lib) => std::mem::forget(lib),
+            Ok(lib) => {
+                std::mem::forget(lib);
+                preload_builtins(Path::new(&path));
+            }
             Err(e) => {
                 return Err(CudaError::NoNvrtc(format!(
                     "{NVRTC_LIB_ENV}={} could not be loaded: {e}",
@@ -83,6 +86,27 @@ fn load_uncached() -> Result<NvrtcVersion, CudaError> {
         .result()
         .map_err(|e| CudaError::NoNvrtc(format!("nvrtcVersion failed: {e:?}")))?;
     Ok((major, minor))
+}
+
+/// NVRTC dlopens `libnvrtc-builtins.so.X.Y` by name when it compiles; loading it first
+/// from the folder of `LLMRT_NVRTC_LIB` makes that work without `LD_LIBRARY_PATH`.
+fn preload_builtins(nvrtc_lib: &Path) {
+    let Some(dir) = nvrtc_lib.parent() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("libnvrtc-builtins.so") {
+            // SAFETY: as for NVRTC itself: initialisers only, handle leaked on purpose.
+            if let Ok(lib) = unsafe { libloading::Library::new(e.path()) } {
+                std::mem::forget(lib);
+            }
+        }
+    }
 }
 
 /// Folders that hold `cuda_bf16.h`, in the order they are searched.
@@ -179,6 +203,12 @@ pub fn compile(
         .unwrap_or_default();
     let cubin = match compiled {
         Ok(()) => get_cubin(prog),
+        Err(e) if e.0 == sys::nvrtcResult::NVRTC_ERROR_BUILTIN_OPERATION_FAILURE => {
+            Err(bad(format!(
+                "{e:?} (libnvrtc-builtins could not be loaded: add NVRTC's lib folder to \
+             LD_LIBRARY_PATH)\n{log}"
+            )))
+        }
         Err(e) => Err(bad(format!("{e:?}\n{log}"))),
     };
     // SAFETY: as above; nothing uses `prog` afterwards.
