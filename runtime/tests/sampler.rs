@@ -1,0 +1,204 @@
+//! The sampler chain through its public API, on fresh random logits: greedy, top-k = 1,
+//! truncation stages, the empirical distribution against an f64 softmax, penalties and
+//! seeds.
+
+use llmrt::sampler::{argmax, Rng, Sampler, SamplerConfig};
+
+/// Random logits in [-4, 4) from a generator independent of the sampler's seed.
+fn random_logits(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed ^ 0xDEAD_BEEF);
+    (0..n).map(|_| rng.next_f32() * 8.0 - 4.0).collect()
+}
+
+/// f64 softmax of `logits / t`.
+fn softmax64(logits: &[f32], t: f64) -> Vec<f64> {
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &l| m.max(l as f64 / t));
+    let e: Vec<f64> = logits.iter().map(|&l| (l as f64 / t - max).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|x| x / s).collect()
+}
+
+#[test]
+fn greedy_picks_the_argmax() {
+    let mut s = Sampler::new(SamplerConfig::greedy(), 1000);
+    for seed in 0..50 {
+        let logits = random_logits(1000, seed);
+        let want = logits
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &l)| if l > b.1 { (i, l) } else { b },
+            )
+            .0 as u32;
+        assert_eq!(s.sample(&mut logits.clone(), &[]), want);
+    }
+    // First max on ties.
+    assert_eq!(s.sample(&mut [0.5, 2.0, 2.0, 1.0], &[]), 1);
+    assert_eq!(argmax(&[0.5, 2.0, 2.0]), 1);
+}
+
+#[test]
+fn top_k_one_equals_greedy() {
+    let cfg = SamplerConfig {
+        temperature: 1.5,
+        top_k: 1,
+        ..SamplerConfig::default()
+    };
+    let mut s = Sampler::new(cfg, 500);
+    let mut g = Sampler::new(SamplerConfig::greedy(), 500);
+    for seed in 0..50 {
+        let logits = random_logits(500, seed);
+        assert_eq!(
+            s.sample(&mut logits.clone(), &[]),
+            g.sample(&mut logits.clone(), &[])
+        );
+    }
+}
+
+#[test]
+fn distribution_matches_softmax() {
+    // 20000 draws per case: a frequency's standard deviation is at most
+    // sqrt(0.25 / 20000) = 0.0035, so 0.015 is more than 4 sigma.
+    const N: usize = 20_000;
+    const TOL: f64 = 0.015;
+    for (t, seed) in [(1.0f32, 1u64), (0.7, 2), (1.6, 3)] {
+        let logits: Vec<f32> = random_logits(8, seed).iter().map(|l| l * 0.5).collect();
+        let want = softmax64(&logits, t as f64);
+        let mut s = Sampler::new(SamplerConfig::pure(t, seed), logits.len());
+        let mut hist = [0usize; 8];
+        for _ in 0..N {
+            hist[s.sample(&mut logits.clone(), &[]) as usize] += 1;
+        }
+        for (i, (&h, &p)) in hist.iter().zip(&want).enumerate() {
+            let f = h as f64 / N as f64;
+            assert!(
+                (f - p).abs() < TOL,
+                "T={t} token {i}: frequency {f:.4}, softmax {p:.4}"
+            );
+        }
+    }
+}
+
+#[test]
+fn truncation_stages_exclude_what_they_should() {
+    // Probabilities 0.5, 0.3, 0.15, 0.05 for ids 0..4.
+    let base: Vec<f32> = [0.5f64, 0.3, 0.15, 0.05]
+        .iter()
+        .map(|p| p.ln() as f32)
+        .collect();
+    for (cfg, allowed) in [
+        (
+            SamplerConfig {
+                top_p: 0.75,
+                ..SamplerConfig::pure(1.0, 9)
+            },
+            vec![0u32, 1],
+        ),
+        (
+            SamplerConfig {
+                min_p: 0.2,
+                ..SamplerConfig::pure(1.0, 9)
+            },
+            vec![0, 1, 2],
+        ),
+        (
+            SamplerConfig {
+                top_k: 2,
+                ..SamplerConfig::pure(3.0, 9)
+            },
+            vec![0, 1],
+        ),
+    ] {
+        let mut s = Sampler::new(cfg, 4);
+        let mut seen = [false; 4];
+        for _ in 0..2000 {
+            seen[s.sample(&mut base.clone(), &[]) as usize] = true;
+        }
+        for id in 0..4u32 {
+            assert_eq!(
+                seen[id as usize],
+                allowed.contains(&id),
+                "{cfg:?}: token {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn penalties_steer_away_from_history() {
+    // Token 2 is the argmax; a repeat penalty on it (it is in the window) hands the pick
+    // to token 0, but not when it is older than repeat_last_n.
+    let logits = [2.0f32, -1.0, 2.2, 0.5];
+    let cfg = SamplerConfig {
+        repeat_penalty: 1.5,
+        repeat_last_n: 2,
+        ..SamplerConfig::greedy()
+    };
+    let mut s = Sampler::new(cfg, 4);
+    let mut l = logits;
+    assert_eq!(s.sample(&mut l, &[1, 2]), 0);
+    assert!((l[2] - 2.2 / 1.5).abs() < 1e-6 && l[1] == -1.5 && l[0] == 2.0);
+    let mut l = logits;
+    assert_eq!(s.sample(&mut l, &[2, 1, 3]), 2);
+    // Presence + frequency: two occurrences of token 2 cost 0.1·2 + 0.05.
+    let cfg = SamplerConfig {
+        frequency_penalty: 0.1,
+        presence_penalty: 0.05,
+        ..SamplerConfig::greedy()
+    };
+    let mut s = Sampler::new(cfg, 4);
+    let mut l = logits;
+    assert_eq!(s.sample(&mut l, &[2, 2]), 0);
+    assert!((l[2] - 1.95).abs() < 1e-6);
+}
+
+#[test]
+fn same_seed_same_tokens_different_seed_different() {
+    let run = |seed: u64| {
+        let mut s = Sampler::new(
+            SamplerConfig {
+                seed,
+                repeat_penalty: 1.1,
+                ..SamplerConfig::default()
+            },
+            300,
+        );
+        let mut history = Vec::new();
+        for step in 0..200 {
+            let mut logits = random_logits(300, step);
+            // Flatten so that many tokens stay in the running.
+            logits.iter_mut().for_each(|l| *l *= 0.2);
+            let id = s.sample(&mut logits, &history);
+            history.push(id);
+        }
+        history
+    };
+    assert_eq!(run(1234), run(1234));
+    assert_ne!(run(1234), run(1235));
+    // reseed restarts the stream.
+    let mut a = Sampler::new(SamplerConfig::pure(1.0, 5), 50);
+    let logits = random_logits(50, 77);
+    let first: Vec<u32> = (0..20)
+        .map(|_| a.sample(&mut logits.clone(), &[]))
+        .collect();
+    a.reseed(5);
+    let again: Vec<u32> = (0..20)
+        .map(|_| a.sample(&mut logits.clone(), &[]))
+        .collect();
+    assert_eq!(first, again);
+}
+
+#[test]
+fn degenerate_logits_do_not_panic() {
+    let mut s = Sampler::new(SamplerConfig::default(), 4);
+    assert_eq!(s.sample(&mut [], &[]), 0);
+    let mut l = [f32::NEG_INFINITY, f32::NEG_INFINITY, 1.0, f32::NAN];
+    assert_eq!(s.sample(&mut l, &[7, 3]), 2);
+    let mut l = [f32::NEG_INFINITY; 3];
+    assert_eq!(s.sample(&mut l, &[]), 0);
+    let mut l = [0.0, f32::INFINITY, 0.0];
+    assert_eq!(s.sample(&mut l, &[]), 1);
+}
