@@ -158,7 +158,7 @@ pub fn expf(x: f32) -> f32 {
         * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1)
+        + 0.5)
         * z
         + r
         + 1.0;
@@ -358,7 +358,7 @@ impl Sampler {
             apply_penalties(logits, window, &cfg, &mut self.counts, &mut self.seen);
         }
         // NaN or <= 0: greedy.
-        if !(cfg.temperature > 0.0) {
+        if cfg.temperature.is_nan() || cfg.temperature <= 0.0 {
             return argmax(logits) as u32;
         }
         self.cands.clear();
