@@ -1,5 +1,5 @@
 //! The fixed 56-byte header at the start of every `.llm` file, and the constants of
-//! the container (SPEC.md §2). The header says where the checksum sits, so a reader
+//! the container (SPEC.md §3). The header says where the checksum sits, so a reader
 //! can check header + metadata + directory before it trusts any count in them.
 
 use crate::error::FormatError;
@@ -17,7 +17,7 @@ pub const MAX_NAME_LEN: u64 = 4096;
 /// Most dimensions a tensor may have.
 pub const MAX_DIMS: u32 = 4;
 
-/// The fixed header (SPEC.md §2). All fields little-endian.
+/// The fixed header (SPEC.md §3). All fields little-endian.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Format version (`VERSION`).

@@ -2,7 +2,7 @@
 //! canonical tensor directory (names and shapes) that every producer and consumer
 //! of `.llm` files shares.
 //!
-//! Conventions (normative, see SPEC.md §Model):
+//! Conventions (normative, see SPEC.md §8):
 //! * pre-norm decoder: `x += attn(norm1(x)); x += mlp(norm2(x)); logits = out(norm_f(x))`;
 //! * linear weights are `[out, in]`, row-major, so one output is one contiguous row and
 //!   quantisation blocks run along `in`;

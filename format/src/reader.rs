@@ -1,4 +1,4 @@
-//! The zero-copy reader: [`LlmFile::parse`] checks a whole `.llm` buffer (SPEC.md §6)
+//! The zero-copy reader: [`LlmFile::parse`] checks a whole `.llm` buffer (SPEC.md §7)
 //! and keeps borrowed views into it. Nothing proportional to the weights is copied or
 //! allocated; allocations proportional to a count happen only after the count has been
 //! bounded by the bytes that are left.
@@ -175,7 +175,7 @@ pub struct LlmFile<'a> {
 }
 
 impl<'a> LlmFile<'a> {
-    /// Parses and checks `bytes` (SPEC.md §6): magic, version, header checksum, every
+    /// Parses and checks `bytes` (SPEC.md §7): magic, version, header checksum, every
     /// count, offset, length and shape against the buffer. Tensor checksums are not
     /// checked here (see [`LlmFile::verify_all`]).
     pub fn parse(bytes: &'a [u8]) -> Result<LlmFile<'a>, FormatError> {
