@@ -117,7 +117,12 @@ const EPS: f64 = f32::EPSILON as f64;
 ///   with `|x - q·d16| <= d/2 + 127·d·2⁻¹¹ < 0.6·d`, `d = amax_block/127`, so
 ///   `Σ_b 0.6·d_b·Σ_{j∈b}|w_j|`; and for Q4_1 the f16 rounding of `s = d·Σq` and of
 ///   `d`: `Σ_b |m_b|·2⁻¹⁰·(Σ_{j∈b}|x_j| + 32·d_b)`.
-fn f64_reference(w: &Weights, x: &[f32], n: usize, q41_min: Option<&[f32]>) -> (Vec<f64>, Vec<f64>) {
+fn f64_reference(
+    w: &Weights,
+    x: &[f32],
+    n: usize,
+    q41_min: Option<&[f32]>,
+) -> (Vec<f64>, Vec<f64>) {
     let mut y = vec![0.0; n * w.rows];
     let mut bound = vec![0.0; n * w.rows];
     let absd = abs_dots(w, x, n);
@@ -158,7 +163,16 @@ fn shapes(dtype: DType) -> Vec<(usize, usize)> {
     if dtype.is_quantized() {
         vec![(1, 32), (7, 64), (13, 96), (33, 288), (5, 320), (67, 768)]
     } else {
-        vec![(1, 1), (3, 7), (9, 15), (5, 17), (13, 33), (33, 100), (7, 257), (67, 288)]
+        vec![
+            (1, 1),
+            (3, 7),
+            (9, 15),
+            (5, 17),
+            (13, 33),
+            (33, 100),
+            (7, 257),
+            (67, 288),
+        ]
     }
 }
 
@@ -312,15 +326,21 @@ fn matmul_rejects_short_x() {
 fn paths_parse_and_force() {
     for p in KernelPath::ALL {
         assert_eq!(KernelPath::from_name(p.name()), Some(p));
-        assert_eq!(Cpu::with_path(1, p).is_some(), KernelPath::available().contains(&p));
+        assert_eq!(
+            Cpu::with_path(1, p).is_some(),
+            KernelPath::available().contains(&p)
+        );
     }
     assert_eq!(KernelPath::from_name("AVX2"), Some(KernelPath::Avx2));
     assert_eq!(KernelPath::from_name("sse9"), None);
-    assert_eq!(Cpu::new(1).path(), std::env::var("LLMRT_KERNEL")
-        .ok()
-        .and_then(|s| KernelPath::from_name(&s))
-        .filter(|p| KernelPath::available().contains(p))
-        .unwrap_or_else(KernelPath::best));
+    assert_eq!(
+        Cpu::new(1).path(),
+        std::env::var("LLMRT_KERNEL")
+            .ok()
+            .and_then(|s| KernelPath::from_name(&s))
+            .filter(|p| KernelPath::available().contains(p))
+            .unwrap_or_else(KernelPath::best)
+    );
 }
 
 #[test]

@@ -241,7 +241,12 @@ fn dot_q8_0(w: &[u8], a: &[Q8Act]) -> f32 {
     for (blk, y) in w.chunks_exact(34).zip(a) {
         let d = _mm256_set1_ps(f16_to_f32(u16_at(blk)) * y.d);
         // SAFETY: blk has 34 bytes, so 32 at offset 2; y.qs has 32 bytes.
-        let (qx, qy) = unsafe { (load32(blk.as_ptr().add(2)), load32(y.qs.as_ptr() as *const u8)) };
+        let (qx, qy) = unsafe {
+            (
+                load32(blk.as_ptr().add(2)),
+                load32(y.qs.as_ptr() as *const u8),
+            )
+        };
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
     }
     hsum(acc)
@@ -258,7 +263,12 @@ fn dot_q4_0(w: &[u8], a: &[Q8Act]) -> f32 {
     for (blk, y) in w.chunks_exact(18).zip(a) {
         let d = _mm256_set1_ps(f16_to_f32(u16_at(blk)) * y.d);
         // SAFETY: blk has 18 bytes, so 16 at offset 2; y.qs has 32 bytes.
-        let (qx, qy) = unsafe { (nibbles(blk.as_ptr().add(2)), load32(y.qs.as_ptr() as *const u8)) };
+        let (qx, qy) = unsafe {
+            (
+                nibbles(blk.as_ptr().add(2)),
+                load32(y.qs.as_ptr() as *const u8),
+            )
+        };
         let qx = _mm256_sub_epi8(qx, _mm256_set1_epi8(8));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
     }
@@ -278,7 +288,12 @@ fn dot_q4_1(w: &[u8], a: &[Q8Act]) -> f32 {
         let d = _mm256_set1_ps(f16_to_f32(u16_at(blk)) * y.d);
         summ += f16_to_f32(u16_at(&blk[2..])) * y.s;
         // SAFETY: blk has 20 bytes, so 16 at offset 4; y.qs has 32 bytes.
-        let (qx, qy) = unsafe { (nibbles(blk.as_ptr().add(4)), load32(y.qs.as_ptr() as *const u8)) };
+        let (qx, qy) = unsafe {
+            (
+                nibbles(blk.as_ptr().add(4)),
+                load32(y.qs.as_ptr() as *const u8),
+            )
+        };
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u4_i8(qx, qy)), acc);
     }
     hsum(acc) + summ
@@ -297,8 +312,11 @@ pub(crate) fn quantize(x: &[f32], out: &mut [Q8Act]) {
     let one = _mm256_set1_ps(1.0);
     for (b, o) in x.chunks_exact(QK).zip(out.iter_mut()) {
         // SAFETY: b has 32 floats.
-        let v: [__m256; 4] = core::array::from_fn(|k| unsafe { _mm256_loadu_ps(b.as_ptr().add(8 * k)) });
-        let m = v.iter().fold(_mm256_setzero_ps(), |m, v| _mm256_max_ps(m, _mm256_andnot_ps(sign, *v)));
+        let v: [__m256; 4] =
+            core::array::from_fn(|k| unsafe { _mm256_loadu_ps(b.as_ptr().add(8 * k)) });
+        let m = v.iter().fold(_mm256_setzero_ps(), |m, v| {
+            _mm256_max_ps(m, _mm256_andnot_ps(sign, *v))
+        });
         let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
         let m = _mm_max_ss(m, _mm_movehdup_ps(m));
@@ -309,7 +327,10 @@ pub(crate) fn quantize(x: &[f32], out: &mut [Q8Act]) {
             let t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
             let f = _mm256_sub_ps(p, t);
             let up = _mm256_and_ps(_mm256_cmp_ps(f, half, _CMP_GE_OQ), one);
-            let down = _mm256_and_ps(_mm256_cmp_ps(f, _mm256_sub_ps(_mm256_setzero_ps(), half), _CMP_LE_OQ), one);
+            let down = _mm256_and_ps(
+                _mm256_cmp_ps(f, _mm256_sub_ps(_mm256_setzero_ps(), half), _CMP_LE_OQ),
+                one,
+            );
             _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(t, up), down))
         });
         let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
@@ -317,7 +338,10 @@ pub(crate) fn quantize(x: &[f32], out: &mut [Q8Act]) {
         let s = _mm_hadd_epi32(s, s);
         let sum = _mm_cvtsi128_si32(_mm_hadd_epi32(s, s));
         // i32 -> i16 -> i8 packs work per 128-bit lane; the permute restores order.
-        let p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        let p = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
         let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         // SAFETY: o.qs has 32 bytes; storeu has no alignment need.
         unsafe { _mm256_storeu_si256(o.qs.as_mut_ptr() as *mut __m256i, p) };

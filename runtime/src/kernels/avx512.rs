@@ -1,9 +1,418 @@
-//! placeholder
-use super::act::Q8Act;
+//! x86-64 AVX-512 kernels (F/BW/VL/DQ + VNNI, with FMA and F16C): the same functions as
+//! `scalar`.
+//!
+//! Each weight row is taken against up to 4 activation rows at once (`T` below), so
+//! converting or unpacking a weight is shared by the 4 dot products (prompts); `n = 1`
+//! (generation) uses the same code with `T = 1`.
+//!
+//! * Floats: 16 lanes, weights widened in registers; the last `cols % 16` through
+//!   masked loads (no scalar tail).
+//! * Blocks: two blocks of 32 per 512-bit register. `vpdpbusd` multiplies unsigned by
+//!   signed bytes, so signed weights go in as |w| with the activation negated where
+//!   `w < 0` (the AVX2 `sign` trick, done with a mask); Q4_1's nibbles are unsigned
+//!   already. The integer sums are exact, as in the scalar path. An odd last block
+//!   takes the 256-bit VNNI form.
+
+use super::act::{Q8Act, QK};
+use super::avx2::{f16_to_f32, u16_at};
+use super::{Matrix, OutRows};
+use core::arch::x86_64::*;
+use llm_format::DType;
+
+/// Proof that the CPU has AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA and F16C: exists only
+/// through [`Avx512::detect`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx512(());
+
 impl Avx512 {
-    pub(crate) fn detect() -> Option<Avx512> { None }
-    pub(crate) fn rows(self, w: &super::Matrix<'_>, x: &[f32], a: &[Q8Act], out: &mut super::OutRows<'_>) { super::scalar::rows(w, x, a, out) }
-    pub(crate) fn quantize(self, x: &[f32], out: &mut [Q8Act]) { super::act::quantize(x, out) }
+    /// The token, if this CPU (std: run-time detection; no_std: compile-time target
+    /// features) has all of the features above.
+    pub(crate) fn detect() -> Option<Avx512> {
+        #[cfg(feature = "std")]
+        let ok = std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vnni")
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c");
+        #[cfg(not(feature = "std"))]
+        let ok = cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vl",
+            target_feature = "avx512dq",
+            target_feature = "avx512vnni",
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "f16c"
+        ));
+        ok.then_some(Avx512(()))
+    }
+
+    /// See `scalar::rows`.
+    pub(crate) fn rows(self, w: &Matrix<'_>, x: &[f32], a: &[Q8Act], out: &mut OutRows<'_>) {
+        // SAFETY: the token exists only if the CPU has every feature `rows` enables.
+        unsafe { rows(w, x, a, out) }
+    }
+
+    /// See `act::quantize` (bit-identical for finite inputs; the AVX2 code).
+    pub(crate) fn quantize(self, x: &[f32], out: &mut [Q8Act]) {
+        // SAFETY: AVX2, FMA and F16C are part of this token's features.
+        unsafe { super::avx2::quantize(x, out) }
+    }
+}
+
+/// Every row of `out` against every activation, `T = 4` activations at a time.
+macro_rules! drive {
+    ($w:ident, $src:ident, $len:expr, $out:ident, $tile:ident) => {{
+        let n = $out.n();
+        let len = $len;
+        for r in $out.r0..$out.r1 {
+            let row = $w.row(r);
+            let mut i = 0;
+            while i + 4 <= n {
+                let v = $tile::<4>(
+                    row,
+                    core::array::from_fn(|k| &$src[(i + k) * len..(i + k + 1) * len]),
+                );
+                for (k, v) in v.into_iter().enumerate() {
+                    $out.set(i + k, r, v);
+                }
+                i += 4;
+            }
+            while i < n {
+                let [v] = $tile::<1>(row, [&$src[i * len..(i + 1) * len]]);
+                $out.set(i, r, v);
+                i += 1;
+            }
+        }
+    }};
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], out: &mut OutRows<'_>) {
+    let cols = w.cols;
+    let nb = cols / QK;
+    match w.dtype {
+        DType::F32 => drive!(w, x, cols, out, tile_f32),
+        DType::F16 => drive!(w, x, cols, out, tile_f16),
+        DType::BF16 => drive!(w, x, cols, out, tile_bf16),
+        DType::Q8_0 => drive!(w, a, nb, out, tile_q8_0),
+        DType::Q4_0 => drive!(w, a, nb, out, tile_q4_0),
+        DType::Q4_1 => drive!(w, a, nb, out, tile_q4_1),
+    }
+}
+
+/// Loads 16 weights widened to f32; `mask` selects which (the others read as 0 and
+/// their memory is not touched).
+trait Load16 {
+    /// Bytes per weight.
+    const SIZE: usize;
+    /// # Safety
+    /// The selected weights `p..p + 16·SIZE` must be readable; the token's features
+    /// must be present.
+    unsafe fn load16(p: *const u8, mask: __mmask16) -> __m512;
+}
+
+struct F32;
+struct F16;
+struct BF16;
+
+impl Load16 for F32 {
+    const SIZE: usize = 4;
+    #[inline(always)]
+    unsafe fn load16(p: *const u8, mask: __mmask16) -> __m512 {
+        // SAFETY: caller; masked-off lanes are not accessed.
+        unsafe { _mm512_maskz_loadu_ps(mask, p as *const f32) }
+    }
+}
+
+impl Load16 for F16 {
+    const SIZE: usize = 2;
+    #[inline(always)]
+    unsafe fn load16(p: *const u8, mask: __mmask16) -> __m512 {
+        // SAFETY: caller; masked-off lanes are not accessed.
+        unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p as *const i16)) }
+    }
+}
+
+impl Load16 for BF16 {
+    const SIZE: usize = 2;
+    #[inline(always)]
+    unsafe fn load16(p: *const u8, mask: __mmask16) -> __m512 {
+        // SAFETY: caller; masked-off lanes are not accessed. bf16 → f32 is a shift.
+        unsafe {
+            let h = _mm256_maskz_loadu_epi16(mask, p as *const i16);
+            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+        }
+    }
+}
+
+/// `[w·x_k for k in 0..T]` for one row of weights of type `L` (f32 accumulation).
+///
+/// # Panics
+/// Unless every `x_k` has `w.len() / L::SIZE` values and `w.len()` is a multiple of
+/// `L::SIZE`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn tile_float<L: Load16, const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] {
+    let n = w.len() / L::SIZE;
+    assert_eq!(w.len(), n * L::SIZE);
+    assert!(xs.iter().all(|x| x.len() == n));
+    let wp = w.as_ptr();
+    let mut acc = [[_mm512_setzero_ps(); 2]; T];
+    let mut c = 0;
+    // SAFETY (loads below): c + 32 <= n (resp. the mask covers only c..n), so every
+    // weight read lies in `w` and every float read in `x_k` (lengths checked above).
+    while c + 32 <= n {
+        for u in 0..2 {
+            let wv = unsafe { L::load16(wp.add((c + 16 * u) * L::SIZE), 0xffff) };
+            for (k, x) in xs.iter().enumerate() {
+                let xv = unsafe { _mm512_loadu_ps(x.as_ptr().add(c + 16 * u)) };
+                acc[k][u] = _mm512_fmadd_ps(wv, xv, acc[k][u]);
+            }
+        }
+        c += 32;
+    }
+    while c < n {
+        let left = n - c;
+        let mask: __mmask16 = if left >= 16 {
+            0xffff
+        } else {
+            (1u16 << left) - 1
+        };
+        let wv = unsafe { L::load16(wp.add(c * L::SIZE), mask) };
+        for (k, x) in xs.iter().enumerate() {
+            let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(c)) };
+            acc[k][0] = _mm512_fmadd_ps(wv, xv, acc[k][0]);
+        }
+        c += 16;
+    }
+    core::array::from_fn(|k| _mm512_reduce_add_ps(_mm512_add_ps(acc[k][0], acc[k][1])))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn tile_f32<const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] {
+    tile_float::<F32, T>(w, xs)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn tile_f16<const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] {
+    tile_float::<F16, T>(w, xs)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn tile_bf16<const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] {
+    tile_float::<BF16, T>(w, xs)
+}
+
+/// A block type's weights of two (or one) blocks, ready for `vpdpbusd`.
+trait QuantBlock {
+    /// Bytes per block.
+    const SIZE: usize;
+    /// Signed weights (needs the sign trick) or unsigned (Q4_1).
+    const SIGNED: bool;
+    /// The 64 weights of the blocks at `p` and `p + SIZE`, as bytes: signed for
+    /// `SIGNED`, else 0..=15.
+    ///
+    /// # Safety
+    /// `2·SIZE` readable bytes at `p`; the token's features present.
+    unsafe fn weights2(p: *const u8) -> __m512i;
+    /// The 32 weights of the block at `p`.
+    ///
+    /// # Safety
+    /// `SIZE` readable bytes at `p`; the token's features present.
+    unsafe fn weights1(p: *const u8) -> __m256i;
+}
+
+struct Q8_0;
+struct Q4_0;
+struct Q4_1;
+
+impl QuantBlock for Q8_0 {
+    const SIZE: usize = 34;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn weights2(p: *const u8) -> __m512i {
+        // SAFETY: bytes 2..34 and 36..68 lie within the two blocks (caller).
+        unsafe {
+            let a = _mm256_loadu_si256(p.add(2) as *const __m256i);
+            let b = _mm256_loadu_si256(p.add(36) as *const __m256i);
+            _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1)
+        }
+    }
+    #[inline(always)]
+    unsafe fn weights1(p: *const u8) -> __m256i {
+        // SAFETY: bytes 2..34 lie within the block (caller).
+        unsafe { _mm256_loadu_si256(p.add(2) as *const __m256i) }
+    }
+}
+
+/// Nibbles of the two 16-byte quant arrays at `p` and `p + stride` as 64 bytes in
+/// element order: [lo(a), hi(a), lo(b), hi(b)] (byte j holds elements j and j+16).
+///
+/// # Safety
+/// 16 readable bytes at `p` and at `p + stride`; AVX-512 F/BW present.
+#[inline(always)]
+unsafe fn nibbles2(p: *const u8, stride: usize) -> __m512i {
+    // SAFETY: caller.
+    let v = unsafe {
+        _mm256_set_m128i(
+            _mm_loadu_si128(p.add(stride) as *const __m128i),
+            _mm_loadu_si128(p as *const __m128i),
+        )
+    };
+    let m = _mm256_set1_epi8(0x0f);
+    let lo = _mm256_and_si256(v, m); // [lo(a), lo(b)]
+    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m); // [hi(a), hi(b)]
+    let z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); // [lo a, lo b, hi a, hi b]
+    _mm512_shuffle_i64x2(z, z, 0b11_01_10_00)
+}
+
+/// Nibbles of one block's 16 bytes at `p`, element order.
+///
+/// # Safety
+/// 16 readable bytes at `p`; AVX2 present.
+#[inline(always)]
+unsafe fn nibbles1(p: *const u8) -> __m256i {
+    // SAFETY: caller.
+    let q = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+impl QuantBlock for Q4_0 {
+    const SIZE: usize = 18;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn weights2(p: *const u8) -> __m512i {
+        // SAFETY: quants at 2..18 and 20..36 (caller).
+        let q = unsafe { nibbles2(p.add(2), 18) };
+        _mm512_sub_epi8(q, _mm512_set1_epi8(8))
+    }
+    #[inline(always)]
+    unsafe fn weights1(p: *const u8) -> __m256i {
+        // SAFETY: quants at 2..18 (caller).
+        let q = unsafe { nibbles1(p.add(2)) };
+        _mm256_sub_epi8(q, _mm256_set1_epi8(8))
+    }
+}
+
+impl QuantBlock for Q4_1 {
+    const SIZE: usize = 20;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn weights2(p: *const u8) -> __m512i {
+        // SAFETY: quants at 4..20 and 24..40 (caller).
+        unsafe { nibbles2(p.add(4), 20) }
+    }
+    #[inline(always)]
+    unsafe fn weights1(p: *const u8) -> __m256i {
+        // SAFETY: quants at 4..20 (caller).
+        unsafe { nibbles1(p.add(4)) }
+    }
+}
+
+/// The activation quants of blocks `y0` and `y1` in one register.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
+fn act2(y0: &Q8Act, y1: &Q8Act) -> __m512i {
+    // SAFETY: each `qs` is 32 bytes.
+    unsafe {
+        let a = _mm256_loadu_si256(y0.qs.as_ptr() as *const __m256i);
+        let b = _mm256_loadu_si256(y1.qs.as_ptr() as *const __m256i);
+        _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1)
+    }
+}
+
+/// `[Σ_blocks (Σ q_w·q_x)·d_w·d_x (+ m_w·s_x for Q4_1) for each of the T activation
+/// rows]`: ggml's `vec_dot_q8_0_q8_0` / `q4_0_q8_0` / `q4_1_q8_1` with exact integer
+/// block sums.
+///
+/// # Panics
+/// Unless `w.len() == B::SIZE · a_k.len()` for every `k`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn tile_quant<B: QuantBlock, const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f32; T] {
+    let nb = w.len() / B::SIZE;
+    assert_eq!(w.len(), nb * B::SIZE);
+    assert!(ys.iter().all(|y| y.len() == nb));
+    let wp = w.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); T];
+    let mut summ = [0.0f32; T];
+    let mut b = 0;
+    while b + 2 <= nb {
+        // SAFETY: blocks b and b+1 lie in `w` (b + 2 <= nb, length checked above).
+        let q = unsafe { B::weights2(wp.add(b * B::SIZE)) };
+        let blk0 = &w[b * B::SIZE..];
+        let blk1 = &w[(b + 1) * B::SIZE..];
+        let (dw0, dw1) = (f16_to_f32(u16_at(blk0)), f16_to_f32(u16_at(blk1)));
+        // |w| and where w < 0, shared by the T activations.
+        let (ax, neg) = if B::SIGNED {
+            (_mm512_abs_epi8(q), _mm512_movepi8_mask(q))
+        } else {
+            (q, 0)
+        };
+        for k in 0..T {
+            let (y0, y1) = (&ys[k][b], &ys[k][b + 1]);
+            let mut y = act2(y0, y1);
+            if B::SIGNED {
+                y = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+            }
+            let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, y);
+            let d = _mm512_insertf32x8(_mm512_set1_ps(dw0 * y0.d), _mm256_set1_ps(dw1 * y1.d), 1);
+            acc[k] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[k]);
+            if !B::SIGNED {
+                summ[k] += f16_to_f32(u16_at(&blk0[2..])) * y0.s;
+                summ[k] += f16_to_f32(u16_at(&blk1[2..])) * y1.s;
+            }
+        }
+        b += 2;
+    }
+    let mut tail = [0.0f32; T];
+    if b < nb {
+        // SAFETY: block b lies in `w` (b < nb).
+        let q = unsafe { B::weights1(wp.add(b * B::SIZE)) };
+        let blk = &w[b * B::SIZE..];
+        let dw = f16_to_f32(u16_at(blk));
+        let (ax, neg) = if B::SIGNED {
+            (_mm256_abs_epi8(q), _mm256_movepi8_mask(q))
+        } else {
+            (q, 0)
+        };
+        for k in 0..T {
+            let yb = &ys[k][b];
+            // SAFETY: `qs` is 32 bytes.
+            let mut y = unsafe { _mm256_loadu_si256(yb.qs.as_ptr() as *const __m256i) };
+            if B::SIGNED {
+                y = _mm256_mask_sub_epi8(y, neg, _mm256_setzero_si256(), y);
+            }
+            let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, y);
+            tail[k] = super::avx2::hsum(_mm256_mul_ps(
+                _mm256_set1_ps(dw * yb.d),
+                _mm256_cvtepi32_ps(dot),
+            ));
+            if !B::SIGNED {
+                summ[k] += f16_to_f32(u16_at(&blk[2..])) * yb.s;
+            }
+        }
+    }
+    core::array::from_fn(|k| _mm512_reduce_add_ps(acc[k]) + tail[k] + summ[k])
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn tile_q8_0<const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f32; T] {
+    tile_quant::<Q8_0, T>(w, ys)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn tile_q4_0<const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f32; T] {
+    tile_quant::<Q4_0, T>(w, ys)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn tile_q4_1<const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f32; T] {
+    tile_quant::<Q4_1, T>(w, ys)
 }

@@ -151,7 +151,7 @@ impl<'a> Matrix<'a> {
         rows: usize,
         cols: usize,
     ) -> Result<Matrix<'a>, KernelError> {
-        if cols % dtype.block_len() != 0 {
+        if !cols.is_multiple_of(dtype.block_len()) {
             return Err(KernelError::PartialBlock { dtype, cols });
         }
         let expected = rows
