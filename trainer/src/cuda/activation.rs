@@ -1,5 +1,6 @@
 //! Launchers of `kernels/activation.cu`: GELU (tanh), ReLU and SwiGLU, forward and
-//! backward, element-wise over `n` elements (gradients written, =).
+//! backward, element-wise over `n` elements (gradients written, or added with
+//! `accumulate`).
 
 use super::device::CudaDevice;
 use super::error::CudaError;
@@ -57,7 +58,7 @@ pub fn forward<T: GpuFloat>(
         .run(elementwise(n)?)
 }
 
-/// `dinp = dout * act'(inp)`.
+/// `dinp (= or +=) dout * act'(inp)`.
 pub fn backward<T: GpuFloat>(
     dev: &CudaDevice,
     act: Activation,
@@ -65,6 +66,7 @@ pub fn backward<T: GpuFloat>(
     inp: &CudaSlice<T>,
     dout: &CudaSlice<T>,
     n: usize,
+    accumulate: bool,
 ) -> Result<(), CudaError> {
     check_len("act dinp", dinp.len(), n)?;
     check_len("act inp", inp.len(), n)?;
@@ -74,6 +76,7 @@ pub fn backward<T: GpuFloat>(
         .ptr(inp)
         .ptr(dout)
         .i64(n as i64)
+        .i32(i32::from(accumulate))
         .run(elementwise(n)?)
 }
 
@@ -96,7 +99,7 @@ pub fn swiglu_forward<T: GpuFloat>(
         .run(elementwise(n)?)
 }
 
-/// `dgate = dout * up * silu'(gate)`, `dup = dout * silu(gate)`.
+/// `dgate (= or +=) dout * up * silu'(gate)`, `dup (= or +=) dout * silu(gate)`.
 pub fn swiglu_backward<T: GpuFloat>(
     dev: &CudaDevice,
     dgate: &mut CudaSlice<T>,
@@ -105,6 +108,7 @@ pub fn swiglu_backward<T: GpuFloat>(
     up: &CudaSlice<T>,
     dout: &CudaSlice<T>,
     n: usize,
+    accumulate: bool,
 ) -> Result<(), CudaError> {
     for (name, len) in [
         ("swiglu dgate", dgate.len()),
@@ -122,5 +126,6 @@ pub fn swiglu_backward<T: GpuFloat>(
         .ptr(up)
         .ptr(dout)
         .i64(n as i64)
+        .i32(i32::from(accumulate))
         .run(elementwise(n)?)
 }

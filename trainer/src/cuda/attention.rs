@@ -100,8 +100,8 @@ pub fn forward<T: GpuFloat>(
         .run(g.config(s.seq, s.heads, s.batch, g.smem_forward())?)
 }
 
-/// The backward pass: `dq`, `dk`, `dv` written (=) from `dout`, the forward's inputs,
-/// its output and `lse`.
+/// The backward pass: `dq`, `dk`, `dv` written (=), or added to with `accumulate`, from
+/// `dout`, the forward's inputs, its output and `lse`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: GpuFloat>(
     dev: &CudaDevice,
@@ -115,6 +115,7 @@ pub fn backward<T: GpuFloat>(
     out: &CudaSlice<T>,
     lse: &CudaSlice<f32>,
     s: AttnShape,
+    accumulate: bool,
 ) -> Result<(), CudaError> {
     let g = s.check()?;
     for (name, len) in [
@@ -180,6 +181,7 @@ pub fn backward<T: GpuFloat>(
         .i32(kvs)
         .i32(qs)
         .f32(scale)
+        .i32(i32::from(accumulate))
         .run(g.config(s.seq, s.heads, s.batch, g.smem_forward())?)?;
     Launch::new(dev, &FILE, T::PRECISION, "attention_backward_dkv")?
         .ptr(dk)
@@ -200,5 +202,6 @@ pub fn backward<T: GpuFloat>(
         .i32(kvs)
         .i32(qs)
         .f32(scale)
+        .i32(i32::from(accumulate))
         .run(g.config(s.seq, s.kv_heads, s.batch, g.smem_dkv())?)
 }

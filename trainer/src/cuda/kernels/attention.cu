@@ -9,7 +9,7 @@
 // dimensions per lane; dot products are reduced over the group with xor shuffles. All
 // groups of a block walk the same key range (masking, not branching, for causality) so
 // the full-warp shuffles never diverge. Scores use scale = 1/sqrt(hd).
-// Gradients dq, dk, dv are written (=); the backward pass needs D = rowsum(dout * out)
+// Gradients dq, dk, dv are written (=), or added (+=) with accumulate != 0; the backward pass needs D = rowsum(dout * out)
 // from attention_backward_preprocess first.
 
 #define DPT 8
@@ -126,7 +126,7 @@ extern "C" __global__ void attention_backward_dq(floatX* dq, const floatX* dout,
                                                  const floatX* v, const float* lse,
                                                  const float* D, int T, int H, int KVH, int hd,
                                                  int G, int Bc, int q_stride, int kv_stride,
-                                                 int o_stride, float scale) {
+                                                 int o_stride, float scale, int accumulate) {
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
     int hd_pad = G * DPT;
@@ -165,7 +165,11 @@ extern "C" __global__ void attention_backward_dq(floatX* dq, const floatX* dout,
     if (i >= T) return;
     for (int d = 0; d < DPT; d++) {
         int dim = g * DPT + d;
-        if (dim < hd) dq[(rb + i) * q_stride + h * hd + dim] = stx(acc[d] * scale);
+        if (dim < hd) {
+            long long o = (rb + i) * q_stride + h * hd + dim;
+            float g = acc[d] * scale;
+            dq[o] = stx(accumulate ? ldx(dq[o]) + g : g);
+        }
     }
 }
 
@@ -178,7 +182,7 @@ extern "C" __global__ void attention_backward_dkv(floatX* dk, floatX* dv, const 
                                                   const floatX* v, const float* lse,
                                                   const float* D, int T, int H, int KVH, int hd,
                                                   int G, int Bc, int q_stride, int kv_stride,
-                                                  int o_stride, float scale) {
+                                                  int o_stride, float scale, int accumulate) {
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
     int hd_pad = G * DPT;
@@ -227,8 +231,10 @@ extern "C" __global__ void attention_backward_dkv(floatX* dk, floatX* dv, const 
     for (int d = 0; d < DPT; d++) {
         int dim = g * DPT + d;
         if (dim < hd) {
-            dk[(rb + j) * kv_stride + kvh * hd + dim] = stx(dka[d] * scale);
-            dv[(rb + j) * kv_stride + kvh * hd + dim] = stx(dva[d]);
+            long long o = (rb + j) * kv_stride + kvh * hd + dim;
+            float gk = dka[d] * scale, gv = dva[d];
+            dk[o] = stx(accumulate ? ldx(dk[o]) + gk : gk);
+            dv[o] = stx(accumulate ? ldx(dv[o]) + gv : gv);
         }
     }
 }
