@@ -11,6 +11,7 @@ pub mod layers;
 pub mod import;
 pub mod quantize;
 
+pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod scalar;

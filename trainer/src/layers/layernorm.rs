@@ -59,8 +59,8 @@ pub fn layernorm_backward<T: Real>(
                 dmean += dn;
                 dnm += dn * (x[j] - mu) * rs;
             }
-            dmean = dmean * inv_c;
-            dnm = dnm * inv_c;
+            dmean *= inv_c;
+            dnm *= inv_c;
             for j in 0..c {
                 let n = (x[j] - mu) * rs;
                 dx[j] += (dy[j] * w[j] - dmean - n * dnm) * rs;

@@ -1,0 +1,936 @@
+//! The decoder: parameters in one flat buffer walked by a size table whose names and
+//! shapes are exactly `ModelOptions::tensor_layout()` (so export is a copy), the
+//! activations of one micro-batch allocated once per (B, T), and a forward and a
+//! backward that call nothing but the [`Backend`] trait.
+//!
+//! Pre-norm block (SPEC §Model): `x += attn(norm1(x)); x += mlp(norm2(x));
+//! logits = norm_f(x) · Wᵀ` with W = `tok_emb` when tied. Dropout (training only) acts on
+//! the embedding sum and on the output of both residual branches (nanoGPT's places,
+//! without attention-probability dropout).
+
+use crate::backend::{Activation, Backend};
+use crate::layers::attention::AttnShape;
+use crate::layers::embedding::PosAdd;
+use crate::rng::Rng;
+use crate::scalar::Real;
+use llm_format::{Mlp, ModelOptions, Norm, Positions};
+use std::fmt;
+use std::ops::Range;
+
+/// A model-level problem with the inputs; the message says what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelError(pub String);
+
+impl fmt::Display for ModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "model: {}", self.0)
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+/// One tensor of the flat parameter buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSlot {
+    /// Canonical name (`blk.0.attn_q.weight`).
+    pub name: String,
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// First element in the flat buffer.
+    pub offset: usize,
+    /// Element count.
+    pub len: usize,
+    /// A matrix that export may quantise.
+    pub matrix: bool,
+    /// AdamW applies weight decay (matrices; embeddings by option; never norms/biases).
+    pub decays: bool,
+}
+
+impl ParamSlot {
+    /// `offset..offset + len`.
+    pub fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.len
+    }
+}
+
+/// The size table shared by parameters, gradients and both Adam moments.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamTable {
+    /// Slots in file order.
+    pub slots: Vec<ParamSlot>,
+    /// Total elements.
+    pub total: usize,
+}
+
+impl ParamTable {
+    /// Lays out `o.tensor_layout()` back to back.
+    pub fn new(o: &ModelOptions, decay_embeddings: bool) -> Self {
+        let mut off = 0;
+        let slots = o
+            .tensor_layout()
+            .into_iter()
+            .map(|t| {
+                let len = t.shape.iter().product();
+                let embedding = t.name == "tok_emb" || t.name == "pos_emb";
+                let s = ParamSlot {
+                    decays: if embedding {
+                        decay_embeddings
+                    } else {
+                        t.matrix
+                    },
+                    name: t.name,
+                    shape: t.shape,
+                    offset: off,
+                    len,
+                    matrix: t.matrix,
+                };
+                off += len;
+                s
+            })
+            .collect();
+        ParamTable { slots, total: off }
+    }
+
+    /// The slot of a canonical name.
+    pub fn get(&self, name: &str) -> Option<&ParamSlot> {
+        self.slots.iter().find(|s| s.name == name)
+    }
+
+    /// `(offset, len, decays)` per slot, for the optimizer.
+    pub fn ranges(&self) -> Vec<(usize, usize, bool)> {
+        self.slots
+            .iter()
+            .map(|s| (s.offset, s.len, s.decays))
+            .collect()
+    }
+
+    fn range(&self, name: &str) -> Result<Range<usize>, ModelError> {
+        self.get(name)
+            .map(ParamSlot::range)
+            .ok_or_else(|| ModelError(format!("internal: no tensor '{name}' in the layout")))
+    }
+
+    fn opt_range(&self, name: &str) -> Option<Range<usize>> {
+        self.get(name).map(ParamSlot::range)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Lin {
+    w: Range<usize>,
+    b: Option<Range<usize>>,
+}
+
+#[derive(Clone, Debug)]
+struct NormIdx {
+    w: Range<usize>,
+    b: Option<Range<usize>>,
+}
+
+#[derive(Clone, Debug)]
+struct LayerIdx {
+    attn_norm: NormIdx,
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    o: Lin,
+    mlp_norm: NormIdx,
+    gate: Option<Lin>,
+    up: Lin,
+    down: Lin,
+}
+
+#[derive(Clone, Debug)]
+struct Idx {
+    tok_emb: Range<usize>,
+    pos_emb: Option<Range<usize>>,
+    layers: Vec<LayerIdx>,
+    out_norm: NormIdx,
+    /// `output.weight`, or `tok_emb` when tied.
+    output: Range<usize>,
+}
+
+impl Idx {
+    fn new(t: &ParamTable, o: &ModelOptions) -> Result<Self, ModelError> {
+        let lin = |p: &str| -> Result<Lin, ModelError> {
+            Ok(Lin {
+                w: t.range(&format!("{p}.weight"))?,
+                b: t.opt_range(&format!("{p}.bias")),
+            })
+        };
+        let norm = |p: &str| -> Result<NormIdx, ModelError> {
+            Ok(NormIdx {
+                w: t.range(&format!("{p}.weight"))?,
+                b: t.opt_range(&format!("{p}.bias")),
+            })
+        };
+        let layers = (0..o.n_layers)
+            .map(|l| {
+                let b = format!("blk.{l}");
+                Ok(LayerIdx {
+                    attn_norm: norm(&format!("{b}.attn_norm"))?,
+                    q: lin(&format!("{b}.attn_q"))?,
+                    k: lin(&format!("{b}.attn_k"))?,
+                    v: lin(&format!("{b}.attn_v"))?,
+                    o: lin(&format!("{b}.attn_out"))?,
+                    mlp_norm: norm(&format!("{b}.mlp_norm"))?,
+                    gate: match o.mlp {
+                        Mlp::SwiGlu => Some(lin(&format!("{b}.mlp_gate"))?),
+                        _ => None,
+                    },
+                    up: lin(&format!("{b}.mlp_up"))?,
+                    down: lin(&format!("{b}.mlp_down"))?,
+                })
+            })
+            .collect::<Result<_, ModelError>>()?;
+        let tok_emb = t.range("tok_emb")?;
+        Ok(Idx {
+            output: if o.tied_embeddings {
+                tok_emb.clone()
+            } else {
+                t.range("output.weight")?
+            },
+            tok_emb,
+            pos_emb: t.opt_range("pos_emb"),
+            layers,
+            out_norm: norm("out_norm")?,
+        })
+    }
+}
+
+/// Saved activations of one block; shapes with N = B·T rows.
+#[derive(Default)]
+struct LayerActs<T> {
+    ln1: Vec<T>,      // [N, C]
+    ln1_mean: Vec<T>, // [N]
+    ln1_rstd: Vec<T>, // [N]
+    q: Vec<T>,        // [N, C], after RoPE
+    k: Vec<T>,        // [N, KV], after RoPE
+    v: Vec<T>,        // [N, KV]
+    att: Vec<T>,      // [B, H, T, T] probabilities
+    atty: Vec<T>,     // [N, C] attention output before the projection
+    attproj: Vec<T>,  // [N, C] after dropout
+    drop1: Vec<T>,    // [N, C] mask, empty without dropout
+    res2: Vec<T>,     // [N, C]
+    ln2: Vec<T>,      // [N, C]
+    ln2_mean: Vec<T>, // [N]
+    ln2_rstd: Vec<T>, // [N]
+    gate: Vec<T>,     // [N, F] (SwiGLU only)
+    up: Vec<T>,       // [N, F]
+    act: Vec<T>,      // [N, F]
+    mlpout: Vec<T>,   // [N, C] after dropout
+    drop2: Vec<T>,    // [N, C] mask
+    res3: Vec<T>,     // [N, C] block output
+}
+
+/// Activations and backward scratch for one (B, T).
+struct Acts<T> {
+    b: usize,
+    t: usize,
+    tokens: Vec<u32>,  // [N]
+    targets: Vec<u32>, // [N], empty when the last forward had none
+    x0: Vec<T>,        // [N, C] embedding (+ positions), after dropout
+    drop0: Vec<T>,     // [N, C]
+    layers: Vec<LayerActs<T>>,
+    lnf: Vec<T>,      // [N, C]
+    lnf_mean: Vec<T>, // [N]
+    lnf_rstd: Vec<T>, // [N]
+    logits: Vec<T>,   // [N, V]: logits, then probabilities, then dlogits
+    losses: Vec<T>,   // [N]
+    dropout_on: bool,
+    // Backward scratch, shared by all layers.
+    d_res: Vec<T>,    // [N, C] gradient of the residual stream
+    d_branch: Vec<T>, // [N, C]
+    d_ln: Vec<T>,     // [N, C]
+    d_atty: Vec<T>,   // [N, C]
+    dq: Vec<T>,       // [N, C]
+    dk: Vec<T>,       // [N, KV]
+    dv: Vec<T>,       // [N, KV]
+    d_act: Vec<T>,    // [N, F]
+    d_up: Vec<T>,     // [N, F]
+    d_gate: Vec<T>,   // [N, F]
+}
+
+impl<T: Real> Acts<T> {
+    fn new(o: &ModelOptions, b: usize, t: usize, dropout: bool) -> Self {
+        let n = b * t;
+        let (c, kv, f) = (o.d_model, o.kv_dim(), o.d_ff);
+        let z = |len: usize| vec![T::zero(); len];
+        let maybe = |on: bool, len: usize| if on { z(len) } else { Vec::new() };
+        let swiglu = o.mlp == Mlp::SwiGlu;
+        let layers = (0..o.n_layers)
+            .map(|_| LayerActs {
+                ln1: z(n * c),
+                ln1_mean: z(n),
+                ln1_rstd: z(n),
+                q: z(n * c),
+                k: z(n * kv),
+                v: z(n * kv),
+                att: z(b * o.n_heads * t * t),
+                atty: z(n * c),
+                attproj: z(n * c),
+                drop1: maybe(dropout, n * c),
+                res2: z(n * c),
+                ln2: z(n * c),
+                ln2_mean: z(n),
+                ln2_rstd: z(n),
+                gate: maybe(swiglu, n * f),
+                up: z(n * f),
+                act: z(n * f),
+                mlpout: z(n * c),
+                drop2: maybe(dropout, n * c),
+                res3: z(n * c),
+            })
+            .collect();
+        Acts {
+            b,
+            t,
+            tokens: Vec::new(),
+            targets: Vec::new(),
+            x0: z(n * c),
+            drop0: maybe(dropout, n * c),
+            layers,
+            lnf: z(n * c),
+            lnf_mean: z(n),
+            lnf_rstd: z(n),
+            logits: z(n * o.vocab_size),
+            losses: z(n),
+            dropout_on: dropout,
+            d_res: z(n * c),
+            d_branch: z(n * c),
+            d_ln: z(n * c),
+            d_atty: z(n * c),
+            dq: z(n * c),
+            dk: z(n * kv),
+            dv: z(n * kv),
+            d_act: z(n * f),
+            d_up: z(n * f),
+            d_gate: maybe(swiglu, n * f),
+        }
+    }
+}
+
+fn zero<T: Real>(x: &mut [T]) {
+    x.iter_mut().for_each(|v| *v = T::zero());
+}
+
+/// Disjoint mutable views of a weight range and an optional bias range.
+fn wb<'a, T>(
+    g: &'a mut [T],
+    w: &Range<usize>,
+    b: &Option<Range<usize>>,
+) -> (&'a mut [T], Option<&'a mut [T]>) {
+    match b {
+        None => (&mut g[w.clone()], None),
+        Some(b) if b.start >= w.end => {
+            let (lo, hi) = g.split_at_mut(b.start);
+            (&mut lo[w.clone()], Some(&mut hi[..b.len()]))
+        }
+        Some(b) => {
+            let (lo, hi) = g.split_at_mut(w.start);
+            (&mut hi[..w.len()], Some(&mut lo[b.clone()]))
+        }
+    }
+}
+
+/// Weights, gradients and saved activations of one decoder.
+pub struct Model<T: Real> {
+    /// The model options (the file's metadata).
+    pub opts: ModelOptions,
+    /// Size table of `params` and `grads`.
+    pub table: ParamTable,
+    /// All parameters, flat, in table order.
+    pub params: Vec<T>,
+    /// Gradients in the same layout (accumulated by `backward`).
+    pub grads: Vec<T>,
+    /// Dropout probability used by `forward` when given a dropout seed.
+    pub dropout: f64,
+    idx: Idx,
+    acts: Option<Acts<T>>,
+}
+
+impl<T: Real> Model<T> {
+    /// A zero-initialised model; call [`Model::init_gpt2`] or load weights.
+    pub fn new(opts: ModelOptions, decay_embeddings: bool) -> Result<Self, ModelError> {
+        opts.validate().map_err(|e| ModelError(e.to_string()))?;
+        let table = ParamTable::new(&opts, decay_embeddings);
+        let idx = Idx::new(&table, &opts)?;
+        Ok(Model {
+            params: vec![T::zero(); table.total],
+            grads: vec![T::zero(); table.total],
+            opts,
+            table,
+            dropout: 0.0,
+            idx,
+            acts: None,
+        })
+    }
+
+    /// GPT-2 initialisation: matrices and embedding tables N(0, 0.02), the two residual
+    /// projections (`attn_out`, `mlp_down`) N(0, 0.02/√(2L)), biases 0, norm weights 1.
+    pub fn init_gpt2(&mut self, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let resid = 0.02 / (2.0 * self.opts.n_layers as f64).sqrt();
+        for s in &self.table.slots {
+            let p = &mut self.params[s.range()];
+            let is_norm = s.name.contains("norm");
+            if s.name.ends_with(".bias") {
+                zero(p);
+            } else if is_norm {
+                p.iter_mut().for_each(|v| *v = T::one());
+            } else {
+                let std = if s.name.contains("attn_out") || s.name.contains("mlp_down") {
+                    resid
+                } else {
+                    0.02
+                };
+                p.iter_mut().for_each(|v| *v = T::c(rng.normal() * std));
+            }
+        }
+    }
+
+    /// The parameters of one canonical tensor.
+    pub fn param(&self, name: &str) -> Option<&[T]> {
+        self.table.get(name).map(|s| &self.params[s.range()])
+    }
+
+    /// Mutable parameters of one canonical tensor.
+    pub fn param_mut(&mut self, name: &str) -> Option<&mut [T]> {
+        let r = self.table.get(name)?.range();
+        Some(&mut self.params[r])
+    }
+
+    /// Zeroes the gradient buffer (before the first micro-batch of a step).
+    pub fn zero_grad(&mut self) {
+        zero(&mut self.grads);
+    }
+
+    /// Logits `[B·T, V]` of the last forward run without targets.
+    pub fn logits(&self) -> &[T] {
+        self.acts.as_ref().map_or(&[], |a| &a.logits)
+    }
+
+    fn check_inputs(
+        &self,
+        tokens: &[u32],
+        targets: Option<&[u32]>,
+        b: usize,
+        t: usize,
+    ) -> Result<(), ModelError> {
+        let o = &self.opts;
+        if b == 0 || t == 0 {
+            return Err(ModelError(format!("empty batch (B = {b}, T = {t})")));
+        }
+        if t > o.max_len {
+            return Err(ModelError(format!(
+                "sequence length {t} exceeds the model's max_len {}",
+                o.max_len
+            )));
+        }
+        let n = b * t;
+        if tokens.len() != n || targets.is_some_and(|x| x.len() != n) {
+            return Err(ModelError(format!(
+                "expected {n} tokens and targets for B = {b}, T = {t}, got {} and {}",
+                tokens.len(),
+                targets.map_or(0, |x| x.len())
+            )));
+        }
+        let all = tokens.iter().chain(targets.unwrap_or(&[]));
+        if let Some(bad) = all.copied().find(|&x| x as usize >= o.vocab_size) {
+            return Err(ModelError(format!(
+                "token id {bad} is not below vocab_size {}",
+                o.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the decoder on `tokens: [B, T]`. With `targets`, returns the mean
+    /// cross-entropy and keeps what `backward` needs; without, leaves the logits
+    /// readable through [`Model::logits`]. `dropout_seed` turns dropout on (training).
+    pub fn forward(
+        &mut self,
+        be: &dyn Backend<T>,
+        tokens: &[u32],
+        targets: Option<&[u32]>,
+        b: usize,
+        t: usize,
+        dropout_seed: Option<u64>,
+    ) -> Result<Option<f64>, ModelError> {
+        self.check_inputs(tokens, targets, b, t)?;
+        let drop_p = match dropout_seed {
+            Some(_) if self.dropout > 0.0 => self.dropout,
+            _ => 0.0,
+        };
+        let dropout_on = drop_p > 0.0;
+        let fresh = match &self.acts {
+            Some(a) => a.b != b || a.t != t || a.dropout_on != dropout_on,
+            None => true,
+        };
+        if fresh {
+            self.acts = Some(Acts::new(&self.opts, b, t, dropout_on));
+        }
+        let Model {
+            opts: o,
+            params: p,
+            idx,
+            acts,
+            ..
+        } = self;
+        let Some(a) = acts.as_mut() else {
+            return Err(ModelError("internal: activations missing".into()));
+        };
+        a.tokens.clear();
+        a.tokens.extend_from_slice(tokens);
+        a.targets.clear();
+        if let Some(tg) = targets {
+            a.targets.extend_from_slice(tg);
+        }
+        let n = b * t;
+        let (c, kv, f, v) = (o.d_model, o.kv_dim(), o.d_ff, o.vocab_size);
+        let sh = AttnShape {
+            t,
+            h: o.n_heads,
+            kvh: o.n_kv_heads,
+            hd: o.head_dim(),
+        };
+        let eps = o.norm_eps as f64;
+        let base = o.rope_base as f64;
+        let site_seed =
+            |site: u64| dropout_seed.unwrap_or(0) ^ site.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let pos = match o.positions {
+            Positions::Learned => match &idx.pos_emb {
+                Some(r) => PosAdd::Learned(&p[r.clone()]),
+                None => return Err(ModelError("internal: pos_emb missing".into())),
+            },
+            Positions::Sinusoidal => PosAdd::Sinusoidal,
+            Positions::Rope => PosAdd::None,
+        };
+        // x0 = tok_emb[tokens] + pos
+        be.embedding_forward(&mut a.x0, tokens, &p[idx.tok_emb.clone()], pos, t, c);
+        if dropout_on {
+            be.dropout_forward(&mut a.x0, &mut a.drop0, drop_p, site_seed(1));
+        }
+        let norm_fwd = |out: &mut [T], mean: &mut [T], rstd: &mut [T], inp: &[T], ni: &NormIdx| {
+            let w = &p[ni.w.clone()];
+            match o.norm {
+                Norm::LayerNorm => {
+                    let bias = ni.b.as_ref().map(|r| &p[r.clone()]);
+                    be.layernorm_forward(out, mean, rstd, inp, w, bias, c, eps)
+                }
+                Norm::RmsNorm => be.rmsnorm_forward(out, rstd, inp, w, c, eps),
+            }
+        };
+        let lin_fwd = |out: &mut [T], inp: &[T], li: &Lin, i: usize, od: usize| {
+            let bias = li.b.as_ref().map(|r| &p[r.clone()]);
+            be.matmul_forward(out, inp, &p[li.w.clone()], bias, n, i, od)
+        };
+        for (l, li) in idx.layers.iter().enumerate() {
+            let (prev, rest) = a.layers.split_at_mut(l);
+            let la = &mut rest[0];
+            let inp: &[T] = match prev.last() {
+                Some(pl) => &pl.res3,
+                None => &a.x0,
+            };
+            // attention branch: ln1 = norm(x); q,k,v = ln1·W; rope; atty = attn; proj
+            norm_fwd(
+                &mut la.ln1,
+                &mut la.ln1_mean,
+                &mut la.ln1_rstd,
+                inp,
+                &li.attn_norm,
+            );
+            lin_fwd(&mut la.q, &la.ln1, &li.q, c, c);
+            lin_fwd(&mut la.k, &la.ln1, &li.k, c, kv);
+            lin_fwd(&mut la.v, &la.ln1, &li.v, c, kv);
+            if o.positions == Positions::Rope {
+                be.rope(&mut la.q, t, sh.h, sh.hd, base, false);
+                be.rope(&mut la.k, t, sh.kvh, sh.hd, base, false);
+            }
+            be.attention_forward(&mut la.atty, &mut la.att, &la.q, &la.k, &la.v, sh);
+            lin_fwd(&mut la.attproj, &la.atty, &li.o, c, c);
+            if dropout_on {
+                be.dropout_forward(
+                    &mut la.attproj,
+                    &mut la.drop1,
+                    drop_p,
+                    site_seed(2 + 2 * l as u64),
+                );
+            }
+            be.residual_forward(&mut la.res2, inp, &la.attproj);
+            // MLP branch: ln2 = norm(res2); act(ln2·Wup [⊙ gate]); down
+            norm_fwd(
+                &mut la.ln2,
+                &mut la.ln2_mean,
+                &mut la.ln2_rstd,
+                &la.res2,
+                &li.mlp_norm,
+            );
+            lin_fwd(&mut la.up, &la.ln2, &li.up, c, f);
+            match (o.mlp, &li.gate) {
+                (Mlp::SwiGlu, Some(g)) => {
+                    lin_fwd(&mut la.gate, &la.ln2, g, c, f);
+                    be.swiglu_forward(&mut la.act, &la.gate, &la.up);
+                }
+                (Mlp::Gelu, _) => be.activation_forward(Activation::Gelu, &mut la.act, &la.up),
+                (Mlp::Relu, _) => be.activation_forward(Activation::Relu, &mut la.act, &la.up),
+                (Mlp::SwiGlu, None) => return Err(ModelError("internal: mlp_gate missing".into())),
+            }
+            lin_fwd(&mut la.mlpout, &la.act, &li.down, f, c);
+            if dropout_on {
+                be.dropout_forward(
+                    &mut la.mlpout,
+                    &mut la.drop2,
+                    drop_p,
+                    site_seed(3 + 2 * l as u64),
+                );
+            }
+            be.residual_forward(&mut la.res3, &la.res2, &la.mlpout);
+        }
+        let last: &[T] = match a.layers.last() {
+            Some(pl) => &pl.res3,
+            None => &a.x0,
+        };
+        norm_fwd(
+            &mut a.lnf,
+            &mut a.lnf_mean,
+            &mut a.lnf_rstd,
+            last,
+            &idx.out_norm,
+        );
+        be.matmul_forward(&mut a.logits, &a.lnf, &p[idx.output.clone()], None, n, c, v);
+        let Some(tg) = targets else {
+            return Ok(None);
+        };
+        be.softmax_ce_forward(&mut a.logits, &mut a.losses, tg, v);
+        let sum: f64 = a.losses.iter().map(|x| x.f64()).sum();
+        Ok(Some(sum / n as f64))
+    }
+
+    /// Adds `loss_scale · ∂(mean loss)/∂params` into `grads` (scale `1/grad_accum` for
+    /// accumulation). Needs the immediately preceding `forward` to have had targets.
+    pub fn backward(&mut self, be: &dyn Backend<T>, loss_scale: f64) -> Result<(), ModelError> {
+        let Model {
+            opts: o,
+            params: p,
+            grads: g,
+            idx,
+            acts,
+            dropout,
+            ..
+        } = self;
+        let Some(a) = acts.as_mut() else {
+            return Err(ModelError("backward called before forward".into()));
+        };
+        if a.targets.is_empty() {
+            return Err(ModelError("backward needs a forward with targets".into()));
+        }
+        let _ = dropout;
+        let (b, t) = (a.b, a.t);
+        let n = b * t;
+        let (c, kv, f, v) = (o.d_model, o.kv_dim(), o.d_ff, o.vocab_size);
+        let sh = AttnShape {
+            t,
+            h: o.n_heads,
+            kvh: o.n_kv_heads,
+            hd: o.head_dim(),
+        };
+        let base = o.rope_base as f64;
+        // dlogits = scale/N · (p - onehot), in place over the probabilities.
+        let dloss = vec![T::c(loss_scale / n as f64); n];
+        be.softmax_ce_backward(&mut a.logits, &dloss, &a.targets, v);
+        let norm_bwd = |g: &mut [T],
+                        dinp: &mut [T],
+                        dout: &[T],
+                        inp: &[T],
+                        mean: &[T],
+                        rstd: &[T],
+                        ni: &NormIdx| {
+            let w = &p[ni.w.clone()];
+            let (dw, db) = wb(g, &ni.w, &ni.b);
+            match o.norm {
+                Norm::LayerNorm => be.layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, c),
+                Norm::RmsNorm => be.rmsnorm_backward(dinp, dw, dout, inp, w, rstd, c),
+            }
+        };
+        let lin_bwd =
+            |g: &mut [T], dinp: &mut [T], dout: &[T], inp: &[T], li: &Lin, i: usize, od: usize| {
+                let (dw, db) = wb(g, &li.w, &li.b);
+                be.matmul_backward(dinp, dw, db, dout, inp, &p[li.w.clone()], n, i, od)
+            };
+        // logits = lnf · Wᵀ
+        zero(&mut a.d_ln);
+        let out_r = idx.output.clone();
+        be.matmul_backward(
+            &mut a.d_ln,
+            &mut g[out_r.clone()],
+            None,
+            &a.logits,
+            &a.lnf,
+            &p[out_r],
+            n,
+            c,
+            v,
+        );
+        zero(&mut a.d_res);
+        {
+            let last: &[T] = match a.layers.last() {
+                Some(pl) => &pl.res3,
+                None => &a.x0,
+            };
+            norm_bwd(
+                g,
+                &mut a.d_res,
+                &a.d_ln,
+                last,
+                &a.lnf_mean,
+                &a.lnf_rstd,
+                &idx.out_norm,
+            );
+        }
+        for (l, li) in idx.layers.iter().enumerate().rev() {
+            let la = &a.layers[l];
+            let inp: &[T] = if l == 0 { &a.x0 } else { &a.layers[l - 1].res3 };
+            // res3 = res2 + mlpout: d_res flows on, and into the MLP branch.
+            a.d_branch.copy_from_slice(&a.d_res);
+            if a.dropout_on {
+                be.dropout_backward(&mut a.d_branch, &la.drop2);
+            }
+            zero(&mut a.d_act);
+            lin_bwd(g, &mut a.d_act, &a.d_branch, &la.act, &li.down, f, c);
+            zero(&mut a.d_up);
+            match (o.mlp, &li.gate) {
+                (Mlp::SwiGlu, Some(_)) => {
+                    zero(&mut a.d_gate);
+                    be.swiglu_backward(&mut a.d_gate, &mut a.d_up, &a.d_act, &la.gate, &la.up);
+                }
+                (Mlp::Relu, _) => {
+                    be.activation_backward(Activation::Relu, &mut a.d_up, &la.up, &a.d_act)
+                }
+                _ => be.activation_backward(Activation::Gelu, &mut a.d_up, &la.up, &a.d_act),
+            }
+            zero(&mut a.d_ln);
+            lin_bwd(g, &mut a.d_ln, &a.d_up, &la.ln2, &li.up, c, f);
+            if let Some(gl) = &li.gate {
+                lin_bwd(g, &mut a.d_ln, &a.d_gate, &la.ln2, gl, c, f);
+            }
+            norm_bwd(
+                g,
+                &mut a.d_res,
+                &a.d_ln,
+                &la.res2,
+                &la.ln2_mean,
+                &la.ln2_rstd,
+                &li.mlp_norm,
+            );
+            // res2 = x + attproj
+            a.d_branch.copy_from_slice(&a.d_res);
+            if a.dropout_on {
+                be.dropout_backward(&mut a.d_branch, &la.drop1);
+            }
+            zero(&mut a.d_atty);
+            lin_bwd(g, &mut a.d_atty, &a.d_branch, &la.atty, &li.o, c, c);
+            zero(&mut a.dq);
+            zero(&mut a.dk);
+            zero(&mut a.dv);
+            be.attention_backward(
+                &mut a.dq, &mut a.dk, &mut a.dv, &a.d_atty, &la.q, &la.k, &la.v, &la.att, sh,
+            );
+            if o.positions == Positions::Rope {
+                be.rope(&mut a.dq, t, sh.h, sh.hd, base, true);
+                be.rope(&mut a.dk, t, sh.kvh, sh.hd, base, true);
+            }
+            zero(&mut a.d_ln);
+            lin_bwd(g, &mut a.d_ln, &a.dq, &la.ln1, &li.q, c, c);
+            lin_bwd(g, &mut a.d_ln, &a.dk, &la.ln1, &li.k, c, kv);
+            lin_bwd(g, &mut a.d_ln, &a.dv, &la.ln1, &li.v, c, kv);
+            norm_bwd(
+                g,
+                &mut a.d_res,
+                &a.d_ln,
+                inp,
+                &la.ln1_mean,
+                &la.ln1_rstd,
+                &li.attn_norm,
+            );
+        }
+        if a.dropout_on {
+            be.dropout_backward(&mut a.d_res, &a.drop0);
+        }
+        let (dtok, dpos) = wb(g, &idx.tok_emb, &idx.pos_emb);
+        be.embedding_backward(dtok, dpos, &a.d_res, &a.tokens, t, c);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Cpu;
+    use crate::layers::testutil::rand_vec;
+
+    fn opts(
+        pos: Positions,
+        norm: Norm,
+        mlp: Mlp,
+        bias: bool,
+        tied: bool,
+        kvh: usize,
+    ) -> ModelOptions {
+        ModelOptions {
+            vocab_size: 11,
+            d_model: 8,
+            n_layers: 2,
+            n_heads: 2,
+            n_kv_heads: kvh,
+            d_ff: 12,
+            max_len: 6,
+            positions: pos,
+            norm,
+            mlp,
+            bias,
+            tied_embeddings: tied,
+            norm_eps: 1e-5,
+            rope_base: 10000.0,
+        }
+    }
+
+    /// Checks every tensor's gradient (up to 6 sampled elements each) against central
+    /// differences of the mean loss in f64; tolerance 1e-6 absolute + relative.
+    fn gradcheck(o: ModelOptions, dropout: f64, seed: u64) {
+        let mut m = Model::<f64>::new(o.clone(), true).unwrap();
+        // Large random weights (not GPT-2's 0.02) so every gradient is well above round-off.
+        m.params = rand_vec::<f64>(m.table.total, seed)
+            .iter()
+            .map(|x| x * 0.7)
+            .collect();
+        m.dropout = dropout;
+        let (b, t) = (2, 5);
+        let mut r = Rng::new(seed + 1);
+        let tokens: Vec<u32> = (0..b * t).map(|_| r.below(11) as u32).collect();
+        let targets: Vec<u32> = (0..b * t).map(|_| r.below(11) as u32).collect();
+        let ds = Some(42);
+        m.zero_grad();
+        m.forward(&Cpu, &tokens, Some(&targets), b, t, ds).unwrap();
+        m.backward(&Cpu, 1.0).unwrap();
+        let grads = m.grads.clone();
+        let h = 1e-5;
+        for s in m.table.slots.clone() {
+            let step = (s.len / 6).max(1);
+            for i in (0..s.len).step_by(step).take(6) {
+                let k = s.offset + (i * 7919) % s.len;
+                let orig = m.params[k];
+                m.params[k] = orig + h;
+                let lp = m
+                    .forward(&Cpu, &tokens, Some(&targets), b, t, ds)
+                    .unwrap()
+                    .unwrap();
+                m.params[k] = orig - h;
+                let lm = m
+                    .forward(&Cpu, &tokens, Some(&targets), b, t, ds)
+                    .unwrap()
+                    .unwrap();
+                m.params[k] = orig;
+                let num = (lp - lm) / (2.0 * h);
+                assert!(
+                    (grads[k] - num).abs() <= 1e-6 * (1.0 + num.abs()),
+                    "{o:?}: {} [{i}] analytic {} numeric {num}",
+                    s.name,
+                    grads[k]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn whole_model_gradients_every_option_combination() {
+        let mut seed = 100;
+        for pos in [Positions::Learned, Positions::Sinusoidal, Positions::Rope] {
+            for norm in [Norm::LayerNorm, Norm::RmsNorm] {
+                for mlp in [Mlp::Gelu, Mlp::Relu, Mlp::SwiGlu] {
+                    for bias in [false, true] {
+                        for tied in [false, true] {
+                            for kvh in [2, 1] {
+                                seed += 1;
+                                gradcheck(opts(pos, norm, mlp, bias, tied, kvh), 0.0, seed);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn whole_model_gradients_with_dropout() {
+        gradcheck(
+            opts(
+                Positions::Learned,
+                Norm::LayerNorm,
+                Mlp::Gelu,
+                true,
+                true,
+                2,
+            ),
+            0.3,
+            7,
+        );
+        gradcheck(
+            opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 1),
+            0.2,
+            8,
+        );
+    }
+
+    #[test]
+    fn f32_forward_matches_f64() {
+        let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 1);
+        let mut m64 = Model::<f64>::new(o.clone(), true).unwrap();
+        m64.init_gpt2(3);
+        let mut m32 = Model::<f32>::new(o, true).unwrap();
+        m32.params = m64.params.iter().map(|&x| x as f32).collect();
+        let tokens = [1u32, 2, 3, 4, 5, 6];
+        let targets = [2u32, 3, 4, 5, 6, 7];
+        let l64 = m64
+            .forward(&Cpu, &tokens, Some(&targets), 1, 6, None)
+            .unwrap()
+            .unwrap();
+        let l32 = m32
+            .forward(&Cpu, &tokens, Some(&targets), 1, 6, None)
+            .unwrap()
+            .unwrap();
+        assert!((l64 - l32).abs() < 1e-5 * l64, "{l64} vs {l32}");
+        // A freshly initialised model predicts nearly uniformly: loss ≈ ln V.
+        assert!((l64 - 11f64.ln()).abs() < 0.15, "{l64}");
+    }
+
+    #[test]
+    fn table_matches_layout_and_rejects_bad_tokens() {
+        let o = opts(
+            Positions::Learned,
+            Norm::LayerNorm,
+            Mlp::Gelu,
+            true,
+            true,
+            2,
+        );
+        let mut m = Model::<f32>::new(o.clone(), false).unwrap();
+        assert_eq!(m.table.total, o.n_params());
+        let names: Vec<_> = o.tensor_layout().into_iter().map(|s| s.name).collect();
+        let ours: Vec<_> = m.table.slots.iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names, ours);
+        assert!(!m.table.get("tok_emb").unwrap().decays);
+        assert!(!m.table.get("blk.0.attn_norm.bias").unwrap().decays);
+        assert!(m.table.get("blk.0.attn_q.weight").unwrap().decays);
+        let err = m
+            .forward(&Cpu, &[1, 11], Some(&[1, 2]), 1, 2, None)
+            .unwrap_err();
+        assert!(err.0.contains("11"));
+        assert!(m
+            .forward(&Cpu, &[1; 7], None, 1, 7, None)
+            .unwrap_err()
+            .0
+            .contains("max_len"));
+        assert!(m.backward(&Cpu, 1.0).is_err());
+    }
+}
