@@ -1,8 +1,27 @@
-//! llmrt: the inference runtime.
+//! llmrt: the inference runtime for `.llm` models.
+//!
+//! `#![no_std]` + `alloc`; the `std` feature (on by default) adds memory-mapped
+//! loading and threads. A [`Model`] is loaded once and shared; each [`Context`]
+//! holds one stream's KV cache and scratch; [`generate()`] runs the sampler chain
+//! and streams text.
 #![no_std]
+#![deny(missing_docs)]
+
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod context;
+pub mod error;
+pub mod generate;
 pub mod kernels;
+mod math;
+pub mod model;
+pub mod ops;
 pub mod sampler;
 pub mod tokenizer;
+
+pub use context::{Context, ContextParams};
+pub use error::Error;
+pub use generate::{generate, GenerateParams, Generation, StopReason};
+pub use model::Model;

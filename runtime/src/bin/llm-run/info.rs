@@ -1,0 +1,102 @@
+//! `llm-run info`: what a model file holds, and with `--verify` whether every
+//! tensor's bytes still match their checksum.
+
+use clap::Args;
+use llm_format::Value;
+use std::path::PathBuf;
+
+/// Arguments of `llm-run info`.
+#[derive(Args)]
+pub struct InfoArgs {
+    /// Model file (.llm).
+    #[arg(short = 'm', long)]
+    model: PathBuf,
+    /// Check every tensor's checksum (reads the whole file).
+    #[arg(long)]
+    verify: bool,
+    /// List every tensor (default: the first layer's and the global ones).
+    #[arg(long)]
+    all: bool,
+}
+
+fn show(v: &Value<'_>) -> String {
+    match v {
+        Value::Str(s) if s.len() > 120 => format!(
+            "\"{}…\" ({} bytes)",
+            &s[..s.floor_char_boundary(100)],
+            s.len()
+        ),
+        Value::Str(s) => format!("\"{s}\""),
+        Value::Array(a) => format!(
+            "[{} × {}]",
+            a.len(),
+            a.first().map_or("?", |x| x.type_name())
+        ),
+        Value::F32(x) => format!("{x}"),
+        Value::F64(x) => format!("{x}"),
+        Value::Bool(b) => format!("{b}"),
+        other => other
+            .as_i64()
+            .map_or_else(|| format!("{other:?}"), |x| x.to_string()),
+    }
+}
+
+/// Runs the command.
+pub fn run(a: InfoArgs) -> Result<(), String> {
+    let model = crate::load(&a.model)?;
+    let file = model.file().map_err(|e| e.to_string())?;
+    let o = &model.opts;
+    println!("file:        {}", a.model.display());
+    println!("size:        {} bytes", model.bytes().len());
+    println!("version:     {}", file.version());
+    println!(
+        "model:       {} layers, d_model {}, {} heads ({} kv), d_ff {}, vocab {}, context {}",
+        o.n_layers, o.d_model, o.n_heads, o.n_kv_heads, o.d_ff, o.vocab_size, o.max_len
+    );
+    println!(
+        "options:     positions {}, norm {} (eps {}), mlp {}, bias {}, tied {}, rope base {}",
+        o.positions.name(),
+        o.norm.name(),
+        o.norm_eps,
+        o.mlp.name(),
+        o.bias,
+        o.tied_embeddings,
+        o.rope_base
+    );
+    println!("parameters:  {}", o.n_params());
+    let t = &model.tokenizer;
+    println!(
+        "tokenizer:   {} tokens, {:?}, bos {:?}, eos {:?}, add_bos {}",
+        t.vocab_size(),
+        t.kind(),
+        t.bos(),
+        t.eos(),
+        t.add_bos()
+    );
+    println!("metadata:");
+    for (k, v) in file.metadata() {
+        println!("  {k:<28} {}", show(v));
+    }
+    println!("tensors:     {}", file.tensors().len());
+    for ti in file.tensors() {
+        let global = !ti.name.starts_with("blk.") || ti.name.starts_with("blk.0.");
+        if a.all || global {
+            let shape: Vec<String> = ti.shape.iter().map(|d| d.to_string()).collect();
+            println!(
+                "  {:<28} {:<5} [{}] {} bytes",
+                ti.name,
+                ti.dtype.name(),
+                shape.join(", "),
+                ti.size
+            );
+        }
+    }
+    if a.verify {
+        file.verify_all().map_err(|e| e.to_string())?;
+        println!(
+            "verify:      all {} tensor checksums match",
+            file.tensors().len()
+        );
+    }
+    Ok(())
+}

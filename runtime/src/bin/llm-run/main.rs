@@ -1,0 +1,291 @@
+//! `llm-run`: generate text from a `.llm` model, inspect it, tokenize, measure
+//! perplexity. Text goes to stdout as it is generated; diagnostics go to stderr;
+//! any error is one line on stderr and exit code 1.
+
+mod info;
+mod perplexity;
+
+use clap::{Args, Parser, Subcommand};
+use llmrt::sampler::SamplerConfig;
+use llmrt::{generate, Context, ContextParams, GenerateParams, Model};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "llm-run",
+    version,
+    about = "Run .llm language models on the CPU: generate text, inspect files, tokenize, measure perplexity",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    gen: GenArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a model's options, tokenizer and tensors; --verify checks every tensor's checksum.
+    Info(info::InfoArgs),
+    /// Print the token ids of a text, space-separated.
+    Tokenize(TokenizeArgs),
+    /// Perplexity of a text file, in windows of --ctx tokens.
+    Perplexity(perplexity::PplArgs),
+}
+
+/// Generation (the default command).
+#[derive(Args)]
+struct GenArgs {
+    /// Model file (.llm).
+    #[arg(short = 'm', long)]
+    model: Option<PathBuf>,
+    /// Prompt text.
+    #[arg(short = 'p', long, conflicts_with_all = ["file", "prompt_ids"])]
+    prompt: Option<String>,
+    /// Read the prompt from this file.
+    #[arg(short = 'f', long, conflicts_with = "prompt_ids")]
+    file: Option<PathBuf>,
+    /// Prompt as token ids, space-separated ("1 2 3"), used as given (no BOS added).
+    #[arg(long)]
+    prompt_ids: Option<String>,
+    /// Tokens to generate.
+    #[arg(short = 'n', long, default_value_t = 128)]
+    n_predict: usize,
+    /// Temperature; 0 means greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep the K most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Keep the smallest set of tokens whose probability adds up to P (1: off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Drop tokens less likely than P times the most likely one (0: off).
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Repetition penalty over the last --repeat-last-n tokens (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// How many recent tokens the penalties look at.
+    #[arg(long, default_value_t = 64)]
+    repeat_last_n: usize,
+    /// Frequency penalty (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    /// Presence penalty (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    /// Random seed; the same seed and flags give the same text on every machine
+    /// (default: a fresh seed, printed on stderr).
+    #[arg(short = 's', long)]
+    seed: Option<u64>,
+    /// Threads for the matrix products (default: physical cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Stop before this text (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Keep generating after the end-of-sequence token.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Context length (default: the model's).
+    #[arg(short = 'c', long, default_value_t = 0)]
+    ctx_size: usize,
+    /// Print the generated token ids, space-separated, instead of text.
+    #[arg(long)]
+    print_ids: bool,
+    /// Do not prepend BOS to a text prompt even if the tokenizer asks for it.
+    #[arg(long)]
+    no_bos: bool,
+}
+
+/// Arguments of `llm-run tokenize`.
+#[derive(Args)]
+struct TokenizeArgs {
+    /// Model file (.llm).
+    #[arg(short = 'm', long)]
+    model: PathBuf,
+    /// Text to tokenize.
+    #[arg(short = 'p', long)]
+    prompt: String,
+    /// Do not prepend BOS even if the tokenizer asks for it.
+    #[arg(long)]
+    no_bos: bool,
+}
+
+/// The default thread count: physical cores, or logical ones where that is unknown.
+pub(crate) fn default_threads() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    physical_cores().unwrap_or(logical).clamp(1, logical)
+}
+
+fn physical_cores() -> Option<usize> {
+    // Linux: count distinct (physical id, core id) pairs.
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mut cores = std::collections::HashSet::new();
+    let mut phys = "";
+    for line in info.lines() {
+        let mut kv = line.splitn(2, ':');
+        let (k, v) = (kv.next()?.trim(), kv.next().unwrap_or("").trim());
+        match k {
+            "physical id" => phys = v,
+            "core id" => {
+                cores.insert((phys.to_string(), v.to_string()));
+            }
+            _ => {}
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len())
+}
+
+pub(crate) fn load(path: &Path) -> Result<Arc<Model>, String> {
+    Model::load(path)
+        .map(Arc::new)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
+    s.split_whitespace()
+        .map(|t| {
+            t.parse::<u32>()
+                .map_err(|_| format!("--prompt-ids: '{t}' is not a token id"))
+        })
+        .collect()
+}
+
+fn run_generate(a: GenArgs) -> Result<(), String> {
+    let path = a
+        .model
+        .as_deref()
+        .ok_or("no model given: use -m MODEL (see llm-run --help)")?;
+    let model = load(path)?;
+    let tok = &model.tokenizer;
+    let prompt: Vec<u32> = if let Some(ids) = &a.prompt_ids {
+        parse_ids(ids)?
+    } else {
+        let text = match (&a.prompt, &a.file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => {
+                std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?
+            }
+            (None, None) => {
+                return Err("no prompt given: use -p TEXT, -f FILE or --prompt-ids".into())
+            }
+        };
+        let add_bos = tok.add_bos() && !a.no_bos;
+        tok.encode(&text, add_bos).map_err(|e| e.to_string())?
+    };
+    if prompt.is_empty() {
+        return Err("the prompt is empty: give some text or token ids".into());
+    }
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let threads = a.threads.unwrap_or_else(default_threads);
+    let params = ContextParams {
+        n_ctx: a.ctx_size,
+        n_batch: 64,
+        threads,
+    };
+    let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
+    if prompt.len() >= ctx.n_ctx() {
+        return Err(format!(
+            "the prompt has {} tokens but the context holds {}",
+            prompt.len(),
+            ctx.n_ctx()
+        ));
+    }
+    let sampler = SamplerConfig {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: a.repeat_last_n,
+        frequency_penalty: a.frequency_penalty,
+        presence_penalty: a.presence_penalty,
+        seed,
+    };
+    let gp = GenerateParams {
+        max_tokens: a.n_predict,
+        stop: a.stop.clone(),
+        ignore_eos: a.ignore_eos,
+        sampler,
+    };
+    eprintln!(
+        "llm-run: {} ({} params, {}), {} prompt tokens, seed {seed}, {threads} threads",
+        path.display(),
+        model.opts.n_params(),
+        model.main_dtype,
+        prompt.len()
+    );
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let print_text = !a.print_ids;
+    let start = Instant::now();
+    let mut write_err = None;
+    let g = generate(&mut ctx, &prompt, &gp, &mut |piece| {
+        if print_text {
+            if let Err(e) = out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
+                write_err = Some(e);
+                return false;
+            }
+        }
+        true
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = write_err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(format!("writing to stdout: {e}"));
+        }
+    }
+    if a.print_ids {
+        let ids: Vec<String> = g.tokens.iter().map(|t| t.to_string()).collect();
+        writeln!(out, "{}", ids.join(" ")).map_err(|e| e.to_string())?;
+    } else {
+        writeln!(out).map_err(|e| e.to_string())?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "llm-run: {} tokens in {secs:.2} s ({:.1} tok/s, prompt included), stop: {:?}",
+        g.tokens.len(),
+        g.tokens.len() as f64 / secs.max(1e-9),
+        g.reason
+    );
+    Ok(())
+}
+
+fn run_tokenize(a: TokenizeArgs) -> Result<(), String> {
+    let model = load(&a.model)?;
+    let tok = &model.tokenizer;
+    let ids = tok
+        .encode(&a.prompt, tok.add_bos() && !a.no_bos)
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<String> = ids.iter().map(|t| t.to_string()).collect();
+    println!("{}", ids.join(" "));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        None => run_generate(cli.gen),
+        Some(Cmd::Info(a)) => info::run(a),
+        Some(Cmd::Tokenize(a)) => run_tokenize(a),
+        Some(Cmd::Perplexity(a)) => perplexity::run(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `llm-run perplexity`: exp of the mean negative log-likelihood of a text, scored
+//! in consecutive windows of `--ctx` tokens (each window starts with a fresh cache,
+//! so its first token is context only).
+
+use clap::Args;
+use llmrt::{ops, Context, ContextParams};
+use std::path::PathBuf;
+
+/// Arguments of `llm-run perplexity`.
+#[derive(Args)]
+pub struct PplArgs {
+    /// Model file (.llm).
+    #[arg(short = 'm', long)]
+    model: PathBuf,
+    /// Text file to score.
+    #[arg(short = 'f', long)]
+    file: PathBuf,
+    /// Window length in tokens (default: min(512, the model's context)).
+    #[arg(long)]
+    ctx: Option<usize>,
+    /// Score at most this many windows (0: all).
+    #[arg(long, default_value_t = 0)]
+    chunks: usize,
+    /// Threads (default: physical cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+}
+
+/// Runs the command.
+pub fn run(a: PplArgs) -> Result<(), String> {
+    let model = crate::load(&a.model)?;
+    let text =
+        std::fs::read_to_string(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
+    let tokens = model
+        .tokenizer
+        .encode(&text, false)
+        .map_err(|e| e.to_string())?;
+    let n_ctx = a.ctx.unwrap_or(model.opts.max_len.min(512));
+    if n_ctx < 2 {
+        return Err(format!(
+            "--ctx {n_ctx} is too small: a window needs 2 tokens at least"
+        ));
+    }
+    if tokens.len() < n_ctx {
+        return Err(format!(
+            "{} holds {} tokens, fewer than one window of {n_ctx}",
+            a.file.display(),
+            tokens.len()
+        ));
+    }
+    let params = ContextParams {
+        n_ctx,
+        n_batch: n_ctx.min(128),
+        threads: a.threads.unwrap_or_else(crate::default_threads),
+    };
+    let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
+    let vocab = model.opts.vocab_size;
+    let mut windows = tokens.len() / n_ctx;
+    if a.chunks > 0 {
+        windows = windows.min(a.chunks);
+    }
+    let mut logits = Vec::new();
+    let (mut nll, mut count) = (0.0f64, 0usize);
+    for w in 0..windows {
+        let win = &tokens[w * n_ctx..(w + 1) * n_ctx];
+        ctx.reset();
+        ctx.eval_all(win, &mut logits).map_err(|e| e.to_string())?;
+        for i in 0..n_ctx - 1 {
+            let row = &logits[i * vocab..(i + 1) * vocab];
+            nll -= ops::log_prob(row, win[i + 1] as usize) as f64;
+            count += 1;
+        }
+        eprintln!(
+            "[{}/{windows}] perplexity so far {:.4}",
+            w + 1,
+            (nll / count as f64).exp()
+        );
+    }
+    println!("perplexity: {:.4}", (nll / count as f64).exp());
+    Ok(())
+}

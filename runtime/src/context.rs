@@ -1,0 +1,337 @@
+//! One inference stream over a shared [`Model`]: the KV cache, the scratch of the
+//! forward pass (allocated once, at creation) and the per-context kernel state.
+//!
+//! The forward pass takes a batch of tokens: a prompt goes through as one
+//! matrix × matrix product per weight, generation as one row at a time.
+
+use crate::error::Error;
+use crate::kernels::Cpu;
+use crate::model::Model;
+use crate::ops;
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use llm_format::{Mlp, Norm, Positions};
+
+/// How a [`Context`] is sized.
+#[derive(Clone, Debug)]
+pub struct ContextParams {
+    /// Context length in tokens (0: the model's `max_len`).
+    pub n_ctx: usize,
+    /// Most tokens per forward call; longer inputs go through in chunks.
+    pub n_batch: usize,
+    /// Threads for the matrix products (ignored without `std`).
+    pub threads: usize,
+}
+
+impl Default for ContextParams {
+    fn default() -> Self {
+        ContextParams {
+            n_ctx: 0,
+            n_batch: 64,
+            threads: 1,
+        }
+    }
+}
+
+/// Allocates `n` zeroed floats, or reports that memory ran out.
+fn buffer(n: usize, what: &str) -> Result<Vec<f32>, Error> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::Invalid(format!(
+            "not enough memory for the {what} ({} MiB)",
+            n.saturating_mul(4) >> 20
+        ))
+    })?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
+/// The state of one generation stream.
+pub struct Context {
+    model: Arc<Model>,
+    cpu: Cpu,
+    n_ctx: usize,
+    n_batch: usize,
+    /// Tokens whose keys and values are in the cache, in order.
+    tokens: Vec<u32>,
+    k_cache: Vec<f32>, // (layer, kv_head, n_ctx, head_dim)
+    v_cache: Vec<f32>, // (layer, kv_head, n_ctx, head_dim)
+    x: Vec<f32>,       // (n_batch, d) residual stream
+    xb: Vec<f32>,      // (n_batch, d) normalised input of a sub-block
+    q: Vec<f32>,       // (n_batch, d)
+    k: Vec<f32>,       // (n_batch, kv_dim)
+    v: Vec<f32>,       // (n_batch, kv_dim)
+    att: Vec<f32>,     // (n_batch, d) attention output before the projection
+    proj: Vec<f32>,    // (n_batch, d) output of a projection, added to x
+    hb: Vec<f32>,      // (n_batch, d_ff)
+    hb2: Vec<f32>,     // (n_batch, d_ff) SwiGLU's up branch
+    scores: Vec<f32>,  // (n_ctx,) attention weights of one head
+    logits: Vec<f32>,  // (vocab,) of the last token evaluated
+    freqs: Vec<f32>,   // (head_dim/2,) RoPE inverse frequencies
+}
+
+impl Context {
+    /// Creates a context with its KV cache and scratch; fails cleanly when memory
+    /// is short or the sizes are out of range.
+    pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Context, Error> {
+        let o = &model.opts;
+        let n_ctx = if params.n_ctx == 0 {
+            o.max_len
+        } else {
+            params.n_ctx
+        };
+        if n_ctx > o.max_len && o.positions == Positions::Learned {
+            return Err(Error::Invalid(format!(
+                "context length {n_ctx} exceeds the model's {} learned positions",
+                o.max_len
+            )));
+        }
+        if n_ctx > (1 << 24) {
+            return Err(Error::Invalid(format!(
+                "context length {n_ctx} is out of range"
+            )));
+        }
+        let n_batch = params.n_batch.clamp(1, n_ctx);
+        let (d, kv, f, l) = (o.d_model, o.kv_dim(), o.d_ff, o.n_layers);
+        let cache = l
+            .checked_mul(n_ctx)
+            .and_then(|v| v.checked_mul(kv))
+            .ok_or_else(|| Error::Invalid("KV cache size overflows".into()))?;
+        Ok(Context {
+            cpu: Cpu::new(params.threads.max(1)),
+            n_ctx,
+            n_batch,
+            tokens: Vec::new(),
+            k_cache: buffer(cache, "KV cache")?,
+            v_cache: buffer(cache, "KV cache")?,
+            x: buffer(n_batch * d, "activations")?,
+            xb: buffer(n_batch * d, "activations")?,
+            q: buffer(n_batch * d, "activations")?,
+            k: buffer(n_batch * kv, "activations")?,
+            v: buffer(n_batch * kv, "activations")?,
+            att: buffer(n_batch * d, "activations")?,
+            proj: buffer(n_batch * d, "activations")?,
+            hb: buffer(n_batch * f, "activations")?,
+            hb2: buffer(
+                if o.mlp == Mlp::SwiGlu { n_batch * f } else { 0 },
+                "activations",
+            )?,
+            scores: buffer(n_ctx, "attention scores")?,
+            logits: buffer(o.vocab_size, "logits")?,
+            freqs: ops::rope_freqs(o.head_dim(), o.rope_base),
+            model,
+        })
+    }
+
+    /// The model this context runs.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Context length in tokens.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Tokens in the cache.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Logits of the last token evaluated (`[vocab]`).
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// Empties the KV cache.
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Keeps the first `n` tokens of the cache (a shared prompt prefix) and drops the rest.
+    pub fn truncate(&mut self, n: usize) {
+        self.tokens.truncate(n);
+    }
+
+    /// Runs `tokens` after those already in the cache; the logits of the last one
+    /// are then in [`Context::logits`].
+    pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], Error> {
+        self.check(tokens)?;
+        for chunk in tokens.chunks(self.n_batch) {
+            self.forward(chunk, None)?;
+        }
+        Ok(&self.logits)
+    }
+
+    /// Runs `tokens` and writes the logits of every one of them into `out`
+    /// (`[tokens.len(), vocab]`, resized), as perplexity needs.
+    pub fn eval_all(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<(), Error> {
+        self.check(tokens)?;
+        let vocab = self.model.opts.vocab_size;
+        out.clear();
+        out.resize(tokens.len() * vocab, 0.0);
+        let mut done = 0;
+        for chunk in tokens.chunks(self.n_batch) {
+            let dst = &mut out[done * vocab..(done + chunk.len()) * vocab];
+            self.forward(chunk, Some(dst))?;
+            done += chunk.len();
+        }
+        Ok(())
+    }
+
+    fn check(&self, tokens: &[u32]) -> Result<(), Error> {
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let need = self.tokens.len() + tokens.len();
+        if need > self.n_ctx {
+            return Err(Error::ContextFull(need, self.n_ctx));
+        }
+        let vocab = self.model.opts.vocab_size;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::BadToken(bad as u64, vocab));
+        }
+        Ok(())
+    }
+
+    /// One forward pass over `tokens.len() <= n_batch` new tokens.
+    fn forward(&mut self, tokens: &[u32], all_logits: Option<&mut [f32]>) -> Result<(), Error> {
+        let model = self.model.clone();
+        let o = &model.opts;
+        let (n, d, kv, f) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff);
+        let (hd, n_heads, n_kv) = (o.head_dim(), o.n_heads, o.n_kv_heads);
+        let pos0 = self.tokens.len();
+        let norm = |out: &mut [f32], x: &[f32], w: &(Vec<f32>, Option<Vec<f32>>)| match o.norm {
+            Norm::LayerNorm => ops::layernorm(out, x, &w.0, w.1.as_deref(), o.norm_eps),
+            Norm::RmsNorm => ops::rmsnorm(out, x, &w.0, o.norm_eps),
+        };
+
+        // Embedding (+ absolute positions).
+        for (i, &t) in tokens.iter().enumerate() {
+            let row = &mut self.x[i * d..(i + 1) * d];
+            model.embed(t, row)?;
+            match o.positions {
+                Positions::Learned => model.add_pos_emb(pos0 + i, row),
+                Positions::Sinusoidal => ops::add_sinusoidal(row, pos0 + i),
+                Positions::Rope => {}
+            }
+        }
+
+        let (x, xb) = (&mut self.x[..n * d], &mut self.xb[..n * d]);
+        let (q, k, v) = (
+            &mut self.q[..n * d],
+            &mut self.k[..n * kv],
+            &mut self.v[..n * kv],
+        );
+        let (att, proj) = (&mut self.att[..n * d], &mut self.proj[..n * d]);
+        let cpu = &mut self.cpu;
+        let layer_stride = n_kv * self.n_ctx * hd;
+        let scale = 1.0 / crate::math::sqrtf(hd as f32);
+        for (l, layer) in model.layers.iter().enumerate() {
+            // Attention: q, k, v projections of the normalised input.
+            norm(xb, x, &layer.attn_norm);
+            linear(cpu, &model, &layer.wq, xb, n, q);
+            linear(cpu, &model, &layer.wk, xb, n, k);
+            linear(cpu, &model, &layer.wv, xb, n, v);
+            if o.positions == Positions::Rope {
+                for i in 0..n {
+                    ops::rope(&mut q[i * d..(i + 1) * d], &self.freqs, pos0 + i);
+                    ops::rope(&mut k[i * kv..(i + 1) * kv], &self.freqs, pos0 + i);
+                }
+            }
+            // Store keys and values: cache[l][kv_head][pos][..head_dim].
+            let (kc, vc) = (
+                &mut self.k_cache[l * layer_stride..(l + 1) * layer_stride],
+                &mut self.v_cache[l * layer_stride..(l + 1) * layer_stride],
+            );
+            for i in 0..n {
+                for h in 0..n_kv {
+                    let dst = (h * self.n_ctx + pos0 + i) * hd;
+                    let src = i * kv + h * hd;
+                    kc[dst..dst + hd].copy_from_slice(&k[src..src + hd]);
+                    vc[dst..dst + hd].copy_from_slice(&v[src..src + hd]);
+                }
+            }
+            // Causal attention of each new token over the cache up to itself.
+            for i in 0..n {
+                let p = pos0 + i;
+                for h in 0..n_heads {
+                    let kvh = h / (n_heads / n_kv);
+                    let qh = &q[i * d + h * hd..i * d + (h + 1) * hd];
+                    let keys = &kc[kvh * self.n_ctx * hd..];
+                    let vals = &vc[kvh * self.n_ctx * hd..];
+                    let sc = &mut self.scores[..=p];
+                    for (t, s) in sc.iter_mut().enumerate() {
+                        let kt = &keys[t * hd..(t + 1) * hd];
+                        *s = qh.iter().zip(kt).map(|(a, b)| a * b).sum::<f32>() * scale;
+                    }
+                    ops::softmax(sc);
+                    let out = &mut att[i * d + h * hd..i * d + (h + 1) * hd];
+                    out.fill(0.0);
+                    for (t, &w) in sc.iter().enumerate() {
+                        let vt = &vals[t * hd..(t + 1) * hd];
+                        for (o_, vv) in out.iter_mut().zip(vt) {
+                            *o_ += w * vv;
+                        }
+                    }
+                }
+            }
+            linear(cpu, &model, &layer.wo, att, n, proj);
+            ops::add(x, proj);
+
+            // MLP.
+            norm(xb, x, &layer.mlp_norm);
+            let hb = &mut self.hb[..n * f];
+            linear(cpu, &model, &layer.up, xb, n, hb);
+            match o.mlp {
+                Mlp::Gelu => ops::gelu(hb),
+                Mlp::Relu => ops::relu(hb),
+                Mlp::SwiGlu => {
+                    let gate = &mut self.hb2[..n * f];
+                    let g = layer.gate.as_ref().ok_or_else(|| {
+                        Error::Invalid("swiglu model without gate weights".into())
+                    })?;
+                    linear(cpu, &model, g, xb, n, gate);
+                    ops::swiglu(gate, hb);
+                    hb.copy_from_slice(gate);
+                }
+            }
+            linear(cpu, &model, &layer.down, hb, n, proj);
+            ops::add(x, proj);
+        }
+        self.tokens.extend_from_slice(tokens);
+
+        // Final norm and classifier: every row when asked, else the last row only.
+        let out_w = model.matrix(&model.output);
+        match all_logits {
+            Some(dst) => {
+                norm(xb, x, &model.out_norm);
+                cpu.matmul(&out_w, xb, n, dst);
+                let vocab = o.vocab_size;
+                self.logits.copy_from_slice(&dst[(n - 1) * vocab..]);
+            }
+            None => {
+                let last = &x[(n - 1) * d..];
+                norm(&mut xb[..d], last, &model.out_norm);
+                cpu.matmul(&out_w, &xb[..d], 1, &mut self.logits);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// y = x·Wᵀ (+ b) for `n` rows.
+fn linear(
+    cpu: &mut Cpu,
+    model: &Model,
+    w: &(crate::model::WeightRef, Option<Vec<f32>>),
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+) {
+    cpu.matmul(&model.matrix(&w.0), x, n, y);
+    if let Some(b) = &w.1 {
+        ops::add_bias(y, b);
+    }
+}

@@ -1,0 +1,52 @@
+//! The runtime's error type: one line that names what is wrong.
+
+use alloc::string::String;
+
+/// Why a model could not be loaded or run.
+#[derive(Debug)]
+pub enum Error {
+    /// The file is malformed (from the format crate).
+    Format(llm_format::FormatError),
+    /// The tokenizer could not be built or used.
+    Tokenizer(crate::tokenizer::TokenizerError),
+    /// A token id outside the vocabulary: (id, vocabulary size).
+    BadToken(u64, usize),
+    /// More tokens than the context holds: (needed, context length).
+    ContextFull(usize, usize),
+    /// An empty prompt where one token at least is needed.
+    EmptyPrompt,
+    /// Anything else, described.
+    Invalid(String),
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Format(e) => write!(f, "{e}"),
+            Error::Tokenizer(e) => write!(f, "tokenizer: {e}"),
+            Error::BadToken(id, n) => {
+                write!(f, "token id {id} is out of range (vocabulary size {n})")
+            }
+            Error::ContextFull(need, ctx) => {
+                write!(f, "{need} tokens do not fit in the context of {ctx} tokens")
+            }
+            Error::EmptyPrompt => f.write_str("the prompt is empty: give at least one token"),
+            Error::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+impl From<llm_format::FormatError> for Error {
+    fn from(e: llm_format::FormatError) -> Self {
+        Error::Format(e)
+    }
+}
+
+impl From<crate::tokenizer::TokenizerError> for Error {
+    fn from(e: crate::tokenizer::TokenizerError) -> Self {
+        Error::Tokenizer(e)
+    }
+}

@@ -1,0 +1,239 @@
+//! The generation loop: prompt → sampled tokens → streamed text, with EOS, stop
+//! strings, a token budget and cancellation.
+//!
+//! Text is handed out as soon as it is decoded, never half a UTF-8 character, and
+//! never a piece that might turn out to begin a stop string.
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::tokenizer::StreamDecoder;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateParams {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Generation stops before the first occurrence of any of these.
+    pub stop: Vec<String>,
+    /// Keep going past the end-of-sequence token.
+    pub ignore_eos: bool,
+    /// The sampler chain.
+    pub sampler: SamplerConfig,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 128,
+            stop: Vec::new(),
+            ignore_eos: false,
+            sampler: SamplerConfig::default(),
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// The model produced its end-of-sequence token.
+    Eos,
+    /// A stop string appeared.
+    StopString,
+    /// The context is full.
+    ContextFull,
+    /// The caller's callback asked to stop.
+    Cancelled,
+}
+
+/// The result of [`generate`].
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// Generated token ids (the EOS token excluded).
+    pub tokens: Vec<u32>,
+    /// Generated text, cut before a stop string.
+    pub text: String,
+    /// Why it ended.
+    pub reason: StopReason,
+}
+
+/// Holds back text that could still become a stop string.
+struct StopFilter<'a> {
+    stops: &'a [String],
+    text: String,
+    emitted: usize,
+}
+
+impl<'a> StopFilter<'a> {
+    /// Appends `piece`; returns (text safe to emit now, whether a stop string was hit).
+    fn push(&mut self, piece: &str) -> (&str, bool) {
+        let from = self.text.len();
+        self.text.push_str(piece);
+        let longest = self.stops.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut start = from.saturating_sub(longest);
+        while !self.text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let hit = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text[start..].find(s.as_str()).map(|j| start + j))
+            .min();
+        let (end, stop) = match hit {
+            Some(j) => {
+                self.text.truncate(j);
+                (j, true)
+            }
+            None => (self.text.len() - self.held_back(), false),
+        };
+        let emit_from = self.emitted.min(end);
+        self.emitted = end.max(self.emitted);
+        (&self.text[emit_from..end], stop)
+    }
+
+    /// Length of the longest suffix of the text that is a proper prefix of a stop string.
+    fn held_back(&self) -> usize {
+        let t = self.text.as_bytes();
+        let mut keep = 0;
+        for s in self.stops {
+            let s = s.as_bytes();
+            for k in (1..s.len().min(t.len() + 1)).rev() {
+                if k > keep && t.ends_with(&s[..k]) {
+                    keep = k;
+                    break;
+                }
+            }
+        }
+        // Never split a character.
+        let mut cut = t.len() - keep;
+        while !self.text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        t.len() - cut
+    }
+
+    /// The rest of the text, at the end of generation.
+    fn flush(&mut self) -> &str {
+        let from = self.emitted;
+        self.emitted = self.text.len();
+        &self.text[from..]
+    }
+}
+
+/// Evaluates `prompt` (after what `ctx` already holds) and samples up to
+/// `params.max_tokens` tokens, calling `on_text` with each new piece of text;
+/// `on_text` returns `false` to stop.
+pub fn generate(
+    ctx: &mut Context,
+    prompt: &[u32],
+    params: &GenerateParams,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Generation, Error> {
+    let model = ctx.model().clone();
+    let tok = &model.tokenizer;
+    let eos = tok.eos();
+    let mut sampler = Sampler::new(params.sampler, model.opts.vocab_size);
+    let mut decoder = StreamDecoder::new();
+    let mut filter = StopFilter {
+        stops: &params.stop,
+        text: String::new(),
+        emitted: 0,
+    };
+    let mut logits: Vec<f32> = ctx.eval(prompt)?.to_vec();
+    let mut out = Vec::new();
+    let mut reason = StopReason::MaxTokens;
+    while out.len() < params.max_tokens {
+        let next = sampler.sample(&mut logits, ctx.tokens());
+        if Some(next) == eos && !params.ignore_eos {
+            reason = StopReason::Eos;
+            break;
+        }
+        out.push(next);
+        let piece = decoder.push(tok, next)?.unwrap_or("");
+        let (emit, stopped) = filter.push(piece);
+        if !emit.is_empty() && !on_text(emit) {
+            reason = StopReason::Cancelled;
+            break;
+        }
+        if stopped {
+            reason = StopReason::StopString;
+            break;
+        }
+        if out.len() == params.max_tokens {
+            break;
+        }
+        if ctx.tokens().len() >= ctx.n_ctx() {
+            reason = StopReason::ContextFull;
+            break;
+        }
+        logits.copy_from_slice(ctx.eval(&[next])?);
+    }
+    if reason != StopReason::StopString && reason != StopReason::Cancelled {
+        let rest = decoder.finish().unwrap_or("");
+        let (emit, stopped) = filter.push(rest);
+        let emit = alloc::string::ToString::to_string(emit);
+        let tail = alloc::string::ToString::to_string(filter.flush());
+        for piece in [emit, tail] {
+            if !piece.is_empty() {
+                on_text(&piece);
+            }
+        }
+        if stopped {
+            reason = StopReason::StopString;
+        }
+    }
+    Ok(Generation {
+        tokens: out,
+        text: filter.text,
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {
+        let stops: Vec<String> = stops.iter().map(|s| (*s).into()).collect();
+        let mut f = StopFilter {
+            stops: &stops,
+            text: String::new(),
+            emitted: 0,
+        };
+        let mut out = String::new();
+        for p in pieces {
+            let (e, stop) = f.push(p);
+            out.push_str(e);
+            if stop {
+                return (out, true);
+            }
+        }
+        out.push_str(f.flush());
+        (out, false)
+    }
+
+    #[test]
+    fn stop_string_split_across_pieces() {
+        assert_eq!(run(&["\n\n"], &["ab", "c\n", "\nd"]), ("abc".into(), true));
+        assert_eq!(run(&["END"], &["xE", "N", "y"]), ("xENy".into(), false));
+        assert_eq!(run(&["END"], &["xE", "N", "Dy"]), ("x".into(), true));
+        assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));
+    }
+
+    #[test]
+    fn held_back_text_is_not_emitted_early() {
+        let stops: Vec<String> = ["stop".into()].into();
+        let mut f = StopFilter {
+            stops: &stops,
+            text: String::new(),
+            emitted: 0,
+        };
+        assert_eq!(f.push("hello st").0, "hello ");
+        assert_eq!(f.push("ill").0, "still");
+    }
+}

@@ -1,0 +1,310 @@
+//! A loaded model: its options, its tokenizer and where each weight lives in the
+//! file's bytes. Loading is parse + validate; weights stay in the mapped (or
+//! borrowed) file and are never copied, except the small f32 norm and bias vectors.
+
+use crate::error::Error;
+use crate::kernels::Matrix;
+use crate::tokenizer::Tokenizer;
+use alloc::format;
+use alloc::vec::Vec;
+use core::ops::Range;
+use llm_format::options::TensorSlot;
+use llm_format::{reader::LlmFile, AlignedBuf, DType, ModelOptions, Norm};
+
+/// Where the file's bytes live. Every variant gives a stable address for the
+/// model's lifetime, so tensor ranges stay valid.
+pub enum Storage {
+    /// A buffer with `'static` lifetime (embedded in the binary, or leaked by the host).
+    Static(&'static [u8]),
+    /// A 64-byte-aligned heap copy of a caller's buffer.
+    Owned(AlignedBuf),
+    /// A read-only memory map of a file.
+    #[cfg(feature = "std")]
+    Mapped(llm_format::mmap::MappedFile),
+}
+
+impl Storage {
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Static(b) => b,
+            Storage::Owned(b) => b.as_bytes(),
+            #[cfg(feature = "std")]
+            Storage::Mapped(m) => m.bytes(),
+        }
+    }
+}
+
+/// A weight matrix: dtype, byte range in the storage, and shape `[rows, cols]`.
+#[derive(Clone, Debug)]
+pub struct WeightRef {
+    /// Storage dtype.
+    pub dtype: DType,
+    /// Byte range in [`Storage::bytes`].
+    pub range: Range<usize>,
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+}
+
+/// One decoder block's weights. Vectors are f32 copies; matrices are references.
+pub struct Layer {
+    /// Attention norm weight `[d]` and bias.
+    pub attn_norm: (Vec<f32>, Option<Vec<f32>>),
+    /// Query projection `[d, d]` and bias `[d]`.
+    pub wq: (WeightRef, Option<Vec<f32>>),
+    /// Key projection `[kv_dim, d]` and bias.
+    pub wk: (WeightRef, Option<Vec<f32>>),
+    /// Value projection `[kv_dim, d]` and bias.
+    pub wv: (WeightRef, Option<Vec<f32>>),
+    /// Attention output projection `[d, d]` and bias.
+    pub wo: (WeightRef, Option<Vec<f32>>),
+    /// MLP norm weight `[d]` and bias.
+    pub mlp_norm: (Vec<f32>, Option<Vec<f32>>),
+    /// SwiGLU gate `[d_ff, d]` and bias (SwiGLU only).
+    pub gate: Option<(WeightRef, Option<Vec<f32>>)>,
+    /// Up projection `[d_ff, d]` and bias.
+    pub up: (WeightRef, Option<Vec<f32>>),
+    /// Down projection `[d, d_ff]` and bias.
+    pub down: (WeightRef, Option<Vec<f32>>),
+}
+
+/// A model ready to run: options, tokenizer and weights over its storage.
+/// Shareable between threads (`Sync`); each [`crate::Context`] holds its own state.
+pub struct Model {
+    storage: Storage,
+    /// Hyper-parameters from the file.
+    pub opts: ModelOptions,
+    /// The file's tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Token embedding `[vocab, d]`.
+    pub tok_emb: WeightRef,
+    /// Learned position table `[max_len, d]` (F32), if positions are learned.
+    pub pos_emb: Option<WeightRef>,
+    /// Decoder blocks.
+    pub layers: Vec<Layer>,
+    /// Final norm weight and bias.
+    pub out_norm: (Vec<f32>, Option<Vec<f32>>),
+    /// Output projection `[vocab, d]` (the token embedding itself when tied).
+    pub output: WeightRef,
+    /// The dtype most matrices are stored in (for display).
+    pub main_dtype: DType,
+}
+
+impl Model {
+    /// Loads from a `'static` buffer (no copy if it is 64-byte aligned).
+    pub fn from_static(bytes: &'static [u8]) -> Result<Model, Error> {
+        if bytes.as_ptr() as usize % 64 == 0 {
+            Model::from_storage(Storage::Static(bytes))
+        } else {
+            Model::from_storage(Storage::Owned(AlignedBuf::from_slice(bytes)))
+        }
+    }
+
+    /// Loads from a caller's buffer, copying it once into aligned memory.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model, Error> {
+        Model::from_storage(Storage::Owned(AlignedBuf::from_slice(bytes)))
+    }
+
+    /// Memory-maps and loads the file at `path`.
+    #[cfg(feature = "std")]
+    pub fn load(path: &std::path::Path) -> Result<Model, Error> {
+        let map = llm_format::mmap::MappedFile::open(path)?;
+        Model::from_storage(Storage::Mapped(map))
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.storage.bytes()
+    }
+
+    /// Parses the file again (cheap: no weight is read), for inspection tools.
+    pub fn file(&self) -> Result<LlmFile<'_>, Error> {
+        Ok(LlmFile::parse(self.storage.bytes())?)
+    }
+
+    /// A matrix view of `w` for the kernels.
+    pub fn matrix(&self, w: &WeightRef) -> Matrix<'_> {
+        Matrix {
+            dtype: w.dtype,
+            data: &self.storage.bytes()[w.range.clone()],
+            rows: w.rows,
+            cols: w.cols,
+        }
+    }
+
+    /// Writes token `id`'s embedding row into `out` (`[d]`).
+    pub fn embed(&self, id: u32, out: &mut [f32]) -> Result<(), Error> {
+        let id = id as usize;
+        if id >= self.opts.vocab_size {
+            return Err(Error::BadToken(id as u64, self.opts.vocab_size));
+        }
+        row_f32(self.storage.bytes(), &self.tok_emb, id, out);
+        Ok(())
+    }
+
+    /// Adds the learned position row `pos` into `out`.
+    pub(crate) fn add_pos_emb(&self, pos: usize, out: &mut [f32]) {
+        if let Some(p) = &self.pos_emb {
+            let mut tmp = [0.0f32; 64];
+            let d = out.len();
+            let bytes = &self.storage.bytes()[p.range.clone()];
+            let row = &bytes[pos * d * 4..(pos + 1) * d * 4];
+            for (chunk_o, chunk_b) in out.chunks_mut(64).zip(row.chunks(256)) {
+                let n = chunk_o.len();
+                llm_format::quant::dequantize(DType::F32, chunk_b, &mut tmp[..n]);
+                crate::ops::add(chunk_o, &tmp[..n]);
+            }
+        }
+    }
+
+    fn from_storage(storage: Storage) -> Result<Model, Error> {
+        let bytes = storage.bytes();
+        let file = LlmFile::parse(bytes)?;
+        let opts = file.options()?;
+        file.check_layout(&opts)?;
+        let tokenizer = Tokenizer::from_spec(&file.tokenizer()?)?;
+        if tokenizer.vocab_size() != opts.vocab_size {
+            return Err(Error::Invalid(format!(
+                "tokenizer has {} tokens but vocab_size is {}",
+                tokenizer.vocab_size(),
+                opts.vocab_size
+            )));
+        }
+        let base = bytes.as_ptr() as usize;
+        let layout = opts.tensor_layout();
+        let find = |name: &str| -> Result<(&TensorSlot, llm_format::reader::Tensor<'_>), Error> {
+            let slot = layout
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| Error::Invalid(format!("tensor '{name}' is not in the layout")))?;
+            let t = file
+                .tensor(name)
+                .ok_or_else(|| llm_format::FormatError::MissingTensor(name.into()))?;
+            Ok((slot, t))
+        };
+        let weight = |name: &str| -> Result<WeightRef, Error> {
+            let (slot, t) = find(name)?;
+            let start = t.data.as_ptr() as usize - base;
+            let (rows, cols) = (slot.shape[0], slot.shape[1]);
+            if t.dtype.is_quantized() && cols % 32 != 0 {
+                return Err(Error::Invalid(format!(
+                    "tensor '{name}' is {} but its rows of {cols} are not whole blocks",
+                    t.dtype
+                )));
+            }
+            Ok(WeightRef {
+                dtype: t.dtype,
+                range: start..start + t.data.len(),
+                rows,
+                cols,
+            })
+        };
+        let vector = |name: &str| -> Result<Vec<f32>, Error> {
+            let (_, t) = find(name)?;
+            Ok(t.to_f32_vec())
+        };
+        let has_bias = opts.bias;
+        let ln_bias = opts.bias && opts.norm == Norm::LayerNorm;
+        let norm = |p: &str| -> Result<(Vec<f32>, Option<Vec<f32>>), Error> {
+            let w = vector(&format!("{p}.weight"))?;
+            let b = if ln_bias {
+                Some(vector(&format!("{p}.bias"))?)
+            } else {
+                None
+            };
+            Ok((w, b))
+        };
+        let linear = |p: &str| -> Result<(WeightRef, Option<Vec<f32>>), Error> {
+            let w = weight(&format!("{p}.weight"))?;
+            let b = if has_bias {
+                Some(vector(&format!("{p}.bias"))?)
+            } else {
+                None
+            };
+            Ok((w, b))
+        };
+        let mut layers = Vec::with_capacity(opts.n_layers);
+        for l in 0..opts.n_layers {
+            let b = format!("blk.{l}");
+            layers.push(Layer {
+                attn_norm: norm(&format!("{b}.attn_norm"))?,
+                wq: linear(&format!("{b}.attn_q"))?,
+                wk: linear(&format!("{b}.attn_k"))?,
+                wv: linear(&format!("{b}.attn_v"))?,
+                wo: linear(&format!("{b}.attn_out"))?,
+                mlp_norm: norm(&format!("{b}.mlp_norm"))?,
+                gate: if opts.mlp == llm_format::Mlp::SwiGlu {
+                    Some(linear(&format!("{b}.mlp_gate"))?)
+                } else {
+                    None
+                },
+                up: linear(&format!("{b}.mlp_up"))?,
+                down: linear(&format!("{b}.mlp_down"))?,
+            });
+        }
+        let tok_emb = weight("tok_emb")?;
+        let pos_emb = if opts.positions == llm_format::Positions::Learned {
+            let (_, t) = find("pos_emb")?;
+            let start = t.data.as_ptr() as usize - base;
+            Some(WeightRef {
+                dtype: DType::F32,
+                range: start..start + t.data.len(),
+                rows: opts.max_len,
+                cols: opts.d_model,
+            })
+        } else {
+            None
+        };
+        let output = if opts.tied_embeddings {
+            tok_emb.clone()
+        } else {
+            weight("output.weight")?
+        };
+        let out_norm = norm("out_norm")?;
+        let main_dtype = layers.first().map_or(tok_emb.dtype, |l| l.wq.0.dtype);
+        drop(file);
+        Ok(Model {
+            storage,
+            opts,
+            tokenizer,
+            tok_emb,
+            pos_emb,
+            layers,
+            out_norm,
+            output,
+            main_dtype,
+        })
+    }
+
+    /// Bytes of matrix weights read per generated token (all matrices once, the
+    /// embedding row aside): the numerator of generation's memory bandwidth.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let mut n = self.output.range.len();
+        for l in &self.layers {
+            for w in [&l.wq.0, &l.wk.0, &l.wv.0, &l.wo.0, &l.up.0, &l.down.0] {
+                n += w.range.len();
+            }
+            if let Some(g) = &l.gate {
+                n += g.0.range.len();
+            }
+        }
+        n
+    }
+}
+
+/// Dequantises row `r` of a `[rows, cols]` matrix into `out`.
+fn row_f32(bytes: &[u8], w: &WeightRef, r: usize, out: &mut [f32]) {
+    let row_bytes = w.range.len() / w.rows;
+    let start = w.range.start + r * row_bytes;
+    // The layout check guarantees the row is whole and the byte count matches.
+    let ok = llm_format::quant::dequantize(w.dtype, &bytes[start..start + row_bytes], out);
+    debug_assert!(ok.is_some());
+}
+
+// A model is shared between contexts on several threads; it is read-only after load.
+const _: fn() = || {
+    fn assert_sync<T: Sync + Send>() {}
+    assert_sync::<Model>();
+};

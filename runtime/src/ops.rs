@@ -1,0 +1,124 @@
+//! The element-wise and row-wise operations of the decoder (everything but the
+//! matrix products, which live in `kernels`). Scalar, allocation-free; rows are
+//! `[n, d]` row-major.
+
+use crate::math::{cosf, expf, powf, sinf, sqrtf, tanhf};
+
+/// LayerNorm of each row of `x` (`[n, d]`) into `out`: (x - mean)/sqrt(var + eps)·w + b.
+pub fn layernorm(out: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32) {
+    let d = w.len();
+    for (o, xr) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+        let mean = xr.iter().sum::<f32>() / d as f32;
+        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let rstd = 1.0 / sqrtf(var + eps);
+        for i in 0..d {
+            o[i] = (xr[i] - mean) * rstd * w[i] + b.map_or(0.0, |b| b[i]);
+        }
+    }
+}
+
+/// RMSNorm of each row of `x` (`[n, d]`) into `out`: x / sqrt(mean(x²) + eps) · w.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    for (o, xr) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+        let ss = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let r = 1.0 / sqrtf(ss + eps);
+        for i in 0..d {
+            o[i] = xr[i] * r * w[i];
+        }
+    }
+}
+
+/// Adds `b` (`[d]`) to each row of `x` (`[n, d]`).
+pub fn add_bias(x: &mut [f32], b: &[f32]) {
+    for row in x.chunks_exact_mut(b.len()) {
+        for (v, bb) in row.iter_mut().zip(b) {
+            *v += bb;
+        }
+    }
+}
+
+/// x += y.
+pub fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// GELU, tanh approximation (GPT-2): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+pub fn gelu(x: &mut [f32]) {
+    const S: f32 = 0.797_884_6; // sqrt(2/pi)
+    for v in x {
+        let u = *v;
+        *v = 0.5 * u * (1.0 + tanhf(S * (u + 0.044715 * u * u * u)));
+    }
+}
+
+/// ReLU.
+pub fn relu(x: &mut [f32]) {
+    for v in x {
+        *v = v.max(0.0);
+    }
+}
+
+/// SwiGLU gate: gate[i] = silu(gate[i]) · up[i].
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        let s = *g / (1.0 + expf(-*g));
+        *g = s * u;
+    }
+}
+
+/// RoPE inverse frequencies `base^(-2i/head_dim)` for i in 0..head_dim/2.
+pub fn rope_freqs(head_dim: usize, base: f32) -> alloc::vec::Vec<f32> {
+    (0..head_dim / 2)
+        .map(|i| 1.0 / powf(base, (2 * i) as f32 / head_dim as f32))
+        .collect()
+}
+
+/// Rotary embedding of one row holding several heads of `2·freqs.len()` values at
+/// position `pos`: adjacent pairs (x[2i], x[2i+1]) rotate by pos·freqs[i].
+pub fn rope(row: &mut [f32], freqs: &[f32], pos: usize) {
+    let head_dim = 2 * freqs.len();
+    for head in row.chunks_exact_mut(head_dim) {
+        for (i, freq) in freqs.iter().enumerate() {
+            let ang = pos as f32 * freq;
+            let (s, c) = (sinf(ang), cosf(ang));
+            let (a, b) = (head[2 * i], head[2 * i + 1]);
+            head[2 * i] = a * c - b * s;
+            head[2 * i + 1] = a * s + b * c;
+        }
+    }
+}
+
+/// Adds the sinusoidal position code of `pos` to `row` (`[d]`):
+/// pe[2i] = sin(pos·10000^(-2i/d)), pe[2i+1] = cos(pos·10000^(-2i/d)).
+pub fn add_sinusoidal(row: &mut [f32], pos: usize) {
+    let d = row.len();
+    for i in 0..d / 2 {
+        let ang = pos as f32 / powf(10000.0, (2 * i) as f32 / d as f32);
+        row[2 * i] += sinf(ang);
+        row[2 * i + 1] += cosf(ang);
+    }
+}
+
+/// In-place softmax of `x`.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = expf(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// log-softmax probability of `target` in `logits`, computed stably.
+pub fn log_prob(logits: &[f32], target: usize) -> f32 {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let sum: f32 = logits.iter().map(|v| expf(v - max)).sum();
+    logits[target] - max - crate::math::logf(sum)
+}
