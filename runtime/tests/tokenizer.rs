@@ -182,6 +182,35 @@ fn gpt2_merge_rules_match_tiktoken_r50k() {
 }
 
 #[test]
+fn gpt2_long_pieces_match_tiktoken() {
+    // tiktoken switches to a heap-based merge for pieces of 100 bytes or more.
+    let tok = ours_ranked();
+    let mut state: u64 = 7;
+    let mut letters = String::new();
+    for _ in 0..5000 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        letters.push((b'a' + (state >> 60) as u8) as char);
+    }
+    for s in [
+        "a".repeat(3000),
+        "1234567890".repeat(300),
+        "👋🏽".repeat(400),
+        "!?".repeat(700),
+        " ".repeat(1000) + "x",
+        letters,
+    ] {
+        assert_eq!(
+            tok.encode(&s, false).unwrap(),
+            reference().encode_ordinary(&s)
+        );
+        assert_eq!(
+            ours_merged().encode(&s, false).unwrap(),
+            reference().encode_ordinary(&s)
+        );
+    }
+}
+
+#[test]
 fn gpt2_bos_and_special_tokens() {
     let tok = ours_ranked();
     let ids = tok.encode("hi", true).unwrap();

@@ -13,6 +13,7 @@
 //!   is itself a token is that token). Ties go to the leftmost pair.
 
 use super::error::TokenizerError;
+use super::merge::{merge, Sym};
 use super::Pieces;
 use alloc::boxed::Box;
 use alloc::format;
@@ -281,7 +282,7 @@ fn build_pairs(
 impl Bpe {
     /// Appends the ids of `text` to `out`.
     pub(super) fn encode(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
-        let mut scratch = Scratch::default();
+        let mut syms = Vec::new();
         for piece in gpt2_pieces(text) {
             let bytes = piece.as_bytes();
             if self.pairs.is_none() {
@@ -290,78 +291,40 @@ impl Bpe {
                     continue;
                 }
             }
-            self.encode_piece(bytes, out, &mut scratch)?;
+            self.encode_piece(bytes, out, &mut syms)?;
         }
         Ok(())
     }
 
     /// BPE over one pre-tokenised piece: start from single bytes, merge the best adjacent
-    /// pair until none is mergeable. `ranks[i]` caches the rank of the pair (i, i+1) so a
-    /// merge only re-ranks its two neighbours.
+    /// pair until none merges.
     fn encode_piece(
         &self,
         piece: &[u8],
         out: &mut Vec<u32>,
-        s: &mut Scratch,
+        syms: &mut Vec<Sym>,
     ) -> Result<(), TokenizerError> {
-        // Symbol i covers piece[starts[i]..starts[i + 1]] and has token ids[i].
-        s.starts.clear();
-        s.ids.clear();
+        syms.clear();
         for (i, &b) in piece.iter().enumerate() {
-            s.starts.push(i);
-            s.ids
-                .push(self.byte_ids[b as usize].ok_or(TokenizerError::UnknownByte(b))?);
+            let id = self.byte_ids[b as usize].ok_or(TokenizerError::UnknownByte(b))?;
+            syms.push(Sym {
+                id,
+                start: i,
+                end: i + 1,
+            });
         }
-        s.starts.push(piece.len());
-        s.ranks.clear();
-        for i in 0..s.ids.len().saturating_sub(1) {
-            let r = self.pair_rank(piece, s, i);
-            s.ranks.push(r);
+        match &self.pairs {
+            // Rule index of (left, right).
+            Some(pairs) => merge(syms, |a, b| pairs.get(&(a.id, b.id)).copied()),
+            // Rank (= id) of the concatenated bytes.
+            None => merge(syms, |a, b| {
+                let joined = piece.get(a.start..b.end)?;
+                self.encoder.get(joined).map(|&id| (id, id))
+            }),
         }
-        loop {
-            // Leftmost lowest rank.
-            let mut best: Option<(usize, (u32, u32))> = None;
-            for (i, r) in s.ranks.iter().enumerate() {
-                if let Some(r) = *r {
-                    if best.is_none_or(|(_, b)| r.0 < b.0) {
-                        best = Some((i, r));
-                    }
-                }
-            }
-            let Some((i, (_, merged))) = best else { break };
-            s.ids[i] = merged;
-            s.ids.remove(i + 1);
-            s.starts.remove(i + 1);
-            s.ranks.remove(i);
-            if i + 1 < s.ids.len() {
-                s.ranks[i] = self.pair_rank(piece, s, i);
-            }
-            if i > 0 {
-                s.ranks[i - 1] = self.pair_rank(piece, s, i - 1);
-            }
-        }
-        out.extend_from_slice(&s.ids);
+        out.extend(syms.iter().map(|s| s.id));
         Ok(())
     }
-
-    /// (rank, merged id) of the pair of symbols (i, i + 1), if it merges.
-    fn pair_rank(&self, piece: &[u8], s: &Scratch, i: usize) -> Option<(u32, u32)> {
-        match &self.pairs {
-            Some(pairs) => pairs.get(&(s.ids[i], s.ids[i + 1])).copied(),
-            None => {
-                let joined = piece.get(s.starts[i]..s.starts[i + 2])?;
-                self.encoder.get(joined).map(|&id| (id, id))
-            }
-        }
-    }
-}
-
-/// Per-encode buffers of [`Bpe::encode_piece`].
-#[derive(Default)]
-struct Scratch {
-    starts: Vec<usize>,
-    ids: Vec<u32>,
-    ranks: Vec<Option<(u32, u32)>>,
 }
 
 #[cfg(test)]

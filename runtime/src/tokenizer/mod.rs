@@ -16,6 +16,7 @@
 mod char_level;
 mod error;
 mod gpt2;
+mod merge;
 mod sentencepiece;
 mod stream;
 

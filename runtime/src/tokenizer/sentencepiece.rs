@@ -8,6 +8,7 @@
 //! Decoding: `<0xXX>` is the raw byte, `▁` is a space, control tokens are empty.
 
 use super::error::TokenizerError;
+use super::merge::{merge, Score, Sym};
 use super::Pieces;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -95,11 +96,7 @@ pub(super) fn build(
 impl SentencePiece {
     /// Whether `id` is a byte-fallback piece (its decoded space is never stripped).
     pub(super) fn is_byte(&self, id: u32) -> bool {
-        self.texts
-            .get(id)
-            .and_then(|t| core::str::from_utf8(t).ok())
-            .and_then(byte_piece)
-            .is_some()
+        self.text(id).and_then(byte_piece).is_some()
     }
 
     /// Appends the ids of `text` to `out` (nothing for empty text).
@@ -108,62 +105,47 @@ impl SentencePiece {
             return Ok(());
         }
         // One symbol per char of "▁" + text with ' ' → '▁'.
-        let mut syms: Vec<u32> = Vec::with_capacity(text.len() + 1);
+        let mut syms: Vec<Sym> = Vec::with_capacity(text.len() + 1);
         let mut utf8 = [0u8; 4];
         let chars = core::iter::once(SPACE_MARK).chain(text.chars());
-        for c in chars.map(|c| if c == ' ' { SPACE_MARK } else { c }) {
+        for (i, c) in chars
+            .map(|c| if c == ' ' { SPACE_MARK } else { c })
+            .enumerate()
+        {
             let s: &str = c.encode_utf8(&mut utf8);
+            let sym = |id| Sym {
+                id,
+                start: i,
+                end: i + 1,
+            };
             if let Some(&id) = self.lookup.get(s) {
-                syms.push(id);
+                syms.push(sym(id));
                 continue;
             }
             for &b in s.as_bytes() {
                 let id = self.byte_ids[b as usize]
                     .or(self.unk)
                     .ok_or(TokenizerError::UnknownChar(c))?;
-                syms.push(id);
+                syms.push(sym(id));
             }
         }
-        // merges[i]: (score, id) of the piece that symbols i and i + 1 concatenate to.
+        // Highest score of the piece the two texts concatenate to.
         let mut joined = String::new();
-        let mut merges: Vec<Option<(f32, u32)>> = (0..syms.len().saturating_sub(1))
-            .map(|i| self.pair(&syms, i, &mut joined))
-            .collect();
-        loop {
-            let mut best: Option<(usize, f32, u32)> = None;
-            for (i, m) in merges.iter().enumerate() {
-                if let Some((score, id)) = *m {
-                    if best.is_none_or(|(_, s, _)| score > s) {
-                        best = Some((i, score, id));
-                    }
-                }
-            }
-            let Some((i, _, id)) = best else { break };
-            syms[i] = id;
-            syms.remove(i + 1);
-            merges.remove(i);
-            if i + 1 < syms.len() {
-                merges[i] = self.pair(&syms, i, &mut joined);
-            }
-            if i > 0 {
-                merges[i - 1] = self.pair(&syms, i - 1, &mut joined);
-            }
-        }
-        out.extend_from_slice(&syms);
+        merge(&mut syms, |a, b| {
+            joined.clear();
+            joined.push_str(self.text(a.id)?);
+            joined.push_str(self.text(b.id)?);
+            let &id = self.lookup.get(joined.as_str())?;
+            Some((Score(*self.scores.get(id as usize)?), id))
+        });
+        out.extend(syms.iter().map(|s| s.id));
         Ok(())
     }
 
-    /// (score, id) of the piece `text(syms[i]) + text(syms[i + 1])`, if it exists.
-    fn pair(&self, syms: &[u32], i: usize, joined: &mut String) -> Option<(f32, u32)> {
-        let text = |id: u32| {
-            self.texts
-                .get(id)
-                .and_then(|t| core::str::from_utf8(t).ok())
-        };
-        joined.clear();
-        joined.push_str(text(*syms.get(i)?)?);
-        joined.push_str(text(*syms.get(i + 1)?)?);
-        let &id = self.lookup.get(joined.as_str())?;
-        Some((*self.scores.get(id as usize)?, id))
+    /// The stored text of piece `id`.
+    fn text(&self, id: u32) -> Option<&str> {
+        self.texts
+            .get(id)
+            .and_then(|t| core::str::from_utf8(t).ok())
     }
 }

@@ -29,6 +29,15 @@ impl StreamDecoder {
         Self::default()
     }
 
+    /// A decoder for tokens that follow `prev` (the last prompt token): after BOS, a
+    /// SentencePiece piece loses its leading space as it would in [`Tokenizer::decode`].
+    pub fn starting_after(prev: Option<u32>) -> Self {
+        StreamDecoder {
+            prev,
+            ..Self::default()
+        }
+    }
+
     /// Adds one token; returns the text it completes, or `None` when it completes none
     /// (a control token, or bytes of a character still incomplete).
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<Option<&str>, TokenizerError> {

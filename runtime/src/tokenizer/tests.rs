@@ -272,3 +272,116 @@ fn bad_specs_are_named_errors() {
         assert!(!err.to_string().contains('\n'));
     }
 }
+
+/// A tiny xorshift for test inputs (independent of the code under test).
+struct TestRng(u64);
+
+impl TestRng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// llama2.c's `encode` merge loop, literally: rescan all pairs after every merge, take
+/// the highest score (strictly greater, so the leftmost on ties).
+fn naive_sentencepiece(spec: &TokenizerSpec<'_>, text: &str) -> Vec<u32> {
+    let find = |s: &str| {
+        spec.tokens
+            .iter()
+            .enumerate()
+            .position(|(i, t)| t == s && ![UNK, BOS, EOS].contains(&(i as u32)))
+            .map(|i| i as u32)
+    };
+    let mut ids = Vec::new();
+    for c in core::iter::once('▁').chain(text.chars().map(|c| if c == ' ' { '▁' } else { c })) {
+        match find(c.encode_utf8(&mut [0; 4])) {
+            Some(id) => ids.push(id),
+            None => ids.extend(c.to_string().bytes().map(|b| BYTE0 + b as u32)),
+        }
+    }
+    loop {
+        let mut best: Option<(f32, usize, u32)> = None;
+        for i in 0..ids.len().saturating_sub(1) {
+            let joined = format!(
+                "{}{}",
+                spec.tokens[ids[i] as usize],
+                spec.tokens[ids[i + 1] as usize]
+            );
+            if let Some(id) = find(&joined) {
+                let score = spec.scores[id as usize];
+                if best.is_none_or(|(s, _, _)| score > s) {
+                    best = Some((score, i, id));
+                }
+            }
+        }
+        let Some((_, i, id)) = best else { return ids };
+        ids[i] = id;
+        ids.remove(i + 1);
+    }
+}
+
+#[test]
+fn sentencepiece_heap_merge_equals_llama2c_loop() {
+    let spec = sp_spec(true, Some(UNK));
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    let pool: Vec<char> = "helowrda  é!".chars().collect();
+    let mut rng = TestRng(0x1234_5678_9ABC_DEF1);
+    for len in [1, 2, 3, 7, 20, 60, 300] {
+        for _ in 0..30 {
+            let text: String = (0..len).map(|_| pool[rng.below(pool.len())]).collect();
+            assert_eq!(
+                tok.encode(&text, false).unwrap(),
+                naive_sentencepiece(&spec, &text),
+                "{text:?}"
+            );
+            let ids = tok.encode(&text, true).unwrap();
+            assert_eq!(tok.decode(&ids).unwrap(), text);
+        }
+    }
+}
+
+#[test]
+fn stream_equals_lossy_decode_on_random_bytes() {
+    let tok = Tokenizer::from_spec(&sp_spec(true, Some(UNK))).unwrap();
+    let mut rng = TestRng(0xFEED_F00D_1234_5678);
+    // Mostly valid multi-byte text split into byte tokens, with some random bytes mixed in.
+    let text = "aé€👋中ß";
+    for _ in 0..500 {
+        let mut ids = vec![BOS];
+        for _ in 0..rng.below(12) {
+            if rng.below(4) == 0 {
+                ids.push(BYTE0 + rng.below(256) as u32);
+            } else {
+                let c = text.chars().nth(rng.below(6)).unwrap();
+                ids.extend(c.to_string().bytes().map(|b| BYTE0 + b as u32));
+            }
+        }
+        let mut dec = StreamDecoder::new();
+        let mut out = String::new();
+        for &id in &ids {
+            if let Some(p) = dec.push(&tok, id).unwrap() {
+                assert!(!p.is_empty());
+                out.push_str(p);
+            }
+            assert!(dec.pending_len() <= 3);
+        }
+        if let Some(p) = dec.finish() {
+            out.push_str(p);
+        }
+        assert_eq!(out, tok.decode(&ids).unwrap(), "{ids:?}");
+    }
+}
+
+#[test]
+fn stream_starting_after_bos_drops_the_prefix_space() {
+    let spec = sp_spec(true, Some(UNK));
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    let world = id_of(&spec, "▁world");
+    let mut dec = StreamDecoder::starting_after(Some(BOS));
+    assert_eq!(dec.push(&tok, world).unwrap(), Some("world"));
+    let mut dec = StreamDecoder::starting_after(Some(world));
+    assert_eq!(dec.push(&tok, world).unwrap(), Some(" world"));
+}
