@@ -119,7 +119,10 @@ impl fmt::Display for KernelError {
                 "{dtype} weight matrix has {cols} columns, not a multiple of the block size 32"
             ),
             KernelError::Overflow { rows, cols } => {
-                write!(f, "weight matrix of {rows}x{cols} overflows the address space")
+                write!(
+                    f,
+                    "weight matrix of {rows}x{cols} overflows the address space"
+                )
             }
         }
     }
@@ -443,9 +446,8 @@ impl Cpu {
             .and_then(Engine::for_path);
         #[cfg(not(feature = "std"))]
         let forced = None;
-        let engine = forced.unwrap_or_else(|| {
-            Engine::for_path(KernelPath::best()).unwrap_or(Engine::Scalar)
-        });
+        let engine = forced
+            .unwrap_or_else(|| Engine::for_path(KernelPath::best()).unwrap_or(Engine::Scalar));
         Cpu::with_engine(threads, engine)
     }
 
