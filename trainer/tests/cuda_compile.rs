@@ -35,12 +35,21 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_hot_spills() {
                 let compiled = match nvrtc::compile(file, prec, arch, true) {
                     Ok(c) => c,
                     Err(e) => {
-                        failures.push(format!("{} {} {}: {e}", arch.name(), prec.name(), file.name));
+                        failures.push(format!(
+                            "{} {} {}: {e}",
+                            arch.name(),
+                            prec.name(),
+                            file.name
+                        ));
                         continue;
                     }
                 };
                 if !compiled.cubin.starts_with(b"\x7fELF") {
-                    failures.push(format!("{} {}: output is not a CUBIN", arch.name(), file.name));
+                    failures.push(format!(
+                        "{} {}: output is not a CUBIN",
+                        arch.name(),
+                        file.name
+                    ));
                 }
                 let report = parse_ptxas_log(&compiled.log);
                 for f in file.functions {
@@ -100,5 +109,8 @@ fn a_broken_kernel_is_a_compile_error_naming_the_file() {
     };
     let e = nvrtc::compile(&BROKEN, Precision::F32, Arch::SM80, false).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("broken.cu") && msg.contains("undefined_name"), "{msg}");
+    assert!(
+        msg.contains("broken.cu") && msg.contains("undefined_name"),
+        "{msg}"
+    );
 }
