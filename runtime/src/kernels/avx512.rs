@@ -167,6 +167,7 @@ fn tile_float<L: Load16, const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] 
     // SAFETY (loads below): c + 32 <= n (resp. the mask covers only c..n), so every
     // weight read lies in `w` and every float read in `x_k` (lengths checked above).
     while c + 32 <= n {
+        #[allow(clippy::needless_range_loop)] // u also offsets the loads
         for u in 0..2 {
             let wv = unsafe { L::load16(wp.add((c + 16 * u) * L::SIZE), 0xffff) };
             for (k, x) in xs.iter().enumerate() {
