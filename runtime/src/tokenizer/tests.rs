@@ -385,3 +385,28 @@ fn stream_starting_after_bos_drops_the_prefix_space() {
     let mut dec = StreamDecoder::starting_after(Some(world));
     assert_eq!(dec.push(&tok, world).unwrap(), Some(" world"));
 }
+
+#[test]
+fn byte_level_vocabulary_is_gpt2_with_256_tokens() {
+    // Token b is byte b, in bytes-to-unicode form, with no merges: text → its bytes.
+    let spec = TokenizerSpec {
+        kind: TokenizerKind::Gpt2,
+        tokens: (0..=255u8)
+            .map(|b| byte_to_char(b).to_string().into())
+            .collect(),
+        scores: Vec::new(),
+        merges: Vec::new(),
+        bos: None,
+        eos: None,
+        unk: None,
+        pad: None,
+        add_bos: false,
+    };
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    let text = "héllo,  wörld!\n\t👋 'll 42";
+    let ids = tok.encode(text, true).unwrap();
+    let want: Vec<u32> = text.bytes().map(u32::from).collect();
+    assert_eq!(ids, want);
+    assert_eq!(tok.decode(&ids).unwrap(), text);
+    assert_eq!(tok.token_bytes(b' ' as u32), Some(&b" "[..]));
+}
