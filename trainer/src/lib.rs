@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod data;
 pub mod layers;
 pub mod import;
 pub mod quantize;
@@ -15,4 +16,5 @@ pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod scalar;
+pub mod tokenize;
 pub mod cuda;
