@@ -16,6 +16,11 @@ use std::path::Path;
 
 /// Writes `model.safetensors` from (name, shape, f32 values), stored as `dtype`.
 fn write_st(dir: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: Dtype) {
+    write_st_file(dir, "model.safetensors", tensors, dtype);
+}
+
+/// Writes one safetensors file `file` in `dir`.
+fn write_st_file(dir: &Path, file: &str, tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: Dtype) {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, s, x)| {
@@ -23,6 +28,10 @@ fn write_st(dir: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: Dtype
                 Dtype::F16 => x
                     .iter()
                     .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                Dtype::BF16 => x
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
                     .collect(),
                 _ => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
             };
@@ -33,11 +42,7 @@ fn write_st(dir: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: Dtype
         .iter()
         .map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap()))
         .collect();
-    std::fs::write(
-        dir.join("model.safetensors"),
-        serialize(views, None).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join(file), serialize(views, None).unwrap()).unwrap();
 }
 
 const C: usize = 32;
@@ -217,7 +222,7 @@ fn gpt2_f16_without_prefix() {
 }
 
 #[test]
-fn llama_qk_unpermuted() {
+fn llama_sharded_qk_unpermuted() {
     let (d, f, l, nh, nkv, v) = (64usize, 96usize, 2usize, 4usize, 2usize, 20usize);
     let hd = d / nh;
     let kv = nkv * hd;
@@ -295,7 +300,45 @@ fn llama_qk_unpermuted() {
     }
     t.push(("model.norm.weight".into(), vec![d], rng.vec(d)));
     t.push(("lm_head.weight".into(), vec![v, d], rng.vec(v * d)));
-    write_st(&dir, &t, Dtype::F32);
+    // Two shards and an index, as HF writes larger checkpoints.
+    let (a, b) = t.split_at(t.len() / 2);
+    let names = [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ];
+    write_st_file(&dir, names[0], a, Dtype::F32);
+    write_st_file(&dir, names[1], b, Dtype::BF16);
+    let mut map = serde_json::Map::new();
+    for (part, file) in [(a, names[0]), (b, names[1])] {
+        for x in part {
+            map.insert(x.0.clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    // The second shard is BF16: compare against the bf16-rounded values.
+    let split = a.len();
+    let bf = |x: &[f32]| -> Vec<f32> {
+        x.iter()
+            .map(|v| half::bf16::from_f32(*v).to_f32())
+            .collect()
+    };
+    for x in t.iter_mut().skip(split) {
+        x.2 = bf(&x.2);
+    }
+    for li in 0..l {
+        let pos = |n: &str| {
+            t.iter()
+                .position(|x| x.0 == format!("model.layers.{li}.self_attn.{n}"))
+                .unwrap()
+        };
+        if pos("q_proj.weight") >= split {
+            meta_q[li] = bf(&meta_q[li]);
+        }
+        if pos("k_proj.weight") >= split {
+            meta_k[li] = bf(&meta_k[li]);
+        }
+    }
     let cfg = serde_json::json!({
         "model_type": "llama", "hidden_size": d, "intermediate_size": f, "num_hidden_layers": l,
         "num_attention_heads": nh, "num_key_value_heads": nkv, "vocab_size": v,
@@ -427,4 +470,35 @@ fn missing_and_misshapen_tensors_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("model.safetensors"), "{e}");
+}
+
+#[test]
+fn truncated_weights_and_json_are_errors() {
+    gpt2("", Dtype::F32, 45); // writes and checks import_st_gpt2_0F32
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("import_st_gpt2_0F32");
+    let st = dir.join("model.safetensors");
+    let good = std::fs::read(&st).unwrap();
+    let mut rng = Rng::new(46);
+    let mut cuts: Vec<usize> = (0..64).collect();
+    cuts.extend((0..60).map(|_| rng.below(good.len())));
+    for cut in cuts {
+        std::fs::write(&st, &good[..cut]).unwrap();
+        let e = import(SourceKind::SafeTensors, &dir, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model.safetensors"), "cut {cut}: {e}");
+    }
+    std::fs::write(&st, &good).unwrap();
+    let tj = dir.join("tokenizer.json");
+    let tok = std::fs::read(&tj).unwrap();
+    for cut in [0, 1, tok.len() / 2, tok.len() - 1] {
+        std::fs::write(&tj, &tok[..cut]).unwrap();
+        let e = import(SourceKind::SafeTensors, &dir, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tokenizer.json") && e.contains("JSON"),
+            "cut {cut}: {e}"
+        );
+    }
 }

@@ -198,7 +198,10 @@ pub fn parse<'a>(bytes: &'a [u8], file: &str) -> Result<Gguf<'a>, ImportError> {
         let dtype = DType::from_u32(ty).map_err(|_| {
             ImportError::unsupported(
                 file,
-                format!("tensor '{name}' has ggml type {ty} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"),
+                format!(
+                    "tensor '{name}' has ggml type {} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                    ggml_type_name(ty)
+                ),
             )
         })?;
         let bad = |what: String| ImportError::malformed(file, format!("tensor '{name}': {what}"));
@@ -265,6 +268,19 @@ pub fn parse<'a>(bytes: &'a [u8], file: &str) -> Result<Gguf<'a>, ImportError> {
         meta,
         tensors,
     })
+}
+
+/// A ggml type id with its name, for errors about types we do not store.
+fn ggml_type_name(id: u32) -> String {
+    const NAMES: [&str; 31] = [
+        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
+        "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
+        "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
+    ];
+    match NAMES.get(id as usize) {
+        Some(n) => format!("{id} ({n})"),
+        None => id.to_string(),
+    }
 }
 
 /// GGUF tensor name → canonical name; `None` for tensors we do not keep.

@@ -289,15 +289,25 @@ impl ImportedModel {
     }
 
     /// A writer holding the metadata and the tensors, matrices converted to `dtype`
-    /// when given (norms and biases always f32).
+    /// when given (norms and biases always f32). Copies the tensors; see
+    /// [`ImportedModel::into_writer`] to move them instead.
     pub fn to_writer(&self, dtype: Option<DType>) -> Result<LlmWriter, ImportError> {
-        let mut me = self.clone();
-        me.convert(dtype)?;
+        self.clone().into_writer(dtype)
+    }
+
+    /// [`ImportedModel::to_writer`], moving the tensor bytes into the writer (one
+    /// tensor converted at a time, so peak memory stays near one model's size).
+    pub fn into_writer(self, dtype: Option<DType>) -> Result<LlmWriter, ImportError> {
         let mut w = LlmWriter::new();
-        for (k, v) in me.metadata() {
-            w.add_meta(k, v);
-        }
-        for t in me.tensors {
+        w.extend_meta(self.metadata());
+        let layout = self.opts.tensor_layout();
+        for (mut t, slot) in self.tensors.into_iter().zip(&layout) {
+            let target = if slot.matrix {
+                dtype.unwrap_or(t.dtype)
+            } else {
+                DType::F32
+            };
+            crate::quantize::convert_tensor(&mut t, target)?;
             w.add_tensor(t.name, t.dtype, &t.shape, t.data)?;
         }
         Ok(w)
@@ -409,12 +419,10 @@ pub struct ImportArgs {
 /// Runs `llm-train import`.
 pub fn run_import(a: ImportArgs) -> Result<(), Box<dyn std::error::Error>> {
     let m = import(a.from, &a.model, a.tokenizer.as_deref())?;
-    m.to_writer(a.dtype)?.write_to(&a.out)?;
+    let (source, n_tensors, n_params) = (m.source.clone(), m.tensors.len(), m.opts.n_params());
+    m.into_writer(a.dtype)?.write_to(&a.out)?;
     eprintln!(
-        "imported {} ({} tensors, {} parameters) -> {}",
-        m.source,
-        m.tensors.len(),
-        m.opts.n_params(),
+        "imported {source} ({n_tensors} tensors, {n_params} parameters) -> {}",
         a.out.display()
     );
     Ok(())

@@ -37,7 +37,6 @@ use std::path::Path;
 /// Reads a Hugging Face directory `dir`; `tokenizer` overrides `dir/tokenizer.json`.
 pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, ImportError> {
     let cfg_path = dir.join("config.json");
-    let st_path = dir.join("model.safetensors");
     let tok_path = tokenizer
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.join("tokenizer.json"));
@@ -47,14 +46,22 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
     let tok_name = tok_path.display().to_string();
     let tok_json: Json = serde_json::from_slice(&read_file(&tok_path)?)
         .map_err(|e| ImportError::malformed(&tok_name, format!("invalid JSON: {e}")))?;
-    let st_name = st_path.display().to_string();
-    let st_bytes = read_file(&st_path)?;
-    let st = SafeTensors::deserialize(&st_bytes)
-        .map_err(|e| ImportError::malformed(&st_name, format!("{e}")))?;
+    let files = shard_files(dir)?;
+    let mut buffers = Vec::with_capacity(files.len());
+    for f in &files {
+        buffers.push(read_file(&dir.join(f))?);
+    }
+    let mut shards = Vec::with_capacity(files.len());
+    for (f, b) in files.iter().zip(&buffers) {
+        let name = dir.join(f).display().to_string();
+        let st = SafeTensors::deserialize(b)
+            .map_err(|e| ImportError::malformed(&name, format!("{e}")))?;
+        shards.push((name, st));
+    }
     let model_type = cfg.get("model_type").and_then(Json::as_str).unwrap_or("");
     let w = Weights {
-        st: &st,
-        file: &st_name,
+        shards: &shards,
+        dir: dir.display().to_string(),
     };
     let (opts, tensors) = match model_type {
         "gpt2" => gpt2(&cfg, &cfg_name, &w)?,
@@ -76,26 +83,67 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
     ImportedModel::finish(opts, tok, tensors, source)
 }
 
-/// Typed access to the tensors of one safetensors file.
-struct Weights<'a, 'b> {
-    st: &'a SafeTensors<'b>,
-    file: &'a str,
+/// The safetensors files of `dir`: `model.safetensors`, or the shards named by
+/// `model.safetensors.index.json`'s `weight_map` (each once, in first-use order).
+fn shard_files(dir: &Path) -> Result<Vec<String>, ImportError> {
+    if dir.join("model.safetensors").exists() {
+        return Ok(vec!["model.safetensors".into()]);
+    }
+    let idx = dir.join("model.safetensors.index.json");
+    if !idx.exists() {
+        return Err(ImportError::Io {
+            path: dir.join("model.safetensors").display().to_string(),
+            msg: "not found (nor model.safetensors.index.json)".into(),
+        });
+    }
+    let name = idx.display().to_string();
+    let j: Json = serde_json::from_slice(&read_file(&idx)?)
+        .map_err(|e| ImportError::malformed(&name, format!("invalid JSON: {e}")))?;
+    let map = j
+        .get("weight_map")
+        .and_then(Json::as_object)
+        .ok_or_else(|| ImportError::malformed(&name, "missing object 'weight_map'"))?;
+    let mut files: Vec<String> = Vec::new();
+    for v in map.values() {
+        let f = v
+            .as_str()
+            .filter(|f| !f.contains('/') && !f.contains('\\') && *f != "..")
+            .ok_or_else(|| ImportError::malformed(&name, format!("bad shard file name {v}")))?;
+        if !files.iter().any(|x| x == f) {
+            files.push(f.to_string());
+        }
+    }
+    Ok(files)
 }
 
-impl Weights<'_, '_> {
+/// Typed access to the tensors of one model's safetensors files.
+struct Weights<'a, 'b> {
+    /// (path, parsed file) per shard.
+    shards: &'a [(String, SafeTensors<'b>)],
+    /// The model directory, for errors about missing tensors.
+    dir: String,
+}
+
+impl<'b> Weights<'_, 'b> {
+    /// The shard holding `name` and its view.
+    fn find(&self, name: &str) -> Option<(&str, ::safetensors::tensor::TensorView<'b>)> {
+        self.shards
+            .iter()
+            .find_map(|(f, st)| st.tensor(name).ok().map(|t| (f.as_str(), t)))
+    }
+
     fn has(&self, name: &str) -> bool {
-        self.st.tensor(name).is_ok()
+        self.find(name).is_some()
     }
 
     /// Tensor `name` widened to f32; its shape must be `shape`.
     fn f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ImportError> {
-        let t = self
-            .st
-            .tensor(name)
-            .map_err(|_| ImportError::malformed(self.file, format!("missing tensor '{name}'")))?;
+        let (file, t) = self
+            .find(name)
+            .ok_or_else(|| ImportError::malformed(&self.dir, format!("missing tensor '{name}'")))?;
         if t.shape() != shape {
             return Err(ImportError::malformed(
-                self.file,
+                file,
                 format!(
                     "tensor '{name}' has shape {:?}, expected {shape:?}",
                     t.shape()
@@ -109,14 +157,14 @@ impl Weights<'_, '_> {
             Dtype::F16 | Dtype::BF16 => 2,
             d => {
                 return Err(ImportError::unsupported(
-                    self.file,
+                    file,
                     format!("tensor '{name}' has dtype {d:?} (expected F32, F16 or BF16)"),
                 ))
             }
         };
         if data.len() != n * esz {
             return Err(ImportError::malformed(
-                self.file,
+                file,
                 format!(
                     "tensor '{name}' has {} bytes, expected {}",
                     data.len(),
