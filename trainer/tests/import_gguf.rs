@@ -359,3 +359,28 @@ fn truncated_and_corrupted_files_are_errors() {
     b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(run(&b).unwrap_err().to_string().contains("cannot fit"));
 }
+
+#[test]
+fn binary_import_with_dtype() {
+    let mut rng = Rng::new(36);
+    let tensors = llama_tensors(&mut rng, false);
+    let dir = scratch("gguf_bin");
+    let (p, out) = (dir.join("m.gguf"), dir.join("m.llm"));
+    std::fs::write(&p, write_gguf(&llama_kvs("llama", 32), &tensors, 32)).unwrap();
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_llm-train"))
+        .args(["import", "--from", "gguf", "--model", p.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--dtype", "q4_1"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let f = LlmFile::parse(&bytes).unwrap();
+    let o = f.options().unwrap();
+    f.check_layout(&o).unwrap();
+    for slot in o.tensor_layout() {
+        let want = if slot.matrix { DType::Q4_1 } else { DType::F32 };
+        assert_eq!(f.tensor(&slot.name).unwrap().dtype, want, "{}", slot.name);
+    }
+    let src = f.get("provenance.source").and_then(|v| v.as_str()).unwrap();
+    assert_eq!(src, "gguf:m.gguf");
+}
