@@ -154,7 +154,7 @@ pub fn backward<T: GpuFloat>(
         shared_mem_bytes: 0,
     };
     Launch::new(dev, &FILE, T::PRECISION, "attention_backward_preprocess")?
-        .ptr(&mut d)
+        .out(&mut d)
         .ptr(out)
         .ptr(dout)
         .i32(s.batch as i32)

@@ -53,7 +53,7 @@ pub fn bias_backward<T: GpuFloat>(
     let (chunks, per) = column_chunks(rows);
     let mut partial = dev.stream().alloc_zeros::<f32>(chunks * cols)?;
     Launch::new(dev, &FILE, T::PRECISION, "column_sum_partial")?
-        .ptr(&mut partial)
+        .out(&mut partial)
         .ptr(dout)
         .i32(as_i32("rows", rows)?)
         .i32(as_i32("cols", cols)?)

@@ -47,7 +47,7 @@ impl GlobalNorm {
             shared_mem_bytes: 0,
         };
         Launch::new(dev, &FILE, T::PRECISION, "norm_squared_accumulate")?
-            .ptr(&mut self.partials)
+            .out(&mut self.partials)
             .ptr(x)
             .i64(x.len() as i64)
             .run(cfg)
@@ -62,7 +62,7 @@ impl GlobalNorm {
             shared_mem_bytes: 0,
         };
         Launch::new(dev, &FILE, T::PRECISION, "norm_finish")?
-            .ptr(&mut self.norm)
+            .out(&mut self.norm)
             .ptr(&self.partials)
             .i32(as_i32("partials", NORM_BLOCKS)?)
             .run(cfg)?;

@@ -168,7 +168,7 @@ pub fn backward<T: GpuFloat>(
         T::PRECISION,
         "layernorm_backward_params_partial",
     )?
-    .ptr(&mut partial)
+    .out(&mut partial)
     .ptr(dout)
     .ptr(inp)
     .ptr(mean)

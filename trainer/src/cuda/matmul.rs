@@ -49,6 +49,8 @@ impl LtMatmul<bf16> for Blas {
     }
 }
 
+/// A column-major product `C (m x n) = beta C + op(A) op(B)` with inner size k.
+#[allow(clippy::too_many_arguments)]
 fn config(
     transa: bool,
     transb: bool,

@@ -12,6 +12,7 @@
 pub mod activation;
 pub mod adamw;
 pub mod attention;
+pub mod backend;
 pub mod bias_grad;
 pub mod cache;
 pub mod cast;
@@ -28,6 +29,7 @@ pub mod nvrtc;
 pub mod rmsnorm;
 pub mod rope;
 
+pub use backend::CudaBackend;
 pub use device::CudaDevice;
 pub use error::CudaError;
 pub use kernels::{GpuFloat, KernelFile, Precision};

@@ -119,7 +119,7 @@ pub fn backward<T: GpuFloat>(
     let (chunks, per) = column_chunks(n);
     let mut partial = dev.stream().alloc_zeros::<f32>(chunks * c)?;
     Launch::new(dev, &FILE, T::PRECISION, "rmsnorm_backward_params_partial")?
-        .ptr(&mut partial)
+        .out(&mut partial)
         .ptr(dout)
         .ptr(inp)
         .ptr(rstd)
