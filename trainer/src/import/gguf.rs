@@ -10,7 +10,7 @@
 //! order, so nothing is permuted.
 
 use super::cursor::Cursor;
-use super::{file_name, read_file, ImportError, ImportedModel, RawTensor};
+use super::{file_name, map_file, ImportError, ImportedModel, RawTensor};
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -46,8 +46,8 @@ pub struct GgufTensor<'a> {
 /// Reads a GGUF file.
 pub fn import(model: &Path) -> Result<ImportedModel, ImportError> {
     let name = file_name(model);
-    let bytes = read_file(model)?;
-    let g = parse(&bytes, &name)?;
+    let map = map_file(model)?;
+    let g = parse(map.bytes(), &name)?;
     to_model(&g, &name)
 }
 

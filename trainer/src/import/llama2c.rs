@@ -16,7 +16,7 @@
 //! w1 is the gate, w3 the up projection and w2 the down projection.
 
 use super::cursor::Cursor;
-use super::{file_name, read_file, ImportError, ImportedModel, RawTensor};
+use super::{file_name, map_file, read_file, ImportError, ImportedModel, RawTensor};
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
 use std::borrow::Cow;
 use std::path::Path;
@@ -29,9 +29,10 @@ pub const V1_HEADER: usize = 256;
 /// Reads `model` (a `.bin` checkpoint) and `tokenizer` (`tokenizer.bin`).
 pub fn import(model: &Path, tokenizer: &Path) -> Result<ImportedModel, ImportError> {
     let name = file_name(model);
-    let bytes = read_file(model)?;
+    let map = map_file(model)?;
+    let bytes = map.bytes();
     let tok_bytes = read_file(tokenizer)?;
-    let (opts, tensors) = parse_checkpoint(&bytes, &name)?;
+    let (opts, tensors) = parse_checkpoint(bytes, &name)?;
     let tok = parse_tokenizer(&tok_bytes, opts.vocab_size, &file_name(tokenizer))?;
     ImportedModel::finish(opts, tok, tensors, format!("llama2c:{name}"))
 }

@@ -17,7 +17,7 @@
 //! bytes-to-unicode form.
 
 use super::cursor::Cursor;
-use super::{file_name, read_file, ImportError, ImportedModel, RawTensor};
+use super::{file_name, map_file, read_file, ImportError, ImportedModel, RawTensor};
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
 use std::borrow::Cow;
 use std::path::Path;
@@ -32,9 +32,10 @@ pub const HEADER: usize = 1024;
 /// Reads `model` (`gpt2_124M.bin` style) and `tokenizer` (`gpt2_tokenizer.bin`).
 pub fn import(model: &Path, tokenizer: &Path) -> Result<ImportedModel, ImportError> {
     let name = file_name(model);
-    let bytes = read_file(model)?;
+    let map = map_file(model)?;
+    let bytes = map.bytes();
     let tok_bytes = read_file(tokenizer)?;
-    let (opts, tensors) = parse_checkpoint(&bytes, &name)?;
+    let (opts, tensors) = parse_checkpoint(bytes, &name)?;
     let tok = parse_tokenizer(&tok_bytes, &file_name(tokenizer))?;
     ImportedModel::finish(opts, tok, tensors, format!("llmc:{name}"))
 }

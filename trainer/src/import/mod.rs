@@ -6,8 +6,9 @@
 //! tensors under their canonical names, `[out, in]` weights, RoPE on adjacent pairs);
 //! [`ImportedModel::finish`] checks the tensors against the layout and puts them in
 //! file order, and [`ImportedModel::to_writer`] converts dtypes on the way out.
-//! Sources are read whole into memory; every size is checked against the bytes
-//! actually there before anything is allocated from it.
+//! Weight files are memory-mapped (small JSON and tokenizer files are read); every
+//! size is checked against the bytes actually there before anything is allocated
+//! from it.
 
 pub mod cursor;
 pub mod gguf;
@@ -109,6 +110,14 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, ImportError> {
         path: path.display().to_string(),
         msg: e.to_string(),
     })
+}
+
+/// Maps a (possibly large) weights file read-only: the importers copy each tensor
+/// once into its output buffer, so the source never sits in memory twice. The file
+/// must not change while it is imported.
+pub fn map_file(path: &Path) -> Result<llm_format::MappedFile, ImportError> {
+    // The error text already names the path.
+    Ok(llm_format::MappedFile::open(path)?)
 }
 
 /// The last component of `path`, for provenance and error messages.

@@ -25,7 +25,7 @@
 //! `vocab_size` is larger than the tokenizer's (padded embeddings), the extra ids get
 //! placeholder pieces `<pad_N>` that no text encodes to.
 
-use super::{file_name, read_file, ImportError, ImportedModel, RawTensor};
+use super::{file_name, map_file, read_file, ImportError, ImportedModel, RawTensor};
 use ::safetensors::{Dtype, SafeTensors};
 use half::{bf16, f16};
 use llm_format::{Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
@@ -49,12 +49,12 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
     let files = shard_files(dir)?;
     let mut buffers = Vec::with_capacity(files.len());
     for f in &files {
-        buffers.push(read_file(&dir.join(f))?);
+        buffers.push(map_file(&dir.join(f))?);
     }
     let mut shards = Vec::with_capacity(files.len());
     for (f, b) in files.iter().zip(&buffers) {
         let name = dir.join(f).display().to_string();
-        let st = SafeTensors::deserialize(b)
+        let st = SafeTensors::deserialize(b.bytes())
             .map_err(|e| ImportError::malformed(&name, format!("{e}")))?;
         shards.push((name, st));
     }
