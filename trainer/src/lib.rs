@@ -6,8 +6,10 @@
 //! [`optim`] (AdamW, schedule, clipping).
 
 pub mod backend;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod export;
 pub mod layers;
 pub mod import;
 pub mod quantize;
@@ -17,4 +19,5 @@ pub mod optim;
 pub mod rng;
 pub mod scalar;
 pub mod tokenize;
+pub mod train;
 pub mod cuda;

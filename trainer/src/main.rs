@@ -17,6 +17,12 @@ struct Cli {
 enum Command {
     /// Print the resolved configuration of a preset and its parameter/memory estimate.
     Config(llm_train::config::ConfigArgs),
+    /// Tokenize text (char, byte or BPE) into llm.c token shards and a tokenizer.json.
+    Tokenize(llm_train::tokenize::TokenizeArgs),
+    /// Train a model (from scratch, --resume, or --init-from) into a run folder.
+    Train(llm_train::train::TrainArgs),
+    /// Export a run's latest checkpoint to a .llm file.
+    Export(llm_train::export::ExportArgs),
     /// Convert a llama2.c, llm.c, Hugging Face safetensors or GGUF model to .llm.
     Import(llm_train::import::ImportArgs),
     /// Re-quantise the weight matrices of a .llm file.
@@ -27,6 +33,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Config(a) => llm_train::config::run_config(a),
+        Command::Tokenize(a) => llm_train::tokenize::run_tokenize(a),
+        Command::Train(a) => llm_train::train::run_train(a),
+        Command::Export(a) => llm_train::export::run_export(a),
         Command::Import(a) => llm_train::import::run_import(a),
         Command::Quantize(a) => llm_train::quantize::run_quantize(a),
     };

@@ -1,0 +1,684 @@
+//! `llm-train train`: the run folder and the training loop.
+//!
+//! A run folder holds `config.toml` (the resolved config), `tokenizer.json`,
+//! `data.json` (the shard paths), `data/` (shards tokenised from text),
+//! `metrics.jsonl` (one line per step), `checkpoints/` (the last K, written
+//! atomically) and, at the end, `model.llm`. `--resume` reloads the newest good
+//! checkpoint — weights, AdamW moments and step, loader position, generator — and
+//! continues to the same losses bit for bit: dropout masks are seeded by (seed, step,
+//! micro-batch) and every CPU reduction has a fixed order.
+
+use crate::backend::{Backend, Cpu};
+use crate::checkpoint::{self, Checkpoint, CheckpointMeta, Fault};
+use crate::config::{available_memory, ConfigArgs, TrainConfig};
+use crate::data::{DataError, Loader};
+use crate::export::export_model;
+use crate::model::Model;
+use crate::optim::{clip_grad_norm, AdamState, Schedule};
+use crate::rng::Rng;
+use crate::tokenize::{tokenize_files, TextTokenizer, TokenizeArgs};
+use indicatif::{ProgressBar, ProgressStyle};
+use llm_format::{DType, MappedFile, TokenizerKind};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Why a run stopped early or could not start.
+#[derive(Debug)]
+pub struct TrainError(pub String);
+
+impl fmt::Display for TrainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+macro_rules! from_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for TrainError {
+            fn from(e: $t) -> Self { TrainError(e.to_string()) }
+        }
+    )*};
+}
+from_err!(
+    crate::config::ConfigError,
+    DataError,
+    crate::model::ModelError,
+    crate::checkpoint::CheckpointError,
+    crate::export::ExportError,
+    std::io::Error,
+    llm_format::FormatError
+);
+
+/// Arguments of `llm-train train`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TrainArgs {
+    /// Preset, config file and `--set` overrides.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Text files / directories to tokenise, or one folder holding llm.c shards
+    /// (`train.bin`, `val.bin`, optional `tokenizer.json`). Default: data/shakespeare.txt.
+    #[arg(long)]
+    pub data: Vec<PathBuf>,
+    /// Run folder (default `runs/<preset>`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in `--out` from its newest good checkpoint (`--set` may
+    /// change e.g. max_steps).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start from weights: `llm:PATH`, `llmc:PATH` or `llama2c:PATH`.
+    #[arg(long)]
+    pub init_from: Option<String>,
+    /// Tokenizer file for `--init-from llmc:` / `llama2c:`.
+    #[arg(long)]
+    pub init_tokenizer: Option<PathBuf>,
+    /// Dtype of the automatic export at the end.
+    #[arg(long, default_value = "f32")]
+    pub export_dtype: String,
+    /// Skip the automatic export.
+    #[arg(long)]
+    pub no_export: bool,
+    /// No progress bar and no samples (logs still go to metrics.jsonl).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Stop (with a checkpoint, without export) after this many steps in this
+    /// invocation, leaving the schedule of max_steps intact for a later `--resume`.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Mean train loss of this step's micro-batches.
+    pub train_loss: f64,
+    /// Validation loss, on evaluation steps.
+    pub val_loss: Option<f64>,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Training tokens per second over this step.
+    pub tokens_per_s: f64,
+    /// Seconds since this process started training.
+    pub elapsed_s: f64,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Every step logged by this process.
+    pub metrics: Vec<Metrics>,
+    /// The last validation loss.
+    pub final_val_loss: Option<f64>,
+    /// The exported model, if any.
+    pub model_path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct DataFiles {
+    train: Vec<PathBuf>,
+    val: Vec<PathBuf>,
+}
+
+fn shards_in(dir: &Path) -> Option<DataFiles> {
+    let (t, v) = (dir.join("train.bin"), dir.join("val.bin"));
+    (t.is_file() && v.is_file()).then(|| DataFiles {
+        train: vec![t],
+        val: vec![v],
+    })
+}
+
+/// Weights and tokenizer of `--init-from`.
+struct Init {
+    opts: llm_format::ModelOptions,
+    tokenizer: TextTokenizer,
+    tensors: Vec<(String, Vec<f32>)>,
+}
+
+fn tokenizer_from_spec(spec: &llm_format::TokenizerSpec<'_>) -> TextTokenizer {
+    let tokens: Vec<String> = spec.tokens.iter().map(|t| t.to_string()).collect();
+    let kind = match spec.kind {
+        TokenizerKind::Char => "char",
+        _ if spec.merges.is_empty() && tokens.len() == 256 => "byte",
+        _ => "bpe",
+    };
+    TextTokenizer {
+        kind: kind.into(),
+        tokens,
+        merges: spec.merges.iter().map(|m| m.to_string()).collect(),
+    }
+}
+
+fn load_init(spec: &str, tok: Option<&Path>) -> Result<Init, TrainError> {
+    let (kind, path) = spec
+        .split_once(':')
+        .ok_or_else(|| TrainError(format!("--init-from expects KIND:PATH, got '{spec}'")))?;
+    let path = Path::new(path);
+    if kind == "llm" {
+        let map = MappedFile::open(path)?;
+        let f = map.parse()?;
+        let opts = f.options()?;
+        f.check_layout(&opts)?;
+        let tokenizer = tokenizer_from_spec(&f.tokenizer()?);
+        let tensors = opts
+            .tensor_layout()
+            .into_iter()
+            .map(|s| {
+                let t = f.tensor(&s.name).ok_or_else(|| {
+                    TrainError(format!("{}: no tensor {}", path.display(), s.name))
+                })?;
+                Ok((s.name, t.to_f32_vec()))
+            })
+            .collect::<Result<_, TrainError>>()?;
+        return Ok(Init {
+            opts,
+            tokenizer,
+            tensors,
+        });
+    }
+    let source = match kind {
+        "llmc" => crate::import::SourceKind::Llmc,
+        "llama2c" => crate::import::SourceKind::Llama2c,
+        "safetensors" => crate::import::SourceKind::SafeTensors,
+        "gguf" => crate::import::SourceKind::Gguf,
+        k => {
+            return Err(TrainError(format!(
+                "--init-from kind '{k}' is not llm, llmc or llama2c"
+            )))
+        }
+    };
+    let mut m = crate::import::import(source, path, tok).map_err(|e| TrainError(e.to_string()))?;
+    m.convert(Some(DType::F32))
+        .map_err(|e| TrainError(e.to_string()))?;
+    let tokenizer = tokenizer_from_spec(&m.tokenizer);
+    let tensors = m
+        .tensors
+        .iter()
+        .map(|t| {
+            let x = t
+                .data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (t.name.clone(), x)
+        })
+        .collect();
+    Ok(Init {
+        opts: m.opts,
+        tokenizer,
+        tensors,
+    })
+}
+
+fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
+    cfg.vocab_size = o.vocab_size;
+    cfg.d_model = o.d_model;
+    cfg.n_layers = o.n_layers;
+    cfg.n_heads = o.n_heads;
+    cfg.n_kv_heads = o.n_kv_heads;
+    cfg.d_ff = o.d_ff;
+    cfg.max_len = cfg.max_len.min(o.max_len);
+    cfg.positions = o.positions.name().into();
+    cfg.norm = o.norm.name().into();
+    cfg.mlp = o.mlp.name().into();
+    cfg.bias = o.bias;
+    cfg.tied_embeddings = o.tied_embeddings;
+    cfg.norm_eps = o.norm_eps as f64;
+    cfg.rope_base = o.rope_base as f64;
+}
+
+/// Prepares the run folder for a fresh run: data, tokenizer, resolved config.
+fn prepare(args: &TrainArgs, dir: &Path) -> Result<(TrainConfig, Option<Init>), TrainError> {
+    let mut cfg = args.config.resolve()?;
+    let init = match &args.init_from {
+        Some(s) => Some(load_init(s, args.init_tokenizer.as_deref())?),
+        None => None,
+    };
+    if let Some(i) = &init {
+        apply_options(&mut cfg, &i.opts);
+        // The file's max_len is the model's; the training window may be shorter.
+        cfg.max_len = cfg.max_len.min(i.opts.max_len);
+    }
+    std::fs::create_dir_all(dir)?;
+    let inputs = if args.data.is_empty() {
+        vec![PathBuf::from("data/shakespeare.txt")]
+    } else {
+        args.data.clone()
+    };
+    let shard_dir = match inputs.as_slice() {
+        [one] => shards_in(one),
+        _ => None,
+    };
+    let (files, tok) = match shard_dir {
+        Some(files) => {
+            let tok_path = inputs[0].join("tokenizer.json");
+            let tok = match &init {
+                Some(i) => i.tokenizer.clone(),
+                None if tok_path.is_file() => TextTokenizer::load(&tok_path)?,
+                None => TextTokenizer::byte(),
+            };
+            (files, tok)
+        }
+        None => {
+            let data_dir = dir.join("data");
+            let tok = match &init {
+                Some(i) => {
+                    let mut text = String::new();
+                    for f in crate::tokenize::collect_files(&inputs)? {
+                        text.push_str(&String::from_utf8_lossy(&std::fs::read(&f)?));
+                    }
+                    let ids = i.tokenizer.encode(&text)?;
+                    let split = ids.len() - ids.len() / 10;
+                    let to16 = |v: &[u32]| v.iter().map(|&x| x as u16).collect::<Vec<u16>>();
+                    std::fs::create_dir_all(&data_dir)?;
+                    crate::data::write_shard(&data_dir.join("train.bin"), &to16(&ids[..split]))?;
+                    crate::data::write_shard(&data_dir.join("val.bin"), &to16(&ids[split..]))?;
+                    i.tokenizer.clone()
+                }
+                None => {
+                    let t = tokenize_files(&TokenizeArgs {
+                        inputs: inputs.clone(),
+                        out: data_dir.clone(),
+                        tokenizer: cfg.tokenizer.clone(),
+                        vocab_size: cfg.vocab_size,
+                        val_fraction: 0.1,
+                    })?;
+                    t.tokenizer
+                }
+            };
+            (
+                DataFiles {
+                    train: vec![data_dir.join("train.bin")],
+                    val: vec![data_dir.join("val.bin")],
+                },
+                tok,
+            )
+        }
+    };
+    if init.is_none() {
+        cfg.vocab_size = tok.vocab_size();
+    }
+    cfg.validate()?;
+    tok.save(&dir.join("tokenizer.json"))?;
+    let files = DataFiles {
+        train: files
+            .train
+            .iter()
+            .map(std::path::absolute)
+            .collect::<Result<_, _>>()?,
+        val: files
+            .val
+            .iter()
+            .map(std::path::absolute)
+            .collect::<Result<_, _>>()?,
+    };
+    std::fs::write(
+        dir.join("data.json"),
+        serde_json::to_string_pretty(&files).map_err(|e| TrainError(e.to_string()))?,
+    )?;
+    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    Ok((cfg, init))
+}
+
+/// Draws `n` tokens after `prompt` (temperature 1, the whole distribution).
+pub fn sample(
+    model: &mut Model<f32>,
+    be: &dyn Backend<f32>,
+    prompt: &[u32],
+    n: usize,
+    rng: &mut Rng,
+) -> Result<Vec<u32>, TrainError> {
+    let mut ctx: Vec<u32> = prompt.to_vec();
+    if ctx.is_empty() {
+        ctx.push(0);
+    }
+    let (v, max) = (model.opts.vocab_size, model.opts.max_len);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = ctx.len().saturating_sub(max);
+        let window = &ctx[start..];
+        let t = window.len();
+        model.forward(be, window, None, 1, t, None)?;
+        let logits = &model.logits()[(t - 1) * v..t * v];
+        let maxv = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let probs: Vec<f64> = logits.iter().map(|&l| ((l - maxv) as f64).exp()).collect();
+        let total: f64 = probs.iter().sum();
+        let mut coin = rng.uniform() * total;
+        let mut pick = v - 1;
+        for (i, p) in probs.iter().enumerate() {
+            if coin < *p {
+                pick = i;
+                break;
+            }
+            coin -= p;
+        }
+        ctx.push(pick as u32);
+        out.push(pick as u32);
+    }
+    Ok(out)
+}
+
+/// Mean validation loss over `iters` batches from the start of the validation split.
+fn evaluate(
+    model: &mut Model<f32>,
+    be: &dyn Backend<f32>,
+    val: &mut Loader,
+    iters: usize,
+    b: usize,
+    t: usize,
+) -> Result<f64, TrainError> {
+    val.reset();
+    let mut sum = 0.0;
+    let n = iters.min(val.batches_per_epoch()).max(1);
+    for _ in 0..n {
+        let batch = val.next_batch()?;
+        sum += model
+            .forward(be, &batch.inputs, Some(&batch.targets), b, t, None)?
+            .unwrap_or(f64::NAN);
+    }
+    Ok(sum / n as f64)
+}
+
+fn crash_fault(step: u64, bytes_hint: usize) -> Option<Fault> {
+    let want: u64 = std::env::var("LLM_TRAIN_CRASH_IN_SAVE")
+        .ok()?
+        .parse()
+        .ok()?;
+    (want == step).then_some(Fault::AbortAfter(bytes_hint / 2))
+}
+
+/// Trains per `args`; the library entry point behind `llm-train train`.
+pub fn train(args: &TrainArgs) -> Result<TrainOutcome, TrainError> {
+    let be = Cpu;
+    let preset = args.config.preset.clone().unwrap_or_else(|| "tiny".into());
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&preset));
+    let ck_dir = dir.join("checkpoints");
+    let (cfg, init) = if args.resume {
+        let text = std::fs::read_to_string(dir.join("config.toml")).map_err(|e| {
+            TrainError(format!(
+                "--resume: cannot read {}/config.toml: {e}",
+                dir.display()
+            ))
+        })?;
+        let mut cfg = TrainConfig::from_toml(&text)?;
+        for s in &args.config.set {
+            cfg.set(s)?;
+        }
+        cfg.validate()?;
+        (cfg, None)
+    } else {
+        if checkpoint::list(&ck_dir).last().is_some() {
+            return Err(TrainError(format!(
+                "{} already holds checkpoints: pass --resume to continue it or choose another --out",
+                dir.display()
+            )));
+        }
+        prepare(args, &dir)?
+    };
+    let opts = cfg.model_options()?;
+    let est = cfg.estimate()?;
+    if !args.quiet {
+        println!("{}: {est}", Backend::<f32>::name(&be));
+    }
+    if let Some(avail) = available_memory() {
+        if est.total_bytes() > avail {
+            return Err(TrainError(format!(
+                "this run needs about {:.1} GiB but only {:.1} GiB are available; \
+                 lower batch_size, max_len, d_model or n_layers (e.g. --set batch_size=...)",
+                est.total_bytes() as f64 / (1u64 << 30) as f64,
+                avail as f64 / (1u64 << 30) as f64
+            )));
+        }
+    }
+    let files: DataFiles = serde_json::from_str(&std::fs::read_to_string(dir.join("data.json"))?)
+        .map_err(|e| TrainError(format!("{}/data.json: {e}", dir.display())))?;
+    let tok = TextTokenizer::load(&dir.join("tokenizer.json"))?;
+    let (b, t) = (cfg.batch_size, cfg.max_len);
+    let mut train_data = Loader::open(&files.train, b, t, cfg.vocab_size, cfg.shuffle, cfg.seed)?;
+    let mut val_data = Loader::open(&files.val, b, t, cfg.vocab_size, false, cfg.seed)
+        .map_err(|e| TrainError(format!("validation split: {e}")))?;
+    let max_steps = if cfg.max_steps > 0 {
+        cfg.max_steps
+    } else {
+        (cfg.num_epochs * train_data.batches_per_epoch() / cfg.grad_accum).max(1)
+    };
+
+    let mut model = Model::<f32>::new(opts, cfg.decay_embeddings)?;
+    model.dropout = cfg.dropout;
+    model.init_gpt2(cfg.seed);
+    if let Some(i) = &init {
+        for (name, x) in &i.tensors {
+            let p = model
+                .param_mut(name)
+                .ok_or_else(|| TrainError(format!("--init-from: unexpected tensor {name}")))?;
+            if p.len() != x.len() {
+                return Err(TrainError(format!(
+                    "--init-from: tensor {name} has the wrong size"
+                )));
+            }
+            p.copy_from_slice(x);
+        }
+    }
+    let mut adam = AdamState::<f32>::new(model.table.total);
+    let mut rng = Rng::new(cfg.seed ^ 0x5A3C);
+    let mut step: u64 = 0;
+    let mut best_loss = f64::INFINITY;
+    let metrics_path = dir.join("metrics.jsonl");
+    if args.resume {
+        let (ck, path) = checkpoint::load_latest(&ck_dir)?;
+        if ck.params.len() != model.params.len() {
+            return Err(TrainError(format!(
+                "{}: {} parameters, the config needs {}",
+                path.display(),
+                ck.params.len(),
+                model.params.len()
+            )));
+        }
+        model.params = ck.params;
+        adam.m = ck.m;
+        adam.v = ck.v;
+        adam.step = ck.meta.adam_step;
+        step = ck.meta.step;
+        best_loss = ck.meta.best_loss;
+        rng = ck.meta.rng;
+        train_data.set_state(ck.meta.loader);
+        // Forget metrics logged after that checkpoint: they are about to be redone.
+        if let Ok(text) = std::fs::read_to_string(&metrics_path) {
+            let kept: String = text
+                .lines()
+                .filter(|l| serde_json::from_str::<Metrics>(l).is_ok_and(|m| m.step <= step))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(&metrics_path, kept)?;
+        }
+        if !args.quiet {
+            println!("resumed from {} at step {step}", path.display());
+        }
+    } else {
+        let _ = std::fs::remove_file(&metrics_path);
+    }
+    let mut metrics_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)?;
+    let sched = Schedule {
+        lr: cfg.lr,
+        min_lr: cfg.min_lr,
+        warmup: cfg.warmup_steps,
+        max_steps,
+    };
+    let pb = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let pb = ProgressBar::new(max_steps as u64);
+        pb.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb
+    };
+    pb.set_position(step);
+    let ranges = model.table.ranges();
+    let started = Instant::now();
+    let mut logged = Vec::new();
+    let mut last_val = None;
+    let save = |model: &Model<f32>,
+                adam: &AdamState<f32>,
+                step: u64,
+                loader,
+                rng: &Rng,
+                best_loss|
+     -> Result<PathBuf, TrainError> {
+        let ck = Checkpoint {
+            meta: CheckpointMeta {
+                step,
+                config: cfg.to_toml(),
+                loader,
+                rng: rng.clone(),
+                adam_step: adam.step,
+                n_params: model.params.len() as u64,
+                best_loss,
+            },
+            params: model.params.clone(),
+            m: adam.m.clone(),
+            v: adam.v.clone(),
+        };
+        let fault = crash_fault(step, 12 * model.params.len());
+        Ok(checkpoint::save(&ck_dir, &ck, cfg.keep_checkpoints, fault)?)
+    };
+    let mut saved_at = checkpoint::list(&ck_dir).last().map(|x| x.0);
+    let stop_at = args
+        .stop_after
+        .map_or(max_steps as u64, |n| (step + n).min(max_steps as u64));
+    while step < stop_at {
+        let t0 = Instant::now();
+        let lr = sched.lr_at(step as usize);
+        model.zero_grad();
+        let mut loss = 0.0;
+        for micro in 0..cfg.grad_accum {
+            let batch = train_data.next_batch()?;
+            let seed = cfg.seed ^ (step << 8 | micro as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let l = model
+                .forward(&be, &batch.inputs, Some(&batch.targets), b, t, Some(seed))?
+                .unwrap_or(f64::NAN);
+            model.backward(&be, 1.0 / cfg.grad_accum as f64)?;
+            loss += l / cfg.grad_accum as f64;
+        }
+        let exploded = loss > cfg.explode_factor * best_loss && step > cfg.warmup_steps as u64 / 2;
+        if !loss.is_finite() || exploded {
+            pb.abandon();
+            let last = checkpoint::list(&ck_dir)
+                .last()
+                .map(|x| x.1.display().to_string());
+            return Err(TrainError(format!(
+                "training stopped at step {}: the loss {} ({}). Lower lr (now {lr:.3e}) or raise \
+                 warmup_steps, set grad_clip (now {}), or lower dropout; the last good checkpoint is {}",
+                step + 1,
+                if loss.is_finite() { "exploded" } else { "became NaN/inf" },
+                if loss.is_finite() { format!("{loss:.3} > {} × best {best_loss:.3}", cfg.explode_factor) } else { format!("{loss}") },
+                cfg.grad_clip,
+                last.unwrap_or_else(|| "none (no checkpoint was saved yet)".into())
+            )));
+        }
+        best_loss = best_loss.min(loss);
+        let grad_norm = clip_grad_norm(&be, &mut model.grads, cfg.grad_clip);
+        adam.update(
+            &be,
+            &mut model.params,
+            &model.grads,
+            &ranges,
+            lr,
+            cfg.beta1,
+            cfg.beta2,
+            cfg.adam_eps,
+            cfg.weight_decay,
+        );
+        step += 1;
+        let last_step = step as usize == max_steps;
+        let val_loss =
+            if last_step || (cfg.eval_interval > 0 && step % cfg.eval_interval as u64 == 0) {
+                let v = evaluate(&mut model, &be, &mut val_data, cfg.eval_iters, b, t)?;
+                last_val = Some(v);
+                if !args.quiet && cfg.sample_len > 0 {
+                    let prompt = tok.encode("\n").unwrap_or_default();
+                    let ids = sample(&mut model, &be, &prompt, cfg.sample_len, &mut rng)?;
+                    let text = tok.decode(&ids);
+                    pb.suspend(|| println!("step {step}: val loss {v:.4}\n---\n{text}\n---"));
+                }
+                Some(v)
+            } else {
+                None
+            };
+        let dt = t0.elapsed().as_secs_f64();
+        let m = Metrics {
+            step,
+            train_loss: loss,
+            val_loss,
+            lr,
+            grad_norm,
+            tokens_per_s: (b * t * cfg.grad_accum) as f64 / dt.max(1e-9),
+            elapsed_s: started.elapsed().as_secs_f64(),
+        };
+        let line = serde_json::to_string(&m).map_err(|e| TrainError(e.to_string()))?;
+        writeln!(metrics_file, "{line}")?;
+        pb.set_position(step);
+        pb.set_message(format!("loss {loss:.4} {:.0} tok/s", m.tokens_per_s));
+        logged.push(m);
+        if last_step || (cfg.save_interval > 0 && step % cfg.save_interval as u64 == 0) {
+            save(&model, &adam, step, train_data.state(), &rng, best_loss)?;
+            saved_at = Some(step);
+        }
+    }
+    if saved_at != Some(step) {
+        save(&model, &adam, step, train_data.state(), &rng, best_loss)?;
+    }
+    pb.finish_and_clear();
+    let model_path = if args.no_export || (step as usize) < max_steps {
+        None
+    } else {
+        let dtype = crate::import::parse_dtype(&args.export_dtype).map_err(TrainError)?;
+        let path = dir.join("model.llm");
+        export_model(
+            &model,
+            &tok.spec(),
+            Some(&cfg.to_toml()),
+            "llm-train",
+            dtype,
+            &path,
+        )?;
+        Some(path)
+    };
+    if !args.quiet {
+        if let Some(v) = last_val {
+            println!("step {step}: final val loss {v:.4}");
+        }
+        if let Some(p) = &model_path {
+            println!("exported {}", p.display());
+        }
+    }
+    Ok(TrainOutcome {
+        run_dir: dir,
+        metrics: logged,
+        final_val_loss: last_val,
+        model_path,
+    })
+}
+
+/// `llm-train train`.
+pub fn run_train(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
+    train(&args)?;
+    Ok(())
+}
