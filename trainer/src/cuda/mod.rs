@@ -13,6 +13,7 @@ pub mod activation;
 pub mod adamw;
 pub mod attention;
 pub mod backend;
+pub mod bench;
 pub mod bias_grad;
 pub mod cache;
 pub mod cast;
