@@ -1,1 +1,29 @@
-//! libllmrt: the C ABI over the llmrt runtime.
+//! libllmrt: the C ABI over the llmrt runtime (`ffi/include/llmrt.h`, generated from
+//! this crate by cbindgen in `build.rs`).
+//!
+//! Conventions, for every `llmrt_*` function:
+//! * the return value is an `llmrt_status` (0 = `LLMRT_OK`, negative = an error whose
+//!   text `llmrt_last_error()` returns on the same thread), except the few functions
+//!   that cannot fail (version, defaults, error text);
+//! * no panic crosses the boundary: each entry runs inside `catch_unwind`;
+//! * handles are opaque and checked against a registry of live objects, so NULL, freed
+//!   or foreign handles are `LLMRT_ERR_BAD_HANDLE` (or `LLMRT_ERR_NULL`), not a crash;
+//! * outputs go to caller buffers with an explicit capacity; the needed size is always
+//!   reported, so a too-small buffer is `LLMRT_ERR_BUFFER_TOO_SMALL`, never an overflow;
+//! * text in is UTF-8 with an explicit length (checked); text out is UTF-8 with a
+//!   length and a NUL terminator.
+//!
+//! Modules: `status` (codes, last error, the guard), `handles` (live-handle registry),
+//! `args` (reading C arguments), `version`, `model`, `context` (step-by-step API),
+//! `generate` (one-call streaming generation).
+
+mod args;
+pub mod context;
+pub mod generate;
+mod handles;
+pub mod model;
+pub mod status;
+pub mod version;
+
+#[cfg(test)]
+mod tests;

@@ -134,6 +134,19 @@ pub fn generate(
     params: &GenerateParams,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generation, Error> {
+    generate_until(ctx, prompt, params, &|| false, on_text)
+}
+
+/// [`generate`], which also ends with [`StopReason::Cancelled`] as soon as `cancelled()`
+/// returns `true`; it is asked before each token is sampled (e.g. an atomic flag that
+/// another thread sets).
+pub fn generate_until(
+    ctx: &mut Context,
+    prompt: &[u32],
+    params: &GenerateParams,
+    cancelled: &dyn Fn() -> bool,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Generation, Error> {
     let model = ctx.model().clone();
     let tok = &model.tokenizer;
     let eos = tok.eos();
@@ -148,6 +161,10 @@ pub fn generate(
     let mut out = Vec::new();
     let mut reason = StopReason::MaxTokens;
     while out.len() < params.max_tokens {
+        if cancelled() {
+            reason = StopReason::Cancelled;
+            break;
+        }
         let next = sampler.sample(&mut logits, ctx.tokens());
         if Some(next) == eos && !params.ignore_eos {
             reason = StopReason::Eos;

@@ -23,5 +23,5 @@ pub mod tokenizer;
 
 pub use context::{Context, ContextParams};
 pub use error::Error;
-pub use generate::{generate, GenerateParams, Generation, StopReason};
+pub use generate::{generate, generate_until, GenerateParams, Generation, StopReason};
 pub use model::Model;

@@ -1,0 +1,605 @@
+//! Contexts: one inference stream over a shared model (KV cache, scratch, sampler).
+//! The step-by-step API lives here: evaluate tokens, read logits, sample, accept a
+//! token, and trim the KV cache to reuse a prompt prefix.
+//!
+//! A context is used by one thread at a time (a second thread gets `LLMRT_ERR_BUSY`,
+//! never a data race); `llmrt_cancel` is the exception and may come from any thread.
+
+use crate::args::{copy_out, put, put_opt, slice};
+use crate::handles::Registry;
+use crate::model::{llmrt_model, model};
+use crate::status::{
+    guard, llmrt_status, null, Fail, Res, LLMRT_ERR_BAD_TOKEN, LLMRT_ERR_BUFFER_TOO_SMALL,
+    LLMRT_ERR_BUSY, LLMRT_ERR_INTERNAL, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_NO_LOGITS,
+    LLMRT_ERR_NO_MEMORY,
+};
+use rt::sampler::{Sampler, SamplerConfig};
+use rt::tokenizer::StreamDecoder;
+use rt::{Context, ContextParams, Model};
+use std::ffi::c_char;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, TryLockError};
+
+/// Most threads one context may use.
+const MAX_THREADS: u32 = 1024;
+
+/// The sampler chain's settings (llama.cpp's order: penalties → top-k → top-p → min-p
+/// → temperature → seeded draw). `llmrt_sampler_default_params` gives the defaults.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llmrt_sampler_params {
+    /// Divides the logits before the draw; <= 0 is greedy (argmax). Default 0.8.
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 = off. Default 40.
+    pub top_k: u32,
+    /// Nucleus: keep the fewest tokens whose probability reaches p; >= 1 = off. Default 0.95.
+    pub top_p: f32,
+    /// Drop tokens less likely than min_p times the most likely; <= 0 = off. Default 0.05.
+    pub min_p: f32,
+    /// Repetition penalty (> 0; 1 = off). Default 1.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalties look at; 0 = off. Default 64.
+    pub repeat_last_n: u32,
+    /// Subtracted per occurrence in the window; 0 = off. Default 0.
+    pub frequency_penalty: f32,
+    /// Subtracted once if the token is in the window; 0 = off. Default 0.
+    pub presence_penalty: f32,
+    /// Random seed: the same seed, settings and model give the same tokens on every
+    /// machine (and the same as `llm-run --seed`). Default 42.
+    pub seed: u64,
+}
+
+/// How to create a context. `llmrt_context_default_params` gives the defaults.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llmrt_context_params {
+    /// Context length in tokens; 0 = the model's context length. Default 0.
+    pub n_ctx: u32,
+    /// Most tokens per forward pass (a longer prompt goes in chunks); 0 = 64. Default 64.
+    pub n_batch: u32,
+    /// Threads for the matrix products; 0 = one per available CPU. Default 0.
+    pub n_threads: u32,
+    /// The sampler used by `llmrt_sample` and `llmrt_generate`.
+    pub sampler: llmrt_sampler_params,
+}
+
+/// A context (opaque): one stream's KV cache and sampler over a shared model.
+#[allow(non_camel_case_types)]
+pub struct llmrt_context {
+    _opaque: [u8; 0],
+}
+
+/// A context and its cancellation flag, which other threads may set without the lock.
+pub(crate) struct CtxHandle {
+    /// Set by `llmrt_cancel`; cleared by the generation that sees it.
+    pub cancel: AtomicBool,
+    /// Everything else; held for the length of a call.
+    pub state: Mutex<State>,
+}
+
+/// A context's state.
+pub(crate) struct State {
+    /// The runtime's context (KV cache, scratch).
+    pub ctx: Context,
+    /// The sampler settings `llmrt_generate` starts from.
+    pub sampler_cfg: SamplerConfig,
+    /// The sampler of `llmrt_sample`; its random stream continues across calls.
+    pub sampler: Sampler,
+    /// Whether `ctx.logits()` belong to the last token in the cache.
+    pub has_logits: bool,
+    /// Turns accepted tokens into whole UTF-8 characters.
+    pub decoder: StreamDecoder,
+    /// Logits the sampler may penalise in place (`[vocab]`).
+    pub scratch: Vec<f32>,
+}
+
+/// Every live context, by handle.
+pub(crate) static CONTEXTS: Registry<CtxHandle> = Registry::new("context");
+
+/// Runs `f` on the context behind `h` with its state locked.
+pub(crate) fn with_ctx<R>(
+    h: *const llmrt_context,
+    f: impl FnOnce(&CtxHandle, &mut State) -> Res<R>,
+) -> Res<R> {
+    let c = CONTEXTS.get(h as usize)?;
+    let mut st = match c.state.try_lock() {
+        Ok(g) => g,
+        Err(TryLockError::WouldBlock) => {
+            return Err(Fail::new(
+                LLMRT_ERR_BUSY,
+                "the context is in use by another call (another thread, or a callback of this one)",
+            ))
+        }
+        Err(TryLockError::Poisoned(_)) => {
+            return Err(Fail::new(
+                LLMRT_ERR_INTERNAL,
+                "the context is unusable after an internal error: free it and create another",
+            ))
+        }
+    };
+    f(&c, &mut st)
+}
+
+/// The defaults of the sampler chain (llama.cpp's, seed 42).
+#[no_mangle]
+pub extern "C" fn llmrt_sampler_default_params() -> llmrt_sampler_params {
+    let d = SamplerConfig::default();
+    llmrt_sampler_params {
+        temperature: d.temperature,
+        top_k: d.top_k as u32,
+        top_p: d.top_p,
+        min_p: d.min_p,
+        repeat_penalty: d.repeat_penalty,
+        repeat_last_n: d.repeat_last_n as u32,
+        frequency_penalty: d.frequency_penalty,
+        presence_penalty: d.presence_penalty,
+        seed: d.seed,
+    }
+}
+
+/// The defaults for `llmrt_context_new`.
+#[no_mangle]
+pub extern "C" fn llmrt_context_default_params() -> llmrt_context_params {
+    llmrt_context_params {
+        n_ctx: 0,
+        n_batch: 64,
+        n_threads: 0,
+        sampler: llmrt_sampler_default_params(),
+    }
+}
+
+/// Checks the sampler settings and converts them.
+pub(crate) fn sampler_config(p: &llmrt_sampler_params) -> Res<SamplerConfig> {
+    let bad = |what: &str, v: f32| {
+        Fail::new(
+            LLMRT_ERR_INVALID_ARG,
+            format!("sampler {what} is {v}, which is not a usable value"),
+        )
+    };
+    for (what, v) in [
+        ("temperature", p.temperature),
+        ("top_p", p.top_p),
+        ("min_p", p.min_p),
+    ] {
+        if v.is_nan() {
+            return Err(bad(what, v));
+        }
+    }
+    if !(p.repeat_penalty > 0.0 && p.repeat_penalty.is_finite()) {
+        return Err(bad("repeat_penalty", p.repeat_penalty));
+    }
+    for (what, v) in [
+        ("frequency_penalty", p.frequency_penalty),
+        ("presence_penalty", p.presence_penalty),
+    ] {
+        if !v.is_finite() {
+            return Err(bad(what, v));
+        }
+    }
+    Ok(SamplerConfig {
+        temperature: p.temperature,
+        top_k: p.top_k as usize,
+        top_p: p.top_p,
+        min_p: p.min_p,
+        repeat_penalty: p.repeat_penalty,
+        repeat_last_n: p.repeat_last_n as usize,
+        frequency_penalty: p.frequency_penalty,
+        presence_penalty: p.presence_penalty,
+        seed: p.seed,
+    })
+}
+
+/// Bytes of memory the system can still give (Linux `MemAvailable`), if known.
+fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses a context whose buffers could not fit in memory, before allocating them
+/// (an overcommitting kernel would otherwise hand out the memory and kill the process
+/// when it is touched).
+fn check_memory(m: &Model, n_ctx: usize, n_batch: usize) -> Res<()> {
+    let o = &m.opts;
+    let n_ctx = if n_ctx == 0 { o.max_len } else { n_ctx };
+    let n_batch = n_batch.clamp(1, n_ctx.max(1)) as u128;
+    let (l, c, kv, d, f) = (
+        o.n_layers as u128,
+        n_ctx as u128,
+        o.kv_dim() as u128,
+        o.d_model as u128,
+        o.d_ff as u128,
+    );
+    // KV cache (k and v) + per-row scratch + scores + logits (twice: ours and the runtime's).
+    let floats = 2 * l * c * kv + n_batch * (6 * d + 2 * kv + 2 * f) + c + 2 * o.vocab_size as u128;
+    let need = floats * 4;
+    if let Some(avail) = mem_available() {
+        if need > avail as u128 {
+            return Err(Fail::new(
+                LLMRT_ERR_NO_MEMORY,
+                format!(
+                    "a context of {n_ctx} tokens needs {} MiB but only {} MiB of memory are available",
+                    need >> 20,
+                    avail >> 20
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a context over `model` with `params` (NULL: the defaults). Several contexts
+/// may share one model, each used by its own thread. On failure `*out` is NULL;
+/// `LLMRT_ERR_NO_MEMORY` when the KV cache does not fit in memory.
+///
+/// # Safety
+/// `params` must be NULL or readable; `out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_context_new(
+    model: *const llmrt_model,
+    params: *const llmrt_context_params,
+    out: *mut *mut llmrt_context,
+) -> llmrt_status {
+    guard(|| {
+        // SAFETY: NULL or writable by contract.
+        unsafe { put(out, std::ptr::null_mut(), "out") }?;
+        let m = self::model(model)?;
+        let p = if params.is_null() {
+            llmrt_context_default_params()
+        } else {
+            // SAFETY: non-NULL and readable by contract; the struct is plain data.
+            unsafe { params.read() }
+        };
+        let cfg = sampler_config(&p.sampler)?;
+        if p.n_threads > MAX_THREADS {
+            return Err(Fail::new(
+                LLMRT_ERR_INVALID_ARG,
+                format!("n_threads is {}; at most {MAX_THREADS}", p.n_threads),
+            ));
+        }
+        let threads = match p.n_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        };
+        let n_batch = if p.n_batch == 0 { 64 } else { p.n_batch as usize };
+        check_memory(&m, p.n_ctx as usize, n_batch)?;
+        let vocab = m.opts.vocab_size;
+        let ctx = Context::new(
+            m,
+            &ContextParams {
+                n_ctx: p.n_ctx as usize,
+                n_batch,
+                threads,
+            },
+        )?;
+        let mut scratch = Vec::new();
+        scratch.try_reserve_exact(vocab).map_err(|_| {
+            Fail::new(LLMRT_ERR_NO_MEMORY, "not enough memory for the logits")
+        })?;
+        let h = CONTEXTS.insert(CtxHandle {
+            cancel: AtomicBool::new(false),
+            state: Mutex::new(State {
+                ctx,
+                sampler_cfg: cfg,
+                sampler: Sampler::new(cfg, vocab),
+                has_logits: false,
+                decoder: StreamDecoder::new(),
+                scratch,
+            }),
+        });
+        // SAFETY: checked writable above.
+        unsafe { put(out, h as *mut llmrt_context, "out") }
+    })
+}
+
+/// Frees a context and its KV cache. NULL is a no-op. Must not be called while another
+/// thread is using the context (that call keeps it alive until it returns).
+#[no_mangle]
+pub extern "C" fn llmrt_context_free(ctx: *mut llmrt_context) -> llmrt_status {
+    guard(|| {
+        let c = CONTEXTS.remove(ctx as usize)?;
+        drop(c);
+        Ok(())
+    })
+}
+
+/// Replaces the context's sampler settings and restarts its random stream from
+/// `params->seed` (for `llmrt_sample` and later `llmrt_generate` calls).
+///
+/// # Safety
+/// `params` must be NULL or readable.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_set_sampler(
+    ctx: *mut llmrt_context,
+    params: *const llmrt_sampler_params,
+) -> llmrt_status {
+    guard(|| {
+        with_ctx(ctx, |_, st| {
+            if params.is_null() {
+                return Err(null("params"));
+            }
+            // SAFETY: non-NULL and readable by contract.
+            let cfg = sampler_config(&unsafe { params.read() })?;
+            st.sampler_cfg = cfg;
+            st.sampler = Sampler::new(cfg, st.ctx.model().opts.vocab_size);
+            Ok(())
+        })
+    })
+}
+
+/// The context length in tokens, into `*n_ctx`.
+///
+/// # Safety
+/// `n_ctx` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_context_n_ctx(
+    ctx: *const llmrt_context,
+    n_ctx: *mut usize,
+) -> llmrt_status {
+    guard(|| {
+        let n = with_ctx(ctx, |_, st| Ok(st.ctx.n_ctx()))?;
+        // SAFETY: NULL or writable by contract.
+        unsafe { put(n_ctx, n, "n_ctx") }
+    })
+}
+
+/// Copies the tokens in the KV cache into `tokens[..cap]`; `*n_tokens` receives their
+/// number (`tokens = NULL, cap = 0` asks for the count; too small a `cap` gives
+/// `LLMRT_ERR_BUFFER_TOO_SMALL`).
+///
+/// # Safety
+/// `tokens` must be NULL or writable for `cap` ids; `n_tokens` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_context_tokens(
+    ctx: *const llmrt_context,
+    tokens: *mut u32,
+    cap: usize,
+    n_tokens: *mut usize,
+) -> llmrt_status {
+    guard(|| {
+        with_ctx(ctx, |_, st| {
+            // SAFETY: forwarded contract.
+            unsafe { copy_out(st.ctx.tokens(), 0, tokens, cap, n_tokens, "tokens") }
+        })
+    })
+}
+
+/// Empties the KV cache (the next evaluation starts a new sequence).
+#[no_mangle]
+pub extern "C" fn llmrt_kv_reset(ctx: *mut llmrt_context) -> llmrt_status {
+    guard(|| {
+        with_ctx(ctx, |_, st| {
+            st.ctx.reset();
+            st.has_logits = false;
+            st.decoder = StreamDecoder::new();
+            Ok(())
+        })
+    })
+}
+
+/// Keeps the first `n` tokens of the KV cache and drops the rest, so a shared prompt
+/// prefix is evaluated once: evaluate what differs after it. `n` above the number
+/// of cached tokens is `LLMRT_ERR_INVALID_ARG`. After a cut, evaluate at least one
+/// token before sampling.
+#[no_mangle]
+pub extern "C" fn llmrt_kv_truncate(ctx: *mut llmrt_context, n: usize) -> llmrt_status {
+    guard(|| {
+        with_ctx(ctx, |_, st| {
+            let have = st.ctx.tokens().len();
+            if n > have {
+                return Err(Fail::new(
+                    LLMRT_ERR_INVALID_ARG,
+                    format!("cannot keep {n} tokens: the cache holds {have}"),
+                ));
+            }
+            if n < have {
+                st.ctx.truncate(n);
+                st.has_logits = false;
+                st.decoder = StreamDecoder::new();
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Evaluates `tokens[..n]` after those in the KV cache (in chunks of `n_batch`); the
+/// logits of the last one are then available to `llmrt_get_logits` and
+/// `llmrt_sample`. Fails without changing the cache on an id outside the vocabulary
+/// (`LLMRT_ERR_BAD_TOKEN`) or when the tokens do not fit (`LLMRT_ERR_CONTEXT_FULL`).
+///
+/// # Safety
+/// `tokens` must be NULL or hold `n` readable ids.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_eval(
+    ctx: *mut llmrt_context,
+    tokens: *const u32,
+    n: usize,
+) -> llmrt_status {
+    guard(|| {
+        with_ctx(ctx, |_, st| {
+            // SAFETY: `n` readable ids by contract.
+            let toks = unsafe { slice(tokens, n, "tokens") }?;
+            if toks.is_empty() {
+                return Err(Fail::new(LLMRT_ERR_INVALID_ARG, "no tokens to evaluate (n is 0)"));
+            }
+            st.ctx.eval(toks)?;
+            st.has_logits = true;
+            st.decoder = StreamDecoder::new();
+            Ok(())
+        })
+    })
+}
+
+fn need_logits(st: &State) -> Res<()> {
+    if st.has_logits {
+        Ok(())
+    } else {
+        Err(Fail::new(
+            LLMRT_ERR_NO_LOGITS,
+            "no logits: evaluate a token first (none since the context was created, reset or truncated)",
+        ))
+    }
+}
+
+/// Copies the logits of the last evaluated token (`vocab_size` floats) into
+/// `logits[..cap]`; `*n` receives `vocab_size`.
+///
+/// # Safety
+/// `logits` must be NULL or writable for `cap` floats; `n` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_get_logits(
+    ctx: *const llmrt_context,
+    logits: *mut f32,
+    cap: usize,
+    n: *mut usize,
+) -> llmrt_status {
+    guard(|| {
+        // SAFETY: NULL or writable by contract.
+        unsafe { put_opt(n, 0) };
+        with_ctx(ctx, |_, st| {
+            need_logits(st)?;
+            // SAFETY: forwarded contract.
+            unsafe { copy_out(st.ctx.logits(), 0, logits, cap, n, "logits") }
+        })
+    })
+}
+
+/// Samples the next token from the last logits with the context's sampler chain
+/// (penalties see every token in the KV cache); the random stream continues from call
+/// to call. Writes the id to `*token`.
+///
+/// # Safety
+/// `token` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_sample(ctx: *mut llmrt_context, token: *mut u32) -> llmrt_status {
+    guard(|| {
+        if token.is_null() {
+            return Err(null("token"));
+        }
+        let id = with_ctx(ctx, |_, st| {
+            need_logits(st)?;
+            let State {
+                ctx,
+                sampler,
+                scratch,
+                ..
+            } = st;
+            scratch.clear();
+            scratch.extend_from_slice(ctx.logits());
+            Ok(sampler.sample(scratch, ctx.tokens()))
+        })?;
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { put(token, id, "token") }
+    })
+}
+
+/// Accepts a sampled token: evaluates it (it joins the KV cache and the penalty
+/// history; the logits become the next token's) and writes the text it completes to
+/// `buf`, NUL-terminated, with `*len` its length: whole UTF-8 characters only, so a
+/// token that ends inside a character gives "" and the next one the whole character.
+/// `buf = NULL` discards the text. If `cap < *len + 1` the status is
+/// `LLMRT_ERR_BUFFER_TOO_SMALL` and nothing changed. The loop
+/// `llmrt_sample` → (stop at EOS) → `llmrt_accept` prints what `llmrt_generate` prints.
+///
+/// # Safety
+/// `buf` must be NULL or writable for `cap` bytes; `len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_accept(
+    ctx: *mut llmrt_context,
+    token: u32,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> llmrt_status {
+    guard(|| {
+        // SAFETY: NULL or writable by contract.
+        unsafe { put_opt(len, 0) };
+        with_ctx(ctx, |_, st| {
+            let model = st.ctx.model().clone();
+            let vocab = model.opts.vocab_size;
+            if token as usize >= vocab {
+                return Err(Fail::new(
+                    LLMRT_ERR_BAD_TOKEN,
+                    format!("token id {token} is out of range (vocabulary size {vocab})"),
+                ));
+            }
+            let mut decoder = st.decoder.clone();
+            let text = decoder
+                .push(&model.tokenizer, token)
+                .map_err(|e| Fail::new(LLMRT_ERR_BAD_TOKEN, e.to_string()))?
+                .unwrap_or("")
+                .as_bytes()
+                .to_vec();
+            if !buf.is_null() && cap < text.len() + 1 {
+                // SAFETY: NULL or writable by contract.
+                unsafe { put_opt(len, text.len()) };
+                return Err(Fail::new(
+                    LLMRT_ERR_BUFFER_TOO_SMALL,
+                    format!("text: the buffer holds {cap} bytes but {} are needed", text.len() + 1),
+                ));
+            }
+            st.ctx.eval(&[token])?;
+            st.has_logits = true;
+            st.decoder = decoder;
+            if !buf.is_null() {
+                let mut scratch = 0usize;
+                let len_out = if len.is_null() { &mut scratch } else { len };
+                // SAFETY: `buf` writable for `cap >= text.len() + 1` bytes by contract;
+                // `len_out` is the caller's writable `len` or our local.
+                unsafe { copy_out(&text, 1, buf.cast::<u8>(), cap, len_out, "text") }?;
+            } else {
+                // SAFETY: NULL or writable by contract.
+                unsafe { put_opt(len, text.len()) };
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Asks a generation running on `ctx` (in another thread) to stop before its next
+/// token; it then returns `LLMRT_OK` with stop reason `LLMRT_STOP_CANCELLED`. Safe to
+/// call from any thread at any time. A request made while no generation runs stops
+/// the next one before its first token.
+#[no_mangle]
+pub extern "C" fn llmrt_cancel(ctx: *const llmrt_context) -> llmrt_status {
+    guard(|| {
+        let c = CONTEXTS.get(ctx as usize)?;
+        c.cancel.store(true, Ordering::Release);
+        Ok(())
+    })
+}
+
+/// Ends a stream of `llmrt_accept` calls: writes the bytes still held back (the start
+/// of a character no token completed, as U+FFFD), NUL-terminated, with `*len` their
+/// length (usually 0), and resets the text decoder. `llmrt_generate` does this itself.
+///
+/// # Safety
+/// `buf` must be NULL or writable for `cap` bytes; `len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_accept_finish(
+    ctx: *mut llmrt_context,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> llmrt_status {
+    guard(|| {
+        // SAFETY: NULL or writable by contract.
+        unsafe { put_opt(len, 0) };
+        with_ctx(ctx, |_, st| {
+            let mut decoder = st.decoder.clone();
+            let text = decoder.finish().unwrap_or("").as_bytes().to_vec();
+            let mut scratch = 0usize;
+            let len_out = if len.is_null() { &mut scratch } else { len };
+            if !buf.is_null() || !text.is_empty() {
+                // SAFETY: `buf` writable for `cap` bytes by contract; `len_out` is the
+                // caller's writable `len` or our local.
+                unsafe { copy_out(&text, 1, buf.cast::<u8>(), cap, len_out, "text") }?;
+            }
+            st.decoder = StreamDecoder::new();
+            Ok(())
+        })
+    })
+}
