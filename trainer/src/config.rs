@@ -37,6 +37,9 @@ pub struct TrainConfig {
     pub d_ff: usize,
     /// Context length T.
     pub max_len: usize,
+    /// Training window T when shorter than `max_len` (0 = `max_len`), e.g. to
+    /// fine-tune a 1024-position model on 64-token windows.
+    pub seq_len: usize,
     /// Sequences per micro-batch B.
     pub batch_size: usize,
     /// Peak learning rate.
@@ -119,6 +122,7 @@ impl TrainConfig {
             n_kv_heads: 0,
             d_ff: 0,
             max_len: 64,
+            seq_len: 0,
             batch_size: 12,
             lr: 1e-3,
             num_epochs: 1,
@@ -236,6 +240,15 @@ impl TrainConfig {
         }
     }
 
+    /// Effective training window T.
+    pub fn seq(&self) -> usize {
+        if self.seq_len == 0 {
+            self.max_len
+        } else {
+            self.seq_len
+        }
+    }
+
     /// Effective MLP width.
     pub fn ff(&self) -> usize {
         if self.d_ff == 0 {
@@ -286,6 +299,12 @@ impl TrainConfig {
                 return Err(ConfigError(format!("{k} must be at least 1")));
             }
         }
+        if self.seq() > self.max_len {
+            return Err(ConfigError(format!(
+                "seq_len {} exceeds max_len {}",
+                self.seq_len, self.max_len
+            )));
+        }
         if self.max_steps == 0 && self.num_epochs == 0 {
             return Err(ConfigError(
                 "set max_steps or num_epochs (both are 0)".into(),
@@ -328,7 +347,7 @@ impl TrainConfig {
     /// Parameter count and the bytes training needs (see [`MemoryEstimate`]).
     pub fn estimate(&self) -> Result<MemoryEstimate, ConfigError> {
         let o = self.model_options()?;
-        Ok(MemoryEstimate::new(&o, self.batch_size, self.max_len))
+        Ok(MemoryEstimate::new(&o, self.batch_size, self.seq()))
     }
 }
 

@@ -227,7 +227,11 @@ fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
     cfg.n_heads = o.n_heads;
     cfg.n_kv_heads = o.n_kv_heads;
     cfg.d_ff = o.d_ff;
-    cfg.max_len = cfg.max_len.min(o.max_len);
+    // The file's max_len is the model's; a shorter configured one becomes the window.
+    if cfg.seq() < o.max_len {
+        cfg.seq_len = cfg.seq();
+    }
+    cfg.max_len = o.max_len;
     cfg.positions = o.positions.name().into();
     cfg.norm = o.norm.name().into();
     cfg.mlp = o.mlp.name().into();
@@ -246,8 +250,6 @@ fn prepare(args: &TrainArgs, dir: &Path) -> Result<(TrainConfig, Option<Init>), 
     };
     if let Some(i) = &init {
         apply_options(&mut cfg, &i.opts);
-        // The file's max_len is the model's; the training window may be shorter.
-        cfg.max_len = cfg.max_len.min(i.opts.max_len);
     }
     std::fs::create_dir_all(dir)?;
     let inputs = if args.data.is_empty() {
@@ -446,7 +448,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome, TrainError> {
     let files: DataFiles = serde_json::from_str(&std::fs::read_to_string(dir.join("data.json"))?)
         .map_err(|e| TrainError(format!("{}/data.json: {e}", dir.display())))?;
     let tok = TextTokenizer::load(&dir.join("tokenizer.json"))?;
-    let (b, t) = (cfg.batch_size, cfg.max_len);
+    let (b, t) = (cfg.batch_size, cfg.seq());
     let mut train_data = Loader::open(&files.train, b, t, cfg.vocab_size, cfg.shuffle, cfg.seed)?;
     let mut val_data = Loader::open(&files.val, b, t, cfg.vocab_size, false, cfg.seed)
         .map_err(|e| TrainError(format!("validation split: {e}")))?;
