@@ -190,3 +190,31 @@ fn train_refuses_existing_run_and_bad_keys() {
     let err = train(&args(&data, &d.join("x"), small(&["n_layer=1"]))).unwrap_err();
     assert!(err.0.contains("n_layer"), "{err}");
 }
+
+#[test]
+fn train_init_from_llm_continues_from_the_exported_weights() {
+    let d = scratch("init");
+    let data = corpus(&d);
+    let set = small(&[
+        "max_steps=60",
+        "lr=3e-3",
+        "dropout=0",
+        "save_interval=0",
+        "eval_interval=0",
+    ]);
+    let first = train(&args(&data, &d.join("a"), set)).unwrap();
+    let model = first.model_path.unwrap();
+    let mut a = args(&data, &d.join("b"), small(&["max_steps=1", "dropout=0"]));
+    a.init_from = Some(format!("llm:{}", model.display()));
+    a.no_export = true;
+    let tuned = train(&a).unwrap();
+    let fresh = first.metrics[0].train_loss;
+    let trained = first.metrics.last().unwrap().train_loss;
+    let start = tuned.metrics[0].train_loss;
+    // The fine-tune starts where the first run ended, not from a fresh model.
+    assert!(trained < fresh - 0.8, "{fresh} -> {trained}");
+    assert!(
+        (start - trained).abs() < 0.3,
+        "fine-tune starts at {start}, run ended at {trained}"
+    );
+}
