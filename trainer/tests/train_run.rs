@@ -189,6 +189,9 @@ fn train_refuses_existing_run_and_bad_keys() {
     assert!(err.0.contains("--resume"), "{err}");
     let err = train(&args(&data, &d.join("x"), small(&["n_layer=1"]))).unwrap_err();
     assert!(err.0.contains("n_layer"), "{err}");
+    // 10^8 sequences of 16 tokens need terabytes of activations: refused before allocating.
+    let err = train(&args(&data, &d.join("y"), small(&["batch_size=100000000"]))).unwrap_err();
+    assert!(err.0.contains("GiB are available"), "{err}");
 }
 
 #[test]
