@@ -66,7 +66,7 @@ extern "C" __global__ void attention_forward(floatX* out, float* lse, const floa
     float* Vs = smem + Bc * hd_pad;
     int R = blockDim.x / G, g = threadIdx.x % G;
     int b = blockIdx.z, h = blockIdx.y, kvh = h / (H / KVH);
-    int i = blockIdx.x * R + threadIdx.x / G;
+    int i = (int)blockIdx.x * R + (int)threadIdx.x / G;
     long long rb = (long long)b * T;
     float qr[DPT], acc[DPT];
     for (int d = 0; d < DPT; d++) {
@@ -75,7 +75,7 @@ extern "C" __global__ void attention_forward(floatX* out, float* lse, const floa
         acc[d] = 0.0f;
     }
     float m = NEG_INF, l = 0.0f;
-    int last = min(T - 1, blockIdx.x * R + R - 1);  // the block's keys: 0 ..= last
+    int last = min(T - 1, (int)blockIdx.x * R + R - 1);  // the block's keys: 0 ..= last
     for (int j0 = 0; j0 <= last; j0 += Bc) {
         int jn = min(Bc, last - j0 + 1);
         __syncthreads();
@@ -134,7 +134,7 @@ extern "C" __global__ void attention_backward_dq(floatX* dq, const floatX* dout,
     float* Vs = smem + Bc * hd_pad;
     int R = blockDim.x / G, g = threadIdx.x % G;
     int b = blockIdx.z, h = blockIdx.y, kvh = h / (H / KVH);
-    int i = blockIdx.x * R + threadIdx.x / G;
+    int i = (int)blockIdx.x * R + (int)threadIdx.x / G;
     long long rb = (long long)b * T;
     float qr[DPT], dor[DPT], acc[DPT];
     for (int d = 0; d < DPT; d++) {
@@ -146,7 +146,7 @@ extern "C" __global__ void attention_backward_dq(floatX* dq, const floatX* dout,
     }
     long long srow = ((long long)b * H + h) * T + i;
     float li = i < T ? lse[srow] : 0.0f, Di = i < T ? D[srow] : 0.0f;
-    int last = min(T - 1, blockIdx.x * R + R - 1);
+    int last = min(T - 1, (int)blockIdx.x * R + R - 1);
     for (int j0 = 0; j0 <= last; j0 += Bc) {
         int jn = min(Bc, last - j0 + 1);
         __syncthreads();
@@ -192,7 +192,7 @@ extern "C" __global__ void attention_backward_dkv(floatX* dk, floatX* dv, const 
     float* Ds = Ls + Bc;
     int R = blockDim.x / G, g = threadIdx.x % G;
     int b = blockIdx.z, kvh = blockIdx.y, rep = H / KVH;
-    int j = blockIdx.x * R + threadIdx.x / G;
+    int j = (int)blockIdx.x * R + (int)threadIdx.x / G;
     long long rb = (long long)b * T;
     float kr[DPT], vr[DPT], dka[DPT], dva[DPT];
     for (int d = 0; d < DPT; d++) {
@@ -203,7 +203,7 @@ extern "C" __global__ void attention_backward_dkv(floatX* dk, floatX* dv, const 
         dka[d] = 0.0f;
         dva[d] = 0.0f;
     }
-    int first = blockIdx.x * R;  // the block's queries: first .. T-1
+    int first = (int)blockIdx.x * R;  // the block's queries: first .. T-1
     for (int h = kvh * rep; h < (kvh + 1) * rep; h++) {
         long long sbase = ((long long)b * H + h) * T;
         for (int i0 = first; i0 < T; i0 += Bc) {

@@ -1,0 +1,131 @@
+// cuda_emu.h: runs the kernel files on the CPU for tests on machines without a GPU
+// (trainer/tests/cuda_emulated.rs). Every CUDA thread of a block is a std::thread;
+// __syncthreads is a block barrier, warp shuffles go through a per-warp exchange array
+// between two warp barriers, so lock-step warp code behaves as on the GPU. Blocks run
+// one after another, so `static` (our __shared__) is per-block shared memory. Slow, and
+// only as faithful as the subset of CUDA the kernels use: it checks the arithmetic and
+// indexing of the kernels, not their speed, memory model or occupancy.
+#pragma once
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+
+namespace emu {
+using Barrier = std::barrier<>;
+// Everything a kernel reads is per thread, so concurrent launches (parallel tests)
+// cannot see each other's geometry.
+inline thread_local dim3 thread_idx, block_idx, block_dim, grid_dim;
+inline thread_local Barrier* block_bar = nullptr;
+inline thread_local Barrier* warp_bar = nullptr;
+inline thread_local float* warp_vals = nullptr;
+inline thread_local char* dyn_smem = nullptr;
+}  // namespace emu
+
+#define threadIdx emu::thread_idx
+#define blockIdx emu::block_idx
+#define blockDim emu::block_dim
+#define gridDim emu::grid_dim
+
+inline void __syncthreads() { emu::block_bar->arrive_and_wait(); }
+inline void __syncwarp() { emu::warp_bar->arrive_and_wait(); }
+inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
+    int lane = threadIdx.x % 32;
+    emu::warp_vals[lane] = v;
+    emu::warp_bar->arrive_and_wait();
+    float r = emu::warp_vals[lane ^ lane_mask];
+    emu::warp_bar->arrive_and_wait();
+    return r;
+}
+inline float __int_as_float(int i) {
+    float f;
+    std::memcpy(&f, &i, 4);
+    return f;
+}
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+using std::max;
+using std::min;
+
+// bf16 with round-to-nearest-even narrowing, as __float2bfloat16_rn.
+struct __nv_bfloat16 {
+    uint16_t bits;
+    __nv_bfloat16() = default;
+    __nv_bfloat16(float f) {
+        uint32_t u;
+        std::memcpy(&u, &f, 4);
+        if ((u & 0x7fffffffu) > 0x7f800000u) {
+            bits = (uint16_t)((u >> 16) | 0x40);  // quiet NaN
+        } else {
+            u += 0x7fffu + ((u >> 16) & 1u);
+            bits = (uint16_t)(u >> 16);
+        }
+    }
+    operator float() const {
+        uint32_t u = (uint32_t)bits << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return f;
+    }
+};
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
+inline float __bfloat162float(__nv_bfloat16 b) { return (float)b; }
+
+namespace emu {
+template <class... A, size_t... I>
+void call(void (*k)(A...), void** args, std::index_sequence<I...>) {
+    k(*static_cast<A*>(args[I])...);
+}
+
+// Runs kernel `k` over the grid, one block at a time, one std::thread per CUDA thread.
+template <class... A>
+void launch(void (*k)(A...), dim3 grid, dim3 block, size_t smem, void** args) {
+    unsigned nthreads = block.x * block.y * block.z;
+    unsigned nwarps = (nthreads + 31) / 32;
+    std::vector<char> dyn(smem + 16);
+    char* smem_base = dyn.data() + (16 - (reinterpret_cast<uintptr_t>(dyn.data()) % 16)) % 16;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                Barrier bbar(nthreads);
+                std::vector<std::unique_ptr<Barrier>> wbars;
+                std::vector<float> wvals(nwarps * 32);
+                for (unsigned w = 0; w < nwarps; w++)
+                    wbars.push_back(std::make_unique<Barrier>(std::min(32u, nthreads - w * 32)));
+                std::vector<std::thread> threads;
+                threads.reserve(nthreads);
+                for (unsigned t = 0; t < nthreads; t++) {
+                    threads.emplace_back([&, t] {
+                        thread_idx = dim3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                        block_idx = dim3{bx, by, bz};
+                        block_dim = block;
+                        grid_dim = grid;
+                        dyn_smem = smem_base;
+                        block_bar = &bbar;
+                        warp_bar = wbars[t / 32].get();
+                        warp_vals = &wvals[(t / 32) * 32];
+                        call(k, args, std::index_sequence_for<A...>{});
+                        // A thread that returned stops counting toward later barriers.
+                        warp_bar->arrive_and_drop();
+                        block_bar->arrive_and_drop();
+                    });
+                }
+                for (auto& th : threads) th.join();
+            }
+}
+}  // namespace emu

@@ -1,0 +1,1040 @@
+//! The CUDA kernels run on the CPU through `trainer/src/cuda/emu/cuda_emu.h` (one
+//! std::thread per CUDA thread, barriers for __syncthreads and warp shuffles), against
+//! the CPU trainer's reference functions, on fresh random inputs. This checks the
+//! kernels' arithmetic and indexing on machines without a GPU; the launchers and the real
+//! device are covered by `cuda_kernels.rs` on a GPU. Tolerances as there: element-wise
+//! `|got - want| <= rtol * max(|want|, rms(want))`, rtol 1e-5 (fp32) / 1e-2 (bf16).
+//!
+//! Needs a C++20 compiler (`$CXX`, default `g++`); without one it prints
+//! `skipped: no C++20 compiler (...)` and returns.
+
+use half::bf16;
+use llm_train::cuda::kernels::{GpuFloat, KernelFile, Precision, COMMON};
+use llm_train::cuda::launch::{
+    column_chunks, column_grid, elementwise, rope_tables, warp_per_row, AttnGeometry, TokenBuckets,
+    BLOCK,
+};
+use llm_train::cuda::{activation, attention, bias_grad, cast, classifier, embedding};
+use llm_train::cuda::{adamw, grad_norm, layernorm, rmsnorm, rope};
+use llm_train::layers::attention::AttnShape;
+use llm_train::layers::embedding::PosAdd;
+use llm_train::layers::{
+    attention as cpu_attn, embedding as cpu_emb, gelu, layernorm as cpu_ln, relu,
+    rmsnorm as cpu_rms, rope as cpu_rope, softmax_ce, swiglu,
+};
+use llm_train::optim::{adamw_update, AdamParams};
+use llm_train::rng::Rng;
+use std::ffi::{c_char, c_void, CString};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const EMU_HEADER: &str = include_str!("../src/cuda/emu/cuda_emu.h");
+
+type LaunchFn = unsafe extern "C" fn(
+    *const c_char,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    u32,
+    usize,
+    *mut *mut c_void,
+) -> i32;
+
+/// One kernel file compiled for the CPU at one precision.
+struct Emu {
+    lib: libloading::Library,
+    file: &'static str,
+}
+
+/// A kernel argument, as the kernel's parameter type.
+enum A {
+    P(*mut c_void),
+    I(i32),
+    L(i64),
+    F(f32),
+}
+
+fn p<T>(v: &mut [T]) -> A {
+    A::P(v.as_mut_ptr() as *mut c_void)
+}
+
+fn c<T>(v: &[T]) -> A {
+    A::P(v.as_ptr() as *mut c_void)
+}
+
+fn compiler() -> Result<String, String> {
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+    match Command::new(&cxx).arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(cxx),
+        Ok(o) => Err(format!(
+            "{cxx} --version failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Err(e) => Err(format!("{cxx}: {e}")),
+    }
+}
+
+/// The kernel text with the device-only spellings the emulator cannot take replaced.
+fn emu_source(file: &KernelFile, prec: Precision) -> String {
+    let common = COMMON.replace("#include <cuda_bf16.h>", "");
+    let body = file.source.replace(
+        "extern __shared__ float4 smem4[];",
+        "float4* smem4 = reinterpret_cast<float4*>(emu::dyn_smem);",
+    );
+    let mut s = format!(
+        "#include \"cuda_emu.h\"\n#define LLMRT_BF16 {}\n{common}\n{body}\n",
+        u8::from(prec == Precision::Bf16)
+    );
+    s.push_str(
+        "extern \"C\" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, \
+         unsigned bx, unsigned by, unsigned bz, size_t smem, void** args) {\n",
+    );
+    for f in file.functions {
+        s.push_str(&format!(
+            "  if (!strcmp(name, \"{f}\")) {{ emu::launch({f}, dim3{{gx, gy, gz}}, \
+             dim3{{bx, by, bz}}, smem, args); return 0; }}\n"
+        ));
+    }
+    s.push_str("  return -1;\n}\n");
+    s
+}
+
+impl Emu {
+    fn build(file: &'static KernelFile, prec: Precision) -> Result<Emu, String> {
+        let cxx = compiler()?;
+        // Tests run in parallel and may build the same file: one folder per build.
+        static BUILDS: AtomicUsize = AtomicUsize::new(0);
+        let dir: PathBuf = std::env::temp_dir().join(format!(
+            "llmrt-emu-{}-{}-{}-{}",
+            std::process::id(),
+            BUILDS.fetch_add(1, Ordering::Relaxed),
+            file.name,
+            prec.name()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("cuda_emu.h"), EMU_HEADER).map_err(|e| e.to_string())?;
+        let src = dir.join(format!("{}.cpp", file.name));
+        std::fs::write(&src, emu_source(file, prec)).map_err(|e| e.to_string())?;
+        let so = dir.join(format!("lib{}.so", file.name));
+        let out = Command::new(&cxx)
+            .args([
+                "-std=c++20",
+                "-O2",
+                "-shared",
+                "-fPIC",
+                "-pthread",
+                "-w",
+                "-o",
+            ])
+            .arg(&so)
+            .arg(&src)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            panic!(
+                "{}.cu does not compile for the emulator:\n{}",
+                file.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // SAFETY: the library was just built from our sources; its initialisers are
+        // plain C++ static initialisation.
+        let lib = unsafe { libloading::Library::new(&so) }.map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(Emu {
+            lib,
+            file: file.name,
+        })
+    }
+
+    fn launch(&self, name: &str, cfg: cudarc::driver::LaunchConfig, args: &[A]) {
+        let mut slots: Vec<u64> = args
+            .iter()
+            .map(|a| match a {
+                A::P(p) => *p as u64,
+                A::I(i) => *i as u32 as u64,
+                A::L(l) => *l as u64,
+                A::F(f) => f.to_bits() as u64,
+            })
+            .collect();
+        let mut ptrs: Vec<*mut c_void> = slots
+            .iter_mut()
+            .map(|s| s as *mut u64 as *mut c_void)
+            .collect();
+        let cname = CString::new(name).unwrap();
+        // SAFETY: `emu_launch` is the function emu_source generated; each slot holds a
+        // value of the kernel's parameter type in its low bytes (little-endian), and
+        // the pointers point into live host buffers the caller sized for the launch.
+        let rc = unsafe {
+            let f: libloading::Symbol<LaunchFn> = self.lib.get(b"emu_launch").unwrap();
+            f(
+                cname.as_ptr(),
+                cfg.grid_dim.0,
+                cfg.grid_dim.1,
+                cfg.grid_dim.2,
+                cfg.block_dim.0,
+                cfg.block_dim.1,
+                cfg.block_dim.2,
+                cfg.shared_mem_bytes as usize,
+                ptrs.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "{} has no kernel {name}", self.file);
+    }
+}
+
+fn rng(test: &str) -> Rng {
+    let seed = std::env::var("LLMRT_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("{test}: seed {seed} (LLMRT_TEST_SEED to replay)");
+    Rng::new(seed)
+}
+
+fn rtol<T: GpuFloat>() -> f32 {
+    match T::PRECISION {
+        Precision::F32 => 1e-5,
+        Precision::Bf16 => 1e-2,
+    }
+}
+
+/// Normal(0, scale) values rounded through T (as f32) and in T.
+fn rand<T: GpuFloat>(r: &mut Rng, n: usize, scale: f64) -> (Vec<f32>, Vec<T>) {
+    let t: Vec<T> = (0..n)
+        .map(|_| T::from_f32((r.normal() * scale) as f32))
+        .collect();
+    (t.iter().map(|x| x.to_f32()).collect(), t)
+}
+
+fn f<T: GpuFloat>(v: &[T]) -> Vec<f32> {
+    v.iter().map(|x| x.to_f32()).collect()
+}
+
+fn zeros<T: GpuFloat>(n: usize) -> Vec<T> {
+    vec![T::from_f32(0.0); n]
+}
+
+#[track_caller]
+fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let rms =
+        (want.iter().map(|w| (w * w) as f64).sum::<f64>() / want.len().max(1) as f64).sqrt() as f32;
+    let mut worst = (0.0f32, 0usize);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs() / w.abs().max(rms).max(f32::MIN_POSITIVE);
+        if err.is_nan() {
+            worst = (f32::INFINITY, i);
+            break;
+        }
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+    assert!(
+        worst.0 <= rtol,
+        "{what}: relative error {:.3e} > {rtol:.0e} at {} (kernel {}, cpu {})",
+        worst.0,
+        worst.1,
+        got[worst.1],
+        want[worst.1]
+    );
+}
+
+/// Builds `file` at both precisions and runs `case` on each; skips without a compiler.
+fn each_precision(test: &str, file: &'static KernelFile, case: impl Fn(&Emu, &mut Rng, Precision)) {
+    if let Err(e) = compiler() {
+        eprintln!("skipped {test}: no C++20 compiler ({e})");
+        return;
+    }
+    let mut r = rng(test);
+    for prec in Precision::ALL {
+        let emu = Emu::build(file, prec).expect("emulator build");
+        case(&emu, &mut r, prec);
+    }
+}
+
+macro_rules! dispatch {
+    ($p:expr, $f:ident, $($a:expr),*) => {
+        match $p {
+            Precision::F32 => $f::<f32>($($a),*),
+            Precision::Bf16 => $f::<bf16>($($a),*),
+        }
+    };
+}
+
+/// Column sums through bias_grad.cu's finish kernel, as the launchers do.
+fn finish<T: GpuFloat>(
+    out: &mut [T],
+    partial: &[f32],
+    offset: usize,
+    chunks: usize,
+    cols: usize,
+    stride: usize,
+) {
+    let emu = Emu::build(&bias_grad::FILE, T::PRECISION).expect("emulator build");
+    emu.launch(
+        "column_sum_finish",
+        elementwise(cols).unwrap(),
+        &[
+            p(out),
+            c(&partial[offset..]),
+            A::I(chunks as i32),
+            A::I(cols as i32),
+            A::L(stride as i64),
+        ],
+    );
+}
+
+fn layernorm_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
+    let (n, ch) = (21usize, 100usize);
+    let (x, xt) = rand::<T>(r, n * ch, 2.0);
+    let ((w, wt), (b, bt)) = (rand::<T>(r, ch, 1.0), rand::<T>(r, ch, 1.0));
+    let (mut want, mut m, mut rs) = (vec![0.0f32; n * ch], vec![0.0f32; n], vec![0.0f32; n]);
+    cpu_ln::layernorm_forward(&mut want, &mut m, &mut rs, &x, &w, Some(&b), ch, 1e-5);
+    let (mut out, mut gm, mut gr) = (zeros::<T>(n * ch), vec![0.0f32; n], vec![0.0f32; n]);
+    emu.launch(
+        "layernorm_forward",
+        warp_per_row(n).unwrap(),
+        &[
+            p(&mut out),
+            p(&mut gm),
+            p(&mut gr),
+            c(&xt),
+            c(&wt),
+            c(&bt),
+            A::I(n as i32),
+            A::I(ch as i32),
+            A::F(1e-5),
+        ],
+    );
+    assert_close("layernorm out", &f(&out), &want, rtol::<T>());
+    assert_close("layernorm mean", &gm, &m, 1e-5);
+    assert_close("layernorm rstd", &gr, &rs, 1e-5);
+
+    let (dout, dot) = rand::<T>(r, n * ch, 1.0);
+    let ((mut gx, gxt), (mut gw, gwt), (mut gb, gbt)) = (
+        rand::<T>(r, n * ch, 1.0),
+        rand::<T>(r, ch, 1.0),
+        rand::<T>(r, ch, 1.0),
+    );
+    cpu_ln::layernorm_backward(&mut gx, &mut gw, Some(&mut gb), &dout, &x, &w, &m, &rs, ch);
+    let mut dx = gxt;
+    emu.launch(
+        "layernorm_backward_input",
+        warp_per_row(n).unwrap(),
+        &[
+            p(&mut dx),
+            c(&dot),
+            c(&xt),
+            c(&wt),
+            c(&gm),
+            c(&gr),
+            A::I(n as i32),
+            A::I(ch as i32),
+            A::I(1),
+        ],
+    );
+    assert_close("layernorm dinp", &f(&dx), &gx, rtol::<T>());
+    let (chunks, per) = column_chunks(n);
+    let mut partial = vec![0.0f32; chunks * 2 * ch];
+    emu.launch(
+        "layernorm_backward_params_partial",
+        column_grid(n, ch).unwrap(),
+        &[
+            p(&mut partial),
+            c(&dot),
+            c(&xt),
+            c(&gm),
+            c(&gr),
+            A::I(n as i32),
+            A::I(ch as i32),
+            A::I(per as i32),
+        ],
+    );
+    let (mut dw, mut db) = (gwt, gbt);
+    finish(&mut dw, &partial, 0, chunks, ch, 2 * ch);
+    finish(&mut db, &partial, ch, chunks, ch, 2 * ch);
+    assert_close("layernorm dweight", &f(&dw), &gw, rtol::<T>());
+    assert_close("layernorm dbias", &f(&db), &gb, rtol::<T>());
+
+    let (a, at) = rand::<T>(r, n * ch, 1.0);
+    let resid: Vec<f32> = a
+        .iter()
+        .zip(&x)
+        .map(|(u, v)| T::from_f32(u + v).to_f32())
+        .collect();
+    cpu_ln::layernorm_forward(&mut want, &mut m, &mut rs, &resid, &w, None, ch, 1e-5);
+    let mut res = zeros::<T>(n * ch);
+    emu.launch(
+        "fused_residual_layernorm_forward",
+        warp_per_row(n).unwrap(),
+        &[
+            p(&mut res),
+            p(&mut out),
+            p(&mut gm),
+            p(&mut gr),
+            c(&at),
+            c(&xt),
+            c(&wt),
+            A::P(std::ptr::null_mut()),
+            A::I(n as i32),
+            A::I(ch as i32),
+            A::F(1e-5),
+        ],
+    );
+    assert_close("fused residual", &f(&res), &resid, rtol::<T>());
+    assert_close("fused layernorm", &f(&out), &want, rtol::<T>());
+}
+
+#[test]
+fn layernorm_kernels_match_cpu() {
+    each_precision("layernorm", &layernorm::FILE, |e, r, prec| {
+        dispatch!(prec, layernorm_case, e, r)
+    });
+}
+
+fn rmsnorm_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
+    let (n, ch) = (19usize, 72usize);
+    let (x, xt) = rand::<T>(r, n * ch, 2.0);
+    let (w, wt) = rand::<T>(r, ch, 1.0);
+    let (mut want, mut rs) = (vec![0.0f32; n * ch], vec![0.0f32; n]);
+    cpu_rms::rmsnorm_forward(&mut want, &mut rs, &x, &w, ch, 1e-6);
+    let (mut out, mut gr) = (zeros::<T>(n * ch), vec![0.0f32; n]);
+    emu.launch(
+        "rmsnorm_forward",
+        warp_per_row(n).unwrap(),
+        &[
+            p(&mut out),
+            p(&mut gr),
+            c(&xt),
+            c(&wt),
+            A::I(n as i32),
+            A::I(ch as i32),
+            A::F(1e-6),
+        ],
+    );
+    assert_close("rmsnorm out", &f(&out), &want, rtol::<T>());
+    assert_close("rmsnorm rstd", &gr, &rs, 1e-5);
+    let (dout, dot) = rand::<T>(r, n * ch, 1.0);
+    let ((mut gx, gxt), (mut gw, gwt)) = (rand::<T>(r, n * ch, 1.0), rand::<T>(r, ch, 1.0));
+    cpu_rms::rmsnorm_backward(&mut gx, &mut gw, &dout, &x, &w, &rs, ch);
+    let mut dx = gxt;
+    emu.launch(
+        "rmsnorm_backward_input",
+        warp_per_row(n).unwrap(),
+        &[
+            p(&mut dx),
+            c(&dot),
+            c(&xt),
+            c(&wt),
+            c(&gr),
+            A::I(n as i32),
+            A::I(ch as i32),
+            A::I(1),
+        ],
+    );
+    assert_close("rmsnorm dinp", &f(&dx), &gx, rtol::<T>());
+    let (chunks, per) = column_chunks(n);
+    let mut partial = vec![0.0f32; chunks * ch];
+    emu.launch(
+        "rmsnorm_backward_params_partial",
+        column_grid(n, ch).unwrap(),
+        &[
+            p(&mut partial),
+            c(&dot),
+            c(&xt),
+            c(&gr),
+            A::I(n as i32),
+            A::I(ch as i32),
+            A::I(per as i32),
+        ],
+    );
+    let mut dw = gwt;
+    finish(&mut dw, &partial, 0, chunks, ch, ch);
+    assert_close("rmsnorm dweight", &f(&dw), &gw, rtol::<T>());
+    let (a, at) = rand::<T>(r, n * ch, 1.0);
+    let resid: Vec<f32> = a
+        .iter()
+        .zip(&x)
+        .map(|(u, v)| T::from_f32(u + v).to_f32())
+        .collect();
+    cpu_rms::rmsnorm_forward(&mut want, &mut rs, &resid, &w, ch, 1e-6);
+    let mut res = zeros::<T>(n * ch);
+    emu.launch(
+        "fused_residual_rmsnorm_forward",
+        warp_per_row(n).unwrap(),
+        &[
+            p(&mut res),
+            p(&mut out),
+            p(&mut gr),
+            c(&at),
+            c(&xt),
+            c(&wt),
+            A::I(n as i32),
+            A::I(ch as i32),
+            A::F(1e-6),
+        ],
+    );
+    assert_close("fused rms residual", &f(&res), &resid, rtol::<T>());
+    assert_close("fused rmsnorm", &f(&out), &want, rtol::<T>());
+}
+
+#[test]
+fn rmsnorm_kernels_match_cpu() {
+    each_precision("rmsnorm", &rmsnorm::FILE, |e, r, prec| {
+        dispatch!(prec, rmsnorm_case, e, r)
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention_case<T: GpuFloat>(
+    emu: &Emu,
+    r: &mut Rng,
+    b: usize,
+    t: usize,
+    h: usize,
+    kvh: usize,
+    hd: usize,
+) {
+    let (qn, kn) = (b * t * h * hd, b * t * kvh * hd);
+    let ((q, qt), (k, kt), (v, vt)) = (
+        rand::<T>(r, qn, 1.0),
+        rand::<T>(r, kn, 1.0),
+        rand::<T>(r, kn, 1.0),
+    );
+    let sh = AttnShape { t, h, kvh, hd };
+    let (mut want, mut att) = (vec![0.0f32; qn], vec![0.0f32; b * h * t * t]);
+    cpu_attn::attention_forward(&mut want, &mut att, &q, &k, &v, sh);
+    let g = AttnGeometry::new(hd).unwrap();
+    let (qs, kvs) = ((h * hd) as i32, (kvh * hd) as i32);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let (mut out, mut lse) = (zeros::<T>(qn), vec![0.0f32; b * h * t]);
+    let geo = [
+        A::I(t as i32),
+        A::I(h as i32),
+        A::I(kvh as i32),
+        A::I(hd as i32),
+        A::I(g.group as i32),
+        A::I(g.tile as i32),
+    ];
+    let mut args = vec![p(&mut out), p(&mut lse), c(&qt), c(&kt), c(&vt)];
+    args.extend(geo.iter().map(|a| match a {
+        A::I(i) => A::I(*i),
+        _ => unreachable!(),
+    }));
+    args.extend([A::I(qs), A::I(kvs), A::I(qs), A::F(scale)]);
+    emu.launch(
+        "attention_forward",
+        g.config(t, h, b, g.smem_forward()).unwrap(),
+        &args,
+    );
+    let what = format!("attention B{b} T{t} H{h} KVH{kvh} hd{hd}");
+    assert_close(&format!("{what} out"), &f(&out), &want, rtol::<T>());
+
+    let (dout, dot) = rand::<T>(r, qn, 1.0);
+    let ((mut gq, gqt), (mut gk, gkt), (mut gv, gvt)) = (
+        rand::<T>(r, qn, 1.0),
+        rand::<T>(r, kn, 1.0),
+        rand::<T>(r, kn, 1.0),
+    );
+    cpu_attn::attention_backward(&mut gq, &mut gk, &mut gv, &dout, &q, &k, &v, &att, sh);
+    let mut d = vec![0.0f32; b * h * t];
+    let rows = b * h * t;
+    let pre = cudarc::driver::LaunchConfig {
+        grid_dim: (rows.div_ceil((BLOCK / 32) as usize) as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    emu.launch(
+        "attention_backward_preprocess",
+        pre,
+        &[
+            p(&mut d),
+            c(&out),
+            c(&dot),
+            A::I(b as i32),
+            A::I(t as i32),
+            A::I(h as i32),
+            A::I(hd as i32),
+            A::I(qs),
+        ],
+    );
+    let (mut dq, mut dk, mut dv) = (gqt, gkt, gvt);
+    let tail = |acc: i32| [A::I(qs), A::I(kvs), A::I(qs), A::F(scale), A::I(acc)];
+    let mut args = vec![p(&mut dq), c(&dot), c(&qt), c(&kt), c(&vt), c(&lse), c(&d)];
+    args.extend(geo.iter().map(|a| match a {
+        A::I(i) => A::I(*i),
+        _ => unreachable!(),
+    }));
+    args.extend(tail(1));
+    emu.launch(
+        "attention_backward_dq",
+        g.config(t, h, b, g.smem_forward()).unwrap(),
+        &args,
+    );
+    let mut args = vec![
+        p(&mut dk),
+        p(&mut dv),
+        c(&dot),
+        c(&qt),
+        c(&kt),
+        c(&vt),
+        c(&lse),
+        c(&d),
+    ];
+    args.extend(geo.iter().map(|a| match a {
+        A::I(i) => A::I(*i),
+        _ => unreachable!(),
+    }));
+    args.extend(tail(1));
+    emu.launch(
+        "attention_backward_dkv",
+        g.config(t, kvh, b, g.smem_dkv()).unwrap(),
+        &args,
+    );
+    let tol = rtol::<T>()
+        * if T::PRECISION == Precision::F32 {
+            1.0
+        } else {
+            2.0
+        };
+    assert_close(&format!("{what} dq"), &f(&dq), &gq, tol);
+    assert_close(&format!("{what} dk"), &f(&dk), &gk, tol);
+    assert_close(&format!("{what} dv"), &f(&dv), &gv, tol);
+}
+
+#[test]
+fn attention_kernels_match_cpu() {
+    each_precision("attention", &attention::FILE, |e, r, prec| {
+        // GQA with a head size that is not a power of two; MQA across two K/V tiles.
+        dispatch!(prec, attention_case, e, r, 2, 37, 4, 2, 24);
+        dispatch!(prec, attention_case, e, r, 1, 70, 2, 1, 64);
+    });
+}
+
+fn classifier_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
+    let (n, v) = (7usize, 1013usize);
+    let (logits, lt) = rand::<T>(r, n * v, 3.0);
+    let targets: Vec<u32> = (0..n).map(|_| r.below(v as u64) as u32).collect();
+    let itg: Vec<i32> = targets.iter().map(|&x| x as i32).collect();
+    let dloss = 1.0 / n as f32;
+    let (mut probs, mut losses) = (logits.clone(), vec![0.0f32; n]);
+    softmax_ce::softmax_ce_forward(&mut probs, &mut losses, &targets, v);
+    let probs_cpu = probs.clone();
+    softmax_ce::softmax_ce_backward(&mut probs, &vec![dloss; n], &targets, v);
+    let rows = cudarc::driver::LaunchConfig {
+        grid_dim: (n as u32, 1, 1),
+        block_dim: (classifier::CLASSIFIER_BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let (mut dl, mut gl) = (lt.clone(), vec![0.0f32; n]);
+    emu.launch(
+        "fused_classifier",
+        rows,
+        &[
+            p(&mut dl),
+            p(&mut gl),
+            c(&itg),
+            A::I(n as i32),
+            A::I(v as i32),
+            A::F(dloss),
+        ],
+    );
+    assert_close("classifier losses", &gl, &losses, rtol::<T>());
+    assert_close("classifier dlogits", &f(&dl), &probs, rtol::<T>());
+    let mut dl = lt;
+    emu.launch(
+        "softmax_ce_probs",
+        rows,
+        &[
+            p(&mut dl),
+            p(&mut gl),
+            c(&itg),
+            A::I(n as i32),
+            A::I(v as i32),
+        ],
+    );
+    assert_close("softmax probs", &f(&dl), &probs_cpu, rtol::<T>());
+    let dls = vec![dloss; n];
+    emu.launch(
+        "softmax_ce_grad",
+        elementwise(n * v).unwrap(),
+        &[p(&mut dl), c(&dls), c(&itg), A::I(n as i32), A::I(v as i32)],
+    );
+    assert_close("softmax grad", &f(&dl), &probs, rtol::<T>());
+}
+
+#[test]
+fn classifier_kernels_match_cpu() {
+    each_precision("classifier", &classifier::FILE, |e, r, prec| {
+        dispatch!(prec, classifier_case, e, r)
+    });
+}
+
+fn embedding_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
+    let (b, t, ch, v) = (2usize, 13usize, 70usize, 23usize);
+    let tokens: Vec<u32> = (0..b * t).map(|_| r.below(v as u64) as u32).collect();
+    let itok: Vec<i32> = tokens.iter().map(|&x| x as i32).collect();
+    let ((wte, wtet), (wpe, wpet)) = (rand::<T>(r, v * ch, 1.0), rand::<T>(r, t * ch, 1.0));
+    let mut want = vec![0.0f32; b * t * ch];
+    cpu_emb::embedding_forward(&mut want, &tokens, &wte, PosAdd::Learned(&wpe), t, ch);
+    let mut out = zeros::<T>(b * t * ch);
+    emu.launch(
+        "embedding_forward",
+        elementwise(b * t * ch).unwrap(),
+        &[
+            p(&mut out),
+            c(&itok),
+            c(&wtet),
+            c(&wpet),
+            A::I((b * t) as i32),
+            A::I(t as i32),
+            A::I(ch as i32),
+        ],
+    );
+    assert_close("embedding forward", &f(&out), &want, rtol::<T>());
+    let (dout, dot) = rand::<T>(r, b * t * ch, 1.0);
+    let ((mut gte, gtet), (mut gpe, gpet)) = (rand::<T>(r, v * ch, 1.0), rand::<T>(r, t * ch, 1.0));
+    cpu_emb::embedding_backward(&mut gte, Some(&mut gpe), &dout, &tokens, t, ch);
+    let bk = TokenBuckets::build(&itok, v).unwrap();
+    let mut dte = gtet;
+    let cfg = cudarc::driver::LaunchConfig {
+        grid_dim: (bk.token.len() as u32, ch.div_ceil(BLOCK as usize) as u32, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    emu.launch(
+        "embedding_backward_tok",
+        cfg,
+        &[
+            p(&mut dte),
+            c(&dot),
+            c(&bk.order),
+            c(&bk.start),
+            c(&bk.token),
+            A::I(ch as i32),
+        ],
+    );
+    let mut dpe = gpet;
+    emu.launch(
+        "embedding_backward_pos",
+        elementwise(t * ch).unwrap(),
+        &[
+            p(&mut dpe),
+            c(&dot),
+            A::I(b as i32),
+            A::I(t as i32),
+            A::I(ch as i32),
+        ],
+    );
+    assert_close("embedding dwte", &f(&dte), &gte, rtol::<T>());
+    assert_close("embedding dwpe", &f(&dpe), &gpe, rtol::<T>());
+}
+
+#[test]
+fn embedding_kernels_match_cpu() {
+    each_precision("embedding", &embedding::FILE, |e, r, prec| {
+        dispatch!(prec, embedding_case, e, r)
+    });
+}
+
+fn activation_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
+    let n = 1001usize;
+    let ((x, xt), (dout, dot), (u, ut)) = (
+        rand::<T>(r, n, 2.0),
+        rand::<T>(r, n, 1.0),
+        rand::<T>(r, n, 1.0),
+    );
+    let cfg = elementwise(n).unwrap();
+    for name in ["gelu", "relu"] {
+        let (mut want, (mut grad, gt)) = (vec![0.0f32; n], rand::<T>(r, n, 1.0));
+        if name == "gelu" {
+            gelu::gelu_forward(&mut want, &x);
+            gelu::gelu_backward(&mut grad, &x, &dout);
+        } else {
+            relu::relu_forward(&mut want, &x);
+            relu::relu_backward(&mut grad, &x, &dout);
+        }
+        let (mut out, mut g) = (zeros::<T>(n), gt);
+        emu.launch(
+            &format!("{name}_forward"),
+            cfg,
+            &[p(&mut out), c(&xt), A::L(n as i64)],
+        );
+        emu.launch(
+            &format!("{name}_backward"),
+            cfg,
+            &[p(&mut g), c(&xt), c(&dot), A::L(n as i64), A::I(1)],
+        );
+        assert_close(&format!("{name} forward"), &f(&out), &want, rtol::<T>());
+        assert_close(&format!("{name} backward"), &f(&g), &grad, rtol::<T>());
+    }
+    let mut want = vec![0.0f32; n];
+    swiglu::swiglu_forward(&mut want, &x, &u);
+    let mut out = zeros::<T>(n);
+    emu.launch(
+        "swiglu_forward",
+        cfg,
+        &[p(&mut out), c(&xt), c(&ut), A::L(n as i64)],
+    );
+    assert_close("swiglu forward", &f(&out), &want, rtol::<T>());
+    let ((mut gg, ggt), (mut gu, gut)) = (rand::<T>(r, n, 1.0), rand::<T>(r, n, 1.0));
+    swiglu::swiglu_backward(&mut gg, &mut gu, &dout, &x, &u);
+    let (mut dg, mut du) = (ggt, gut);
+    emu.launch(
+        "swiglu_backward",
+        cfg,
+        &[
+            p(&mut dg),
+            p(&mut du),
+            c(&xt),
+            c(&ut),
+            c(&dot),
+            A::L(n as i64),
+            A::I(1),
+        ],
+    );
+    assert_close("swiglu dgate", &f(&dg), &gg, rtol::<T>());
+    assert_close("swiglu dup", &f(&du), &gu, rtol::<T>());
+}
+
+#[test]
+fn activation_kernels_match_cpu() {
+    each_precision("activation", &activation::FILE, |e, r, prec| {
+        dispatch!(prec, activation_case, e, r)
+    });
+}
+
+fn rope_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
+    let (b, t, h, hd) = (2usize, 300usize, 2usize, 16usize);
+    let (x, xt) = rand::<T>(r, b * t * h * hd, 1.0);
+    let (cos, sin) = rope_tables(512, hd, 10000.0);
+    for (inverse, sign) in [(false, 1.0f32), (true, -1.0)] {
+        let mut want = x.clone();
+        cpu_rope::rope_apply(&mut want, t, h, hd, 10000.0, inverse);
+        let mut out = zeros::<T>(x.len());
+        emu.launch(
+            "rope_rotate",
+            elementwise(x.len() / 2).unwrap(),
+            &[
+                p(&mut out),
+                c(&xt),
+                c(&cos),
+                c(&sin),
+                A::I((b * t) as i32),
+                A::I(t as i32),
+                A::I(h as i32),
+                A::I(hd as i32),
+                A::F(sign),
+            ],
+        );
+        assert_close(
+            &format!("rope inverse={inverse}"),
+            &f(&out),
+            &want,
+            rtol::<T>(),
+        );
+    }
+}
+
+#[test]
+fn rope_kernel_matches_cpu() {
+    each_precision("rope", &rope::FILE, |e, r, prec| {
+        dispatch!(prec, rope_case, e, r)
+    });
+}
+
+fn adamw_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
+    let n = 3000usize;
+    let p0: Vec<f32> = (0..n).map(|_| r.normal() as f32).collect();
+    let (g, gt) = rand::<T>(r, n, 1.0);
+    let m0: Vec<f32> = (0..n).map(|_| r.normal() as f32 * 0.1).collect();
+    let v0: Vec<f32> = (0..n).map(|_| r.uniform() as f32 * 0.1).collect();
+    let hp = AdamParams {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        step: 3,
+    };
+    let (mut pc, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+    adamw_update(&mut pc, &g, &mut m, &mut v, &hp);
+    let (bc1, bc2) = llm_train::cuda::launch::adam_bias_corrections(0.9, 0.95, 3);
+    let bf = T::PRECISION == Precision::Bf16;
+    let mut params: Vec<T> = p0.iter().map(|&x| T::from_f32(x)).collect();
+    let (mut master, mut dm, mut dv) = (p0.clone(), m0.clone(), v0.clone());
+    let master_arg = if bf {
+        p(&mut master)
+    } else {
+        A::P(std::ptr::null_mut())
+    };
+    emu.launch(
+        "adamw_update",
+        elementwise(n).unwrap(),
+        &[
+            p(&mut params),
+            master_arg,
+            c(&gt),
+            p(&mut dm),
+            p(&mut dv),
+            A::L(n as i64),
+            A::F(1e-2),
+            A::F(0.9),
+            A::F(0.95),
+            A::F(bc1),
+            A::F(bc2),
+            A::F(1e-8),
+            A::F(0.1),
+            A::P(std::ptr::null_mut()),
+            A::F(0.0),
+        ],
+    );
+    assert_close("adamw m", &dm, &m, 1e-5);
+    assert_close("adamw v", &dv, &v, 1e-5);
+    assert_close("adamw params", &f(&params), &pc, rtol::<T>());
+    if bf {
+        assert_close("adamw master", &master, &pc, 1e-5);
+    }
+}
+
+#[test]
+fn adamw_kernel_matches_cpu() {
+    each_precision("adamw", &adamw::FILE, |e, r, prec| {
+        dispatch!(prec, adamw_case, e, r)
+    });
+}
+
+fn grad_norm_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
+    let tensors: Vec<(Vec<f32>, Vec<T>)> = [1usize, 777, 20_003]
+        .iter()
+        .map(|&n| rand::<T>(r, n, 1.0))
+        .collect();
+    let want = tensors
+        .iter()
+        .flat_map(|t| t.0.iter())
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt() as f32;
+    let blocks = grad_norm::NORM_BLOCKS;
+    let cfg = cudarc::driver::LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut partials = vec![0.0f32; blocks];
+    for (_, t) in &tensors {
+        emu.launch(
+            "norm_squared_accumulate",
+            cfg,
+            &[p(&mut partials), c(t), A::L(t.len() as i64)],
+        );
+    }
+    let mut norm = vec![0.0f32; 1];
+    let one = cudarc::driver::LaunchConfig {
+        grid_dim: (1, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    emu.launch(
+        "norm_finish",
+        one,
+        &[p(&mut norm), c(&partials), A::I(blocks as i32)],
+    );
+    assert_close("grad norm", &norm, &[want], 1e-5);
+    let mut x = tensors[2].1.clone();
+    emu.launch(
+        "clip_by_norm",
+        elementwise(x.len()).unwrap(),
+        &[p(&mut x), A::L(x.len() as i64), c(&norm), A::F(want * 0.5)],
+    );
+    let clipped: Vec<f32> = tensors[2].0.iter().map(|v| v * 0.5).collect();
+    assert_close("clip", &f(&x), &clipped, rtol::<T>());
+}
+
+#[test]
+fn grad_norm_kernels_match_cpu() {
+    each_precision("grad_norm", &grad_norm::FILE, |e, r, prec| {
+        dispatch!(prec, grad_norm_case, e, r)
+    });
+}
+
+fn bias_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
+    let (n, ch) = (1099usize, 300usize);
+    let (dout, dot) = rand::<T>(r, n * ch, 1.0);
+    let (mut db, dbt) = rand::<T>(r, ch, 1.0);
+    for row in dout.chunks(ch) {
+        for (a, &x) in db.iter_mut().zip(row) {
+            *a += x;
+        }
+    }
+    let (chunks, per) = column_chunks(n);
+    let mut partial = vec![0.0f32; chunks * ch];
+    emu.launch(
+        "column_sum_partial",
+        column_grid(n, ch).unwrap(),
+        &[
+            p(&mut partial),
+            c(&dot),
+            A::I(n as i32),
+            A::I(ch as i32),
+            A::I(per as i32),
+        ],
+    );
+    let mut got = dbt;
+    emu.launch(
+        "column_sum_finish",
+        elementwise(ch).unwrap(),
+        &[
+            p(&mut got),
+            c(&partial),
+            A::I(chunks as i32),
+            A::I(ch as i32),
+            A::L(ch as i64),
+        ],
+    );
+    assert_close("bias grad", &f(&got), &db, rtol::<T>() * 4.0);
+}
+
+#[test]
+fn bias_grad_kernels_match_cpu() {
+    each_precision("bias_grad", &bias_grad::FILE, |e, r, prec| {
+        dispatch!(prec, bias_case, e, r)
+    });
+}
+
+#[test]
+fn cast_kernels_round_like_half() {
+    if let Err(e) = compiler() {
+        eprintln!("skipped casts: no C++20 compiler ({e})");
+        return;
+    }
+    let mut r = rng("casts");
+    let emu = Emu::build(&cast::FILE, Precision::F32).expect("emulator build");
+    let n = 5003usize;
+    let x: Vec<f32> = (0..n).map(|_| (r.normal() * 100.0) as f32).collect();
+    let mut b = vec![bf16::ZERO; n];
+    emu.launch(
+        "cast_f32_to_bf16",
+        elementwise(n).unwrap(),
+        &[p(&mut b), c(&x), A::L(n as i64)],
+    );
+    let want: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+    assert_eq!(b, want, "f32 -> bf16 must round to nearest even like half");
+    let mut back = vec![0.0f32; n];
+    emu.launch(
+        "cast_bf16_to_f32",
+        elementwise(n).unwrap(),
+        &[p(&mut back), c(&b), A::L(n as i64)],
+    );
+    assert!(back.iter().zip(&want).all(|(a, b)| *a == b.to_f32()));
+}
