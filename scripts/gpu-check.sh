@@ -35,7 +35,7 @@ fi
 say "NVRTC"
 if [ -z "${LLMRT_NVRTC_LIB:-}" ]; then
     for cand in /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda-*/lib64/libnvrtc.so* \
-        "$PWD"/.nvrtc/nvidia/*/lib/libnvrtc.so* "$PWD"/shared/nvrtc/nvidia/*/lib/libnvrtc.so* \
+        "$PWD"/target/nvrtc/nvidia/*/lib/libnvrtc.so* "$PWD"/shared/nvrtc/nvidia/*/lib/libnvrtc.so* \
         $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null | \
           xargs -n1 -I{} sh -c 'ls {}/nvidia/*/lib/libnvrtc.so* 2>/dev/null'); do
         case "$cand" in *builtins*|*alt*) continue ;; esac
@@ -43,8 +43,8 @@ if [ -z "${LLMRT_NVRTC_LIB:-}" ]; then
     done
 fi
 if [ -z "${LLMRT_NVRTC_LIB:-}" ] && ! ldconfig -p 2>/dev/null | grep -q libnvrtc; then
-    echo "NVRTC not found locally; trying PyPI (scripts/install-nvrtc.sh .nvrtc)"
-    if out=$(timeout 120 scripts/install-nvrtc.sh .nvrtc); then
+    echo "NVRTC not found locally; trying PyPI (scripts/install-nvrtc.sh target/nvrtc)"
+    if out=$(timeout 120 scripts/install-nvrtc.sh target/nvrtc); then
         eval "$(printf '%s\n' "$out" | grep '^export')"
     else
         echo "could not install NVRTC: kernel tests will fail with 'NVRTC not found'"

@@ -82,6 +82,25 @@ fn config(
     }
 }
 
+/// `out^T (OC x N) = W (col-major IC x OC, transposed) · inp^T (IC x N)`:
+/// A = weight, B = inp, C = out.
+pub fn forward_config(n: usize, ic: usize, oc: usize) -> MatmulConfig {
+    config(true, false, oc, n, ic, ic, ic, oc, 0.0)
+}
+
+/// `dinp^T (IC x N) (+)= W^T (col-major IC x OC) · dout^T (OC x N)`:
+/// A = weight, B = dout, C = dinp.
+pub fn dinp_config(n: usize, ic: usize, oc: usize, accumulate: bool) -> MatmulConfig {
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    config(false, false, ic, n, oc, ic, oc, ic, beta)
+}
+
+/// `dW^T (IC x OC) += inp^T (IC x N) · dout (N x OC, dout^T transposed)`:
+/// A = inp, B = dout, C = dweight.
+pub fn dweight_config(n: usize, ic: usize, oc: usize) -> MatmulConfig {
+    config(false, true, ic, oc, n, ic, oc, ic, 1.0)
+}
+
 impl Blas {
     /// A handle on the device's stream; a missing `libcublasLt` is an error, not a panic.
     pub fn new(dev: &CudaDevice) -> Result<Self, CudaError> {
@@ -117,8 +136,7 @@ impl Blas {
         if let Some(b) = bias {
             check_len("matmul bias", b.len(), oc)?;
         }
-        // out^T (OC x N) = W (col-major IC x OC, transposed) · inp^T (IC x N).
-        let cfg = config(true, false, oc, n, ic, ic, ic, oc, 0.0);
+        let cfg = forward_config(n, ic, oc);
         // SAFETY: the lengths were checked against m, n, k and the leading dimensions.
         unsafe { self.matmul(cfg, weight, inp, out, bias, None) }?;
         Ok(())
@@ -147,15 +165,72 @@ impl Blas {
         check_len("matmul dout", dout.len(), n * oc)?;
         check_len("matmul inp", inp.len(), n * ic)?;
         check_len("matmul weight", weight.len(), oc * ic)?;
-        // dinp^T (IC x N) = W^T (col-major IC x OC) · dout^T (OC x N).
-        let beta = if accumulate { 1.0 } else { 0.0 };
-        let cfg = config(false, false, ic, n, oc, ic, oc, ic, beta);
+        let cfg = dinp_config(n, ic, oc, accumulate);
         // SAFETY: as in forward.
         unsafe { self.matmul(cfg, weight, dout, dinp, None, None) }?;
-        // dW^T (IC x OC) += inp^T (IC x N) · dout (N x OC, dout^T transposed).
-        let cfg = config(false, true, ic, oc, n, ic, oc, ic, 1.0);
+        let cfg = dweight_config(n, ic, oc);
         // SAFETY: as in forward.
         unsafe { self.matmul(cfg, inp, dout, dweight, None, None) }?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::linear;
+    use crate::rng::Rng;
+
+    /// cuBLAS's column-major `C = alpha op(A) op(B) + beta C`, by definition.
+    fn gemm_ref(cfg: &MatmulConfig, a: &[f32], b: &[f32], c: &mut [f32]) {
+        let (m, n, k) = (cfg.m as usize, cfg.n as usize, cfg.k as usize);
+        let (lda, ldb, ldc) = (cfg.lda as usize, cfg.ldb as usize, cfg.ldc as usize);
+        for j in 0..n {
+            for i in 0..m {
+                let mut s = 0.0f64;
+                for kk in 0..k {
+                    let x = if cfg.transa {
+                        a[kk + i * lda]
+                    } else {
+                        a[i + kk * lda]
+                    };
+                    let y = if cfg.transb {
+                        b[j + kk * ldb]
+                    } else {
+                        b[kk + j * ldb]
+                    };
+                    s += x as f64 * y as f64;
+                }
+                let o = &mut c[i + j * ldc];
+                *o = (cfg.alpha as f64 * s + cfg.beta as f64 * *o as f64) as f32;
+            }
+        }
+    }
+
+    /// The three configurations, read as cuBLAS reads them, give the CPU linear layer.
+    #[test]
+    fn configs_compute_the_linear_layer() {
+        let mut r = Rng::new(7);
+        let (n, ic, oc) = (5usize, 7usize, 3usize);
+        let mut rand = |len: usize| (0..len).map(|_| r.normal() as f32).collect::<Vec<f32>>();
+        let (x, w, dout) = (rand(n * ic), rand(oc * ic), rand(n * oc));
+        let (gx0, gw0) = (rand(n * ic), rand(oc * ic));
+        let mut want = vec![0.0f32; n * oc];
+        linear::linear_forward(&mut want, &x, &w, None, n, ic, oc);
+        let mut got = vec![0.0f32; n * oc];
+        gemm_ref(&forward_config(n, ic, oc), &w, &x, &mut got);
+        let close = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + q.abs()))
+        };
+        assert!(close(&got, &want), "forward {got:?} vs {want:?}");
+        let (mut gx, mut gw) = (gx0.clone(), gw0.clone());
+        linear::linear_backward(&mut gx, &mut gw, None, &dout, &x, &w, n, ic, oc);
+        let (mut hx, mut hw) = (gx0, gw0);
+        gemm_ref(&dinp_config(n, ic, oc, true), &w, &dout, &mut hx);
+        gemm_ref(&dweight_config(n, ic, oc), &x, &dout, &mut hw);
+        assert!(close(&hx, &gx), "dinp {hx:?} vs {gx:?}");
+        assert!(close(&hw, &gw), "dweight {hw:?} vs {gw:?}");
     }
 }
