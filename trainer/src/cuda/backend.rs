@@ -612,3 +612,71 @@ fn gpu_act(a: Activation) -> activation::Activation {
         Activation::Relu => activation::Activation::Relu,
     }
 }
+
+/// What `--device` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The GPU when one opens, else the CPU (the default).
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// GPU 0; an error when there is none.
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// Parses `auto`, `cpu` or `cuda`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(DeviceChoice::Auto),
+            "cpu" => Some(DeviceChoice::Cpu),
+            "cuda" | "gpu" => Some(DeviceChoice::Cuda),
+            _ => None,
+        }
+    }
+}
+
+/// A chosen backend and, when `Auto` fell back to the CPU, why.
+pub type Chosen = (Box<dyn Backend<f32>>, Option<String>);
+
+/// The backend for `choice`, plus a note to print when `Auto` fell back to the CPU
+/// (the one-line reason no GPU was used). `Cuda` without a GPU is the error itself.
+pub fn choose_backend(choice: DeviceChoice) -> Result<Chosen, CudaError> {
+    match choice {
+        DeviceChoice::Cpu => Ok((Box::new(Cpu), None)),
+        DeviceChoice::Cuda => Ok((Box::new(CudaBackend::new(0)?), None)),
+        DeviceChoice::Auto => match CudaBackend::new(0) {
+            Ok(b) => Ok((Box::new(b), None)),
+            Err(e) => Ok((Box::new(Cpu), Some(format!("{e}; using the CPU")))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_choice_falls_back_with_a_reason() {
+        assert_eq!(DeviceChoice::parse("cuda"), Some(DeviceChoice::Cuda));
+        assert_eq!(DeviceChoice::parse("tpu"), None);
+        let (cpu, note) = choose_backend(DeviceChoice::Cpu).unwrap();
+        assert!(cpu.name().starts_with("cpu") && note.is_none());
+        let (auto, note) = choose_backend(DeviceChoice::Auto).unwrap();
+        match choose_backend(DeviceChoice::Cuda) {
+            Ok((gpu, _)) => {
+                assert!(gpu.name().starts_with("cuda:"));
+                assert!(auto.name().starts_with("cuda:") && note.is_none());
+            }
+            Err(e) => {
+                let note = note.unwrap();
+                assert!(auto.name().starts_with("cpu"), "{}", auto.name());
+                assert!(
+                    note.starts_with("no CUDA GPU/driver found") || note.contains("cuBLASLt"),
+                    "{note}"
+                );
+                assert!(!e.to_string().contains('\n'), "{e}");
+            }
+        }
+    }
+}
