@@ -374,4 +374,13 @@ fn pool_runs_every_part_once_and_propagates_panics() {
         hits.fetch_add(1, Ordering::Relaxed);
     });
     assert_eq!(hits.load(Ordering::Relaxed), 3);
+    // Pools dropped before (or right after) their threads start must still shut down.
+    for jobs in 0..3 {
+        for _ in 0..30 {
+            let p = Pool::new(2);
+            for _ in 0..jobs {
+                p.run(5, &|_| ());
+            }
+        }
+    }
 }

@@ -428,10 +428,14 @@ pub struct Cpu {
     pool: Option<pool::Pool>,
 }
 
-/// Weight bytes below which a product runs on one thread: splitting costs more than
-/// it saves (a pool hand-off is about a microsecond; see the report in `benches/`).
+/// Weight bytes (times activations, up to 8) below which a part is not worth its
+/// hand-off (about a microsecond; `dispatch` in `benches/kernels.rs`).
 #[cfg(feature = "std")]
-const MIN_BYTES_PER_THREAD: usize = 16 * 1024;
+const MIN_BYTES_PER_PART: usize = 16 * 1024;
+
+/// Most parts per thread a product is split into (dynamic load balance).
+#[cfg(feature = "std")]
+const PARTS_PER_THREAD: usize = 4;
 
 impl Cpu {
     /// A context on the fastest path this CPU has (with `std`: run-time detection,
@@ -509,8 +513,12 @@ impl Cpu {
         let mut out = OutRows::whole(y, w.rows, n);
         #[cfg(feature = "std")]
         if let Some(pool) = &self.pool {
+            // Up to PARTS_PER_THREAD parts per thread, claimed dynamically, so a
+            // thread that starts late (or is descheduled) takes fewer.
             let bytes = w.data.len().saturating_mul(n.min(8));
-            let parts = (bytes / MIN_BYTES_PER_THREAD).clamp(1, self.threads);
+            let parts = (bytes / MIN_BYTES_PER_PART)
+                .min(self.threads * PARTS_PER_THREAD)
+                .min(w.rows.div_ceil(4));
             if parts > 1 {
                 return split_rows(pool, parts, engine, w, x, a, &out);
             }
@@ -519,7 +527,7 @@ impl Cpu {
     }
 }
 
-/// Runs `parts` disjoint row ranges of `out` on the pool (the caller takes part 0).
+/// Runs `parts` disjoint row ranges of `out` on the pool and the calling thread.
 #[cfg(feature = "std")]
 fn split_rows(
     pool: &pool::Pool,
@@ -530,7 +538,7 @@ fn split_rows(
     a: &[Q8Act],
     out: &OutRows<'_>,
 ) {
-    // Row ranges in multiples of 4 rows, so a SIMD row tile never straddles threads.
+    // Row ranges in multiples of 4 rows (whole cache lines of y for n = 1).
     let rows = w.rows;
     let per = rows.div_ceil(parts).next_multiple_of(4);
     pool.run(parts, &|k| {

@@ -1,10 +1,12 @@
 //! A small persistent thread pool for splitting one matrix product across threads.
 //!
 //! Generation makes hundreds of small products per token, so the hand-off must cost
-//! little: workers spin on an epoch counter for a while after each job (the next
-//! product usually follows within microseconds) and only then park on a condvar. The
-//! caller runs part 0 itself and spins until the workers are done. Measured against
-//! `rayon::join` in `benches/kernels.rs` (`dispatch` group).
+//! little. A job is `parts` independent calls `f(k)`; the caller and the workers all
+//! claim parts from one atomic word, so if a worker is slow to wake (or descheduled
+//! on a busy machine) the caller simply does its parts too and never waits for a
+//! thread that is not running. Workers spin on that word for a while after each job
+//! (the next product usually follows within microseconds) and only then park on a
+//! condvar. Measured against `rayon::join` in `benches/kernels.rs` (`dispatch`).
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -16,20 +18,35 @@ use std::vec::Vec;
 /// Spins (each a `spin_loop` hint) a worker makes before it parks.
 const SPIN: u32 = 1 << 14;
 
-/// The job of the current epoch: called with the part index.
+/// The most parts one job may have (the width of the part fields of the state word).
+pub const MAX_PARTS: usize = 0xffff;
+
+/// The job of the current sequence number: called with the part index.
 type Job = *const (dyn Fn(usize) + Sync);
 
+/// The state word: `seq << 32 | parts << 16 | next` — the job's sequence number, its
+/// number of parts and the next unclaimed part. Claims are compare-and-swaps on the
+/// whole word, so a claim can never be counted against the wrong job.
+fn pack(seq: u64, parts: usize, next: usize) -> u64 {
+    (seq << 32) | ((parts as u64) << 16) | next as u64
+}
+
+fn unpack(s: u64) -> (u64, usize, usize) {
+    (
+        s >> 32,
+        ((s >> 16) & 0xffff) as usize,
+        (s & 0xffff) as usize,
+    )
+}
+
 struct Shared {
-    /// Bumped once per job; a worker runs the job when it sees a new value.
-    epoch: AtomicU64,
-    /// Written only by the caller of `run` while no worker reads it (before the epoch
-    /// is bumped, after `pending` reaches 0).
+    state: AtomicU64,
+    /// Written only by `run` while no part of the previous job is running or can be
+    /// claimed; read after a successful claim.
     job: UnsafeCell<Option<Job>>,
-    /// Parts of the current job: worker w runs part w+1 if w+1 < parts.
-    parts: AtomicUsize,
-    /// Workers that have not finished the current job.
-    pending: AtomicUsize,
-    /// A worker's part panicked.
+    /// Parts of the current job that have finished.
+    done: AtomicUsize,
+    /// A part panicked.
     panicked: AtomicBool,
     /// Tells the workers to exit.
     stop: AtomicBool,
@@ -39,27 +56,67 @@ struct Shared {
     wake: Condvar,
 }
 
-// SAFETY: `job` is the only non-Sync field; it is written by `run` only while every
-// worker is idle (between jobs), and read by workers only after they observe the new
-// epoch (Acquire), which `run` publishes (Release) after writing it.
+// SAFETY: `job` is the only non-Sync field. `run` writes it before publishing the new
+// state word (SeqCst) and only after every claimed part of the previous job is done;
+// a worker reads it only after claiming a part of the new job (a SeqCst CAS on that
+// word), so writes and reads never overlap.
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the raw job pointer is only dereferenced under that protocol.
 unsafe impl Send for Shared {}
+
+impl Shared {
+    /// Claims and runs parts of job `seq` until none is left.
+    fn work(&self, seq: u64) {
+        let mut s = self.state.load(Ordering::SeqCst);
+        loop {
+            let (sq, parts, next) = unpack(s);
+            if sq != seq || next >= parts {
+                return;
+            }
+            match self.state.compare_exchange_weak(
+                s,
+                pack(sq, parts, next + 1),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    // SAFETY: we hold an unfinished part of job `seq`, so `run` has
+                    // written `job` for it and waits (keeping `f` alive and `job`
+                    // unchanged) until `done` counts this part.
+                    if let Some(job) = unsafe { *self.job.get() } {
+                        // SAFETY: as above, the closure outlives this call.
+                        let f = unsafe { &*job };
+                        if catch_unwind(AssertUnwindSafe(|| f(next))).is_err() {
+                            self.panicked.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    self.done.fetch_add(1, Ordering::Release);
+                    s = self.state.load(Ordering::SeqCst);
+                }
+                Err(cur) => s = cur,
+            }
+        }
+    }
+}
 
 /// A pool of `workers` threads plus the calling thread.
 pub struct Pool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    /// Sequence number of the last job.
+    seq: core::cell::Cell<u64>,
 }
 
 impl Pool {
-    /// Starts `workers` threads (so `run` can use `workers + 1` threads).
+    /// Starts `workers` threads (so `run` uses up to `workers + 1` threads).
+    ///
+    /// # Panics
+    /// If the operating system cannot start a thread.
     pub fn new(workers: usize) -> Pool {
         let shared = Arc::new(Shared {
-            epoch: AtomicU64::new(0),
+            state: AtomicU64::new(0),
             job: UnsafeCell::new(None),
-            parts: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             sleeping: AtomicUsize::new(0),
@@ -71,11 +128,15 @@ impl Pool {
                 let s = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name(std::format!("llmrt-kernel-{w}"))
-                    .spawn(move || worker(&s, w))
+                    .spawn(move || worker(&s))
                     .expect("cannot spawn a kernel thread")
             })
             .collect();
-        Pool { shared, workers }
+        Pool {
+            shared,
+            workers,
+            seq: core::cell::Cell::new(0),
+        }
     }
 
     /// Threads `run` can use: the workers plus the caller.
@@ -83,42 +144,41 @@ impl Pool {
         self.workers.len() + 1
     }
 
-    /// Calls `f(k)` once for every `k in 0..parts`, part 0 on the calling thread and
-    /// the others on the workers, and returns when all are done.
+    /// Calls `f(k)` once for every `k in 0..parts` on the calling thread and the
+    /// workers (whoever is free claims the next part) and returns when all are done.
     ///
     /// # Panics
-    /// If `parts > self.threads()`, or if `f` panicked on any thread (after all parts
-    /// have finished).
+    /// If `parts > MAX_PARTS`, or if `f` panicked on any thread (after all parts have
+    /// finished).
     pub fn run(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
-        assert!(parts <= self.threads(), "more parts than threads");
-        if parts <= 1 {
-            if parts == 1 {
-                f(0);
-            }
+        assert!(parts <= MAX_PARTS, "too many parts");
+        if parts <= 1 || self.workers.is_empty() {
+            (0..parts).for_each(f);
             return;
         }
         let s = &*self.shared;
+        let seq = (self.seq.get() + 1) & 0xffff_ffff;
+        self.seq.set(seq);
         let job: *const (dyn Fn(usize) + Sync + '_) = f;
-        // SAFETY: all workers are idle (the previous `run` waited for `pending == 0`),
-        // so nobody reads `job` now; the lifetime is erased, but `f` outlives every
-        // use because this function waits for all workers before returning.
+        // SAFETY: every part of the previous job has finished (the previous `run`
+        // waited for `done == parts`) and its state word has no part left, so no
+        // thread reads `job` now. The lifetime is erased, but `f` outlives every use:
+        // this function returns only after all parts are done.
         unsafe {
             *s.job.get() = Some(core::mem::transmute::<
                 *const (dyn Fn(usize) + Sync + '_),
                 Job,
             >(job))
         };
-        s.parts.store(parts, Ordering::Relaxed);
-        s.pending.store(self.workers.len(), Ordering::Relaxed);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        s.done.store(0, Ordering::SeqCst);
+        s.state.store(pack(seq, parts, 0), Ordering::SeqCst);
         if s.sleeping.load(Ordering::SeqCst) > 0 {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        // Our part; a panic must not unwind past the workers still using `f`.
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
+        s.work(seq);
         let mut spins = 0u32;
-        while s.pending.load(Ordering::Acquire) != 0 {
+        while s.done.load(Ordering::Acquire) != parts {
             spins = spins.wrapping_add(1);
             if spins < SPIN {
                 core::hint::spin_loop();
@@ -126,11 +186,8 @@ impl Pool {
                 std::thread::yield_now();
             }
         }
-        if let Err(p) = mine {
-            resume_unwind(p);
-        }
         if s.panicked.swap(false, Ordering::Relaxed) {
-            panic!("a kernel worker thread panicked");
+            resume_unwind(std::boxed::Box::new("a kernel part panicked"));
         }
     }
 }
@@ -139,7 +196,11 @@ impl Drop for Pool {
     fn drop(&mut self) {
         let s = &*self.shared;
         s.stop.store(true, Ordering::SeqCst);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        // A new sequence number with no parts wakes everyone up.
+        s.state.store(
+            pack((self.seq.get() + 1) & 0xffff_ffff, 0, 0),
+            Ordering::SeqCst,
+        );
         {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
@@ -158,44 +219,34 @@ impl core::fmt::Debug for Pool {
     }
 }
 
-/// Worker `w`: waits for each new epoch and runs part `w + 1` of its job.
-fn worker(s: &Shared, w: usize) {
-    let mut seen = 0u64;
+/// A worker: waits for each new job (spinning, then parked) and helps with its parts.
+fn worker(s: &Shared) {
+    // The sequence number the pool started with, not the current one: a thread that
+    // starts late (busy machine) must still see the jobs, and the stop, posted
+    // before it ran.
+    let mut seen = 0;
     loop {
-        // Spin, then park until the epoch moves.
         let mut spins = 0u32;
-        let mut epoch = s.epoch.load(Ordering::Acquire);
-        while epoch == seen {
+        let mut seq = unpack(s.state.load(Ordering::Acquire)).0;
+        while seq == seen {
             if spins < SPIN {
                 spins += 1;
                 core::hint::spin_loop();
             } else {
                 let mut g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
                 s.sleeping.fetch_add(1, Ordering::SeqCst);
-                while s.epoch.load(Ordering::SeqCst) == seen {
+                while unpack(s.state.load(Ordering::SeqCst)).0 == seen {
                     g = s.wake.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
                 s.sleeping.fetch_sub(1, Ordering::SeqCst);
                 drop(g);
             }
-            epoch = s.epoch.load(Ordering::Acquire);
+            seq = unpack(s.state.load(Ordering::Acquire)).0;
         }
-        seen = epoch;
+        seen = seq;
         if s.stop.load(Ordering::SeqCst) {
             return;
         }
-        // SAFETY: the new epoch was published (Release/SeqCst) after `job` was
-        // written, and `run` does not touch `job` or drop `f` until `pending` is 0.
-        let job = unsafe { *s.job.get() };
-        if let Some(job) = job {
-            if w + 1 < s.parts.load(Ordering::Relaxed) {
-                // SAFETY: `f` is alive until this worker decrements `pending` (above).
-                let f = unsafe { &*job };
-                if catch_unwind(AssertUnwindSafe(|| f(w + 1))).is_err() {
-                    s.panicked.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-        s.pending.fetch_sub(1, Ordering::Release);
+        s.work(seq);
     }
 }
