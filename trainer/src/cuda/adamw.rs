@@ -68,7 +68,7 @@ pub fn update<T: GpuFloat>(
         return Err(CudaError::Shape("adamw: step counts from 1".into()));
     }
     let (bc1, bc2) = adam_bias_corrections(hp.beta1, hp.beta2, hp.step);
-    let l = Launch::new(dev, &FILE, T::PRECISION, "adamw_update")?
+    Launch::new(dev, &FILE, T::PRECISION, "adamw_update")?
         .ptr(params)
         .opt(state.master.as_deref())
         .ptr(grads)
@@ -81,10 +81,8 @@ pub fn update<T: GpuFloat>(
         .f32(bc1)
         .f32(bc2)
         .f32(hp.eps)
-        .f32(hp.weight_decay);
-    let l = match clip {
-        Some((norm, max)) => l.ptr(norm).f32(max),
-        None => l.null().f32(0.0),
-    };
-    l.run(elementwise(n)?)
+        .f32(hp.weight_decay)
+        .opt(clip.map(|c| c.0))
+        .f32(clip.map_or(0.0, |c| c.1))
+        .run(elementwise(n)?)
 }

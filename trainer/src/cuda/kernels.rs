@@ -75,6 +75,47 @@ pub struct KernelFile {
     pub hot: bool,
 }
 
+/// The kind of one kernel parameter, as the launch passes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// Any pointer (a 64-bit device address).
+    Ptr,
+    /// `int`.
+    I32,
+    /// `long long`.
+    I64,
+    /// `float`.
+    F32,
+}
+
+/// The parameter kinds of `extern "C" __global__ void name(...)` in `source`, or `None`
+/// when the function is not there or a parameter type is not one of the four kinds.
+pub fn signature(source: &str, name: &str) -> Option<Vec<ParamKind>> {
+    let head = format!("extern \"C\" __global__ void {name}(");
+    let start = source.find(&head)? + head.len();
+    let params = &source[start..start + source[start..].find(')')?];
+    params
+        .split(',')
+        .map(|p| {
+            let p = p.trim();
+            let ty = p
+                .rsplit_once(char::is_whitespace)
+                .map_or(p, |(t, _)| t)
+                .trim();
+            if ty.ends_with('*') {
+                Some(ParamKind::Ptr)
+            } else {
+                match ty {
+                    "int" => Some(ParamKind::I32),
+                    "long long" => Some(ParamKind::I64),
+                    "float" => Some(ParamKind::F32),
+                    _ => None,
+                }
+            }
+        })
+        .collect()
+}
+
 /// Every kernel file, in the order the compile test reports them.
 pub const ALL: &[&KernelFile] = &[
     &super::embedding::FILE,
@@ -108,6 +149,24 @@ mod tests {
             found.sort_unstable();
             declared.sort_unstable();
             assert_eq!(found, declared, "kernel file {}", f.name);
+            for name in f.functions {
+                let sig = signature(f.source, name);
+                assert!(
+                    sig.as_ref().is_some_and(|s| !s.is_empty()),
+                    "{}.cu {name}: parameters not understood",
+                    f.name
+                );
+            }
         }
+    }
+
+    #[test]
+    fn signatures_parse_the_parameter_kinds() {
+        use ParamKind::*;
+        let src = "extern \"C\" __global__ void k(floatX* out, const float* x, int n,\n long long m, float eps) {}";
+        assert_eq!(signature(src, "k"), Some(vec![Ptr, Ptr, I32, I64, F32]));
+        assert_eq!(signature(src, "missing"), None);
+        let bad = "extern \"C\" __global__ void k(double x) {}";
+        assert_eq!(signature(bad, "k"), None);
     }
 }

@@ -5,7 +5,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{KernelFile, Precision};
+use super::kernels::{signature, KernelFile, ParamKind, Precision};
 use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
 
 /// Threads per block of the element-wise and warp-per-row kernels.
@@ -243,6 +243,8 @@ enum Arg {
 pub struct Launch<'a> {
     dev: &'a CudaDevice,
     func: CudaFunction,
+    file: &'static KernelFile,
+    name: String,
     args: Vec<Arg>,
 }
 
@@ -257,6 +259,8 @@ impl<'a> Launch<'a> {
         Ok(Launch {
             dev,
             func: dev.function(file, precision, name)?,
+            file,
+            name: name.to_string(),
             args: Vec::new(),
         })
     }
@@ -312,7 +316,28 @@ impl<'a> Launch<'a> {
     }
 
     /// Queues the launch on the device's stream and checks the launch error at once.
+    /// The argument list is first checked against the kernel's parameter list in its
+    /// source, so a launcher out of step with its kernel is an error, not a bad launch.
     pub fn run(self, cfg: LaunchConfig) -> Result<(), CudaError> {
+        let kinds: Vec<ParamKind> = self
+            .args
+            .iter()
+            .map(|a| match a {
+                Arg::Ptr(_) => ParamKind::Ptr,
+                Arg::I32(_) => ParamKind::I32,
+                Arg::I64(_) => ParamKind::I64,
+                Arg::F32(_) => ParamKind::F32,
+            })
+            .collect();
+        match signature(self.file.source, &self.name) {
+            Some(sig) if sig == kinds => {}
+            sig => {
+                return Err(CudaError::Shape(format!(
+                    "launch of {}.cu {} passes {kinds:?}, the kernel takes {sig:?}",
+                    self.file.name, self.name
+                )))
+            }
+        }
         let stream = self.dev.stream();
         let mut b = stream.launch_builder(&self.func);
         for a in &self.args {
@@ -402,5 +427,70 @@ mod tests {
         // The betas are f32 (0.999f32 = 0.99900001...), so compare relatively.
         assert!((b1 / 0.19 - 1.0).abs() < 1e-6, "{b1}");
         assert!((b2 / 0.001999 - 1.0).abs() < 2e-5, "{b2}");
+    }
+
+    /// Every launcher's argument chain (`Launch::new(.., "kernel")?.ptr(..).i32(..)...
+    /// .run(..)`, read from its source) has the kinds and count of the kernel's
+    /// parameters, so argument lists are checked without a GPU.
+    #[test]
+    fn launcher_argument_lists_match_the_kernels() {
+        use crate::cuda::kernels::ALL;
+        let launchers = [
+            include_str!("activation.rs"),
+            include_str!("adamw.rs"),
+            include_str!("attention.rs"),
+            include_str!("bias_grad.rs"),
+            include_str!("cast.rs"),
+            include_str!("classifier.rs"),
+            include_str!("embedding.rs"),
+            include_str!("grad_norm.rs"),
+            include_str!("layernorm.rs"),
+            include_str!("rmsnorm.rs"),
+            include_str!("rope.rs"),
+        ];
+        let mut checked = 0;
+        for src in launchers {
+            for part in src.split("Launch::new(").skip(1) {
+                let Some(run_at) = part.find(".run(") else {
+                    continue;
+                };
+                let chain = &part[..run_at];
+                // The kernel name: the string literal in the call, when there is one.
+                let call = &chain[..chain.find(')').unwrap_or(0)];
+                let Some(name) = call.split('"').nth(1) else {
+                    continue;
+                };
+                let mut kinds = Vec::new();
+                let mut rest = chain;
+                while let Some(dot) = rest.find('.') {
+                    rest = &rest[dot + 1..];
+                    let method: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !rest[method.len()..].starts_with('(') {
+                        continue;
+                    }
+                    kinds.push(match method.as_str() {
+                        "ptr" | "out" | "opt" | "raw" | "null" => ParamKind::Ptr,
+                        "i32" => ParamKind::I32,
+                        "i64" => ParamKind::I64,
+                        "f32" => ParamKind::F32,
+                        _ => continue,
+                    });
+                }
+                let file = ALL
+                    .iter()
+                    .find(|f| f.functions.contains(&name))
+                    .expect(name);
+                assert_eq!(
+                    signature(file.source, name),
+                    Some(kinds),
+                    "launcher of {name}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 25, "only {checked} launches found");
     }
 }
