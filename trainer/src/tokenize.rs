@@ -125,6 +125,22 @@ impl TextTokenizer {
         }
     }
 
+    /// For shards that came without a tokenizer: the byte pieces for ids below 256,
+    /// `<tokN>` placeholders above, so the exported file still has `vocab_size` pieces.
+    pub fn placeholder(vocab_size: usize) -> Self {
+        let table = byte_to_unicode();
+        TextTokenizer {
+            kind: "bpe".into(),
+            tokens: (0..vocab_size)
+                .map(|i| match table.get(i) {
+                    Some(c) => c.to_string(),
+                    None => format!("<tok{i}>"),
+                })
+                .collect(),
+            merges: Vec::new(),
+        }
+    }
+
     /// Byte-level BPE trained on `text` with the `tokenizers` crate's BPE trainer to
     /// `vocab_size` tokens (at least the 256 byte pieces).
     pub fn train_bpe(text: &str, vocab_size: usize) -> Result<Self, DataError> {

@@ -267,7 +267,14 @@ fn prepare(args: &TrainArgs, dir: &Path) -> Result<(TrainConfig, Option<Init>), 
             let tok = match &init {
                 Some(i) => i.tokenizer.clone(),
                 None if tok_path.is_file() => TextTokenizer::load(&tok_path)?,
-                None => TextTokenizer::byte(),
+                None => {
+                    eprintln!(
+                        "note: {} has no tokenizer.json; using {} placeholder pieces",
+                        inputs[0].display(),
+                        cfg.vocab_size
+                    );
+                    TextTokenizer::placeholder(cfg.vocab_size)
+                }
             };
             (files, tok)
         }
