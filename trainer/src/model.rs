@@ -883,6 +883,32 @@ mod tests {
     }
 
     #[test]
+    fn accumulating_two_halves_equals_one_batch() {
+        // Gradient accumulation: B=2 at scale 1 equals two B=1 passes at scale 1/2.
+        let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 1);
+        let mut m = Model::<f64>::new(o, true).unwrap();
+        m.params = rand_vec::<f64>(m.table.total, 77);
+        let mut r = Rng::new(78);
+        let tokens: Vec<u32> = (0..10).map(|_| r.below(11) as u32).collect();
+        let targets: Vec<u32> = (0..10).map(|_| r.below(11) as u32).collect();
+        m.zero_grad();
+        let whole = m.forward(&Cpu, &tokens, Some(&targets), 2, 5, None).unwrap().unwrap();
+        m.backward(&Cpu, 1.0).unwrap();
+        let g_whole = m.grads.clone();
+        m.zero_grad();
+        let mut halves = 0.0;
+        for k in 0..2 {
+            let (a, b) = (&tokens[5 * k..5 * k + 5], &targets[5 * k..5 * k + 5]);
+            halves += 0.5 * m.forward(&Cpu, a, Some(b), 1, 5, None).unwrap().unwrap();
+            m.backward(&Cpu, 0.5).unwrap();
+        }
+        assert!((whole - halves).abs() < 1e-12);
+        for (a, b) in g_whole.iter().zip(&m.grads) {
+            assert!((a - b).abs() < 1e-12 * (1.0 + a.abs()));
+        }
+    }
+
+    #[test]
     fn f32_forward_matches_f64() {
         let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 1);
         let mut m64 = Model::<f64>::new(o.clone(), true).unwrap();
