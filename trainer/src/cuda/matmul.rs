@@ -110,6 +110,7 @@ impl Blas {
                 "libcublasLt.so could not be loaded (install the CUDA toolkit's cuBLAS)".into(),
             ));
         }
+        dev.context().bind_to_thread()?;
         Ok(Blas {
             lt: CudaBlasLT::new(dev.stream().clone())?,
         })
@@ -136,6 +137,8 @@ impl Blas {
         if let Some(b) = bias {
             check_len("matmul bias", b.len(), oc)?;
         }
+        // cuBLASLt works in the calling thread's current context.
+        self.lt.stream().context().bind_to_thread()?;
         let cfg = forward_config(n, ic, oc);
         // SAFETY: the lengths were checked against m, n, k and the leading dimensions.
         unsafe { self.matmul(cfg, weight, inp, out, bias, None) }?;
@@ -165,6 +168,7 @@ impl Blas {
         check_len("matmul dout", dout.len(), n * oc)?;
         check_len("matmul inp", inp.len(), n * ic)?;
         check_len("matmul weight", weight.len(), oc * ic)?;
+        self.lt.stream().context().bind_to_thread()?;
         let cfg = dinp_config(n, ic, oc, accumulate);
         // SAFETY: as in forward.
         unsafe { self.matmul(cfg, weight, dout, dinp, None, None) }?;

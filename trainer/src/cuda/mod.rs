@@ -8,6 +8,23 @@
 //! row-major `[B, T, C]`, linear weights `[out, in]`, RoPE on adjacent pairs, GELU tanh,
 //! parameter gradients accumulate (+=). Storage is fp32 or bf16 ([`Precision`]), the
 //! arithmetic always fp32.
+//!
+//! Map: [`device`] (open a GPU, load modules), [`nvrtc`] (find NVRTC, compile, read
+//! ptxas's report), [`cache`] (CUBINs on disk), [`launch`] (grid sizing, tiling and the
+//! launch builder, which checks argument kinds against the kernel source), one launcher
+//! per kernel file, [`matmul`] (cuBLASLt), [`backend`] (the trainer's `Backend` trait
+//! on all of it, and `--device` selection), [`bench`] (a device-resident GPT-2 step).
+//!
+//! Environment: `LLMRT_NVRTC_LIB` (path to `libnvrtc.so.13`), `LLMRT_CUDA_INCLUDE`
+//! (folder of `cuda_bf16.h`; found beside the library or in the toolkit otherwise),
+//! `LLMRT_CUBIN_CACHE` (cache folder). `scripts/install-nvrtc.sh DIR` installs NVRTC
+//! from PyPI and prints the exports.
+//!
+//! Tests: `trainer/tests/cuda_compile.rs` (every kernel through NVRTC for sm_80 and
+//! sm_90, no spills in hot kernels; needs only NVRTC), `cuda_emulated.rs` (every kernel
+//! run on the CPU through `emu/cuda_emu.h` against the CPU layers; needs only g++),
+//! `cuda_kernels.rs` and `cuda_bench.rs` (on a GPU; skipped with the reason otherwise),
+//! `scripts/gpu-check.sh` (all of it plus the GPT-2 124M benchmark, on a GPU machine).
 
 pub mod activation;
 pub mod adamw;
