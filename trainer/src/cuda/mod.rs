@@ -13,7 +13,7 @@
 //! ptxas's report), [`cache`] (CUBINs on disk), [`launch`] (grid sizing, tiling and the
 //! launch builder, which checks argument kinds against the kernel source), one launcher
 //! per kernel file, [`matmul`] (cuBLASLt), [`backend`] (the trainer's `Backend` trait
-//! on all of it, and `--device` selection), [`bench`] (a device-resident GPT-2 step).
+//! on all of it, and `--device` selection), [`mod@bench`] (a device-resident GPT-2 step).
 //!
 //! Environment: `LLMRT_NVRTC_LIB` (path to `libnvrtc.so.13`), `LLMRT_CUDA_INCLUDE`
 //! (folder of `cuda_bf16.h`; found beside the library or in the toolkit otherwise),
