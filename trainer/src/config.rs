@@ -516,6 +516,25 @@ mod tests {
     }
 
     #[test]
+    fn resolve_preset_file_then_sets() {
+        let p = std::env::temp_dir().join(format!("llm-train-cfg-{}.toml", std::process::id()));
+        std::fs::write(&p, "n_layers = 2\nlr = 5e-4\nnorm = \"rmsnorm\"\n").unwrap();
+        let a = ConfigArgs {
+            preset: Some("small".into()),
+            config: Some(p.clone()),
+            set: vec!["lr=1e-4".into()],
+        };
+        let c = a.resolve().unwrap();
+        assert_eq!(
+            (c.d_model, c.n_layers, c.lr, c.norm.as_str()),
+            (512, 2, 1e-4, "rmsnorm")
+        );
+        std::fs::write(&p, "layers = 2\n").unwrap();
+        assert!(a.resolve().unwrap_err().0.contains("unknown key 'layers'"));
+        let _ = std::fs::remove_file(p);
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let mut c = TrainConfig::tiny();
         c.n_heads = 3;

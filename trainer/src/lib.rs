@@ -10,14 +10,14 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod export;
-pub mod layers;
 pub mod import;
+pub mod layers;
 pub mod quantize;
 
+pub mod cuda;
 pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod scalar;
 pub mod tokenize;
 pub mod train;
-pub mod cuda;

@@ -23,6 +23,8 @@ enum Command {
     Train(llm_train::train::TrainArgs),
     /// Export a run's latest checkpoint to a .llm file.
     Export(llm_train::export::ExportArgs),
+    /// Continue a prompt with a run's latest checkpoint.
+    Sample(llm_train::train::SampleArgs),
     /// Convert a llama2.c, llm.c, Hugging Face safetensors or GGUF model to .llm.
     Import(llm_train::import::ImportArgs),
     /// Re-quantise the weight matrices of a .llm file.
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => llm_train::tokenize::run_tokenize(a),
         Command::Train(a) => llm_train::train::run_train(a),
         Command::Export(a) => llm_train::export::run_export(a),
+        Command::Sample(a) => llm_train::train::run_sample(a),
         Command::Import(a) => llm_train::import::run_import(a),
         Command::Quantize(a) => llm_train::quantize::run_quantize(a),
     };

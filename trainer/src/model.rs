@@ -892,7 +892,10 @@ mod tests {
         let tokens: Vec<u32> = (0..10).map(|_| r.below(11) as u32).collect();
         let targets: Vec<u32> = (0..10).map(|_| r.below(11) as u32).collect();
         m.zero_grad();
-        let whole = m.forward(&Cpu, &tokens, Some(&targets), 2, 5, None).unwrap().unwrap();
+        let whole = m
+            .forward(&Cpu, &tokens, Some(&targets), 2, 5, None)
+            .unwrap()
+            .unwrap();
         m.backward(&Cpu, 1.0).unwrap();
         let g_whole = m.grads.clone();
         m.zero_grad();

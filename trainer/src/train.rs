@@ -691,3 +691,35 @@ pub fn run_train(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
     train(&args)?;
     Ok(())
 }
+
+/// Arguments of `llm-train sample`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SampleArgs {
+    /// The run folder.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Text to continue.
+    #[arg(long, short, default_value = "\n")]
+    pub prompt: String,
+    /// Tokens to draw.
+    #[arg(long, short = 'n', default_value_t = 200)]
+    pub tokens: usize,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+}
+
+/// `llm-train sample`: continues a prompt with the run's latest checkpoint.
+pub fn run_sample(args: SampleArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let (_, mut model, tok) = crate::export::load_run(&args.run)?;
+    let prompt = tok.encode(&args.prompt)?;
+    let ids = sample(
+        &mut model,
+        &Cpu,
+        &prompt,
+        args.tokens,
+        &mut Rng::new(args.seed),
+    )?;
+    println!("{}{}", args.prompt, tok.decode(&ids));
+    Ok(())
+}
