@@ -230,16 +230,37 @@ fn dot_u4_i8(u: __m256i, y: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), _mm256_set1_epi16(1))
 }
 
+/// `d_w·d_x` in all 8 lanes, `d_w` the f16 at `blk[0..2]`. (`vpbroadcastw` +
+/// `vcvtph2ps`: no partial-register merge that would chain blocks together.)
+#[inline(always)]
+fn scale8(blk: &[u8], dy: f32) -> __m256 {
+    let h = u16_at(blk) as i16;
+    // SAFETY: only called from functions with AVX2 and F16C enabled.
+    unsafe { _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi16(h)), _mm256_set1_ps(dy)) }
+}
+
+/// The block dot shared by the three block types: `Σ_blocks scale·Σ(lanes of
+/// dot(block))`, two accumulators so consecutive blocks do not wait on each other.
+macro_rules! block_loop {
+    ($w:ident, $a:ident, $size:expr, |$blk:ident, $y:ident| $dot:expr) => {{
+        assert_eq!($w.len(), $size * $a.len());
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for (k, ($blk, $y)) in $w.chunks_exact($size).zip($a).enumerate() {
+            let d = scale8($blk, $y.d);
+            let i = $dot;
+            acc[k & 1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(i), acc[k & 1]);
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1]))
+    }};
+}
+
 /// Q8_0 row · quantised activations (ggml's `vec_dot_q8_0_q8_0`).
 ///
 /// # Panics
 /// If `w.len() != 34·a.len()`.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q8_0(w: &[u8], a: &[Q8Act]) -> f32 {
-    assert_eq!(w.len(), 34 * a.len());
-    let mut acc = _mm256_setzero_ps();
-    for (blk, y) in w.chunks_exact(34).zip(a) {
-        let d = _mm256_set1_ps(f16_to_f32(u16_at(blk)) * y.d);
+    block_loop!(w, a, 34, |blk, y| {
         // SAFETY: blk has 34 bytes, so 32 at offset 2; y.qs has 32 bytes.
         let (qx, qy) = unsafe {
             (
@@ -247,9 +268,8 @@ fn dot_q8_0(w: &[u8], a: &[Q8Act]) -> f32 {
                 load32(y.qs.as_ptr() as *const u8),
             )
         };
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
-    }
-    hsum(acc)
+        dot_i8(qx, qy)
+    })
 }
 
 /// Q4_0 row · quantised activations (ggml's `vec_dot_q4_0_q8_0`).
@@ -258,10 +278,7 @@ fn dot_q8_0(w: &[u8], a: &[Q8Act]) -> f32 {
 /// If `w.len() != 18·a.len()`.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_0(w: &[u8], a: &[Q8Act]) -> f32 {
-    assert_eq!(w.len(), 18 * a.len());
-    let mut acc = _mm256_setzero_ps();
-    for (blk, y) in w.chunks_exact(18).zip(a) {
-        let d = _mm256_set1_ps(f16_to_f32(u16_at(blk)) * y.d);
+    block_loop!(w, a, 18, |blk, y| {
         // SAFETY: blk has 18 bytes, so 16 at offset 2; y.qs has 32 bytes.
         let (qx, qy) = unsafe {
             (
@@ -269,10 +286,8 @@ fn dot_q4_0(w: &[u8], a: &[Q8Act]) -> f32 {
                 load32(y.qs.as_ptr() as *const u8),
             )
         };
-        let qx = _mm256_sub_epi8(qx, _mm256_set1_epi8(8));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
-    }
-    hsum(acc)
+        dot_i8(_mm256_sub_epi8(qx, _mm256_set1_epi8(8)), qy)
+    })
 }
 
 /// Q4_1 row · quantised activations with `s` (ggml's `vec_dot_q4_1_q8_1`).
@@ -281,12 +296,11 @@ fn dot_q4_0(w: &[u8], a: &[Q8Act]) -> f32 {
 /// If `w.len() != 20·a.len()`.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_q4_1(w: &[u8], a: &[Q8Act]) -> f32 {
-    assert_eq!(w.len(), 20 * a.len());
-    let mut acc = _mm256_setzero_ps();
-    let mut summ = 0.0f32;
-    for (blk, y) in w.chunks_exact(20).zip(a) {
-        let d = _mm256_set1_ps(f16_to_f32(u16_at(blk)) * y.d);
-        summ += f16_to_f32(u16_at(&blk[2..])) * y.s;
+    // Σ m_w·s_x, 8 blocks per vector: m from the f16 at bytes 2..4 of each block.
+    let mut summ = _mm256_setzero_ps();
+    let sum = block_loop!(w, a, 20, |blk, y| {
+        let m = _mm256_cvtph_ps(_mm_set1_epi16(u16_at(&blk[2..]) as i16));
+        summ = _mm256_fmadd_ps(m, _mm256_set1_ps(y.s), summ);
         // SAFETY: blk has 20 bytes, so 16 at offset 4; y.qs has 32 bytes.
         let (qx, qy) = unsafe {
             (
@@ -294,9 +308,10 @@ fn dot_q4_1(w: &[u8], a: &[Q8Act]) -> f32 {
                 load32(y.qs.as_ptr() as *const u8),
             )
         };
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u4_i8(qx, qy)), acc);
-    }
-    hsum(acc) + summ
+        dot_u4_i8(qx, qy)
+    });
+    // Every lane of `summ` holds the same Σ m·s.
+    sum + _mm256_cvtss_f32(summ)
 }
 
 /// `act::quantize` in AVX2, bit-identical for finite inputs: the same max, the same

@@ -265,11 +265,10 @@ unsafe fn nibbles2(p: *const u8, stride: usize) -> __m512i {
             _mm_loadu_si128(p as *const __m128i),
         )
     };
-    let m = _mm256_set1_epi8(0x0f);
-    let lo = _mm256_and_si256(v, m); // [lo(a), lo(b)]
-    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m); // [hi(a), hi(b)]
-    let z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); // [lo a, lo b, hi a, hi b]
-    _mm512_shuffle_i64x2(z, z, 0b11_01_10_00)
+    // [a, b, a>>4, b>>4] → [a, a>>4, b, b>>4], then keep the low nibble of each byte.
+    let z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+    let z = _mm512_shuffle_i64x2(z, z, 0b11_01_10_00);
+    _mm512_and_si512(z, _mm512_set1_epi8(0x0f))
 }
 
 /// Nibbles of one block's 16 bytes at `p`, element order.
@@ -341,33 +340,45 @@ fn tile_quant<B: QuantBlock, const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f3
     assert_eq!(w.len(), nb * B::SIZE);
     assert!(ys.iter().all(|y| y.len() == nb));
     let wp = w.as_ptr();
+    let yp: [*const Q8Act; T] = core::array::from_fn(|k| ys[k].as_ptr());
     let mut acc = [_mm512_setzero_ps(); T];
-    let mut summ = [0.0f32; T];
+    // Q4_1's Σ m_w·s_x, two blocks per lane pair.
+    let mut summ = [_mm_setzero_ps(); T];
+    // Lanes 0..8 take the scale of the first block, lanes 8..16 the second's.
+    let pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     let mut b = 0;
     while b + 2 <= nb {
-        // SAFETY: blocks b and b+1 lie in `w` (b + 2 <= nb, length checked above).
-        let q = unsafe { B::weights2(wp.add(b * B::SIZE)) };
-        let blk0 = &w[b * B::SIZE..];
-        let blk1 = &w[(b + 1) * B::SIZE..];
-        let (dw0, dw1) = (f16_to_f32(u16_at(blk0)), f16_to_f32(u16_at(blk1)));
-        // |w| and where w < 0, shared by the T activations.
-        let (ax, neg) = if B::SIGNED {
-            (_mm512_abs_epi8(q), _mm512_movepi8_mask(q))
-        } else {
-            (q, 0)
-        };
-        for k in 0..T {
-            let (y0, y1) = (&ys[k][b], &ys[k][b + 1]);
-            let mut y = act2(y0, y1);
-            if B::SIGNED {
-                y = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-            }
-            let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, y);
-            let d = _mm512_insertf32x8(_mm512_set1_ps(dw0 * y0.d), _mm256_set1_ps(dw1 * y1.d), 1);
-            acc[k] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[k]);
-            if !B::SIGNED {
-                summ[k] += f16_to_f32(u16_at(&blk0[2..])) * y0.s;
-                summ[k] += f16_to_f32(u16_at(&blk1[2..])) * y1.s;
+        // SAFETY: blocks b and b+1 lie in `w`, and b+1 < nb = ys[k].len() (lengths
+        // checked above); x86 is little-endian, so the f16 fields read as u16.
+        unsafe {
+            let p = wp.add(b * B::SIZE);
+            let q = B::weights2(p);
+            // [d_w(b), d_w(b+1)] in one conversion.
+            let h0 = core::ptr::read_unaligned(p as *const u16) as i32;
+            let h1 = core::ptr::read_unaligned(p.add(B::SIZE) as *const u16) as i32;
+            let dw = _mm_cvtph_ps(_mm_cvtsi32_si128(h0 | (h1 << 16)));
+            // |w| and where w < 0, shared by the T activations.
+            let (ax, neg) = if B::SIGNED {
+                (_mm512_abs_epi8(q), _mm512_movepi8_mask(q))
+            } else {
+                (q, 0)
+            };
+            for k in 0..T {
+                let (y0, y1) = (&*yp[k].add(b), &*yp[k].add(b + 1));
+                let mut y = act2(y0, y1);
+                if B::SIGNED {
+                    y = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
+                }
+                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, y);
+                let d = _mm_mul_ps(dw, _mm_setr_ps(y0.d, y1.d, 0.0, 0.0));
+                let d = _mm512_permutexvar_ps(pair, _mm512_castps128_ps512(d));
+                acc[k] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[k]);
+                if !B::SIGNED {
+                    let m0 = core::ptr::read_unaligned(p.add(2) as *const u16) as i32;
+                    let m1 = core::ptr::read_unaligned(p.add(B::SIZE + 2) as *const u16) as i32;
+                    let m = _mm_cvtph_ps(_mm_cvtsi32_si128(m0 | (m1 << 16)));
+                    summ[k] = _mm_fmadd_ps(m, _mm_setr_ps(y0.s, y1.s, 0.0, 0.0), summ[k]);
+                }
             }
         }
         b += 2;
@@ -391,16 +402,19 @@ fn tile_quant<B: QuantBlock, const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f3
                 y = _mm256_mask_sub_epi8(y, neg, _mm256_setzero_si256(), y);
             }
             let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, y);
-            tail[k] = super::avx2::hsum(_mm256_mul_ps(
+            tail[k] += super::avx2::hsum(_mm256_mul_ps(
                 _mm256_set1_ps(dw * yb.d),
                 _mm256_cvtepi32_ps(dot),
             ));
             if !B::SIGNED {
-                summ[k] += f16_to_f32(u16_at(&blk[2..])) * yb.s;
+                tail[k] += f16_to_f32(u16_at(&blk[2..])) * yb.s;
             }
         }
     }
-    core::array::from_fn(|k| _mm512_reduce_add_ps(acc[k]) + tail[k] + summ[k])
+    core::array::from_fn(|k| {
+        let m = _mm_add_ss(summ[k], _mm_movehdup_ps(summ[k]));
+        _mm512_reduce_add_ps(acc[k]) + tail[k] + _mm_cvtss_f32(m)
+    })
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
