@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # GPU check for the CUDA backend (issue 5), one script, under 8 minutes on an H200:
-#   1. finds NVRTC (LLMRT_NVRTC_LIB, a CUDA toolkit, pip wheels; installs them from PyPI
-#      with scripts/install-nvrtc.sh when the network allows),
-#   2. builds the trainer's tests (release),
-#   3. runs every CUDA test: NVRTC compile + ptxas spill check, each kernel against the
-#      CPU reference (fp32 1e-5, bf16 1e-2), the Backend trait against the CPU backend,
-#      a small device-resident GPT step that must learn,
+#   1. finds NVRTC and cuBLASLt (LLMRT_NVRTC_LIB, a CUDA toolkit, pip wheels in python's
+#      site-packages; installs NVRTC from PyPI with scripts/install-nvrtc.sh if it can),
+#   2. builds the trainer's tests (release) with cargo, or, on a machine without cargo
+#      (the GPU machines have no Rust and no network), runs the test binaries that
+#      `scripts/gpu-check.sh --prepare` put in target/gpu-check/ (carry that folder),
+#   3. runs every CUDA test: host-side unit tests, NVRTC compile + ptxas spill check,
+#      each kernel against the CPU reference (fp32 1e-5, bf16 1e-2), the Backend trait
+#      against the CPU backend, a small device-resident GPT step that must learn,
 #   4. benchmarks the GPT-2 124M shape (12 L, 12 H, C 768, T 1024, V 50304, the largest
 #      batch the memory estimate fits) and prints tokens/s, ms/step, peak memory and MFU
 #      (llm.c's 6N + 6LCT flops per token against 989 TFLOP/s) as the last table.
@@ -14,15 +16,41 @@
 # GPT-2 step (trainer/src/cuda/bench.rs), not `llm-train train --device cuda` (the
 # training loop is not wired to the CUDA backend yet); no --recompute, no multi-GPU.
 #
-#   scripts/gpu-check.sh [--record]     (--record appends the table row to docs/PERF.md)
+#   scripts/gpu-check.sh --prepare   build the test binaries into target/gpu-check/
+#   scripts/gpu-check.sh [--record]  run (--record appends the table row to docs/PERF.md)
+# Exit status: 0 all passed, 1 a failure, 2 no usable GPU (GPU tests skipped, not passed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bindir=target/gpu-check
+tests="cuda_compile cuda_kernels cuda_bench"
+
+if [ "${1:-}" = "--prepare" ]; then
+    mkdir -p "$bindir"
+    cargo test --release -p llm-train --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, shutil, sys
+want = set(sys.argv[1].split()) | {"llm_train"}
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
+        continue
+    name = m["target"]["name"]
+    if name in want and (name != "llm_train" or "lib" in m["target"]["kind"]):
+        shutil.copy(m["executable"], sys.argv[2] + "/" + name)
+        print("prepared", sys.argv[2] + "/" + name)
+' "$tests" "$bindir"
+    du -sh "$bindir"
+    echo "carry $bindir to the GPU machine and run scripts/gpu-check.sh there"
+    exit 0
+fi
+
 start=$(date +%s)
 record=${1:-}
 fail=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-
 say() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 
 say "device"
@@ -32,14 +60,20 @@ else
     echo "nvidia-smi not found; the tests will report whether a GPU is usable"
 fi
 
-say "NVRTC"
+say "CUDA libraries"
+sites=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true)
+libdirs=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $(for s in $sites; do ls -d "$s"/nvidia/*/lib 2>/dev/null; done); do
+    [ -d "$d" ] && libdirs="$libdirs:$d"
+done
+# cuBLASLt (and NVRTC when found this way) are loaded by name: put their folders on the path.
+export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if [ -z "${LLMRT_NVRTC_LIB:-}" ]; then
-    for cand in /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda-*/lib64/libnvrtc.so* \
-        "$PWD"/target/nvrtc/nvidia/*/lib/libnvrtc.so* "$PWD"/shared/nvrtc/nvidia/*/lib/libnvrtc.so* \
-        $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null | \
-          xargs -n1 -I{} sh -c 'ls {}/nvidia/*/lib/libnvrtc.so* 2>/dev/null'); do
-        case "$cand" in *builtins*|*alt*) continue ;; esac
-        if [ -f "$cand" ]; then export LLMRT_NVRTC_LIB=$cand; break; fi
+    for cand in $(echo "${libdirs#:}" | tr ':' '\n' | sed 's|$|/libnvrtc.so*|') "$PWD"/target/nvrtc/nvidia/*/lib/libnvrtc.so*; do
+        for f in $cand; do
+            case "$f" in *builtins*|*alt*) continue ;; esac
+            if [ -f "$f" ]; then export LLMRT_NVRTC_LIB=$f; break 2; fi
+        done
     done
 fi
 if [ -z "${LLMRT_NVRTC_LIB:-}" ] && ! ldconfig -p 2>/dev/null | grep -q libnvrtc; then
@@ -51,51 +85,59 @@ if [ -z "${LLMRT_NVRTC_LIB:-}" ] && ! ldconfig -p 2>/dev/null | grep -q libnvrtc
     fi
 fi
 echo "LLMRT_NVRTC_LIB=${LLMRT_NVRTC_LIB:-<system library path>}"
-echo "LLMRT_CUDA_INCLUDE=${LLMRT_CUDA_INCLUDE:-<derived: toolkit or beside the library>}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 export LLMRT_CUBIN_CACHE=${LLMRT_CUBIN_CACHE:-$PWD/target/cubin-cache}
 
-say "build (release)"
-if ! timeout 300 cargo test --release -p llm-train --no-run 2>&1 | tail -3; then
-    echo "build failed"
+if command -v cargo >/dev/null; then
+    mode=cargo
+    say "build (release)"
+    if ! timeout 300 cargo test --release -p llm-train --no-run 2>&1 | tail -3; then
+        echo "build failed"
+        exit 1
+    fi
+elif [ -x "$bindir/cuda_kernels" ]; then
+    mode=bin
+    echo "no cargo here: running the prepared binaries in $bindir"
+else
+    echo "no cargo and no $bindir: run scripts/gpu-check.sh --prepare on a build machine and carry $bindir"
     exit 1
 fi
 
+# run_test NAME TARGET [FILTER] [ENV=VALUE...]: one test target, output kept for the summary.
 run_test() {
-    local name=$1; shift
+    local name=$1 target=$2 filter=${3:-} out rc
+    shift 3 2>/dev/null || shift $#
     say "test: $name"
-    local out rc
-    out=$(timeout 240 cargo test --release -p llm-train "$@" -- --nocapture --test-threads 1 2>&1)
+    if [ $mode = cargo ]; then
+        local sel=(--test "$target")
+        [ "$target" = llm_train ] && sel=(--lib)
+        out=$(env "$@" timeout 240 cargo test --release -p llm-train "${sel[@]}" -- $filter --nocapture --test-threads 1 2>&1)
+    else
+        out=$(env "$@" timeout 240 "$bindir/$target" $filter --nocapture --test-threads 1 2>&1)
+    fi
     rc=$?
     printf '%s\n' "$out" >> "$log"
     printf '%s\n' "$out" | grep -Ev '^\s*(Compiling|Finished|Running|Blocking)' | tail -n 200
     if [ $rc != 0 ]; then fail=1; echo "FAILED: $name (exit $rc)"; fi
 }
 
-run_test "unit (host-side logic)" --lib cuda
-run_test "NVRTC compile sm_80/sm_90, ptxas spills" --test cuda_compile
-run_test "kernels vs CPU reference" --test cuda_kernels
-run_test "small GPT step learns" --test cuda_bench small_gpt_step
+run_test "unit (host-side logic)" llm_train cuda
+run_test "NVRTC compile sm_80/sm_90, ptxas spills" cuda_compile ""
+run_test "kernels vs CPU reference" cuda_kernels ""
+run_test "small GPT step learns" cuda_bench small_gpt_step
+run_test "benchmark: GPT-2 124M" cuda_bench gpt2_124m_benchmark LLMRT_CUDA_BENCH=1
 
-say "benchmark: GPT-2 124M"
-bench_out=$(LLMRT_CUDA_BENCH=1 timeout 240 cargo test --release -p llm-train --test cuda_bench \
-    gpt2_124m_benchmark -- --nocapture --test-threads 1 2>&1)
-bench_rc=$?
-printf '%s\n' "$bench_out" | grep -Ev '^\s*(Compiling|Finished|Running)' | tail -n 30
-[ $bench_rc = 0 ] || { fail=1; echo "FAILED: benchmark"; }
-
-if [ "$record" = "--record" ] && [ $bench_rc = 0 ]; then
+if [ "$record" = "--record" ] && grep -q '^| [0-9]' "$log"; then
     gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
-    row=$(printf '%s\n' "$bench_out" | grep '^| [0-9]' | tail -n1)
+    row=$(grep '^| [0-9]' "$log" | tail -n1)
     { echo; echo "### $(date -u +%F) · ${gpu:-GPU} · kernel-level GPT-2 124M step (scripts/gpu-check.sh)";
       echo "| batch | tokens/s | ms/step | peak memory | MFU | loss first→last |"; echo "|---|---|---|---|---|---|"; echo "$row"; } >> docs/PERF.md
     echo "recorded in docs/PERF.md"
 fi
 
 say "summary"
-all_out="$bench_out
-$(cat "$log" 2>/dev/null)"
-printf '%s\n' "$bench_out" | grep -E '^(GPT-2|\|)' || echo "(no benchmark table)"
-if printf '%s\n' "$all_out" | grep -q "no CUDA GPU/driver found"; then
+grep -E '^(GPT-2|\|)' "$log" || echo "(no benchmark table)"
+if grep -q "no CUDA GPU/driver found" "$log"; then
     echo "gpu-check: no usable GPU here: the GPU tests were SKIPPED, not passed"
     exit 2
 fi
