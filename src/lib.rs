@@ -2,5 +2,6 @@
 //! `benches/`: a plain f64 reference of the decoder, written independently of the
 //! runtime, and a seeded random generator for test weights.
 
+pub mod fixtures;
 pub mod reference;
 pub mod rng;

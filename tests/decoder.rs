@@ -1,11 +1,9 @@
 //! The runtime's decoder against the independent f64 reference, for every
 //! combination of model options in the DESIGN table and every weight dtype.
 
-mod common;
-
-use common::*;
 use llm_format::{DType, Mlp, Norm, Positions};
 use llmrt::{Context, ContextParams, Model};
+use llmrt_suite::fixtures::*;
 use llmrt_suite::reference::RefModel;
 use std::sync::Arc;
 

@@ -151,7 +151,8 @@ pub fn generate_until(
     let tok = &model.tokenizer;
     let eos = tok.eos();
     let mut sampler = Sampler::new(params.sampler, model.opts.vocab_size);
-    let mut decoder = StreamDecoder::new();
+    // Decoding starts after the prompt's last token (SentencePiece drops the space after BOS).
+    let mut decoder = StreamDecoder::starting_after(prompt.last().copied());
     let mut filter = StopFilter {
         stops: &params.stop,
         text: String::new(),

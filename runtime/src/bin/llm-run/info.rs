@@ -21,11 +21,10 @@ pub struct InfoArgs {
 
 fn show(v: &Value<'_>) -> String {
     match v {
-        Value::Str(s) if s.len() > 120 => format!(
-            "\"{}…\" ({} bytes)",
-            &s[..s.floor_char_boundary(100)],
-            s.len()
-        ),
+        Value::Str(s) if s.len() > 120 => {
+            let head: String = s.chars().take(100).collect();
+            format!("\"{head}…\" ({} bytes)", s.len())
+        }
         Value::Str(s) => format!("\"{s}\""),
         Value::Array(a) => format!(
             "[{} × {}]",

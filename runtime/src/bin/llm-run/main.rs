@@ -2,6 +2,7 @@
 //! perplexity. Text goes to stdout as it is generated; diagnostics go to stderr;
 //! any error is one line on stderr and exit code 1.
 
+mod bench;
 mod info;
 mod perplexity;
 
@@ -36,6 +37,8 @@ enum Cmd {
     Tokenize(TokenizeArgs),
     /// Perplexity of a text file, in windows of --ctx tokens.
     Perplexity(perplexity::PplArgs),
+    /// Prompt-processing and generation speed (tokens/s), like llama-bench.
+    Bench(bench::BenchArgs),
 }
 
 /// Generation (the default command).
@@ -280,6 +283,7 @@ fn main() -> ExitCode {
         Some(Cmd::Info(a)) => info::run(a),
         Some(Cmd::Tokenize(a)) => run_tokenize(a),
         Some(Cmd::Perplexity(a)) => perplexity::run(a),
+        Some(Cmd::Bench(a)) => bench::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,9 @@
-//! Builders shared by the end-to-end tests: random models written as `.llm` bytes.
-#![allow(dead_code)]
+//! Random models written as `.llm` bytes, for tests and benches.
 
+use crate::rng::Rng;
 use llm_format::{
     quant, DType, LlmWriter, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec,
 };
-use llmrt_suite::rng::Rng;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -96,4 +95,43 @@ pub fn write_model(
             .expect("valid tensor");
     }
     (wr.to_bytes().expect("serialise"), held)
+}
+
+/// Writes `bytes` to a fresh file under the system temp directory and returns its path.
+pub fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("llmrt-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write temp file");
+    p
+}
+
+/// Path of a binary of this workspace built in the same profile as the running
+/// test, building it first with the same cargo if it is missing or stale.
+pub fn workspace_bin(package: &str, bin: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/<profile>/deps");
+    let path = profile_dir.join(bin);
+    // Build once per test process: later calls reuse the binary.
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|b| b == bin) {
+        return path;
+    }
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-q", "-p", package, "--bin", bin]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
+    profile_dir.join(bin)
 }
