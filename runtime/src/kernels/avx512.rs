@@ -64,29 +64,46 @@ impl Avx512 {
     }
 }
 
-/// Every row of `out` against every activation, `T = 4` activations at a time.
+/// Every row of `out` against every activation, in tiles of `R = 4` weight rows ×
+/// `$tb` activations (then smaller tiles for the leftovers): each weight vector loaded
+/// is used `$tb` times and each activation vector `R` times.
 macro_rules! drive {
-    ($w:ident, $src:ident, $len:expr, $out:ident, $tile:ident) => {{
+    ($w:ident, $src:ident, $len:expr, $out:ident, $tile:ident, $tb:literal) => {{
         let n = $out.n();
         let len = $len;
-        for r in $out.r0..$out.r1 {
-            let row = $w.row(r);
-            let mut i = 0;
-            while i + 4 <= n {
-                let v = $tile::<4>(
-                    row,
-                    core::array::from_fn(|k| &$src[(i + k) * len..(i + k + 1) * len]),
-                );
-                for (k, v) in v.into_iter().enumerate() {
-                    $out.set(i + k, r, v);
+        let mut r = $out.r0;
+        macro_rules! group {
+            ($r:literal) => {{
+                let rows: [&[u8]; $r] = core::array::from_fn(|j| $w.row(r + j));
+                let mut i = 0;
+                while i + $tb <= n {
+                    let v = $tile::<$r, $tb>(
+                        rows,
+                        core::array::from_fn(|k| &$src[(i + k) * len..(i + k + 1) * len]),
+                    );
+                    for (j, vj) in v.iter().enumerate() {
+                        for (k, vk) in vj.iter().enumerate() {
+                            $out.set(i + k, r + j, *vk);
+                        }
+                    }
+                    i += $tb;
                 }
-                i += 4;
-            }
-            while i < n {
-                let [v] = $tile::<1>(row, [&$src[i * len..(i + 1) * len]]);
-                $out.set(i, r, v);
-                i += 1;
-            }
+                while i < n {
+                    let v = $tile::<$r, 1>(rows, [&$src[i * len..(i + 1) * len]]);
+                    for (j, vj) in v.iter().enumerate() {
+                        $out.set(i, r + j, vj[0]);
+                    }
+                    i += 1;
+                }
+            }};
+        }
+        while r + 4 <= $out.r1 {
+            group!(4);
+            r += 4;
+        }
+        while r < $out.r1 {
+            group!(1);
+            r += 1;
         }
     }};
 }
@@ -96,12 +113,12 @@ fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], out: &mut OutRows<'_>) {
     let cols = w.cols;
     let nb = cols / QK;
     match w.dtype {
-        DType::F32 => drive!(w, x, cols, out, tile_f32),
-        DType::F16 => drive!(w, x, cols, out, tile_f16),
-        DType::BF16 => drive!(w, x, cols, out, tile_bf16),
-        DType::Q8_0 => drive!(w, a, nb, out, tile_q8_0),
-        DType::Q4_0 => drive!(w, a, nb, out, tile_q4_0),
-        DType::Q4_1 => drive!(w, a, nb, out, tile_q4_1),
+        DType::F32 => drive!(w, x, cols, out, tile_f32, 4),
+        DType::F16 => drive!(w, x, cols, out, tile_f16, 4),
+        DType::BF16 => drive!(w, x, cols, out, tile_bf16, 4),
+        DType::Q8_0 => drive!(w, a, nb, out, tile_q8_0, 4),
+        DType::Q4_0 => drive!(w, a, nb, out, tile_q4_0, 4),
+        DType::Q4_1 => drive!(w, a, nb, out, tile_q4_1, 4),
     }
 }
 
@@ -150,33 +167,23 @@ impl Load16 for BF16 {
     }
 }
 
-/// `[w·x_k for k in 0..T]` for one row of weights of type `L` (f32 accumulation).
+/// `[[w_j·x_k for k in 0..T] for j in 0..R]` for `R` rows of weights of type `L`
+/// (f32 accumulation, 16 columns at a time, the last ones under a mask).
 ///
 /// # Panics
-/// Unless every `x_k` has `w.len() / L::SIZE` values and `w.len()` is a multiple of
-/// `L::SIZE`.
+/// Unless every `w_j` holds `n` weights and every `x_k` has `n` values.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn tile_float<L: Load16, const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] {
-    let n = w.len() / L::SIZE;
-    assert_eq!(w.len(), n * L::SIZE);
+fn tile_float<L: Load16, const R: usize, const T: usize>(
+    ws: [&[u8]; R],
+    xs: [&[f32]; T],
+) -> [[f32; T]; R] {
+    let n = xs[0].len();
+    assert!(ws.iter().all(|w| w.len() == n * L::SIZE));
     assert!(xs.iter().all(|x| x.len() == n));
-    let wp = w.as_ptr();
-    let mut acc = [[_mm512_setzero_ps(); 2]; T];
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    let mut xv = [_mm512_setzero_ps(); T];
     let mut c = 0;
-    // SAFETY (loads below): c + 32 <= n (resp. the mask covers only c..n), so every
-    // weight read lies in `w` and every float read in `x_k` (lengths checked above).
-    while c + 32 <= n {
-        #[allow(clippy::needless_range_loop)] // u also offsets the loads
-        for u in 0..2 {
-            let wv = unsafe { L::load16(wp.add((c + 16 * u) * L::SIZE), 0xffff) };
-            for (k, x) in xs.iter().enumerate() {
-                let xv = unsafe { _mm512_loadu_ps(x.as_ptr().add(c + 16 * u)) };
-                acc[k][u] = _mm512_fmadd_ps(wv, xv, acc[k][u]);
-            }
-        }
-        c += 32;
-    }
     while c < n {
         let left = n - c;
         let mask: __mmask16 = if left >= 16 {
@@ -184,29 +191,41 @@ fn tile_float<L: Load16, const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] 
         } else {
             (1u16 << left) - 1
         };
-        let wv = unsafe { L::load16(wp.add(c * L::SIZE), mask) };
-        for (k, x) in xs.iter().enumerate() {
-            let xv = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(c)) };
-            acc[k][0] = _mm512_fmadd_ps(wv, xv, acc[k][0]);
+        // SAFETY (loads): the mask selects columns c..min(c + 16, n) only, which lie in
+        // every `x_k` and `w_j` (lengths checked above); masked-off lanes are not read.
+        for (v, x) in xv.iter_mut().zip(&xs) {
+            *v = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(c)) };
+        }
+        for (a, w) in acc.iter_mut().zip(&ws) {
+            let wv = unsafe { L::load16(w.as_ptr().add(c * L::SIZE), mask) };
+            for (a, x) in a.iter_mut().zip(&xv) {
+                *a = _mm512_fmadd_ps(wv, *x, *a);
+            }
         }
         c += 16;
     }
-    core::array::from_fn(|k| _mm512_reduce_add_ps(_mm512_add_ps(acc[k][0], acc[k][1])))
+    let mut out = [[0.0f32; T]; R];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = _mm512_reduce_add_ps(*a);
+        }
+    }
+    out
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn tile_f32<const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] {
-    tile_float::<F32, T>(w, xs)
+fn tile_f32<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) -> [[f32; T]; R] {
+    tile_float::<F32, R, T>(ws, xs)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn tile_f16<const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] {
-    tile_float::<F16, T>(w, xs)
+fn tile_f16<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) -> [[f32; T]; R] {
+    tile_float::<F16, R, T>(ws, xs)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn tile_bf16<const T: usize>(w: &[u8], xs: [&[f32]; T]) -> [f32; T] {
-    tile_float::<BF16, T>(w, xs)
+fn tile_bf16<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) -> [[f32; T]; R] {
+    tile_float::<BF16, R, T>(ws, xs)
 }
 
 /// A block type's weights of two (or one) blocks, ready for `vpdpbusd`.
@@ -327,107 +346,129 @@ fn act2(y0: &Q8Act, y1: &Q8Act) -> __m512i {
     }
 }
 
-/// `[Σ_blocks (Σ q_w·q_x)·d_w·d_x (+ m_w·s_x for Q4_1) for each of the T activation
-/// rows]`: ggml's `vec_dot_q8_0_q8_0` / `q4_0_q8_0` / `q4_1_q8_1` with exact integer
-/// block sums.
+/// `[[Σ_blocks (Σ q_w·q_x)·d_w·d_x (+ m_w·s_x for Q4_1) for k in 0..T] for j in 0..R]`:
+/// ggml's `vec_dot_q8_0_q8_0` / `q4_0_q8_0` / `q4_1_q8_1` with exact integer block
+/// sums, for `R` weight rows and `T` activation rows.
 ///
 /// # Panics
-/// Unless `w.len() == B::SIZE · a_k.len()` for every `k`.
+/// Unless `w_j.len() == B::SIZE · y_k.len()` for every `j` and `k`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn tile_quant<B: QuantBlock, const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f32; T] {
-    let nb = w.len() / B::SIZE;
-    assert_eq!(w.len(), nb * B::SIZE);
+fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
+    ws: [&[u8]; R],
+    ys: [&[Q8Act]; T],
+) -> [[f32; T]; R] {
+    let nb = ys[0].len();
+    assert!(ws.iter().all(|w| w.len() == nb * B::SIZE));
     assert!(ys.iter().all(|y| y.len() == nb));
-    let wp = w.as_ptr();
-    let yp: [*const Q8Act; T] = core::array::from_fn(|k| ys[k].as_ptr());
-    let mut acc = [_mm512_setzero_ps(); T];
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
     // Q4_1's Σ m_w·s_x, two blocks per lane pair.
-    let mut summ = [_mm_setzero_ps(); T];
+    let mut summ = [[_mm_setzero_ps(); T]; R];
     // Lanes 0..8 take the scale of the first block, lanes 8..16 the second's.
     let pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    let mut yv = [_mm512_setzero_si512(); T];
+    let mut dyv = [_mm512_setzero_ps(); T];
+    let mut sv = [_mm_setzero_ps(); T];
     let mut b = 0;
     while b + 2 <= nb {
-        // SAFETY: blocks b and b+1 lie in `w`, and b+1 < nb = ys[k].len() (lengths
-        // checked above); x86 is little-endian, so the f16 fields read as u16.
+        // SAFETY: b + 1 < nb, so blocks b and b+1 lie in every `w_j` and `y_k`
+        // (lengths checked above); x86 is little-endian, so f16 fields read as u16.
         unsafe {
-            let p = wp.add(b * B::SIZE);
-            let q = B::weights2(p);
-            // [d_w(b), d_w(b+1)] in one conversion.
-            let h0 = core::ptr::read_unaligned(p as *const u16) as i32;
-            let h1 = core::ptr::read_unaligned(p.add(B::SIZE) as *const u16) as i32;
-            let dw = _mm_cvtph_ps(_mm_cvtsi32_si128(h0 | (h1 << 16)));
-            // |w| and where w < 0, shared by the T activations.
-            let (ax, neg) = if B::SIGNED {
-                (_mm512_abs_epi8(q), _mm512_movepi8_mask(q))
-            } else {
-                (q, 0)
-            };
             for k in 0..T {
-                let (y0, y1) = (&*yp[k].add(b), &*yp[k].add(b + 1));
-                let mut y = act2(y0, y1);
-                if B::SIGNED {
-                    y = _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y);
-                }
-                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, y);
-                let d = _mm_mul_ps(dw, _mm_setr_ps(y0.d, y1.d, 0.0, 0.0));
-                let d = _mm512_permutexvar_ps(pair, _mm512_castps128_ps512(d));
-                acc[k] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[k]);
+                let p = ys[k].as_ptr().add(b);
+                let (y0, y1) = (&*p, &*p.add(1));
+                yv[k] = act2(y0, y1);
+                let d = _mm_setr_ps(y0.d, y1.d, 0.0, 0.0);
+                dyv[k] = _mm512_permutexvar_ps(pair, _mm512_castps128_ps512(d));
                 if !B::SIGNED {
+                    sv[k] = _mm_setr_ps(y0.s, y1.s, 0.0, 0.0);
+                }
+            }
+            for j in 0..R {
+                let p = ws[j].as_ptr().add(b * B::SIZE);
+                let q = B::weights2(p);
+                let h0 = core::ptr::read_unaligned(p as *const u16) as i32;
+                let h1 = core::ptr::read_unaligned(p.add(B::SIZE) as *const u16) as i32;
+                let dw = _mm_cvtph_ps(_mm_cvtsi32_si128(h0 | (h1 << 16)));
+                let dwv = _mm512_permutexvar_ps(pair, _mm512_castps128_ps512(dw));
+                // |w| and where w < 0, shared by the T activations.
+                let (ax, neg) = if B::SIGNED {
+                    (_mm512_abs_epi8(q), _mm512_movepi8_mask(q))
+                } else {
+                    (q, 0)
+                };
+                let mv = if B::SIGNED {
+                    _mm_setzero_ps()
+                } else {
                     let m0 = core::ptr::read_unaligned(p.add(2) as *const u16) as i32;
                     let m1 = core::ptr::read_unaligned(p.add(B::SIZE + 2) as *const u16) as i32;
-                    let m = _mm_cvtph_ps(_mm_cvtsi32_si128(m0 | (m1 << 16)));
-                    summ[k] = _mm_fmadd_ps(m, _mm_setr_ps(y0.s, y1.s, 0.0, 0.0), summ[k]);
+                    _mm_cvtph_ps(_mm_cvtsi32_si128(m0 | (m1 << 16)))
+                };
+                for k in 0..T {
+                    let y = if B::SIGNED {
+                        _mm512_mask_sub_epi8(yv[k], neg, _mm512_setzero_si512(), yv[k])
+                    } else {
+                        yv[k]
+                    };
+                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ax, y);
+                    let d = _mm512_mul_ps(dwv, dyv[k]);
+                    acc[j][k] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[j][k]);
+                    if !B::SIGNED {
+                        summ[j][k] = _mm_fmadd_ps(mv, sv[k], summ[j][k]);
+                    }
                 }
             }
         }
         b += 2;
     }
-    let mut tail = [0.0f32; T];
-    if b < nb {
-        // SAFETY: block b lies in `w` (b < nb).
-        let q = unsafe { B::weights1(wp.add(b * B::SIZE)) };
-        let blk = &w[b * B::SIZE..];
-        let dw = f16_to_f32(u16_at(blk));
-        let (ax, neg) = if B::SIGNED {
-            (_mm256_abs_epi8(q), _mm256_movepi8_mask(q))
-        } else {
-            (q, 0)
-        };
+    let mut out = [[0.0f32; T]; R];
+    for j in 0..R {
         for k in 0..T {
-            let yb = &ys[k][b];
-            // SAFETY: `qs` is 32 bytes.
-            let mut y = unsafe { _mm256_loadu_si256(yb.qs.as_ptr() as *const __m256i) };
-            if B::SIGNED {
-                y = _mm256_mask_sub_epi8(y, neg, _mm256_setzero_si256(), y);
-            }
-            let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, y);
-            tail[k] += super::avx2::hsum(_mm256_mul_ps(
-                _mm256_set1_ps(dw * yb.d),
-                _mm256_cvtepi32_ps(dot),
-            ));
-            if !B::SIGNED {
-                tail[k] += f16_to_f32(u16_at(&blk[2..])) * yb.s;
+            let m = _mm_add_ss(summ[j][k], _mm_movehdup_ps(summ[j][k]));
+            out[j][k] = _mm512_reduce_add_ps(acc[j][k]) + _mm_cvtss_f32(m);
+        }
+    }
+    if b < nb {
+        for j in 0..R {
+            // SAFETY: block b lies in `w_j` (b < nb).
+            let q = unsafe { B::weights1(ws[j].as_ptr().add(b * B::SIZE)) };
+            let blk = &ws[j][b * B::SIZE..];
+            let dw = f16_to_f32(u16_at(blk));
+            let (ax, neg) = if B::SIGNED {
+                (_mm256_abs_epi8(q), _mm256_movepi8_mask(q))
+            } else {
+                (q, 0)
+            };
+            for k in 0..T {
+                let yb = &ys[k][b];
+                // SAFETY: `qs` is 32 bytes.
+                let mut y = unsafe { _mm256_loadu_si256(yb.qs.as_ptr() as *const __m256i) };
+                if B::SIGNED {
+                    y = _mm256_mask_sub_epi8(y, neg, _mm256_setzero_si256(), y);
+                }
+                let dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, y);
+                let d = _mm256_set1_ps(dw * yb.d);
+                out[j][k] += super::avx2::hsum(_mm256_mul_ps(d, _mm256_cvtepi32_ps(dot)));
+                if !B::SIGNED {
+                    out[j][k] += f16_to_f32(u16_at(&blk[2..])) * yb.s;
+                }
             }
         }
     }
-    core::array::from_fn(|k| {
-        let m = _mm_add_ss(summ[k], _mm_movehdup_ps(summ[k]));
-        _mm512_reduce_add_ps(acc[k]) + tail[k] + _mm_cvtss_f32(m)
-    })
+    out
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn tile_q8_0<const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f32; T] {
-    tile_quant::<Q8_0, T>(w, ys)
+fn tile_q8_0<const R: usize, const T: usize>(ws: [&[u8]; R], ys: [&[Q8Act]; T]) -> [[f32; T]; R] {
+    tile_quant::<Q8_0, R, T>(ws, ys)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn tile_q4_0<const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f32; T] {
-    tile_quant::<Q4_0, T>(w, ys)
+fn tile_q4_0<const R: usize, const T: usize>(ws: [&[u8]; R], ys: [&[Q8Act]; T]) -> [[f32; T]; R] {
+    tile_quant::<Q4_0, R, T>(ws, ys)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn tile_q4_1<const T: usize>(w: &[u8], ys: [&[Q8Act]; T]) -> [f32; T] {
-    tile_quant::<Q4_1, T>(w, ys)
+fn tile_q4_1<const R: usize, const T: usize>(ws: [&[u8]; R], ys: [&[Q8Act]; T]) -> [[f32; T]; R] {
+    tile_quant::<Q4_1, R, T>(ws, ys)
 }
