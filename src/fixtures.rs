@@ -133,5 +133,6 @@ pub fn workspace_bin(package: &str, bin: &str) -> std::path::PathBuf {
         status.success(),
         "cargo build -p {package} --bin {bin} failed"
     );
-    profile_dir.join(bin)
+    built.push(bin.to_string());
+    path
 }
