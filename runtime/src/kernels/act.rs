@@ -84,3 +84,67 @@ pub(crate) fn quantize(x: &[f32], out: &mut [Q8Act]) {
         o.sum = sum;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use llm_format::quant::{BlockQ8_0, QuantType};
+
+    /// Random blocks (xorshift, seeded from the address of a local so runs differ),
+    /// plus blocks whose values land exactly on halves of the quantisation step.
+    fn inputs() -> Vec<f32> {
+        let mut s = (&inputs as *const _ as u64) ^ 0x9e37_79b9_7f4a_7c15;
+        let mut x: Vec<f32> = (0..32 * 64)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                u * (1.0 + (i / 32) as f32)
+            })
+            .collect();
+        // amax = 127 so d = 1 and every k + 0.5 is a tie: roundf goes away from zero.
+        let ties: Vec<f32> = (0..32)
+            .map(|j| if j == 0 { 127.0 } else { j as f32 - 16.5 })
+            .collect();
+        x.extend_from_slice(&ties);
+        x.extend(ties.iter().map(|v| -v));
+        x
+    }
+
+    #[test]
+    fn matches_ggml_q8_0_reference() {
+        let x = inputs();
+        let mut a = vec![Q8Act::ZERO; x.len() / QK];
+        quantize(&x, &mut a);
+        for (b, blk) in x.chunks_exact(QK).zip(&a) {
+            let r = BlockQ8_0::from_f32(b.try_into().unwrap());
+            assert_eq!(blk.qs, r.qs);
+            assert_eq!(blk.d, r.d.to_f32());
+            let sum: i32 = r.qs.iter().map(|&q| q as i32).sum();
+            assert_eq!(blk.sum, sum);
+            let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert_eq!(blk.s, f16::from_f32(sum as f32 * (amax / 127.0)).to_f32());
+        }
+        // The tie block really has ties, rounded away from zero.
+        let t = &a[a.len() - 2];
+        assert_eq!(t.qs[1], -16); // 1 - 16.5 = -15.5 → -16
+        assert_eq!(t.qs[17], 1); // 0.5 → 1
+    }
+
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn avx2_quantiser_is_bit_identical() {
+        let Some(t) = super::super::avx2::Avx2::detect() else {
+            return;
+        };
+        let x = inputs();
+        let mut a = vec![Q8Act::ZERO; x.len() / QK];
+        let mut b = vec![Q8Act::ZERO; x.len() / QK];
+        quantize(&x, &mut a);
+        t.quantize(&x, &mut b);
+        assert_eq!(a, b);
+    }
+}
