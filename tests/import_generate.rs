@@ -301,3 +301,144 @@ fn llmc_gpt2_checkpoint_generates_like_the_reference() {
     std::fs::write(&tp, &tok).expect("write");
     check_greedy(SourceKind::Llmc, &mp, &tp, &opts, &w);
 }
+
+/// `[rows, cols]` → `[cols, rows]`.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; x.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = x[r * cols + c];
+        }
+    }
+    t
+}
+
+#[test]
+fn safetensors_gpt2_imports_and_matches_the_reference() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let (c, nl, nh, v, t) = (64usize, 2usize, 4usize, 50usize, 32usize);
+    let opts = ModelOptions {
+        vocab_size: v,
+        d_model: c,
+        n_layers: nl,
+        n_heads: nh,
+        n_kv_heads: nh,
+        d_ff: 4 * c,
+        max_len: t,
+        positions: Positions::Learned,
+        norm: Norm::LayerNorm,
+        mlp: Mlp::Gelu,
+        bias: true,
+        tied_embeddings: true,
+        norm_eps: 1e-5,
+        rope_base: 10000.0,
+    };
+    let mut w = llmrt_suite::fixtures::random_weights(&opts, 31);
+    for x in w.get_mut("tok_emb").expect("tok_emb").iter_mut() {
+        *x *= 0.1;
+    }
+    // Hugging Face's GPT-2 layout: Conv1D weights are [in, out]; q, k, v fused.
+    let mut hf: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
+        ("wte.weight".into(), vec![v, c], w["tok_emb"].clone()),
+        ("wpe.weight".into(), vec![t, c], w["pos_emb"].clone()),
+        ("ln_f.weight".into(), vec![c], w["out_norm.weight"].clone()),
+        ("ln_f.bias".into(), vec![c], w["out_norm.bias"].clone()),
+    ];
+    for l in 0..nl {
+        let (b, h) = (format!("blk.{l}"), format!("h.{l}"));
+        let g = |n: &str| w[&format!("{b}.{n}")].clone();
+        let qkv: Vec<f32> = [g("attn_q.weight"), g("attn_k.weight"), g("attn_v.weight")].concat();
+        let qkv_b: Vec<f32> = [g("attn_q.bias"), g("attn_k.bias"), g("attn_v.bias")].concat();
+        hf.extend([
+            (format!("{h}.ln_1.weight"), vec![c], g("attn_norm.weight")),
+            (format!("{h}.ln_1.bias"), vec![c], g("attn_norm.bias")),
+            (
+                format!("{h}.attn.c_attn.weight"),
+                vec![c, 3 * c],
+                transpose(&qkv, 3 * c, c),
+            ),
+            (format!("{h}.attn.c_attn.bias"), vec![3 * c], qkv_b),
+            (
+                format!("{h}.attn.c_proj.weight"),
+                vec![c, c],
+                transpose(&g("attn_out.weight"), c, c),
+            ),
+            (format!("{h}.attn.c_proj.bias"), vec![c], g("attn_out.bias")),
+            (format!("{h}.ln_2.weight"), vec![c], g("mlp_norm.weight")),
+            (format!("{h}.ln_2.bias"), vec![c], g("mlp_norm.bias")),
+            (
+                format!("{h}.mlp.c_fc.weight"),
+                vec![c, 4 * c],
+                transpose(&g("mlp_up.weight"), 4 * c, c),
+            ),
+            (format!("{h}.mlp.c_fc.bias"), vec![4 * c], g("mlp_up.bias")),
+            (
+                format!("{h}.mlp.c_proj.weight"),
+                vec![4 * c, c],
+                transpose(&g("mlp_down.weight"), c, 4 * c),
+            ),
+            (format!("{h}.mlp.c_proj.bias"), vec![c], g("mlp_down.bias")),
+        ]);
+    }
+    let bytes: Vec<Vec<u8>> = hf.iter().map(|(_, _, x)| le(x)).collect();
+    let views: Vec<(String, TensorView<'_>)> = hf
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).expect("view"),
+            )
+        })
+        .collect();
+    let dir = scratch("hf-gpt2");
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors::serialize(views, None).expect("serialize"),
+    )
+    .expect("write");
+    let cfg = serde_json::json!({
+        "model_type": "gpt2", "n_embd": c, "n_layer": nl, "n_head": nh, "n_positions": t,
+        "vocab_size": v, "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new"
+    });
+    std::fs::write(dir.join("config.json"), cfg.to_string()).expect("write");
+    let mut vocab = serde_json::Map::new();
+    for i in 0..v - 1 {
+        vocab.insert(format!("\u{120}w{i}"), i.into());
+    }
+    vocab.insert("<|endoftext|>".into(), (v - 1).into());
+    let tok = serde_json::json!({
+        "version": "1.0",
+        "added_tokens": [{"id": v - 1, "content": "<|endoftext|>", "special": true}],
+        "model": {"type": "BPE", "vocab": vocab, "merges": []}
+    });
+    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).expect("write");
+
+    let imported = import(SourceKind::SafeTensors, &dir, None).expect("import");
+    assert_eq!(imported.opts, opts);
+    let file = imported
+        .to_writer(None)
+        .expect("writer")
+        .to_bytes()
+        .expect("bytes");
+    let model = Arc::new(Model::from_bytes(&file).expect("load"));
+    let reference = RefModel::new(opts.clone(), &w);
+    let prompt = [7u32, 1, 30, 12, 44];
+    let want = reference.forward(&prompt);
+    let mut ctx = Context::new(model, &ContextParams::default()).expect("context");
+    let mut all = Vec::new();
+    ctx.eval_all(&prompt, &mut all).expect("eval");
+    for (i, row) in want.iter().enumerate() {
+        let scale = row.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        for (a, b) in all[i * v..(i + 1) * v].iter().zip(row) {
+            assert!(
+                (*a as f64 - b).abs() <= 1e-4 * scale,
+                "position {i}: {a} vs {b}"
+            );
+        }
+    }
+    assert_eq!(
+        runtime_greedy(&file, &prompt, 20),
+        reference.greedy(&prompt, 20)
+    );
+}
