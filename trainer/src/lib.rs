@@ -17,6 +17,7 @@ pub mod quantize;
 pub mod cuda;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod rng;
 pub mod scalar;
 pub mod tokenize;

@@ -25,6 +25,8 @@ enum Command {
     Export(llm_train::export::ExportArgs),
     /// Continue a prompt with a run's latest checkpoint.
     Sample(llm_train::train::SampleArgs),
+    /// Plot a run's train and validation loss against steps (PNG).
+    Plot(llm_train::plot::PlotArgs),
     /// Convert a llama2.c, llm.c, Hugging Face safetensors or GGUF model to .llm.
     Import(llm_train::import::ImportArgs),
     /// Re-quantise the weight matrices of a .llm file.
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Train(a) => llm_train::train::run_train(a),
         Command::Export(a) => llm_train::export::run_export(a),
         Command::Sample(a) => llm_train::train::run_sample(a),
+        Command::Plot(a) => llm_train::plot::run_plot(a),
         Command::Import(a) => llm_train::import::run_import(a),
         Command::Quantize(a) => llm_train::quantize::run_quantize(a),
     };
