@@ -28,6 +28,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 const EMU_HEADER: &str = include_str!("../src/cuda/emu/cuda_emu.h");
 
@@ -271,6 +272,13 @@ macro_rules! dispatch {
     };
 }
 
+/// bias_grad.cu built once per precision for the norms' parameter gradients.
+fn bias_grad_emu(prec: Precision) -> &'static Emu {
+    static BUILT: [OnceLock<Emu>; 2] = [OnceLock::new(), OnceLock::new()];
+    BUILT[usize::from(prec == Precision::Bf16)]
+        .get_or_init(|| Emu::build(&bias_grad::FILE, prec).expect("emulator build"))
+}
+
 /// Column sums through bias_grad.cu's finish kernel, as the launchers do.
 fn finish<T: GpuFloat>(
     out: &mut [T],
@@ -280,7 +288,7 @@ fn finish<T: GpuFloat>(
     cols: usize,
     stride: usize,
 ) {
-    let emu = Emu::build(&bias_grad::FILE, T::PRECISION).expect("emulator build");
+    let emu = bias_grad_emu(T::PRECISION);
     emu.launch(
         "column_sum_finish",
         elementwise(cols).unwrap(),
@@ -616,8 +624,10 @@ fn attention_case<T: GpuFloat>(
 fn attention_kernels_match_cpu() {
     each_precision("attention", &attention::FILE, |e, r, prec| {
         // GQA with a head size that is not a power of two; MQA across two K/V tiles.
-        dispatch!(prec, attention_case, e, r, 2, 37, 4, 2, 24);
+        dispatch!(prec, attention_case, e, r, 1, 37, 4, 2, 24);
         dispatch!(prec, attention_case, e, r, 1, 70, 2, 1, 64);
+        // The largest head group (G = 16 lanes per row) and MQA across four heads.
+        dispatch!(prec, attention_case, e, r, 1, 40, 4, 1, 128);
     });
 }
 
@@ -625,12 +635,16 @@ fn classifier_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
     let (n, v) = (7usize, 1013usize);
     let (logits, lt) = rand::<T>(r, n * v, 3.0);
     let targets: Vec<u32> = (0..n).map(|_| r.below(v as u64) as u32).collect();
-    let itg: Vec<i32> = targets.iter().map(|&x| x as i32).collect();
+    let mut itg: Vec<i32> = targets.iter().map(|&x| x as i32).collect();
     let dloss = 1.0 / n as f32;
     let (mut probs, mut losses) = (logits.clone(), vec![0.0f32; n]);
     softmax_ce::softmax_ce_forward(&mut probs, &mut losses, &targets, v);
     let probs_cpu = probs.clone();
     softmax_ce::softmax_ce_backward(&mut probs, &vec![dloss; n], &targets, v);
+    // A negative target is an ignored row: loss 0 and no gradient.
+    itg[n - 1] = -1;
+    losses[n - 1] = 0.0;
+    probs[(n - 1) * v..].iter_mut().for_each(|x| *x = 0.0);
     let rows = cudarc::driver::LaunchConfig {
         grid_dim: (n as u32, 1, 1),
         block_dim: (classifier::CLASSIFIER_BLOCK, 1, 1),
@@ -664,6 +678,7 @@ fn classifier_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
         ],
     );
     assert_close("softmax probs", &f(&dl), &probs_cpu, rtol::<T>());
+    assert_eq!(gl[n - 1], 0.0, "ignored row's loss");
     let dls = vec![dloss; n];
     emu.launch(
         "softmax_ce_grad",
@@ -925,7 +940,9 @@ fn grad_norm_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
         .map(|&x| (x as f64) * (x as f64))
         .sum::<f64>()
         .sqrt() as f32;
-    let blocks = grad_norm::NORM_BLOCKS;
+    // The kernels are grid-size agnostic (grid-stride loop, one partial per block): a
+    // smaller grid than the launcher's NORM_BLOCKS keeps the emulation quick.
+    let blocks = grad_norm::NORM_BLOCKS / 16;
     let cfg = cudarc::driver::LaunchConfig {
         grid_dim: (blocks as u32, 1, 1),
         block_dim: (BLOCK, 1, 1),

@@ -92,40 +92,47 @@ void call(void (*k)(A...), void** args, std::index_sequence<I...>) {
     k(*static_cast<A*>(args[I])...);
 }
 
-// Runs kernel `k` over the grid, one block at a time, one std::thread per CUDA thread.
+// Runs kernel `k` over the grid, one block at a time, on one std::thread per CUDA thread
+// of a block (the same threads for every block). Between blocks all threads meet at a
+// barrier whose completion step gives the next block fresh block and warp barriers.
 template <class... A>
 void launch(void (*k)(A...), dim3 grid, dim3 block, size_t smem, void** args) {
     unsigned nthreads = block.x * block.y * block.z;
     unsigned nwarps = (nthreads + 31) / 32;
+    unsigned nblocks = grid.x * grid.y * grid.z;
     std::vector<char> dyn(smem + 16);
     char* smem_base = dyn.data() + (16 - (reinterpret_cast<uintptr_t>(dyn.data()) % 16)) % 16;
-    for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
-                Barrier bbar(nthreads);
-                std::vector<std::unique_ptr<Barrier>> wbars;
-                std::vector<float> wvals(nwarps * 32);
-                for (unsigned w = 0; w < nwarps; w++)
-                    wbars.push_back(std::make_unique<Barrier>(std::min(32u, nthreads - w * 32)));
-                std::vector<std::thread> threads;
-                threads.reserve(nthreads);
-                for (unsigned t = 0; t < nthreads; t++) {
-                    threads.emplace_back([&, t] {
-                        thread_idx = dim3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-                        block_idx = dim3{bx, by, bz};
-                        block_dim = block;
-                        grid_dim = grid;
-                        dyn_smem = smem_base;
-                        block_bar = &bbar;
-                        warp_bar = wbars[t / 32].get();
-                        warp_vals = &wvals[(t / 32) * 32];
-                        call(k, args, std::index_sequence_for<A...>{});
-                        // A thread that returned stops counting toward later barriers.
-                        warp_bar->arrive_and_drop();
-                        block_bar->arrive_and_drop();
-                    });
-                }
-                for (auto& th : threads) th.join();
+    std::unique_ptr<Barrier> bbar;
+    std::vector<std::unique_ptr<Barrier>> wbars(nwarps);
+    std::vector<float> wvals(nwarps * 32);
+    auto fresh = [&]() noexcept {
+        bbar = std::make_unique<Barrier>(nthreads);
+        for (unsigned w = 0; w < nwarps; w++)
+            wbars[w] = std::make_unique<Barrier>(std::min(32u, nthreads - w * 32));
+    };
+    fresh();
+    std::barrier between(nthreads, fresh);
+    std::vector<std::thread> threads;
+    threads.reserve(nthreads);
+    for (unsigned t = 0; t < nthreads; t++) {
+        threads.emplace_back([&, t] {
+            thread_idx = dim3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+            block_dim = block;
+            grid_dim = grid;
+            dyn_smem = smem_base;
+            for (unsigned b = 0; b < nblocks; b++) {
+                block_idx = dim3{b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y)};
+                block_bar = bbar.get();
+                warp_bar = wbars[t / 32].get();
+                warp_vals = &wvals[(t / 32) * 32];
+                call(k, args, std::index_sequence_for<A...>{});
+                // A thread that returned stops counting toward this block's barriers.
+                warp_bar->arrive_and_drop();
+                block_bar->arrive_and_drop();
+                between.arrive_and_wait();
             }
+        });
+    }
+    for (auto& th : threads) th.join();
 }
 }  // namespace emu
