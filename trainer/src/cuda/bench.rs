@@ -278,13 +278,17 @@ pub fn run(dev: &CudaDevice, cfg: BenchConfig) -> Result<BenchReport, CudaError>
     let (free, total) = dev.memory()?;
     let b = match cfg.batch {
         Some(b) => b,
-        None => pick_batch(&cfg, free).ok_or_else(|| {
-            CudaError::Shape(format!(
-                "even batch 1 needs {} bytes, {free} free",
-                cfg.bytes_needed(1)
-            ))
-        })?,
+        None => pick_batch(&cfg, free).unwrap_or(1),
     };
+    // Refused before the first allocation, with the numbers.
+    let needed = cfg.bytes_needed(b);
+    if needed > free {
+        return Err(CudaError::OutOfMemory {
+            what: format!("the benchmark at batch {b}"),
+            needed,
+            free,
+        });
+    }
     let (c, t, v, h) = (cfg.d_model, cfg.seq, cfg.vocab, cfg.n_heads);
     let bt = b * t;
     let mut rng = Rng::new(1337);
@@ -655,5 +659,14 @@ mod tests {
         assert!(pick_batch(&cfg, 140 << 30).unwrap() >= 64);
         assert!(pick_batch(&cfg, 8 << 30).unwrap() < 16);
         assert_eq!(two_mut(&mut [1, 2, 3], 2, 0), (&mut 3, &mut 1));
+        let e = CudaError::OutOfMemory {
+            what: "x".into(),
+            needed: 3 << 30,
+            free: 1 << 30,
+        };
+        assert_eq!(
+            e.to_string(),
+            "x needs about 3.00 GiB of GPU memory, 1.00 GiB are free"
+        );
     }
 }

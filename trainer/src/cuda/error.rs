@@ -25,6 +25,16 @@ pub enum CudaError {
     Shape(String),
     /// Reading or writing the on-disk kernel cache failed.
     Cache(String),
+    /// A configuration that the memory estimate says does not fit, refused before
+    /// the first allocation.
+    OutOfMemory {
+        /// What was being sized.
+        what: String,
+        /// Bytes the estimate needs.
+        needed: usize,
+        /// Bytes free on the device.
+        free: usize,
+    },
 }
 
 impl fmt::Display for CudaError {
@@ -39,6 +49,12 @@ impl fmt::Display for CudaError {
             CudaError::Blas(m) => write!(f, "cuBLASLt error: {m}"),
             CudaError::Shape(m) => write!(f, "bad CUDA kernel arguments: {m}"),
             CudaError::Cache(m) => write!(f, "kernel cache error: {m}"),
+            CudaError::OutOfMemory { what, needed, free } => write!(
+                f,
+                "{what} needs about {:.2} GiB of GPU memory, {:.2} GiB are free",
+                *needed as f64 / (1u64 << 30) as f64,
+                *free as f64 / (1u64 << 30) as f64
+            ),
         }
     }
 }
