@@ -95,6 +95,20 @@ impl CudaDevice {
         Ok(self.ctx.mem_get_info()?)
     }
 
+    /// Refuses `needed` bytes (the trainer's memory estimate for `what`) when the device
+    /// has less free, before anything is allocated.
+    pub fn check_fits(&self, what: &str, needed: usize) -> Result<(), CudaError> {
+        let (free, _) = self.memory()?;
+        if needed > free {
+            return Err(CudaError::OutOfMemory {
+                what: what.to_string(),
+                needed,
+                free,
+            });
+        }
+        Ok(())
+    }
+
     /// Waits for every queued launch and surfaces any asynchronous error.
     pub fn synchronize(&self) -> Result<(), CudaError> {
         Ok(self.stream.synchronize()?)
