@@ -85,6 +85,63 @@ pub(crate) fn quantize(x: &[f32], out: &mut [Q8Act]) {
     }
 }
 
+/// Four consecutive blocks of one activation row, rearranged for 512-bit kernels that
+/// take four weight blocks per register: byte group `g` (16 bytes) of `lo` holds
+/// elements 0..16 of block `g`, of `hi` elements 16..32 (the order of Q4 nibbles).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, align(64))]
+pub(crate) struct Q8Quad {
+    /// Elements 0..16 of each of the 4 blocks.
+    pub(crate) lo: [i8; 64],
+    /// Elements 16..32 of each of the 4 blocks.
+    pub(crate) hi: [i8; 64],
+    /// Each block's `d`.
+    pub(crate) d: [f32; 4],
+    /// Each block's `d·Σq` in f32 (undoes the +8 / +128 weight offsets).
+    pub(crate) dsum: [f32; 4],
+    /// Each block's `s` (Q4_1).
+    pub(crate) s: [f32; 4],
+    _pad: [f32; 4],
+}
+
+impl Q8Quad {
+    /// An all-zero quad (scratch initialisation).
+    pub(crate) const ZERO: Q8Quad = Q8Quad {
+        lo: [0; 64],
+        hi: [0; 64],
+        d: [0.0; 4],
+        dsum: [0.0; 4],
+        s: [0.0; 4],
+        _pad: [0.0; 4],
+    };
+}
+
+/// Fills `quads` (`n · ⌊nb/4⌋` of them) from `blocks` (`n · nb`, `n` rows of `nb`
+/// blocks): quad `i·⌊nb/4⌋ + g` holds blocks `4g..4g+4` of row `i`; the last `nb % 4`
+/// blocks of each row have no quad.
+///
+/// # Panics
+/// If the lengths disagree.
+pub(crate) fn build_quads(blocks: &[Q8Act], nb: usize, quads: &mut [Q8Quad]) {
+    let nq = nb / 4;
+    if nq == 0 {
+        assert!(quads.is_empty());
+        return;
+    }
+    assert_eq!(blocks.len() / nb * nq, quads.len());
+    for (row, qrow) in blocks.chunks_exact(nb).zip(quads.chunks_exact_mut(nq)) {
+        for (four, q) in row.chunks_exact(4).zip(qrow.iter_mut()) {
+            for (g, b) in four.iter().enumerate() {
+                q.lo[16 * g..16 * g + 16].copy_from_slice(&b.qs[..16]);
+                q.hi[16 * g..16 * g + 16].copy_from_slice(&b.qs[16..]);
+                q.d[g] = b.d;
+                q.dsum[g] = b.d * b.sum as f32;
+                q.s[g] = b.s;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

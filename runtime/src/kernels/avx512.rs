@@ -13,7 +13,7 @@
 //!   already. The integer sums are exact, as in the scalar path. An odd last block
 //!   takes the 256-bit VNNI form.
 
-use super::act::{Q8Act, QK};
+use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
@@ -52,9 +52,18 @@ impl Avx512 {
     }
 
     /// See `scalar::rows`.
-    pub(crate) fn rows(self, w: &Matrix<'_>, x: &[f32], a: &[Q8Act], out: &mut OutRows<'_>) {
+    /// See `scalar::rows`; `quads` holds the activations as `act::build_quads` lays
+    /// them out.
+    pub(crate) fn rows(
+        self,
+        w: &Matrix<'_>,
+        x: &[f32],
+        a: &[Q8Act],
+        quads: &[Q8Quad],
+        out: &mut OutRows<'_>,
+    ) {
         // SAFETY: the token exists only if the CPU has every feature `rows` enables.
-        unsafe { rows(w, x, a, out) }
+        unsafe { rows(w, x, a, quads, out) }
     }
 
     /// See `act::quantize` (bit-identical for finite inputs; the AVX2 code).
@@ -68,19 +77,16 @@ impl Avx512 {
 /// `$tb` activations (then smaller tiles for the leftovers): each weight vector loaded
 /// is used `$tb` times and each activation vector `R` times.
 macro_rules! drive {
-    ($w:ident, $src:ident, $len:expr, $out:ident, $tile:ident, $tb:literal) => {{
+    ($w:ident, $get:expr, $out:ident, $tile:ident, $tb:literal) => {{
         let n = $out.n();
-        let len = $len;
+        let get = $get;
         let mut r = $out.r0;
         macro_rules! group {
             ($r:literal) => {{
                 let rows: [&[u8]; $r] = core::array::from_fn(|j| $w.row(r + j));
                 let mut i = 0;
                 while i + $tb <= n {
-                    let v = $tile::<$r, $tb>(
-                        rows,
-                        core::array::from_fn(|k| &$src[(i + k) * len..(i + k + 1) * len]),
-                    );
+                    let v = $tile::<$r, $tb>(rows, core::array::from_fn(|k| get(i + k)));
                     for (j, vj) in v.iter().enumerate() {
                         for (k, vk) in vj.iter().enumerate() {
                             $out.set(i + k, r + j, *vk);
@@ -89,7 +95,7 @@ macro_rules! drive {
                     i += $tb;
                 }
                 while i < n {
-                    let v = $tile::<$r, 1>(rows, [&$src[i * len..(i + 1) * len]]);
+                    let v = $tile::<$r, 1>(rows, [get(i)]);
                     for (j, vj) in v.iter().enumerate() {
                         $out.set(i, r + j, vj[0]);
                     }
@@ -109,16 +115,19 @@ macro_rules! drive {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], out: &mut OutRows<'_>) {
+fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], quads: &[Q8Quad], out: &mut OutRows<'_>) {
     let cols = w.cols;
     let nb = cols / QK;
+    let nq = nb / 4;
+    let fl = |i: usize| &x[i * cols..(i + 1) * cols];
+    let qu = |i: usize| (&a[i * nb..(i + 1) * nb], &quads[i * nq..(i + 1) * nq]);
     match w.dtype {
-        DType::F32 => drive!(w, x, cols, out, tile_f32, 4),
-        DType::F16 => drive!(w, x, cols, out, tile_f16, 4),
-        DType::BF16 => drive!(w, x, cols, out, tile_bf16, 4),
-        DType::Q8_0 => drive!(w, a, nb, out, tile_q8_0, 4),
-        DType::Q4_0 => drive!(w, a, nb, out, tile_q4_0, 4),
-        DType::Q4_1 => drive!(w, a, nb, out, tile_q4_1, 4),
+        DType::F32 => drive!(w, fl, out, tile_f32, 4),
+        DType::F16 => drive!(w, fl, out, tile_f16, 4),
+        DType::BF16 => drive!(w, fl, out, tile_bf16, 4),
+        DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 2),
+        DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 2),
+        DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 2),
     }
 }
 
@@ -245,6 +254,47 @@ trait QuantBlock {
     /// # Safety
     /// `SIZE` readable bytes at `p`; the token's features present.
     unsafe fn weights1(p: *const u8) -> __m256i;
+    /// The weights of the 4 blocks at `p`, `p + SIZE`, ... as two registers of
+    /// unsigned bytes in [`Q8Quad`] order (elements 0..16 of each block, then 16..32),
+    /// offset by `OFFSET` so they are unsigned.
+    ///
+    /// # Safety
+    /// `4·SIZE` readable bytes at `p`; the token's features present.
+    unsafe fn weights4(p: *const u8) -> (__m512i, __m512i);
+    /// What `weights4` adds to each weight (Σ over a block is undone with `Σy`).
+    const OFFSET: f32;
+}
+
+/// Four 16-byte pieces at `p`, `p + stride`, `p + 2·stride`, `p + 3·stride` in one
+/// register.
+///
+/// # Safety
+/// 16 readable bytes at each; AVX-512 F present.
+#[inline(always)]
+unsafe fn gather4x16(p: *const u8, stride: usize) -> __m512i {
+    // SAFETY: caller.
+    unsafe {
+        let z = _mm512_castsi128_si512(_mm_loadu_si128(p as *const __m128i));
+        let z = _mm512_inserti32x4(z, _mm_loadu_si128(p.add(stride) as *const __m128i), 1);
+        let z = _mm512_inserti32x4(z, _mm_loadu_si128(p.add(2 * stride) as *const __m128i), 2);
+        _mm512_inserti32x4(z, _mm_loadu_si128(p.add(3 * stride) as *const __m128i), 3)
+    }
+}
+
+/// Low and high nibbles of four Q4 blocks whose 16 quant bytes start at `p`, `p +
+/// stride`, ...: [`Q8Quad`] order, values 0..=15.
+///
+/// # Safety
+/// 16 readable bytes at each; AVX-512 F/BW present.
+#[inline(always)]
+unsafe fn nibbles4(p: *const u8, stride: usize) -> (__m512i, __m512i) {
+    // SAFETY: caller.
+    let z = unsafe { gather4x16(p, stride) };
+    let m = _mm512_set1_epi8(0x0f);
+    (
+        _mm512_and_si512(z, m),
+        _mm512_and_si512(_mm512_srli_epi16(z, 4), m),
+    )
 }
 
 struct Q8_0;
@@ -254,6 +304,18 @@ struct Q4_1;
 impl QuantBlock for Q8_0 {
     const SIZE: usize = 34;
     const SIGNED: bool = true;
+    const OFFSET: f32 = 128.0;
+    #[inline(always)]
+    unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
+        // SAFETY: quants at 2..34 of each of the 4 blocks (caller). x ^ 0x80 = x + 128.
+        unsafe {
+            let flip = _mm512_set1_epi8(-128);
+            (
+                _mm512_xor_si512(gather4x16(p.add(2), 34), flip),
+                _mm512_xor_si512(gather4x16(p.add(18), 34), flip),
+            )
+        }
+    }
     #[inline(always)]
     unsafe fn weights2(p: *const u8) -> __m512i {
         // SAFETY: bytes 2..34 and 36..68 lie within the two blocks (caller).
@@ -305,6 +367,12 @@ unsafe fn nibbles1(p: *const u8) -> __m256i {
 impl QuantBlock for Q4_0 {
     const SIZE: usize = 18;
     const SIGNED: bool = true;
+    const OFFSET: f32 = 8.0;
+    #[inline(always)]
+    unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
+        // SAFETY: quants at 2..18 of each block (caller); nibble q is weight q - 8.
+        unsafe { nibbles4(p.add(2), 18) }
+    }
     #[inline(always)]
     unsafe fn weights2(p: *const u8) -> __m512i {
         // SAFETY: quants at 2..18 and 20..36 (caller).
@@ -322,6 +390,12 @@ impl QuantBlock for Q4_0 {
 impl QuantBlock for Q4_1 {
     const SIZE: usize = 20;
     const SIGNED: bool = false;
+    const OFFSET: f32 = 0.0;
+    #[inline(always)]
+    unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
+        // SAFETY: quants at 4..20 of each block (caller).
+        unsafe { nibbles4(p.add(4), 20) }
+    }
     #[inline(always)]
     unsafe fn weights2(p: *const u8) -> __m512i {
         // SAFETY: quants at 4..20 and 24..40 (caller).
@@ -356,11 +430,64 @@ fn act2(y0: &Q8Act, y1: &Q8Act) -> __m512i {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
     ws: [&[u8]; R],
-    ys: [&[Q8Act]; T],
+    acts: [(&[Q8Act], &[Q8Quad]); T],
 ) -> [[f32; T]; R] {
+    let ys: [&[Q8Act]; T] = core::array::from_fn(|k| acts[k].0);
     let nb = ys[0].len();
+    let nq = nb / 4;
     assert!(ws.iter().all(|w| w.len() == nb * B::SIZE));
-    assert!(ys.iter().all(|y| y.len() == nb));
+    assert!(acts.iter().all(|(y, q)| y.len() == nb && q.len() == nq));
+    // Quads: four blocks per register pair, weights offset to unsigned bytes; the
+    // offset comes back out through `corr` = Σ d_w·(d_x·Σq_x) (or Q4_1's Σ m_w·s_x).
+    let quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    let mut qacc = [[_mm512_setzero_ps(); T]; R];
+    let mut corr = [[_mm_setzero_ps(); T]; R];
+    let mut ylo = [_mm512_setzero_si512(); T];
+    let mut yhi = [_mm512_setzero_si512(); T];
+    let mut dyq = [_mm512_setzero_ps(); T];
+    let mut cq = [_mm_setzero_ps(); T];
+    for g in 0..nq {
+        // SAFETY: g < nq: quad g of every activation exists, and blocks 4g..4g+4 lie in
+        // every `w_j` (lengths checked above); x86 is little-endian.
+        unsafe {
+            for k in 0..T {
+                let q = &*acts[k].1.as_ptr().add(g);
+                ylo[k] = _mm512_loadu_si512(q.lo.as_ptr() as *const __m512i);
+                yhi[k] = _mm512_loadu_si512(q.hi.as_ptr() as *const __m512i);
+                let d = _mm_loadu_ps(q.d.as_ptr());
+                dyq[k] = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(d));
+                cq[k] = _mm_loadu_ps(if B::SIGNED {
+                    q.dsum.as_ptr()
+                } else {
+                    q.s.as_ptr()
+                });
+            }
+            for j in 0..R {
+                let p = ws[j].as_ptr().add(4 * g * B::SIZE);
+                let (lo, hi) = B::weights4(p);
+                let h =
+                    |b: usize| core::ptr::read_unaligned(p.add(b * B::SIZE) as *const u16) as i16;
+                let dw = _mm_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0));
+                let dwq = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(dw));
+                // Q4_1 pairs s with the minimum m; the others pair d·Σq with d.
+                let cw = if B::SIGNED {
+                    dw
+                } else {
+                    let m = |b: usize| {
+                        core::ptr::read_unaligned(p.add(b * B::SIZE + 2) as *const u16) as i16
+                    };
+                    _mm_cvtph_ps(_mm_setr_epi16(m(0), m(1), m(2), m(3), 0, 0, 0, 0))
+                };
+                for k in 0..T {
+                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ylo[k]);
+                    let dot = _mm512_dpbusd_epi32(dot, hi, yhi[k]);
+                    let d = _mm512_mul_ps(dwq, dyq[k]);
+                    qacc[j][k] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), qacc[j][k]);
+                    corr[j][k] = _mm_fmadd_ps(cw, cq[k], corr[j][k]);
+                }
+            }
+        }
+    }
     let mut acc = [[_mm512_setzero_ps(); T]; R];
     // Q4_1's Σ m_w·s_x, two blocks per lane pair.
     let mut summ = [[_mm_setzero_ps(); T]; R];
@@ -369,7 +496,7 @@ fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
     let mut yv = [_mm512_setzero_si512(); T];
     let mut dyv = [_mm512_setzero_ps(); T];
     let mut sv = [_mm_setzero_ps(); T];
-    let mut b = 0;
+    let mut b = 4 * nq;
     while b + 2 <= nb {
         // SAFETY: b + 1 < nb, so blocks b and b+1 lie in every `w_j` and `y_k`
         // (lengths checked above); x86 is little-endian, so f16 fields read as u16.
@@ -425,7 +552,13 @@ fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
     for j in 0..R {
         for k in 0..T {
             let m = _mm_add_ss(summ[j][k], _mm_movehdup_ps(summ[j][k]));
-            out[j][k] = _mm512_reduce_add_ps(acc[j][k]) + _mm_cvtss_f32(m);
+            let c = corr[j][k];
+            let c = _mm_add_ps(c, _mm_movehl_ps(c, c));
+            let c = _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
+            // Σ (q + OFFSET)·y·d_w·d_y − OFFSET·Σ d_w·d_y·Σy (Q4_1: + Σ m·s).
+            let c = if B::SIGNED { -B::OFFSET * c } else { c };
+            out[j][k] =
+                _mm512_reduce_add_ps(_mm512_add_ps(acc[j][k], qacc[j][k])) + _mm_cvtss_f32(m) + c;
         }
     }
     if b < nb {
@@ -459,16 +592,25 @@ fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn tile_q8_0<const R: usize, const T: usize>(ws: [&[u8]; R], ys: [&[Q8Act]; T]) -> [[f32; T]; R] {
-    tile_quant::<Q8_0, R, T>(ws, ys)
+fn tile_q8_0<const R: usize, const T: usize>(
+    ws: [&[u8]; R],
+    acts: [(&[Q8Act], &[Q8Quad]); T],
+) -> [[f32; T]; R] {
+    tile_quant::<Q8_0, R, T>(ws, acts)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn tile_q4_0<const R: usize, const T: usize>(ws: [&[u8]; R], ys: [&[Q8Act]; T]) -> [[f32; T]; R] {
-    tile_quant::<Q4_0, R, T>(ws, ys)
+fn tile_q4_0<const R: usize, const T: usize>(
+    ws: [&[u8]; R],
+    acts: [(&[Q8Act], &[Q8Quad]); T],
+) -> [[f32; T]; R] {
+    tile_quant::<Q4_0, R, T>(ws, acts)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn tile_q4_1<const R: usize, const T: usize>(ws: [&[u8]; R], ys: [&[Q8Act]; T]) -> [[f32; T]; R] {
-    tile_quant::<Q4_1, R, T>(ws, ys)
+fn tile_q4_1<const R: usize, const T: usize>(
+    ws: [&[u8]; R],
+    acts: [(&[Q8Act], &[Q8Quad]); T],
+) -> [[f32; T]; R] {
+    tile_quant::<Q4_1, R, T>(ws, acts)
 }

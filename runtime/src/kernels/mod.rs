@@ -73,7 +73,7 @@ use llm_format::DType;
 
 pub use scalar::matmul_ref;
 
-use act::Q8Act;
+use act::{Q8Act, Q8Quad};
 
 /// Why a [`Matrix`] could not be built. `Display` names the problem and the numbers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -318,25 +318,46 @@ impl Engine {
         }
     }
 
-    /// Quantises `x` (whole blocks) into `out` (one [`Q8Act`] per 32 values).
-    fn quantize(self, x: &[f32], out: &mut [Q8Act]) {
+    /// Quads of 4 blocks per activation row this engine wants (`n` rows of `nb`).
+    fn quads(self, n: usize, nb: usize) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => n * (nb / 4),
+            _ => 0,
+        }
+    }
+
+    /// Quantises `x` (whole blocks) into `out` (one [`Q8Act`] per 32 values), and
+    /// into `quads` if the engine uses them (rows of `nb` blocks).
+    fn quantize(self, x: &[f32], nb: usize, out: &mut [Q8Act], quads: &mut [Q8Quad]) {
         match self {
             #[cfg(target_arch = "x86_64")]
             Engine::Avx2(t) => t.quantize(x, out),
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx512(t) => t.quantize(x, out),
+            Engine::Avx512(t) => {
+                t.quantize(x, out);
+                act::build_quads(out, nb, quads);
+            }
             _ => act::quantize(x, out),
         }
     }
 
     /// Rows `part.r0..part.r1` of `y = x · Wᵀ`.
-    fn rows(self, w: &Matrix<'_>, x: &[f32], a: &[Q8Act], part: &mut OutRows<'_>) {
+    fn rows(
+        self,
+        w: &Matrix<'_>,
+        x: &[f32],
+        a: &[Q8Act],
+        quads: &[Q8Quad],
+        part: &mut OutRows<'_>,
+    ) {
+        let _ = quads;
         match self {
             Engine::Scalar => scalar::rows(w, x, a, part),
             #[cfg(target_arch = "x86_64")]
             Engine::Avx2(t) => t.rows(w, x, a, part),
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx512(t) => t.rows(w, x, a, part),
+            Engine::Avx512(t) => t.rows(w, x, a, quads, part),
             #[cfg(target_arch = "aarch64")]
             Engine::Neon(t) => t.rows(w, x, a, part),
         }
@@ -424,6 +445,8 @@ pub struct Cpu {
     threads: usize,
     /// Quantised activations, `n · cols/32` blocks of the current call.
     act: Vec<Q8Act>,
+    /// The same rearranged in quads of 4 blocks, for the engines that use them.
+    quads: Vec<Q8Quad>,
     #[cfg(feature = "std")]
     pool: Option<pool::Pool>,
 }
@@ -472,6 +495,7 @@ impl Cpu {
             engine,
             threads,
             act: Vec::new(),
+            quads: Vec::new(),
             #[cfg(feature = "std")]
             pool: (threads > 1).then(|| pool::Pool::new(threads - 1)),
         }
@@ -497,19 +521,21 @@ impl Cpu {
     pub fn matmul(&mut self, w: &Matrix<'_>, x: &[f32], n: usize, y: &mut [f32]) {
         check_shapes(w, x, n, y);
         let engine = self.engine;
+        let (mut blocks, mut nq) = (0, 0);
         if w.dtype.is_quantized() {
-            let blocks = n * (w.cols / act::QK);
+            let nb = w.cols / act::QK;
+            blocks = n * nb;
+            nq = engine.quads(n, nb);
             if self.act.len() < blocks {
                 self.act.resize(blocks, Q8Act::ZERO);
             }
-            engine.quantize(x, &mut self.act[..blocks]);
+            if self.quads.len() < nq {
+                self.quads.resize(nq, Q8Quad::ZERO);
+            }
+            engine.quantize(x, nb, &mut self.act[..blocks], &mut self.quads[..nq]);
         }
-        let blocks = if w.dtype.is_quantized() {
-            n * (w.cols / act::QK)
-        } else {
-            0
-        };
         let a = &self.act[..blocks];
+        let q = &self.quads[..nq];
         let mut out = OutRows::whole(y, w.rows, n);
         #[cfg(feature = "std")]
         if let Some(pool) = &self.pool {
@@ -520,10 +546,10 @@ impl Cpu {
                 .min(self.threads * PARTS_PER_THREAD)
                 .min(w.rows.div_ceil(4));
             if parts > 1 {
-                return split_rows(pool, parts, engine, w, x, a, &out);
+                return split_rows(pool, parts, engine, w, x, (a, q), &out);
             }
         }
-        engine.rows(w, x, a, &mut out);
+        engine.rows(w, x, a, q, &mut out);
     }
 }
 
@@ -535,7 +561,7 @@ fn split_rows(
     engine: Engine,
     w: &Matrix<'_>,
     x: &[f32],
-    a: &[Q8Act],
+    (a, q): (&[Q8Act], &[Q8Quad]),
     out: &OutRows<'_>,
 ) {
     // Row ranges in multiples of 4 rows (whole cache lines of y for n = 1).
@@ -548,6 +574,6 @@ fn split_rows(
         // 0..parts runs once, and `out` itself is not written while the parts live
         // (`pool.run` returns only when all parts are done).
         let mut part = unsafe { out.part(r0, r1) };
-        engine.rows(w, x, a, &mut part);
+        engine.rows(w, x, a, q, &mut part);
     });
 }
