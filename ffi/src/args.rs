@@ -1,7 +1,9 @@
 //! Reading C arguments: pointers checked for NULL, lengths for range, text for UTF-8,
 //! before any slice is formed.
 
-use crate::status::{null, Fail, Res, LLMRT_ERR_BUFFER_TOO_SMALL, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_UTF8};
+use crate::status::{
+    null, Fail, Res, LLMRT_ERR_BUFFER_TOO_SMALL, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_UTF8,
+};
 use std::ffi::c_char;
 
 /// Most elements a caller's array may claim; larger lengths are garbage, not arrays
@@ -115,6 +117,9 @@ pub(crate) unsafe fn copy_out<T: Copy + Default>(
             LLMRT_ERR_BUFFER_TOO_SMALL,
             format!("{what}: the buffer holds {cap} but {need} are needed"),
         ));
+    }
+    if need == 0 {
+        return Ok(());
     }
     if dst.is_null() {
         return Err(null(what));

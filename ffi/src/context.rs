@@ -104,21 +104,20 @@ pub(crate) fn with_ctx<R>(
     f: impl FnOnce(&CtxHandle, &mut State) -> Res<R>,
 ) -> Res<R> {
     let c = CONTEXTS.get(h as usize)?;
-    let mut st = match c.state.try_lock() {
-        Ok(g) => g,
-        Err(TryLockError::WouldBlock) => {
-            return Err(Fail::new(
+    let mut st =
+        match c.state.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::WouldBlock) => return Err(Fail::new(
                 LLMRT_ERR_BUSY,
                 "the context is in use by another call (another thread, or a callback of this one)",
-            ))
-        }
-        Err(TryLockError::Poisoned(_)) => {
-            return Err(Fail::new(
-                LLMRT_ERR_INTERNAL,
-                "the context is unusable after an internal error: free it and create another",
-            ))
-        }
-    };
+            )),
+            Err(TryLockError::Poisoned(_)) => {
+                return Err(Fail::new(
+                    LLMRT_ERR_INTERNAL,
+                    "the context is unusable after an internal error: free it and create another",
+                ))
+            }
+        };
     f(&c, &mut st)
 }
 
@@ -264,7 +263,11 @@ pub unsafe extern "C" fn llmrt_context_new(
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n as usize,
         };
-        let n_batch = if p.n_batch == 0 { 64 } else { p.n_batch as usize };
+        let n_batch = if p.n_batch == 0 {
+            64
+        } else {
+            p.n_batch as usize
+        };
         check_memory(&m, p.n_ctx as usize, n_batch)?;
         let vocab = m.opts.vocab_size;
         let ctx = Context::new(
@@ -276,9 +279,9 @@ pub unsafe extern "C" fn llmrt_context_new(
             },
         )?;
         let mut scratch = Vec::new();
-        scratch.try_reserve_exact(vocab).map_err(|_| {
-            Fail::new(LLMRT_ERR_NO_MEMORY, "not enough memory for the logits")
-        })?;
+        scratch
+            .try_reserve_exact(vocab)
+            .map_err(|_| Fail::new(LLMRT_ERR_NO_MEMORY, "not enough memory for the logits"))?;
         let h = CONTEXTS.insert(CtxHandle {
             cancel: AtomicBool::new(false),
             state: Mutex::new(State {
@@ -423,7 +426,10 @@ pub unsafe extern "C" fn llmrt_eval(
             // SAFETY: `n` readable ids by contract.
             let toks = unsafe { slice(tokens, n, "tokens") }?;
             if toks.is_empty() {
-                return Err(Fail::new(LLMRT_ERR_INVALID_ARG, "no tokens to evaluate (n is 0)"));
+                return Err(Fail::new(
+                    LLMRT_ERR_INVALID_ARG,
+                    "no tokens to evaluate (n is 0)",
+                ));
             }
             st.ctx.eval(toks)?;
             st.has_logits = true;
@@ -538,7 +544,10 @@ pub unsafe extern "C" fn llmrt_accept(
                 unsafe { put_opt(len, text.len()) };
                 return Err(Fail::new(
                     LLMRT_ERR_BUFFER_TOO_SMALL,
-                    format!("text: the buffer holds {cap} bytes but {} are needed", text.len() + 1),
+                    format!(
+                        "text: the buffer holds {cap} bytes but {} are needed",
+                        text.len() + 1
+                    ),
                 ));
             }
             st.ctx.eval(&[token])?;

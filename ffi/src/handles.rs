@@ -42,7 +42,10 @@ impl<T> Registry<T> {
         if addr == 0 {
             return Err(crate::status::null(self.what));
         }
-        self.lock().get(&addr).cloned().ok_or_else(|| self.bad(addr))
+        self.lock()
+            .get(&addr)
+            .cloned()
+            .ok_or_else(|| self.bad(addr))
     }
 
     /// Unregisters handle `addr` and returns its object (dropped by the caller, outside

@@ -89,10 +89,7 @@ thread_local! {
 
 /// Records `msg` as this thread's last error (interior NULs become spaces).
 pub(crate) fn set_last_error(msg: &str) {
-    let bytes: Vec<u8> = msg
-        .bytes()
-        .map(|b| if b == 0 { b' ' } else { b })
-        .collect();
+    let bytes: Vec<u8> = msg.bytes().map(|b| if b == 0 { b' ' } else { b }).collect();
     let c = CString::new(bytes).unwrap_or_default();
     // `try_with` fails only while the thread is being torn down; then there is no one to read it.
     let _ = LAST_ERROR.try_with(|e| {

@@ -14,10 +14,11 @@ pub const LLMRT_VERSION_PATCH: u32 = 0;
 /// check `llmrt_version_number() / 100 == LLMRT_VERSION_NUMBER / 100`.
 pub const LLMRT_VERSION_NUMBER: u32 = 100;
 
-const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-    Ok(v) => v,
-    Err(_) => c"unknown",
-};
+const VERSION: &CStr =
+    match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => c"unknown",
+    };
 
 /// The library's version, "MAJOR.MINOR.PATCH" (a static string).
 #[no_mangle]

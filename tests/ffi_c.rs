@@ -1,0 +1,459 @@
+//! libllmrt from C and C++: the programs in `ffi/examples/` and `ffi/tests/c/` are
+//! compiled with `-Wall -Wextra -Werror` against the freshly built `libllmrt.so` and
+//! `libllmrt.a` and run on two random models (SentencePiece with byte fallback, Q8_0;
+//! char-level with multi-byte characters, Q4_0, RoPE/SwiGLU/GQA).
+//!
+//! * `generate.c` prints byte for byte what `llm-run` prints for the same flags;
+//! * `api.c` checks the step-by-step API against the one-call one;
+//! * `threads.c`: four threads over one model give the single-thread texts; cancellation;
+//! * `abuse.c`: NULL, garbage handles, bad sizes and text, corrupt files, a context
+//!   too large for memory: error codes with messages, no crash;
+//! * all of them (and `chat.cpp`) under valgrind memcheck and AddressSanitizer.
+//!
+//! Each test prints a SKIP line and passes when the C compiler (or valgrind) is missing.
+
+mod ffi_support;
+
+use ffi_support::*;
+use std::path::PathBuf;
+
+const SP_PROMPT: &str = "the tea é日本";
+const CHAR_PROMPT: &str = "hello wüld, ß日本語";
+
+fn need_cc(test: &str) -> bool {
+    let ok = have("cc");
+    if !ok {
+        skip(test, "no C compiler (cc) on this machine");
+    }
+    ok
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Flag sets shared by `llm-run` and `generate`, after `-m MODEL -p PROMPT`.
+fn flag_sets() -> Vec<Vec<&'static str>> {
+    vec![
+        vec!["-n", "40", "-s", "42", "-t", "1"],
+        vec![
+            "-n",
+            "60",
+            "-s",
+            "7",
+            "--temperature",
+            "1.3",
+            "--top-k",
+            "0",
+            "--top-p",
+            "1",
+            "--min-p",
+            "0",
+            "-t",
+            "2",
+        ],
+        vec!["-n", "30", "-s", "1", "--temperature", "0"],
+        vec![
+            "-n",
+            "50",
+            "-s",
+            "5",
+            "--repeat-penalty",
+            "1.3",
+            "--frequency-penalty",
+            "0.2",
+            "--presence-penalty",
+            "0.1",
+            "--repeat-last-n",
+            "16",
+            "--top-k",
+            "12",
+        ],
+        vec![
+            "-n",
+            "80",
+            "-s",
+            "3",
+            "--ignore-eos",
+            "--temperature",
+            "1.1",
+            "--top-p",
+            "0.9",
+            "--min-p",
+            "0.02",
+        ],
+        vec!["-n", "20", "-s", "9", "--no-bos", "-c", "64"],
+    ]
+}
+
+#[test]
+fn c_example_prints_what_llm_run_prints() {
+    if !need_cc("c_example_prints_what_llm_run_prints") {
+        return;
+    }
+    let b = build();
+    let shared = compile(
+        "generate_so",
+        &[src("examples/generate.c")],
+        Link::Shared,
+        &[],
+    );
+    let stat = compile(
+        "generate_a",
+        &[src("examples/generate.c")],
+        Link::Static,
+        &[],
+    );
+    let m = models();
+    let mut nonempty = 0;
+    let mut stopped = 0;
+    for (model, prompt) in [(&m.sp.0, SP_PROMPT), (&m.chars.0, CHAR_PROMPT)] {
+        let model = model.to_str().expect("utf-8 path");
+        for flags in flag_sets() {
+            let mut args = vec!["-m", model, "-p", prompt];
+            args.extend(&flags);
+            let want = run(&b.llm_run(), &args);
+            assert_ok("llm-run", &want);
+            for exe in [&shared, &stat] {
+                let got = run(exe, &args);
+                assert_ok("generate", &got);
+                assert_eq!(stdout(&got), stdout(&want), "{} {args:?}", exe.display());
+            }
+            let text = stdout(&want);
+            nonempty += usize::from(text.trim_end_matches('\n').chars().count() > 3);
+
+            // A stop string taken from the middle of that text.
+            let chars: Vec<char> = text.trim_end_matches('\n').chars().collect();
+            if chars.len() >= 8 {
+                let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+                let mut args = args.clone();
+                args.extend(["--stop", stop.as_str()]);
+                let want = run(&b.llm_run(), &args);
+                assert_ok("llm-run --stop", &want);
+                let got = run(&shared, &args);
+                assert_ok("generate --stop", &got);
+                assert_eq!(stdout(&got), stdout(&want), "{args:?}");
+                assert!(
+                    stdout(&got).len() < text.len(),
+                    "the stop string did not stop"
+                );
+                stopped += 1;
+            }
+        }
+        // The positional form: MODEL PROMPT N SEED TEMP.
+        let want = run(
+            &b.llm_run(),
+            &[
+                "-m",
+                model,
+                "-p",
+                prompt,
+                "-n",
+                "25",
+                "-s",
+                "11",
+                "--temperature",
+                "0.9",
+            ],
+        );
+        let got = run(&stat, &[model, prompt, "25", "11", "0.9"]);
+        assert_ok("generate (positional)", &got);
+        assert_eq!(stdout(&got), stdout(&want));
+    }
+    assert!(
+        nonempty >= 8,
+        "too few non-trivial completions ({nonempty})"
+    );
+    assert!(stopped >= 4, "too few stop-string runs ({stopped})");
+
+    // Errors: one line on stderr, exit code 1, nothing on stdout.
+    let bad = run(&shared, &["-m", "/nonexistent.llm", "-p", "x", "-s", "1"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("LLMRT_ERR_IO"));
+    assert!(bad.stdout.is_empty());
+}
+
+/// `key=value` pairs of api.c's info line.
+fn info_pairs(out: &str) -> std::collections::HashMap<String, String> {
+    out.lines()
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn step_by_step_api_matches_one_call_api() {
+    if !need_cc("step_by_step_api_matches_one_call_api") {
+        return;
+    }
+    let b = build();
+    let api = compile("api", &[src("tests/c/api.c")], Link::Shared, &[]);
+    let m = models();
+    for ((model, o), prompt, tok, dtype) in [
+        (&m.sp, SP_PROMPT, "sentencepiece", "q8_0"),
+        (&m.chars, CHAR_PROMPT, "char", "q4_0"),
+    ] {
+        let path = model.to_str().expect("utf-8 path");
+        let out = run(&api, &[path, prompt]);
+        assert_ok("api", &out);
+        let text = stdout(&out);
+        assert!(text.ends_with("ok\n"), "{text}");
+        let info = info_pairs(&text);
+        let want = [
+            ("vocab_size", o.vocab_size.to_string()),
+            ("d_model", o.d_model.to_string()),
+            ("n_layers", o.n_layers.to_string()),
+            ("n_heads", o.n_heads.to_string()),
+            ("n_kv_heads", o.n_kv_heads.to_string()),
+            ("d_ff", o.d_ff.to_string()),
+            ("context_length", o.max_len.to_string()),
+            ("positions", o.positions.name().to_string()),
+            ("norm", o.norm.name().to_string()),
+            ("mlp", o.mlp.name().to_string()),
+            ("bias", u8::from(o.bias).to_string()),
+            ("tied", u8::from(o.tied_embeddings).to_string()),
+            ("dtype", dtype.to_string()),
+            ("tokenizer", tok.to_string()),
+        ];
+        for (k, v) in want {
+            assert_eq!(info.get(k), Some(&v), "{k} in {text}");
+        }
+        // Token ids as llm-run tokenizes (with the file's BOS rule).
+        let ids = run(&b.llm_run(), &["tokenize", "-m", path, "-p", prompt]);
+        assert_ok("llm-run tokenize", &ids);
+        let line = text.lines().nth(1).unwrap_or("");
+        assert_eq!(line, format!("tokens={}", stdout(&ids).trim_end()));
+    }
+}
+
+#[test]
+fn four_threads_share_a_model_and_cancel_works() {
+    if !need_cc("four_threads_share_a_model_and_cancel_works") {
+        return;
+    }
+    let exe = compile("threads", &[src("tests/c/threads.c")], Link::Static, &[]);
+    let m = models();
+    for (model, prompt) in [(&m.chars.0, CHAR_PROMPT), (&m.sp.0, SP_PROMPT)] {
+        let out = run(&exe, &[model.to_str().expect("utf-8 path"), prompt, "48"]);
+        assert_ok("threads", &out);
+        assert_eq!(stdout(&out), "ok\n");
+    }
+}
+
+#[test]
+fn every_entry_point_rejects_bad_input() {
+    if !need_cc("every_entry_point_rejects_bad_input") {
+        return;
+    }
+    let b = build();
+    let exe = compile("abuse", &[src("tests/c/abuse.c")], Link::Shared, &[]);
+    let m = models();
+    let dir = b.scratch.join("abuse-files");
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let dir = dir.to_str().expect("utf-8 path");
+    let chars = m.chars.0.to_str().expect("utf-8 path");
+    let out = run(&exe, &[chars, dir, "--oom"]);
+    assert_ok("abuse --oom", &out);
+    assert_eq!(stdout(&out), "ok\n");
+    let out = run(&exe, &[m.sp.0.to_str().expect("utf-8 path"), dir]);
+    assert_ok("abuse", &out);
+    assert_eq!(stdout(&out), "ok\n");
+}
+
+/// Runs chat.cpp with `lines` on stdin.
+fn chat(exe: &PathBuf, wrapper: Option<&[&str]>, model: &str, lines: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut cmd = match wrapper {
+        Some(w) => {
+            let mut c = std::process::Command::new(w[0]);
+            c.args(&w[1..]).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    let mut child = cmd
+        .args([model, "5", "20"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run chat");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("chat output")
+}
+
+#[test]
+fn cpp_chat_example_first_reply_matches_llm_run() {
+    if !need_cc("cpp_chat_example_first_reply_matches_llm_run") || !have("c++") {
+        return;
+    }
+    let b = build();
+    let exe = compile("chat", &[src("examples/chat.cpp")], Link::Shared, &[]);
+    let model = models().chars.0.to_str().expect("utf-8 path");
+    let out = chat(&exe, None, model, "hello there\nwhat now\nbye\n");
+    assert_ok("chat", &out);
+    let replies = stdout(&out);
+    assert_eq!(replies.lines().count(), 3, "{replies}");
+    let want = run(
+        &b.llm_run(),
+        &[
+            "-m",
+            model,
+            "-p",
+            "User: hello there\nBot:",
+            "-n",
+            "20",
+            "-s",
+            "5",
+            "-t",
+            "1",
+            "--stop",
+            "\n",
+        ],
+    );
+    assert_ok("llm-run", &want);
+    assert_eq!(replies.lines().next(), stdout(&want).lines().next());
+}
+
+const VALGRIND: &[&str] = &[
+    "valgrind",
+    "--quiet",
+    "--error-exitcode=1",
+    "--leak-check=full",
+    "--errors-for-leak-kinds=definite",
+];
+
+#[test]
+fn clean_under_valgrind_memcheck() {
+    if !need_cc("clean_under_valgrind_memcheck") {
+        return;
+    }
+    if !have("valgrind") {
+        skip("clean_under_valgrind_memcheck", "valgrind is not installed");
+        return;
+    }
+    let b = build();
+    let m = models();
+    let sp = m.sp.0.to_str().expect("utf-8 path");
+    let chars = m.chars.0.to_str().expect("utf-8 path");
+    let dir = b.scratch.join("abuse-vg");
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let dir = dir.to_str().expect("utf-8 path");
+    let gen = compile(
+        "generate_vg",
+        &[src("examples/generate.c")],
+        Link::Shared,
+        &[],
+    );
+    let api = compile("api_vg", &[src("tests/c/api.c")], Link::Shared, &[]);
+    let abuse = compile("abuse_vg", &[src("tests/c/abuse.c")], Link::Shared, &[]);
+    let threads = compile("threads_vg", &[src("tests/c/threads.c")], Link::Shared, &[]);
+    let runs: Vec<(&PathBuf, Vec<&str>)> = vec![
+        (
+            &gen,
+            vec![
+                "-m", sp, "-p", SP_PROMPT, "-n", "24", "-s", "3", "-t", "1", "--stop", "e",
+            ],
+        ),
+        (&api, vec![chars, CHAR_PROMPT]),
+        (&api, vec![sp, SP_PROMPT]),
+        (&abuse, vec![chars, dir]),
+        (&threads, vec![chars, CHAR_PROMPT, "12"]),
+    ];
+    for (exe, args) in runs {
+        let out = run_under(VALGRIND[0], &VALGRIND[1..], exe, &args);
+        assert_ok(&format!("valgrind {} {args:?}", exe.display()), &out);
+    }
+    if have("c++") {
+        let exe = compile("chat_vg", &[src("examples/chat.cpp")], Link::Shared, &[]);
+        let out = chat(&exe, Some(VALGRIND), chars, "hi\nok\n");
+        assert_ok("valgrind chat", &out);
+    }
+}
+
+#[test]
+fn clean_under_address_sanitizer() {
+    if !need_cc("clean_under_address_sanitizer") {
+        return;
+    }
+    // Is ASan available here? Try a trivial program.
+    let b = build();
+    let probe_src = b.scratch.join("asan_probe.c");
+    std::fs::write(&probe_src, "int main(void) { return 0; }\n").expect("write probe");
+    let probe = std::process::Command::new("cc")
+        .args(["-fsanitize=address", "-o"])
+        .arg(b.scratch.join("asan_probe"))
+        .arg(&probe_src)
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        skip(
+            "clean_under_address_sanitizer",
+            "cc has no -fsanitize=address",
+        );
+        return;
+    }
+    let m = models();
+    let sp = m.sp.0.to_str().expect("utf-8 path");
+    let chars = m.chars.0.to_str().expect("utf-8 path");
+    let dir = b.scratch.join("abuse-asan");
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let dir = dir.to_str().expect("utf-8 path");
+    let flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"];
+    let gen = compile(
+        "generate_asan",
+        &[src("examples/generate.c")],
+        Link::Shared,
+        &flags,
+    );
+    let api = compile("api_asan", &[src("tests/c/api.c")], Link::Shared, &flags);
+    let abuse = compile(
+        "abuse_asan",
+        &[src("tests/c/abuse.c")],
+        Link::Shared,
+        &flags,
+    );
+    let threads = compile(
+        "threads_asan",
+        &[src("tests/c/threads.c")],
+        Link::Shared,
+        &flags,
+    );
+    let runs: Vec<(&PathBuf, Vec<&str>)> = vec![
+        (
+            &gen,
+            vec![
+                "-m",
+                chars,
+                "-p",
+                CHAR_PROMPT,
+                "-n",
+                "40",
+                "-s",
+                "3",
+                "-t",
+                "2",
+            ],
+        ),
+        (&api, vec![sp, SP_PROMPT]),
+        (&api, vec![chars, CHAR_PROMPT]),
+        (&abuse, vec![sp, dir]),
+        (&threads, vec![chars, CHAR_PROMPT, "24"]),
+    ];
+    for (exe, args) in runs {
+        let out = std::process::Command::new(exe)
+            .args(&args)
+            .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=1")
+            .env("UBSAN_OPTIONS", "halt_on_error=1")
+            .output()
+            .expect("run");
+        assert_ok(&format!("ASan {} {args:?}", exe.display()), &out);
+    }
+}
