@@ -24,16 +24,21 @@ pub const MAX_PARTS: usize = 0xffff;
 /// The job of the current sequence number: called with the part index.
 type Job = *const (dyn Fn(usize) + Sync);
 
-/// The state word: `seq << 32 | parts << 16 | next` — the job's sequence number, its
-/// number of parts and the next unclaimed part. Claims are compare-and-swaps on the
-/// whole word, so a claim can never be counted against the wrong job.
-fn pack(seq: u64, parts: usize, next: usize) -> u64 {
-    (seq << 32) | ((parts as u64) << 16) | next as u64
+/// The state word: `seq << 48 | parts << 32 | front << 16 | back` — the job's
+/// sequence number (mod 2¹⁶), its number of parts, the parts claimed from the front
+/// (by the caller, in order) and from the back (by the workers). Claims are
+/// compare-and-swaps on the whole word, so a claim always belongs to the job that is
+/// current when it succeeds. With two threads the caller keeps the first half and
+/// the worker the second from one call to the next, so each keeps its rows of a
+/// matrix in its own cache; either takes over the other's parts if that one is late.
+fn pack(seq: u64, parts: usize, front: usize, back: usize) -> u64 {
+    ((seq & 0xffff) << 48) | ((parts as u64) << 32) | ((front as u64) << 16) | back as u64
 }
 
-fn unpack(s: u64) -> (u64, usize, usize) {
+fn unpack(s: u64) -> (u64, usize, usize, usize) {
     (
-        s >> 32,
+        s >> 48,
+        ((s >> 32) & 0xffff) as usize,
         ((s >> 16) & 0xffff) as usize,
         (s & 0xffff) as usize,
     )
@@ -65,20 +70,24 @@ unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
 impl Shared {
-    /// Claims and runs parts of job `seq` until none is left.
-    fn work(&self, seq: u64) {
+    /// Claims and runs parts of job `seq` until none is left: from the front (the
+    /// caller) or from the back (workers).
+    fn work(&self, seq: u64, from_back: bool) {
         let mut s = self.state.load(Ordering::SeqCst);
         loop {
-            let (sq, parts, next) = unpack(s);
-            if sq != seq || next >= parts {
+            let (sq, parts, front, back) = unpack(s);
+            if sq != seq || front + back >= parts {
                 return;
             }
-            match self.state.compare_exchange_weak(
-                s,
-                pack(sq, parts, next + 1),
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            let (next, part) = if from_back {
+                (pack(sq, parts, front, back + 1), parts - 1 - back)
+            } else {
+                (pack(sq, parts, front + 1, back), front)
+            };
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => {
                     // SAFETY: we hold an unfinished part of job `seq`, so `run` has
                     // written `job` for it and waits (keeping `f` alive and `job`
@@ -86,7 +95,7 @@ impl Shared {
                     if let Some(job) = unsafe { *self.job.get() } {
                         // SAFETY: as above, the closure outlives this call.
                         let f = unsafe { &*job };
-                        if catch_unwind(AssertUnwindSafe(|| f(next))).is_err() {
+                        if catch_unwind(AssertUnwindSafe(|| f(part))).is_err() {
                             self.panicked.store(true, Ordering::Relaxed);
                         }
                     }
@@ -144,8 +153,9 @@ impl Pool {
         self.workers.len() + 1
     }
 
-    /// Calls `f(k)` once for every `k in 0..parts` on the calling thread and the
-    /// workers (whoever is free claims the next part) and returns when all are done.
+    /// Calls `f(k)` once for every `k in 0..parts` on the calling thread (from
+    /// `k = 0` up) and the workers (from `k = parts - 1` down; whoever is free claims
+    /// the next part) and returns when all are done.
     ///
     /// # Panics
     /// If `parts > MAX_PARTS`, or if `f` panicked on any thread (after all parts have
@@ -157,7 +167,7 @@ impl Pool {
             return;
         }
         let s = &*self.shared;
-        let seq = (self.seq.get() + 1) & 0xffff_ffff;
+        let seq = (self.seq.get() + 1) & 0xffff;
         self.seq.set(seq);
         let job: *const (dyn Fn(usize) + Sync + '_) = f;
         // SAFETY: every part of the previous job has finished (the previous `run`
@@ -171,12 +181,12 @@ impl Pool {
             >(job))
         };
         s.done.store(0, Ordering::SeqCst);
-        s.state.store(pack(seq, parts, 0), Ordering::SeqCst);
+        s.state.store(pack(seq, parts, 0, 0), Ordering::SeqCst);
         if s.sleeping.load(Ordering::SeqCst) > 0 {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        s.work(seq);
+        s.work(seq, false);
         let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) != parts {
             spins = spins.wrapping_add(1);
@@ -197,10 +207,8 @@ impl Drop for Pool {
         let s = &*self.shared;
         s.stop.store(true, Ordering::SeqCst);
         // A new sequence number with no parts wakes everyone up.
-        s.state.store(
-            pack((self.seq.get() + 1) & 0xffff_ffff, 0, 0),
-            Ordering::SeqCst,
-        );
+        s.state
+            .store(pack(self.seq.get() + 1, 0, 0, 0), Ordering::SeqCst);
         {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
@@ -247,6 +255,6 @@ fn worker(s: &Shared) {
         if s.stop.load(Ordering::SeqCst) {
             return;
         }
-        s.work(seq);
+        s.work(seq, true);
     }
 }
