@@ -66,16 +66,40 @@ fn c<T>(v: &[T]) -> A {
     A::P(v.as_ptr() as *mut c_void)
 }
 
+/// The C++ compiler, once it has shown it builds a C++20 program with `<barrier>`
+/// (an older one is a reason to skip, not a kernel failure).
 fn compiler() -> Result<String, String> {
-    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
-    match Command::new(&cxx).arg("--version").output() {
-        Ok(o) if o.status.success() => Ok(cxx),
-        Ok(o) => Err(format!(
-            "{cxx} --version failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        )),
-        Err(e) => Err(format!("{cxx}: {e}")),
-    }
+    static PROBE: OnceLock<Result<String, String>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+            let dir = std::env::temp_dir().join(format!("llmrt-emu-probe-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let src = dir.join("probe.cpp");
+            std::fs::write(
+                &src,
+                "#include <barrier>\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\n",
+            )
+            .map_err(|e| e.to_string())?;
+            let out = Command::new(&cxx)
+                .args(["-std=c++20", "-pthread", "-o"])
+                .arg(dir.join("probe"))
+                .arg(&src)
+                .output();
+            let _ = std::fs::remove_dir_all(&dir);
+            match out {
+                Ok(o) if o.status.success() => Ok(cxx),
+                Ok(o) => Err(format!(
+                    "{cxx} cannot build C++20 <barrier>: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                )),
+                Err(e) => Err(format!("{cxx}: {e}")),
+            }
+        })
+        .clone()
 }
 
 /// The kernel text with the device-only spellings the emulator cannot take replaced.
