@@ -22,3 +22,4 @@ pub mod rng;
 pub mod scalar;
 pub mod tokenize;
 pub mod train;
+pub mod viz;

@@ -27,6 +27,8 @@ enum Command {
     Sample(llm_train::train::SampleArgs),
     /// Plot a run's train and validation loss against steps (PNG).
     Plot(llm_train::plot::PlotArgs),
+    /// Pictures of a model: token embeddings (PCA) or attention maps of a prompt.
+    Viz(llm_train::viz::VizArgs),
     /// Convert a llama2.c, llm.c, Hugging Face safetensors or GGUF model to .llm.
     Import(llm_train::import::ImportArgs),
     /// Re-quantise the weight matrices of a .llm file.
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Export(a) => llm_train::export::run_export(a),
         Command::Sample(a) => llm_train::train::run_sample(a),
         Command::Plot(a) => llm_train::plot::run_plot(a),
+        Command::Viz(a) => llm_train::viz::run_viz(a),
         Command::Import(a) => llm_train::import::run_import(a),
         Command::Quantize(a) => llm_train::quantize::run_quantize(a),
     };

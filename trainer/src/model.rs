@@ -405,6 +405,16 @@ impl<T: Real> Model<T> {
         zero(&mut self.grads);
     }
 
+    /// Attention probabilities `[B, H, T, T]` of block `layer` from the last forward
+    /// (CPU backend; a backend may store other statistics there).
+    pub fn attention(&self, layer: usize) -> Option<&[T]> {
+        self.acts
+            .as_ref()?
+            .layers
+            .get(layer)
+            .map(|l| l.att.as_slice())
+    }
+
     /// Logits `[B·T, V]` of the last forward run without targets.
     pub fn logits(&self) -> &[T] {
         self.acts.as_ref().map_or(&[], |a| &a.logits)

@@ -220,6 +220,25 @@ fn load_init(spec: &str, tok: Option<&Path>) -> Result<Init, TrainError> {
     })
 }
 
+/// Loads a `.llm` file into an f32 training model and its tokenizer.
+pub fn load_llm(path: &Path) -> Result<(Model<f32>, TextTokenizer), TrainError> {
+    let init = load_init(&format!("llm:{}", path.display()), None)?;
+    let mut model = Model::<f32>::new(init.opts, true)?;
+    for (name, x) in &init.tensors {
+        let p = model
+            .param_mut(name)
+            .ok_or_else(|| TrainError(format!("{}: unexpected tensor {name}", path.display())))?;
+        if p.len() != x.len() {
+            return Err(TrainError(format!(
+                "{}: tensor {name} has the wrong size",
+                path.display()
+            )));
+        }
+        p.copy_from_slice(x);
+    }
+    Ok((model, init.tokenizer))
+}
+
 fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
     cfg.vocab_size = o.vocab_size;
     cfg.d_model = o.d_model;
