@@ -1,17 +1,24 @@
 //! x86-64 AVX-512 kernels (F/BW/VL/DQ + VNNI, with FMA and F16C): the same functions as
 //! `scalar`.
 //!
-//! Each weight row is taken against up to 4 activation rows at once (`T` below), so
-//! converting or unpacking a weight is shared by the 4 dot products (prompts); `n = 1`
-//! (generation) uses the same code with `T = 1`.
+//! Rows are taken in register tiles of 4 weight rows × up to 4 (floats) or 2 (blocks)
+//! activation rows: each weight vector loaded (and widened or unpacked) serves every
+//! activation of the tile, each activation vector every row. Generation (`n = 1`) uses
+//! 4 × 1 tiles, so the activation loads are shared by 4 rows.
 //!
 //! * Floats: 16 lanes, weights widened in registers; the last `cols % 16` through
 //!   masked loads (no scalar tail).
-//! * Blocks: two blocks of 32 per 512-bit register. `vpdpbusd` multiplies unsigned by
-//!   signed bytes, so signed weights go in as |w| with the activation negated where
-//!   `w < 0` (the AVX2 `sign` trick, done with a mask); Q4_1's nibbles are unsigned
-//!   already. The integer sums are exact, as in the scalar path. An odd last block
-//!   takes the 256-bit VNNI form.
+//! * Blocks, 4 at a time: the activations are pre-arranged once per call into
+//!   [`Q8Quad`]s (elements 0..16 of 4 blocks in one register, 16..32 in another, the
+//!   order of Q4 nibbles), so 4 Q4 blocks unpack into one register pair with a shift
+//!   and two masks, and two `vpdpbusd` give each block's integer sum in its own 4
+//!   lanes. `vpdpbusd` multiplies unsigned by signed bytes, so signed weights go in
+//!   offset (Q4_0 as the raw nibble q = w + 8, Q8_0 as w + 128); the offset's share,
+//!   `OFFSET·Σq_x`, is taken back out in f32 as `OFFSET·Σ d_w·(d_x·Σq_x)`. Q4_1's
+//!   nibbles are unsigned already and its `m_w·s_x` terms go the same way. The integer
+//!   block sums are exact; only the f32 summation differs from the scalar reference.
+//! * Leftover blocks (`nb % 4`): two per 512-bit register, with |w| and the activation
+//!   negated where `w < 0` (exact, no offset), and an odd last one in 256 bits.
 
 use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};

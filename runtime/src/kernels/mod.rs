@@ -9,9 +9,11 @@
 //!   activations are quantised per block of 32 to 8 bits (ggml's `block_q8_0`, or
 //!   `block_q8_1` with `s = d·Σq` for Q4_1) and each block is an integer dot product
 //!   scaled by `d_w·d_x`, exactly as ggml's `vec_dot_q4_0_q8_0` and friends.
-//! * A [`Cpu`] holds the chosen path, the activation scratch and (with `std`) a small
-//!   persistent thread pool that splits the weight rows; nothing is allocated per call
-//!   once the scratch has grown to the largest shape.
+//! * A [`Cpu`] holds the chosen path (`LLMRT_KERNEL` can force one), the activation
+//!   scratch and (with `std`) a small persistent thread pool ([`pool`]) that splits
+//!   the weight rows: a hand-off costs about a microsecond against rayon's five, which
+//!   matters for the hundreds of small products of each generated token. Nothing is
+//!   allocated per call once the scratch has grown to the largest shape.
 
 /// Defines `fn $name(w, x, a, out)`: rows `out.r0..out.r1` of `y = x · Wᵀ`, one
 /// weight row at a time against every activation, with one dot function per dtype
