@@ -3,7 +3,9 @@
 //! The CPU trainer core: [`config`] (hyper-parameters and presets), [`layers`] (one
 //! file per op, forward next to backward), [`model`] (flat parameters named per the
 //! file's tensor layout), [`backend`] (the ops the model calls; CPU reference here),
-//! [`optim`] (AdamW, schedule, clipping).
+//! [`optim`] (AdamW, schedule, clipping), [`data`] and [`tokenize`] (llm.c shards,
+//! char/byte/BPE), [`train`] and [`checkpoint`] (run folder, resume), [`export`]
+//! (`.llm` writing), [`plot`] and [`viz`] (pictures).
 
 pub mod backend;
 pub mod checkpoint;
