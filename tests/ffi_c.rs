@@ -457,3 +457,80 @@ fn clean_under_address_sanitizer() {
         assert_ok(&format!("ASan {} {args:?}", exe.display()), &out);
     }
 }
+
+#[test]
+fn make_install_gives_a_prefix_that_pkg_config_finds() {
+    if !need_cc("make_install_gives_a_prefix_that_pkg_config_finds") {
+        return;
+    }
+    if !have("make") || !have("pkg-config") {
+        skip(
+            "make_install_gives_a_prefix_that_pkg_config_finds",
+            "make or pkg-config is missing",
+        );
+        return;
+    }
+    let b = build();
+    let prefix = b.scratch.join("prefix");
+    let target = b.dir.parent().expect("target dir");
+    let mut make = std::process::Command::new("make");
+    make.arg("-C")
+        .arg(root().join("ffi"))
+        .arg("install")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("TARGET_DIR={}", target.display()))
+        .arg(format!("CARGO={}", option_env!("CARGO").unwrap_or("cargo")));
+    let out = make.output().expect("run make");
+    assert_ok("make install", &out);
+    for f in [
+        "lib/libllmrt.so",
+        "lib/libllmrt.a",
+        "include/llmrt.h",
+        "lib/pkgconfig/llmrt.pc",
+    ] {
+        assert!(prefix.join(f).is_file(), "{f} not installed");
+    }
+    let header = std::fs::read(prefix.join("include/llmrt.h")).expect("installed header");
+    assert_eq!(
+        header,
+        std::fs::read(src("include/llmrt.h")).expect("header")
+    );
+
+    // Build the example with nothing but pkg-config's flags, and run it.
+    let pc = std::process::Command::new("pkg-config")
+        .args(["--cflags", "--libs", "llmrt"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .expect("run pkg-config");
+    assert_ok("pkg-config", &pc);
+    let flags = stdout(&pc);
+    let exe = b.scratch.join("generate_pc");
+    let cc = std::process::Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .arg(src("examples/generate.c"))
+        .args(flags.split_whitespace())
+        .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("run cc");
+    assert_ok("cc with pkg-config flags", &cc);
+    let model = models().chars.0.to_str().expect("utf-8 path");
+    let args = [
+        "-m",
+        model,
+        "-p",
+        CHAR_PROMPT,
+        "-n",
+        "30",
+        "-s",
+        "17",
+        "-t",
+        "1",
+    ];
+    let want = run(&b.llm_run(), &args);
+    assert_ok("llm-run", &want);
+    let got = run(&exe, &args);
+    assert_ok("installed generate", &got);
+    assert_eq!(stdout(&got), stdout(&want));
+}

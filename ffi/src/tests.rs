@@ -1,4 +1,17 @@
-//! Unit tests of the boundary, calling the exported functions as C would.
+//! Unit tests of the boundary, calling the exported functions as C would. The C and
+//! C++ programs that exercise the built library are in `tests/ffi_c.rs` (workspace root).
+
+use crate::context::*;
+use crate::generate::*;
+use crate::model::*;
+use crate::status::*;
+use crate::version::*;
+use llm_format::{
+    quant, DType, LlmWriter, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec,
+};
+use std::borrow::Cow;
+use std::ffi::{c_char, c_void, CStr};
+use std::ptr::{null, null_mut};
 
 #[test]
 fn header_is_current() {
@@ -9,4 +22,295 @@ fn header_is_current() {
         "ffi/include/llmrt.h is stale: run `make -C ffi header` \
          (or LLMRT_WRITE_HEADER=1 cargo build -p libllmrt) and commit it"
     );
+    assert!(checked_in.contains("#ifdef __cplusplus\nextern \"C\" {"));
+}
+
+#[test]
+fn version_matches_the_crate() {
+    let v = |s: &str| s.parse::<u32>().expect("version number");
+    assert_eq!(LLMRT_VERSION_MAJOR, v(env!("CARGO_PKG_VERSION_MAJOR")));
+    assert_eq!(LLMRT_VERSION_MINOR, v(env!("CARGO_PKG_VERSION_MINOR")));
+    assert_eq!(LLMRT_VERSION_PATCH, v(env!("CARGO_PKG_VERSION_PATCH")));
+    assert_eq!(llmrt_version_number(), LLMRT_VERSION_NUMBER);
+    // SAFETY: a static NUL-terminated string.
+    let s = unsafe { CStr::from_ptr(llmrt_version()) };
+    assert_eq!(s.to_str(), Ok(env!("CARGO_PKG_VERSION")));
+}
+
+fn last_error() -> String {
+    // SAFETY: llmrt_last_error returns a NUL-terminated string valid until the next failure.
+    unsafe { CStr::from_ptr(llmrt_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_panic_becomes_a_status_and_a_message() {
+    let st = guard(|| panic!("boom {}", 42));
+    assert_eq!(st, LLMRT_ERR_INTERNAL);
+    assert_eq!(last_error(), "internal error: boom 42");
+    // A later success leaves the message; a later failure replaces it.
+    assert_eq!(guard(|| Ok(())), LLMRT_OK);
+    assert_eq!(last_error(), "internal error: boom 42");
+    assert_eq!(
+        guard(|| Err(Fail::new(LLMRT_ERR_UTF8, "a\0b"))),
+        LLMRT_ERR_UTF8
+    );
+    assert_eq!(last_error(), "a b");
+}
+
+#[test]
+fn status_names_are_distinct() {
+    let codes = (-13..=0).collect::<Vec<i32>>();
+    let names: std::collections::HashSet<String> = codes
+        .iter()
+        // SAFETY: static strings.
+        .map(|&c| {
+            unsafe { CStr::from_ptr(llmrt_status_name(c)) }
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(names.len(), codes.len());
+    assert!(!names.contains("unknown status"));
+}
+
+/// A small random model (char vocabulary, RoPE, RMSNorm, SwiGLU, GQA) as file bytes.
+fn model_bytes(seed: u64) -> Vec<u8> {
+    let chars: Vec<Cow<'static, str>> = std::iter::once(Cow::Borrowed("<eos>"))
+        .chain(
+            "abcdefghijklmnopqrstuvwxyz .,é日"
+                .chars()
+                .map(|c| Cow::Owned(c.to_string())),
+        )
+        .collect();
+    let tok = TokenizerSpec {
+        kind: TokenizerKind::Char,
+        tokens: chars,
+        scores: vec![],
+        merges: vec![],
+        bos: None,
+        eos: Some(0),
+        unk: None,
+        pad: None,
+        add_bos: false,
+    };
+    let o = ModelOptions {
+        vocab_size: tok.tokens.len(),
+        d_model: 32,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        d_ff: 64,
+        max_len: 64,
+        positions: Positions::Rope,
+        norm: Norm::RmsNorm,
+        mlp: Mlp::SwiGlu,
+        bias: false,
+        tied_embeddings: false,
+        norm_eps: 1e-5,
+        rope_base: 10000.0,
+    };
+    // SplitMix64 for the weights.
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let mut w = LlmWriter::new();
+    w.extend_meta(o.to_meta());
+    w.extend_meta(tok.to_meta());
+    for slot in o.tensor_layout() {
+        let n: usize = slot.shape.iter().product();
+        let v: Vec<f32> = if slot.name.ends_with("norm.weight") {
+            (0..n).map(|_| 1.0 + 0.2 * next()).collect()
+        } else {
+            (0..n).map(|_| 0.3 * next()).collect()
+        };
+        let bytes = quant::quantize(DType::F32, &v).expect("f32");
+        w.add_tensor(slot.name.clone(), DType::F32, &slot.shape, bytes)
+            .expect("tensor");
+    }
+    w.to_bytes().expect("serialise")
+}
+
+fn load(bytes: &[u8]) -> *mut llmrt_model {
+    let mut m = null_mut();
+    // SAFETY: valid buffer and out-pointer.
+    let st = unsafe { llmrt_model_load_from_buffer(bytes.as_ptr().cast(), bytes.len(), &mut m) };
+    assert_eq!(st, LLMRT_OK, "{}", last_error());
+    m
+}
+
+fn context(m: *const llmrt_model, seed: u64) -> *mut llmrt_context {
+    let mut p = llmrt_context_default_params();
+    p.n_threads = 1;
+    p.sampler.seed = seed;
+    let mut c = null_mut();
+    // SAFETY: valid pointers.
+    let st = unsafe { llmrt_context_new(m, &p, &mut c) };
+    assert_eq!(st, LLMRT_OK, "{}", last_error());
+    c
+}
+
+#[test]
+fn logits_are_the_runtimes_and_generation_matches_it() {
+    let bytes = model_bytes(3);
+    let m = load(&bytes);
+    let c = context(m, 9);
+    let prompt = "the cat é";
+    let mut ids = [0u32; 32];
+    let mut n = 0usize;
+    // SAFETY: valid buffers with their capacities.
+    let st = unsafe {
+        llmrt_tokenize(
+            m,
+            prompt.as_ptr().cast(),
+            prompt.len(),
+            0,
+            ids.as_mut_ptr(),
+            32,
+            &mut n,
+        )
+    };
+    assert_eq!(st, LLMRT_OK);
+    // SAFETY: `n` ids.
+    assert_eq!(unsafe { llmrt_eval(c, ids.as_ptr(), n) }, LLMRT_OK);
+    let mut logits = vec![0.0f32; 64];
+    let mut nv = 0usize;
+    // SAFETY: valid buffer.
+    assert_eq!(
+        unsafe { llmrt_get_logits(c, logits.as_mut_ptr(), 64, &mut nv) },
+        LLMRT_OK
+    );
+
+    // The runtime directly, on the same bytes.
+    let model = std::sync::Arc::new(rt::Model::from_bytes(&bytes).expect("model"));
+    let mut ctx = rt::Context::new(
+        model.clone(),
+        &rt::ContextParams {
+            n_ctx: 0,
+            n_batch: 64,
+            threads: 1,
+        },
+    )
+    .expect("ctx");
+    let want = ctx.eval(&ids[..n]).expect("eval").to_vec();
+    assert_eq!(
+        &logits[..nv],
+        &want[..],
+        "the ABI must return the runtime's logits unchanged"
+    );
+
+    // One-call generation gives the runtime's text for the same seed.
+    unsafe extern "C" fn collect(piece: *const c_char, len: usize, user: *mut c_void) -> i32 {
+        // SAFETY: `user` is the String below; `piece` holds `len` bytes of UTF-8.
+        let s = unsafe { &mut *(user as *mut String) };
+        // SAFETY: as above.
+        let b = unsafe { std::slice::from_raw_parts(piece.cast::<u8>(), len) };
+        s.push_str(std::str::from_utf8(b).expect("whole UTF-8"));
+        0
+    }
+    let c2 = context(m, 9);
+    let mut text = String::new();
+    let mut gp = llmrt_generate_default_params();
+    gp.n_predict = 30;
+    gp.ignore_eos = 1;
+    let mut g = llmrt_generation::default();
+    // SAFETY: valid pointers; the callback gets our String.
+    let st = unsafe {
+        llmrt_generate(
+            c2,
+            prompt.as_ptr().cast(),
+            prompt.len(),
+            &gp,
+            Some(collect),
+            (&mut text as *mut String).cast(),
+            &mut g,
+        )
+    };
+    assert_eq!(st, LLMRT_OK, "{}", last_error());
+    let mut ctx = rt::Context::new(
+        model,
+        &rt::ContextParams {
+            n_ctx: 0,
+            n_batch: 64,
+            threads: 1,
+        },
+    )
+    .expect("ctx");
+    let params = rt::GenerateParams {
+        max_tokens: 30,
+        stop: vec![],
+        ignore_eos: true,
+        sampler: rt::sampler::SamplerConfig {
+            seed: 9,
+            ..Default::default()
+        },
+    };
+    let want = rt::generate(&mut ctx, &ids[..n], &params, &mut |_| true).expect("generate");
+    assert_eq!(text, want.text);
+    assert_eq!(g.n_generated as usize, want.tokens.len());
+    assert_eq!(g.stop_reason, LLMRT_STOP_MAX_TOKENS);
+
+    assert_eq!(llmrt_context_free(c), LLMRT_OK);
+    assert_eq!(llmrt_context_free(c2), LLMRT_OK);
+    assert_eq!(llmrt_model_free(m), LLMRT_OK);
+    assert_eq!(llmrt_model_free(m), LLMRT_ERR_BAD_HANDLE);
+    assert!(last_error().contains("not a live model handle"));
+}
+
+#[test]
+fn handles_of_one_type_are_not_the_other() {
+    let bytes = model_bytes(5);
+    let m = load(&bytes);
+    let c = context(m, 1);
+    assert_eq!(llmrt_context_free(m.cast()), LLMRT_ERR_BAD_HANDLE);
+    assert_eq!(llmrt_model_free(c.cast()), LLMRT_ERR_BAD_HANDLE);
+    assert_eq!(
+        llmrt_cancel(0x10 as *const llmrt_context),
+        LLMRT_ERR_BAD_HANDLE
+    );
+    assert_eq!(llmrt_kv_reset(null_mut()), LLMRT_ERR_NULL);
+    // The model outlives its handle while a context uses it.
+    assert_eq!(llmrt_model_free(m), LLMRT_OK);
+    let t = 1u32;
+    // SAFETY: one id.
+    assert_eq!(unsafe { llmrt_eval(c, &t, 1) }, LLMRT_OK);
+    assert_eq!(llmrt_context_free(c), LLMRT_OK);
+    let _ = null::<u8>();
+}
+
+#[test]
+fn sampler_settings_are_checked() {
+    let ok = llmrt_sampler_default_params();
+    assert!(sampler_config(&ok).is_ok());
+    for bad in [
+        llmrt_sampler_params {
+            temperature: f32::NAN,
+            ..ok
+        },
+        llmrt_sampler_params {
+            top_p: f32::NAN,
+            ..ok
+        },
+        llmrt_sampler_params {
+            repeat_penalty: 0.0,
+            ..ok
+        },
+        llmrt_sampler_params {
+            repeat_penalty: f32::INFINITY,
+            ..ok
+        },
+        llmrt_sampler_params {
+            presence_penalty: f32::NAN,
+            ..ok
+        },
+    ] {
+        let e = sampler_config(&bad).expect_err("rejected");
+        assert_eq!(e.code, LLMRT_ERR_INVALID_ARG);
+    }
 }
