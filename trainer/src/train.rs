@@ -425,9 +425,13 @@ fn crash_fault(step: u64, bytes_hint: usize) -> Option<Fault> {
     (want == step).then_some(Fault::AbortAfter(bytes_hint / 2))
 }
 
-/// Trains per `args`; the library entry point behind `llm-train train`.
+/// Trains per `args` on the CPU backend; the library entry point behind `llm-train train`.
 pub fn train(args: &TrainArgs) -> Result<TrainOutcome, TrainError> {
-    let be = Cpu;
+    train_with(args, &Cpu)
+}
+
+/// Trains per `args` on any backend (the model calls nothing else).
+pub fn train_with(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, TrainError> {
     let preset = args.config.preset.clone().unwrap_or_else(|| "tiny".into());
     let dir = args
         .out
@@ -459,7 +463,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome, TrainError> {
     let opts = cfg.model_options()?;
     let est = cfg.estimate()?;
     if !args.quiet {
-        println!("{}: {est}", Backend::<f32>::name(&be));
+        println!("{}: {est}", be.name());
     }
     if let Some(avail) = available_memory() {
         if est.total_bytes() > avail {
@@ -600,9 +604,9 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome, TrainError> {
             let batch = train_data.next_batch()?;
             let seed = cfg.seed ^ (step << 8 | micro as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let l = model
-                .forward(&be, &batch.inputs, Some(&batch.targets), b, t, Some(seed))?
+                .forward(be, &batch.inputs, Some(&batch.targets), b, t, Some(seed))?
                 .unwrap_or(f64::NAN);
-            model.backward(&be, 1.0 / cfg.grad_accum as f64)?;
+            model.backward(be, 1.0 / cfg.grad_accum as f64)?;
             loss += l / cfg.grad_accum as f64;
         }
         let exploded = loss > cfg.explode_factor * best_loss && step > cfg.warmup_steps as u64 / 2;
@@ -622,9 +626,9 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome, TrainError> {
             )));
         }
         best_loss = best_loss.min(loss);
-        let grad_norm = clip_grad_norm(&be, &mut model.grads, cfg.grad_clip);
+        let grad_norm = clip_grad_norm(be, &mut model.grads, cfg.grad_clip);
         adam.update(
-            &be,
+            be,
             &mut model.params,
             &model.grads,
             &ranges,
@@ -638,11 +642,11 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome, TrainError> {
         let last_step = step as usize == max_steps;
         let val_loss =
             if last_step || (cfg.eval_interval > 0 && step % cfg.eval_interval as u64 == 0) {
-                let v = evaluate(&mut model, &be, &mut val_data, cfg.eval_iters, b, t)?;
+                let v = evaluate(&mut model, be, &mut val_data, cfg.eval_iters, b, t)?;
                 last_val = Some(v);
                 if !args.quiet && cfg.sample_len > 0 {
                     let prompt = tok.encode("\n").unwrap_or_default();
-                    let ids = sample(&mut model, &be, &prompt, cfg.sample_len, &mut rng)?;
+                    let ids = sample(&mut model, be, &prompt, cfg.sample_len, &mut rng)?;
                     let text = tok.decode(&ids);
                     pb.suspend(|| println!("step {step}: val loss {v:.4}\n---\n{text}\n---"));
                 }
