@@ -69,6 +69,7 @@ pub struct Context {
     scores: Vec<f32>,  // (n_ctx,) attention weights of one head
     logits: Vec<f32>,  // (vocab,) of the last token evaluated
     freqs: Vec<f32>,   // (head_dim/2,) RoPE inverse frequencies
+    rope_cs: Vec<f32>, // (n_batch, head_dim) cos/sin of each new position
 }
 
 impl Context {
@@ -120,6 +121,7 @@ impl Context {
             scores: buffer(n_ctx, "attention scores")?,
             logits: buffer(o.vocab_size, "logits")?,
             freqs: ops::rope_freqs(o.head_dim(), o.rope_base),
+            rope_cs: buffer(n_batch * o.head_dim(), "activations")?,
             model,
         })
     }
@@ -207,6 +209,12 @@ impl Context {
             Norm::RmsNorm => ops::rmsnorm(out, x, &w.0, o.norm_eps),
         };
 
+        if o.positions == Positions::Rope {
+            for (i, cs) in self.rope_cs.chunks_exact_mut(hd).take(n).enumerate() {
+                ops::rope_table(cs, &self.freqs, pos0 + i);
+            }
+        }
+
         // Embedding (+ absolute positions).
         for (i, &t) in tokens.iter().enumerate() {
             let row = &mut self.x[i * d..(i + 1) * d];
@@ -236,8 +244,9 @@ impl Context {
             linear(cpu, &model, &layer.wv, xb, n, v);
             if o.positions == Positions::Rope {
                 for i in 0..n {
-                    ops::rope(&mut q[i * d..(i + 1) * d], &self.freqs, pos0 + i);
-                    ops::rope(&mut k[i * kv..(i + 1) * kv], &self.freqs, pos0 + i);
+                    let cs = &self.rope_cs[i * hd..(i + 1) * hd];
+                    ops::rope(&mut q[i * d..(i + 1) * d], cs);
+                    ops::rope(&mut k[i * kv..(i + 1) * kv], cs);
                 }
             }
             // Store keys and values: cache[l][kv_head][pos][..head_dim].

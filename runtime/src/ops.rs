@@ -76,17 +76,25 @@ pub fn rope_freqs(head_dim: usize, base: f32) -> alloc::vec::Vec<f32> {
         .collect()
 }
 
-/// Rotary embedding of one row holding several heads of `2·freqs.len()` values at
-/// position `pos`: adjacent pairs (x[2i], x[2i+1]) rotate by pos·freqs[i].
-pub fn rope(row: &mut [f32], freqs: &[f32], pos: usize) {
-    let head_dim = 2 * freqs.len();
-    for head in row.chunks_exact_mut(head_dim) {
-        for (i, freq) in freqs.iter().enumerate() {
-            let ang = pos as f32 * freq;
-            let (s, c) = (sinf(ang), cosf(ang));
-            let (a, b) = (head[2 * i], head[2 * i + 1]);
-            head[2 * i] = a * c - b * s;
-            head[2 * i + 1] = a * s + b * c;
+/// The rotation of position `pos`: `cs[2i] = cos(pos·freqs[i])`, `cs[2i+1] = sin(...)`.
+/// Computed once per position and shared by every head of every layer.
+pub fn rope_table(cs: &mut [f32], freqs: &[f32], pos: usize) {
+    for (c, f) in cs.chunks_exact_mut(2).zip(freqs) {
+        let ang = pos as f32 * f;
+        c[0] = cosf(ang);
+        c[1] = sinf(ang);
+    }
+}
+
+/// Rotary embedding of one row holding several heads of `cs.len()` values: adjacent
+/// pairs (x[2i], x[2i+1]) rotate by the angle whose cosine and sine are `cs[2i]`,
+/// `cs[2i+1]` (see [`rope_table`]).
+pub fn rope(row: &mut [f32], cs: &[f32]) {
+    for head in row.chunks_exact_mut(cs.len()) {
+        for (x, c) in head.chunks_exact_mut(2).zip(cs.chunks_exact(2)) {
+            let (a, b) = (x[0], x[1]);
+            x[0] = a * c[0] - b * c[1];
+            x[1] = a * c[1] + b * c[0];
         }
     }
 }
