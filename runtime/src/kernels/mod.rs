@@ -453,6 +453,21 @@ pub struct Cpu {
     pool: Option<pool::Pool>,
 }
 
+impl fmt::Debug for Cpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cpu")
+            .field("path", &self.path())
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+// A context moves with the model state it belongs to, across threads.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Cpu>();
+};
+
 /// Weight bytes (times activations, up to 8) below which a part is not worth its
 /// hand-off (about a microsecond; `dispatch` in `benches/kernels.rs`).
 #[cfg(feature = "std")]
