@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Generation and prompt speed of llmrt beside llama.cpp on identical random weights.
+#
+# usage: scripts/bench-vs-llamacpp.sh LLAMA_BENCH [WORKDIR]
+#
+#   LLAMA_BENCH  path of a llama.cpp `llama-bench` binary (built outside this
+#                repository; see "Building llama-bench" in docs/PERF.md)
+#   WORKDIR      where the model files and logs go (default: /tmp/llmrt-vs-llamacpp);
+#                the models are ~1.1 GB for the 110M shape and are reused when present
+#
+# Environment (all optional):
+#   PYTHON   a Python with the PyPI packages `gguf` and `numpy` (default: python3)
+#   SHAPE    110m (dim 768, hidden 2048, 12 layers, 12 heads) or 15m (dim 288, hidden
+#            768, 6 layers, 6 heads); vocab 32000 and a separate output matrix (default 110m)
+#   DTYPES   matrix dtypes to compare (default: "f32 f16 q8_0 q4_0")
+#   THREADS  threads for both engines (default 2)
+#   PP, TG   prompt and generation lengths (default 64, 64)
+#   REPS     repetitions per test, as both tools' -r (default 5)
+#   ROUNDS   rounds over all dtypes; engines and dtypes are interleaved inside a
+#            round so that background load hits both alike (default 2)
+#
+# Steps:
+#   1. Python + gguf writes one GGUF per dtype (llama architecture, a dummy 32000-entry
+#      `llama` tokenizer vocabulary, random weights from a fixed seed; every 2-D tensor,
+#      token_embd and output included, in the dtype, the 1-D norms in f32).
+#   2. `llm-train import --from gguf` turns each into a .llm: the blocks are copied, so
+#      both engines read the same bytes.
+#   3. For each round and dtype: `llama-bench -m X.gguf -t T -p PP -n TG -r REPS`, then
+#      `llm-run bench -m X.llm -t T -p PP -n TG -r REPS` (which also measures the
+#      machine's read bandwidth and prints the tg limit it implies).
+#   4. A summary table (markdown) of the mean t/s of every run, with ratios
+#      ours/llama.cpp, goes to stdout and WORKDIR/summary.md; raw logs stay in WORKDIR.
+set -euo pipefail
+
+if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 2
+fi
+LLAMA_BENCH=$(realpath "$1")
+WORK=${2:-/tmp/llmrt-vs-llamacpp}
+PYTHON=${PYTHON:-python3}
+SHAPE=${SHAPE:-110m}
+DTYPES=${DTYPES:-"f32 f16 q8_0 q4_0"}
+THREADS=${THREADS:-2}
+PP=${PP:-64}
+TG=${TG:-64}
+REPS=${REPS:-5}
+ROUNDS=${ROUNDS:-2}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+[[ -x "$LLAMA_BENCH" ]] || { echo "error: $LLAMA_BENCH is not an executable" >&2; exit 1; }
+"$PYTHON" -c 'import gguf, numpy' 2>/dev/null || {
+    echo "error: $PYTHON lacks the 'gguf' and 'numpy' packages (pip install gguf numpy)" >&2
+    exit 1
+}
+mkdir -p "$WORK"
+
+echo "== building llm-train and llm-run (release)" >&2
+(cd "$ROOT" && cargo build --release -q -p llm-train -p llmrt --bins)
+LLM_TRAIN="$ROOT/target/release/llm-train"
+LLM_RUN="$ROOT/target/release/llm-run"
+
+# Step 1: GGUF files. Weights are N(0, 0.02) (norm weights near 1), drawn once from
+# seed 0 and quantised per dtype with gguf's reference quantisers.
+for dt in $DTYPES; do
+    gg="$WORK/$SHAPE-$dt.gguf"
+    [[ -s "$gg" ]] && continue
+    echo "== writing $gg" >&2
+    "$PYTHON" - "$gg" "$dt" "$SHAPE" <<'PY'
+import sys
+import numpy as np
+import gguf
+
+path, dtype, shape = sys.argv[1], sys.argv[2], sys.argv[3]
+dim, hidden, layers, heads = {"110m": (768, 2048, 12, 12), "15m": (288, 768, 6, 6)}[shape]
+vocab, ctx = 32000, 1024
+Q = gguf.GGMLQuantizationType
+qtype = {"f32": Q.F32, "f16": Q.F16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[dtype]
+ftype = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2}[dtype]  # llama_ftype ids
+
+w = gguf.GGUFWriter(path, "llama")
+w.add_name(f"random-stories{shape}")
+w.add_context_length(ctx)
+w.add_embedding_length(dim)
+w.add_block_count(layers)
+w.add_feed_forward_length(hidden)
+w.add_head_count(heads)
+w.add_head_count_kv(heads)
+w.add_rope_dimension_count(dim // heads)
+w.add_layer_norm_rms_eps(1e-5)
+w.add_rope_freq_base(10000.0)
+w.add_file_type(ftype)
+
+# Dummy SentencePiece vocabulary: <unk> <s> </s>, the 256 byte tokens llama.cpp
+# looks up (e.g. <0x0A> for the newline), then plain pieces.
+tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+tokens += [f"\u2581t{i}" for i in range(vocab - len(tokens))]
+types = [2, 3, 3] + [6] * 256 + [1] * (vocab - 259)  # unknown, control, byte, normal
+w.add_tokenizer_model("llama")
+w.add_token_list(tokens)
+w.add_token_scores([0.0] * 259 + [-float(i) for i in range(vocab - 259)])
+w.add_token_types(types)
+w.add_bos_token_id(1)
+w.add_eos_token_id(2)
+w.add_unk_token_id(0)
+
+rng = np.random.default_rng(0)
+
+def add(name, rows, cols=None):
+    if cols is None:  # a norm weight: f32, near 1
+        w.add_tensor(name, (1.0 + 0.1 * rng.standard_normal(rows)).astype(np.float32))
+        return
+    x = (0.02 * rng.standard_normal((rows, cols), dtype=np.float32))
+    if qtype == Q.F32:
+        w.add_tensor(name, x)
+    elif qtype == Q.F16:
+        w.add_tensor(name, x.astype(np.float16))
+    else:
+        w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
+
+add("token_embd.weight", vocab, dim)
+for l in range(layers):
+    add(f"blk.{l}.attn_norm.weight", dim)
+    add(f"blk.{l}.attn_q.weight", dim, dim)
+    add(f"blk.{l}.attn_k.weight", dim, dim)
+    add(f"blk.{l}.attn_v.weight", dim, dim)
+    add(f"blk.{l}.attn_output.weight", dim, dim)
+    add(f"blk.{l}.ffn_norm.weight", dim)
+    add(f"blk.{l}.ffn_gate.weight", hidden, dim)
+    add(f"blk.{l}.ffn_up.weight", hidden, dim)
+    add(f"blk.{l}.ffn_down.weight", dim, hidden)
+add("output_norm.weight", dim)
+add("output.weight", vocab, dim)
+
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_tensors_to_file()
+w.close()
+PY
+done
+
+# Step 2: the same weights as .llm files.
+for dt in $DTYPES; do
+    gg="$WORK/$SHAPE-$dt.gguf"
+    llm="$WORK/$SHAPE-$dt.llm"
+    [[ -s "$llm" && "$llm" -nt "$gg" ]] && continue
+    echo "== importing $gg" >&2
+    "$LLM_TRAIN" import --from gguf --model "$gg" --out "$llm"
+done
+
+# Step 3: interleaved runs. Logs: WORKDIR/r<round>-<dtype>-{llamacpp,llmrt}.txt
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p')"
+    echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- runtime format || echo ' (runtime/format modified)')"
+    echo "llama-bench: $LLAMA_BENCH"
+} >"$WORK/env.txt"
+for r in $(seq 1 "$ROUNDS"); do
+    for dt in $DTYPES; do
+        echo "== round $r, $dt: load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+        cut -d' ' -f1-3 /proc/loadavg >"$WORK/r$r-$dt-load.txt"
+        "$LLAMA_BENCH" -m "$WORK/$SHAPE-$dt.gguf" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" -o md \
+            2>/dev/null | tee "$WORK/r$r-$dt-llamacpp.txt"
+        "$LLM_RUN" bench -m "$WORK/$SHAPE-$dt.llm" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" \
+            | tee "$WORK/r$r-$dt-llmrt.txt"
+    done
+done
+
+# Step 4: summary.
+"$PYTHON" - "$WORK" "$DTYPES" "$ROUNDS" "$PP" "$TG" <<'PY' | tee "$WORK/summary.md"
+import re, sys
+work, dtypes, rounds, pp, tg = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+
+def llamacpp(path):
+    """test name -> mean t/s from llama-bench's markdown table."""
+    out = {}
+    for line in open(path):
+        m = re.search(r"\|\s*(pp\d+|tg\d+)\s*\|\s*([\d.]+)\s*±\s*([\d.]+)\s*\|", line)
+        if m:
+            out[m.group(1)] = (float(m.group(2)), float(m.group(3)))
+    return out
+
+def ours(path):
+    out, limit = {}, None
+    for line in open(path):
+        m = re.match(r"\|\s*\d+\s*\|\s*(pp\d+|tg\d+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", line)
+        if m:
+            out[m.group(1)] = (float(m.group(2)), float(m.group(3)))
+        m = re.search(r"read bandwidth: ([\d.]+) GB/s.*tg limit ([\d.]+)", line)
+        if m:
+            limit = (float(m.group(1)), float(m.group(2)))
+    return out, limit
+
+print(open(f"{work}/env.txt").read().rstrip())
+print()
+print(f"| round | dtype | load | llama.cpp pp{pp} | ours pp{pp} | ratio | llama.cpp tg{tg} | ours tg{tg} | ratio | read GB/s | tg limit | ours/limit | llama.cpp/limit |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for r in range(1, rounds + 1):
+    for dt in dtypes:
+        base = f"{work}/r{r}-{dt}"
+        try:
+            a = llamacpp(f"{base}-llamacpp.txt")
+            b, lim = ours(f"{base}-llmrt.txt")
+            load = open(f"{base}-load.txt").read().split()[0]
+        except OSError:
+            continue
+        f = lambda d, k: d.get(k, (float("nan"), 0.0))
+        (ap, aps), (bp, bps) = f(a, f"pp{pp}"), f(b, f"pp{pp}")
+        (at, ats), (bt, bts) = f(a, f"tg{tg}"), f(b, f"tg{tg}")
+        bw, limit = lim if lim else (float("nan"), float("nan"))
+        print(f"| {r} | {dt} | {load} | {ap:.1f} ± {aps:.1f} | {bp:.1f} ± {bps:.1f} | {bp / ap:.2f} "
+              f"| {at:.1f} ± {ats:.1f} | {bt:.1f} ± {bts:.1f} | {bt / at:.2f} "
+              f"| {bw:.1f} | {limit:.0f} | {bt / limit:.0%} | {at / limit:.0%} |")
+PY
