@@ -204,6 +204,10 @@ fn mem_available() -> Option<u64> {
 fn check_memory(m: &Model, n_ctx: usize, n_batch: usize) -> Res<()> {
     let o = &m.opts;
     let n_ctx = if n_ctx == 0 { o.max_len } else { n_ctx };
+    if n_ctx > 1 << 24 || (n_ctx > o.max_len && o.positions == llm_format::Positions::Learned) {
+        // Out of range whatever the memory: the runtime says why.
+        return Ok(());
+    }
     let n_batch = n_batch.clamp(1, n_ctx.max(1)) as u128;
     let (l, c, kv, d, f) = (
         o.n_layers as u128,

@@ -170,6 +170,16 @@ int main(int argc, char **argv) {
     FAILS(LLMRT_ERR_BUFFER_TOO_SMALL, llmrt_get_logits(c, logits, 4, &nn));
     CHECK(nn == info.vocab_size, "needed size %zu", nn);
     FAILS(LLMRT_ERR_NULL, llmrt_get_logits(c, NULL, 1000000, &nn));
+    {
+        /* Too small a text buffer: the size needed, and nothing accepted. */
+        uint32_t t = info.bos >= 0 ? 265 : 5; /* "e" in the SentencePiece test model, "c" in the char one */
+        FAILS(LLMRT_ERR_BUFFER_TOO_SMALL, llmrt_accept(c, t, piece, 0, &len));
+        CHECK(len >= 1, "needed size not reported");
+        OK(llmrt_context_tokens(c, NULL, 0, &nn) == LLMRT_ERR_BUFFER_TOO_SMALL ? LLMRT_OK : -99);
+        CHECK(nn == 1, "a refused accept changed the cache (%zu tokens)", nn);
+        OK(llmrt_accept(c, t, piece, sizeof piece, &len));
+        OK(llmrt_accept_finish(c, piece, sizeof piece, &len));
+    }
     FAILS(LLMRT_ERR_NULL, llmrt_cancel(NULL));
     FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_cancel(garbage_c));
     FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_accept_finish(garbage_c, piece, 8, &len));
