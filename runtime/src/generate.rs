@@ -1,5 +1,6 @@
 //! The generation loop: prompt → sampled tokens → streamed text, with EOS, stop
-//! strings, a token budget and cancellation.
+//! strings, a token budget and cancellation. When the context fills up, the older
+//! half is dropped and the rest re-evaluated, so generation can run past `n_ctx`.
 //!
 //! Text is handed out as soon as it is decoded, never half a UTF-8 character, and
 //! never a piece that might turn out to begin a stop string.
@@ -44,7 +45,7 @@ pub enum StopReason {
     Eos,
     /// A stop string appeared.
     StopString,
-    /// The context is full.
+    /// The context is full and too short to shift (fewer than 4 positions).
     ContextFull,
     /// The caller's callback asked to stop.
     Cancelled,
@@ -186,10 +187,21 @@ pub fn generate_until(
             break;
         }
         if ctx.tokens().len() >= ctx.n_ctx() {
-            reason = StopReason::ContextFull;
-            break;
+            // Context full: keep the most recent half (nanoGPT's crop) and recompute
+            // its keys and values at their new positions, then go on.
+            let keep = ctx.n_ctx() / 2;
+            if keep < 2 {
+                reason = StopReason::ContextFull;
+                break;
+            }
+            let hist = ctx.tokens();
+            let mut window = hist[hist.len() + 1 - keep..].to_vec();
+            window.push(next);
+            ctx.reset();
+            logits.copy_from_slice(ctx.eval(&window)?);
+        } else {
+            logits.copy_from_slice(ctx.eval(&[next])?);
         }
-        logits.copy_from_slice(ctx.eval(&[next])?);
     }
     if reason != StopReason::StopString && reason != StopReason::Cancelled {
         let rest = decoder.finish().unwrap_or("");
