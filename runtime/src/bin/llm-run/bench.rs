@@ -93,7 +93,14 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     println!("| threads | test   |        t/s |      sd | GB/s (weights) |");
     println!("|--------:|:-------|-----------:|--------:|---------------:|");
     for &t in &threads {
-        let need = a.n_prompt.iter().chain(&a.n_gen).copied().max().unwrap_or(1) + 1;
+        let need = a
+            .n_prompt
+            .iter()
+            .chain(&a.n_gen)
+            .copied()
+            .max()
+            .unwrap_or(1)
+            + 1;
         let params = ContextParams {
             n_ctx: need.min(model.opts.max_len).max(2),
             n_batch: 512,
@@ -104,7 +111,10 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         let toks: Vec<u32> = (0..need as u32).map(|i| (i * 7919 + 13) % vocab).collect();
         for &np in a.n_prompt.iter().filter(|&&n| n > 0) {
             if np > ctx.n_ctx() {
-                return Err(format!("-p {np} exceeds the model's context {}", ctx.n_ctx()));
+                return Err(format!(
+                    "-p {np} exceeds the model's context {}",
+                    ctx.n_ctx()
+                ));
             }
             ctx.reset();
             ctx.eval(&toks[..np]).map_err(|e| e.to_string())?; // warm-up
@@ -120,7 +130,10 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         }
         for &ng in a.n_gen.iter().filter(|&&n| n > 0) {
             if ng + 1 > ctx.n_ctx() {
-                return Err(format!("-n {ng} exceeds the model's context {}", ctx.n_ctx()));
+                return Err(format!(
+                    "-n {ng} exceeds the model's context {}",
+                    ctx.n_ctx()
+                ));
             }
             let mut rates = Vec::new();
             for rep in 0..=reps {
