@@ -7,6 +7,7 @@
 
 use super::act::{self, Q8Act, QK};
 use core::arch::x86_64::*;
+use llm_format::DType;
 
 /// Proof that the CPU has AVX2, FMA and F16C: exists only through [`Avx2::detect`].
 #[derive(Clone, Copy, Debug)]
@@ -48,9 +49,23 @@ impl Avx2 {
     }
 }
 
+/// Floats in register tiles of 4 weight rows × 2 activations; blocks one row and one
+/// activation at a time.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows(w: &super::Matrix<'_>, x: &[f32], a: &[Q8Act], out: &mut super::OutRows<'_>) {
+    let cols = w.cols;
+    let fl = |i: usize| &x[i * cols..(i + 1) * cols];
+    match w.dtype {
+        DType::F32 => drive!(w, fl, out, tile_f32, 2),
+        DType::F16 => drive!(w, fl, out, tile_f16, 2),
+        DType::BF16 => drive!(w, fl, out, tile_bf16, 2),
+        _ => block_rows(w, x, a, out),
+    }
+}
+
 rows_fn! {
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn rows {
+    fn block_rows {
         f32: dot_f32, f16: dot_f16, bf16: dot_bf16,
         q8_0: dot_q8_0, q4_0: dot_q4_0, q4_1: dot_q4_1,
     }
@@ -189,6 +204,64 @@ fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
     dot_float::<BF16>(w, x)
+}
+
+/// `[[w_j·x_k for k in 0..T] for j in 0..R]` for `R` rows of weights of type `L`
+/// (f32 accumulation, 8 columns at a time, the last `n % 8` in scalar code).
+///
+/// # Panics
+/// Unless every `w_j` holds `n` weights and every `x_k` has `n` values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_float<L: Load8, const R: usize, const T: usize>(
+    ws: [&[u8]; R],
+    xs: [&[f32]; T],
+) -> [[f32; T]; R] {
+    let n = xs[0].len();
+    assert!(ws.iter().all(|w| w.len() == n * L::SIZE));
+    assert!(xs.iter().all(|x| x.len() == n));
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    let mut xv = [_mm256_setzero_ps(); T];
+    let mut c = 0;
+    while c + 8 <= n {
+        // SAFETY (loads): c + 8 <= n, so columns c..c+8 lie in every `x_k` and `w_j`
+        // (lengths checked above).
+        for (v, x) in xv.iter_mut().zip(&xs) {
+            *v = unsafe { _mm256_loadu_ps(x.as_ptr().add(c)) };
+        }
+        for (a, w) in acc.iter_mut().zip(&ws) {
+            let wv = unsafe { L::load8(w.as_ptr().add(c * L::SIZE)) };
+            for (a, x) in a.iter_mut().zip(&xv) {
+                *a = _mm256_fmadd_ps(wv, *x, *a);
+            }
+        }
+        c += 8;
+    }
+    let mut out = [[0.0f32; T]; R];
+    for ((o, a), w) in out.iter_mut().zip(&acc).zip(&ws) {
+        for ((o, a), x) in o.iter_mut().zip(a).zip(&xs) {
+            *o = hsum(*a);
+            for (b, v) in w[c * L::SIZE..].chunks_exact(L::SIZE).zip(&x[c..]) {
+                *o += L::one(b) * v;
+            }
+        }
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_f32<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) -> [[f32; T]; R] {
+    tile_float::<F32, R, T>(ws, xs)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_f16<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) -> [[f32; T]; R] {
+    tile_float::<F16, R, T>(ws, xs)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_bf16<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) -> [[f32; T]; R] {
+    tile_float::<BF16, R, T>(ws, xs)
 }
 
 /// 32 signed bytes at `p`.

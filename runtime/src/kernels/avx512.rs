@@ -80,47 +80,6 @@ impl Avx512 {
     }
 }
 
-/// Every row of `out` against every activation, in tiles of `R = 4` weight rows ×
-/// `$tb` activations (then smaller tiles for the leftovers): each weight vector loaded
-/// is used `$tb` times and each activation vector `R` times.
-macro_rules! drive {
-    ($w:ident, $get:expr, $out:ident, $tile:ident, $tb:literal) => {{
-        let n = $out.n();
-        let get = $get;
-        let mut r = $out.r0;
-        macro_rules! group {
-            ($r:literal) => {{
-                let rows: [&[u8]; $r] = core::array::from_fn(|j| $w.row(r + j));
-                let mut i = 0;
-                while i + $tb <= n {
-                    let v = $tile::<$r, $tb>(rows, core::array::from_fn(|k| get(i + k)));
-                    for (j, vj) in v.iter().enumerate() {
-                        for (k, vk) in vj.iter().enumerate() {
-                            $out.set(i + k, r + j, *vk);
-                        }
-                    }
-                    i += $tb;
-                }
-                while i < n {
-                    let v = $tile::<$r, 1>(rows, [get(i)]);
-                    for (j, vj) in v.iter().enumerate() {
-                        $out.set(i, r + j, vj[0]);
-                    }
-                    i += 1;
-                }
-            }};
-        }
-        while r + 4 <= $out.r1 {
-            group!(4);
-            r += 4;
-        }
-        while r < $out.r1 {
-            group!(1);
-            r += 1;
-        }
-    }};
-}
-
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], quads: &[Q8Quad], out: &mut OutRows<'_>) {
     let cols = w.cols;
