@@ -17,7 +17,8 @@ pub const LLMRT_STOP_MAX_TOKENS: i32 = 0;
 pub const LLMRT_STOP_EOS: i32 = 1;
 /// A stop string appeared (the text ends before it).
 pub const LLMRT_STOP_STRING: i32 = 2;
-/// The context is full.
+/// The context is full and too short to shift (under 4 tokens; longer contexts drop
+/// their older half and go on).
 pub const LLMRT_STOP_CONTEXT_FULL: i32 = 3;
 /// The callback returned non-zero.
 pub const LLMRT_STOP_CALLBACK: i32 = 4;
@@ -167,8 +168,10 @@ fn params_or_default(params: *const llmrt_generate_params) -> llmrt_generate_par
 /// the defaults. `result` (may be NULL) receives counts and the stop reason.
 ///
 /// Stopping (EOS, stop string, budget, full context, callback, `llmrt_cancel`) is
-/// `LLMRT_OK`; see `result->stop_reason`. Afterwards the KV cache holds the prompt
-/// and the generated tokens except the last one (never evaluated).
+/// `LLMRT_OK`; see `result->stop_reason`. A generation that fills the context drops
+/// the older half of it and goes on. Afterwards the KV cache holds the prompt and the
+/// generated tokens (or the most recent of them after a shift) except the last one,
+/// which was never evaluated.
 ///
 /// # Safety
 /// `prompt` must be NULL or hold `prompt_len` readable bytes; `params` NULL or

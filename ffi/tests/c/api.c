@@ -244,22 +244,30 @@ int main(int argc, char **argv) {
     }
     OK(llmrt_context_free(c));
 
-    /* A full context: eval refuses; generate stops with CONTEXT_FULL. */
+    /* A full context: eval refuses; generation shifts a context of 4+ tokens, and
+     * stops with CONTEXT_FULL in one too short to shift (3). */
     {
-        llmrt_context *small = new_ctx(m, 7, 4);
+        llmrt_context *small = new_ctx(m, 7, 3);
         size_t n_ctx = 0;
         OK(llmrt_context_n_ctx(small, &n_ctx));
-        CHECK(n_ctx == 4, "n_ctx %zu", n_ctx);
+        CHECK(n_ctx == 3, "n_ctx %zu", n_ctx);
         uint32_t five[5] = {ids[0], ids[0], ids[0], ids[0], ids[0]};
-        FAILS(LLMRT_ERR_CONTEXT_FULL, llmrt_eval(small, five, 5));
+        FAILS(LLMRT_ERR_CONTEXT_FULL, llmrt_eval(small, five, 4));
         llmrt_generate_params gp = llmrt_generate_default_params();
         gp.n_predict = 100;
         gp.ignore_eos = 1;
         llmrt_generation g;
         OK(llmrt_generate_tokens(small, five, 2, &gp, NULL, NULL, &g));
-        CHECK(g.stop_reason == LLMRT_STOP_CONTEXT_FULL && g.n_generated == 3,
+        CHECK(g.stop_reason == LLMRT_STOP_CONTEXT_FULL && g.n_generated == 2,
               "reason %d, %u generated", g.stop_reason, g.n_generated);
         OK(llmrt_context_free(small));
+        llmrt_context *shifting = new_ctx(m, 7, 8);
+        OK(llmrt_generate_tokens(shifting, five, 2, &gp, NULL, NULL, &g));
+        CHECK(g.stop_reason == LLMRT_STOP_MAX_TOKENS && g.n_generated == 100,
+              "shifting: reason %d, %u generated", g.stop_reason, g.n_generated);
+        OK(llmrt_context_tokens(shifting, NULL, 0, &have) == LLMRT_ERR_BUFFER_TOO_SMALL ? LLMRT_OK : -99);
+        CHECK(have <= 8, "cache holds %zu of 8", have);
+        OK(llmrt_context_free(shifting));
     }
 
     /* The callback stops generation; a re-entrant call on the busy context refuses. */
