@@ -285,6 +285,30 @@ fn default_context_matches_reference_at_model_shapes() {
     }
 }
 
+/// Empty products (no activations, no rows, no columns) leave nothing behind and do not
+/// panic on any path.
+#[test]
+fn empty_shapes_on_every_path() {
+    for path in KernelPath::available() {
+        let mut cpu = Cpu::with_path(2, path).expect("available");
+        for dtype in DType::ALL {
+            let bl = dtype.block_len();
+            for (rows, cols, n) in [(0, 2 * bl, 3), (5, 0, 2), (4, bl, 0)] {
+                let bytes = vec![0u8; rows * cols / bl * dtype.block_bytes()];
+                let w = Matrix::new(dtype, &bytes, rows, cols).expect("valid");
+                let x = vec![1.0f32; n * cols];
+                let mut y = poisoned(n * rows);
+                cpu.matmul(&w, &x, n, &mut y);
+                // No columns: every output is the empty sum, 0.
+                assert!(
+                    y.iter().all(|v| *v == 0.0),
+                    "{path} {dtype} {rows}x{cols} n={n}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn matrix_new_checks_sizes() {
     let buf = vec![0u8; 34 * 4];
