@@ -2,7 +2,8 @@
 //! handle type) holds; every call looks the address up before using it. So a NULL,
 //! freed, foreign or wrong-type pointer is an `LLMRT_ERR_BAD_HANDLE`, never a wild read,
 //! and an object stays alive for the duration of any call that is using it even if
-//! another thread frees the handle meanwhile.
+//! another thread frees the handle meanwhile. (An address can be reused once freed, so
+//! a stale handle may name a newer object of the same type: still memory-safe.)
 
 use crate::status::{Fail, Res, LLMRT_ERR_BAD_HANDLE};
 use std::collections::BTreeMap;

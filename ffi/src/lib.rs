@@ -17,6 +17,11 @@
 //! `args` (reading C arguments), `version`, `model`, `context` (step-by-step API),
 //! `generate` (one-call streaming generation).
 
+// Every entry point relies on catching panics; with `panic = "abort"` a bug would
+// take the host process down instead of returning `LLMRT_ERR_INTERNAL`.
+#[cfg(panic = "abort")]
+compile_error!("libllmrt must be built with panic = \"unwind\" (its entry points catch panics)");
+
 mod args;
 pub mod context;
 pub mod generate;
