@@ -515,9 +515,10 @@ const _: () = {
 #[cfg(feature = "std")]
 const MIN_BYTES_PER_PART: usize = 16 * 1024;
 
-/// Most parts per thread a product is split into (dynamic load balance).
+/// Weight bytes (times activations, up to 8) per part for big products: a few
+/// microseconds of work, so the caller never waits long for the last part.
 #[cfg(feature = "std")]
-const PARTS_PER_THREAD: usize = 4;
+const BYTES_PER_PART: usize = 64 * 1024;
 
 impl Cpu {
     /// A context on the fastest path this CPU has (with `std`: run-time detection,
@@ -598,12 +599,15 @@ impl Cpu {
         let mut out = OutRows::whole(y, w.rows, n);
         #[cfg(feature = "std")]
         if let Some(pool) = &self.pool {
-            // Up to PARTS_PER_THREAD parts per thread, claimed dynamically, so a
-            // thread that starts late (or is descheduled) takes fewer.
+            // One part per thread once a part is worth its hand-off, more for big
+            // products: parts are claimed dynamically, so a thread that starts late
+            // (or is descheduled) takes fewer, and small parts keep the wait for the
+            // last one short.
             let bytes = w.data.len().saturating_mul(n.min(8));
-            let parts = (bytes / MIN_BYTES_PER_PART)
-                .min(self.threads * PARTS_PER_THREAD)
-                .min(w.rows.div_ceil(4));
+            let parts = (bytes / BYTES_PER_PART)
+                .max((bytes / MIN_BYTES_PER_PART).min(self.threads))
+                .min(w.rows.div_ceil(4))
+                .min(pool::MAX_PARTS);
             if parts > 1 {
                 return split_rows(pool, parts, engine, w, x, (a, q), &out);
             }
