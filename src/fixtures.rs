@@ -72,16 +72,26 @@ pub fn random_weights(o: &ModelOptions, seed: u64) -> HashMap<String, Vec<f32>> 
         .collect()
 }
 
-/// Writes the model with matrices in `dtype` and returns the file bytes and the
-/// weights as the file holds them (dequantised), for the reference.
+/// Writes the model with matrices in `dtype` and a char tokenizer, and returns the
+/// file bytes and the weights as the file holds them (dequantised), for the reference.
 pub fn write_model(
     o: &ModelOptions,
     w: &HashMap<String, Vec<f32>>,
     dtype: DType,
 ) -> (Vec<u8>, HashMap<String, Vec<f32>>) {
+    write_model_with(o, &char_tokenizer(o.vocab_size), w, dtype)
+}
+
+/// [`write_model`] with the given tokenizer.
+pub fn write_model_with(
+    o: &ModelOptions,
+    tok: &TokenizerSpec<'_>,
+    w: &HashMap<String, Vec<f32>>,
+    dtype: DType,
+) -> (Vec<u8>, HashMap<String, Vec<f32>>) {
     let mut wr = LlmWriter::new();
     wr.extend_meta(o.to_meta());
-    wr.extend_meta(char_tokenizer(o.vocab_size).to_meta());
+    wr.extend_meta(tok.to_meta());
     let mut held = HashMap::new();
     for slot in o.tensor_layout() {
         let v = &w[&slot.name];

@@ -3,12 +3,8 @@
 //! runs the C and C++ programs of `ffi/` against the library.
 #![allow(dead_code)]
 
-use llm_format::{
-    quant, DType, LlmWriter, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec,
-};
-use llmrt_suite::rng::Rng;
+use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -333,37 +329,7 @@ fn char_tokenizer() -> TokenizerSpec<'static> {
 }
 
 fn write_model(path: &Path, o: &ModelOptions, tok: &TokenizerSpec<'_>, dtype: DType, seed: u64) {
-    let w = random_weights(o, seed);
-    let mut wr = LlmWriter::new();
-    wr.extend_meta(o.to_meta());
-    wr.extend_meta(tok.to_meta());
-    for slot in o.tensor_layout() {
-        let v = &w[&slot.name];
-        let dt = if slot.matrix { dtype } else { DType::F32 };
-        let bytes = quant::quantize(dt, v).expect("whole blocks");
-        wr.add_tensor(slot.name.clone(), dt, &slot.shape, bytes)
-            .expect("valid tensor");
-    }
-    std::fs::write(path, wr.to_bytes().expect("serialise")).expect("write model");
-}
-
-/// Random weights for every slot of the layout: norms near 1, matrices scaled by
-/// 1/sqrt(fan-in), the rest small.
-fn random_weights(o: &ModelOptions, seed: u64) -> HashMap<String, Vec<f32>> {
-    let mut rng = Rng::new(seed);
-    o.tensor_layout()
-        .into_iter()
-        .map(|slot| {
-            let n: usize = slot.shape.iter().product();
-            let v = if slot.name.ends_with("norm.weight") {
-                (0..n).map(|_| 1.0 + 0.2 * rng.uniform()).collect()
-            } else if slot.matrix || slot.name == "pos_emb" {
-                let fan_in = slot.shape.last().copied().unwrap_or(1) as f32;
-                rng.vec(n, 1.7 / fan_in.sqrt())
-            } else {
-                rng.vec(n, 0.1)
-            };
-            (slot.name, v)
-        })
-        .collect()
+    let w = llmrt_suite::fixtures::random_weights(o, seed);
+    let (bytes, _) = llmrt_suite::fixtures::write_model_with(o, tok, &w, dtype);
+    std::fs::write(path, bytes).expect("write model");
 }
