@@ -144,17 +144,14 @@ impl Model {
         Ok(())
     }
 
-    /// Adds the learned position row `pos` into `out`.
+    /// Adds the learned position row `pos` (F32, `[max_len, d]`) into `out` (`[d]`).
     pub(crate) fn add_pos_emb(&self, pos: usize, out: &mut [f32]) {
         if let Some(p) = &self.pos_emb {
-            let mut tmp = [0.0f32; 64];
             let d = out.len();
-            let bytes = &self.storage.bytes()[p.range.clone()];
-            let row = &bytes[pos * d * 4..(pos + 1) * d * 4];
-            for (chunk_o, chunk_b) in out.chunks_mut(64).zip(row.chunks(256)) {
-                let n = chunk_o.len();
-                llm_format::quant::dequantize(DType::F32, chunk_b, &mut tmp[..n]);
-                crate::ops::add(chunk_o, &tmp[..n]);
+            let start = p.range.start + pos * d * 4;
+            let row = &self.storage.bytes()[start..start + d * 4];
+            for (o, c) in out.iter_mut().zip(row.chunks_exact(4)) {
+                *o += f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             }
         }
     }
