@@ -5,7 +5,7 @@
 //! per block (`maddubs` on |w| and sign-adjusted activations, then `madd` to i32),
 //! scaled by `d_w·d_x` into an f32 accumulator.
 
-use super::act::{self, Q8Act, QK};
+use super::act::{self, Q8Act, Q8Quad, QK};
 use core::arch::x86_64::*;
 use llm_format::DType;
 
@@ -30,16 +30,18 @@ impl Avx2 {
         ok.then_some(Avx2(()))
     }
 
-    /// See `scalar::rows`.
+    /// See `scalar::rows`; `quads` holds the activations as `act::build_quads` lays
+    /// them out.
     pub(crate) fn rows(
         self,
         w: &super::Matrix<'_>,
         x: &[f32],
         a: &[Q8Act],
+        quads: &[Q8Quad],
         out: &mut super::OutRows<'_>,
     ) {
         // SAFETY: the token exists only if the CPU has AVX2, FMA and F16C.
-        unsafe { rows(w, x, a, out) }
+        unsafe { rows(w, x, a, quads, out) }
     }
 
     /// See `act::quantize` (bit-identical for finite inputs).
@@ -50,17 +52,112 @@ impl Avx2 {
 }
 
 /// Floats in register tiles of 4 weight rows × 2 activations; blocks one row and one
-/// activation at a time.
+/// activation at a time (Q4 two blocks per register pair, from the quads).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows(w: &super::Matrix<'_>, x: &[f32], a: &[Q8Act], out: &mut super::OutRows<'_>) {
+fn rows(
+    w: &super::Matrix<'_>,
+    x: &[f32],
+    a: &[Q8Act],
+    quads: &[Q8Quad],
+    out: &mut super::OutRows<'_>,
+) {
     let cols = w.cols;
+    let nb = cols / QK;
+    let nq = nb / 4;
     let fl = |i: usize| &x[i * cols..(i + 1) * cols];
     match w.dtype {
         DType::F32 => drive!(w, fl, out, tile_f32, 2),
         DType::F16 => drive!(w, fl, out, tile_f16, 2),
         DType::BF16 => drive!(w, fl, out, tile_bf16, 2),
+        DType::Q4_0 | DType::Q4_1 => {
+            let q41 = w.dtype == DType::Q4_1;
+            for r in out.r0..out.r1 {
+                let row = w.row(r);
+                for i in 0..out.n() {
+                    let (ai, qi) = (&a[i * nb..(i + 1) * nb], &quads[i * nq..(i + 1) * nq]);
+                    let v = if q41 {
+                        dot_q4_quads::<true>(row, ai, qi)
+                    } else {
+                        dot_q4_quads::<false>(row, ai, qi)
+                    };
+                    out.set(i, r, v);
+                }
+            }
+        }
         _ => block_rows(w, x, a, out),
     }
+}
+
+/// A Q4_0 (`Q41 = false`) or Q4_1 row · quantised activations, two blocks per register
+/// pair: the quads put elements 0..16 of two blocks in one register and 16..32 in
+/// another, the order of the nibbles, so unpacking is one shift and two masks. The
+/// nibbles go in unsigned (`maddubs`: u8 × i8, pair sums ≤ 2·15·127, no saturation);
+/// Q4_0's −8 comes back out as `8·Σ d_w·(d_x·Σq_x)`, Q4_1's `m_w·s_x` the same way.
+/// Blocks after the last whole quad take the per-block code.
+///
+/// # Panics
+/// If `w.len() != (18 or 20)·a.len()` or `quads.len() != a.len() / 4`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q4_quads<const Q41: bool>(w: &[u8], a: &[Q8Act], quads: &[Q8Quad]) -> f32 {
+    let (size, off) = if Q41 { (20, 4) } else { (18, 2) };
+    let nb = a.len();
+    let nq = nb / 4;
+    assert_eq!(w.len(), nb * size);
+    assert_eq!(quads.len(), nq);
+    let m = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut corr = _mm_setzero_ps();
+    for (g, q) in quads.iter().enumerate() {
+        #[allow(clippy::needless_range_loop)] // h also offsets every load
+        for h in 0..2 {
+            // SAFETY: blocks 4g+2h and 4g+2h+1 < 4·nq <= nb lie in `w` (length
+            // checked above); each quad array has 64 bytes (32 at 32·h) and 4 floats
+            // (2 at 2·h); x86 is little-endian, so f16 fields read as u16.
+            unsafe {
+                let p = w.as_ptr().add((4 * g + 2 * h) * size);
+                let v = _mm256_set_m128i(
+                    _mm_loadu_si128(p.add(size + off) as *const __m128i),
+                    _mm_loadu_si128(p.add(off) as *const __m128i),
+                );
+                let lo = _mm256_and_si256(v, m);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
+                let ylo = _mm256_loadu_si256(q.lo.as_ptr().add(32 * h) as *const __m256i);
+                let yhi = _mm256_loadu_si256(q.hi.as_ptr().add(32 * h) as *const __m256i);
+                let s16 =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(lo, ylo), _mm256_maddubs_epi16(hi, yhi));
+                let s32 = _mm256_madd_epi16(s16, ones);
+                let h0 = core::ptr::read_unaligned(p as *const u16) as i32;
+                let h1 = core::ptr::read_unaligned(p.add(size) as *const u16) as i32;
+                let dw = _mm_cvtph_ps(_mm_cvtsi32_si128(h0 | (h1 << 16)));
+                let dy =
+                    _mm_castsi128_ps(_mm_loadl_epi64(q.d.as_ptr().add(2 * h) as *const __m128i));
+                let d = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_mul_ps(dw, dy)), pair);
+                acc[h] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s32), acc[h]);
+                let (cw, cy) = if Q41 {
+                    let m0 = core::ptr::read_unaligned(p.add(2) as *const u16) as i32;
+                    let m1 = core::ptr::read_unaligned(p.add(size + 2) as *const u16) as i32;
+                    (
+                        _mm_cvtph_ps(_mm_cvtsi32_si128(m0 | (m1 << 16))),
+                        q.s.as_ptr().add(2 * h),
+                    )
+                } else {
+                    (dw, q.dsum.as_ptr().add(2 * h))
+                };
+                let cy = _mm_castsi128_ps(_mm_loadl_epi64(cy as *const __m128i));
+                corr = _mm_fmadd_ps(cw, cy, corr);
+            }
+        }
+    }
+    let c = _mm_add_ps(corr, _mm_movehl_ps(corr, corr));
+    let c = _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
+    let tail = if Q41 {
+        c + dot_q4_1(&w[4 * nq * size..], &a[4 * nq..])
+    } else {
+        -8.0 * c + dot_q4_0(&w[4 * nq * size..], &a[4 * nq..])
+    };
+    hsum(_mm256_add_ps(acc[0], acc[1])) + tail
 }
 
 rows_fn! {

@@ -366,7 +366,7 @@ impl Engine {
     fn quads(self, n: usize, nb: usize) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx512(_) => n * (nb / 4),
+            Engine::Avx2(_) | Engine::Avx512(_) => n * (nb / 4),
             _ => 0,
         }
     }
@@ -376,7 +376,10 @@ impl Engine {
     fn quantize(self, x: &[f32], nb: usize, out: &mut [Q8Act], quads: &mut [Q8Quad]) {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx2(t) => t.quantize(x, out),
+            Engine::Avx2(t) => {
+                t.quantize(x, out);
+                act::build_quads(out, nb, quads);
+            }
             #[cfg(target_arch = "x86_64")]
             Engine::Avx512(t) => {
                 t.quantize(x, out);
@@ -399,7 +402,7 @@ impl Engine {
         match self {
             Engine::Scalar => scalar::rows(w, x, a, part),
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx2(t) => t.rows(w, x, a, part),
+            Engine::Avx2(t) => t.rows(w, x, a, quads, part),
             #[cfg(target_arch = "x86_64")]
             Engine::Avx512(t) => t.rows(w, x, a, quads, part),
             #[cfg(target_arch = "aarch64")]
