@@ -1,9 +1,13 @@
 //! x86-64 AVX2 + FMA + F16C kernels (256-bit): the same functions as `scalar`.
 //!
-//! Floats: 4 × 8-lane FMA accumulators, weights widened to f32 in registers (F16C for
-//! f16, a 16-bit shift for bf16). Blocks: ggml's AVX2 scheme, one 32-byte integer dot
-//! per block (`maddubs` on |w| and sign-adjusted activations, then `madd` to i32),
-//! scaled by `d_w·d_x` into an f32 accumulator.
+//! Floats: register tiles of 4 weight rows × 2 activations, weights widened to f32 in
+//! registers (F16C for f16, a 16-bit shift for bf16), the last `cols % 8` in scalar
+//! code. Q8_0: ggml's AVX2 scheme, one 32-byte integer dot per block (`maddubs` on |w|
+//! and sign-adjusted activations, then `madd` to i32), scaled by `d_w·d_x` into two
+//! alternating f32 accumulators. Q4_0/Q4_1: two blocks per register pair from the
+//! activation quads (see `dot_q4_quads`). The f16 scales are widened with
+//! `vpbroadcastw` + `vcvtph2ps`: a partial-register `vpinsrw` would chain every block
+//! to the previous one (it halved the speed).
 
 use super::act::{self, Q8Act, Q8Quad, QK};
 use core::arch::x86_64::*;
