@@ -29,6 +29,13 @@ pub enum Activation {
 pub trait Backend<T: Real>: Send + Sync {
     /// A short name for logs (`cpu`, `cuda:0`).
     fn name(&self) -> String;
+    /// Refuses a run whose memory estimate (`bytes`, for `what`) does not fit the
+    /// device, before anything is allocated; the error is one line with the numbers.
+    /// Host memory is checked by the trainer itself, so the CPU accepts everything here.
+    fn check_fits(&self, what: &str, bytes: usize) -> Result<(), String> {
+        let _ = (what, bytes);
+        Ok(())
+    }
     /// `out[N,O] = inp[N,I] · w[O,I]ᵀ + bias`.
     fn matmul_forward(
         &self,
@@ -347,14 +354,32 @@ impl<T: Real> Backend<T> for Cpu {
         adamw_update(params, grads, m, v, hp)
     }
     fn sum_squares(&self, x: &[T]) -> f64 {
+        // Fixed chunks and eight fixed lanes per chunk: the order of the additions
+        // depends on neither the thread count nor the schedule, and the lanes vectorise.
         x.par_chunks(1 << 14)
-            .map(|c| c.iter().map(|v| v.f64() * v.f64()).sum::<f64>())
+            .map(|c| {
+                let mut acc = [0f64; 8];
+                let mut it = c.chunks_exact(8);
+                for w in &mut it {
+                    for (a, v) in acc.iter_mut().zip(w) {
+                        *a += v.f64() * v.f64();
+                    }
+                }
+                for (a, v) in acc.iter_mut().zip(it.remainder()) {
+                    *a += v.f64() * v.f64();
+                }
+                acc.iter().sum::<f64>()
+            })
             .collect::<Vec<f64>>()
             .iter()
             .sum()
     }
     fn scale(&self, x: &mut [T], s: f64) {
         let s = T::c(s);
-        x.par_iter_mut().for_each(|v| *v *= s);
+        x.par_chunks_mut(crate::layers::CHUNK).for_each(|c| {
+            for v in c.iter_mut() {
+                *v *= s;
+            }
+        });
     }
 }

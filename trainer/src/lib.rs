@@ -5,7 +5,7 @@
 //! file's tensor layout), [`backend`] (the ops the model calls; CPU reference here),
 //! [`optim`] (AdamW, schedule, clipping), [`data`] and [`tokenize`] (llm.c shards,
 //! char/byte/BPE), [`train`] and [`checkpoint`] (run folder, resume), [`export`]
-//! (`.llm` writing), [`plot`] and [`viz`] (pictures).
+//! (`.llm` writing), [`plot`] and [`viz`] (pictures), [`profile`] (time per backend op).
 
 pub mod backend;
 pub mod checkpoint;
@@ -20,6 +20,7 @@ pub mod cuda;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod profile;
 pub mod rng;
 pub mod scalar;
 pub mod tokenize;

@@ -52,16 +52,21 @@ pub fn adamw_update<T: Real>(
     let bc2 = 1.0 - hp.beta2.powi(t);
     let (b1, b2) = (T::c(hp.beta1), T::c(hp.beta2));
     let (lr, eps, decay) = (hp.lr, hp.eps, T::c(1.0 - hp.lr * hp.weight_decay));
+    let (inv_bc1, inv_bc2) = (1.0 / bc1, 1.0 / bc2);
+    let ch = crate::layers::CHUNK;
     params
-        .par_iter_mut()
-        .zip(grads.par_iter())
-        .zip(m.par_iter_mut().zip(v.par_iter_mut()))
-        .for_each(|((p, &g), (mm, vv))| {
-            *mm = b1 * *mm + (T::one() - b1) * g;
-            *vv = b2 * *vv + (T::one() - b2) * g * g;
-            let mhat = mm.f64() / bc1;
-            let vhat = vv.f64() / bc2;
-            *p = *p * decay - T::c(lr * mhat / (vhat.sqrt() + eps));
+        .par_chunks_mut(ch)
+        .zip(grads.par_chunks(ch))
+        .zip(m.par_chunks_mut(ch).zip(v.par_chunks_mut(ch)))
+        .for_each(|((p, g), (m, v))| {
+            let it = p.iter_mut().zip(g).zip(m.iter_mut().zip(v.iter_mut()));
+            for ((p, &g), (mm, vv)) in it {
+                *mm = b1 * *mm + (T::one() - b1) * g;
+                *vv = b2 * *vv + (T::one() - b2) * g * g;
+                let mhat = mm.f64() * inv_bc1;
+                let vhat = vv.f64() * inv_bc2;
+                *p = *p * decay - T::c(lr * mhat / (vhat.sqrt() + eps));
+            }
         });
 }
 

@@ -2,6 +2,7 @@
 //! `1/(1 - p)`. The mask (0 or the scale) is stored for the backward and drawn from a
 //! seed derived from (run seed, step, site), so a resumed run draws the same masks.
 
+use super::CHUNK;
 use crate::rng::Rng;
 use crate::scalar::Real;
 use rayon::prelude::*;
@@ -9,24 +10,27 @@ use rayon::prelude::*;
 /// Fills `mask` and applies it in place: `x[i] *= mask[i]`.
 pub fn dropout_forward<T: Real>(x: &mut [T], mask: &mut [T], p: f64, seed: u64) {
     let scale = T::c(1.0 / (1.0 - p));
-    // Chunks get their own streams so the mask does not depend on the thread count.
-    const CHUNK: usize = 4096;
-    mask.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, m)| {
+    // Chunks get their own streams so the mask does not depend on the thread count
+    // (4096 elements per stream: part of the mask's definition, kept across versions).
+    const STREAM: usize = 4096;
+    mask.par_chunks_mut(STREAM).enumerate().for_each(|(ci, m)| {
         let mut r = Rng::new(seed ^ (ci as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         for v in m.iter_mut() {
             *v = if r.uniform() < p { T::zero() } else { scale };
         }
     });
-    x.par_iter_mut()
-        .zip(mask.par_iter())
-        .for_each(|(v, &m)| *v *= m);
+    dropout_backward(x, mask);
 }
 
 /// `dx *= mask` in place (dropout is its own transpose).
 pub fn dropout_backward<T: Real>(dx: &mut [T], mask: &[T]) {
-    dx.par_iter_mut()
-        .zip(mask.par_iter())
-        .for_each(|(v, &m)| *v *= m);
+    dx.par_chunks_mut(CHUNK)
+        .zip(mask.par_chunks(CHUNK))
+        .for_each(|(x, m)| {
+            for (v, &m) in x.iter_mut().zip(m) {
+                *v *= m;
+            }
+        });
 }
 
 #[cfg(test)]

@@ -4,6 +4,9 @@
 use crate::scalar::Real;
 use rayon::prelude::*;
 
+/// Rows per task of the backward (fixed, so that its parameter sums are too).
+const ROWS: usize = 32;
+
 /// `out, inp: [N, C]`, `mean, rstd: [N]`, `w, b: [C]`.
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward<T: Real>(
@@ -47,38 +50,50 @@ pub fn layernorm_backward<T: Real>(
     rstd: &[T],
     c: usize,
 ) {
-    dinp.par_chunks_exact_mut(c)
-        .zip(dout.par_chunks_exact(c))
-        .zip(inp.par_chunks_exact(c))
-        .zip(mean.par_iter().zip(rstd.par_iter()))
-        .for_each(|(((dx, dy), x), (&mu, &rs))| {
-            let inv_c = T::c(1.0 / c as f64);
-            let (mut dmean, mut dnm) = (T::zero(), T::zero());
-            for j in 0..c {
-                let dn = dy[j] * w[j];
-                dmean += dn;
-                dnm += dn * (x[j] - mu) * rs;
+    // Tasks of ROWS rows: each writes its rows of dinp and returns its partial dw
+    // (and db); the partials are added in task order, so the sums are the same for
+    // every thread count and schedule.
+    let inv_c = T::c(1.0 / c as f64);
+    let with_b = db.is_some();
+    let rc = ROWS * c;
+    let partials: Vec<Vec<T>> = dinp
+        .par_chunks_mut(rc)
+        .zip(dout.par_chunks(rc).zip(inp.par_chunks(rc)))
+        .zip(mean.par_chunks(ROWS).zip(rstd.par_chunks(ROWS)))
+        .map(|((dxs, (dys, xs)), (mus, rss))| {
+            let mut part = vec![T::zero(); if with_b { 2 * c } else { c }];
+            let (pw, pb) = part.split_at_mut(c);
+            let rows = dxs.chunks_exact_mut(c).zip(dys.chunks_exact(c));
+            for ((dx, dy), (x, (&mu, &rs))) in rows.zip(xs.chunks_exact(c).zip(mus.iter().zip(rss)))
+            {
+                let (mut dmean, mut dnm) = (T::zero(), T::zero());
+                for j in 0..c {
+                    let dn = dy[j] * w[j];
+                    dmean += dn;
+                    dnm += dn * (x[j] - mu) * rs;
+                }
+                dmean *= inv_c;
+                dnm *= inv_c;
+                for j in 0..c {
+                    let n = (x[j] - mu) * rs;
+                    dx[j] += (dy[j] * w[j] - dmean - n * dnm) * rs;
+                    pw[j] += dy[j] * n;
+                }
+                for (g, &d) in pb.iter_mut().zip(dy) {
+                    *g += d;
+                }
             }
-            dmean *= inv_c;
-            dnm *= inv_c;
-            for j in 0..c {
-                let n = (x[j] - mu) * rs;
-                dx[j] += (dy[j] * w[j] - dmean - n * dnm) * rs;
-            }
-        });
-    // Parameter gradients reduce over rows: cheap (N·C), kept serial and deterministic.
+            part
+        })
+        .collect();
     let mut db = db;
-    for ((dy, x), (&mu, &rs)) in dout
-        .chunks_exact(c)
-        .zip(inp.chunks_exact(c))
-        .zip(mean.iter().zip(rstd))
-    {
-        for j in 0..c {
-            dw[j] += dy[j] * (x[j] - mu) * rs;
+    for part in &partials {
+        for (g, &p) in dw.iter_mut().zip(&part[..c]) {
+            *g += p;
         }
         if let Some(db) = db.as_deref_mut() {
-            for j in 0..c {
-                db[j] += dy[j];
+            for (g, &p) in db.iter_mut().zip(&part[c..]) {
+                *g += p;
             }
         }
     }

@@ -4,6 +4,10 @@
 //! and activations alike, so branches that meet (residuals, tied embeddings) need no
 //! extra buffers; the caller zeroes gradients before a step.
 
+/// Elements per rayon task in the element-wise ops: large enough that the split costs
+/// nothing next to the work and the inner loop vectorises, small enough to balance.
+pub const CHUNK: usize = 1 << 13;
+
 pub mod attention;
 pub mod dropout;
 pub mod embedding;

@@ -1,22 +1,27 @@
 //! ReLU: `max(0, x)`.
 
+use super::CHUNK;
 use crate::scalar::Real;
 use rayon::prelude::*;
 
 /// `out[i] = max(0, inp[i])`.
 pub fn relu_forward<T: Real>(out: &mut [T], inp: &[T]) {
-    out.par_iter_mut()
-        .zip(inp.par_iter())
-        .for_each(|(y, &x)| *y = if x > T::zero() { x } else { T::zero() });
+    out.par_chunks_mut(CHUNK)
+        .zip(inp.par_chunks(CHUNK))
+        .for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = if x > T::zero() { x } else { T::zero() };
+            }
+        });
 }
 
 /// `dinp += dout · [inp > 0]`.
 pub fn relu_backward<T: Real>(dinp: &mut [T], inp: &[T], dout: &[T]) {
-    dinp.par_iter_mut()
-        .zip(inp.par_iter().zip(dout.par_iter()))
-        .for_each(|(dx, (&x, &dy))| {
-            if x > T::zero() {
-                *dx += dy
+    dinp.par_chunks_mut(CHUNK)
+        .zip(inp.par_chunks(CHUNK).zip(dout.par_chunks(CHUNK)))
+        .for_each(|(dx, (x, dy))| {
+            for (dx, (&x, &dy)) in dx.iter_mut().zip(x.iter().zip(dy)) {
+                *dx += if x > T::zero() { dy } else { T::zero() };
             }
         });
 }

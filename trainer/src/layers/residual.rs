@@ -1,13 +1,18 @@
 //! Residual connection `out = a + b`; its backward routes `dout` to both branches.
 
+use super::CHUNK;
 use crate::scalar::Real;
 use rayon::prelude::*;
 
 /// `out[i] = a[i] + b[i]`.
 pub fn residual_forward<T: Real>(out: &mut [T], a: &[T], b: &[T]) {
-    out.par_iter_mut()
-        .zip(a.par_iter().zip(b.par_iter()))
-        .for_each(|(y, (&x, &z))| *y = x + z);
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(y, (a, b))| {
+            for (y, (&x, &z)) in y.iter_mut().zip(a.iter().zip(b)) {
+                *y = x + z;
+            }
+        });
 }
 
 /// `da += dout`, `db += dout`.
@@ -23,9 +28,13 @@ pub fn residual_backward<T: Real>(da: &mut [T], db: &mut [T], dout: &[T]) {
 
 /// `acc += x` (the residual backward when one branch is the gradient buffer itself).
 pub fn add_inplace<T: Real>(acc: &mut [T], x: &[T]) {
-    acc.par_iter_mut()
-        .zip(x.par_iter())
-        .for_each(|(a, &b)| *a += b);
+    acc.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(a, x)| {
+            for (a, &b) in a.iter_mut().zip(x) {
+                *a += b;
+            }
+        });
 }
 
 #[cfg(test)]

@@ -4,6 +4,9 @@
 use crate::scalar::Real;
 use rayon::prelude::*;
 
+/// Rows per task of the backward (fixed, so that its parameter sums are too).
+const ROWS: usize = 32;
+
 /// `out, inp: [N, C]`, `rstd: [N]`, `w: [C]`.
 pub fn rmsnorm_forward<T: Real>(
     out: &mut [T],
@@ -37,19 +40,29 @@ pub fn rmsnorm_backward<T: Real>(
     rstd: &[T],
     c: usize,
 ) {
-    dinp.par_chunks_exact_mut(c)
-        .zip(dout.par_chunks_exact(c))
-        .zip(inp.par_chunks_exact(c))
-        .zip(rstd.par_iter())
-        .for_each(|(((dx, dy), x), &rs)| {
-            let dnm = (0..c).map(|j| dy[j] * w[j] * x[j] * rs).sum::<T>() * T::c(1.0 / c as f64);
-            for j in 0..c {
-                dx[j] += (dy[j] * w[j] - x[j] * rs * dnm) * rs;
+    // As in LayerNorm: per-task partial dw added in task order (deterministic).
+    let inv_c = T::c(1.0 / c as f64);
+    let rc = ROWS * c;
+    let partials: Vec<Vec<T>> = dinp
+        .par_chunks_mut(rc)
+        .zip(dout.par_chunks(rc).zip(inp.par_chunks(rc)))
+        .zip(rstd.par_chunks(ROWS))
+        .map(|((dxs, (dys, xs)), rss)| {
+            let mut pw = vec![T::zero(); c];
+            let rows = dxs.chunks_exact_mut(c).zip(dys.chunks_exact(c));
+            for ((dx, dy), (x, &rs)) in rows.zip(xs.chunks_exact(c).zip(rss)) {
+                let dnm = (0..c).map(|j| dy[j] * w[j] * x[j] * rs).sum::<T>() * inv_c;
+                for j in 0..c {
+                    dx[j] += (dy[j] * w[j] - x[j] * rs * dnm) * rs;
+                    pw[j] += dy[j] * x[j] * rs;
+                }
             }
-        });
-    for ((dy, x), &rs) in dout.chunks_exact(c).zip(inp.chunks_exact(c)).zip(rstd) {
-        for j in 0..c {
-            dw[j] += dy[j] * x[j] * rs;
+            pw
+        })
+        .collect();
+    for pw in &partials {
+        for (g, &p) in dw.iter_mut().zip(pw) {
+            *g += p;
         }
     }
 }

@@ -1,30 +1,39 @@
 //! SwiGLU gate: `out = silu(gate) ⊙ up`, `silu(g) = g·σ(g)` (LLaMA's MLP; the two
 //! projections and the down projection are ordinary linear layers).
 
+use super::CHUNK;
 use crate::scalar::Real;
 use rayon::prelude::*;
 
-fn sigmoid<T: Real>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
-}
-
 /// `out[i] = silu(gate[i]) · up[i]`.
 pub fn swiglu_forward<T: Real>(out: &mut [T], gate: &[T], up: &[T]) {
-    out.par_iter_mut()
-        .zip(gate.par_iter().zip(up.par_iter()))
-        .for_each(|(y, (&g, &u))| *y = g * sigmoid(g) * u);
+    out.par_chunks_mut(CHUNK)
+        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+        .for_each(|(y, (g, u))| {
+            for (y, (&g, &u)) in y.iter_mut().zip(g.iter().zip(u)) {
+                *y = g * g.sigmoid() * u;
+            }
+        });
 }
 
 /// `dgate += dout · up · silu'(gate)`, `dup += dout · silu(gate)`.
 pub fn swiglu_backward<T: Real>(dgate: &mut [T], dup: &mut [T], dout: &[T], gate: &[T], up: &[T]) {
     dgate
-        .par_iter_mut()
-        .zip(dup.par_iter_mut())
-        .zip(dout.par_iter().zip(gate.par_iter().zip(up.par_iter())))
-        .for_each(|((dg, du), (&dy, (&g, &u)))| {
-            let s = sigmoid(g);
-            *dg += dy * u * s * (T::one() + g * (T::one() - s));
-            *du += dy * g * s;
+        .par_chunks_mut(CHUNK)
+        .zip(dup.par_chunks_mut(CHUNK))
+        .zip(
+            dout.par_chunks(CHUNK)
+                .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK))),
+        )
+        .for_each(|((dg, du), (dy, (g, u)))| {
+            let it = dg.iter_mut().zip(du.iter_mut());
+            for ((dg, du), (&dy, (&g, &u))) in it.zip(dy.iter().zip(g.iter().zip(u))) {
+                // s = σ(g), 1 - s = e·s with e = e^(-g) (no cancellation).
+                let e = (-g).exp_fast();
+                let s = T::one() / (T::one() + e);
+                *dg += dy * u * s * (T::one() + g * (e * s));
+                *du += dy * g * s;
+            }
         });
 }
 
