@@ -100,6 +100,10 @@ pub struct TrainConfig {
     pub sample_len: usize,
     /// Stop when the loss exceeds this multiple of the best loss seen so far.
     pub explode_factor: f64,
+    /// Storage precision of the run: `fp32` (the CPU backend's only one) or `bf16`
+    /// (CUDA: bf16 working copies over fp32 master weights). `train --precision`
+    /// and `--device` set it; it is recorded here for the run's record and `--resume`.
+    pub precision: String,
 }
 
 impl Default for TrainConfig {
@@ -153,6 +157,7 @@ impl TrainConfig {
             keep_checkpoints: 3,
             sample_len: 200,
             explode_factor: 10.0,
+            precision: "fp32".into(),
         }
     }
 
@@ -334,6 +339,12 @@ impl TrainConfig {
             return Err(ConfigError(
                 "grad_clip must be >= 0, adam_eps > 0 and explode_factor > 1".into(),
             ));
+        }
+        if !matches!(self.precision.as_str(), "fp32" | "bf16") {
+            return Err(ConfigError(format!(
+                "precision = '{}' is not one of fp32|bf16",
+                self.precision
+            )));
         }
         if !matches!(self.tokenizer.as_str(), "char" | "byte" | "bpe") {
             return Err(ConfigError(format!(

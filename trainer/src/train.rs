@@ -11,10 +11,12 @@
 use crate::backend::{Backend, Cpu};
 use crate::checkpoint::{self, Checkpoint, CheckpointMeta, Fault};
 use crate::config::{available_memory, ConfigArgs, TrainConfig};
+use crate::cuda::backend::{choose_backend, DeviceChoice};
 use crate::data::{DataError, Loader};
 use crate::export::export_model;
 use crate::model::Model;
 use crate::optim::{clip_grad_norm, AdamState, Schedule};
+use crate::profile::Profiled;
 use crate::rng::Rng;
 use crate::tokenize::{tokenize_files, TextTokenizer, TokenizeArgs};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -90,6 +92,56 @@ pub struct TrainArgs {
     /// invocation, leaving the schedule of max_steps intact for a later `--resume`.
     #[arg(long)]
     pub stop_after: Option<u64>,
+    /// Backend: `auto` (CUDA when a GPU is present, else the CPU with a note on
+    /// stderr), `cpu`, or `cuda` (an error when there is no GPU). Default: auto.
+    #[arg(long, value_name = "auto|cpu|cuda", value_parser = parse_device)]
+    pub device: Option<DeviceChoice>,
+    /// Storage precision: `bf16` (the default on CUDA) or `fp32` (the default, and
+    /// the only one, on the CPU). Recorded in the run's config.toml.
+    #[arg(long, value_name = "bf16|fp32", value_parser = parse_precision)]
+    pub precision: Option<String>,
+}
+
+/// `--device`: `auto`, `cpu` or `cuda`.
+fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    DeviceChoice::parse(s).ok_or_else(|| format!("'{s}' is not one of auto|cpu|cuda"))
+}
+
+/// `--precision`: `bf16` or `fp32` (`f32` accepted).
+fn parse_precision(s: &str) -> Result<String, String> {
+    match s {
+        "bf16" => Ok("bf16".into()),
+        "fp32" | "f32" => Ok("fp32".into()),
+        _ => Err(format!("'{s}' is not one of bf16|fp32")),
+    }
+}
+
+/// The precision of a run on backend `be`: `--precision` when given (bf16 on the CPU
+/// is an error), else the resumed run's (a bf16 run resumed on the CPU continues in
+/// fp32, with a note), else bf16 on CUDA and fp32 on the CPU.
+fn resolve_precision(
+    be: &dyn Backend<f32>,
+    asked: Option<&str>,
+    recorded: Option<&str>,
+    quiet: bool,
+) -> Result<String, TrainError> {
+    let gpu = be.name().starts_with("cuda");
+    match (asked, recorded) {
+        (Some("bf16"), _) if !gpu => Err(TrainError(format!(
+            "--precision bf16 is not supported on the {} backend, which computes in fp32; \
+             use --precision fp32 (or --device cuda on a machine with a GPU)",
+            be.name()
+        ))),
+        (Some(p), _) => Ok(p.to_string()),
+        (None, Some("bf16")) if !gpu => {
+            if !quiet {
+                eprintln!("note: this run was recorded as bf16; the CPU continues it in fp32");
+            }
+            Ok("fp32".into())
+        }
+        (None, Some(p)) => Ok(p.to_string()),
+        (None, None) => Ok(if gpu { "bf16" } else { "fp32" }.into()),
+    }
 }
 
 /// One line of `metrics.jsonl`.
@@ -432,6 +484,20 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome, TrainError> {
 
 /// Trains per `args` on any backend (the model calls nothing else).
 pub fn train_with(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, TrainError> {
+    // LLM_TRAIN_PROFILE=1: time every backend op and print the table at the end.
+    let profiled = std::env::var_os("LLM_TRAIN_PROFILE").map(|_| Profiled::new(be));
+    let be: &dyn Backend<f32> = match &profiled {
+        Some(p) => p,
+        None => be,
+    };
+    let out = train_loop(args, be);
+    if let Some(p) = &profiled {
+        eprint!("{}", p.table());
+    }
+    out
+}
+
+fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, TrainError> {
     let preset = args.config.preset.clone().unwrap_or_else(|| "tiny".into());
     let dir = args
         .out
@@ -450,6 +516,12 @@ pub fn train_with(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcom
             cfg.set(s)?;
         }
         cfg.validate()?;
+        cfg.precision = resolve_precision(
+            be,
+            args.precision.as_deref(),
+            Some(&cfg.precision),
+            args.quiet,
+        )?;
         (cfg, None)
     } else {
         if checkpoint::list(&ck_dir).last().is_some() {
@@ -458,13 +530,32 @@ pub fn train_with(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcom
                 dir.display()
             )));
         }
-        prepare(args, &dir)?
+        // Checked before the data is prepared, so a refused precision costs nothing.
+        let precision = resolve_precision(be, args.precision.as_deref(), None, args.quiet)?;
+        let (mut cfg, init) = prepare(args, &dir)?;
+        cfg.precision = precision;
+        (cfg, init)
     };
+    // The resolved config, precision included, is the run's record.
+    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    if cfg.precision == "bf16" && !args.quiet {
+        eprintln!(
+            "note: precision bf16 recorded; the trainer's CUDA backend keeps fp32 storage \
+             behind the Backend trait (bf16 kernels run in the device-resident benchmark)"
+        );
+    }
     let opts = cfg.model_options()?;
     let est = cfg.estimate()?;
     if !args.quiet {
         println!("{}: {est}", be.name());
     }
+    // A device with its own memory (CUDA) refuses an over-large run here, before the
+    // first allocation; the CPU accepts, and host memory is checked just below.
+    be.check_fits(
+        "this run (weights, gradients, AdamW state, activations)",
+        est.total_bytes(),
+    )
+    .map_err(TrainError)?;
     if let Some(avail) = available_memory() {
         if est.total_bytes() > avail {
             return Err(TrainError(format!(
@@ -709,9 +800,15 @@ pub fn train_with(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcom
     })
 }
 
-/// `llm-train train`.
+/// `llm-train train`: picks the backend per `--device` (auto: CUDA when a GPU opens,
+/// else the CPU with a one-line note on stderr), then trains.
 pub fn run_train(args: TrainArgs) -> Result<(), Box<dyn std::error::Error>> {
-    train(&args)?;
+    let choice = args.device.unwrap_or(DeviceChoice::Auto);
+    let (be, note) = choose_backend(choice).map_err(|e| TrainError(format!("--device: {e}")))?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    train_with(&args, be.as_ref())?;
     Ok(())
 }
 

@@ -129,6 +129,9 @@ impl Backend<f32> for CudaBackend {
             self.dev.name()
         )
     }
+    fn check_fits(&self, what: &str, bytes: usize) -> Result<(), String> {
+        self.dev.check_fits(what, bytes).map_err(|e| e.to_string())
+    }
 
     fn matmul_forward(
         &self,
