@@ -237,6 +237,9 @@ struct Acts<T> {
     lnf_rstd: Vec<T>, // [N]
     logits: Vec<T>,   // [N, V]: logits, then probabilities, then dlogits
     losses: Vec<T>,   // [N]
+    /// The dropout masks are allocated (the set was built for training).
+    has_masks: bool,
+    /// The last forward applied dropout (so the backward must too).
     dropout_on: bool,
     // Backward scratch, shared by all layers.
     d_res: Vec<T>,    // [N, C] gradient of the residual stream
@@ -295,6 +298,7 @@ impl<T: Real> Acts<T> {
             lnf_rstd: z(n),
             logits: z(n * o.vocab_size),
             losses: z(n),
+            has_masks: dropout,
             dropout_on: dropout,
             d_res: z(n * c),
             d_branch: z(n * c),
@@ -347,6 +351,10 @@ pub struct Model<T: Real> {
     pub dropout: f64,
     idx: Idx,
     acts: Option<Acts<T>>,
+    /// The previous activation set, kept when a forward of another shape (an
+    /// evaluation with dropout off, a sample of one sequence) replaced it, so that the
+    /// next training step gets its buffers back instead of allocating them again.
+    spare: Option<Acts<T>>,
 }
 
 impl<T: Real> Model<T> {
@@ -363,6 +371,7 @@ impl<T: Real> Model<T> {
             dropout: 0.0,
             idx,
             acts: None,
+            spare: None,
         })
     }
 
@@ -473,12 +482,26 @@ impl<T: Real> Model<T> {
             _ => 0.0,
         };
         let dropout_on = drop_p > 0.0;
-        let fresh = match &self.acts {
-            Some(a) => a.b != b || a.t != t || a.dropout_on != dropout_on,
-            None => true,
+        // A set serves (b, t) when its shape matches and it has dropout masks if this
+        // forward needs them (a training set also serves a dropout-free evaluation).
+        let fits = |a: &Option<Acts<T>>| {
+            a.as_ref()
+                .is_some_and(|a| a.b == b && a.t == t && (a.has_masks || !dropout_on))
         };
-        if fresh {
-            self.acts = Some(Acts::new(&self.opts, b, t, dropout_on));
+        if !fits(&self.acts) {
+            if fits(&self.spare) {
+                std::mem::swap(&mut self.acts, &mut self.spare);
+            } else {
+                let old = self.acts.replace(Acts::new(&self.opts, b, t, dropout_on));
+                // Keep a larger set aside (sampling one sequence between training
+                // steps); a smaller one is cheap to build again.
+                if old.as_ref().is_some_and(|o| o.b * o.t > b * t) {
+                    self.spare = old;
+                }
+            }
+        }
+        if let Some(a) = self.acts.as_mut() {
+            a.dropout_on = dropout_on;
         }
         let Model {
             opts: o,
@@ -890,6 +913,41 @@ mod tests {
             0.2,
             8,
         );
+    }
+
+    #[test]
+    fn reused_activation_sets_give_the_same_gradients() {
+        // Training step, then an evaluation (dropout off) and samples of other shapes,
+        // then the same training step again: the swapped-back buffers must give the
+        // same loss and gradients bit for bit.
+        let o = opts(Positions::Rope, Norm::LayerNorm, Mlp::Gelu, true, true, 1);
+        let mut m = Model::<f32>::new(o, true).unwrap();
+        m.params = rand_vec::<f32>(m.table.total, 90);
+        m.dropout = 0.2;
+        let mut r = Rng::new(91);
+        let tokens: Vec<u32> = (0..12).map(|_| r.below(11) as u32).collect();
+        let targets: Vec<u32> = (0..12).map(|_| r.below(11) as u32).collect();
+        let step = |m: &mut Model<f32>| {
+            m.zero_grad();
+            let l = m
+                .forward(&Cpu, &tokens, Some(&targets), 2, 6, Some(5))
+                .unwrap()
+                .unwrap();
+            m.backward(&Cpu, 1.0).unwrap();
+            (l, m.grads.clone())
+        };
+        let (l1, g1) = step(&mut m);
+        m.forward(&Cpu, &tokens, Some(&targets), 2, 6, None)
+            .unwrap();
+        for t in 1..=6 {
+            m.forward(&Cpu, &tokens[..t], None, 1, t, None).unwrap();
+        }
+        let (l2, g2) = step(&mut m);
+        assert_eq!(l1.to_bits(), l2.to_bits());
+        assert!(g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits()));
+        // The training set was swapped back (not rebuilt): the last sample's set took
+        // its place as the spare.
+        assert!(m.spare.as_ref().is_some_and(|s| (s.b, s.t) == (1, 6)));
     }
 
     #[test]
