@@ -66,7 +66,7 @@ pub struct Context {
     proj: Vec<f32>,    // (n_batch, d) output of a projection, added to x
     hb: Vec<f32>,      // (n_batch, d_ff)
     hb2: Vec<f32>,     // (n_batch, d_ff) SwiGLU's up branch
-    scores: Vec<f32>,  // (n_ctx,) attention weights of one head
+    scores: Vec<f32>,  // (n_heads, n_ctx) attention weights, one row per head
     logits: Vec<f32>,  // (vocab,) of the last token evaluated
     freqs: Vec<f32>,   // (head_dim/2,) RoPE inverse frequencies
     rope_cs: Vec<f32>, // (n_batch, head_dim) cos/sin of each new position
@@ -118,7 +118,7 @@ impl Context {
                 if o.mlp == Mlp::SwiGlu { n_batch * f } else { 0 },
                 "activations",
             )?,
-            scores: buffer(n_ctx, "attention scores")?,
+            scores: buffer(o.n_heads * n_ctx, "attention scores")?,
             logits: buffer(o.vocab_size, "logits")?,
             freqs: ops::rope_freqs(o.head_dim(), o.rope_base),
             rope_cs: buffer(n_batch * o.head_dim(), "activations")?,
@@ -262,30 +262,26 @@ impl Context {
                     vc[dst..dst + hd].copy_from_slice(&v[src..src + hd]);
                 }
             }
-            // Causal attention of each new token over the cache up to itself.
-            for i in 0..n {
-                let p = pos0 + i;
-                for h in 0..n_heads {
-                    let kvh = h / (n_heads / n_kv);
-                    let qh = &q[i * d + h * hd..i * d + (h + 1) * hd];
-                    let keys = &kc[kvh * self.n_ctx * hd..];
-                    let vals = &vc[kvh * self.n_ctx * hd..];
-                    let sc = &mut self.scores[..=p];
-                    for (t, s) in sc.iter_mut().enumerate() {
-                        let kt = &keys[t * hd..(t + 1) * hd];
-                        *s = qh.iter().zip(kt).map(|(a, b)| a * b).sum::<f32>() * scale;
-                    }
-                    ops::softmax(sc);
-                    let out = &mut att[i * d + h * hd..i * d + (h + 1) * hd];
-                    out.fill(0.0);
-                    for (t, &w) in sc.iter().enumerate() {
-                        let vt = &vals[t * hd..(t + 1) * hd];
-                        for (o_, vv) in out.iter_mut().zip(vt) {
-                            *o_ += w * vv;
-                        }
-                    }
-                }
-            }
+            // Causal attention of each new token over the cache up to itself, one
+            // head per part across the threads.
+            let shape = AttnShape {
+                n,
+                pos0,
+                d,
+                hd,
+                n_ctx: self.n_ctx,
+                group: n_heads / n_kv,
+                scale,
+            };
+            let out = SharedOut(att.as_mut_ptr(), att.len());
+            let scores = SharedOut(self.scores.as_mut_ptr(), self.scores.len());
+            let (q, kc, vc) = (&*q, &*kc, &*vc);
+            cpu.parallel(n_heads, &|h| {
+                // SAFETY: part h takes only row h of `scores` (n_heads × n_ctx), which
+                // outlives `parallel` (it returns after every part).
+                let sc = unsafe { scores.slice(h * shape.n_ctx, shape.n_ctx) };
+                attend_head(&shape, h, q, kc, vc, sc, out);
+            });
             linear(cpu, &model, &layer.wo, att, n, proj);
             ops::add(x, proj);
 
@@ -302,8 +298,7 @@ impl Context {
                         Error::Invalid("swiglu model without gate weights".into())
                     })?;
                     linear(cpu, &model, g, xb, n, gate);
-                    ops::swiglu(gate, hb);
-                    hb.copy_from_slice(gate);
+                    ops::swiglu(hb, gate);
                 }
             }
             linear(cpu, &model, &layer.down, hb, n, proj);
@@ -343,4 +338,92 @@ fn linear(
     if let Some(b) = &w.1 {
         ops::add_bias(y, b);
     }
+}
+
+/// The sizes attention needs, for one layer and one batch of new tokens.
+struct AttnShape {
+    n: usize,
+    pos0: usize,
+    d: usize,
+    hd: usize,
+    n_ctx: usize,
+    group: usize,
+    scale: f32,
+}
+
+/// A buffer that parallel parts write in disjoint places.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32, usize);
+// SAFETY: only used inside `Cpu::parallel`, where each part writes a disjoint region.
+unsafe impl Sync for SharedOut {}
+// SAFETY: as above.
+unsafe impl Send for SharedOut {}
+
+impl SharedOut {
+    /// Elements `start..start + len` of the buffer.
+    ///
+    /// # Safety
+    /// The range is inside the buffer, the buffer outlives the slice, and no other
+    /// live slice writes the elements this one's user writes.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
+        debug_assert!(start + len <= self.1);
+        // SAFETY: guaranteed by the caller.
+        unsafe { core::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
+
+/// Query head `h` of each new row attends over the cached keys and values of its
+/// KV head (cache layout (kv_head, pos, head_dim)) up to its own position; writes
+/// head h's columns of `att` (`[n, d]`) and nothing else of it. `sc` is scratch of `n_ctx`.
+fn attend_head(
+    s: &AttnShape,
+    h: usize,
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    sc: &mut [f32],
+    att: SharedOut,
+) {
+    let hd = s.hd;
+    let kvh = h / s.group;
+    let keys = &kc[kvh * s.n_ctx * hd..(kvh + 1) * s.n_ctx * hd];
+    let vals = &vc[kvh * s.n_ctx * hd..(kvh + 1) * s.n_ctx * hd];
+    for i in 0..s.n {
+        let p = s.pos0 + i;
+        let qh = &q[i * s.d + h * hd..i * s.d + (h + 1) * hd];
+        let sc = &mut sc[..=p];
+        for (t, v) in sc.iter_mut().enumerate() {
+            *v = dot(qh, &keys[t * hd..(t + 1) * hd]) * s.scale;
+        }
+        ops::softmax(sc);
+        // SAFETY: head h's columns of row i: no other part writes them, and `att`
+        // outlives the call.
+        let out = unsafe { att.slice(i * s.d + h * hd, hd) };
+        out.fill(0.0);
+        for (t, &w) in sc.iter().enumerate() {
+            for (o, v) in out.iter_mut().zip(&vals[t * hd..(t + 1) * hd]) {
+                *o += w * v;
+            }
+        }
+    }
+}
+
+/// Dot product with eight independent sums, so the compiler can keep them in vector
+/// registers instead of one serial chain.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }

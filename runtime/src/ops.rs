@@ -61,11 +61,10 @@ pub fn relu(x: &mut [f32]) {
     }
 }
 
-/// SwiGLU gate: gate[i] = silu(gate[i]) · up[i].
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        let s = *g / (1.0 + expf(-*g));
-        *g = s * u;
+/// SwiGLU: up[i] = silu(gate[i]) · up[i], in place in the up branch.
+pub fn swiglu(up: &mut [f32], gate: &[f32]) {
+    for (u, g) in up.iter_mut().zip(gate) {
+        *u *= *g / (1.0 + expf(-*g));
     }
 }
 

@@ -574,6 +574,20 @@ impl Cpu {
         self.threads
     }
 
+    /// Runs `f(k)` for every `k` in `0..parts`, on the pool's threads and the caller
+    /// (or on the caller alone without `std` or with one thread). For work other than
+    /// matrix products that splits into independent parts (attention heads).
+    pub fn parallel(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
+        #[cfg(feature = "std")]
+        if let Some(pool) = &self.pool {
+            if parts > 1 && parts <= pool::MAX_PARTS {
+                pool.run(parts, f);
+                return;
+            }
+        }
+        (0..parts).for_each(f);
+    }
+
     /// `y[i·rows + r] = Σ_c W[r, c] · x[i·cols + c]` for `i in 0..n`, that is
     /// `y = x · Wᵀ` with `x` as `[n, cols]` and `y` as `[n, rows]` (`n = 1` for
     /// generation, the prompt length for prompts). Same semantics as [`matmul_ref`].
