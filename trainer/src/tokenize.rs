@@ -11,85 +11,16 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// GPT-2's reversible byte → printable-char table: printable Latin-1 bytes map to
-/// themselves, the others to U+0100 onwards in byte order.
+/// GPT-2's reversible byte → printable-char table (the runtime's, so the trainer and
+/// the runtime agree byte for byte).
 pub fn byte_to_unicode() -> [char; 256] {
-    let mut table = ['\0'; 256];
-    let mut extra = 0u32;
-    for (b, slot) in table.iter_mut().enumerate() {
-        let printable = (b'!'..=b'~').contains(&(b as u8))
-            || (0xA1..=0xAC).contains(&b)
-            || (0xAE..=0xFF).contains(&b);
-        let cp = if printable {
-            b as u32
-        } else {
-            extra += 1;
-            255 + extra
-        };
-        *slot = char::from_u32(cp).unwrap_or('?');
-    }
-    table
+    core::array::from_fn(|b| llmrt::tokenizer::byte_to_char(b as u8))
 }
 
-/// GPT-2-style pre-tokenisation (the regex `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|
-/// ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`), written out by hand so no regex engine is needed.
+/// GPT-2 pre-tokenisation: the runtime's hand-written form of GPT-2's regex (checked
+/// against tiktoken), so BPE is trained on the same pieces the runtime encodes.
 pub fn pretokenize(text: &str) -> Vec<&str> {
-    let cs: Vec<(usize, char)> = text.char_indices().collect();
-    let end_of = |i: usize| cs.get(i).map_or(text.len(), |c| c.0);
-    let mut out = Vec::new();
-    let mut i = 0;
-    let class = |c: char| {
-        if c.is_alphabetic() {
-            0
-        } else if c.is_numeric() {
-            1
-        } else if c.is_whitespace() {
-            3
-        } else {
-            2
-        }
-    };
-    while i < cs.len() {
-        let (start, c) = cs[i];
-        if c == '\'' {
-            let rest = &text[start + 1..];
-            let n = ["s", "t", "m", "d", "re", "ve", "ll"]
-                .iter()
-                .find(|s| rest.starts_with(*s))
-                .map_or(0, |s| s.len());
-            if n > 0 {
-                out.push(&text[start..start + 1 + n]);
-                i += 1 + n;
-                continue;
-            }
-        }
-        let mut j = i;
-        let lead_space = c == ' ' && cs.get(i + 1).is_some_and(|n| class(n.1) != 3);
-        if lead_space {
-            j += 1;
-        }
-        let k = class(cs[j].1);
-        if k == 3 {
-            // A whitespace run; leave its last space to lead the next word.
-            let mut e = j;
-            while e < cs.len() && class(cs[e].1) == 3 {
-                e += 1;
-            }
-            if e < cs.len() && e - j > 1 && cs[e - 1].1 == ' ' {
-                e -= 1;
-            }
-            out.push(&text[start..end_of(e)]);
-            i = e;
-            continue;
-        }
-        let mut e = j + 1;
-        while e < cs.len() && class(cs[e].1) == k && !(k == 2 && cs[e].1 == '\'') {
-            e += 1;
-        }
-        out.push(&text[start..end_of(e)]);
-        i = e;
-    }
-    out
+    llmrt::tokenizer::gpt2_pieces(text).collect()
 }
 
 /// A trained tokenizer, serialised as the run's `tokenizer.json`.
