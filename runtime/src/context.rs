@@ -239,9 +239,14 @@ impl Context {
         for (l, layer) in model.layers.iter().enumerate() {
             // Attention: q, k, v projections of the normalised input.
             norm(xb, x, &layer.attn_norm);
-            linear(cpu, &model, &layer.wq, xb, n, q);
-            linear(cpu, &model, &layer.wk, xb, n, k);
-            linear(cpu, &model, &layer.wv, xb, n, v);
+            linear_many(
+                cpu,
+                &model,
+                [&layer.wq, &layer.wk, &layer.wv],
+                xb,
+                n,
+                [&mut *q, &mut *k, &mut *v],
+            );
             if o.positions == Positions::Rope {
                 for i in 0..n {
                     let cs = &self.rope_cs[i * hd..(i + 1) * hd];
@@ -288,17 +293,22 @@ impl Context {
             // MLP.
             norm(xb, x, &layer.mlp_norm);
             let hb = &mut self.hb[..n * f];
-            linear(cpu, &model, &layer.up, xb, n, hb);
-            match o.mlp {
-                Mlp::Gelu => ops::gelu(hb),
-                Mlp::Relu => ops::relu(hb),
-                Mlp::SwiGlu => {
+            match (o.mlp, &layer.gate) {
+                (Mlp::SwiGlu, Some(g)) => {
                     let gate = &mut self.hb2[..n * f];
-                    let g = layer.gate.as_ref().ok_or_else(|| {
-                        Error::Invalid("swiglu model without gate weights".into())
-                    })?;
-                    linear(cpu, &model, g, xb, n, gate);
+                    linear_many(cpu, &model, [g, &layer.up], xb, n, [&mut *gate, &mut *hb]);
                     ops::swiglu(hb, gate);
+                }
+                (Mlp::SwiGlu, None) => {
+                    return Err(Error::Invalid("swiglu model without gate weights".into()))
+                }
+                (Mlp::Gelu, _) => {
+                    linear(cpu, &model, &layer.up, xb, n, hb);
+                    ops::gelu(hb)
+                }
+                (Mlp::Relu, _) => {
+                    linear(cpu, &model, &layer.up, xb, n, hb);
+                    ops::relu(hb)
                 }
             }
             linear(cpu, &model, &layer.down, hb, n, proj);
@@ -322,6 +332,25 @@ impl Context {
             }
         }
         Ok(())
+    }
+}
+
+/// y_i = x·W_iᵀ (+ b_i) for `n` rows, for matrices that read the same input (one
+/// quantisation of `x`, one hand-off to the threads).
+fn linear_many<const K: usize>(
+    cpu: &mut Cpu,
+    model: &Model,
+    ws: [&(crate::model::WeightRef, Option<Vec<f32>>); K],
+    x: &[f32],
+    n: usize,
+    mut ys: [&mut [f32]; K],
+) {
+    let mats = ws.map(|w| model.matrix(&w.0));
+    cpu.matmul_many(&mats, x, n, &mut ys);
+    for (w, y) in ws.iter().zip(ys.iter_mut()) {
+        if let Some(b) = &w.1 {
+            ops::add_bias(y, b);
+        }
     }
 }
 

@@ -408,3 +408,38 @@ fn pool_runs_every_part_once_and_propagates_panics() {
         }
     }
 }
+
+/// Products that share an input, done as one job, give exactly what separate
+/// `matmul` calls give (same quantised input, same row splits).
+#[test]
+fn matmul_many_equals_separate_products() {
+    let mut rng = Rng::fresh();
+    for path in KernelPath::available() {
+        for threads in [1, 2, 3] {
+            let mut one = Cpu::with_path(threads, path).expect("available");
+            let mut many = Cpu::with_path(threads, path).expect("available");
+            for dtype in DType::ALL {
+                let cols = if dtype.is_quantized() { 320 } else { 289 };
+                let ws: Vec<Weights> = [301, 64, 33]
+                    .iter()
+                    .map(|&rows| Weights::random(&mut rng, dtype, rows, cols))
+                    .collect();
+                let mats: Vec<Matrix<'_>> = ws.iter().map(|w| w.matrix()).collect();
+                for n in [1, 5] {
+                    let x = rng.vec(n * cols);
+                    let mut got: Vec<Vec<f32>> =
+                        mats.iter().map(|m| poisoned(n * m.rows)).collect();
+                    let mut outs: Vec<&mut [f32]> =
+                        got.iter_mut().map(|v| v.as_mut_slice()).collect();
+                    many.matmul_many(&mats, &x, n, &mut outs);
+                    for (m, g) in mats.iter().zip(&got) {
+                        let mut want = poisoned(n * m.rows);
+                        one.matmul(m, &x, n, &mut want);
+                        let same = want.iter().zip(g).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{path} x{threads} {dtype} {}x{cols} n={n}", m.rows);
+                    }
+                }
+            }
+        }
+    }
+}

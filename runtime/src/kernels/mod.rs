@@ -598,38 +598,119 @@ impl Cpu {
     pub fn matmul(&mut self, w: &Matrix<'_>, x: &[f32], n: usize, y: &mut [f32]) {
         check_shapes(w, x, n, y);
         let engine = self.engine;
-        let (mut blocks, mut nq) = (0, 0);
-        if w.dtype.is_quantized() {
-            let nb = w.cols / act::QK;
-            blocks = n * nb;
-            nq = engine.quads(n, nb);
-            if self.act.len() < blocks {
-                self.act.resize(blocks, Q8Act::ZERO);
-            }
-            if self.quads.len() < nq {
-                self.quads.resize(nq, Q8Quad::ZERO);
-            }
-            engine.quantize(x, nb, &mut self.act[..blocks], &mut self.quads[..nq]);
-        }
+        let (blocks, nq) = self.quantize_input(w, x, n);
         let a = &self.act[..blocks];
         let q = &self.quads[..nq];
         let mut out = OutRows::whole(y, w.rows, n);
         #[cfg(feature = "std")]
         if let Some(pool) = &self.pool {
-            // One part per thread once a part is worth its hand-off, more for big
-            // products: parts are claimed dynamically, so a thread that starts late
-            // (or is descheduled) takes fewer, and small parts keep the wait for the
-            // last one short.
-            let bytes = w.data.len().saturating_mul(n.min(8));
-            let parts = (bytes / BYTES_PER_PART)
-                .max((bytes / MIN_BYTES_PER_PART).min(self.threads))
-                .min(w.rows.div_ceil(4))
-                .min(pool::MAX_PARTS);
+            let parts = self.parts_for(w, n);
             if parts > 1 {
                 return split_rows(pool, parts, engine, w, x, (a, q), &out);
             }
         }
         engine.rows(w, x, a, q, &mut out);
+    }
+
+    /// `ys[i] = x·Wᵢᵀ` for up to four matrices that read the same input (q, k, v;
+    /// gate, up), all of one dtype and width: the input is quantised once and the rows
+    /// of every matrix go to the threads as one job instead of one hand-off each.
+    /// Each output is what [`Cpu::matmul`] gives for its matrix alone.
+    ///
+    /// # Panics
+    /// As [`Cpu::matmul`] for each pair, and if `ws.len() != ys.len()`.
+    pub fn matmul_many(&mut self, ws: &[Matrix<'_>], x: &[f32], n: usize, ys: &mut [&mut [f32]]) {
+        assert_eq!(ws.len(), ys.len(), "matmul_many: one output per matrix");
+        let uniform = ws
+            .windows(2)
+            .all(|p| p[0].dtype == p[1].dtype && p[0].cols == p[1].cols);
+        if !uniform || ws.len() < 2 || ws.len() > 4 {
+            for (w, y) in ws.iter().zip(ys.iter_mut()) {
+                self.matmul(w, x, n, y);
+            }
+            return;
+        }
+        for (w, y) in ws.iter().zip(ys.iter()) {
+            check_shapes(w, x, n, y);
+        }
+        let engine = self.engine;
+        let (blocks, nq) = self.quantize_input(&ws[0], x, n);
+        let a = &self.act[..blocks];
+        let q = &self.quads[..nq];
+        let mut outs: [Option<OutRows<'_>>; 4] = [None, None, None, None];
+        for ((o, w), y) in outs.iter_mut().zip(ws).zip(ys.iter_mut()) {
+            *o = Some(OutRows::whole(y, w.rows, n));
+        }
+        #[cfg(feature = "std")]
+        if let Some(pool) = &self.pool {
+            let mut parts = [0usize; 4];
+            for (p, w) in parts.iter_mut().zip(ws) {
+                // A small matrix is one part (parts_for says 0 or 1 for "no split").
+                *p = self.parts_for(w, n).max(1);
+            }
+            let total: usize = parts.iter().sum();
+            if total > 1 && total <= pool::MAX_PARTS {
+                let outs = &outs;
+                pool.run(total, &|k| {
+                    // Part k belongs to the matrix whose range of part numbers holds it.
+                    let (mut i, mut kk) = (0, k);
+                    while kk >= parts[i] {
+                        kk -= parts[i];
+                        i += 1;
+                    }
+                    let (w, rows) = (&ws[i], ws[i].rows);
+                    let per = rows.div_ceil(parts[i]).next_multiple_of(4);
+                    let (r0, r1) = ((kk * per).min(rows), ((kk + 1) * per).min(rows));
+                    if let Some(out) = &outs[i] {
+                        // SAFETY: within matrix i the ranges kk·per..(kk+1)·per are
+                        // disjoint, every part runs once, different matrices write
+                        // different outputs, and `outs` is not written while parts live
+                        // (`pool.run` returns only when all are done).
+                        let mut part = unsafe { out.part(r0, r1) };
+                        engine.rows(w, x, a, q, &mut part);
+                    }
+                });
+                return;
+            }
+        }
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            if let Some(out) = out {
+                engine.rows(w, x, a, q, out);
+            }
+        }
+    }
+
+    /// Quantises `x` for `w`'s dtype into the scratch (nothing for float weights);
+    /// returns how many activation blocks and quads the call uses.
+    fn quantize_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> (usize, usize) {
+        if !w.dtype.is_quantized() {
+            return (0, 0);
+        }
+        let engine = self.engine;
+        let nb = w.cols / act::QK;
+        let blocks = n * nb;
+        let nq = engine.quads(n, nb);
+        if self.act.len() < blocks {
+            self.act.resize(blocks, Q8Act::ZERO);
+        }
+        if self.quads.len() < nq {
+            self.quads.resize(nq, Q8Quad::ZERO);
+        }
+        engine.quantize(x, nb, &mut self.act[..blocks], &mut self.quads[..nq]);
+        (blocks, nq)
+    }
+
+    /// How many parts to split a product into: one per thread once a part is worth
+    /// its hand-off, more for big products. Parts are claimed dynamically, so a thread
+    /// that starts late (or is descheduled) takes fewer, and small parts keep the wait
+    /// for the last one short.
+    #[cfg(feature = "std")]
+    fn parts_for(&self, w: &Matrix<'_>, n: usize) -> usize {
+        let bytes = w.data.len().saturating_mul(n.min(8));
+        (bytes / BYTES_PER_PART)
+            .max((bytes / MIN_BYTES_PER_PART).min(self.threads))
+            .min(w.rows.div_ceil(4))
+            .min(pool::MAX_PARTS)
     }
 }
 
