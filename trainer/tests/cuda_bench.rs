@@ -4,17 +4,9 @@
 //! no timing asserts). Both print `skipped: ...` without a GPU.
 
 use llm_train::cuda::bench::{self, BenchConfig, H100_BF16_FLOPS};
-use llm_train::cuda::CudaDevice;
 
-fn device(test: &str) -> Option<CudaDevice> {
-    match CudaDevice::open(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("skipped {test}: {e}");
-            None
-        }
-    }
-}
+mod cuda_util;
+use cuda_util::device;
 
 #[test]
 fn small_gpt_step_learns_a_fixed_batch() {

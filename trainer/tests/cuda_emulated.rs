@@ -24,6 +24,9 @@ use llm_train::layers::{
 };
 use llm_train::optim::{adamw_update, AdamParams};
 use llm_train::rng::Rng;
+
+mod cuda_util;
+use cuda_util::{assert_close, rng, rtol};
 use std::ffi::{c_char, c_void, CString};
 use std::path::PathBuf;
 use std::process::Command;
@@ -211,27 +214,6 @@ impl Emu {
     }
 }
 
-fn rng(test: &str) -> Rng {
-    let seed = std::env::var("LLMRT_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("{test}: seed {seed} (LLMRT_TEST_SEED to replay)");
-    Rng::new(seed)
-}
-
-fn rtol<T: GpuFloat>() -> f32 {
-    match T::PRECISION {
-        Precision::F32 => 1e-5,
-        Precision::Bf16 => 1e-2,
-    }
-}
-
 /// Normal(0, scale) values rounded through T (as f32) and in T.
 fn rand<T: GpuFloat>(r: &mut Rng, n: usize, scale: f64) -> (Vec<f32>, Vec<T>) {
     let t: Vec<T> = (0..n)
@@ -248,32 +230,6 @@ fn zeros<T: GpuFloat>(n: usize) -> Vec<T> {
     vec![T::from_f32(0.0); n]
 }
 
-#[track_caller]
-fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let rms =
-        (want.iter().map(|w| (w * w) as f64).sum::<f64>() / want.len().max(1) as f64).sqrt() as f32;
-    let mut worst = (0.0f32, 0usize);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let err = (g - w).abs() / w.abs().max(rms).max(f32::MIN_POSITIVE);
-        if err.is_nan() {
-            worst = (f32::INFINITY, i);
-            break;
-        }
-        if err > worst.0 {
-            worst = (err, i);
-        }
-    }
-    assert!(
-        worst.0 <= rtol,
-        "{what}: relative error {:.3e} > {rtol:.0e} at {} (kernel {}, cpu {})",
-        worst.0,
-        worst.1,
-        got[worst.1],
-        want[worst.1]
-    );
-}
-
 /// Builds `file` at both precisions and runs `case` on each; skips without a compiler.
 fn each_precision(test: &str, file: &'static KernelFile, case: impl Fn(&Emu, &mut Rng, Precision)) {
     if let Err(e) = compiler() {
@@ -285,15 +241,6 @@ fn each_precision(test: &str, file: &'static KernelFile, case: impl Fn(&Emu, &mu
         let emu = Emu::build(file, prec).expect("emulator build");
         case(&emu, &mut r, prec);
     }
-}
-
-macro_rules! dispatch {
-    ($p:expr, $f:ident, $($a:expr),*) => {
-        match $p {
-            Precision::F32 => $f::<f32>($($a),*),
-            Precision::Bf16 => $f::<bf16>($($a),*),
-        }
-    };
 }
 
 /// bias_grad.cu built once per precision for the norms' parameter gradients.

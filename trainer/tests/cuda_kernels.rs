@@ -25,37 +25,8 @@ use llm_train::layers::{
 use llm_train::optim::{adamw_update, AdamParams};
 use llm_train::rng::Rng;
 
-fn device(test: &str) -> Option<CudaDevice> {
-    match CudaDevice::open(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            eprintln!("skipped {test}: {e}");
-            None
-        }
-    }
-}
-
-/// A fresh seed per run, printed so a failure can be replayed.
-fn rng(test: &str) -> Rng {
-    let seed = std::env::var("LLMRT_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("{test}: seed {seed} (LLMRT_TEST_SEED to replay)");
-    Rng::new(seed)
-}
-
-fn rtol<T: GpuFloat>() -> f32 {
-    match T::PRECISION {
-        Precision::F32 => 1e-5,
-        Precision::Bf16 => 1e-2,
-    }
-}
+mod cuda_util;
+use cuda_util::{assert_close, device, rng, rtol};
 
 /// Normal(0, scale) values, rounded through T.
 fn rand<T: GpuFloat>(r: &mut Rng, n: usize, scale: f64) -> Vec<f32> {
@@ -78,47 +49,12 @@ fn down32(dev: &CudaDevice, d: &cudarc::driver::CudaSlice<f32>) -> Vec<f32> {
     dev.stream().clone_dtoh(d).expect("download")
 }
 
-#[track_caller]
-fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let rms =
-        (want.iter().map(|w| (w * w) as f64).sum::<f64>() / want.len().max(1) as f64).sqrt() as f32;
-    let mut worst = (0.0f32, 0usize);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let err = (g - w).abs() / w.abs().max(rms).max(f32::MIN_POSITIVE);
-        if err.is_nan() {
-            worst = (f32::INFINITY, i);
-            break;
-        }
-        if err > worst.0 {
-            worst = (err, i);
-        }
-    }
-    assert!(
-        worst.0 <= rtol,
-        "{what}: relative error {:.3e} > {rtol:.0e} at {} (gpu {}, cpu {})",
-        worst.0,
-        worst.1,
-        got[worst.1],
-        want[worst.1]
-    );
-}
-
 fn each_precision(test: &str, f: impl Fn(&CudaDevice, &mut Rng, Precision)) {
     let Some(dev) = device(test) else { return };
     let mut r = rng(test);
     for p in Precision::ALL {
         f(&dev, &mut r, p);
     }
-}
-
-macro_rules! dispatch {
-    ($p:expr, $f:ident, $($a:expr),*) => {
-        match $p {
-            Precision::F32 => $f::<f32>($($a),*),
-            Precision::Bf16 => $f::<bf16>($($a),*),
-        }
-    };
 }
 
 #[test]

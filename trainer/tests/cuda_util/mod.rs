@@ -1,0 +1,79 @@
+//! Helpers shared by the CUDA tests: opening the device (or saying why not), a
+//! seeded generator whose seed is printed, per-precision tolerances, and the
+//! element-wise comparison every kernel test uses.
+#![allow(dead_code)]
+
+use llm_train::cuda::{CudaDevice, GpuFloat, Precision};
+use llm_train::rng::Rng;
+
+/// The first GPU, or `None` after printing why `test` is skipped.
+pub fn device(test: &str) -> Option<CudaDevice> {
+    match CudaDevice::open(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("skipped {test}: {e}");
+            None
+        }
+    }
+}
+
+/// A fresh seed per run, printed so a failure can be replayed.
+pub fn rng(test: &str) -> Rng {
+    let seed = std::env::var("LLMRT_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("{test}: seed {seed} (LLMRT_TEST_SEED to replay)");
+    Rng::new(seed)
+}
+
+/// Relative tolerance of a kernel against the CPU: 1e-5 in fp32, 1e-2 in bf16.
+pub fn rtol<T: GpuFloat>() -> f32 {
+    match T::PRECISION {
+        Precision::F32 => 1e-5,
+        Precision::Bf16 => 1e-2,
+    }
+}
+
+/// Element-wise `|got - want| <= rtol * max(|want|, rms(want))`.
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let rms =
+        (want.iter().map(|w| (w * w) as f64).sum::<f64>() / want.len().max(1) as f64).sqrt() as f32;
+    let mut worst = (0.0f32, 0usize);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs() / w.abs().max(rms).max(f32::MIN_POSITIVE);
+        if err.is_nan() {
+            worst = (f32::INFINITY, i);
+            break;
+        }
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+    assert!(
+        worst.0 <= rtol,
+        "{what}: relative error {:.3e} > {rtol:.0e} at {} (kernel {}, cpu {})",
+        worst.0,
+        worst.1,
+        got[worst.1],
+        want[worst.1]
+    );
+}
+
+/// Calls `$f::<f32>` or `$f::<bf16>` for a `Precision`.
+#[macro_export]
+macro_rules! dispatch {
+    ($p:expr, $f:ident, $($a:expr),*) => {
+        match $p {
+            Precision::F32 => $f::<f32>($($a),*),
+            Precision::Bf16 => $f::<bf16>($($a),*),
+        }
+    };
+}
