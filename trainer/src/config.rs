@@ -104,6 +104,10 @@ pub struct TrainConfig {
     /// (CUDA: bf16 working copies over fp32 master weights). `train --precision`
     /// and `--device` set it; it is recorded here for the run's record and `--resume`.
     pub precision: String,
+    /// Gradient checkpointing: keep only each block's input in the forward and
+    /// recompute the block in the backward (same losses and gradients bit for bit,
+    /// activation memory of one block instead of all; `train --recompute` sets it).
+    pub recompute: bool,
 }
 
 impl Default for TrainConfig {
@@ -158,6 +162,7 @@ impl TrainConfig {
             sample_len: 200,
             explode_factor: 10.0,
             precision: "fp32".into(),
+            recompute: false,
         }
     }
 
@@ -355,10 +360,17 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Parameter count and the bytes training needs (see [`MemoryEstimate`]).
+    /// Parameter count and the bytes training needs (see [`MemoryEstimate`]), with
+    /// this config's dropout and `recompute`.
     pub fn estimate(&self) -> Result<MemoryEstimate, ConfigError> {
         let o = self.model_options()?;
-        Ok(MemoryEstimate::new(&o, self.batch_size, self.seq()))
+        Ok(MemoryEstimate::new(
+            &o,
+            self.batch_size,
+            self.seq(),
+            self.dropout > 0.0,
+            self.recompute,
+        ))
     }
 }
 
@@ -369,24 +381,30 @@ pub struct MemoryEstimate {
     pub params: usize,
     /// Parameters + gradients + Adam m and v: 16 bytes per parameter.
     pub param_bytes: usize,
-    /// Activations kept for the backward pass of one micro-batch (B×T), plus logits.
+    /// The activation set of one micro-batch (B×T): what the forward keeps for the
+    /// backward, the logits and the backward's scratch.
     pub activation_bytes: usize,
+    /// Counted with gradient checkpointing (one block's activations + the boundaries).
+    pub recompute: bool,
+    /// Decoder blocks (for the printed mode).
+    pub n_layers: usize,
 }
 
 impl MemoryEstimate {
-    /// Estimates for `batch × seq` tokens; the activation count mirrors
-    /// `model::Activations` (per layer: norms, q/k/v, attention probabilities B·H·T·T,
-    /// MLP hidden, residuals and dropout masks; then logits and their gradient).
-    pub fn new(o: &ModelOptions, batch: usize, seq: usize) -> Self {
+    /// Estimates for `batch × seq` tokens, with dropout masks when `dropout` and with
+    /// gradient checkpointing when `recompute`. The activation count is
+    /// [`crate::model::activation_elems`], the very buffers the model allocates for a
+    /// training step (not counted: the set of a one-sequence sample drawn between steps,
+    /// at most `1/batch` of it, and a device backend's per-op transfers).
+    pub fn new(o: &ModelOptions, batch: usize, seq: usize, dropout: bool, recompute: bool) -> Self {
         let params = o.n_params();
-        let (bt, c, f, kv) = (batch * seq, o.d_model, o.d_ff, o.kv_dim());
-        let hidden = if o.mlp == Mlp::SwiGlu { 3 * f } else { 2 * f };
-        let per_layer = bt * (8 * c + 2 * kv + hidden + 4) + batch * o.n_heads * seq * seq;
-        let acts = o.n_layers * per_layer + bt * (3 * c + 2) + 2 * bt * o.vocab_size;
+        let acts = crate::model::activation_elems(o, batch, seq, dropout, recompute);
         MemoryEstimate {
             params,
             param_bytes: params.saturating_mul(16),
             activation_bytes: acts.saturating_mul(4),
+            recompute,
+            n_layers: o.n_layers,
         }
     }
 
@@ -399,9 +417,17 @@ impl MemoryEstimate {
 impl fmt::Display for MemoryEstimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
+        let mode = if self.recompute {
+            format!(
+                "recompute: 1 of {} blocks kept + block inputs",
+                self.n_layers
+            )
+        } else {
+            format!("all {} blocks kept", self.n_layers)
+        };
         write!(
             f,
-            "{:.2}M parameters; memory: {:.1} MiB weights+grads+AdamW, {:.1} MiB activations, {:.1} MiB total",
+            "{:.2}M parameters; memory: {:.1} MiB weights+grads+AdamW, {:.1} MiB activations ({mode}), {:.1} MiB total",
             self.params as f64 / 1e6,
             mib(self.param_bytes),
             mib(self.activation_bytes),
@@ -568,5 +594,20 @@ mod tests {
         assert_eq!(e.param_bytes, 16 * e.params);
         assert!(e.activation_bytes > 12 * 64 * 256 * 4);
         assert!(e.to_string().contains("parameters"));
+        assert!(e.to_string().contains("all 4 blocks kept"), "{e}");
+        // Checkpointing keeps one block's activations of four: smaller, and said so.
+        let mut r = c.clone();
+        r.set("recompute=true").unwrap();
+        let er = r.estimate().unwrap();
+        assert!(er.activation_bytes < e.activation_bytes);
+        assert_eq!(er.param_bytes, e.param_bytes);
+        assert!(er.to_string().contains("recompute: 1 of 4 blocks"), "{er}");
+        // Configs and checkpoints written before the key existed load with it off.
+        assert!(!TrainConfig::from_toml("d_model = 64").unwrap().recompute);
+        assert!(
+            TrainConfig::from_toml("recompute = true")
+                .unwrap()
+                .recompute
+        );
     }
 }

@@ -7,6 +7,13 @@
 //! logits = norm_f(x) · Wᵀ` with W = `tok_emb` when tied. Dropout (training only) acts on
 //! the embedding sum and on the output of both residual branches (nanoGPT's places,
 //! without attention-probability dropout).
+//!
+//! Gradient checkpointing ([`Model::recompute`]): the forward keeps only the residual
+//! stream at each block boundary (plus the embedding and loss buffers) and runs every
+//! block through one shared scratch set; the backward re-runs each block's forward into
+//! that scratch, through the same [`Backend`] calls with the same dropout seeds, just
+//! before the block's backward, so the activations — and hence the loss and every
+//! gradient — are bit-identical to a run that kept them all.
 
 use crate::backend::{Activation, Backend};
 use crate::layers::attention::AttnShape;
@@ -220,7 +227,6 @@ struct LayerActs<T> {
     act: Vec<T>,      // [N, F]
     mlpout: Vec<T>,   // [N, C] after dropout
     drop2: Vec<T>,    // [N, C] mask
-    res3: Vec<T>,     // [N, C] block output
 }
 
 /// Activations and backward scratch for one (B, T).
@@ -231,7 +237,15 @@ struct Acts<T> {
     targets: Vec<u32>, // [N], empty when the last forward had none
     x0: Vec<T>,        // [N, C] embedding (+ positions), after dropout
     drop0: Vec<T>,     // [N, C]
+    /// One set per block, or (recompute) one scratch set that every block shares.
     layers: Vec<LayerActs<T>>,
+    /// `[L][N, C]` block outputs: the residual stream at each block boundary (block
+    /// `l` reads `x0` or `outs[l - 1]`; the final norm reads the last).
+    outs: Vec<Vec<T>>,
+    /// Gradient checkpointing: `layers` is one scratch set, refilled by the backward.
+    recompute: bool,
+    /// With recompute: the block whose activations the scratch set holds now.
+    held: Option<usize>,
     lnf: Vec<T>,      // [N, C]
     lnf_mean: Vec<T>, // [N]
     lnf_rstd: Vec<T>, // [N]
@@ -239,9 +253,11 @@ struct Acts<T> {
     losses: Vec<T>,   // [N]
     /// The dropout masks are allocated (the set was built for training).
     has_masks: bool,
-    /// The last forward applied dropout (so the backward must too).
-    dropout_on: bool,
+    /// The dropout (probability, seed) of the last forward, which the backward (and a
+    /// recomputing backward's block forwards) must apply again; `None` = dropout off.
+    drop: Option<(f64, u64)>,
     // Backward scratch, shared by all layers.
+    dloss: Vec<T>,    // [N] loss scale per row
     d_res: Vec<T>,    // [N, C] gradient of the residual stream
     d_branch: Vec<T>, // [N, C]
     d_ln: Vec<T>,     // [N, C]
@@ -254,14 +270,49 @@ struct Acts<T> {
     d_gate: Vec<T>,   // [N, F]
 }
 
+/// Elements (f32 or u32, 4 bytes each in training) of the activation set a training
+/// forward/backward of `b × t` tokens allocates: exactly what `Acts::new` builds, so the
+/// memory estimate and the model cannot drift apart (a test compares them). Per block
+/// set: norms and their statistics, q/k/v, attention probabilities `B·H·T·T`, the MLP
+/// hidden, branch outputs and dropout masks; `n_layers` such sets, or one with
+/// `recompute`. Then the block outputs (`n_layers · N·C`), the embedding, final norm,
+/// logits (their probabilities and gradient in place), losses, tokens, targets and the
+/// backward's scratch.
+pub fn activation_elems(
+    o: &ModelOptions,
+    b: usize,
+    t: usize,
+    dropout: bool,
+    recompute: bool,
+) -> usize {
+    let n = b * t;
+    let (c, kv, f, v) = (o.d_model, o.kv_dim(), o.d_ff, o.vocab_size);
+    let hidden = if o.mlp == Mlp::SwiGlu { 3 * f } else { 2 * f };
+    let masks = if dropout { 2 * c } else { 0 };
+    let block = n * (7 * c + masks + 2 * kv + 4 + hidden) + b * o.n_heads * t * t;
+    let sets = if recompute {
+        o.n_layers.min(1)
+    } else {
+        o.n_layers
+    };
+    let globals = n * (2 + c + if dropout { c } else { 0 } + c + 2 + v + 2);
+    let scratch = n * (5 * c + 2 * kv + hidden);
+    sets * block + o.n_layers * n * c + globals + scratch
+}
+
 impl<T: Real> Acts<T> {
-    fn new(o: &ModelOptions, b: usize, t: usize, dropout: bool) -> Self {
+    fn new(o: &ModelOptions, b: usize, t: usize, dropout: bool, recompute: bool) -> Self {
         let n = b * t;
         let (c, kv, f) = (o.d_model, o.kv_dim(), o.d_ff);
         let z = |len: usize| vec![T::zero(); len];
         let maybe = |on: bool, len: usize| if on { z(len) } else { Vec::new() };
         let swiglu = o.mlp == Mlp::SwiGlu;
-        let layers = (0..o.n_layers)
+        let sets = if recompute {
+            o.n_layers.min(1)
+        } else {
+            o.n_layers
+        };
+        let layers = (0..sets)
             .map(|_| LayerActs {
                 ln1: z(n * c),
                 ln1_mean: z(n),
@@ -282,24 +333,27 @@ impl<T: Real> Acts<T> {
                 act: z(n * f),
                 mlpout: z(n * c),
                 drop2: maybe(dropout, n * c),
-                res3: z(n * c),
             })
             .collect();
         Acts {
             b,
             t,
-            tokens: Vec::new(),
-            targets: Vec::new(),
+            tokens: Vec::with_capacity(n),
+            targets: Vec::with_capacity(n),
             x0: z(n * c),
             drop0: maybe(dropout, n * c),
             layers,
+            outs: (0..o.n_layers).map(|_| z(n * c)).collect(),
+            recompute,
+            held: None,
             lnf: z(n * c),
             lnf_mean: z(n),
             lnf_rstd: z(n),
             logits: z(n * o.vocab_size),
             losses: z(n),
             has_masks: dropout,
-            dropout_on: dropout,
+            drop: None,
+            dloss: z(n),
             d_res: z(n * c),
             d_branch: z(n * c),
             d_ln: z(n * c),
@@ -311,6 +365,201 @@ impl<T: Real> Acts<T> {
             d_up: z(n * f),
             d_gate: maybe(swiglu, n * f),
         }
+    }
+
+    /// Elements held (tokens and targets counted at their reserved size `N`).
+    fn elems(&self) -> usize {
+        let n = self.b * self.t;
+        let l: usize = self
+            .layers
+            .iter()
+            .map(|a| {
+                [
+                    &a.ln1,
+                    &a.ln1_mean,
+                    &a.ln1_rstd,
+                    &a.q,
+                    &a.k,
+                    &a.v,
+                    &a.att,
+                    &a.atty,
+                    &a.attproj,
+                    &a.drop1,
+                    &a.res2,
+                    &a.ln2,
+                    &a.ln2_mean,
+                    &a.ln2_rstd,
+                    &a.gate,
+                    &a.up,
+                    &a.act,
+                    &a.mlpout,
+                    &a.drop2,
+                ]
+                .iter()
+                .map(|x| x.len())
+                .sum::<usize>()
+            })
+            .sum();
+        let outs: usize = self.outs.iter().map(Vec::len).sum();
+        let rest: usize = [
+            &self.x0,
+            &self.drop0,
+            &self.lnf,
+            &self.lnf_mean,
+            &self.lnf_rstd,
+            &self.logits,
+            &self.losses,
+            &self.dloss,
+            &self.d_res,
+            &self.d_branch,
+            &self.d_ln,
+            &self.d_atty,
+            &self.dq,
+            &self.dk,
+            &self.dv,
+            &self.d_act,
+            &self.d_up,
+            &self.d_gate,
+        ]
+        .iter()
+        .map(|x| x.len())
+        .sum();
+        l + outs + rest + 2 * n
+    }
+}
+
+/// Dropout seed of site `site` (1: embedding; 2 + 2l, 3 + 2l: block l's branches).
+fn site_seed(seed: u64, site: u64) -> u64 {
+    seed ^ site.wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// What a block's forward reads besides its buffers: the backend, options, parameters
+/// and the shape of this pass. The forward and a recomputing backward both use it, so
+/// the replayed block runs exactly the calls of the original.
+struct Pass<'a, T: Real> {
+    be: &'a dyn Backend<T>,
+    o: &'a ModelOptions,
+    p: &'a [T],
+    n: usize,
+    t: usize,
+}
+
+impl<T: Real> Pass<'_, T> {
+    fn shape(&self) -> AttnShape {
+        AttnShape {
+            t: self.t,
+            h: self.o.n_heads,
+            kvh: self.o.n_kv_heads,
+            hd: self.o.head_dim(),
+        }
+    }
+
+    fn norm(&self, out: &mut [T], mean: &mut [T], rstd: &mut [T], inp: &[T], ni: &NormIdx) {
+        let (o, p) = (self.o, self.p);
+        let w = &p[ni.w.clone()];
+        let eps = o.norm_eps as f64;
+        match o.norm {
+            Norm::LayerNorm => {
+                let bias = ni.b.as_ref().map(|r| &p[r.clone()]);
+                self.be
+                    .layernorm_forward(out, mean, rstd, inp, w, bias, o.d_model, eps)
+            }
+            Norm::RmsNorm => self.be.rmsnorm_forward(out, rstd, inp, w, o.d_model, eps),
+        }
+    }
+
+    fn lin(&self, out: &mut [T], inp: &[T], li: &Lin, i: usize, od: usize) {
+        let bias = li.b.as_ref().map(|r| &self.p[r.clone()]);
+        self.be
+            .matmul_forward(out, inp, &self.p[li.w.clone()], bias, self.n, i, od)
+    }
+
+    /// Block `l` from its input `inp` into `la`, and its output into `out`. A
+    /// recomputing backward passes `out = None`: it needs the saved activations, not the
+    /// output (already in `outs`), so the down projection and the residual add are
+    /// skipped — the second dropout mask is drawn all the same, from the same seed.
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        li: &LayerIdx,
+        l: usize,
+        la: &mut LayerActs<T>,
+        inp: &[T],
+        out: Option<&mut [T]>,
+        drop: Option<(f64, u64)>,
+    ) -> Result<(), ModelError> {
+        let (be, o) = (self.be, self.o);
+        let (c, kv, f, t) = (o.d_model, o.kv_dim(), o.d_ff, self.t);
+        let sh = self.shape();
+        let base = o.rope_base as f64;
+        // attention branch: ln1 = norm(x); q,k,v = ln1·W; rope; atty = attn; proj
+        self.norm(
+            &mut la.ln1,
+            &mut la.ln1_mean,
+            &mut la.ln1_rstd,
+            inp,
+            &li.attn_norm,
+        );
+        self.lin(&mut la.q, &la.ln1, &li.q, c, c);
+        self.lin(&mut la.k, &la.ln1, &li.k, c, kv);
+        self.lin(&mut la.v, &la.ln1, &li.v, c, kv);
+        if o.positions == Positions::Rope {
+            be.rope(&mut la.q, t, sh.h, sh.hd, base, false);
+            be.rope(&mut la.k, t, sh.kvh, sh.hd, base, false);
+        }
+        be.attention_forward(&mut la.atty, &mut la.att, &la.q, &la.k, &la.v, sh);
+        self.lin(&mut la.attproj, &la.atty, &li.o, c, c);
+        if let Some((p, seed)) = drop {
+            be.dropout_forward(
+                &mut la.attproj,
+                &mut la.drop1,
+                p,
+                site_seed(seed, 2 + 2 * l as u64),
+            );
+        }
+        be.residual_forward(&mut la.res2, inp, &la.attproj);
+        // MLP branch: ln2 = norm(res2); act(ln2·Wup [⊙ gate]); down
+        self.norm(
+            &mut la.ln2,
+            &mut la.ln2_mean,
+            &mut la.ln2_rstd,
+            &la.res2,
+            &li.mlp_norm,
+        );
+        self.lin(&mut la.up, &la.ln2, &li.up, c, f);
+        match (o.mlp, &li.gate) {
+            (Mlp::SwiGlu, Some(g)) => {
+                self.lin(&mut la.gate, &la.ln2, g, c, f);
+                be.swiglu_forward(&mut la.act, &la.gate, &la.up);
+            }
+            (Mlp::Gelu, _) => be.activation_forward(Activation::Gelu, &mut la.act, &la.up),
+            (Mlp::Relu, _) => be.activation_forward(Activation::Relu, &mut la.act, &la.up),
+            (Mlp::SwiGlu, None) => return Err(ModelError("internal: mlp_gate missing".into())),
+        }
+        let Some(out) = out else {
+            // Recomputing: only the mask of the second dropout is still needed (it
+            // depends on the seed alone; `mlpout`'s stale values are not read).
+            if let Some((p, seed)) = drop {
+                be.dropout_forward(
+                    &mut la.mlpout,
+                    &mut la.drop2,
+                    p,
+                    site_seed(seed, 3 + 2 * l as u64),
+                );
+            }
+            return Ok(());
+        };
+        self.lin(&mut la.mlpout, &la.act, &li.down, f, c);
+        if let Some((p, seed)) = drop {
+            be.dropout_forward(
+                &mut la.mlpout,
+                &mut la.drop2,
+                p,
+                site_seed(seed, 3 + 2 * l as u64),
+            );
+        }
+        be.residual_forward(out, &la.res2, &la.mlpout);
+        Ok(())
     }
 }
 
@@ -349,6 +598,10 @@ pub struct Model<T: Real> {
     pub grads: Vec<T>,
     /// Dropout probability used by `forward` when given a dropout seed.
     pub dropout: f64,
+    /// Gradient checkpointing: keep only the block boundaries in the forward and
+    /// recompute each block's activations in the backward (same result, bit for bit;
+    /// about one block forward more per step, `n_layers - 1` blocks' activations less).
+    pub recompute: bool,
     idx: Idx,
     acts: Option<Acts<T>>,
     /// The previous activation set, kept when a forward of another shape (an
@@ -369,6 +622,7 @@ impl<T: Real> Model<T> {
             opts,
             table,
             dropout: 0.0,
+            recompute: false,
             idx,
             acts: None,
             spare: None,
@@ -415,13 +669,27 @@ impl<T: Real> Model<T> {
     }
 
     /// Attention probabilities `[B, H, T, T]` of block `layer` from the last forward
-    /// (CPU backend; a backend may store other statistics there).
+    /// (CPU backend; a backend may store other statistics there). With
+    /// [`Model::recompute`] only the block in the shared scratch set has them (the last
+    /// block after a forward, the first after a backward); others give `None`.
     pub fn attention(&self, layer: usize) -> Option<&[T]> {
-        self.acts
-            .as_ref()?
-            .layers
-            .get(layer)
-            .map(|l| l.att.as_slice())
+        let a = self.acts.as_ref()?;
+        let slot = if a.recompute {
+            (a.held == Some(layer)).then_some(0)?
+        } else {
+            layer
+        };
+        a.layers.get(slot).map(|l| l.att.as_slice())
+    }
+
+    /// Elements held by the activation sets now allocated (the current one and a spare
+    /// kept for the next training step); for the memory estimate's test.
+    pub fn activation_elems(&self) -> usize {
+        [&self.acts, &self.spare]
+            .iter()
+            .filter_map(|a| a.as_ref())
+            .map(Acts::elems)
+            .sum()
     }
 
     /// Logits `[B·T, V]` of the last forward run without targets.
@@ -482,17 +750,21 @@ impl<T: Real> Model<T> {
             _ => 0.0,
         };
         let dropout_on = drop_p > 0.0;
-        // A set serves (b, t) when its shape matches and it has dropout masks if this
-        // forward needs them (a training set also serves a dropout-free evaluation).
+        // A set serves (b, t) when its shape and mode match and it has dropout masks if
+        // this forward needs them (a training set also serves a dropout-free evaluation).
+        let recompute = self.recompute;
         let fits = |a: &Option<Acts<T>>| {
-            a.as_ref()
-                .is_some_and(|a| a.b == b && a.t == t && (a.has_masks || !dropout_on))
+            a.as_ref().is_some_and(|a| {
+                a.b == b && a.t == t && a.recompute == recompute && (a.has_masks || !dropout_on)
+            })
         };
         if !fits(&self.acts) {
             if fits(&self.spare) {
                 std::mem::swap(&mut self.acts, &mut self.spare);
             } else {
-                let old = self.acts.replace(Acts::new(&self.opts, b, t, dropout_on));
+                let old = self
+                    .acts
+                    .replace(Acts::new(&self.opts, b, t, dropout_on, recompute));
                 // Keep a larger set aside (sampling one sequence between training
                 // steps); a smaller one is cheap to build again.
                 if old.as_ref().is_some_and(|o| o.b * o.t > b * t) {
@@ -500,8 +772,9 @@ impl<T: Real> Model<T> {
                 }
             }
         }
+        let drop = dropout_on.then(|| (drop_p, dropout_seed.unwrap_or(0)));
         if let Some(a) = self.acts.as_mut() {
-            a.dropout_on = dropout_on;
+            a.drop = drop;
         }
         let Model {
             opts: o,
@@ -520,17 +793,8 @@ impl<T: Real> Model<T> {
             a.targets.extend_from_slice(tg);
         }
         let n = b * t;
-        let (c, kv, f, v) = (o.d_model, o.kv_dim(), o.d_ff, o.vocab_size);
-        let sh = AttnShape {
-            t,
-            h: o.n_heads,
-            kvh: o.n_kv_heads,
-            hd: o.head_dim(),
-        };
-        let eps = o.norm_eps as f64;
-        let base = o.rope_base as f64;
-        let site_seed =
-            |site: u64| dropout_seed.unwrap_or(0) ^ site.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let (c, v) = (o.d_model, o.vocab_size);
+        let pass = Pass { be, o, p, n, t };
         let pos = match o.positions {
             Positions::Learned => match &idx.pos_emb {
                 Some(r) => PosAdd::Learned(&p[r.clone()]),
@@ -541,90 +805,18 @@ impl<T: Real> Model<T> {
         };
         // x0 = tok_emb[tokens] + pos
         be.embedding_forward(&mut a.x0, tokens, &p[idx.tok_emb.clone()], pos, t, c);
-        if dropout_on {
-            be.dropout_forward(&mut a.x0, &mut a.drop0, drop_p, site_seed(1));
+        if let Some((dp, seed)) = drop {
+            be.dropout_forward(&mut a.x0, &mut a.drop0, dp, site_seed(seed, 1));
         }
-        let norm_fwd = |out: &mut [T], mean: &mut [T], rstd: &mut [T], inp: &[T], ni: &NormIdx| {
-            let w = &p[ni.w.clone()];
-            match o.norm {
-                Norm::LayerNorm => {
-                    let bias = ni.b.as_ref().map(|r| &p[r.clone()]);
-                    be.layernorm_forward(out, mean, rstd, inp, w, bias, c, eps)
-                }
-                Norm::RmsNorm => be.rmsnorm_forward(out, rstd, inp, w, c, eps),
-            }
-        };
-        let lin_fwd = |out: &mut [T], inp: &[T], li: &Lin, i: usize, od: usize| {
-            let bias = li.b.as_ref().map(|r| &p[r.clone()]);
-            be.matmul_forward(out, inp, &p[li.w.clone()], bias, n, i, od)
-        };
         for (l, li) in idx.layers.iter().enumerate() {
-            let (prev, rest) = a.layers.split_at_mut(l);
-            let la = &mut rest[0];
-            let inp: &[T] = match prev.last() {
-                Some(pl) => &pl.res3,
-                None => &a.x0,
-            };
-            // attention branch: ln1 = norm(x); q,k,v = ln1·W; rope; atty = attn; proj
-            norm_fwd(
-                &mut la.ln1,
-                &mut la.ln1_mean,
-                &mut la.ln1_rstd,
-                inp,
-                &li.attn_norm,
-            );
-            lin_fwd(&mut la.q, &la.ln1, &li.q, c, c);
-            lin_fwd(&mut la.k, &la.ln1, &li.k, c, kv);
-            lin_fwd(&mut la.v, &la.ln1, &li.v, c, kv);
-            if o.positions == Positions::Rope {
-                be.rope(&mut la.q, t, sh.h, sh.hd, base, false);
-                be.rope(&mut la.k, t, sh.kvh, sh.hd, base, false);
-            }
-            be.attention_forward(&mut la.atty, &mut la.att, &la.q, &la.k, &la.v, sh);
-            lin_fwd(&mut la.attproj, &la.atty, &li.o, c, c);
-            if dropout_on {
-                be.dropout_forward(
-                    &mut la.attproj,
-                    &mut la.drop1,
-                    drop_p,
-                    site_seed(2 + 2 * l as u64),
-                );
-            }
-            be.residual_forward(&mut la.res2, inp, &la.attproj);
-            // MLP branch: ln2 = norm(res2); act(ln2·Wup [⊙ gate]); down
-            norm_fwd(
-                &mut la.ln2,
-                &mut la.ln2_mean,
-                &mut la.ln2_rstd,
-                &la.res2,
-                &li.mlp_norm,
-            );
-            lin_fwd(&mut la.up, &la.ln2, &li.up, c, f);
-            match (o.mlp, &li.gate) {
-                (Mlp::SwiGlu, Some(g)) => {
-                    lin_fwd(&mut la.gate, &la.ln2, g, c, f);
-                    be.swiglu_forward(&mut la.act, &la.gate, &la.up);
-                }
-                (Mlp::Gelu, _) => be.activation_forward(Activation::Gelu, &mut la.act, &la.up),
-                (Mlp::Relu, _) => be.activation_forward(Activation::Relu, &mut la.act, &la.up),
-                (Mlp::SwiGlu, None) => return Err(ModelError("internal: mlp_gate missing".into())),
-            }
-            lin_fwd(&mut la.mlpout, &la.act, &li.down, f, c);
-            if dropout_on {
-                be.dropout_forward(
-                    &mut la.mlpout,
-                    &mut la.drop2,
-                    drop_p,
-                    site_seed(3 + 2 * l as u64),
-                );
-            }
-            be.residual_forward(&mut la.res3, &la.res2, &la.mlpout);
+            let la = &mut a.layers[if a.recompute { 0 } else { l }];
+            let (prev, rest) = a.outs.split_at_mut(l);
+            let inp: &[T] = prev.last().unwrap_or(&a.x0);
+            pass.block(li, l, la, inp, Some(&mut rest[0]), drop)?;
+            a.held = Some(l);
         }
-        let last: &[T] = match a.layers.last() {
-            Some(pl) => &pl.res3,
-            None => &a.x0,
-        };
-        norm_fwd(
+        let last: &[T] = a.outs.last().unwrap_or(&a.x0);
+        pass.norm(
             &mut a.lnf,
             &mut a.lnf_mean,
             &mut a.lnf_rstd,
@@ -649,7 +841,6 @@ impl<T: Real> Model<T> {
             grads: g,
             idx,
             acts,
-            dropout,
             ..
         } = self;
         let Some(a) = acts.as_mut() else {
@@ -658,7 +849,6 @@ impl<T: Real> Model<T> {
         if a.targets.is_empty() {
             return Err(ModelError("backward needs a forward with targets".into()));
         }
-        let _ = dropout;
         let (b, t) = (a.b, a.t);
         let n = b * t;
         let (c, kv, f, v) = (o.d_model, o.kv_dim(), o.d_ff, o.vocab_size);
@@ -669,9 +859,10 @@ impl<T: Real> Model<T> {
             hd: o.head_dim(),
         };
         let base = o.rope_base as f64;
+        let pass = Pass { be, o, p, n, t };
         // dlogits = scale/N · (p - onehot), in place over the probabilities.
-        let dloss = vec![T::c(loss_scale / n as f64); n];
-        be.softmax_ce_backward(&mut a.logits, &dloss, &a.targets, v);
+        a.dloss.fill(T::c(loss_scale / n as f64));
+        be.softmax_ce_backward(&mut a.logits, &a.dloss, &a.targets, v);
         let norm_bwd = |g: &mut [T],
                         dinp: &mut [T],
                         dout: &[T],
@@ -707,10 +898,7 @@ impl<T: Real> Model<T> {
         );
         zero(&mut a.d_res);
         {
-            let last: &[T] = match a.layers.last() {
-                Some(pl) => &pl.res3,
-                None => &a.x0,
-            };
+            let last: &[T] = a.outs.last().unwrap_or(&a.x0);
             norm_bwd(
                 g,
                 &mut a.d_res,
@@ -721,12 +909,25 @@ impl<T: Real> Model<T> {
                 &idx.out_norm,
             );
         }
+        let dropout_on = a.drop.is_some();
         for (l, li) in idx.layers.iter().enumerate().rev() {
-            let la = &a.layers[l];
-            let inp: &[T] = if l == 0 { &a.x0 } else { &a.layers[l - 1].res3 };
-            // res3 = res2 + mlpout: d_res flows on, and into the MLP branch.
+            let inp: &[T] = if l == 0 { &a.x0 } else { &a.outs[l - 1] };
+            let slot = if a.recompute {
+                // Refill the scratch set with this block's activations (the last
+                // block's are still there from the forward).
+                if a.held != Some(l) {
+                    a.held = None;
+                    pass.block(li, l, &mut a.layers[0], inp, None, a.drop)?;
+                    a.held = Some(l);
+                }
+                0
+            } else {
+                l
+            };
+            let la = &a.layers[slot];
+            // out = res2 + mlpout: d_res flows on, and into the MLP branch.
             a.d_branch.copy_from_slice(&a.d_res);
-            if a.dropout_on {
+            if dropout_on {
                 be.dropout_backward(&mut a.d_branch, &la.drop2);
             }
             zero(&mut a.d_act);
@@ -758,7 +959,7 @@ impl<T: Real> Model<T> {
             );
             // res2 = x + attproj
             a.d_branch.copy_from_slice(&a.d_res);
-            if a.dropout_on {
+            if dropout_on {
                 be.dropout_backward(&mut a.d_branch, &la.drop1);
             }
             zero(&mut a.d_atty);
@@ -787,7 +988,7 @@ impl<T: Real> Model<T> {
                 &li.attn_norm,
             );
         }
-        if a.dropout_on {
+        if dropout_on {
             be.dropout_backward(&mut a.d_res, &a.drop0);
         }
         let (dtok, dpos) = wb(g, &idx.tok_emb, &idx.pos_emb);
@@ -838,6 +1039,9 @@ mod tests {
             .map(|x| x * 0.7)
             .collect();
         m.dropout = dropout;
+        // Every other case with gradient checkpointing (the finite differences then
+        // run through the recomputing model too).
+        m.recompute = seed % 2 == 1;
         let (b, t) = (2, 5);
         let mut r = Rng::new(seed + 1);
         let tokens: Vec<u32> = (0..b * t).map(|_| r.below(11) as u32).collect();

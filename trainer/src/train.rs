@@ -100,6 +100,12 @@ pub struct TrainArgs {
     /// the only one, on the CPU). Recorded in the run's config.toml.
     #[arg(long, value_name = "bf16|fp32", value_parser = parse_precision)]
     pub precision: Option<String>,
+    /// Gradient checkpointing: keep only each block's input in the forward and
+    /// recompute the block in the backward (same losses, activation memory of one
+    /// block; about a third more compute). Sets and records the config key
+    /// `recompute`, like `--set recompute=true`.
+    #[arg(long)]
+    pub recompute: bool,
 }
 
 /// `--device`: `auto`, `cpu` or `cuda`.
@@ -504,7 +510,7 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&preset));
     let ck_dir = dir.join("checkpoints");
-    let (cfg, init) = if args.resume {
+    let (mut cfg, init) = if args.resume {
         let text = std::fs::read_to_string(dir.join("config.toml")).map_err(|e| {
             TrainError(format!(
                 "--resume: cannot read {}/config.toml: {e}",
@@ -536,7 +542,10 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
         cfg.precision = precision;
         (cfg, init)
     };
-    // The resolved config, precision included, is the run's record.
+    if args.recompute {
+        cfg.recompute = true;
+    }
+    // The resolved config, precision and recompute included, is the run's record.
     std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
     if cfg.precision == "bf16" && !args.quiet {
         eprintln!(
@@ -549,20 +558,32 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
     if !args.quiet {
         println!("{}: {est}", be.name());
     }
+    let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+    // Without checkpointing, a refusal says what --recompute would need.
+    let hint = if cfg.recompute {
+        String::new()
+    } else {
+        let mut r = cfg.clone();
+        r.recompute = true;
+        format!(
+            " (with --recompute: about {:.1} GiB)",
+            gib(r.estimate()?.total_bytes())
+        )
+    };
     // A device with its own memory (CUDA) refuses an over-large run here, before the
     // first allocation; the CPU accepts, and host memory is checked just below.
     be.check_fits(
         "this run (weights, gradients, AdamW state, activations)",
         est.total_bytes(),
     )
-    .map_err(TrainError)?;
+    .map_err(|e| TrainError(format!("{e}{hint}")))?;
     if let Some(avail) = available_memory() {
         if est.total_bytes() > avail {
             return Err(TrainError(format!(
-                "this run needs about {:.1} GiB but only {:.1} GiB are available; \
+                "this run needs about {:.1} GiB{hint} but only {:.1} GiB are available; \
                  lower batch_size, max_len, d_model or n_layers (e.g. --set batch_size=...)",
-                est.total_bytes() as f64 / (1u64 << 30) as f64,
-                avail as f64 / (1u64 << 30) as f64
+                gib(est.total_bytes()),
+                gib(avail)
             )));
         }
     }
@@ -581,6 +602,7 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
 
     let mut model = Model::<f32>::new(opts, cfg.decay_embeddings)?;
     model.dropout = cfg.dropout;
+    model.recompute = cfg.recompute;
     model.init_gpt2(cfg.seed);
     if let Some(i) = &init {
         for (name, x) in &i.tensors {
