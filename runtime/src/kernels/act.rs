@@ -102,6 +102,16 @@ pub(crate) struct Q8Quad {
     /// Each block's `s` (Q4_1).
     pub(crate) s: [f32; 4],
     _pad: [f32; 4],
+    /// Block `g`'s `d` in lanes `4g..4g+4`: the layout of a 512-bit register of the
+    /// per-lane integer sums `vpdpbusd` leaves (lanes `4g..4g+4` belong to block `g`).
+    pub(crate) dq: [f32; 16],
+    /// `-8·Σq` of block `g` in lane `4g`, 0 in the others: a `vpdpbusd` started from
+    /// it takes Q4_0's +8 weight offset back out exactly, in integers.
+    pub(crate) off8: [i32; 16],
+    /// The same for Q8_0's +128 offset: `-128·Σq` of block `g` in lane `4g`.
+    pub(crate) off128: [i32; 16],
+    /// Block `g`'s `s` in lane `4g`, 0 in the others (Q4_1's `m·s`).
+    pub(crate) sq: [f32; 16],
 }
 
 impl Q8Quad {
@@ -113,6 +123,10 @@ impl Q8Quad {
         dsum: [0.0; 4],
         s: [0.0; 4],
         _pad: [0.0; 4],
+        dq: [0.0; 16],
+        off8: [0; 16],
+        off128: [0; 16],
+        sq: [0.0; 16],
     };
 }
 
@@ -137,6 +151,10 @@ pub(crate) fn build_quads(blocks: &[Q8Act], nb: usize, quads: &mut [Q8Quad]) {
                 q.d[g] = b.d;
                 q.dsum[g] = b.d * b.sum as f32;
                 q.s[g] = b.s;
+                q.dq[4 * g..4 * g + 4].fill(b.d);
+                q.off8[4 * g..4 * g + 4].copy_from_slice(&[-8 * b.sum, 0, 0, 0]);
+                q.off128[4 * g..4 * g + 4].copy_from_slice(&[-128 * b.sum, 0, 0, 0]);
+                q.sq[4 * g..4 * g + 4].copy_from_slice(&[b.s, 0.0, 0.0, 0.0]);
             }
         }
     }

@@ -1,8 +1,7 @@
 //! x86-64 AVX-512 kernels (F/BW/VL/DQ + VNNI, with FMA and F16C): the same functions as
 //! `scalar`.
 //!
-//! Rows are taken in register tiles of 4 weight rows × up to 4 (floats) or 2 (blocks)
-//! activation rows: each weight vector loaded (and widened or unpacked) serves every
+//! Rows are taken in register tiles of 4 weight rows × up to 4 activation rows: each weight vector loaded (and widened or unpacked) serves every
 //! activation of the tile, each activation vector every row. Generation (`n = 1`) uses
 //! 4 × 1 tiles, so the activation loads are shared by 4 rows.
 //!
@@ -13,10 +12,12 @@
 //!   order of Q4 nibbles), so 4 Q4 blocks unpack into one register pair with a shift
 //!   and two masks, and two `vpdpbusd` give each block's integer sum in its own 4
 //!   lanes. `vpdpbusd` multiplies unsigned by signed bytes, so signed weights go in
-//!   offset (Q4_0 as the raw nibble q = w + 8, Q8_0 as w + 128); the offset's share,
-//!   `OFFSET·Σq_x`, is taken back out in f32 as `OFFSET·Σ d_w·(d_x·Σq_x)`. Q4_1's
-//!   nibbles are unsigned already and its `m_w·s_x` terms go the same way. The integer
-//!   block sums are exact; only the f32 summation differs from the scalar reference.
+//!   offset (Q4_0 as the raw nibble q = w + 8, Q8_0 as w + 128), and each block's sum
+//!   starts from the activation's `-offset·Σq_x` (precomputed in the quad), so the
+//!   offset cancels in integers. The 4 blocks' f16 scales come in with one load and
+//!   one word permute. Q4_1's nibbles are unsigned already; its `m_w·s_x` terms join
+//!   the f32 sum in the same lanes. The integer block sums are exact; only the f32
+//!   summation differs from the scalar reference.
 //! * Leftover blocks (`nb % 4`): two per 512-bit register, with |w| and the activation
 //!   negated where `w < 0` (exact, no offset), and an odd last one in 256 bits.
 
@@ -91,9 +92,9 @@ fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], quads: &[Q8Quad], out: &mut OutR
         DType::F32 => drive!(w, fl, out, tile_f32, 4),
         DType::F16 => drive!(w, fl, out, tile_f16, 4),
         DType::BF16 => drive!(w, fl, out, tile_bf16, 4),
-        DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 2),
-        DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 2),
-        DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 2),
+        DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 3),
+        DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 3),
+        DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 3),
     }
 }
 
@@ -157,27 +158,27 @@ fn tile_float<L: Load16, const R: usize, const T: usize>(
     assert!(ws.iter().all(|w| w.len() == n * L::SIZE));
     assert!(xs.iter().all(|x| x.len() == n));
     let mut acc = [[_mm512_setzero_ps(); T]; R];
-    let mut xv = [_mm512_setzero_ps(); T];
-    let mut c = 0;
-    while c < n {
-        let left = n - c;
-        let mask: __mmask16 = if left >= 16 {
-            0xffff
-        } else {
-            (1u16 << left) - 1
-        };
+    // Columns c..c + 16 under `mask` (all ones in the loop: plain loads; the last
+    // `n % 16` columns masked).
+    let mut step = |c: usize, mask: __mmask16| {
         // SAFETY (loads): the mask selects columns c..min(c + 16, n) only, which lie in
         // every `x_k` and `w_j` (lengths checked above); masked-off lanes are not read.
-        for (v, x) in xv.iter_mut().zip(&xs) {
-            *v = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(c)) };
-        }
+        let xv: [__m512; T] =
+            core::array::from_fn(|k| unsafe { _mm512_maskz_loadu_ps(mask, xs[k].as_ptr().add(c)) });
         for (a, w) in acc.iter_mut().zip(&ws) {
             let wv = unsafe { L::load16(w.as_ptr().add(c * L::SIZE), mask) };
             for (a, x) in a.iter_mut().zip(&xv) {
                 *a = _mm512_fmadd_ps(wv, *x, *a);
             }
         }
+    };
+    let mut c = 0;
+    while c + 16 <= n {
+        step(c, 0xffff);
         c += 16;
+    }
+    if c < n {
+        step(c, (1u16 << (n - c)) - 1);
     }
     let mut out = [[0.0f32; T]; R];
     for (o, a) in out.iter_mut().zip(&acc) {
@@ -222,13 +223,53 @@ trait QuantBlock {
     unsafe fn weights1(p: *const u8) -> __m256i;
     /// The weights of the 4 blocks at `p`, `p + SIZE`, ... as two registers of
     /// unsigned bytes in [`Q8Quad`] order (elements 0..16 of each block, then 16..32),
-    /// offset by `OFFSET` so they are unsigned.
+    /// offset so they are unsigned (Q4_0's raw nibble is `w + 8`, Q8_0 gives `w + 128`).
     ///
     /// # Safety
     /// `4·SIZE` readable bytes at `p`; the token's features present.
     unsafe fn weights4(p: *const u8) -> (__m512i, __m512i);
-    /// What `weights4` adds to each weight (Σ over a block is undone with `Σy`).
-    const OFFSET: f32;
+    /// The scales `d` of the 4 blocks at `p`, `p + SIZE`, ... in quad lanes: lanes
+    /// `4g..4g+4` hold block `g`'s.
+    ///
+    /// # Safety
+    /// `4·SIZE` readable bytes at `p`; the token's features present.
+    unsafe fn scales4(p: *const u8) -> __m512;
+    /// Q4_1's minima `m` in quad lanes (zero for the other types).
+    ///
+    /// # Safety
+    /// As `scales4`.
+    unsafe fn mins4(p: *const u8) -> __m512;
+    /// The activation quad's `-offset·Σq` (block `g`'s in lane `4g`) for the offset
+    /// `weights4` adds to each weight: a block's dot product starts there, so that the
+    /// offset cancels exactly.
+    fn offset(q: &Q8Quad) -> &[i32; 16];
+}
+
+/// The 16 f16 values at the 16-bit word indices `idx` (its low half) of the 64 bytes
+/// at `p`, widened to f32.
+///
+/// # Safety
+/// 64 readable bytes at `p`; AVX-512 F/BW present.
+#[inline(always)]
+unsafe fn halves16(p: *const u8, idx: &[u16; 32]) -> __m512 {
+    // SAFETY: caller; `idx` is 64 bytes.
+    unsafe {
+        let v = _mm512_loadu_si512(p as *const __m512i);
+        let i = _mm512_loadu_si512(idx.as_ptr() as *const __m512i);
+        _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(i, v)))
+    }
+}
+
+/// Word indices `off + stride·(l/4)` for lanes `l` in 0..16 (the rest 0): the f16
+/// field at word `off` of 4 blocks of `stride` words, in quad lanes.
+const fn quad_words(stride: u16, off: u16) -> [u16; 32] {
+    let mut idx = [0u16; 32];
+    let mut l = 0;
+    while l < 16 {
+        idx[l] = off + stride * (l as u16 / 4);
+        l += 1;
+    }
+    idx
 }
 
 /// Four 16-byte pieces at `p`, `p + stride`, `p + 2·stride`, `p + 3·stride` in one
@@ -270,7 +311,28 @@ struct Q4_1;
 impl QuantBlock for Q8_0 {
     const SIZE: usize = 34;
     const SIGNED: bool = true;
-    const OFFSET: f32 = 128.0;
+    #[inline(always)]
+    unsafe fn scales4(p: *const u8) -> __m512 {
+        // Blocks of 34 bytes: the 4 scales lie at words 0, 17, 34, 51 of 128 bytes
+        // (4 blocks are 136), so two registers and a two-table permute.
+        const IDX: [u16; 32] = quad_words(17, 0);
+        // SAFETY: bytes 0..128 lie within the 4 blocks (caller).
+        unsafe {
+            let a = _mm512_loadu_si512(p as *const __m512i);
+            let b = _mm512_loadu_si512(p.add(64) as *const __m512i);
+            let i = _mm512_loadu_si512(IDX.as_ptr() as *const __m512i);
+            let w = _mm512_permutex2var_epi16(a, i, b);
+            _mm512_cvtph_ps(_mm512_castsi512_si256(w))
+        }
+    }
+    #[inline(always)]
+    unsafe fn mins4(_: *const u8) -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    fn offset(q: &Q8Quad) -> &[i32; 16] {
+        &q.off128
+    }
     #[inline(always)]
     unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
         // SAFETY: quants at 2..34 of each of the 4 blocks (caller). x ^ 0x80 = x + 128.
@@ -333,7 +395,20 @@ unsafe fn nibbles1(p: *const u8) -> __m256i {
 impl QuantBlock for Q4_0 {
     const SIZE: usize = 18;
     const SIGNED: bool = true;
-    const OFFSET: f32 = 8.0;
+    #[inline(always)]
+    unsafe fn scales4(p: *const u8) -> __m512 {
+        const IDX: [u16; 32] = quad_words(9, 0);
+        // SAFETY: the 4 blocks are 72 bytes (caller).
+        unsafe { halves16(p, &IDX) }
+    }
+    #[inline(always)]
+    unsafe fn mins4(_: *const u8) -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    fn offset(q: &Q8Quad) -> &[i32; 16] {
+        &q.off8
+    }
     #[inline(always)]
     unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
         // SAFETY: quants at 2..18 of each block (caller); nibble q is weight q - 8.
@@ -356,7 +431,24 @@ impl QuantBlock for Q4_0 {
 impl QuantBlock for Q4_1 {
     const SIZE: usize = 20;
     const SIGNED: bool = false;
-    const OFFSET: f32 = 0.0;
+    #[inline(always)]
+    unsafe fn scales4(p: *const u8) -> __m512 {
+        const IDX: [u16; 32] = quad_words(10, 0);
+        // SAFETY: the 4 blocks are 80 bytes (caller).
+        unsafe { halves16(p, &IDX) }
+    }
+    #[inline(always)]
+    unsafe fn mins4(p: *const u8) -> __m512 {
+        const IDX: [u16; 32] = quad_words(10, 1);
+        // SAFETY: as `scales4`.
+        unsafe { halves16(p, &IDX) }
+    }
+    #[inline(always)]
+    fn offset(_: &Q8Quad) -> &[i32; 16] {
+        // Q4_1's nibbles are unsigned already: no offset.
+        const ZERO: &[i32; 16] = &[0; 16];
+        ZERO
+    }
     #[inline(always)]
     unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
         // SAFETY: quants at 4..20 of each block (caller).
@@ -403,53 +495,31 @@ fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
     let nq = nb / 4;
     assert!(ws.iter().all(|w| w.len() == nb * B::SIZE));
     assert!(acts.iter().all(|(y, q)| y.len() == nb && q.len() == nq));
-    // Quads: four blocks per register pair, weights offset to unsigned bytes; the
-    // offset comes back out through `corr` = Σ d_w·(d_x·Σq_x) (or Q4_1's Σ m_w·s_x).
-    let quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    // Quads: four blocks per register pair, weights offset to unsigned bytes; each
+    // block's integer sum starts at the activation's -offset·Σq, so the offset cancels
+    // exactly. Lanes 4g..4g+4 hold block g's partial sums; Q4_1 adds m_w·s_x per block.
     let mut qacc = [[_mm512_setzero_ps(); T]; R];
-    let mut corr = [[_mm_setzero_ps(); T]; R];
-    let mut ylo = [_mm512_setzero_si512(); T];
-    let mut yhi = [_mm512_setzero_si512(); T];
-    let mut dyq = [_mm512_setzero_ps(); T];
-    let mut cq = [_mm_setzero_ps(); T];
     for g in 0..nq {
         // SAFETY: g < nq: quad g of every activation exists, and blocks 4g..4g+4 lie in
         // every `w_j` (lengths checked above); x86 is little-endian.
         unsafe {
-            for k in 0..T {
-                let q = &*acts[k].1.as_ptr().add(g);
-                ylo[k] = _mm512_loadu_si512(q.lo.as_ptr() as *const __m512i);
-                yhi[k] = _mm512_loadu_si512(q.hi.as_ptr() as *const __m512i);
-                let d = _mm_loadu_ps(q.d.as_ptr());
-                dyq[k] = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(d));
-                cq[k] = _mm_loadu_ps(if B::SIGNED {
-                    q.dsum.as_ptr()
-                } else {
-                    q.s.as_ptr()
-                });
-            }
+            let qs: [&Q8Quad; T] = core::array::from_fn(|k| &*acts[k].1.as_ptr().add(g));
             for j in 0..R {
                 let p = ws[j].as_ptr().add(4 * g * B::SIZE);
                 let (lo, hi) = B::weights4(p);
-                let h =
-                    |b: usize| core::ptr::read_unaligned(p.add(b * B::SIZE) as *const u16) as i16;
-                let dw = _mm_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0));
-                let dwq = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(dw));
-                // Q4_1 pairs s with the minimum m; the others pair d·Σq with d.
-                let cw = if B::SIGNED {
-                    dw
-                } else {
-                    let m = |b: usize| {
-                        core::ptr::read_unaligned(p.add(b * B::SIZE + 2) as *const u16) as i16
-                    };
-                    _mm_cvtph_ps(_mm_setr_epi16(m(0), m(1), m(2), m(3), 0, 0, 0, 0))
-                };
-                for k in 0..T {
-                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ylo[k]);
-                    let dot = _mm512_dpbusd_epi32(dot, hi, yhi[k]);
-                    let d = _mm512_mul_ps(dwq, dyq[k]);
-                    qacc[j][k] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), qacc[j][k]);
-                    corr[j][k] = _mm_fmadd_ps(cw, cq[k], corr[j][k]);
+                let dw = B::scales4(p);
+                let mw = B::mins4(p);
+                for (acc, q) in qacc[j].iter_mut().zip(qs) {
+                    let off = _mm512_loadu_si512(B::offset(q).as_ptr() as *const __m512i);
+                    let ylo = _mm512_loadu_si512(q.lo.as_ptr() as *const __m512i);
+                    let yhi = _mm512_loadu_si512(q.hi.as_ptr() as *const __m512i);
+                    let dot = _mm512_dpbusd_epi32(off, lo, ylo);
+                    let dot = _mm512_dpbusd_epi32(dot, hi, yhi);
+                    let d = _mm512_mul_ps(dw, _mm512_loadu_ps(q.dq.as_ptr()));
+                    *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), *acc);
+                    if !B::SIGNED {
+                        *acc = _mm512_fmadd_ps(mw, _mm512_loadu_ps(q.sq.as_ptr()), *acc);
+                    }
                 }
             }
         }
@@ -518,13 +588,8 @@ fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
     for j in 0..R {
         for k in 0..T {
             let m = _mm_add_ss(summ[j][k], _mm_movehdup_ps(summ[j][k]));
-            let c = corr[j][k];
-            let c = _mm_add_ps(c, _mm_movehl_ps(c, c));
-            let c = _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
-            // Σ (q + OFFSET)·y·d_w·d_y − OFFSET·Σ d_w·d_y·Σy (Q4_1: + Σ m·s).
-            let c = if B::SIGNED { -B::OFFSET * c } else { c };
             out[j][k] =
-                _mm512_reduce_add_ps(_mm512_add_ps(acc[j][k], qacc[j][k])) + _mm_cvtss_f32(m) + c;
+                _mm512_reduce_add_ps(_mm512_add_ps(acc[j][k], qacc[j][k])) + _mm_cvtss_f32(m);
         }
     }
     if b < nb {
