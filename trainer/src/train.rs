@@ -102,7 +102,7 @@ pub struct TrainArgs {
     pub precision: Option<String>,
     /// Gradient checkpointing: keep only each block's input in the forward and
     /// recompute the block in the backward (same losses, activation memory of one
-    /// block; about a third more compute). Sets and records the config key
+    /// block; about a fifth more compute). Sets and records the config key
     /// `recompute`, like `--set recompute=true`.
     #[arg(long)]
     pub recompute: bool,
