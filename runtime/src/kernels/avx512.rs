@@ -89,12 +89,12 @@ fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], quads: &[Q8Quad], out: &mut OutR
     let fl = |i: usize| &x[i * cols..(i + 1) * cols];
     let qu = |i: usize| (&a[i * nb..(i + 1) * nb], &quads[i * nq..(i + 1) * nq]);
     match w.dtype {
-        DType::F32 => drive!(w, fl, out, tile_f32, 4),
-        DType::F16 => drive!(w, fl, out, tile_f16, 4),
-        DType::BF16 => drive!(w, fl, out, tile_bf16, 4),
-        DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 3),
-        DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 3),
-        DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 3),
+        DType::F32 => drive!(w, fl, out, tile_f32, 4, 1),
+        DType::F16 => drive!(w, fl, out, tile_f16, 4, 1),
+        DType::BF16 => drive!(w, fl, out, tile_bf16, 4, 1),
+        DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 3, 1),
+        DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 3, 1),
+        DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 3, 1),
     }
 }
 
@@ -157,6 +157,10 @@ fn tile_float<L: Load16, const R: usize, const T: usize>(
     let n = xs[0].len();
     assert!(ws.iter().all(|w| w.len() == n * L::SIZE));
     assert!(xs.iter().all(|x| x.len() == n));
+    if R == 1 && T == 1 {
+        let v = row_float::<L>(ws[0], xs[0]);
+        return core::array::from_fn(|_| core::array::from_fn(|_| v));
+    }
     let mut acc = [[_mm512_setzero_ps(); T]; R];
     // Columns c..c + 16 under `mask` (all ones in the loop: plain loads; the last
     // `n % 16` columns masked).
@@ -187,6 +191,59 @@ fn tile_float<L: Load16, const R: usize, const T: usize>(
         }
     }
     out
+}
+
+/// `w·x` for one row of weights of type `L`: 64 columns per step into four
+/// accumulators (one weight stream, four independent FMA chains), then 16 at a time,
+/// then the last `n % 16` under a mask.
+///
+/// # Panics
+/// Unless `w` holds `x.len()` weights.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn row_float<L: Load16>(w: &[u8], x: &[f32]) -> f32 {
+    let n = x.len();
+    assert_eq!(w.len(), n * L::SIZE);
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut c = 0;
+    // SAFETY (loads): every load covers columns below n (checked by each loop's
+    // condition, or selected by the mask), which lie in `w` and `x`.
+    while c + 64 <= n {
+        for (u, a) in acc.iter_mut().enumerate() {
+            let cc = c + 16 * u;
+            let (wv, xv) = unsafe {
+                (
+                    L::load16(wp.add(cc * L::SIZE), 0xffff),
+                    _mm512_loadu_ps(xp.add(cc)),
+                )
+            };
+            *a = _mm512_fmadd_ps(wv, xv, *a);
+        }
+        c += 64;
+    }
+    while c + 16 <= n {
+        let (wv, xv) = unsafe {
+            (
+                L::load16(wp.add(c * L::SIZE), 0xffff),
+                _mm512_loadu_ps(xp.add(c)),
+            )
+        };
+        acc[0] = _mm512_fmadd_ps(wv, xv, acc[0]);
+        c += 16;
+    }
+    if c < n {
+        let mask = (1u16 << (n - c)) - 1;
+        let (wv, xv) = unsafe {
+            (
+                L::load16(wp.add(c * L::SIZE), mask),
+                _mm512_maskz_loadu_ps(mask, xp.add(c)),
+            )
+        };
+        acc[1] = _mm512_fmadd_ps(wv, xv, acc[1]);
+    }
+    let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    _mm512_reduce_add_ps(s)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]

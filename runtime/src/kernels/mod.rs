@@ -61,11 +61,11 @@ macro_rules! rows_fn {
 /// Every row of `out` against every activation, in tiles of `R = 4` weight rows ×
 /// `$tb` activations (then smaller tiles for the leftovers): each weight vector loaded
 /// is used `$tb` times and each activation vector `R` times. For one activation
-/// (generation) the tiles are 8 rows × 1: eight weight streams in flight keep more
-/// loads outstanding (+5–20% tokens/s over 4 on a Zen 5, PERF.md).
+/// (generation) the tiles are `$g1` rows × 1 instead: how many weight rows stream at
+/// once is what matters there (PERF.md, "Generation tiles").
 #[allow(unused_macros)] // not every target has a path that uses it
 macro_rules! drive {
-    ($w:ident, $get:expr, $out:ident, $tile:ident, $tb:literal) => {{
+    ($w:ident, $get:expr, $out:ident, $tile:ident, $tb:literal, $g1:literal) => {{
         let n = $out.n();
         let get = $get;
         let mut r = $out.r0;
@@ -91,11 +91,11 @@ macro_rules! drive {
                 }
             }};
         }
-        while n == 1 && r + 8 <= $out.r1 {
-            group!(8);
-            r += 8;
+        while n == 1 && $g1 > 1 && r + $g1 <= $out.r1 {
+            group!($g1);
+            r += $g1;
         }
-        while r + 4 <= $out.r1 {
+        while ($g1 > 1 || n > 1) && r + 4 <= $out.r1 {
             group!(4);
             r += 4;
         }
