@@ -91,11 +91,12 @@ macro_rules! drive {
                 }
             }};
         }
-        while n == 1 && $g1 > 1 && r + $g1 <= $out.r1 {
+        let g1: usize = $g1;
+        while n == 1 && g1 > 1 && r + g1 <= $out.r1 {
             group!($g1);
-            r += $g1;
+            r += g1;
         }
-        while ($g1 > 1 || n > 1) && r + 4 <= $out.r1 {
+        while (g1 > 1 || n > 1) && r + 4 <= $out.r1 {
             group!(4);
             r += 4;
         }
