@@ -117,12 +117,14 @@ mod neon;
 #[cfg(feature = "std")]
 pub mod pool;
 mod scalar;
+mod stream;
 
 use alloc::vec::Vec;
 use core::fmt;
 use llm_format::DType;
 
 pub use scalar::matmul_ref;
+pub use stream::stream_sum;
 
 use act::{Q8Act, Q8Quad};
 

@@ -37,28 +37,27 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// Read bandwidth in GB/s: `threads` threads each summing their share of a 1 GiB
-/// buffer (touched first, so the pages exist), best of 3.
-fn read_bandwidth(threads: usize) -> f64 {
-    const BYTES: usize = 1 << 30;
-    let buf: Vec<u64> = (0..BYTES / 8).map(|i| i as u64).collect();
-    let chunk = buf.len().div_ceil(threads);
+/// Read bandwidth in GB/s as generation meets it: a buffer of `bytes` (the matrix
+/// bytes a token reads, so that it fits the caches exactly as much as the model does)
+/// split into `threads` contiguous parts, each summed by its thread with the widest
+/// loads the CPU has ([`llmrt::kernels::stream_sum`]); passes over the buffer repeat
+/// until at least 1 GiB has been read; best of 5.
+fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
+    let bytes = bytes.max(1 << 20).next_multiple_of(4096);
+    let buf: Vec<u8> = (0..bytes).map(|i| (i * 131 + 7) as u8).collect();
+    let passes = (1usize << 30).div_ceil(bytes).max(1);
+    let chunk = bytes.div_ceil(threads.max(1)).next_multiple_of(256);
     let mut best = 0.0f64;
-    for _ in 0..3 {
+    for _ in 0..5 {
         let t = Instant::now();
         let total: u64 = std::thread::scope(|s| {
             let hs: Vec<_> = buf
                 .chunks(chunk)
                 .map(|c| {
                     s.spawn(move || {
-                        // Four independent sums so the adds don't serialise the loads.
-                        let mut acc = [0u64; 4];
-                        for q in c.chunks_exact(4) {
-                            for k in 0..4 {
-                                acc[k] = acc[k].wrapping_add(q[k]);
-                            }
-                        }
-                        acc.iter().fold(0u64, |a, b| a.wrapping_add(*b))
+                        (0..passes).fold(0u64, |a, _| {
+                            a.wrapping_add(llmrt::kernels::stream_sum(std::hint::black_box(c)))
+                        })
                     })
                 })
                 .collect();
@@ -67,7 +66,7 @@ fn read_bandwidth(threads: usize) -> f64 {
                 .fold(0u64, |a, b| a.wrapping_add(b))
         });
         std::hint::black_box(total);
-        best = best.max(BYTES as f64 / t.elapsed().as_secs_f64() / 1e9);
+        best = best.max((bytes * passes) as f64 / t.elapsed().as_secs_f64() / 1e9);
     }
     best
 }
@@ -156,9 +155,11 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     }
     if !a.no_bandwidth {
         let t = *threads.iter().max().unwrap_or(&1);
-        let bw = read_bandwidth(t);
+        let bw = read_bandwidth(t, wbytes as usize);
         println!(
-            "machine read bandwidth: {bw:.1} GB/s ({t} threads, sum over 1 GiB) -> tg limit {:.1} t/s",
+            "machine read bandwidth: {bw:.1} GB/s ({t} threads streaming a buffer the size of the \
+             matrices, {:.1} MiB) -> tg limit {:.1} t/s",
+            wbytes / (1 << 20) as f64,
             bw * 1e9 / wbytes
         );
     }
