@@ -161,7 +161,17 @@ fn q41_mins(w: &Weights) -> Vec<f32> {
 
 fn shapes(dtype: DType) -> Vec<(usize, usize)> {
     if dtype.is_quantized() {
-        vec![(1, 32), (7, 64), (13, 96), (33, 288), (5, 320), (67, 768)]
+        // 2176 columns = 17 quads of 4 blocks: more than one column chunk of the
+        // AVX-512 prompt path (16 quads), the second a single quad.
+        vec![
+            (1, 32),
+            (7, 64),
+            (13, 96),
+            (33, 288),
+            (5, 320),
+            (67, 768),
+            (13, 2176),
+        ]
     } else {
         vec![
             (1, 1),

@@ -92,10 +92,150 @@ fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], quads: &[Q8Quad], out: &mut OutR
         DType::F32 => drive!(w, fl, out, tile_f32, 4, 1),
         DType::F16 => drive!(w, fl, out, tile_f16, 4, 1),
         DType::BF16 => drive!(w, fl, out, tile_bf16, 4, 1),
+        // Prompts over whole quads: weights unpacked once per 4 rows (`packed`).
+        DType::Q8_0 if out.n() > 1 && nb % 4 == 0 => packed::<Q8_0>(w, quads, out),
+        DType::Q4_0 if out.n() > 1 && nb % 4 == 0 => packed::<Q4_0>(w, quads, out),
+        DType::Q4_1 if out.n() > 1 && nb % 4 == 0 => packed::<Q4_1>(w, quads, out),
         DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 3, 1),
         DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 3, 1),
         DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 3, 1),
     }
+}
+
+/// One weight quad (4 blocks of a row) unpacked for `vpdpbusd`: what `weights4`,
+/// `scales4` and `mins4` give, stored so that a prompt's activations can reuse it.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Unpacked {
+    lo: __m512i,
+    hi: __m512i,
+    d: __m512,
+    m: __m512,
+}
+
+/// Quads per column chunk of [`packed`]: 4 rows × 16 quads × 256 bytes = 16 KiB of
+/// unpacked weights, which stay in L1 while every activation passes over them.
+const KQ: usize = 16;
+
+/// Rows of `out` for a prompt (`n > 1`) whose rows are whole quads: 4 rows at a time,
+/// each chunk of up to [`KQ`] quads is unpacked once (nibbles split, offsets added,
+/// scales widened) and then multiplied with every activation in tiles of 4 rows × 3
+/// activations, instead of being unpacked again for each tile. Chunks after the first
+/// add into the outputs.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn packed<B: QuantBlock>(w: &Matrix<'_>, quads: &[Q8Quad], out: &mut OutRows<'_>) {
+    let n = out.n();
+    let nq = w.cols / QK / 4;
+    assert_eq!(quads.len(), n * nq);
+    if nq == 0 {
+        // No columns: every output is the empty sum.
+        for r in out.r0..out.r1 {
+            (0..n).for_each(|i| out.set(i, r, 0.0));
+        }
+        return;
+    }
+    let zero = Unpacked {
+        lo: _mm512_setzero_si512(),
+        hi: _mm512_setzero_si512(),
+        d: _mm512_setzero_ps(),
+        m: _mm512_setzero_ps(),
+    };
+    let mut pack = [[zero; KQ]; 4];
+    let mut r = out.r0;
+    while r < out.r1 {
+        // The last group may have fewer than 4 rows: the missing ones stay zero (scale
+        // 0, so they add nothing) and are not written.
+        let here = (out.r1 - r).min(4);
+        for pj in pack.iter_mut().skip(here) {
+            *pj = [zero; KQ];
+        }
+        for c0 in (0..nq).step_by(KQ) {
+            let c1 = (c0 + KQ).min(nq);
+            for (j, pj) in pack.iter_mut().enumerate().take(here) {
+                let row = w.row(r + j);
+                assert_eq!(row.len(), 4 * nq * B::SIZE);
+                for (g, u) in (c0..c1).zip(pj.iter_mut()) {
+                    // SAFETY: g < nq, so blocks 4g..4g+4 lie in the row (checked above).
+                    unsafe {
+                        let p = row.as_ptr().add(4 * g * B::SIZE);
+                        let (lo, hi) = B::weights4(p);
+                        *u = Unpacked {
+                            lo,
+                            hi,
+                            d: B::scales4(p),
+                            m: B::mins4(p),
+                        };
+                    }
+                }
+            }
+            let chunk = &pack;
+            let qk = |i: usize| &quads[i * nq + c0..i * nq + c1];
+            let mut emit = |i: usize, v: [[f32; 4]; 4], t: usize| {
+                for (j, vj) in v.iter().enumerate().take(here) {
+                    for (k, vk) in vj.iter().take(t).enumerate() {
+                        if c0 == 0 {
+                            out.set(i + k, r + j, *vk);
+                        } else {
+                            out.add(i + k, r + j, *vk);
+                        }
+                    }
+                }
+            };
+            let mut i = 0;
+            while i + 3 <= n {
+                let v = tile_packed::<B, 3>(chunk, [qk(i), qk(i + 1), qk(i + 2)]);
+                emit(i, v, 3);
+                i += 3;
+            }
+            while i < n {
+                emit(i, tile_packed::<B, 1>(chunk, [qk(i)]), 1);
+                i += 1;
+            }
+        }
+        r += 4;
+    }
+}
+
+/// `[[Σ_quads w_j·a_k for k in 0..T] padded to 4] for j in 0..4]` over the unpacked
+/// quads `chunk[j][..len]` and the activation quads `acts[k]` (`len` of them).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn tile_packed<B: QuantBlock, const T: usize>(
+    chunk: &[[Unpacked; KQ]; 4],
+    acts: [&[Q8Quad]; T],
+) -> [[f32; 4]; 4] {
+    let len = acts[0].len();
+    assert!(len <= KQ && acts.iter().all(|a| a.len() == len));
+    let mut acc = [[_mm512_setzero_ps(); T]; 4];
+    for g in 0..len {
+        for (j, accj) in acc.iter_mut().enumerate() {
+            let u = &chunk[j][g];
+            for (a, q) in accj.iter_mut().zip(&acts) {
+                let q = &q[g];
+                // SAFETY: each quad field is 64 bytes.
+                unsafe {
+                    let off = _mm512_loadu_si512(B::offset(q).as_ptr() as *const __m512i);
+                    let ylo = _mm512_loadu_si512(q.lo.as_ptr() as *const __m512i);
+                    let yhi = _mm512_loadu_si512(q.hi.as_ptr() as *const __m512i);
+                    let dot = _mm512_dpbusd_epi32(off, u.lo, ylo);
+                    let dot = _mm512_dpbusd_epi32(dot, u.hi, yhi);
+                    let d = _mm512_mul_ps(u.d, _mm512_loadu_ps(q.dq.as_ptr()));
+                    *a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), *a);
+                    if !B::SIGNED {
+                        *a = _mm512_fmadd_ps(u.m, _mm512_loadu_ps(q.sq.as_ptr()), *a);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = [[0.0f32; 4]; 4];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = _mm512_reduce_add_ps(*a);
+        }
+    }
+    out
 }
 
 /// Loads 16 weights widened to f32; `mask` selects which (the others read as 0 and

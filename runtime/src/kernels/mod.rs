@@ -485,6 +485,18 @@ impl<'y> OutRows<'y> {
         // `y` (checked in `whole`); no other live `OutRows` covers row r (`part`).
         unsafe { *self.ptr.add(i * self.rows + r) = v };
     }
+
+    /// `y[i·rows + r] += v`.
+    ///
+    /// # Panics
+    /// As [`OutRows::set`].
+    #[inline(always)]
+    #[allow(dead_code)] // not every target has a path that uses it
+    pub(crate) fn add(&mut self, i: usize, r: usize, v: f32) {
+        assert!(i < self.n && r >= self.r0 && r < self.r1);
+        // SAFETY: as in `set`.
+        unsafe { *self.ptr.add(i * self.rows + r) += v };
+    }
 }
 
 // SAFETY: an `OutRows` is a unique borrow of its rows of `y` (see `part`), like a
