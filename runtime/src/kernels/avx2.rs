@@ -70,9 +70,9 @@ fn rows(
     let nq = nb / 4;
     let fl = |i: usize| &x[i * cols..(i + 1) * cols];
     match w.dtype {
-        DType::F32 => drive!(w, fl, out, tile_f32, 2, 4),
-        DType::F16 => drive!(w, fl, out, tile_f16, 2, 4),
-        DType::BF16 => drive!(w, fl, out, tile_bf16, 2, 4),
+        DType::F32 => drive!(w, fl, out, tile_f32, 4 x 2, 4),
+        DType::F16 => drive!(w, fl, out, tile_f16, 4 x 2, 4),
+        DType::BF16 => drive!(w, fl, out, tile_bf16, 4 x 2, 4),
         DType::Q4_0 | DType::Q4_1 => {
             let q41 = w.dtype == DType::Q4_1;
             for r in out.r0..out.r1 {

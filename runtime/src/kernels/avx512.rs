@@ -1,12 +1,16 @@
 //! x86-64 AVX-512 kernels (F/BW/VL/DQ + VNNI, with FMA and F16C): the same functions as
 //! `scalar`.
 //!
-//! Rows are taken in register tiles of 4 weight rows × up to 4 activation rows: each weight vector loaded (and widened or unpacked) serves every
-//! activation of the tile, each activation vector every row. Generation (`n = 1`) uses
-//! 4 × 1 tiles, so the activation loads are shared by 4 rows.
+//! Prompts are taken in register tiles of 8 weight rows × 3 activations (floats) or
+//! 4 × 3 (blocks): each weight vector loaded (and widened or unpacked) serves every
+//! activation of the tile, each activation vector every row; for blocks, a prompt
+//! unpacks each 4-row chunk of weights once for all activations (`packed`).
+//! Generation (`n = 1`) goes one row at a time: on a Zen 5 one weight stream per
+//! thread reads memory faster than 4 or 8 interleaved ones (PERF.md).
 //!
-//! * Floats: 16 lanes, weights widened in registers; the last `cols % 16` through
-//!   masked loads (no scalar tail).
+//! * Floats: 16 lanes, weights widened in registers; plain loads in the loop, the last
+//!   `cols % 16` through masked loads (no scalar tail). A single row runs four FMA
+//!   chains over 64 columns per step.
 //! * Blocks, 4 at a time: the activations are pre-arranged once per call into
 //!   [`Q8Quad`]s (elements 0..16 of 4 blocks in one register, 16..32 in another, the
 //!   order of Q4 nibbles), so 4 Q4 blocks unpack into one register pair with a shift
@@ -89,16 +93,16 @@ fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], quads: &[Q8Quad], out: &mut OutR
     let fl = |i: usize| &x[i * cols..(i + 1) * cols];
     let qu = |i: usize| (&a[i * nb..(i + 1) * nb], &quads[i * nq..(i + 1) * nq]);
     match w.dtype {
-        DType::F32 => drive!(w, fl, out, tile_f32, 4, 1),
-        DType::F16 => drive!(w, fl, out, tile_f16, 4, 1),
-        DType::BF16 => drive!(w, fl, out, tile_bf16, 4, 1),
+        DType::F32 => drive!(w, fl, out, tile_f32, 8 x 3, 1),
+        DType::F16 => drive!(w, fl, out, tile_f16, 8 x 3, 1),
+        DType::BF16 => drive!(w, fl, out, tile_bf16, 8 x 3, 1),
         // Prompts over whole quads: weights unpacked once per 4 rows (`packed`).
         DType::Q8_0 if out.n() > 1 && nb % 4 == 0 => packed::<Q8_0>(w, quads, out),
         DType::Q4_0 if out.n() > 1 && nb % 4 == 0 => packed::<Q4_0>(w, quads, out),
         DType::Q4_1 if out.n() > 1 && nb % 4 == 0 => packed::<Q4_1>(w, quads, out),
-        DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 3, 1),
-        DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 3, 1),
-        DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 3, 1),
+        DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 4 x 3, 1),
+        DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 4 x 3, 1),
+        DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 4 x 3, 1),
     }
 }
 

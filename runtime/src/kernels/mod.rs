@@ -58,14 +58,15 @@ macro_rules! rows_fn {
     };
 }
 
-/// Every row of `out` against every activation, in tiles of `R = 4` weight rows ×
-/// `$tb` activations (then smaller tiles for the leftovers): each weight vector loaded
-/// is used `$tb` times and each activation vector `R` times. For one activation
+/// Every row of `out` against every activation, in tiles of `$rp` weight rows × `$tb`
+/// activations (then 4-row and 1-row tiles for the leftover rows, 1-activation tiles
+/// for the leftover activations): each weight vector loaded is used `$tb` times and
+/// each activation vector `$rp` times. For one activation
 /// (generation) the tiles are `$g1` rows × 1 instead: how many weight rows stream at
 /// once is what matters there (PERF.md, "Generation tiles").
 #[allow(unused_macros)] // not every target has a path that uses it
 macro_rules! drive {
-    ($w:ident, $get:expr, $out:ident, $tile:ident, $tb:literal, $g1:literal) => {{
+    ($w:ident, $get:expr, $out:ident, $tile:ident, $rp:literal x $tb:literal, $g1:literal) => {{
         let n = $out.n();
         let get = $get;
         let mut r = $out.r0;
@@ -95,6 +96,11 @@ macro_rules! drive {
         while n == 1 && g1 > 1 && r + g1 <= $out.r1 {
             group!($g1);
             r += g1;
+        }
+        let rp: usize = $rp;
+        while n > 1 && rp > 4 && r + rp <= $out.r1 {
+            group!($rp);
+            r += rp;
         }
         while (g1 > 1 || n > 1) && r + 4 <= $out.r1 {
             group!(4);
