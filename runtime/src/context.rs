@@ -236,9 +236,28 @@ impl Context {
         let cpu = &mut self.cpu;
         let layer_stride = n_kv * self.n_ctx * hd;
         let scale = 1.0 / crate::math::sqrtf(hd as f32);
+        // Row-wise work between the products, split by rows across the threads (for a
+        // prompt; one token is one range on the caller).
+        let pnorm = |cpu: &Cpu, out: &mut [f32], x: &[f32], w: &(Vec<f32>, Option<Vec<f32>>)| {
+            let so = SharedOut(out.as_mut_ptr(), out.len());
+            for_row_ranges(cpu, n, &|i0, i1| {
+                // SAFETY: rows i0..i1 of `out`, disjoint between parts; `out` outlives
+                // the call.
+                let o = unsafe { so.slice(i0 * d, (i1 - i0) * d) };
+                norm(o, &x[i0 * d..i1 * d], w);
+            });
+        };
+        let padd = |cpu: &Cpu, x: &mut [f32], y: &[f32]| {
+            let sx = SharedOut(x.as_mut_ptr(), x.len());
+            for_row_ranges(cpu, n, &|i0, i1| {
+                // SAFETY: as in `pnorm`.
+                let xr = unsafe { sx.slice(i0 * d, (i1 - i0) * d) };
+                ops::add(xr, &y[i0 * d..i1 * d]);
+            });
+        };
         for (l, layer) in model.layers.iter().enumerate() {
             // Attention: q, k, v projections of the normalised input.
-            norm(xb, x, &layer.attn_norm);
+            pnorm(cpu, xb, x, &layer.attn_norm);
             linear_many(
                 cpu,
                 &model,
@@ -248,11 +267,20 @@ impl Context {
                 [&mut *q, &mut *k, &mut *v],
             );
             if o.positions == Positions::Rope {
-                for i in 0..n {
-                    let cs = &self.rope_cs[i * hd..(i + 1) * hd];
-                    ops::rope(&mut q[i * d..(i + 1) * d], cs);
-                    ops::rope(&mut k[i * kv..(i + 1) * kv], cs);
-                }
+                let (sq, sk) = (
+                    SharedOut(q.as_mut_ptr(), q.len()),
+                    SharedOut(k.as_mut_ptr(), k.len()),
+                );
+                let rope_cs = &self.rope_cs;
+                for_row_ranges(cpu, n, &|i0, i1| {
+                    for i in i0..i1 {
+                        let cs = &rope_cs[i * hd..(i + 1) * hd];
+                        // SAFETY: row i of q and of k, written by this part only.
+                        let (qi, ki) = unsafe { (sq.slice(i * d, d), sk.slice(i * kv, kv)) };
+                        ops::rope(qi, cs);
+                        ops::rope(ki, cs);
+                    }
+                });
             }
             // Store keys and values: cache[l][kv_head][pos][..head_dim].
             let (kc, vc) = (
@@ -288,31 +316,38 @@ impl Context {
                 attend_head(&shape, h, q, kc, vc, sc, out);
             });
             linear(cpu, &model, &layer.wo, att, n, proj);
-            ops::add(x, proj);
+            padd(cpu, x, proj);
 
             // MLP.
-            norm(xb, x, &layer.mlp_norm);
+            pnorm(cpu, xb, x, &layer.mlp_norm);
             let hb = &mut self.hb[..n * f];
+            let shb = SharedOut(hb.as_mut_ptr(), hb.len());
+            // SAFETY (the activations below): part (i0, i1) takes rows i0..i1 of `hb`
+            // only; `hb` outlives the call.
+            let hb_rows = |i0: usize, i1: usize| unsafe { shb.slice(i0 * f, (i1 - i0) * f) };
             match (o.mlp, &layer.gate) {
                 (Mlp::SwiGlu, Some(g)) => {
                     let gate = &mut self.hb2[..n * f];
                     linear_many(cpu, &model, [g, &layer.up], xb, n, [&mut *gate, &mut *hb]);
-                    ops::swiglu(hb, gate);
+                    let gate = &*gate;
+                    for_row_ranges(cpu, n, &|i0, i1| {
+                        ops::swiglu(hb_rows(i0, i1), &gate[i0 * f..i1 * f])
+                    });
                 }
                 (Mlp::SwiGlu, None) => {
                     return Err(Error::Invalid("swiglu model without gate weights".into()))
                 }
                 (Mlp::Gelu, _) => {
                     linear(cpu, &model, &layer.up, xb, n, hb);
-                    ops::gelu(hb)
+                    for_row_ranges(cpu, n, &|i0, i1| ops::gelu(hb_rows(i0, i1)));
                 }
                 (Mlp::Relu, _) => {
                     linear(cpu, &model, &layer.up, xb, n, hb);
-                    ops::relu(hb)
+                    for_row_ranges(cpu, n, &|i0, i1| ops::relu(hb_rows(i0, i1)));
                 }
             }
             linear(cpu, &model, &layer.down, hb, n, proj);
-            ops::add(x, proj);
+            padd(cpu, x, proj);
         }
         self.tokens.extend_from_slice(tokens);
 
@@ -378,6 +413,21 @@ struct AttnShape {
     n_ctx: usize,
     group: usize,
     scale: f32,
+}
+
+/// Runs `f(i0, i1)` over `n` rows split into one contiguous range per thread (one
+/// range, on the caller, for a single row): the row-wise work between the products
+/// (norms, RoPE, activations, residual adds), which would otherwise leave the other
+/// threads waiting while the caller does it alone.
+fn for_row_ranges(cpu: &Cpu, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+    let parts = cpu.threads().min(n).max(1);
+    let per = n.div_ceil(parts);
+    cpu.parallel(parts, &|k| {
+        let (i0, i1) = ((k * per).min(n), ((k + 1) * per).min(n));
+        if i0 < i1 {
+            f(i0, i1);
+        }
+    });
 }
 
 /// A buffer that parallel parts write in disjoint places.

@@ -723,7 +723,32 @@ impl Cpu {
         if self.quads.len() < nq {
             self.quads.resize(nq, Q8Quad::ZERO);
         }
-        engine.quantize(x, nb, &mut self.act[..blocks], &mut self.quads[..nq]);
+        let (act, quads) = (&mut self.act[..blocks], &mut self.quads[..nq]);
+        #[cfg(feature = "std")]
+        if let Some(pool) = self.pool.as_ref().filter(|_| n >= 2 && nb > 0) {
+            // A prompt's rows quantise independently: one range of rows per thread.
+            let parts = self.threads.min(n);
+            let per = n.div_ceil(parts);
+            let qpr = nq / n; // quads per row
+            let jobs: Vec<std::sync::Mutex<(&[f32], &mut [Q8Act], &mut [Q8Quad])>> = x
+                .chunks(per * w.cols)
+                .zip(act.chunks_mut(per * nb))
+                .zip(
+                    quads
+                        .chunks_mut((per * qpr).max(1))
+                        .chain(core::iter::repeat_with(|| &mut [][..])),
+                )
+                .map(|((x, a), q)| std::sync::Mutex::new((x, a, q)))
+                .collect();
+            pool.run(jobs.len(), &|k| {
+                if let Ok(mut job) = jobs[k].lock() {
+                    let (x, a, q) = &mut *job;
+                    engine.quantize(x, nb, a, q);
+                }
+            });
+            return (blocks, nq);
+        }
+        engine.quantize(x, nb, act, quads);
         (blocks, nq)
     }
 
