@@ -730,7 +730,7 @@ impl Cpu {
             let parts = self.threads.min(n);
             let per = n.div_ceil(parts);
             let qpr = nq / n; // quads per row
-            let jobs: Vec<std::sync::Mutex<(&[f32], &mut [Q8Act], &mut [Q8Quad])>> = x
+            let jobs: Vec<QuantJob<'_>> = x
                 .chunks(per * w.cols)
                 .zip(act.chunks_mut(per * nb))
                 .zip(
@@ -765,6 +765,11 @@ impl Cpu {
             .min(pool::MAX_PARTS)
     }
 }
+
+/// One thread's share of a prompt's activation quantisation: its rows of the input,
+/// and the blocks and quads they become.
+#[cfg(feature = "std")]
+type QuantJob<'a> = std::sync::Mutex<(&'a [f32], &'a mut [Q8Act], &'a mut [Q8Quad])>;
 
 /// Runs `parts` disjoint row ranges of `out` on the pool and the calling thread.
 #[cfg(feature = "std")]
