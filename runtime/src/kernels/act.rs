@@ -130,21 +130,39 @@ impl Q8Quad {
     };
 }
 
-/// Fills `quads` (`n · ⌊nb/4⌋` of them) from `blocks` (`n · nb`, `n` rows of `nb`
-/// blocks): quad `i·⌊nb/4⌋ + g` holds blocks `4g..4g+4` of row `i`; the last `nb % 4`
-/// blocks of each row have no quad.
+/// Fills `quads` (`n · nq` of them, `nq` either `⌊nb/4⌋` or `⌈nb/4⌉`) from `blocks`
+/// (`n · nb`, `n` rows of `nb` blocks): quad `i·nq + g` holds blocks `4g..4g+4` of row
+/// `i`. With `⌊nb/4⌋` the last `nb % 4` blocks of each row have no quad; with `⌈nb/4⌉`
+/// they fill a last quad whose missing blocks are zero (no quants, `d = 0`, no
+/// offsets), so that they add exactly nothing.
 ///
 /// # Panics
 /// If the lengths disagree.
 pub(crate) fn build_quads(blocks: &[Q8Act], nb: usize, quads: &mut [Q8Quad]) {
-    let nq = nb / 4;
-    if nq == 0 {
+    if nb == 0 {
         assert!(quads.is_empty());
         return;
     }
-    assert_eq!(blocks.len() / nb * nq, quads.len());
+    let n = blocks.len() / nb;
+    assert_eq!(blocks.len(), n * nb);
+    if n == 0 {
+        assert!(quads.is_empty());
+        return;
+    }
+    let nq = quads.len() / n;
+    assert_eq!(quads.len(), n * nq);
+    assert!(
+        nq == nb / 4 || nq == nb.div_ceil(4),
+        "{nq} quads for {nb} blocks"
+    );
+    if nq == 0 {
+        return;
+    }
     for (row, qrow) in blocks.chunks_exact(nb).zip(quads.chunks_exact_mut(nq)) {
-        for (four, q) in row.chunks_exact(4).zip(qrow.iter_mut()) {
+        for (four, q) in row.chunks(4).zip(qrow.iter_mut()) {
+            if four.len() < 4 {
+                *q = Q8Quad::ZERO;
+            }
             for (g, b) in four.iter().enumerate() {
                 q.lo[16 * g..16 * g + 16].copy_from_slice(&b.qs[..16]);
                 q.hi[16 * g..16 * g + 16].copy_from_slice(&b.qs[16..]);

@@ -89,17 +89,18 @@ impl Avx512 {
 fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], quads: &[Q8Quad], out: &mut OutRows<'_>) {
     let cols = w.cols;
     let nb = cols / QK;
-    let nq = nb / 4;
+    // Activation quads per row, a last partial one included (`act::build_quads`).
+    let nq = nb.div_ceil(4);
     let fl = |i: usize| &x[i * cols..(i + 1) * cols];
     let qu = |i: usize| (&a[i * nb..(i + 1) * nb], &quads[i * nq..(i + 1) * nq]);
     match w.dtype {
         DType::F32 => drive!(w, fl, out, tile_f32, 8 x 3, 1),
         DType::F16 => drive!(w, fl, out, tile_f16, 8 x 3, 1),
         DType::BF16 => drive!(w, fl, out, tile_bf16, 8 x 3, 1),
-        // Prompts over whole quads: weights unpacked once per 4 rows (`packed`).
-        DType::Q8_0 if out.n() > 1 && nb % 4 == 0 => packed::<Q8_0>(w, quads, out),
-        DType::Q4_0 if out.n() > 1 && nb % 4 == 0 => packed::<Q4_0>(w, quads, out),
-        DType::Q4_1 if out.n() > 1 && nb % 4 == 0 => packed::<Q4_1>(w, quads, out),
+        // Prompts: weights unpacked once per 4 rows (`packed`).
+        DType::Q8_0 if out.n() > 1 => packed::<Q8_0>(w, quads, out),
+        DType::Q4_0 if out.n() > 1 => packed::<Q4_0>(w, quads, out),
+        DType::Q4_1 if out.n() > 1 => packed::<Q4_1>(w, quads, out),
         // Generation over short rows (under 512 columns): 4 rows per tile, so the
         // per-row costs (leftover block, reductions) weigh less (15M-shape q4_0 tg
         // +64% on one thread); longer rows go one at a time (4 per tile is 20-25%
@@ -137,7 +138,10 @@ const KQ: usize = 16;
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 fn packed<B: QuantBlock>(w: &Matrix<'_>, quads: &[Q8Quad], out: &mut OutRows<'_>) {
     let n = out.n();
-    let nq = w.cols / QK / 4;
+    let nb = w.cols / QK;
+    // Quads per row, the last one partial when nb % 4 != 0 (zero-padded in the
+    // activations by `act::build_quads`, here by `unpack_partial`).
+    let nq = nb.div_ceil(4);
     assert_eq!(quads.len(), n * nq);
     if nq == 0 {
         // No columns: every output is the empty sum.
@@ -165,19 +169,14 @@ fn packed<B: QuantBlock>(w: &Matrix<'_>, quads: &[Q8Quad], out: &mut OutRows<'_>
             let c1 = (c0 + KQ).min(nq);
             for (j, pj) in pack.iter_mut().enumerate().take(here) {
                 let row = w.row(r + j);
-                assert_eq!(row.len(), 4 * nq * B::SIZE);
+                assert_eq!(row.len(), nb * B::SIZE);
                 for (g, u) in (c0..c1).zip(pj.iter_mut()) {
-                    // SAFETY: g < nq, so blocks 4g..4g+4 lie in the row (checked above).
-                    unsafe {
-                        let p = row.as_ptr().add(4 * g * B::SIZE);
-                        let (lo, hi) = B::weights4(p);
-                        *u = Unpacked {
-                            lo,
-                            hi,
-                            d: B::scales4(p),
-                            m: B::mins4(p),
-                        };
-                    }
+                    *u = if 4 * g + 4 <= nb {
+                        // SAFETY: blocks 4g..4g+4 lie in the row (checked above).
+                        unsafe { unpack::<B>(row.as_ptr().add(4 * g * B::SIZE)) }
+                    } else {
+                        unpack_partial::<B>(&row[4 * g * B::SIZE..])
+                    };
                 }
             }
             let chunk = &pack;
@@ -206,6 +205,37 @@ fn packed<B: QuantBlock>(w: &Matrix<'_>, quads: &[Q8Quad], out: &mut OutRows<'_>
         }
         r += 4;
     }
+}
+
+/// The 4 blocks at `p`, unpacked.
+///
+/// # Safety
+/// `4·B::SIZE` readable bytes at `p`; the token's features present.
+#[inline(always)]
+unsafe fn unpack<B: QuantBlock>(p: *const u8) -> Unpacked {
+    // SAFETY: caller.
+    unsafe {
+        let (lo, hi) = B::weights4(p);
+        Unpacked {
+            lo,
+            hi,
+            d: B::scales4(p),
+            m: B::mins4(p),
+        }
+    }
+}
+
+/// The last 1–3 blocks of a row (`blocks`), unpacked as a quad whose missing blocks
+/// are all-zero bytes: scale 0 (and minimum 0), so they add nothing whatever the
+/// activations hold there.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn unpack_partial<B: QuantBlock>(blocks: &[u8]) -> Unpacked {
+    let mut four = [0u8; 4 * 34]; // 4 blocks of the largest type (Q8_0)
+    assert!(blocks.len() < 4 * B::SIZE && blocks.len() <= four.len());
+    four[..blocks.len()].copy_from_slice(blocks);
+    // SAFETY: `four` holds 4·B::SIZE bytes.
+    unsafe { unpack::<B>(four.as_ptr()) }
 }
 
 /// `[[Σ_quads w_j·a_k for k in 0..T] padded to 4] for j in 0..4]` over the unpacked
@@ -700,9 +730,13 @@ fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
 ) -> [[f32; T]; R] {
     let ys: [&[Q8Act]; T] = core::array::from_fn(|k| acts[k].0);
     let nb = ys[0].len();
+    // Whole quads; the activations also carry a last partial quad (unused here: the
+    // leftover blocks go through the per-block code below).
     let nq = nb / 4;
     assert!(ws.iter().all(|w| w.len() == nb * B::SIZE));
-    assert!(acts.iter().all(|(y, q)| y.len() == nb && q.len() == nq));
+    assert!(acts
+        .iter()
+        .all(|(y, q)| y.len() == nb && q.len() == nb.div_ceil(4)));
     // Quads: four blocks per register pair, weights offset to unsigned bytes; each
     // block's integer sum starts at the activation's -offset·Σq, so the offset cancels
     // exactly. Lanes 4g..4g+4 hold block g's partial sums; Q4_1 adds m_w·s_x per block.

@@ -377,11 +377,14 @@ impl Engine {
         }
     }
 
-    /// Quads of 4 blocks per activation row this engine wants (`n` rows of `nb`).
+    /// Quads of 4 blocks per activation row this engine wants (`n` rows of `nb`):
+    /// AVX-512 takes a last, zero-padded quad for the `nb % 4` leftover blocks.
     fn quads(self, n: usize, nb: usize) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx2(_) | Engine::Avx512(_) => n * (nb / 4),
+            Engine::Avx2(_) => n * (nb / 4),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => n * nb.div_ceil(4),
             _ => 0,
         }
     }
