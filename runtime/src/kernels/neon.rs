@@ -79,7 +79,7 @@ macro_rules! float_dot {
             vaddq_f32(acc[0], acc[1]),
             vaddq_f32(acc[2], acc[3]),
         ));
-        sum
+        sum + $tail(&$w[$size * c..], &$x[c..])
     }};
 }
 
@@ -229,7 +229,7 @@ fn dot_q4_0(w: &[u8], a: &[Q8Act]) -> f32 {
         let (lo, hi) = unsafe { nibbles(blk.as_ptr().add(2)) };
         let (y0, y1) = act_quants(y);
         let s = dot16(vdupq_n_s32(0), vsubq_s8(lo, eight), y0);
-        let sumi = vaddvq_s32(dot16(s, hi, y1));
+        let sumi = vaddvq_s32(dot16(s, vsubq_s8(hi, eight), y1));
         sumf += sumi as f32 * (f16_at(blk) * y.d);
     }
     sumf
