@@ -5,7 +5,7 @@
 //! matrix × matrix product per weight, generation as one row at a time.
 
 use crate::error::Error;
-use crate::kernels::Cpu;
+use crate::kernels::{Cpu, VecOps};
 use crate::model::Model;
 use crate::ops;
 use alloc::format;
@@ -309,11 +309,12 @@ impl Context {
             let out = SharedOut(att.as_mut_ptr(), att.len());
             let scores = SharedOut(self.scores.as_mut_ptr(), self.scores.len());
             let (q, kc, vc) = (&*q, &*kc, &*vc);
+            let vec = cpu.vecops();
             cpu.parallel(n_heads, &|h| {
                 // SAFETY: part h takes only row h of `scores` (n_heads × n_ctx), which
                 // outlives `parallel` (it returns after every part).
                 let sc = unsafe { scores.slice(h * shape.n_ctx, shape.n_ctx) };
-                attend_head(&shape, h, q, kc, vc, sc, out);
+                attend_head(vec, &shape, h, q, kc, vc, sc, out);
             });
             linear(cpu, &model, &layer.wo, att, n, proj);
             padd(cpu, x, proj);
@@ -330,8 +331,9 @@ impl Context {
                     let gate = &mut self.hb2[..n * f];
                     linear_many(cpu, &model, [g, &layer.up], xb, n, [&mut *gate, &mut *hb]);
                     let gate = &*gate;
+                    let vec = cpu.vecops();
                     for_row_ranges(cpu, n, &|i0, i1| {
-                        ops::swiglu(hb_rows(i0, i1), &gate[i0 * f..i1 * f])
+                        vec.swiglu(hb_rows(i0, i1), &gate[i0 * f..i1 * f])
                     });
                 }
                 (Mlp::SwiGlu, None) => {
@@ -455,7 +457,9 @@ impl SharedOut {
 /// Query head `h` of each new row attends over the cached keys and values of its
 /// KV head (cache layout (kv_head, pos, head_dim)) up to its own position; writes
 /// head h's columns of `att` (`[n, d]`) and nothing else of it. `sc` is scratch of `n_ctx`.
+#[allow(clippy::too_many_arguments)]
 fn attend_head(
+    vec: VecOps,
     s: &AttnShape,
     h: usize,
     q: &[f32],
@@ -471,38 +475,9 @@ fn attend_head(
     for i in 0..s.n {
         let p = s.pos0 + i;
         let qh = &q[i * s.d + h * hd..i * s.d + (h + 1) * hd];
-        let sc = &mut sc[..=p];
-        for (t, v) in sc.iter_mut().enumerate() {
-            *v = dot(qh, &keys[t * hd..(t + 1) * hd]) * s.scale;
-        }
-        ops::softmax(sc);
         // SAFETY: head h's columns of row i: no other part writes them, and `att`
         // outlives the call.
         let out = unsafe { att.slice(i * s.d + h * hd, hd) };
-        out.fill(0.0);
-        for (t, &w) in sc.iter().enumerate() {
-            for (o, v) in out.iter_mut().zip(&vals[t * hd..(t + 1) * hd]) {
-                *o += w * v;
-            }
-        }
+        vec.attend(qh, keys, vals, s.scale, &mut sc[..=p], out);
     }
-}
-
-/// Dot product with eight independent sums, so the compiler can keep them in vector
-/// registers instead of one serial chain.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }

@@ -124,6 +124,7 @@ mod neon;
 pub mod pool;
 mod scalar;
 mod stream;
+mod vecops;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -710,6 +711,12 @@ impl Cpu {
         }
     }
 
+    /// The vector loops between the products ([`VecOps`]) on this context's path:
+    /// a copy that threads can share.
+    pub(crate) fn vecops(&self) -> VecOps {
+        VecOps(self.engine)
+    }
+
     /// Quantises `x` for `w`'s dtype into the scratch (nothing for float weights);
     /// returns how many activation blocks and quads the call uses.
     fn quantize_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> (usize, usize) {
@@ -773,6 +780,56 @@ impl Cpu {
 /// and the blocks and quads they become.
 #[cfg(feature = "std")]
 type QuantJob<'a> = std::sync::Mutex<(&'a [f32], &'a mut [Q8Act], &'a mut [Q8Quad])>;
+
+/// The small vector loops of a forward pass (attention for one query, SwiGLU),
+/// compiled for a kernel path: `Copy` and shareable across the pool's threads, unlike
+/// the [`Cpu`] it comes from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct VecOps(Engine);
+
+impl VecOps {
+    /// One query's attention: `out = softmax(scale·K·q)·V` over the first `sc.len()`
+    /// cached positions (`keys`, `vals`: `[positions, q.len()]` rows), with `sc` as
+    /// the scores' scratch. Vectorised for this path.
+    ///
+    /// # Panics
+    /// If `keys` or `vals` hold fewer than `sc.len()` rows or `out.len() != q.len()`.
+    pub(crate) fn attend(
+        &self,
+        q: &[f32],
+        keys: &[f32],
+        vals: &[f32],
+        scale: f32,
+        sc: &mut [f32],
+        out: &mut [f32],
+    ) {
+        match self.0 {
+            // SAFETY: the engine exists only if the CPU has its features.
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => unsafe { vecops::attend_avx512(q, keys, vals, scale, sc, out) },
+            // SAFETY: as above; AVX2 implies the FMA the token also checked.
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(_) => unsafe { vecops::attend_avx2(q, keys, vals, scale, sc, out) },
+            _ => vecops::attend_body(q, keys, vals, scale, sc, out),
+        }
+    }
+
+    /// SwiGLU in place: `up[i] = silu(gate[i])·up[i]`, vectorised for this path.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub(crate) fn swiglu(&self, up: &mut [f32], gate: &[f32]) {
+        match self.0 {
+            // SAFETY: as in `attend`.
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => unsafe { vecops::swiglu_avx512(up, gate) },
+            // SAFETY: as in `attend`.
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(_) => unsafe { vecops::swiglu_avx2(up, gate) },
+            _ => vecops::swiglu_body(up, gate),
+        }
+    }
+}
 
 /// Runs `parts` disjoint row ranges of `out` on the pool and the calling thread.
 #[cfg(feature = "std")]
