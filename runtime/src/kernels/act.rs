@@ -138,6 +138,7 @@ impl Q8Quad {
 ///
 /// # Panics
 /// If the lengths disagree.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn build_quads(blocks: &[Q8Act], nb: usize, quads: &mut [Q8Quad]) {
     if nb == 0 {
         assert!(quads.is_empty());

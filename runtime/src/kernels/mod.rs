@@ -286,7 +286,7 @@ pub enum KernelPath {
     Avx2,
     /// x86-64 AVX-512 F/BW/VL/DQ with VNNI integer dots, plus FMA and F16C (512-bit).
     Avx512,
-    /// aarch64 NEON (with the `dotprod` extension when compiled in).
+    /// aarch64 NEON (no `dotprod` variant yet: its intrinsics are unstable in Rust).
     Neon,
 }
 
@@ -381,6 +381,7 @@ impl Engine {
     /// Quads of 4 blocks per activation row this engine wants (`n` rows of `nb`):
     /// AVX-512 takes a last, zero-padded quad for the `nb % 4` leftover blocks.
     fn quads(self, n: usize, nb: usize) -> usize {
+        let _ = (n, nb); // unused on targets without a quad engine
         match self {
             #[cfg(target_arch = "x86_64")]
             Engine::Avx2(_) => n * (nb / 4),
@@ -393,6 +394,7 @@ impl Engine {
     /// Quantises `x` (whole blocks) into `out` (one [`Q8Act`] per 32 values), and
     /// into `quads` if the engine uses them (rows of `nb` blocks).
     fn quantize(self, x: &[f32], nb: usize, out: &mut [Q8Act], quads: &mut [Q8Quad]) {
+        let _ = (nb, &quads); // unused on targets without a quad engine
         match self {
             #[cfg(target_arch = "x86_64")]
             Engine::Avx2(t) => {
