@@ -55,7 +55,7 @@ pub struct Context {
     n_batch: usize,
     /// Tokens whose keys and values are in the cache, in order.
     tokens: Vec<u32>,
-    k_cache: Vec<f32>, // (layer, kv_head, head_dim, n_ctx): keys transposed
+    k_cache: Vec<f32>, // (layer, kv_head, n_ctx, head_dim)
     v_cache: Vec<f32>, // (layer, kv_head, n_ctx, head_dim)
     x: Vec<f32>,       // (n_batch, d) residual stream
     xb: Vec<f32>,      // (n_batch, d) normalised input of a sub-block
@@ -282,21 +282,16 @@ impl Context {
                     }
                 });
             }
-            // Store keys and values: keys transposed, k_cache[l][kv_head][d][pos], so
-            // that a query's scores are `head_dim` contiguous multiply-adds over the
-            // positions; values as v_cache[l][kv_head][pos][..head_dim].
+            // Store keys and values: cache[l][kv_head][pos][..head_dim].
             let (kc, vc) = (
                 &mut self.k_cache[l * layer_stride..(l + 1) * layer_stride],
                 &mut self.v_cache[l * layer_stride..(l + 1) * layer_stride],
             );
-            let n_ctx = self.n_ctx;
             for i in 0..n {
                 for h in 0..n_kv {
+                    let dst = (h * self.n_ctx + pos0 + i) * hd;
                     let src = i * kv + h * hd;
-                    for (dd, &kv_d) in k[src..src + hd].iter().enumerate() {
-                        kc[(h * hd + dd) * n_ctx + pos0 + i] = kv_d;
-                    }
-                    let dst = (h * n_ctx + pos0 + i) * hd;
+                    kc[dst..dst + hd].copy_from_slice(&k[src..src + hd]);
                     vc[dst..dst + hd].copy_from_slice(&v[src..src + hd]);
                 }
             }
@@ -460,8 +455,7 @@ impl SharedOut {
 }
 
 /// Query head `h` of each new row attends over the cached keys and values of its
-/// KV head (keys (kv_head, head_dim, pos), values (kv_head, pos, head_dim)) up to its
-/// own position; writes
+/// KV head (cache layout (kv_head, pos, head_dim)) up to its own position; writes
 /// head h's columns of `att` (`[n, d]`) and nothing else of it. `sc` is scratch of `n_ctx`.
 #[allow(clippy::too_many_arguments)]
 fn attend_head(
@@ -476,7 +470,7 @@ fn attend_head(
 ) {
     let hd = s.hd;
     let kvh = h / s.group;
-    let keys_t = &kc[kvh * s.n_ctx * hd..(kvh + 1) * s.n_ctx * hd];
+    let keys = &kc[kvh * s.n_ctx * hd..(kvh + 1) * s.n_ctx * hd];
     let vals = &vc[kvh * s.n_ctx * hd..(kvh + 1) * s.n_ctx * hd];
     for i in 0..s.n {
         let p = s.pos0 + i;
@@ -484,6 +478,6 @@ fn attend_head(
         // SAFETY: head h's columns of row i: no other part writes them, and `att`
         // outlives the call.
         let out = unsafe { att.slice(i * s.d + h * hd, hd) };
-        vec.attend(qh, keys_t, s.n_ctx, vals, s.scale, &mut sc[..=p], out);
+        vec.attend(qh, keys, vals, s.scale, &mut sc[..=p], out);
     }
 }

