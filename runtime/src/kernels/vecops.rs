@@ -136,12 +136,109 @@ compiled_for!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// Uniform values in [-2, 2) from an xorshift seeded by the address of a local
+    /// (runs differ) and `salt` (calls differ).
+    fn randoms(len: usize, salt: u64) -> Vec<f32> {
+        let here = 0u8;
+        let mut s = ((&here as *const u8 as u64) ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    /// Every compiled copy of `attend` and `swiglu` against an f64 reference, on head
+    /// sizes and lengths that are not multiples of the vector width.
+    #[test]
+    fn attend_and_swiglu_match_f64() {
+        type Attend = fn(&[f32], &[f32], &[f32], f32, &mut [f32], &mut [f32]);
+        type Swiglu = fn(&mut [f32], &[f32]);
+        let mut paths: Vec<(&str, Attend, Swiglu)> = vec![("body", attend_body, swiglu_body)];
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY (in the closures): the CPU has AVX2 and FMA (checked).
+                paths.push((
+                    "avx2",
+                    |q, k, v, sc, s, o| unsafe { attend_avx2(q, k, v, sc, s, o) },
+                    |u, g| unsafe { swiglu_avx2(u, g) },
+                ));
+            }
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512dq")
+                && std::is_x86_feature_detected!("fma")
+            {
+                // SAFETY (in the closures): the CPU has these features (checked).
+                paths.push((
+                    "avx512",
+                    |q, k, v, sc, s, o| unsafe { attend_avx512(q, k, v, sc, s, o) },
+                    |u, g| unsafe { swiglu_avx512(u, g) },
+                ));
+            }
+        }
+        for (hd, len) in [(1, 1), (7, 5), (48, 33), (64, 100), (80, 17)] {
+            let q = randoms(hd, 1);
+            let keys = randoms(len * hd, 2);
+            let vals = randoms(len * hd, 3);
+            let scale = 0.37;
+            // Reference: scores, softmax and weighted sum in f64.
+            let sc: Vec<f64> = (0..len)
+                .map(|t| {
+                    (0..hd)
+                        .map(|d| q[d] as f64 * keys[t * hd + d] as f64)
+                        .sum::<f64>()
+                        * scale as f64
+                })
+                .collect();
+            let max = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = sc.iter().map(|s| libm::exp(s - max)).collect();
+            let z: f64 = e.iter().sum();
+            let want: Vec<f64> = (0..hd)
+                .map(|d| (0..len).map(|t| e[t] / z * vals[t * hd + d] as f64).sum())
+                .collect();
+            for (name, attend, _) in &paths {
+                let mut scratch = vec![f32::NAN; len];
+                let mut out = vec![f32::NAN; hd];
+                attend(&q, &keys, &vals, scale, &mut scratch, &mut out);
+                for (d, (g, w)) in out.iter().zip(&want).enumerate() {
+                    // Each output is a convex combination of values in [-2, 2].
+                    assert!(
+                        (*g as f64 - w).abs() <= 1e-5,
+                        "{name} hd {hd} len {len} out[{d}] = {g}, f64 {w}"
+                    );
+                }
+            }
+        }
+        let gate = randoms(1000, 4);
+        let up = randoms(1000, 5);
+        for (name, _, swiglu) in &paths {
+            let mut u = up.clone();
+            swiglu(&mut u, &gate);
+            for (i, got) in u.iter().enumerate() {
+                let g = gate[i] as f64;
+                let want = g / (1.0 + libm::exp(-g)) * up[i] as f64;
+                assert!(
+                    (*got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "{name} swiglu[{i}]"
+                );
+            }
+        }
+    }
 
     #[test]
     fn exp_is_within_two_ulp_of_std() {
         // Every 97·1024th f32 bit pattern between -87.3 and 88, plus the ends and 0.
         let (lo, hi) = (-87.3f32, 88.0f32);
-        let mut xs: alloc::vec::Vec<f32> = [lo, hi, 0.0, -0.0, 1.0, -1.0].to_vec();
+        let mut xs: Vec<f32> = [lo, hi, 0.0, -0.0, 1.0, -1.0].to_vec();
         let mut b = 0u32;
         while b < 0x7f80_0000 {
             for x in [f32::from_bits(b), -f32::from_bits(b)] {
