@@ -3,28 +3,15 @@
 //! one-line note (or on the GPU where one is present), bf16 on the CPU is refused
 //! before anything is written, and the precision is recorded in the run's config.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-train-dev-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The first 20 000 bytes of the bundled Shakespeare.
-fn corpus(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/shakespeare.txt");
-    let text = std::fs::read_to_string(src).unwrap();
-    let p = dir.join("corpus.txt");
-    std::fs::write(&p, &text[..20_000]).unwrap();
-    p
-}
+mod run_util;
+use run_util::scratch;
 
 /// `llm-train train` on a 3-step model of the corpus, plus `extra` flags.
 fn train(dir: &Path, out: &str, extra: &[&str]) -> Output {
-    let data = corpus(dir);
+    let data = run_util::corpus_bytes(dir, 20_000);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-train"));
     cmd.args(["train", "--preset", "tiny", "--quiet", "--no-export"])
         .arg("--data")

@@ -11,8 +11,11 @@ use llm_train::backend::{Backend, Cpu};
 use llm_train::config::TrainConfig;
 use llm_train::model::{activation_elems, Model};
 use llm_train::rng::Rng;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+mod run_util;
+use run_util::{corpus, scratch};
 
 #[allow(clippy::too_many_arguments)]
 fn opts(
@@ -353,22 +356,6 @@ fn estimate_is_exactly_the_allocated_activations_and_smaller_with_recompute() {
 }
 
 // --- the binary ------------------------------------------------------------------
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-train-rc-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The first 30 000 bytes of the bundled Shakespeare, as its own file.
-fn corpus(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/shakespeare.txt");
-    let text = std::fs::read_to_string(src).unwrap();
-    let p = dir.join("corpus.txt");
-    std::fs::write(&p, &text[..30_000]).unwrap();
-    p
-}
 
 /// `llm-train train` on a three-block model with dropout, GQA and accumulation.
 fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {

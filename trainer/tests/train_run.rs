@@ -6,24 +6,11 @@
 use llm_train::checkpoint;
 use llm_train::config::ConfigArgs;
 use llm_train::train::{train, Metrics, TrainArgs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("llm-train-it-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The first 30 000 bytes of the bundled Shakespeare, as its own file.
-fn corpus(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/shakespeare.txt");
-    let text = std::fs::read_to_string(src).unwrap();
-    let p = dir.join("corpus.txt");
-    std::fs::write(&p, &text[..30_000]).unwrap();
-    p
-}
+mod run_util;
+use run_util::{corpus, scratch};
 
 /// A small model that still exercises dropout, shuffling and accumulation.
 fn small(extra: &[&str]) -> Vec<String> {
