@@ -61,7 +61,7 @@ pub fn relu(x: &mut [f32]) {
     }
 }
 
-/// SwiGLU: up[i] = silu(gate[i]) · up[i], in place in the up branch.
+/// SwiGLU: `up[i] = silu(gate[i]) · up[i]`, in place in the up branch.
 pub fn swiglu(up: &mut [f32], gate: &[f32]) {
     for (u, g) in up.iter_mut().zip(gate) {
         *u *= *g / (1.0 + expf(-*g));
@@ -86,7 +86,7 @@ pub fn rope_table(cs: &mut [f32], freqs: &[f32], pos: usize) {
 }
 
 /// Rotary embedding of one row holding several heads of `cs.len()` values: adjacent
-/// pairs (x[2i], x[2i+1]) rotate by the angle whose cosine and sine are `cs[2i]`,
+/// pairs `(x[2i], x[2i+1])` rotate by the angle whose cosine and sine are `cs[2i]`,
 /// `cs[2i+1]` (see [`rope_table`]).
 pub fn rope(row: &mut [f32], cs: &[f32]) {
     for head in row.chunks_exact_mut(cs.len()) {
@@ -99,7 +99,7 @@ pub fn rope(row: &mut [f32], cs: &[f32]) {
 }
 
 /// Adds the sinusoidal position code of `pos` to `row` (`[d]`):
-/// pe[2i] = sin(pos·10000^(-2i/d)), pe[2i+1] = cos(pos·10000^(-2i/d)).
+/// `pe[2i] = sin(pos·10000^(-2i/d))`, `pe[2i+1] = cos(pos·10000^(-2i/d))`.
 pub fn add_sinusoidal(row: &mut [f32], pos: usize) {
     let d = row.len();
     for i in 0..d / 2 {

@@ -52,7 +52,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// The body of [`super::Cpu::attend`]: `out = softmax(scale·K·q)·V` over the first
+/// The body of [`super::VecOps::attend`]: `out = softmax(scale·K·q)·V` over the first
 /// `sc.len()` rows of `keys` and `vals` (`[len, hd]` each), `sc` as scratch.
 #[inline(always)]
 pub(crate) fn attend_body(
@@ -85,7 +85,7 @@ pub(crate) fn attend_body(
     }
 }
 
-/// The body of [`super::Cpu::swiglu`]: `up[i] = silu(gate[i])·up[i]`.
+/// The body of [`super::VecOps::swiglu`]: `up[i] = silu(gate[i])·up[i]`.
 #[inline(always)]
 pub(crate) fn swiglu_body(up: &mut [f32], gate: &[f32]) {
     assert_eq!(up.len(), gate.len());
