@@ -15,10 +15,14 @@ pub(crate) fn exp(x: f32) -> f32 {
     // ln2 split in two so that k·ln2 is exact to f32 precision.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.clamp(-87.3, 88.0);
-    // Round to nearest without `round` (no_std): add and subtract 1.5·2²³.
+    // max/min rather than clamp, and 2ᵏ from the rounding constant's bits rather
+    // than a float-to-int cast: both keep the function vectorisable.
+    let x = x.max(-87.3).min(88.0);
+    // Round to nearest without `round` (no_std): add and subtract 1.5·2²³; the sum's
+    // low mantissa bits then hold k as an integer.
     const SHIFT: f32 = 12_582_912.0;
-    let k = (x * LOG2E + SHIFT) - SHIFT;
+    let kb = x * LOG2E + SHIFT;
+    let k = kb - SHIFT;
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -28,7 +32,8 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
     // 2ᵏ for k in [-126, 127]: the biased exponent k + 127, as bits.
-    let two_k = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    let k_int = kb.to_bits().wrapping_sub(SHIFT.to_bits());
+    let two_k = f32::from_bits(k_int.wrapping_add(127) << 23);
     er * two_k
 }
 
@@ -69,20 +74,50 @@ pub(crate) fn attend_body(
     for (t, s) in sc.iter_mut().enumerate() {
         *s = dot(q, &keys[t * hd..(t + 1) * hd]) * scale;
     }
-    let max = sc.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-    let mut sum = 0.0;
+    let max = lanes16(sc, f32::NEG_INFINITY, f32::max);
     for s in sc.iter_mut() {
         *s = exp(*s - max);
-        sum += *s;
     }
-    let inv = 1.0 / sum;
-    out.fill(0.0);
-    for (t, &w) in sc.iter().enumerate() {
-        let w = w * inv;
-        for (o, v) in out.iter_mut().zip(&vals[t * hd..(t + 1) * hd]) {
-            *o += w * v;
+    let inv = 1.0 / lanes16(sc, 0.0, |a, b| a + b);
+    // The weighted sum of the values, 16 output columns at a time held in registers
+    // over all positions (not a load and store of `out` per position).
+    let mut c = 0;
+    while c + 16 <= hd {
+        let mut acc = [0.0f32; 16];
+        for (t, &w) in sc.iter().enumerate() {
+            let v = &vals[t * hd + c..t * hd + c + 16];
+            for k in 0..16 {
+                acc[k] += w * v[k];
+            }
+        }
+        for (o, a) in out[c..c + 16].iter_mut().zip(&acc) {
+            *o = a * inv;
+        }
+        c += 16;
+    }
+    for (d, o) in out.iter_mut().enumerate().skip(c) {
+        let sum: f32 = sc
+            .iter()
+            .enumerate()
+            .map(|(t, &w)| w * vals[t * hd + d])
+            .sum();
+        *o = sum * inv;
+    }
+}
+
+/// `op` folded over `x` in 16 independent lanes (so that the folds vectorise), then
+/// over the lanes and the tail.
+#[inline(always)]
+fn lanes16(x: &[f32], init: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder().iter().fold(init, |a, &b| op(a, b));
+    for ch in chunks {
+        for k in 0..16 {
+            acc[k] = op(acc[k], ch[k]);
         }
     }
+    acc.iter().fold(tail, |a, &b| op(a, b))
 }
 
 /// The body of [`super::VecOps::swiglu`]: `up[i] = silu(gate[i])·up[i]`.
