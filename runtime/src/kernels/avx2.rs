@@ -2,12 +2,32 @@
 //!
 //! Floats: register tiles of 4 weight rows × 2 activations, weights widened to f32 in
 //! registers (F16C for f16, a 16-bit shift for bf16), the last `cols % 8` in scalar
-//! code. Q8_0: ggml's AVX2 scheme, one 32-byte integer dot per block (`maddubs` on |w|
-//! and sign-adjusted activations, then `madd` to i32), scaled by `d_w·d_x` into two
-//! alternating f32 accumulators. Q4_0/Q4_1: two blocks per register pair from the
-//! activation quads (see `dot_q4_quads`). The f16 scales are widened with
-//! `vpbroadcastw` + `vcvtph2ps`: a partial-register `vpinsrw` would chain every block
-//! to the previous one (it halved the speed).
+//! code.
+//!
+//! Blocks, prompts (`n > 1`, [`packed`]): for each group of 4 weight rows, a chunk of
+//! up to 16 quads (4 blocks each) is unpacked once into an L1-sized buffer and then
+//! multiplied with every activation in register tiles of 4 rows × 2 activations,
+//! instead of being unpacked again for every activation. The activations come as
+//! [`Q8Quad`]s (elements 0..16 of two blocks in one register, 16..32 in another, the
+//! order of Q4 nibbles), so each weight register pair holds two blocks and the
+//! integer sum of each block lands in its own 4 lanes, where the quad's `dq` scales
+//! it. The integer block sums are exact:
+//! * Q4_0/Q4_1: the raw nibbles go in unsigned (`maddubs`: u8 × i8, pair sums ≤
+//!   2·15·127, no saturation); Q4_0's +8 offset comes back out in integers from the
+//!   quad's `-8·Σq_x`, Q4_1's `m_w·s_x` joins the f32 sum in the same lanes.
+//! * Q8_0: ggml's sign trick, |w| (unpacked once) times the activation negated where
+//!   `w < 0`; pairs reach 2·128·127, so the low and high halves widen separately.
+//!
+//! The `nb % 4` blocks after the last whole quad go through the per-block code. Only
+//! the f32 summation order differs from the scalar reference.
+//!
+//! Blocks, generation (`n = 1`): one row at a time. Q8_0: ggml's AVX2 scheme, one
+//! 32-byte integer dot per block (`maddubs` on |w| and sign-adjusted activations, then
+//! `madd` to i32), scaled by `d_w·d_x` into two alternating f32 accumulators.
+//! Q4_0/Q4_1: two blocks per register pair from the activation quads (see
+//! `dot_q4_quads`). The f16 scales are widened with `vpbroadcastw` + `vcvtph2ps`: a
+//! partial-register `vpinsrw` would chain every block to the previous one (it halved
+//! the speed).
 
 use super::act::{self, Q8Act, Q8Quad, QK};
 use core::arch::x86_64::*;
@@ -55,8 +75,9 @@ impl Avx2 {
     }
 }
 
-/// Floats in register tiles of 4 weight rows × 2 activations; blocks one row and one
-/// activation at a time (Q4 two blocks per register pair, from the quads).
+/// Floats in register tiles of 4 weight rows × 2 activations; blocks for prompts
+/// through [`packed`], for generation one row at a time (Q4 two blocks per register
+/// pair, from the quads).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn rows(
     w: &super::Matrix<'_>,
@@ -73,6 +94,10 @@ fn rows(
         DType::F32 => drive!(w, fl, out, tile_f32, 4 x 2, 4),
         DType::F16 => drive!(w, fl, out, tile_f16, 4 x 2, 4),
         DType::BF16 => drive!(w, fl, out, tile_bf16, 4 x 2, 4),
+        // Prompts: weights unpacked once per 4 rows (`packed`).
+        DType::Q8_0 if out.n() > 1 => packed::<Q8_0>(w, a, quads, out),
+        DType::Q4_0 if out.n() > 1 => packed::<Q4_0>(w, a, quads, out),
+        DType::Q4_1 if out.n() > 1 => packed::<Q4_1>(w, a, quads, out),
         DType::Q4_0 | DType::Q4_1 => {
             let q41 = w.dtype == DType::Q4_1;
             for r in out.r0..out.r1 {
@@ -162,6 +187,365 @@ fn dot_q4_quads<const Q41: bool>(w: &[u8], a: &[Q8Act], quads: &[Q8Quad]) -> f32
         -8.0 * c + dot_q4_0(&w[4 * nq * size..], &a[4 * nq..])
     };
     hsum(_mm256_add_ps(acc[0], acc[1])) + tail
+}
+
+/// One weight quad (4 blocks of a row) unpacked for a prompt's activations: `q[2h]`
+/// holds elements 0..16 of blocks 2h and 2h+1 (one per 128-bit lane, the layout of
+/// the activation quads' `lo`), `q[2h + 1]` elements 16..32 (`hi`); `s` the same
+/// bytes' magnitudes (Q8_0 only); `d` and `m` each block's scale and minimum (Q4_1)
+/// in the 4 lanes its integer sum lands in (`d[h]`: blocks 2h, 2h+1).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Unpacked {
+    q: [__m256i; 4],
+    s: [__m256i; 4],
+    d: [__m256; 2],
+    m: [__m256; 2],
+}
+
+impl Unpacked {
+    /// All zero: scale 0, adds nothing.
+    #[inline(always)]
+    fn zero() -> Unpacked {
+        // SAFETY: AVX is present wherever the AVX2 token exists (only its functions
+        // call this); the setzero intrinsics need nothing else.
+        unsafe {
+            Unpacked {
+                q: [_mm256_setzero_si256(); 4],
+                s: [_mm256_setzero_si256(); 4],
+                d: [_mm256_setzero_ps(); 2],
+                m: [_mm256_setzero_ps(); 2],
+            }
+        }
+    }
+}
+
+/// Quads per column chunk of [`packed`]: 4 rows × 16 quads × 192 bytes (Q4; 320 for
+/// Q8_0) = 12–20 KiB of unpacked weights, which stay in L1 while every activation
+/// passes over them.
+const KQ: usize = 16;
+
+/// Activations per tile of [`packed`] (with 4 rows: 8 accumulators of 16 registers).
+const TA: usize = 2;
+
+/// A block type as [`packed`] takes it.
+trait PackBlock {
+    /// Bytes per block.
+    const SIZE: usize;
+    /// Whether blocks carry a minimum (`m_w·s_x` terms).
+    const MIN: bool;
+    /// The 4 blocks at `p`, unpacked.
+    ///
+    /// # Safety
+    /// `4·SIZE` readable bytes at `p`; AVX2, FMA and F16C present.
+    unsafe fn unpack(p: *const u8) -> Unpacked;
+    /// The exact integer sums `Σ w·x` of blocks 2h (lanes 0..4) and 2h+1 (lanes 4..8),
+    /// each split over its 4 lanes, of `u` and the activation quad `q`.
+    ///
+    /// # Safety
+    /// `h < 2`; AVX2 present.
+    unsafe fn dot(u: &Unpacked, h: usize, q: &Q8Quad) -> __m256i;
+}
+
+/// The 4 f16 scales at `p`, `p + size`, `p + 2·size`, `p + 3·size` as
+/// `[d0 ×4, d1 ×4]` and `[d2 ×4, d3 ×4]`.
+///
+/// # Safety
+/// The 4 u16 readable; AVX2 and F16C present.
+#[inline(always)]
+unsafe fn scales4(p: *const u8, size: usize) -> [__m256; 2] {
+    // SAFETY: caller; x86 is little-endian, so an f16 reads as a u16.
+    unsafe {
+        let h = |b: usize| core::ptr::read_unaligned(p.add(b * size) as *const u16) as i64;
+        let bits = h(0) | (h(1) << 16) | (h(2) << 32) | (h(3) << 48);
+        let d = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi64_si128(bits)));
+        [
+            _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)),
+            _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)),
+        ]
+    }
+}
+
+/// The nibbles of the 4 Q4 blocks at `p` (quants at `off` in each block of `size`).
+///
+/// # Safety
+/// `4·size` readable bytes at `p`, `off + 16 <= size`; AVX2 present.
+#[inline(always)]
+unsafe fn nibbles4(p: *const u8, size: usize, off: usize) -> [__m256i; 4] {
+    let m = _mm256_set1_epi8(0x0f);
+    // SAFETY: caller.
+    let two = |h: usize| unsafe {
+        let b = p.add(2 * h * size + off);
+        let v = _mm256_set_m128i(
+            _mm_loadu_si128(b.add(size) as *const __m128i),
+            _mm_loadu_si128(b as *const __m128i),
+        );
+        (
+            _mm256_and_si256(v, m),
+            _mm256_and_si256(_mm256_srli_epi16(v, 4), m),
+        )
+    };
+    let (a, b) = two(0);
+    let (c, d) = two(1);
+    [a, b, c, d]
+}
+
+/// The activation quad's `lo` and `hi` bytes of blocks 2h and 2h+1.
+///
+/// # Safety
+/// `h < 2`; AVX present.
+#[inline(always)]
+unsafe fn act_pair(q: &Q8Quad, h: usize) -> (__m256i, __m256i) {
+    // SAFETY: lo and hi have 64 bytes each, 32 at 32·h (caller).
+    unsafe {
+        (
+            _mm256_loadu_si256(q.lo.as_ptr().add(32 * h) as *const __m256i),
+            _mm256_loadu_si256(q.hi.as_ptr().add(32 * h) as *const __m256i),
+        )
+    }
+}
+
+impl PackBlock for Q8_0 {
+    const SIZE: usize = 34;
+    const MIN: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Unpacked {
+        // SAFETY: quants at 2..34 of each of the 4 blocks (caller).
+        unsafe {
+            let two = |h: usize| {
+                let a = load32(p.add(2 * h * 34 + 2));
+                let b = load32(p.add(2 * h * 34 + 36));
+                (
+                    _mm256_permute2x128_si256(a, b, 0x20),
+                    _mm256_permute2x128_si256(a, b, 0x31),
+                )
+            };
+            let (a, b) = two(0);
+            let (c, d) = two(1);
+            let q = [a, b, c, d];
+            Unpacked {
+                q,
+                s: q.map(|v| _mm256_sign_epi8(v, v)),
+                d: scales4(p, 34),
+                m: [_mm256_setzero_ps(); 2],
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn dot(u: &Unpacked, h: usize, q: &Q8Quad) -> __m256i {
+        // ggml's sign trick: |w| (u8, <= 128) times the activation negated where
+        // w < 0; pairs stay within i16 (2·128·127), so lo and hi widen separately.
+        // SAFETY: caller.
+        unsafe {
+            let (ylo, yhi) = act_pair(q, h);
+            let ones = _mm256_set1_epi16(1);
+            let a = _mm256_maddubs_epi16(u.s[2 * h], _mm256_sign_epi8(ylo, u.q[2 * h]));
+            let b = _mm256_maddubs_epi16(u.s[2 * h + 1], _mm256_sign_epi8(yhi, u.q[2 * h + 1]));
+            _mm256_add_epi32(_mm256_madd_epi16(a, ones), _mm256_madd_epi16(b, ones))
+        }
+    }
+}
+
+impl PackBlock for Q4_0 {
+    const SIZE: usize = 18;
+    const MIN: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Unpacked {
+        // SAFETY: caller; quants at 2..18 of each block.
+        unsafe {
+            Unpacked {
+                q: nibbles4(p, 18, 2),
+                s: [_mm256_setzero_si256(); 4],
+                d: scales4(p, 18),
+                m: [_mm256_setzero_ps(); 2],
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn dot(u: &Unpacked, h: usize, q: &Q8Quad) -> __m256i {
+        // The raw nibbles (w + 8, <= 15) go in unsigned: pair sums <= 2·15·127, lo + hi
+        // <= 4·15·127, no saturation; the quad's -8·Σq_x takes the offset back out.
+        // SAFETY: caller; off8 has 16 i32, 8 at 8·h.
+        unsafe {
+            let (ylo, yhi) = act_pair(q, h);
+            let s16 = _mm256_add_epi16(
+                _mm256_maddubs_epi16(u.q[2 * h], ylo),
+                _mm256_maddubs_epi16(u.q[2 * h + 1], yhi),
+            );
+            let off = _mm256_loadu_si256(q.off8.as_ptr().add(8 * h) as *const __m256i);
+            _mm256_add_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), off)
+        }
+    }
+}
+
+impl PackBlock for Q4_1 {
+    const SIZE: usize = 20;
+    const MIN: bool = true;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Unpacked {
+        // SAFETY: caller; minimum at 2..4, quants at 4..20 of each block.
+        unsafe {
+            Unpacked {
+                q: nibbles4(p, 20, 4),
+                s: [_mm256_setzero_si256(); 4],
+                d: scales4(p, 20),
+                m: scales4(p.add(2), 20),
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn dot(u: &Unpacked, h: usize, q: &Q8Quad) -> __m256i {
+        // Unsigned nibbles as in Q4_0, no offset.
+        // SAFETY: caller.
+        unsafe {
+            let (ylo, yhi) = act_pair(q, h);
+            let s16 = _mm256_add_epi16(
+                _mm256_maddubs_epi16(u.q[2 * h], ylo),
+                _mm256_maddubs_epi16(u.q[2 * h + 1], yhi),
+            );
+            _mm256_madd_epi16(s16, _mm256_set1_epi16(1))
+        }
+    }
+}
+
+struct Q8_0;
+struct Q4_0;
+struct Q4_1;
+
+/// Rows of `out` for a prompt (`n > 1`): 4 rows at a time, each chunk of up to [`KQ`]
+/// weight quads is unpacked once (nibbles split, magnitudes taken, scales widened)
+/// and then multiplied with every activation in tiles of 4 rows × [`TA`]
+/// activations, instead of being unpacked again for each activation. Chunks after
+/// the first add into the outputs, and so do the `nb % 4` blocks after the last whole
+/// quad (the AVX2 engine gets `⌊nb/4⌋` quads per row), per row and activation through
+/// the per-block code.
+///
+/// # Panics
+/// If `quads.len() != n·⌊nb/4⌋` or `a.len() != n·nb`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn packed<B: PackBlock>(
+    w: &super::Matrix<'_>,
+    a: &[Q8Act],
+    quads: &[Q8Quad],
+    out: &mut super::OutRows<'_>,
+) {
+    let n = out.n();
+    let nb = w.cols / QK;
+    let nq = nb / 4;
+    assert_eq!(quads.len(), n * nq);
+    assert_eq!(a.len(), n * nb);
+    // The blocks after the last whole quad, per-block code.
+    let tail = |row: &[u8], i: usize| {
+        let (row, ai) = (&row[4 * nq * B::SIZE..], &a[i * nb + 4 * nq..(i + 1) * nb]);
+        match w.dtype {
+            DType::Q8_0 => dot_q8_0(row, ai),
+            DType::Q4_0 => dot_q4_0(row, ai),
+            _ => dot_q4_1(row, ai),
+        }
+    };
+    if nq == 0 {
+        for i in 0..n {
+            for r in out.r0..out.r1 {
+                out.set(i, r, tail(w.row(r), i));
+            }
+        }
+        return;
+    }
+    let mut pack = [[Unpacked::zero(); KQ]; 4];
+    let mut r = out.r0;
+    while r < out.r1 {
+        // The last group may have fewer than 4 rows: the missing ones stay zero (scale
+        // 0, so they add nothing) and are not written.
+        let here = (out.r1 - r).min(4);
+        for pj in pack.iter_mut().skip(here) {
+            *pj = [Unpacked::zero(); KQ];
+        }
+        for c0 in (0..nq).step_by(KQ) {
+            let c1 = (c0 + KQ).min(nq);
+            for (j, pj) in pack.iter_mut().enumerate().take(here) {
+                let row = w.row(r + j);
+                assert_eq!(row.len(), nb * B::SIZE);
+                for (g, u) in (c0..c1).zip(pj.iter_mut()) {
+                    // SAFETY: blocks 4g..4g+4 < 4·nq <= nb lie in the row (its length
+                    // checked above).
+                    *u = unsafe { B::unpack(row.as_ptr().add(4 * g * B::SIZE)) };
+                }
+            }
+            let chunk = &pack;
+            let qk = |i: usize| &quads[i * nq + c0..i * nq + c1];
+            let mut emit = |i: usize, v: [[f32; TA]; 4], t: usize| {
+                for (j, vj) in v.iter().enumerate().take(here) {
+                    for (k, vk) in vj.iter().take(t).enumerate() {
+                        if c0 == 0 {
+                            out.set(i + k, r + j, *vk);
+                        } else {
+                            out.add(i + k, r + j, *vk);
+                        }
+                    }
+                }
+            };
+            let mut i = 0;
+            while i + TA <= n {
+                let v = tile_packed::<B, TA>(chunk, core::array::from_fn(|k| qk(i + k)));
+                emit(i, v, TA);
+                i += TA;
+            }
+            while i < n {
+                let v = tile_packed::<B, 1>(chunk, [qk(i)]);
+                emit(i, core::array::from_fn(|j| [v[j][0]; TA]), 1);
+                i += 1;
+            }
+        }
+        if nb > 4 * nq {
+            for i in 0..n {
+                for j in 0..here {
+                    out.add(i, r + j, tail(w.row(r + j), i));
+                }
+            }
+        }
+        r += 4;
+    }
+}
+
+/// `[[Σ_quads w_j·a_k for k in 0..T] for j in 0..4]` over the unpacked quads
+/// `chunk[j][..len]` and the activation quads `acts[k]` (`len` of them).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_packed<B: PackBlock, const T: usize>(
+    chunk: &[[Unpacked; KQ]; 4],
+    acts: [&[Q8Quad]; T],
+) -> [[f32; T]; 4] {
+    let len = acts[0].len();
+    assert!(len <= KQ && acts.iter().all(|a| a.len() == len));
+    let mut acc = [[_mm256_setzero_ps(); T]; 4];
+    for g in 0..len {
+        for h in 0..2 {
+            for (j, accj) in acc.iter_mut().enumerate() {
+                let u = &chunk[j][g];
+                for (a, q) in accj.iter_mut().zip(&acts) {
+                    let q = &q[g];
+                    // SAFETY: h < 2; dq and sq have 16 floats, 8 at 8·h.
+                    unsafe {
+                        let s = B::dot(u, h, q);
+                        let d = _mm256_mul_ps(u.d[h], _mm256_loadu_ps(q.dq.as_ptr().add(8 * h)));
+                        *a = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), *a);
+                        if B::MIN {
+                            let sq = _mm256_loadu_ps(q.sq.as_ptr().add(8 * h));
+                            *a = _mm256_fmadd_ps(u.m[h], sq, *a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut out = [[0.0f32; T]; 4];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (o, a) in o.iter_mut().zip(a) {
+            *o = hsum(*a);
+        }
+    }
+    out
 }
 
 rows_fn! {
