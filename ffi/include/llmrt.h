@@ -331,9 +331,10 @@ llmrt_status llmrt_accept(struct llmrt_context *ctx,
                           size_t *len);
 
 // Asks a generation running on `ctx` (in another thread) to stop before its next
-// token; it then returns `LLMRT_OK` with stop reason `LLMRT_STOP_CANCELLED`. Safe to
-// call from any thread at any time. A request made while no generation runs stops
-// the next one before its first token.
+// token, or, while it is still evaluating its prompt, before the prompt's next layer
+// (the cache then keeps the prompt batches that finished); it then returns `LLMRT_OK`
+// with stop reason `LLMRT_STOP_CANCELLED`. Safe to call from any thread at any time.
+// A request made while no generation runs stops the next one before it starts.
 llmrt_status llmrt_cancel(const struct llmrt_context *ctx);
 
 // Ends a stream of `llmrt_accept` calls: writes the bytes still held back (the start

@@ -573,9 +573,10 @@ pub unsafe extern "C" fn llmrt_accept(
 }
 
 /// Asks a generation running on `ctx` (in another thread) to stop before its next
-/// token; it then returns `LLMRT_OK` with stop reason `LLMRT_STOP_CANCELLED`. Safe to
-/// call from any thread at any time. A request made while no generation runs stops
-/// the next one before its first token.
+/// token, or, while it is still evaluating its prompt, before the prompt's next layer
+/// (the cache then keeps the prompt batches that finished); it then returns `LLMRT_OK`
+/// with stop reason `LLMRT_STOP_CANCELLED`. Safe to call from any thread at any time.
+/// A request made while no generation runs stops the next one before it starts.
 #[no_mangle]
 pub extern "C" fn llmrt_cancel(ctx: *const llmrt_context) -> llmrt_status {
     guard(|| {

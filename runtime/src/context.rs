@@ -161,9 +161,28 @@ impl Context {
     pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], Error> {
         self.check(tokens)?;
         for chunk in tokens.chunks(self.n_batch) {
-            self.forward(chunk, None)?;
+            self.forward(chunk, None, &|| false)?;
         }
         Ok(&self.logits)
+    }
+
+    /// [`Context::eval`] that stops early, with `Ok(None)`, when `cancelled()` returns
+    /// `true`; it is asked before every layer of every batch, so a long prompt stops
+    /// within one layer's work (e.g. an atomic flag another thread sets). The cache
+    /// then holds the tokens of the batches that finished, and nothing of the one
+    /// that was stopped.
+    pub fn eval_until(
+        &mut self,
+        tokens: &[u32],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Option<&[f32]>, Error> {
+        self.check(tokens)?;
+        for chunk in tokens.chunks(self.n_batch) {
+            if !self.forward(chunk, None, cancelled)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(&self.logits))
     }
 
     /// Runs `tokens` and writes the logits of every one of them into `out`
@@ -176,7 +195,7 @@ impl Context {
         let mut done = 0;
         for chunk in tokens.chunks(self.n_batch) {
             let dst = &mut out[done * vocab..(done + chunk.len()) * vocab];
-            self.forward(chunk, Some(dst))?;
+            self.forward(chunk, Some(dst), &|| false)?;
             done += chunk.len();
         }
         Ok(())
@@ -197,8 +216,14 @@ impl Context {
         Ok(())
     }
 
-    /// One forward pass over `tokens.len() <= n_batch` new tokens.
-    fn forward(&mut self, tokens: &[u32], all_logits: Option<&mut [f32]>) -> Result<(), Error> {
+    /// One forward pass over `tokens.len() <= n_batch` new tokens; `false` (and the
+    /// tokens not added to the cache) if `cancelled()` said so before a layer.
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        all_logits: Option<&mut [f32]>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<bool, Error> {
         let model = self.model.clone();
         let o = &model.opts;
         let (n, d, kv, f) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff);
@@ -256,6 +281,9 @@ impl Context {
             });
         };
         for (l, layer) in model.layers.iter().enumerate() {
+            if cancelled() {
+                return Ok(false);
+            }
             // Attention: q, k, v projections of the normalised input.
             pnorm(cpu, xb, x, &layer.attn_norm);
             linear_many(
@@ -368,7 +396,7 @@ impl Context {
                 cpu.matmul(&out_w, &xb[..d], 1, &mut self.logits);
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -139,8 +139,9 @@ pub fn generate(
 }
 
 /// [`generate`], which also ends with [`StopReason::Cancelled`] as soon as `cancelled()`
-/// returns `true`; it is asked before each token is sampled (e.g. an atomic flag that
-/// another thread sets).
+/// returns `true`; it is asked before each token is sampled and, while the prompt is
+/// evaluated, before every layer ([`Context::eval_until`]), so a long prompt stops
+/// early too (e.g. an atomic flag that another thread sets).
 pub fn generate_until(
     ctx: &mut Context,
     prompt: &[u32],
@@ -159,7 +160,16 @@ pub fn generate_until(
         text: String::new(),
         emitted: 0,
     };
-    let mut logits: Vec<f32> = ctx.eval(prompt)?.to_vec();
+    let mut logits: Vec<f32> = match ctx.eval_until(prompt, cancelled)? {
+        Some(l) => l.to_vec(),
+        None => {
+            return Ok(Generation {
+                tokens: Vec::new(),
+                text: String::new(),
+                reason: StopReason::Cancelled,
+            })
+        }
+    };
     let mut out = Vec::new();
     let mut reason = StopReason::MaxTokens;
     while out.len() < params.max_tokens {
