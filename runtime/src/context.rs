@@ -5,7 +5,7 @@
 //! matrix × matrix product per weight, generation as one row at a time.
 
 use crate::error::Error;
-use crate::kernels::{Cpu, VecOps};
+use crate::kernels::{Cpu, SharedMut, VecOps};
 use crate::model::Model;
 use crate::ops;
 use alloc::format;
@@ -264,7 +264,7 @@ impl Context {
         // Row-wise work between the products, split by rows across the threads (for a
         // prompt; one token is one range on the caller).
         let pnorm = |cpu: &Cpu, out: &mut [f32], x: &[f32], w: &(Vec<f32>, Option<Vec<f32>>)| {
-            let so = SharedOut(out.as_mut_ptr(), out.len());
+            let so = SharedMut::new(out);
             for_row_ranges(cpu, n, &|i0, i1| {
                 // SAFETY: rows i0..i1 of `out`, disjoint between parts; `out` outlives
                 // the call.
@@ -273,7 +273,7 @@ impl Context {
             });
         };
         let padd = |cpu: &Cpu, x: &mut [f32], y: &[f32]| {
-            let sx = SharedOut(x.as_mut_ptr(), x.len());
+            let sx = SharedMut::new(x);
             for_row_ranges(cpu, n, &|i0, i1| {
                 // SAFETY: as in `pnorm`.
                 let xr = unsafe { sx.slice(i0 * d, (i1 - i0) * d) };
@@ -295,10 +295,7 @@ impl Context {
                 [&mut *q, &mut *k, &mut *v],
             );
             if o.positions == Positions::Rope {
-                let (sq, sk) = (
-                    SharedOut(q.as_mut_ptr(), q.len()),
-                    SharedOut(k.as_mut_ptr(), k.len()),
-                );
+                let (sq, sk) = (SharedMut::new(q), SharedMut::new(k));
                 let rope_cs = &self.rope_cs;
                 for_row_ranges(cpu, n, &|i0, i1| {
                     for i in i0..i1 {
@@ -334,8 +331,8 @@ impl Context {
                 group: n_heads / n_kv,
                 scale,
             };
-            let out = SharedOut(att.as_mut_ptr(), att.len());
-            let scores = SharedOut(self.scores.as_mut_ptr(), self.scores.len());
+            let out = SharedMut::new(att);
+            let scores = SharedMut::new(&mut self.scores);
             let (q, kc, vc) = (&*q, &*kc, &*vc);
             let vec = cpu.vecops();
             cpu.parallel(n_heads, &|h| {
@@ -350,7 +347,7 @@ impl Context {
             // MLP.
             pnorm(cpu, xb, x, &layer.mlp_norm);
             let hb = &mut self.hb[..n * f];
-            let shb = SharedOut(hb.as_mut_ptr(), hb.len());
+            let shb = SharedMut::new(hb);
             // SAFETY (the activations below): part (i0, i1) takes rows i0..i1 of `hb`
             // only; `hb` outlives the call.
             let hb_rows = |i0: usize, i1: usize| unsafe { shb.slice(i0 * f, (i1 - i0) * f) };
@@ -460,28 +457,6 @@ fn for_row_ranges(cpu: &Cpu, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     });
 }
 
-/// A buffer that parallel parts write in disjoint places.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32, usize);
-// SAFETY: only used inside `Cpu::parallel`, where each part writes a disjoint region.
-unsafe impl Sync for SharedOut {}
-// SAFETY: as above.
-unsafe impl Send for SharedOut {}
-
-impl SharedOut {
-    /// Elements `start..start + len` of the buffer.
-    ///
-    /// # Safety
-    /// The range is inside the buffer, the buffer outlives the slice, and no other
-    /// live slice writes the elements this one's user writes.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
-        debug_assert!(start + len <= self.1);
-        // SAFETY: guaranteed by the caller.
-        unsafe { core::slice::from_raw_parts_mut(self.0.add(start), len) }
-    }
-}
-
 /// Query head `h` of each new row attends over the cached keys and values of its
 /// KV head (cache layout (kv_head, pos, head_dim)) up to its own position; writes
 /// head h's columns of `att` (`[n, d]`) and nothing else of it. `sc` is scratch of `n_ctx`.
@@ -494,7 +469,7 @@ fn attend_head(
     kc: &[f32],
     vc: &[f32],
     sc: &mut [f32],
-    att: SharedOut,
+    att: SharedMut<f32>,
 ) {
     let hd = s.hd;
     let kvh = h / s.group;

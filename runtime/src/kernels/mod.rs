@@ -63,7 +63,7 @@ macro_rules! rows_fn {
 /// for the leftover activations): each weight vector loaded is used `$tb` times and
 /// each activation vector `$rp` times. For one activation
 /// (generation) the tiles are `$g1` rows × 1 instead: how many weight rows stream at
-/// once is what matters there (PERF.md, "Generation tiles").
+/// once is what matters there (PERF.md, "What changed since the 2026-11-28 figures").
 #[allow(unused_macros)] // not every target has a path that uses it
 macro_rules! drive {
     ($w:ident, $get:expr, $out:ident, $tile:ident, $rp:literal x $tb:literal, $g1:literal) => {{
@@ -742,21 +742,18 @@ impl Cpu {
             let parts = self.threads.min(n);
             let per = n.div_ceil(parts);
             let qpr = nq / n; // quads per row
-            let jobs: Vec<QuantJob<'_>> = x
-                .chunks(per * w.cols)
-                .zip(act.chunks_mut(per * nb))
-                .zip(
-                    quads
-                        .chunks_mut((per * qpr).max(1))
-                        .chain(core::iter::repeat_with(|| &mut [][..])),
-                )
-                .map(|((x, a), q)| std::sync::Mutex::new((x, a, q)))
-                .collect();
-            pool.run(jobs.len(), &|k| {
-                if let Ok(mut job) = jobs[k].lock() {
-                    let (x, a, q) = &mut *job;
-                    engine.quantize(x, nb, a, q);
-                }
+            let (sa, sq) = (SharedMut::new(act), SharedMut::new(quads));
+            pool.run(parts, &|k| {
+                let (i0, i1) = ((k * per).min(n), ((k + 1) * per).min(n));
+                // SAFETY: rows i0..i1 of the blocks and quads belong to part k alone
+                // (the ranges are disjoint), and both buffers outlive `pool.run`.
+                let (a, q) = unsafe {
+                    (
+                        sa.slice(i0 * nb, (i1 - i0) * nb),
+                        sq.slice(i0 * qpr, (i1 - i0) * qpr),
+                    )
+                };
+                engine.quantize(&x[i0 * w.cols..i1 * w.cols], nb, a, q);
             });
             return (blocks, nq);
         }
@@ -778,10 +775,45 @@ impl Cpu {
     }
 }
 
-/// One thread's share of a prompt's activation quantisation: its rows of the input,
-/// and the blocks and quads they become.
-#[cfg(feature = "std")]
-type QuantJob<'a> = std::sync::Mutex<(&'a [f32], &'a mut [Q8Act], &'a mut [Q8Quad])>;
+/// A buffer that parallel parts write in disjoint places (rows of a prompt, heads):
+/// the raw pointer and length of a `&mut [T]`, handed to every part, each of which
+/// takes only its own range through [`SharedMut::slice`].
+pub(crate) struct SharedMut<T>(*mut T, usize);
+
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
+// SAFETY: a `SharedMut` only hands out `&mut` ranges through the unsafe `slice`, whose
+// callers guarantee that no two live ranges overlap (like a `&mut [T]` split in parts),
+// so sending or sharing it is as safe as sending the parts.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The whole of `buf`; it must outlive every slice taken.
+    pub(crate) fn new(buf: &mut [T]) -> SharedMut<T> {
+        SharedMut(buf.as_mut_ptr(), buf.len())
+    }
+
+    /// Elements `start..start + len` of the buffer.
+    ///
+    /// # Panics
+    /// If the range is not inside the buffer.
+    ///
+    /// # Safety
+    /// The buffer outlives the slice, and no other live slice covers any of these
+    /// elements.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        assert!(start.checked_add(len).is_some_and(|end| end <= self.1));
+        // SAFETY: in bounds (checked); exclusive and alive by the caller's contract.
+        unsafe { core::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
 
 /// The small vector loops of a forward pass (attention for one query, SwiGLU),
 /// compiled for a kernel path: `Copy` and shareable across the pool's threads, unlike
