@@ -1,6 +1,6 @@
-//! The element-wise and row-wise operations of the decoder (everything but the
-//! matrix products, which live in `kernels`). Scalar, allocation-free; rows are
-//! `[n, d]` row-major.
+//! The element-wise and row-wise operations of the decoder other than the matrix
+//! products and the vectorised loops (attention with its softmax, SwiGLU), which live
+//! in `kernels`. Scalar, allocation-free; rows are `[n, d]` row-major.
 
 use crate::math::{cosf, expf, powf, sinf, sqrtf, tanhf};
 
@@ -61,13 +61,6 @@ pub fn relu(x: &mut [f32]) {
     }
 }
 
-/// SwiGLU: `up[i] = silu(gate[i]) · up[i]`, in place in the up branch.
-pub fn swiglu(up: &mut [f32], gate: &[f32]) {
-    for (u, g) in up.iter_mut().zip(gate) {
-        *u *= *g / (1.0 + expf(-*g));
-    }
-}
-
 /// RoPE inverse frequencies `base^(-2i/head_dim)` for i in 0..head_dim/2.
 pub fn rope_freqs(head_dim: usize, base: f32) -> alloc::vec::Vec<f32> {
     (0..head_dim / 2)
@@ -106,20 +99,6 @@ pub fn add_sinusoidal(row: &mut [f32], pos: usize) {
         let ang = pos as f32 / powf(10000.0, (2 * i) as f32 / d as f32);
         row[2 * i] += sinf(ang);
         row[2 * i + 1] += cosf(ang);
-    }
-}
-
-/// In-place softmax of `x`.
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = expf(*v - max);
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
     }
 }
 
