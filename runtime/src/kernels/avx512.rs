@@ -129,11 +129,11 @@ struct Unpacked {
 /// unpacked weights, which stay in L1 while every activation passes over them.
 const KQ: usize = 16;
 
-/// Rows of `out` for a prompt (`n > 1`) whose rows are whole quads: 4 rows at a time,
-/// each chunk of up to [`KQ`] quads is unpacked once (nibbles split, offsets added,
-/// scales widened) and then multiplied with every activation in tiles of 4 rows × 3
-/// activations, instead of being unpacked again for each tile. Chunks after the first
-/// add into the outputs.
+/// Rows of `out` for a prompt (`n > 1`): 4 rows at a time, each chunk of up to [`KQ`]
+/// quads is unpacked once (nibbles split, offsets added, scales widened; a row's last
+/// partial quad through [`unpack_partial`]) and then multiplied with every activation
+/// in tiles of 4 rows × 3 activations, instead of being unpacked again for each tile.
+/// Chunks after the first add into the outputs.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 fn packed<B: QuantBlock>(w: &Matrix<'_>, quads: &[Q8Quad], out: &mut OutRows<'_>) {
@@ -225,6 +225,29 @@ unsafe fn unpack<B: QuantBlock>(p: *const u8) -> Unpacked {
     }
 }
 
+/// `acc` plus the quad's 4 block products `d_w·d_x·Σ w·x` (and Q4_1's `m_w·s_x`), each
+/// in its block's 4 lanes: two `vpdpbusd` from the activation's `-offset·Σq_x` give the
+/// exact integer sums. The one body of the quad loops of [`tile_quant`] and
+/// [`tile_packed`].
+#[inline(always)]
+fn quad_dot<B: QuantBlock>(acc: __m512, u: &Unpacked, q: &Q8Quad) -> __m512 {
+    // SAFETY: each quad field is 64 bytes; the callers run with the token's features.
+    unsafe {
+        let off = _mm512_loadu_si512(B::offset(q).as_ptr() as *const __m512i);
+        let ylo = _mm512_loadu_si512(q.lo.as_ptr() as *const __m512i);
+        let yhi = _mm512_loadu_si512(q.hi.as_ptr() as *const __m512i);
+        let dot = _mm512_dpbusd_epi32(off, u.lo, ylo);
+        let dot = _mm512_dpbusd_epi32(dot, u.hi, yhi);
+        let d = _mm512_mul_ps(u.d, _mm512_loadu_ps(q.dq.as_ptr()));
+        let acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc);
+        if B::SIGNED {
+            acc
+        } else {
+            _mm512_fmadd_ps(u.m, _mm512_loadu_ps(q.sq.as_ptr()), acc)
+        }
+    }
+}
+
 /// The last 1–3 blocks of a row (`blocks`), unpacked as a quad whose missing blocks
 /// are all-zero bytes: scale 0 (and minimum 0), so they add nothing whatever the
 /// activations hold there.
@@ -253,20 +276,7 @@ fn tile_packed<B: QuantBlock, const T: usize>(
         for (j, accj) in acc.iter_mut().enumerate() {
             let u = &chunk[j][g];
             for (a, q) in accj.iter_mut().zip(&acts) {
-                let q = &q[g];
-                // SAFETY: each quad field is 64 bytes.
-                unsafe {
-                    let off = _mm512_loadu_si512(B::offset(q).as_ptr() as *const __m512i);
-                    let ylo = _mm512_loadu_si512(q.lo.as_ptr() as *const __m512i);
-                    let yhi = _mm512_loadu_si512(q.hi.as_ptr() as *const __m512i);
-                    let dot = _mm512_dpbusd_epi32(off, u.lo, ylo);
-                    let dot = _mm512_dpbusd_epi32(dot, u.hi, yhi);
-                    let d = _mm512_mul_ps(u.d, _mm512_loadu_ps(q.dq.as_ptr()));
-                    *a = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), *a);
-                    if !B::SIGNED {
-                        *a = _mm512_fmadd_ps(u.m, _mm512_loadu_ps(q.sq.as_ptr()), *a);
-                    }
-                }
+                *a = quad_dot::<B>(*a, u, &q[g]);
             }
         }
     }
@@ -747,21 +757,9 @@ fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
         unsafe {
             let qs: [&Q8Quad; T] = core::array::from_fn(|k| &*acts[k].1.as_ptr().add(g));
             for j in 0..R {
-                let p = ws[j].as_ptr().add(4 * g * B::SIZE);
-                let (lo, hi) = B::weights4(p);
-                let dw = B::scales4(p);
-                let mw = B::mins4(p);
+                let u = unpack::<B>(ws[j].as_ptr().add(4 * g * B::SIZE));
                 for (acc, q) in qacc[j].iter_mut().zip(qs) {
-                    let off = _mm512_loadu_si512(B::offset(q).as_ptr() as *const __m512i);
-                    let ylo = _mm512_loadu_si512(q.lo.as_ptr() as *const __m512i);
-                    let yhi = _mm512_loadu_si512(q.hi.as_ptr() as *const __m512i);
-                    let dot = _mm512_dpbusd_epi32(off, lo, ylo);
-                    let dot = _mm512_dpbusd_epi32(dot, hi, yhi);
-                    let d = _mm512_mul_ps(dw, _mm512_loadu_ps(q.dq.as_ptr()));
-                    *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), *acc);
-                    if !B::SIGNED {
-                        *acc = _mm512_fmadd_ps(mw, _mm512_loadu_ps(q.sq.as_ptr()), *acc);
-                    }
+                    *acc = quad_dot::<B>(*acc, &u, q);
                 }
             }
         }
