@@ -471,39 +471,16 @@ fn packed<B: PackBlock>(
         }
         return;
     }
-    let mut pack = [[Unpacked::zero(); KQ]; 4];
-    let mut r = out.r0;
-    while r < out.r1 {
-        // The last group may have fewer than 4 rows: the missing ones stay zero (scale
-        // 0, so they add nothing) and are not written.
-        let here = (out.r1 - r).min(4);
-        for pj in pack.iter_mut().skip(here) {
-            *pj = [Unpacked::zero(); KQ];
-        }
-        for c0 in (0..nq).step_by(KQ) {
-            let c1 = (c0 + KQ).min(nq);
-            for (j, pj) in pack.iter_mut().enumerate().take(here) {
-                let row = w.row(r + j);
-                assert_eq!(row.len(), nb * B::SIZE);
-                for (g, u) in (c0..c1).zip(pj.iter_mut()) {
-                    // SAFETY: blocks 4g..4g+4 < 4·nq <= nb lie in the row (its length
-                    // checked above).
-                    *u = unsafe { B::unpack(row.as_ptr().add(4 * g * B::SIZE)) };
-                }
-            }
-            let chunk = &pack;
+    packed_rows!(
+        w, out, nq: nq, kq: KQ, zero: Unpacked::zero(), width: TA,
+        row_bytes: nb * B::SIZE,
+        unpack |row, g| {
+            // SAFETY: blocks 4g..4g+4 < 4·nq <= nb lie in the row (its length is
+            // asserted).
+            unsafe { B::unpack(row.as_ptr().add(4 * g * B::SIZE)) }
+        },
+        sweep |chunk, c0, c1, emit| {
             let qk = |i: usize| &quads[i * nq + c0..i * nq + c1];
-            let mut emit = |i: usize, v: [[f32; TA]; 4], t: usize| {
-                for (j, vj) in v.iter().enumerate().take(here) {
-                    for (k, vk) in vj.iter().take(t).enumerate() {
-                        if c0 == 0 {
-                            out.set(i + k, r + j, *vk);
-                        } else {
-                            out.add(i + k, r + j, *vk);
-                        }
-                    }
-                }
-            };
             let mut i = 0;
             while B::Q4 && i + 2 * PA <= n {
                 let v = tile_pairs::<B, PA>(
@@ -525,16 +502,17 @@ fn packed<B: PackBlock>(
                 emit(i, core::array::from_fn(|j| [v[j][0]; TA]), 1);
                 i += 1;
             }
-        }
-        if nb > 4 * nq {
-            for i in 0..n {
-                for j in 0..here {
-                    out.add(i, r + j, tail(w.row(r + j), i));
+        },
+        after |r, here| {
+            if nb > 4 * nq {
+                for i in 0..n {
+                    for j in 0..here {
+                        out.add(i, r + j, tail(w.row(r + j), i));
+                    }
                 }
             }
         }
-        r += 4;
-    }
+    );
 }
 
 /// Activation pairs per tile of [`tile_pairs`].

@@ -156,42 +156,19 @@ fn packed<B: QuantBlock>(w: &Matrix<'_>, quads: &[Q8Quad], out: &mut OutRows<'_>
         d: _mm512_setzero_ps(),
         m: _mm512_setzero_ps(),
     };
-    let mut pack = [[zero; KQ]; 4];
-    let mut r = out.r0;
-    while r < out.r1 {
-        // The last group may have fewer than 4 rows: the missing ones stay zero (scale
-        // 0, so they add nothing) and are not written.
-        let here = (out.r1 - r).min(4);
-        for pj in pack.iter_mut().skip(here) {
-            *pj = [zero; KQ];
-        }
-        for c0 in (0..nq).step_by(KQ) {
-            let c1 = (c0 + KQ).min(nq);
-            for (j, pj) in pack.iter_mut().enumerate().take(here) {
-                let row = w.row(r + j);
-                assert_eq!(row.len(), nb * B::SIZE);
-                for (g, u) in (c0..c1).zip(pj.iter_mut()) {
-                    *u = if 4 * g + 4 <= nb {
-                        // SAFETY: blocks 4g..4g+4 lie in the row (checked above).
-                        unsafe { unpack::<B>(row.as_ptr().add(4 * g * B::SIZE)) }
-                    } else {
-                        unpack_partial::<B>(&row[4 * g * B::SIZE..])
-                    };
-                }
+    packed_rows!(
+        w, out, nq: nq, kq: KQ, zero: zero, width: 4,
+        row_bytes: nb * B::SIZE,
+        unpack |row, g| {
+            if 4 * g + 4 <= nb {
+                // SAFETY: blocks 4g..4g+4 lie in the row (its length is asserted).
+                unsafe { unpack::<B>(row.as_ptr().add(4 * g * B::SIZE)) }
+            } else {
+                unpack_partial::<B>(&row[4 * g * B::SIZE..])
             }
-            let chunk = &pack;
+        },
+        sweep |chunk, c0, c1, emit| {
             let qk = |i: usize| &quads[i * nq + c0..i * nq + c1];
-            let mut emit = |i: usize, v: [[f32; 4]; 4], t: usize| {
-                for (j, vj) in v.iter().enumerate().take(here) {
-                    for (k, vk) in vj.iter().take(t).enumerate() {
-                        if c0 == 0 {
-                            out.set(i + k, r + j, *vk);
-                        } else {
-                            out.add(i + k, r + j, *vk);
-                        }
-                    }
-                }
-            };
             let mut i = 0;
             while i + 3 <= n {
                 let v = tile_packed::<B, 3>(chunk, [qk(i), qk(i + 1), qk(i + 2)]);
@@ -202,9 +179,9 @@ fn packed<B: QuantBlock>(w: &Matrix<'_>, quads: &[Q8Quad], out: &mut OutRows<'_>
                 emit(i, tile_packed::<B, 1>(chunk, [qk(i)]), 1);
                 i += 1;
             }
-        }
-        r += 4;
-    }
+        },
+        after |r, here| {}
+    );
 }
 
 /// The 4 blocks at `p`, unpacked.

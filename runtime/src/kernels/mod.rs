@@ -113,6 +113,62 @@ macro_rules! drive {
     }};
 }
 
+/// The driver of a prompt product over unpacked quantised weights (`packed` in the
+/// AVX2 and AVX-512 paths): rows of `$out` in groups of 4, each group's weights in
+/// column chunks of up to `$kq` quads unpacked once (`$unpack`, with `$row` the weight
+/// row's bytes, asserted to be `$rb` long, and `$g` the quad) — rows missing from the last group stay
+/// `$zero` and add nothing — then `$sweep` runs the activation tiles over the chunk.
+/// `$emit(i, v, t)` writes tile results `v[j][k]` for rows `r + j` and activations
+/// `i + k < i + t` (set by the first chunk, added by later ones); `$after` runs once
+/// per group (with `$r`, `$here` = rows in the group) after its chunks.
+#[allow(unused_macros)] // not every target has a path that uses it
+macro_rules! packed_rows {
+    (
+        $w:ident, $out:ident, nq: $nq:expr, kq: $kq:expr, zero: $zero:expr, width: $tw:expr,
+        row_bytes: $rb:expr,
+        unpack |$row:ident, $g:ident| $unpack:expr,
+        sweep |$chunk:ident, $c0:ident, $c1:ident, $emit:ident| $sweep:block,
+        after |$r:ident, $here:ident| $after:block
+    ) => {{
+        let nq: usize = $nq;
+        let mut pack = [[$zero; $kq]; 4];
+        let mut $r = $out.r0;
+        while $r < $out.r1 {
+            // The last group may have fewer than 4 rows: the missing ones stay zero
+            // (scale 0, so they add nothing) and are not written.
+            let $here = ($out.r1 - $r).min(4);
+            for pj in pack.iter_mut().skip($here) {
+                *pj = [$zero; $kq];
+            }
+            for $c0 in (0..nq).step_by($kq) {
+                let $c1 = ($c0 + $kq).min(nq);
+                for (j, pj) in pack.iter_mut().enumerate().take($here) {
+                    let $row = $w.row($r + j);
+                    assert_eq!($row.len(), $rb);
+                    for ($g, u) in ($c0..$c1).zip(pj.iter_mut()) {
+                        *u = $unpack;
+                    }
+                }
+                let $chunk = &pack;
+                let mut $emit = |i: usize, v: [[f32; $tw]; 4], t: usize| {
+                    for (j, vj) in v.iter().enumerate().take($here) {
+                        for (k, vk) in vj.iter().take(t).enumerate() {
+                            if $c0 == 0 {
+                                $out.set(i + k, $r + j, *vk);
+                            } else {
+                                $out.add(i + k, $r + j, *vk);
+                            }
+                        }
+                    }
+                };
+                $sweep
+            }
+            $after
+            $r += 4;
+        }
+    }};
+}
+
 mod act;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
