@@ -201,14 +201,7 @@ fn c_name(s: &'static CStr) -> *const c_char {
 }
 
 fn dtype_name(d: DType) -> &'static CStr {
-    match d {
-        DType::F32 => c"f32",
-        DType::F16 => c"f16",
-        DType::BF16 => c"bf16",
-        DType::Q8_0 => c"q8_0",
-        DType::Q4_0 => c"q4_0",
-        DType::Q4_1 => c"q4_1",
-    }
+    d.c_name()
 }
 
 fn u32_of(v: usize) -> u32 {

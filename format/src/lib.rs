@@ -46,7 +46,7 @@ pub mod tensor;
 pub mod writer;
 
 pub use aligned::AlignedBuf;
-pub use dtype::DType;
+pub use dtype::{ActQuant, DType};
 pub use error::FormatError;
 pub use meta::MetaReader;
 pub use meta::Value;

@@ -3,7 +3,7 @@
 //! [`Tensor::to_f32_vec`].
 
 use crate::dtype::DType;
-use crate::quant::{self, QuantType};
+use crate::quant::{self, Block};
 use alloc::vec::Vec;
 use half::{bf16, f16};
 
@@ -89,7 +89,7 @@ impl<'a> Tensor<'a> {
 
     /// The data as quantisation blocks of type `B` in place: `None` unless the dtype
     /// is `B::DTYPE` and the bytes are 2-byte aligned.
-    pub fn as_blocks<B: QuantType>(&self) -> Option<&'a [B]> {
+    pub fn as_blocks<B: Block>(&self) -> Option<&'a [B]> {
         if self.dtype != B::DTYPE || cfg!(target_endian = "big") {
             return None;
         }

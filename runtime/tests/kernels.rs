@@ -10,7 +10,7 @@
 //! poisoned with NaN first.
 
 use llm_format::quant::{dequantize_vec, quantize};
-use llm_format::DType;
+use llm_format::{ActQuant, DType};
 use llmrt::kernels::{matmul_ref, Cpu, KernelError, KernelPath, Matrix};
 
 /// splitmix64.
@@ -114,14 +114,17 @@ const EPS: f64 = f32::EPSILON as f64;
 /// the bound each f32 output must meet:
 /// * floats: `(cols+2)·ε·Σ|w||x|` (f32 summation of `cols` products);
 /// * blocks, in addition, the activation quantisation: each x is replaced by `q·d16`
-///   with `|x - q·d16| <= d/2 + 127·d·2⁻¹¹ < 0.6·d`, `d = amax_block/127`, so
-///   `Σ_b 0.6·d_b·Σ_{j∈b}|w_j|`; and for Q4_1 the f16 rounding of `s = d·Σq` and of
-///   `d`: `Σ_b |m_b|·2⁻¹⁰·(Σ_{j∈b}|x_j| + 32·d_b)`.
+///   with `|x - q·d16| <= d/2 + 127·d·2⁻¹¹ < 0.6·d`, `d = amax_block/127` over the
+///   activation block (32 values for Q8_0/Q8_1, 256 for Q8_K, whose `d` stays f32), so
+///   `Σ_b 0.6·d_b·Σ_{j∈b}|w_j|`; and for Q4_1/Q5_1 (Q8_1 activations) the f16
+///   rounding of `s = d·Σq` and of `d`: `Σ_b |m_b|·2⁻¹⁰·(Σ_{j∈b}|x_j| + 32·d_b)`.
+///   The K-quants' minimums meet exact integer sums of the quants (`bsums`), so they
+///   add only the activation rounding already counted.
 fn f64_reference(
     w: &Weights,
     x: &[f32],
     n: usize,
-    q41_min: Option<&[f32]>,
+    q8_1_min: Option<&[f32]>,
 ) -> (Vec<f64>, Vec<f64>) {
     let mut y = vec![0.0; n * w.rows];
     let mut bound = vec![0.0; n * w.rows];
@@ -134,12 +137,16 @@ fn f64_reference(
             y[o] = wr.iter().zip(xi).map(|(a, b)| *a as f64 * *b as f64).sum();
             bound[o] = (w.cols as f64 + 2.0) * EPS * absd[o] + 1e-30;
             if w.dtype.is_quantized() {
-                for (b, (wb, xb)) in wr.chunks(32).zip(xi.chunks(32)).enumerate() {
+                let ab = match w.dtype.act_quant() {
+                    ActQuant::Q8K => 256,
+                    _ => 32,
+                };
+                for (b, (wb, xb)) in wr.chunks(ab).zip(xi.chunks(ab)).enumerate() {
                     let amax = xb.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
                     let d = amax / 127.0;
                     let wabs: f64 = wb.iter().map(|v| v.abs() as f64).sum();
                     bound[o] += 0.6 * d * wabs;
-                    if let Some(mins) = q41_min {
+                    if let Some(mins) = q8_1_min {
                         let m = mins[r * (w.cols / 32) + b].abs() as f64;
                         let xabs: f64 = xb.iter().map(|v| v.abs() as f64).sum();
                         bound[o] += m * (2.0f64).powi(-10) * (xabs + 32.0 * d);
@@ -151,16 +158,32 @@ fn f64_reference(
     (y, bound)
 }
 
-/// The f16 minimum `m` of every Q4_1 block (bytes 2..4 of each 20-byte block).
-fn q41_mins(w: &Weights) -> Vec<f32> {
-    w.buf[1..]
-        .chunks_exact(20)
-        .map(|b| half::f16::from_le_bytes([b[2], b[3]]).to_f32())
-        .collect()
+/// The f16 minimum `m` of every block of a type with Q8_1 activations (Q4_1, Q5_1:
+/// `d` then `m` open the block).
+fn q8_1_mins(w: &Weights) -> Option<Vec<f32>> {
+    (w.dtype.act_quant() == ActQuant::Q8_1).then(|| {
+        w.buf[1..]
+            .chunks_exact(w.dtype.block_bytes())
+            .map(|b| half::f16::from_le_bytes([b[2], b[3]]).to_f32())
+            .collect()
+    })
+}
+
+/// Columns of the product that is big enough to be split across threads.
+fn split_cols(dtype: DType) -> usize {
+    match dtype.block_len() {
+        1 => 289,
+        32 => 320,
+        _ => 512,
+    }
 }
 
 fn shapes(dtype: DType) -> Vec<(usize, usize)> {
-    if dtype.is_quantized() {
+    if dtype.block_len() == 256 {
+        // Super-blocks: one, several, and a row of 9 (odd, past any 4- or 8-wide
+        // grouping of super-blocks).
+        vec![(1, 256), (7, 512), (13, 768), (33, 2304), (5, 1280)]
+    } else if dtype.is_quantized() {
         // 2176 columns = 17 quads of 4 blocks: more than one column chunk of the
         // AVX-512 prompt path (16 quads), the second a single quad.
         vec![
@@ -192,7 +215,7 @@ fn reference_matches_f64_for_every_dtype() {
     for dtype in DType::ALL {
         for (rows, cols) in shapes(dtype) {
             let w = Weights::random(&mut rng, dtype, rows, cols);
-            let mins = (dtype == DType::Q4_1).then(|| q41_mins(&w));
+            let mins = q8_1_mins(&w);
             for n in [1, 3, 17] {
                 let x = rng.vec(n * cols);
                 let mut y = poisoned(n * rows);
@@ -238,7 +261,7 @@ fn every_path_matches_reference() {
             for dtype in DType::ALL {
                 let mut sh = shapes(dtype);
                 // Big enough to be split across threads.
-                sh.push((301, if dtype.is_quantized() { 320 } else { 289 }));
+                sh.push((301, split_cols(dtype)));
                 for (rows, cols) in sh {
                     let w = Weights::random(&mut rng, dtype, rows, cols);
                     for n in [1, 3, 17] {
@@ -271,7 +294,8 @@ fn default_context_matches_reference_at_model_shapes() {
     let mut rng = Rng::fresh();
     let mut cpu = Cpu::new(2);
     for dtype in DType::ALL {
-        for (rows, cols) in [(768, 288), (288, 768)] {
+        let cols_of = |c: usize| c.next_multiple_of(dtype.block_len());
+        for (rows, cols) in [(768, cols_of(288)), (288, 768)] {
             let w = Weights::random(&mut rng, dtype, rows, cols);
             for n in [1, 5] {
                 let x = rng.vec(n * cols);
@@ -429,7 +453,7 @@ fn matmul_many_equals_separate_products() {
             let mut one = Cpu::with_path(threads, path).expect("available");
             let mut many = Cpu::with_path(threads, path).expect("available");
             for dtype in DType::ALL {
-                let cols = if dtype.is_quantized() { 320 } else { 289 };
+                let cols = split_cols(dtype);
                 let ws: Vec<Weights> = [301, 64, 33]
                     .iter()
                     .map(|&rows| Weights::random(&mut rng, dtype, rows, cols))

@@ -85,6 +85,73 @@ pub(crate) fn quantize(x: &[f32], out: &mut [Q8Act]) {
     }
 }
 
+/// Elements per super-block (the K-quants' and IQ4_XS's activation blocks).
+pub(crate) const QK_K: usize = 256;
+
+/// One super-block of 256 activations quantised to 8 bits: ggml's `block_q8_K`, the
+/// activation type of the K-quants and IQ4_XS. One f32 scale (not rounded to f16)
+/// and the sums of each 16 quants, which the types with minimums use to take the
+/// minimum's share out in integers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, align(64))]
+pub(crate) struct Q8K {
+    /// Quants: x\[j\] ≈ qs\[j\]·d, in -127..=127.
+    pub(crate) qs: [i8; QK_K],
+    /// Scale: `max/127` with the sign of the value of largest magnitude (ggml's
+    /// `1/iscale`), 0 for an all-zero block.
+    pub(crate) d: f32,
+    /// `Σ qs[16g..16g+16]` for each group `g` of 16.
+    pub(crate) bsums: [i16; QK_K / 16],
+}
+
+impl Q8K {
+    /// An all-zero super-block (scratch initialisation).
+    pub(crate) const ZERO: Q8K = Q8K {
+        qs: [0; QK_K],
+        d: 0.0,
+        bsums: [0; QK_K / 16],
+    };
+}
+
+/// ggml's `nearest_int`: rounds to nearest, ties to even, through the f32 adder
+/// (exact for `|v| <= 2^22`).
+#[inline(always)]
+pub(crate) fn nearest_int(v: f32) -> i32 {
+    let bits = (v + 12_582_912.0).to_bits() as i32;
+    (bits & 0x007f_ffff) - 0x0040_0000
+}
+
+/// Quantises `x` (`out.len()·256` values) super-block by super-block: ggml's
+/// `quantize_row_q8_K_ref` (bsums are 0 for an all-zero block, where ggml leaves them
+/// unset; every kernel multiplies them by `d = 0` there).
+///
+/// # Panics
+/// If `x.len() != 256·out.len()`.
+pub(crate) fn quantize_k(x: &[f32], out: &mut [Q8K]) {
+    assert_eq!(x.len(), out.len() * QK_K);
+    for (b, o) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in b {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            *o = Q8K::ZERO;
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in o.qs.iter_mut().zip(b) {
+            *q = nearest_int(iscale * v).min(127) as i8;
+        }
+        for (s, g) in o.bsums.iter_mut().zip(o.qs.chunks_exact(16)) {
+            *s = g.iter().map(|&q| q as i16).sum();
+        }
+        o.d = 1.0 / iscale;
+    }
+}
+
 /// Four consecutive blocks of one activation row, rearranged for 512-bit kernels that
 /// take four weight blocks per register: byte group `g` (16 bytes) of `lo` holds
 /// elements 0..16 of block `g`, of `hi` elements 16..32 (the order of Q4 nibbles).
@@ -184,7 +251,7 @@ mod tests {
     use super::*;
     use alloc::vec;
     use alloc::vec::Vec;
-    use llm_format::quant::{BlockQ8_0, QuantType};
+    use llm_format::quant::{Block, BlockQ8_0};
 
     /// Random blocks (xorshift, seeded from the address of a local so runs differ),
     /// plus blocks whose values land exactly on halves of the quantisation step.
@@ -214,7 +281,7 @@ mod tests {
         let mut a = vec![Q8Act::ZERO; x.len() / QK];
         quantize(&x, &mut a);
         for (b, blk) in x.chunks_exact(QK).zip(&a) {
-            let r = BlockQ8_0::from_f32(b.try_into().unwrap());
+            let r = BlockQ8_0::quantize(b);
             assert_eq!(blk.qs, r.qs);
             assert_eq!(blk.d, r.d.to_f32());
             let sum: i32 = r.qs.iter().map(|&q| q as i32).sum();
@@ -240,5 +307,47 @@ mod tests {
         quantize(&x, &mut a);
         t.quantize(&x, &mut b);
         assert_eq!(a, b);
+    }
+
+    /// `quantize_k` against ggml's `quantize_row_q8_K_ref` as specified: the value of
+    /// largest magnitude maps to -127 (so `d` carries the opposite sign), every other
+    /// value rounds to nearest with ties to even, `bsums` are the sums of 16, and an
+    /// all-zero super-block is all zero.
+    #[test]
+    fn q8k_follows_ggml() {
+        let mut x = inputs();
+        x.truncate(QK_K * (x.len() / QK_K));
+        // A super-block of ties: max = 127 gives iscale = -1, so v·iscale = -(k + 0.5).
+        let mut ties = [0.0f32; QK_K];
+        ties[0] = 127.0;
+        for (j, t) in ties.iter_mut().enumerate().skip(1) {
+            *t = (j % 60) as f32 - 29.5;
+        }
+        x.extend_from_slice(&ties);
+        x.extend_from_slice(&[0.0; QK_K]);
+        let mut k = vec![Q8K::ZERO; x.len() / QK_K];
+        quantize_k(&x, &mut k);
+        for (b, q) in x.chunks_exact(QK_K).zip(&k) {
+            let imax = (0..QK_K).fold(0, |m, j| if b[j].abs() > b[m].abs() { j } else { m });
+            if b[imax] == 0.0 {
+                assert_eq!(*q, Q8K::ZERO);
+                continue;
+            }
+            assert_eq!(q.qs[imax], -127);
+            assert_eq!(q.d, 1.0 / (-127.0 / b[imax]));
+            for (j, (&v, &qj)) in b.iter().zip(&q.qs).enumerate() {
+                let e = v * (-127.0 / b[imax]);
+                assert!((e - qj as f32).abs() <= 0.5, "{j}: {e} -> {qj}");
+                if (e - e.trunc()).abs() == 0.5 {
+                    assert_eq!(qj % 2, 0, "tie {e} must round to even, got {qj}");
+                }
+            }
+            for (g, s) in q.bsums.iter().enumerate() {
+                let want: i32 = q.qs[16 * g..16 * g + 16].iter().map(|&v| v as i32).sum();
+                assert_eq!(*s as i32, want);
+            }
+        }
+        // The tie block really had ties: -(1 - 29.5) = 28.5 → 28.
+        assert_eq!(k[k.len() - 2].qs[1], 28);
     }
 }

@@ -65,13 +65,11 @@ impl Avx2 {
     pub(crate) fn rows(
         self,
         w: &super::Matrix<'_>,
-        x: &[f32],
-        a: &[Q8Act],
-        quads: &[Q8Quad],
+        acts: &super::Acts<'_>,
         out: &mut super::OutRows<'_>,
     ) {
         // SAFETY: the token exists only if the CPU has AVX2, FMA and F16C.
-        unsafe { rows(w, x, a, quads, out) }
+        unsafe { rows(w, acts, out) }
     }
 
     /// See `act::quantize` (bit-identical for finite inputs).
@@ -85,13 +83,8 @@ impl Avx2 {
 /// through [`packed`], for generation one row at a time (Q4 two blocks per register
 /// pair, from the quads).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rows(
-    w: &super::Matrix<'_>,
-    x: &[f32],
-    a: &[Q8Act],
-    quads: &[Q8Quad],
-    out: &mut super::OutRows<'_>,
-) {
+fn rows(w: &super::Matrix<'_>, acts: &super::Acts<'_>, out: &mut super::OutRows<'_>) {
+    let (x, a, quads) = (acts.x, acts.a, acts.quads);
     let cols = w.cols;
     let nb = cols / QK;
     let nq = nb / 4;
@@ -119,7 +112,17 @@ fn rows(
                 }
             }
         }
-        _ => block_rows(w, x, a, out),
+        DType::Q8_0 => each_row!(w, out, dot_q8_0, a, nb),
+        // No AVX2 kernels yet: the scalar reference.
+        DType::Q5_0
+        | DType::Q5_1
+        | DType::IQ4_NL
+        | DType::Q2_K
+        | DType::Q3_K
+        | DType::Q4_K
+        | DType::Q5_K
+        | DType::Q6_K
+        | DType::IQ4_XS => super::scalar::rows(w, acts, out),
     }
 }
 
@@ -652,14 +655,6 @@ fn tile_packed<B: PackBlock, const T: usize>(
     out
 }
 
-rows_fn! {
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn block_rows {
-        f32: dot_f32, f16: dot_f16, bf16: dot_bf16,
-        q8_0: dot_q8_0, q4_0: dot_q4_0, q4_1: dot_q4_1,
-    }
-}
-
 /// Sum of the 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -778,21 +773,6 @@ fn dot_float<L: Load8>(w: &[u8], x: &[f32]) -> f32 {
         sum += L::one(b) * v;
     }
     sum
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
-    dot_float::<F32>(w, x)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
-    dot_float::<F16>(w, x)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_bf16(w: &[u8], x: &[f32]) -> f32 {
-    dot_float::<BF16>(w, x)
 }
 
 /// `[[w_j·x_k for k in 0..T] for j in 0..R]` for `R` rows of weights of type `L`

@@ -27,7 +27,7 @@
 
 use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};
-use super::{Matrix, OutRows};
+use super::{Acts, Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::DType;
 
@@ -66,16 +66,9 @@ impl Avx512 {
     /// See `scalar::rows`.
     /// See `scalar::rows`; `quads` holds the activations as `act::build_quads` lays
     /// them out.
-    pub(crate) fn rows(
-        self,
-        w: &Matrix<'_>,
-        x: &[f32],
-        a: &[Q8Act],
-        quads: &[Q8Quad],
-        out: &mut OutRows<'_>,
-    ) {
+    pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         // SAFETY: the token exists only if the CPU has every feature `rows` enables.
-        unsafe { rows(w, x, a, quads, out) }
+        unsafe { rows(w, acts, out) }
     }
 
     /// See `act::quantize` (bit-identical for finite inputs; the AVX2 code).
@@ -86,7 +79,8 @@ impl Avx512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], quads: &[Q8Quad], out: &mut OutRows<'_>) {
+fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
+    let (x, a, quads) = (acts.x, acts.a, acts.quads);
     let cols = w.cols;
     let nb = cols / QK;
     // Activation quads per row, a last partial one included (`act::build_quads`).
@@ -111,6 +105,16 @@ fn rows(w: &Matrix<'_>, x: &[f32], a: &[Q8Act], quads: &[Q8Quad], out: &mut OutR
         DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 4 x 3, 1),
         DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 4 x 3, 1),
         DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 4 x 3, 1),
+        // No AVX-512 kernels yet: the scalar reference.
+        DType::Q5_0
+        | DType::Q5_1
+        | DType::IQ4_NL
+        | DType::Q2_K
+        | DType::Q3_K
+        | DType::Q4_K
+        | DType::Q5_K
+        | DType::Q6_K
+        | DType::IQ4_XS => super::scalar::rows(w, acts, out),
     }
 }
 

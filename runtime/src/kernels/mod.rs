@@ -15,44 +15,45 @@
 //!   matters for the hundreds of small products of each generated token. Nothing is
 //!   allocated per call once the scratch has grown to the largest shape.
 
-/// Defines `fn $name(w, x, a, out)`: rows `out.r0..out.r1` of `y = x · Wᵀ`, one
-/// weight row at a time against every activation, with one dot function per dtype
-/// (`dot(row_bytes, x_i)` for floats, `dot(row_bytes, a_i)` for blocks). The dot
-/// functions check their slice lengths. Shared by every path, each with its own
-/// `#[target_feature]` attributes.
+/// Rows `$out.r0..$out.r1` of `y = x · Wᵀ` one weight row at a time against every
+/// activation: `$out.set(i, r, $dot(row_r, &$v[i·$len..(i+1)·$len]))`.
+macro_rules! each_row {
+    ($w:expr, $out:expr, $dot:path, $v:expr, $len:expr) => {{
+        let (v, len) = ($v, $len);
+        for r in $out.r0..$out.r1 {
+            let row = $w.row(r);
+            for i in 0..$out.n() {
+                $out.set(i, r, $dot(row, &v[i * len..(i + 1) * len]));
+            }
+        }
+    }};
+}
+
+/// Defines `fn $name(w, acts, out)`: rows `out.r0..out.r1` of `y = x · Wᵀ`, one
+/// weight row at a time against every activation, with one dot function per dtype:
+/// `dot(row_bytes, x_i)` for floats, `dot(row_bytes, a_i)` over 32-blocks (Q8_0/Q8_1
+/// activations), `dot(row_bytes, k_i)` over 256-blocks (Q8_K activations). The match
+/// has no wildcard, so a dtype added to the format's table fails to compile here until
+/// every path lists its dot. The dot functions check their slice lengths. Shared by
+/// every path, each with its own `#[target_feature]` attributes.
 macro_rules! rows_fn {
     ($(#[$attr:meta])* $vis:vis fn $name:ident {
-        f32: $f32:path, f16: $f16:path, bf16: $bf16:path,
-        q8_0: $q80:path, q4_0: $q40:path, q4_1: $q41:path $(,)?
+        float: $($f:ident => $fdot:path),+;
+        q8: $($q:ident => $qdot:path),+;
+        q8k: $($k:ident => $kdot:path),+ $(;)?
     }) => {
         $(#[$attr])*
         $vis fn $name(
             w: &$crate::kernels::Matrix<'_>,
-            x: &[f32],
-            a: &[$crate::kernels::act::Q8Act],
+            acts: &$crate::kernels::Acts<'_>,
             out: &mut $crate::kernels::OutRows<'_>,
         ) {
             use llm_format::DType;
-            let n = out.n();
             let cols = w.cols;
-            let nb = cols / $crate::kernels::act::QK;
-            macro_rules! each {
-                ($dot:path, $v:ident, $len:ident) => {
-                    for r in out.r0..out.r1 {
-                        let row = w.row(r);
-                        for i in 0..n {
-                            out.set(i, r, $dot(row, &$v[i * $len..(i + 1) * $len]));
-                        }
-                    }
-                };
-            }
             match w.dtype {
-                DType::F32 => each!($f32, x, cols),
-                DType::F16 => each!($f16, x, cols),
-                DType::BF16 => each!($bf16, x, cols),
-                DType::Q8_0 => each!($q80, a, nb),
-                DType::Q4_0 => each!($q40, a, nb),
-                DType::Q4_1 => each!($q41, a, nb),
+                $( DType::$f => each_row!(w, out, $fdot, acts.x, cols), )+
+                $( DType::$q => each_row!(w, out, $qdot, acts.a, cols / $crate::kernels::act::QK), )+
+                $( DType::$k => each_row!(w, out, $kdot, acts.k, cols / $crate::kernels::act::QK_K), )+
             }
         }
     };
@@ -189,7 +190,8 @@ use llm_format::DType;
 pub use scalar::matmul_ref;
 pub use stream::stream_sum;
 
-use act::{Q8Act, Q8Quad};
+use act::{Q8Act, Q8Quad, Q8K};
+use llm_format::ActQuant;
 
 /// Why a [`Matrix`] could not be built. `Display` names the problem and the numbers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -467,25 +469,33 @@ impl Engine {
     }
 
     /// Rows `part.r0..part.r1` of `y = x · Wᵀ`.
-    fn rows(
-        self,
-        w: &Matrix<'_>,
-        x: &[f32],
-        a: &[Q8Act],
-        quads: &[Q8Quad],
-        part: &mut OutRows<'_>,
-    ) {
-        let _ = quads;
+    fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, part: &mut OutRows<'_>) {
         match self {
-            Engine::Scalar => scalar::rows(w, x, a, part),
+            Engine::Scalar => scalar::rows(w, acts, part),
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx2(t) => t.rows(w, x, a, quads, part),
+            Engine::Avx2(t) => t.rows(w, acts, part),
             #[cfg(target_arch = "x86_64")]
-            Engine::Avx512(t) => t.rows(w, x, a, quads, part),
+            Engine::Avx512(t) => t.rows(w, acts, part),
             #[cfg(target_arch = "aarch64")]
-            Engine::Neon(t) => t.rows(w, x, a, part),
+            Engine::Neon(t) => t.rows(w, acts, part),
         }
     }
+}
+
+/// The activations of one product in every form the kernels read: the f32 rows (float
+/// weights), their 32-blocks and quads (weights whose `act_quant` is Q8_0/Q8_1) and
+/// their 256-blocks (Q8_K). Only the form the weight type needs is filled; the others
+/// are empty.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Acts<'a> {
+    /// `n` rows of `cols` values.
+    pub(crate) x: &'a [f32],
+    /// `n · cols/32` blocks.
+    pub(crate) a: &'a [Q8Act],
+    /// The blocks rearranged in quads of 4 (engines that use them).
+    pub(crate) quads: &'a [Q8Quad],
+    /// `n · cols/256` super-blocks.
+    pub(crate) k: &'a [Q8K],
 }
 
 /// The outputs of rows `r0..r1` for all `n` activations: `y[i·rows + r]`.
@@ -583,6 +593,8 @@ pub struct Cpu {
     act: Vec<Q8Act>,
     /// The same rearranged in quads of 4 blocks, for the engines that use them.
     quads: Vec<Q8Quad>,
+    /// Quantised activations, `n · cols/256` super-blocks (Q8_K weight types).
+    k: Vec<Q8K>,
     #[cfg(feature = "std")]
     pool: Option<pool::Pool>,
 }
@@ -648,6 +660,7 @@ impl Cpu {
             threads,
             act: Vec::new(),
             quads: Vec::new(),
+            k: Vec::new(),
             #[cfg(feature = "std")]
             pool: (threads > 1).then(|| pool::Pool::new(threads - 1)),
         }
@@ -687,18 +700,17 @@ impl Cpu {
     pub fn matmul(&mut self, w: &Matrix<'_>, x: &[f32], n: usize, y: &mut [f32]) {
         check_shapes(w, x, n, y);
         let engine = self.engine;
-        let (blocks, nq) = self.quantize_input(w, x, n);
-        let a = &self.act[..blocks];
-        let q = &self.quads[..nq];
+        let filled = self.quantize_input(w, x, n);
+        let acts = self.acts(x, filled);
         let mut out = OutRows::whole(y, w.rows, n);
         #[cfg(feature = "std")]
         if let Some(pool) = &self.pool {
             let parts = self.parts_for(w, n);
             if parts > 1 {
-                return split_rows(pool, parts, engine, w, x, (a, q), &out);
+                return split_rows(pool, parts, engine, w, &acts, &out);
             }
         }
-        engine.rows(w, x, a, q, &mut out);
+        engine.rows(w, &acts, &mut out);
     }
 
     /// `ys[i] = x·Wᵢᵀ` for up to four matrices that read the same input (q, k, v;
@@ -723,9 +735,8 @@ impl Cpu {
             check_shapes(w, x, n, y);
         }
         let engine = self.engine;
-        let (blocks, nq) = self.quantize_input(&ws[0], x, n);
-        let a = &self.act[..blocks];
-        let q = &self.quads[..nq];
+        let filled = self.quantize_input(&ws[0], x, n);
+        let acts = self.acts(x, filled);
         let mut outs: [Option<OutRows<'_>>; 4] = [None, None, None, None];
         for ((o, w), y) in outs.iter_mut().zip(ws).zip(ys.iter_mut()) {
             *o = Some(OutRows::whole(y, w.rows, n));
@@ -756,7 +767,7 @@ impl Cpu {
                         // different outputs, and `outs` is not written while parts live
                         // (`pool.run` returns only when all are done).
                         let mut part = unsafe { out.part(r0, r1) };
-                        engine.rows(w, x, a, q, &mut part);
+                        engine.rows(w, &acts, &mut part);
                     }
                 });
                 return;
@@ -764,7 +775,7 @@ impl Cpu {
         }
         for (w, out) in ws.iter().zip(outs.iter_mut()) {
             if let Some(out) = out {
-                engine.rows(w, x, a, q, out);
+                engine.rows(w, &acts, out);
             }
         }
     }
@@ -775,46 +786,80 @@ impl Cpu {
         VecOps(self.engine)
     }
 
-    /// Quantises `x` for `w`'s dtype into the scratch (nothing for float weights);
-    /// returns how many activation blocks and quads the call uses.
-    fn quantize_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> (usize, usize) {
-        if !w.dtype.is_quantized() {
-            return (0, 0);
-        }
+    /// Quantises `x` into the scratch as `w`'s dtype asks (`act_quant`; nothing for
+    /// float weights) and says how much of each scratch it filled.
+    fn quantize_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
         let engine = self.engine;
-        let nb = w.cols / act::QK;
-        let blocks = n * nb;
-        let nq = engine.quads(n, nb);
-        if self.act.len() < blocks {
-            self.act.resize(blocks, Q8Act::ZERO);
+        match w.dtype.act_quant() {
+            ActQuant::Float => Filled::default(),
+            ActQuant::Q8_0 | ActQuant::Q8_1 => {
+                let nb = w.cols / act::QK;
+                let nq = engine.quads(n, nb);
+                grow(&mut self.act, n * nb, Q8Act::ZERO);
+                grow(&mut self.quads, nq, Q8Quad::ZERO);
+                let (act, quads) = (&mut self.act[..n * nb], &mut self.quads[..nq]);
+                let qpr = nq.checked_div(n).unwrap_or(0); // quads per row
+                let (sa, sq) = (SharedMut::new(act), SharedMut::new(quads));
+                self.by_rows(n, nb, &|i0, i1| {
+                    // SAFETY: rows i0..i1 of the blocks and quads belong to this part
+                    // alone (`by_rows` gives disjoint ranges), and both buffers
+                    // outlive the call.
+                    let (a, q) = unsafe {
+                        (
+                            sa.slice(i0 * nb, (i1 - i0) * nb),
+                            sq.slice(i0 * qpr, (i1 - i0) * qpr),
+                        )
+                    };
+                    engine.quantize(&x[i0 * w.cols..i1 * w.cols], nb, a, q);
+                });
+                Filled {
+                    blocks: n * nb,
+                    quads: nq,
+                    supers: 0,
+                }
+            }
+            ActQuant::Q8K => {
+                let nb = w.cols / act::QK_K;
+                grow(&mut self.k, n * nb, Q8K::ZERO);
+                let sk = SharedMut::new(&mut self.k[..n * nb]);
+                self.by_rows(n, nb, &|i0, i1| {
+                    // SAFETY: as above, rows i0..i1 of the super-blocks.
+                    let k = unsafe { sk.slice(i0 * nb, (i1 - i0) * nb) };
+                    act::quantize_k(&x[i0 * w.cols..i1 * w.cols], k);
+                });
+                Filled {
+                    blocks: 0,
+                    quads: 0,
+                    supers: n * nb,
+                }
+            }
         }
-        if self.quads.len() < nq {
-            self.quads.resize(nq, Q8Quad::ZERO);
+    }
+
+    /// The activations `x` in every form the kernels read, the quantised ones from the
+    /// scratch as [`Cpu::quantize_input`] filled it.
+    fn acts<'s>(&'s self, x: &'s [f32], f: Filled) -> Acts<'s> {
+        Acts {
+            x,
+            a: &self.act[..f.blocks],
+            quads: &self.quads[..f.quads],
+            k: &self.k[..f.supers],
         }
-        let (act, quads) = (&mut self.act[..blocks], &mut self.quads[..nq]);
+    }
+
+    /// Runs `f(i0, i1)` over disjoint ranges of the `n` activation rows that cover
+    /// them all: one range per thread for a prompt (rows quantise independently), the
+    /// caller alone for one row or without a pool.
+    fn by_rows(&self, n: usize, nb: usize, f: &(dyn Fn(usize, usize) + Sync)) {
         #[cfg(feature = "std")]
         if let Some(pool) = self.pool.as_ref().filter(|_| n >= 2 && nb > 0) {
-            // A prompt's rows quantise independently: one range of rows per thread.
             let parts = self.threads.min(n);
             let per = n.div_ceil(parts);
-            let qpr = nq / n; // quads per row
-            let (sa, sq) = (SharedMut::new(act), SharedMut::new(quads));
-            pool.run(parts, &|k| {
-                let (i0, i1) = ((k * per).min(n), ((k + 1) * per).min(n));
-                // SAFETY: rows i0..i1 of the blocks and quads belong to part k alone
-                // (the ranges are disjoint), and both buffers outlive `pool.run`.
-                let (a, q) = unsafe {
-                    (
-                        sa.slice(i0 * nb, (i1 - i0) * nb),
-                        sq.slice(i0 * qpr, (i1 - i0) * qpr),
-                    )
-                };
-                engine.quantize(&x[i0 * w.cols..i1 * w.cols], nb, a, q);
-            });
-            return (blocks, nq);
+            pool.run(parts, &|k| f((k * per).min(n), ((k + 1) * per).min(n)));
+            return;
         }
-        engine.quantize(x, nb, act, quads);
-        (blocks, nq)
+        let _ = nb;
+        f(0, n);
     }
 
     /// How many parts to split a product into: one per thread once a part is worth
@@ -828,6 +873,22 @@ impl Cpu {
             .max((bytes / MIN_BYTES_PER_PART).min(self.threads))
             .min(w.rows.div_ceil(4))
             .min(pool::MAX_PARTS)
+    }
+}
+
+/// How many of each kind of quantised activation block the last
+/// [`Cpu::quantize_input`] wrote.
+#[derive(Clone, Copy, Debug, Default)]
+struct Filled {
+    blocks: usize,
+    quads: usize,
+    supers: usize,
+}
+
+/// Grows `v` to at least `len` elements (scratch: never shrinks).
+fn grow<T: Clone>(v: &mut Vec<T>, len: usize, zero: T) {
+    if v.len() < len {
+        v.resize(len, zero);
     }
 }
 
@@ -928,8 +989,7 @@ fn split_rows(
     parts: usize,
     engine: Engine,
     w: &Matrix<'_>,
-    x: &[f32],
-    (a, q): (&[Q8Act], &[Q8Quad]),
+    acts: &Acts<'_>,
     out: &OutRows<'_>,
 ) {
     // Row ranges in multiples of 4 rows (whole cache lines of y for n = 1).
@@ -942,6 +1002,6 @@ fn split_rows(
         // 0..parts runs once, and `out` itself is not written while the parts live
         // (`pool.run` returns only when all parts are done).
         let mut part = unsafe { out.part(r0, r1) };
-        engine.rows(w, x, a, q, &mut part);
+        engine.rows(w, acts, &mut part);
     });
 }

@@ -15,7 +15,7 @@
 
 use super::act::{Q8Act, QK};
 use super::scalar::{self, f16_at};
-use super::{Matrix, OutRows};
+use super::{Acts, Matrix, OutRows};
 use core::arch::aarch64::*;
 
 /// Proof that the CPU has NEON: exists only through [`Neon::detect`].
@@ -33,9 +33,9 @@ impl Neon {
     }
 
     /// See `scalar::rows`.
-    pub(crate) fn rows(self, w: &Matrix<'_>, x: &[f32], a: &[Q8Act], out: &mut OutRows<'_>) {
+    pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         // SAFETY: the token exists only if the CPU has NEON.
-        unsafe { rows(w, x, a, out) }
+        unsafe { rows(w, acts, out) }
     }
 }
 
@@ -43,8 +43,12 @@ rows_fn! {
     /// Rows `out.r0..out.r1` of `y = x · Wᵀ` with the NEON dots below.
     #[target_feature(enable = "neon")]
     fn rows {
-        f32: dot_f32, f16: dot_f16, bf16: dot_bf16,
-        q8_0: dot_q8_0, q4_0: dot_q4_0, q4_1: dot_q4_1,
+        float: F32 => dot_f32, F16 => dot_f16, BF16 => dot_bf16;
+        q8: Q8_0 => dot_q8_0, Q4_0 => dot_q4_0, Q4_1 => dot_q4_1,
+            // No NEON kernels yet for these: the scalar reference dots.
+            Q5_0 => scalar::dot_q5_0, Q5_1 => scalar::dot_q5_1, IQ4_NL => scalar::dot_iq4_nl;
+        q8k: Q2_K => scalar::dot_q2_k, Q3_K => scalar::dot_q3_k, Q4_K => scalar::dot_q4_k,
+            Q5_K => scalar::dot_q5_k, Q6_K => scalar::dot_q6_k, IQ4_XS => scalar::dot_iq4_xs;
     }
 }
 
