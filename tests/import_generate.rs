@@ -78,7 +78,7 @@ fn check_greedy(
         let imported = import(kind, model, Some(tok)).expect("import");
         assert_eq!(&imported.opts, opts, "imported options");
         let bytes = imported
-            .to_writer(Some(dtype))
+            .to_writer(Some(dtype.into()))
             .expect("convert")
             .to_bytes()
             .expect("serialise");

@@ -7,6 +7,7 @@
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::TrainConfig;
 use crate::model::Model;
+use crate::recipe::QuantPlan;
 use crate::tokenize::TextTokenizer;
 use llm_format::options::keys;
 use llm_format::{DType, LlmWriter, TokenizerSpec, Value};
@@ -36,7 +37,7 @@ pub fn export_model(
     tokenizer: &TokenizerSpec<'_>,
     config_toml: Option<&str>,
     source: &str,
-    dtype: DType,
+    plan: QuantPlan,
     path: &Path,
 ) -> Result<(), ExportError> {
     let fail = |e: llm_format::FormatError| ExportError(format!("{}: {e}", path.display()));
@@ -50,6 +51,7 @@ pub fn export_model(
     for s in &model.table.slots {
         let x = &model.params[s.range()];
         let cols = s.shape.last().copied().unwrap_or(0);
+        let dtype = plan.dtype_for(&s.name, cols, &model.opts);
         let dt = if !s.matrix {
             DType::F32
         } else if dtype.is_quantized() && cols % dtype.block_len() != 0 {
@@ -102,23 +104,24 @@ pub struct ExportArgs {
     /// Output `.llm` file.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Matrix dtype: f32, f16, bf16, q8_0, q4_0 or q4_1.
+    /// Matrix dtype (f32, f16, bf16, q8_0, q4_0, q5_0, iq4_nl, ...) or a llama.cpp
+    /// K-quant mixture (q4_k_m, q5_k_m, q6_k, ...).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
 }
 
 /// `llm-train export`.
 pub fn run_export(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let dtype = crate::import::parse_dtype(&args.dtype).map_err(ExportError)?;
+    let plan = QuantPlan::parse(&args.dtype).map_err(ExportError)?;
     let (cfg, model, tok) = load_run(&args.run)?;
     export_model(
         &model,
         &tok.spec(),
         Some(&cfg.to_toml()),
         &format!("llm-train:{}", args.run.display()),
-        dtype,
+        plan,
         &args.out,
     )?;
-    println!("wrote {} ({})", args.out.display(), dtype.name());
+    println!("wrote {} ({plan})", args.out.display());
     Ok(())
 }

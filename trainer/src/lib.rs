@@ -15,6 +15,7 @@ pub mod export;
 pub mod import;
 pub mod layers;
 pub mod quantize;
+pub mod recipe;
 
 pub mod cuda;
 pub mod model;

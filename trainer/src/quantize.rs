@@ -5,11 +5,13 @@
 //! deterministic ggml reference blocks for that f32 input. Only `matrix` slots of the
 //! layout are converted to the requested dtype; norms, biases and position tables
 //! stay f32. Quantised blocks run along the last (`in`) dimension, so a matrix whose
-//! row length is not a multiple of 32 cannot be stored block-quantised.
+//! row length is not a multiple of the type's block (32 or 256) cannot be stored in it;
+//! the K-quant mixtures fall back to a type that fits (`crate::recipe`).
 
 use crate::import::{provenance, ImportError, RawTensor};
+use crate::recipe::QuantPlan;
 use llm_format::options::keys;
-use llm_format::quant::{self, QK};
+use llm_format::quant;
 use llm_format::{DType, LlmFile, LlmWriter, MappedFile, Value};
 use std::path::Path;
 
@@ -21,11 +23,12 @@ pub fn convert_tensor(t: &mut RawTensor, target: DType) -> Result<(), ImportErro
         return Ok(());
     }
     let cols = t.shape.last().copied().unwrap_or(1);
-    if target.is_quantized() && cols % QK != 0 {
+    let bl = target.block_len();
+    if cols % bl != 0 {
         return Err(ImportError::convert(
             &t.name,
             format!(
-                "rows of {cols} values (shape {:?}) are not a multiple of {QK}: cannot store as {target}",
+                "rows of {cols} values (shape {:?}) are not a multiple of {bl}: cannot store as {target}",
                 t.shape
             ),
         ));
@@ -52,7 +55,7 @@ pub fn convert_tensor(t: &mut RawTensor, target: DType) -> Result<(), ImportErro
 /// Re-quantises a parsed `.llm` file: copies every metadata entry (provenance date
 /// and tool refreshed, source kept), converts each `matrix` slot to `dtype` and
 /// each other tensor to f32, in the file's layout order.
-pub fn requantize(file: &LlmFile<'_>, dtype: DType) -> Result<LlmWriter, ImportError> {
+pub fn requantize(file: &LlmFile<'_>, plan: QuantPlan) -> Result<LlmWriter, ImportError> {
     let opts = file.options()?;
     let layout = opts.tensor_layout();
     let mut w = LlmWriter::new();
@@ -85,7 +88,13 @@ pub fn requantize(file: &LlmFile<'_>, dtype: DType) -> Result<LlmWriter, ImportE
             shape: t.shape.to_vec(),
             data: t.data.to_vec(),
         };
-        convert_tensor(&mut raw, if slot.matrix { dtype } else { DType::F32 })?;
+        let cols = slot.shape.last().copied().unwrap_or(1);
+        let target = if slot.matrix {
+            plan.dtype_for(&slot.name, cols, &opts)
+        } else {
+            DType::F32
+        };
+        convert_tensor(&mut raw, target)?;
         w.add_tensor(raw.name, raw.dtype, &raw.shape, raw.data)?;
     }
     Ok(w)
@@ -93,11 +102,11 @@ pub fn requantize(file: &LlmFile<'_>, dtype: DType) -> Result<LlmWriter, ImportE
 
 /// `llm-train quantize --in A --out B --dtype D`: map `input`, re-quantise, write
 /// `output` atomically.
-pub fn requantize_file(input: &Path, output: &Path, dtype: DType) -> Result<(), ImportError> {
+pub fn requantize_file(input: &Path, output: &Path, plan: QuantPlan) -> Result<(), ImportError> {
     // Both errors already name the path.
     let mapped = MappedFile::open(input)?;
     let file = mapped.parse()?;
-    requantize(&file, dtype)?.write_to(output)?;
+    requantize(&file, plan)?.write_to(output)?;
     Ok(())
 }
 
@@ -110,9 +119,10 @@ pub struct QuantizeArgs {
     /// Output `.llm` file (written atomically).
     #[arg(long)]
     pub out: std::path::PathBuf,
-    /// Target dtype of the weight matrices (norms, biases, position tables stay f32).
-    #[arg(long, value_parser = crate::import::parse_dtype)]
-    pub dtype: DType,
+    /// Target dtype of the weight matrices (norms, biases, position tables stay f32),
+    /// or a llama.cpp K-quant mixture (`q4_k_m`, `q5_k_m`, `q6_k`, ...).
+    #[arg(long, value_parser = QuantPlan::parse)]
+    pub dtype: QuantPlan,
 }
 
 /// Runs `llm-train quantize`.

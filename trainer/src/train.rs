@@ -256,7 +256,7 @@ fn load_init(spec: &str, tok: Option<&Path>) -> Result<Init, TrainError> {
         }
     };
     let mut m = crate::import::import(source, path, tok).map_err(|e| TrainError(e.to_string()))?;
-    m.convert(Some(DType::F32))
+    m.convert(Some(DType::F32.into()))
         .map_err(|e| TrainError(e.to_string()))?;
     let tokenizer = tokenizer_from_spec(&m.tokenizer);
     let tensors = m
@@ -794,14 +794,14 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
     let model_path = if args.no_export || (step as usize) < max_steps {
         None
     } else {
-        let dtype = crate::import::parse_dtype(&args.export_dtype).map_err(TrainError)?;
+        let plan = crate::recipe::QuantPlan::parse(&args.export_dtype).map_err(TrainError)?;
         let path = dir.join("model.llm");
         export_model(
             &model,
             &tok.spec(),
             Some(&cfg.to_toml()),
             "llm-train",
-            dtype,
+            plan,
             &path,
         )?;
         Some(path)

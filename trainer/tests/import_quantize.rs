@@ -61,7 +61,10 @@ fn model(o: ModelOptions, rng: &mut Rng) -> ImportedModel {
 }
 
 fn write(m: &ImportedModel, dtype: Option<DType>, path: &Path) {
-    m.to_writer(dtype).unwrap().write_to(path).unwrap();
+    m.to_writer(dtype.map(Into::into))
+        .unwrap()
+        .write_to(path)
+        .unwrap();
 }
 
 /// Checks `out` against `src` requantised to `dtype`.
@@ -110,7 +113,7 @@ fn requantise_f32_and_q8_0_inputs() {
     ] {
         let (a, b) = (dir.join("a.llm"), dir.join("b.llm"));
         write(&m, from, &a);
-        requantize_file(&a, &b, to).unwrap();
+        requantize_file(&a, &b, to.into()).unwrap();
         check(&std::fs::read(&a).unwrap(), &std::fs::read(&b).unwrap(), to);
     }
 }

@@ -47,7 +47,7 @@ fn parity(o: ModelOptions, seed: u64) {
         &TextTokenizer::byte().spec(),
         Some("d_model = 64\n"),
         "test",
-        DType::F32,
+        DType::F32.into(),
         &path,
     )
     .unwrap();
@@ -121,7 +121,7 @@ fn train_export_quantised_keeps_norms_f32() {
         &TextTokenizer::byte().spec(),
         None,
         "test",
-        DType::Q8_0,
+        DType::Q8_0.into(),
         &path,
     )
     .unwrap();

@@ -284,7 +284,7 @@ fn ggml_type_name(id: u32) -> String {
 }
 
 /// GGUF tensor name → canonical name; `None` for tensors we do not keep.
-fn canonical(name: &str) -> Option<String> {
+pub fn canonical(name: &str) -> Option<String> {
     let map = |s: &str| -> Option<&'static str> {
         Some(match s {
             "attn_norm.weight" => "attn_norm.weight",

@@ -17,6 +17,7 @@ pub mod llmc;
 pub mod provenance;
 pub mod safetensors;
 
+use crate::recipe::QuantPlan;
 use llm_format::{DType, FormatError, LlmWriter, ModelOptions, TokenizerSpec, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -273,17 +274,13 @@ impl ImportedModel {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    /// Converts in place: every `matrix` slot to `dtype` (if given), every other
-    /// tensor (norms, biases, position tables) to f32. A tensor already in its target
-    /// dtype is left byte for byte as it is.
-    pub fn convert(&mut self, dtype: Option<DType>) -> Result<(), ImportError> {
+    /// Converts in place: every `matrix` slot to the dtype `plan` gives it (if
+    /// given), every other tensor (norms, biases, position tables) to f32. A tensor
+    /// already in its target dtype is left byte for byte as it is.
+    pub fn convert(&mut self, plan: Option<QuantPlan>) -> Result<(), ImportError> {
         let layout = self.opts.tensor_layout();
         for (t, slot) in self.tensors.iter_mut().zip(&layout) {
-            let target = if slot.matrix {
-                dtype.unwrap_or(t.dtype)
-            } else {
-                DType::F32
-            };
+            let target = target_dtype(plan, &self.opts, slot, t.dtype);
             crate::quantize::convert_tensor(t, target)?;
         }
         Ok(())
@@ -297,30 +294,41 @@ impl ImportedModel {
         m
     }
 
-    /// A writer holding the metadata and the tensors, matrices converted to `dtype`
-    /// when given (norms and biases always f32). Copies the tensors; see
+    /// A writer holding the metadata and the tensors, matrices converted as `plan`
+    /// says when given (norms and biases always f32). Copies the tensors; see
     /// [`ImportedModel::into_writer`] to move them instead.
-    pub fn to_writer(&self, dtype: Option<DType>) -> Result<LlmWriter, ImportError> {
-        self.clone().into_writer(dtype)
+    pub fn to_writer(&self, plan: Option<QuantPlan>) -> Result<LlmWriter, ImportError> {
+        self.clone().into_writer(plan)
     }
 
     /// [`ImportedModel::to_writer`], moving the tensor bytes into the writer (one
     /// tensor converted at a time, so peak memory stays near one model's size).
-    pub fn into_writer(self, dtype: Option<DType>) -> Result<LlmWriter, ImportError> {
+    pub fn into_writer(self, plan: Option<QuantPlan>) -> Result<LlmWriter, ImportError> {
         let mut w = LlmWriter::new();
         w.extend_meta(self.metadata());
         let layout = self.opts.tensor_layout();
         for (mut t, slot) in self.tensors.into_iter().zip(&layout) {
-            let target = if slot.matrix {
-                dtype.unwrap_or(t.dtype)
-            } else {
-                DType::F32
-            };
+            let target = target_dtype(plan, &self.opts, slot, t.dtype);
             crate::quantize::convert_tensor(&mut t, target)?;
             w.add_tensor(t.name, t.dtype, &t.shape, t.data)?;
         }
         Ok(w)
     }
+}
+
+/// The dtype a tensor of `slot` converts to: the plan's for a matrix (its own dtype
+/// without a plan), f32 for everything else.
+fn target_dtype(
+    plan: Option<QuantPlan>,
+    opts: &ModelOptions,
+    slot: &llm_format::options::TensorSlot,
+    current: DType,
+) -> DType {
+    if !slot.matrix {
+        return DType::F32;
+    }
+    let cols = slot.shape.last().copied().unwrap_or(1);
+    plan.map_or(current, |p| p.dtype_for(&slot.name, cols, opts))
 }
 
 /// The tokenizer must cover exactly the model's vocabulary, and its special ids
@@ -421,8 +429,8 @@ pub struct ImportArgs {
     pub out: PathBuf,
     /// Store the weight matrices as this dtype (norms and biases stay f32). Default:
     /// the source's own dtype (f32 for safetensors, whose weights are widened).
-    #[arg(long, value_parser = parse_dtype)]
-    pub dtype: Option<DType>,
+    #[arg(long, value_parser = QuantPlan::parse)]
+    pub dtype: Option<QuantPlan>,
 }
 
 /// Runs `llm-train import`.

@@ -56,7 +56,11 @@ pub fn le(x: &[f32]) -> Vec<u8> {
 /// Writes `m` with the real writer (matrices as `dtype`), parses it back with the
 /// real reader and checks the layout; returns the file's bytes.
 pub fn write_and_check(m: &ImportedModel, dtype: Option<DType>) -> Vec<u8> {
-    let bytes = m.to_writer(dtype).unwrap().to_bytes().unwrap();
+    let bytes = m
+        .to_writer(dtype.map(Into::into))
+        .unwrap()
+        .to_bytes()
+        .unwrap();
     let f = LlmFile::parse(&bytes).unwrap();
     let opts = f.options().unwrap();
     assert_eq!(opts, m.opts);

@@ -77,12 +77,31 @@ pub fn run(a: InfoArgs) -> Result<(), String> {
         println!("  {k:<28} {}", show(v));
     }
     println!("tensors:     {}", file.tensors().len());
+    // The mixture: how many tensors and bytes each dtype holds (a llama.cpp Q4_K_M
+    // file, say, is mostly Q4_K with some Q6_K).
+    let mut mix: Vec<(llm_format::DType, usize, u64)> = Vec::new();
+    for ti in file.tensors() {
+        match mix.iter_mut().find(|m| m.0 == ti.dtype) {
+            Some(m) => {
+                m.1 += 1;
+                m.2 += ti.size;
+            }
+            None => mix.push((ti.dtype, 1, ti.size)),
+        }
+    }
+    mix.sort_by_key(|m| std::cmp::Reverse(m.2));
+    let total: u64 = mix.iter().map(|m| m.2).sum::<u64>().max(1);
+    let parts: Vec<String> = mix
+        .iter()
+        .map(|(d, n, b)| format!("{d} {n} ({:.1}%)", 100.0 * *b as f64 / total as f64))
+        .collect();
+    println!("dtypes:      {}", parts.join(", "));
     for ti in file.tensors() {
         let global = !ti.name.starts_with("blk.") || ti.name.starts_with("blk.0.");
         if a.all || global {
             let shape: Vec<String> = ti.shape.iter().map(|d| d.to_string()).collect();
             println!(
-                "  {:<28} {:<5} [{}] {} bytes",
+                "  {:<28} {:<6} [{}] {} bytes",
                 ti.name,
                 ti.dtype.name(),
                 shape.join(", "),
