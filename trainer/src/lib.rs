@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod export;
+pub mod export_gguf;
 pub mod import;
 pub mod layers;
 pub mod quantize;

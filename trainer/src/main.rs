@@ -23,6 +23,8 @@ enum Command {
     Train(llm_train::train::TrainArgs),
     /// Export a run's latest checkpoint to a .llm file.
     Export(llm_train::export::ExportArgs),
+    /// Write an .llm model as a llama.cpp GGUF (llama architecture).
+    ExportGguf(llm_train::export_gguf::ExportGgufArgs),
     /// Continue a prompt with a run's latest checkpoint.
     Sample(llm_train::train::SampleArgs),
     /// Plot a run's train and validation loss against steps (PNG).
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => llm_train::tokenize::run_tokenize(a),
         Command::Train(a) => llm_train::train::run_train(a),
         Command::Export(a) => llm_train::export::run_export(a),
+        Command::ExportGguf(a) => llm_train::export_gguf::run_export_gguf(a),
         Command::Sample(a) => llm_train::train::run_sample(a),
         Command::Plot(a) => llm_train::plot::run_plot(a),
         Command::Viz(a) => llm_train::viz::run_viz(a),

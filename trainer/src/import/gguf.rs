@@ -283,34 +283,50 @@ fn ggml_type_name(id: u32) -> String {
     }
 }
 
+/// GGUF's per-layer tensor names beside ours (`blk.N.` + each): the one table both
+/// the importer and `export-gguf` read.
+pub const LAYER_NAMES: [(&str, &str); 9] = [
+    ("attn_norm.weight", "attn_norm.weight"),
+    ("attn_q.weight", "attn_q.weight"),
+    ("attn_k.weight", "attn_k.weight"),
+    ("attn_v.weight", "attn_v.weight"),
+    ("attn_output.weight", "attn_out.weight"),
+    ("ffn_norm.weight", "mlp_norm.weight"),
+    ("ffn_gate.weight", "mlp_gate.weight"),
+    ("ffn_up.weight", "mlp_up.weight"),
+    ("ffn_down.weight", "mlp_down.weight"),
+];
+
+/// GGUF's names of the tensors outside the layers beside ours.
+pub const GLOBAL_NAMES: [(&str, &str); 3] = [
+    ("token_embd.weight", "tok_emb"),
+    ("output_norm.weight", "out_norm.weight"),
+    ("output.weight", "output.weight"),
+];
+
+/// Maps `name` through a (GGUF, ours) table in direction `pick` (0: GGUF → ours,
+/// 1: ours → GGUF), with the `blk.N.` prefix carried over.
+fn map_name(name: &str, from: usize) -> Option<String> {
+    let to = 1 - from;
+    if let Some(g) = GLOBAL_NAMES.iter().find(|g| [g.0, g.1][from] == name) {
+        return Some([g.0, g.1][to].to_string());
+    }
+    let rest = name.strip_prefix("blk.")?;
+    let (layer, tail) = rest.split_once('.')?;
+    let l: usize = layer.parse().ok()?;
+    let t = LAYER_NAMES.iter().find(|t| [t.0, t.1][from] == tail)?;
+    Some(format!("blk.{l}.{}", [t.0, t.1][to]))
+}
+
 /// GGUF tensor name → canonical name; `None` for tensors we do not keep.
 pub fn canonical(name: &str) -> Option<String> {
-    let map = |s: &str| -> Option<&'static str> {
-        Some(match s {
-            "attn_norm.weight" => "attn_norm.weight",
-            "attn_q.weight" => "attn_q.weight",
-            "attn_k.weight" => "attn_k.weight",
-            "attn_v.weight" => "attn_v.weight",
-            "attn_output.weight" => "attn_out.weight",
-            "ffn_norm.weight" => "mlp_norm.weight",
-            "ffn_gate.weight" => "mlp_gate.weight",
-            "ffn_up.weight" => "mlp_up.weight",
-            "ffn_down.weight" => "mlp_down.weight",
-            _ => return None,
-        })
-    };
-    match name {
-        "token_embd.weight" => Some("tok_emb".into()),
-        "output_norm.weight" => Some("out_norm.weight".into()),
-        "output.weight" => Some("output.weight".into()),
-        "rope_freqs.weight" => None,
-        _ => {
-            let rest = name.strip_prefix("blk.")?;
-            let (layer, tail) = rest.split_once('.')?;
-            let l: usize = layer.parse().ok()?;
-            Some(format!("blk.{l}.{}", map(tail)?))
-        }
-    }
+    map_name(name, 0)
+}
+
+/// Canonical tensor name → GGUF's (`None` for tensors GGUF's llama layout lacks:
+/// position tables, biases).
+pub fn gguf_name(name: &str) -> Option<String> {
+    map_name(name, 1)
 }
 
 /// Maps a parsed `llama` GGUF onto options, tokenizer and canonical tensors.

@@ -1,0 +1,96 @@
+//! `export-gguf`: an `.llm` written as GGUF and read back by the GGUF importer gives
+//! the same options, tokenizer and tensor bytes; `--dtype q4_k_m` gives each tensor
+//! the mixture's type; models GGUF's llama layout cannot hold are refused with the
+//! reason. (That llama.cpp itself runs the exported files is checked by hand, see
+//! docs/PERF.md "K-quants against llama.cpp".)
+
+use llm_format::{AlignedBuf, DType, LlmFile, Mlp, ModelOptions, Norm, Positions};
+use llm_train::export::export_model;
+use llm_train::export_gguf::to_gguf;
+use llm_train::import::gguf;
+use llm_train::model::Model;
+use llm_train::quantize::requantize;
+use llm_train::recipe::QuantPlan;
+use llm_train::tokenize::TextTokenizer;
+
+fn llama(mlp: Mlp) -> ModelOptions {
+    ModelOptions {
+        vocab_size: 256,
+        d_model: 256,
+        n_layers: 3,
+        n_heads: 4,
+        n_kv_heads: 2,
+        d_ff: 288,
+        max_len: 32,
+        positions: Positions::Rope,
+        norm: Norm::RmsNorm,
+        mlp,
+        bias: false,
+        tied_embeddings: false,
+        norm_eps: 1e-5,
+        rope_base: 10000.0,
+    }
+}
+
+fn exported(o: ModelOptions, tag: &str) -> Vec<u8> {
+    let mut m = Model::<f32>::new(o, true).unwrap();
+    m.init_gpt2(7);
+    let path = std::env::temp_dir().join(format!("llm-gguf-{tag}-{}.llm", std::process::id()));
+    let tok = TextTokenizer::byte().spec();
+    export_model(&m, &tok, None, "test", DType::F16.into(), &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    bytes
+}
+
+fn round_trip(llm: &[u8]) {
+    let buf = AlignedBuf::from_slice(llm);
+    let file = LlmFile::parse(&buf).unwrap();
+    let g = to_gguf(&file, "test").unwrap();
+    let parsed = gguf::parse(&g, "test.gguf").unwrap();
+    let back = gguf::to_model(&parsed, "test.gguf").unwrap();
+    assert_eq!(back.opts, file.options().unwrap());
+    let tok = file.tokenizer().unwrap();
+    assert_eq!(back.tokenizer.tokens, tok.tokens);
+    assert_eq!(back.tokenizer.merges, tok.merges);
+    assert_eq!((back.tokenizer.bos, back.tokenizer.eos), (tok.bos, tok.eos));
+    let layout = back.opts.tensor_layout();
+    assert_eq!(back.tensors.len(), layout.len());
+    for t in &back.tensors {
+        let orig = file.tensor(&t.name).unwrap();
+        assert_eq!(t.dtype, orig.dtype, "{}", t.name);
+        assert_eq!(t.shape, orig.shape.to_vec(), "{}", t.name);
+        assert!(t.data == orig.data, "{}: bytes differ", t.name);
+    }
+}
+
+#[test]
+fn f16_and_q4_k_m_round_trip_through_the_importer() {
+    let llm = exported(llama(Mlp::SwiGlu), "rt");
+    round_trip(&llm);
+    // The same through the Q4_K_M mixture: K-quants, Q6_K and (rows of 288) the
+    // 32-block fallback all survive byte for byte.
+    let buf = AlignedBuf::from_slice(&llm);
+    let file = LlmFile::parse(&buf).unwrap();
+    let plan = QuantPlan::parse("q4_k_m").unwrap();
+    let q = requantize(&file, plan).unwrap().to_bytes().unwrap();
+    let qbuf = AlignedBuf::from_slice(&q);
+    let qfile = LlmFile::parse(&qbuf).unwrap();
+    let types: Vec<DType> = qfile.tensors().iter().map(|t| t.dtype).collect();
+    for want in [DType::Q4_K, DType::Q6_K, DType::Q5_0, DType::Q8_0] {
+        assert!(types.contains(&want), "{want} in {types:?}");
+    }
+    round_trip(&q);
+}
+
+#[test]
+fn refuses_what_gguf_llama_cannot_hold() {
+    let llm = exported(llama(Mlp::Gelu), "gelu");
+    let buf = AlignedBuf::from_slice(&llm);
+    let file = LlmFile::parse(&buf).unwrap();
+    let e = match to_gguf(&file, "x") {
+        Ok(_) => panic!("a gelu model must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("mlp gelu"), "{e}");
+}
