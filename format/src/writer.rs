@@ -280,6 +280,11 @@ fn check_tensor(
         }
         None => return bad(format!("{dtype} shape {shape:?} overflows in bytes")),
     }
+    if let Some(b) = crate::quant::first_bad_scale(dtype, &data) {
+        return bad(format!(
+            "{dtype} block {b} has a NaN or infinite scale (corrupt data)"
+        ));
+    }
     let checksum = header::checksum(&data);
     Ok(PendingTensor {
         name,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assemble, strle, u32le, u64le, RawTensor, Rng};
-use llm_format::{FormatError, LlmFile};
+use llm_format::{DType, FormatError, LlmFile, LlmWriter};
 
 fn f32_tensor(name: &str, n: u64, offset: u64) -> RawTensor {
     RawTensor {
@@ -116,6 +116,58 @@ fn dtype_shape_disagreement() {
         checksum: 0,
     };
     assert_err_has(&with_tensors(&[t], &[0; 288]), &["'q'", "multiple of 32"]);
+    // A K-quant row of 288 values (not a whole super-block of 256), and a Q4_K tensor
+    // one byte short of its super-blocks (a truncated block).
+    let t = RawTensor {
+        name: b"k".to_vec(),
+        dtype: 12,
+        dims: vec![2, 288],
+        offset: 0,
+        size: 288,
+        checksum: 0,
+    };
+    assert_err_has(&with_tensors(&[t], &[0; 288]), &["'k'", "multiple of 256"]);
+    let t = RawTensor {
+        name: b"k".to_vec(),
+        dtype: 12,
+        dims: vec![2, 256],
+        offset: 0,
+        size: 287,
+        checksum: 0,
+    };
+    assert_err_has(&with_tensors(&[t], &[0; 287]), &["'k'", "288 bytes", "287"]);
+}
+
+/// A block whose f16 scale is NaN or infinite cannot be written: every importer,
+/// `quantize` and export go through the writer, so no `.llm` holds one.
+#[test]
+fn writer_refuses_nan_and_infinite_scales() {
+    let mut r = Rng::fresh("writer_refuses_nan_and_infinite_scales");
+    let x = r.f32s(512, 1.0);
+    for dt in [
+        DType::Q4_K,
+        DType::Q6_K,
+        DType::Q8_0,
+        DType::Q5_1,
+        DType::IQ4_XS,
+    ] {
+        let good = llm_format::quant::quantize(dt, &x).unwrap();
+        let mut w = LlmWriter::new();
+        w.add_tensor("ok", dt, &[2, 256], good.clone()).unwrap();
+        // The second block's d (Q4_K/Q8_0/Q5_1/IQ4_XS: the first field; Q6_K: the
+        // last two bytes of the block) set to NaN, then to +inf.
+        for bits in [0x7e00u16, 0x7c00] {
+            let mut bad = good.clone();
+            let bb = dt.block_bytes();
+            let at = if dt == DType::Q6_K { 2 * bb - 2 } else { bb };
+            bad[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+            let e = w
+                .add_tensor("bad", dt, &[2, 256], bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("'bad'") && e.contains("block 1"), "{dt}: {e}");
+        }
+    }
 }
 
 #[test]

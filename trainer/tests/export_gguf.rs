@@ -83,6 +83,45 @@ fn f16_and_q4_k_m_round_trip_through_the_importer() {
     round_trip(&q);
 }
 
+/// A GGUF whose K-quant block has a NaN scale is refused at import, naming the tensor
+/// and the block, instead of producing a model that prints NaN.
+#[test]
+fn import_refuses_a_corrupt_k_quant_scale() {
+    let llm = exported(llama(Mlp::SwiGlu), "nan");
+    let buf = AlignedBuf::from_slice(&llm);
+    let file = LlmFile::parse(&buf).unwrap();
+    let q = requantize(&file, QuantPlan::parse("q4_k_m").unwrap())
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let qbuf = AlignedBuf::from_slice(&q);
+    let mut g = to_gguf(&LlmFile::parse(&qbuf).unwrap(), "t").unwrap();
+    // Find blk.0.attn_q.weight's data (Q4_K: d is the first 2 bytes of each block)
+    // and set block 3's d to NaN.
+    let off = {
+        let p = gguf::parse(&g, "t.gguf").unwrap();
+        let t = p
+            .tensors
+            .iter()
+            .find(|t| t.name == "blk.0.attn_q.weight")
+            .unwrap();
+        assert_eq!(t.dtype, DType::Q4_K);
+        t.data.as_ptr() as usize - g.as_ptr() as usize
+    };
+    g[off + 3 * 144..off + 3 * 144 + 2].copy_from_slice(&0x7e00u16.to_le_bytes());
+    let p = gguf::parse(&g, "t.gguf").unwrap();
+    let m = gguf::to_model(&p, "t.gguf").unwrap();
+    let e = m
+        .into_writer(None)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("blk.0.attn_q.weight") && e.contains("block 3") && e.contains("NaN"),
+        "{e}"
+    );
+}
+
 #[test]
 fn refuses_what_gguf_llama_cannot_hold() {
     let llm = exported(llama(Mlp::Gelu), "gelu");

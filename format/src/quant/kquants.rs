@@ -169,6 +169,9 @@ unsafe impl Block for BlockQ2K {
     fn quantize(x: &[f32]) -> Self {
         read_block(&kquant_ref::quantize_q2_k(super_block(x)))
     }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d, self.dmin].into_iter()
+    }
     fn dequantize(&self, out: &mut [f32]) {
         let out = out_block(out);
         let (d, min) = (self.d.to_f32(), self.dmin.to_f32());
@@ -193,6 +196,9 @@ unsafe impl Block for BlockQ3K {
     const ACT: ActQuant = ActQuant::Q8K;
     fn quantize(x: &[f32]) -> Self {
         read_block(&kquant_ref::quantize_q3_k(super_block(x)))
+    }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d].into_iter()
     }
     fn dequantize(&self, out: &mut [f32]) {
         let out = out_block(out);
@@ -245,6 +251,9 @@ unsafe impl Block for BlockQ4K {
     fn quantize(x: &[f32]) -> Self {
         read_block(&kquant_ref::quantize_q4_k(super_block(x)))
     }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d, self.dmin].into_iter()
+    }
     fn dequantize(&self, out: &mut [f32]) {
         dequantize_q45k(
             self.d,
@@ -264,6 +273,9 @@ unsafe impl Block for BlockQ5K {
     const ACT: ActQuant = ActQuant::Q8K;
     fn quantize(x: &[f32]) -> Self {
         read_block(&kquant_ref::quantize_q5_k(super_block(x)))
+    }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d, self.dmin].into_iter()
     }
     fn dequantize(&self, out: &mut [f32]) {
         dequantize_q45k(
@@ -296,6 +308,9 @@ unsafe impl Block for BlockQ6K {
     fn quantize(x: &[f32]) -> Self {
         read_block(&kquant_ref::quantize_q6_k(super_block(x)))
     }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d].into_iter()
+    }
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         for (k, o) in out_block(out).iter_mut().enumerate() {
@@ -312,6 +327,9 @@ unsafe impl Block for BlockIq4Xs {
     const ACT: ActQuant = ActQuant::Q8K;
     fn quantize(x: &[f32]) -> Self {
         read_block(&kquant_ref::quantize_iq4_xs(super_block(x)))
+    }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d].into_iter()
     }
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();

@@ -153,6 +153,9 @@ unsafe impl Block for BlockQ8_0 {
             qs: x.map(|v| round_half_away(v * id) as i8),
         }
     }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d].into_iter()
+    }
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         for (o, q) in out.iter_mut().zip(&self.qs) {
@@ -180,6 +183,9 @@ unsafe impl Block for BlockQ4_0 {
             d: f16::from_f32(d),
             qs,
         }
+    }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d].into_iter()
     }
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
@@ -211,6 +217,9 @@ unsafe impl Block for BlockQ4_1 {
             qs,
         }
     }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d, self.m].into_iter()
+    }
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
         for (j, q) in self.qs.iter().enumerate() {
@@ -236,6 +245,9 @@ unsafe impl Block for BlockQ5_0 {
             qh,
             qs,
         }
+    }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d].into_iter()
     }
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
@@ -264,6 +276,9 @@ unsafe impl Block for BlockQ5_1 {
             qs,
         }
     }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d, self.m].into_iter()
+    }
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
         for (j, o) in out.iter_mut().enumerate() {
@@ -280,6 +295,9 @@ unsafe impl Block for BlockIq4Nl {
     fn quantize(x: &[f32]) -> Self {
         let bytes = kquant_ref::quantize_iq4_nl(block(x));
         super::read_block(&bytes)
+    }
+    fn scales(&self) -> impl Iterator<Item = f16> {
+        [self.d].into_iter()
     }
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();

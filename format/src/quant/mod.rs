@@ -50,6 +50,11 @@ pub unsafe trait Block: Copy + Sized + Send + Sync + 'static {
     /// # Panics
     /// If `out.len() != LEN`.
     fn dequantize(&self, out: &mut [f32]);
+    /// The block's f16 scales and minimums (empty for plain floats): they must be
+    /// finite, or every value of the block is NaN or infinite.
+    fn scales(&self) -> impl Iterator<Item = half::f16> {
+        core::iter::empty()
+    }
 }
 
 /// `roundf`: halves round away from zero (Rust's `f32::round` needs `std`). Exact for
@@ -128,6 +133,24 @@ impl BlockVisitor for Dequantize<'_> {
             read_block::<B>(chunk).dequantize(o);
         }
     }
+}
+
+struct FirstBadScale<'a>(&'a [u8]);
+
+impl BlockVisitor for FirstBadScale<'_> {
+    type Out = Option<usize>;
+    fn visit<B: Block>(self) -> Option<usize> {
+        self.0
+            .chunks_exact(core::mem::size_of::<B>())
+            .position(|c| read_block::<B>(c).scales().any(|s| !s.is_finite()))
+    }
+}
+
+/// The index of the first block of `bytes` (whole `dtype` blocks) whose scale or
+/// minimum is NaN or infinite: a corrupt block, which would turn a whole row of
+/// outputs into NaN. `None` if every scale is finite (always, for plain floats).
+pub fn first_bad_scale(dtype: DType, bytes: &[u8]) -> Option<usize> {
+    dtype.visit(FirstBadScale(bytes))
 }
 
 /// Converts `x` to `dtype`'s bytes (the scalar reference path, little-endian). For

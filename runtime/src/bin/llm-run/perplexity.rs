@@ -1,6 +1,9 @@
 //! `llm-run perplexity`: exp of the mean negative log-likelihood of a text, scored
 //! in consecutive windows of `--ctx` tokens (each window starts with a fresh cache,
-//! so its first token is context only).
+//! so its first token is context only). `--second-half` scores only the second half
+//! of each window, as `llama-perplexity` does, so the two print the same figure for
+//! the same model, text and context (the BOS llama.cpp puts first in a window is
+//! matched when the model adds one).
 
 use clap::Args;
 use llmrt::{ops, Context, ContextParams};
@@ -24,6 +27,10 @@ pub struct PplArgs {
     /// Threads (default: physical cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
+    /// Score only the second half of each window, every token with at least
+    /// `ctx/2` tokens of context (llama-perplexity's method).
+    #[arg(long)]
+    second_half: bool,
 }
 
 /// Runs the command.
@@ -61,11 +68,22 @@ pub fn run(a: PplArgs) -> Result<(), String> {
     }
     let mut logits = Vec::new();
     let (mut nll, mut count) = (0.0f64, 0usize);
+    let first = if a.second_half { n_ctx / 2 } else { 0 };
+    let mut win = Vec::with_capacity(n_ctx);
     for w in 0..windows {
-        let win = &tokens[w * n_ctx..(w + 1) * n_ctx];
+        win.clear();
+        win.extend_from_slice(&tokens[w * n_ctx..(w + 1) * n_ctx]);
+        if let (true, true, Some(bos)) = (
+            a.second_half,
+            model.tokenizer.add_bos(),
+            model.tokenizer.bos(),
+        ) {
+            // llama-perplexity replaces each window's first token with BOS.
+            win[0] = bos;
+        }
         ctx.reset();
-        ctx.eval_all(win, &mut logits).map_err(|e| e.to_string())?;
-        for i in 0..n_ctx - 1 {
+        ctx.eval_all(&win, &mut logits).map_err(|e| e.to_string())?;
+        for i in first..n_ctx - 1 {
             let row = &logits[i * vocab..(i + 1) * vocab];
             nll -= ops::log_prob(row, win[i + 1] as usize) as f64;
             count += 1;
