@@ -36,6 +36,7 @@
 //! the speed).
 
 use super::act::{self, Q8Act, Q8Quad, QK};
+use super::avx2_k;
 use core::arch::x86_64::*;
 use llm_format::DType;
 
@@ -113,16 +114,15 @@ fn rows(w: &super::Matrix<'_>, acts: &super::Acts<'_>, out: &mut super::OutRows<
             }
         }
         DType::Q8_0 => each_row!(w, out, dot_q8_0, a, nb),
+        // Super-blocks: `avx2_k`.
+        DType::Q2_K => avx2_k::rows::<avx2_k::Q2K>(w, acts.k, out),
+        DType::Q3_K => avx2_k::rows::<avx2_k::Q3K>(w, acts.k, out),
+        DType::Q4_K => avx2_k::rows::<avx2_k::Q4K>(w, acts.k, out),
+        DType::Q5_K => avx2_k::rows::<avx2_k::Q5K>(w, acts.k, out),
+        DType::Q6_K => avx2_k::rows::<avx2_k::Q6K>(w, acts.k, out),
+        DType::IQ4_XS => avx2_k::rows::<avx2_k::Iq4Xs>(w, acts.k, out),
         // No AVX2 kernels yet: the scalar reference.
-        DType::Q5_0
-        | DType::Q5_1
-        | DType::IQ4_NL
-        | DType::Q2_K
-        | DType::Q3_K
-        | DType::Q4_K
-        | DType::Q5_K
-        | DType::Q6_K
-        | DType::IQ4_XS => super::scalar::rows(w, acts, out),
+        DType::Q5_0 | DType::Q5_1 | DType::IQ4_NL => super::scalar::rows(w, acts, out),
     }
 }
 

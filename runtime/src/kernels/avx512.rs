@@ -27,6 +27,7 @@
 
 use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};
+use super::{avx2_k, avx512_k};
 use super::{Acts, Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::DType;
@@ -105,16 +106,15 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 4 x 3, 1),
         DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 4 x 3, 1),
         DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 4 x 3, 1),
+        // Super-blocks: `avx512_k`.
+        DType::Q2_K => avx512_k::rows::<avx2_k::Q2K>(w, acts.k, out),
+        DType::Q3_K => avx512_k::rows::<avx2_k::Q3K>(w, acts.k, out),
+        DType::Q4_K => avx512_k::rows::<avx2_k::Q4K>(w, acts.k, out),
+        DType::Q5_K => avx512_k::rows::<avx2_k::Q5K>(w, acts.k, out),
+        DType::Q6_K => avx512_k::rows::<avx2_k::Q6K>(w, acts.k, out),
+        DType::IQ4_XS => avx512_k::rows::<avx2_k::Iq4Xs>(w, acts.k, out),
         // No AVX-512 kernels yet: the scalar reference.
-        DType::Q5_0
-        | DType::Q5_1
-        | DType::IQ4_NL
-        | DType::Q2_K
-        | DType::Q3_K
-        | DType::Q4_K
-        | DType::Q5_K
-        | DType::Q6_K
-        | DType::IQ4_XS => super::scalar::rows(w, acts, out),
+        DType::Q5_0 | DType::Q5_1 | DType::IQ4_NL => super::scalar::rows(w, acts, out),
     }
 }
 
