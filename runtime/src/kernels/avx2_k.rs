@@ -560,15 +560,23 @@ fn hsum(v: __m256) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_row<B: KQuant>(w: &[u8], y: &[Q8K]) -> f32 {
     assert_eq!(w.len(), B::SIZE * y.len());
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for (b, yb) in y.iter().enumerate() {
-        // SAFETY: super-block b lies in `w` (length checked above).
+    // Two accumulators in registers (an array indexed by `b & 1` would live in memory).
+    let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let p = w.as_ptr();
+    let mut b = 0;
+    // SAFETY (unpacks): super-blocks b, b + 1 < y.len() lie in `w` (length checked).
+    while b + 2 <= y.len() {
         unsafe {
-            let u = unpack::<B>(w.as_ptr().add(b * B::SIZE));
-            acc[b & 1] = sb_dot::<B>(&u, yb, acc[b & 1]);
+            a0 = sb_dot::<B>(&unpack::<B>(p.add(b * B::SIZE)), &y[b], a0);
+            a1 = sb_dot::<B>(&unpack::<B>(p.add((b + 1) * B::SIZE)), &y[b + 1], a1);
         }
+        b += 2;
     }
-    hsum(_mm256_add_ps(acc[0], acc[1]))
+    if b < y.len() {
+        // SAFETY: as above.
+        unsafe { a0 = sb_dot::<B>(&unpack::<B>(p.add(b * B::SIZE)), &y[b], a0) };
+    }
+    hsum(_mm256_add_ps(a0, a1))
 }
 
 /// Super-blocks per column chunk of a prompt: 4 rows × 8 × 576 bytes = 18 KiB of
