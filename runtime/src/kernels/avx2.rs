@@ -34,6 +34,10 @@
 //! `dot_q4_quads`). The f16 scales are widened with `vpbroadcastw` + `vcvtph2ps`: a
 //! partial-register `vpinsrw` would chain every block to the previous one (it halved
 //! the speed).
+//!
+//! Q5_0, Q5_1 and IQ4_NL go one block per step for generation and prompts alike
+//! (ggml's AVX2 scheme: fifth bits spread to bytes by `bits32`, IQ4_NL's values by one
+//! `pshufb`). The super-block types (Q2_K … Q6_K, IQ4_XS) are in `avx2_k`.
 
 use super::act::{self, Q8Act, Q8Quad, QK};
 use super::avx2_k;

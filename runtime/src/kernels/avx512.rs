@@ -24,6 +24,10 @@
 //!   summation differs from the scalar reference.
 //! * Leftover blocks (`nb % 4`): two per 512-bit register, with |w| and the activation
 //!   negated where `w < 0` (exact, no offset), and an odd last one in 256 bits.
+//! * Q5_0/Q5_1 take their fifth bits through byte masks (`vpord` under a mask) and
+//!   Q5_0's +16 back out as `2·(-8·Σq_x)`; IQ4_NL's nibbles index its value table with
+//!   one `vpshufb` and go in +128 like Q8_0.
+//! * The super-block types (Q2_K … Q6_K, IQ4_XS) are in `avx512_k`.
 
 use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};
