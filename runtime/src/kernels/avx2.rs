@@ -34,8 +34,13 @@
 //! `dot_q4_quads`). The f16 scales are widened with `vpbroadcastw` + `vcvtph2ps`: a
 //! partial-register `vpinsrw` would chain every block to the previous one (it halved
 //! the speed).
+//!
+//! Q5_0, Q5_1 and IQ4_NL go one block per step for generation and prompts alike
+//! (ggml's AVX2 scheme: fifth bits spread to bytes by `bits32`, IQ4_NL's values by one
+//! `pshufb`). The super-block types (Q2_K … Q6_K, IQ4_XS) are in `avx2_k`.
 
 use super::act::{self, Q8Act, Q8Quad, QK};
+use super::avx2_k;
 use core::arch::x86_64::*;
 use llm_format::DType;
 
@@ -113,16 +118,17 @@ fn rows(w: &super::Matrix<'_>, acts: &super::Acts<'_>, out: &mut super::OutRows<
             }
         }
         DType::Q8_0 => each_row!(w, out, dot_q8_0, a, nb),
-        // No AVX2 kernels yet: the scalar reference.
-        DType::Q5_0
-        | DType::Q5_1
-        | DType::IQ4_NL
-        | DType::Q2_K
-        | DType::Q3_K
-        | DType::Q4_K
-        | DType::Q5_K
-        | DType::Q6_K
-        | DType::IQ4_XS => super::scalar::rows(w, acts, out),
+        // Super-blocks: `avx2_k`.
+        DType::Q2_K => avx2_k::rows::<avx2_k::Q2K>(w, acts.k, out),
+        DType::Q3_K => avx2_k::rows::<avx2_k::Q3K>(w, acts.k, out),
+        DType::Q4_K => avx2_k::rows::<avx2_k::Q4K>(w, acts.k, out),
+        DType::Q5_K => avx2_k::rows::<avx2_k::Q5K>(w, acts.k, out),
+        DType::Q6_K => avx2_k::rows::<avx2_k::Q6K>(w, acts.k, out),
+        DType::IQ4_XS => avx2_k::rows::<avx2_k::Iq4Xs>(w, acts.k, out),
+        // One block at a time, also for prompts (no unpacked reuse yet).
+        DType::Q5_0 => each_row!(w, out, dot_q5_0, a, nb),
+        DType::Q5_1 => each_row!(w, out, dot_q5_1, a, nb),
+        DType::IQ4_NL => each_row!(w, out, dot_iq4_nl, a, nb),
     }
 }
 
@@ -959,6 +965,100 @@ fn dot_q4_1(w: &[u8], a: &[Q8Act]) -> f32 {
     });
     // Every lane of `summ` holds the same Σ m·s.
     sum + _mm256_cvtss_f32(summ)
+}
+
+/// The 32 bits of `qh` as bytes: `0xff` where bit `j` is set, byte `j`.
+#[inline(always)]
+fn bits32(qh: u32) -> __m256i {
+    // SAFETY: only called from functions with AVX2 enabled.
+    unsafe {
+        let v = _mm256_set1_epi32(qh as i32);
+        // Byte j takes byte j / 8 of qh, then tests bit j % 8 (all other bits set).
+        let idx = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        );
+        let v = _mm256_shuffle_epi8(v, idx);
+        let v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+        _mm256_cmpeq_epi8(v, _mm256_set1_epi8(-1))
+    }
+}
+
+/// The 5-bit quants (0..32) of a Q5 block: nibbles at `p`, fifth bits `qh`.
+///
+/// # Safety
+/// 16 readable bytes at `p`; AVX2 present.
+#[inline(always)]
+unsafe fn quant5(p: *const u8, qh: u32) -> __m256i {
+    // SAFETY: caller.
+    let q = unsafe { nibbles(p) };
+    _mm256_or_si256(q, _mm256_and_si256(bits32(qh), _mm256_set1_epi8(0x10)))
+}
+
+/// Q5_0 row · quantised activations (ggml's `vec_dot_q5_0_q8_0`).
+///
+/// # Panics
+/// If `w.len() != 22·a.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q5_0(w: &[u8], a: &[Q8Act]) -> f32 {
+    block_loop!(w, a, 22, |blk, y| {
+        let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+        // SAFETY: blk has 22 bytes, so 16 at offset 6; y.qs has 32 bytes.
+        let (qx, qy) = unsafe {
+            (
+                quant5(blk.as_ptr().add(6), qh),
+                load32(y.qs.as_ptr() as *const u8),
+            )
+        };
+        dot_i8(_mm256_sub_epi8(qx, _mm256_set1_epi8(16)), qy)
+    })
+}
+
+/// Q5_1 row · quantised activations with `s` (ggml's `vec_dot_q5_1_q8_1`).
+///
+/// # Panics
+/// If `w.len() != 24·a.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q5_1(w: &[u8], a: &[Q8Act]) -> f32 {
+    let mut summ = _mm256_setzero_ps();
+    let sum = block_loop!(w, a, 24, |blk, y| {
+        let m = _mm256_cvtph_ps(_mm_set1_epi16(u16_at(&blk[2..]) as i16));
+        summ = _mm256_fmadd_ps(m, _mm256_set1_ps(y.s), summ);
+        let qh = u32::from_le_bytes([blk[4], blk[5], blk[6], blk[7]]);
+        // SAFETY: blk has 24 bytes, so 16 at offset 8; y.qs has 32 bytes. Quants ≤ 31:
+        // maddubs pairs ≤ 2·31·127, no saturation.
+        let (qx, qy) = unsafe {
+            (
+                quant5(blk.as_ptr().add(8), qh),
+                load32(y.qs.as_ptr() as *const u8),
+            )
+        };
+        dot_u4_i8(qx, qy)
+    });
+    // Every lane of `summ` holds the same Σ m·s.
+    sum + _mm256_cvtss_f32(summ)
+}
+
+/// IQ4_NL row · quantised activations (ggml's `vec_dot_iq4_nl_q8_0`): the nibbles
+/// index the value table with one `pshufb`.
+///
+/// # Panics
+/// If `w.len() != 18·a.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_iq4_nl(w: &[u8], a: &[Q8Act]) -> f32 {
+    // SAFETY: the table is 16 bytes.
+    let t = unsafe { _mm_loadu_si128(llm_format::quant::IQ4_NL_VALUES.as_ptr() as *const __m128i) };
+    let t = _mm256_set_m128i(t, t);
+    block_loop!(w, a, 18, |blk, y| {
+        // SAFETY: blk has 18 bytes, so 16 at offset 2; y.qs has 32 bytes.
+        let (qx, qy) = unsafe {
+            (
+                nibbles(blk.as_ptr().add(2)),
+                load32(y.qs.as_ptr() as *const u8),
+            )
+        };
+        dot_i8(_mm256_shuffle_epi8(t, qx), qy)
+    })
 }
 
 /// `act::quantize` in AVX2, bit-identical for finite inputs: the same max, the same

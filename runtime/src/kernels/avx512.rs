@@ -24,9 +24,14 @@
 //!   summation differs from the scalar reference.
 //! * Leftover blocks (`nb % 4`): two per 512-bit register, with |w| and the activation
 //!   negated where `w < 0` (exact, no offset), and an odd last one in 256 bits.
+//! * Q5_0/Q5_1 take their fifth bits through byte masks (`vpord` under a mask) and
+//!   Q5_0's +16 back out as `2·(-8·Σq_x)`; IQ4_NL's nibbles index its value table with
+//!   one `vpshufb` and go in +128 like Q8_0.
+//! * The super-block types (Q2_K … Q6_K, IQ4_XS) are in `avx512_k`.
 
 use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};
+use super::{avx2_k, avx512_k};
 use super::{Acts, Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::DType;
@@ -95,6 +100,9 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         DType::Q8_0 if out.n() > 1 => packed::<Q8_0>(w, quads, out),
         DType::Q4_0 if out.n() > 1 => packed::<Q4_0>(w, quads, out),
         DType::Q4_1 if out.n() > 1 => packed::<Q4_1>(w, quads, out),
+        DType::Q5_0 if out.n() > 1 => packed::<Q5_0>(w, quads, out),
+        DType::Q5_1 if out.n() > 1 => packed::<Q5_1>(w, quads, out),
+        DType::IQ4_NL if out.n() > 1 => packed::<Iq4Nl>(w, quads, out),
         // Generation over short rows (under 512 columns): 4 rows per tile, so the
         // per-row costs (leftover block, reductions) weigh less (15M-shape q4_0 tg
         // +64% on one thread); longer rows go one at a time (4 per tile is 20-25%
@@ -102,19 +110,22 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         DType::Q8_0 if nb < 16 => drive!(w, qu, out, tile_q8_0, 4 x 3, 4),
         DType::Q4_0 if nb < 16 => drive!(w, qu, out, tile_q4_0, 4 x 3, 4),
         DType::Q4_1 if nb < 16 => drive!(w, qu, out, tile_q4_1, 4 x 3, 4),
+        DType::Q5_0 if nb < 16 => drive!(w, qu, out, tile_q5_0, 4 x 3, 4),
+        DType::Q5_1 if nb < 16 => drive!(w, qu, out, tile_q5_1, 4 x 3, 4),
+        DType::IQ4_NL if nb < 16 => drive!(w, qu, out, tile_iq4_nl, 4 x 3, 4),
         DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 4 x 3, 1),
         DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 4 x 3, 1),
         DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 4 x 3, 1),
-        // No AVX-512 kernels yet: the scalar reference.
-        DType::Q5_0
-        | DType::Q5_1
-        | DType::IQ4_NL
-        | DType::Q2_K
-        | DType::Q3_K
-        | DType::Q4_K
-        | DType::Q5_K
-        | DType::Q6_K
-        | DType::IQ4_XS => super::scalar::rows(w, acts, out),
+        DType::Q5_0 => drive!(w, qu, out, tile_q5_0, 4 x 3, 1),
+        DType::Q5_1 => drive!(w, qu, out, tile_q5_1, 4 x 3, 1),
+        DType::IQ4_NL => drive!(w, qu, out, tile_iq4_nl, 4 x 3, 1),
+        // Super-blocks: `avx512_k`.
+        DType::Q2_K => avx512_k::rows::<avx2_k::Q2K>(w, acts.k, out),
+        DType::Q3_K => avx512_k::rows::<avx2_k::Q3K>(w, acts.k, out),
+        DType::Q4_K => avx512_k::rows::<avx2_k::Q4K>(w, acts.k, out),
+        DType::Q5_K => avx512_k::rows::<avx2_k::Q5K>(w, acts.k, out),
+        DType::Q6_K => avx512_k::rows::<avx2_k::Q6K>(w, acts.k, out),
+        DType::IQ4_XS => avx512_k::rows::<avx2_k::Iq4Xs>(w, acts.k, out),
     }
 }
 
@@ -214,7 +225,7 @@ unsafe fn unpack<B: QuantBlock>(p: *const u8) -> Unpacked {
 fn quad_dot<B: QuantBlock>(acc: __m512, u: &Unpacked, q: &Q8Quad) -> __m512 {
     // SAFETY: each quad field is 64 bytes; the callers run with the token's features.
     unsafe {
-        let off = _mm512_loadu_si512(B::offset(q).as_ptr() as *const __m512i);
+        let off = B::offset(q);
         let ylo = _mm512_loadu_si512(q.lo.as_ptr() as *const __m512i);
         let yhi = _mm512_loadu_si512(q.hi.as_ptr() as *const __m512i);
         let dot = _mm512_dpbusd_epi32(off, u.lo, ylo);
@@ -471,7 +482,10 @@ trait QuantBlock {
     /// The activation quad's `-offset·Σq` (block `g`'s in lane `4g`) for the offset
     /// `weights4` adds to each weight: a block's dot product starts there, so that the
     /// offset cancels exactly.
-    fn offset(q: &Q8Quad) -> &[i32; 16];
+    ///
+    /// # Safety
+    /// The token's features present.
+    unsafe fn offset(q: &Q8Quad) -> __m512i;
 }
 
 /// The 16 f16 values at the 16-bit word indices `idx` (its low half) of the 64 bytes
@@ -559,8 +573,9 @@ impl QuantBlock for Q8_0 {
         _mm512_setzero_ps()
     }
     #[inline(always)]
-    fn offset(q: &Q8Quad) -> &[i32; 16] {
-        &q.off128
+    unsafe fn offset(q: &Q8Quad) -> __m512i {
+        // SAFETY: 64 bytes; caller.
+        unsafe { _mm512_loadu_si512(q.off128.as_ptr() as *const __m512i) }
     }
     #[inline(always)]
     unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
@@ -635,8 +650,9 @@ impl QuantBlock for Q4_0 {
         _mm512_setzero_ps()
     }
     #[inline(always)]
-    fn offset(q: &Q8Quad) -> &[i32; 16] {
-        &q.off8
+    unsafe fn offset(q: &Q8Quad) -> __m512i {
+        // SAFETY: 64 bytes; caller.
+        unsafe { _mm512_loadu_si512(q.off8.as_ptr() as *const __m512i) }
     }
     #[inline(always)]
     unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
@@ -673,10 +689,9 @@ impl QuantBlock for Q4_1 {
         unsafe { halves16(p, &IDX) }
     }
     #[inline(always)]
-    fn offset(_: &Q8Quad) -> &[i32; 16] {
+    unsafe fn offset(_: &Q8Quad) -> __m512i {
         // Q4_1's nibbles are unsigned already: no offset.
-        const ZERO: &[i32; 16] = &[0; 16];
-        ZERO
+        _mm512_setzero_si512()
     }
     #[inline(always)]
     unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
@@ -865,4 +880,250 @@ fn tile_q4_1<const R: usize, const T: usize>(
     acts: [(&[Q8Act], &[Q8Quad]); T],
 ) -> [[f32; T]; R] {
     tile_quant::<Q4_1, R, T>(ws, acts)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn tile_q5_0<const R: usize, const T: usize>(
+    ws: [&[u8]; R],
+    acts: [(&[Q8Act], &[Q8Quad]); T],
+) -> [[f32; T]; R] {
+    tile_quant::<Q5_0, R, T>(ws, acts)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn tile_q5_1<const R: usize, const T: usize>(
+    ws: [&[u8]; R],
+    acts: [(&[Q8Act], &[Q8Quad]); T],
+) -> [[f32; T]; R] {
+    tile_quant::<Q5_1, R, T>(ws, acts)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn tile_iq4_nl<const R: usize, const T: usize>(
+    ws: [&[u8]; R],
+    acts: [(&[Q8Act], &[Q8Quad]); T],
+) -> [[f32; T]; R] {
+    tile_quant::<Iq4Nl, R, T>(ws, acts)
+}
+
+struct Q5_0;
+struct Q5_1;
+struct Iq4Nl;
+
+/// Word indices for [`halves2`]: the f16 at word `off` of 4 blocks of `stride` words
+/// (`total` words in all, more than 32), in quad lanes; words past 31 come from a
+/// second register loaded at the last 64 bytes, so they are `32 + w - (total - 32)`.
+const fn quad_words2(stride: u16, off: u16, total: u16) -> [u16; 32] {
+    let mut idx = quad_words(stride, off);
+    let mut l = 0;
+    while l < 16 {
+        if idx[l] >= 32 {
+            idx[l] = 32 + idx[l] - (total - 32);
+        }
+        l += 1;
+    }
+    idx
+}
+
+/// The 16 f16 values at word indices `idx` (from [`quad_words2`]) of the `bytes`
+/// bytes at `p` (64 < bytes ≤ 128), widened to f32.
+///
+/// # Safety
+/// `bytes` readable bytes at `p`; AVX-512 F/BW present.
+#[inline(always)]
+unsafe fn halves2(p: *const u8, bytes: usize, idx: &[u16; 32]) -> __m512 {
+    // SAFETY: caller; both loads lie in p..p + bytes.
+    unsafe {
+        let a = _mm512_loadu_si512(p as *const __m512i);
+        let b = _mm512_loadu_si512(p.add(bytes - 64) as *const __m512i);
+        let i = _mm512_loadu_si512(idx.as_ptr() as *const __m512i);
+        _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, i, b)))
+    }
+}
+
+/// The fifth bits of 4 Q5 blocks (their `qh` u32s at `p`, `p + stride`, ...) as byte
+/// masks in [`Q8Quad`] order: (elements 0..16 of each block, elements 16..32).
+///
+/// # Safety
+/// 4 readable bytes at each.
+#[inline(always)]
+unsafe fn fifth4(p: *const u8, stride: usize) -> (__mmask64, __mmask64) {
+    let (mut lo, mut hi) = (0u64, 0u64);
+    for g in 0..4 {
+        // SAFETY: caller.
+        let h = unsafe { core::ptr::read_unaligned(p.add(g * stride) as *const u32) } as u64;
+        lo |= (h & 0xffff) << (16 * g);
+        hi |= (h >> 16) << (16 * g);
+    }
+    (lo, hi)
+}
+
+/// The u32 at `p`.
+///
+/// # Safety
+/// 4 readable bytes at `p`.
+#[inline(always)]
+unsafe fn qh_at(p: *const u8) -> u64 {
+    // SAFETY: caller.
+    unsafe { core::ptr::read_unaligned(p as *const u32) as u64 }
+}
+
+/// `q | 16` in the bytes selected by `m`.
+#[inline(always)]
+fn or16(q: __m512i, m: __mmask64) -> __m512i {
+    // SAFETY: only called from functions with AVX-512 BW enabled.
+    unsafe { _mm512_or_si512(q, _mm512_maskz_set1_epi8(m, 16)) }
+}
+
+/// As [`or16`] for 32 bytes.
+#[inline(always)]
+fn or16_256(q: __m256i, m: __mmask32) -> __m256i {
+    // SAFETY: only called from functions with AVX-512 BW/VL enabled.
+    unsafe { _mm256_or_si256(q, _mm256_maskz_set1_epi8(m, 16)) }
+}
+
+impl QuantBlock for Q5_0 {
+    const SIZE: usize = 22;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn scales4(p: *const u8) -> __m512 {
+        const IDX: [u16; 32] = quad_words2(11, 0, 44);
+        // SAFETY: the 4 blocks are 88 bytes (caller).
+        unsafe { halves2(p, 88, &IDX) }
+    }
+    #[inline(always)]
+    unsafe fn mins4(_: *const u8) -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn offset(q: &Q8Quad) -> __m512i {
+        // SAFETY: 64 bytes; caller. The raw 5-bit quant is w + 16: -16·Σq = 2·(-8·Σq).
+        unsafe { _mm512_slli_epi32(_mm512_loadu_si512(q.off8.as_ptr() as *const __m512i), 1) }
+    }
+    #[inline(always)]
+    unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
+        // SAFETY: qh at 2..6, quants at 6..22 of each block (caller).
+        unsafe {
+            let (lo, hi) = nibbles4(p.add(6), 22);
+            let (mlo, mhi) = fifth4(p.add(2), 22);
+            (or16(lo, mlo), or16(hi, mhi))
+        }
+    }
+    #[inline(always)]
+    unsafe fn weights2(p: *const u8) -> __m512i {
+        // SAFETY: as `weights4` for two blocks; element order, qh bit j = element j.
+        unsafe {
+            let q = nibbles2(p.add(6), 22);
+            let m = qh_at(p.add(2)) | (qh_at(p.add(24)) << 32);
+            _mm512_sub_epi8(or16(q, m), _mm512_set1_epi8(16))
+        }
+    }
+    #[inline(always)]
+    unsafe fn weights1(p: *const u8) -> __m256i {
+        // SAFETY: as `weights4` for one block.
+        unsafe {
+            let q = or16_256(nibbles1(p.add(6)), qh_at(p.add(2)) as u32);
+            _mm256_sub_epi8(q, _mm256_set1_epi8(16))
+        }
+    }
+}
+
+impl QuantBlock for Q5_1 {
+    const SIZE: usize = 24;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn scales4(p: *const u8) -> __m512 {
+        const IDX: [u16; 32] = quad_words2(12, 0, 48);
+        // SAFETY: the 4 blocks are 96 bytes (caller).
+        unsafe { halves2(p, 96, &IDX) }
+    }
+    #[inline(always)]
+    unsafe fn mins4(p: *const u8) -> __m512 {
+        const IDX: [u16; 32] = quad_words2(12, 1, 48);
+        // SAFETY: as `scales4`.
+        unsafe { halves2(p, 96, &IDX) }
+    }
+    #[inline(always)]
+    unsafe fn offset(_: &Q8Quad) -> __m512i {
+        // Unsigned quants: no offset.
+        _mm512_setzero_si512()
+    }
+    #[inline(always)]
+    unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
+        // SAFETY: qh at 4..8, quants at 8..24 of each block (caller).
+        unsafe {
+            let (lo, hi) = nibbles4(p.add(8), 24);
+            let (mlo, mhi) = fifth4(p.add(4), 24);
+            (or16(lo, mlo), or16(hi, mhi))
+        }
+    }
+    #[inline(always)]
+    unsafe fn weights2(p: *const u8) -> __m512i {
+        // SAFETY: as `weights4` for two blocks.
+        unsafe {
+            let q = nibbles2(p.add(8), 24);
+            or16(q, qh_at(p.add(4)) | (qh_at(p.add(28)) << 32))
+        }
+    }
+    #[inline(always)]
+    unsafe fn weights1(p: *const u8) -> __m256i {
+        // SAFETY: as `weights4` for one block.
+        unsafe { or16_256(nibbles1(p.add(8)), qh_at(p.add(4)) as u32) }
+    }
+}
+
+/// IQ4_NL's values as signed bytes in each 128-bit lane of a 512-bit register.
+#[inline(always)]
+fn iq4_signed512() -> __m512i {
+    // SAFETY: 16 bytes; only called from functions with AVX-512 F enabled.
+    unsafe {
+        _mm512_broadcast_i32x4(_mm_loadu_si128(
+            llm_format::quant::IQ4_NL_VALUES.as_ptr() as *const __m128i
+        ))
+    }
+}
+
+impl QuantBlock for Iq4Nl {
+    const SIZE: usize = 18;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn scales4(p: *const u8) -> __m512 {
+        const IDX: [u16; 32] = quad_words(9, 0);
+        // SAFETY: the 4 blocks are 72 bytes (caller).
+        unsafe { halves16(p, &IDX) }
+    }
+    #[inline(always)]
+    unsafe fn mins4(_: *const u8) -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn offset(q: &Q8Quad) -> __m512i {
+        // SAFETY: 64 bytes; caller. Values go in as v + 128.
+        unsafe { _mm512_loadu_si512(q.off128.as_ptr() as *const __m512i) }
+    }
+    #[inline(always)]
+    unsafe fn weights4(p: *const u8) -> (__m512i, __m512i) {
+        // SAFETY: quants at 2..18 of each block (caller); table lookup, then +128.
+        unsafe {
+            let (lo, hi) = nibbles4(p.add(2), 18);
+            let (t, flip) = (iq4_signed512(), _mm512_set1_epi8(-128));
+            (
+                _mm512_xor_si512(_mm512_shuffle_epi8(t, lo), flip),
+                _mm512_xor_si512(_mm512_shuffle_epi8(t, hi), flip),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn weights2(p: *const u8) -> __m512i {
+        // SAFETY: quants at 2..18 and 20..36 (caller).
+        unsafe { _mm512_shuffle_epi8(iq4_signed512(), nibbles2(p.add(2), 18)) }
+    }
+    #[inline(always)]
+    unsafe fn weights1(p: *const u8) -> __m256i {
+        // SAFETY: quants at 2..18 (caller).
+        unsafe {
+            let t = _mm512_castsi512_si256(iq4_signed512());
+            _mm256_shuffle_epi8(t, nibbles1(p.add(2)))
+        }
+    }
 }
