@@ -497,6 +497,7 @@ pub(crate) struct Acts<'a> {
     /// `n · cols/32` blocks.
     pub(crate) a: &'a [Q8Act],
     /// The blocks rearranged in quads of 4 (engines that use them).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only x86-64 paths read it
     pub(crate) quads: &'a [Q8Quad],
     /// `n · cols/256` super-blocks.
     pub(crate) k: &'a [Q8K],

@@ -102,7 +102,10 @@ pub(crate) fn f16_at(b: &[u8]) -> f32 {
 ///
 /// # Panics
 /// If the row does not hold exactly one block per activation block.
-fn blocks<'a, B: Block, A>(w: &'a [u8], a: &'a [A]) -> impl Iterator<Item = (B, &'a A)> + 'a {
+pub(crate) fn blocks<'a, B: Block, A>(
+    w: &'a [u8],
+    a: &'a [A],
+) -> impl Iterator<Item = (B, &'a A)> + 'a {
     let size = core::mem::size_of::<B>();
     assert_eq!(
         w.len(),
