@@ -448,9 +448,8 @@ struct AttnShape {
 /// threads waiting while the caller does it alone.
 fn for_row_ranges(cpu: &Cpu, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     let parts = cpu.threads().min(n).max(1);
-    let per = n.div_ceil(parts);
     cpu.parallel(parts, &|k| {
-        let (i0, i1) = ((k * per).min(n), ((k + 1) * per).min(n));
+        let (i0, i1) = crate::kernels::part_range(k, parts, n, 1);
         if i0 < i1 {
             f(i0, i1);
         }

@@ -3,8 +3,8 @@
 //! Floats: register tiles of 4 weight rows × 2 activations for prompts, weights
 //! widened to f32 in registers (F16C for f16, a 16-bit shift for bf16), the last
 //! `cols % 8` in scalar code; generation one row at a time in four FMA chains
-//! (`dot_float`): one weight stream per thread (f16 tg 118 → 225 tok/s on 2 Zen 5
-//! threads against 4-row tiles, PERF.md).
+//! (`dot_float`): one weight stream per thread reads memory faster than interleaved
+//! row tiles (PERF.md has the figures).
 //!
 //! Blocks, prompts (`n > 1`, [`packed`]): for each group of 4 weight rows, a chunk of
 //! up to 16 quads (4 blocks each) is unpacked once into an L1-sized buffer and then
@@ -19,8 +19,7 @@
 //!   quad's `-8·Σq_x`, Q4_1's `m_w·s_x` joins the f32 sum in the same lanes.
 //!   Activations go in pairs (`tile_pairs`): two `hadd_epi16` fold the 16-bit sums of
 //!   2 activations × 4 blocks into one register (16 products per word, ≤ 30480, still
-//!   exact), so one conversion, multiply and FMA serve 8 blocks instead of 2
-//!   (+13% 110M q4_0 pp64 over tiles of 4 rows × 2 single activations).
+//!   exact), so one conversion, multiply and FMA serve 8 blocks instead of 2.
 //! * Q8_0: ggml's sign trick, |w| (unpacked once) times the activation negated where
 //!   `w < 0`; pairs reach 2·128·127, so the low and high halves widen separately.
 //!
@@ -41,6 +40,7 @@
 
 use super::act::{self, Q8Act, Q8Quad, QK};
 use super::avx2_k;
+use super::marker::{Iq4Xs, BF16, F16, F32, Q2K, Q3K, Q4K, Q4_0, Q4_1, Q5K, Q6K, Q8_0};
 use core::arch::x86_64::*;
 use llm_format::DType;
 
@@ -119,12 +119,12 @@ fn rows(w: &super::Matrix<'_>, acts: &super::Acts<'_>, out: &mut super::OutRows<
         }
         DType::Q8_0 => each_row!(w, out, dot_q8_0, a, nb),
         // Super-blocks: `avx2_k`.
-        DType::Q2_K => avx2_k::rows::<avx2_k::Q2K>(w, acts.k, out),
-        DType::Q3_K => avx2_k::rows::<avx2_k::Q3K>(w, acts.k, out),
-        DType::Q4_K => avx2_k::rows::<avx2_k::Q4K>(w, acts.k, out),
-        DType::Q5_K => avx2_k::rows::<avx2_k::Q5K>(w, acts.k, out),
-        DType::Q6_K => avx2_k::rows::<avx2_k::Q6K>(w, acts.k, out),
-        DType::IQ4_XS => avx2_k::rows::<avx2_k::Iq4Xs>(w, acts.k, out),
+        DType::Q2_K => avx2_k::rows::<Q2K>(w, acts.k, out),
+        DType::Q3_K => avx2_k::rows::<Q3K>(w, acts.k, out),
+        DType::Q4_K => avx2_k::rows::<Q4K>(w, acts.k, out),
+        DType::Q5_K => avx2_k::rows::<Q5K>(w, acts.k, out),
+        DType::Q6_K => avx2_k::rows::<Q6K>(w, acts.k, out),
+        DType::IQ4_XS => avx2_k::rows::<Iq4Xs>(w, acts.k, out),
         // One block at a time, also for prompts (no unpacked reuse yet).
         DType::Q5_0 => each_row!(w, out, dot_q5_0, a, nb),
         DType::Q5_1 => each_row!(w, out, dot_q5_1, a, nb),
@@ -241,7 +241,7 @@ const KQ: usize = 16;
 const TA: usize = 2;
 
 /// A block type as [`packed`] takes it.
-trait PackBlock {
+trait QuantBlock {
     /// Bytes per block.
     const SIZE: usize;
     /// Whether blocks carry a minimum (`m_w·s_x` terms).
@@ -322,7 +322,7 @@ unsafe fn act_pair(q: &Q8Quad, h: usize) -> (__m256i, __m256i) {
     }
 }
 
-impl PackBlock for Q8_0 {
+impl QuantBlock for Q8_0 {
     const SIZE: usize = 34;
     const MIN: bool = false;
     const Q4: bool = false;
@@ -366,7 +366,7 @@ impl PackBlock for Q8_0 {
     }
 }
 
-impl PackBlock for Q4_0 {
+impl QuantBlock for Q4_0 {
     const SIZE: usize = 18;
     const MIN: bool = false;
     const Q4: bool = true;
@@ -402,7 +402,7 @@ impl PackBlock for Q4_0 {
     }
 }
 
-impl PackBlock for Q4_1 {
+impl QuantBlock for Q4_1 {
     const SIZE: usize = 20;
     const MIN: bool = true;
     const Q4: bool = true;
@@ -436,10 +436,6 @@ impl PackBlock for Q4_1 {
     }
 }
 
-struct Q8_0;
-struct Q4_0;
-struct Q4_1;
-
 /// Rows of `out` for a prompt (`n > 1`): 4 rows at a time, each chunk of up to [`KQ`]
 /// weight quads is unpacked once (nibbles split, magnitudes taken, scales widened)
 /// and then multiplied with every activation in tiles of 4 rows × [`TA`]
@@ -452,7 +448,7 @@ struct Q4_1;
 /// If `quads.len() != n·⌊nb/4⌋` or `a.len() != n·nb`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn packed<B: PackBlock>(
+fn packed<B: QuantBlock>(
     w: &super::Matrix<'_>,
     a: &[Q8Act],
     quads: &[Q8Quad],
@@ -536,7 +532,7 @@ const PA: usize = 1;
 /// `[p][j][k]` for row `j` and activation `acts[p][k]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_pairs<B: PackBlock, const P: usize>(
+fn tile_pairs<B: QuantBlock, const P: usize>(
     chunk: &[[Unpacked; KQ]; 4],
     acts: [[&[Q8Quad]; 2]; P],
 ) -> [[[f32; 2]; 4]; P] {
@@ -625,7 +621,7 @@ fn tile_pairs<B: PackBlock, const P: usize>(
 /// `chunk[j][..len]` and the activation quads `acts[k]` (`len` of them).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn tile_packed<B: PackBlock, const T: usize>(
+fn tile_packed<B: QuantBlock, const T: usize>(
     chunk: &[[Unpacked; KQ]; 4],
     acts: [&[Q8Quad]; T],
 ) -> [[f32; T]; 4] {
@@ -694,10 +690,6 @@ trait Load8 {
     /// One weight at `p` (the scalar tail).
     fn one(b: &[u8]) -> f32;
 }
-
-struct F32;
-struct F16;
-struct BF16;
 
 impl Load8 for F32 {
     const SIZE: usize = 4;

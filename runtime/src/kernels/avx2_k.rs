@@ -24,6 +24,7 @@
 //! tiles of 4 rows × 2 activations (`packed_rows!`).
 
 use super::act::{Q8K, QK_K};
+use super::marker::{Iq4Xs, Q2K, Q3K, Q4K, Q5K, Q6K};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::quant::IQ4_NL_VALUES;
@@ -58,19 +59,6 @@ pub(super) trait KQuant {
     /// `SIZE` readable bytes at `p`; AVX2 and F16C present.
     unsafe fn raw(p: *const u8) -> Raw;
 }
-
-/// Q2_K marker.
-pub(super) struct Q2K;
-/// Q3_K marker.
-pub(super) struct Q3K;
-/// Q4_K marker.
-pub(super) struct Q4K;
-/// Q5_K marker.
-pub(super) struct Q5K;
-/// Q6_K marker.
-pub(super) struct Q6K;
-/// IQ4_XS marker.
-pub(super) struct Iq4Xs;
 
 /// The f16 at `p` as f32.
 ///

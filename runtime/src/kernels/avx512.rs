@@ -31,7 +31,10 @@
 
 use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};
-use super::{avx2_k, avx512_k};
+use super::avx512_k;
+use super::marker::{
+    Iq4Nl, Iq4Xs, BF16, F16, F32, Q2K, Q3K, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0,
+};
 use super::{Acts, Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::DType;
@@ -120,12 +123,12 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         DType::Q5_1 => drive!(w, qu, out, tile_q5_1, 4 x 3, 1),
         DType::IQ4_NL => drive!(w, qu, out, tile_iq4_nl, 4 x 3, 1),
         // Super-blocks: `avx512_k`.
-        DType::Q2_K => avx512_k::rows::<avx2_k::Q2K>(w, acts.k, out),
-        DType::Q3_K => avx512_k::rows::<avx2_k::Q3K>(w, acts.k, out),
-        DType::Q4_K => avx512_k::rows::<avx2_k::Q4K>(w, acts.k, out),
-        DType::Q5_K => avx512_k::rows::<avx2_k::Q5K>(w, acts.k, out),
-        DType::Q6_K => avx512_k::rows::<avx2_k::Q6K>(w, acts.k, out),
-        DType::IQ4_XS => avx512_k::rows::<avx2_k::Iq4Xs>(w, acts.k, out),
+        DType::Q2_K => avx512_k::rows::<Q2K>(w, acts.k, out),
+        DType::Q3_K => avx512_k::rows::<Q3K>(w, acts.k, out),
+        DType::Q4_K => avx512_k::rows::<Q4K>(w, acts.k, out),
+        DType::Q5_K => avx512_k::rows::<Q5K>(w, acts.k, out),
+        DType::Q6_K => avx512_k::rows::<Q6K>(w, acts.k, out),
+        DType::IQ4_XS => avx512_k::rows::<Iq4Xs>(w, acts.k, out),
     }
 }
 
@@ -291,10 +294,6 @@ trait Load16 {
     /// must be present.
     unsafe fn load16(p: *const u8, mask: __mmask16) -> __m512;
 }
-
-struct F32;
-struct F16;
-struct BF16;
 
 impl Load16 for F32 {
     const SIZE: usize = 4;
@@ -546,10 +545,6 @@ unsafe fn nibbles4(p: *const u8, stride: usize) -> (__m512i, __m512i) {
         _mm512_and_si512(_mm512_srli_epi16(z, 4), m),
     )
 }
-
-struct Q8_0;
-struct Q4_0;
-struct Q4_1;
 
 impl QuantBlock for Q8_0 {
     const SIZE: usize = 34;
@@ -905,10 +900,6 @@ fn tile_iq4_nl<const R: usize, const T: usize>(
 ) -> [[f32; T]; R] {
     tile_quant::<Iq4Nl, R, T>(ws, acts)
 }
-
-struct Q5_0;
-struct Q5_1;
-struct Iq4Nl;
 
 /// Word indices for [`halves2`]: the f16 at word `off` of 4 blocks of `stride` words
 /// (`total` words in all, more than 32), in quad lanes; words past 31 come from a

@@ -6,8 +6,9 @@
 //! on a busy machine) the caller simply does the parts nobody has started; it only
 //! ever waits for parts already running. Workers spin on that word for
 //! 100 µs after each job (the next product of a token follows within
-//! microseconds) and then park on a condvar. An empty hand-off costs about 0.5 µs
-//! against about 5 µs for `rayon::join` (`dispatch` in `benches/kernels.rs`).
+//! microseconds) and then park on a condvar. A hand-off costs several times less than
+//! `rayon::join` (`dispatch` in `benches/kernels.rs`; figures in PERF.md), which
+//! matters for the hundreds of small products of each generated token.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};

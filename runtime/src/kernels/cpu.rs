@@ -1,0 +1,350 @@
+//! [`Cpu`], the front of the kernels: the chosen path, the activation scratch and the
+//! thread pool, and how a product is split into parts of rows across the pool.
+
+use super::act::{self, Q8Act, Q8Quad, Q8K};
+use super::dispatch::{Engine, KernelPath, VecOps};
+use super::matrix::check_shapes;
+#[cfg(feature = "std")]
+use super::pool;
+use super::{Acts, Matrix, OutRows, SharedMut};
+use alloc::vec::Vec;
+use core::fmt;
+use llm_format::ActQuant;
+
+/// Per-context kernel state: the chosen SIMD path, the thread pool, and the scratch
+/// for quantised activations. No allocation per call once the scratch has grown.
+pub struct Cpu {
+    engine: Engine,
+    threads: usize,
+    /// Quantised activations, `n · cols/32` blocks of the current call.
+    act: Vec<Q8Act>,
+    /// The same rearranged in quads of 4 blocks, for the engines that use them.
+    quads: Vec<Q8Quad>,
+    /// Quantised activations, `n · cols/256` super-blocks (Q8_K weight types).
+    k: Vec<Q8K>,
+    #[cfg(feature = "std")]
+    pool: Option<pool::Pool>,
+}
+
+impl fmt::Debug for Cpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cpu")
+            .field("path", &self.path())
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+// A context moves with the model state it belongs to, across threads.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Cpu>();
+};
+
+/// Weight bytes (times activations, up to 8) below which a part is not worth its
+/// hand-off (about a microsecond; `dispatch` in `benches/kernels.rs`).
+#[cfg(feature = "std")]
+const MIN_BYTES_PER_PART: usize = 16 * 1024;
+
+/// Weight bytes (times activations, up to 8) per part for big products: a few
+/// microseconds of work, so the caller never waits long for the last part.
+#[cfg(feature = "std")]
+const BYTES_PER_PART: usize = 64 * 1024;
+
+impl Cpu {
+    /// A context on the fastest path this CPU has (with `std`: run-time detection,
+    /// overridden by `LLMRT_KERNEL=scalar|avx2|avx512|neon` when that path is
+    /// available; without `std`: the features enabled at compile time), running each
+    /// product on `threads` threads (`0` means 1; ignored without `std`).
+    pub fn new(threads: usize) -> Cpu {
+        #[cfg(feature = "std")]
+        let forced = std::env::var("LLMRT_KERNEL")
+            .ok()
+            .and_then(|s| KernelPath::from_name(&s))
+            .and_then(Engine::for_path);
+        #[cfg(not(feature = "std"))]
+        let forced = None;
+        let engine = forced
+            .unwrap_or_else(|| Engine::for_path(KernelPath::best()).unwrap_or(Engine::Scalar));
+        Cpu::with_engine(threads, engine)
+    }
+
+    /// A context on `path`, or `None` if this CPU (or build) lacks it.
+    pub fn with_path(threads: usize, path: KernelPath) -> Option<Cpu> {
+        Engine::for_path(path).map(|e| Cpu::with_engine(threads, e))
+    }
+
+    fn with_engine(threads: usize, engine: Engine) -> Cpu {
+        #[cfg(feature = "std")]
+        let threads = threads.max(1);
+        #[cfg(not(feature = "std"))]
+        let threads = {
+            let _ = threads;
+            1
+        };
+        Cpu {
+            engine,
+            threads,
+            act: Vec::new(),
+            quads: Vec::new(),
+            k: Vec::new(),
+            #[cfg(feature = "std")]
+            pool: (threads > 1).then(|| pool::Pool::new(threads - 1)),
+        }
+    }
+
+    /// The path this context runs.
+    pub fn path(&self) -> KernelPath {
+        self.engine.path()
+    }
+
+    /// Threads each product is split over (1 without `std`).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(k)` for every `k` in `0..parts`, on the pool's threads and the caller
+    /// (or on the caller alone without `std` or with one thread). For work other than
+    /// matrix products that splits into independent parts (attention heads).
+    pub fn parallel(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
+        #[cfg(feature = "std")]
+        if let Some(pool) = &self.pool {
+            if parts > 1 && parts <= pool::MAX_PARTS {
+                pool.run(parts, f);
+                return;
+            }
+        }
+        (0..parts).for_each(f);
+    }
+
+    /// `y[i·rows + r] = Σ_c W[r, c] · x[i·cols + c]` for `i in 0..n`, that is
+    /// `y = x · Wᵀ` with `x` as `[n, cols]` and `y` as `[n, rows]` (`n = 1` for
+    /// generation, the prompt length for prompts). Same semantics as [`matmul_ref`].
+    ///
+    /// # Panics
+    /// If `x.len() != n·w.cols`, `y.len() != n·w.rows`, or `w`'s fields disagree with
+    /// its data (they are checked by [`Matrix::new`]).
+    pub fn matmul(&mut self, w: &Matrix<'_>, x: &[f32], n: usize, y: &mut [f32]) {
+        check_shapes(w, x, n, y);
+        let engine = self.engine;
+        let filled = self.quantize_input(w, x, n);
+        let acts = self.acts(x, filled);
+        let mut out = OutRows::whole(y, w.rows, n);
+        #[cfg(feature = "std")]
+        if let Some(pool) = &self.pool {
+            let parts = self.parts_for(w, n);
+            if parts > 1 {
+                return split_rows(pool, parts, engine, w, &acts, &out);
+            }
+        }
+        engine.rows(w, &acts, &mut out);
+    }
+
+    /// `ys[i] = x·Wᵢᵀ` for up to four matrices that read the same input (q, k, v;
+    /// gate, up), all of one dtype and width: the input is quantised once and the rows
+    /// of every matrix go to the threads as one job instead of one hand-off each.
+    /// Each output is what [`Cpu::matmul`] gives for its matrix alone.
+    ///
+    /// # Panics
+    /// As [`Cpu::matmul`] for each pair, and if `ws.len() != ys.len()`.
+    pub fn matmul_many(&mut self, ws: &[Matrix<'_>], x: &[f32], n: usize, ys: &mut [&mut [f32]]) {
+        assert_eq!(ws.len(), ys.len(), "matmul_many: one output per matrix");
+        let uniform = ws
+            .windows(2)
+            .all(|p| p[0].dtype == p[1].dtype && p[0].cols == p[1].cols);
+        if !uniform || ws.len() < 2 || ws.len() > 4 {
+            for (w, y) in ws.iter().zip(ys.iter_mut()) {
+                self.matmul(w, x, n, y);
+            }
+            return;
+        }
+        for (w, y) in ws.iter().zip(ys.iter()) {
+            check_shapes(w, x, n, y);
+        }
+        let engine = self.engine;
+        let filled = self.quantize_input(&ws[0], x, n);
+        let acts = self.acts(x, filled);
+        let mut outs: [Option<OutRows<'_>>; 4] = [None, None, None, None];
+        for ((o, w), y) in outs.iter_mut().zip(ws).zip(ys.iter_mut()) {
+            *o = Some(OutRows::whole(y, w.rows, n));
+        }
+        #[cfg(feature = "std")]
+        if let Some(pool) = &self.pool {
+            let mut parts = [0usize; 4];
+            for (p, w) in parts.iter_mut().zip(ws) {
+                // A small matrix is one part (parts_for says 0 or 1 for "no split").
+                *p = self.parts_for(w, n).max(1);
+            }
+            let total: usize = parts.iter().sum();
+            if total > 1 && total <= pool::MAX_PARTS {
+                let outs = &outs;
+                pool.run(total, &|k| {
+                    // Part k belongs to the matrix whose range of part numbers holds it.
+                    let (mut i, mut kk) = (0, k);
+                    while kk >= parts[i] {
+                        kk -= parts[i];
+                        i += 1;
+                    }
+                    let (w, rows) = (&ws[i], ws[i].rows);
+                    let (r0, r1) = part_range(kk, parts[i], rows, 4);
+                    if let Some(out) = &outs[i] {
+                        // SAFETY: within matrix i the `part_range`s of distinct kk are
+                        // disjoint, every part runs once, different matrices write
+                        // different outputs, and `outs` is not written while parts live
+                        // (`pool.run` returns only when all are done).
+                        let mut part = unsafe { out.part(r0, r1) };
+                        engine.rows(w, &acts, &mut part);
+                    }
+                });
+                return;
+            }
+        }
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            if let Some(out) = out {
+                engine.rows(w, &acts, out);
+            }
+        }
+    }
+
+    /// The vector loops between the products ([`VecOps`]) on this context's path:
+    /// a copy that threads can share.
+    pub(crate) fn vecops(&self) -> VecOps {
+        VecOps(self.engine)
+    }
+
+    /// Quantises `x` into the scratch as `w`'s dtype asks (`act_quant`; nothing for
+    /// float weights) and says how much of each scratch it filled.
+    fn quantize_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
+        let engine = self.engine;
+        match w.dtype.act_quant() {
+            ActQuant::Float => Filled::default(),
+            ActQuant::Q8_0 | ActQuant::Q8_1 => {
+                let nb = w.cols / act::QK;
+                let nq = engine.quads(n, nb);
+                grow(&mut self.act, n * nb, Q8Act::ZERO);
+                grow(&mut self.quads, nq, Q8Quad::ZERO);
+                let (act, quads) = (&mut self.act[..n * nb], &mut self.quads[..nq]);
+                let qpr = nq.checked_div(n).unwrap_or(0); // quads per row
+                let (sa, sq) = (SharedMut::new(act), SharedMut::new(quads));
+                self.by_rows(n, nb, &|i0, i1| {
+                    // SAFETY: rows i0..i1 of the blocks and quads belong to this part
+                    // alone (`by_rows` gives disjoint ranges), and both buffers
+                    // outlive the call.
+                    let (a, q) = unsafe {
+                        (
+                            sa.slice(i0 * nb, (i1 - i0) * nb),
+                            sq.slice(i0 * qpr, (i1 - i0) * qpr),
+                        )
+                    };
+                    engine.quantize(&x[i0 * w.cols..i1 * w.cols], nb, a, q);
+                });
+                Filled {
+                    blocks: n * nb,
+                    quads: nq,
+                    supers: 0,
+                }
+            }
+            ActQuant::Q8K => {
+                let nb = w.cols / act::QK_K;
+                grow(&mut self.k, n * nb, Q8K::ZERO);
+                let sk = SharedMut::new(&mut self.k[..n * nb]);
+                self.by_rows(n, nb, &|i0, i1| {
+                    // SAFETY: as above, rows i0..i1 of the super-blocks.
+                    let k = unsafe { sk.slice(i0 * nb, (i1 - i0) * nb) };
+                    act::quantize_k(&x[i0 * w.cols..i1 * w.cols], k);
+                });
+                Filled {
+                    blocks: 0,
+                    quads: 0,
+                    supers: n * nb,
+                }
+            }
+        }
+    }
+
+    /// The activations `x` in every form the kernels read, the quantised ones from the
+    /// scratch as [`Cpu::quantize_input`] filled it.
+    fn acts<'s>(&'s self, x: &'s [f32], f: Filled) -> Acts<'s> {
+        Acts {
+            x,
+            a: &self.act[..f.blocks],
+            quads: &self.quads[..f.quads],
+            k: &self.k[..f.supers],
+        }
+    }
+
+    /// Runs `f(i0, i1)` over disjoint ranges of the `n` activation rows that cover
+    /// them all: one range per thread for a prompt (rows quantise independently), the
+    /// caller alone for one row or without a pool.
+    fn by_rows(&self, n: usize, nb: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+        #[cfg(feature = "std")]
+        if let Some(pool) = self.pool.as_ref().filter(|_| n >= 2 && nb > 0) {
+            let parts = self.threads.min(n);
+            pool.run(parts, &|k| {
+                let (i0, i1) = part_range(k, parts, n, 1);
+                f(i0, i1)
+            });
+            return;
+        }
+        let _ = nb;
+        f(0, n);
+    }
+
+    /// How many parts to split a product into: one per thread once a part is worth
+    /// its hand-off, more for big products. Parts are claimed dynamically, so a thread
+    /// that starts late (or is descheduled) takes fewer, and small parts keep the wait
+    /// for the last one short.
+    #[cfg(feature = "std")]
+    fn parts_for(&self, w: &Matrix<'_>, n: usize) -> usize {
+        let bytes = w.data.len().saturating_mul(n.min(8));
+        (bytes / BYTES_PER_PART)
+            .max((bytes / MIN_BYTES_PER_PART).min(self.threads))
+            .min(w.rows.div_ceil(4))
+            .min(pool::MAX_PARTS)
+    }
+}
+
+/// How many of each kind of quantised activation block the last
+/// [`Cpu::quantize_input`] wrote.
+#[derive(Clone, Copy, Debug, Default)]
+struct Filled {
+    blocks: usize,
+    quads: usize,
+    supers: usize,
+}
+
+/// Grows `v` to at least `len` elements (scratch: never shrinks).
+fn grow<T: Clone>(v: &mut Vec<T>, len: usize, zero: T) {
+    if v.len() < len {
+        v.resize(len, zero);
+    }
+}
+
+/// Part `k` of `0..len` split into `parts` ranges of equal length rounded up to a
+/// multiple of `align` (the last ones shorter or empty): disjoint for distinct `k`,
+/// and together they cover `0..len`.
+pub(crate) fn part_range(k: usize, parts: usize, len: usize, align: usize) -> (usize, usize) {
+    let per = len.div_ceil(parts.max(1)).next_multiple_of(align);
+    ((k * per).min(len), ((k + 1) * per).min(len))
+}
+
+/// Runs `parts` disjoint row ranges of `out` on the pool and the calling thread.
+#[cfg(feature = "std")]
+fn split_rows(
+    pool: &pool::Pool,
+    parts: usize,
+    engine: Engine,
+    w: &Matrix<'_>,
+    acts: &Acts<'_>,
+    out: &OutRows<'_>,
+) {
+    // Row ranges in multiples of 4 rows (whole cache lines of y for n = 1).
+    pool.run(parts, &|k| {
+        let (r0, r1) = part_range(k, parts, w.rows, 4);
+        // SAFETY: the `part_range`s of distinct k are disjoint, every k in
+        // 0..parts runs once, and `out` itself is not written while the parts live
+        // (`pool.run` returns only when all parts are done).
+        let mut part = unsafe { out.part(r0, r1) };
+        engine.rows(w, acts, &mut part);
+    });
+}

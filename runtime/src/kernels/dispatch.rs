@@ -1,0 +1,210 @@
+//! Which instruction-set path runs the kernels: [`KernelPath`] (what a user names,
+//! `LLMRT_KERNEL`), the `Engine` that holds the proof the CPU has it and sends each
+//! call to that path's code, and [`VecOps`], the vector loops between products
+//! compiled per path.
+
+use super::act::{self, Q8Act, Q8Quad};
+#[cfg(target_arch = "aarch64")]
+use super::neon;
+#[cfg(target_arch = "x86_64")]
+use super::{avx2, avx512};
+use super::{scalar, vecops, Acts, Matrix, OutRows};
+use alloc::vec::Vec;
+use core::fmt;
+
+/// An instruction-set path for the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// Portable Rust, the reference (and the only path without a known SIMD ISA).
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C (256-bit).
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL/DQ with VNNI integer dots, plus FMA and F16C (512-bit).
+    Avx512,
+    /// aarch64 NEON (no `dotprod` variant yet: its intrinsics are unstable in Rust).
+    Neon,
+}
+
+impl KernelPath {
+    /// Every path, best last.
+    pub const ALL: [KernelPath; 4] = [
+        KernelPath::Scalar,
+        KernelPath::Neon,
+        KernelPath::Avx2,
+        KernelPath::Avx512,
+    ];
+
+    /// The paths this CPU can run, `Scalar` first and the fastest last.
+    pub fn available() -> Vec<KernelPath> {
+        KernelPath::ALL
+            .into_iter()
+            .filter(|p| Engine::for_path(*p).is_some())
+            .collect()
+    }
+
+    /// The fastest available path.
+    pub fn best() -> KernelPath {
+        KernelPath::available()
+            .last()
+            .copied()
+            .unwrap_or(KernelPath::Scalar)
+    }
+
+    /// Lower-case name as accepted by `LLMRT_KERNEL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Avx512 => "avx512",
+            KernelPath::Neon => "neon",
+        }
+    }
+
+    /// Parses a name as printed by [`KernelPath::name`] (case-insensitive).
+    pub fn from_name(s: &str) -> Option<KernelPath> {
+        KernelPath::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+impl fmt::Display for KernelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A path together with the token that proves the CPU supports it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Engine {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(avx2::Avx2),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(avx512::Avx512),
+    #[cfg(target_arch = "aarch64")]
+    Neon(neon::Neon),
+}
+
+impl Engine {
+    pub(crate) fn for_path(path: KernelPath) -> Option<Engine> {
+        match path {
+            KernelPath::Scalar => Some(Engine::Scalar),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => avx2::Avx2::detect().map(Engine::Avx2),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => avx512::Avx512::detect().map(Engine::Avx512),
+            #[cfg(target_arch = "aarch64")]
+            KernelPath::Neon => neon::Neon::detect().map(Engine::Neon),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    pub(crate) fn path(self) -> KernelPath {
+        match self {
+            Engine::Scalar => KernelPath::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(_) => KernelPath::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => KernelPath::Avx512,
+            #[cfg(target_arch = "aarch64")]
+            Engine::Neon(_) => KernelPath::Neon,
+        }
+    }
+
+    /// Quads of 4 blocks per activation row this engine wants (`n` rows of `nb`):
+    /// AVX-512 takes a last, zero-padded quad for the `nb % 4` leftover blocks.
+    pub(crate) fn quads(self, n: usize, nb: usize) -> usize {
+        let _ = (n, nb); // unused on targets without a quad engine
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(_) => n * (nb / 4),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => n * nb.div_ceil(4),
+            _ => 0,
+        }
+    }
+
+    /// Quantises `x` (whole blocks) into `out` (one [`Q8Act`] per 32 values), and
+    /// into `quads` if the engine uses them (rows of `nb` blocks).
+    pub(crate) fn quantize(self, x: &[f32], nb: usize, out: &mut [Q8Act], quads: &mut [Q8Quad]) {
+        let _ = (nb, &quads); // unused on targets without a quad engine
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(t) => {
+                t.quantize(x, out);
+                act::build_quads(out, nb, quads);
+            }
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(t) => {
+                t.quantize(x, out);
+                act::build_quads(out, nb, quads);
+            }
+            _ => act::quantize(x, out),
+        }
+    }
+
+    /// Rows `part.r0..part.r1` of `y = x · Wᵀ`.
+    pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, part: &mut OutRows<'_>) {
+        match self {
+            Engine::Scalar => scalar::rows(w, acts, part),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(t) => t.rows(w, acts, part),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(t) => t.rows(w, acts, part),
+            #[cfg(target_arch = "aarch64")]
+            Engine::Neon(t) => t.rows(w, acts, part),
+        }
+    }
+}
+
+/// The small vector loops of a forward pass (attention for one query, SwiGLU),
+/// compiled for a kernel path: `Copy` and shareable across the pool's threads, unlike
+/// the [`Cpu`] it comes from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct VecOps(pub(crate) Engine);
+
+impl VecOps {
+    /// One query's attention: `out = softmax(scale·K·q)·V` over the first `sc.len()`
+    /// cached positions (`keys`, `vals`: `[positions, q.len()]` rows), with `sc` as
+    /// the scores' scratch. Vectorised for this path.
+    ///
+    /// # Panics
+    /// If `keys` or `vals` hold fewer than `sc.len()` rows or `out.len() != q.len()`.
+    pub(crate) fn attend(
+        &self,
+        q: &[f32],
+        keys: &[f32],
+        vals: &[f32],
+        scale: f32,
+        sc: &mut [f32],
+        out: &mut [f32],
+    ) {
+        match self.0 {
+            // SAFETY: the engine exists only if the CPU has its features.
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => unsafe { vecops::attend_avx512(q, keys, vals, scale, sc, out) },
+            // SAFETY: as above; AVX2 implies the FMA the token also checked.
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(_) => unsafe { vecops::attend_avx2(q, keys, vals, scale, sc, out) },
+            _ => vecops::attend_body(q, keys, vals, scale, sc, out),
+        }
+    }
+
+    /// SwiGLU in place: `up[i] = silu(gate[i])·up[i]`, vectorised for this path.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub(crate) fn swiglu(&self, up: &mut [f32], gate: &[f32]) {
+        match self.0 {
+            // SAFETY: as in `attend`.
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) => unsafe { vecops::swiglu_avx512(up, gate) },
+            // SAFETY: as in `attend`.
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx2(_) => unsafe { vecops::swiglu_avx2(up, gate) },
+            _ => vecops::swiglu_body(up, gate),
+        }
+    }
+}
