@@ -34,8 +34,15 @@ for t in $TYPES; do
         "$BIN/llama-quantize" --allow-requantize "$WORK/base-f16.gguf" "$g" "$t" >"$WORK/$lc-quantize.log" 2>&1
     fi
     "$LLM_TRAIN" import --from gguf --model "$g" --out "$l" >/dev/null 2>&1
-    p1=$("$BIN/llama-perplexity" -m "$g" -f "$TEXT" -c "$CTX" -t "$THREADS" 2>&1 | tee "$WORK/$lc-ppl-llamacpp.log" \
-        | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+    # llama.cpp logs from a background thread and may exit before the last lines are
+    # out (seen with stdout on a file): run it through a pipe, and again if the
+    # "Final estimate" line is still missing (3 tries).
+    p1=""
+    for _ in 1 2 3; do
+        "$BIN/llama-perplexity" -m "$g" -f "$TEXT" -c "$CTX" -t "$THREADS" 2>&1 | cat >"$WORK/$lc-ppl-llamacpp.log"
+        p1=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$WORK/$lc-ppl-llamacpp.log")
+        [[ -n "$p1" ]] && break
+    done
     p2=$("$LLM_RUN" perplexity -m "$l" -f "$TEXT" --ctx "$CTX" -t "$THREADS" --second-half 2>"$WORK/$lc-ppl-llmrt.log" \
         | sed -n 's/^perplexity: //p')
     "$BIN/llama-simple" -m "$g" -n "$N" "$PROMPT" 2>/dev/null >"$WORK/$lc-gen-llamacpp.txt" || true
