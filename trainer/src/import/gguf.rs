@@ -1,7 +1,7 @@
 //! llama.cpp GGUF (v2/v3 layout), `llama` architecture, with its embedded tokenizer.
 //!
 //! Layout: `"GGUF"`, u32 version, u64 tensor count, u64 kv count; kv pairs (string
-//! key, u32 value type, value; types are GGUF's, the same ids as [`Value`]); tensor
+//! key, u32 value type, value; decoded by [`llm_format::gguf_value`]); tensor
 //! infos (string name, u32 n_dims, u64 ne[n_dims] innermost first, u32 ggml type,
 //! u64 offset from the data section); the data section starts at the next multiple
 //! of `general.alignment` (default 32). Our shapes are outermost first, so `ne` is
@@ -11,6 +11,7 @@
 
 use super::cursor::Cursor;
 use super::{file_name, map_file, ImportError, ImportedModel, RawTensor};
+use llm_format::gguf_value::ValueReader;
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -59,67 +60,15 @@ fn string<'a>(c: &mut Cursor<'a>, what: &str, file: &str) -> Result<&'a str, Imp
     })
 }
 
-fn value<'a>(
-    c: &mut Cursor<'a>,
-    ty: u32,
-    key: &str,
-    file: &str,
-    depth: u32,
-) -> Result<Value<'a>, ImportError> {
-    Ok(match ty {
-        0 => Value::U8(c.u8(key)?),
-        1 => Value::I8(c.u8(key)? as i8),
-        2 => Value::U16(c.u16(key)?),
-        3 => Value::I16(c.u16(key)? as i16),
-        4 => Value::U32(c.u32(key)?),
-        5 => Value::I32(c.i32(key)?),
-        6 => Value::F32(c.f32(key)?),
-        7 => match c.u8(key)? {
-            0 => Value::Bool(false),
-            1 => Value::Bool(true),
-            b => {
-                return Err(ImportError::malformed(
-                    file,
-                    format!("key '{key}': bool byte {b}, expected 0 or 1"),
-                ))
-            }
-        },
-        8 => Value::Str(Cow::Borrowed(string(c, key, file)?)),
-        9 => {
-            if depth > 2 {
-                return Err(ImportError::malformed(
-                    file,
-                    format!("key '{key}': arrays nested too deep"),
-                ));
-            }
-            let ety = c.u32(key)?;
-            let n = c.u64(key)?;
-            // Every element takes at least one byte: bound the allocation by the file.
-            if n > c.remaining() as u64 {
-                return Err(ImportError::malformed(
-                    file,
-                    format!(
-                        "key '{key}': array of {n} elements but only {} bytes left",
-                        c.remaining()
-                    ),
-                ));
-            }
-            let mut v = Vec::with_capacity(n as usize);
-            for _ in 0..n {
-                v.push(value(c, ety, key, file, depth + 1)?);
-            }
-            Value::Array(v)
-        }
-        10 => Value::U64(c.u64(key)?),
-        11 => Value::I64(c.i64(key)?),
-        12 => Value::F64(c.f64(key)?),
-        t => {
-            return Err(ImportError::malformed(
-                file,
-                format!("key '{key}': unknown value type {t}"),
-            ))
-        }
-    })
+/// One metadata value (type id and payload) through `llm_format`'s GGUF value codec,
+/// the one the `.llm` reader uses; its error names the key, this adds the file.
+fn meta_value<'a>(c: &mut Cursor<'a>, key: &str, file: &str) -> Result<Value<'a>, ImportError> {
+    let mut r = ValueReader::new(c.buf(), c.pos());
+    let v = r
+        .typed_value(key)
+        .map_err(|e| ImportError::malformed(file, e.to_string()))?;
+    c.seek(r.pos(), key)?;
+    Ok(v)
 }
 
 /// Parses the header, metadata and tensor directory; every tensor's bytes are
@@ -151,8 +100,7 @@ pub fn parse<'a>(bytes: &'a [u8], file: &str) -> Result<Gguf<'a>, ImportError> {
     let mut meta = HashMap::with_capacity(n_kv as usize);
     for _ in 0..n_kv {
         let key = string(&mut c, "metadata key", file)?;
-        let ty = c.u32(key)?;
-        let v = value(&mut c, ty, key, file, 0)?;
+        let v = meta_value(&mut c, key, file)?;
         if meta.insert(key, v).is_some() {
             return Err(ImportError::malformed(
                 file,
