@@ -8,8 +8,8 @@ use crate::tokenizer::Tokenizer;
 use alloc::format;
 use alloc::vec::Vec;
 use core::ops::Range;
-use llm_format::options::TensorSlot;
-use llm_format::{reader::LlmFile, AlignedBuf, DType, ModelOptions, Norm};
+use llm_format::options::{LinearSlots, NormSlots, TensorSlot};
+use llm_format::{reader::LlmFile, AlignedBuf, DType, ModelOptions};
 
 /// Where the file's bytes live. Every variant gives a stable address for the
 /// model's lifetime, so tensor ranges stay valid.
@@ -170,25 +170,19 @@ impl Model {
             )));
         }
         let base = bytes.as_ptr() as usize;
-        let layout = opts.tensor_layout();
-        let find = |name: &str| -> Result<(&TensorSlot, llm_format::reader::Tensor<'_>), Error> {
-            let slot = layout
-                .iter()
-                .find(|s| s.name == name)
-                .ok_or_else(|| Error::Invalid(format!("tensor '{name}' is not in the layout")))?;
-            let t = file
-                .tensor(name)
-                .ok_or_else(|| llm_format::FormatError::MissingTensor(name.into()))?;
-            Ok((slot, t))
+        let find = |slot: &TensorSlot| -> Result<llm_format::reader::Tensor<'_>, Error> {
+            Ok(file
+                .tensor(&slot.name)
+                .ok_or_else(|| llm_format::FormatError::MissingTensor(slot.name.clone()))?)
         };
-        let weight = |name: &str| -> Result<WeightRef, Error> {
-            let (slot, t) = find(name)?;
+        let weight = |slot: &TensorSlot| -> Result<WeightRef, Error> {
+            let t = find(slot)?;
             let start = t.data.as_ptr() as usize - base;
             let (rows, cols) = (slot.shape[0], slot.shape[1]);
             if t.dtype.is_quantized() && cols % 32 != 0 {
                 return Err(Error::Invalid(format!(
-                    "tensor '{name}' is {} but its rows of {cols} are not whole blocks",
-                    t.dtype
+                    "tensor '{}' is {} but its rows of {cols} are not whole blocks",
+                    slot.name, t.dtype
                 )));
             }
             Ok(WeightRef {
@@ -198,68 +192,48 @@ impl Model {
                 cols,
             })
         };
-        let vector = |name: &str| -> Result<Vec<f32>, Error> {
-            let (_, t) = find(name)?;
-            Ok(t.to_f32_vec())
+        let vector =
+            |slot: &TensorSlot| -> Result<Vec<f32>, Error> { Ok(find(slot)?.to_f32_vec()) };
+        let norm = |s: &NormSlots| -> Result<(Vec<f32>, Option<Vec<f32>>), Error> {
+            Ok((vector(&s.weight)?, s.bias.as_ref().map(vector).transpose()?))
         };
-        let has_bias = opts.bias;
-        let ln_bias = opts.bias && opts.norm == Norm::LayerNorm;
-        let norm = |p: &str| -> Result<(Vec<f32>, Option<Vec<f32>>), Error> {
-            let w = vector(&format!("{p}.weight"))?;
-            let b = if ln_bias {
-                Some(vector(&format!("{p}.bias"))?)
-            } else {
-                None
-            };
-            Ok((w, b))
-        };
-        let linear = |p: &str| -> Result<(WeightRef, Option<Vec<f32>>), Error> {
-            let w = weight(&format!("{p}.weight"))?;
-            let b = if has_bias {
-                Some(vector(&format!("{p}.bias"))?)
-            } else {
-                None
-            };
-            Ok((w, b))
+        let linear = |s: &LinearSlots| -> Result<(WeightRef, Option<Vec<f32>>), Error> {
+            Ok((weight(&s.weight)?, s.bias.as_ref().map(vector).transpose()?))
         };
         let mut layers = Vec::with_capacity(opts.n_layers);
         for l in 0..opts.n_layers {
-            let b = format!("blk.{l}");
+            let s = opts.layer(l);
             layers.push(Layer {
-                attn_norm: norm(&format!("{b}.attn_norm"))?,
-                wq: linear(&format!("{b}.attn_q"))?,
-                wk: linear(&format!("{b}.attn_k"))?,
-                wv: linear(&format!("{b}.attn_v"))?,
-                wo: linear(&format!("{b}.attn_out"))?,
-                mlp_norm: norm(&format!("{b}.mlp_norm"))?,
-                gate: if opts.mlp == llm_format::Mlp::SwiGlu {
-                    Some(linear(&format!("{b}.mlp_gate"))?)
-                } else {
-                    None
-                },
-                up: linear(&format!("{b}.mlp_up"))?,
-                down: linear(&format!("{b}.mlp_down"))?,
+                attn_norm: norm(&s.attn_norm)?,
+                wq: linear(&s.attn_q)?,
+                wk: linear(&s.attn_k)?,
+                wv: linear(&s.attn_v)?,
+                wo: linear(&s.attn_out)?,
+                mlp_norm: norm(&s.mlp_norm)?,
+                gate: s.mlp_gate.as_ref().map(linear).transpose()?,
+                up: linear(&s.mlp_up)?,
+                down: linear(&s.mlp_down)?,
             });
         }
-        let tok_emb = weight("tok_emb")?;
-        let pos_emb = if opts.positions == llm_format::Positions::Learned {
-            let (_, t) = find("pos_emb")?;
-            let start = t.data.as_ptr() as usize - base;
-            Some(WeightRef {
-                dtype: DType::F32,
-                range: start..start + t.data.len(),
-                rows: opts.max_len,
-                cols: opts.d_model,
-            })
-        } else {
-            None
+        let tok_emb = weight(&opts.tok_emb())?;
+        let pos_emb = match opts.pos_emb() {
+            Some(slot) => {
+                let t = find(&slot)?;
+                let start = t.data.as_ptr() as usize - base;
+                Some(WeightRef {
+                    dtype: DType::F32,
+                    range: start..start + t.data.len(),
+                    rows: opts.max_len,
+                    cols: opts.d_model,
+                })
+            }
+            None => None,
         };
-        let output = if opts.tied_embeddings {
-            tok_emb.clone()
-        } else {
-            weight("output.weight")?
+        let output = match opts.output() {
+            Some(slot) => weight(&slot)?,
+            None => tok_emb.clone(),
         };
-        let out_norm = norm("out_norm")?;
+        let out_norm = norm(&opts.out_norm())?;
         let main_dtype = layers.first().map_or(tok_emb.dtype, |l| l.wq.0.dtype);
         drop(file);
         Ok(Model {
