@@ -9,7 +9,7 @@
 //! refused with the option that does not fit. `--dtype` re-quantises on the way out
 //! (a dtype or a K-quant mixture, as `quantize`).
 
-use crate::import::gguf::{gguf_name, DEFAULT_ALIGNMENT, MAGIC};
+use crate::import::gguf::{gguf_names, DEFAULT_ALIGNMENT, MAGIC};
 use crate::import::ImportError;
 use crate::recipe::QuantPlan;
 use llm_format::gguf_value::write_str as put_str;
@@ -149,14 +149,15 @@ pub fn to_gguf(file: &LlmFile<'_>, name: &str) -> Result<Vec<u8>, ImportError> {
     let mut infos = Vec::new();
     let mut data = Vec::new();
     let mut n_tensors = 0u64;
+    let names = gguf_names(&o);
     for slot in o.tensor_layout() {
         let t = file
             .tensor(&slot.name)
             .ok_or_else(|| ImportError::convert(&slot.name, "missing from the input file"))?;
-        let gname = gguf_name(&slot.name).ok_or_else(|| {
+        let gname = names.get(&slot.name).ok_or_else(|| {
             ImportError::convert(&slot.name, "has no place in GGUF's llama layout")
         })?;
-        put_str(&mut infos, &gname);
+        put_str(&mut infos, gname);
         infos.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
         for d in t.shape.iter().rev() {
             infos.extend_from_slice(&(*d as u64).to_le_bytes());

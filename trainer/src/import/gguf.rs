@@ -10,8 +10,9 @@
 //! order, so nothing is permuted.
 
 use super::cursor::Cursor;
-use super::{file_name, map_file, ImportError, ImportedModel, RawTensor};
+use super::{file_name, map_file, ImportError, ImportedModel, LayerPick, RawTensor};
 use llm_format::gguf_value::ValueReader;
+use llm_format::options::TensorSlot;
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -231,50 +232,62 @@ fn ggml_type_name(id: u32) -> String {
     }
 }
 
-/// GGUF's per-layer tensor names beside ours (`blk.N.` + each): the one table both
-/// the importer and `export-gguf` read.
-pub const LAYER_NAMES: [(&str, &str); 9] = [
-    ("attn_norm.weight", "attn_norm.weight"),
-    ("attn_q.weight", "attn_q.weight"),
-    ("attn_k.weight", "attn_k.weight"),
-    ("attn_v.weight", "attn_v.weight"),
-    ("attn_output.weight", "attn_out.weight"),
-    ("ffn_norm.weight", "mlp_norm.weight"),
-    ("ffn_gate.weight", "mlp_gate.weight"),
-    ("ffn_up.weight", "mlp_up.weight"),
-    ("ffn_down.weight", "mlp_down.weight"),
+/// GGUF's per-layer tensor names (after `blk.N.`) beside our slot for each: the one
+/// table both the importer and `export-gguf` read.
+pub const LAYER_NAMES: [(&str, LayerPick); 9] = [
+    ("attn_norm.weight", |s| Some(&s.attn_norm.weight)),
+    ("attn_q.weight", |s| Some(&s.attn_q.weight)),
+    ("attn_k.weight", |s| Some(&s.attn_k.weight)),
+    ("attn_v.weight", |s| Some(&s.attn_v.weight)),
+    ("attn_output.weight", |s| Some(&s.attn_out.weight)),
+    ("ffn_norm.weight", |s| Some(&s.mlp_norm.weight)),
+    ("ffn_gate.weight", |s| {
+        s.mlp_gate.as_ref().map(|g| &g.weight)
+    }),
+    ("ffn_up.weight", |s| Some(&s.mlp_up.weight)),
+    ("ffn_down.weight", |s| Some(&s.mlp_down.weight)),
 ];
 
-/// GGUF's names of the tensors outside the layers beside ours.
-pub const GLOBAL_NAMES: [(&str, &str); 3] = [
-    ("token_embd.weight", "tok_emb"),
-    ("output_norm.weight", "out_norm.weight"),
-    ("output.weight", "output.weight"),
+/// Picks one of the tensors outside the layers.
+pub type GlobalPick = fn(&ModelOptions) -> Option<TensorSlot>;
+
+/// GGUF's names of the tensors outside the layers beside our slot for each.
+pub const GLOBAL_NAMES: [(&str, GlobalPick); 3] = [
+    ("token_embd.weight", |o| Some(o.tok_emb())),
+    ("output_norm.weight", |o| Some(o.out_norm().weight)),
+    ("output.weight", |o| o.output()),
 ];
 
-/// Maps `name` through a (GGUF, ours) table in direction `pick` (0: GGUF → ours,
-/// 1: ours → GGUF), with the `blk.N.` prefix carried over.
-fn map_name(name: &str, from: usize) -> Option<String> {
-    let to = 1 - from;
-    if let Some(g) = GLOBAL_NAMES.iter().find(|g| [g.0, g.1][from] == name) {
-        return Some([g.0, g.1][to].to_string());
+/// GGUF tensor name → our canonical name under `opts`; `None` for tensors we do not
+/// keep. A block number past `opts.n_layers` still maps (the layout check refuses it).
+pub fn canonical(opts: &ModelOptions, name: &str) -> Option<String> {
+    if let Some((_, pick)) = GLOBAL_NAMES.iter().find(|g| g.0 == name) {
+        return pick(opts).map(|s| s.name);
     }
-    let rest = name.strip_prefix("blk.")?;
-    let (layer, tail) = rest.split_once('.')?;
+    let (layer, tail) = name.strip_prefix("blk.")?.split_once('.')?;
     let l: usize = layer.parse().ok()?;
-    let t = LAYER_NAMES.iter().find(|t| [t.0, t.1][from] == tail)?;
-    Some(format!("blk.{l}.{}", [t.0, t.1][to]))
+    let (_, pick) = LAYER_NAMES.iter().find(|t| t.0 == tail)?;
+    pick(&opts.layer(l)).map(|s| s.name.clone())
 }
 
-/// GGUF tensor name → canonical name; `None` for tensors we do not keep.
-pub fn canonical(name: &str) -> Option<String> {
-    map_name(name, 0)
-}
-
-/// Canonical tensor name → GGUF's (`None` for tensors GGUF's llama layout lacks:
-/// position tables, biases).
-pub fn gguf_name(name: &str) -> Option<String> {
-    map_name(name, 1)
+/// Canonical tensor name → GGUF's, for every tensor of `opts` that GGUF's llama
+/// layout has (it has no position tables and no biases).
+pub fn gguf_names(opts: &ModelOptions) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for (g, pick) in GLOBAL_NAMES {
+        if let Some(s) = pick(opts) {
+            m.insert(s.name, g.to_string());
+        }
+    }
+    for l in 0..opts.n_layers {
+        let slots = opts.layer(l);
+        for (g, pick) in LAYER_NAMES {
+            if let Some(s) = pick(&slots) {
+                m.insert(s.name.clone(), format!("blk.{l}.{g}"));
+            }
+        }
+    }
+    m
 }
 
 /// Maps a parsed `llama` GGUF onto options, tokenizer and canonical tensors.
@@ -351,7 +364,7 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
     }
     let mut tensors = Vec::with_capacity(g.tensors.len());
     for t in &g.tensors {
-        let Some(name) = canonical(t.name) else {
+        let Some(name) = canonical(&opts, t.name) else {
             if t.name == "rope_freqs.weight" {
                 continue;
             }
