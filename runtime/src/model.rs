@@ -48,26 +48,45 @@ pub struct WeightRef {
     pub cols: usize,
 }
 
+/// A linear layer: its weight matrix (a reference into the storage) and, when the
+/// model has biases, its bias (an f32 copy).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// Weight `[out, in]`.
+    pub w: WeightRef,
+    /// Bias `[out]`.
+    pub b: Option<Vec<f32>>,
+}
+
+/// A norm's weight and, for LayerNorm with biases, its bias (f32 copies).
+#[derive(Clone, Debug)]
+pub struct NormWeights {
+    /// Weight `[d]`.
+    pub w: Vec<f32>,
+    /// Bias `[d]`.
+    pub b: Option<Vec<f32>>,
+}
+
 /// One decoder block's weights. Vectors are f32 copies; matrices are references.
 pub struct Layer {
-    /// Attention norm weight `[d]` and bias.
-    pub attn_norm: (Vec<f32>, Option<Vec<f32>>),
-    /// Query projection `[d, d]` and bias `[d]`.
-    pub wq: (WeightRef, Option<Vec<f32>>),
-    /// Key projection `[kv_dim, d]` and bias.
-    pub wk: (WeightRef, Option<Vec<f32>>),
-    /// Value projection `[kv_dim, d]` and bias.
-    pub wv: (WeightRef, Option<Vec<f32>>),
-    /// Attention output projection `[d, d]` and bias.
-    pub wo: (WeightRef, Option<Vec<f32>>),
-    /// MLP norm weight `[d]` and bias.
-    pub mlp_norm: (Vec<f32>, Option<Vec<f32>>),
-    /// SwiGLU gate `[d_ff, d]` and bias (SwiGLU only).
-    pub gate: Option<(WeightRef, Option<Vec<f32>>)>,
-    /// Up projection `[d_ff, d]` and bias.
-    pub up: (WeightRef, Option<Vec<f32>>),
-    /// Down projection `[d, d_ff]` and bias.
-    pub down: (WeightRef, Option<Vec<f32>>),
+    /// Attention norm `[d]`.
+    pub attn_norm: NormWeights,
+    /// Query projection `[d, d]`.
+    pub wq: Linear,
+    /// Key projection `[kv_dim, d]`.
+    pub wk: Linear,
+    /// Value projection `[kv_dim, d]`.
+    pub wv: Linear,
+    /// Attention output projection `[d, d]`.
+    pub wo: Linear,
+    /// MLP norm `[d]`.
+    pub mlp_norm: NormWeights,
+    /// SwiGLU gate `[d_ff, d]` (SwiGLU only).
+    pub gate: Option<Linear>,
+    /// Up projection `[d_ff, d]`.
+    pub up: Linear,
+    /// Down projection `[d, d_ff]`.
+    pub down: Linear,
 }
 
 /// A model ready to run: options, tokenizer and weights over its storage.
@@ -84,8 +103,8 @@ pub struct Model {
     pub pos_emb: Option<WeightRef>,
     /// Decoder blocks.
     pub layers: Vec<Layer>,
-    /// Final norm weight and bias.
-    pub out_norm: (Vec<f32>, Option<Vec<f32>>),
+    /// Final norm.
+    pub out_norm: NormWeights,
     /// Output projection `[vocab, d]` (the token embedding itself when tied).
     pub output: WeightRef,
     /// The dtype most matrices are stored in (for display).
@@ -194,11 +213,17 @@ impl Model {
         };
         let vector =
             |slot: &TensorSlot| -> Result<Vec<f32>, Error> { Ok(find(slot)?.to_f32_vec()) };
-        let norm = |s: &NormSlots| -> Result<(Vec<f32>, Option<Vec<f32>>), Error> {
-            Ok((vector(&s.weight)?, s.bias.as_ref().map(vector).transpose()?))
+        let norm = |s: &NormSlots| -> Result<NormWeights, Error> {
+            Ok(NormWeights {
+                w: vector(&s.weight)?,
+                b: s.bias.as_ref().map(vector).transpose()?,
+            })
         };
-        let linear = |s: &LinearSlots| -> Result<(WeightRef, Option<Vec<f32>>), Error> {
-            Ok((weight(&s.weight)?, s.bias.as_ref().map(vector).transpose()?))
+        let linear = |s: &LinearSlots| -> Result<Linear, Error> {
+            Ok(Linear {
+                w: weight(&s.weight)?,
+                b: s.bias.as_ref().map(vector).transpose()?,
+            })
         };
         let mut layers = Vec::with_capacity(opts.n_layers);
         for l in 0..opts.n_layers {
@@ -234,7 +259,7 @@ impl Model {
             None => tok_emb.clone(),
         };
         let out_norm = norm(&opts.out_norm())?;
-        let main_dtype = layers.first().map_or(tok_emb.dtype, |l| l.wq.0.dtype);
+        let main_dtype = layers.first().map_or(tok_emb.dtype, |l| l.wq.w.dtype);
         drop(file);
         Ok(Model {
             storage,
@@ -254,11 +279,11 @@ impl Model {
     pub fn weight_bytes_per_token(&self) -> usize {
         let mut n = self.output.range.len();
         for l in &self.layers {
-            for w in [&l.wq.0, &l.wk.0, &l.wv.0, &l.wo.0, &l.up.0, &l.down.0] {
-                n += w.range.len();
+            for lin in [&l.wq, &l.wk, &l.wv, &l.wo, &l.up, &l.down] {
+                n += lin.w.range.len();
             }
             if let Some(g) = &l.gate {
-                n += g.0.range.len();
+                n += g.w.range.len();
             }
         }
         n
