@@ -2,6 +2,7 @@
 //! every call recomputes the whole sequence. Written from the conventions, not from
 //! the runtime's code, so that agreement between the two means something.
 
+use llm_format::options::{LinearSlots, NormSlots};
 use llm_format::{Mlp, ModelOptions, Norm, Positions};
 use std::collections::HashMap;
 
@@ -36,16 +37,16 @@ impl RefModel {
             .unwrap_or_else(|| panic!("reference model lacks {name}"))
     }
 
-    fn norm(&self, p: &str, x: &[f64]) -> Vec<f64> {
+    fn norm(&self, s: &NormSlots, x: &[f64]) -> Vec<f64> {
         let o = &self.opts;
         let d = x.len() as f64;
-        let w = self.get(&format!("{p}.weight"));
+        let w = self.get(&s.weight.name);
         match o.norm {
             Norm::LayerNorm => {
                 let mean = x.iter().sum::<f64>() / d;
                 let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d;
                 let r = 1.0 / (var + o.norm_eps as f64).sqrt();
-                let b = o.bias.then(|| self.get(&format!("{p}.bias")));
+                let b = s.bias.as_ref().map(|b| self.get(&b.name));
                 (0..x.len())
                     .map(|i| (x[i] - mean) * r * w[i] + b.map_or(0.0, |b| b[i]))
                     .collect()
@@ -58,10 +59,10 @@ impl RefModel {
         }
     }
 
-    fn linear(&self, p: &str, x: &[f64], rows: usize) -> Vec<f64> {
-        let mut y = matvec(self.get(&format!("{p}.weight")), x, rows);
-        if self.opts.bias {
-            for (v, b) in y.iter_mut().zip(self.get(&format!("{p}.bias"))) {
+    fn linear(&self, s: &LinearSlots, x: &[f64], rows: usize) -> Vec<f64> {
+        let mut y = matvec(self.get(&s.weight.name), x, rows);
+        if let Some(b) = &s.bias {
+            for (v, b) in y.iter_mut().zip(self.get(&b.name)) {
                 *v += b;
             }
         }
@@ -86,7 +87,7 @@ impl RefModel {
     pub fn forward(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
         let o = &self.opts;
         let (d, kv, hd, f) = (o.d_model, o.kv_dim(), o.head_dim(), o.d_ff);
-        let emb = self.get("tok_emb");
+        let emb = self.get(&o.tok_emb().name);
         let mut xs: Vec<Vec<f64>> = tokens
             .iter()
             .enumerate()
@@ -94,7 +95,7 @@ impl RefModel {
                 let mut x = emb[t as usize * d..(t as usize + 1) * d].to_vec();
                 match o.positions {
                     Positions::Learned => {
-                        let p = self.get("pos_emb");
+                        let p = self.get(&o.pos_emb().expect("learned positions").name);
                         for i in 0..d {
                             x[i] += p[pos * d + i];
                         }
@@ -113,21 +114,21 @@ impl RefModel {
             .collect();
         let group = o.n_heads / o.n_kv_heads;
         for l in 0..o.n_layers {
-            let b = format!("blk.{l}");
+            let s = o.layer(l);
             let mut qs = Vec::new();
             let mut ks = Vec::new();
             let mut vs = Vec::new();
             for (pos, x) in xs.iter().enumerate() {
-                let h = self.norm(&format!("{b}.attn_norm"), x);
-                let mut q = self.linear(&format!("{b}.attn_q"), &h, d);
-                let mut k = self.linear(&format!("{b}.attn_k"), &h, kv);
+                let h = self.norm(&s.attn_norm, x);
+                let mut q = self.linear(&s.attn_q, &h, d);
+                let mut k = self.linear(&s.attn_k, &h, kv);
                 if o.positions == Positions::Rope {
                     self.rope(&mut q, pos);
                     self.rope(&mut k, pos);
                 }
                 qs.push(q);
                 ks.push(k);
-                vs.push(self.linear(&format!("{b}.attn_v"), &h, kv));
+                vs.push(self.linear(&s.attn_v, &h, kv));
             }
             for (i, x) in xs.iter_mut().enumerate() {
                 let mut att = vec![0.0; d];
@@ -149,12 +150,12 @@ impl RefModel {
                         }
                     }
                 }
-                let y = self.linear(&format!("{b}.attn_out"), &att, d);
+                let y = self.linear(&s.attn_out, &att, d);
                 for j in 0..d {
                     x[j] += y[j];
                 }
-                let h = self.norm(&format!("{b}.mlp_norm"), x);
-                let up = self.linear(&format!("{b}.mlp_up"), &h, f);
+                let h = self.norm(&s.mlp_norm, x);
+                let up = self.linear(&s.mlp_up, &h, f);
                 let act: Vec<f64> = match o.mlp {
                     Mlp::Gelu => up
                         .iter()
@@ -168,27 +169,24 @@ impl RefModel {
                         .collect(),
                     Mlp::Relu => up.iter().map(|&u| u.max(0.0)).collect(),
                     Mlp::SwiGlu => {
-                        let gate = self.linear(&format!("{b}.mlp_gate"), &h, f);
+                        let gate = self.linear(s.mlp_gate.as_ref().expect("swiglu gate"), &h, f);
                         gate.iter()
                             .zip(&up)
                             .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
                             .collect()
                     }
                 };
-                let y = self.linear(&format!("{b}.mlp_down"), &act, d);
+                let y = self.linear(&s.mlp_down, &act, d);
                 for j in 0..d {
                     x[j] += y[j];
                 }
             }
         }
-        let out = if o.tied_embeddings {
-            "tok_emb"
-        } else {
-            "output.weight"
-        };
-        let wout = self.get(out);
+        let out = o.output().unwrap_or_else(|| o.tok_emb());
+        let wout = self.get(&out.name);
+        let out_norm = o.out_norm();
         xs.iter()
-            .map(|x| matvec(wout, &self.norm("out_norm", x), o.vocab_size))
+            .map(|x| matvec(wout, &self.norm(&out_norm, x), o.vocab_size))
             .collect()
     }
 

@@ -35,6 +35,7 @@ pub mod aligned;
 mod atomic;
 pub mod dtype;
 pub mod error;
+pub mod gguf_value;
 pub mod header;
 pub mod meta;
 #[cfg(feature = "std")]
@@ -48,6 +49,7 @@ pub mod writer;
 pub use aligned::AlignedBuf;
 pub use dtype::{ActQuant, DType};
 pub use error::FormatError;
+pub use gguf_value::ValueType;
 pub use meta::MetaReader;
 pub use meta::Value;
 #[cfg(feature = "std")]

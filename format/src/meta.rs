@@ -1,13 +1,15 @@
-//! Typed metadata values. The value-type ids are GGUF's, so GGUF metadata maps
-//! one to one; strings borrow from the file when read.
+//! Typed metadata values. The value types are GGUF's ([`ValueType`]), so GGUF metadata
+//! maps one to one; strings borrow from the file when read. Their byte encoding is in
+//! [`crate::gguf_value`].
 
 use crate::error::FormatError;
+pub use crate::gguf_value::ValueType;
 use alloc::borrow::Cow;
 use alloc::format;
 use alloc::vec::Vec;
 
 /// One metadata value. Arrays are homogeneous (one element type, checked on write
-/// and on read) and not nested.
+/// and on read) and may hold arrays, at most [`crate::gguf_value::MAX_ARRAY_DEPTH`] deep.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value<'a> {
     /// Type id 0.
@@ -39,42 +41,33 @@ pub enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
+    /// The GGUF value type.
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            Value::U8(_) => ValueType::U8,
+            Value::I8(_) => ValueType::I8,
+            Value::U16(_) => ValueType::U16,
+            Value::I16(_) => ValueType::I16,
+            Value::U32(_) => ValueType::U32,
+            Value::I32(_) => ValueType::I32,
+            Value::F32(_) => ValueType::F32,
+            Value::Bool(_) => ValueType::Bool,
+            Value::Str(_) => ValueType::String,
+            Value::Array(_) => ValueType::Array,
+            Value::U64(_) => ValueType::U64,
+            Value::I64(_) => ValueType::I64,
+            Value::F64(_) => ValueType::F64,
+        }
+    }
+
     /// The GGUF value-type id.
     pub fn type_id(&self) -> u32 {
-        match self {
-            Value::U8(_) => 0,
-            Value::I8(_) => 1,
-            Value::U16(_) => 2,
-            Value::I16(_) => 3,
-            Value::U32(_) => 4,
-            Value::I32(_) => 5,
-            Value::F32(_) => 6,
-            Value::Bool(_) => 7,
-            Value::Str(_) => 8,
-            Value::Array(_) => 9,
-            Value::U64(_) => 10,
-            Value::I64(_) => 11,
-            Value::F64(_) => 12,
-        }
+        self.value_type().to_u32()
     }
 
     /// A short name of the type, for error messages.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::U8(_) => "u8",
-            Value::I8(_) => "i8",
-            Value::U16(_) => "u16",
-            Value::I16(_) => "i16",
-            Value::U32(_) => "u32",
-            Value::I32(_) => "i32",
-            Value::F32(_) => "f32",
-            Value::Bool(_) => "bool",
-            Value::Str(_) => "string",
-            Value::Array(_) => "array",
-            Value::U64(_) => "u64",
-            Value::I64(_) => "i64",
-            Value::F64(_) => "f64",
-        }
+        self.value_type().name()
     }
 
     /// Any integer type that fits in u64 and is not negative.

@@ -267,54 +267,85 @@ impl ModelOptions {
         Ok(o)
     }
 
-    /// The canonical tensor directory: every tensor the model has, in file order,
-    /// with its shape (outermost dimension first) and whether it is a matrix that may
-    /// be quantised (`false` for norms, biases and position tables, which stay f32).
-    pub fn tensor_layout(&self) -> Vec<TensorSlot> {
+    /// The token embedding `tok_emb` `[vocab, d]` (also the output projection when tied).
+    pub fn tok_emb(&self) -> TensorSlot {
+        TensorSlot::new("tok_emb".into(), vec![self.vocab_size, self.d_model], true)
+    }
+
+    /// The learned position table `pos_emb` `[max_len, d]`, if positions are learned.
+    pub fn pos_emb(&self) -> Option<TensorSlot> {
+        (self.positions == Positions::Learned)
+            .then(|| TensorSlot::new("pos_emb".into(), vec![self.max_len, self.d_model], false))
+    }
+
+    /// The tensors of decoder block `l` (`blk.{l}.*`; `l` should be below `n_layers`).
+    pub fn layer(&self, l: usize) -> LayerSlots {
         let (d, f, kv) = (self.d_model, self.d_ff, self.kv_dim());
-        let mut v = Vec::new();
-        let mut push = |name: String, shape: Vec<usize>, matrix: bool| {
-            v.push(TensorSlot {
-                name,
-                shape,
-                matrix,
-            })
-        };
-        push("tok_emb".into(), vec![self.vocab_size, d], true);
-        if self.positions == Positions::Learned {
-            push("pos_emb".into(), vec![self.max_len, d], false);
+        let b = format!("blk.{l}");
+        LayerSlots {
+            attn_norm: self.norm_slots(format!("{b}.attn_norm")),
+            attn_q: self.linear_slots(format!("{b}.attn_q"), d, d),
+            attn_k: self.linear_slots(format!("{b}.attn_k"), kv, d),
+            attn_v: self.linear_slots(format!("{b}.attn_v"), kv, d),
+            attn_out: self.linear_slots(format!("{b}.attn_out"), d, d),
+            mlp_norm: self.norm_slots(format!("{b}.mlp_norm")),
+            mlp_gate: (self.mlp == Mlp::SwiGlu)
+                .then(|| self.linear_slots(format!("{b}.mlp_gate"), f, d)),
+            mlp_up: self.linear_slots(format!("{b}.mlp_up"), f, d),
+            mlp_down: self.linear_slots(format!("{b}.mlp_down"), d, f),
         }
-        let norm = |push: &mut dyn FnMut(String, Vec<usize>, bool), p: &str| {
-            push(format!("{p}.weight"), vec![d], false);
-            if self.norm == Norm::LayerNorm && self.bias {
-                push(format!("{p}.bias"), vec![d], false);
-            }
-        };
-        let linear =
-            |push: &mut dyn FnMut(String, Vec<usize>, bool), p: &str, o: usize, i: usize| {
-                push(format!("{p}.weight"), vec![o, i], true);
-                if self.bias {
-                    push(format!("{p}.bias"), vec![o], false);
-                }
-            };
+    }
+
+    /// The final norm `out_norm`.
+    pub fn out_norm(&self) -> NormSlots {
+        self.norm_slots("out_norm".into())
+    }
+
+    /// The output projection `output.weight` `[vocab, d]`; `None` when it is tied to
+    /// [`ModelOptions::tok_emb`].
+    pub fn output(&self) -> Option<TensorSlot> {
+        (!self.tied_embeddings).then(|| {
+            TensorSlot::new(
+                "output.weight".into(),
+                vec![self.vocab_size, self.d_model],
+                true,
+            )
+        })
+    }
+
+    /// A norm's weight `[d]`, and its bias for LayerNorm with biases.
+    fn norm_slots(&self, stem: String) -> NormSlots {
+        let d = self.d_model;
+        NormSlots {
+            bias: (self.norm == Norm::LayerNorm && self.bias)
+                .then(|| TensorSlot::new(format!("{stem}.bias"), vec![d], false)),
+            weight: TensorSlot::new(format!("{stem}.weight"), vec![d], false),
+        }
+    }
+
+    /// A linear layer's weight `[out, inp]`, and its bias `[out]` with biases.
+    fn linear_slots(&self, stem: String, out: usize, inp: usize) -> LinearSlots {
+        LinearSlots {
+            bias: self
+                .bias
+                .then(|| TensorSlot::new(format!("{stem}.bias"), vec![out], false)),
+            weight: TensorSlot::new(format!("{stem}.weight"), vec![out, inp], true),
+        }
+    }
+
+    /// The canonical tensor directory: every tensor the model has, in file order
+    /// (`tok_emb`, `pos_emb`, each block's [`LayerSlots::tensors`], `out_norm`,
+    /// `output.weight`), with its shape (outermost dimension first) and whether it is a
+    /// matrix that may be quantised (`false` for norms, biases and position tables,
+    /// which stay f32). Built from the typed slots above.
+    pub fn tensor_layout(&self) -> Vec<TensorSlot> {
+        let mut v = vec![self.tok_emb()];
+        v.extend(self.pos_emb());
         for l in 0..self.n_layers {
-            let b = format!("blk.{l}");
-            norm(&mut push, &format!("{b}.attn_norm"));
-            linear(&mut push, &format!("{b}.attn_q"), d, d);
-            linear(&mut push, &format!("{b}.attn_k"), kv, d);
-            linear(&mut push, &format!("{b}.attn_v"), kv, d);
-            linear(&mut push, &format!("{b}.attn_out"), d, d);
-            norm(&mut push, &format!("{b}.mlp_norm"));
-            if self.mlp == Mlp::SwiGlu {
-                linear(&mut push, &format!("{b}.mlp_gate"), f, d);
-            }
-            linear(&mut push, &format!("{b}.mlp_up"), f, d);
-            linear(&mut push, &format!("{b}.mlp_down"), d, f);
+            v.extend(self.layer(l).tensors().into_iter().cloned());
         }
-        norm(&mut push, "out_norm");
-        if !self.tied_embeddings {
-            push("output.weight".into(), vec![self.vocab_size, d], true);
-        }
+        v.extend(self.out_norm().tensors().cloned());
+        v.extend(self.output());
         v
     }
 
@@ -336,6 +367,88 @@ pub struct TensorSlot {
     pub shape: Vec<usize>,
     /// A matrix that may be stored quantised.
     pub matrix: bool,
+}
+
+impl TensorSlot {
+    fn new(name: String, shape: Vec<usize>, matrix: bool) -> Self {
+        TensorSlot {
+            name,
+            shape,
+            matrix,
+        }
+    }
+}
+
+/// A linear layer's tensors: weight `[out, in]` and, when the options have biases,
+/// bias `[out]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinearSlots {
+    /// `….weight`, `[out, in]`, a matrix.
+    pub weight: TensorSlot,
+    /// `….bias`, `[out]` (only with `bias`).
+    pub bias: Option<TensorSlot>,
+}
+
+impl LinearSlots {
+    /// Weight, then bias if any (file order).
+    pub fn tensors(&self) -> impl Iterator<Item = &TensorSlot> {
+        core::iter::once(&self.weight).chain(self.bias.as_ref())
+    }
+}
+
+/// A norm's tensors: weight `[d]` and, for LayerNorm with biases, bias `[d]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NormSlots {
+    /// `….weight`, `[d]`.
+    pub weight: TensorSlot,
+    /// `….bias`, `[d]` (only LayerNorm with `bias`).
+    pub bias: Option<TensorSlot>,
+}
+
+impl NormSlots {
+    /// Weight, then bias if any (file order).
+    pub fn tensors(&self) -> impl Iterator<Item = &TensorSlot> {
+        core::iter::once(&self.weight).chain(self.bias.as_ref())
+    }
+}
+
+/// The tensors of one decoder block ([`ModelOptions::layer`]), one field per role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerSlots {
+    /// `blk.N.attn_norm`: the norm before attention.
+    pub attn_norm: NormSlots,
+    /// `blk.N.attn_q`: query projection `[d, d]`.
+    pub attn_q: LinearSlots,
+    /// `blk.N.attn_k`: key projection `[kv_dim, d]`.
+    pub attn_k: LinearSlots,
+    /// `blk.N.attn_v`: value projection `[kv_dim, d]`.
+    pub attn_v: LinearSlots,
+    /// `blk.N.attn_out`: attention output projection `[d, d]`.
+    pub attn_out: LinearSlots,
+    /// `blk.N.mlp_norm`: the norm before the MLP.
+    pub mlp_norm: NormSlots,
+    /// `blk.N.mlp_gate`: SwiGLU's gate `[d_ff, d]` (SwiGLU only).
+    pub mlp_gate: Option<LinearSlots>,
+    /// `blk.N.mlp_up`: up projection `[d_ff, d]`.
+    pub mlp_up: LinearSlots,
+    /// `blk.N.mlp_down`: down projection `[d, d_ff]`.
+    pub mlp_down: LinearSlots,
+}
+
+impl LayerSlots {
+    /// Every tensor of the block in file order.
+    pub fn tensors(&self) -> Vec<&TensorSlot> {
+        let mut v: Vec<&TensorSlot> = Vec::new();
+        v.extend(self.attn_norm.tensors());
+        for lin in [&self.attn_q, &self.attn_k, &self.attn_v, &self.attn_out] {
+            v.extend(lin.tensors());
+        }
+        v.extend(self.mlp_norm.tensors());
+        for lin in self.mlp_gate.iter().chain([&self.mlp_up, &self.mlp_down]) {
+            v.extend(lin.tensors());
+        }
+        v
+    }
 }
 
 /// Which tokenizer algorithm the vocabulary is for.

@@ -5,15 +5,15 @@
 
 use crate::dtype::DType;
 use crate::error::FormatError;
+use crate::gguf_value::ValueReader;
 use crate::header::{self, align_up, Header, ALIGN, HEADER_LEN, MAX_DIMS, MAX_NAME_LEN};
 use crate::meta::{MetaReader, Value};
 use crate::options::{ModelOptions, TokenizerSpec};
-use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use nom::number::complete::{le_u32, le_u64, u8 as le_u8};
+use nom::number::complete::{le_u32, le_u64};
 
 pub use crate::tensor::{Tensor, TensorInfo};
 
@@ -27,14 +27,22 @@ type NomErr<'a> = nom::error::Error<&'a [u8]>;
 
 /// A cursor over one section of the file; each read names the field for the error.
 struct Cursor<'a> {
-    /// The whole file, to turn positions into absolute offsets.
-    file_len: usize,
+    /// The file up to the end of the section, to turn positions into absolute offsets.
+    head: &'a [u8],
     rest: &'a [u8],
 }
 
 impl<'a> Cursor<'a> {
     fn pos(&self) -> u64 {
-        (self.file_len - self.rest.len()) as u64
+        (self.head.len() - self.rest.len()) as u64
+    }
+
+    /// A metadata value (type id and payload) through the shared GGUF value codec.
+    fn meta_value(&mut self, key: &str) -> Result<Value<'a>, FormatError> {
+        let mut r = ValueReader::new(self.head, self.pos() as usize);
+        let v = r.typed_value(key)?;
+        self.rest = &self.head[r.pos()..];
+        Ok(v)
     }
 
     fn run<O>(
@@ -50,10 +58,6 @@ impl<'a> Cursor<'a> {
             }
             Err(_) => Err(FormatError::Truncated { what, offset }),
         }
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, FormatError> {
-        self.run(what, le_u8)
     }
 
     fn u32(&mut self, what: &'static str) -> Result<u32, FormatError> {
@@ -82,14 +86,6 @@ impl<'a> Cursor<'a> {
             .map_err(|_| FormatError::Invalid(format!("{what} at byte {at} is not valid UTF-8")))
     }
 
-    /// A count that is bounded by the bytes left, assuming each item takes at least
-    /// `min_size` bytes, so that `Vec::with_capacity(count)` is safe.
-    fn count(&mut self, what: &'static str, min_size: u64) -> Result<usize, FormatError> {
-        let at = self.pos();
-        let n = self.u64(what)?;
-        self.bound(n, min_size, what, at)
-    }
-
     fn bound(&self, n: u64, min_size: u64, what: &str, at: u64) -> Result<usize, FormatError> {
         let left = self.rest.len() as u64;
         match n.checked_mul(min_size) {
@@ -99,68 +95,6 @@ impl<'a> Cursor<'a> {
             ))),
         }
     }
-}
-
-/// Minimum encoded size of one scalar of value type `ty` (strings: the length field).
-fn min_value_size(ty: u32) -> u64 {
-    match ty {
-        0 | 1 | 7 => 1,
-        2 | 3 => 2,
-        4..=6 => 4,
-        8 | 10..=12 => 8,
-        _ => 1,
-    }
-}
-
-/// Reads one value of type `ty`; arrays may not nest (`in_array`).
-fn value<'a>(c: &mut Cursor<'a>, ty: u32, in_array: bool) -> Result<Value<'a>, FormatError> {
-    const W: &str = "metadata value";
-    Ok(match ty {
-        0 => Value::U8(c.u8(W)?),
-        1 => Value::I8(c.u8(W)? as i8),
-        2 => Value::U16(c.run(W, nom::number::complete::le_u16)?),
-        3 => Value::I16(c.run(W, nom::number::complete::le_i16)?),
-        4 => Value::U32(c.u32(W)?),
-        5 => Value::I32(c.run(W, nom::number::complete::le_i32)?),
-        6 => Value::F32(f32::from_bits(c.u32(W)?)),
-        7 => {
-            let at = c.pos();
-            match c.u8(W)? {
-                0 => Value::Bool(false),
-                1 => Value::Bool(true),
-                b => {
-                    return Err(FormatError::Invalid(format!(
-                        "bool value at byte {at} is {b}, must be 0 or 1"
-                    )))
-                }
-            }
-        }
-        8 => Value::Str(Cow::Borrowed(c.str("metadata string")?)),
-        10 => Value::U64(c.u64(W)?),
-        11 => Value::I64(c.u64(W)? as i64),
-        12 => Value::F64(f64::from_bits(c.u64(W)?)),
-        9 if !in_array => {
-            let at = c.pos();
-            let elem = c.u32("array element type")?;
-            if elem == 9 || elem > 12 {
-                return Err(FormatError::Invalid(format!(
-                    "array at byte {at} has element type {elem}, which is not allowed"
-                )));
-            }
-            let n = c.count("array length", min_value_size(elem))?;
-            let mut v = Vec::with_capacity(n);
-            for _ in 0..n {
-                v.push(value(c, elem, true)?);
-            }
-            Value::Array(v)
-        }
-        _ => {
-            return Err(FormatError::Invalid(format!(
-                "unknown metadata value type {ty} at byte {}",
-                c.pos().saturating_sub(4)
-            )))
-        }
-    })
 }
 
 /// A parsed and checked `.llm` file, borrowing everything from the caller's buffer.
@@ -239,7 +173,7 @@ impl<'a> LlmFile<'a> {
 
         // 3. Metadata and directory, inside [HEADER_LEN, cs_off).
         let mut c = Cursor {
-            file_len: cs_off as usize,
+            head: &bytes[..cs_off as usize],
             rest: &bytes[HEADER_LEN as usize..cs_off as usize],
         };
         let n_meta = c.bound(header.n_meta, MIN_META_ENTRY, "metadata count", 16)?;
@@ -248,8 +182,7 @@ impl<'a> LlmFile<'a> {
         for _ in 0..n_meta {
             let at = c.pos();
             let key = name(&mut c, "metadata key", at)?;
-            let ty = c.u32("metadata value type")?;
-            let v = value(&mut c, ty, false)?;
+            let v = c.meta_value(key)?;
             if meta_index.insert(key, meta.len()).is_some() {
                 return Err(FormatError::Invalid(format!(
                     "metadata key '{key}' appears twice"

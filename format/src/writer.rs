@@ -4,6 +4,7 @@
 
 use crate::dtype::DType;
 use crate::error::FormatError;
+use crate::gguf_value;
 use crate::header::{self, align_up, Header, ALIGN, HEADER_LEN, MAX_DIMS, MAX_NAME_LEN, VERSION};
 use crate::meta::Value;
 use crate::quant;
@@ -172,8 +173,7 @@ impl LlmWriter {
         let mut out = vec![0u8; HEADER_LEN as usize];
         for (k, v) in &self.meta {
             put_name(&mut out, k, "metadata key")?;
-            put_u32(&mut out, v.type_id());
-            put_value(&mut out, k, v)?;
+            gguf_value::write_typed_value(&mut out, k, v)?;
         }
         let mut end = 0u64;
         for t in &self.tensors {
@@ -345,59 +345,12 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u64(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
 fn put_name(out: &mut Vec<u8>, s: &str, what: &str) -> Result<(), FormatError> {
     if s.is_empty() || s.len() as u64 > MAX_NAME_LEN {
         return Err(FormatError::Invalid(format!(
             "{what} '{s}' must be 1..={MAX_NAME_LEN} bytes"
         )));
     }
-    put_str(out, s);
-    Ok(())
-}
-
-/// The value's payload (its type id is written by the caller). Arrays: element type,
-/// count, payloads; an empty array is stored with element type 0 (u8).
-fn put_value(out: &mut Vec<u8>, key: &str, v: &Value<'_>) -> Result<(), FormatError> {
-    match v {
-        Value::U8(x) => out.push(*x),
-        Value::I8(x) => out.push(*x as u8),
-        Value::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::U32(x) => put_u32(out, *x),
-        Value::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::F32(x) => put_u32(out, x.to_bits()),
-        Value::Bool(x) => out.push(*x as u8),
-        Value::Str(s) => put_str(out, s),
-        Value::U64(x) => put_u64(out, *x),
-        Value::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::F64(x) => put_u64(out, x.to_bits()),
-        Value::Array(items) => {
-            let elem = items.first().map_or(0, |e| e.type_id());
-            for e in items {
-                if let Value::Array(_) = e {
-                    return Err(FormatError::Invalid(format!(
-                        "metadata key '{key}': nested arrays are not allowed"
-                    )));
-                }
-                if e.type_id() != elem {
-                    return Err(FormatError::Invalid(format!(
-                        "metadata key '{key}': array mixes {} and {}",
-                        items.first().map_or("?", |f| f.type_name()),
-                        e.type_name()
-                    )));
-                }
-            }
-            put_u32(out, elem);
-            put_u64(out, items.len() as u64);
-            for e in items {
-                put_value(out, key, e)?;
-            }
-        }
-    }
+    gguf_value::write_str(out, s);
     Ok(())
 }

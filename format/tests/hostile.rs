@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assemble, strle, u32le, u64le, RawTensor, Rng};
-use llm_format::{DType, FormatError, LlmFile, LlmWriter};
+use llm_format::{DType, FormatError, LlmFile, LlmWriter, Value};
 
 fn f32_tensor(name: &str, n: u64, offset: u64) -> RawTensor {
     RawTensor {
@@ -317,13 +317,36 @@ fn bad_metadata_values() {
         &assemble(1, &entry(b"t", 13, &[0; 8]), 0, &[], &[]),
         &["value type 13"],
     );
-    // Nested arrays.
-    let mut nested = Vec::new();
-    u32le(&mut nested, 9);
-    u64le(&mut nested, 1);
+    // Nested arrays: three deep (an array of arrays of arrays of u8) is allowed,
+    // a fourth level is not; element types that are not value types are errors.
+    let nest = |levels: usize| {
+        let mut v = Vec::new();
+        for _ in 0..levels {
+            u32le(&mut v, 9);
+            u64le(&mut v, 1);
+        }
+        u32le(&mut v, 0);
+        u64le(&mut v, 1);
+        v.push(7);
+        v
+    };
+    let f = assemble(1, &entry(b"n", 9, &nest(2)), 0, &[], &[]);
+    let p = LlmFile::parse(&f).unwrap();
+    let arr = |v: Vec<Value<'static>>| Value::Array(v);
+    assert_eq!(
+        p.get("n"),
+        Some(&arr(vec![arr(vec![arr(vec![Value::U8(7)])])]))
+    );
     assert_err_has(
-        &assemble(1, &entry(b"n", 9, &nested), 0, &[], &[]),
-        &["element type 9"],
+        &assemble(1, &entry(b"n", 9, &nest(3)), 0, &[], &[]),
+        &["'n'", "nested more than 3 deep"],
+    );
+    let mut bad_elem = Vec::new();
+    u32le(&mut bad_elem, 13);
+    u64le(&mut bad_elem, 0);
+    assert_err_has(
+        &assemble(1, &entry(b"e", 9, &bad_elem), 0, &[], &[]),
+        &["'e'", "element type 13"],
     );
     // Duplicate keys.
     let two = [entry(b"k", 0, &[1]), entry(b"k", 0, &[2])].concat();

@@ -162,9 +162,22 @@ fn writer_rejects_bad_tensors_and_values() {
         .add_tensor_f32("q", DType::F32, &[3], &[1.0, 2.0])
         .is_err());
 
+    // Arrays nest at most three deep (the reader's limit too).
+    let deep = |levels: usize| {
+        (0..levels).fold(Value::Array(vec![Value::U8(1)]), |v, _| {
+            Value::Array(vec![v])
+        })
+    };
     let mut m = LlmWriter::new();
-    m.add_meta("nested", Value::Array(vec![Value::Array(vec![])]));
-    assert!(msg(m.to_bytes().unwrap_err()).contains("nested"));
+    m.add_meta("nested", deep(2));
+    let bytes = m.to_bytes().unwrap();
+    assert_eq!(
+        LlmFile::parse(&bytes).unwrap().get("nested"),
+        Some(&deep(2))
+    );
+    let mut m = LlmWriter::new();
+    m.add_meta("nested", deep(3));
+    assert!(msg(m.to_bytes().unwrap_err()).contains("'nested': arrays nested"));
     let mut m = LlmWriter::new();
     m.add_meta("mixed", Value::Array(vec![Value::U8(1), Value::U16(1)]));
     assert!(msg(m.to_bytes().unwrap_err()).contains("mixes"));

@@ -6,7 +6,7 @@
 
 use crate::error::Error;
 use crate::kernels::{Cpu, SharedMut, VecOps};
-use crate::model::Model;
+use crate::model::{Linear, Model, NormWeights};
 use crate::ops;
 use alloc::format;
 use alloc::sync::Arc;
@@ -229,9 +229,9 @@ impl Context {
         let (n, d, kv, f) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff);
         let (hd, n_heads, n_kv) = (o.head_dim(), o.n_heads, o.n_kv_heads);
         let pos0 = self.tokens.len();
-        let norm = |out: &mut [f32], x: &[f32], w: &(Vec<f32>, Option<Vec<f32>>)| match o.norm {
-            Norm::LayerNorm => ops::layernorm(out, x, &w.0, w.1.as_deref(), o.norm_eps),
-            Norm::RmsNorm => ops::rmsnorm(out, x, &w.0, o.norm_eps),
+        let norm = |out: &mut [f32], x: &[f32], w: &NormWeights| match o.norm {
+            Norm::LayerNorm => ops::layernorm(out, x, &w.w, w.b.as_deref(), o.norm_eps),
+            Norm::RmsNorm => ops::rmsnorm(out, x, &w.w, o.norm_eps),
         };
 
         if o.positions == Positions::Rope {
@@ -263,7 +263,7 @@ impl Context {
         let scale = 1.0 / crate::math::sqrtf(hd as f32);
         // Row-wise work between the products, split by rows across the threads (for a
         // prompt; one token is one range on the caller).
-        let pnorm = |cpu: &Cpu, out: &mut [f32], x: &[f32], w: &(Vec<f32>, Option<Vec<f32>>)| {
+        let pnorm = |cpu: &Cpu, out: &mut [f32], x: &[f32], w: &NormWeights| {
             let so = SharedMut::new(out);
             for_row_ranges(cpu, n, &|i0, i1| {
                 // SAFETY: rows i0..i1 of `out`, disjoint between parts; `out` outlives
@@ -402,31 +402,24 @@ impl Context {
 fn linear_many<const K: usize>(
     cpu: &mut Cpu,
     model: &Model,
-    ws: [&(crate::model::WeightRef, Option<Vec<f32>>); K],
+    ws: [&Linear; K],
     x: &[f32],
     n: usize,
     mut ys: [&mut [f32]; K],
 ) {
-    let mats = ws.map(|w| model.matrix(&w.0));
+    let mats = ws.map(|w| model.matrix(&w.w));
     cpu.matmul_many(&mats, x, n, &mut ys);
     for (w, y) in ws.iter().zip(ys.iter_mut()) {
-        if let Some(b) = &w.1 {
+        if let Some(b) = &w.b {
             ops::add_bias(y, b);
         }
     }
 }
 
 /// y = x·Wᵀ (+ b) for `n` rows.
-fn linear(
-    cpu: &mut Cpu,
-    model: &Model,
-    w: &(crate::model::WeightRef, Option<Vec<f32>>),
-    x: &[f32],
-    n: usize,
-    y: &mut [f32],
-) {
-    cpu.matmul(&model.matrix(&w.0), x, n, y);
-    if let Some(b) = &w.1 {
+fn linear(cpu: &mut Cpu, model: &Model, w: &Linear, x: &[f32], n: usize, y: &mut [f32]) {
+    cpu.matmul(&model.matrix(&w.w), x, n, y);
+    if let Some(b) = &w.b {
         ops::add_bias(y, b);
     }
 }

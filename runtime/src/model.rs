@@ -8,8 +8,8 @@ use crate::tokenizer::Tokenizer;
 use alloc::format;
 use alloc::vec::Vec;
 use core::ops::Range;
-use llm_format::options::TensorSlot;
-use llm_format::{reader::LlmFile, AlignedBuf, DType, ModelOptions, Norm};
+use llm_format::options::{LinearSlots, NormSlots, TensorSlot};
+use llm_format::{reader::LlmFile, AlignedBuf, DType, ModelOptions};
 
 /// Where the file's bytes live. Every variant gives a stable address for the
 /// model's lifetime, so tensor ranges stay valid.
@@ -48,26 +48,45 @@ pub struct WeightRef {
     pub cols: usize,
 }
 
+/// A linear layer: its weight matrix (a reference into the storage) and, when the
+/// model has biases, its bias (an f32 copy).
+#[derive(Clone, Debug)]
+pub struct Linear {
+    /// Weight `[out, in]`.
+    pub w: WeightRef,
+    /// Bias `[out]`.
+    pub b: Option<Vec<f32>>,
+}
+
+/// A norm's weight and, for LayerNorm with biases, its bias (f32 copies).
+#[derive(Clone, Debug)]
+pub struct NormWeights {
+    /// Weight `[d]`.
+    pub w: Vec<f32>,
+    /// Bias `[d]`.
+    pub b: Option<Vec<f32>>,
+}
+
 /// One decoder block's weights. Vectors are f32 copies; matrices are references.
 pub struct Layer {
-    /// Attention norm weight `[d]` and bias.
-    pub attn_norm: (Vec<f32>, Option<Vec<f32>>),
-    /// Query projection `[d, d]` and bias `[d]`.
-    pub wq: (WeightRef, Option<Vec<f32>>),
-    /// Key projection `[kv_dim, d]` and bias.
-    pub wk: (WeightRef, Option<Vec<f32>>),
-    /// Value projection `[kv_dim, d]` and bias.
-    pub wv: (WeightRef, Option<Vec<f32>>),
-    /// Attention output projection `[d, d]` and bias.
-    pub wo: (WeightRef, Option<Vec<f32>>),
-    /// MLP norm weight `[d]` and bias.
-    pub mlp_norm: (Vec<f32>, Option<Vec<f32>>),
-    /// SwiGLU gate `[d_ff, d]` and bias (SwiGLU only).
-    pub gate: Option<(WeightRef, Option<Vec<f32>>)>,
-    /// Up projection `[d_ff, d]` and bias.
-    pub up: (WeightRef, Option<Vec<f32>>),
-    /// Down projection `[d, d_ff]` and bias.
-    pub down: (WeightRef, Option<Vec<f32>>),
+    /// Attention norm `[d]`.
+    pub attn_norm: NormWeights,
+    /// Query projection `[d, d]`.
+    pub wq: Linear,
+    /// Key projection `[kv_dim, d]`.
+    pub wk: Linear,
+    /// Value projection `[kv_dim, d]`.
+    pub wv: Linear,
+    /// Attention output projection `[d, d]`.
+    pub wo: Linear,
+    /// MLP norm `[d]`.
+    pub mlp_norm: NormWeights,
+    /// SwiGLU gate `[d_ff, d]` (SwiGLU only).
+    pub gate: Option<Linear>,
+    /// Up projection `[d_ff, d]`.
+    pub up: Linear,
+    /// Down projection `[d, d_ff]`.
+    pub down: Linear,
 }
 
 /// A model ready to run: options, tokenizer and weights over its storage.
@@ -84,8 +103,8 @@ pub struct Model {
     pub pos_emb: Option<WeightRef>,
     /// Decoder blocks.
     pub layers: Vec<Layer>,
-    /// Final norm weight and bias.
-    pub out_norm: (Vec<f32>, Option<Vec<f32>>),
+    /// Final norm.
+    pub out_norm: NormWeights,
     /// Output projection `[vocab, d]` (the token embedding itself when tied).
     pub output: WeightRef,
     /// The dtype most matrices are stored in (for display).
@@ -170,25 +189,19 @@ impl Model {
             )));
         }
         let base = bytes.as_ptr() as usize;
-        let layout = opts.tensor_layout();
-        let find = |name: &str| -> Result<(&TensorSlot, llm_format::reader::Tensor<'_>), Error> {
-            let slot = layout
-                .iter()
-                .find(|s| s.name == name)
-                .ok_or_else(|| Error::Invalid(format!("tensor '{name}' is not in the layout")))?;
-            let t = file
-                .tensor(name)
-                .ok_or_else(|| llm_format::FormatError::MissingTensor(name.into()))?;
-            Ok((slot, t))
+        let find = |slot: &TensorSlot| -> Result<llm_format::reader::Tensor<'_>, Error> {
+            Ok(file
+                .tensor(&slot.name)
+                .ok_or_else(|| llm_format::FormatError::MissingTensor(slot.name.clone()))?)
         };
-        let weight = |name: &str| -> Result<WeightRef, Error> {
-            let (slot, t) = find(name)?;
+        let weight = |slot: &TensorSlot| -> Result<WeightRef, Error> {
+            let t = find(slot)?;
             let start = t.data.as_ptr() as usize - base;
             let (rows, cols) = (slot.shape[0], slot.shape[1]);
             if t.dtype.is_quantized() && cols % 32 != 0 {
                 return Err(Error::Invalid(format!(
-                    "tensor '{name}' is {} but its rows of {cols} are not whole blocks",
-                    t.dtype
+                    "tensor '{}' is {} but its rows of {cols} are not whole blocks",
+                    slot.name, t.dtype
                 )));
             }
             Ok(WeightRef {
@@ -198,69 +211,55 @@ impl Model {
                 cols,
             })
         };
-        let vector = |name: &str| -> Result<Vec<f32>, Error> {
-            let (_, t) = find(name)?;
-            Ok(t.to_f32_vec())
+        let vector =
+            |slot: &TensorSlot| -> Result<Vec<f32>, Error> { Ok(find(slot)?.to_f32_vec()) };
+        let norm = |s: &NormSlots| -> Result<NormWeights, Error> {
+            Ok(NormWeights {
+                w: vector(&s.weight)?,
+                b: s.bias.as_ref().map(vector).transpose()?,
+            })
         };
-        let has_bias = opts.bias;
-        let ln_bias = opts.bias && opts.norm == Norm::LayerNorm;
-        let norm = |p: &str| -> Result<(Vec<f32>, Option<Vec<f32>>), Error> {
-            let w = vector(&format!("{p}.weight"))?;
-            let b = if ln_bias {
-                Some(vector(&format!("{p}.bias"))?)
-            } else {
-                None
-            };
-            Ok((w, b))
-        };
-        let linear = |p: &str| -> Result<(WeightRef, Option<Vec<f32>>), Error> {
-            let w = weight(&format!("{p}.weight"))?;
-            let b = if has_bias {
-                Some(vector(&format!("{p}.bias"))?)
-            } else {
-                None
-            };
-            Ok((w, b))
+        let linear = |s: &LinearSlots| -> Result<Linear, Error> {
+            Ok(Linear {
+                w: weight(&s.weight)?,
+                b: s.bias.as_ref().map(vector).transpose()?,
+            })
         };
         let mut layers = Vec::with_capacity(opts.n_layers);
         for l in 0..opts.n_layers {
-            let b = format!("blk.{l}");
+            let s = opts.layer(l);
             layers.push(Layer {
-                attn_norm: norm(&format!("{b}.attn_norm"))?,
-                wq: linear(&format!("{b}.attn_q"))?,
-                wk: linear(&format!("{b}.attn_k"))?,
-                wv: linear(&format!("{b}.attn_v"))?,
-                wo: linear(&format!("{b}.attn_out"))?,
-                mlp_norm: norm(&format!("{b}.mlp_norm"))?,
-                gate: if opts.mlp == llm_format::Mlp::SwiGlu {
-                    Some(linear(&format!("{b}.mlp_gate"))?)
-                } else {
-                    None
-                },
-                up: linear(&format!("{b}.mlp_up"))?,
-                down: linear(&format!("{b}.mlp_down"))?,
+                attn_norm: norm(&s.attn_norm)?,
+                wq: linear(&s.attn_q)?,
+                wk: linear(&s.attn_k)?,
+                wv: linear(&s.attn_v)?,
+                wo: linear(&s.attn_out)?,
+                mlp_norm: norm(&s.mlp_norm)?,
+                gate: s.mlp_gate.as_ref().map(linear).transpose()?,
+                up: linear(&s.mlp_up)?,
+                down: linear(&s.mlp_down)?,
             });
         }
-        let tok_emb = weight("tok_emb")?;
-        let pos_emb = if opts.positions == llm_format::Positions::Learned {
-            let (_, t) = find("pos_emb")?;
-            let start = t.data.as_ptr() as usize - base;
-            Some(WeightRef {
-                dtype: DType::F32,
-                range: start..start + t.data.len(),
-                rows: opts.max_len,
-                cols: opts.d_model,
-            })
-        } else {
-            None
+        let tok_emb = weight(&opts.tok_emb())?;
+        let pos_emb = match opts.pos_emb() {
+            Some(slot) => {
+                let t = find(&slot)?;
+                let start = t.data.as_ptr() as usize - base;
+                Some(WeightRef {
+                    dtype: DType::F32,
+                    range: start..start + t.data.len(),
+                    rows: opts.max_len,
+                    cols: opts.d_model,
+                })
+            }
+            None => None,
         };
-        let output = if opts.tied_embeddings {
-            tok_emb.clone()
-        } else {
-            weight("output.weight")?
+        let output = match opts.output() {
+            Some(slot) => weight(&slot)?,
+            None => tok_emb.clone(),
         };
-        let out_norm = norm("out_norm")?;
-        let main_dtype = layers.first().map_or(tok_emb.dtype, |l| l.wq.0.dtype);
+        let out_norm = norm(&opts.out_norm())?;
+        let main_dtype = layers.first().map_or(tok_emb.dtype, |l| l.wq.w.dtype);
         drop(file);
         Ok(Model {
             storage,
@@ -280,11 +279,11 @@ impl Model {
     pub fn weight_bytes_per_token(&self) -> usize {
         let mut n = self.output.range.len();
         for l in &self.layers {
-            for w in [&l.wq.0, &l.wk.0, &l.wv.0, &l.wo.0, &l.up.0, &l.down.0] {
-                n += w.range.len();
+            for lin in [&l.wq, &l.wk, &l.wv, &l.wo, &l.up, &l.down] {
+                n += lin.w.range.len();
             }
             if let Some(g) = &l.gate {
-                n += g.0.range.len();
+                n += g.w.range.len();
             }
         }
         n

@@ -9,70 +9,58 @@
 //! refused with the option that does not fit. `--dtype` re-quantises on the way out
 //! (a dtype or a K-quant mixture, as `quantize`).
 
-use crate::import::gguf::{gguf_name, DEFAULT_ALIGNMENT, MAGIC};
+use crate::import::gguf::{gguf_names, DEFAULT_ALIGNMENT, MAGIC};
 use crate::import::ImportError;
 use crate::recipe::QuantPlan;
-use llm_format::{LlmFile, MappedFile, Mlp, Norm, Positions, TokenizerKind};
+use llm_format::gguf_value::write_str as put_str;
+use llm_format::{LlmFile, MappedFile, Mlp, Norm, Positions, TokenizerKind, ValueType as Ty};
 use std::path::{Path, PathBuf};
 
-/// GGUF metadata value type ids.
-mod ty {
-    pub const U32: u32 = 4;
-    pub const I32: u32 = 5;
-    pub const F32: u32 = 6;
-    pub const BOOL: u32 = 7;
-    pub const STRING: u32 = 8;
-    pub const ARRAY: u32 = 9;
-}
-
-/// A GGUF file being assembled in memory.
+/// A GGUF file being assembled in memory. Type ids are the shared [`Ty`]; arrays are
+/// streamed from slices under their declared element type (so an empty merge list
+/// stays an array of strings, where `llm_format`'s value encoder would write u8).
 #[derive(Default)]
 struct GgufBuf {
     kv: Vec<u8>,
     n_kv: u64,
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
 impl GgufBuf {
-    fn key(&mut self, k: &str, t: u32) -> &mut Vec<u8> {
+    fn key(&mut self, k: &str, t: Ty) -> &mut Vec<u8> {
         self.n_kv += 1;
         put_str(&mut self.kv, k);
-        self.kv.extend_from_slice(&t.to_le_bytes());
+        self.kv.extend_from_slice(&t.to_u32().to_le_bytes());
         &mut self.kv
     }
     fn u32(&mut self, k: &str, v: u32) {
-        self.key(k, ty::U32).extend_from_slice(&v.to_le_bytes());
+        self.key(k, Ty::U32).extend_from_slice(&v.to_le_bytes());
     }
     fn f32(&mut self, k: &str, v: f32) {
-        self.key(k, ty::F32).extend_from_slice(&v.to_le_bytes());
+        self.key(k, Ty::F32).extend_from_slice(&v.to_le_bytes());
     }
     fn bool(&mut self, k: &str, v: bool) {
-        self.key(k, ty::BOOL).push(v as u8);
+        self.key(k, Ty::Bool).push(v as u8);
     }
     fn str(&mut self, k: &str, v: &str) {
-        put_str(self.key(k, ty::STRING), v);
+        put_str(self.key(k, Ty::String), v);
     }
-    fn array_header(&mut self, k: &str, elem: u32, n: usize) -> &mut Vec<u8> {
-        let out = self.key(k, ty::ARRAY);
-        out.extend_from_slice(&elem.to_le_bytes());
+    fn array_header(&mut self, k: &str, elem: Ty, n: usize) -> &mut Vec<u8> {
+        let out = self.key(k, Ty::Array);
+        out.extend_from_slice(&elem.to_u32().to_le_bytes());
         out.extend_from_slice(&(n as u64).to_le_bytes());
         out
     }
     fn strs<'s>(&mut self, k: &str, v: impl ExactSizeIterator<Item = &'s str>) {
-        let out = self.array_header(k, ty::STRING, v.len());
+        let out = self.array_header(k, Ty::String, v.len());
         v.for_each(|s| put_str(out, s));
     }
     fn f32s(&mut self, k: &str, v: &[f32]) {
-        let out = self.array_header(k, ty::F32, v.len());
+        let out = self.array_header(k, Ty::F32, v.len());
         v.iter()
             .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
     }
     fn i32s(&mut self, k: &str, v: &[i32]) {
-        let out = self.array_header(k, ty::I32, v.len());
+        let out = self.array_header(k, Ty::I32, v.len());
         v.iter()
             .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
     }
@@ -161,14 +149,15 @@ pub fn to_gguf(file: &LlmFile<'_>, name: &str) -> Result<Vec<u8>, ImportError> {
     let mut infos = Vec::new();
     let mut data = Vec::new();
     let mut n_tensors = 0u64;
+    let names = gguf_names(&o);
     for slot in o.tensor_layout() {
         let t = file
             .tensor(&slot.name)
             .ok_or_else(|| ImportError::convert(&slot.name, "missing from the input file"))?;
-        let gname = gguf_name(&slot.name).ok_or_else(|| {
+        let gname = names.get(&slot.name).ok_or_else(|| {
             ImportError::convert(&slot.name, "has no place in GGUF's llama layout")
         })?;
-        put_str(&mut infos, &gname);
+        put_str(&mut infos, gname);
         infos.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
         for d in t.shape.iter().rev() {
             infos.extend_from_slice(&(*d as u64).to_le_bytes());

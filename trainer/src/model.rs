@@ -20,6 +20,7 @@ use crate::layers::attention::AttnShape;
 use crate::layers::embedding::PosAdd;
 use crate::rng::Rng;
 use crate::scalar::Real;
+use llm_format::options::{LinearSlots, NormSlots, TensorSlot};
 use llm_format::{Mlp, ModelOptions, Norm, Positions};
 use std::fmt;
 use std::ops::Range;
@@ -73,12 +74,13 @@ impl ParamTable {
     /// Lays out `o.tensor_layout()` back to back.
     pub fn new(o: &ModelOptions, decay_embeddings: bool) -> Self {
         let mut off = 0;
+        let embeddings = [Some(o.tok_emb()), o.pos_emb()];
         let slots = o
             .tensor_layout()
             .into_iter()
             .map(|t| {
                 let len = t.shape.iter().product();
-                let embedding = t.name == "tok_emb" || t.name == "pos_emb";
+                let embedding = embeddings.iter().flatten().any(|e| e.name == t.name);
                 let s = ParamSlot {
                     decays: if embedding {
                         decay_embeddings
@@ -115,10 +117,6 @@ impl ParamTable {
         self.get(name)
             .map(ParamSlot::range)
             .ok_or_else(|| ModelError(format!("internal: no tensor '{name}' in the layout")))
-    }
-
-    fn opt_range(&self, name: &str) -> Option<Range<usize>> {
-        self.get(name).map(ParamSlot::range)
     }
 }
 
@@ -159,48 +157,45 @@ struct Idx {
 
 impl Idx {
     fn new(t: &ParamTable, o: &ModelOptions) -> Result<Self, ModelError> {
-        let lin = |p: &str| -> Result<Lin, ModelError> {
+        let bias = |b: &Option<TensorSlot>| b.as_ref().map(|b| t.range(&b.name)).transpose();
+        let lin = |s: &LinearSlots| -> Result<Lin, ModelError> {
             Ok(Lin {
-                w: t.range(&format!("{p}.weight"))?,
-                b: t.opt_range(&format!("{p}.bias")),
+                w: t.range(&s.weight.name)?,
+                b: bias(&s.bias)?,
             })
         };
-        let norm = |p: &str| -> Result<NormIdx, ModelError> {
+        let norm = |s: &NormSlots| -> Result<NormIdx, ModelError> {
             Ok(NormIdx {
-                w: t.range(&format!("{p}.weight"))?,
-                b: t.opt_range(&format!("{p}.bias")),
+                w: t.range(&s.weight.name)?,
+                b: bias(&s.bias)?,
             })
         };
         let layers = (0..o.n_layers)
             .map(|l| {
-                let b = format!("blk.{l}");
+                let s = o.layer(l);
                 Ok(LayerIdx {
-                    attn_norm: norm(&format!("{b}.attn_norm"))?,
-                    q: lin(&format!("{b}.attn_q"))?,
-                    k: lin(&format!("{b}.attn_k"))?,
-                    v: lin(&format!("{b}.attn_v"))?,
-                    o: lin(&format!("{b}.attn_out"))?,
-                    mlp_norm: norm(&format!("{b}.mlp_norm"))?,
-                    gate: match o.mlp {
-                        Mlp::SwiGlu => Some(lin(&format!("{b}.mlp_gate"))?),
-                        _ => None,
-                    },
-                    up: lin(&format!("{b}.mlp_up"))?,
-                    down: lin(&format!("{b}.mlp_down"))?,
+                    attn_norm: norm(&s.attn_norm)?,
+                    q: lin(&s.attn_q)?,
+                    k: lin(&s.attn_k)?,
+                    v: lin(&s.attn_v)?,
+                    o: lin(&s.attn_out)?,
+                    mlp_norm: norm(&s.mlp_norm)?,
+                    gate: s.mlp_gate.as_ref().map(lin).transpose()?,
+                    up: lin(&s.mlp_up)?,
+                    down: lin(&s.mlp_down)?,
                 })
             })
             .collect::<Result<_, ModelError>>()?;
-        let tok_emb = t.range("tok_emb")?;
+        let tok_emb = t.range(&o.tok_emb().name)?;
         Ok(Idx {
-            output: if o.tied_embeddings {
-                tok_emb.clone()
-            } else {
-                t.range("output.weight")?
+            output: match o.output() {
+                Some(s) => t.range(&s.name)?,
+                None => tok_emb.clone(),
             },
             tok_emb,
-            pos_emb: t.opt_range("pos_emb"),
+            pos_emb: o.pos_emb().map(|s| t.range(&s.name)).transpose()?,
             layers,
-            out_norm: norm("out_norm")?,
+            out_norm: norm(&o.out_norm())?,
         })
     }
 }

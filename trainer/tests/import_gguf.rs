@@ -18,6 +18,8 @@ enum Kv {
     Str(String),
     Strs(Vec<String>),
     F32s(Vec<f32>),
+    /// Any type id with its payload, written as given.
+    Raw(u32, Vec<u8>),
 }
 
 fn gguf_str(b: &mut Vec<u8>, s: &str) {
@@ -65,6 +67,10 @@ fn write_gguf(
                 b.extend(6u32.to_le_bytes());
                 b.extend((v.len() as u64).to_le_bytes());
                 v.iter().for_each(|x| b.extend(x.to_le_bytes()));
+            }
+            Kv::Raw(ty, payload) => {
+                b.extend(ty.to_le_bytes());
+                b.extend(payload);
             }
         }
     }
@@ -358,6 +364,39 @@ fn truncated_and_corrupted_files_are_errors() {
     let mut b = bytes.clone();
     b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(run(&b).unwrap_err().to_string().contains("cannot fit"));
+}
+
+#[test]
+fn nested_metadata_arrays_follow_the_format_rule() {
+    // An array of one-element arrays, `levels` arrays deep, around one u8.
+    let nested = |levels: usize| {
+        let mut p = Vec::new();
+        for _ in 1..levels {
+            p.extend(9u32.to_le_bytes());
+            p.extend(1u64.to_le_bytes());
+        }
+        p.extend(0u32.to_le_bytes());
+        p.extend(1u64.to_le_bytes());
+        p.push(7);
+        Kv::Raw(9, p)
+    };
+    let mut rng = Rng::new(37);
+    let tensors = llama_tensors(&mut rng, false);
+    let run = |levels: usize| {
+        let mut kvs = llama_kvs("llama", 32);
+        kvs.push(("x.nested", nested(levels)));
+        let bytes = write_gguf(&kvs, &tensors, 32);
+        gguf::parse(&bytes, "m.gguf").map(|g| g.meta["x.nested"].clone().into_owned())
+    };
+    // Arrays of arrays (llama.cpp writes one level) read as they are, three deep at most,
+    // the `.llm` reader's rule; deeper is an error naming the file and the key.
+    assert!(run(2).is_ok());
+    assert!(run(3).is_ok());
+    let e = run(4).unwrap_err().to_string();
+    assert!(
+        e.starts_with("m.gguf: metadata key 'x.nested'") && e.contains("nested more than 3 deep"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn mixtures_give_llama_quantize_types() {
         let want: HashMap<String, DType> = lines
             .map(|l| {
                 let (name, ty) = l.split_once(' ').expect("name type");
-                let c = canonical(name).unwrap_or_else(|| panic!("{stem}: {name}"));
+                let c = canonical(&opts, name).unwrap_or_else(|| panic!("{stem}: {name}"));
                 (
                     c,
                     DType::from_name(ty).unwrap_or_else(|| panic!("{stem}: {ty}")),

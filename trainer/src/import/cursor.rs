@@ -28,6 +28,11 @@ impl<'a> Cursor<'a> {
         self.pos
     }
 
+    /// The whole buffer (positions are offsets into it).
+    pub fn buf(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// Bytes left after the cursor.
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -90,11 +95,6 @@ impl<'a> Cursor<'a> {
         Ok(self.arr::<1>(what)?[0])
     }
 
-    /// Little-endian u16.
-    pub fn u16(&mut self, what: &str) -> Result<u16, ImportError> {
-        self.arr(what).map(u16::from_le_bytes)
-    }
-
     /// Little-endian u32.
     pub fn u32(&mut self, what: &str) -> Result<u32, ImportError> {
         self.arr(what).map(u32::from_le_bytes)
@@ -110,19 +110,9 @@ impl<'a> Cursor<'a> {
         self.arr(what).map(u64::from_le_bytes)
     }
 
-    /// Little-endian i64.
-    pub fn i64(&mut self, what: &str) -> Result<i64, ImportError> {
-        self.arr(what).map(i64::from_le_bytes)
-    }
-
     /// Little-endian f32.
     pub fn f32(&mut self, what: &str) -> Result<f32, ImportError> {
         self.arr(what).map(f32::from_le_bytes)
-    }
-
-    /// Little-endian f64.
-    pub fn f64(&mut self, what: &str) -> Result<f64, ImportError> {
-        self.arr(what).map(f64::from_le_bytes)
     }
 }
 

@@ -1,7 +1,7 @@
 //! llama.cpp GGUF (v2/v3 layout), `llama` architecture, with its embedded tokenizer.
 //!
 //! Layout: `"GGUF"`, u32 version, u64 tensor count, u64 kv count; kv pairs (string
-//! key, u32 value type, value; types are GGUF's, the same ids as [`Value`]); tensor
+//! key, u32 value type, value; decoded by [`llm_format::gguf_value`]); tensor
 //! infos (string name, u32 n_dims, u64 ne[n_dims] innermost first, u32 ggml type,
 //! u64 offset from the data section); the data section starts at the next multiple
 //! of `general.alignment` (default 32). Our shapes are outermost first, so `ne` is
@@ -10,7 +10,9 @@
 //! order, so nothing is permuted.
 
 use super::cursor::Cursor;
-use super::{file_name, map_file, ImportError, ImportedModel, RawTensor};
+use super::{file_name, map_file, ImportError, ImportedModel, LayerPick, RawTensor};
+use llm_format::gguf_value::ValueReader;
+use llm_format::options::TensorSlot;
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -59,67 +61,15 @@ fn string<'a>(c: &mut Cursor<'a>, what: &str, file: &str) -> Result<&'a str, Imp
     })
 }
 
-fn value<'a>(
-    c: &mut Cursor<'a>,
-    ty: u32,
-    key: &str,
-    file: &str,
-    depth: u32,
-) -> Result<Value<'a>, ImportError> {
-    Ok(match ty {
-        0 => Value::U8(c.u8(key)?),
-        1 => Value::I8(c.u8(key)? as i8),
-        2 => Value::U16(c.u16(key)?),
-        3 => Value::I16(c.u16(key)? as i16),
-        4 => Value::U32(c.u32(key)?),
-        5 => Value::I32(c.i32(key)?),
-        6 => Value::F32(c.f32(key)?),
-        7 => match c.u8(key)? {
-            0 => Value::Bool(false),
-            1 => Value::Bool(true),
-            b => {
-                return Err(ImportError::malformed(
-                    file,
-                    format!("key '{key}': bool byte {b}, expected 0 or 1"),
-                ))
-            }
-        },
-        8 => Value::Str(Cow::Borrowed(string(c, key, file)?)),
-        9 => {
-            if depth > 2 {
-                return Err(ImportError::malformed(
-                    file,
-                    format!("key '{key}': arrays nested too deep"),
-                ));
-            }
-            let ety = c.u32(key)?;
-            let n = c.u64(key)?;
-            // Every element takes at least one byte: bound the allocation by the file.
-            if n > c.remaining() as u64 {
-                return Err(ImportError::malformed(
-                    file,
-                    format!(
-                        "key '{key}': array of {n} elements but only {} bytes left",
-                        c.remaining()
-                    ),
-                ));
-            }
-            let mut v = Vec::with_capacity(n as usize);
-            for _ in 0..n {
-                v.push(value(c, ety, key, file, depth + 1)?);
-            }
-            Value::Array(v)
-        }
-        10 => Value::U64(c.u64(key)?),
-        11 => Value::I64(c.i64(key)?),
-        12 => Value::F64(c.f64(key)?),
-        t => {
-            return Err(ImportError::malformed(
-                file,
-                format!("key '{key}': unknown value type {t}"),
-            ))
-        }
-    })
+/// One metadata value (type id and payload) through `llm_format`'s GGUF value codec,
+/// the one the `.llm` reader uses; its error names the key, this adds the file.
+fn meta_value<'a>(c: &mut Cursor<'a>, key: &str, file: &str) -> Result<Value<'a>, ImportError> {
+    let mut r = ValueReader::new(c.buf(), c.pos());
+    let v = r
+        .typed_value(key)
+        .map_err(|e| ImportError::malformed(file, e.to_string()))?;
+    c.seek(r.pos(), key)?;
+    Ok(v)
 }
 
 /// Parses the header, metadata and tensor directory; every tensor's bytes are
@@ -151,8 +101,7 @@ pub fn parse<'a>(bytes: &'a [u8], file: &str) -> Result<Gguf<'a>, ImportError> {
     let mut meta = HashMap::with_capacity(n_kv as usize);
     for _ in 0..n_kv {
         let key = string(&mut c, "metadata key", file)?;
-        let ty = c.u32(key)?;
-        let v = value(&mut c, ty, key, file, 0)?;
+        let v = meta_value(&mut c, key, file)?;
         if meta.insert(key, v).is_some() {
             return Err(ImportError::malformed(
                 file,
@@ -283,50 +232,62 @@ fn ggml_type_name(id: u32) -> String {
     }
 }
 
-/// GGUF's per-layer tensor names beside ours (`blk.N.` + each): the one table both
-/// the importer and `export-gguf` read.
-pub const LAYER_NAMES: [(&str, &str); 9] = [
-    ("attn_norm.weight", "attn_norm.weight"),
-    ("attn_q.weight", "attn_q.weight"),
-    ("attn_k.weight", "attn_k.weight"),
-    ("attn_v.weight", "attn_v.weight"),
-    ("attn_output.weight", "attn_out.weight"),
-    ("ffn_norm.weight", "mlp_norm.weight"),
-    ("ffn_gate.weight", "mlp_gate.weight"),
-    ("ffn_up.weight", "mlp_up.weight"),
-    ("ffn_down.weight", "mlp_down.weight"),
+/// GGUF's per-layer tensor names (after `blk.N.`) beside our slot for each: the one
+/// table both the importer and `export-gguf` read.
+pub const LAYER_NAMES: [(&str, LayerPick); 9] = [
+    ("attn_norm.weight", |s| Some(&s.attn_norm.weight)),
+    ("attn_q.weight", |s| Some(&s.attn_q.weight)),
+    ("attn_k.weight", |s| Some(&s.attn_k.weight)),
+    ("attn_v.weight", |s| Some(&s.attn_v.weight)),
+    ("attn_output.weight", |s| Some(&s.attn_out.weight)),
+    ("ffn_norm.weight", |s| Some(&s.mlp_norm.weight)),
+    ("ffn_gate.weight", |s| {
+        s.mlp_gate.as_ref().map(|g| &g.weight)
+    }),
+    ("ffn_up.weight", |s| Some(&s.mlp_up.weight)),
+    ("ffn_down.weight", |s| Some(&s.mlp_down.weight)),
 ];
 
-/// GGUF's names of the tensors outside the layers beside ours.
-pub const GLOBAL_NAMES: [(&str, &str); 3] = [
-    ("token_embd.weight", "tok_emb"),
-    ("output_norm.weight", "out_norm.weight"),
-    ("output.weight", "output.weight"),
+/// Picks one of the tensors outside the layers.
+pub type GlobalPick = fn(&ModelOptions) -> Option<TensorSlot>;
+
+/// GGUF's names of the tensors outside the layers beside our slot for each.
+pub const GLOBAL_NAMES: [(&str, GlobalPick); 3] = [
+    ("token_embd.weight", |o| Some(o.tok_emb())),
+    ("output_norm.weight", |o| Some(o.out_norm().weight)),
+    ("output.weight", |o| o.output()),
 ];
 
-/// Maps `name` through a (GGUF, ours) table in direction `pick` (0: GGUF → ours,
-/// 1: ours → GGUF), with the `blk.N.` prefix carried over.
-fn map_name(name: &str, from: usize) -> Option<String> {
-    let to = 1 - from;
-    if let Some(g) = GLOBAL_NAMES.iter().find(|g| [g.0, g.1][from] == name) {
-        return Some([g.0, g.1][to].to_string());
+/// GGUF tensor name → our canonical name under `opts`; `None` for tensors we do not
+/// keep. A block number past `opts.n_layers` still maps (the layout check refuses it).
+pub fn canonical(opts: &ModelOptions, name: &str) -> Option<String> {
+    if let Some((_, pick)) = GLOBAL_NAMES.iter().find(|g| g.0 == name) {
+        return pick(opts).map(|s| s.name);
     }
-    let rest = name.strip_prefix("blk.")?;
-    let (layer, tail) = rest.split_once('.')?;
+    let (layer, tail) = name.strip_prefix("blk.")?.split_once('.')?;
     let l: usize = layer.parse().ok()?;
-    let t = LAYER_NAMES.iter().find(|t| [t.0, t.1][from] == tail)?;
-    Some(format!("blk.{l}.{}", [t.0, t.1][to]))
+    let (_, pick) = LAYER_NAMES.iter().find(|t| t.0 == tail)?;
+    pick(&opts.layer(l)).map(|s| s.name.clone())
 }
 
-/// GGUF tensor name → canonical name; `None` for tensors we do not keep.
-pub fn canonical(name: &str) -> Option<String> {
-    map_name(name, 0)
-}
-
-/// Canonical tensor name → GGUF's (`None` for tensors GGUF's llama layout lacks:
-/// position tables, biases).
-pub fn gguf_name(name: &str) -> Option<String> {
-    map_name(name, 1)
+/// Canonical tensor name → GGUF's, for every tensor of `opts` that GGUF's llama
+/// layout has (it has no position tables and no biases).
+pub fn gguf_names(opts: &ModelOptions) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for (g, pick) in GLOBAL_NAMES {
+        if let Some(s) = pick(opts) {
+            m.insert(s.name, g.to_string());
+        }
+    }
+    for l in 0..opts.n_layers {
+        let slots = opts.layer(l);
+        for (g, pick) in LAYER_NAMES {
+            if let Some(s) = pick(&slots) {
+                m.insert(s.name.clone(), format!("blk.{l}.{g}"));
+            }
+        }
+    }
+    m
 }
 
 /// Maps a parsed `llama` GGUF onto options, tokenizer and canonical tensors.
@@ -403,7 +364,7 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
     }
     let mut tensors = Vec::with_capacity(g.tensors.len());
     for t in &g.tensors {
-        let Some(name) = canonical(t.name) else {
+        let Some(name) = canonical(&opts, t.name) else {
             if t.name == "rope_freqs.weight" {
                 continue;
             }

@@ -16,7 +16,10 @@
 //! w1 is the gate, w3 the up projection and w2 the down projection.
 
 use super::cursor::Cursor;
-use super::{file_name, map_file, read_file, ImportError, ImportedModel, RawTensor};
+use super::{
+    file_name, map_file, read_file, slot_name, ImportError, ImportedModel, LayerPick, RawTensor,
+};
+use llm_format::options::LayerSlots;
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
 use std::borrow::Cow;
 use std::path::Path;
@@ -141,18 +144,19 @@ pub fn parse_checkpoint(
     }
 
     let mut t = Vec::new();
-    let mut stack = |c: &mut Cursor<'_>, what: &str, rows: usize, cols: usize| {
+    let layers: Vec<LayerSlots> = (0..l).map(|i| opts.layer(i)).collect();
+    let mut stack = |c: &mut Cursor<'_>, what: &str, slot: LayerPick, rows: usize, cols: usize| {
         // One tensor per layer, each `rows × cols` (or a vector when rows == 0).
         let per = if rows == 0 { cols } else { rows * cols };
         let all = c.take_n((l * per) as u64, 4, what)?;
-        for (i, chunk) in all.chunks_exact(per * 4).enumerate() {
+        for (chunk, s) in all.chunks_exact(per * 4).zip(&layers) {
             let shape = if rows == 0 {
                 vec![cols]
             } else {
                 vec![rows, cols]
             };
             t.push(RawTensor {
-                name: format!("blk.{i}.{what}.weight"),
+                name: slot_name(slot(s), file, what)?,
                 dtype: DType::F32,
                 shape,
                 data: chunk.to_vec(),
@@ -160,6 +164,16 @@ pub fn parse_checkpoint(
         }
         Ok::<(), ImportError>(())
     };
+    let attn_norm: LayerPick = |s| Some(&s.attn_norm.weight);
+    let attn_q: LayerPick = |s| Some(&s.attn_q.weight);
+    let attn_k: LayerPick = |s| Some(&s.attn_k.weight);
+    let attn_v: LayerPick = |s| Some(&s.attn_v.weight);
+    let attn_out: LayerPick = |s| Some(&s.attn_out.weight);
+    let mlp_norm: LayerPick = |s| Some(&s.mlp_norm.weight);
+    let mlp_gate: LayerPick = |s| s.mlp_gate.as_ref().map(|g| &g.weight);
+    let mlp_up: LayerPick = |s| Some(&s.mlp_up.weight);
+    let mlp_down: LayerPick = |s| Some(&s.mlp_down.weight);
+    let (tok_emb, out_norm) = (opts.tok_emb().name, opts.out_norm().weight.name);
     let single = |c: &mut Cursor<'_>, name: &str, shape: Vec<usize>| {
         let n: usize = shape.iter().product();
         Ok::<RawTensor, ImportError>(RawTensor {
@@ -171,34 +185,35 @@ pub fn parse_checkpoint(
     };
     let mut singles = Vec::new();
     if v1 {
-        stack(&mut c, "attn_norm", 0, d)?;
-        stack(&mut c, "mlp_norm", 0, d)?;
-        singles.push(single(&mut c, "out_norm.weight", vec![d])?);
-        singles.push(single(&mut c, "tok_emb", vec![v, d])?);
-        stack(&mut c, "attn_q", d, d)?;
-        stack(&mut c, "attn_k", kv, d)?;
-        stack(&mut c, "attn_v", kv, d)?;
-        stack(&mut c, "attn_out", d, d)?;
-        stack(&mut c, "mlp_gate", f, d)?;
-        stack(&mut c, "mlp_down", d, f)?;
-        stack(&mut c, "mlp_up", f, d)?;
+        stack(&mut c, "attn_norm", attn_norm, 0, d)?;
+        stack(&mut c, "mlp_norm", mlp_norm, 0, d)?;
+        singles.push(single(&mut c, &out_norm, vec![d])?);
+        singles.push(single(&mut c, &tok_emb, vec![v, d])?);
+        stack(&mut c, "attn_q", attn_q, d, d)?;
+        stack(&mut c, "attn_k", attn_k, kv, d)?;
+        stack(&mut c, "attn_v", attn_v, kv, d)?;
+        stack(&mut c, "attn_out", attn_out, d, d)?;
+        stack(&mut c, "mlp_gate", mlp_gate, f, d)?;
+        stack(&mut c, "mlp_down", mlp_down, d, f)?;
+        stack(&mut c, "mlp_up", mlp_up, f, d)?;
     } else {
-        singles.push(single(&mut c, "tok_emb", vec![v, d])?);
-        stack(&mut c, "attn_norm", 0, d)?;
-        stack(&mut c, "attn_q", d, d)?;
-        stack(&mut c, "attn_k", kv, d)?;
-        stack(&mut c, "attn_v", kv, d)?;
-        stack(&mut c, "attn_out", d, d)?;
-        stack(&mut c, "mlp_norm", 0, d)?;
-        stack(&mut c, "mlp_gate", f, d)?;
-        stack(&mut c, "mlp_down", d, f)?;
-        stack(&mut c, "mlp_up", f, d)?;
-        singles.push(single(&mut c, "out_norm.weight", vec![d])?);
+        singles.push(single(&mut c, &tok_emb, vec![v, d])?);
+        stack(&mut c, "attn_norm", attn_norm, 0, d)?;
+        stack(&mut c, "attn_q", attn_q, d, d)?;
+        stack(&mut c, "attn_k", attn_k, kv, d)?;
+        stack(&mut c, "attn_v", attn_v, kv, d)?;
+        stack(&mut c, "attn_out", attn_out, d, d)?;
+        stack(&mut c, "mlp_norm", mlp_norm, 0, d)?;
+        stack(&mut c, "mlp_gate", mlp_gate, f, d)?;
+        stack(&mut c, "mlp_down", mlp_down, d, f)?;
+        stack(&mut c, "mlp_up", mlp_up, f, d)?;
+        singles.push(single(&mut c, &out_norm, vec![d])?);
         // freq_cis_real and freq_cis_imag: (seq_len, head_size/2) each, unused.
         c.take_n((opts.max_len * hs) as u64, 4, "freq_cis")?;
     }
-    if !shared {
-        singles.push(single(&mut c, "output.weight", vec![v, d])?);
+    // A separate classifier (`tied_embeddings` is `shared`).
+    if let Some(output) = opts.output() {
+        singles.push(single(&mut c, &output.name, vec![v, d])?);
     }
     t.extend(singles);
     Ok((opts, t))

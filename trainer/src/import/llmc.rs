@@ -17,7 +17,8 @@
 //! bytes-to-unicode form.
 
 use super::cursor::Cursor;
-use super::{file_name, map_file, read_file, ImportError, ImportedModel, RawTensor};
+use super::{file_name, map_file, read_file, slot_name, ImportError, ImportedModel, RawTensor};
+use llm_format::options::{LayerSlots, TensorSlot};
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
 use std::borrow::Cow;
 use std::path::Path;
@@ -152,9 +153,10 @@ pub fn parse_checkpoint(
     };
     let wte = c.take_n(vp as u64 * c64, esz as u64, "wte")?;
     // Keep rows 0..V; rows V..Vp are padding.
-    t.push(raw("tok_emb".into(), vec![v, ch], &wte[..v * ch * esz]));
+    t.push(raw(opts.tok_emb().name, vec![v, ch], &wte[..v * ch * esz]));
     let wpe = c.take_n(t_max as u64 * c64, esz as u64, "wpe")?;
-    t.push(raw("pos_emb".into(), vec![t_max, ch], wpe));
+    let pos_emb = slot_name(opts.pos_emb().as_ref(), file, "wpe")?;
+    t.push(raw(pos_emb, vec![t_max, ch], wpe));
     // Per-layer stacks in file order: (llm.c name, rows (0 = a vector), cols).
     let stacks: [(&str, usize, usize); 12] = [
         ("ln1w", 0, ch),
@@ -170,46 +172,47 @@ pub fn parse_checkpoint(
         ("fcprojw", ch, 4 * ch),
         ("fcprojb", 0, ch),
     ];
+    let layers: Vec<LayerSlots> = (0..l).map(|i| opts.layer(i)).collect();
     for (what, rows, cols) in stacks {
         let per = rows.max(1) * cols;
         let all = c.take_n(l64 * per as u64, esz as u64, what)?;
-        for (i, chunk) in all.chunks_exact(per * esz).enumerate() {
-            let b = format!("blk.{i}");
+        for (chunk, s) in all.chunks_exact(per * esz).zip(&layers) {
+            let bias = |b: &Option<TensorSlot>| slot_name(b.as_ref(), file, what);
             match what {
-                "ln1w" => t.push(raw(format!("{b}.attn_norm.weight"), vec![ch], chunk)),
-                "ln1b" => t.push(raw(format!("{b}.attn_norm.bias"), vec![ch], chunk)),
+                "ln1w" => t.push(raw(s.attn_norm.weight.name.clone(), vec![ch], chunk)),
+                "ln1b" => t.push(raw(bias(&s.attn_norm.bias)?, vec![ch], chunk)),
                 "qkvw" | "qkvb" => {
                     // Rows [q; k; v], each C rows of `cols` (weights) or C values (bias).
                     let part = chunk.len() / 3;
-                    let suffix = if what == "qkvw" { "weight" } else { "bias" };
-                    let shape = if what == "qkvw" {
-                        vec![ch, ch]
-                    } else {
-                        vec![ch]
-                    };
-                    for (j, n) in ["attn_q", "attn_k", "attn_v"].iter().enumerate() {
-                        t.push(raw(
-                            format!("{b}.{n}.{suffix}"),
-                            shape.clone(),
-                            &chunk[j * part..(j + 1) * part],
-                        ));
+                    for (j, lin) in [&s.attn_q, &s.attn_k, &s.attn_v].into_iter().enumerate() {
+                        let (name, shape) = if what == "qkvw" {
+                            (lin.weight.name.clone(), vec![ch, ch])
+                        } else {
+                            (bias(&lin.bias)?, vec![ch])
+                        };
+                        t.push(raw(name, shape, &chunk[j * part..(j + 1) * part]));
                     }
                 }
-                "attprojw" => t.push(raw(format!("{b}.attn_out.weight"), vec![ch, ch], chunk)),
-                "attprojb" => t.push(raw(format!("{b}.attn_out.bias"), vec![ch], chunk)),
-                "ln2w" => t.push(raw(format!("{b}.mlp_norm.weight"), vec![ch], chunk)),
-                "ln2b" => t.push(raw(format!("{b}.mlp_norm.bias"), vec![ch], chunk)),
-                "fcw" => t.push(raw(format!("{b}.mlp_up.weight"), vec![4 * ch, ch], chunk)),
-                "fcb" => t.push(raw(format!("{b}.mlp_up.bias"), vec![4 * ch], chunk)),
-                "fcprojw" => t.push(raw(format!("{b}.mlp_down.weight"), vec![ch, 4 * ch], chunk)),
-                _ => t.push(raw(format!("{b}.mlp_down.bias"), vec![ch], chunk)),
+                "attprojw" => t.push(raw(s.attn_out.weight.name.clone(), vec![ch, ch], chunk)),
+                "attprojb" => t.push(raw(bias(&s.attn_out.bias)?, vec![ch], chunk)),
+                "ln2w" => t.push(raw(s.mlp_norm.weight.name.clone(), vec![ch], chunk)),
+                "ln2b" => t.push(raw(bias(&s.mlp_norm.bias)?, vec![ch], chunk)),
+                "fcw" => t.push(raw(s.mlp_up.weight.name.clone(), vec![4 * ch, ch], chunk)),
+                "fcb" => t.push(raw(bias(&s.mlp_up.bias)?, vec![4 * ch], chunk)),
+                "fcprojw" => t.push(raw(s.mlp_down.weight.name.clone(), vec![ch, 4 * ch], chunk)),
+                _ => t.push(raw(bias(&s.mlp_down.bias)?, vec![ch], chunk)),
             }
         }
     }
+    let out_norm = opts.out_norm();
     let lnfw = c.take_n(c64, esz as u64, "lnfw")?;
-    t.push(raw("out_norm.weight".into(), vec![ch], lnfw));
+    t.push(raw(out_norm.weight.name.clone(), vec![ch], lnfw));
     let lnfb = c.take_n(c64, esz as u64, "lnfb")?;
-    t.push(raw("out_norm.bias".into(), vec![ch], lnfb));
+    t.push(raw(
+        slot_name(out_norm.bias.as_ref(), file, "lnfb")?,
+        vec![ch],
+        lnfb,
+    ));
     Ok((opts, t))
 }
 

@@ -18,6 +18,7 @@ pub mod provenance;
 pub mod safetensors;
 
 use crate::recipe::QuantPlan;
+use llm_format::options::{LayerSlots, TensorSlot};
 use llm_format::{DType, FormatError, LlmWriter, ModelOptions, TokenizerSpec, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -157,6 +158,26 @@ impl RawTensor {
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
+}
+
+/// Picks one tensor out of a block's typed slots, e.g. `|s| Some(&s.attn_q.weight)` or
+/// `|s| s.mlp_gate.as_ref().map(|g| &g.weight)`: how importers name a per-layer role.
+pub type LayerPick = fn(&LayerSlots) -> Option<&TensorSlot>;
+
+/// The canonical name of an optional slot of the typed layout (a bias, the SwiGLU
+/// gate) that the importer's own options always have; an error naming `file` and
+/// `what` if they do not (a bug in the importer, not in the input).
+pub(crate) fn slot_name(
+    slot: Option<&TensorSlot>,
+    file: &str,
+    what: &str,
+) -> Result<String, ImportError> {
+    slot.map(|s| s.name.clone()).ok_or_else(|| {
+        ImportError::malformed(
+            file,
+            format!("internal: the model options have no tensor for {what}"),
+        )
+    })
 }
 
 /// Which importer to run.

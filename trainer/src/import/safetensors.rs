@@ -25,9 +25,10 @@
 //! `vocab_size` is larger than the tokenizer's (padded embeddings), the extra ids get
 //! placeholder pieces `<pad_N>` that no text encodes to.
 
-use super::{file_name, map_file, read_file, ImportError, ImportedModel, RawTensor};
+use super::{file_name, map_file, read_file, slot_name, ImportError, ImportedModel, RawTensor};
 use ::safetensors::{Dtype, SafeTensors};
 use half::{bf16, f16};
+use llm_format::options::TensorSlot;
 use llm_format::{Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
 use serde_json::Value as Json;
 use std::borrow::Cow;
@@ -292,18 +293,19 @@ fn gpt2(
     };
     let mut t = Vec::new();
     let wte = w.f32(&format!("{p}wte.weight"), &[v, c])?;
-    t.push(RawTensor::f32("tok_emb", vec![v, c], &wte));
+    t.push(RawTensor::f32(opts.tok_emb().name, vec![v, c], &wte));
     let wpe = w.f32(&format!("{p}wpe.weight"), &[t_max, c])?;
-    t.push(RawTensor::f32("pos_emb", vec![t_max, c], &wpe));
+    let pos_emb = slot_name(opts.pos_emb().as_ref(), cf, "wpe")?;
+    t.push(RawTensor::f32(pos_emb, vec![t_max, c], &wpe));
     let vec1 =
-        |src: &str, dst: &str, n: usize, t: &mut Vec<RawTensor>| -> Result<(), ImportError> {
+        |src: &str, dst: String, n: usize, t: &mut Vec<RawTensor>| -> Result<(), ImportError> {
             let x = w.f32(src, &[n])?;
             t.push(RawTensor::f32(dst, vec![n], &x));
             Ok(())
         };
     // A Conv1D weight [in, out] → our [out, in].
     let conv = |src: &str,
-                dst: &str,
+                dst: String,
                 i: usize,
                 o: usize,
                 t: &mut Vec<RawTensor>|
@@ -312,98 +314,62 @@ fn gpt2(
         t.push(RawTensor::f32(dst, vec![o, i], &transpose(&x, i, o)));
         Ok(())
     };
+    // Biases: GPT-2's options have them on every linear layer and norm.
+    let bias = |b: &Option<TensorSlot>, src: &str| slot_name(b.as_ref(), cf, src);
     for n in 0..l {
-        let (s, b) = (format!("{p}h.{n}"), format!("blk.{n}"));
-        vec1(
-            &format!("{s}.ln_1.weight"),
-            &format!("{b}.attn_norm.weight"),
-            c,
-            &mut t,
-        )?;
-        vec1(
-            &format!("{s}.ln_1.bias"),
-            &format!("{b}.attn_norm.bias"),
-            c,
-            &mut t,
-        )?;
+        let (s, b) = (format!("{p}h.{n}"), opts.layer(n));
+        let src = format!("{s}.ln_1.weight");
+        vec1(&src, b.attn_norm.weight.name.clone(), c, &mut t)?;
+        let src = format!("{s}.ln_1.bias");
+        vec1(&src, bias(&b.attn_norm.bias, &src)?, c, &mut t)?;
         // c_attn: [C, 3C] → transpose [3C, C] = [q; k; v].
         let qkv = transpose(
             &w.f32(&format!("{s}.attn.c_attn.weight"), &[c, 3 * c])?,
             c,
             3 * c,
         );
-        let qkv_b = w.f32(&format!("{s}.attn.c_attn.bias"), &[3 * c])?;
-        for (j, name) in ["attn_q", "attn_k", "attn_v"].iter().enumerate() {
+        let src = format!("{s}.attn.c_attn.bias");
+        let qkv_b = w.f32(&src, &[3 * c])?;
+        for (j, lin) in [&b.attn_q, &b.attn_k, &b.attn_v].into_iter().enumerate() {
             t.push(RawTensor::f32(
-                format!("{b}.{name}.weight"),
+                lin.weight.name.clone(),
                 vec![c, c],
                 &qkv[j * c * c..(j + 1) * c * c],
             ));
             t.push(RawTensor::f32(
-                format!("{b}.{name}.bias"),
+                bias(&lin.bias, &src)?,
                 vec![c],
                 &qkv_b[j * c..(j + 1) * c],
             ));
         }
-        conv(
-            &format!("{s}.attn.c_proj.weight"),
-            &format!("{b}.attn_out.weight"),
-            c,
-            c,
-            &mut t,
-        )?;
-        vec1(
-            &format!("{s}.attn.c_proj.bias"),
-            &format!("{b}.attn_out.bias"),
-            c,
-            &mut t,
-        )?;
-        vec1(
-            &format!("{s}.ln_2.weight"),
-            &format!("{b}.mlp_norm.weight"),
-            c,
-            &mut t,
-        )?;
-        vec1(
-            &format!("{s}.ln_2.bias"),
-            &format!("{b}.mlp_norm.bias"),
-            c,
-            &mut t,
-        )?;
-        conv(
-            &format!("{s}.mlp.c_fc.weight"),
-            &format!("{b}.mlp_up.weight"),
-            c,
-            f,
-            &mut t,
-        )?;
-        vec1(
-            &format!("{s}.mlp.c_fc.bias"),
-            &format!("{b}.mlp_up.bias"),
-            f,
-            &mut t,
-        )?;
-        conv(
-            &format!("{s}.mlp.c_proj.weight"),
-            &format!("{b}.mlp_down.weight"),
-            f,
-            c,
-            &mut t,
-        )?;
-        vec1(
-            &format!("{s}.mlp.c_proj.bias"),
-            &format!("{b}.mlp_down.bias"),
-            c,
-            &mut t,
-        )?;
+        let src = format!("{s}.attn.c_proj.weight");
+        conv(&src, b.attn_out.weight.name.clone(), c, c, &mut t)?;
+        let src = format!("{s}.attn.c_proj.bias");
+        vec1(&src, bias(&b.attn_out.bias, &src)?, c, &mut t)?;
+        let src = format!("{s}.ln_2.weight");
+        vec1(&src, b.mlp_norm.weight.name.clone(), c, &mut t)?;
+        let src = format!("{s}.ln_2.bias");
+        vec1(&src, bias(&b.mlp_norm.bias, &src)?, c, &mut t)?;
+        let src = format!("{s}.mlp.c_fc.weight");
+        conv(&src, b.mlp_up.weight.name.clone(), c, f, &mut t)?;
+        let src = format!("{s}.mlp.c_fc.bias");
+        vec1(&src, bias(&b.mlp_up.bias, &src)?, f, &mut t)?;
+        let src = format!("{s}.mlp.c_proj.weight");
+        conv(&src, b.mlp_down.weight.name.clone(), f, c, &mut t)?;
+        let src = format!("{s}.mlp.c_proj.bias");
+        vec1(&src, bias(&b.mlp_down.bias, &src)?, c, &mut t)?;
     }
-    vec1(&format!("{p}ln_f.weight"), "out_norm.weight", c, &mut t)?;
-    vec1(&format!("{p}ln_f.bias"), "out_norm.bias", c, &mut t)?;
+    let out_norm = opts.out_norm();
+    let src = format!("{p}ln_f.weight");
+    vec1(&src, out_norm.weight.name.clone(), c, &mut t)?;
+    let src = format!("{p}ln_f.bias");
+    vec1(&src, bias(&out_norm.bias, &src)?, c, &mut t)?;
     if w.has("lm_head.weight") {
         let head = w.f32("lm_head.weight", &[v, c])?;
         if head != wte {
             opts.tied_embeddings = false;
-            t.push(RawTensor::f32("output.weight", vec![v, c], &head));
+            let output = slot_name(opts.output().as_ref(), cf, "lm_head.weight")?;
+            t.push(RawTensor::f32(output, vec![v, c], &head));
         }
     }
     Ok((opts, t))
@@ -470,61 +436,59 @@ fn llama(
         t.push(RawTensor::f32(dst, shape, &x));
         Ok(())
     };
-    copy("model.embed_tokens.weight", "tok_emb".into(), vec![v, d])?;
+    copy("model.embed_tokens.weight", opts.tok_emb().name, vec![v, d])?;
     for n in 0..opts.n_layers {
-        let (s, b) = (format!("model.layers.{n}"), format!("blk.{n}"));
+        let (s, b) = (format!("model.layers.{n}"), opts.layer(n));
         copy(
             &format!("{s}.input_layernorm.weight"),
-            format!("{b}.attn_norm.weight"),
+            b.attn_norm.weight.name.clone(),
             vec![d],
         )?;
         copy(
             &format!("{s}.self_attn.v_proj.weight"),
-            format!("{b}.attn_v.weight"),
+            b.attn_v.weight.name.clone(),
             vec![kv, d],
         )?;
         copy(
             &format!("{s}.self_attn.o_proj.weight"),
-            format!("{b}.attn_out.weight"),
+            b.attn_out.weight.name.clone(),
             vec![d, d],
         )?;
         copy(
             &format!("{s}.post_attention_layernorm.weight"),
-            format!("{b}.mlp_norm.weight"),
+            b.mlp_norm.weight.name.clone(),
             vec![d],
         )?;
-        copy(
-            &format!("{s}.mlp.gate_proj.weight"),
-            format!("{b}.mlp_gate.weight"),
-            vec![f, d],
-        )?;
+        let src = format!("{s}.mlp.gate_proj.weight");
+        let gate = slot_name(b.mlp_gate.as_ref().map(|g| &g.weight), cf, &src)?;
+        copy(&src, gate, vec![f, d])?;
         copy(
             &format!("{s}.mlp.up_proj.weight"),
-            format!("{b}.mlp_up.weight"),
+            b.mlp_up.weight.name.clone(),
             vec![f, d],
         )?;
         copy(
             &format!("{s}.mlp.down_proj.weight"),
-            format!("{b}.mlp_down.weight"),
+            b.mlp_down.weight.name.clone(),
             vec![d, f],
         )?;
     }
-    copy("model.norm.weight", "out_norm.weight".into(), vec![d])?;
-    if !opts.tied_embeddings {
-        copy("lm_head.weight", "output.weight".into(), vec![v, d])?;
+    copy("model.norm.weight", opts.out_norm().weight.name, vec![d])?;
+    if let Some(output) = opts.output() {
+        copy("lm_head.weight", output.name, vec![v, d])?;
     }
     // q and k: undo the rotate-half permutation (k with the kv head count).
     for n in 0..opts.n_layers {
-        let (s, b) = (format!("model.layers.{n}"), format!("blk.{n}"));
+        let (s, b) = (format!("model.layers.{n}"), opts.layer(n));
         let q = w.f32(&format!("{s}.self_attn.q_proj.weight"), &[d, d])?;
         t.push(RawTensor::f32(
-            format!("{b}.attn_q.weight"),
+            b.attn_q.weight.name.clone(),
             vec![d, d],
             &unpermute_rows(&q, opts.n_heads, d),
         ));
         let k = w.f32(&format!("{s}.self_attn.k_proj.weight"), &[kv, d])?;
         t.push(RawTensor::f32(
-            format!("{b}.attn_k.weight"),
+            b.attn_k.weight.name.clone(),
             vec![kv, d],
             &unpermute_rows(&k, opts.n_kv_heads, d),
         ));

@@ -1,0 +1,153 @@
+//! The canonical tensor directory, pinned: names, shapes and file order must never
+//! change (files written before must still load), and the typed slots of
+//! `ModelOptions::layer` and the globals must be exactly the layout's entries.
+
+use llm_format::options::TensorSlot;
+use llm_format::{Mlp, ModelOptions, Norm, Positions};
+
+fn opts(positions: Positions, norm: Norm, mlp: Mlp, bias: bool, tied: bool) -> ModelOptions {
+    ModelOptions {
+        vocab_size: 50,
+        d_model: 16,
+        n_layers: 2,
+        n_heads: 4,
+        n_kv_heads: 2,
+        d_ff: 24,
+        max_len: 12,
+        positions,
+        norm,
+        mlp,
+        bias,
+        tied_embeddings: tied,
+        norm_eps: 1e-5,
+        rope_base: 10000.0,
+    }
+}
+
+fn listed(layout: &[TensorSlot]) -> Vec<(String, Vec<usize>, bool)> {
+    layout
+        .iter()
+        .map(|s| (s.name.clone(), s.shape.clone(), s.matrix))
+        .collect()
+}
+
+fn want(list: &[(&str, &[usize], bool)]) -> Vec<(String, Vec<usize>, bool)> {
+    list.iter()
+        .map(|(n, s, m)| (n.to_string(), s.to_vec(), *m))
+        .collect()
+}
+
+#[test]
+fn gpt2_style_layout_is_pinned() {
+    let o = opts(Positions::Learned, Norm::LayerNorm, Mlp::Gelu, true, true);
+    let mut w: Vec<(&str, &[usize], bool)> =
+        vec![("tok_emb", &[50, 16], true), ("pos_emb", &[12, 16], false)];
+    let blk: [Vec<(&str, &[usize], bool)>; 2] = [
+        vec![
+            ("blk.0.attn_norm.weight", &[16], false),
+            ("blk.0.attn_norm.bias", &[16], false),
+            ("blk.0.attn_q.weight", &[16, 16], true),
+            ("blk.0.attn_q.bias", &[16], false),
+            ("blk.0.attn_k.weight", &[8, 16], true),
+            ("blk.0.attn_k.bias", &[8], false),
+            ("blk.0.attn_v.weight", &[8, 16], true),
+            ("blk.0.attn_v.bias", &[8], false),
+            ("blk.0.attn_out.weight", &[16, 16], true),
+            ("blk.0.attn_out.bias", &[16], false),
+            ("blk.0.mlp_norm.weight", &[16], false),
+            ("blk.0.mlp_norm.bias", &[16], false),
+            ("blk.0.mlp_up.weight", &[24, 16], true),
+            ("blk.0.mlp_up.bias", &[24], false),
+            ("blk.0.mlp_down.weight", &[16, 24], true),
+            ("blk.0.mlp_down.bias", &[16], false),
+        ],
+        vec![
+            ("blk.1.attn_norm.weight", &[16], false),
+            ("blk.1.attn_norm.bias", &[16], false),
+            ("blk.1.attn_q.weight", &[16, 16], true),
+            ("blk.1.attn_q.bias", &[16], false),
+            ("blk.1.attn_k.weight", &[8, 16], true),
+            ("blk.1.attn_k.bias", &[8], false),
+            ("blk.1.attn_v.weight", &[8, 16], true),
+            ("blk.1.attn_v.bias", &[8], false),
+            ("blk.1.attn_out.weight", &[16, 16], true),
+            ("blk.1.attn_out.bias", &[16], false),
+            ("blk.1.mlp_norm.weight", &[16], false),
+            ("blk.1.mlp_norm.bias", &[16], false),
+            ("blk.1.mlp_up.weight", &[24, 16], true),
+            ("blk.1.mlp_up.bias", &[24], false),
+            ("blk.1.mlp_down.weight", &[16, 24], true),
+            ("blk.1.mlp_down.bias", &[16], false),
+        ],
+    ];
+    for b in &blk {
+        w.extend(b.iter().cloned());
+    }
+    w.push(("out_norm.weight", &[16], false));
+    w.push(("out_norm.bias", &[16], false));
+    assert_eq!(listed(&o.tensor_layout()), want(&w));
+}
+
+#[test]
+fn llama_style_layout_is_pinned() {
+    let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false);
+    let mut w: Vec<(&str, &[usize], bool)> = vec![("tok_emb", &[50, 16], true)];
+    for l in 0..2 {
+        let names = [
+            "attn_norm.weight",
+            "attn_q.weight",
+            "attn_k.weight",
+            "attn_v.weight",
+            "attn_out.weight",
+            "mlp_norm.weight",
+            "mlp_gate.weight",
+            "mlp_up.weight",
+            "mlp_down.weight",
+        ];
+        let shapes: [(&[usize], bool); 9] = [
+            (&[16], false),
+            (&[16, 16], true),
+            (&[8, 16], true),
+            (&[8, 16], true),
+            (&[16, 16], true),
+            (&[16], false),
+            (&[24, 16], true),
+            (&[24, 16], true),
+            (&[16, 24], true),
+        ];
+        for (n, (s, m)) in names.iter().zip(shapes) {
+            let name: &'static str = Box::leak(format!("blk.{l}.{n}").into_boxed_str());
+            w.push((name, s, m));
+        }
+    }
+    w.push(("out_norm.weight", &[16], false));
+    w.push(("output.weight", &[50, 16], true));
+    assert_eq!(listed(&o.tensor_layout()), want(&w));
+}
+
+#[test]
+fn typed_slots_are_the_layout() {
+    for positions in [Positions::Learned, Positions::Sinusoidal, Positions::Rope] {
+        for norm in [Norm::LayerNorm, Norm::RmsNorm] {
+            for mlp in [Mlp::Gelu, Mlp::Relu, Mlp::SwiGlu] {
+                for bias in [false, true] {
+                    for tied in [false, true] {
+                        let o = opts(positions, norm, mlp, bias, tied);
+                        let mut v: Vec<TensorSlot> = vec![o.tok_emb()];
+                        v.extend(o.pos_emb());
+                        for l in 0..o.n_layers {
+                            let s = o.layer(l);
+                            assert_eq!(s.mlp_gate.is_some(), mlp == Mlp::SwiGlu);
+                            assert_eq!(s.attn_q.bias.is_some(), bias);
+                            assert_eq!(s.attn_norm.bias.is_some(), bias && norm == Norm::LayerNorm);
+                            v.extend(s.tensors().into_iter().cloned());
+                        }
+                        v.extend(o.out_norm().tensors().cloned());
+                        v.extend(o.output());
+                        assert_eq!(v, o.tensor_layout());
+                    }
+                }
+            }
+        }
+    }
+}
