@@ -190,14 +190,6 @@ pub(crate) fn sampler_config(p: &llmrt_sampler_params) -> Res<SamplerConfig> {
     })
 }
 
-/// Bytes of memory the system can still give (Linux `MemAvailable`), if known.
-fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
 /// Refuses a context whose buffers could not fit in memory, before allocating them
 /// (an overcommitting kernel would otherwise hand out the memory and kill the process
 /// when it is touched).
@@ -219,7 +211,7 @@ fn check_memory(m: &Model, n_ctx: usize, n_batch: usize) -> Res<()> {
     // KV cache (k and v) + per-row scratch + scores + logits (twice: ours and the runtime's).
     let floats = 2 * l * c * kv + n_batch * (6 * d + 2 * kv + 2 * f) + c + 2 * o.vocab_size as u128;
     let need = floats * 4;
-    if let Some(avail) = mem_available() {
+    if let Some(avail) = rt::sys::mem_available() {
         if need > avail as u128 {
             return Err(Fail::new(
                 LLMRT_ERR_NO_MEMORY,

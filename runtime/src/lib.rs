@@ -19,6 +19,8 @@ mod math;
 pub mod model;
 pub mod ops;
 pub mod sampler;
+#[cfg(feature = "std")]
+pub mod sys;
 pub mod tokenizer;
 
 pub use context::{Context, ContextParams};

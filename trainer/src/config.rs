@@ -436,14 +436,6 @@ impl fmt::Display for MemoryEstimate {
     }
 }
 
-/// `MemAvailable` from `/proc/meminfo`, in bytes (None where unknown).
-pub fn available_memory() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
 /// Where a run's configuration comes from: a preset or a TOML file, then overrides.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ConfigArgs {

@@ -10,7 +10,7 @@
 
 use crate::backend::{Backend, Cpu};
 use crate::checkpoint::{self, Checkpoint, CheckpointMeta, Fault};
-use crate::config::{available_memory, ConfigArgs, TrainConfig};
+use crate::config::{ConfigArgs, TrainConfig};
 use crate::cuda::backend::{choose_backend, DeviceChoice};
 use crate::data::{DataError, Loader};
 use crate::export::export_model;
@@ -558,7 +558,7 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
     if !args.quiet {
         println!("{}: {est}", be.name());
     }
-    let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     // Without checkpointing, a refusal says what --recompute would need.
     let hint = if cfg.recompute {
         String::new()
@@ -567,7 +567,7 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
         r.recompute = true;
         format!(
             " (with --recompute: about {:.1} GiB)",
-            gib(r.estimate()?.total_bytes())
+            gib(r.estimate()?.total_bytes() as u64)
         )
     };
     // A device with its own memory (CUDA) refuses an over-large run here, before the
@@ -577,12 +577,12 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
         est.total_bytes(),
     )
     .map_err(|e| TrainError(format!("{e}{hint}")))?;
-    if let Some(avail) = available_memory() {
-        if est.total_bytes() > avail {
+    if let Some(avail) = llmrt::sys::mem_available() {
+        if est.total_bytes() as u64 > avail {
             return Err(TrainError(format!(
                 "this run needs about {:.1} GiB{hint} but only {:.1} GiB are available; \
                  lower batch_size, max_len, d_model or n_layers (e.g. --set batch_size=...)",
-                gib(est.total_bytes()),
+                gib(est.total_bytes() as u64),
                 gib(avail)
             )));
         }
