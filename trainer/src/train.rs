@@ -10,7 +10,7 @@
 
 use crate::backend::{Backend, Cpu};
 use crate::checkpoint::{self, Checkpoint, CheckpointMeta, Fault};
-use crate::config::{ConfigArgs, TrainConfig};
+use crate::config::{ConfigArgs, Precision, TrainConfig};
 use crate::cuda::backend::{choose_backend, DeviceChoice};
 use crate::data::{DataError, Loader};
 use crate::export::export_model;
@@ -99,7 +99,7 @@ pub struct TrainArgs {
     /// Storage precision: `bf16` (the default on CUDA) or `fp32` (the default, and
     /// the only one, on the CPU). Recorded in the run's config.toml.
     #[arg(long, value_name = "bf16|fp32", value_parser = parse_precision)]
-    pub precision: Option<String>,
+    pub precision: Option<Precision>,
     /// Gradient checkpointing: keep only each block's input in the forward and
     /// recompute the block in the backward (same losses, activation memory of one
     /// block; about a fifth more compute). Sets and records the config key
@@ -114,10 +114,10 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 /// `--precision`: `bf16` or `fp32` (`f32` accepted).
-fn parse_precision(s: &str) -> Result<String, String> {
+fn parse_precision(s: &str) -> Result<Precision, String> {
     match s {
-        "bf16" => Ok("bf16".into()),
-        "fp32" | "f32" => Ok("fp32".into()),
+        "bf16" => Ok(Precision::Bf16),
+        "fp32" | "f32" => Ok(Precision::Fp32),
         _ => Err(format!("'{s}' is not one of bf16|fp32")),
     }
 }
@@ -127,26 +127,30 @@ fn parse_precision(s: &str) -> Result<String, String> {
 /// fp32, with a note), else bf16 on CUDA and fp32 on the CPU.
 fn resolve_precision(
     be: &dyn Backend<f32>,
-    asked: Option<&str>,
-    recorded: Option<&str>,
+    asked: Option<Precision>,
+    recorded: Option<Precision>,
     quiet: bool,
-) -> Result<String, TrainError> {
+) -> Result<Precision, TrainError> {
     let gpu = be.name().starts_with("cuda");
     match (asked, recorded) {
-        (Some("bf16"), _) if !gpu => Err(TrainError(format!(
+        (Some(Precision::Bf16), _) if !gpu => Err(TrainError(format!(
             "--precision bf16 is not supported on the {} backend, which computes in fp32; \
              use --precision fp32 (or --device cuda on a machine with a GPU)",
             be.name()
         ))),
-        (Some(p), _) => Ok(p.to_string()),
-        (None, Some("bf16")) if !gpu => {
+        (Some(p), _) => Ok(p),
+        (None, Some(Precision::Bf16)) if !gpu => {
             if !quiet {
                 eprintln!("note: this run was recorded as bf16; the CPU continues it in fp32");
             }
-            Ok("fp32".into())
+            Ok(Precision::Fp32)
         }
-        (None, Some(p)) => Ok(p.to_string()),
-        (None, None) => Ok(if gpu { "bf16" } else { "fp32" }.into()),
+        (None, Some(p)) => Ok(p),
+        (None, None) => Ok(if gpu {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        }),
     }
 }
 
@@ -309,9 +313,9 @@ fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
         cfg.seq_len = cfg.seq();
     }
     cfg.max_len = o.max_len;
-    cfg.positions = o.positions.name().into();
-    cfg.norm = o.norm.name().into();
-    cfg.mlp = o.mlp.name().into();
+    cfg.positions = o.positions;
+    cfg.norm = o.norm;
+    cfg.mlp = o.mlp;
     cfg.bias = o.bias;
     cfg.tied_embeddings = o.tied_embeddings;
     cfg.norm_eps = o.norm_eps as f64;
@@ -522,12 +526,7 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
             cfg.set(s)?;
         }
         cfg.validate()?;
-        cfg.precision = resolve_precision(
-            be,
-            args.precision.as_deref(),
-            Some(&cfg.precision),
-            args.quiet,
-        )?;
+        cfg.precision = resolve_precision(be, args.precision, Some(cfg.precision), args.quiet)?;
         (cfg, None)
     } else {
         if checkpoint::list(&ck_dir).last().is_some() {
@@ -537,7 +536,7 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
             )));
         }
         // Checked before the data is prepared, so a refused precision costs nothing.
-        let precision = resolve_precision(be, args.precision.as_deref(), None, args.quiet)?;
+        let precision = resolve_precision(be, args.precision, None, args.quiet)?;
         let (mut cfg, init) = prepare(args, &dir)?;
         cfg.precision = precision;
         (cfg, init)
@@ -547,7 +546,7 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
     }
     // The resolved config, precision and recompute included, is the run's record.
     std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
-    if cfg.precision == "bf16" && !args.quiet {
+    if cfg.precision == Precision::Bf16 && !args.quiet {
         eprintln!(
             "note: precision bf16 recorded; the trainer's CUDA backend keeps fp32 storage \
              behind the Backend trait (bf16 kernels run in the device-resident benchmark)"
