@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn pca_finds_the_dominant_axes() {
         // Points spread 10× more along (1,1,0)/√2 than along (0,0,1), little elsewhere.
-        let mut r = Rng::new(3);
+        let mut r = Rng::for_test(3);
         let n = 300;
         let mut x = Vec::new();
         let mut truth = Vec::new();
