@@ -6,6 +6,7 @@
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions};
 use llmrt::{Context, ContextParams, Error, Model};
 use llmrt_suite::fixtures::*;
+use llmrt_suite::rng::test_seed;
 use std::sync::Arc;
 
 fn params(n_ctx: usize, n_batch: usize) -> ContextParams {
@@ -84,7 +85,7 @@ fn a_context_larger_than_available_memory_is_refused_before_allocating() {
         eprintln!("SKIP: this machine has {avail} bytes available, more than the {need} asked");
         return;
     }
-    let (bytes, _) = write_model(&o, &random_weights(&o, 3), DType::F32);
+    let (bytes, _) = write_model(&o, &random_weights(&o, test_seed(3)), DType::F32);
     let m = Arc::new(Model::from_bytes(&bytes).expect("load"));
     match Context::new(m, &p) {
         Err(e @ Error::NoMemory { .. }) => {
