@@ -233,7 +233,8 @@ impl Default for TrainConfig {
 pub const PRESETS: [&str; 4] = ["tiny", "small", "medium", "large"];
 
 impl TrainConfig {
-    /// nanoGPT's Shakespeare-char CPU configuration: trains in minutes on 2 cores.
+    /// nanoGPT's Shakespeare-char CPU configuration, small enough to train on a laptop
+    /// CPU (timings on 2 cores in docs/PERF.md, "Trainer").
     pub fn tiny() -> Self {
         TrainConfig {
             vocab_size: 256,

@@ -102,8 +102,8 @@ pub struct TrainArgs {
     pub precision: Option<Precision>,
     /// Gradient checkpointing: keep only each block's input in the forward and
     /// recompute the block in the backward (same losses, activation memory of one
-    /// block; about a fifth more compute). Sets and records the config key
-    /// `recompute`, like `--set recompute=true`.
+    /// block, one more block forward per block; docs/PERF.md has the measured cost).
+    /// Sets and records the config key `recompute`, like `--set recompute=true`.
     #[arg(long)]
     pub recompute: bool,
 }
