@@ -6,12 +6,13 @@ use llm_format::{DType, Mlp, Norm, Positions};
 use llmrt::generate::{generate_until, GenerateParams, StopReason};
 use llmrt::{Context, ContextParams, Model};
 use llmrt_suite::fixtures::*;
+use llmrt_suite::rng::test_seed;
 use std::cell::Cell;
 use std::sync::Arc;
 
 fn model() -> Arc<Model> {
     let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
-    let (bytes, _) = write_model(&o, &random_weights(&o, 7), DType::F32);
+    let (bytes, _) = write_model(&o, &random_weights(&o, test_seed(7)), DType::F32);
     Arc::new(Model::from_bytes(&bytes).expect("load"))
 }
 

@@ -4,6 +4,7 @@
 use llm_format::{DType, Mlp, Norm, Positions};
 use llmrt_suite::fixtures::*;
 use llmrt_suite::reference::RefModel;
+use llmrt_suite::rng::test_seed;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,7 +28,7 @@ fn llm_run(args: &[&str]) -> Out {
 
 fn model_file(name: &str) -> (PathBuf, RefModel) {
     let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
-    let w = random_weights(&o, 2024);
+    let w = random_weights(&o, test_seed(2024));
     let (bytes, held) = write_model(&o, &w, DType::F32);
     (temp_file(name, &bytes), RefModel::new(o, &held))
 }

@@ -5,6 +5,7 @@ use llm_format::{DType, Mlp, Norm, Positions};
 use llmrt::{Context, ContextParams, Model};
 use llmrt_suite::fixtures::*;
 use llmrt_suite::reference::RefModel;
+use llmrt_suite::rng::test_seed;
 use std::sync::Arc;
 
 /// Max |a - b| over max |b|: the error relative to the logits' scale.
@@ -58,7 +59,9 @@ fn every_option_combination_matches_reference_f32() {
                 for (bias, tied, n_kv) in [(true, true, 4), (false, false, 2), (true, false, 1)] {
                     let o = opts(positions, norm, mlp, bias, tied, n_kv);
                     seed += 1;
-                    check(&o, DType::F32, 1e-4, seed);
+                    // Case `seed` of the test's seed: exactly `seed` unless
+                    // LLMRT_TEST_SEED is set.
+                    check(&o, DType::F32, 1e-4, seed ^ test_seed(0));
                 }
             }
         }
@@ -70,6 +73,8 @@ fn every_dtype_matches_reference() {
     // Float weights: only f32 rounding of the arithmetic. Block-quantised weights:
     // the activations are quantised to 8 bits per block of 32 too (as ggml does),
     // which costs up to ~1% of the logits' scale on these small random models.
+    // Fixed seeds, not `test_seed`: the 3e-2 bound of the quantised cases is empirical
+    // for these weights (another seed took Q4_1 to 0.03003).
     let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
     for (dtype, tol) in [
         (DType::F32, 1e-4),

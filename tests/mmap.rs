@@ -38,7 +38,7 @@ fn loading_maps_and_only_touched_pages_become_resident() {
         o.d_ff,
         o.max_len,
     ) = (4096, 1024, 2, 8, 2816, 64);
-    let w = random_weights(&o, 1);
+    let w = random_weights(&o, llmrt_suite::rng::test_seed(1));
     let (bytes, _) = write_model(&o, &w, DType::F32);
     drop(w);
     let size = bytes.len() as u64;

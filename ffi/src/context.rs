@@ -15,7 +15,7 @@ use crate::status::{
 };
 use rt::sampler::{Sampler, SamplerConfig};
 use rt::tokenizer::StreamDecoder;
-use rt::{Context, ContextParams, Model};
+use rt::{Context, ContextParams};
 use std::ffi::c_char;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, TryLockError};
@@ -190,50 +190,6 @@ pub(crate) fn sampler_config(p: &llmrt_sampler_params) -> Res<SamplerConfig> {
     })
 }
 
-/// Bytes of memory the system can still give (Linux `MemAvailable`), if known.
-fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
-/// Refuses a context whose buffers could not fit in memory, before allocating them
-/// (an overcommitting kernel would otherwise hand out the memory and kill the process
-/// when it is touched).
-fn check_memory(m: &Model, n_ctx: usize, n_batch: usize) -> Res<()> {
-    let o = &m.opts;
-    let n_ctx = if n_ctx == 0 { o.max_len } else { n_ctx };
-    if n_ctx > 1 << 24 || (n_ctx > o.max_len && o.positions == llm_format::Positions::Learned) {
-        // Out of range whatever the memory: the runtime says why.
-        return Ok(());
-    }
-    let n_batch = n_batch.clamp(1, n_ctx.max(1)) as u128;
-    let (l, c, kv, d, f) = (
-        o.n_layers as u128,
-        n_ctx as u128,
-        o.kv_dim() as u128,
-        o.d_model as u128,
-        o.d_ff as u128,
-    );
-    // KV cache (k and v) + per-row scratch + scores + logits (twice: ours and the runtime's).
-    let floats = 2 * l * c * kv + n_batch * (6 * d + 2 * kv + 2 * f) + c + 2 * o.vocab_size as u128;
-    let need = floats * 4;
-    if let Some(avail) = mem_available() {
-        if need > avail as u128 {
-            return Err(Fail::new(
-                LLMRT_ERR_NO_MEMORY,
-                format!(
-                    "a context of {n_ctx} tokens needs {} MiB but only {} MiB of memory are available",
-                    need >> 20,
-                    avail >> 20
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Creates a context over `model` with `params` (NULL: the defaults). Several contexts
 /// may share one model, each used by its own thread. On failure `*out` is NULL;
 /// `LLMRT_ERR_NO_MEMORY` when the KV cache does not fit in memory.
@@ -272,7 +228,6 @@ pub unsafe extern "C" fn llmrt_context_new(
         } else {
             p.n_batch as usize
         };
-        check_memory(&m, p.n_ctx as usize, n_batch)?;
         let vocab = m.opts.vocab_size;
         let ctx = Context::new(
             m,

@@ -17,6 +17,8 @@
 //! `args` (reading C arguments), `version`, `model`, `context` (step-by-step API),
 //! `generate` (one-call streaming generation).
 
+#![deny(missing_docs)]
+
 // Every entry point relies on catching panics; with `panic = "abort"` a bug would
 // take the host process down instead of returning `LLMRT_ERR_INTERNAL`.
 #[cfg(panic = "abort")]

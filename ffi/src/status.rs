@@ -74,8 +74,7 @@ impl From<rt::Error> for Fail {
             rt::Error::BadToken(..) => LLMRT_ERR_BAD_TOKEN,
             rt::Error::ContextFull(..) => LLMRT_ERR_CONTEXT_FULL,
             rt::Error::EmptyPrompt => LLMRT_ERR_INVALID_ARG,
-            // The runtime reports a failed allocation as "not enough memory for ...".
-            rt::Error::Invalid(m) if m.starts_with("not enough memory") => LLMRT_ERR_NO_MEMORY,
+            rt::Error::NoMemory { .. } => LLMRT_ERR_NO_MEMORY,
             rt::Error::Invalid(_) => LLMRT_ERR_INVALID_ARG,
         };
         Fail::new(code, e.to_string())

@@ -75,7 +75,30 @@ fn status_names_are_distinct() {
     assert!(!names.contains("unknown status"));
 }
 
-/// A small random model (char vocabulary, RoPE, RMSNorm, SwiGLU, GQA) as file bytes.
+/// The seed of a test's random inputs: `LLMRT_TEST_SEED` when it is set and not empty
+/// (to replay a printed seed, or to try other inputs), else `default`. Prints
+/// `seed = N (set LLMRT_TEST_SEED to replay)` on stderr (once per test thread and
+/// seed), which the test harness shows beside a failure.
+fn test_seed(default: u64) -> u64 {
+    let seed = match std::env::var("LLMRT_TEST_SEED") {
+        Ok(s) if !s.trim().is_empty() => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("LLMRT_TEST_SEED={s:?} is not a u64")),
+        _ => default,
+    };
+    thread_local! {
+        static SHOWN: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    }
+    if SHOWN.with(|s| s.replace(Some(seed))) != Some(seed) {
+        eprintln!("seed = {seed} (set LLMRT_TEST_SEED to replay)");
+    }
+    seed
+}
+
+/// A small random model (char vocabulary, RoPE, RMSNorm, SwiGLU, GQA) as file bytes,
+/// with weights of case `seed` (`seed ^ test_seed(0)`: exactly `seed` unless
+/// `LLMRT_TEST_SEED` is set).
 fn model_bytes(seed: u64) -> Vec<u8> {
     let chars: Vec<Cow<'static, str>> = std::iter::once(Cow::Borrowed("<eos>"))
         .chain(
@@ -112,7 +135,7 @@ fn model_bytes(seed: u64) -> Vec<u8> {
         rope_base: 10000.0,
     };
     // SplitMix64 for the weights.
-    let mut state = seed;
+    let mut state = seed ^ test_seed(0);
     let mut next = move || {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = state;

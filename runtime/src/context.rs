@@ -11,7 +11,7 @@ use crate::ops;
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use llm_format::{Mlp, Norm, Positions};
+use llm_format::{Mlp, ModelOptions, Norm, Positions};
 
 /// How a [`Context`] is sized.
 #[derive(Clone, Debug)]
@@ -34,17 +34,139 @@ impl Default for ContextParams {
     }
 }
 
+/// The resolved sizes of a context's buffers, in floats: what [`Context::new`]
+/// allocates and [`ContextParams::bytes_needed`] counts, from one computation.
+struct Sizes {
+    n_ctx: usize,
+    n_batch: usize,
+    /// One of the two KV caches: `layers × n_ctx × kv_dim`.
+    cache: usize,
+    /// `n_batch × d_model`: x, xb, q, att and proj.
+    rows_d: usize,
+    /// `n_batch × kv_dim`: k and v.
+    rows_kv: usize,
+    /// `n_batch × d_ff`: the MLP hidden (and, for SwiGLU, its up branch).
+    rows_ff: usize,
+    /// SwiGLU's second hidden buffer (0 otherwise).
+    rows_ff2: usize,
+    /// `n_heads × n_ctx` attention weights.
+    scores: usize,
+    /// `vocab` logits.
+    logits: usize,
+    /// `head_dim / 2` RoPE inverse frequencies.
+    freqs: usize,
+    /// `n_batch × head_dim` cos/sin of the new positions.
+    rope_cs: usize,
+}
+
+impl Sizes {
+    /// Every buffer together, in bytes (`None` on overflow).
+    fn bytes(&self) -> Option<u64> {
+        let floats = [
+            (2, self.cache),
+            (5, self.rows_d),
+            (2, self.rows_kv),
+            (1, self.rows_ff),
+            (1, self.rows_ff2),
+            (1, self.scores),
+            (1, self.logits),
+            (1, self.freqs),
+            (1, self.rope_cs),
+        ]
+        .iter()
+        .try_fold(0u64, |acc, &(k, n)| {
+            acc.checked_add((n as u64).checked_mul(k)?)
+        })?;
+        floats.checked_mul(4)
+    }
+}
+
+impl ContextParams {
+    /// Checks the sizes against the model and resolves them (`n_ctx` 0 → `max_len`,
+    /// `n_batch` clamped to `1..=n_ctx`).
+    fn sizes(&self, o: &ModelOptions) -> Result<Sizes, Error> {
+        let n_ctx = if self.n_ctx == 0 {
+            o.max_len
+        } else {
+            self.n_ctx
+        };
+        if n_ctx > o.max_len && o.positions == Positions::Learned {
+            return Err(Error::Invalid(format!(
+                "context length {n_ctx} exceeds the model's {} learned positions",
+                o.max_len
+            )));
+        }
+        if n_ctx > (1 << 24) {
+            return Err(Error::Invalid(format!(
+                "context length {n_ctx} is out of range"
+            )));
+        }
+        let n_batch = self.n_batch.clamp(1, n_ctx);
+        let (d, kv, f, l) = (o.d_model, o.kv_dim(), o.d_ff, o.n_layers);
+        let cache = l
+            .checked_mul(n_ctx)
+            .and_then(|v| v.checked_mul(kv))
+            .ok_or_else(|| Error::Invalid("KV cache size overflows".into()))?;
+        let rows = |w: usize| {
+            n_batch
+                .checked_mul(w)
+                .ok_or_else(|| Error::Invalid("context scratch size overflows".into()))
+        };
+        Ok(Sizes {
+            n_ctx,
+            n_batch,
+            cache,
+            rows_d: rows(d)?,
+            rows_kv: rows(kv)?,
+            rows_ff: rows(f)?,
+            rows_ff2: if o.mlp == Mlp::SwiGlu { rows(f)? } else { 0 },
+            scores: o
+                .n_heads
+                .checked_mul(n_ctx)
+                .ok_or_else(|| Error::Invalid("attention scores size overflows".into()))?,
+            logits: o.vocab_size,
+            freqs: o.head_dim() / 2,
+            rope_cs: rows(o.head_dim())?,
+        })
+    }
+
+    /// Bytes a [`Context`] with these parameters over a model with options `o`
+    /// allocates: both KV caches plus every scratch buffer of the forward pass.
+    /// [`Context::new`] (with `std`) refuses a context that needs more than the
+    /// system has available; a caller can ask first. Errors are those of
+    /// [`Context::new`] for out-of-range sizes.
+    pub fn bytes_needed(&self, o: &ModelOptions) -> Result<u64, Error> {
+        self.sizes(o)?
+            .bytes()
+            .ok_or_else(|| Error::Invalid("context size overflows".into()))
+    }
+}
+
 /// Allocates `n` zeroed floats, or reports that memory ran out.
 fn buffer(n: usize, what: &str) -> Result<Vec<f32>, Error> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Error::Invalid(format!(
-            "not enough memory for the {what} ({} MiB)",
-            n.saturating_mul(4) >> 20
-        ))
+    v.try_reserve_exact(n).map_err(|_| Error::NoMemory {
+        what: format!("the {what}"),
+        needed: (n as u64).saturating_mul(4),
+        available: None,
     })?;
     v.resize(n, 0.0);
     Ok(v)
+}
+
+/// Refuses a context of `bytes` that the system could not give (Linux
+/// `MemAvailable`), before anything is allocated: an overcommitting kernel would
+/// otherwise hand the memory out and kill the process when it is touched.
+#[cfg(feature = "std")]
+fn check_available(n_ctx: usize, bytes: u64) -> Result<(), Error> {
+    match crate::sys::mem_available() {
+        Some(avail) if bytes > avail => Err(Error::NoMemory {
+            what: format!("a context of {n_ctx} tokens"),
+            needed: bytes,
+            available: Some(avail),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The state of one generation stream.
@@ -77,51 +199,35 @@ impl Context {
     /// is short or the sizes are out of range.
     pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Context, Error> {
         let o = &model.opts;
-        let n_ctx = if params.n_ctx == 0 {
-            o.max_len
-        } else {
-            params.n_ctx
-        };
-        if n_ctx > o.max_len && o.positions == Positions::Learned {
-            return Err(Error::Invalid(format!(
-                "context length {n_ctx} exceeds the model's {} learned positions",
-                o.max_len
-            )));
-        }
-        if n_ctx > (1 << 24) {
-            return Err(Error::Invalid(format!(
-                "context length {n_ctx} is out of range"
-            )));
-        }
-        let n_batch = params.n_batch.clamp(1, n_ctx);
-        let (d, kv, f, l) = (o.d_model, o.kv_dim(), o.d_ff, o.n_layers);
-        let cache = l
-            .checked_mul(n_ctx)
-            .and_then(|v| v.checked_mul(kv))
-            .ok_or_else(|| Error::Invalid("KV cache size overflows".into()))?;
+        let s = params.sizes(o)?;
+        #[cfg(feature = "std")]
+        check_available(
+            s.n_ctx,
+            s.bytes()
+                .ok_or_else(|| Error::Invalid("context size overflows".into()))?,
+        )?;
+        let freqs = ops::rope_freqs(o.head_dim(), o.rope_base);
+        debug_assert_eq!(freqs.len(), s.freqs);
         Ok(Context {
             cpu: Cpu::new(params.threads.max(1)),
-            n_ctx,
-            n_batch,
+            n_ctx: s.n_ctx,
+            n_batch: s.n_batch,
             tokens: Vec::new(),
-            k_cache: buffer(cache, "KV cache")?,
-            v_cache: buffer(cache, "KV cache")?,
-            x: buffer(n_batch * d, "activations")?,
-            xb: buffer(n_batch * d, "activations")?,
-            q: buffer(n_batch * d, "activations")?,
-            k: buffer(n_batch * kv, "activations")?,
-            v: buffer(n_batch * kv, "activations")?,
-            att: buffer(n_batch * d, "activations")?,
-            proj: buffer(n_batch * d, "activations")?,
-            hb: buffer(n_batch * f, "activations")?,
-            hb2: buffer(
-                if o.mlp == Mlp::SwiGlu { n_batch * f } else { 0 },
-                "activations",
-            )?,
-            scores: buffer(o.n_heads * n_ctx, "attention scores")?,
-            logits: buffer(o.vocab_size, "logits")?,
-            freqs: ops::rope_freqs(o.head_dim(), o.rope_base),
-            rope_cs: buffer(n_batch * o.head_dim(), "activations")?,
+            k_cache: buffer(s.cache, "KV cache")?,
+            v_cache: buffer(s.cache, "KV cache")?,
+            x: buffer(s.rows_d, "activations")?,
+            xb: buffer(s.rows_d, "activations")?,
+            q: buffer(s.rows_d, "activations")?,
+            k: buffer(s.rows_kv, "activations")?,
+            v: buffer(s.rows_kv, "activations")?,
+            att: buffer(s.rows_d, "activations")?,
+            proj: buffer(s.rows_d, "activations")?,
+            hb: buffer(s.rows_ff, "activations")?,
+            hb2: buffer(s.rows_ff2, "activations")?,
+            scores: buffer(s.scores, "attention scores")?,
+            logits: buffer(s.logits, "logits")?,
+            freqs,
+            rope_cs: buffer(s.rope_cs, "activations")?,
             model,
         })
     }

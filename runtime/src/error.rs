@@ -15,6 +15,16 @@ pub enum Error {
     ContextFull(usize, usize),
     /// An empty prompt where one token at least is needed.
     EmptyPrompt,
+    /// Not enough memory for a context or one of its buffers.
+    NoMemory {
+        /// What did not fit, as a noun phrase ("a context of 4096 tokens", "the KV cache").
+        what: String,
+        /// Bytes it needs.
+        needed: u64,
+        /// Bytes the system had available, when the check before allocating refused
+        /// it; `None` when the allocation itself failed.
+        available: Option<u64>,
+    },
     /// Anything else, described.
     Invalid(String),
 }
@@ -31,6 +41,21 @@ impl core::fmt::Display for Error {
                 write!(f, "{need} tokens do not fit in the context of {ctx} tokens")
             }
             Error::EmptyPrompt => f.write_str("the prompt is empty: give at least one token"),
+            Error::NoMemory {
+                what,
+                needed,
+                available: Some(avail),
+            } => write!(
+                f,
+                "{what} needs {} MiB but only {} MiB of memory are available",
+                needed >> 20,
+                avail >> 20
+            ),
+            Error::NoMemory {
+                what,
+                needed,
+                available: None,
+            } => write!(f, "not enough memory for {what} ({} MiB)", needed >> 20),
             Error::Invalid(m) => f.write_str(m),
         }
     }

@@ -8,7 +8,7 @@
 #![deny(missing_docs)]
 
 extern crate alloc;
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
 pub mod context;
@@ -19,6 +19,11 @@ mod math;
 pub mod model;
 pub mod ops;
 pub mod sampler;
+#[cfg(feature = "std")]
+pub mod sys;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
 pub mod tokenizer;
 
 pub use context::{Context, ContextParams};

@@ -6,8 +6,10 @@
 //! * every SIMD path this CPU has, on 1–3 threads, against `matmul_ref`.
 //!
 //! Inputs are fresh random numbers each run (the seed is printed; set
-//! `LLMRT_TEST_SEED` to replay one), weights sit at odd addresses, and outputs are
-//! poisoned with NaN first.
+//! `LLMRT_TEST_SEED` to replay one, see `common`), weights sit at odd addresses, and
+//! outputs are poisoned with NaN first.
+
+mod common;
 
 use llm_format::quant::{dequantize_vec, quantize};
 use llm_format::{ActQuant, DType};
@@ -17,19 +19,9 @@ use llmrt::kernels::{matmul_ref, Cpu, KernelError, KernelPath, Matrix};
 struct Rng(u64);
 
 impl Rng {
+    /// This run's generator: [`common::fresh_seed`], or `LLMRT_TEST_SEED`.
     fn fresh() -> Rng {
-        let seed = std::env::var("LLMRT_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                let t = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1);
-                t ^ (std::process::id() as u64) << 32
-            });
-        eprintln!("LLMRT_TEST_SEED={seed}");
-        Rng(seed)
+        Rng(common::test_seed(common::fresh_seed()))
     }
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);

@@ -4,9 +4,12 @@
 
 use llmrt::sampler::{argmax, Rng, Sampler, SamplerConfig};
 
-/// Random logits in [-4, 4) from a generator independent of the sampler's seed.
+mod common;
+
+/// Random logits in [-4, 4) from a generator independent of the sampler's seed:
+/// case `seed` of the test's inputs (`common::test_seed`).
 fn random_logits(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng::new(seed ^ 0xDEAD_BEEF);
+    let mut rng = Rng::new(seed ^ common::test_seed(0xDEAD_BEEF));
     (0..n).map(|_| rng.next_f32() * 8.0 - 4.0).collect()
 }
 

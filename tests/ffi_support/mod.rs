@@ -328,7 +328,10 @@ fn char_tokenizer() -> TokenizerSpec<'static> {
     }
 }
 
+/// Writes a model with weights of case `seed` (`seed ^ test_seed(0)`: exactly `seed`
+/// unless `LLMRT_TEST_SEED` is set).
 fn write_model(path: &Path, o: &ModelOptions, tok: &TokenizerSpec<'_>, dtype: DType, seed: u64) {
+    let seed = seed ^ llmrt_suite::rng::test_seed(0);
     let w = llmrt_suite::fixtures::random_weights(o, seed);
     let (bytes, _) = llmrt_suite::fixtures::write_model_with(o, tok, &w, dtype);
     std::fs::write(path, bytes).expect("write model");

@@ -248,7 +248,7 @@ mod tests {
     use super::*;
 
     fn sample(step: u64, n: usize) -> Checkpoint {
-        let mut r = Rng::new(step);
+        let mut r = Rng::for_test(step);
         let mut v = |_| r.normal() as f32;
         Checkpoint {
             meta: CheckpointMeta {

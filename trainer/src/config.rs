@@ -19,6 +19,115 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Storage precision of a run (config key `precision`, `train --precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// fp32 storage: the CPU backend's only precision.
+    Fp32,
+    /// bf16 working copies over fp32 master weights (CUDA).
+    Bf16,
+}
+
+impl Precision {
+    /// The name in configs and on the command line: `fp32` or `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Parses [`Self::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "fp32" => Some(Precision::Fp32),
+            "bf16" => Some(Precision::Bf16),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A config value stored by name: the model options' enums and [`Precision`].
+trait Named: Sized + Copy {
+    /// The config key.
+    const KEY: &'static str;
+    /// The allowed names, for errors (`a|b|c`).
+    const NAMES: &'static str;
+    /// The stored name.
+    fn to_name(self) -> &'static str;
+    /// Parses a stored name.
+    fn parse_name(s: &str) -> Option<Self>;
+
+    /// Parses `s`; the error names the key and the allowed values on one line.
+    fn parse(s: &str) -> Result<Self, ConfigError> {
+        Self::parse_name(s).ok_or_else(|| {
+            ConfigError(format!(
+                "{} = '{s}' is not one of {}",
+                Self::KEY,
+                Self::NAMES
+            ))
+        })
+    }
+}
+
+macro_rules! named {
+    ($($t:ty: $key:literal, $names:literal;)*) => {$(
+        impl Named for $t {
+            const KEY: &'static str = $key;
+            const NAMES: &'static str = $names;
+            fn to_name(self) -> &'static str {
+                self.name()
+            }
+            fn parse_name(s: &str) -> Option<Self> {
+                <$t>::from_name(s)
+            }
+        }
+    )*};
+}
+named! {
+    Positions: "positions", "learned|sinusoidal|rope";
+    Norm: "norm", "layernorm|rmsnorm";
+    Mlp: "mlp", "gelu|relu|swiglu";
+    Precision: "precision", "fp32|bf16";
+}
+
+/// Checks a named key's value before the config is rebuilt from a table, so that a
+/// bad name is the one-line error of [`Named::parse`] (other keys and other value
+/// types are left to the deserialiser).
+fn check_named(key: &str, value: &toml::Value) -> Result<(), ConfigError> {
+    let toml::Value::String(s) = value else {
+        return Ok(());
+    };
+    match key {
+        "positions" => Positions::parse(s).map(drop),
+        "norm" => Norm::parse(s).map(drop),
+        "mlp" => Mlp::parse(s).map(drop),
+        "precision" => Precision::parse(s).map(drop),
+        _ => Ok(()),
+    }
+}
+
+/// `#[serde(with)]` for [`Named`] fields: the same TOML strings as the names.
+mod named {
+    use super::Named;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Named, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.to_name())
+    }
+
+    pub fn deserialize<'de, T: Named, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        let s = String::deserialize(d)?;
+        T::parse(&s).map_err(|e| D::Error::custom(e.0))
+    }
+}
+
 /// Every hyper-parameter of a run. Missing keys in a TOML file take the `tiny` values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -69,11 +178,14 @@ pub struct TrainConfig {
     /// Seed of initialisation, dropout and shuffling.
     pub seed: u64,
     /// `learned`, `sinusoidal` or `rope`.
-    pub positions: String,
+    #[serde(with = "named")]
+    pub positions: Positions,
     /// `layernorm` or `rmsnorm`.
-    pub norm: String,
+    #[serde(with = "named")]
+    pub norm: Norm,
     /// `gelu`, `relu` or `swiglu`.
-    pub mlp: String,
+    #[serde(with = "named")]
+    pub mlp: Mlp,
     /// Biases on linear layers and LayerNorm.
     pub bias: bool,
     /// Output projection shares the token embedding.
@@ -103,7 +215,8 @@ pub struct TrainConfig {
     /// Storage precision of the run: `fp32` (the CPU backend's only one) or `bf16`
     /// (CUDA: bf16 working copies over fp32 master weights). `train --precision`
     /// and `--device` set it; it is recorded here for the run's record and `--resume`.
-    pub precision: String,
+    #[serde(with = "named")]
+    pub precision: Precision,
     /// Gradient checkpointing: keep only each block's input in the forward and
     /// recompute the block in the backward (same losses and gradients bit for bit,
     /// activation memory of one block instead of all; `train --recompute` sets it).
@@ -120,7 +233,8 @@ impl Default for TrainConfig {
 pub const PRESETS: [&str; 4] = ["tiny", "small", "medium", "large"];
 
 impl TrainConfig {
-    /// nanoGPT's Shakespeare-char CPU configuration: trains in minutes on 2 cores.
+    /// nanoGPT's Shakespeare-char CPU configuration, small enough to train on a laptop
+    /// CPU (timings on 2 cores in docs/PERF.md, "Trainer").
     pub fn tiny() -> Self {
         TrainConfig {
             vocab_size: 256,
@@ -145,9 +259,9 @@ impl TrainConfig {
             eval_interval: 250,
             eval_iters: 20,
             seed: 1337,
-            positions: "learned".into(),
-            norm: "layernorm".into(),
-            mlp: "gelu".into(),
+            positions: Positions::Learned,
+            norm: Norm::LayerNorm,
+            mlp: Mlp::Gelu,
             bias: true,
             tied_embeddings: true,
             norm_eps: 1e-5,
@@ -161,7 +275,7 @@ impl TrainConfig {
             keep_checkpoints: 3,
             sample_len: 200,
             explode_factor: 10.0,
-            precision: "fp32".into(),
+            precision: Precision::Fp32,
             recompute: false,
         }
     }
@@ -204,6 +318,11 @@ impl TrainConfig {
 
     /// Parses a TOML document; missing keys keep the `tiny` values, unknown keys are errors.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        if let Ok(table) = toml::from_str::<toml::Table>(text) {
+            for (k, v) in &table {
+                check_named(k, v)?;
+            }
+        }
         toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
     }
 
@@ -234,6 +353,7 @@ impl TrainConfig {
             (_, Some(v)) => v,
             (_, None) => toml::Value::String(raw.to_string()),
         };
+        check_named(key, &value)?;
         table.insert(key.to_string(), value);
         *self = table
             .try_into()
@@ -270,8 +390,6 @@ impl TrainConfig {
 
     /// The model options stored in the exported file.
     pub fn model_options(&self) -> Result<ModelOptions, ConfigError> {
-        let pick =
-            |key: &str, v: &str, ok: &str| ConfigError(format!("{key} = '{v}' is not one of {ok}"));
         let o = ModelOptions {
             vocab_size: self.vocab_size,
             d_model: self.d_model,
@@ -280,12 +398,9 @@ impl TrainConfig {
             n_kv_heads: self.kv_heads(),
             d_ff: self.ff(),
             max_len: self.max_len,
-            positions: Positions::from_name(&self.positions)
-                .ok_or_else(|| pick("positions", &self.positions, "learned|sinusoidal|rope"))?,
-            norm: Norm::from_name(&self.norm)
-                .ok_or_else(|| pick("norm", &self.norm, "layernorm|rmsnorm"))?,
-            mlp: Mlp::from_name(&self.mlp)
-                .ok_or_else(|| pick("mlp", &self.mlp, "gelu|relu|swiglu"))?,
+            positions: self.positions,
+            norm: self.norm,
+            mlp: self.mlp,
             bias: self.bias,
             tied_embeddings: self.tied_embeddings,
             norm_eps: self.norm_eps as f32,
@@ -344,12 +459,6 @@ impl TrainConfig {
             return Err(ConfigError(
                 "grad_clip must be >= 0, adam_eps > 0 and explode_factor > 1".into(),
             ));
-        }
-        if !matches!(self.precision.as_str(), "fp32" | "bf16") {
-            return Err(ConfigError(format!(
-                "precision = '{}' is not one of fp32|bf16",
-                self.precision
-            )));
         }
         if !matches!(self.tokenizer.as_str(), "char" | "byte" | "bpe") {
             return Err(ConfigError(format!(
@@ -436,14 +545,6 @@ impl fmt::Display for MemoryEstimate {
     }
 }
 
-/// `MemAvailable` from `/proc/meminfo`, in bytes (None where unknown).
-pub fn available_memory() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
 /// Where a run's configuration comes from: a preset or a TOML file, then overrides.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ConfigArgs {
@@ -476,6 +577,7 @@ impl ConfigArgs {
                         path.display()
                     )));
                 }
+                check_named(&k, &v)?;
                 table.insert(k, v);
             }
             c = table
@@ -539,8 +641,8 @@ mod tests {
         c.set("bias = false").unwrap();
         c.set("lr=1").unwrap();
         assert_eq!(
-            (c.n_layers, c.lr, c.norm.as_str(), c.bias),
-            (2, 1.0, "rmsnorm", false)
+            (c.n_layers, c.lr, c.norm, c.bias),
+            (2, 1.0, Norm::RmsNorm, false)
         );
         assert!(c.set("n_layer=2").unwrap_err().0.contains("n_layer"));
         assert!(c.set("n_layers").is_err());
@@ -563,8 +665,8 @@ mod tests {
         };
         let c = a.resolve().unwrap();
         assert_eq!(
-            (c.d_model, c.n_layers, c.lr, c.norm.as_str()),
-            (512, 2, 1e-4, "rmsnorm")
+            (c.d_model, c.n_layers, c.lr, c.norm),
+            (512, 2, 1e-4, Norm::RmsNorm)
         );
         std::fs::write(&p, "layers = 2\n").unwrap();
         assert!(a.resolve().unwrap_err().0.contains("unknown key 'layers'"));
@@ -577,11 +679,62 @@ mod tests {
         c.n_heads = 3;
         assert!(c.validate().unwrap_err().0.contains("n_heads"));
         let mut c = TrainConfig::tiny();
-        c.mlp = "tanh".into();
-        assert!(c.validate().unwrap_err().0.contains("mlp"));
+        assert_eq!(
+            c.set("mlp=tanh").unwrap_err().0,
+            "mlp = 'tanh' is not one of gelu|relu|swiglu"
+        );
         let mut c = TrainConfig::tiny();
         c.min_lr = 1.0;
         assert!(c.validate().unwrap_err().0.contains("min_lr"));
+    }
+
+    #[test]
+    fn named_keys_keep_their_toml_strings() {
+        let c = TrainConfig::from_toml(
+            "positions = \"rope\"\nnorm = \"rmsnorm\"\nmlp = \"swiglu\"\nprecision = \"bf16\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.positions, c.norm, c.mlp, c.precision),
+            (Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, Precision::Bf16)
+        );
+        let text = c.to_toml();
+        for line in [
+            "positions = \"rope\"",
+            "norm = \"rmsnorm\"",
+            "mlp = \"swiglu\"",
+            "precision = \"bf16\"",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        let tiny = TrainConfig::tiny().to_toml();
+        for line in [
+            "positions = \"learned\"",
+            "norm = \"layernorm\"",
+            "mlp = \"gelu\"",
+            "precision = \"fp32\"",
+        ] {
+            assert!(tiny.lines().any(|l| l == line), "{line} not in\n{tiny}");
+        }
+        // A bad name is one line naming the allowed values, however it comes.
+        let mut c = TrainConfig::tiny();
+        c.set("positions=\"alibi\"").unwrap_err();
+        assert_eq!(
+            c.set("norm=batchnorm").unwrap_err().to_string(),
+            "config: norm = 'batchnorm' is not one of layernorm|rmsnorm"
+        );
+        assert_eq!(
+            TrainConfig::from_toml("precision = \"f16\"").unwrap_err().0,
+            "precision = 'f16' is not one of fp32|bf16"
+        );
+        assert_eq!(
+            TrainConfig::from_toml("positions = \"alibi\"")
+                .unwrap_err()
+                .0,
+            "positions = 'alibi' is not one of learned|sinusoidal|rope"
+        );
+        // Not a string at all: the deserialiser's type error.
+        assert!(c.set("norm=3").is_err());
     }
 
     #[test]

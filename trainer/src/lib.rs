@@ -7,6 +7,8 @@
 //! char/byte/BPE), [`train`] and [`checkpoint`] (run folder, resume), [`export`]
 //! (`.llm` writing), [`plot`] and [`viz`] (pictures), [`profile`] (time per backend op).
 
+#![deny(missing_docs)]
+
 pub mod backend;
 pub mod checkpoint;
 pub mod config;

@@ -1038,7 +1038,7 @@ mod tests {
         // run through the recomputing model too).
         m.recompute = seed % 2 == 1;
         let (b, t) = (2, 5);
-        let mut r = Rng::new(seed + 1);
+        let mut r = Rng::for_test(seed + 1);
         let tokens: Vec<u32> = (0..b * t).map(|_| r.below(11) as u32).collect();
         let targets: Vec<u32> = (0..b * t).map(|_| r.below(11) as u32).collect();
         let ds = Some(42);
@@ -1123,7 +1123,7 @@ mod tests {
         let mut m = Model::<f32>::new(o, true).unwrap();
         m.params = rand_vec::<f32>(m.table.total, 90);
         m.dropout = 0.2;
-        let mut r = Rng::new(91);
+        let mut r = Rng::for_test(91);
         let tokens: Vec<u32> = (0..12).map(|_| r.below(11) as u32).collect();
         let targets: Vec<u32> = (0..12).map(|_| r.below(11) as u32).collect();
         let step = |m: &mut Model<f32>| {
@@ -1155,7 +1155,7 @@ mod tests {
         let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 1);
         let mut m = Model::<f64>::new(o, true).unwrap();
         m.params = rand_vec::<f64>(m.table.total, 77);
-        let mut r = Rng::new(78);
+        let mut r = Rng::for_test(78);
         let tokens: Vec<u32> = (0..10).map(|_| r.below(11) as u32).collect();
         let targets: Vec<u32> = (0..10).map(|_| r.below(11) as u32).collect();
         m.zero_grad();

@@ -10,7 +10,7 @@
 
 use crate::backend::{Backend, Cpu};
 use crate::checkpoint::{self, Checkpoint, CheckpointMeta, Fault};
-use crate::config::{available_memory, ConfigArgs, TrainConfig};
+use crate::config::{ConfigArgs, Precision, TrainConfig};
 use crate::cuda::backend::{choose_backend, DeviceChoice};
 use crate::data::{DataError, Loader};
 use crate::export::export_model;
@@ -99,11 +99,11 @@ pub struct TrainArgs {
     /// Storage precision: `bf16` (the default on CUDA) or `fp32` (the default, and
     /// the only one, on the CPU). Recorded in the run's config.toml.
     #[arg(long, value_name = "bf16|fp32", value_parser = parse_precision)]
-    pub precision: Option<String>,
+    pub precision: Option<Precision>,
     /// Gradient checkpointing: keep only each block's input in the forward and
     /// recompute the block in the backward (same losses, activation memory of one
-    /// block; about a fifth more compute). Sets and records the config key
-    /// `recompute`, like `--set recompute=true`.
+    /// block, one more block forward per block; docs/PERF.md has the measured cost).
+    /// Sets and records the config key `recompute`, like `--set recompute=true`.
     #[arg(long)]
     pub recompute: bool,
 }
@@ -114,10 +114,10 @@ fn parse_device(s: &str) -> Result<DeviceChoice, String> {
 }
 
 /// `--precision`: `bf16` or `fp32` (`f32` accepted).
-fn parse_precision(s: &str) -> Result<String, String> {
+fn parse_precision(s: &str) -> Result<Precision, String> {
     match s {
-        "bf16" => Ok("bf16".into()),
-        "fp32" | "f32" => Ok("fp32".into()),
+        "bf16" => Ok(Precision::Bf16),
+        "fp32" | "f32" => Ok(Precision::Fp32),
         _ => Err(format!("'{s}' is not one of bf16|fp32")),
     }
 }
@@ -127,26 +127,30 @@ fn parse_precision(s: &str) -> Result<String, String> {
 /// fp32, with a note), else bf16 on CUDA and fp32 on the CPU.
 fn resolve_precision(
     be: &dyn Backend<f32>,
-    asked: Option<&str>,
-    recorded: Option<&str>,
+    asked: Option<Precision>,
+    recorded: Option<Precision>,
     quiet: bool,
-) -> Result<String, TrainError> {
+) -> Result<Precision, TrainError> {
     let gpu = be.name().starts_with("cuda");
     match (asked, recorded) {
-        (Some("bf16"), _) if !gpu => Err(TrainError(format!(
+        (Some(Precision::Bf16), _) if !gpu => Err(TrainError(format!(
             "--precision bf16 is not supported on the {} backend, which computes in fp32; \
              use --precision fp32 (or --device cuda on a machine with a GPU)",
             be.name()
         ))),
-        (Some(p), _) => Ok(p.to_string()),
-        (None, Some("bf16")) if !gpu => {
+        (Some(p), _) => Ok(p),
+        (None, Some(Precision::Bf16)) if !gpu => {
             if !quiet {
                 eprintln!("note: this run was recorded as bf16; the CPU continues it in fp32");
             }
-            Ok("fp32".into())
+            Ok(Precision::Fp32)
         }
-        (None, Some(p)) => Ok(p.to_string()),
-        (None, None) => Ok(if gpu { "bf16" } else { "fp32" }.into()),
+        (None, Some(p)) => Ok(p),
+        (None, None) => Ok(if gpu {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        }),
     }
 }
 
@@ -309,9 +313,9 @@ fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
         cfg.seq_len = cfg.seq();
     }
     cfg.max_len = o.max_len;
-    cfg.positions = o.positions.name().into();
-    cfg.norm = o.norm.name().into();
-    cfg.mlp = o.mlp.name().into();
+    cfg.positions = o.positions;
+    cfg.norm = o.norm;
+    cfg.mlp = o.mlp;
     cfg.bias = o.bias;
     cfg.tied_embeddings = o.tied_embeddings;
     cfg.norm_eps = o.norm_eps as f64;
@@ -503,13 +507,29 @@ pub fn train_with(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcom
     out
 }
 
+/// The whole run: open (or resume) it, train until `max_steps` (or `--stop-after`),
+/// then finish it.
 fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, TrainError> {
-    let preset = args.config.preset.clone().unwrap_or_else(|| "tiny".into());
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&preset));
-    let ck_dir = dir.join("checkpoints");
+    let mut run = Run::open(args, be)?;
+    let stop_at = args.stop_after.map_or(run.max_steps as u64, |n| {
+        (run.step + n).min(run.max_steps as u64)
+    });
+    while run.step < stop_at {
+        run.train_step()?;
+    }
+    run.finish()
+}
+
+/// The run's config: read back from `config.toml` (with `--set` applied) on
+/// `--resume`, else resolved while the run folder is prepared (data, tokenizer,
+/// `--init-from`); then the precision and `--recompute` are settled and the result is
+/// written back as the run's record.
+fn open_config(
+    args: &TrainArgs,
+    be: &dyn Backend<f32>,
+    dir: &Path,
+    ck_dir: &Path,
+) -> Result<(TrainConfig, Option<Init>), TrainError> {
     let (mut cfg, init) = if args.resume {
         let text = std::fs::read_to_string(dir.join("config.toml")).map_err(|e| {
             TrainError(format!(
@@ -522,23 +542,18 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
             cfg.set(s)?;
         }
         cfg.validate()?;
-        cfg.precision = resolve_precision(
-            be,
-            args.precision.as_deref(),
-            Some(&cfg.precision),
-            args.quiet,
-        )?;
+        cfg.precision = resolve_precision(be, args.precision, Some(cfg.precision), args.quiet)?;
         (cfg, None)
     } else {
-        if checkpoint::list(&ck_dir).last().is_some() {
+        if checkpoint::list(ck_dir).last().is_some() {
             return Err(TrainError(format!(
                 "{} already holds checkpoints: pass --resume to continue it or choose another --out",
                 dir.display()
             )));
         }
         // Checked before the data is prepared, so a refused precision costs nothing.
-        let precision = resolve_precision(be, args.precision.as_deref(), None, args.quiet)?;
-        let (mut cfg, init) = prepare(args, &dir)?;
+        let precision = resolve_precision(be, args.precision, None, args.quiet)?;
+        let (mut cfg, init) = prepare(args, dir)?;
         cfg.precision = precision;
         (cfg, init)
     };
@@ -547,18 +562,24 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
     }
     // The resolved config, precision and recompute included, is the run's record.
     std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
-    if cfg.precision == "bf16" && !args.quiet {
+    if cfg.precision == Precision::Bf16 && !args.quiet {
         eprintln!(
             "note: precision bf16 recorded; the trainer's CUDA backend keeps fp32 storage \
              behind the Backend trait (bf16 kernels run in the device-resident benchmark)"
         );
     }
-    let opts = cfg.model_options()?;
+    Ok((cfg, init))
+}
+
+/// Prints the memory estimate and refuses a run that does not fit: on the device
+/// (a backend with its own memory), then in host memory (`MemAvailable`), before
+/// anything large is allocated.
+fn check_memory(cfg: &TrainConfig, be: &dyn Backend<f32>, quiet: bool) -> Result<(), TrainError> {
     let est = cfg.estimate()?;
-    if !args.quiet {
+    if !quiet {
         println!("{}: {est}", be.name());
     }
-    let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     // Without checkpointing, a refusal says what --recompute would need.
     let hint = if cfg.recompute {
         String::new()
@@ -567,7 +588,7 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
         r.recompute = true;
         format!(
             " (with --recompute: about {:.1} GiB)",
-            gib(r.estimate()?.total_bytes())
+            gib(r.estimate()?.total_bytes() as u64)
         )
     };
     // A device with its own memory (CUDA) refuses an over-large run here, before the
@@ -577,34 +598,27 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
         est.total_bytes(),
     )
     .map_err(|e| TrainError(format!("{e}{hint}")))?;
-    if let Some(avail) = available_memory() {
-        if est.total_bytes() > avail {
+    if let Some(avail) = llmrt::sys::mem_available() {
+        if est.total_bytes() as u64 > avail {
             return Err(TrainError(format!(
                 "this run needs about {:.1} GiB{hint} but only {:.1} GiB are available; \
                  lower batch_size, max_len, d_model or n_layers (e.g. --set batch_size=...)",
-                gib(est.total_bytes()),
+                gib(est.total_bytes() as u64),
                 gib(avail)
             )));
         }
     }
-    let files: DataFiles = serde_json::from_str(&std::fs::read_to_string(dir.join("data.json"))?)
-        .map_err(|e| TrainError(format!("{}/data.json: {e}", dir.display())))?;
-    let tok = TextTokenizer::load(&dir.join("tokenizer.json"))?;
-    let (b, t) = (cfg.batch_size, cfg.seq());
-    let mut train_data = Loader::open(&files.train, b, t, cfg.vocab_size, cfg.shuffle, cfg.seed)?;
-    let mut val_data = Loader::open(&files.val, b, t, cfg.vocab_size, false, cfg.seed)
-        .map_err(|e| TrainError(format!("validation split: {e}")))?;
-    let max_steps = if cfg.max_steps > 0 {
-        cfg.max_steps
-    } else {
-        (cfg.num_epochs * train_data.batches_per_epoch() / cfg.grad_accum).max(1)
-    };
+    Ok(())
+}
 
-    let mut model = Model::<f32>::new(opts, cfg.decay_embeddings)?;
+/// The model of a run: GPT-2 initialisation from the config's seed, then the
+/// `--init-from` weights, if any.
+fn new_model(cfg: &TrainConfig, init: Option<&Init>) -> Result<Model<f32>, TrainError> {
+    let mut model = Model::<f32>::new(cfg.model_options()?, cfg.decay_embeddings)?;
     model.dropout = cfg.dropout;
     model.recompute = cfg.recompute;
     model.init_gpt2(cfg.seed);
-    if let Some(i) = &init {
+    if let Some(i) = init {
         for (name, x) in &i.tensors {
             let p = model
                 .param_mut(name)
@@ -617,115 +631,230 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
             p.copy_from_slice(x);
         }
     }
-    let mut adam = AdamState::<f32>::new(model.table.total);
-    let mut rng = Rng::new(cfg.seed ^ 0x5A3C);
-    let mut step: u64 = 0;
-    let mut best_loss = f64::INFINITY;
-    let metrics_path = dir.join("metrics.jsonl");
-    if args.resume {
-        let (ck, path) = checkpoint::load_latest(&ck_dir)?;
-        if ck.params.len() != model.params.len() {
-            return Err(TrainError(format!(
-                "{}: {} parameters, the config needs {}",
-                path.display(),
-                ck.params.len(),
-                model.params.len()
-            )));
-        }
-        model.params = ck.params;
-        adam.m = ck.m;
-        adam.v = ck.v;
-        adam.step = ck.meta.adam_step;
-        step = ck.meta.step;
-        best_loss = ck.meta.best_loss;
-        rng = ck.meta.rng;
-        train_data.set_state(ck.meta.loader);
-        // Forget metrics logged after that checkpoint: they are about to be redone.
-        if let Ok(text) = std::fs::read_to_string(&metrics_path) {
-            let kept: String = text
-                .lines()
-                .filter(|l| serde_json::from_str::<Metrics>(l).is_ok_and(|m| m.step <= step))
-                .map(|l| format!("{l}\n"))
-                .collect();
-            std::fs::write(&metrics_path, kept)?;
-        }
-        if !args.quiet {
-            println!("resumed from {} at step {step}", path.display());
-        }
-    } else {
-        let _ = std::fs::remove_file(&metrics_path);
+    Ok(model)
+}
+
+/// What a checkpoint restores besides the weights, AdamW state and loader position.
+struct Restored {
+    step: u64,
+    best_loss: f64,
+    rng: Rng,
+}
+
+/// `--resume`: loads the newest good checkpoint into `model`, `adam` and `loader`,
+/// and drops the lines of `metrics_path` logged after it (they are about to be redone).
+fn restore(
+    ck_dir: &Path,
+    metrics_path: &Path,
+    model: &mut Model<f32>,
+    adam: &mut AdamState<f32>,
+    loader: &mut Loader,
+    quiet: bool,
+) -> Result<Restored, TrainError> {
+    let (ck, path) = checkpoint::load_latest(ck_dir)?;
+    if ck.params.len() != model.params.len() {
+        return Err(TrainError(format!(
+            "{}: {} parameters, the config needs {}",
+            path.display(),
+            ck.params.len(),
+            model.params.len()
+        )));
     }
-    let mut metrics_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)?;
-    let sched = Schedule {
-        lr: cfg.lr,
-        min_lr: cfg.min_lr,
-        warmup: cfg.warmup_steps,
-        max_steps,
-    };
-    let pb = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        let pb = ProgressBar::new(max_steps as u64);
-        pb.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb
-    };
-    pb.set_position(step);
-    let ranges = model.table.ranges();
-    let started = Instant::now();
-    let mut logged = Vec::new();
-    let mut last_val = None;
-    let save = |model: &Model<f32>,
-                adam: &AdamState<f32>,
-                step: u64,
-                loader,
-                rng: &Rng,
-                best_loss|
-     -> Result<PathBuf, TrainError> {
-        let ck = Checkpoint {
-            meta: CheckpointMeta {
-                step,
-                config: cfg.to_toml(),
-                loader,
-                rng: rng.clone(),
-                adam_step: adam.step,
-                n_params: model.params.len() as u64,
-                best_loss,
-            },
-            params: model.params.clone(),
-            m: adam.m.clone(),
-            v: adam.v.clone(),
+    model.params = ck.params;
+    adam.m = ck.m;
+    adam.v = ck.v;
+    adam.step = ck.meta.adam_step;
+    let step = ck.meta.step;
+    loader.set_state(ck.meta.loader);
+    // Forget metrics logged after that checkpoint: they are about to be redone.
+    if let Ok(text) = std::fs::read_to_string(metrics_path) {
+        let kept: String = text
+            .lines()
+            .filter(|l| serde_json::from_str::<Metrics>(l).is_ok_and(|m| m.step <= step))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(metrics_path, kept)?;
+    }
+    if !quiet {
+        println!("resumed from {} at step {step}", path.display());
+    }
+    Ok(Restored {
+        step,
+        best_loss: ck.meta.best_loss,
+        rng: ck.meta.rng,
+    })
+}
+
+/// A run between its steps: what [`Run::open`] prepares or restores, each
+/// [`Run::train_step`] advances, and [`Run::finish`] saves and exports.
+struct Run<'a> {
+    args: &'a TrainArgs,
+    be: &'a dyn Backend<f32>,
+    /// The run folder.
+    dir: PathBuf,
+    /// Its `checkpoints/`.
+    ck_dir: PathBuf,
+    /// The resolved config, as recorded in `config.toml`.
+    cfg: TrainConfig,
+    tok: TextTokenizer,
+    /// Sequences per micro-batch (B).
+    b: usize,
+    /// Training window (T).
+    t: usize,
+    train_data: Loader,
+    val_data: Loader,
+    /// Optimizer steps of the whole run (the schedule's length).
+    max_steps: usize,
+    model: Model<f32>,
+    adam: AdamState<f32>,
+    /// Draws the samples printed at evaluations; saved in checkpoints.
+    rng: Rng,
+    /// Optimizer steps done.
+    step: u64,
+    /// Lowest train loss so far (the explosion check's reference).
+    best_loss: f64,
+    sched: Schedule,
+    /// AdamW's parameter ranges: (offset, length, decays).
+    ranges: Vec<(usize, usize, bool)>,
+    metrics_file: std::fs::File,
+    pb: ProgressBar,
+    /// When this process started training.
+    started: Instant,
+    /// Every step logged by this process.
+    logged: Vec<Metrics>,
+    last_val: Option<f64>,
+    /// Step of the newest checkpoint on disk.
+    saved_at: Option<u64>,
+}
+
+impl<'a> Run<'a> {
+    /// Opens the run: the config ([`open_config`]), the memory check, data,
+    /// tokenizer, model and optimiser state, restored from the newest good checkpoint
+    /// on `--resume`, the metrics log and the progress bar.
+    fn open(args: &'a TrainArgs, be: &'a dyn Backend<f32>) -> Result<Run<'a>, TrainError> {
+        let preset = args.config.preset.clone().unwrap_or_else(|| "tiny".into());
+        let dir = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&preset));
+        let ck_dir = dir.join("checkpoints");
+        let (cfg, init) = open_config(args, be, &dir, &ck_dir)?;
+        check_memory(&cfg, be, args.quiet)?;
+        let files: DataFiles =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("data.json"))?)
+                .map_err(|e| TrainError(format!("{}/data.json: {e}", dir.display())))?;
+        let tok = TextTokenizer::load(&dir.join("tokenizer.json"))?;
+        let (b, t) = (cfg.batch_size, cfg.seq());
+        let mut train_data =
+            Loader::open(&files.train, b, t, cfg.vocab_size, cfg.shuffle, cfg.seed)?;
+        let val_data = Loader::open(&files.val, b, t, cfg.vocab_size, false, cfg.seed)
+            .map_err(|e| TrainError(format!("validation split: {e}")))?;
+        let max_steps = if cfg.max_steps > 0 {
+            cfg.max_steps
+        } else {
+            (cfg.num_epochs * train_data.batches_per_epoch() / cfg.grad_accum).max(1)
         };
-        let fault = crash_fault(step, 12 * model.params.len());
-        Ok(checkpoint::save(&ck_dir, &ck, cfg.keep_checkpoints, fault)?)
-    };
-    let mut saved_at = checkpoint::list(&ck_dir).last().map(|x| x.0);
-    let stop_at = args
-        .stop_after
-        .map_or(max_steps as u64, |n| (step + n).min(max_steps as u64));
-    while step < stop_at {
+
+        let mut model = new_model(&cfg, init.as_ref())?;
+        let mut adam = AdamState::<f32>::new(model.table.total);
+        let metrics_path = dir.join("metrics.jsonl");
+        let Restored {
+            step,
+            best_loss,
+            rng,
+        } = if args.resume {
+            restore(
+                &ck_dir,
+                &metrics_path,
+                &mut model,
+                &mut adam,
+                &mut train_data,
+                args.quiet,
+            )?
+        } else {
+            let _ = std::fs::remove_file(&metrics_path);
+            Restored {
+                step: 0,
+                best_loss: f64::INFINITY,
+                rng: Rng::new(cfg.seed ^ 0x5A3C),
+            }
+        };
+        let metrics_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)?;
+        let sched = Schedule {
+            lr: cfg.lr,
+            min_lr: cfg.min_lr,
+            warmup: cfg.warmup_steps,
+            max_steps,
+        };
+        let pb = if args.quiet {
+            ProgressBar::hidden()
+        } else {
+            let pb = ProgressBar::new(max_steps as u64);
+            pb.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            pb
+        };
+        pb.set_position(step);
+        let ranges = model.table.ranges();
+        let saved_at = checkpoint::list(&ck_dir).last().map(|x| x.0);
+        Ok(Run {
+            args,
+            be,
+            dir,
+            ck_dir,
+            cfg,
+            tok,
+            b,
+            t,
+            train_data,
+            val_data,
+            max_steps,
+            model,
+            adam,
+            rng,
+            step,
+            best_loss,
+            sched,
+            ranges,
+            metrics_file,
+            pb,
+            started: Instant::now(),
+            logged: Vec::new(),
+            last_val: None,
+            saved_at,
+        })
+    }
+
+    /// One optimizer step: forward and backward over `grad_accum` micro-batches, the
+    /// explosion check, clipping, the AdamW update, an evaluation (and sample) when
+    /// due, one line of metrics, and a checkpoint when due.
+    fn train_step(&mut self) -> Result<(), TrainError> {
+        let (cfg, be, b, t) = (&self.cfg, self.be, self.b, self.t);
+        let step = self.step;
         let t0 = Instant::now();
-        let lr = sched.lr_at(step as usize);
-        model.zero_grad();
+        let lr = self.sched.lr_at(step as usize);
+        self.model.zero_grad();
         let mut loss = 0.0;
         for micro in 0..cfg.grad_accum {
-            let batch = train_data.next_batch()?;
+            let batch = self.train_data.next_batch()?;
             let seed = cfg.seed ^ (step << 8 | micro as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let l = model
+            let l = self
+                .model
                 .forward(be, &batch.inputs, Some(&batch.targets), b, t, Some(seed))?
                 .unwrap_or(f64::NAN);
-            model.backward(be, 1.0 / cfg.grad_accum as f64)?;
+            self.model.backward(be, 1.0 / cfg.grad_accum as f64)?;
             loss += l / cfg.grad_accum as f64;
         }
+        let best_loss = self.best_loss;
         let exploded = loss > cfg.explode_factor * best_loss && step > cfg.warmup_steps as u64 / 2;
         if !loss.is_finite() || exploded {
-            pb.abandon();
-            let last = checkpoint::list(&ck_dir)
+            self.pb.abandon();
+            let last = checkpoint::list(&self.ck_dir)
                 .last()
                 .map(|x| x.1.display().to_string());
             return Err(TrainError(format!(
@@ -738,32 +867,25 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
                 last.unwrap_or_else(|| "none (no checkpoint was saved yet)".into())
             )));
         }
-        best_loss = best_loss.min(loss);
-        let grad_norm = clip_grad_norm(be, &mut model.grads, cfg.grad_clip);
-        adam.update(
+        self.best_loss = best_loss.min(loss);
+        let grad_norm = clip_grad_norm(be, &mut self.model.grads, cfg.grad_clip);
+        self.adam.update(
             be,
-            &mut model.params,
-            &model.grads,
-            &ranges,
+            &mut self.model.params,
+            &self.model.grads,
+            &self.ranges,
             lr,
             cfg.beta1,
             cfg.beta2,
             cfg.adam_eps,
             cfg.weight_decay,
         );
-        step += 1;
-        let last_step = step as usize == max_steps;
+        self.step += 1;
+        let step = self.step;
+        let last_step = step as usize == self.max_steps;
         let val_loss =
             if last_step || (cfg.eval_interval > 0 && step % cfg.eval_interval as u64 == 0) {
-                let v = evaluate(&mut model, be, &mut val_data, cfg.eval_iters, b, t)?;
-                last_val = Some(v);
-                if !args.quiet && cfg.sample_len > 0 {
-                    let prompt = tok.encode("\n").unwrap_or_default();
-                    let ids = sample(&mut model, be, &prompt, cfg.sample_len, &mut rng)?;
-                    let text = tok.decode(&ids);
-                    pb.suspend(|| println!("step {step}: val loss {v:.4}\n---\n{text}\n---"));
-                }
-                Some(v)
+                Some(self.evaluate_and_sample()?)
             } else {
                 None
             };
@@ -774,52 +896,106 @@ fn train_loop(args: &TrainArgs, be: &dyn Backend<f32>) -> Result<TrainOutcome, T
             val_loss,
             lr,
             grad_norm,
-            tokens_per_s: (b * t * cfg.grad_accum) as f64 / dt.max(1e-9),
-            elapsed_s: started.elapsed().as_secs_f64(),
+            tokens_per_s: (b * t * self.cfg.grad_accum) as f64 / dt.max(1e-9),
+            elapsed_s: self.started.elapsed().as_secs_f64(),
         };
         let line = serde_json::to_string(&m).map_err(|e| TrainError(e.to_string()))?;
-        writeln!(metrics_file, "{line}")?;
-        pb.set_position(step);
-        pb.set_message(format!("loss {loss:.4} {:.0} tok/s", m.tokens_per_s));
-        logged.push(m);
-        if last_step || (cfg.save_interval > 0 && step % cfg.save_interval as u64 == 0) {
-            save(&model, &adam, step, train_data.state(), &rng, best_loss)?;
-            saved_at = Some(step);
+        writeln!(self.metrics_file, "{line}")?;
+        self.pb.set_position(step);
+        self.pb
+            .set_message(format!("loss {loss:.4} {:.0} tok/s", m.tokens_per_s));
+        self.logged.push(m);
+        let save_interval = self.cfg.save_interval;
+        if last_step || (save_interval > 0 && step % save_interval as u64 == 0) {
+            self.save()?;
         }
+        Ok(())
     }
-    if saved_at != Some(step) {
-        save(&model, &adam, step, train_data.state(), &rng, best_loss)?;
-    }
-    pb.finish_and_clear();
-    let model_path = if args.no_export || (step as usize) < max_steps {
-        None
-    } else {
-        let plan = crate::recipe::QuantPlan::parse(&args.export_dtype).map_err(TrainError)?;
-        let path = dir.join("model.llm");
-        export_model(
-            &model,
-            &tok.spec(),
-            Some(&cfg.to_toml()),
-            "llm-train",
-            plan,
-            &path,
+
+    /// The validation loss now, and (unless quiet) a sample printed beside it.
+    fn evaluate_and_sample(&mut self) -> Result<f64, TrainError> {
+        let (cfg, be, step) = (&self.cfg, self.be, self.step);
+        let v = evaluate(
+            &mut self.model,
+            be,
+            &mut self.val_data,
+            cfg.eval_iters,
+            self.b,
+            self.t,
         )?;
-        Some(path)
-    };
-    if !args.quiet {
-        if let Some(v) = last_val {
-            println!("step {step}: final val loss {v:.4}");
+        self.last_val = Some(v);
+        if !self.args.quiet && cfg.sample_len > 0 {
+            let prompt = self.tok.encode("\n").unwrap_or_default();
+            let ids = sample(&mut self.model, be, &prompt, cfg.sample_len, &mut self.rng)?;
+            let text = self.tok.decode(&ids);
+            self.pb
+                .suspend(|| println!("step {step}: val loss {v:.4}\n---\n{text}\n---"));
         }
-        if let Some(p) = &model_path {
-            println!("exported {}", p.display());
-        }
+        Ok(v)
     }
-    Ok(TrainOutcome {
-        run_dir: dir,
-        metrics: logged,
-        final_val_loss: last_val,
-        model_path,
-    })
+
+    /// Writes a checkpoint of the current step (weights, AdamW state, loader
+    /// position, generator) and keeps the newest `keep_checkpoints`.
+    fn save(&mut self) -> Result<PathBuf, TrainError> {
+        let ck = Checkpoint {
+            meta: CheckpointMeta {
+                step: self.step,
+                config: self.cfg.to_toml(),
+                loader: self.train_data.state(),
+                rng: self.rng.clone(),
+                adam_step: self.adam.step,
+                n_params: self.model.params.len() as u64,
+                best_loss: self.best_loss,
+            },
+            params: self.model.params.clone(),
+            m: self.adam.m.clone(),
+            v: self.adam.v.clone(),
+        };
+        let fault = crash_fault(self.step, 12 * self.model.params.len());
+        let path = checkpoint::save(&self.ck_dir, &ck, self.cfg.keep_checkpoints, fault)?;
+        self.saved_at = Some(self.step);
+        Ok(path)
+    }
+
+    /// Ends this invocation: a checkpoint of the last step (unless one was just
+    /// written), the export when the run is complete, and the final messages.
+    fn finish(mut self) -> Result<TrainOutcome, TrainError> {
+        if self.saved_at != Some(self.step) {
+            self.save()?;
+        }
+        self.pb.finish_and_clear();
+        let step = self.step;
+        let model_path = if self.args.no_export || (step as usize) < self.max_steps {
+            None
+        } else {
+            let plan =
+                crate::recipe::QuantPlan::parse(&self.args.export_dtype).map_err(TrainError)?;
+            let path = self.dir.join("model.llm");
+            export_model(
+                &self.model,
+                &self.tok.spec(),
+                Some(&self.cfg.to_toml()),
+                "llm-train",
+                plan,
+                &path,
+            )?;
+            Some(path)
+        };
+        if !self.args.quiet {
+            if let Some(v) = self.last_val {
+                println!("step {step}: final val loss {v:.4}");
+            }
+            if let Some(p) = &model_path {
+                println!("exported {}", p.display());
+            }
+        }
+        Ok(TrainOutcome {
+            run_dir: self.dir,
+            metrics: self.logged,
+            final_val_loss: self.last_val,
+            model_path,
+        })
+    }
 }
 
 /// `llm-train train`: picks the backend per `--device` (auto: CUDA when a GPU opens,

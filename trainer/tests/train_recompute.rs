@@ -49,7 +49,7 @@ fn opts(
 /// gradient is well above round-off), one of them recomputing.
 fn pair(o: &ModelOptions, dropout: f64, seed: u64) -> (Model<f32>, Model<f32>) {
     let mut keep = Model::<f32>::new(o.clone(), true).unwrap();
-    let mut r = Rng::new(seed);
+    let mut r = Rng::for_test(seed);
     keep.params = (0..keep.table.total)
         .map(|_| (r.normal() * 0.3) as f32)
         .collect();
@@ -62,7 +62,7 @@ fn pair(o: &ModelOptions, dropout: f64, seed: u64) -> (Model<f32>, Model<f32>) {
 }
 
 fn batch(o: &ModelOptions, n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut r = Rng::new(seed);
+    let mut r = Rng::for_test(seed);
     let v = o.vocab_size as u64;
     let x = (0..n).map(|_| r.below(v) as u32).collect();
     let y = (0..n).map(|_| r.below(v) as u32).collect();

@@ -197,7 +197,12 @@ mod tests {
     /// not. Bit-exactness against ggml is `tests/ggml_blocks.rs`'s job.
     #[test]
     fn round_trip_error_within_budget() {
-        let mut s = 7u64;
+        // Fixed inputs unless LLMRT_TEST_SEED says otherwise (printed to replay).
+        let mut s = std::env::var("LLMRT_TEST_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(7u64);
+        std::eprintln!("seed = {s} (set LLMRT_TEST_SEED to replay)");
         let x: Vec<f32> = (0..256 * 9).map(|_| lcg(&mut s) * 3.0).collect();
         for &dt in DType::ALL.iter() {
             let budget = match dt {

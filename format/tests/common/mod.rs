@@ -1,6 +1,6 @@
-//! Shared test helpers: a seeded RNG (fresh seed per run, printed; `LLM_TEST_SEED`
-//! reproduces), a random file builder, and a hand encoder independent of the writer
-//! for hostile files.
+//! Shared test helpers: the crate's one [`test_seed`] (a fresh seed per run, printed;
+//! `LLMRT_TEST_SEED` replays it), a seeded RNG, a random file builder, and a hand
+//! encoder independent of the writer for hostile files.
 #![allow(dead_code)]
 
 use llm_format::{DType, LlmWriter, Value};
@@ -9,20 +9,45 @@ use std::borrow::Cow;
 /// splitmix64.
 pub struct Rng(pub u64);
 
+/// The seed of a test's random inputs: `LLMRT_TEST_SEED` when it is set and not empty
+/// (to replay a printed seed, or to try other inputs), else `default`. Prints
+/// `seed = N (set LLMRT_TEST_SEED to replay)` on stderr (once per test thread and
+/// seed), which the test harness shows beside a failure.
+pub fn test_seed(default: u64) -> u64 {
+    let seed = match std::env::var("LLMRT_TEST_SEED") {
+        Ok(s) if !s.trim().is_empty() => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("LLMRT_TEST_SEED={s:?} is not a u64")),
+        _ => default,
+    };
+    std::thread_local! {
+        static SHOWN: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    }
+    if SHOWN.with(|s| s.replace(Some(seed))) != Some(seed) {
+        eprintln!("seed = {seed} (set LLMRT_TEST_SEED to replay)");
+    }
+    seed
+}
+
+/// A time-based seed, the same for the whole test process: these tests see new
+/// inputs on every run.
+pub fn fresh_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    })
+}
+
 impl Rng {
-    /// A fresh seed per run (time-based), printed so a failure can be reproduced.
-    pub fn fresh(tag: &str) -> Rng {
-        let seed = std::env::var("LLM_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            });
-        eprintln!("{tag}: LLM_TEST_SEED={seed}");
-        Rng(seed)
+    /// The generator of a test (named by `_test`; the harness prints the name beside
+    /// the captured seed line): a fresh seed per run ([`fresh_seed`]), or
+    /// `LLMRT_TEST_SEED`, printed so a failure can be replayed.
+    pub fn fresh(_test: &str) -> Rng {
+        Rng(test_seed(fresh_seed()))
     }
 
     pub fn next_u64(&mut self) -> u64 {

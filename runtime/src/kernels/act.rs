@@ -253,10 +253,12 @@ mod tests {
     use alloc::vec::Vec;
     use llm_format::quant::{Block, BlockQ8_0};
 
-    /// Random blocks (xorshift, seeded from the address of a local so runs differ),
-    /// plus blocks whose values land exactly on halves of the quantisation step.
+    /// Random blocks (xorshift from a fresh seed each run, printed; see
+    /// `test_common`), plus blocks whose values land exactly on halves of the
+    /// quantisation step.
     fn inputs() -> Vec<f32> {
-        let mut s = (&inputs as *const _ as u64) ^ 0x9e37_79b9_7f4a_7c15;
+        use crate::test_common::{fresh_seed, test_seed};
+        let mut s = (test_seed(fresh_seed()) ^ 0x9e37_79b9_7f4a_7c15).max(1);
         let mut x: Vec<f32> = (0..32 * 64)
             .map(|i| {
                 s ^= s << 13;

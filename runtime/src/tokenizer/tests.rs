@@ -277,6 +277,11 @@ fn bad_specs_are_named_errors() {
 struct TestRng(u64);
 
 impl TestRng {
+    /// A generator from the test's seed (`default`, or `LLMRT_TEST_SEED`).
+    fn new(default: u64) -> TestRng {
+        TestRng(crate::test_common::test_seed(default).max(1))
+    }
+
     fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -328,7 +333,7 @@ fn sentencepiece_heap_merge_equals_llama2c_loop() {
     let spec = sp_spec(true, Some(UNK));
     let tok = Tokenizer::from_spec(&spec).unwrap();
     let pool: Vec<char> = "helowrda  é!".chars().collect();
-    let mut rng = TestRng(0x1234_5678_9ABC_DEF1);
+    let mut rng = TestRng::new(0x1234_5678_9ABC_DEF1);
     for len in [1, 2, 3, 7, 20, 60, 300] {
         for _ in 0..30 {
             let text: String = (0..len).map(|_| pool[rng.below(pool.len())]).collect();
@@ -346,7 +351,7 @@ fn sentencepiece_heap_merge_equals_llama2c_loop() {
 #[test]
 fn stream_equals_lossy_decode_on_random_bytes() {
     let tok = Tokenizer::from_spec(&sp_spec(true, Some(UNK))).unwrap();
-    let mut rng = TestRng(0xFEED_F00D_1234_5678);
+    let mut rng = TestRng::new(0xFEED_F00D_1234_5678);
     // Mostly valid multi-byte text split into byte tokens, with some random bytes mixed in.
     let text = "aé€👋中ß";
     for _ in 0..500 {

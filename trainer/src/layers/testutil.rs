@@ -4,9 +4,10 @@
 use crate::rng::Rng;
 use crate::scalar::Real;
 
-/// `n` values uniform in [-1, 1) from `seed` (never all zeros).
+/// `n` values uniform in [-1, 1) from stream `seed` of the test's seed
+/// ([`Rng::for_test`]; never all zeros).
 pub fn rand_vec<T: Real>(n: usize, seed: u64) -> Vec<T> {
-    let mut r = Rng::new(seed);
+    let mut r = Rng::for_test(seed);
     (0..n).map(|_| T::c(r.uniform() * 2.0 - 1.0)).collect()
 }
 

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use llm_train::cuda::{CudaDevice, GpuFloat, Precision};
-use llm_train::rng::Rng;
+use llm_train::rng::{fresh_seed, test_seed, Rng};
 
 /// The first GPU, or `None` after printing why `test` is skipped.
 pub fn device(test: &str) -> Option<CudaDevice> {
@@ -17,19 +17,11 @@ pub fn device(test: &str) -> Option<CudaDevice> {
     }
 }
 
-/// A fresh seed per run, printed so a failure can be replayed.
+/// A fresh seed per run ([`fresh_seed`]) or `LLMRT_TEST_SEED`, printed so a failure
+/// can be replayed (`test` names the case in the line before it).
 pub fn rng(test: &str) -> Rng {
-    let seed = std::env::var("LLMRT_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("{test}: seed {seed} (LLMRT_TEST_SEED to replay)");
-    Rng::new(seed)
+    eprintln!("{test}:");
+    Rng::new(test_seed(fresh_seed()))
 }
 
 /// Relative tolerance of a kernel against the CPU: 1e-5 in fp32, 1e-2 in bf16.

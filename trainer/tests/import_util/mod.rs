@@ -10,9 +10,10 @@ use std::path::PathBuf;
 pub struct Rng(u64);
 
 impl Rng {
-    /// A generator from a non-zero seed.
+    /// Stream `seed` of the test's seed (`seed ^ test_seed(0)`, see
+    /// [`llm_train::rng::test_seed`]: without `LLMRT_TEST_SEED`, exactly `seed`).
     pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
+        Rng((seed ^ llm_train::rng::test_seed(0)).max(1))
     }
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {

@@ -1,0 +1,34 @@
+//! What the operating system can tell the runtime (with `std`): how much memory is
+//! still available. Context creation checks it before allocating, and the C ABI and
+//! the trainer use the same figure, so there is one reading of it in the workspace.
+
+/// Bytes of memory the system can still give without swapping: Linux's
+/// `MemAvailable` from `/proc/meminfo`. `None` where it is unknown (another OS, no
+/// `/proc`, or a line that does not parse); callers then skip their check.
+pub fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_meminfo(&info)
+}
+
+/// `MemAvailable` (kB) of a `/proc/meminfo` text, in bytes.
+fn parse_meminfo(info: &str) -> Option<u64> {
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_mem_available_in_bytes() {
+        let info = "MemTotal:       16315064 kB\nMemFree:         1000000 kB\nMemAvailable:    8000000 kB\n";
+        assert_eq!(parse_meminfo(info), Some(8_000_000 * 1024));
+        assert_eq!(parse_meminfo("MemTotal: 5 kB\n"), None);
+        assert_eq!(parse_meminfo("MemAvailable: lots kB\n"), None);
+        if std::path::Path::new("/proc/meminfo").exists() {
+            assert!(mem_available().is_some_and(|b| b > 0));
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What a context costs before it is made: `ContextParams::bytes_needed` counts the
+//! KV caches and every scratch buffer, and `Context::new` refuses, with the typed
+//! `Error::NoMemory`, a context larger than the memory the system has available,
+//! before allocating any of it.
+
+use llm_format::{DType, Mlp, ModelOptions, Norm, Positions};
+use llmrt::{Context, ContextParams, Error, Model};
+use llmrt_suite::fixtures::*;
+use llmrt_suite::rng::test_seed;
+use std::sync::Arc;
+
+fn params(n_ctx: usize, n_batch: usize) -> ContextParams {
+    ContextParams {
+        n_ctx,
+        n_batch,
+        threads: 1,
+    }
+}
+
+#[test]
+fn bytes_needed_counts_the_caches_and_every_scratch_buffer() {
+    let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
+    let (l, d, kv, f, h, hd, v) = (
+        o.n_layers,
+        o.d_model,
+        o.kv_dim(),
+        o.d_ff,
+        o.n_heads,
+        o.head_dim(),
+        o.vocab_size,
+    );
+    let floats = |n_ctx: usize, nb: usize| {
+        // k and v caches; x, xb, q, att, proj; k, v; hidden and SwiGLU's up branch;
+        // scores; logits; RoPE frequencies and cos/sin rows.
+        2 * l * n_ctx * kv
+            + 5 * nb * d
+            + 2 * nb * kv
+            + 2 * nb * f
+            + h * n_ctx
+            + v
+            + hd / 2
+            + nb * hd
+    };
+    let need = |n_ctx, nb| params(n_ctx, nb).bytes_needed(&o).expect("in range");
+    assert_eq!(need(32, 4), 4 * floats(32, 4) as u64);
+    // n_ctx 0 is the model's max_len; n_batch is clamped to the context.
+    assert_eq!(need(0, 4), 4 * floats(o.max_len, 4) as u64);
+    assert_eq!(need(8, 64), 4 * floats(8, 8) as u64);
+    // GELU has no second hidden buffer.
+    let g = ModelOptions {
+        mlp: Mlp::Gelu,
+        ..o.clone()
+    };
+    assert_eq!(
+        params(32, 4).bytes_needed(&g).expect("in range"),
+        4 * (floats(32, 4) - 4 * f) as u64
+    );
+    // Out-of-range sizes are the errors `Context::new` gives.
+    let learned = ModelOptions {
+        positions: Positions::Learned,
+        ..o.clone()
+    };
+    let e = params(o.max_len + 1, 4).bytes_needed(&learned).unwrap_err();
+    assert!(e.to_string().contains("learned positions"), "{e}");
+    assert!(params(1 << 25, 4).bytes_needed(&o).is_err());
+}
+
+#[test]
+fn a_context_larger_than_available_memory_is_refused_before_allocating() {
+    // Rope allows 2^24 positions: a KV cache of 2 · 2 layers · 2^24 · 512 floats
+    // (128 GiB) that no test machine can give.
+    let o = ModelOptions {
+        d_model: 512,
+        n_heads: 8,
+        n_kv_heads: 8,
+        ..opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 8)
+    };
+    let p = params(1 << 24, 64);
+    let need = p.bytes_needed(&o).expect("in range");
+    let Some(avail) = llmrt::sys::mem_available() else {
+        eprintln!("SKIP: MemAvailable is unknown on this machine");
+        return;
+    };
+    if need <= avail {
+        eprintln!("SKIP: this machine has {avail} bytes available, more than the {need} asked");
+        return;
+    }
+    let (bytes, _) = write_model(&o, &random_weights(&o, test_seed(3)), DType::F32);
+    let m = Arc::new(Model::from_bytes(&bytes).expect("load"));
+    match Context::new(m, &p) {
+        Err(e @ Error::NoMemory { .. }) => {
+            let msg = e.to_string();
+            let Error::NoMemory {
+                needed, available, ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(needed, need);
+            // MemAvailable moves between readings; it was below the need when refused.
+            assert!(available.is_some_and(|a| a < need), "{available:?}");
+            assert!(
+                msg.starts_with("a context of 16777216 tokens needs") && !msg.contains('\n'),
+                "{msg}"
+            );
+        }
+        Err(e) => panic!("expected NoMemory, got {e}"),
+        Ok(_) => panic!("a context of {need} bytes was allocated"),
+    }
+}
