@@ -51,12 +51,7 @@ const IQ4_LEVELS: [i8; 16] = [
 // Shared helpers
 // ------------------------------------------------------------------------------------
 
-/// ggml's `nearest_int`: adding 1.5·2²³ pushes the integer part into the low mantissa
-/// bits, which the FPU has rounded half-to-even. Exact for `|v| <= 4194303`.
-fn nearest_int(v: f32) -> i32 {
-    let biased = (v + 12_582_912.0).to_bits() as i32;
-    (biased & 0x007f_ffff) - 0x0040_0000
-}
+use super::nearest_int;
 
 /// `GGML_FP32_TO_FP16`: round to nearest, ties to even.
 fn fp16_bits(v: f32) -> u16 {

@@ -57,9 +57,19 @@ pub unsafe trait Block: Copy + Sized + Send + Sync + 'static {
     }
 }
 
+/// ggml's `nearest_int`: adding 1.5·2²³ pushes the integer part into the low mantissa
+/// bits, which the FPU has rounded half-to-even. Exact for `|v| <= 4194303`. Shared
+/// with the runtime's activation quantisers, which must round as ggml does.
+#[inline]
+pub fn nearest_int(v: f32) -> i32 {
+    let biased = (v + 12_582_912.0).to_bits() as i32;
+    (biased & 0x007f_ffff) - 0x0040_0000
+}
+
 /// `roundf`: halves round away from zero (Rust's `f32::round` needs `std`). Exact for
-/// `|v| < 2^23`.
-pub(crate) fn round_half_away(v: f32) -> f32 {
+/// `|v| < 2^23`. Shared with the runtime's activation quantisers.
+#[inline]
+pub fn round_half_away(v: f32) -> f32 {
     let t = v as i32 as f32; // truncation toward zero
     let frac = v - t;
     if frac >= 0.5 {

@@ -35,20 +35,7 @@ impl Q8Act {
     };
 }
 
-/// `roundf`: halves round away from zero (ggml's rounding; `f32::round` needs std).
-#[inline(always)]
-pub(crate) fn round_half_away(v: f32) -> f32 {
-    // Saturating cast; for finite |v| <= 127 (all we produce) truncation is exact.
-    let t = v as i32 as f32;
-    let frac = v - t;
-    if frac >= 0.5 {
-        t + 1.0
-    } else if frac <= -0.5 {
-        t - 1.0
-    } else {
-        t
-    }
-}
+pub(crate) use llm_format::quant::round_half_away;
 
 /// The block's scale from its largest magnitude: (`d` as f32, its f16 rounding, `1/d`).
 #[inline(always)]
@@ -113,13 +100,7 @@ impl Q8K {
     };
 }
 
-/// ggml's `nearest_int`: rounds to nearest, ties to even, through the f32 adder
-/// (exact for `|v| <= 2^22`).
-#[inline(always)]
-pub(crate) fn nearest_int(v: f32) -> i32 {
-    let bits = (v + 12_582_912.0).to_bits() as i32;
-    (bits & 0x007f_ffff) - 0x0040_0000
-}
+use llm_format::quant::nearest_int;
 
 /// Quantises `x` (`out.len()·256` values) super-block by super-block: ggml's
 /// `quantize_row_q8_K_ref` (bsums are 0 for an all-zero block, where ggml leaves them
