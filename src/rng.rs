@@ -2,6 +2,8 @@
 //! random weights on every machine, and [`test_seed`], the seed of every test in
 //! `tests/` that draws random inputs.
 
+pub use llm_format::testing::test_seed;
+
 /// SplitMix64.
 pub struct Rng(u64);
 
@@ -34,25 +36,4 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
-}
-
-/// The seed of a test's random inputs: `LLMRT_TEST_SEED` when it is set and not empty
-/// (to replay a printed seed, or to try other inputs), else `default`. Prints
-/// `seed = N (set LLMRT_TEST_SEED to replay)` on stderr (once per test thread and
-/// seed), which the test harness shows beside a failure.
-pub fn test_seed(default: u64) -> u64 {
-    let seed = match std::env::var("LLMRT_TEST_SEED") {
-        Ok(s) if !s.trim().is_empty() => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("LLMRT_TEST_SEED={s:?} is not a u64")),
-        _ => default,
-    };
-    thread_local! {
-        static SHOWN: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-    }
-    if SHOWN.with(|s| s.replace(Some(seed))) != Some(seed) {
-        eprintln!("seed = {seed} (set LLMRT_TEST_SEED to replay)");
-    }
-    seed
 }

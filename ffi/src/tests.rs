@@ -1,6 +1,8 @@
 //! Unit tests of the boundary, calling the exported functions as C would. The C and
 //! C++ programs that exercise the built library are in `tests/ffi_c.rs` (workspace root).
 
+use llm_format::testing::test_seed;
+
 use crate::context::*;
 use crate::generate::*;
 use crate::model::*;
@@ -73,27 +75,6 @@ fn status_names_are_distinct() {
         .collect();
     assert_eq!(names.len(), codes.len());
     assert!(!names.contains("unknown status"));
-}
-
-/// The seed of a test's random inputs: `LLMRT_TEST_SEED` when it is set and not empty
-/// (to replay a printed seed, or to try other inputs), else `default`. Prints
-/// `seed = N (set LLMRT_TEST_SEED to replay)` on stderr (once per test thread and
-/// seed), which the test harness shows beside a failure.
-fn test_seed(default: u64) -> u64 {
-    let seed = match std::env::var("LLMRT_TEST_SEED") {
-        Ok(s) if !s.trim().is_empty() => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("LLMRT_TEST_SEED={s:?} is not a u64")),
-        _ => default,
-    };
-    thread_local! {
-        static SHOWN: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-    }
-    if SHOWN.with(|s| s.replace(Some(seed))) != Some(seed) {
-        eprintln!("seed = {seed} (set LLMRT_TEST_SEED to replay)");
-    }
-    seed
 }
 
 /// A small random model (char vocabulary, RoPE, RMSNorm, SwiGLU, GQA) as file bytes,

@@ -44,6 +44,8 @@ pub mod options;
 pub mod quant;
 pub mod reader;
 pub mod tensor;
+#[cfg(feature = "std")]
+pub mod testing;
 pub mod writer;
 
 pub use aligned::AlignedBuf;

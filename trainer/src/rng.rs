@@ -3,6 +3,8 @@
 //! the seeds of this crate's tests ([`test_seed`], [`Rng::for_test`]), in one place
 //! for the unit tests and the integration tests.
 
+pub use llm_format::testing::{fresh_seed, test_seed};
+
 use serde::{Deserialize, Serialize};
 
 /// xoshiro256**; not cryptographic, fast and reproducible across platforms.
@@ -74,37 +76,4 @@ impl Rng {
             v.swap(i, j);
         }
     }
-}
-
-/// The seed of a test's random inputs: `LLMRT_TEST_SEED` when it is set and not empty
-/// (to replay a printed seed, or to try other inputs), else `default`. Prints
-/// `seed = N (set LLMRT_TEST_SEED to replay)` on stderr (once per test thread and
-/// seed), which the test harness shows beside a failure. For tests only.
-pub fn test_seed(default: u64) -> u64 {
-    let seed = match std::env::var("LLMRT_TEST_SEED") {
-        Ok(s) if !s.trim().is_empty() => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("LLMRT_TEST_SEED={s:?} is not a u64")),
-        _ => default,
-    };
-    thread_local! {
-        static SHOWN: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-    }
-    if SHOWN.with(|s| s.replace(Some(seed))) != Some(seed) {
-        eprintln!("seed = {seed} (set LLMRT_TEST_SEED to replay)");
-    }
-    seed
-}
-
-/// A time-based seed, the same for the whole test process: the default of the tests
-/// meant to see new inputs on every run (the CUDA kernels against the CPU).
-pub fn fresh_seed() -> u64 {
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SEED.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    })
 }

@@ -1,46 +1,15 @@
 //! Shared test helpers: the crate's one [`test_seed`] (a fresh seed per run, printed;
 //! `LLMRT_TEST_SEED` replays it), a seeded RNG, a random file builder, and a hand
 //! encoder independent of the writer for hostile files.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test binary uses a part
+
+pub use llm_format::testing::{fresh_seed, test_seed};
 
 use llm_format::{DType, LlmWriter, Value};
 use std::borrow::Cow;
 
 /// splitmix64.
 pub struct Rng(pub u64);
-
-/// The seed of a test's random inputs: `LLMRT_TEST_SEED` when it is set and not empty
-/// (to replay a printed seed, or to try other inputs), else `default`. Prints
-/// `seed = N (set LLMRT_TEST_SEED to replay)` on stderr (once per test thread and
-/// seed), which the test harness shows beside a failure.
-pub fn test_seed(default: u64) -> u64 {
-    let seed = match std::env::var("LLMRT_TEST_SEED") {
-        Ok(s) if !s.trim().is_empty() => s
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("LLMRT_TEST_SEED={s:?} is not a u64")),
-        _ => default,
-    };
-    std::thread_local! {
-        static SHOWN: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-    }
-    if SHOWN.with(|s| s.replace(Some(seed))) != Some(seed) {
-        eprintln!("seed = {seed} (set LLMRT_TEST_SEED to replay)");
-    }
-    seed
-}
-
-/// A time-based seed, the same for the whole test process: these tests see new
-/// inputs on every run.
-pub fn fresh_seed() -> u64 {
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SEED.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    })
-}
 
 impl Rng {
     /// The generator of a test (named by `_test`; the harness prints the name beside
