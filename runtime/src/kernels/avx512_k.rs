@@ -1,7 +1,14 @@
 //! AVX-512 (VNNI) kernels for the super-block types (Q2_K … Q6_K, IQ4_XS) against
 //! Q8_K activations.
 //!
-//! The types are read through `avx2_k`'s common form (`Raw`: unsigned quants in
+//! Every type is unpacked to one form ([`Super`]: 64 unsigned quants per register in
+//! element order, an i32-lane scale per group of 16, i16 minimums). Q4_K, Q5_K and
+//! Q6_K do so natively in 512 bits ([`K512`]): a Q4_K chunk of 32 nibble bytes is
+//! broadcast to both halves and shifted by 0 / 4 per 64-bit lane (elements `64c..64c+64`
+//! in one `vpsrlvq` + `vpand`), its 6-bit scales are decoded in one XMM register and
+//! spread to the lanes with one `vpshufb` per register; Q5_K's high bits come from a
+//! per-lane rotation of `qh`, Q6_K's from `qh` shifted per 64-bit lane and merged with
+//! `vpternlogd`. The others go through `avx2_k`'s common form (`Raw`: unsigned quants in
 //! element order, an i16 scale and "minimum" per group of 16, see that module), two
 //! 32-byte registers joined per 64 quants. A 64-quant register against 64 activation
 //! bytes is one `vpdpbusd` (u8 × i8, 4 products per i32 lane, so lanes `4k..4k+4`
@@ -18,7 +25,7 @@
 //! (`packed_rows!`) in tiles of 4 rows × 3 activations.
 
 use super::act::{Q8K, QK_K};
-use super::avx2_k::KQuant;
+use super::avx2_k::{Iq4Xs, KQuant, Q2K, Q3K, Q4K, Q5K, Q6K};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 
@@ -27,7 +34,7 @@ use core::arch::x86_64::*;
 /// for `WIDE` types).
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Super {
+pub(super) struct Super {
     q: [__m512i; 4],
     sc: [__m512i; 4],
     min: __m256i,
@@ -55,12 +62,35 @@ const fn group_lanes(c: i32) -> [i32; 16] {
     idx
 }
 
-/// The super-block at `p` unpacked.
+/// A super-block type as the 512-bit kernels unpack it: through the common form
+/// (`unpack_raw`), or natively where that takes fewer instructions (Q4_K, Q5_K, Q6_K).
+pub(super) trait K512: KQuant {
+    /// The super-block at `p` unpacked.
+    ///
+    /// # Safety
+    /// `Self::SIZE` readable bytes at `p`; the token's features present.
+    unsafe fn unpack(p: *const u8) -> Super;
+}
+
+macro_rules! through_raw {
+    ($($t:ty),*) => {$(
+        impl K512 for $t {
+            #[inline(always)]
+            unsafe fn unpack(p: *const u8) -> Super {
+                // SAFETY: caller.
+                unsafe { unpack_raw::<$t>(p) }
+            }
+        }
+    )*};
+}
+through_raw!(Q2K, Q3K, Iq4Xs);
+
+/// The super-block at `p` unpacked through the common form.
 ///
 /// # Safety
 /// `B::SIZE` readable bytes at `p`; the token's features present.
 #[inline(always)]
-unsafe fn unpack<B: KQuant>(p: *const u8) -> Super {
+unsafe fn unpack_raw<B: KQuant>(p: *const u8) -> Super {
     const IDX: [[i32; 16]; 4] = [
         group_lanes(0),
         group_lanes(1),
@@ -87,6 +117,192 @@ unsafe fn unpack<B: KQuant>(p: *const u8) -> Super {
             min: r.min,
             d: r.d,
             dmin: r.dmin,
+        }
+    }
+}
+
+/// 32 bytes at `p` in both halves of a register, the upper half shifted right by 4
+/// bits and both masked to nibbles: the low nibbles (elements `l`) then the high ones
+/// (elements `32 + l`) of a Q4_K/Q5_K chunk, i.e. 64 quants in element order.
+///
+/// # Safety
+/// 32 readable bytes at `p`; AVX-512F present.
+#[inline(always)]
+unsafe fn nibbles64(p: *const u8) -> __m512i {
+    // SAFETY: caller.
+    unsafe {
+        let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(p as *const __m256i));
+        let v = _mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0));
+        _mm512_and_si512(v, _mm512_set1_epi8(0x0f))
+    }
+}
+
+/// Q4_K/Q5_K's 16-byte header at `p` (`d`, `dmin`, 12 bytes of 6-bit scales and
+/// minimums in ggml's `get_scale_min_k4` packing): the 8 scales then the 8 minimums as
+/// bytes, `d`, `dmin`. The packing decoded in one register (dwords `a, b, c` of the
+/// scale bytes): scales 0..4 `a & 63`, 4..8 `c & 15 | (a >> 2) & 0x30`; minimums
+/// 0..4 `b & 63`, 4..8 `c >> 4 & 15 | (b >> 2) & 0x30`.
+///
+/// # Safety
+/// 16 readable bytes at `p`; the token's features present.
+#[inline(always)]
+unsafe fn head_k4(p: *const u8) -> (__m128i, f32, f32) {
+    // SAFETY: caller.
+    unsafe {
+        let v = _mm_loadu_si128(p as *const __m128i);
+        // Dwords [a, c, b, c] and [a, a, b, b].
+        let t1 = _mm_shuffle_epi32::<0b11_10_11_01>(v);
+        let t2 = _mm_shuffle_epi32::<0b10_10_01_01>(v);
+        let lo = _mm_and_si128(
+            _mm_srlv_epi32(t1, _mm_setr_epi32(0, 0, 0, 4)),
+            _mm_setr_epi32(0x3f3f_3f3f, 0x0f0f_0f0f, 0x3f3f_3f3f, 0x0f0f_0f0f),
+        );
+        // lo | (t2 >> 2) & mask
+        let sm = _mm_ternarylogic_epi32::<0xf8>(
+            lo,
+            _mm_srli_epi32::<2>(t2),
+            _mm_setr_epi32(0, 0x3030_3030, 0, 0x3030_3030),
+        );
+        let f = _mm_cvtph_ps(v);
+        (sm, _mm_cvtss_f32(f), _mm_cvtss_f32(_mm_movehdup_ps(f)))
+    }
+}
+
+/// `vpshufb` indices putting the scale of group 32 `2c` (lanes 0..8) and `2c + 1`
+/// (lanes 8..16) in the low byte of each i32 lane, the other bytes 0.
+const fn k4_scale_idx(c: usize) -> [i8; 64] {
+    let mut idx = [-128i8; 64];
+    let mut l = 0;
+    while l < 16 {
+        idx[4 * l] = (2 * c + l / 8) as i8;
+        l += 1;
+    }
+    idx
+}
+
+/// Q4_K/Q5_K's scales (bytes 0..8 of `sm`) for the four quant registers, and the
+/// minimums (bytes 8..16) as i16 per group of 16.
+///
+/// # Safety
+/// The token's features present.
+#[inline(always)]
+unsafe fn scales_k4_512(sm: __m128i) -> ([__m512i; 4], __m256i) {
+    const IDX: [[i8; 64]; 4] = [
+        k4_scale_idx(0),
+        k4_scale_idx(1),
+        k4_scale_idx(2),
+        k4_scale_idx(3),
+    ];
+    // SAFETY: caller; IDX rows are 64 bytes.
+    unsafe {
+        let b = _mm512_broadcast_i32x4(sm);
+        let sc = core::array::from_fn(|c| {
+            _mm512_shuffle_epi8(b, _mm512_loadu_si512(IDX[c].as_ptr() as *const __m512i))
+        });
+        (sc, _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)))
+    }
+}
+
+impl K512 for Q4K {
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Super {
+        // SAFETY: header at 0..16, qs at 16..144 (caller). Register c is chunk c's
+        // low then high nibbles: elements 64c..64c + 64 in order.
+        unsafe {
+            let (sm, d, dmin) = head_k4(p);
+            let (sc, min) = scales_k4_512(sm);
+            Super {
+                q: core::array::from_fn(|c| nibbles64(p.add(16 + 32 * c))),
+                sc,
+                min,
+                d,
+                dmin,
+            }
+        }
+    }
+}
+
+impl K512 for Q5K {
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Super {
+        // SAFETY: header at 0..16, qh at 16..48, qs at 48..176 (caller). Elements
+        // 32k + l take bit k of qh[l] as their 16s: register c holds k = 2c, 2c + 1,
+        // and a rotation of each 64-bit lane by 4 − k brings bit k of every byte to 4.
+        unsafe {
+            let (sm, d, dmin) = head_k4(p);
+            let (sc, min) = scales_k4_512(sm);
+            let h = _mm512_broadcast_i64x4(_mm256_loadu_si256(p.add(16) as *const __m256i));
+            let rot = |c: i64| {
+                let (a, b) = ((4 - 2 * c).rem_euclid(64), (3 - 2 * c).rem_euclid(64));
+                _mm512_set_epi64(b, b, b, b, a, a, a, a)
+            };
+            let q = core::array::from_fn(|c| {
+                let hb =
+                    _mm512_and_si512(_mm512_rolv_epi64(h, rot(c as i64)), _mm512_set1_epi8(0x10));
+                _mm512_or_si512(nibbles64(p.add(48 + 32 * c)), hb)
+            });
+            Super {
+                q,
+                sc,
+                min,
+                d,
+                dmin,
+            }
+        }
+    }
+}
+
+impl K512 for Q6K {
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Super {
+        const IDX: [[i32; 16]; 4] = [
+            group_lanes(0),
+            group_lanes(1),
+            group_lanes(2),
+            group_lanes(3),
+        ];
+        // SAFETY: ql at 0..128, qh at 128..192, scales at 192..208, d at 208 (caller);
+        // IDX rows are 64 bytes. Half h: ql[64h..64h + 64]'s low nibbles are elements
+        // 128h..128h + 64 in order, its high nibbles 128h + 64..128h + 128; their bits
+        // 4..6 are bits 2s..2s + 2 of qh[32h + l] (s = element / 32 % 4), brought to 4
+        // by shifting each 64-bit lane of qh (twice in a register) by 4 − 2s.
+        unsafe {
+            let m4 = _mm512_set1_epi8(0x0f);
+            let m2 = _mm512_set1_epi8(0x30);
+            let mut q = [_mm512_setzero_si512(); 4];
+            for h in 0..2 {
+                let l = _mm512_loadu_si512(p.add(64 * h) as *const __m512i);
+                let hb = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                    p.add(128 + 32 * h) as *const __m256i
+                ));
+                let h0 = _mm512_and_si512(
+                    _mm512_sllv_epi64(hb, _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4)),
+                    m2,
+                );
+                let h1 = _mm512_and_si512(
+                    _mm512_srlv_epi64(hb, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0)),
+                    m2,
+                );
+                // (a & 0x0f) | h
+                q[2 * h] = _mm512_ternarylogic_epi32::<0xec>(l, h0, m4);
+                q[2 * h + 1] = _mm512_ternarylogic_epi32::<0xec>(_mm512_srli_epi16::<4>(l), h1, m4);
+            }
+            let s8 = _mm_loadu_si128(p.add(192) as *const __m128i);
+            let s = _mm512_cvtepi8_epi32(s8);
+            let sc = core::array::from_fn(|c| {
+                _mm512_permutexvar_epi32(_mm512_loadu_si512(IDX[c].as_ptr() as *const __m512i), s)
+            });
+            let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(core::ptr::read_unaligned(
+                p.add(208) as *const u16,
+            ) as i32)));
+            Super {
+                q,
+                sc,
+                // The offset 32 comes back out as 32·sc_g·bsum_g.
+                min: _mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(s8)),
+                d,
+                dmin: d,
+            }
         }
     }
 }
@@ -128,7 +344,7 @@ unsafe fn sb_dot<B: KQuant>(u: &Super, y: &Q8K, acc: __m512) -> __m512 {
 /// If `w.len() != B::SIZE·y.len()`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn dot_row<B: KQuant>(w: &[u8], y: &[Q8K]) -> f32 {
+fn dot_row<B: K512>(w: &[u8], y: &[Q8K]) -> f32 {
     assert_eq!(w.len(), B::SIZE * y.len());
     // Two accumulators in registers (an array indexed by `b & 1` would live in memory).
     let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
@@ -137,14 +353,14 @@ fn dot_row<B: KQuant>(w: &[u8], y: &[Q8K]) -> f32 {
     // SAFETY (unpacks): super-blocks b, b + 1 < y.len() lie in `w` (length checked).
     while b + 2 <= y.len() {
         unsafe {
-            a0 = sb_dot::<B>(&unpack::<B>(p.add(b * B::SIZE)), &y[b], a0);
-            a1 = sb_dot::<B>(&unpack::<B>(p.add((b + 1) * B::SIZE)), &y[b + 1], a1);
+            a0 = sb_dot::<B>(&B::unpack(p.add(b * B::SIZE)), &y[b], a0);
+            a1 = sb_dot::<B>(&B::unpack(p.add((b + 1) * B::SIZE)), &y[b + 1], a1);
         }
         b += 2;
     }
     if b < y.len() {
         // SAFETY: as above.
-        unsafe { a0 = sb_dot::<B>(&unpack::<B>(p.add(b * B::SIZE)), &y[b], a0) };
+        unsafe { a0 = sb_dot::<B>(&B::unpack(p.add(b * B::SIZE)), &y[b], a0) };
     }
     _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
 }
@@ -160,7 +376,7 @@ const TA: usize = 3;
 /// `ys[k]` of `len` super-blocks), padded to [`TA`] activations.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn tile_packed<B: KQuant, const T: usize>(
+fn tile_packed<B: K512, const T: usize>(
     chunk: &[[Super; KS]; 4],
     ys: [&[Q8K]; T],
 ) -> [[f32; TA]; 4] {
@@ -188,7 +404,7 @@ fn tile_packed<B: KQuant, const T: usize>(
 /// Rows `out.r0..out.r1` of `y = x·Wᵀ` for a super-block weight type: generation one
 /// row at a time, prompts over unpacked 4-row chunks.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-pub(super) fn rows<B: KQuant>(w: &Matrix<'_>, k: &[Q8K], out: &mut OutRows<'_>) {
+pub(super) fn rows<B: K512>(w: &Matrix<'_>, k: &[Q8K], out: &mut OutRows<'_>) {
     let n = out.n();
     let nb = w.cols / QK_K;
     assert_eq!(k.len(), n * nb);
@@ -207,7 +423,7 @@ pub(super) fn rows<B: KQuant>(w: &Matrix<'_>, k: &[Q8K], out: &mut OutRows<'_>) 
         row_bytes: nb * B::SIZE,
         unpack |row, g| {
             // SAFETY: super-block g < nb lies in the row (its length is asserted).
-            unsafe { unpack::<B>(row.as_ptr().add(g * B::SIZE)) }
+            unsafe { B::unpack(row.as_ptr().add(g * B::SIZE)) }
         },
         sweep |chunk, c0, c1, emit| {
             let yk = |i: usize| &k[i * nb + c0..i * nb + c1];
