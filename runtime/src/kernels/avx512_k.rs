@@ -37,9 +37,13 @@ use core::arch::x86_64::*;
 pub(super) struct Super {
     q: [__m512i; 4],
     sc: [__m512i; 4],
+    /// Minimums per group of 16, i16, negated for the `MIN_D` types (which subtract
+    /// them in integers).
     min: __m256i,
-    d: f32,
-    dmin: f32,
+    /// The f32 factors of the integer sums: `d` in lanes 0..8 (the 16 scaled lanes
+    /// folded to 8) and `−dmin` in lanes 8..16 (the 8 lanes of minimums); `d` in all
+    /// 16 for the `MIN_D` types.
+    dd: __m512,
 }
 
 impl Super {
@@ -48,6 +52,39 @@ impl Super {
     fn zero() -> Super {
         // SAFETY: SIMD vectors and floats, for which all-zero bits are valid values.
         unsafe { core::mem::zeroed() }
+    }
+}
+
+/// [`Super::dd`] for `B`.
+///
+/// # Safety
+/// The token's features present.
+#[inline(always)]
+unsafe fn dd_of<B: KQuant>(d: f32, dmin: f32) -> __m512 {
+    // SAFETY: caller.
+    unsafe {
+        if B::MIN_D {
+            _mm512_set1_ps(d)
+        } else {
+            let lo = _mm512_set1_ps(d);
+            _mm512_insertf32x8::<1>(lo, _mm256_set1_ps(-dmin))
+        }
+    }
+}
+
+/// [`Super::min`] for `B` from the minimums of the common form.
+///
+/// # Safety
+/// The token's features present.
+#[inline(always)]
+unsafe fn min_of<B: KQuant>(min: __m256i) -> __m256i {
+    // SAFETY: caller.
+    unsafe {
+        if B::MIN_D {
+            _mm256_sub_epi16(_mm256_setzero_si256(), min)
+        } else {
+            min
+        }
     }
 }
 
@@ -114,9 +151,8 @@ unsafe fn unpack_raw<B: KQuant>(p: *const u8) -> Super {
         Super {
             q,
             sc,
-            min: r.min,
-            d: r.d,
-            dmin: r.dmin,
+            min: min_of::<B>(r.min),
+            dd: dd_of::<B>(r.d, r.dmin),
         }
     }
 }
@@ -215,8 +251,7 @@ impl K512 for Q4K {
                 q: core::array::from_fn(|c| nibbles64(p.add(16 + 32 * c))),
                 sc,
                 min,
-                d,
-                dmin,
+                dd: dd_of::<Self>(d, dmin),
             }
         }
     }
@@ -245,8 +280,7 @@ impl K512 for Q5K {
                 q,
                 sc,
                 min,
-                d,
-                dmin,
+                dd: dd_of::<Self>(d, dmin),
             }
         }
     }
@@ -298,10 +332,9 @@ impl K512 for Q6K {
             Super {
                 q,
                 sc,
-                // The offset 32 comes back out as 32·sc_g·bsum_g.
-                min: _mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(s8)),
-                d,
-                dmin: d,
+                // The offset 32 comes back out as 32·sc_g·bsum_g (negated: `MIN_D`).
+                min: _mm256_mullo_epi16(_mm256_cvtepi8_epi16(s8), _mm256_set1_epi16(-32)),
+                dd: _mm512_set1_ps(d),
             }
         }
     }
@@ -327,14 +360,19 @@ unsafe fn sb_dot<B: KQuant>(u: &Super, y: &Q8K, acc: __m512) -> __m512 {
             };
         }
         let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
-        let m = _mm512_zextsi256_si512(_mm256_madd_epi16(bs, u.min));
-        let dy = _mm512_set1_ps(u.d * y.d);
-        if B::MIN_D {
-            _mm512_fmadd_ps(dy, _mm512_cvtepi32_ps(_mm512_sub_epi32(s, m)), acc)
+        let x = if B::MIN_D {
+            // The (negated) minimums join the sum in integers, in lanes 0..8.
+            _mm512_dpwssd_epi32(s, _mm512_zextsi256_si512(bs), _mm512_zextsi256_si512(u.min))
         } else {
-            let acc = _mm512_fmadd_ps(dy, _mm512_cvtepi32_ps(s), acc);
-            _mm512_fnmadd_ps(_mm512_set1_ps(u.dmin * y.d), _mm512_cvtepi32_ps(m), acc)
-        }
+            // Lanes 0..8: the scaled sums folded; 8..16: the minimums' sums.
+            let s8 = _mm256_add_epi32(
+                _mm512_castsi512_si256(s),
+                _mm512_extracti64x4_epi64::<1>(s),
+            );
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(s8), _mm256_madd_epi16(bs, u.min))
+        };
+        let f = _mm512_mul_ps(u.dd, _mm512_set1_ps(y.d));
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(x), f, acc)
     }
 }
 
