@@ -2,23 +2,30 @@
 //! Q8_K activations.
 //!
 //! Every type is unpacked to one form ([`Super`]: 64 unsigned quants per register in
-//! element order, an i32-lane scale per group of 16, i16 minimums). Q4_K, Q5_K and
-//! Q6_K do so natively in 512 bits ([`K512`]): a Q4_K chunk of 32 nibble bytes is
-//! broadcast to both halves and shifted by 0 / 4 per 64-bit lane (elements `64c..64c+64`
-//! in one `vpsrlvq` + `vpand`), its 6-bit scales are decoded in one XMM register and
-//! spread to the lanes with one `vpshufb` per register; Q5_K's high bits come from a
-//! per-lane rotation of `qh`, Q6_K's from `qh` shifted per 64-bit lane and merged with
-//! `vpternlogd`. The others go through `avx2_k`'s common form (`Raw`: unsigned quants in
-//! element order, an i16 scale and "minimum" per group of 16, see that module), two
-//! 32-byte registers joined per 64 quants. A 64-quant register against 64 activation
-//! bytes is one `vpdpbusd` (u8 × i8, 4 products per i32 lane, so lanes `4k..4k+4`
-//! belong to group `4c + k`), and one `vpdpwssd` multiplies each lane by its group's
-//! scale: the lane sum fits i16 (at most 4·63·127 for Q6_K), so the scale sits in the
-//! low word of each i32 lane and the high word is 0, which makes the product exact.
-//! IQ4_XS's offset quants (≤ 241) can pass i16 there, so its lanes take `vpmulld` with
-//! sign-extended scales instead (`WIDE`). The minimums (and the offsets of the signed
-//! types, `MIN_D`) meet the activations' `bsums` in one `vpmaddwd`; as in `avx2_k`,
-//! every integer sum is exact and only the order of the f32 sums differs from `scalar`.
+//! element order, scale words per group of 16, i16 minimums, the f32 factors). Q4_K,
+//! Q5_K and Q6_K do so natively in 512 bits ([`K512`]): a Q4_K chunk of 32 nibble
+//! bytes is broadcast to both halves and shifted by 0 / 4 per 64-bit lane (elements
+//! `64c..64c+64` in one `vpsrlvq` + `vpand`), its 6-bit scales and minimums are decoded
+//! in one XMM register; Q5_K's high bits come from a per-lane rotation of `qh`, Q6_K's
+//! from `qh` shifted per 64-bit lane and merged with `vpternlogd`. The others go
+//! through `avx2_k`'s common form (`Raw`: unsigned quants in element order, an i16
+//! scale and "minimum" per group of 16, see that module).
+//!
+//! A 64-quant register against 64 activation bytes is one `vpdpbusd` (u8 × i8, 4
+//! products per i32 lane, so lanes `4k..4k+4` belong to group `4c + k`). Each lane sum
+//! fits i16 (at most 4·63·127 for Q6_K), so two registers' lanes are packed into words
+//! (`vpackssdw`, exact) and meet their groups' scales in one `vpmaddwd` / `vpdpwssd`
+//! (`paired`). IQ4_XS's offset quants (≤ 241) can pass i16 there, so its lanes take
+//! `vpmulld` with sign-extended scales instead (`WIDE`). The minimums meet the
+//! activations' `bsums` in one `vpmaddwd` and fill lanes 8..16 beside the scaled sums
+//! folded to 8 lanes, so one conversion and one fma against `[d | −dmin]·d_x` finish a
+//! super-block; the offsets of the signed types (`MIN_D`) are subtracted inside a
+//! `vpdpwssd` instead. As in `avx2_k`, every integer sum is exact and only the order of
+//! the f32 sums differs from `scalar`.
+//!
+//! Generation prefetches the weight rows [`PREFETCH`] bytes ahead: the rows of the
+//! small models are short (3 super-blocks), the hardware streamer stops at each 4 KiB
+//! page, and without it the kernels waited on L3 (PERF.md).
 //!
 //! Shapes as for the 32-blocks: generation one weight row at a time (one stream per
 //! thread), prompts over 4-row chunks of up to [`KS`] super-blocks unpacked once
@@ -29,9 +36,10 @@ use super::avx2_k::{Iq4Xs, KQuant, Q2K, Q3K, Q4K, Q5K, Q6K};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 
-/// A super-block unpacked for `vpdpbusd`: 64 quants per register, and for register c
-/// the scale of group `4c + k` in lanes `4k..4k+4` (low word only, or the whole lane
-/// for `WIDE` types).
+/// A super-block unpacked for `vpdpbusd`: 64 quants per register, and the scales: for
+/// `WIDE` types, for register c the scale of group `4c + k` in lanes `4k..4k+4`; for
+/// the others two word vectors for the packed dots of registers 0, 1 and 2, 3
+/// (`paired`).
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub(super) struct Super {
@@ -122,6 +130,42 @@ macro_rules! through_raw {
 }
 through_raw!(Q2K, Q3K, Iq4Xs);
 
+/// `vpermw` indices for the scales of the packed dots of registers `c` and `c + 1`:
+/// `vpackssdw` puts lanes `4k..4k+4` of each in words `8k..8k+4` and `8k+4..8k+8`,
+/// and those lanes belong to groups of 16 `4c + k` and `4(c + 1) + k`.
+const fn pair_words(c: i16) -> [i16; 32] {
+    let mut idx = [0i16; 32];
+    let mut w = 0;
+    while w < 32 {
+        let k = (w / 8) as i16;
+        idx[w] = if w % 8 < 4 {
+            4 * c + k
+        } else {
+            4 * (c + 1) + k
+        };
+        w += 1;
+    }
+    idx
+}
+
+/// The i16 scales per group of 16 (`sc16`) as [`Super::sc`] of a type that is not
+/// `WIDE`: word vectors for the packed dots of registers 0, 1 and 2, 3.
+///
+/// # Safety
+/// The token's features present.
+#[inline(always)]
+unsafe fn paired(sc16: __m256i) -> [__m512i; 4] {
+    const IDX: [[i16; 32]; 2] = [pair_words(0), pair_words(2)];
+    // SAFETY: caller; IDX rows are 64 bytes.
+    unsafe {
+        let s = _mm512_castsi256_si512(sc16);
+        let f = |i: usize| {
+            _mm512_permutexvar_epi16(_mm512_loadu_si512(IDX[i].as_ptr() as *const __m512i), s)
+        };
+        [f(0), f(1), _mm512_setzero_si512(), _mm512_setzero_si512()]
+    }
+}
+
 /// The super-block at `p` unpacked through the common form.
 ///
 /// # Safety
@@ -140,14 +184,14 @@ unsafe fn unpack_raw<B: KQuant>(p: *const u8) -> Super {
         let q = core::array::from_fn(|c| {
             _mm512_inserti64x4(_mm512_castsi256_si512(r.q[2 * c]), r.q[2 * c + 1], 1)
         });
-        let s = if B::WIDE {
-            _mm512_cvtepi16_epi32(r.sc)
+        let sc = if B::WIDE {
+            let s = _mm512_cvtepi16_epi32(r.sc);
+            core::array::from_fn(|c| {
+                _mm512_permutexvar_epi32(_mm512_loadu_si512(IDX[c].as_ptr() as *const __m512i), s)
+            })
         } else {
-            _mm512_cvtepu16_epi32(r.sc)
+            paired(r.sc)
         };
-        let sc = core::array::from_fn(|c| {
-            _mm512_permutexvar_epi32(_mm512_loadu_si512(IDX[c].as_ptr() as *const __m512i), s)
-        });
         Super {
             q,
             sc,
@@ -204,18 +248,6 @@ unsafe fn head_k4(p: *const u8) -> (__m128i, f32, f32) {
     }
 }
 
-/// `vpshufb` indices putting the scale of group 32 `2c` (lanes 0..8) and `2c + 1`
-/// (lanes 8..16) in the low byte of each i32 lane, the other bytes 0.
-const fn k4_scale_idx(c: usize) -> [i8; 64] {
-    let mut idx = [-128i8; 64];
-    let mut l = 0;
-    while l < 16 {
-        idx[4 * l] = (2 * c + l / 8) as i8;
-        l += 1;
-    }
-    idx
-}
-
 /// Q4_K/Q5_K's scales (bytes 0..8 of `sm`) for the four quant registers, and the
 /// minimums (bytes 8..16) as i16 per group of 16.
 ///
@@ -223,19 +255,12 @@ const fn k4_scale_idx(c: usize) -> [i8; 64] {
 /// The token's features present.
 #[inline(always)]
 unsafe fn scales_k4_512(sm: __m128i) -> ([__m512i; 4], __m256i) {
-    const IDX: [[i8; 64]; 4] = [
-        k4_scale_idx(0),
-        k4_scale_idx(1),
-        k4_scale_idx(2),
-        k4_scale_idx(3),
-    ];
-    // SAFETY: caller; IDX rows are 64 bytes.
+    // SAFETY: caller.
     unsafe {
-        let b = _mm512_broadcast_i32x4(sm);
-        let sc = core::array::from_fn(|c| {
-            _mm512_shuffle_epi8(b, _mm512_loadu_si512(IDX[c].as_ptr() as *const __m512i))
-        });
-        (sc, _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)))
+        (
+            paired(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sm, sm))),
+            _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)),
+        )
     }
 }
 
@@ -289,14 +314,8 @@ impl K512 for Q5K {
 impl K512 for Q6K {
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> Super {
-        const IDX: [[i32; 16]; 4] = [
-            group_lanes(0),
-            group_lanes(1),
-            group_lanes(2),
-            group_lanes(3),
-        ];
-        // SAFETY: ql at 0..128, qh at 128..192, scales at 192..208, d at 208 (caller);
-        // IDX rows are 64 bytes. Half h: ql[64h..64h + 64]'s low nibbles are elements
+        // SAFETY: ql at 0..128, qh at 128..192, scales at 192..208, d at 208 (caller).
+        // Half h: ql[64h..64h + 64]'s low nibbles are elements
         // 128h..128h + 64 in order, its high nibbles 128h + 64..128h + 128; their bits
         // 4..6 are bits 2s..2s + 2 of qh[32h + l] (s = element / 32 % 4), brought to 4
         // by shifting each 64-bit lane of qh (twice in a register) by 4 − 2s.
@@ -321,19 +340,15 @@ impl K512 for Q6K {
                 q[2 * h] = _mm512_ternarylogic_epi32::<0xec>(l, h0, m4);
                 q[2 * h + 1] = _mm512_ternarylogic_epi32::<0xec>(_mm512_srli_epi16::<4>(l), h1, m4);
             }
-            let s8 = _mm_loadu_si128(p.add(192) as *const __m128i);
-            let s = _mm512_cvtepi8_epi32(s8);
-            let sc = core::array::from_fn(|c| {
-                _mm512_permutexvar_epi32(_mm512_loadu_si512(IDX[c].as_ptr() as *const __m512i), s)
-            });
+            let s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
             let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(core::ptr::read_unaligned(
                 p.add(208) as *const u16,
             ) as i32)));
             Super {
                 q,
-                sc,
+                sc: paired(s16),
                 // The offset 32 comes back out as 32·sc_g·bsum_g (negated: `MIN_D`).
-                min: _mm256_mullo_epi16(_mm256_cvtepi8_epi16(s8), _mm256_set1_epi16(-32)),
+                min: _mm256_mullo_epi16(s16, _mm256_set1_epi16(-32)),
                 dd: _mm512_set1_ps(d),
             }
         }
@@ -349,26 +364,27 @@ impl K512 for Q6K {
 unsafe fn sb_dot<B: KQuant>(u: &Super, y: &Q8K, acc: __m512) -> __m512 {
     // SAFETY: caller; `y.qs` is 256 bytes, `y.bsums` 32.
     unsafe {
-        let mut s = _mm512_setzero_si512();
-        for c in 0..4 {
+        let dot: [__m512i; 4] = core::array::from_fn(|c| {
             let yc = _mm512_loadu_si512(y.qs.as_ptr().add(64 * c) as *const __m512i);
-            let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.q[c], yc);
-            s = if B::WIDE {
-                _mm512_add_epi32(s, _mm512_mullo_epi32(dot, u.sc[c]))
-            } else {
-                _mm512_dpwssd_epi32(s, dot, u.sc[c])
-            };
-        }
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.q[c], yc)
+        });
+        let s = if B::WIDE {
+            let m = |c: usize| _mm512_mullo_epi32(dot[c], u.sc[c]);
+            _mm512_add_epi32(_mm512_add_epi32(m(0), m(1)), _mm512_add_epi32(m(2), m(3)))
+        } else {
+            // Each lane's sum fits i16 (at most 4·63·127): two registers' lanes packed
+            // into words meet their scales in one `vpmaddwd`.
+            let p01 = _mm512_packs_epi32(dot[0], dot[1]);
+            let p23 = _mm512_packs_epi32(dot[2], dot[3]);
+            _mm512_dpwssd_epi32(_mm512_madd_epi16(p01, u.sc[0]), p23, u.sc[1])
+        };
         let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
         let x = if B::MIN_D {
             // The (negated) minimums join the sum in integers, in lanes 0..8.
             _mm512_dpwssd_epi32(s, _mm512_zextsi256_si512(bs), _mm512_zextsi256_si512(u.min))
         } else {
             // Lanes 0..8: the scaled sums folded; 8..16: the minimums' sums.
-            let s8 = _mm256_add_epi32(
-                _mm512_castsi512_si256(s),
-                _mm512_extracti64x4_epi64::<1>(s),
-            );
+            let s8 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64::<1>(s));
             _mm512_inserti64x4::<1>(_mm512_castsi256_si512(s8), _mm256_madd_epi16(bs, u.min))
         };
         let f = _mm512_mul_ps(u.dd, _mm512_set1_ps(y.d));
