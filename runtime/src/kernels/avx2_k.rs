@@ -492,12 +492,15 @@ unsafe fn unpack<B: KQuant>(p: *const u8) -> Super {
             );
             _mm256_shuffle_epi8(if k < 4 { lo } else { hi }, idx)
         });
-        let q = if B::WIDE {
-            // Back to signed: |w| ≤ 127 for the sign trick.
-            r.q.map(|v| _mm256_xor_si256(v, _mm256_set1_epi8(-128)))
-        } else {
-            r.q
-        };
+        let mut q = r.q;
+        if B::WIDE {
+            // Back to signed: |w| ≤ 127 for the sign trick. (A loop, not `map`: a
+            // closure would not inherit the target features and its intrinsics would
+            // become calls.)
+            for v in q.iter_mut() {
+                *v = _mm256_xor_si256(*v, _mm256_set1_epi8(-128));
+            }
+        }
         Super {
             q,
             sc,

@@ -159,10 +159,14 @@ unsafe fn paired(sc16: __m256i) -> [__m512i; 4] {
     // SAFETY: caller; IDX rows are 64 bytes.
     unsafe {
         let s = _mm512_castsi256_si512(sc16);
-        let f = |i: usize| {
-            _mm512_permutexvar_epi16(_mm512_loadu_si512(IDX[i].as_ptr() as *const __m512i), s)
-        };
-        [f(0), f(1), _mm512_setzero_si512(), _mm512_setzero_si512()]
+        let i0 = _mm512_loadu_si512(IDX[0].as_ptr() as *const __m512i);
+        let i1 = _mm512_loadu_si512(IDX[1].as_ptr() as *const __m512i);
+        [
+            _mm512_permutexvar_epi16(i0, s),
+            _mm512_permutexvar_epi16(i1, s),
+            _mm512_setzero_si512(),
+            _mm512_setzero_si512(),
+        ]
     }
 }
 
@@ -273,7 +277,12 @@ impl K512 for Q4K {
             let (sm, d, dmin) = head_k4(p);
             let (sc, min) = scales_k4_512(sm);
             Super {
-                q: core::array::from_fn(|c| nibbles64(p.add(16 + 32 * c))),
+                q: [
+                    nibbles64(p.add(16)),
+                    nibbles64(p.add(48)),
+                    nibbles64(p.add(80)),
+                    nibbles64(p.add(112)),
+                ],
                 sc,
                 min,
                 dd: dd_of::<Self>(d, dmin),
@@ -292,15 +301,21 @@ impl K512 for Q5K {
             let (sm, d, dmin) = head_k4(p);
             let (sc, min) = scales_k4_512(sm);
             let h = _mm512_broadcast_i64x4(_mm256_loadu_si256(p.add(16) as *const __m256i));
-            let rot = |c: i64| {
-                let (a, b) = ((4 - 2 * c).rem_euclid(64), (3 - 2 * c).rem_euclid(64));
-                _mm512_set_epi64(b, b, b, b, a, a, a, a)
-            };
-            let q = core::array::from_fn(|c| {
-                let hb =
-                    _mm512_and_si512(_mm512_rolv_epi64(h, rot(c as i64)), _mm512_set1_epi8(0x10));
-                _mm512_or_si512(nibbles64(p.add(48 + 32 * c)), hb)
-            });
+            // Rotation counts (4 − k) mod 64 for k = 2c (lanes 0..4), 2c + 1 (4..8).
+            // (No closures here: they would not inherit the caller's target features,
+            // and the intrinsics in them would become calls.)
+            const ROT: [[i64; 8]; 4] = [
+                [4, 4, 4, 4, 3, 3, 3, 3],
+                [2, 2, 2, 2, 1, 1, 1, 1],
+                [0, 0, 0, 0, 63, 63, 63, 63],
+                [62, 62, 62, 62, 61, 61, 61, 61],
+            ];
+            let mut q = [_mm512_setzero_si512(); 4];
+            for (c, qc) in q.iter_mut().enumerate() {
+                let r = _mm512_loadu_si512(ROT[c].as_ptr() as *const __m512i);
+                let hb = _mm512_and_si512(_mm512_rolv_epi64(h, r), _mm512_set1_epi8(0x10));
+                *qc = _mm512_or_si512(nibbles64(p.add(48 + 32 * c)), hb);
+            }
             Super {
                 q,
                 sc,
@@ -364,13 +379,17 @@ impl K512 for Q6K {
 unsafe fn sb_dot<B: KQuant>(u: &Super, y: &Q8K, acc: __m512) -> __m512 {
     // SAFETY: caller; `y.qs` is 256 bytes, `y.bsums` 32.
     unsafe {
-        let dot: [__m512i; 4] = core::array::from_fn(|c| {
+        let mut dot = [_mm512_setzero_si512(); 4];
+        for (c, dc) in dot.iter_mut().enumerate() {
             let yc = _mm512_loadu_si512(y.qs.as_ptr().add(64 * c) as *const __m512i);
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.q[c], yc)
-        });
+            *dc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u.q[c], yc);
+        }
         let s = if B::WIDE {
-            let m = |c: usize| _mm512_mullo_epi32(dot[c], u.sc[c]);
-            _mm512_add_epi32(_mm512_add_epi32(m(0), m(1)), _mm512_add_epi32(m(2), m(3)))
+            let mut s = _mm512_setzero_si512();
+            for (dc, sc) in dot.iter().zip(&u.sc) {
+                s = _mm512_add_epi32(s, _mm512_mullo_epi32(*dc, *sc));
+            }
+            s
         } else {
             // Each lane's sum fits i16 (at most 4·63·127): two registers' lanes packed
             // into words meet their scales in one `vpmaddwd`.
