@@ -480,12 +480,15 @@ unsafe fn unpack<B: KQuant>(p: *const u8) -> Super {
             );
             _mm256_shuffle_epi8(if k < 4 { lo } else { hi }, idx)
         });
-        let q = if B::WIDE {
-            // Back to signed: |w| ≤ 127 for the sign trick.
-            r.q.map(|v| _mm256_xor_si256(v, _mm256_set1_epi8(-128)))
-        } else {
-            r.q
-        };
+        let mut q = r.q;
+        if B::WIDE {
+            // Back to signed: |w| ≤ 127 for the sign trick. (A loop, not `map`: a
+            // closure would not inherit the target features and its intrinsics would
+            // become calls.)
+            for v in q.iter_mut() {
+                *v = _mm256_xor_si256(*v, _mm256_set1_epi8(-128));
+            }
+        }
         Super {
             q,
             sc,
@@ -567,6 +570,9 @@ fn dot_row<B: KQuant>(w: &[u8], y: &[Q8K]) -> f32 {
     hsum(_mm256_add_ps(a0, a1))
 }
 
+/// How far ahead (bytes) generation prefetches the weight rows.
+const PREFETCH: usize = 2048;
+
 /// Super-blocks per column chunk of a prompt: 4 rows × 8 × 576 bytes = 18 KiB of
 /// unpacked weights, which stay in L1 while the activations pass over them.
 const KS: usize = 8;
@@ -614,6 +620,12 @@ pub(super) fn rows<B: KQuant>(w: &Matrix<'_>, k: &[Q8K], out: &mut OutRows<'_>) 
     if n == 1 || nb == 0 {
         for r in out.r0..out.r1 {
             let row = w.row(r);
+            // As in `avx512_k`: the rows are contiguous, fetch the bytes `PREFETCH`
+            // ahead (prefetches never fault).
+            for off in (0..row.len()).step_by(64) {
+                let a = row.as_ptr().wrapping_add(PREFETCH + off);
+                _mm_prefetch::<_MM_HINT_T0>(a as *const i8);
+            }
             for i in 0..n {
                 out.set(i, r, dot_row::<B>(row, ys(i)));
             }
