@@ -32,7 +32,8 @@
 //! (`packed_rows!`) in tiles of 4 rows × 3 activations.
 
 use super::act::{Q8K, QK_K};
-use super::avx2_k::{Iq4Xs, KQuant, Q2K, Q3K, Q4K, Q5K, Q6K};
+use super::avx2_k::KQuant;
+use super::marker::{Iq4Xs, Q2K, Q3K, Q4K, Q5K, Q6K};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 
