@@ -224,8 +224,18 @@ fn reference_matches_f64_for_every_dtype() {
                         bound[o]
                     );
                     // The bound is a real constraint, not a blanket: at most a few
-                    // percent of the magnitude of the terms.
-                    assert!(bound[o] <= 0.05 * absd[o] + 1e-20, "{dtype}: loose bound");
+                    // percent of the magnitude of the terms. Q8_K's blocks of 256 span
+                    // 8 of the inputs' 32-value scale groups, whose largest sets the
+                    // step for all, so their bound may reach 10%.
+                    let cap = match dtype.act_quant() {
+                        ActQuant::Q8K => 0.10,
+                        _ => 0.05,
+                    };
+                    assert!(
+                        bound[o] <= cap * absd[o] + 1e-20,
+                        "{dtype}: loose bound {:.3} of the terms",
+                        bound[o] / absd[o]
+                    );
                 }
             }
         }
