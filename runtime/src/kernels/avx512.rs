@@ -31,7 +31,7 @@
 
 use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};
-use super::avx512_k;
+use super::avx512_k::{self, PREFETCH};
 use super::marker::{
     Iq4Nl, Iq4Xs, BF16, F16, F32, Q2K, Q3K, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0,
 };
@@ -90,11 +90,7 @@ impl Avx512 {
 fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
     let (x, a, quads) = (acts.x, acts.a, acts.quads);
     let cols = w.cols;
-    let nb = cols / QK;
-    // Activation quads per row, a last partial one included (`act::build_quads`).
-    let nq = nb.div_ceil(4);
     let fl = |i: usize| &x[i * cols..(i + 1) * cols];
-    let qu = |i: usize| (&a[i * nb..(i + 1) * nb], &quads[i * nq..(i + 1) * nq]);
     match w.dtype {
         DType::F32 => drive!(w, fl, out, tile_f32, 8 x 3, 1),
         DType::F16 => drive!(w, fl, out, tile_f16, 8 x 3, 1),
@@ -106,22 +102,13 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         DType::Q5_0 if out.n() > 1 => packed::<Q5_0>(w, quads, out),
         DType::Q5_1 if out.n() > 1 => packed::<Q5_1>(w, quads, out),
         DType::IQ4_NL if out.n() > 1 => packed::<Iq4Nl>(w, quads, out),
-        // Generation over short rows (under 512 columns): 4 rows per tile, so the
-        // per-row costs (leftover block, reductions) weigh less (15M-shape q4_0 tg
-        // +64% on one thread); longer rows go one at a time (4 per tile is 20-25%
-        // slower at 768 columns).
-        DType::Q8_0 if nb < 16 => drive!(w, qu, out, tile_q8_0, 4 x 3, 4),
-        DType::Q4_0 if nb < 16 => drive!(w, qu, out, tile_q4_0, 4 x 3, 4),
-        DType::Q4_1 if nb < 16 => drive!(w, qu, out, tile_q4_1, 4 x 3, 4),
-        DType::Q5_0 if nb < 16 => drive!(w, qu, out, tile_q5_0, 4 x 3, 4),
-        DType::Q5_1 if nb < 16 => drive!(w, qu, out, tile_q5_1, 4 x 3, 4),
-        DType::IQ4_NL if nb < 16 => drive!(w, qu, out, tile_iq4_nl, 4 x 3, 4),
-        DType::Q8_0 => drive!(w, qu, out, tile_q8_0, 4 x 3, 1),
-        DType::Q4_0 => drive!(w, qu, out, tile_q4_0, 4 x 3, 1),
-        DType::Q4_1 => drive!(w, qu, out, tile_q4_1, 4 x 3, 1),
-        DType::Q5_0 => drive!(w, qu, out, tile_q5_0, 4 x 3, 1),
-        DType::Q5_1 => drive!(w, qu, out, tile_q5_1, 4 x 3, 1),
-        DType::IQ4_NL => drive!(w, qu, out, tile_iq4_nl, 4 x 3, 1),
+        // Generation: one function per type (`quant_generation!`).
+        DType::Q8_0 => gen_q8_0(w, a, quads, out),
+        DType::Q4_0 => gen_q4_0(w, a, quads, out),
+        DType::Q4_1 => gen_q4_1(w, a, quads, out),
+        DType::Q5_0 => gen_q5_0(w, a, quads, out),
+        DType::Q5_1 => gen_q5_1(w, a, quads, out),
+        DType::IQ4_NL => gen_iq4_nl(w, a, quads, out),
         // Super-blocks: `avx512_k`.
         DType::Q2_K => avx512_k::rows::<Q2K>(w, acts.k, out),
         DType::Q3_K => avx512_k::rows::<Q3K>(w, acts.k, out),
@@ -130,6 +117,50 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         DType::Q6_K => avx512_k::rows::<Q6K>(w, acts.k, out),
         DType::IQ4_XS => avx512_k::rows::<Iq4Xs>(w, acts.k, out),
     }
+}
+
+/// Defines, per block type, its generation (`n = 1`; any `n` works) as a function
+/// of its own: `#[inline(never)]`, because inlined into `rows` beside every other type
+/// the hot loops came out slower (PERF.md, "2026-12-04"). Rows under 512 columns go 4
+/// per tile, so the per-row costs (leftover block, reductions) weigh less; longer rows
+/// one at a time, which streams memory best.
+macro_rules! quant_generation {
+    ($($name:ident: $tile:ident;)*) => {$(
+        #[doc = concat!("Generation through `", stringify!($tile), "`.")]
+        #[inline(never)]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+        fn $name(w: &Matrix<'_>, a: &[Q8Act], quads: &[Q8Quad], out: &mut OutRows<'_>) {
+            let nb = w.cols / QK;
+            // Activation quads per row, a last partial one included (`act::build_quads`).
+            let nq = nb.div_ceil(4);
+            let qu = |i: usize| (&a[i * nb..(i + 1) * nb], &quads[i * nq..(i + 1) * nq]);
+            if nb < 16 {
+                drive!(w, qu, out, $tile, 4 x 3, 4)
+            } else if out.n() == 1 {
+                for r in out.r0..out.r1 {
+                    let row = w.row(r);
+                    // The next rows' lines, as `avx512_k` does (PERF.md).
+                    for off in (0..row.len()).step_by(64) {
+                        let p = row.as_ptr().wrapping_add(PREFETCH + off);
+                        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+                    }
+                    let v = $tile::<1, 1>([row], [qu(0)]);
+                    out.set(0, r, v[0][0]);
+                }
+            } else {
+                drive!(w, qu, out, $tile, 4 x 3, 1)
+            }
+        }
+    )*};
+}
+
+quant_generation! {
+    gen_q8_0: tile_q8_0;
+    gen_q4_0: tile_q4_0;
+    gen_q4_1: tile_q4_1;
+    gen_q5_0: tile_q5_0;
+    gen_q5_1: tile_q5_1;
+    gen_iq4_nl: tile_iq4_nl;
 }
 
 /// One weight quad (4 blocks of a row) unpacked for `vpdpbusd`: what `weights4`,
@@ -152,7 +183,8 @@ const KQ: usize = 16;
 /// partial quad through [`unpack_partial`]) and then multiplied with every activation
 /// in tiles of 4 rows × 3 activations, instead of being unpacked again for each tile.
 /// Chunks after the first add into the outputs.
-#[inline]
+#[inline(never)]
+// one copy per type, compiled on its own: inlined into `rows` beside every other type it ran slower
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 fn packed<B: QuantBlock>(w: &Matrix<'_>, quads: &[Q8Quad], out: &mut OutRows<'_>) {
     let n = out.n();

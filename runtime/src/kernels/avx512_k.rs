@@ -440,7 +440,7 @@ fn dot_row<B: K512>(w: &[u8], y: &[Q8K]) -> f32 {
 }
 
 /// How far ahead (bytes) generation prefetches the weight rows.
-const PREFETCH: usize = 2048;
+pub(super) const PREFETCH: usize = 2048;
 
 /// Super-blocks per column chunk of a prompt: 4 rows × 8 × 576 bytes = 18 KiB of
 /// unpacked weights, which stay in L1 while the activations pass over them.
