@@ -25,6 +25,7 @@
 
 use super::act::{Q8K, QK_K};
 use super::marker::{Iq4Xs, Q2K, Q3K, Q4K, Q5K, Q6K};
+use super::stream::prefetch_ahead;
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::quant::IQ4_NL_VALUES;
@@ -570,9 +571,6 @@ fn dot_row<B: KQuant>(w: &[u8], y: &[Q8K]) -> f32 {
     hsum(_mm256_add_ps(a0, a1))
 }
 
-/// How far ahead (bytes) generation prefetches the weight rows.
-const PREFETCH: usize = 2048;
-
 /// Super-blocks per column chunk of a prompt: 4 rows × 8 × 576 bytes = 18 KiB of
 /// unpacked weights, which stay in L1 while the activations pass over them.
 const KS: usize = 8;
@@ -620,12 +618,7 @@ pub(super) fn rows<B: KQuant>(w: &Matrix<'_>, k: &[Q8K], out: &mut OutRows<'_>) 
     if n == 1 || nb == 0 {
         for r in out.r0..out.r1 {
             let row = w.row(r);
-            // As in `avx512_k`: the rows are contiguous, fetch the bytes `PREFETCH`
-            // ahead (prefetches never fault).
-            for off in (0..row.len()).step_by(64) {
-                let a = row.as_ptr().wrapping_add(PREFETCH + off);
-                _mm_prefetch::<_MM_HINT_T0>(a as *const i8);
-            }
+            prefetch_ahead(row);
             for i in 0..n {
                 out.set(i, r, dot_row::<B>(row, ys(i)));
             }

@@ -31,10 +31,11 @@
 
 use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};
-use super::avx512_k::{self, PREFETCH};
+use super::avx512_k;
 use super::marker::{
     Iq4Nl, Iq4Xs, BF16, F16, F32, Q2K, Q3K, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0,
 };
+use super::stream::prefetch_ahead;
 use super::{Acts, Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::DType;
@@ -139,11 +140,7 @@ macro_rules! quant_generation {
             } else if out.n() == 1 {
                 for r in out.r0..out.r1 {
                     let row = w.row(r);
-                    // The next rows' lines, as `avx512_k` does (PERF.md).
-                    for off in (0..row.len()).step_by(64) {
-                        let p = row.as_ptr().wrapping_add(PREFETCH + off);
-                        _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
-                    }
+                    prefetch_ahead(row);
                     let v = $tile::<1, 1>([row], [qu(0)]);
                     out.set(0, r, v[0][0]);
                 }

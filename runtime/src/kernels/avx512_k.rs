@@ -23,7 +23,7 @@
 //! `vpdpwssd` instead. As in `avx2_k`, every integer sum is exact and only the order of
 //! the f32 sums differs from `scalar`.
 //!
-//! Generation prefetches the weight rows [`PREFETCH`] bytes ahead: the rows of the
+//! Generation prefetches the weight rows `stream::PREFETCH` bytes ahead: the rows of the
 //! small models are short (3 super-blocks), the hardware streamer stops at each 4 KiB
 //! page, and without it the kernels waited on L3 (PERF.md).
 //!
@@ -34,6 +34,7 @@
 use super::act::{Q8K, QK_K};
 use super::avx2_k::KQuant;
 use super::marker::{Iq4Xs, Q2K, Q3K, Q4K, Q5K, Q6K};
+use super::stream::prefetch_ahead;
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 
@@ -439,9 +440,6 @@ fn dot_row<B: K512>(w: &[u8], y: &[Q8K]) -> f32 {
     _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
 }
 
-/// How far ahead (bytes) generation prefetches the weight rows.
-pub(super) const PREFETCH: usize = 2048;
-
 /// Super-blocks per column chunk of a prompt: 4 rows × 8 × 576 bytes = 18 KiB of
 /// unpacked weights, which stay in L1 while the activations pass over them.
 const KS: usize = 8;
@@ -489,13 +487,7 @@ pub(super) fn rows<B: K512>(w: &Matrix<'_>, k: &[Q8K], out: &mut OutRows<'_>) {
     if n == 1 || nb == 0 {
         for r in out.r0..out.r1 {
             let row = w.row(r);
-            // The rows are contiguous: fetch the bytes `PREFETCH` ahead into L1 (the
-            // hardware streamer stops at 4 KiB pages, and a short row is done before a
-            // fetch from L3 or memory would arrive). Prefetches never fault.
-            for off in (0..row.len()).step_by(64) {
-                let a = row.as_ptr().wrapping_add(PREFETCH + off);
-                _mm_prefetch::<_MM_HINT_T0>(a as *const i8);
-            }
+            prefetch_ahead(row);
             for i in 0..n {
                 out.set(i, r, dot_row::<B>(row, ys(i)));
             }

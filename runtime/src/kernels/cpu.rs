@@ -119,7 +119,7 @@ impl Cpu {
 
     /// `y[i·rows + r] = Σ_c W[r, c] · x[i·cols + c]` for `i in 0..n`, that is
     /// `y = x · Wᵀ` with `x` as `[n, cols]` and `y` as `[n, rows]` (`n = 1` for
-    /// generation, the prompt length for prompts). Same semantics as [`matmul_ref`].
+    /// generation, the prompt length for prompts). Same semantics as [`matmul_ref`](super::matmul_ref).
     ///
     /// # Panics
     /// If `x.len() != n·w.cols`, `y.len() != n·w.rows`, or `w`'s fields disagree with

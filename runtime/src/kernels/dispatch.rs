@@ -161,7 +161,7 @@ impl Engine {
 
 /// The small vector loops of a forward pass (attention for one query, SwiGLU),
 /// compiled for a kernel path: `Copy` and shareable across the pool's threads, unlike
-/// the [`Cpu`] it comes from.
+/// the [`Cpu`](super::Cpu) it comes from.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct VecOps(pub(crate) Engine);
 
