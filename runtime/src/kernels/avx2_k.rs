@@ -611,39 +611,5 @@ fn tile_packed<B: KQuant, const T: usize>(
 /// row at a time, prompts over unpacked 4-row chunks.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn rows<B: KQuant>(w: &Matrix<'_>, k: &[Q8K], out: &mut OutRows<'_>) {
-    let n = out.n();
-    let nb = w.cols / QK_K;
-    assert_eq!(k.len(), n * nb);
-    let ys = |i: usize| &k[i * nb..(i + 1) * nb];
-    if n == 1 || nb == 0 {
-        for r in out.r0..out.r1 {
-            let row = w.row(r);
-            prefetch_ahead(row);
-            for i in 0..n {
-                out.set(i, r, dot_row::<B>(row, ys(i)));
-            }
-        }
-        return;
-    }
-    packed_rows!(
-        w, out, nq: nb, kq: KS, zero: Super::zero(), width: TA,
-        row_bytes: nb * B::SIZE,
-        unpack |row, g| {
-            // SAFETY: super-block g < nb lies in the row (its length is asserted).
-            unsafe { unpack::<B>(row.as_ptr().add(g * B::SIZE)) }
-        },
-        sweep |chunk, c0, c1, emit| {
-            let yk = |i: usize| &k[i * nb + c0..i * nb + c1];
-            let mut i = 0;
-            while i + TA <= n {
-                emit(i, tile_packed::<B, TA>(chunk, core::array::from_fn(|t| yk(i + t))), TA);
-                i += TA;
-            }
-            while i < n {
-                emit(i, tile_packed::<B, 1>(chunk, [yk(i)]), 1);
-                i += 1;
-            }
-        },
-        after |r, here| {}
-    );
+    super_block_rows!(w, k, out, B, unpack::<B>)
 }

@@ -157,3 +157,49 @@ macro_rules! packed_rows {
         }
     }};
 }
+
+/// The body of a super-block path's `rows` (`avx2_k`, `avx512_k`): generation one
+/// weight row at a time (`dot_row`, each row prefetched ahead), prompts over 4-row
+/// chunks of `KS` unpacked super-blocks swept by `tile_packed` in tiles of `TA`
+/// activations. `dot_row`, `tile_packed`, `Super`, `KS` and `TA` are the calling
+/// module's; `$unpack(p)` unpacks the super-block of type `$B` at `p`.
+#[allow(unused_macros)] // not every target has a path that uses it
+macro_rules! super_block_rows {
+    ($w:ident, $k:ident, $out:ident, $B:ident, $unpack:expr) => {{
+        let n = $out.n();
+        let nb = $w.cols / QK_K;
+        assert_eq!($k.len(), n * nb);
+        let ys = |i: usize| &$k[i * nb..(i + 1) * nb];
+        if n == 1 || nb == 0 {
+            for r in $out.r0..$out.r1 {
+                let row = $w.row(r);
+                prefetch_ahead(row);
+                for i in 0..n {
+                    $out.set(i, r, dot_row::<$B>(row, ys(i)));
+                }
+            }
+            return;
+        }
+        packed_rows!(
+            $w, $out, nq: nb, kq: KS, zero: Super::zero(), width: TA,
+            row_bytes: nb * $B::SIZE,
+            unpack |row, g| {
+                // SAFETY: super-block g < nb lies in the row (its length is asserted).
+                unsafe { $unpack(row.as_ptr().add(g * $B::SIZE)) }
+            },
+            sweep |chunk, c0, c1, emit| {
+                let yk = |i: usize| &$k[i * nb + c0..i * nb + c1];
+                let mut i = 0;
+                while i + TA <= n {
+                    emit(i, tile_packed::<$B, TA>(chunk, core::array::from_fn(|t| yk(i + t))), TA);
+                    i += TA;
+                }
+                while i < n {
+                    emit(i, tile_packed::<$B, 1>(chunk, [yk(i)]), 1);
+                    i += 1;
+                }
+            },
+            after |r, here| {}
+        );
+    }};
+}
