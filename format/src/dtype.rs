@@ -177,18 +177,6 @@ impl DType {
             .into_iter()
             .find(|d| d.name().eq_ignore_ascii_case(s))
     }
-
-    /// Every name, comma-separated, for error messages and `--help`.
-    pub fn names() -> alloc::string::String {
-        let mut s = alloc::string::String::new();
-        for (i, d) in DType::ALL.iter().enumerate() {
-            if i > 0 {
-                s.push_str(", ");
-            }
-            s.push_str(d.name());
-        }
-        s
-    }
 }
 
 impl core::fmt::Display for DType {

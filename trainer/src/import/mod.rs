@@ -424,14 +424,6 @@ pub fn import(
     }
 }
 
-/// Parses a `--dtype` value (`f32`, `f16`, `bf16`, `q8_0`, `q4_0`, `q4_1`).
-pub fn parse_dtype(s: &str) -> Result<DType, String> {
-    DType::from_name(s).ok_or_else(|| {
-        let names: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
-        format!("unknown dtype '{s}' (expected one of {})", names.join(", "))
-    })
-}
-
 /// `llm-train import`: convert another tool's model to `.llm`.
 #[derive(clap::Args, Debug)]
 pub struct ImportArgs {
