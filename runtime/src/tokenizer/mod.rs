@@ -29,6 +29,16 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use llm_format::{TokenizerKind, TokenizerSpec};
 
+/// How [`Tokenizer::encode_with`] treats special tokens (llama.cpp's `add_special` and
+/// `parse_special`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// Add BOS/EOS as the file's `add_bos` / `add_eos` say.
+    pub add_special: bool,
+    /// Turn special tokens written in the text into their ids.
+    pub parse_special: bool,
+}
+
 /// A vocabulary with its encoder and decoder tables.
 #[derive(Clone, Debug)]
 pub struct Tokenizer {
@@ -99,6 +109,21 @@ impl Tokenizer {
             add_bos: spec.add_bos,
             algo,
         })
+    }
+
+    /// Token ids of `text` under `opts`: llama.cpp's `tokenize(text, add_special,
+    /// parse_special)`. With `add_special`, BOS (and EOS) are added as the file says;
+    /// with `parse_special`, special tokens written in the text (`<|im_start|>`) become
+    /// their ids instead of being spelled out as ordinary characters.
+    pub fn encode_with(&self, text: &str, opts: EncodeOptions) -> Result<Vec<u32>, TokenizerError> {
+        // Interface stub: special-token parsing lands with the tokenizer work of issue 15.
+        self.encode(text, opts.add_special && self.add_bos)
+    }
+
+    /// The id whose piece is exactly `piece` (as stored in the vocabulary, e.g.
+    /// `<|im_end|>`), if any.
+    pub fn token_id(&self, piece: &str) -> Option<u32> {
+        (0..self.vocab_size() as u32).find(|&id| self.pieces.get(id) == Some(piece.as_bytes()))
     }
 
     /// Token ids of `text`, with BOS first when `add_bos` and the vocabulary has one.
