@@ -267,7 +267,7 @@ impl Context {
     pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], Error> {
         self.check(tokens)?;
         for chunk in tokens.chunks(self.n_batch) {
-            self.forward(chunk, None, &|| false)?;
+            self.forward(chunk, Rows::Last, &|| false)?;
         }
         Ok(&self.logits)
     }
@@ -284,7 +284,7 @@ impl Context {
     ) -> Result<Option<&[f32]>, Error> {
         self.check(tokens)?;
         for chunk in tokens.chunks(self.n_batch) {
-            if !self.forward(chunk, None, cancelled)? {
+            if !self.forward(chunk, Rows::Last, cancelled)? {
                 return Ok(None);
             }
         }
@@ -294,17 +294,71 @@ impl Context {
     /// Runs `tokens` and writes the logits of every one of them into `out`
     /// (`[tokens.len(), vocab]`, resized), as perplexity needs.
     pub fn eval_all(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<(), Error> {
-        self.check(tokens)?;
+        self.eval_all_until(tokens, out, &|| false).map(|_| ())
+    }
+
+    /// [`Context::eval_all`] that stops early, with `Ok(false)`, when `cancelled()`
+    /// returns `true` (asked as in [`Context::eval_until`]); `out` then holds the rows
+    /// of the batches that finished, zeros after them.
+    pub fn eval_all_until(
+        &mut self,
+        tokens: &[u32],
+        out: &mut Vec<f32>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<bool, Error> {
         let vocab = self.model.opts.vocab_size;
+        self.eval_rows(tokens, out, vocab, |r| Rows::Logits(r), cancelled)
+    }
+
+    /// Runs `tokens` and writes the hidden state of every one of them after the
+    /// final norm (the classifier's input, what sentence embeddings pool) into `out`
+    /// (`[tokens.len(), d_model]`, resized). The logits of the last token are
+    /// computed too, as after [`Context::eval`]. Stops early, with `Ok(false)`, when
+    /// `cancelled()` returns `true` (as [`Context::eval_all_until`]).
+    pub fn hidden_until(
+        &mut self,
+        tokens: &[u32],
+        out: &mut Vec<f32>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<bool, Error> {
+        let d = self.model.opts.d_model;
+        self.eval_rows(tokens, out, d, |r| Rows::Hidden(r), cancelled)
+    }
+
+    /// Changes the number of threads the matrix products use (at least 1; ignored
+    /// without `std`). The KV cache and everything evaluated so far are kept.
+    pub fn set_threads(&mut self, threads: usize) {
+        if threads.max(1) != self.cpu.threads() {
+            self.cpu = Cpu::new(threads.max(1));
+        }
+    }
+
+    /// Threads the matrix products use.
+    pub fn threads(&self) -> usize {
+        self.cpu.threads()
+    }
+
+    /// Runs `tokens` in chunks, writing `width` floats per token into `out`.
+    fn eval_rows(
+        &mut self,
+        tokens: &[u32],
+        out: &mut Vec<f32>,
+        width: usize,
+        kind: fn(&mut [f32]) -> Rows<'_>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<bool, Error> {
+        self.check(tokens)?;
         out.clear();
-        out.resize(tokens.len() * vocab, 0.0);
+        out.resize(tokens.len() * width, 0.0);
         let mut done = 0;
         for chunk in tokens.chunks(self.n_batch) {
-            let dst = &mut out[done * vocab..(done + chunk.len()) * vocab];
-            self.forward(chunk, Some(dst), &|| false)?;
+            let dst = &mut out[done * width..(done + chunk.len()) * width];
+            if !self.forward(chunk, kind(dst), cancelled)? {
+                return Ok(false);
+            }
             done += chunk.len();
         }
-        Ok(())
+        Ok(true)
     }
 
     fn check(&self, tokens: &[u32]) -> Result<(), Error> {
@@ -327,7 +381,7 @@ impl Context {
     fn forward(
         &mut self,
         tokens: &[u32],
-        all_logits: Option<&mut [f32]>,
+        rows: Rows<'_>,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<bool, Error> {
         let model = self.model.clone();
@@ -486,14 +540,18 @@ impl Context {
 
         // Final norm and classifier: every row when asked, else the last row only.
         let out_w = model.matrix(&model.output);
-        match all_logits {
-            Some(dst) => {
+        match rows {
+            Rows::Logits(dst) => {
                 norm(xb, x, &model.out_norm);
                 cpu.matmul(&out_w, xb, n, dst);
                 let vocab = o.vocab_size;
                 self.logits.copy_from_slice(&dst[(n - 1) * vocab..]);
             }
-            None => {
+            Rows::Hidden(dst) => {
+                norm(dst, x, &model.out_norm);
+                cpu.matmul(&out_w, &dst[(n - 1) * d..], 1, &mut self.logits);
+            }
+            Rows::Last => {
                 let last = &x[(n - 1) * d..];
                 norm(&mut xb[..d], last, &model.out_norm);
                 cpu.matmul(&out_w, &xb[..d], 1, &mut self.logits);
@@ -501,6 +559,16 @@ impl Context {
         }
         Ok(true)
     }
+}
+
+/// What a forward pass writes for its rows besides the last row's logits.
+enum Rows<'a> {
+    /// Nothing.
+    Last,
+    /// The logits of every row (`[n, vocab]`).
+    Logits(&'a mut [f32]),
+    /// The hidden state of every row after the final norm (`[n, d_model]`).
+    Hidden(&'a mut [f32]),
 }
 
 /// y_i = x·W_iᵀ (+ b_i) for `n` rows, for matrices that read the same input (one

@@ -12,6 +12,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod context;
+pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod kernels;
