@@ -79,7 +79,8 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 /// Embeds `tokens` as a new sequence: empties `ctx`'s KV cache, evaluates them,
 /// pools the hidden states after the final norm and, when `normalize`, scales the
-/// result to unit length. The cache then holds `tokens`. `Ok(None)` when
+/// result to unit length. The cache then holds `tokens`; on an error (no tokens, too
+/// many, an id outside the vocabulary) it is left as it was. `Ok(None)` when
 /// `cancelled()` said so (see [`Context::eval_until`]). `hidden` is scratch
 /// (`[n, d_model]` after the call).
 pub fn embed_until(
@@ -90,7 +91,17 @@ pub fn embed_until(
     hidden: &mut Vec<f32>,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Option<Vec<f32>>, Error> {
-    let d = ctx.model().opts.d_model;
+    let (d, vocab) = (ctx.model().opts.d_model, ctx.model().opts.vocab_size);
+    // Refuse what would fail before emptying the cache.
+    if tokens.is_empty() {
+        return Err(Error::EmptyPrompt);
+    }
+    if tokens.len() > ctx.n_ctx() {
+        return Err(Error::ContextFull(tokens.len(), ctx.n_ctx()));
+    }
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::BadToken(bad as u64, vocab));
+    }
     ctx.reset();
     if !ctx.hidden_until(tokens, hidden, cancelled)? {
         return Ok(None);
