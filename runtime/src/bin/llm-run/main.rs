@@ -3,6 +3,7 @@
 //! any error is one line on stderr and exit code 1.
 
 mod bench;
+mod embed;
 mod info;
 mod perplexity;
 
@@ -39,6 +40,10 @@ enum Cmd {
     Perplexity(perplexity::PplArgs),
     /// Prompt-processing and generation speed (tokens/s), like llama-bench.
     Bench(bench::BenchArgs),
+    /// Sentence embeddings of a file's lines, one vector per line.
+    Embed(embed::EmbedArgs),
+    /// Rank a file's lines by cosine similarity of their embeddings to --query.
+    Similar(embed::SimilarArgs),
 }
 
 /// Generation (the default command).
@@ -284,6 +289,8 @@ fn main() -> ExitCode {
         Some(Cmd::Tokenize(a)) => run_tokenize(a),
         Some(Cmd::Perplexity(a)) => perplexity::run(a),
         Some(Cmd::Bench(a)) => bench::run(a),
+        Some(Cmd::Embed(a)) => embed::run_embed(a),
+        Some(Cmd::Similar(a)) => embed::run_similar(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
