@@ -37,6 +37,7 @@ fn pooling(p: i32) -> Res<Pooling> {
 ///
 /// # Safety
 /// `out` must be NULL or writable for `cap` floats; `n` NULL or writable.
+#[allow(clippy::too_many_arguments)]
 unsafe fn run(
     h: &CtxHandle,
     st: &mut State,

@@ -419,7 +419,7 @@ fn load_progress_goes_from_0_to_1_and_can_stop_the_load() {
     // Stop after the second call.
     state = (Vec::new(), 1);
     p.progress_user_data = (&mut state as *mut (Vec<f32>, usize)).cast();
-    m = 0x1 as *mut llmrt_model;
+    m = std::ptr::dangling_mut::<llmrt_model>();
     // SAFETY: as above.
     let st = unsafe { llmrt_model_load_with_params(cpath.as_ptr(), &p, &mut m) };
     assert_eq!(st, LLMRT_ERR_CANCELLED);
