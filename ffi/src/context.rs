@@ -235,6 +235,7 @@ pub unsafe extern "C" fn llmrt_context_new(
                 n_ctx: p.n_ctx as usize,
                 n_batch,
                 threads,
+                cache_type: llmrt::CacheType::default(),
             },
         )?;
         let mut scratch = Vec::new();
