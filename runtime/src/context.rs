@@ -319,6 +319,34 @@ impl Context {
         Ok(())
     }
 
+    /// Replaces the state with a checked saved one (`state.rs`): `tokens`, the
+    /// last logits as little-endian f32 bytes (empty when there are no tokens) and
+    /// the cache rows, `per` bytes for each of every layer's keys and values.
+    #[cfg(feature = "std")]
+    pub(crate) fn restore(
+        &mut self,
+        tokens: &[u32],
+        logits: &[u8],
+        rows: &[u8],
+        per: usize,
+    ) -> Result<(), Error> {
+        let n = tokens.len();
+        self.cache.reserve(n)?;
+        for l in 0..self.model.opts.n_layers {
+            for (i, values) in [(2 * l, false), (2 * l + 1, true)] {
+                self.cache
+                    .get_rows(l, values, n, &rows[i * per..(i + 1) * per]);
+            }
+        }
+        self.tokens.clear();
+        self.tokens.extend_from_slice(tokens);
+        self.logits.fill(0.0);
+        for (x, b) in self.logits.iter_mut().zip(logits.chunks_exact(4)) {
+            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(())
+    }
+
     fn check(&self, tokens: &[u32]) -> Result<(), Error> {
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);

@@ -21,6 +21,8 @@ pub mod model;
 pub mod ops;
 pub mod sampler;
 #[cfg(feature = "std")]
+pub mod state;
+#[cfg(feature = "std")]
 pub mod sys;
 #[cfg(test)]
 #[path = "../tests/common/mod.rs"]
