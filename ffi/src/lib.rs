@@ -15,7 +15,8 @@
 //!
 //! Modules: `status` (codes, last error, the guard), `handles` (live-handle registry),
 //! `args` (reading C arguments), `version`, `model`, `context` (step-by-step API),
-//! `generate` (one-call streaming generation).
+//! `generate` (one-call streaming generation), `state` (saving and restoring a
+//! context).
 
 #![deny(missing_docs)]
 
@@ -29,6 +30,7 @@ pub mod context;
 pub mod generate;
 mod handles;
 pub mod model;
+pub mod state;
 pub mod status;
 pub mod version;
 

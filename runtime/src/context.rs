@@ -162,12 +162,13 @@ fn buffer(n: usize, what: &str) -> Result<Vec<f32>, Error> {
     Ok(v)
 }
 
-/// Refuses a context of `bytes` that the system could not give (Linux
-/// `MemAvailable`), before anything is allocated: an overcommitting kernel would
-/// otherwise hand the memory out and kill the process when it is touched.
+/// Refuses a context of `bytes` (its KV cache grown to the whole context) that the
+/// system could not give (Linux `MemAvailable`, and the process's address-space
+/// limit), before anything is allocated: an overcommitting kernel would otherwise
+/// hand the memory out and kill the process when it is touched.
 #[cfg(feature = "std")]
 fn check_available(n_ctx: usize, bytes: u64) -> Result<(), Error> {
-    match crate::sys::mem_available() {
+    match crate::sys::memory_for_process() {
         Some(avail) if bytes > avail => Err(Error::NoMemory {
             what: format!("a context of {n_ctx} tokens"),
             needed: bytes,
