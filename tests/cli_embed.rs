@@ -47,7 +47,17 @@ fn embed_prints_the_reference_pooled_states() {
     };
     let lines: Vec<&str> = CORPUS.lines().filter(|l| !l.is_empty()).collect();
     for (pooling, normalize) in [("mean", true), ("last", false), ("first", true)] {
-        let mut args = vec!["embed", "-m", model, "-f", corpus, "--pooling", pooling];
+        let mut args = vec![
+            "embed",
+            "-m",
+            model,
+            "-f",
+            corpus,
+            "--pooling",
+            pooling,
+            "--cache-type",
+            "f32",
+        ];
         if normalize {
             args.push("--normalize");
         }
@@ -87,7 +97,17 @@ fn embed_prints_the_reference_pooled_states() {
 
     // `similar` ranks by the cosine of the mean-pooled reference states.
     let query = "HELLO!WORLD";
-    let out = llm_run(&["similar", "-m", model, "--query", query, "-f", corpus]);
+    let out = llm_run(&[
+        "similar",
+        "-m",
+        model,
+        "--query",
+        query,
+        "-f",
+        corpus,
+        "--cache-type",
+        "f32",
+    ]);
     assert!(
         out.status.success(),
         "{}",

@@ -22,6 +22,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// `llmrt_context_params::cache_type`: keys and values stored as 16-bit floats (the default).
+#define LLMRT_CACHE_F16 0
+
+// `llmrt_context_params::cache_type`: keys and values stored as 32-bit floats (exact).
+#define LLMRT_CACHE_F32 1
+
+// `llmrt_context_params::cache_type`: keys and values stored as ggml's q8_0 blocks
+// (8.5 bits a value; the model's head size must be a multiple of 32).
+#define LLMRT_CACHE_Q8_0 2
+
 // Pooling: the mean of every token's state (BOS included when there is one).
 #define LLMRT_POOLING_MEAN 0
 
@@ -107,6 +117,10 @@ typedef struct llmrt_context_params {
   uint32_t n_batch;
   // Threads for the matrix products; 0 = one per available CPU. Default 0.
   uint32_t n_threads;
+  // How the KV cache stores keys and values: `LLMRT_CACHE_F16` (0, the default),
+  // `LLMRT_CACHE_F32` or `LLMRT_CACHE_Q8_0`. The cache grows with the tokens
+  // evaluated, in blocks of 256, up to `n_ctx`.
+  uint32_t cache_type;
   // The sampler used by `llmrt_sample` and `llmrt_generate`.
   struct llmrt_sampler_params sampler;
 } llmrt_context_params;
@@ -602,6 +616,27 @@ llmrt_status llmrt_set_threads(struct llmrt_context *ctx,
 // `n_threads` must be NULL or writable.
 llmrt_status llmrt_get_threads(const struct llmrt_context *ctx,
                                uint32_t *n_threads);
+
+// Saves the state of `ctx` to the file `path`, written atomically (a crash leaves
+// the old file or the whole new one). `LLMRT_ERR_IO` if it cannot be written.
+//
+// # Safety
+// `path` must be NULL or NUL-terminated.
+llmrt_status llmrt_state_save(struct llmrt_context *ctx,
+                              const char *path);
+
+// Restores into `ctx` a state that `llmrt_state_save` wrote from a context over the
+// same model with the same cache type; the logits of the last saved token are then
+// available to `llmrt_sample`. `LLMRT_ERR_IO` if the file cannot be read,
+// `LLMRT_ERR_FORMAT` if it is not a state file of this version, model and cache
+// type, or is truncated or corrupt, `LLMRT_ERR_NO_MEMORY` if the cache cannot grow
+// to hold it. A state with more tokens than the context holds is `LLMRT_ERR_FORMAT`
+// too. On any error the context is unchanged.
+//
+// # Safety
+// `path` must be NULL or NUL-terminated.
+llmrt_status llmrt_state_load(struct llmrt_context *ctx,
+                              const char *path);
 
 // The text of the most recent failed call on the calling thread ("" if none failed
 // yet). The pointer stays valid until the next failed call on this thread; copy the

@@ -21,6 +21,14 @@ use rt::{Context, ContextParams};
 use std::ffi::c_char;
 use std::sync::{Mutex, TryLockError};
 
+/// `llmrt_context_params::cache_type`: keys and values stored as 16-bit floats (the default).
+pub const LLMRT_CACHE_F16: u32 = 0;
+/// `llmrt_context_params::cache_type`: keys and values stored as 32-bit floats (exact).
+pub const LLMRT_CACHE_F32: u32 = 1;
+/// `llmrt_context_params::cache_type`: keys and values stored as ggml's q8_0 blocks
+/// (8.5 bits a value; the model's head size must be a multiple of 32).
+pub const LLMRT_CACHE_Q8_0: u32 = 2;
+
 /// Most threads one context may use.
 const MAX_THREADS: u32 = 1024;
 
@@ -62,6 +70,10 @@ pub struct llmrt_context_params {
     pub n_batch: u32,
     /// Threads for the matrix products; 0 = one per available CPU. Default 0.
     pub n_threads: u32,
+    /// How the KV cache stores keys and values: `LLMRT_CACHE_F16` (0, the default),
+    /// `LLMRT_CACHE_F32` or `LLMRT_CACHE_Q8_0`. The cache grows with the tokens
+    /// evaluated, in blocks of 256, up to `n_ctx`.
+    pub cache_type: u32,
     /// The sampler used by `llmrt_sample` and `llmrt_generate`.
     pub sampler: llmrt_sampler_params,
 }
@@ -148,6 +160,7 @@ pub extern "C" fn llmrt_context_default_params() -> llmrt_context_params {
         n_ctx: 0,
         n_batch: 64,
         n_threads: 0,
+        cache_type: LLMRT_CACHE_F16,
         sampler: llmrt_sampler_default_params(),
     }
 }
@@ -214,10 +227,20 @@ pub(crate) fn runtime_params(p: &llmrt_context_params) -> Res<ContextParams> {
     } else {
         p.n_batch as usize
     };
+    let cache_type = rt::CacheType::from_code(p.cache_type).ok_or_else(|| {
+        Fail::new(
+            LLMRT_ERR_INVALID_ARG,
+            format!(
+                "cache_type is {}; use LLMRT_CACHE_F16, LLMRT_CACHE_F32 or LLMRT_CACHE_Q8_0",
+                p.cache_type
+            ),
+        )
+    })?;
     Ok(ContextParams {
         n_ctx: p.n_ctx as usize,
         n_batch,
         threads: resolve_threads(p.n_threads)?,
+        cache_type,
     })
 }
 

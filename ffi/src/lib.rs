@@ -17,7 +17,8 @@
 //! `args` (reading C arguments), `version`, `model`, `load` (loading with a progress
 //! callback), `context` (step-by-step API), `cancel` (cancelling the running call),
 //! `logits` (every position's logits), `embed` (sentence embeddings), `resources`
-//! (a context's memory and threads), `generate` (one-call streaming generation).
+//! (a context's memory and threads), `generate` (one-call streaming generation),
+//! `state` (saving and restoring a context).
 
 #![deny(missing_docs)]
 
@@ -36,6 +37,7 @@ pub mod load;
 pub mod logits;
 pub mod model;
 pub mod resources;
+pub mod state;
 pub mod status;
 pub mod version;
 

@@ -199,6 +199,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_ctx: 0,
             n_batch: 64,
             threads: 1,
+            cache_type: rt::CacheType::default(),
         },
     )
     .expect("ctx");
@@ -243,6 +244,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_ctx: 0,
             n_batch: 64,
             threads: 1,
+            cache_type: rt::CacheType::default(),
         },
     )
     .expect("ctx");

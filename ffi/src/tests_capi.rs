@@ -176,6 +176,7 @@ fn embeddings_are_the_runtimes() {
                     n_ctx: 0,
                     n_batch: 64,
                     threads: 1,
+                    cache_type: rt::CacheType::default(),
                 },
             )
             .expect("ctx");
@@ -326,6 +327,7 @@ fn bytes_needed_and_threads() {
         n_ctx: 48,
         n_batch: 16,
         threads: 1,
+        cache_type: rt::CacheType::default(),
     }
     .bytes_needed(&model.opts)
     .expect("size");

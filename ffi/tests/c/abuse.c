@@ -349,6 +349,61 @@ int main(int argc, char **argv) {
     OK(llmrt_generate(c, "ab", 2, NULL, NULL, NULL, NULL));
     OK(llmrt_context_free(c));
 
+    /* KV cache types and state files: a bad type is refused; a state saved after a
+     * prompt restores its tokens and logits exactly; NULL, garbage handles, missing
+     * paths, junk, a truncated file and a state of another cache type are refused
+     * with the context unchanged. */
+    {
+        llmrt_context_params bad = cp;
+        bad.cache_type = 7;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &bad, &c));
+        CHECK(c == NULL, "out not cleared on failure");
+        OK(llmrt_context_new(m, &cp, &c));
+        char state[4096], junk[4096];
+        snprintf(state, sizeof state, "%s/state.kv", dir);
+        snprintf(junk, sizeof junk, "%s/junk.kv", dir);
+        uint32_t p3[3] = {1, 2, 3}, got[8];
+        OK(llmrt_eval(c, p3, 3));
+        float *want = malloc(info.vocab_size * sizeof *want);
+        float *now = malloc(info.vocab_size * sizeof *now);
+        CHECK(want && now, "malloc");
+        OK(llmrt_get_logits(c, want, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_state_save(c, NULL));
+        FAILS(LLMRT_ERR_NULL, llmrt_state_load(c, NULL));
+        FAILS(LLMRT_ERR_NULL, llmrt_state_save(NULL, state));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_state_save(garbage_c, state));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_state_load(garbage_c, state));
+        FAILS(LLMRT_ERR_IO, llmrt_state_save(c, "/nonexistent/state.kv"));
+        FAILS(LLMRT_ERR_IO, llmrt_state_load(c, "/nonexistent/state.kv"));
+        OK(llmrt_state_save(c, state));
+        OK(llmrt_kv_reset(c));
+        OK(llmrt_eval(c, p3, 1));
+        write_file(junk, "not a state file", 16);
+        FAILS(LLMRT_ERR_FORMAT, llmrt_state_load(c, junk));
+        size_t ssize = 0;
+        unsigned char *sbytes = read_file(state, &ssize);
+        write_file(junk, sbytes, ssize - 1);
+        FAILS(LLMRT_ERR_FORMAT, llmrt_state_load(c, junk));
+        OK(llmrt_context_tokens(c, got, 8, &nn));
+        CHECK(nn == 1 && got[0] == 1, "a refused load changed the cache (%zu tokens)", nn);
+        OK(llmrt_state_load(c, state));
+        OK(llmrt_context_tokens(c, got, 8, &nn));
+        CHECK(nn == 3 && got[0] == 1 && got[2] == 3, "restored %zu tokens", nn);
+        OK(llmrt_get_logits(c, now, info.vocab_size, &nn));
+        CHECK(memcmp(now, want, info.vocab_size * sizeof *now) == 0, "restored logits differ");
+        OK(llmrt_sample(c, &tok));
+        llmrt_context *c32 = NULL;
+        bad = cp;
+        bad.cache_type = LLMRT_CACHE_F32;
+        OK(llmrt_context_new(m, &bad, &c32));
+        FAILS(LLMRT_ERR_FORMAT, llmrt_state_load(c32, state));
+        OK(llmrt_context_free(c32));
+        free(sbytes);
+        free(want);
+        free(now);
+        OK(llmrt_context_free(c));
+    }
+
     if (oom) {
         /* A context far larger than the address space allowed: an error, not an abort. */
         struct rlimit lim = {3ull << 30, 3ull << 30};

@@ -54,6 +54,9 @@ pub struct Common {
     /// Context length, the longest line in tokens (default: the model's).
     #[arg(short = 'c', long, default_value_t = 0)]
     ctx_size: usize,
+    /// KV-cache storage: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
+    cache_type: llmrt::CacheType,
     /// Do not prepend BOS even if the tokenizer asks for it.
     #[arg(long)]
     no_bos: bool,
@@ -107,6 +110,7 @@ impl Embedder {
             n_ctx: c.ctx_size,
             n_batch: 64,
             threads: c.threads.unwrap_or_else(crate::default_threads),
+            cache_type: c.cache_type,
         };
         let ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
         Ok(Embedder {

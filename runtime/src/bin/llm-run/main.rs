@@ -104,6 +104,9 @@ struct GenArgs {
     /// Context length (default: the model's).
     #[arg(short = 'c', long, default_value_t = 0)]
     ctx_size: usize,
+    /// KV cache type: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
+    cache_type: llmrt::CacheType,
     /// Print the generated token ids, space-separated, instead of text.
     #[arg(long)]
     print_ids: bool,
@@ -149,6 +152,12 @@ fn physical_cores() -> Option<usize> {
         }
     }
     (!cores.is_empty()).then_some(cores.len())
+}
+
+/// Parses `--cache-type`.
+pub(crate) fn parse_cache_type(s: &str) -> Result<llmrt::CacheType, String> {
+    llmrt::CacheType::from_name(s)
+        .ok_or_else(|| format!("'{s}' is not a cache type (f16, q8_0, f32)"))
 }
 
 pub(crate) fn load(path: &Path) -> Result<Arc<Model>, String> {
@@ -201,6 +210,7 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
         n_ctx: a.ctx_size,
         n_batch: 64,
         threads,
+        cache_type: a.cache_type,
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
     if prompt.len() >= ctx.n_ctx() {
