@@ -12,6 +12,11 @@ pub struct RefModel {
     pub opts: ModelOptions,
     /// name → values.
     pub w: HashMap<String, Vec<f64>>,
+    /// Rotate the pairs `(x[i], x[i + head_dim/2])` instead of `(x[2i], x[2i+1])`
+    /// (Hugging Face's rotate-half, GGUF's NEOX): not a model option (the format
+    /// has one convention), but how an importer test runs the weights as the source
+    /// stored them, so that the importer's permutation is checked, not assumed.
+    pub rotate_half: bool,
 }
 
 fn matvec(w: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
@@ -28,7 +33,11 @@ impl RefModel {
             .iter()
             .map(|(k, v)| (k.clone(), v.iter().map(|&x| x as f64).collect()))
             .collect();
-        RefModel { opts, w }
+        RefModel {
+            opts,
+            w,
+            rotate_half: false,
+        }
     }
 
     fn get(&self, name: &str) -> &[f64] {
@@ -71,14 +80,35 @@ impl RefModel {
 
     fn rope(&self, v: &mut [f64], pos: usize) {
         let hd = self.opts.head_dim();
+        let factors = self.opts.rope_freqs().map(|s| self.get(&s.name).to_vec());
         for head in v.chunks_mut(hd) {
             for i in 0..hd / 2 {
-                let theta =
+                let mut theta =
                     pos as f64 * (self.opts.rope_base as f64).powf(-((2 * i) as f64) / hd as f64);
+                if let Some(f) = &factors {
+                    theta /= f[i];
+                }
                 let (s, c) = theta.sin_cos();
-                let (a, b) = (head[2 * i], head[2 * i + 1]);
-                head[2 * i] = a * c - b * s;
-                head[2 * i + 1] = a * s + b * c;
+                let (ia, ib) = if self.rotate_half {
+                    (i, i + hd / 2)
+                } else {
+                    (2 * i, 2 * i + 1)
+                };
+                let (a, b) = (head[ia], head[ib]);
+                head[ia] = a * c - b * s;
+                head[ib] = a * s + b * c;
+            }
+        }
+    }
+
+    /// RMSNorm of each `head_dim` piece of `v` with the weight `name`.
+    fn head_norm(&self, name: &str, v: &mut [f64]) {
+        let w = self.get(name);
+        for head in v.chunks_mut(w.len()) {
+            let ms = head.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
+            let r = 1.0 / (ms + self.opts.norm_eps as f64).sqrt();
+            for (x, wi) in head.iter_mut().zip(w) {
+                *x *= r * wi;
             }
         }
     }
@@ -86,7 +116,7 @@ impl RefModel {
     /// Logits `[tokens.len()][vocab]` for every position.
     pub fn forward(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
         let o = &self.opts;
-        let (d, kv, hd, f) = (o.d_model, o.kv_dim(), o.head_dim(), o.d_ff);
+        let (d, kv, hd, f, qd) = (o.d_model, o.kv_dim(), o.head_dim(), o.d_ff, o.q_dim());
         let emb = self.get(&o.tok_emb().name);
         let mut xs: Vec<Vec<f64>> = tokens
             .iter()
@@ -120,8 +150,12 @@ impl RefModel {
             let mut vs = Vec::new();
             for (pos, x) in xs.iter().enumerate() {
                 let h = self.norm(&s.attn_norm, x);
-                let mut q = self.linear(&s.attn_q, &h, d);
+                let mut q = self.linear(&s.attn_q, &h, qd);
                 let mut k = self.linear(&s.attn_k, &h, kv);
+                if let (Some(qn), Some(kn)) = (&s.attn_q_norm, &s.attn_k_norm) {
+                    self.head_norm(&qn.name, &mut q);
+                    self.head_norm(&kn.name, &mut k);
+                }
                 if o.positions == Positions::Rope {
                     self.rope(&mut q, pos);
                     self.rope(&mut k, pos);
@@ -131,7 +165,7 @@ impl RefModel {
                 vs.push(self.linear(&s.attn_v, &h, kv));
             }
             for (i, x) in xs.iter_mut().enumerate() {
-                let mut att = vec![0.0; d];
+                let mut att = vec![0.0; qd];
                 for h in 0..o.n_heads {
                     let g = h / group;
                     let q = &qs[i][h * hd..(h + 1) * hd];

@@ -73,7 +73,7 @@ pub struct ModelOptions {
     pub d_model: usize,
     /// Decoder blocks.
     pub n_layers: usize,
-    /// Query heads; `d_model % n_heads == 0`.
+    /// Query heads; `d_model % n_heads == 0` unless [`ArchOptions::head_dim`] is set.
     pub n_heads: usize,
     /// Key/value heads (GQA/MQA); divides `n_heads`.
     pub n_kv_heads: usize,
@@ -95,6 +95,29 @@ pub struct ModelOptions {
     pub norm_eps: f32,
     /// RoPE frequency base (ignored unless `positions == Rope`).
     pub rope_base: f32,
+    /// The settings beyond the classic decoder (head width, q/k/v biases, q/k norms,
+    /// RoPE frequency factors); [`ArchOptions::default`] is the classic decoder.
+    pub arch: ArchOptions,
+}
+
+/// Settings of the newer decoder families (Qwen 2/3, Llama 3.1), each a named
+/// metadata key that is absent when it has its default, so files written before
+/// the key existed read as before. `Default` is the classic decoder.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ArchOptions {
+    /// Width of one attention head when it is not `d_model / n_heads` (Qwen 3,
+    /// Gemma 3): the query projection is then `[n_heads·head_dim, d]` and the output
+    /// projection `[d, n_heads·head_dim]`. `None`: `d_model / n_heads`.
+    pub head_dim: Option<usize>,
+    /// Biases on the q, k and v projections even when `bias` is off (Qwen 2).
+    pub qkv_bias: bool,
+    /// RMSNorm of every query and key head over its `head_dim` values, before RoPE,
+    /// with one weight vector `[head_dim]` for q and one for k per layer (Qwen 3).
+    pub qk_norm: bool,
+    /// RoPE frequency factors: a tensor `rope_freqs [head_dim/2]` divides each
+    /// inverse frequency, `θ_i = pos·base^(−2i/head_dim) / rope_freqs[i]` (Llama 3.1's
+    /// `llama3` scaling; llama.cpp's `rope_freqs.weight`).
+    pub rope_freq_factors: bool,
 }
 
 /// Metadata keys of the model options.
@@ -127,6 +150,14 @@ pub mod keys {
     pub const NORM_EPS: &str = "llm.norm_eps";
     /// f32
     pub const ROPE_BASE: &str = "llm.rope_base";
+    /// u32, optional: head width when not `d_model / n_heads`
+    pub const HEAD_DIM: &str = "llm.head_dim";
+    /// bool, optional (false): biases on q, k, v
+    pub const QKV_BIAS: &str = "llm.qkv_bias";
+    /// bool, optional (false): per-head RMSNorm of q and k before RoPE
+    pub const QK_NORM: &str = "llm.qk_norm";
+    /// bool, optional (false): a `rope_freqs` tensor divides the RoPE frequencies
+    pub const ROPE_FREQ_FACTORS: &str = "llm.rope_freq_factors";
     /// string: gpt2 | sentencepiece | char
     pub const TOK_KIND: &str = "tokenizer.kind";
     /// array of string
@@ -156,9 +187,14 @@ pub mod keys {
 }
 
 impl ModelOptions {
-    /// Width of one attention head.
+    /// Width of one attention head: [`ArchOptions::head_dim`], else `d_model / n_heads`.
     pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_heads
+        self.arch.head_dim.unwrap_or(self.d_model / self.n_heads)
+    }
+
+    /// Width of the query projection (and of the attention output): `n_heads · head_dim`.
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim()
     }
 
     /// Width of the key/value projections.
@@ -182,7 +218,11 @@ impl ModelOptions {
                 return bad(format!("model option {name} = {v} is out of range"));
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if let Some(hd) = self.arch.head_dim {
+            if hd == 0 || hd > (1 << 16) {
+                return bad(format!("model option head_dim = {hd} is out of range"));
+            }
+        } else if self.d_model % self.n_heads != 0 {
             return bad(format!(
                 "d_model {} is not a multiple of n_heads {}",
                 self.d_model, self.n_heads
@@ -214,13 +254,18 @@ impl ModelOptions {
         {
             return bad(format!("rope_base {} is out of range", self.rope_base));
         }
+        if self.arch.rope_freq_factors && self.positions != Positions::Rope {
+            return bad("rope_freq_factors needs positions = rope".into());
+        }
         Ok(())
     }
 
-    /// The options as metadata entries.
+    /// The options as metadata entries (the [`ArchOptions`] keys only when they are
+    /// not the default).
     pub fn to_meta(&self) -> Vec<(String, Value<'static>)> {
         let u = |v: usize| Value::U32(v as u32);
-        vec![
+        let a = &self.arch;
+        let mut m = vec![
             (keys::VOCAB_SIZE.into(), u(self.vocab_size)),
             (keys::D_MODEL.into(), u(self.d_model)),
             (keys::N_LAYERS.into(), u(self.n_layers)),
@@ -235,7 +280,20 @@ impl ModelOptions {
             (keys::TIED.into(), Value::Bool(self.tied_embeddings)),
             (keys::NORM_EPS.into(), Value::F32(self.norm_eps)),
             (keys::ROPE_BASE.into(), Value::F32(self.rope_base)),
-        ]
+        ];
+        if let Some(hd) = a.head_dim {
+            m.push((keys::HEAD_DIM.into(), u(hd)));
+        }
+        for (key, on) in [
+            (keys::QKV_BIAS, a.qkv_bias),
+            (keys::QK_NORM, a.qk_norm),
+            (keys::ROPE_FREQ_FACTORS, a.rope_freq_factors),
+        ] {
+            if on {
+                m.push((key.into(), Value::Bool(true)));
+            }
+        }
+        m
     }
 
     /// Reads and validates the options.
@@ -243,6 +301,12 @@ impl ModelOptions {
         let choice = |key: &str| -> Result<String, FormatError> { Ok(m.str(key)?.to_string()) };
         let unknown = |key: &str, v: &str| {
             FormatError::Invalid(format!("unknown value '{v}' for metadata key '{key}'"))
+        };
+        let opt_bool = |key: &str| -> Result<bool, FormatError> {
+            match m.get(key) {
+                None => Ok(false),
+                Some(_) => m.bool(key),
+            }
         };
         let pos = choice(keys::POSITIONS)?;
         let norm = choice(keys::NORM)?;
@@ -262,6 +326,15 @@ impl ModelOptions {
             tied_embeddings: m.bool(keys::TIED)?,
             norm_eps: m.f32(keys::NORM_EPS)?,
             rope_base: m.f32(keys::ROPE_BASE)?,
+            arch: ArchOptions {
+                head_dim: match m.get(keys::HEAD_DIM) {
+                    None => None,
+                    Some(_) => Some(m.usize(keys::HEAD_DIM)?),
+                },
+                qkv_bias: opt_bool(keys::QKV_BIAS)?,
+                qk_norm: opt_bool(keys::QK_NORM)?,
+                rope_freq_factors: opt_bool(keys::ROPE_FREQ_FACTORS)?,
+            },
         };
         o.validate()?;
         Ok(o)
@@ -280,14 +353,22 @@ impl ModelOptions {
 
     /// The tensors of decoder block `l` (`blk.{l}.*`; `l` should be below `n_layers`).
     pub fn layer(&self, l: usize) -> LayerSlots {
-        let (d, f, kv) = (self.d_model, self.d_ff, self.kv_dim());
+        let (d, f, kv, qd) = (self.d_model, self.d_ff, self.kv_dim(), self.q_dim());
         let b = format!("blk.{l}");
+        let qkv_bias = self.bias || self.arch.qkv_bias;
+        let head_norm = |stem: &str| {
+            self.arch.qk_norm.then(|| {
+                TensorSlot::new(format!("{b}.{stem}.weight"), vec![self.head_dim()], false)
+            })
+        };
         LayerSlots {
             attn_norm: self.norm_slots(format!("{b}.attn_norm")),
-            attn_q: self.linear_slots(format!("{b}.attn_q"), d, d),
-            attn_k: self.linear_slots(format!("{b}.attn_k"), kv, d),
-            attn_v: self.linear_slots(format!("{b}.attn_v"), kv, d),
-            attn_out: self.linear_slots(format!("{b}.attn_out"), d, d),
+            attn_q: linear_slots(format!("{b}.attn_q"), qd, d, qkv_bias),
+            attn_k: linear_slots(format!("{b}.attn_k"), kv, d, qkv_bias),
+            attn_v: linear_slots(format!("{b}.attn_v"), kv, d, qkv_bias),
+            attn_q_norm: head_norm("attn_q_norm"),
+            attn_k_norm: head_norm("attn_k_norm"),
+            attn_out: self.linear_slots(format!("{b}.attn_out"), d, qd),
             mlp_norm: self.norm_slots(format!("{b}.mlp_norm")),
             mlp_gate: (self.mlp == Mlp::SwiGlu)
                 .then(|| self.linear_slots(format!("{b}.mlp_gate"), f, d)),
@@ -325,22 +406,26 @@ impl ModelOptions {
 
     /// A linear layer's weight `[out, inp]`, and its bias `[out]` with biases.
     fn linear_slots(&self, stem: String, out: usize, inp: usize) -> LinearSlots {
-        LinearSlots {
-            bias: self
-                .bias
-                .then(|| TensorSlot::new(format!("{stem}.bias"), vec![out], false)),
-            weight: TensorSlot::new(format!("{stem}.weight"), vec![out, inp], true),
-        }
+        linear_slots(stem, out, inp, self.bias)
+    }
+
+    /// The RoPE frequency factors `rope_freqs` `[head_dim/2]`, with
+    /// [`ArchOptions::rope_freq_factors`].
+    pub fn rope_freqs(&self) -> Option<TensorSlot> {
+        self.arch
+            .rope_freq_factors
+            .then(|| TensorSlot::new("rope_freqs".into(), vec![self.head_dim() / 2], false))
     }
 
     /// The canonical tensor directory: every tensor the model has, in file order
-    /// (`tok_emb`, `pos_emb`, each block's [`LayerSlots::tensors`], `out_norm`,
+    /// (`tok_emb`, `pos_emb`, `rope_freqs`, each block's [`LayerSlots::tensors`], `out_norm`,
     /// `output.weight`), with its shape (outermost dimension first) and whether it is a
     /// matrix that may be quantised (`false` for norms, biases and position tables,
     /// which stay f32). Built from the typed slots above.
     pub fn tensor_layout(&self) -> Vec<TensorSlot> {
         let mut v = vec![self.tok_emb()];
         v.extend(self.pos_emb());
+        v.extend(self.rope_freqs());
         for l in 0..self.n_layers {
             v.extend(self.layer(l).tensors().into_iter().cloned());
         }
@@ -355,6 +440,14 @@ impl ModelOptions {
             .iter()
             .map(|t| t.shape.iter().product::<usize>())
             .sum()
+    }
+}
+
+/// A linear layer's weight `[out, inp]`, and its bias `[out]` when `bias`.
+fn linear_slots(stem: String, out: usize, inp: usize, bias: bool) -> LinearSlots {
+    LinearSlots {
+        bias: bias.then(|| TensorSlot::new(format!("{stem}.bias"), vec![out], false)),
+        weight: TensorSlot::new(format!("{stem}.weight"), vec![out, inp], true),
     }
 }
 
@@ -417,13 +510,19 @@ impl NormSlots {
 pub struct LayerSlots {
     /// `blk.N.attn_norm`: the norm before attention.
     pub attn_norm: NormSlots,
-    /// `blk.N.attn_q`: query projection `[d, d]`.
+    /// `blk.N.attn_q`: query projection `[q_dim, d]`.
     pub attn_q: LinearSlots,
     /// `blk.N.attn_k`: key projection `[kv_dim, d]`.
     pub attn_k: LinearSlots,
     /// `blk.N.attn_v`: value projection `[kv_dim, d]`.
     pub attn_v: LinearSlots,
-    /// `blk.N.attn_out`: attention output projection `[d, d]`.
+    /// `blk.N.attn_q_norm.weight`: RMSNorm weight of each query head `[head_dim]`
+    /// (with [`ArchOptions::qk_norm`]).
+    pub attn_q_norm: Option<TensorSlot>,
+    /// `blk.N.attn_k_norm.weight`: RMSNorm weight of each key head `[head_dim]`
+    /// (with [`ArchOptions::qk_norm`]).
+    pub attn_k_norm: Option<TensorSlot>,
+    /// `blk.N.attn_out`: attention output projection `[d, q_dim]`.
     pub attn_out: LinearSlots,
     /// `blk.N.mlp_norm`: the norm before the MLP.
     pub mlp_norm: NormSlots,
@@ -440,9 +539,11 @@ impl LayerSlots {
     pub fn tensors(&self) -> Vec<&TensorSlot> {
         let mut v: Vec<&TensorSlot> = Vec::new();
         v.extend(self.attn_norm.tensors());
-        for lin in [&self.attn_q, &self.attn_k, &self.attn_v, &self.attn_out] {
+        for lin in [&self.attn_q, &self.attn_k, &self.attn_v] {
             v.extend(lin.tensors());
         }
+        v.extend(self.attn_q_norm.iter().chain(&self.attn_k_norm));
+        v.extend(self.attn_out.tensors());
         v.extend(self.mlp_norm.tensors());
         for lin in self.mlp_gate.iter().chain([&self.mlp_up, &self.mlp_down]) {
             v.extend(lin.tensors());

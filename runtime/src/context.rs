@@ -41,8 +41,10 @@ struct Sizes {
     n_batch: usize,
     /// One of the two KV caches: `layers × n_ctx × kv_dim`.
     cache: usize,
-    /// `n_batch × d_model`: x, xb, q, att and proj.
+    /// `n_batch × d_model`: x, xb and proj.
     rows_d: usize,
+    /// `n_batch × q_dim`: q and att.
+    rows_q: usize,
     /// `n_batch × kv_dim`: k and v.
     rows_kv: usize,
     /// `n_batch × d_ff`: the MLP hidden (and, for SwiGLU, its up branch).
@@ -64,7 +66,8 @@ impl Sizes {
     fn bytes(&self) -> Option<u64> {
         let floats = [
             (2, self.cache),
-            (5, self.rows_d),
+            (3, self.rows_d),
+            (2, self.rows_q),
             (2, self.rows_kv),
             (1, self.rows_ff),
             (1, self.rows_ff2),
@@ -117,6 +120,7 @@ impl ContextParams {
             n_batch,
             cache,
             rows_d: rows(d)?,
+            rows_q: rows(o.q_dim())?,
             rows_kv: rows(kv)?,
             rows_ff: rows(f)?,
             rows_ff2: if o.mlp == Mlp::SwiGlu { rows(f)? } else { 0 },
@@ -181,10 +185,10 @@ pub struct Context {
     v_cache: Vec<f32>, // (layer, kv_head, n_ctx, head_dim)
     x: Vec<f32>,       // (n_batch, d) residual stream
     xb: Vec<f32>,      // (n_batch, d) normalised input of a sub-block
-    q: Vec<f32>,       // (n_batch, d)
+    q: Vec<f32>,       // (n_batch, q_dim)
     k: Vec<f32>,       // (n_batch, kv_dim)
     v: Vec<f32>,       // (n_batch, kv_dim)
-    att: Vec<f32>,     // (n_batch, d) attention output before the projection
+    att: Vec<f32>,     // (n_batch, q_dim) attention output before the projection
     proj: Vec<f32>,    // (n_batch, d) output of a projection, added to x
     hb: Vec<f32>,      // (n_batch, d_ff)
     hb2: Vec<f32>,     // (n_batch, d_ff) SwiGLU's up branch
@@ -206,7 +210,10 @@ impl Context {
             s.bytes()
                 .ok_or_else(|| Error::Invalid("context size overflows".into()))?,
         )?;
-        let freqs = ops::rope_freqs(o.head_dim(), o.rope_base);
+        let mut freqs = ops::rope_freqs(o.head_dim(), o.rope_base);
+        if let Some(factors) = &model.rope_freqs {
+            freqs.iter_mut().zip(factors).for_each(|(f, k)| *f /= k);
+        }
         debug_assert_eq!(freqs.len(), s.freqs);
         Ok(Context {
             cpu: Cpu::new(params.threads.max(1)),
@@ -217,10 +224,10 @@ impl Context {
             v_cache: buffer(s.cache, "KV cache")?,
             x: buffer(s.rows_d, "activations")?,
             xb: buffer(s.rows_d, "activations")?,
-            q: buffer(s.rows_d, "activations")?,
+            q: buffer(s.rows_q, "activations")?,
             k: buffer(s.rows_kv, "activations")?,
             v: buffer(s.rows_kv, "activations")?,
-            att: buffer(s.rows_d, "activations")?,
+            att: buffer(s.rows_q, "activations")?,
             proj: buffer(s.rows_d, "activations")?,
             hb: buffer(s.rows_ff, "activations")?,
             hb2: buffer(s.rows_ff2, "activations")?,
@@ -332,7 +339,7 @@ impl Context {
     ) -> Result<bool, Error> {
         let model = self.model.clone();
         let o = &model.opts;
-        let (n, d, kv, f) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff);
+        let (n, d, kv, f, qd) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff, o.q_dim());
         let (hd, n_heads, n_kv) = (o.head_dim(), o.n_heads, o.n_kv_heads);
         let pos0 = self.tokens.len();
         let norm = |out: &mut [f32], x: &[f32], w: &NormWeights| match o.norm {
@@ -359,11 +366,11 @@ impl Context {
 
         let (x, xb) = (&mut self.x[..n * d], &mut self.xb[..n * d]);
         let (q, k, v) = (
-            &mut self.q[..n * d],
+            &mut self.q[..n * qd],
             &mut self.k[..n * kv],
             &mut self.v[..n * kv],
         );
-        let (att, proj) = (&mut self.att[..n * d], &mut self.proj[..n * d]);
+        let (att, proj) = (&mut self.att[..n * qd], &mut self.proj[..n * d]);
         let cpu = &mut self.cpu;
         let layer_stride = n_kv * self.n_ctx * hd;
         let scale = 1.0 / crate::math::sqrtf(hd as f32);
@@ -400,16 +407,23 @@ impl Context {
                 n,
                 [&mut *q, &mut *k, &mut *v],
             );
-            if o.positions == Positions::Rope {
+            let rope = o.positions == Positions::Rope;
+            if rope || layer.q_norm.is_some() {
                 let (sq, sk) = (SharedMut::new(q), SharedMut::new(k));
                 let rope_cs = &self.rope_cs;
                 for_row_ranges(cpu, n, &|i0, i1| {
                     for i in i0..i1 {
-                        let cs = &rope_cs[i * hd..(i + 1) * hd];
                         // SAFETY: row i of q and of k, written by this part only.
-                        let (qi, ki) = unsafe { (sq.slice(i * d, d), sk.slice(i * kv, kv)) };
-                        ops::rope(qi, cs);
-                        ops::rope(ki, cs);
+                        let (qi, ki) = unsafe { (sq.slice(i * qd, qd), sk.slice(i * kv, kv)) };
+                        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                            ops::rmsnorm_in_place(qi, qn, o.norm_eps);
+                            ops::rmsnorm_in_place(ki, kn, o.norm_eps);
+                        }
+                        if rope {
+                            let cs = &rope_cs[i * hd..(i + 1) * hd];
+                            ops::rope(qi, cs);
+                            ops::rope(ki, cs);
+                        }
                     }
                 });
             }
@@ -431,7 +445,7 @@ impl Context {
             let shape = AttnShape {
                 n,
                 pos0,
-                d,
+                d: qd,
                 hd,
                 n_ctx: self.n_ctx,
                 group: n_heads / n_kv,
@@ -534,6 +548,7 @@ fn linear(cpu: &mut Cpu, model: &Model, w: &Linear, x: &[f32], n: usize, y: &mut
 struct AttnShape {
     n: usize,
     pos0: usize,
+    /// Row width of `q` and `att`: `q_dim`.
     d: usize,
     hd: usize,
     n_ctx: usize,

@@ -29,6 +29,18 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
+/// RMSNorm in place of each `w.len()`-wide piece of `x` (the heads of a q or k row).
+pub fn rmsnorm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    for xr in x.chunks_exact_mut(d) {
+        let ss = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let r = 1.0 / sqrtf(ss + eps);
+        for (v, wi) in xr.iter_mut().zip(w) {
+            *v *= r * wi;
+        }
+    }
+}
+
 /// Adds `b` (`[d]`) to each row of `x` (`[n, d]`).
 pub fn add_bias(x: &mut [f32], b: &[f32]) {
     for row in x.chunks_exact_mut(b.len()) {

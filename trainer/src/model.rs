@@ -609,6 +609,12 @@ impl<T: Real> Model<T> {
     /// A zero-initialised model; call [`Model::init_gpt2`] or load weights.
     pub fn new(opts: ModelOptions, decay_embeddings: bool) -> Result<Self, ModelError> {
         opts.validate().map_err(|e| ModelError(e.to_string()))?;
+        if opts.arch != llm_format::ArchOptions::default() {
+            return Err(ModelError(format!(
+                "the trainer does not train these model options (run-only): {:?}",
+                opts.arch
+            )));
+        }
         let table = ParamTable::new(&opts, decay_embeddings);
         let idx = Idx::new(&table, &opts)?;
         Ok(Model {
@@ -1021,6 +1027,7 @@ mod tests {
             tied_embeddings: tied,
             norm_eps: 1e-5,
             rope_base: 10000.0,
+            arch: Default::default(),
         }
     }
 

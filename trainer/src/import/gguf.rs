@@ -348,6 +348,7 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
         tied_embeddings: tied,
         norm_eps: opt_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
         rope_base: opt_f32("llama.rope.freq_base", 10000.0)?,
+        arch: Default::default(),
     };
     opts.validate()
         .map_err(|e| ImportError::malformed(file, format!("model options: {e}")))?;

@@ -281,6 +281,7 @@ fn gpt2(
         tied_embeddings: true,
         norm_eps: cfg_f32(cfg, "layer_norm_epsilon", 1e-5, cf)?,
         rope_base: 10000.0,
+        arch: Default::default(),
     };
     opts.n_kv_heads = opts.n_heads;
     opts.validate()
@@ -426,6 +427,7 @@ fn llama(
             .unwrap_or(false),
         norm_eps: cfg_f32(cfg, "rms_norm_eps", 1e-6, cf)?,
         rope_base: cfg_f32(cfg, "rope_theta", 10000.0, cf)?,
+        arch: Default::default(),
     };
     opts.validate()
         .map_err(|e| ImportError::malformed(cf, format!("model options: {e}")))?;
