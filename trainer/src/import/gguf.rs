@@ -1,4 +1,5 @@
-//! llama.cpp GGUF (v2/v3 layout), `llama` architecture, with its embedded tokenizer.
+//! llama.cpp GGUF (v2/v3 layout), the architectures of [`ARCHITECTURES`], with its
+//! embedded tokenizer.
 //!
 //! Layout: `"GGUF"`, u32 version, u64 tensor count, u64 kv count; kv pairs (string
 //! key, u32 value type, value; decoded by [`llm_format::gguf_value`]); tensor
@@ -6,14 +7,18 @@
 //! u64 offset from the data section); the data section starts at the next multiple
 //! of `general.alignment` (default 32). Our shapes are outermost first, so `ne` is
 //! reversed. Our dtype ids are ggml's and our blocks are ggml's bytes, so tensors are
-//! copied block for block. llama.cpp already stores q/k in its adjacent-pair RoPE
-//! order, so nothing is permuted.
+//! copied block for block. For `llama` llama.cpp already stores q/k in its
+//! adjacent-pair RoPE order, so nothing is permuted; the architectures it runs with
+//! NEOX (rotate-half) RoPE keep Hugging Face's row order, so their q/k rows (and
+//! q/k biases and norm weights) are permuted at import ([`unpermute_bytes`]).
 
 use super::cursor::Cursor;
 use super::{file_name, map_file, ImportError, ImportedModel, LayerPick, RawTensor};
 use llm_format::gguf_value::ValueReader;
 use llm_format::options::TensorSlot;
-use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec, Value};
+use llm_format::{
+    ArchOptions, DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec, Value,
+};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -234,11 +239,16 @@ fn ggml_type_name(id: u32) -> String {
 
 /// GGUF's per-layer tensor names (after `blk.N.`) beside our slot for each: the one
 /// table both the importer and `export-gguf` read.
-pub const LAYER_NAMES: [(&str, LayerPick); 9] = [
+pub const LAYER_NAMES: [(&str, LayerPick); 14] = [
     ("attn_norm.weight", |s| Some(&s.attn_norm.weight)),
     ("attn_q.weight", |s| Some(&s.attn_q.weight)),
+    ("attn_q.bias", |s| s.attn_q.bias.as_ref()),
     ("attn_k.weight", |s| Some(&s.attn_k.weight)),
+    ("attn_k.bias", |s| s.attn_k.bias.as_ref()),
     ("attn_v.weight", |s| Some(&s.attn_v.weight)),
+    ("attn_v.bias", |s| s.attn_v.bias.as_ref()),
+    ("attn_q_norm.weight", |s| s.attn_q_norm.as_ref()),
+    ("attn_k_norm.weight", |s| s.attn_k_norm.as_ref()),
     ("attn_output.weight", |s| Some(&s.attn_out.weight)),
     ("ffn_norm.weight", |s| Some(&s.mlp_norm.weight)),
     ("ffn_gate.weight", |s| {
@@ -248,12 +258,38 @@ pub const LAYER_NAMES: [(&str, LayerPick); 9] = [
     ("ffn_down.weight", |s| Some(&s.mlp_down.weight)),
 ];
 
+/// The GGUF architectures the importer reads, each with whether llama.cpp runs it
+/// with NEOX (rotate-half) RoPE, so that its q/k rows are in Hugging Face's order.
+pub const ARCHITECTURES: [(&str, bool); 3] = [("llama", false), ("qwen2", true), ("qwen3", true)];
+
+/// Undoes the rotate-half order of the rows of a q or k tensor held as bytes
+/// (`rows` rows of `data.len() / rows` bytes, whole quantisation blocks each, in
+/// `n_heads` heads): within each head, row `2i + j` of the result is row
+/// `j·hd/2 + i` of the input, as [`super::safetensors::unpermute_rows`] does for f32.
+/// A bias or a norm weight is the same with one-element rows.
+pub fn unpermute_bytes(data: &[u8], rows: usize, n_heads: usize) -> Vec<u8> {
+    let rb = data.len() / rows;
+    let hd = rows / n_heads;
+    let mut out = vec![0u8; data.len()];
+    for h in 0..n_heads {
+        for i in 0..hd / 2 {
+            for j in 0..2 {
+                let dst = h * hd + 2 * i + j;
+                let src = h * hd + j * (hd / 2) + i;
+                out[dst * rb..(dst + 1) * rb].copy_from_slice(&data[src * rb..(src + 1) * rb]);
+            }
+        }
+    }
+    out
+}
+
 /// Picks one of the tensors outside the layers.
 pub type GlobalPick = fn(&ModelOptions) -> Option<TensorSlot>;
 
 /// GGUF's names of the tensors outside the layers beside our slot for each.
-pub const GLOBAL_NAMES: [(&str, GlobalPick); 3] = [
+pub const GLOBAL_NAMES: [(&str, GlobalPick); 4] = [
     ("token_embd.weight", |o| Some(o.tok_emb())),
+    ("rope_freqs.weight", |o| o.rope_freqs()),
     ("output_norm.weight", |o| Some(o.out_norm().weight)),
     ("output.weight", |o| o.output()),
 ];
@@ -290,20 +326,25 @@ pub fn gguf_names(opts: &ModelOptions) -> HashMap<String, String> {
     m
 }
 
-/// Maps a parsed `llama` GGUF onto options, tokenizer and canonical tensors.
+/// Maps a parsed GGUF of one of the [`ARCHITECTURES`] onto options, tokenizer and
+/// canonical tensors.
 pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> {
     let get = |k: &str| g.meta.get(k);
     let arch = get("general.architecture")
         .and_then(|v| v.as_str())
         .ok_or_else(|| ImportError::malformed(file, "missing string key 'general.architecture'"))?;
-    if arch != "llama" {
+    let Some(&(_, neox)) = ARCHITECTURES.iter().find(|a| a.0 == arch) else {
+        let names: Vec<&str> = ARCHITECTURES.iter().map(|a| a.0).collect();
         return Err(ImportError::unsupported(
             file,
-            format!("architecture '{arch}' (only 'llama')"),
+            format!("architecture '{arch}' (supported: {})", names.join(", ")),
         ));
-    }
+    };
+    let key = |k: &str| format!("{arch}.{k}");
     let req = |k: &str| -> Result<usize, ImportError> {
-        let v = get(k).ok_or_else(|| ImportError::malformed(file, format!("missing key '{k}'")))?;
+        let k = key(k);
+        let v =
+            get(&k).ok_or_else(|| ImportError::malformed(file, format!("missing key '{k}'")))?;
         v.as_u64()
             .and_then(|x| usize::try_from(x).ok())
             .ok_or_else(|| {
@@ -313,47 +354,68 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
                 )
             })
     };
+    let opt = |k: &str| -> Result<Option<usize>, ImportError> {
+        match get(&key(k)) {
+            None => Ok(None),
+            Some(_) => req(k).map(Some),
+        }
+    };
     let opt_f32 = |k: &str, default: f32| -> Result<f32, ImportError> {
-        match get(k) {
+        let k = key(k);
+        match get(&k) {
             None => Ok(default),
             Some(v) => v.as_f32().ok_or_else(|| {
                 ImportError::malformed(file, format!("key '{k}' should be a float, found {v:?}"))
             }),
         }
     };
-    let n_heads = req("llama.attention.head_count")?;
-    let n_kv_heads = match get("llama.attention.head_count_kv") {
-        None => n_heads,
-        Some(_) => req("llama.attention.head_count_kv")?,
-    };
+    let has = |name: &str| g.tensors.iter().any(|t| t.name == name);
+    let n_heads = req("attention.head_count")?;
+    let n_kv_heads = opt("attention.head_count_kv")?.unwrap_or(n_heads);
     let emb = g
         .tensors
         .iter()
         .find(|t| t.name == "token_embd.weight")
         .ok_or_else(|| ImportError::malformed(file, "missing tensor 'token_embd.weight'"))?;
     let vocab_size = emb.shape.first().copied().unwrap_or(0);
-    let tied = !g.tensors.iter().any(|t| t.name == "output.weight");
+    let d_model = req("embedding_length")?;
+    // The head width: `attention.key_length` when it is not d_model / n_heads (Qwen 3).
+    let head_dim = match (opt("attention.key_length")?, opt("attention.value_length")?) {
+        (Some(k), Some(v)) if k != v => {
+            return Err(ImportError::unsupported(
+                file,
+                format!("attention.key_length {k} differs from attention.value_length {v}"),
+            ))
+        }
+        (Some(k), _) if n_heads == 0 || k * n_heads != d_model => Some(k),
+        _ => None,
+    };
     let opts = ModelOptions {
         vocab_size,
-        d_model: req("llama.embedding_length")?,
-        n_layers: req("llama.block_count")?,
+        d_model,
+        n_layers: req("block_count")?,
         n_heads,
         n_kv_heads,
-        d_ff: req("llama.feed_forward_length")?,
-        max_len: req("llama.context_length")?,
+        d_ff: req("feed_forward_length")?,
+        max_len: req("context_length")?,
         positions: Positions::Rope,
         norm: Norm::RmsNorm,
         mlp: Mlp::SwiGlu,
         bias: false,
-        tied_embeddings: tied,
-        norm_eps: opt_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
-        rope_base: opt_f32("llama.rope.freq_base", 10000.0)?,
-        arch: Default::default(),
+        tied_embeddings: !has("output.weight"),
+        norm_eps: opt_f32("attention.layer_norm_rms_epsilon", 1e-5)?,
+        rope_base: opt_f32("rope.freq_base", 10000.0)?,
+        arch: ArchOptions {
+            head_dim,
+            qkv_bias: has("blk.0.attn_q.bias"),
+            qk_norm: has("blk.0.attn_q_norm.weight"),
+            rope_freq_factors: has("rope_freqs.weight"),
+        },
     };
     opts.validate()
         .map_err(|e| ImportError::malformed(file, format!("model options: {e}")))?;
-    if let Some(rd) = get("llama.rope.dimension_count").and_then(|v| v.as_u64()) {
-        if rd != opts.head_dim() as u64 {
+    if let Some(rd) = opt("rope.dimension_count")? {
+        if rd != opts.head_dim() {
             return Err(ImportError::unsupported(
                 file,
                 format!(
@@ -363,22 +425,52 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
             ));
         }
     }
+    if let Some(v) = get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
+        if v != "none" {
+            return Err(ImportError::unsupported(
+                file,
+                format!("{arch}.rope.scaling.type '{v}' (only none, or llama3's rope_freqs)"),
+            ));
+        }
+    }
     let mut tensors = Vec::with_capacity(g.tensors.len());
     for t in &g.tensors {
         let Some(name) = canonical(&opts, t.name) else {
-            if t.name == "rope_freqs.weight" {
-                continue;
-            }
             return Err(ImportError::unsupported(
                 file,
-                format!("tensor '{}' has no place in the llama layout", t.name),
+                format!("tensor '{}' has no place in the {arch} layout", t.name),
             ));
+        };
+        // NEOX RoPE: q/k rows (weights, biases, per-head norm weights) to adjacent pairs.
+        let tail = t.name.split_once('.').map_or("", |(_, r)| r);
+        let tail = tail.split_once('.').map_or("", |(_, r)| r);
+        let heads = match tail {
+            "attn_q.weight" | "attn_q.bias" => Some(opts.n_heads),
+            "attn_k.weight" | "attn_k.bias" => Some(opts.n_kv_heads),
+            "attn_q_norm.weight" | "attn_k_norm.weight" => Some(1),
+            _ => None,
+        };
+        let data = match heads {
+            Some(h) if neox && t.name.starts_with("blk.") => {
+                let rows = t.shape.first().copied().unwrap_or(1);
+                if rows % (2 * h) != 0 || (t.shape.len() == 1 && t.dtype.block_len() != 1) {
+                    return Err(ImportError::malformed(
+                        file,
+                        format!(
+                            "tensor '{}' cannot be split into {h} heads of pairs",
+                            t.name
+                        ),
+                    ));
+                }
+                unpermute_bytes(t.data, rows, h)
+            }
+            _ => t.data.to_vec(),
         };
         tensors.push(RawTensor {
             name,
             dtype: t.dtype,
             shape: t.shape.clone(),
-            data: t.data.to_vec(),
+            data,
         });
     }
     let tok = tokenizer(g, file)?;

@@ -1,5 +1,6 @@
 //! Hugging Face model directories: `config.json`, `model.safetensors`,
-//! `tokenizer.json`, for the `gpt2` and `llama` model types.
+//! `tokenizer.json` (or shards named by `model.safetensors.index.json`), for the
+//! model types of [`MODEL_TYPES`].
 //!
 //! * GPT-2 (`wte`, `wpe`, `h.N.{ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc,
 //!   mlp.c_proj}`, `ln_f`, with or without a `transformer.` prefix): the attention
@@ -12,6 +13,10 @@
 //!   weights are already `[out, in]`. HF stores q and k permuted for rotate-half RoPE;
 //!   [`unpermute_rows`] is the inverse (llama.cpp's converter's `permute`) and gives back
 //!   the adjacent-pair order.
+//! * Qwen 2 (the same names, plus `self_attn.{q,k,v}_proj.bias`) and Qwen 3 (plus
+//!   `self_attn.{q,k}_norm.weight [head_dim]` and `head_dim` in the config): the q/k
+//!   biases and norm weights are unpermuted as the q/k rows are. A `llama3`
+//!   `rope_scaling` becomes the `rope_freqs` factors ([`llama3_rope_factors`]).
 //!
 //! Weights may be F32, F16 or BF16; all are widened to f32 exactly (`--dtype` narrows).
 //!
@@ -29,7 +34,7 @@ use super::{file_name, map_file, read_file, slot_name, ImportError, ImportedMode
 use ::safetensors::{Dtype, SafeTensors};
 use half::{bf16, f16};
 use llm_format::options::TensorSlot;
-use llm_format::{Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
+use llm_format::{ArchOptions, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
 use serde_json::Value as Json;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -66,15 +71,21 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
     };
     let (opts, tensors) = match model_type {
         "gpt2" => gpt2(&cfg, &cfg_name, &w)?,
-        "llama" => llama(&cfg, &cfg_name, &w)?,
+        "llama" => llama_like(&cfg, &cfg_name, &w, Family::Llama)?,
+        "qwen2" => llama_like(&cfg, &cfg_name, &w, Family::Qwen2)?,
+        "qwen3" => llama_like(&cfg, &cfg_name, &w, Family::Qwen3)?,
         other => {
             return Err(ImportError::unsupported(
                 cfg_name,
-                format!("model_type '{other}' (expected 'gpt2' or 'llama')"),
+                format!(
+                    "model_type '{other}' (supported: {})",
+                    MODEL_TYPES.join(", ")
+                ),
             ))
         }
     };
-    let kind = if model_type == "gpt2" {
+    // Qwen's tokenizers are byte-level BPE, as GPT-2's.
+    let kind = if matches!(model_type, "gpt2" | "qwen2" | "qwen3") {
         TokenizerKind::Gpt2
     } else {
         TokenizerKind::SentencePiece
@@ -376,24 +387,130 @@ fn gpt2(
     Ok((opts, t))
 }
 
-fn llama(
+/// The model types of the llama family that [`llama_like`] reads, and what each adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// `LlamaForCausalLM` (also SmolLM, Llama 3.x).
+    Llama,
+    /// `Qwen2ForCausalLM`: biases on q, k and v.
+    Qwen2,
+    /// `Qwen3ForCausalLM`: per-head RMSNorm of q and k, an explicit head width.
+    Qwen3,
+}
+
+/// The `model_type`s this importer reads.
+pub const MODEL_TYPES: [&str; 4] = ["gpt2", "llama", "qwen2", "qwen3"];
+
+/// Llama 3's RoPE frequency factors (`rope_scaling.rope_type == "llama3"`), one per
+/// frequency `base^(−2i/head_dim)`: 1 for wavelengths below
+/// `original / high_freq_factor`, `factor` above `original / low_freq_factor`, and
+/// between them `1 / ((1 − s)/factor + s)` with `s = (original/λ − low) / (high − low)`
+/// (Hugging Face's `_compute_llama3_parameters`, llama.cpp's `rope_freqs`).
+pub fn llama3_rope_factors(
+    head_dim: usize,
+    base: f32,
+    factor: f64,
+    low: f64,
+    high: f64,
+    original: f64,
+) -> Vec<f32> {
+    let (low_wl, high_wl) = (original / low, original / high);
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / (base as f64).powf((2 * i) as f64 / head_dim as f64);
+            let wl = 2.0 * std::f64::consts::PI / freq;
+            let f = if wl < high_wl {
+                1.0
+            } else if wl > low_wl {
+                factor
+            } else {
+                let s = (original / wl - low) / (high - low);
+                1.0 / ((1.0 - s) / factor + s)
+            };
+            f as f32
+        })
+        .collect()
+}
+
+/// The RoPE settings of a llama-family config: `rope_theta` (top level, or in
+/// transformers 5's `rope_parameters`) and the frequency factors of a `llama3`
+/// `rope_scaling`; any other scaling type is refused.
+fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<(f64, f64, f64, f64)>), ImportError> {
+    let params = ["rope_scaling", "rope_parameters"]
+        .iter()
+        .find_map(|k| cfg.get(*k).filter(|v| v.is_object()));
+    let base = match params.filter(|p| p.get("rope_theta").is_some()) {
+        Some(p) => cfg_f32(p, "rope_theta", 10000.0, cf)?,
+        None => cfg_f32(cfg, "rope_theta", 10000.0, cf)?,
+    };
+    let Some(p) = params else {
+        return Ok((base, None));
+    };
+    let ty = p
+        .get("rope_type")
+        .or_else(|| p.get("type"))
+        .and_then(Json::as_str)
+        .unwrap_or("default");
+    match ty {
+        "default" => Ok((base, None)),
+        "llama3" => {
+            let num = |k: &str, default: f64| -> Result<f64, ImportError> {
+                match p.get(k).filter(|v| !v.is_null()) {
+                    None => Ok(default),
+                    Some(v) => v
+                        .as_f64()
+                        .filter(|x| x.is_finite() && *x > 0.0)
+                        .ok_or_else(|| {
+                            ImportError::malformed(
+                                cf,
+                                format!("rope_scaling.{k} should be a positive number, found {v}"),
+                            )
+                        }),
+                }
+            };
+            let (low, high) = (num("low_freq_factor", 1.0)?, num("high_freq_factor", 4.0)?);
+            if high <= low {
+                return Err(ImportError::malformed(
+                    cf,
+                    format!(
+                        "rope_scaling: high_freq_factor {high} is not above low_freq_factor {low}"
+                    ),
+                ));
+            }
+            let scaling = (
+                num("factor", 8.0)?,
+                low,
+                high,
+                num("original_max_position_embeddings", 8192.0)?,
+            );
+            Ok((base, Some(scaling)))
+        }
+        other => Err(ImportError::unsupported(
+            cf,
+            format!("rope_scaling type '{other}' (supported: default, llama3)"),
+        )),
+    }
+}
+
+/// LLaMA, Qwen 2 and Qwen 3 (see [`Family`]).
+fn llama_like(
     cfg: &Json,
     cf: &str,
     w: &Weights<'_, '_>,
+    family: Family,
 ) -> Result<(ModelOptions, Vec<RawTensor>), ImportError> {
-    if cfg.get("rope_scaling").is_some_and(|v| !v.is_null()) {
+    let flag = |k: &str| cfg.get(k).and_then(Json::as_bool) == Some(true);
+    if family != Family::Qwen2 && flag("attention_bias") {
         return Err(ImportError::unsupported(
             cf,
-            "rope_scaling (only plain RoPE)",
+            "attention_bias (biases on q, k, v and the output projection)",
         ));
     }
-    if cfg.get("attention_bias").and_then(Json::as_bool) == Some(true)
-        || cfg.get("mlp_bias").and_then(Json::as_bool) == Some(true)
-    {
-        return Err(ImportError::unsupported(
-            cf,
-            "attention_bias / mlp_bias (LLaMA has no biases)",
-        ));
+    if flag("mlp_bias") {
+        return Err(ImportError::unsupported(cf, "mlp_bias"));
+    }
+    if flag("use_sliding_window") {
+        return Err(ImportError::unsupported(cf, "use_sliding_window"));
     }
     let act = cfg
         .get("hidden_act")
@@ -406,9 +523,16 @@ fn llama(
         ));
     }
     let n_heads = cfg_usize(cfg, &["num_attention_heads"], cf)?;
+    let d_model = cfg_usize(cfg, &["hidden_size"], cf)?;
+    let head_dim = match cfg.get("head_dim").filter(|v| !v.is_null()) {
+        None => None,
+        Some(_) => Some(cfg_usize(cfg, &["head_dim"], cf)?)
+            .filter(|&hd| n_heads == 0 || hd * n_heads != d_model),
+    };
+    let (rope_base, scaling) = rope_config(cfg, cf)?;
     let opts = ModelOptions {
         vocab_size: cfg_usize(cfg, &["vocab_size"], cf)?,
-        d_model: cfg_usize(cfg, &["hidden_size"], cf)?,
+        d_model,
         n_layers: cfg_usize(cfg, &["num_hidden_layers"], cf)?,
         n_heads,
         n_kv_heads: match cfg.get("num_key_value_heads").filter(|v| !v.is_null()) {
@@ -426,13 +550,29 @@ fn llama(
             .and_then(Json::as_bool)
             .unwrap_or(false),
         norm_eps: cfg_f32(cfg, "rms_norm_eps", 1e-6, cf)?,
-        rope_base: cfg_f32(cfg, "rope_theta", 10000.0, cf)?,
-        arch: Default::default(),
+        rope_base,
+        arch: ArchOptions {
+            head_dim,
+            qkv_bias: family == Family::Qwen2,
+            qk_norm: family == Family::Qwen3,
+            rope_freq_factors: scaling.is_some(),
+        },
     };
     opts.validate()
         .map_err(|e| ImportError::malformed(cf, format!("model options: {e}")))?;
-    let (v, d, f, kv) = (opts.vocab_size, opts.d_model, opts.d_ff, opts.kv_dim());
+    let (v, d, f, kv, qd) = (
+        opts.vocab_size,
+        opts.d_model,
+        opts.d_ff,
+        opts.kv_dim(),
+        opts.q_dim(),
+    );
+    let hd = opts.head_dim();
     let mut t = Vec::new();
+    if let (Some(slot), Some((factor, low, high, orig))) = (opts.rope_freqs(), scaling) {
+        let x = llama3_rope_factors(hd, rope_base, factor, low, high, orig);
+        t.push(RawTensor::f32(slot.name, slot.shape, &x));
+    }
     let mut copy = |src: &str, dst: String, shape: Vec<usize>| -> Result<(), ImportError> {
         let x = w.f32(src, &shape)?;
         t.push(RawTensor::f32(dst, shape, &x));
@@ -451,10 +591,17 @@ fn llama(
             b.attn_v.weight.name.clone(),
             vec![kv, d],
         )?;
+        if let Some(bias) = &b.attn_v.bias {
+            copy(
+                &format!("{s}.self_attn.v_proj.bias"),
+                bias.name.clone(),
+                vec![kv],
+            )?;
+        }
         copy(
             &format!("{s}.self_attn.o_proj.weight"),
             b.attn_out.weight.name.clone(),
-            vec![d, d],
+            vec![d, qd],
         )?;
         copy(
             &format!("{s}.post_attention_layernorm.weight"),
@@ -479,21 +626,36 @@ fn llama(
     if let Some(output) = opts.output() {
         copy("lm_head.weight", output.name, vec![v, d])?;
     }
-    // q and k: undo the rotate-half permutation (k with the kv head count).
+    // q and k: undo the rotate-half permutation (k with the kv head count), of the
+    // weights, the biases and the per-head norm weights alike.
     for n in 0..opts.n_layers {
         let (s, b) = (format!("model.layers.{n}"), opts.layer(n));
-        let q = w.f32(&format!("{s}.self_attn.q_proj.weight"), &[d, d])?;
-        t.push(RawTensor::f32(
-            b.attn_q.weight.name.clone(),
-            vec![d, d],
-            &unpermute_rows(&q, opts.n_heads, d),
-        ));
-        let k = w.f32(&format!("{s}.self_attn.k_proj.weight"), &[kv, d])?;
-        t.push(RawTensor::f32(
-            b.attn_k.weight.name.clone(),
+        let mut unpermuted = |src: &str, dst: &str, shape: Vec<usize>, heads: usize| {
+            let x = w.f32(&format!("{s}.{src}"), &shape)?;
+            let cols = shape.get(1).copied().unwrap_or(1);
+            t.push(RawTensor::f32(dst, shape, &unpermute_rows(&x, heads, cols)));
+            Ok::<(), ImportError>(())
+        };
+        unpermuted(
+            "self_attn.q_proj.weight",
+            &b.attn_q.weight.name,
+            vec![qd, d],
+            opts.n_heads,
+        )?;
+        unpermuted(
+            "self_attn.k_proj.weight",
+            &b.attn_k.weight.name,
             vec![kv, d],
-            &unpermute_rows(&k, opts.n_kv_heads, d),
-        ));
+            opts.n_kv_heads,
+        )?;
+        if let (Some(qb), Some(kb)) = (&b.attn_q.bias, &b.attn_k.bias) {
+            unpermuted("self_attn.q_proj.bias", &qb.name, vec![qd], opts.n_heads)?;
+            unpermuted("self_attn.k_proj.bias", &kb.name, vec![kv], opts.n_kv_heads)?;
+        }
+        if let (Some(qn), Some(kn)) = (&b.attn_q_norm, &b.attn_k_norm) {
+            unpermuted("self_attn.q_norm.weight", &qn.name, vec![hd], 1)?;
+            unpermuted("self_attn.k_norm.weight", &kn.name, vec![hd], 1)?;
+        }
     }
     Ok((opts, t))
 }
