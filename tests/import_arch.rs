@@ -156,7 +156,7 @@ fn write_gguf(
     let mut tensors = Vec::new();
     for slot in o.tensor_layout() {
         let x = &w[&slot.name];
-        let (dt, data, kept) = if is_qk_weight(&slot.name) {
+        let (dt, data, kept) = if is_qk_weight(&slot.name) && arch != "phi3" {
             let h: Vec<u8> = x
                 .iter()
                 .flat_map(|v| f16::from_f32(*v).to_le_bytes())
@@ -169,11 +169,62 @@ fn write_gguf(
         held.insert(slot.name.clone(), kept);
         tensors.push((gguf_name(&slot.name), slot.shape.clone(), dt, data));
     }
+    if arch == "phi3" {
+        // Phi-3 fuses q, k, v into attn_qkv and gate, up into a 2·d_ff-row ffn_up.
+        for l in 0..o.n_layers {
+            let b = format!("blk.{l}");
+            fuse_gguf(
+                &mut tensors,
+                &b,
+                &["attn_q", "attn_k", "attn_v"],
+                "attn_qkv",
+            );
+            fuse_gguf(&mut tensors, &b, &["ffn_gate", "ffn_up"], "ffn_up");
+        }
+    }
     // llama.cpp's converter writes tensors in its own order; the importer must not care.
     tensors.reverse();
     let path = dir.join(format!("{arch}.gguf"));
     std::fs::write(&path, gguf_bytes(&kvs, &tensors)).expect("write gguf");
     (path, held)
+}
+
+/// Replaces the weights `{b}.{part}.weight` (same dtype and width) by one tensor
+/// `{b}.{into}.weight` with their rows one after the other.
+fn fuse_gguf(
+    tensors: &mut Vec<(String, Vec<usize>, DType, Vec<u8>)>,
+    b: &str,
+    parts: &[&str],
+    into: &str,
+) {
+    let mut rows = 0;
+    let mut data = Vec::new();
+    let (mut cols, mut dt) = (0, DType::F32);
+    for p in parts {
+        let name = format!("{b}.{p}.weight");
+        let i = tensors.iter().position(|t| t.0 == name).expect("part");
+        let (_, shape, d, bytes) = tensors.remove(i);
+        rows += shape[0];
+        (cols, dt) = (shape[1], d);
+        data.extend(bytes);
+    }
+    tensors.push((format!("{b}.{into}.weight"), vec![rows, cols], dt, data));
+}
+
+/// [`fuse_gguf`] for Hugging Face names (`{b}.{part}.weight`, bf16 bytes).
+fn fuse_hf(named: &mut Vec<(String, Vec<usize>, Vec<u8>)>, b: &str, parts: &[&str], into: &str) {
+    let mut rows = 0;
+    let mut data = Vec::new();
+    let mut cols = 0;
+    for p in parts {
+        let name = format!("{b}.{p}.weight");
+        let i = named.iter().position(|t| t.0 == name).expect("part");
+        let (_, shape, bytes) = named.remove(i);
+        rows += shape[0];
+        cols = shape[1];
+        data.extend(bytes);
+    }
+    named.push((format!("{b}.{into}.weight"), vec![rows, cols], data));
 }
 
 // ---------------------------------------------------------- Hugging Face writing
@@ -242,6 +293,23 @@ fn write_hf(
             x.iter().map(|v| bf16::from_f32(*v).to_f32()).collect(),
         );
         named.push((name, slot.shape.clone(), b));
+    }
+    if cfg["model_type"] == "phi3" {
+        for l in 0..o.n_layers {
+            let b = format!("model.layers.{l}");
+            fuse_hf(
+                &mut named,
+                &b,
+                &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+                "self_attn.qkv_proj",
+            );
+            fuse_hf(
+                &mut named,
+                &b,
+                &["mlp.gate_proj", "mlp.up_proj"],
+                "mlp.gate_up_proj",
+            );
+        }
     }
     let mut weight_map = serde_json::Map::new();
     let per = named.len().div_ceil(shards);
@@ -414,6 +482,17 @@ fn qwen3_imports_from_gguf_and_hugging_face() {
     let mut cfg = hf_config("qwen3", &o);
     cfg["head_dim"] = 32.into();
     let held = write_hf(&dir, &o, &w, cfg, true, 1);
+    check(SourceKind::SafeTensors, &dir, &o, &held, true);
+}
+
+#[test]
+fn phi3_imports_from_gguf_and_hugging_face_split_at_import() {
+    let o = base(false, 4);
+    let w = random_weights(&o, 306 ^ test_seed(0));
+    let dir = scratch("phi3");
+    let (path, held) = write_gguf(&dir, "phi3", &o, &w, vec![]);
+    check(SourceKind::Gguf, &path, &o, &held, true);
+    let held = write_hf(&dir, &o, &w, hf_config("phi3", &o), false, 2);
     check(SourceKind::SafeTensors, &dir, &o, &held, true);
 }
 

@@ -260,7 +260,12 @@ pub const LAYER_NAMES: [(&str, LayerPick); 14] = [
 
 /// The GGUF architectures the importer reads, each with whether llama.cpp runs it
 /// with NEOX (rotate-half) RoPE, so that its q/k rows are in Hugging Face's order.
-pub const ARCHITECTURES: [(&str, bool); 3] = [("llama", false), ("qwen2", true), ("qwen3", true)];
+pub const ARCHITECTURES: [(&str, bool); 4] = [
+    ("llama", false),
+    ("qwen2", true),
+    ("qwen3", true),
+    ("phi3", true),
+];
 
 /// Undoes the rotate-half order of the rows of a q or k tensor held as bytes
 /// (`rows` rows of `data.len() / rows` bytes, whole quantisation blocks each, in
@@ -433,8 +438,29 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
             ));
         }
     }
-    let mut tensors = Vec::with_capacity(g.tensors.len());
+    if let Some(t) = g
+        .tensors
+        .iter()
+        .find(|t| t.name.starts_with("rope_factors_"))
+    {
+        return Err(ImportError::unsupported(
+            file,
+            format!("tensor '{}': LongRoPE scaling", t.name),
+        ));
+    }
+    // Fused tensors (Phi-3's attn_qkv and gate+up ffn_up) become their parts.
+    let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(g.tensors.len());
     for t in &g.tensors {
+        split_fused(&opts, t, file, &mut pieces)?;
+    }
+    let mut tensors = Vec::with_capacity(pieces.len());
+    for t in &pieces {
+        let t = GgufTensor {
+            name: &t.name,
+            shape: t.shape.clone(),
+            dtype: t.dtype,
+            data: t.data,
+        };
         let Some(name) = canonical(&opts, t.name) else {
             return Err(ImportError::unsupported(
                 file,
@@ -475,6 +501,80 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
     }
     let tok = tokenizer(g, file)?;
     ImportedModel::finish(opts, tok, tensors, format!("gguf:{file}"))
+}
+
+/// A tensor of the file, or a row range of a fused one, under its GGUF name.
+struct Piece<'a> {
+    name: String,
+    shape: Vec<usize>,
+    dtype: DType,
+    data: &'a [u8],
+}
+
+/// Pushes `t` onto `out`, split into its parts when it is fused: `attn_qkv.weight`
+/// `[q_dim + 2·kv_dim, d]` into `attn_q`, `attn_k`, `attn_v`, and an `ffn_up.weight`
+/// of `2·d_ff` rows into `ffn_gate` (the first half, as ggml's `swiglu` reads it) and
+/// `ffn_up` (Phi-3). Rows are whole blocks, so the parts are byte ranges.
+fn split_fused<'a>(
+    o: &ModelOptions,
+    t: &GgufTensor<'a>,
+    file: &str,
+    out: &mut Vec<Piece<'a>>,
+) -> Result<(), ImportError> {
+    let whole = |out: &mut Vec<Piece<'a>>| {
+        out.push(Piece {
+            name: t.name.to_string(),
+            shape: t.shape.clone(),
+            dtype: t.dtype,
+            data: t.data,
+        })
+    };
+    let Some((stem, tail)) = t
+        .name
+        .strip_prefix("blk.")
+        .and_then(|r| r.split_once('.'))
+        .map(|(l, tail)| (format!("blk.{l}"), tail))
+    else {
+        whole(out);
+        return Ok(());
+    };
+    let parts: Vec<(&str, usize)> = match (tail, t.shape.as_slice()) {
+        ("attn_qkv.weight", [rows, _]) if *rows == o.q_dim() + 2 * o.kv_dim() => vec![
+            ("attn_q.weight", o.q_dim()),
+            ("attn_k.weight", o.kv_dim()),
+            ("attn_v.weight", o.kv_dim()),
+        ],
+        ("attn_qkv.weight", [rows, _]) => {
+            return Err(ImportError::malformed(
+                file,
+                format!(
+                    "tensor '{}' has {rows} rows, expected q {} + 2 × kv {}",
+                    t.name,
+                    o.q_dim(),
+                    o.kv_dim()
+                ),
+            ))
+        }
+        ("ffn_up.weight", [rows, _]) if *rows == 2 * o.d_ff => {
+            vec![("ffn_gate.weight", o.d_ff), ("ffn_up.weight", o.d_ff)]
+        }
+        _ => {
+            whole(out);
+            return Ok(());
+        }
+    };
+    let rb = t.data.len() / t.shape[0];
+    let mut row = 0;
+    for (name, rows) in parts {
+        out.push(Piece {
+            name: format!("{stem}.{name}"),
+            shape: vec![rows, t.shape[1]],
+            dtype: t.dtype,
+            data: &t.data[row * rb..(row + rows) * rb],
+        });
+        row += rows;
+    }
+    Ok(())
 }
 
 /// The embedded tokenizer: `tokenizer.ggml.model` `llama` (tokens + scores) or

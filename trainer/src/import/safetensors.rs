@@ -74,6 +74,7 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
         "llama" => llama_like(&cfg, &cfg_name, &w, Family::Llama)?,
         "qwen2" => llama_like(&cfg, &cfg_name, &w, Family::Qwen2)?,
         "qwen3" => llama_like(&cfg, &cfg_name, &w, Family::Qwen3)?,
+        "phi3" => llama_like(&cfg, &cfg_name, &w, Family::Phi3)?,
         other => {
             return Err(ImportError::unsupported(
                 cfg_name,
@@ -396,10 +397,12 @@ enum Family {
     Qwen2,
     /// `Qwen3ForCausalLM`: per-head RMSNorm of q and k, an explicit head width.
     Qwen3,
+    /// `Phi3ForCausalLM`: q, k, v fused in `qkv_proj`, gate and up in `gate_up_proj`.
+    Phi3,
 }
 
 /// The `model_type`s this importer reads.
-pub const MODEL_TYPES: [&str; 4] = ["gpt2", "llama", "qwen2", "qwen3"];
+pub const MODEL_TYPES: [&str; 5] = ["gpt2", "llama", "qwen2", "qwen3", "phi3"];
 
 /// Llama 3's RoPE frequency factors (`rope_scaling.rope_type == "llama3"`), one per
 /// frequency `base^(−2i/head_dim)`: 1 for wavelengths below
@@ -509,6 +512,14 @@ fn llama_like(
     if flag("mlp_bias") {
         return Err(ImportError::unsupported(cf, "mlp_bias"));
     }
+    if let Some(p) = cfg.get("partial_rotary_factor").and_then(Json::as_f64) {
+        if p != 1.0 {
+            return Err(ImportError::unsupported(
+                cf,
+                format!("partial_rotary_factor {p} (RoPE on part of each head)"),
+            ));
+        }
+    }
     if flag("use_sliding_window") {
         return Err(ImportError::unsupported(cf, "use_sliding_window"));
     }
@@ -579,82 +590,85 @@ fn llama_like(
         Ok(())
     };
     copy("model.embed_tokens.weight", opts.tok_emb().name, vec![v, d])?;
-    for n in 0..opts.n_layers {
-        let (s, b) = (format!("model.layers.{n}"), opts.layer(n));
-        copy(
-            &format!("{s}.input_layernorm.weight"),
-            b.attn_norm.weight.name.clone(),
-            vec![d],
-        )?;
-        copy(
-            &format!("{s}.self_attn.v_proj.weight"),
-            b.attn_v.weight.name.clone(),
-            vec![kv, d],
-        )?;
-        if let Some(bias) = &b.attn_v.bias {
-            copy(
-                &format!("{s}.self_attn.v_proj.bias"),
-                bias.name.clone(),
-                vec![kv],
-            )?;
-        }
-        copy(
-            &format!("{s}.self_attn.o_proj.weight"),
-            b.attn_out.weight.name.clone(),
-            vec![d, qd],
-        )?;
-        copy(
-            &format!("{s}.post_attention_layernorm.weight"),
-            b.mlp_norm.weight.name.clone(),
-            vec![d],
-        )?;
-        let src = format!("{s}.mlp.gate_proj.weight");
-        let gate = slot_name(b.mlp_gate.as_ref().map(|g| &g.weight), cf, &src)?;
-        copy(&src, gate, vec![f, d])?;
-        copy(
-            &format!("{s}.mlp.up_proj.weight"),
-            b.mlp_up.weight.name.clone(),
-            vec![f, d],
-        )?;
-        copy(
-            &format!("{s}.mlp.down_proj.weight"),
-            b.mlp_down.weight.name.clone(),
-            vec![d, f],
-        )?;
-    }
     copy("model.norm.weight", opts.out_norm().weight.name, vec![d])?;
     if let Some(output) = opts.output() {
         copy("lm_head.weight", output.name, vec![v, d])?;
     }
-    // q and k: undo the rotate-half permutation (k with the kv head count), of the
-    // weights, the biases and the per-head norm weights alike.
+    let fused = family == Family::Phi3;
     for n in 0..opts.n_layers {
         let (s, b) = (format!("model.layers.{n}"), opts.layer(n));
-        let mut unpermuted = |src: &str, dst: &str, shape: Vec<usize>, heads: usize| {
-            let x = w.f32(&format!("{s}.{src}"), &shape)?;
-            let cols = shape.get(1).copied().unwrap_or(1);
-            t.push(RawTensor::f32(dst, shape, &unpermute_rows(&x, heads, cols)));
-            Ok::<(), ImportError>(())
+        let get = |src: &str, shape: &[usize]| w.f32(&format!("{s}.{src}"), shape);
+        // q, k, v and gate, up: separate, or the row blocks of Phi-3's fused matrices.
+        let (q, k, v_w) = if fused {
+            let x = get("self_attn.qkv_proj.weight", &[qd + 2 * kv, d])?;
+            let (q, rest) = x.split_at(qd * d);
+            let (k, v_w) = rest.split_at(kv * d);
+            (q.to_vec(), k.to_vec(), v_w.to_vec())
+        } else {
+            (
+                get("self_attn.q_proj.weight", &[qd, d])?,
+                get("self_attn.k_proj.weight", &[kv, d])?,
+                get("self_attn.v_proj.weight", &[kv, d])?,
+            )
         };
-        unpermuted(
-            "self_attn.q_proj.weight",
+        let (gate, up) = if fused {
+            let x = get("mlp.gate_up_proj.weight", &[2 * f, d])?;
+            let (g, u) = x.split_at(f * d);
+            (g.to_vec(), u.to_vec())
+        } else {
+            (
+                get("mlp.gate_proj.weight", &[f, d])?,
+                get("mlp.up_proj.weight", &[f, d])?,
+            )
+        };
+        let gate_name = slot_name(b.mlp_gate.as_ref().map(|g| &g.weight), cf, "gate_proj")?;
+        // q and k: undo the rotate-half permutation (k with the kv head count), of the
+        // weights, the biases and the per-head norm weights alike.
+        let unperm = |x: &[f32], heads: usize, cols: usize| unpermute_rows(x, heads, cols);
+        let mut put = |name: &str, shape: Vec<usize>, x: &[f32]| {
+            t.push(RawTensor::f32(name, shape, x));
+        };
+        put(
             &b.attn_q.weight.name,
             vec![qd, d],
-            opts.n_heads,
-        )?;
-        unpermuted(
-            "self_attn.k_proj.weight",
+            &unperm(&q, opts.n_heads, d),
+        );
+        put(
             &b.attn_k.weight.name,
             vec![kv, d],
-            opts.n_kv_heads,
-        )?;
-        if let (Some(qb), Some(kb)) = (&b.attn_q.bias, &b.attn_k.bias) {
-            unpermuted("self_attn.q_proj.bias", &qb.name, vec![qd], opts.n_heads)?;
-            unpermuted("self_attn.k_proj.bias", &kb.name, vec![kv], opts.n_kv_heads)?;
+            &unperm(&k, opts.n_kv_heads, d),
+        );
+        put(&b.attn_v.weight.name, vec![kv, d], &v_w);
+        put(&gate_name, vec![f, d], &gate);
+        put(&b.mlp_up.weight.name, vec![f, d], &up);
+        if let (Some(qb), Some(kb), Some(vb)) = (&b.attn_q.bias, &b.attn_k.bias, &b.attn_v.bias) {
+            let x = get("self_attn.q_proj.bias", &[qd])?;
+            put(&qb.name, vec![qd], &unperm(&x, opts.n_heads, 1));
+            let x = get("self_attn.k_proj.bias", &[kv])?;
+            put(&kb.name, vec![kv], &unperm(&x, opts.n_kv_heads, 1));
+            put(&vb.name, vec![kv], &get("self_attn.v_proj.bias", &[kv])?);
         }
         if let (Some(qn), Some(kn)) = (&b.attn_q_norm, &b.attn_k_norm) {
-            unpermuted("self_attn.q_norm.weight", &qn.name, vec![hd], 1)?;
-            unpermuted("self_attn.k_norm.weight", &kn.name, vec![hd], 1)?;
+            let x = get("self_attn.q_norm.weight", &[hd])?;
+            put(&qn.name, vec![hd], &unperm(&x, 1, 1));
+            let x = get("self_attn.k_norm.weight", &[hd])?;
+            put(&kn.name, vec![hd], &unperm(&x, 1, 1));
+        }
+        for (src, dst, shape) in [
+            ("input_layernorm.weight", &b.attn_norm.weight.name, vec![d]),
+            (
+                "self_attn.o_proj.weight",
+                &b.attn_out.weight.name,
+                vec![d, qd],
+            ),
+            (
+                "post_attention_layernorm.weight",
+                &b.mlp_norm.weight.name,
+                vec![d],
+            ),
+            ("mlp.down_proj.weight", &b.mlp_down.weight.name, vec![d, f]),
+        ] {
+            put(dst, shape.clone(), &get(src, &shape)?);
         }
     }
     Ok((opts, t))
