@@ -78,13 +78,12 @@ impl RefModel {
         y
     }
 
-    fn rope(&self, v: &mut [f64], pos: usize) {
+    fn rope(&self, v: &mut [f64], pos: usize, base: f64) {
         let hd = self.opts.head_dim();
         let factors = self.opts.rope_freqs().map(|s| self.get(&s.name).to_vec());
         for head in v.chunks_mut(hd) {
             for i in 0..hd / 2 {
-                let mut theta =
-                    pos as f64 * (self.opts.rope_base as f64).powf(-((2 * i) as f64) / hd as f64);
+                let mut theta = pos as f64 * base.powf(-((2 * i) as f64) / hd as f64);
                 if let Some(f) = &factors {
                     theta /= f[i];
                 }
@@ -123,6 +122,8 @@ impl RefModel {
             .enumerate()
             .map(|(pos, &t)| {
                 let mut x = emb[t as usize * d..(t as usize + 1) * d].to_vec();
+                let scale = o.arch.embed_scale.map_or(1.0, |s| s as f64);
+                x.iter_mut().for_each(|v| *v *= scale);
                 match o.positions {
                     Positions::Learned => {
                         let p = self.get(&o.pos_emb().expect("learned positions").name);
@@ -157,8 +158,9 @@ impl RefModel {
                     self.head_norm(&kn.name, &mut k);
                 }
                 if o.positions == Positions::Rope {
-                    self.rope(&mut q, pos);
-                    self.rope(&mut k, pos);
+                    let base = o.layer_rope_base(l) as f64;
+                    self.rope(&mut q, pos, base);
+                    self.rope(&mut k, pos, base);
                 }
                 qs.push(q);
                 ks.push(k);
@@ -169,7 +171,9 @@ impl RefModel {
                 for h in 0..o.n_heads {
                     let g = h / group;
                     let q = &qs[i][h * hd..(h + 1) * hd];
-                    let s: Vec<f64> = (0..=i)
+                    // A sliding layer sees the last `window` positions, itself included.
+                    let lo = o.layer_window(l).map_or(0, |w| (i + 1).saturating_sub(w));
+                    let s: Vec<f64> = (lo..=i)
                         .map(|t| {
                             let k = &ks[t][g * hd..(g + 1) * hd];
                             q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()
@@ -178,13 +182,16 @@ impl RefModel {
                     let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
                     let z: f64 = e.iter().sum();
-                    for (t, et) in e.iter().enumerate() {
+                    for (t, et) in (lo..=i).zip(&e) {
                         for j in 0..hd {
                             att[h * hd + j] += et / z * vs[t][g * hd + j];
                         }
                     }
                 }
-                let y = self.linear(&s.attn_out, &att, d);
+                let mut y = self.linear(&s.attn_out, &att, d);
+                if let Some(post) = &s.attn_post_norm {
+                    y = self.norm(post, &y);
+                }
                 for j in 0..d {
                     x[j] += y[j];
                 }
@@ -202,6 +209,20 @@ impl RefModel {
                         })
                         .collect(),
                     Mlp::Relu => up.iter().map(|&u| u.max(0.0)).collect(),
+                    Mlp::GeGlu => {
+                        let gate = self.linear(s.mlp_gate.as_ref().expect("geglu gate"), &h, f);
+                        gate.iter()
+                            .zip(&up)
+                            .map(|(&g, &u)| {
+                                0.5 * g
+                                    * (1.0
+                                        + ((2.0 / std::f64::consts::PI).sqrt()
+                                            * (g + 0.044715 * g.powi(3)))
+                                        .tanh())
+                                    * u
+                            })
+                            .collect()
+                    }
                     Mlp::SwiGlu => {
                         let gate = self.linear(s.mlp_gate.as_ref().expect("swiglu gate"), &h, f);
                         gate.iter()
@@ -210,7 +231,10 @@ impl RefModel {
                             .collect()
                     }
                 };
-                let y = self.linear(&s.mlp_down, &act, d);
+                let mut y = self.linear(&s.mlp_down, &act, d);
+                if let Some(post) = &s.mlp_post_norm {
+                    y = self.norm(post, &y);
+                }
                 for j in 0..d {
                     x[j] += y[j];
                 }

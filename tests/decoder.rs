@@ -113,8 +113,9 @@ fn ref_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
 #[test]
 fn arch_options_match_reference() {
     // The settings of Qwen 2 (q/k/v biases), Qwen 3 (per-head q/k RMSNorm, a head
-    // width that is not d_model / n_heads) and Llama 3.1 (RoPE frequency factors),
-    // each alone and all together, in f32 and one quantised dtype.
+    // width that is not d_model / n_heads), Llama 3.1 (RoPE frequency factors) and
+    // Gemma 3, each alone and together, in f32, f16 and q8_0. The incremental pass of
+    // `check` runs the sliding window through the KV cache one token at a time.
     let base = || opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
     let mut cases = Vec::new();
     let mut o = base();
@@ -135,6 +136,43 @@ fn arch_options_match_reference() {
         qkv_bias: true,
         qk_norm: true,
         rope_freq_factors: true,
+        ..Default::default()
+    };
+    cases.push(o);
+    // Gemma 3's: GeGLU, √d embedding scale, post norms, and sliding-window layers
+    // (window 4 of the 13 prompt positions; layer 1 of 2 global) with their own base.
+    cases.push(opts(
+        Positions::Rope,
+        Norm::RmsNorm,
+        Mlp::GeGlu,
+        false,
+        false,
+        2,
+    ));
+    let mut o = base();
+    o.arch.embed_scale = Some(8.0);
+    cases.push(o);
+    let mut o = base();
+    o.arch.post_norms = true;
+    cases.push(o);
+    let mut o = base();
+    o.arch.sliding_window = Some(4);
+    cases.push(o);
+    let mut o = base();
+    o.arch.sliding_window = Some(5);
+    o.arch.sliding_window_pattern = 2;
+    o.arch.rope_base_local = Some(100.0);
+    cases.push(o);
+    let mut o = opts(Positions::Rope, Norm::RmsNorm, Mlp::GeGlu, false, true, 1);
+    o.arch = llm_format::ArchOptions {
+        head_dim: Some(32),
+        qk_norm: true,
+        embed_scale: Some(8.0),
+        post_norms: true,
+        sliding_window: Some(4),
+        sliding_window_pattern: 2,
+        rope_base_local: Some(100.0),
+        ..Default::default()
     };
     cases.push(o);
     for (i, o) in cases.iter().enumerate() {

@@ -9,7 +9,8 @@
 //! * RoPE rotates adjacent pairs `(x[2i], x[2i+1])` with angle `pos·base^(-2i/head_dim)`
 //!   (llama2.c / GGUF convention); sinusoidal positions add
 //!   `pe[pos, 2i] = sin(pos·10000^(-2i/d))`, `pe[pos, 2i+1] = cos(...)` to the embedding;
-//! * GELU is the tanh approximation (GPT-2); SwiGLU is `down(silu(gate·x) * (up·x))`.
+//! * GELU is the tanh approximation (GPT-2); SwiGLU is `down(silu(gate·x) * (up·x))`,
+//!   GeGLU `down(gelu(gate·x) * (up·x))`.
 
 use crate::error::FormatError;
 use crate::meta::{MetaReader, Value};
@@ -48,6 +49,15 @@ pub enum Mlp {
     Relu,
     /// `down(silu(gate·x) ⊙ up·x)`.
     SwiGlu,
+    /// `down(gelu(gate·x) ⊙ up·x)`, GELU the tanh approximation (Gemma).
+    GeGlu,
+}
+
+impl Mlp {
+    /// Whether the MLP has a gate projection (`mlp_gate`).
+    pub fn gated(self) -> bool {
+        matches!(self, Mlp::SwiGlu | Mlp::GeGlu)
+    }
 }
 
 macro_rules! str_enum {
@@ -62,7 +72,7 @@ macro_rules! str_enum {
 }
 str_enum!(Positions, Positions::Learned => "learned", Positions::Sinusoidal => "sinusoidal", Positions::Rope => "rope");
 str_enum!(Norm, Norm::LayerNorm => "layernorm", Norm::RmsNorm => "rmsnorm");
-str_enum!(Mlp, Mlp::Gelu => "gelu", Mlp::Relu => "relu", Mlp::SwiGlu => "swiglu");
+str_enum!(Mlp, Mlp::Gelu => "gelu", Mlp::Relu => "relu", Mlp::SwiGlu => "swiglu", Mlp::GeGlu => "geglu");
 
 /// Every hyper-parameter the runtime needs to run a model.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +128,22 @@ pub struct ArchOptions {
     /// inverse frequency, `θ_i = pos·base^(−2i/head_dim) / rope_freqs[i]` (Llama 3.1's
     /// `llama3` scaling; llama.cpp's `rope_freqs.weight`).
     pub rope_freq_factors: bool,
+    /// Multiplier of the token embedding on input (not of the tied output): Gemma's
+    /// `√d_model`. `None`: 1.
+    pub embed_scale: Option<f32>,
+    /// A second norm of each sub-block's output before the residual add
+    /// (`x += post_norm(attn(norm1(x)))`, the same for the MLP), weights
+    /// `blk.N.attn_post_norm` and `blk.N.mlp_post_norm` `[d]` (Gemma 2/3).
+    pub post_norms: bool,
+    /// Sliding-window attention: a query at position `p` sees the keys at
+    /// `p − window + 1 ..= p` only, on the layers [`ModelOptions::layer_window`] names.
+    pub sliding_window: Option<usize>,
+    /// With a sliding window, every `pattern`-th layer (`l % pattern == pattern − 1`)
+    /// is global, the others slide (Gemma 3: 6); 0: every layer slides.
+    pub sliding_window_pattern: usize,
+    /// RoPE base of the sliding-window layers (Gemma 3: 10000 where the global
+    /// layers use 1e6). `None`: `rope_base`.
+    pub rope_base_local: Option<f32>,
 }
 
 /// Metadata keys of the model options.
@@ -158,6 +184,16 @@ pub mod keys {
     pub const QK_NORM: &str = "llm.qk_norm";
     /// bool, optional (false): a `rope_freqs` tensor divides the RoPE frequencies
     pub const ROPE_FREQ_FACTORS: &str = "llm.rope_freq_factors";
+    /// f32, optional (1): multiplier of the input embedding
+    pub const EMBED_SCALE: &str = "llm.embed_scale";
+    /// bool, optional (false): norms of the attention and MLP outputs
+    pub const POST_NORMS: &str = "llm.post_norms";
+    /// u32, optional (none): sliding attention window in tokens
+    pub const SLIDING_WINDOW: &str = "llm.sliding_window";
+    /// u32, optional (0): every N-th layer is global, the others slide
+    pub const SLIDING_WINDOW_PATTERN: &str = "llm.sliding_window_pattern";
+    /// f32, optional (rope_base): RoPE base of the sliding-window layers
+    pub const ROPE_BASE_LOCAL: &str = "llm.rope_base_local";
     /// string: gpt2 | sentencepiece | char
     pub const TOK_KIND: &str = "tokenizer.kind";
     /// array of string
@@ -190,6 +226,23 @@ impl ModelOptions {
     /// Width of one attention head: [`ArchOptions::head_dim`], else `d_model / n_heads`.
     pub fn head_dim(&self) -> usize {
         self.arch.head_dim.unwrap_or(self.d_model / self.n_heads)
+    }
+
+    /// The attention window of layer `l`: `Some(window)` for a sliding layer, `None`
+    /// for a global one (see [`ArchOptions::sliding_window_pattern`]).
+    pub fn layer_window(&self, l: usize) -> Option<usize> {
+        let p = self.arch.sliding_window_pattern;
+        self.arch
+            .sliding_window
+            .filter(|_| p == 0 || l % p != p - 1)
+    }
+
+    /// The RoPE base of layer `l`: [`ArchOptions::rope_base_local`] on sliding layers.
+    pub fn layer_rope_base(&self, l: usize) -> f32 {
+        match (self.layer_window(l), self.arch.rope_base_local) {
+            (Some(_), Some(b)) => b,
+            _ => self.rope_base,
+        }
     }
 
     /// Width of the query projection (and of the attention output): `n_heads · head_dim`.
@@ -257,6 +310,21 @@ impl ModelOptions {
         if self.arch.rope_freq_factors && self.positions != Positions::Rope {
             return bad("rope_freq_factors needs positions = rope".into());
         }
+        if let Some(s) = self.arch.embed_scale {
+            if !(s.is_finite() && s > 0.0) {
+                return bad(format!("embed_scale {s} is out of range"));
+            }
+        }
+        if self.arch.sliding_window == Some(0) {
+            return bad("sliding_window 0 is out of range".into());
+        }
+        if let Some(b) = self.arch.rope_base_local {
+            if self.arch.sliding_window.is_none() || !(b > 1.0 && b.is_finite()) {
+                return bad(format!(
+                    "rope_base_local {b} needs a sliding window and a base above 1"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -288,10 +356,26 @@ impl ModelOptions {
             (keys::QKV_BIAS, a.qkv_bias),
             (keys::QK_NORM, a.qk_norm),
             (keys::ROPE_FREQ_FACTORS, a.rope_freq_factors),
+            (keys::POST_NORMS, a.post_norms),
         ] {
             if on {
                 m.push((key.into(), Value::Bool(true)));
             }
+        }
+        if let Some(s) = a.embed_scale {
+            m.push((keys::EMBED_SCALE.into(), Value::F32(s)));
+        }
+        if let Some(w) = a.sliding_window {
+            m.push((keys::SLIDING_WINDOW.into(), u(w)));
+        }
+        if a.sliding_window_pattern != 0 {
+            m.push((
+                keys::SLIDING_WINDOW_PATTERN.into(),
+                u(a.sliding_window_pattern),
+            ));
+        }
+        if let Some(b) = a.rope_base_local {
+            m.push((keys::ROPE_BASE_LOCAL.into(), Value::F32(b)));
         }
         m
     }
@@ -307,6 +391,12 @@ impl ModelOptions {
                 None => Ok(false),
                 Some(_) => m.bool(key),
             }
+        };
+        let opt_usize = |key: &str| -> Result<Option<usize>, FormatError> {
+            m.get(key).map(|_| m.usize(key)).transpose()
+        };
+        let opt_f32 = |key: &str| -> Result<Option<f32>, FormatError> {
+            m.get(key).map(|_| m.f32(key)).transpose()
         };
         let pos = choice(keys::POSITIONS)?;
         let norm = choice(keys::NORM)?;
@@ -327,13 +417,15 @@ impl ModelOptions {
             norm_eps: m.f32(keys::NORM_EPS)?,
             rope_base: m.f32(keys::ROPE_BASE)?,
             arch: ArchOptions {
-                head_dim: match m.get(keys::HEAD_DIM) {
-                    None => None,
-                    Some(_) => Some(m.usize(keys::HEAD_DIM)?),
-                },
+                head_dim: opt_usize(keys::HEAD_DIM)?,
                 qkv_bias: opt_bool(keys::QKV_BIAS)?,
                 qk_norm: opt_bool(keys::QK_NORM)?,
                 rope_freq_factors: opt_bool(keys::ROPE_FREQ_FACTORS)?,
+                embed_scale: opt_f32(keys::EMBED_SCALE)?,
+                post_norms: opt_bool(keys::POST_NORMS)?,
+                sliding_window: opt_usize(keys::SLIDING_WINDOW)?,
+                sliding_window_pattern: opt_usize(keys::SLIDING_WINDOW_PATTERN)?.unwrap_or(0),
+                rope_base_local: opt_f32(keys::ROPE_BASE_LOCAL)?,
             },
         };
         o.validate()?;
@@ -369,11 +461,21 @@ impl ModelOptions {
             attn_q_norm: head_norm("attn_q_norm"),
             attn_k_norm: head_norm("attn_k_norm"),
             attn_out: self.linear_slots(format!("{b}.attn_out"), d, qd),
+            attn_post_norm: self
+                .arch
+                .post_norms
+                .then(|| self.norm_slots(format!("{b}.attn_post_norm"))),
             mlp_norm: self.norm_slots(format!("{b}.mlp_norm")),
-            mlp_gate: (self.mlp == Mlp::SwiGlu)
+            mlp_gate: self
+                .mlp
+                .gated()
                 .then(|| self.linear_slots(format!("{b}.mlp_gate"), f, d)),
             mlp_up: self.linear_slots(format!("{b}.mlp_up"), f, d),
             mlp_down: self.linear_slots(format!("{b}.mlp_down"), d, f),
+            mlp_post_norm: self
+                .arch
+                .post_norms
+                .then(|| self.norm_slots(format!("{b}.mlp_post_norm"))),
         }
     }
 
@@ -524,14 +626,18 @@ pub struct LayerSlots {
     pub attn_k_norm: Option<TensorSlot>,
     /// `blk.N.attn_out`: attention output projection `[d, q_dim]`.
     pub attn_out: LinearSlots,
+    /// `blk.N.attn_post_norm`: the norm of the attention output (post norms only).
+    pub attn_post_norm: Option<NormSlots>,
     /// `blk.N.mlp_norm`: the norm before the MLP.
     pub mlp_norm: NormSlots,
-    /// `blk.N.mlp_gate`: SwiGLU's gate `[d_ff, d]` (SwiGLU only).
+    /// `blk.N.mlp_gate`: the gate `[d_ff, d]` of SwiGLU and GeGLU.
     pub mlp_gate: Option<LinearSlots>,
     /// `blk.N.mlp_up`: up projection `[d_ff, d]`.
     pub mlp_up: LinearSlots,
     /// `blk.N.mlp_down`: down projection `[d, d_ff]`.
     pub mlp_down: LinearSlots,
+    /// `blk.N.mlp_post_norm`: the norm of the MLP output (post norms only).
+    pub mlp_post_norm: Option<NormSlots>,
 }
 
 impl LayerSlots {
@@ -544,10 +650,12 @@ impl LayerSlots {
         }
         v.extend(self.attn_q_norm.iter().chain(&self.attn_k_norm));
         v.extend(self.attn_out.tensors());
+        v.extend(self.attn_post_norm.iter().flat_map(|n| n.tensors()));
         v.extend(self.mlp_norm.tensors());
         for lin in self.mlp_gate.iter().chain([&self.mlp_up, &self.mlp_down]) {
             v.extend(lin.tensors());
         }
+        v.extend(self.mlp_post_norm.iter().flat_map(|n| n.tensors()));
         v
     }
 }

@@ -55,9 +55,10 @@ struct Sizes {
     scores: usize,
     /// `vocab` logits.
     logits: usize,
-    /// `head_dim / 2` RoPE inverse frequencies.
+    /// `head_dim / 2` RoPE inverse frequencies per table (global, and local when
+    /// the sliding layers have their own base).
     freqs: usize,
-    /// `n_batch × head_dim` cos/sin of the new positions.
+    /// `n_batch × head_dim` cos/sin of the new positions, per table.
     rope_cs: usize,
 }
 
@@ -123,14 +124,14 @@ impl ContextParams {
             rows_q: rows(o.q_dim())?,
             rows_kv: rows(kv)?,
             rows_ff: rows(f)?,
-            rows_ff2: if o.mlp == Mlp::SwiGlu { rows(f)? } else { 0 },
+            rows_ff2: if o.mlp.gated() { rows(f)? } else { 0 },
             scores: o
                 .n_heads
                 .checked_mul(n_ctx)
                 .ok_or_else(|| Error::Invalid("attention scores size overflows".into()))?,
             logits: o.vocab_size,
-            freqs: o.head_dim() / 2,
-            rope_cs: rows(o.head_dim())?,
+            freqs: o.head_dim() / 2 * rope_tables(o),
+            rope_cs: rows(o.head_dim())? * rope_tables(o),
         })
     }
 
@@ -144,6 +145,11 @@ impl ContextParams {
             .bytes()
             .ok_or_else(|| Error::Invalid("context size overflows".into()))
     }
+}
+
+/// RoPE tables: the global one, and one for the sliding layers' own base.
+fn rope_tables(o: &ModelOptions) -> usize {
+    1 + o.arch.rope_base_local.is_some() as usize
 }
 
 /// Allocates `n` zeroed floats, or reports that memory ran out.
@@ -194,8 +200,8 @@ pub struct Context {
     hb2: Vec<f32>,     // (n_batch, d_ff) SwiGLU's up branch
     scores: Vec<f32>,  // (n_heads, n_ctx) attention weights, one row per head
     logits: Vec<f32>,  // (vocab,) of the last token evaluated
-    freqs: Vec<f32>,   // (head_dim/2,) RoPE inverse frequencies
-    rope_cs: Vec<f32>, // (n_batch, head_dim) cos/sin of each new position
+    freqs: Vec<f32>,   // (tables, head_dim/2) RoPE inverse frequencies
+    rope_cs: Vec<f32>, // (tables, n_batch, head_dim) cos/sin of each new position
 }
 
 impl Context {
@@ -211,7 +217,11 @@ impl Context {
                 .ok_or_else(|| Error::Invalid("context size overflows".into()))?,
         )?;
         let mut freqs = ops::rope_freqs(o.head_dim(), o.rope_base);
+        if let Some(base) = o.arch.rope_base_local {
+            freqs.extend(ops::rope_freqs(o.head_dim(), base));
+        }
         if let Some(factors) = &model.rope_freqs {
+            let factors = factors.iter().cycle();
             freqs.iter_mut().zip(factors).for_each(|(f, k)| *f /= k);
         }
         debug_assert_eq!(freqs.len(), s.freqs);
@@ -348,8 +358,15 @@ impl Context {
         };
 
         if o.positions == Positions::Rope {
-            for (i, cs) in self.rope_cs.chunks_exact_mut(hd).take(n).enumerate() {
-                ops::rope_table(cs, &self.freqs, pos0 + i);
+            let per = self.n_batch * hd;
+            for (cs, freqs) in self
+                .rope_cs
+                .chunks_exact_mut(per)
+                .zip(self.freqs.chunks(hd / 2))
+            {
+                for (i, cs) in cs.chunks_exact_mut(hd).take(n).enumerate() {
+                    ops::rope_table(cs, freqs, pos0 + i);
+                }
             }
         }
 
@@ -357,6 +374,9 @@ impl Context {
         for (i, &t) in tokens.iter().enumerate() {
             let row = &mut self.x[i * d..(i + 1) * d];
             model.embed(t, row)?;
+            if let Some(scale) = o.arch.embed_scale {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
             match o.positions {
                 Positions::Learned => model.add_pos_emb(pos0 + i, row),
                 Positions::Sinusoidal => ops::add_sinusoidal(row, pos0 + i),
@@ -410,7 +430,9 @@ impl Context {
             let rope = o.positions == Positions::Rope;
             if rope || layer.q_norm.is_some() {
                 let (sq, sk) = (SharedMut::new(q), SharedMut::new(k));
-                let rope_cs = &self.rope_cs;
+                // The sliding layers' own table follows the global one.
+                let local = o.arch.rope_base_local.is_some() && o.layer_window(l).is_some();
+                let rope_cs = &self.rope_cs[local as usize * self.n_batch * hd..];
                 for_row_ranges(cpu, n, &|i0, i1| {
                     for i in i0..i1 {
                         // SAFETY: row i of q and of k, written by this part only.
@@ -450,6 +472,7 @@ impl Context {
                 n_ctx: self.n_ctx,
                 group: n_heads / n_kv,
                 scale,
+                window: o.layer_window(l).unwrap_or(usize::MAX),
             };
             let out = SharedMut::new(att);
             let scores = SharedMut::new(&mut self.scores);
@@ -462,6 +485,10 @@ impl Context {
                 attend_head(vec, &shape, h, q, kc, vc, sc, out);
             });
             linear(cpu, &model, &layer.wo, att, n, proj);
+            if let Some(post) = &layer.attn_post_norm {
+                pnorm(cpu, xb, proj, post);
+                proj.copy_from_slice(xb);
+            }
             padd(cpu, x, proj);
 
             // MLP.
@@ -481,8 +508,18 @@ impl Context {
                         vec.swiglu(hb_rows(i0, i1), &gate[i0 * f..i1 * f])
                     });
                 }
-                (Mlp::SwiGlu, None) => {
-                    return Err(Error::Invalid("swiglu model without gate weights".into()))
+                (Mlp::GeGlu, Some(g)) => {
+                    let gate = &mut self.hb2[..n * f];
+                    linear_many(cpu, &model, [g, &layer.up], xb, n, [&mut *gate, &mut *hb]);
+                    let sg = SharedMut::new(gate);
+                    for_row_ranges(cpu, n, &|i0, i1| {
+                        // SAFETY: rows i0..i1 of the gate, as of `hb` above.
+                        let gr = unsafe { sg.slice(i0 * f, (i1 - i0) * f) };
+                        ops::geglu(hb_rows(i0, i1), gr)
+                    });
+                }
+                (Mlp::SwiGlu | Mlp::GeGlu, None) => {
+                    return Err(Error::Invalid("gated MLP without gate weights".into()))
                 }
                 (Mlp::Gelu, _) => {
                     linear(cpu, &model, &layer.up, xb, n, hb);
@@ -494,6 +531,10 @@ impl Context {
                 }
             }
             linear(cpu, &model, &layer.down, hb, n, proj);
+            if let Some(post) = &layer.mlp_post_norm {
+                pnorm(cpu, xb, proj, post);
+                proj.copy_from_slice(xb);
+            }
             padd(cpu, x, proj);
         }
         self.tokens.extend_from_slice(tokens);
@@ -554,6 +595,8 @@ struct AttnShape {
     n_ctx: usize,
     group: usize,
     scale: f32,
+    /// Keys a query sees, itself included (`usize::MAX`: all before it).
+    window: usize,
 }
 
 /// Runs `f(i0, i1)` over `n` rows split into one contiguous range per thread (one
@@ -594,6 +637,8 @@ fn attend_head(
         // SAFETY: head h's columns of row i: no other part writes them, and `att`
         // outlives the call.
         let out = unsafe { att.slice(i * s.d + h * hd, hd) };
-        vec.attend(qh, keys, vals, s.scale, &mut sc[..=p], out);
+        let lo = (p + 1).saturating_sub(s.window);
+        let (k, v) = (&keys[lo * hd..], &vals[lo * hd..]);
+        vec.attend(qh, k, v, s.scale, &mut sc[..=p - lo], out);
     }
 }

@@ -83,9 +83,13 @@ pub struct Layer {
     pub k_norm: Option<Vec<f32>>,
     /// Attention output projection `[d, q_dim]`.
     pub wo: Linear,
+    /// Norm of the attention output `[d]` (post norms only).
+    pub attn_post_norm: Option<NormWeights>,
     /// MLP norm `[d]`.
     pub mlp_norm: NormWeights,
-    /// SwiGLU gate `[d_ff, d]` (SwiGLU only).
+    /// Norm of the MLP output `[d]` (post norms only).
+    pub mlp_post_norm: Option<NormWeights>,
+    /// Gate `[d_ff, d]` (SwiGLU and GeGLU).
     pub gate: Option<Linear>,
     /// Up projection `[d_ff, d]`.
     pub up: Linear,
@@ -242,7 +246,9 @@ impl Model {
                 q_norm: s.attn_q_norm.as_ref().map(vector).transpose()?,
                 k_norm: s.attn_k_norm.as_ref().map(vector).transpose()?,
                 wo: linear(&s.attn_out)?,
+                attn_post_norm: s.attn_post_norm.as_ref().map(norm).transpose()?,
                 mlp_norm: norm(&s.mlp_norm)?,
+                mlp_post_norm: s.mlp_post_norm.as_ref().map(norm).transpose()?,
                 gate: s.mlp_gate.as_ref().map(linear).transpose()?,
                 up: linear(&s.mlp_up)?,
                 down: linear(&s.mlp_down)?,

@@ -66,6 +66,14 @@ pub fn gelu(x: &mut [f32]) {
     }
 }
 
+/// GeGLU's activation: `h = gelu(gate) ⊙ h` (`gate` is overwritten with its GELU).
+pub fn geglu(h: &mut [f32], gate: &mut [f32]) {
+    gelu(gate);
+    for (a, g) in h.iter_mut().zip(gate.iter()) {
+        *a *= g;
+    }
+}
+
 /// ReLU.
 pub fn relu(x: &mut [f32]) {
     for v in x {

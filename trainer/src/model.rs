@@ -530,6 +530,7 @@ impl<T: Real> Pass<'_, T> {
             (Mlp::Gelu, _) => be.activation_forward(Activation::Gelu, &mut la.act, &la.up),
             (Mlp::Relu, _) => be.activation_forward(Activation::Relu, &mut la.act, &la.up),
             (Mlp::SwiGlu, None) => return Err(ModelError("internal: mlp_gate missing".into())),
+            (Mlp::GeGlu, _) => return Err(ModelError("the trainer does not train geglu".into())),
         }
         let Some(out) = out else {
             // Recomputing: only the mask of the second dropout is still needed (it
@@ -609,9 +610,10 @@ impl<T: Real> Model<T> {
     /// A zero-initialised model; call [`Model::init_gpt2`] or load weights.
     pub fn new(opts: ModelOptions, decay_embeddings: bool) -> Result<Self, ModelError> {
         opts.validate().map_err(|e| ModelError(e.to_string()))?;
-        if opts.arch != llm_format::ArchOptions::default() {
+        if opts.arch != llm_format::ArchOptions::default() || opts.mlp == Mlp::GeGlu {
             return Err(ModelError(format!(
-                "the trainer does not train these model options (run-only): {:?}",
+                "the trainer does not train these model options (run-only): mlp {}, {:?}",
+                opts.mlp.name(),
                 opts.arch
             )));
         }

@@ -239,7 +239,7 @@ fn ggml_type_name(id: u32) -> String {
 
 /// GGUF's per-layer tensor names (after `blk.N.`) beside our slot for each: the one
 /// table both the importer and `export-gguf` read.
-pub const LAYER_NAMES: [(&str, LayerPick); 14] = [
+pub const LAYER_NAMES: [(&str, LayerPick); 16] = [
     ("attn_norm.weight", |s| Some(&s.attn_norm.weight)),
     ("attn_q.weight", |s| Some(&s.attn_q.weight)),
     ("attn_q.bias", |s| s.attn_q.bias.as_ref()),
@@ -250,6 +250,12 @@ pub const LAYER_NAMES: [(&str, LayerPick); 14] = [
     ("attn_q_norm.weight", |s| s.attn_q_norm.as_ref()),
     ("attn_k_norm.weight", |s| s.attn_k_norm.as_ref()),
     ("attn_output.weight", |s| Some(&s.attn_out.weight)),
+    ("attn_post_norm.weight", |s| {
+        s.attn_post_norm.as_ref().map(|n| &n.weight)
+    }),
+    ("ffn_post_norm.weight", |s| {
+        s.mlp_post_norm.as_ref().map(|n| &n.weight)
+    }),
     ("ffn_norm.weight", |s| Some(&s.mlp_norm.weight)),
     ("ffn_gate.weight", |s| {
         s.mlp_gate.as_ref().map(|g| &g.weight)
@@ -260,12 +266,59 @@ pub const LAYER_NAMES: [(&str, LayerPick); 14] = [
 
 /// The GGUF architectures the importer reads, each with whether llama.cpp runs it
 /// with NEOX (rotate-half) RoPE, so that its q/k rows are in Hugging Face's order.
-pub const ARCHITECTURES: [(&str, bool); 4] = [
+/// Everything else is read from the file's keys and tensors, except Gemma 3's
+/// GeGLU, √d embedding scale and sliding-window defaults ([`gemma3`]).
+pub const ARCHITECTURES: [(&str, bool); 5] = [
     ("llama", false),
     ("qwen2", true),
     ("qwen3", true),
     ("phi3", true),
+    ("gemma3", true),
 ];
+
+/// Gemma 3's settings that llama.cpp takes from the architecture rather than the
+/// file: GeGLU, the embedding scaled by √d, and sliding-window attention on five
+/// layers of six (`attention.sliding_window_pattern`, default 6) with RoPE base
+/// `rope.freq_base_swa` (default 10000) on those layers. The norm weights already
+/// hold Gemma's `1 + w` (llama.cpp's converter adds the 1).
+fn gemma3(o: &mut ModelOptions, g: &Gguf<'_>, file: &str) -> Result<(), ImportError> {
+    let get = |k: &str| g.meta.get(k);
+    let num = |k: &str| -> Result<Option<f64>, ImportError> {
+        let key = format!("gemma3.{k}");
+        match get(&key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f32()
+                .map(f64::from)
+                .or_else(|| v.as_u64().map(|x| x as f64))
+                .map(Some)
+                .ok_or_else(|| {
+                    ImportError::unsupported(
+                        file,
+                        format!("key '{key}' = {v:?} (expected a number)"),
+                    )
+                }),
+        }
+    };
+    if num("final_logit_softcapping")?.is_some_and(|c| c != 0.0) {
+        return Err(ImportError::unsupported(file, "final_logit_softcapping"));
+    }
+    if o.n_layers == 62 {
+        return Err(ImportError::unsupported(
+            file,
+            "Gemma 3 27B's attention scale 1/√(d/n_heads)",
+        ));
+    }
+    o.mlp = Mlp::GeGlu;
+    o.arch.embed_scale = Some((o.d_model as f32).sqrt());
+    if let Some(w) = num("attention.sliding_window")?.filter(|w| *w > 0.0) {
+        o.arch.sliding_window = Some(w as usize);
+        o.arch.sliding_window_pattern =
+            num("attention.sliding_window_pattern")?.unwrap_or(6.0) as usize;
+        o.arch.rope_base_local = Some(num("rope.freq_base_swa")?.unwrap_or(10000.0) as f32);
+    }
+    Ok(())
+}
 
 /// Undoes the rotate-half order of the rows of a q or k tensor held as bytes
 /// (`rows` rows of `data.len() / rows` bytes, whole quantisation blocks each, in
@@ -395,7 +448,7 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
         (Some(k), _) if n_heads == 0 || k * n_heads != d_model => Some(k),
         _ => None,
     };
-    let opts = ModelOptions {
+    let mut opts = ModelOptions {
         vocab_size,
         d_model,
         n_layers: req("block_count")?,
@@ -415,8 +468,13 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
             qkv_bias: has("blk.0.attn_q.bias"),
             qk_norm: has("blk.0.attn_q_norm.weight"),
             rope_freq_factors: has("rope_freqs.weight"),
+            post_norms: has("blk.0.attn_post_norm.weight"),
+            ..Default::default()
         },
     };
+    if arch == "gemma3" {
+        gemma3(&mut opts, g, file)?;
+    }
     opts.validate()
         .map_err(|e| ImportError::malformed(file, format!("model options: {e}")))?;
     if let Some(rd) = opt("rope.dimension_count")? {

@@ -567,6 +567,7 @@ fn llama_like(
             qkv_bias: family == Family::Qwen2,
             qk_norm: family == Family::Qwen3,
             rope_freq_factors: scaling.is_some(),
+            ..Default::default()
         },
     };
     opts.validate()
