@@ -107,6 +107,7 @@ fn gguf_name(canonical: &str) -> String {
     canonical
         .replace(".attn_out.", ".attn_output.")
         .replace(".mlp_norm.", ".ffn_norm.")
+        .replace(".mlp_post_norm.", ".ffn_post_norm.")
         .replace(".mlp_gate.", ".ffn_gate.")
         .replace(".mlp_up.", ".ffn_up.")
         .replace(".mlp_down.", ".ffn_down.")
@@ -253,6 +254,7 @@ fn hf_name(canonical: &str) -> Option<String> {
                 "attn_q_norm" => "self_attn.q_norm",
                 "attn_k_norm" => "self_attn.k_norm",
                 "mlp_norm" => "post_attention_layernorm",
+                "attn_post_norm" | "mlp_post_norm" => "(renamed for gemma)",
                 "mlp_gate" => "mlp.gate_proj",
                 "mlp_up" => "mlp.up_proj",
                 "mlp_down" => "mlp.down_proj",
@@ -276,21 +278,43 @@ fn write_hf(
     shards: usize,
 ) -> HashMap<String, Vec<f32>> {
     use half::bf16;
+    // Gemma stores its RMSNorm weights as `w` for `1 + w`, and names its norms
+    // around each sub-block differently.
+    let gemma = cfg["model_type"] == "gemma3_text";
     let mut held = HashMap::new();
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for slot in o.tensor_layout() {
         let x = &w[&slot.name];
-        let Some(name) = hf_name(&slot.name) else {
+        let Some(mut name) = hf_name(&slot.name) else {
             held.insert(slot.name.clone(), x.clone());
             continue;
         };
+        let shift = if gemma && slot.name.ends_with("norm.weight") {
+            1.0
+        } else {
+            0.0
+        };
+        if gemma {
+            for (ours, theirs) in [
+                (".attn_post_norm.", ".post_attention_layernorm."),
+                (".mlp_norm.", ".pre_feedforward_layernorm."),
+                (".mlp_post_norm.", ".post_feedforward_layernorm."),
+            ] {
+                if slot.name.contains(ours) {
+                    let l = slot.name.split('.').nth(1).expect("layer");
+                    name = format!("model.layers.{l}{theirs}weight");
+                }
+            }
+        }
         let b: Vec<u8> = x
             .iter()
-            .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+            .flat_map(|v| bf16::from_f32(*v - shift).to_le_bytes())
             .collect();
         held.insert(
             slot.name.clone(),
-            x.iter().map(|v| bf16::from_f32(*v).to_f32()).collect(),
+            x.iter()
+                .map(|v| bf16::from_f32(*v - shift).to_f32() + shift)
+                .collect(),
         );
         named.push((name, slot.shape.clone(), b));
     }
@@ -493,6 +517,46 @@ fn phi3_imports_from_gguf_and_hugging_face_split_at_import() {
     let (path, held) = write_gguf(&dir, "phi3", &o, &w, vec![]);
     check(SourceKind::Gguf, &path, &o, &held, true);
     let held = write_hf(&dir, &o, &w, hf_config("phi3", &o), false, 2);
+    check(SourceKind::SafeTensors, &dir, &o, &held, true);
+}
+
+#[test]
+fn gemma3_imports_from_gguf_and_hugging_face() {
+    // GeGLU, √d embedding scale, q/k norms, post norms, head width 32 × 4 heads over
+    // d_model 64, sliding window 4 on layer 0 of 2 (RoPE base 100 there, 1000 on the
+    // global layer 1), over a 24-token prompt.
+    let mut o = base(true, 2);
+    o.mlp = Mlp::GeGlu;
+    o.arch = ArchOptions {
+        head_dim: Some(32),
+        qk_norm: true,
+        embed_scale: Some(8.0),
+        post_norms: true,
+        sliding_window: Some(4),
+        sliding_window_pattern: 2,
+        rope_base_local: Some(100.0),
+        ..Default::default()
+    };
+    let w = random_weights(&o, 307 ^ test_seed(0));
+    let dir = scratch("gemma3");
+    let kvs = vec![
+        ("gemma3.attention.key_length".into(), Kv::U32(32)),
+        ("gemma3.attention.value_length".into(), Kv::U32(32)),
+        ("gemma3.attention.sliding_window".into(), Kv::U32(4)),
+        ("gemma3.attention.sliding_window_pattern".into(), Kv::U32(2)),
+        ("gemma3.rope.freq_base_swa".into(), Kv::F32(100.0)),
+    ];
+    let (path, held) = write_gguf(&dir, "gemma3", &o, &w, kvs);
+    check(SourceKind::Gguf, &path, &o, &held, true);
+    let mut cfg = hf_config("gemma3_text", &o);
+    cfg["head_dim"] = 32.into();
+    cfg["hidden_act"] = "gelu_pytorch_tanh".into();
+    cfg["hidden_activation"] = "gelu_pytorch_tanh".into();
+    cfg["rope_local_base_freq"] = 100.0.into();
+    cfg["sliding_window"] = 4.into();
+    cfg["layer_types"] = serde_json::json!(["sliding_attention", "full_attention"]);
+    cfg["query_pre_attn_scalar"] = 32.into();
+    let held = write_hf(&dir, &o, &w, cfg, false, 1);
     check(SourceKind::SafeTensors, &dir, &o, &held, true);
 }
 

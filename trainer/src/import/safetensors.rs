@@ -75,6 +75,7 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
         "qwen2" => llama_like(&cfg, &cfg_name, &w, Family::Qwen2)?,
         "qwen3" => llama_like(&cfg, &cfg_name, &w, Family::Qwen3)?,
         "phi3" => llama_like(&cfg, &cfg_name, &w, Family::Phi3)?,
+        "gemma3_text" => llama_like(&cfg, &cfg_name, &w, Family::Gemma3)?,
         other => {
             return Err(ImportError::unsupported(
                 cfg_name,
@@ -399,10 +400,100 @@ enum Family {
     Qwen3,
     /// `Phi3ForCausalLM`: q, k, v fused in `qkv_proj`, gate and up in `gate_up_proj`.
     Phi3,
+    /// `Gemma3ForCausalLM` (`gemma3_text`): GeGLU, √d embedding scale, q/k norms,
+    /// post norms, norm weights stored as `w` for `1 + w`, sliding-window layers.
+    Gemma3,
+}
+
+/// Gemma 3's RoPE bases (global, sliding layers), from transformers 4's
+/// `rope_theta` / `rope_local_base_freq` or transformers 5's per-layer-type
+/// `rope_parameters`; any scaling is refused.
+fn gemma3_rope(cfg: &Json, cf: &str) -> Result<(f32, f32), ImportError> {
+    let plain = |p: &Json, what: &str| -> Result<(), ImportError> {
+        match p
+            .get("rope_type")
+            .and_then(Json::as_str)
+            .unwrap_or("default")
+        {
+            "default" => Ok(()),
+            t => Err(ImportError::unsupported(
+                cf,
+                format!("rope type '{t}' on Gemma 3's {what} layers (supported: default)"),
+            )),
+        }
+    };
+    let params = cfg.get("rope_parameters").filter(|v| v.is_object());
+    if let Some((full, sliding)) =
+        params.and_then(|p| Some((p.get("full_attention")?, p.get("sliding_attention")?)))
+    {
+        plain(full, "global")?;
+        plain(sliding, "sliding")?;
+        return Ok((
+            cfg_f32(full, "rope_theta", 1e6, cf)?,
+            cfg_f32(sliding, "rope_theta", 10000.0, cf)?,
+        ));
+    }
+    if let Some(p) = cfg.get("rope_scaling").filter(|v| !v.is_null()) {
+        plain(p, "global")?;
+    }
+    Ok((
+        cfg_f32(cfg, "rope_theta", 1e6, cf)?,
+        cfg_f32(cfg, "rope_local_base_freq", 10000.0, cf)?,
+    ))
+}
+
+/// Gemma 3's sliding-window layers as (window, pattern): from `layer_types`
+/// (`sliding_attention` / `full_attention`), which must follow one
+/// [`llm_format::ArchOptions::sliding_window_pattern`], or `sliding_window_pattern`
+/// (default 6).
+fn gemma3_window(
+    cfg: &Json,
+    cf: &str,
+    n_layers: usize,
+) -> Result<Option<(usize, usize)>, ImportError> {
+    let Some(window) = cfg.get("sliding_window").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let window = window
+        .as_u64()
+        .filter(|&w| w > 0)
+        .ok_or_else(|| ImportError::malformed(cf, format!("'sliding_window' = {window}")))?
+        as usize;
+    let Some(types) = cfg.get("layer_types").and_then(Json::as_array) else {
+        let p = match cfg.get("sliding_window_pattern").filter(|v| !v.is_null()) {
+            None => 6,
+            Some(_) => cfg_usize(cfg, &["sliding_window_pattern"], cf)?,
+        };
+        return Ok(Some((window, p)));
+    };
+    let sliding: Vec<bool> = types
+        .iter()
+        .map(|t| t.as_str() == Some("sliding_attention"))
+        .collect();
+    if sliding.len() != n_layers {
+        return Err(ImportError::malformed(
+            cf,
+            format!(
+                "layer_types has {} entries for {n_layers} layers",
+                sliding.len()
+            ),
+        ));
+    }
+    (0..=n_layers + 1)
+        .find(|&p| {
+            sliding
+                .iter()
+                .enumerate()
+                .all(|(l, &s)| s == (p == 0 || l % p != p - 1))
+        })
+        .map(|p| Some((window, p)))
+        .ok_or_else(|| {
+            ImportError::unsupported(cf, "layer_types that follow no every-N-th-global pattern")
+        })
 }
 
 /// The `model_type`s this importer reads.
-pub const MODEL_TYPES: [&str; 5] = ["gpt2", "llama", "qwen2", "qwen3", "phi3"];
+pub const MODEL_TYPES: [&str; 6] = ["gpt2", "llama", "qwen2", "qwen3", "phi3", "gemma3_text"];
 
 /// Llama 3's RoPE frequency factors (`rope_scaling.rope_type == "llama3"`), one per
 /// frequency `base^(−2i/head_dim)`: 1 for wavelengths below
@@ -523,15 +614,27 @@ fn llama_like(
     if flag("use_sliding_window") {
         return Err(ImportError::unsupported(cf, "use_sliding_window"));
     }
+    let gemma = family == Family::Gemma3;
+    let (act_key, want_act) = if gemma {
+        ("hidden_activation", "gelu_pytorch_tanh")
+    } else {
+        ("hidden_act", "silu")
+    };
     let act = cfg
-        .get("hidden_act")
+        .get(act_key)
+        .or_else(|| cfg.get("hidden_act"))
         .and_then(Json::as_str)
-        .unwrap_or("silu");
-    if act != "silu" {
+        .unwrap_or(want_act);
+    if act != want_act {
         return Err(ImportError::unsupported(
             cf,
-            format!("hidden_act '{act}' (expected 'silu')"),
+            format!("{act_key} '{act}' (expected '{want_act}')"),
         ));
+    }
+    for k in ["final_logit_softcapping", "attn_logit_softcapping"] {
+        if cfg.get(k).is_some_and(|v| !v.is_null()) {
+            return Err(ImportError::unsupported(cf, k));
+        }
     }
     let n_heads = cfg_usize(cfg, &["num_attention_heads"], cf)?;
     let d_model = cfg_usize(cfg, &["hidden_size"], cf)?;
@@ -540,11 +643,23 @@ fn llama_like(
         Some(_) => Some(cfg_usize(cfg, &["head_dim"], cf)?)
             .filter(|&hd| n_heads == 0 || hd * n_heads != d_model),
     };
-    let (rope_base, scaling) = rope_config(cfg, cf)?;
-    let opts = ModelOptions {
+    let (rope_base, scaling, rope_local) = if gemma {
+        let (global, local) = gemma3_rope(cfg, cf)?;
+        (global, None, Some(local))
+    } else {
+        let (b, s) = rope_config(cfg, cf)?;
+        (b, s, None)
+    };
+    let n_layers = cfg_usize(cfg, &["num_hidden_layers"], cf)?;
+    let window = if gemma {
+        gemma3_window(cfg, cf, n_layers)?
+    } else {
+        None
+    };
+    let mut opts = ModelOptions {
         vocab_size: cfg_usize(cfg, &["vocab_size"], cf)?,
         d_model,
-        n_layers: cfg_usize(cfg, &["num_hidden_layers"], cf)?,
+        n_layers,
         n_heads,
         n_kv_heads: match cfg.get("num_key_value_heads").filter(|v| !v.is_null()) {
             None => n_heads,
@@ -559,17 +674,38 @@ fn llama_like(
         tied_embeddings: cfg
             .get("tie_word_embeddings")
             .and_then(Json::as_bool)
-            .unwrap_or(false),
+            .unwrap_or(gemma),
         norm_eps: cfg_f32(cfg, "rms_norm_eps", 1e-6, cf)?,
         rope_base,
         arch: ArchOptions {
             head_dim,
             qkv_bias: family == Family::Qwen2,
-            qk_norm: family == Family::Qwen3,
+            qk_norm: matches!(family, Family::Qwen3 | Family::Gemma3),
             rope_freq_factors: scaling.is_some(),
             ..Default::default()
         },
     };
+    if gemma {
+        opts.mlp = Mlp::GeGlu;
+        opts.arch.embed_scale = Some((d_model as f32).sqrt());
+        opts.arch.post_norms = true;
+        if let Some((w, p)) = window {
+            opts.arch.sliding_window = Some(w);
+            opts.arch.sliding_window_pattern = p;
+            opts.arch.rope_base_local = rope_local;
+        }
+        let hd = opts.head_dim();
+        if let Some(q) = cfg.get("query_pre_attn_scalar").and_then(Json::as_f64) {
+            if q != hd as f64 {
+                return Err(ImportError::unsupported(
+                    cf,
+                    format!("query_pre_attn_scalar {q} (the attention scale is 1/√head_dim, {hd})"),
+                ));
+            }
+        }
+    }
+    // Gemma's RMSNorm multiplies by `1 + w`: the stored weight gets its 1 here.
+    let shift = if gemma { 1.0 } else { 0.0 };
     opts.validate()
         .map_err(|e| ImportError::malformed(cf, format!("model options: {e}")))?;
     let (v, d, f, kv, qd) = (
@@ -591,10 +727,12 @@ fn llama_like(
         Ok(())
     };
     copy("model.embed_tokens.weight", opts.tok_emb().name, vec![v, d])?;
-    copy("model.norm.weight", opts.out_norm().weight.name, vec![d])?;
     if let Some(output) = opts.output() {
         copy("lm_head.weight", output.name, vec![v, d])?;
     }
+    let x = w.f32("model.norm.weight", &[d])?;
+    let x: Vec<f32> = x.iter().map(|v| v + shift).collect();
+    t.push(RawTensor::f32(opts.out_norm().weight.name, vec![d], &x));
     let fused = family == Family::Phi3;
     for n in 0..opts.n_layers {
         let (s, b) = (format!("model.layers.{n}"), opts.layer(n));
@@ -649,27 +787,36 @@ fn llama_like(
             put(&kb.name, vec![kv], &unperm(&x, opts.n_kv_heads, 1));
             put(&vb.name, vec![kv], &get("self_attn.v_proj.bias", &[kv])?);
         }
+        let shifted = |x: Vec<f32>| -> Vec<f32> { x.iter().map(|v| v + shift).collect() };
         if let (Some(qn), Some(kn)) = (&b.attn_q_norm, &b.attn_k_norm) {
-            let x = get("self_attn.q_norm.weight", &[hd])?;
+            let x = shifted(get("self_attn.q_norm.weight", &[hd])?);
             put(&qn.name, vec![hd], &unperm(&x, 1, 1));
-            let x = get("self_attn.k_norm.weight", &[hd])?;
+            let x = shifted(get("self_attn.k_norm.weight", &[hd])?);
             put(&kn.name, vec![hd], &unperm(&x, 1, 1));
         }
-        for (src, dst, shape) in [
-            ("input_layernorm.weight", &b.attn_norm.weight.name, vec![d]),
-            (
-                "self_attn.o_proj.weight",
-                &b.attn_out.weight.name,
-                vec![d, qd],
-            ),
-            (
-                "post_attention_layernorm.weight",
-                &b.mlp_norm.weight.name,
-                vec![d],
-            ),
-            ("mlp.down_proj.weight", &b.mlp_down.weight.name, vec![d, f]),
-        ] {
-            put(dst, shape.clone(), &get(src, &shape)?);
+        put(
+            &b.attn_out.weight.name,
+            vec![d, qd],
+            &get("self_attn.o_proj.weight", &[d, qd])?,
+        );
+        put(
+            &b.mlp_down.weight.name,
+            vec![d, f],
+            &get("mlp.down_proj.weight", &[d, f])?,
+        );
+        // Norms: Gemma has a pre- and a post-norm around each sub-block, and its
+        // `post_attention_layernorm` is the attention's post-norm, not the MLP's norm.
+        let mut norms = vec![("input_layernorm.weight", &b.attn_norm.weight.name)];
+        match (&b.attn_post_norm, &b.mlp_post_norm) {
+            (Some(pa), Some(pm)) => norms.extend([
+                ("post_attention_layernorm.weight", &pa.weight.name),
+                ("pre_feedforward_layernorm.weight", &b.mlp_norm.weight.name),
+                ("post_feedforward_layernorm.weight", &pm.weight.name),
+            ]),
+            _ => norms.push(("post_attention_layernorm.weight", &b.mlp_norm.weight.name)),
+        }
+        for (src, dst) in norms {
+            put(dst, vec![d], &shifted(get(src, &[d])?));
         }
     }
     Ok((opts, t))
