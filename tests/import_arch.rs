@@ -101,6 +101,8 @@ fn gguf_name(canonical: &str) -> String {
     match canonical {
         "tok_emb" => return "token_embd.weight".into(),
         "out_norm.weight" => return "output_norm.weight".into(),
+        "out_norm.bias" => return "output_norm.bias".into(),
+        "pos_emb" => return "position_embd.weight".into(),
         "rope_freqs" => return "rope_freqs.weight".into(),
         _ => {}
     }
@@ -157,7 +159,8 @@ fn write_gguf(
     let mut tensors = Vec::new();
     for slot in o.tensor_layout() {
         let x = &w[&slot.name];
-        let (dt, data, kept) = if is_qk_weight(&slot.name) && arch != "phi3" {
+        let fused = matches!(arch, "phi3" | "gpt2");
+        let (dt, data, kept) = if is_qk_weight(&slot.name) && !fused {
             let h: Vec<u8> = x
                 .iter()
                 .flat_map(|v| f16::from_f32(*v).to_le_bytes())
@@ -179,8 +182,30 @@ fn write_gguf(
                 &b,
                 &["attn_q", "attn_k", "attn_v"],
                 "attn_qkv",
+                "weight",
             );
-            fuse_gguf(&mut tensors, &b, &["ffn_gate", "ffn_up"], "ffn_up");
+            fuse_gguf(
+                &mut tensors,
+                &b,
+                &["ffn_gate", "ffn_up"],
+                "ffn_up",
+                "weight",
+            );
+        }
+    }
+    if arch == "gpt2" {
+        // GPT-2 fuses q, k, v, weights and biases.
+        for l in 0..o.n_layers {
+            let b = format!("blk.{l}");
+            for kind in ["weight", "bias"] {
+                fuse_gguf(
+                    &mut tensors,
+                    &b,
+                    &["attn_q", "attn_k", "attn_v"],
+                    "attn_qkv",
+                    kind,
+                );
+            }
         }
     }
     // llama.cpp's converter writes tensors in its own order; the importer must not care.
@@ -190,26 +215,28 @@ fn write_gguf(
     (path, held)
 }
 
-/// Replaces the weights `{b}.{part}.weight` (same dtype and width) by one tensor
-/// `{b}.{into}.weight` with their rows one after the other.
+/// Replaces the tensors `{b}.{part}.{kind}` (same dtype and width) by one tensor
+/// `{b}.{into}.{kind}` with their rows one after the other.
 fn fuse_gguf(
     tensors: &mut Vec<(String, Vec<usize>, DType, Vec<u8>)>,
     b: &str,
     parts: &[&str],
     into: &str,
+    kind: &str,
 ) {
     let mut rows = 0;
     let mut data = Vec::new();
-    let (mut cols, mut dt) = (0, DType::F32);
+    let (mut rest, mut dt) = (Vec::new(), DType::F32);
     for p in parts {
-        let name = format!("{b}.{p}.weight");
+        let name = format!("{b}.{p}.{kind}");
         let i = tensors.iter().position(|t| t.0 == name).expect("part");
         let (_, shape, d, bytes) = tensors.remove(i);
         rows += shape[0];
-        (cols, dt) = (shape[1], d);
+        (rest, dt) = (shape[1..].to_vec(), d);
         data.extend(bytes);
     }
-    tensors.push((format!("{b}.{into}.weight"), vec![rows, cols], dt, data));
+    let shape = [vec![rows], rest].concat();
+    tensors.push((format!("{b}.{into}.{kind}"), shape, dt, data));
 }
 
 /// [`fuse_gguf`] for Hugging Face names (`{b}.{part}.weight`, bf16 bytes).
@@ -445,6 +472,9 @@ fn check(
             1e-4 * scale
         );
     }
+    if want_opts.positions != Positions::Rope {
+        return;
+    }
     // Rotating the other pairs gives other logits (the check above can fail).
     reference.rotate_half = !rotate_half;
     let other = reference.forward(&prompt);
@@ -558,6 +588,27 @@ fn gemma3_imports_from_gguf_and_hugging_face() {
     cfg["query_pre_attn_scalar"] = 32.into();
     let held = write_hf(&dir, &o, &w, cfg, false, 1);
     check(SourceKind::SafeTensors, &dir, &o, &held, true);
+}
+
+#[test]
+fn gpt2_imports_from_gguf() {
+    // Learned positions, LayerNorm with biases, GELU; q, k, v fused with their biases.
+    let o = opts(
+        Positions::Learned,
+        Norm::LayerNorm,
+        Mlp::Gelu,
+        true,
+        true,
+        4,
+    );
+    let w = random_weights(&o, 308 ^ test_seed(0));
+    let dir = scratch("gpt2");
+    let eps = vec![(
+        "gpt2.attention.layer_norm_epsilon".into(),
+        Kv::F32(o.norm_eps),
+    )];
+    let (path, held) = write_gguf(&dir, "gpt2", &o, &w, eps);
+    check(SourceKind::Gguf, &path, &o, &held, false);
 }
 
 #[test]

@@ -239,8 +239,13 @@ fn ggml_type_name(id: u32) -> String {
 
 /// GGUF's per-layer tensor names (after `blk.N.`) beside our slot for each: the one
 /// table both the importer and `export-gguf` read.
-pub const LAYER_NAMES: [(&str, LayerPick); 16] = [
+pub const LAYER_NAMES: [(&str, LayerPick); 21] = [
     ("attn_norm.weight", |s| Some(&s.attn_norm.weight)),
+    ("attn_norm.bias", |s| s.attn_norm.bias.as_ref()),
+    ("attn_output.bias", |s| s.attn_out.bias.as_ref()),
+    ("ffn_norm.bias", |s| s.mlp_norm.bias.as_ref()),
+    ("ffn_up.bias", |s| s.mlp_up.bias.as_ref()),
+    ("ffn_down.bias", |s| s.mlp_down.bias.as_ref()),
     ("attn_q.weight", |s| Some(&s.attn_q.weight)),
     ("attn_q.bias", |s| s.attn_q.bias.as_ref()),
     ("attn_k.weight", |s| Some(&s.attn_k.weight)),
@@ -268,7 +273,8 @@ pub const LAYER_NAMES: [(&str, LayerPick); 16] = [
 /// with NEOX (rotate-half) RoPE, so that its q/k rows are in Hugging Face's order.
 /// Everything else is read from the file's keys and tensors, except Gemma 3's
 /// GeGLU, √d embedding scale and sliding-window defaults ([`gemma3`]).
-pub const ARCHITECTURES: [(&str, bool); 5] = [
+pub const ARCHITECTURES: [(&str, bool); 6] = [
+    ("gpt2", false),
     ("llama", false),
     ("qwen2", true),
     ("qwen3", true),
@@ -345,8 +351,10 @@ pub fn unpermute_bytes(data: &[u8], rows: usize, n_heads: usize) -> Vec<u8> {
 pub type GlobalPick = fn(&ModelOptions) -> Option<TensorSlot>;
 
 /// GGUF's names of the tensors outside the layers beside our slot for each.
-pub const GLOBAL_NAMES: [(&str, GlobalPick); 4] = [
+pub const GLOBAL_NAMES: [(&str, GlobalPick); 6] = [
     ("token_embd.weight", |o| Some(o.tok_emb())),
+    ("position_embd.weight", |o| o.pos_emb()),
+    ("output_norm.bias", |o| o.out_norm().bias),
     ("rope_freqs.weight", |o| o.rope_freqs()),
     ("output_norm.weight", |o| Some(o.out_norm().weight)),
     ("output.weight", |o| o.output()),
@@ -428,6 +436,8 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
         }
     };
     let has = |name: &str| g.tensors.iter().any(|t| t.name == name);
+    // GPT-2: learned positions, LayerNorm, GELU and biases everywhere.
+    let gpt2 = arch == "gpt2";
     let n_heads = req("attention.head_count")?;
     let n_kv_heads = opt("attention.head_count_kv")?.unwrap_or(n_heads);
     let emb = g
@@ -456,12 +466,20 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
         n_kv_heads,
         d_ff: req("feed_forward_length")?,
         max_len: req("context_length")?,
-        positions: Positions::Rope,
-        norm: Norm::RmsNorm,
-        mlp: Mlp::SwiGlu,
-        bias: false,
+        positions: if gpt2 {
+            Positions::Learned
+        } else {
+            Positions::Rope
+        },
+        norm: if gpt2 { Norm::LayerNorm } else { Norm::RmsNorm },
+        mlp: if gpt2 { Mlp::Gelu } else { Mlp::SwiGlu },
+        bias: gpt2,
         tied_embeddings: !has("output.weight"),
-        norm_eps: opt_f32("attention.layer_norm_rms_epsilon", 1e-5)?,
+        norm_eps: if gpt2 {
+            opt_f32("attention.layer_norm_epsilon", 1e-5)?
+        } else {
+            opt_f32("attention.layer_norm_rms_epsilon", 1e-5)?
+        },
         rope_base: opt_f32("rope.freq_base", 10000.0)?,
         arch: ArchOptions {
             head_dim,
@@ -570,7 +588,8 @@ struct Piece<'a> {
 }
 
 /// Pushes `t` onto `out`, split into its parts when it is fused: `attn_qkv.weight`
-/// `[q_dim + 2·kv_dim, d]` into `attn_q`, `attn_k`, `attn_v`, and an `ffn_up.weight`
+/// `[q_dim + 2·kv_dim, d]` (and its bias) into `attn_q`, `attn_k`, `attn_v` (Phi-3,
+/// GPT-2), and an `ffn_up.weight`
 /// of `2·d_ff` rows into `ffn_gate` (the first half, as ggml's `swiglu` reads it) and
 /// `ffn_up` (Phi-3). Rows are whole blocks, so the parts are byte ranges.
 fn split_fused<'a>(
@@ -596,13 +615,19 @@ fn split_fused<'a>(
         whole(out);
         return Ok(());
     };
+    let qkv_rows = o.q_dim() + 2 * o.kv_dim();
     let parts: Vec<(&str, usize)> = match (tail, t.shape.as_slice()) {
-        ("attn_qkv.weight", [rows, _]) if *rows == o.q_dim() + 2 * o.kv_dim() => vec![
+        ("attn_qkv.weight", [rows, _]) if *rows == qkv_rows => vec![
             ("attn_q.weight", o.q_dim()),
             ("attn_k.weight", o.kv_dim()),
             ("attn_v.weight", o.kv_dim()),
         ],
-        ("attn_qkv.weight", [rows, _]) => {
+        ("attn_qkv.bias", [rows]) if *rows == qkv_rows && t.dtype.block_len() == 1 => vec![
+            ("attn_q.bias", o.q_dim()),
+            ("attn_k.bias", o.kv_dim()),
+            ("attn_v.bias", o.kv_dim()),
+        ],
+        ("attn_qkv.weight" | "attn_qkv.bias", [rows, ..]) => {
             return Err(ImportError::malformed(
                 file,
                 format!(
@@ -624,9 +649,11 @@ fn split_fused<'a>(
     let rb = t.data.len() / t.shape[0];
     let mut row = 0;
     for (name, rows) in parts {
+        let mut shape = t.shape.clone();
+        shape[0] = rows;
         out.push(Piece {
             name: format!("{stem}.{name}"),
-            shape: vec![rows, t.shape[1]],
+            shape,
             dtype: t.dtype,
             data: &t.data[row * rb..(row + rows) * rb],
         });
