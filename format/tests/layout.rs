@@ -164,6 +164,11 @@ fn arch_options_add_their_tensors_and_keys_only_when_set() {
         keys::QKV_BIAS,
         keys::QK_NORM,
         keys::ROPE_FREQ_FACTORS,
+        keys::EMBED_SCALE,
+        keys::POST_NORMS,
+        keys::SLIDING_WINDOW,
+        keys::SLIDING_WINDOW_PATTERN,
+        keys::ROPE_BASE_LOCAL,
     ] {
         assert!(
             meta.iter().all(|(m, _)| m != k),
@@ -176,8 +181,17 @@ fn arch_options_add_their_tensors_and_keys_only_when_set() {
         qkv_bias: true,
         qk_norm: true,
         rope_freq_factors: true,
+        embed_scale: Some(4.0),
+        post_norms: true,
+        sliding_window: Some(3),
+        sliding_window_pattern: 2,
+        rope_base_local: Some(100.0),
     };
+    o.mlp = Mlp::GeGlu;
     o.validate().unwrap();
+    // Layer 0 slides with the local base, layer 1 (2 % 2 == 1) is global.
+    assert_eq!((o.layer_window(0), o.layer_rope_base(0)), (Some(3), 100.0));
+    assert_eq!((o.layer_window(1), o.layer_rope_base(1)), (None, 10000.0));
     let layout = listed(&o.tensor_layout());
     let plain_layout = listed(&plain.tensor_layout());
     // q_dim = 4 heads × 6 = 24 over d_model 16; kv 2 × 6 = 12.
@@ -199,14 +213,16 @@ fn arch_options_add_their_tensors_and_keys_only_when_set() {
             ("blk.0.attn_q_norm.weight", &[6], false),
             ("blk.0.attn_k_norm.weight", &[6], false),
             ("blk.0.attn_out.weight", &[16, 24], true),
+            ("blk.0.attn_post_norm.weight", &[16], false),
             ("blk.0.mlp_norm.weight", &[16], false),
             ("blk.0.mlp_gate.weight", &[24, 16], true),
             ("blk.0.mlp_up.weight", &[24, 16], true),
             ("blk.0.mlp_down.weight", &[16, 24], true),
+            ("blk.0.mlp_post_norm.weight", &[16], false),
         ])
     );
     assert_eq!(layout[1], ("rope_freqs".to_string(), vec![3], false));
-    assert_eq!(layout.len(), plain_layout.len() + 1 + 2 * 5);
+    assert_eq!(layout.len(), plain_layout.len() + 1 + 2 * 7);
     // The keys round-trip through the metadata.
     let mut w = llm_format::LlmWriter::new();
     w.extend_meta(o.to_meta());

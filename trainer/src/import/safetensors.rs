@@ -526,10 +526,20 @@ pub fn llama3_rope_factors(
         .collect()
 }
 
+/// A `llama3` `rope_scaling`: `factor`, `low_freq_factor`, `high_freq_factor`,
+/// `original_max_position_embeddings`.
+#[derive(Clone, Copy, Debug)]
+struct Llama3Scaling {
+    factor: f64,
+    low: f64,
+    high: f64,
+    original: f64,
+}
+
 /// The RoPE settings of a llama-family config: `rope_theta` (top level, or in
 /// transformers 5's `rope_parameters`) and the frequency factors of a `llama3`
 /// `rope_scaling`; any other scaling type is refused.
-fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<(f64, f64, f64, f64)>), ImportError> {
+fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<Llama3Scaling>), ImportError> {
     let params = ["rope_scaling", "rope_parameters"]
         .iter()
         .find_map(|k| cfg.get(*k).filter(|v| v.is_object()));
@@ -571,12 +581,12 @@ fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<(f64, f64, f64, f64)
                     ),
                 ));
             }
-            let scaling = (
-                num("factor", 8.0)?,
+            let scaling = Llama3Scaling {
+                factor: num("factor", 8.0)?,
                 low,
                 high,
-                num("original_max_position_embeddings", 8192.0)?,
-            );
+                original: num("original_max_position_embeddings", 8192.0)?,
+            };
             Ok((base, Some(scaling)))
         }
         other => Err(ImportError::unsupported(
@@ -717,8 +727,8 @@ fn llama_like(
     );
     let hd = opts.head_dim();
     let mut t = Vec::new();
-    if let (Some(slot), Some((factor, low, high, orig))) = (opts.rope_freqs(), scaling) {
-        let x = llama3_rope_factors(hd, rope_base, factor, low, high, orig);
+    if let (Some(slot), Some(sc)) = (opts.rope_freqs(), scaling) {
+        let x = llama3_rope_factors(hd, rope_base, sc.factor, sc.low, sc.high, sc.original);
         t.push(RawTensor::f32(slot.name, slot.shape, &x));
     }
     let mut copy = |src: &str, dst: String, shape: Vec<usize>| -> Result<(), ImportError> {
