@@ -647,7 +647,7 @@ fn llama3_factors(hd: usize, base: f64, factor: f64, low: f64, high: f64, orig: 
                 inv
             };
             let smooth = (orig / wavelen - low) / (high - low);
-            let medium = !(wavelen < orig / high) && !(wavelen > orig / low);
+            let medium = wavelen >= orig / high && wavelen <= orig / low;
             let out = if medium {
                 (1.0 - smooth) * scaled / factor + smooth * scaled
             } else {
@@ -670,7 +670,7 @@ fn llama3_factors_are_llama_cpps() {
         (0, 1.0f32),
         (28, 1.0),
         (29, 1.207_483_9),
-        (32, 2.694_530),
+        (32, 2.694_53),
         (34, 5.257_327),
         (35, 8.0),
         (63, 8.0),
