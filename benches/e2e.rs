@@ -49,6 +49,7 @@ fn llama_opts(d_model: usize, d_ff: usize, n_layers: usize, n_heads: usize) -> M
         tied_embeddings: false,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     }
 }
 

@@ -31,6 +31,7 @@ pub fn opts(
         tied_embeddings: tied,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     }
 }
 
@@ -59,7 +60,10 @@ pub fn random_weights(o: &ModelOptions, seed: u64) -> HashMap<String, Vec<f32>> 
         .into_iter()
         .map(|slot| {
             let n: usize = slot.shape.iter().product();
-            let v = if slot.name.ends_with("norm.weight") {
+            let v = if slot.name == "rope_freqs" {
+                // Divisors of the frequencies, as Llama 3's: 1 up to 8.
+                (0..n).map(|_| 1.0 + 3.5 * (1.0 + rng.uniform())).collect()
+            } else if slot.name.ends_with("norm.weight") {
                 (0..n).map(|_| 1.0 + 0.2 * rng.uniform()).collect()
             } else if slot.matrix || slot.name == "pos_emb" {
                 let fan_in = *slot.shape.last().expect("shape") as f32;

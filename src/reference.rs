@@ -12,6 +12,11 @@ pub struct RefModel {
     pub opts: ModelOptions,
     /// name → values.
     pub w: HashMap<String, Vec<f64>>,
+    /// Rotate the pairs `(x[i], x[i + head_dim/2])` instead of `(x[2i], x[2i+1])`
+    /// (Hugging Face's rotate-half, GGUF's NEOX): not a model option (the format
+    /// has one convention), but how an importer test runs the weights as the source
+    /// stored them, so that the importer's permutation is checked, not assumed.
+    pub rotate_half: bool,
 }
 
 fn matvec(w: &[f64], x: &[f64], rows: usize) -> Vec<f64> {
@@ -28,7 +33,11 @@ impl RefModel {
             .iter()
             .map(|(k, v)| (k.clone(), v.iter().map(|&x| x as f64).collect()))
             .collect();
-        RefModel { opts, w }
+        RefModel {
+            opts,
+            w,
+            rotate_half: false,
+        }
     }
 
     fn get(&self, name: &str) -> &[f64] {
@@ -69,16 +78,36 @@ impl RefModel {
         y
     }
 
-    fn rope(&self, v: &mut [f64], pos: usize) {
+    fn rope(&self, v: &mut [f64], pos: usize, base: f64) {
         let hd = self.opts.head_dim();
+        let factors = self.opts.rope_freqs().map(|s| self.get(&s.name).to_vec());
         for head in v.chunks_mut(hd) {
             for i in 0..hd / 2 {
-                let theta =
-                    pos as f64 * (self.opts.rope_base as f64).powf(-((2 * i) as f64) / hd as f64);
+                let mut theta = pos as f64 * base.powf(-((2 * i) as f64) / hd as f64);
+                if let Some(f) = &factors {
+                    theta /= f[i];
+                }
                 let (s, c) = theta.sin_cos();
-                let (a, b) = (head[2 * i], head[2 * i + 1]);
-                head[2 * i] = a * c - b * s;
-                head[2 * i + 1] = a * s + b * c;
+                let (ia, ib) = if self.rotate_half {
+                    (i, i + hd / 2)
+                } else {
+                    (2 * i, 2 * i + 1)
+                };
+                let (a, b) = (head[ia], head[ib]);
+                head[ia] = a * c - b * s;
+                head[ib] = a * s + b * c;
+            }
+        }
+    }
+
+    /// RMSNorm of each `head_dim` piece of `v` with the weight `name`.
+    fn head_norm(&self, name: &str, v: &mut [f64]) {
+        let w = self.get(name);
+        for head in v.chunks_mut(w.len()) {
+            let ms = head.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
+            let r = 1.0 / (ms + self.opts.norm_eps as f64).sqrt();
+            for (x, wi) in head.iter_mut().zip(w) {
+                *x *= r * wi;
             }
         }
     }
@@ -98,13 +127,15 @@ impl RefModel {
     /// input), `[tokens.len()][d_model]`.
     pub fn hidden(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
         let o = &self.opts;
-        let (d, kv, hd, f) = (o.d_model, o.kv_dim(), o.head_dim(), o.d_ff);
+        let (d, kv, hd, f, qd) = (o.d_model, o.kv_dim(), o.head_dim(), o.d_ff, o.q_dim());
         let emb = self.get(&o.tok_emb().name);
         let mut xs: Vec<Vec<f64>> = tokens
             .iter()
             .enumerate()
             .map(|(pos, &t)| {
                 let mut x = emb[t as usize * d..(t as usize + 1) * d].to_vec();
+                let scale = o.arch.embed_scale.map_or(1.0, |s| s as f64);
+                x.iter_mut().for_each(|v| *v *= scale);
                 match o.positions {
                     Positions::Learned => {
                         let p = self.get(&o.pos_emb().expect("learned positions").name);
@@ -132,22 +163,29 @@ impl RefModel {
             let mut vs = Vec::new();
             for (pos, x) in xs.iter().enumerate() {
                 let h = self.norm(&s.attn_norm, x);
-                let mut q = self.linear(&s.attn_q, &h, d);
+                let mut q = self.linear(&s.attn_q, &h, qd);
                 let mut k = self.linear(&s.attn_k, &h, kv);
+                if let (Some(qn), Some(kn)) = (&s.attn_q_norm, &s.attn_k_norm) {
+                    self.head_norm(&qn.name, &mut q);
+                    self.head_norm(&kn.name, &mut k);
+                }
                 if o.positions == Positions::Rope {
-                    self.rope(&mut q, pos);
-                    self.rope(&mut k, pos);
+                    let base = o.layer_rope_base(l) as f64;
+                    self.rope(&mut q, pos, base);
+                    self.rope(&mut k, pos, base);
                 }
                 qs.push(q);
                 ks.push(k);
                 vs.push(self.linear(&s.attn_v, &h, kv));
             }
             for (i, x) in xs.iter_mut().enumerate() {
-                let mut att = vec![0.0; d];
+                let mut att = vec![0.0; qd];
                 for h in 0..o.n_heads {
                     let g = h / group;
                     let q = &qs[i][h * hd..(h + 1) * hd];
-                    let s: Vec<f64> = (0..=i)
+                    // A sliding layer sees the last `window` positions, itself included.
+                    let lo = o.layer_window(l).map_or(0, |w| (i + 1).saturating_sub(w));
+                    let s: Vec<f64> = (lo..=i)
                         .map(|t| {
                             let k = &ks[t][g * hd..(g + 1) * hd];
                             q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt()
@@ -156,13 +194,16 @@ impl RefModel {
                     let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
                     let z: f64 = e.iter().sum();
-                    for (t, et) in e.iter().enumerate() {
+                    for (t, et) in (lo..=i).zip(&e) {
                         for j in 0..hd {
                             att[h * hd + j] += et / z * vs[t][g * hd + j];
                         }
                     }
                 }
-                let y = self.linear(&s.attn_out, &att, d);
+                let mut y = self.linear(&s.attn_out, &att, d);
+                if let Some(post) = &s.attn_post_norm {
+                    y = self.norm(post, &y);
+                }
                 for j in 0..d {
                     x[j] += y[j];
                 }
@@ -180,6 +221,20 @@ impl RefModel {
                         })
                         .collect(),
                     Mlp::Relu => up.iter().map(|&u| u.max(0.0)).collect(),
+                    Mlp::GeGlu => {
+                        let gate = self.linear(s.mlp_gate.as_ref().expect("geglu gate"), &h, f);
+                        gate.iter()
+                            .zip(&up)
+                            .map(|(&g, &u)| {
+                                0.5 * g
+                                    * (1.0
+                                        + ((2.0 / std::f64::consts::PI).sqrt()
+                                            * (g + 0.044715 * g.powi(3)))
+                                        .tanh())
+                                    * u
+                            })
+                            .collect()
+                    }
                     Mlp::SwiGlu => {
                         let gate = self.linear(s.mlp_gate.as_ref().expect("swiglu gate"), &h, f);
                         gate.iter()
@@ -188,7 +243,10 @@ impl RefModel {
                             .collect()
                     }
                 };
-                let y = self.linear(&s.mlp_down, &act, d);
+                let mut y = self.linear(&s.mlp_down, &act, d);
+                if let Some(post) = &s.mlp_post_norm {
+                    y = self.norm(post, &y);
+                }
                 for j in 0..d {
                     x[j] += y[j];
                 }

@@ -117,6 +117,7 @@ fn llama2c_checkpoint_generates_like_the_reference() {
             tied_embeddings: shared,
             norm_eps: 1e-5,
             rope_base: 10000.0,
+            arch: Default::default(),
         };
         // Fixed seeds, not `test_seed`: they were chosen so that the greedy sequence is
         // not degenerate, which `check_greedy` asserts (other seeds can give a model
@@ -207,6 +208,7 @@ fn llmc_gpt2_checkpoint_generates_like_the_reference() {
         tied_embeddings: true,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     };
     // A fixed seed, chosen for a non-degenerate greedy sequence (see the llama2c test).
     let mut rng = Rng::new(5);
@@ -336,6 +338,7 @@ fn safetensors_gpt2_imports_and_matches_the_reference() {
         tied_embeddings: true,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     };
     let mut w = llmrt_suite::fixtures::random_weights(&opts, test_seed(31));
     for x in w.get_mut("tok_emb").expect("tok_emb").iter_mut() {

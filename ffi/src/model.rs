@@ -246,6 +246,7 @@ pub unsafe extern "C" fn llmrt_model_get_info(
                 Mlp::Gelu => c"gelu",
                 Mlp::Relu => c"relu",
                 Mlp::SwiGlu => c"swiglu",
+                Mlp::GeGlu => c"geglu",
             }),
             bias: o.bias.into(),
             tied_embeddings: o.tied_embeddings.into(),

@@ -114,6 +114,7 @@ pub(crate) fn model_bytes(seed: u64) -> Vec<u8> {
         tied_embeddings: false,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     };
     // SplitMix64 for the weights.
     let mut state = seed ^ test_seed(0);

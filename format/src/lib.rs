@@ -56,7 +56,7 @@ pub use meta::MetaReader;
 pub use meta::Value;
 #[cfg(feature = "std")]
 pub use mmap::MappedFile;
-pub use options::{Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
+pub use options::{ArchOptions, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
 pub use reader::LlmFile;
 pub use tensor::{Tensor, TensorInfo};
 pub use writer::LlmWriter;

@@ -9,7 +9,8 @@
 //! * RoPE rotates adjacent pairs `(x[2i], x[2i+1])` with angle `pos·base^(-2i/head_dim)`
 //!   (llama2.c / GGUF convention); sinusoidal positions add
 //!   `pe[pos, 2i] = sin(pos·10000^(-2i/d))`, `pe[pos, 2i+1] = cos(...)` to the embedding;
-//! * GELU is the tanh approximation (GPT-2); SwiGLU is `down(silu(gate·x) * (up·x))`.
+//! * GELU is the tanh approximation (GPT-2); SwiGLU is `down(silu(gate·x) * (up·x))`,
+//!   GeGLU `down(gelu(gate·x) * (up·x))`.
 
 use crate::error::FormatError;
 use crate::meta::{MetaReader, Value};
@@ -48,6 +49,15 @@ pub enum Mlp {
     Relu,
     /// `down(silu(gate·x) ⊙ up·x)`.
     SwiGlu,
+    /// `down(gelu(gate·x) ⊙ up·x)`, GELU the tanh approximation (Gemma).
+    GeGlu,
+}
+
+impl Mlp {
+    /// Whether the MLP has a gate projection (`mlp_gate`).
+    pub fn gated(self) -> bool {
+        matches!(self, Mlp::SwiGlu | Mlp::GeGlu)
+    }
 }
 
 macro_rules! str_enum {
@@ -62,7 +72,7 @@ macro_rules! str_enum {
 }
 str_enum!(Positions, Positions::Learned => "learned", Positions::Sinusoidal => "sinusoidal", Positions::Rope => "rope");
 str_enum!(Norm, Norm::LayerNorm => "layernorm", Norm::RmsNorm => "rmsnorm");
-str_enum!(Mlp, Mlp::Gelu => "gelu", Mlp::Relu => "relu", Mlp::SwiGlu => "swiglu");
+str_enum!(Mlp, Mlp::Gelu => "gelu", Mlp::Relu => "relu", Mlp::SwiGlu => "swiglu", Mlp::GeGlu => "geglu");
 
 /// Every hyper-parameter the runtime needs to run a model.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,7 +83,7 @@ pub struct ModelOptions {
     pub d_model: usize,
     /// Decoder blocks.
     pub n_layers: usize,
-    /// Query heads; `d_model % n_heads == 0`.
+    /// Query heads; `d_model % n_heads == 0` unless [`ArchOptions::head_dim`] is set.
     pub n_heads: usize,
     /// Key/value heads (GQA/MQA); divides `n_heads`.
     pub n_kv_heads: usize,
@@ -95,6 +105,45 @@ pub struct ModelOptions {
     pub norm_eps: f32,
     /// RoPE frequency base (ignored unless `positions == Rope`).
     pub rope_base: f32,
+    /// The settings beyond the classic decoder (head width, q/k/v biases, q/k norms,
+    /// RoPE frequency factors); [`ArchOptions::default`] is the classic decoder.
+    pub arch: ArchOptions,
+}
+
+/// Settings of the newer decoder families (Qwen 2/3, Llama 3.1), each a named
+/// metadata key that is absent when it has its default, so files written before
+/// the key existed read as before. `Default` is the classic decoder.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ArchOptions {
+    /// Width of one attention head when it is not `d_model / n_heads` (Qwen 3,
+    /// Gemma 3): the query projection is then `[n_heads·head_dim, d]` and the output
+    /// projection `[d, n_heads·head_dim]`. `None`: `d_model / n_heads`.
+    pub head_dim: Option<usize>,
+    /// Biases on the q, k and v projections even when `bias` is off (Qwen 2).
+    pub qkv_bias: bool,
+    /// RMSNorm of every query and key head over its `head_dim` values, before RoPE,
+    /// with one weight vector `[head_dim]` for q and one for k per layer (Qwen 3).
+    pub qk_norm: bool,
+    /// RoPE frequency factors: a tensor `rope_freqs [head_dim/2]` divides each
+    /// inverse frequency, `θ_i = pos·base^(−2i/head_dim) / rope_freqs[i]` (Llama 3.1's
+    /// `llama3` scaling; llama.cpp's `rope_freqs.weight`).
+    pub rope_freq_factors: bool,
+    /// Multiplier of the token embedding on input (not of the tied output): Gemma's
+    /// `√d_model`. `None`: 1.
+    pub embed_scale: Option<f32>,
+    /// A second norm of each sub-block's output before the residual add
+    /// (`x += post_norm(attn(norm1(x)))`, the same for the MLP), weights
+    /// `blk.N.attn_post_norm` and `blk.N.mlp_post_norm` `[d]` (Gemma 2/3).
+    pub post_norms: bool,
+    /// Sliding-window attention: a query at position `p` sees the keys at
+    /// `p − window + 1 ..= p` only, on the layers [`ModelOptions::layer_window`] names.
+    pub sliding_window: Option<usize>,
+    /// With a sliding window, every `pattern`-th layer (`l % pattern == pattern − 1`)
+    /// is global, the others slide (Gemma 3: 6); 0: every layer slides.
+    pub sliding_window_pattern: usize,
+    /// RoPE base of the sliding-window layers (Gemma 3: 10000 where the global
+    /// layers use 1e6). `None`: `rope_base`.
+    pub rope_base_local: Option<f32>,
 }
 
 /// Metadata keys of the model options.
@@ -127,6 +176,24 @@ pub mod keys {
     pub const NORM_EPS: &str = "llm.norm_eps";
     /// f32
     pub const ROPE_BASE: &str = "llm.rope_base";
+    /// u32, optional: head width when not `d_model / n_heads`
+    pub const HEAD_DIM: &str = "llm.head_dim";
+    /// bool, optional (false): biases on q, k, v
+    pub const QKV_BIAS: &str = "llm.qkv_bias";
+    /// bool, optional (false): per-head RMSNorm of q and k before RoPE
+    pub const QK_NORM: &str = "llm.qk_norm";
+    /// bool, optional (false): a `rope_freqs` tensor divides the RoPE frequencies
+    pub const ROPE_FREQ_FACTORS: &str = "llm.rope_freq_factors";
+    /// f32, optional (1): multiplier of the input embedding
+    pub const EMBED_SCALE: &str = "llm.embed_scale";
+    /// bool, optional (false): norms of the attention and MLP outputs
+    pub const POST_NORMS: &str = "llm.post_norms";
+    /// u32, optional (none): sliding attention window in tokens
+    pub const SLIDING_WINDOW: &str = "llm.sliding_window";
+    /// u32, optional (0): every N-th layer is global, the others slide
+    pub const SLIDING_WINDOW_PATTERN: &str = "llm.sliding_window_pattern";
+    /// f32, optional (rope_base): RoPE base of the sliding-window layers
+    pub const ROPE_BASE_LOCAL: &str = "llm.rope_base_local";
     /// string: gpt2 | sentencepiece | char
     pub const TOK_KIND: &str = "tokenizer.kind";
     /// array of string
@@ -156,9 +223,31 @@ pub mod keys {
 }
 
 impl ModelOptions {
-    /// Width of one attention head.
+    /// Width of one attention head: [`ArchOptions::head_dim`], else `d_model / n_heads`.
     pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_heads
+        self.arch.head_dim.unwrap_or(self.d_model / self.n_heads)
+    }
+
+    /// The attention window of layer `l`: `Some(window)` for a sliding layer, `None`
+    /// for a global one (see [`ArchOptions::sliding_window_pattern`]).
+    pub fn layer_window(&self, l: usize) -> Option<usize> {
+        let p = self.arch.sliding_window_pattern;
+        self.arch
+            .sliding_window
+            .filter(|_| p == 0 || l % p != p - 1)
+    }
+
+    /// The RoPE base of layer `l`: [`ArchOptions::rope_base_local`] on sliding layers.
+    pub fn layer_rope_base(&self, l: usize) -> f32 {
+        match (self.layer_window(l), self.arch.rope_base_local) {
+            (Some(_), Some(b)) => b,
+            _ => self.rope_base,
+        }
+    }
+
+    /// Width of the query projection (and of the attention output): `n_heads · head_dim`.
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim()
     }
 
     /// Width of the key/value projections.
@@ -182,7 +271,11 @@ impl ModelOptions {
                 return bad(format!("model option {name} = {v} is out of range"));
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if let Some(hd) = self.arch.head_dim {
+            if hd == 0 || hd > (1 << 16) {
+                return bad(format!("model option head_dim = {hd} is out of range"));
+            }
+        } else if self.d_model % self.n_heads != 0 {
             return bad(format!(
                 "d_model {} is not a multiple of n_heads {}",
                 self.d_model, self.n_heads
@@ -214,13 +307,33 @@ impl ModelOptions {
         {
             return bad(format!("rope_base {} is out of range", self.rope_base));
         }
+        if self.arch.rope_freq_factors && self.positions != Positions::Rope {
+            return bad("rope_freq_factors needs positions = rope".into());
+        }
+        if let Some(s) = self.arch.embed_scale {
+            if !(s.is_finite() && s > 0.0) {
+                return bad(format!("embed_scale {s} is out of range"));
+            }
+        }
+        if self.arch.sliding_window == Some(0) {
+            return bad("sliding_window 0 is out of range".into());
+        }
+        if let Some(b) = self.arch.rope_base_local {
+            if self.arch.sliding_window.is_none() || !(b > 1.0 && b.is_finite()) {
+                return bad(format!(
+                    "rope_base_local {b} needs a sliding window and a base above 1"
+                ));
+            }
+        }
         Ok(())
     }
 
-    /// The options as metadata entries.
+    /// The options as metadata entries (the [`ArchOptions`] keys only when they are
+    /// not the default).
     pub fn to_meta(&self) -> Vec<(String, Value<'static>)> {
         let u = |v: usize| Value::U32(v as u32);
-        vec![
+        let a = &self.arch;
+        let mut m = vec![
             (keys::VOCAB_SIZE.into(), u(self.vocab_size)),
             (keys::D_MODEL.into(), u(self.d_model)),
             (keys::N_LAYERS.into(), u(self.n_layers)),
@@ -235,7 +348,36 @@ impl ModelOptions {
             (keys::TIED.into(), Value::Bool(self.tied_embeddings)),
             (keys::NORM_EPS.into(), Value::F32(self.norm_eps)),
             (keys::ROPE_BASE.into(), Value::F32(self.rope_base)),
-        ]
+        ];
+        if let Some(hd) = a.head_dim {
+            m.push((keys::HEAD_DIM.into(), u(hd)));
+        }
+        for (key, on) in [
+            (keys::QKV_BIAS, a.qkv_bias),
+            (keys::QK_NORM, a.qk_norm),
+            (keys::ROPE_FREQ_FACTORS, a.rope_freq_factors),
+            (keys::POST_NORMS, a.post_norms),
+        ] {
+            if on {
+                m.push((key.into(), Value::Bool(true)));
+            }
+        }
+        if let Some(s) = a.embed_scale {
+            m.push((keys::EMBED_SCALE.into(), Value::F32(s)));
+        }
+        if let Some(w) = a.sliding_window {
+            m.push((keys::SLIDING_WINDOW.into(), u(w)));
+        }
+        if a.sliding_window_pattern != 0 {
+            m.push((
+                keys::SLIDING_WINDOW_PATTERN.into(),
+                u(a.sliding_window_pattern),
+            ));
+        }
+        if let Some(b) = a.rope_base_local {
+            m.push((keys::ROPE_BASE_LOCAL.into(), Value::F32(b)));
+        }
+        m
     }
 
     /// Reads and validates the options.
@@ -243,6 +385,18 @@ impl ModelOptions {
         let choice = |key: &str| -> Result<String, FormatError> { Ok(m.str(key)?.to_string()) };
         let unknown = |key: &str, v: &str| {
             FormatError::Invalid(format!("unknown value '{v}' for metadata key '{key}'"))
+        };
+        let opt_bool = |key: &str| -> Result<bool, FormatError> {
+            match m.get(key) {
+                None => Ok(false),
+                Some(_) => m.bool(key),
+            }
+        };
+        let opt_usize = |key: &str| -> Result<Option<usize>, FormatError> {
+            m.get(key).map(|_| m.usize(key)).transpose()
+        };
+        let opt_f32 = |key: &str| -> Result<Option<f32>, FormatError> {
+            m.get(key).map(|_| m.f32(key)).transpose()
         };
         let pos = choice(keys::POSITIONS)?;
         let norm = choice(keys::NORM)?;
@@ -262,6 +416,17 @@ impl ModelOptions {
             tied_embeddings: m.bool(keys::TIED)?,
             norm_eps: m.f32(keys::NORM_EPS)?,
             rope_base: m.f32(keys::ROPE_BASE)?,
+            arch: ArchOptions {
+                head_dim: opt_usize(keys::HEAD_DIM)?,
+                qkv_bias: opt_bool(keys::QKV_BIAS)?,
+                qk_norm: opt_bool(keys::QK_NORM)?,
+                rope_freq_factors: opt_bool(keys::ROPE_FREQ_FACTORS)?,
+                embed_scale: opt_f32(keys::EMBED_SCALE)?,
+                post_norms: opt_bool(keys::POST_NORMS)?,
+                sliding_window: opt_usize(keys::SLIDING_WINDOW)?,
+                sliding_window_pattern: opt_usize(keys::SLIDING_WINDOW_PATTERN)?.unwrap_or(0),
+                rope_base_local: opt_f32(keys::ROPE_BASE_LOCAL)?,
+            },
         };
         o.validate()?;
         Ok(o)
@@ -280,19 +445,37 @@ impl ModelOptions {
 
     /// The tensors of decoder block `l` (`blk.{l}.*`; `l` should be below `n_layers`).
     pub fn layer(&self, l: usize) -> LayerSlots {
-        let (d, f, kv) = (self.d_model, self.d_ff, self.kv_dim());
+        let (d, f, kv, qd) = (self.d_model, self.d_ff, self.kv_dim(), self.q_dim());
         let b = format!("blk.{l}");
+        let qkv_bias = self.bias || self.arch.qkv_bias;
+        let head_norm = |stem: &str| {
+            self.arch.qk_norm.then(|| {
+                TensorSlot::new(format!("{b}.{stem}.weight"), vec![self.head_dim()], false)
+            })
+        };
         LayerSlots {
             attn_norm: self.norm_slots(format!("{b}.attn_norm")),
-            attn_q: self.linear_slots(format!("{b}.attn_q"), d, d),
-            attn_k: self.linear_slots(format!("{b}.attn_k"), kv, d),
-            attn_v: self.linear_slots(format!("{b}.attn_v"), kv, d),
-            attn_out: self.linear_slots(format!("{b}.attn_out"), d, d),
+            attn_q: linear_slots(format!("{b}.attn_q"), qd, d, qkv_bias),
+            attn_k: linear_slots(format!("{b}.attn_k"), kv, d, qkv_bias),
+            attn_v: linear_slots(format!("{b}.attn_v"), kv, d, qkv_bias),
+            attn_q_norm: head_norm("attn_q_norm"),
+            attn_k_norm: head_norm("attn_k_norm"),
+            attn_out: self.linear_slots(format!("{b}.attn_out"), d, qd),
+            attn_post_norm: self
+                .arch
+                .post_norms
+                .then(|| self.norm_slots(format!("{b}.attn_post_norm"))),
             mlp_norm: self.norm_slots(format!("{b}.mlp_norm")),
-            mlp_gate: (self.mlp == Mlp::SwiGlu)
+            mlp_gate: self
+                .mlp
+                .gated()
                 .then(|| self.linear_slots(format!("{b}.mlp_gate"), f, d)),
             mlp_up: self.linear_slots(format!("{b}.mlp_up"), f, d),
             mlp_down: self.linear_slots(format!("{b}.mlp_down"), d, f),
+            mlp_post_norm: self
+                .arch
+                .post_norms
+                .then(|| self.norm_slots(format!("{b}.mlp_post_norm"))),
         }
     }
 
@@ -325,22 +508,26 @@ impl ModelOptions {
 
     /// A linear layer's weight `[out, inp]`, and its bias `[out]` with biases.
     fn linear_slots(&self, stem: String, out: usize, inp: usize) -> LinearSlots {
-        LinearSlots {
-            bias: self
-                .bias
-                .then(|| TensorSlot::new(format!("{stem}.bias"), vec![out], false)),
-            weight: TensorSlot::new(format!("{stem}.weight"), vec![out, inp], true),
-        }
+        linear_slots(stem, out, inp, self.bias)
+    }
+
+    /// The RoPE frequency factors `rope_freqs` `[head_dim/2]`, with
+    /// [`ArchOptions::rope_freq_factors`].
+    pub fn rope_freqs(&self) -> Option<TensorSlot> {
+        self.arch
+            .rope_freq_factors
+            .then(|| TensorSlot::new("rope_freqs".into(), vec![self.head_dim() / 2], false))
     }
 
     /// The canonical tensor directory: every tensor the model has, in file order
-    /// (`tok_emb`, `pos_emb`, each block's [`LayerSlots::tensors`], `out_norm`,
+    /// (`tok_emb`, `pos_emb`, `rope_freqs`, each block's [`LayerSlots::tensors`], `out_norm`,
     /// `output.weight`), with its shape (outermost dimension first) and whether it is a
     /// matrix that may be quantised (`false` for norms, biases and position tables,
     /// which stay f32). Built from the typed slots above.
     pub fn tensor_layout(&self) -> Vec<TensorSlot> {
         let mut v = vec![self.tok_emb()];
         v.extend(self.pos_emb());
+        v.extend(self.rope_freqs());
         for l in 0..self.n_layers {
             v.extend(self.layer(l).tensors().into_iter().cloned());
         }
@@ -355,6 +542,14 @@ impl ModelOptions {
             .iter()
             .map(|t| t.shape.iter().product::<usize>())
             .sum()
+    }
+}
+
+/// A linear layer's weight `[out, inp]`, and its bias `[out]` when `bias`.
+fn linear_slots(stem: String, out: usize, inp: usize, bias: bool) -> LinearSlots {
+    LinearSlots {
+        bias: bias.then(|| TensorSlot::new(format!("{stem}.bias"), vec![out], false)),
+        weight: TensorSlot::new(format!("{stem}.weight"), vec![out, inp], true),
     }
 }
 
@@ -417,22 +612,32 @@ impl NormSlots {
 pub struct LayerSlots {
     /// `blk.N.attn_norm`: the norm before attention.
     pub attn_norm: NormSlots,
-    /// `blk.N.attn_q`: query projection `[d, d]`.
+    /// `blk.N.attn_q`: query projection `[q_dim, d]`.
     pub attn_q: LinearSlots,
     /// `blk.N.attn_k`: key projection `[kv_dim, d]`.
     pub attn_k: LinearSlots,
     /// `blk.N.attn_v`: value projection `[kv_dim, d]`.
     pub attn_v: LinearSlots,
-    /// `blk.N.attn_out`: attention output projection `[d, d]`.
+    /// `blk.N.attn_q_norm.weight`: RMSNorm weight of each query head `[head_dim]`
+    /// (with [`ArchOptions::qk_norm`]).
+    pub attn_q_norm: Option<TensorSlot>,
+    /// `blk.N.attn_k_norm.weight`: RMSNorm weight of each key head `[head_dim]`
+    /// (with [`ArchOptions::qk_norm`]).
+    pub attn_k_norm: Option<TensorSlot>,
+    /// `blk.N.attn_out`: attention output projection `[d, q_dim]`.
     pub attn_out: LinearSlots,
+    /// `blk.N.attn_post_norm`: the norm of the attention output (post norms only).
+    pub attn_post_norm: Option<NormSlots>,
     /// `blk.N.mlp_norm`: the norm before the MLP.
     pub mlp_norm: NormSlots,
-    /// `blk.N.mlp_gate`: SwiGLU's gate `[d_ff, d]` (SwiGLU only).
+    /// `blk.N.mlp_gate`: the gate `[d_ff, d]` of SwiGLU and GeGLU.
     pub mlp_gate: Option<LinearSlots>,
     /// `blk.N.mlp_up`: up projection `[d_ff, d]`.
     pub mlp_up: LinearSlots,
     /// `blk.N.mlp_down`: down projection `[d, d_ff]`.
     pub mlp_down: LinearSlots,
+    /// `blk.N.mlp_post_norm`: the norm of the MLP output (post norms only).
+    pub mlp_post_norm: Option<NormSlots>,
 }
 
 impl LayerSlots {
@@ -440,13 +645,17 @@ impl LayerSlots {
     pub fn tensors(&self) -> Vec<&TensorSlot> {
         let mut v: Vec<&TensorSlot> = Vec::new();
         v.extend(self.attn_norm.tensors());
-        for lin in [&self.attn_q, &self.attn_k, &self.attn_v, &self.attn_out] {
+        for lin in [&self.attn_q, &self.attn_k, &self.attn_v] {
             v.extend(lin.tensors());
         }
+        v.extend(self.attn_q_norm.iter().chain(&self.attn_k_norm));
+        v.extend(self.attn_out.tensors());
+        v.extend(self.attn_post_norm.iter().flat_map(|n| n.tensors()));
         v.extend(self.mlp_norm.tensors());
         for lin in self.mlp_gate.iter().chain([&self.mlp_up, &self.mlp_down]) {
             v.extend(lin.tensors());
         }
+        v.extend(self.mlp_post_norm.iter().flat_map(|n| n.tensors()));
         v
     }
 }

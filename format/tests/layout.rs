@@ -21,6 +21,7 @@ fn opts(positions: Positions, norm: Norm, mlp: Mlp, bias: bool, tied: bool) -> M
         tied_embeddings: tied,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     }
 }
 
@@ -150,4 +151,90 @@ fn typed_slots_are_the_layout() {
             }
         }
     }
+}
+
+#[test]
+fn arch_options_add_their_tensors_and_keys_only_when_set() {
+    use llm_format::options::keys;
+    let plain = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false);
+    // The default writes none of the new keys: such a file reads in older readers.
+    let meta = plain.to_meta();
+    for k in [
+        keys::HEAD_DIM,
+        keys::QKV_BIAS,
+        keys::QK_NORM,
+        keys::ROPE_FREQ_FACTORS,
+        keys::EMBED_SCALE,
+        keys::POST_NORMS,
+        keys::SLIDING_WINDOW,
+        keys::SLIDING_WINDOW_PATTERN,
+        keys::ROPE_BASE_LOCAL,
+    ] {
+        assert!(
+            meta.iter().all(|(m, _)| m != k),
+            "{k} written for the default"
+        );
+    }
+    let mut o = plain.clone();
+    o.arch = llm_format::ArchOptions {
+        head_dim: Some(6),
+        qkv_bias: true,
+        qk_norm: true,
+        rope_freq_factors: true,
+        embed_scale: Some(4.0),
+        post_norms: true,
+        sliding_window: Some(3),
+        sliding_window_pattern: 2,
+        rope_base_local: Some(100.0),
+    };
+    o.mlp = Mlp::GeGlu;
+    o.validate().unwrap();
+    // Layer 0 slides with the local base, layer 1 (2 % 2 == 1) is global.
+    assert_eq!((o.layer_window(0), o.layer_rope_base(0)), (Some(3), 100.0));
+    assert_eq!((o.layer_window(1), o.layer_rope_base(1)), (None, 10000.0));
+    let layout = listed(&o.tensor_layout());
+    let plain_layout = listed(&plain.tensor_layout());
+    // q_dim = 4 heads × 6 = 24 over d_model 16; kv 2 × 6 = 12.
+    let blk0: Vec<_> = layout
+        .iter()
+        .filter(|t| t.0.starts_with("blk.0."))
+        .cloned()
+        .collect();
+    assert_eq!(
+        blk0,
+        want(&[
+            ("blk.0.attn_norm.weight", &[16], false),
+            ("blk.0.attn_q.weight", &[24, 16], true),
+            ("blk.0.attn_q.bias", &[24], false),
+            ("blk.0.attn_k.weight", &[12, 16], true),
+            ("blk.0.attn_k.bias", &[12], false),
+            ("blk.0.attn_v.weight", &[12, 16], true),
+            ("blk.0.attn_v.bias", &[12], false),
+            ("blk.0.attn_q_norm.weight", &[6], false),
+            ("blk.0.attn_k_norm.weight", &[6], false),
+            ("blk.0.attn_out.weight", &[16, 24], true),
+            ("blk.0.attn_post_norm.weight", &[16], false),
+            ("blk.0.mlp_norm.weight", &[16], false),
+            ("blk.0.mlp_gate.weight", &[24, 16], true),
+            ("blk.0.mlp_up.weight", &[24, 16], true),
+            ("blk.0.mlp_down.weight", &[16, 24], true),
+            ("blk.0.mlp_post_norm.weight", &[16], false),
+        ])
+    );
+    assert_eq!(layout[1], ("rope_freqs".to_string(), vec![3], false));
+    assert_eq!(layout.len(), plain_layout.len() + 1 + 2 * 7);
+    // The keys round-trip through the metadata.
+    let mut w = llm_format::LlmWriter::new();
+    w.extend_meta(o.to_meta());
+    let bytes = w.to_bytes().unwrap();
+    let f = llm_format::LlmFile::parse(&bytes).unwrap();
+    assert_eq!(f.options().unwrap(), o);
+    // rope factors without rope are refused.
+    let mut bad = opts(Positions::Learned, Norm::LayerNorm, Mlp::Gelu, true, true);
+    bad.arch.rope_freq_factors = true;
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("rope_freq_factors"));
 }

@@ -233,6 +233,7 @@ fn tiny_options(
         tied_embeddings: tied,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     }
 }
 

@@ -45,8 +45,10 @@ struct Sizes {
     n_batch: usize,
     /// Bytes of the KV cache grown to `n_ctx` ([`KvCache::bytes_for`]).
     cache_bytes: u64,
-    /// `n_batch × d_model`: x, xb, q, att and proj.
+    /// `n_batch × d_model`: x, xb and proj.
     rows_d: usize,
+    /// `n_batch × q_dim`: q and att.
+    rows_q: usize,
     /// `n_batch × kv_dim`: k and v.
     rows_kv: usize,
     /// `n_batch × d_ff`: the MLP hidden (and, for SwiGLU, its up branch).
@@ -57,9 +59,10 @@ struct Sizes {
     scores: usize,
     /// `vocab` logits.
     logits: usize,
-    /// `head_dim / 2` RoPE inverse frequencies.
+    /// `head_dim / 2` RoPE inverse frequencies per table (global, and local when
+    /// the sliding layers have their own base).
     freqs: usize,
-    /// `n_batch × head_dim` cos/sin of the new positions.
+    /// `n_batch × head_dim` cos/sin of the new positions, per table.
     rope_cs: usize,
 }
 
@@ -67,7 +70,8 @@ impl Sizes {
     /// Every buffer together, in bytes (`None` on overflow).
     fn bytes(&self) -> Option<u64> {
         let floats = [
-            (5, self.rows_d),
+            (3, self.rows_d),
+            (2, self.rows_q),
             (2, self.rows_kv),
             (1, self.rows_ff),
             (1, self.rows_ff2),
@@ -124,16 +128,17 @@ impl ContextParams {
             n_batch,
             cache_bytes,
             rows_d: rows(d)?,
+            rows_q: rows(o.q_dim())?,
             rows_kv: rows(kv)?,
             rows_ff: rows(f)?,
-            rows_ff2: if o.mlp == Mlp::SwiGlu { rows(f)? } else { 0 },
+            rows_ff2: if o.mlp.gated() { rows(f)? } else { 0 },
             scores: o
                 .n_heads
                 .checked_mul(n_ctx)
                 .ok_or_else(|| Error::Invalid("attention scores size overflows".into()))?,
             logits: o.vocab_size,
-            freqs: o.head_dim() / 2,
-            rope_cs: rows(o.head_dim())?,
+            freqs: o.head_dim() / 2 * rope_tables(o),
+            rope_cs: rows(o.head_dim())? * rope_tables(o),
         })
     }
 
@@ -148,6 +153,11 @@ impl ContextParams {
             .bytes()
             .ok_or_else(|| Error::Invalid("context size overflows".into()))
     }
+}
+
+/// RoPE tables: the global one, and one for the sliding layers' own base.
+fn rope_tables(o: &ModelOptions) -> usize {
+    1 + o.arch.rope_base_local.is_some() as usize
 }
 
 /// Allocates `n` zeroed floats, or reports that memory ran out.
@@ -189,17 +199,17 @@ pub struct Context {
     cache: KvCache,
     x: Vec<f32>,       // (n_batch, d) residual stream
     xb: Vec<f32>,      // (n_batch, d) normalised input of a sub-block
-    q: Vec<f32>,       // (n_batch, d)
+    q: Vec<f32>,       // (n_batch, q_dim)
     k: Vec<f32>,       // (n_batch, kv_dim)
     v: Vec<f32>,       // (n_batch, kv_dim)
-    att: Vec<f32>,     // (n_batch, d) attention output before the projection
+    att: Vec<f32>,     // (n_batch, q_dim) attention output before the projection
     proj: Vec<f32>,    // (n_batch, d) output of a projection, added to x
     hb: Vec<f32>,      // (n_batch, d_ff)
     hb2: Vec<f32>,     // (n_batch, d_ff) SwiGLU's up branch
     scores: Vec<f32>,  // (n_heads, n_ctx) attention weights, one row per head
     logits: Vec<f32>,  // (vocab,) of the last token evaluated
-    freqs: Vec<f32>,   // (head_dim/2,) RoPE inverse frequencies
-    rope_cs: Vec<f32>, // (n_batch, head_dim) cos/sin of each new position
+    freqs: Vec<f32>,   // (tables, head_dim/2) RoPE inverse frequencies
+    rope_cs: Vec<f32>, // (tables, n_batch, head_dim) cos/sin of each new position
 }
 
 impl Context {
@@ -215,7 +225,14 @@ impl Context {
             s.bytes()
                 .ok_or_else(|| Error::Invalid("context size overflows".into()))?,
         )?;
-        let freqs = ops::rope_freqs(o.head_dim(), o.rope_base);
+        let mut freqs = ops::rope_freqs(o.head_dim(), o.rope_base);
+        if let Some(base) = o.arch.rope_base_local {
+            freqs.extend(ops::rope_freqs(o.head_dim(), base));
+        }
+        if let Some(factors) = &model.rope_freqs {
+            let factors = factors.iter().cycle();
+            freqs.iter_mut().zip(factors).for_each(|(f, k)| *f /= k);
+        }
         debug_assert_eq!(freqs.len(), s.freqs);
         Ok(Context {
             cpu: Cpu::new(params.threads.max(1)),
@@ -225,10 +242,10 @@ impl Context {
             cache: KvCache::new(params.cache_type, o, s.n_ctx)?,
             x: buffer(s.rows_d, "activations")?,
             xb: buffer(s.rows_d, "activations")?,
-            q: buffer(s.rows_d, "activations")?,
+            q: buffer(s.rows_q, "activations")?,
             k: buffer(s.rows_kv, "activations")?,
             v: buffer(s.rows_kv, "activations")?,
-            att: buffer(s.rows_d, "activations")?,
+            att: buffer(s.rows_q, "activations")?,
             proj: buffer(s.rows_d, "activations")?,
             hb: buffer(s.rows_ff, "activations")?,
             hb2: buffer(s.rows_ff2, "activations")?,
@@ -427,7 +444,7 @@ impl Context {
     ) -> Result<bool, Error> {
         let model = self.model.clone();
         let o = &model.opts;
-        let (n, d, kv, f) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff);
+        let (n, d, kv, f, qd) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff, o.q_dim());
         let (hd, n_heads, n_kv) = (o.head_dim(), o.n_heads, o.n_kv_heads);
         let pos0 = self.tokens.len();
         self.cache.reserve(pos0 + n)?;
@@ -437,8 +454,15 @@ impl Context {
         };
 
         if o.positions == Positions::Rope {
-            for (i, cs) in self.rope_cs.chunks_exact_mut(hd).take(n).enumerate() {
-                ops::rope_table(cs, &self.freqs, pos0 + i);
+            let per = self.n_batch * hd;
+            for (cs, freqs) in self
+                .rope_cs
+                .chunks_exact_mut(per)
+                .zip(self.freqs.chunks(hd / 2))
+            {
+                for (i, cs) in cs.chunks_exact_mut(hd).take(n).enumerate() {
+                    ops::rope_table(cs, freqs, pos0 + i);
+                }
             }
         }
 
@@ -446,6 +470,9 @@ impl Context {
         for (i, &t) in tokens.iter().enumerate() {
             let row = &mut self.x[i * d..(i + 1) * d];
             model.embed(t, row)?;
+            if let Some(scale) = o.arch.embed_scale {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
             match o.positions {
                 Positions::Learned => model.add_pos_emb(pos0 + i, row),
                 Positions::Sinusoidal => ops::add_sinusoidal(row, pos0 + i),
@@ -455,11 +482,11 @@ impl Context {
 
         let (x, xb) = (&mut self.x[..n * d], &mut self.xb[..n * d]);
         let (q, k, v) = (
-            &mut self.q[..n * d],
+            &mut self.q[..n * qd],
             &mut self.k[..n * kv],
             &mut self.v[..n * kv],
         );
-        let (att, proj) = (&mut self.att[..n * d], &mut self.proj[..n * d]);
+        let (att, proj) = (&mut self.att[..n * qd], &mut self.proj[..n * d]);
         let cpu = &mut self.cpu;
         let scale = 1.0 / crate::math::sqrtf(hd as f32);
         // Row-wise work between the products, split by rows across the threads (for a
@@ -495,16 +522,25 @@ impl Context {
                 n,
                 [&mut *q, &mut *k, &mut *v],
             );
-            if o.positions == Positions::Rope {
+            let rope = o.positions == Positions::Rope;
+            if rope || layer.q_norm.is_some() {
                 let (sq, sk) = (SharedMut::new(q), SharedMut::new(k));
-                let rope_cs = &self.rope_cs;
+                // The sliding layers' own table follows the global one.
+                let local = o.arch.rope_base_local.is_some() && o.layer_window(l).is_some();
+                let rope_cs = &self.rope_cs[local as usize * self.n_batch * hd..];
                 for_row_ranges(cpu, n, &|i0, i1| {
                     for i in i0..i1 {
-                        let cs = &rope_cs[i * hd..(i + 1) * hd];
                         // SAFETY: row i of q and of k, written by this part only.
-                        let (qi, ki) = unsafe { (sq.slice(i * d, d), sk.slice(i * kv, kv)) };
-                        ops::rope(qi, cs);
-                        ops::rope(ki, cs);
+                        let (qi, ki) = unsafe { (sq.slice(i * qd, qd), sk.slice(i * kv, kv)) };
+                        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                            ops::rmsnorm_in_place(qi, qn, o.norm_eps);
+                            ops::rmsnorm_in_place(ki, kn, o.norm_eps);
+                        }
+                        if rope {
+                            let cs = &rope_cs[i * hd..(i + 1) * hd];
+                            ops::rope(qi, cs);
+                            ops::rope(ki, cs);
+                        }
                     }
                 });
             }
@@ -516,12 +552,13 @@ impl Context {
             let shape = AttnShape {
                 n,
                 pos0,
-                d,
+                d: qd,
                 hd,
                 n_ctx: self.n_ctx,
                 stride: kvs.stride,
                 group: n_heads / n_kv,
                 scale,
+                window: o.layer_window(l).unwrap_or(usize::MAX),
             };
             let out = SharedMut::new(att);
             let scores = SharedMut::new(&mut self.scores);
@@ -534,6 +571,10 @@ impl Context {
                 attend_head(vec, &shape, h, q, kvs, sc, out);
             });
             linear(cpu, &model, &layer.wo, att, n, proj);
+            if let Some(post) = &layer.attn_post_norm {
+                pnorm(cpu, xb, proj, post);
+                proj.copy_from_slice(xb);
+            }
             padd(cpu, x, proj);
 
             // MLP.
@@ -553,8 +594,18 @@ impl Context {
                         vec.swiglu(hb_rows(i0, i1), &gate[i0 * f..i1 * f])
                     });
                 }
-                (Mlp::SwiGlu, None) => {
-                    return Err(Error::Invalid("swiglu model without gate weights".into()))
+                (Mlp::GeGlu, Some(g)) => {
+                    let gate = &mut self.hb2[..n * f];
+                    linear_many(cpu, &model, [g, &layer.up], xb, n, [&mut *gate, &mut *hb]);
+                    let sg = SharedMut::new(gate);
+                    for_row_ranges(cpu, n, &|i0, i1| {
+                        // SAFETY: rows i0..i1 of the gate, as of `hb` above.
+                        let gr = unsafe { sg.slice(i0 * f, (i1 - i0) * f) };
+                        ops::geglu(hb_rows(i0, i1), gr)
+                    });
+                }
+                (Mlp::SwiGlu | Mlp::GeGlu, None) => {
+                    return Err(Error::Invalid("gated MLP without gate weights".into()))
                 }
                 (Mlp::Gelu, _) => {
                     linear(cpu, &model, &layer.up, xb, n, hb);
@@ -566,6 +617,10 @@ impl Context {
                 }
             }
             linear(cpu, &model, &layer.down, hb, n, proj);
+            if let Some(post) = &layer.mlp_post_norm {
+                pnorm(cpu, xb, proj, post);
+                proj.copy_from_slice(xb);
+            }
             padd(cpu, x, proj);
         }
         self.tokens.extend_from_slice(tokens);
@@ -634,6 +689,7 @@ fn linear(cpu: &mut Cpu, model: &Model, w: &Linear, x: &[f32], n: usize, y: &mut
 struct AttnShape {
     n: usize,
     pos0: usize,
+    /// Row width of `q` and `att`: `q_dim`.
     d: usize,
     hd: usize,
     n_ctx: usize,
@@ -641,6 +697,8 @@ struct AttnShape {
     stride: usize,
     group: usize,
     scale: f32,
+    /// Keys a query sees, itself included (`usize::MAX`: all before it).
+    window: usize,
 }
 
 /// Runs `f(i0, i1)` over `n` rows split into one contiguous range per thread (one
@@ -680,6 +738,8 @@ fn attend_head(
         // SAFETY: head h's columns of row i: no other part writes them, and `att`
         // outlives the call.
         let out = unsafe { att.slice(i * s.d + h * hd, hd) };
-        vec.attend(qh, keys, vals, s.scale, &mut sc[..=p], out);
+        let lo = (p + 1).saturating_sub(s.window);
+        let (k, v) = (&keys[lo * hd..], &vals[lo * hd..]);
+        vec.attend(qh, k, v, s.scale, &mut sc[..=p - lo], out);
     }
 }

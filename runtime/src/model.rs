@@ -71,17 +71,25 @@ pub struct NormWeights {
 pub struct Layer {
     /// Attention norm `[d]`.
     pub attn_norm: NormWeights,
-    /// Query projection `[d, d]`.
+    /// Query projection `[q_dim, d]`.
     pub wq: Linear,
     /// Key projection `[kv_dim, d]`.
     pub wk: Linear,
     /// Value projection `[kv_dim, d]`.
     pub wv: Linear,
-    /// Attention output projection `[d, d]`.
+    /// RMSNorm weight of each query head `[head_dim]` (q/k norm only).
+    pub q_norm: Option<Vec<f32>>,
+    /// RMSNorm weight of each key head `[head_dim]` (q/k norm only).
+    pub k_norm: Option<Vec<f32>>,
+    /// Attention output projection `[d, q_dim]`.
     pub wo: Linear,
+    /// Norm of the attention output `[d]` (post norms only).
+    pub attn_post_norm: Option<NormWeights>,
     /// MLP norm `[d]`.
     pub mlp_norm: NormWeights,
-    /// SwiGLU gate `[d_ff, d]` (SwiGLU only).
+    /// Norm of the MLP output `[d]` (post norms only).
+    pub mlp_post_norm: Option<NormWeights>,
+    /// Gate `[d_ff, d]` (SwiGLU and GeGLU).
     pub gate: Option<Linear>,
     /// Up projection `[d_ff, d]`.
     pub up: Linear,
@@ -101,6 +109,8 @@ pub struct Model {
     pub tok_emb: WeightRef,
     /// Learned position table `[max_len, d]` (F32), if positions are learned.
     pub pos_emb: Option<WeightRef>,
+    /// RoPE frequency factors `[head_dim/2]`, each dividing one inverse frequency.
+    pub rope_freqs: Option<Vec<f32>>,
     /// Decoder blocks.
     pub layers: Vec<Layer>,
     /// Final norm.
@@ -233,8 +243,12 @@ impl Model {
                 wq: linear(&s.attn_q)?,
                 wk: linear(&s.attn_k)?,
                 wv: linear(&s.attn_v)?,
+                q_norm: s.attn_q_norm.as_ref().map(vector).transpose()?,
+                k_norm: s.attn_k_norm.as_ref().map(vector).transpose()?,
                 wo: linear(&s.attn_out)?,
+                attn_post_norm: s.attn_post_norm.as_ref().map(norm).transpose()?,
                 mlp_norm: norm(&s.mlp_norm)?,
+                mlp_post_norm: s.mlp_post_norm.as_ref().map(norm).transpose()?,
                 gate: s.mlp_gate.as_ref().map(linear).transpose()?,
                 up: linear(&s.mlp_up)?,
                 down: linear(&s.mlp_down)?,
@@ -259,6 +273,14 @@ impl Model {
             None => tok_emb.clone(),
         };
         let out_norm = norm(&opts.out_norm())?;
+        let rope_freqs = opts.rope_freqs().as_ref().map(vector).transpose()?;
+        if let Some(f) = &rope_freqs {
+            if let Some(bad) = f.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+                return Err(Error::Invalid(format!(
+                    "tensor 'rope_freqs' holds {bad}, expected positive factors"
+                )));
+            }
+        }
         let main_dtype = layers.first().map_or(tok_emb.dtype, |l| l.wq.w.dtype);
         drop(file);
         Ok(Model {
@@ -267,6 +289,7 @@ impl Model {
             tokenizer,
             tok_emb,
             pos_emb,
+            rope_freqs,
             layers,
             out_norm,
             output,

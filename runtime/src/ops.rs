@@ -29,6 +29,18 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
+/// RMSNorm in place of each `w.len()`-wide piece of `x` (the heads of a q or k row).
+pub fn rmsnorm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    for xr in x.chunks_exact_mut(d) {
+        let ss = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let r = 1.0 / sqrtf(ss + eps);
+        for (v, wi) in xr.iter_mut().zip(w) {
+            *v *= r * wi;
+        }
+    }
+}
+
 /// Adds `b` (`[d]`) to each row of `x` (`[n, d]`).
 pub fn add_bias(x: &mut [f32], b: &[f32]) {
     for row in x.chunks_exact_mut(b.len()) {
@@ -51,6 +63,14 @@ pub fn gelu(x: &mut [f32]) {
     for v in x {
         let u = *v;
         *v = 0.5 * u * (1.0 + tanhf(S * (u + 0.044715 * u * u * u)));
+    }
+}
+
+/// GeGLU's activation: `h = gelu(gate) ⊙ h` (`gate` is overwritten with its GELU).
+pub fn geglu(h: &mut [f32], gate: &mut [f32]) {
+    gelu(gate);
+    for (a, g) in h.iter_mut().zip(gate.iter()) {
+        *a *= g;
     }
 }
 

@@ -265,6 +265,7 @@ fn options(
         tied_embeddings: tied,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     }
 }
 

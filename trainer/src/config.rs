@@ -405,6 +405,7 @@ impl TrainConfig {
             tied_embeddings: self.tied_embeddings,
             norm_eps: self.norm_eps as f32,
             rope_base: self.rope_base as f32,
+            arch: Default::default(),
         };
         o.validate().map_err(|e| ConfigError(e.to_string()))?;
         Ok(o)

@@ -80,6 +80,12 @@ pub fn to_gguf(file: &LlmFile<'_>, name: &str) -> Result<Vec<u8>, ImportError> {
             o.bias
         )));
     }
+    if o.arch != llm_format::ArchOptions::default() {
+        return Err(refuse(format!(
+            "GGUF export writes the plain llama architecture; this model has {:?}",
+            o.arch
+        )));
+    }
     let tok = file.tokenizer()?;
     let mut g = GgufBuf::default();
     g.str("general.architecture", "llama");

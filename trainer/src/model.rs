@@ -530,6 +530,7 @@ impl<T: Real> Pass<'_, T> {
             (Mlp::Gelu, _) => be.activation_forward(Activation::Gelu, &mut la.act, &la.up),
             (Mlp::Relu, _) => be.activation_forward(Activation::Relu, &mut la.act, &la.up),
             (Mlp::SwiGlu, None) => return Err(ModelError("internal: mlp_gate missing".into())),
+            (Mlp::GeGlu, _) => return Err(ModelError("the trainer does not train geglu".into())),
         }
         let Some(out) = out else {
             // Recomputing: only the mask of the second dropout is still needed (it
@@ -609,6 +610,19 @@ impl<T: Real> Model<T> {
     /// A zero-initialised model; call [`Model::init_gpt2`] or load weights.
     pub fn new(opts: ModelOptions, decay_embeddings: bool) -> Result<Self, ModelError> {
         opts.validate().map_err(|e| ModelError(e.to_string()))?;
+        // Of the newer families' settings the trainer takes q/k/v biases (they are
+        // linear biases like any other); the rest are run-only.
+        let trained = llm_format::ArchOptions {
+            qkv_bias: opts.arch.qkv_bias,
+            ..Default::default()
+        };
+        if opts.arch != trained || opts.mlp == Mlp::GeGlu {
+            return Err(ModelError(format!(
+                "the trainer does not train these model options (run-only): mlp {}, {:?}",
+                opts.mlp.name(),
+                opts.arch
+            )));
+        }
         let table = ParamTable::new(&opts, decay_embeddings);
         let idx = Idx::new(&table, &opts)?;
         Ok(Model {
@@ -1021,6 +1035,7 @@ mod tests {
             tied_embeddings: tied,
             norm_eps: 1e-5,
             rope_base: 10000.0,
+            arch: Default::default(),
         }
     }
 
@@ -1091,6 +1106,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn qkv_bias_gradients_and_run_only_options_refused() {
+        for (mlp, kvh, seed) in [(Mlp::SwiGlu, 1, 301), (Mlp::Gelu, 2, 302)] {
+            let mut o = opts(Positions::Rope, Norm::RmsNorm, mlp, false, false, kvh);
+            o.arch.qkv_bias = true;
+            gradcheck(o, 0.0, seed);
+        }
+        let mut o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
+        o.arch.qk_norm = true;
+        let e = Model::<f64>::new(o, true)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("run-only") && e.contains("qk_norm: true"), "{e}");
+        let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::GeGlu, false, false, 2);
+        let e = Model::<f64>::new(o, true)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("run-only") && e.contains("geglu"), "{e}");
     }
 
     #[test]

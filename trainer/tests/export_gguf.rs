@@ -29,6 +29,7 @@ fn llama(mlp: Mlp) -> ModelOptions {
         tied_embeddings: false,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     }
 }
 

@@ -31,6 +31,7 @@ fn opts(d_ff: usize) -> ModelOptions {
         tied_embeddings: false,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     }
 }
 

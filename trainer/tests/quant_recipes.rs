@@ -43,6 +43,7 @@ fn mixtures_give_llama_quantize_types() {
             tied_embeddings: false,
             norm_eps: 1e-5,
             rope_base: 10000.0,
+            arch: Default::default(),
         };
         let want: HashMap<String, DType> = lines
             .map(|l| {

@@ -27,6 +27,7 @@ fn opts(pos: Positions, norm: Norm, mlp: Mlp, bias: bool, tied: bool, kvh: usize
         tied_embeddings: tied,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     }
 }
 

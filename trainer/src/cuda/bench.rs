@@ -70,6 +70,7 @@ impl BenchConfig {
             tied_embeddings: true,
             norm_eps: 1e-5,
             rope_base: 10000.0,
+            arch: Default::default(),
         }
     }
 

@@ -1,4 +1,5 @@
-//! llama.cpp GGUF (v2/v3 layout), `llama` architecture, with its embedded tokenizer.
+//! llama.cpp GGUF (v2/v3 layout), the architectures of [`ARCHITECTURES`], with its
+//! embedded tokenizer.
 //!
 //! Layout: `"GGUF"`, u32 version, u64 tensor count, u64 kv count; kv pairs (string
 //! key, u32 value type, value; decoded by [`llm_format::gguf_value`]); tensor
@@ -6,14 +7,18 @@
 //! u64 offset from the data section); the data section starts at the next multiple
 //! of `general.alignment` (default 32). Our shapes are outermost first, so `ne` is
 //! reversed. Our dtype ids are ggml's and our blocks are ggml's bytes, so tensors are
-//! copied block for block. llama.cpp already stores q/k in its adjacent-pair RoPE
-//! order, so nothing is permuted.
+//! copied block for block. For `llama` llama.cpp already stores q/k in its
+//! adjacent-pair RoPE order, so nothing is permuted; the architectures it runs with
+//! NEOX (rotate-half) RoPE keep Hugging Face's row order, so their q/k rows (and
+//! q/k biases and norm weights) are permuted at import ([`unpermute_bytes`]).
 
 use super::cursor::Cursor;
 use super::{file_name, map_file, ImportError, ImportedModel, LayerPick, RawTensor};
 use llm_format::gguf_value::ValueReader;
 use llm_format::options::TensorSlot;
-use llm_format::{DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec, Value};
+use llm_format::{
+    ArchOptions, DType, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec, Value,
+};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -234,12 +239,28 @@ fn ggml_type_name(id: u32) -> String {
 
 /// GGUF's per-layer tensor names (after `blk.N.`) beside our slot for each: the one
 /// table both the importer and `export-gguf` read.
-pub const LAYER_NAMES: [(&str, LayerPick); 9] = [
+pub const LAYER_NAMES: [(&str, LayerPick); 21] = [
     ("attn_norm.weight", |s| Some(&s.attn_norm.weight)),
+    ("attn_norm.bias", |s| s.attn_norm.bias.as_ref()),
+    ("attn_output.bias", |s| s.attn_out.bias.as_ref()),
+    ("ffn_norm.bias", |s| s.mlp_norm.bias.as_ref()),
+    ("ffn_up.bias", |s| s.mlp_up.bias.as_ref()),
+    ("ffn_down.bias", |s| s.mlp_down.bias.as_ref()),
     ("attn_q.weight", |s| Some(&s.attn_q.weight)),
+    ("attn_q.bias", |s| s.attn_q.bias.as_ref()),
     ("attn_k.weight", |s| Some(&s.attn_k.weight)),
+    ("attn_k.bias", |s| s.attn_k.bias.as_ref()),
     ("attn_v.weight", |s| Some(&s.attn_v.weight)),
+    ("attn_v.bias", |s| s.attn_v.bias.as_ref()),
+    ("attn_q_norm.weight", |s| s.attn_q_norm.as_ref()),
+    ("attn_k_norm.weight", |s| s.attn_k_norm.as_ref()),
     ("attn_output.weight", |s| Some(&s.attn_out.weight)),
+    ("attn_post_norm.weight", |s| {
+        s.attn_post_norm.as_ref().map(|n| &n.weight)
+    }),
+    ("ffn_post_norm.weight", |s| {
+        s.mlp_post_norm.as_ref().map(|n| &n.weight)
+    }),
     ("ffn_norm.weight", |s| Some(&s.mlp_norm.weight)),
     ("ffn_gate.weight", |s| {
         s.mlp_gate.as_ref().map(|g| &g.weight)
@@ -248,12 +269,93 @@ pub const LAYER_NAMES: [(&str, LayerPick); 9] = [
     ("ffn_down.weight", |s| Some(&s.mlp_down.weight)),
 ];
 
+/// The GGUF architectures the importer reads, each with whether llama.cpp runs it
+/// with NEOX (rotate-half) RoPE, so that its q/k rows are in Hugging Face's order.
+/// Everything else is read from the file's keys and tensors, except Gemma 3's
+/// GeGLU, √d embedding scale and sliding-window defaults ([`gemma3`]).
+pub const ARCHITECTURES: [(&str, bool); 6] = [
+    ("gpt2", false),
+    ("llama", false),
+    ("qwen2", true),
+    ("qwen3", true),
+    ("phi3", true),
+    ("gemma3", true),
+];
+
+/// Gemma 3's settings that llama.cpp takes from the architecture rather than the
+/// file: GeGLU, the embedding scaled by √d, and sliding-window attention on five
+/// layers of six (`attention.sliding_window_pattern`, default 6) with RoPE base
+/// `rope.freq_base_swa` (default 10000) on those layers. The norm weights already
+/// hold Gemma's `1 + w` (llama.cpp's converter adds the 1).
+fn gemma3(o: &mut ModelOptions, g: &Gguf<'_>, file: &str) -> Result<(), ImportError> {
+    let get = |k: &str| g.meta.get(k);
+    let num = |k: &str| -> Result<Option<f64>, ImportError> {
+        let key = format!("gemma3.{k}");
+        match get(&key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f32()
+                .map(f64::from)
+                .or_else(|| v.as_u64().map(|x| x as f64))
+                .map(Some)
+                .ok_or_else(|| {
+                    ImportError::unsupported(
+                        file,
+                        format!("key '{key}' = {v:?} (expected a number)"),
+                    )
+                }),
+        }
+    };
+    if num("final_logit_softcapping")?.is_some_and(|c| c != 0.0) {
+        return Err(ImportError::unsupported(file, "final_logit_softcapping"));
+    }
+    if o.n_layers == 62 {
+        return Err(ImportError::unsupported(
+            file,
+            "Gemma 3 27B's attention scale 1/√(d/n_heads)",
+        ));
+    }
+    o.mlp = Mlp::GeGlu;
+    o.arch.embed_scale = Some((o.d_model as f32).sqrt());
+    if let Some(w) = num("attention.sliding_window")?.filter(|w| *w > 0.0) {
+        o.arch.sliding_window = Some(w as usize);
+        o.arch.sliding_window_pattern =
+            num("attention.sliding_window_pattern")?.unwrap_or(6.0) as usize;
+        o.arch.rope_base_local = Some(num("rope.freq_base_swa")?.unwrap_or(10000.0) as f32);
+    }
+    Ok(())
+}
+
+/// Undoes the rotate-half order of the rows of a q or k tensor held as bytes
+/// (`rows` rows of `data.len() / rows` bytes, whole quantisation blocks each, in
+/// `n_heads` heads): within each head, row `2i + j` of the result is row
+/// `j·hd/2 + i` of the input, as [`super::safetensors::unpermute_rows`] does for f32.
+/// A bias or a norm weight is the same with one-element rows.
+pub fn unpermute_bytes(data: &[u8], rows: usize, n_heads: usize) -> Vec<u8> {
+    let rb = data.len() / rows;
+    let hd = rows / n_heads;
+    let mut out = vec![0u8; data.len()];
+    for h in 0..n_heads {
+        for i in 0..hd / 2 {
+            for j in 0..2 {
+                let dst = h * hd + 2 * i + j;
+                let src = h * hd + j * (hd / 2) + i;
+                out[dst * rb..(dst + 1) * rb].copy_from_slice(&data[src * rb..(src + 1) * rb]);
+            }
+        }
+    }
+    out
+}
+
 /// Picks one of the tensors outside the layers.
 pub type GlobalPick = fn(&ModelOptions) -> Option<TensorSlot>;
 
 /// GGUF's names of the tensors outside the layers beside our slot for each.
-pub const GLOBAL_NAMES: [(&str, GlobalPick); 3] = [
+pub const GLOBAL_NAMES: [(&str, GlobalPick); 6] = [
     ("token_embd.weight", |o| Some(o.tok_emb())),
+    ("position_embd.weight", |o| o.pos_emb()),
+    ("output_norm.bias", |o| o.out_norm().bias),
+    ("rope_freqs.weight", |o| o.rope_freqs()),
     ("output_norm.weight", |o| Some(o.out_norm().weight)),
     ("output.weight", |o| o.output()),
 ];
@@ -290,20 +392,25 @@ pub fn gguf_names(opts: &ModelOptions) -> HashMap<String, String> {
     m
 }
 
-/// Maps a parsed `llama` GGUF onto options, tokenizer and canonical tensors.
+/// Maps a parsed GGUF of one of the [`ARCHITECTURES`] onto options, tokenizer and
+/// canonical tensors.
 pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> {
     let get = |k: &str| g.meta.get(k);
     let arch = get("general.architecture")
         .and_then(|v| v.as_str())
         .ok_or_else(|| ImportError::malformed(file, "missing string key 'general.architecture'"))?;
-    if arch != "llama" {
+    let Some(&(_, neox)) = ARCHITECTURES.iter().find(|a| a.0 == arch) else {
+        let names: Vec<&str> = ARCHITECTURES.iter().map(|a| a.0).collect();
         return Err(ImportError::unsupported(
             file,
-            format!("architecture '{arch}' (only 'llama')"),
+            format!("architecture '{arch}' (supported: {})", names.join(", ")),
         ));
-    }
+    };
+    let key = |k: &str| format!("{arch}.{k}");
     let req = |k: &str| -> Result<usize, ImportError> {
-        let v = get(k).ok_or_else(|| ImportError::malformed(file, format!("missing key '{k}'")))?;
+        let k = key(k);
+        let v =
+            get(&k).ok_or_else(|| ImportError::malformed(file, format!("missing key '{k}'")))?;
         v.as_u64()
             .and_then(|x| usize::try_from(x).ok())
             .ok_or_else(|| {
@@ -313,46 +420,83 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
                 )
             })
     };
+    let opt = |k: &str| -> Result<Option<usize>, ImportError> {
+        match get(&key(k)) {
+            None => Ok(None),
+            Some(_) => req(k).map(Some),
+        }
+    };
     let opt_f32 = |k: &str, default: f32| -> Result<f32, ImportError> {
-        match get(k) {
+        let k = key(k);
+        match get(&k) {
             None => Ok(default),
             Some(v) => v.as_f32().ok_or_else(|| {
                 ImportError::malformed(file, format!("key '{k}' should be a float, found {v:?}"))
             }),
         }
     };
-    let n_heads = req("llama.attention.head_count")?;
-    let n_kv_heads = match get("llama.attention.head_count_kv") {
-        None => n_heads,
-        Some(_) => req("llama.attention.head_count_kv")?,
-    };
+    let has = |name: &str| g.tensors.iter().any(|t| t.name == name);
+    // GPT-2: learned positions, LayerNorm, GELU and biases everywhere.
+    let gpt2 = arch == "gpt2";
+    let n_heads = req("attention.head_count")?;
+    let n_kv_heads = opt("attention.head_count_kv")?.unwrap_or(n_heads);
     let emb = g
         .tensors
         .iter()
         .find(|t| t.name == "token_embd.weight")
         .ok_or_else(|| ImportError::malformed(file, "missing tensor 'token_embd.weight'"))?;
     let vocab_size = emb.shape.first().copied().unwrap_or(0);
-    let tied = !g.tensors.iter().any(|t| t.name == "output.weight");
-    let opts = ModelOptions {
+    let d_model = req("embedding_length")?;
+    // The head width: `attention.key_length` when it is not d_model / n_heads (Qwen 3).
+    let head_dim = match (opt("attention.key_length")?, opt("attention.value_length")?) {
+        (Some(k), Some(v)) if k != v => {
+            return Err(ImportError::unsupported(
+                file,
+                format!("attention.key_length {k} differs from attention.value_length {v}"),
+            ))
+        }
+        (Some(k), _) if n_heads == 0 || k * n_heads != d_model => Some(k),
+        _ => None,
+    };
+    let mut opts = ModelOptions {
         vocab_size,
-        d_model: req("llama.embedding_length")?,
-        n_layers: req("llama.block_count")?,
+        d_model,
+        n_layers: req("block_count")?,
         n_heads,
         n_kv_heads,
-        d_ff: req("llama.feed_forward_length")?,
-        max_len: req("llama.context_length")?,
-        positions: Positions::Rope,
-        norm: Norm::RmsNorm,
-        mlp: Mlp::SwiGlu,
-        bias: false,
-        tied_embeddings: tied,
-        norm_eps: opt_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
-        rope_base: opt_f32("llama.rope.freq_base", 10000.0)?,
+        d_ff: req("feed_forward_length")?,
+        max_len: req("context_length")?,
+        positions: if gpt2 {
+            Positions::Learned
+        } else {
+            Positions::Rope
+        },
+        norm: if gpt2 { Norm::LayerNorm } else { Norm::RmsNorm },
+        mlp: if gpt2 { Mlp::Gelu } else { Mlp::SwiGlu },
+        bias: gpt2,
+        tied_embeddings: !has("output.weight"),
+        norm_eps: if gpt2 {
+            opt_f32("attention.layer_norm_epsilon", 1e-5)?
+        } else {
+            opt_f32("attention.layer_norm_rms_epsilon", 1e-5)?
+        },
+        rope_base: opt_f32("rope.freq_base", 10000.0)?,
+        arch: ArchOptions {
+            head_dim,
+            qkv_bias: has("blk.0.attn_q.bias"),
+            qk_norm: has("blk.0.attn_q_norm.weight"),
+            rope_freq_factors: has("rope_freqs.weight"),
+            post_norms: has("blk.0.attn_post_norm.weight"),
+            ..Default::default()
+        },
     };
+    if arch == "gemma3" {
+        gemma3(&mut opts, g, file)?;
+    }
     opts.validate()
         .map_err(|e| ImportError::malformed(file, format!("model options: {e}")))?;
-    if let Some(rd) = get("llama.rope.dimension_count").and_then(|v| v.as_u64()) {
-        if rd != opts.head_dim() as u64 {
+    if let Some(rd) = opt("rope.dimension_count")? {
+        if rd != opts.head_dim() {
             return Err(ImportError::unsupported(
                 file,
                 format!(
@@ -362,26 +506,160 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
             ));
         }
     }
-    let mut tensors = Vec::with_capacity(g.tensors.len());
-    for t in &g.tensors {
-        let Some(name) = canonical(&opts, t.name) else {
-            if t.name == "rope_freqs.weight" {
-                continue;
-            }
+    if let Some(v) = get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
+        if v != "none" {
             return Err(ImportError::unsupported(
                 file,
-                format!("tensor '{}' has no place in the llama layout", t.name),
+                format!("{arch}.rope.scaling.type '{v}' (only none, or llama3's rope_freqs)"),
             ));
+        }
+    }
+    if let Some(t) = g
+        .tensors
+        .iter()
+        .find(|t| t.name.starts_with("rope_factors_"))
+    {
+        return Err(ImportError::unsupported(
+            file,
+            format!("tensor '{}': LongRoPE scaling", t.name),
+        ));
+    }
+    // Fused tensors (Phi-3's attn_qkv and gate+up ffn_up) become their parts.
+    let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(g.tensors.len());
+    for t in &g.tensors {
+        split_fused(&opts, t, file, &mut pieces)?;
+    }
+    let mut tensors = Vec::with_capacity(pieces.len());
+    for t in &pieces {
+        let t = GgufTensor {
+            name: &t.name,
+            shape: t.shape.clone(),
+            dtype: t.dtype,
+            data: t.data,
+        };
+        let Some(name) = canonical(&opts, t.name) else {
+            return Err(ImportError::unsupported(
+                file,
+                format!("tensor '{}' has no place in the {arch} layout", t.name),
+            ));
+        };
+        // NEOX RoPE: q/k rows (weights, biases, per-head norm weights) to adjacent pairs.
+        let tail = t.name.split_once('.').map_or("", |(_, r)| r);
+        let tail = tail.split_once('.').map_or("", |(_, r)| r);
+        let heads = match tail {
+            "attn_q.weight" | "attn_q.bias" => Some(opts.n_heads),
+            "attn_k.weight" | "attn_k.bias" => Some(opts.n_kv_heads),
+            "attn_q_norm.weight" | "attn_k_norm.weight" => Some(1),
+            _ => None,
+        };
+        let data = match heads {
+            Some(h) if neox && t.name.starts_with("blk.") => {
+                let rows = t.shape.first().copied().unwrap_or(1);
+                if rows % (2 * h) != 0 || (t.shape.len() == 1 && t.dtype.block_len() != 1) {
+                    return Err(ImportError::malformed(
+                        file,
+                        format!(
+                            "tensor '{}' cannot be split into {h} heads of pairs",
+                            t.name
+                        ),
+                    ));
+                }
+                unpermute_bytes(t.data, rows, h)
+            }
+            _ => t.data.to_vec(),
         };
         tensors.push(RawTensor {
             name,
             dtype: t.dtype,
             shape: t.shape.clone(),
-            data: t.data.to_vec(),
+            data,
         });
     }
     let tok = tokenizer(g, file)?;
     ImportedModel::finish(opts, tok, tensors, format!("gguf:{file}"))
+}
+
+/// A tensor of the file, or a row range of a fused one, under its GGUF name.
+struct Piece<'a> {
+    name: String,
+    shape: Vec<usize>,
+    dtype: DType,
+    data: &'a [u8],
+}
+
+/// Pushes `t` onto `out`, split into its parts when it is fused: `attn_qkv.weight`
+/// `[q_dim + 2·kv_dim, d]` (and its bias) into `attn_q`, `attn_k`, `attn_v` (Phi-3,
+/// GPT-2), and an `ffn_up.weight`
+/// of `2·d_ff` rows into `ffn_gate` (the first half, as ggml's `swiglu` reads it) and
+/// `ffn_up` (Phi-3). Rows are whole blocks, so the parts are byte ranges.
+fn split_fused<'a>(
+    o: &ModelOptions,
+    t: &GgufTensor<'a>,
+    file: &str,
+    out: &mut Vec<Piece<'a>>,
+) -> Result<(), ImportError> {
+    let whole = |out: &mut Vec<Piece<'a>>| {
+        out.push(Piece {
+            name: t.name.to_string(),
+            shape: t.shape.clone(),
+            dtype: t.dtype,
+            data: t.data,
+        })
+    };
+    let Some((stem, tail)) = t
+        .name
+        .strip_prefix("blk.")
+        .and_then(|r| r.split_once('.'))
+        .map(|(l, tail)| (format!("blk.{l}"), tail))
+    else {
+        whole(out);
+        return Ok(());
+    };
+    let qkv_rows = o.q_dim() + 2 * o.kv_dim();
+    let parts: Vec<(&str, usize)> = match (tail, t.shape.as_slice()) {
+        ("attn_qkv.weight", [rows, _]) if *rows == qkv_rows => vec![
+            ("attn_q.weight", o.q_dim()),
+            ("attn_k.weight", o.kv_dim()),
+            ("attn_v.weight", o.kv_dim()),
+        ],
+        ("attn_qkv.bias", [rows]) if *rows == qkv_rows && t.dtype.block_len() == 1 => vec![
+            ("attn_q.bias", o.q_dim()),
+            ("attn_k.bias", o.kv_dim()),
+            ("attn_v.bias", o.kv_dim()),
+        ],
+        ("attn_qkv.weight" | "attn_qkv.bias", [rows, ..]) => {
+            return Err(ImportError::malformed(
+                file,
+                format!(
+                    "tensor '{}' has {rows} rows, expected q {} + 2 × kv {}",
+                    t.name,
+                    o.q_dim(),
+                    o.kv_dim()
+                ),
+            ))
+        }
+        ("ffn_up.weight", [rows, _]) if *rows == 2 * o.d_ff => {
+            vec![("ffn_gate.weight", o.d_ff), ("ffn_up.weight", o.d_ff)]
+        }
+        _ => {
+            whole(out);
+            return Ok(());
+        }
+    };
+    let rb = t.data.len() / t.shape[0];
+    let mut row = 0;
+    for (name, rows) in parts {
+        let mut shape = t.shape.clone();
+        shape[0] = rows;
+        out.push(Piece {
+            name: format!("{stem}.{name}"),
+            shape,
+            dtype: t.dtype,
+            data: &t.data[row * rb..(row + rows) * rb],
+        });
+        row += rows;
+    }
+    Ok(())
 }
 
 /// The embedded tokenizer: `tokenizer.ggml.model` `llama` (tokens + scores) or

@@ -115,6 +115,7 @@ pub fn parse_checkpoint(
         tied_embeddings: shared,
         norm_eps: 1e-5,
         rope_base: 10000.0,
+        arch: Default::default(),
     };
     opts.validate()
         .map_err(|e| ImportError::malformed(file, format!("header: {e}")))?;

@@ -1,5 +1,6 @@
 //! Hugging Face model directories: `config.json`, `model.safetensors`,
-//! `tokenizer.json`, for the `gpt2` and `llama` model types.
+//! `tokenizer.json` (or shards named by `model.safetensors.index.json`), for the
+//! model types of [`MODEL_TYPES`].
 //!
 //! * GPT-2 (`wte`, `wpe`, `h.N.{ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc,
 //!   mlp.c_proj}`, `ln_f`, with or without a `transformer.` prefix): the attention
@@ -12,6 +13,10 @@
 //!   weights are already `[out, in]`. HF stores q and k permuted for rotate-half RoPE;
 //!   [`unpermute_rows`] is the inverse (llama.cpp's converter's `permute`) and gives back
 //!   the adjacent-pair order.
+//! * Qwen 2 (the same names, plus `self_attn.{q,k,v}_proj.bias`) and Qwen 3 (plus
+//!   `self_attn.{q,k}_norm.weight [head_dim]` and `head_dim` in the config): the q/k
+//!   biases and norm weights are unpermuted as the q/k rows are. A `llama3`
+//!   `rope_scaling` becomes the `rope_freqs` factors ([`llama3_rope_factors`]).
 //!
 //! Weights may be F32, F16 or BF16; all are widened to f32 exactly (`--dtype` narrows).
 //!
@@ -29,7 +34,7 @@ use super::{file_name, map_file, read_file, slot_name, ImportError, ImportedMode
 use ::safetensors::{Dtype, SafeTensors};
 use half::{bf16, f16};
 use llm_format::options::TensorSlot;
-use llm_format::{Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
+use llm_format::{ArchOptions, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
 use serde_json::Value as Json;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -66,15 +71,23 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
     };
     let (opts, tensors) = match model_type {
         "gpt2" => gpt2(&cfg, &cfg_name, &w)?,
-        "llama" => llama(&cfg, &cfg_name, &w)?,
+        "llama" => llama_like(&cfg, &cfg_name, &w, Family::Llama)?,
+        "qwen2" => llama_like(&cfg, &cfg_name, &w, Family::Qwen2)?,
+        "qwen3" => llama_like(&cfg, &cfg_name, &w, Family::Qwen3)?,
+        "phi3" => llama_like(&cfg, &cfg_name, &w, Family::Phi3)?,
+        "gemma3_text" => llama_like(&cfg, &cfg_name, &w, Family::Gemma3)?,
         other => {
             return Err(ImportError::unsupported(
                 cfg_name,
-                format!("model_type '{other}' (expected 'gpt2' or 'llama')"),
+                format!(
+                    "model_type '{other}' (supported: {})",
+                    MODEL_TYPES.join(", ")
+                ),
             ))
         }
     };
-    let kind = if model_type == "gpt2" {
+    // Qwen's tokenizers are byte-level BPE, as GPT-2's.
+    let kind = if matches!(model_type, "gpt2" | "qwen2" | "qwen3") {
         TokenizerKind::Gpt2
     } else {
         TokenizerKind::SentencePiece
@@ -281,6 +294,7 @@ fn gpt2(
         tied_embeddings: true,
         norm_eps: cfg_f32(cfg, "layer_norm_epsilon", 1e-5, cf)?,
         rope_base: 10000.0,
+        arch: Default::default(),
     };
     opts.n_kv_heads = opts.n_heads;
     opts.validate()
@@ -375,40 +389,287 @@ fn gpt2(
     Ok((opts, t))
 }
 
-fn llama(
+/// The model types of the llama family that [`llama_like`] reads, and what each adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// `LlamaForCausalLM` (also SmolLM, Llama 3.x).
+    Llama,
+    /// `Qwen2ForCausalLM`: biases on q, k and v.
+    Qwen2,
+    /// `Qwen3ForCausalLM`: per-head RMSNorm of q and k, an explicit head width.
+    Qwen3,
+    /// `Phi3ForCausalLM`: q, k, v fused in `qkv_proj`, gate and up in `gate_up_proj`.
+    Phi3,
+    /// `Gemma3ForCausalLM` (`gemma3_text`): GeGLU, √d embedding scale, q/k norms,
+    /// post norms, norm weights stored as `w` for `1 + w`, sliding-window layers.
+    Gemma3,
+}
+
+/// Gemma 3's RoPE bases (global, sliding layers), from transformers 4's
+/// `rope_theta` / `rope_local_base_freq` or transformers 5's per-layer-type
+/// `rope_parameters`; any scaling is refused.
+fn gemma3_rope(cfg: &Json, cf: &str) -> Result<(f32, f32), ImportError> {
+    let plain = |p: &Json, what: &str| -> Result<(), ImportError> {
+        match p
+            .get("rope_type")
+            .and_then(Json::as_str)
+            .unwrap_or("default")
+        {
+            "default" => Ok(()),
+            t => Err(ImportError::unsupported(
+                cf,
+                format!("rope type '{t}' on Gemma 3's {what} layers (supported: default)"),
+            )),
+        }
+    };
+    let params = cfg.get("rope_parameters").filter(|v| v.is_object());
+    if let Some((full, sliding)) =
+        params.and_then(|p| Some((p.get("full_attention")?, p.get("sliding_attention")?)))
+    {
+        plain(full, "global")?;
+        plain(sliding, "sliding")?;
+        return Ok((
+            cfg_f32(full, "rope_theta", 1e6, cf)?,
+            cfg_f32(sliding, "rope_theta", 10000.0, cf)?,
+        ));
+    }
+    if let Some(p) = cfg.get("rope_scaling").filter(|v| !v.is_null()) {
+        plain(p, "global")?;
+    }
+    Ok((
+        cfg_f32(cfg, "rope_theta", 1e6, cf)?,
+        cfg_f32(cfg, "rope_local_base_freq", 10000.0, cf)?,
+    ))
+}
+
+/// Gemma 3's sliding-window layers as (window, pattern): from `layer_types`
+/// (`sliding_attention` / `full_attention`), which must follow one
+/// [`llm_format::ArchOptions::sliding_window_pattern`], or `sliding_window_pattern`
+/// (default 6).
+fn gemma3_window(
+    cfg: &Json,
+    cf: &str,
+    n_layers: usize,
+) -> Result<Option<(usize, usize)>, ImportError> {
+    let Some(window) = cfg.get("sliding_window").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let window = window
+        .as_u64()
+        .filter(|&w| w > 0)
+        .ok_or_else(|| ImportError::malformed(cf, format!("'sliding_window' = {window}")))?
+        as usize;
+    let Some(types) = cfg.get("layer_types").and_then(Json::as_array) else {
+        let p = match cfg.get("sliding_window_pattern").filter(|v| !v.is_null()) {
+            None => 6,
+            Some(_) => cfg_usize(cfg, &["sliding_window_pattern"], cf)?,
+        };
+        return Ok(Some((window, p)));
+    };
+    let sliding: Vec<bool> = types
+        .iter()
+        .map(|t| t.as_str() == Some("sliding_attention"))
+        .collect();
+    if sliding.len() != n_layers {
+        return Err(ImportError::malformed(
+            cf,
+            format!(
+                "layer_types has {} entries for {n_layers} layers",
+                sliding.len()
+            ),
+        ));
+    }
+    (0..=n_layers + 1)
+        .find(|&p| {
+            sliding
+                .iter()
+                .enumerate()
+                .all(|(l, &s)| s == (p == 0 || l % p != p - 1))
+        })
+        .map(|p| Some((window, p)))
+        .ok_or_else(|| {
+            ImportError::unsupported(cf, "layer_types that follow no every-N-th-global pattern")
+        })
+}
+
+/// The `model_type`s this importer reads.
+pub const MODEL_TYPES: [&str; 6] = ["gpt2", "llama", "qwen2", "qwen3", "phi3", "gemma3_text"];
+
+/// Llama 3's RoPE frequency factors (`rope_scaling.rope_type == "llama3"`), one per
+/// frequency `base^(−2i/head_dim)`: 1 for wavelengths below
+/// `original / high_freq_factor`, `factor` above `original / low_freq_factor`, and
+/// between them `1 / ((1 − s)/factor + s)` with `s = (original/λ − low) / (high − low)`
+/// (Hugging Face's `_compute_llama3_parameters`, llama.cpp's `rope_freqs`).
+pub fn llama3_rope_factors(
+    head_dim: usize,
+    base: f32,
+    factor: f64,
+    low: f64,
+    high: f64,
+    original: f64,
+) -> Vec<f32> {
+    let (low_wl, high_wl) = (original / low, original / high);
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / (base as f64).powf((2 * i) as f64 / head_dim as f64);
+            let wl = 2.0 * std::f64::consts::PI / freq;
+            let f = if wl < high_wl {
+                1.0
+            } else if wl > low_wl {
+                factor
+            } else {
+                let s = (original / wl - low) / (high - low);
+                1.0 / ((1.0 - s) / factor + s)
+            };
+            f as f32
+        })
+        .collect()
+}
+
+/// A `llama3` `rope_scaling`: `factor`, `low_freq_factor`, `high_freq_factor`,
+/// `original_max_position_embeddings`.
+#[derive(Clone, Copy, Debug)]
+struct Llama3Scaling {
+    factor: f64,
+    low: f64,
+    high: f64,
+    original: f64,
+}
+
+/// The RoPE settings of a llama-family config: `rope_theta` (top level, or in
+/// transformers 5's `rope_parameters`) and the frequency factors of a `llama3`
+/// `rope_scaling`; any other scaling type is refused.
+fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<Llama3Scaling>), ImportError> {
+    let params = ["rope_scaling", "rope_parameters"]
+        .iter()
+        .find_map(|k| cfg.get(*k).filter(|v| v.is_object()));
+    let base = match params.filter(|p| p.get("rope_theta").is_some()) {
+        Some(p) => cfg_f32(p, "rope_theta", 10000.0, cf)?,
+        None => cfg_f32(cfg, "rope_theta", 10000.0, cf)?,
+    };
+    let Some(p) = params else {
+        return Ok((base, None));
+    };
+    let ty = p
+        .get("rope_type")
+        .or_else(|| p.get("type"))
+        .and_then(Json::as_str)
+        .unwrap_or("default");
+    match ty {
+        "default" => Ok((base, None)),
+        "llama3" => {
+            let num = |k: &str, default: f64| -> Result<f64, ImportError> {
+                match p.get(k).filter(|v| !v.is_null()) {
+                    None => Ok(default),
+                    Some(v) => v
+                        .as_f64()
+                        .filter(|x| x.is_finite() && *x > 0.0)
+                        .ok_or_else(|| {
+                            ImportError::malformed(
+                                cf,
+                                format!("rope_scaling.{k} should be a positive number, found {v}"),
+                            )
+                        }),
+                }
+            };
+            let (low, high) = (num("low_freq_factor", 1.0)?, num("high_freq_factor", 4.0)?);
+            if high <= low {
+                return Err(ImportError::malformed(
+                    cf,
+                    format!(
+                        "rope_scaling: high_freq_factor {high} is not above low_freq_factor {low}"
+                    ),
+                ));
+            }
+            let scaling = Llama3Scaling {
+                factor: num("factor", 8.0)?,
+                low,
+                high,
+                original: num("original_max_position_embeddings", 8192.0)?,
+            };
+            Ok((base, Some(scaling)))
+        }
+        other => Err(ImportError::unsupported(
+            cf,
+            format!("rope_scaling type '{other}' (supported: default, llama3)"),
+        )),
+    }
+}
+
+/// LLaMA, Qwen 2 and Qwen 3 (see [`Family`]).
+fn llama_like(
     cfg: &Json,
     cf: &str,
     w: &Weights<'_, '_>,
+    family: Family,
 ) -> Result<(ModelOptions, Vec<RawTensor>), ImportError> {
-    if cfg.get("rope_scaling").is_some_and(|v| !v.is_null()) {
+    let flag = |k: &str| cfg.get(k).and_then(Json::as_bool) == Some(true);
+    if family != Family::Qwen2 && flag("attention_bias") {
         return Err(ImportError::unsupported(
             cf,
-            "rope_scaling (only plain RoPE)",
+            "attention_bias (biases on q, k, v and the output projection)",
         ));
     }
-    if cfg.get("attention_bias").and_then(Json::as_bool) == Some(true)
-        || cfg.get("mlp_bias").and_then(Json::as_bool) == Some(true)
-    {
-        return Err(ImportError::unsupported(
-            cf,
-            "attention_bias / mlp_bias (LLaMA has no biases)",
-        ));
+    if flag("mlp_bias") {
+        return Err(ImportError::unsupported(cf, "mlp_bias"));
     }
+    if let Some(p) = cfg.get("partial_rotary_factor").and_then(Json::as_f64) {
+        if p != 1.0 {
+            return Err(ImportError::unsupported(
+                cf,
+                format!("partial_rotary_factor {p} (RoPE on part of each head)"),
+            ));
+        }
+    }
+    if flag("use_sliding_window") {
+        return Err(ImportError::unsupported(cf, "use_sliding_window"));
+    }
+    let gemma = family == Family::Gemma3;
+    let (act_key, want_act) = if gemma {
+        ("hidden_activation", "gelu_pytorch_tanh")
+    } else {
+        ("hidden_act", "silu")
+    };
     let act = cfg
-        .get("hidden_act")
+        .get(act_key)
+        .or_else(|| cfg.get("hidden_act"))
         .and_then(Json::as_str)
-        .unwrap_or("silu");
-    if act != "silu" {
+        .unwrap_or(want_act);
+    if act != want_act {
         return Err(ImportError::unsupported(
             cf,
-            format!("hidden_act '{act}' (expected 'silu')"),
+            format!("{act_key} '{act}' (expected '{want_act}')"),
         ));
+    }
+    for k in ["final_logit_softcapping", "attn_logit_softcapping"] {
+        if cfg.get(k).is_some_and(|v| !v.is_null()) {
+            return Err(ImportError::unsupported(cf, k));
+        }
     }
     let n_heads = cfg_usize(cfg, &["num_attention_heads"], cf)?;
-    let opts = ModelOptions {
+    let d_model = cfg_usize(cfg, &["hidden_size"], cf)?;
+    let head_dim = match cfg.get("head_dim").filter(|v| !v.is_null()) {
+        None => None,
+        Some(_) => Some(cfg_usize(cfg, &["head_dim"], cf)?)
+            .filter(|&hd| n_heads == 0 || hd * n_heads != d_model),
+    };
+    let (rope_base, scaling, rope_local) = if gemma {
+        let (global, local) = gemma3_rope(cfg, cf)?;
+        (global, None, Some(local))
+    } else {
+        let (b, s) = rope_config(cfg, cf)?;
+        (b, s, None)
+    };
+    let n_layers = cfg_usize(cfg, &["num_hidden_layers"], cf)?;
+    let window = if gemma {
+        gemma3_window(cfg, cf, n_layers)?
+    } else {
+        None
+    };
+    let mut opts = ModelOptions {
         vocab_size: cfg_usize(cfg, &["vocab_size"], cf)?,
-        d_model: cfg_usize(cfg, &["hidden_size"], cf)?,
-        n_layers: cfg_usize(cfg, &["num_hidden_layers"], cf)?,
+        d_model,
+        n_layers,
         n_heads,
         n_kv_heads: match cfg.get("num_key_value_heads").filter(|v| !v.is_null()) {
             None => n_heads,
@@ -423,75 +684,150 @@ fn llama(
         tied_embeddings: cfg
             .get("tie_word_embeddings")
             .and_then(Json::as_bool)
-            .unwrap_or(false),
+            .unwrap_or(gemma),
         norm_eps: cfg_f32(cfg, "rms_norm_eps", 1e-6, cf)?,
-        rope_base: cfg_f32(cfg, "rope_theta", 10000.0, cf)?,
+        rope_base,
+        arch: ArchOptions {
+            head_dim,
+            qkv_bias: family == Family::Qwen2,
+            qk_norm: matches!(family, Family::Qwen3 | Family::Gemma3),
+            rope_freq_factors: scaling.is_some(),
+            ..Default::default()
+        },
     };
+    if gemma {
+        opts.mlp = Mlp::GeGlu;
+        opts.arch.embed_scale = Some((d_model as f32).sqrt());
+        opts.arch.post_norms = true;
+        if let Some((w, p)) = window {
+            opts.arch.sliding_window = Some(w);
+            opts.arch.sliding_window_pattern = p;
+            opts.arch.rope_base_local = rope_local;
+        }
+        let hd = opts.head_dim();
+        if let Some(q) = cfg.get("query_pre_attn_scalar").and_then(Json::as_f64) {
+            if q != hd as f64 {
+                return Err(ImportError::unsupported(
+                    cf,
+                    format!("query_pre_attn_scalar {q} (the attention scale is 1/√head_dim, {hd})"),
+                ));
+            }
+        }
+    }
+    // Gemma's RMSNorm multiplies by `1 + w`: the stored weight gets its 1 here.
+    let shift = if gemma { 1.0 } else { 0.0 };
     opts.validate()
         .map_err(|e| ImportError::malformed(cf, format!("model options: {e}")))?;
-    let (v, d, f, kv) = (opts.vocab_size, opts.d_model, opts.d_ff, opts.kv_dim());
+    let (v, d, f, kv, qd) = (
+        opts.vocab_size,
+        opts.d_model,
+        opts.d_ff,
+        opts.kv_dim(),
+        opts.q_dim(),
+    );
+    let hd = opts.head_dim();
     let mut t = Vec::new();
+    if let (Some(slot), Some(sc)) = (opts.rope_freqs(), scaling) {
+        let x = llama3_rope_factors(hd, rope_base, sc.factor, sc.low, sc.high, sc.original);
+        t.push(RawTensor::f32(slot.name, slot.shape, &x));
+    }
     let mut copy = |src: &str, dst: String, shape: Vec<usize>| -> Result<(), ImportError> {
         let x = w.f32(src, &shape)?;
         t.push(RawTensor::f32(dst, shape, &x));
         Ok(())
     };
     copy("model.embed_tokens.weight", opts.tok_emb().name, vec![v, d])?;
-    for n in 0..opts.n_layers {
-        let (s, b) = (format!("model.layers.{n}"), opts.layer(n));
-        copy(
-            &format!("{s}.input_layernorm.weight"),
-            b.attn_norm.weight.name.clone(),
-            vec![d],
-        )?;
-        copy(
-            &format!("{s}.self_attn.v_proj.weight"),
-            b.attn_v.weight.name.clone(),
-            vec![kv, d],
-        )?;
-        copy(
-            &format!("{s}.self_attn.o_proj.weight"),
-            b.attn_out.weight.name.clone(),
-            vec![d, d],
-        )?;
-        copy(
-            &format!("{s}.post_attention_layernorm.weight"),
-            b.mlp_norm.weight.name.clone(),
-            vec![d],
-        )?;
-        let src = format!("{s}.mlp.gate_proj.weight");
-        let gate = slot_name(b.mlp_gate.as_ref().map(|g| &g.weight), cf, &src)?;
-        copy(&src, gate, vec![f, d])?;
-        copy(
-            &format!("{s}.mlp.up_proj.weight"),
-            b.mlp_up.weight.name.clone(),
-            vec![f, d],
-        )?;
-        copy(
-            &format!("{s}.mlp.down_proj.weight"),
-            b.mlp_down.weight.name.clone(),
-            vec![d, f],
-        )?;
-    }
-    copy("model.norm.weight", opts.out_norm().weight.name, vec![d])?;
     if let Some(output) = opts.output() {
         copy("lm_head.weight", output.name, vec![v, d])?;
     }
-    // q and k: undo the rotate-half permutation (k with the kv head count).
+    let x = w.f32("model.norm.weight", &[d])?;
+    let x: Vec<f32> = x.iter().map(|v| v + shift).collect();
+    t.push(RawTensor::f32(opts.out_norm().weight.name, vec![d], &x));
+    let fused = family == Family::Phi3;
     for n in 0..opts.n_layers {
         let (s, b) = (format!("model.layers.{n}"), opts.layer(n));
-        let q = w.f32(&format!("{s}.self_attn.q_proj.weight"), &[d, d])?;
-        t.push(RawTensor::f32(
-            b.attn_q.weight.name.clone(),
-            vec![d, d],
-            &unpermute_rows(&q, opts.n_heads, d),
-        ));
-        let k = w.f32(&format!("{s}.self_attn.k_proj.weight"), &[kv, d])?;
-        t.push(RawTensor::f32(
-            b.attn_k.weight.name.clone(),
+        let get = |src: &str, shape: &[usize]| w.f32(&format!("{s}.{src}"), shape);
+        // q, k, v and gate, up: separate, or the row blocks of Phi-3's fused matrices.
+        let (q, k, v_w) = if fused {
+            let x = get("self_attn.qkv_proj.weight", &[qd + 2 * kv, d])?;
+            let (q, rest) = x.split_at(qd * d);
+            let (k, v_w) = rest.split_at(kv * d);
+            (q.to_vec(), k.to_vec(), v_w.to_vec())
+        } else {
+            (
+                get("self_attn.q_proj.weight", &[qd, d])?,
+                get("self_attn.k_proj.weight", &[kv, d])?,
+                get("self_attn.v_proj.weight", &[kv, d])?,
+            )
+        };
+        let (gate, up) = if fused {
+            let x = get("mlp.gate_up_proj.weight", &[2 * f, d])?;
+            let (g, u) = x.split_at(f * d);
+            (g.to_vec(), u.to_vec())
+        } else {
+            (
+                get("mlp.gate_proj.weight", &[f, d])?,
+                get("mlp.up_proj.weight", &[f, d])?,
+            )
+        };
+        let gate_name = slot_name(b.mlp_gate.as_ref().map(|g| &g.weight), cf, "gate_proj")?;
+        // q and k: undo the rotate-half permutation (k with the kv head count), of the
+        // weights, the biases and the per-head norm weights alike.
+        let unperm = |x: &[f32], heads: usize, cols: usize| unpermute_rows(x, heads, cols);
+        let mut put = |name: &str, shape: Vec<usize>, x: &[f32]| {
+            t.push(RawTensor::f32(name, shape, x));
+        };
+        put(
+            &b.attn_q.weight.name,
+            vec![qd, d],
+            &unperm(&q, opts.n_heads, d),
+        );
+        put(
+            &b.attn_k.weight.name,
             vec![kv, d],
-            &unpermute_rows(&k, opts.n_kv_heads, d),
-        ));
+            &unperm(&k, opts.n_kv_heads, d),
+        );
+        put(&b.attn_v.weight.name, vec![kv, d], &v_w);
+        put(&gate_name, vec![f, d], &gate);
+        put(&b.mlp_up.weight.name, vec![f, d], &up);
+        if let (Some(qb), Some(kb), Some(vb)) = (&b.attn_q.bias, &b.attn_k.bias, &b.attn_v.bias) {
+            let x = get("self_attn.q_proj.bias", &[qd])?;
+            put(&qb.name, vec![qd], &unperm(&x, opts.n_heads, 1));
+            let x = get("self_attn.k_proj.bias", &[kv])?;
+            put(&kb.name, vec![kv], &unperm(&x, opts.n_kv_heads, 1));
+            put(&vb.name, vec![kv], &get("self_attn.v_proj.bias", &[kv])?);
+        }
+        let shifted = |x: Vec<f32>| -> Vec<f32> { x.iter().map(|v| v + shift).collect() };
+        if let (Some(qn), Some(kn)) = (&b.attn_q_norm, &b.attn_k_norm) {
+            let x = shifted(get("self_attn.q_norm.weight", &[hd])?);
+            put(&qn.name, vec![hd], &unperm(&x, 1, 1));
+            let x = shifted(get("self_attn.k_norm.weight", &[hd])?);
+            put(&kn.name, vec![hd], &unperm(&x, 1, 1));
+        }
+        put(
+            &b.attn_out.weight.name,
+            vec![d, qd],
+            &get("self_attn.o_proj.weight", &[d, qd])?,
+        );
+        put(
+            &b.mlp_down.weight.name,
+            vec![d, f],
+            &get("mlp.down_proj.weight", &[d, f])?,
+        );
+        // Norms: Gemma has a pre- and a post-norm around each sub-block, and its
+        // `post_attention_layernorm` is the attention's post-norm, not the MLP's norm.
+        let mut norms = vec![("input_layernorm.weight", &b.attn_norm.weight.name)];
+        match (&b.attn_post_norm, &b.mlp_post_norm) {
+            (Some(pa), Some(pm)) => norms.extend([
+                ("post_attention_layernorm.weight", &pa.weight.name),
+                ("pre_feedforward_layernorm.weight", &b.mlp_norm.weight.name),
+                ("post_feedforward_layernorm.weight", &pm.weight.name),
+            ]),
+            _ => norms.push(("post_attention_layernorm.weight", &b.mlp_norm.weight.name)),
+        }
+        for (src, dst) in norms {
+            put(dst, vec![d], &shifted(get(src, &[d])?));
+        }
     }
     Ok((opts, t))
 }
