@@ -61,6 +61,10 @@ fn sp_spec(with_bytes: bool, unk: Option<u32>) -> TokenizerSpec<'static> {
         unk,
         pad: None,
         add_bos: true,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     }
 }
 
@@ -192,6 +196,10 @@ fn char_spec(unk: Option<u32>) -> TokenizerSpec<'static> {
         unk,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     }
 }
 
@@ -260,6 +268,10 @@ fn bad_specs_are_named_errors() {
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     };
     let tok = Tokenizer::from_spec(&gpt2(&["a b"])).unwrap();
     assert_eq!(tok.encode("abab", false).unwrap(), vec![256, 256]);
@@ -406,6 +418,10 @@ fn byte_level_vocabulary_is_gpt2_with_256_tokens() {
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     };
     let tok = Tokenizer::from_spec(&spec).unwrap();
     let text = "héllo,  wörld!\n\t👋 'll 42";
