@@ -546,7 +546,10 @@ impl<'a> TokenizerSpec<'a> {
             ));
         }
         if let Some(pre) = &self.pre {
-            m.push((keys::TOK_PRE.into(), Value::Str(Cow::Owned(pre.to_string()))));
+            m.push((
+                keys::TOK_PRE.into(),
+                Value::Str(Cow::Owned(pre.to_string())),
+            ));
         }
         if self.kind == TokenizerKind::SentencePiece {
             m.push((

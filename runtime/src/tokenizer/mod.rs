@@ -99,7 +99,12 @@ impl Tokenizer {
             }
         }
         let types = token_types(spec)?;
-        let ty = |id: u32| types.get(id as usize).copied().unwrap_or(token_type::NORMAL);
+        let ty = |id: u32| {
+            types
+                .get(id as usize)
+                .copied()
+                .unwrap_or(token_type::NORMAL)
+        };
         let is_control = |id: u32| {
             [spec.bos, spec.eos, spec.pad].contains(&Some(id)) || ty(id) == token_type::CONTROL
         };
@@ -119,8 +124,13 @@ impl Tokenizer {
                     }
                 };
                 pre = Some(spec.pre.as_deref().unwrap_or(GPT2_NAME).to_string());
-                let (p, bpe) =
-                    gpt2::build(&spec.tokens, &spec.merges, is_special, pre_tok, ignore_merges)?;
+                let (p, bpe) = gpt2::build(
+                    &spec.tokens,
+                    &spec.merges,
+                    is_special,
+                    pre_tok,
+                    ignore_merges,
+                )?;
                 (p, Algo::Gpt2(bpe))
             }
             TokenizerKind::SentencePiece => {
@@ -160,7 +170,12 @@ impl Tokenizer {
     /// their ids instead of being spelled out as ordinary characters.
     pub fn encode_with(&self, text: &str, opts: EncodeOptions) -> Result<Vec<u32>, TokenizerError> {
         let add_eos = opts.add_special && self.add_eos;
-        self.encode_parts(text, opts.add_special && self.add_bos, add_eos, opts.parse_special)
+        self.encode_parts(
+            text,
+            opts.add_special && self.add_bos,
+            add_eos,
+            opts.parse_special,
+        )
     }
 
     /// BOS (when `add_bos`), the fragments of `text` (user-defined tokens, and control

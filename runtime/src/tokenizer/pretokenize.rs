@@ -98,12 +98,12 @@ impl PreTokenizer {
                 Step::Gpt2 => Ok(Compiled::Gpt2),
                 Step::Digit => Ok(Compiled::Digit),
                 #[cfg(feature = "std")]
-                Step::Re(re) => fancy_regex::Regex::new(re)
-                    .map(Compiled::Re)
-                    .map_err(|e| TokenizerError::PreTokenizer {
+                Step::Re(re) => fancy_regex::Regex::new(re).map(Compiled::Re).map_err(|e| {
+                    TokenizerError::PreTokenizer {
                         name: name.to_string(),
                         reason: alloc::format!("regex {re:?}: {e}"),
-                    }),
+                    }
+                }),
                 #[cfg(not(feature = "std"))]
                 Step::Re(_) => Err(TokenizerError::PreTokenizer {
                     name: name.to_string(),
@@ -364,15 +364,16 @@ mod tests {
 
     /// GPT-2's regex with the final `|\s+` HF has: llama.cpp's lacks it, the text
     /// between matches is kept instead, which comes to the same.
-    const GPT2_RE: &str =
-        r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+    const GPT2_RE: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 
     fn random_text(rnd: &mut impl FnMut(usize) -> usize) -> alloc::string::String {
         const ALPHABET: &[&str] = &[
             "a", "Z", "é", "ж", "中", "3", "٣", "½", " ", " ", "  ", "\t", "\n", "\r", "\u{a0}",
             "\u{3000}", "'", "'s", "'LL", "!", ".", "(", "$", "🦙", "\u{301}", "_", "-",
         ];
-        (0..rnd(30)).map(|_| ALPHABET[rnd(ALPHABET.len())]).collect()
+        (0..rnd(30))
+            .map(|_| ALPHABET[rnd(ALPHABET.len())])
+            .collect()
     }
 
     #[test]

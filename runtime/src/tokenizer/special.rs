@@ -146,7 +146,10 @@ mod tests {
             let mut want = Vec::new();
             let (mut i, mut start) = (0, 0);
             while i < text.len() {
-                let hit = toks.iter().enumerate().find(|(_, t)| text[i..].starts_with(**t));
+                let hit = toks
+                    .iter()
+                    .enumerate()
+                    .find(|(_, t)| text[i..].starts_with(**t));
                 match hit {
                     Some((id, t)) => {
                         if start < i {

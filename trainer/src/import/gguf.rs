@@ -460,8 +460,9 @@ pub fn tokenizer(g: &Gguf<'_>, file: &str) -> Result<TokenizerSpec<'static>, Imp
     let flag = |k: &str| -> Result<Option<bool>, ImportError> {
         get(k)
             .map(|v| {
-                v.as_bool()
-                    .ok_or_else(|| ImportError::malformed(file, format!("key '{k}' should be a bool")))
+                v.as_bool().ok_or_else(|| {
+                    ImportError::malformed(file, format!("key '{k}' should be a bool"))
+                })
             })
             .transpose()
     };
