@@ -79,7 +79,8 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
     } else {
         TokenizerKind::SentencePiece
     };
-    let tok = parse_tokenizer(&tok_json, kind, opts.vocab_size, &tok_name)?;
+    let mut tok = parse_tokenizer(&tok_json, kind, opts.vocab_size, &tok_name)?;
+    super::hf_tokenizer::apply_config(dir, &mut tok)?;
     let source = format!("safetensors:{}", file_name(dir));
     ImportedModel::finish(opts, tok, tensors, source)
 }
@@ -506,13 +507,12 @@ pub fn parse_tokenizer(
     let model = j
         .get("model")
         .ok_or_else(|| ImportError::malformed(file, "missing 'model'"))?;
-    let ty = model.get("type").and_then(Json::as_str).unwrap_or("BPE");
-    if ty != "BPE" {
-        return Err(ImportError::unsupported(
-            file,
-            format!("tokenizer model type '{ty}' (expected BPE)"),
-        ));
-    }
+    // tokenizer.json's own pre-tokenizer / decoder / byte_fallback decide the kind when
+    // they say; `kind` (from the model type) is the fallback.
+    let (kind, pre) = match super::hf_tokenizer::kind_and_pre(j, file)? {
+        Some((k, pre)) => (k, pre),
+        None => (kind, None),
+    };
     let vocab = model
         .get("vocab")
         .and_then(Json::as_object)
@@ -664,7 +664,7 @@ pub fn parse_tokenizer(
             add_bos: false,
             add_eos: false,
             token_types,
-            pre: None,
+            pre: pre.map(Cow::Owned),
             add_space_prefix: true,
             merges: merges.into_iter().map(Cow::Owned).collect(),
             tokens,
