@@ -127,7 +127,7 @@ pub mod keys {
     pub const NORM_EPS: &str = "llm.norm_eps";
     /// f32
     pub const ROPE_BASE: &str = "llm.rope_base";
-    /// string: gpt2 | sentencepiece | char
+    /// string: gpt2 | sentencepiece | char | raw-bpe
     pub const TOK_KIND: &str = "tokenizer.kind";
     /// array of string
     pub const TOK_TOKENS: &str = "tokenizer.tokens";
@@ -473,8 +473,12 @@ pub enum TokenizerKind {
     SentencePiece,
     /// One token per Unicode scalar value in `tokens` (char-level models).
     Char,
+    /// BPE over raw UTF-8 (Gemma 4, GGUF `gemma4`): tokens as text with `▁` for spaces,
+    /// merge priority is `tokenizer.merges` order, text split only at newlines, `<0xXX>`
+    /// byte fallback, no space prefix.
+    RawBpe,
 }
-str_enum!(TokenizerKind, TokenizerKind::Gpt2 => "gpt2", TokenizerKind::SentencePiece => "sentencepiece", TokenizerKind::Char => "char");
+str_enum!(TokenizerKind, TokenizerKind::Gpt2 => "gpt2", TokenizerKind::SentencePiece => "sentencepiece", TokenizerKind::Char => "char", TokenizerKind::RawBpe => "raw-bpe");
 
 /// The tokenizer as stored in a file.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,7 +6,8 @@
 //! * [`TokenizerKind::SentencePiece`]: score-merge BPE with `<0xXX>` byte fallback, as
 //!   llama2.c, LLaMA 1-2 and llama.cpp's SPM (`sentencepiece.rs`), with or without the
 //!   space prefix;
-//! * [`TokenizerKind::Char`]: one token per char (`char_level.rs`).
+//! * [`TokenizerKind::Char`]: one token per char (`char_level.rs`);
+//! * [`TokenizerKind::RawBpe`]: Gemma 4's BPE over raw UTF-8 (`raw_bpe.rs`).
 //!
 //! A [`Tokenizer`] is built once from the file's [`TokenizerSpec`] and owns its tables
 //! (hash maps built once, one flat id → bytes table for decoding). [`StreamDecoder`]
@@ -23,6 +24,7 @@ mod error;
 mod gpt2;
 mod merge;
 mod pretokenize;
+mod raw_bpe;
 mod sentencepiece;
 mod special;
 mod stream;
@@ -75,6 +77,7 @@ enum Algo {
     Gpt2(gpt2::Bpe),
     SentencePiece(sentencepiece::SentencePiece),
     Char(char_level::CharLevel),
+    RawBpe(raw_bpe::RawBpe),
 }
 
 impl Tokenizer {
@@ -147,6 +150,10 @@ impl Tokenizer {
                 let (p, c) = char_level::build(&spec.tokens, spec.unk, is_control);
                 (p, Algo::Char(c))
             }
+            TokenizerKind::RawBpe => {
+                let (p, r) = raw_bpe::build(&spec.tokens, &spec.merges, is_control)?;
+                (p, Algo::RawBpe(r))
+            }
         };
         Ok(Tokenizer {
             kind: spec.kind,
@@ -205,6 +212,7 @@ impl Tokenizer {
                         Algo::Gpt2(bpe) => bpe.encode(t, &mut out)?,
                         Algo::SentencePiece(sp) => sp.encode(t, after_special, &mut out)?,
                         Algo::Char(c) => c.encode(t, &mut out)?,
+                        Algo::RawBpe(r) => r.encode(t, &mut out)?,
                     }
                     after_special = false;
                 }
@@ -345,7 +353,11 @@ fn token_types(spec: &TokenizerSpec<'_>) -> Result<Vec<u8>, TokenizerError> {
         .iter()
         .map(|t| {
             let byte = sentencepiece::byte_piece(t.as_ref()).is_some();
-            if spec.kind == TokenizerKind::SentencePiece && byte {
+            if matches!(
+                spec.kind,
+                TokenizerKind::SentencePiece | TokenizerKind::RawBpe
+            ) && byte
+            {
                 token_type::BYTE
             } else {
                 token_type::NORMAL

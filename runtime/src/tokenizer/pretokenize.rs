@@ -9,9 +9,10 @@
 //! mpt, olmo, starcoder, refact, command-r, smollm, ...) work without `std`; the others
 //! run their regexes through `fancy-regex` (the `std` feature).
 //!
-//! Not supported (an error when a file names them): llama.cpp's raw-UTF-8 BPE
-//! (`gemma4`, `granite-embed-multi-311m`, `sarvam-moe`, `whitespace`) and the two with
-//! custom splitters (`kimi-k2`, `afmoe`).
+//! Not supported as pre-tokenizer names of a byte-level vocabulary (an error when a
+//! file names them): llama.cpp's raw-UTF-8 BPE ones (`gemma4`, which is the `raw-bpe`
+//! kind instead, `granite-embed-multi-311m`, `sarvam-moe`, `whitespace`) and the two
+//! with custom splitters (`kimi-k2`, `afmoe`).
 
 use super::error::TokenizerError;
 use super::gpt2::{gpt2_pieces, is_number};

@@ -435,10 +435,17 @@ pub fn tokenizer(g: &Gguf<'_>, file: &str) -> Result<TokenizerSpec<'static>, Imp
             };
             (TokenizerKind::Gpt2, Vec::new(), merges, false)
         }
+        // llama.cpp adds BOS for Gemma 4 whatever the file says.
+        "gemma4" => (
+            TokenizerKind::RawBpe,
+            Vec::new(),
+            strs("tokenizer.ggml.merges")?,
+            true,
+        ),
         m => {
             return Err(ImportError::unsupported(
                 file,
-                format!("tokenizer.ggml.model '{m}' (expected 'llama' or 'gpt2')"),
+                format!("tokenizer.ggml.model '{m}' (expected 'llama', 'gpt2' or 'gemma4')"),
             ))
         }
     };
@@ -520,10 +527,13 @@ pub fn tokenizer(g: &Gguf<'_>, file: &str) -> Result<TokenizerSpec<'static>, Imp
         eos: id("tokenizer.ggml.eos_token_id")?,
         unk: id("tokenizer.ggml.unknown_token_id")?,
         pad: id("tokenizer.ggml.padding_token_id")?,
-        add_bos: flag("tokenizer.ggml.add_bos_token")?.unwrap_or(default_bos),
+        add_bos: flag("tokenizer.ggml.add_bos_token")?.unwrap_or(default_bos)
+            || kind == TokenizerKind::RawBpe,
         add_eos: flag("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
         token_types: types,
         pre: pre.map(|p| Cow::Owned(p.0)),
-        add_space_prefix: flag("tokenizer.ggml.add_space_prefix")?.unwrap_or(true),
+        // Only SentencePiece reads it (Gemma 4's raw BPE never prefixes).
+        add_space_prefix: kind != TokenizerKind::SentencePiece
+            || flag("tokenizer.ggml.add_space_prefix")?.unwrap_or(true),
     })
 }
