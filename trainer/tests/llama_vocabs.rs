@@ -85,6 +85,21 @@ fn run_vocab(gguf_path: &Path) -> Result<usize, String> {
         parse_special: false,
     };
     let mut bad = Vec::new();
+    // llama.cpp adds Llama 3's BOS although the file has no add_bos_token.
+    if gguf_path.ends_with("ggml-vocab-llama-bpe.gguf") {
+        let with_bos = EncodeOptions {
+            add_special: true,
+            parse_special: true,
+        };
+        let ids = tok
+            .encode_with("<|begin_of_text|>Hi", with_bos)
+            .map_err(|e| e.to_string())?;
+        if ids[..2] != [128000, 128000] {
+            bad.push(format!(
+                "BOS not added, or <|begin_of_text|> not parsed: {ids:?}"
+            ));
+        }
+    }
     for (text, want) in &tests {
         match tok.encode_with(text, opts) {
             Ok(got) if &got == want => {}
