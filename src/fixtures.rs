@@ -50,6 +50,10 @@ pub fn char_tokenizer(vocab: usize) -> TokenizerSpec<'static> {
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     }
 }
 

@@ -257,6 +257,7 @@ pub unsafe extern "C" fn llmrt_model_get_info(
                 TokenizerKind::Gpt2 => c"gpt2",
                 TokenizerKind::SentencePiece => c"sentencepiece",
                 TokenizerKind::Char => c"char",
+                TokenizerKind::RawBpe => c"raw-bpe",
             }),
             bos: id_of(tok.bos()),
             eos: id_of(tok.eos()),

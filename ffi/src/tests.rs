@@ -98,6 +98,10 @@ pub(crate) fn model_bytes(seed: u64) -> Vec<u8> {
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     };
     let o = ModelOptions {
         vocab_size: tok.tokens.len(),

@@ -46,6 +46,7 @@ pub mod reader;
 pub mod tensor;
 #[cfg(feature = "std")]
 pub mod testing;
+pub mod token_type;
 pub mod writer;
 
 pub use aligned::AlignedBuf;

@@ -194,7 +194,7 @@ pub mod keys {
     pub const SLIDING_WINDOW_PATTERN: &str = "llm.sliding_window_pattern";
     /// f32, optional (rope_base): RoPE base of the sliding-window layers
     pub const ROPE_BASE_LOCAL: &str = "llm.rope_base_local";
-    /// string: gpt2 | sentencepiece | char
+    /// string: gpt2 | sentencepiece | char | raw-bpe
     pub const TOK_KIND: &str = "tokenizer.kind";
     /// array of string
     pub const TOK_TOKENS: &str = "tokenizer.tokens";
@@ -212,6 +212,16 @@ pub mod keys {
     pub const TOK_PAD: &str = "tokenizer.pad_id";
     /// bool: prepend BOS when encoding a prompt
     pub const TOK_ADD_BOS: &str = "tokenizer.add_bos";
+    /// bool: append EOS when encoding a prompt (absent = false)
+    pub const TOK_ADD_EOS: &str = "tokenizer.add_eos";
+    /// array of u8, one per token: [`crate::token_type`] (absent = derived from the
+    /// special ids)
+    pub const TOK_TYPES: &str = "tokenizer.token_types";
+    /// string: pre-tokenizer name, llama.cpp's `tokenizer.ggml.pre` (gpt2 kind; absent =
+    /// GPT-2's)
+    pub const TOK_PRE: &str = "tokenizer.pre";
+    /// bool: sentencepiece prefixes text with a space (absent = true)
+    pub const TOK_ADD_SPACE_PREFIX: &str = "tokenizer.add_space_prefix";
     /// string: where the weights came from (`llama2c:path`, `llm-train`, ...)
     pub const PROV_SOURCE: &str = "provenance.source";
     /// string: RFC 3339 date of writing
@@ -672,8 +682,12 @@ pub enum TokenizerKind {
     SentencePiece,
     /// One token per Unicode scalar value in `tokens` (char-level models).
     Char,
+    /// BPE over raw UTF-8 (Gemma 4, GGUF `gemma4`): tokens as text with `▁` for spaces,
+    /// merge priority is `tokenizer.merges` order, text split only at newlines, `<0xXX>`
+    /// byte fallback, no space prefix.
+    RawBpe,
 }
-str_enum!(TokenizerKind, TokenizerKind::Gpt2 => "gpt2", TokenizerKind::SentencePiece => "sentencepiece", TokenizerKind::Char => "char");
+str_enum!(TokenizerKind, TokenizerKind::Gpt2 => "gpt2", TokenizerKind::SentencePiece => "sentencepiece", TokenizerKind::Char => "char", TokenizerKind::RawBpe => "raw-bpe");
 
 /// The tokenizer as stored in a file.
 #[derive(Clone, Debug, PartialEq)]
@@ -696,6 +710,16 @@ pub struct TokenizerSpec<'a> {
     pub pad: Option<u32>,
     /// Whether prompts get a BOS prepended.
     pub add_bos: bool,
+    /// Whether prompts get an EOS appended.
+    pub add_eos: bool,
+    /// Token id → type ([`crate::token_type`]); empty when the file has none (the
+    /// special ids are then control tokens, `unk` unknown, the rest normal).
+    pub token_types: Vec<u8>,
+    /// Pre-tokenizer name (llama.cpp's `tokenizer.ggml.pre`, e.g. `llama-bpe`, `qwen2`);
+    /// `None` = GPT-2's. Only the gpt2 kind uses it.
+    pub pre: Option<Cow<'a, str>>,
+    /// SentencePiece: prefix each text with a space (`▁`), as LLaMA's tokenizer does.
+    pub add_space_prefix: bool,
 }
 
 impl<'a> TokenizerSpec<'a> {
@@ -727,6 +751,25 @@ impl<'a> TokenizerSpec<'a> {
         m.push((keys::TOK_UNK.into(), id(self.unk)));
         m.push((keys::TOK_PAD.into(), id(self.pad)));
         m.push((keys::TOK_ADD_BOS.into(), Value::Bool(self.add_bos)));
+        m.push((keys::TOK_ADD_EOS.into(), Value::Bool(self.add_eos)));
+        if !self.token_types.is_empty() {
+            m.push((
+                keys::TOK_TYPES.into(),
+                Value::Array(self.token_types.iter().map(|&t| Value::U8(t)).collect()),
+            ));
+        }
+        if let Some(pre) = &self.pre {
+            m.push((
+                keys::TOK_PRE.into(),
+                Value::Str(Cow::Owned(pre.to_string())),
+            ));
+        }
+        if self.kind == TokenizerKind::SentencePiece {
+            m.push((
+                keys::TOK_ADD_SPACE_PREFIX.into(),
+                Value::Bool(self.add_space_prefix),
+            ));
+        }
         m
     }
 
@@ -781,6 +824,38 @@ impl<'a> TokenizerSpec<'a> {
                 _ => Ok(id),
             }
         };
+        let token_types = match m.get(keys::TOK_TYPES) {
+            None => Vec::new(),
+            Some(_) => m
+                .array(keys::TOK_TYPES)?
+                .iter()
+                .map(|v| match v {
+                    Value::U8(t) if crate::token_type::is_valid(*t) => Ok(*t),
+                    _ => Err(FormatError::Invalid(format!(
+                        "{} must hold token types 0..=6 as u8",
+                        keys::TOK_TYPES
+                    ))),
+                })
+                .collect::<Result<Vec<u8>, _>>()?,
+        };
+        if !token_types.is_empty() && token_types.len() != tokens.len() {
+            return Err(FormatError::Invalid(format!(
+                "tokenizer has {} tokens but {} token types",
+                tokens.len(),
+                token_types.len()
+            )));
+        }
+        let flag = |key: &str, default: bool| -> Result<bool, FormatError> {
+            match m.get(key) {
+                None => Ok(default),
+                Some(_) => m.bool(key),
+            }
+        };
+        let pre = match m.get(keys::TOK_PRE) {
+            None => None,
+            Some(Value::Str(s)) => Some(s.clone()),
+            Some(_) => m.str(keys::TOK_PRE).map(|_| None)?,
+        };
         Ok(TokenizerSpec {
             kind,
             bos: check(keys::TOK_BOS)?,
@@ -791,6 +866,10 @@ impl<'a> TokenizerSpec<'a> {
                 .get(keys::TOK_ADD_BOS)
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
+            add_eos: flag(keys::TOK_ADD_EOS, false)?,
+            token_types,
+            pre,
+            add_space_prefix: flag(keys::TOK_ADD_SPACE_PREFIX, true)?,
             tokens,
             scores,
             merges,

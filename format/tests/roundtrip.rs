@@ -248,6 +248,10 @@ fn tokenizer() -> TokenizerSpec<'static> {
         unk: Some(0),
         pad: None,
         add_bos: true,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     }
 }
 

@@ -54,6 +54,10 @@ fn spec_from(bytes: &[Vec<u8>], merges: Vec<Cow<'static, str>>) -> TokenizerSpec
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     }
 }
 

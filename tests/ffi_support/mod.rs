@@ -323,6 +323,10 @@ fn sentencepiece_tokenizer() -> TokenizerSpec<'static> {
         unk: Some(0),
         pad: None,
         add_bos: true,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     }
 }
 
@@ -348,6 +352,10 @@ fn char_tokenizer() -> TokenizerSpec<'static> {
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     }
 }
 

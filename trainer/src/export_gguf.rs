@@ -125,7 +125,15 @@ pub fn to_gguf(file: &LlmFile<'_>, name: &str) -> Result<Vec<u8>, ImportError> {
         }
         TokenizerKind::Gpt2 => {
             g.str("tokenizer.ggml.model", "gpt2");
-            g.str("tokenizer.ggml.pre", "default");
+            g.str(
+                "tokenizer.ggml.pre",
+                tok.pre.as_deref().unwrap_or(llmrt::tokenizer::GPT2_NAME),
+            );
+            g.strs("tokenizer.ggml.tokens", tok.tokens.iter().map(|t| &**t));
+            g.strs("tokenizer.ggml.merges", tok.merges.iter().map(|t| &**t));
+        }
+        TokenizerKind::RawBpe => {
+            g.str("tokenizer.ggml.model", "gemma4");
             g.strs("tokenizer.ggml.tokens", tok.tokens.iter().map(|t| &**t));
             g.strs("tokenizer.ggml.merges", tok.merges.iter().map(|t| &**t));
         }

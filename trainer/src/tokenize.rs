@@ -231,6 +231,10 @@ impl TextTokenizer {
             unk: None,
             pad: None,
             add_bos: false,
+            add_eos: false,
+            token_types: Vec::new(),
+            pre: None,
+            add_space_prefix: true,
         }
     }
 

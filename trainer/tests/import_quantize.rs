@@ -57,6 +57,10 @@ fn model(o: ModelOptions, rng: &mut Rng) -> ImportedModel {
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     };
     ImportedModel::finish(o, tok, tensors, "test:random".into()).unwrap()
 }

@@ -44,6 +44,20 @@ pub enum TokenizerError {
     UnknownChar(char),
     /// A byte that has no token (a byte-level vocabulary must hold all 256 bytes).
     UnknownByte(u8),
+    /// The token types do not match the tokens one to one.
+    TypesMismatch {
+        /// Number of tokens.
+        tokens: usize,
+        /// Number of types.
+        types: usize,
+    },
+    /// An unknown or unusable pre-tokenizer, or one whose regex failed on a text.
+    PreTokenizer {
+        /// The pre-tokenizer's name (or the regex).
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl core::fmt::Display for TokenizerError {
@@ -73,6 +87,12 @@ impl core::fmt::Display for TokenizerError {
                 *c as u32
             ),
             TokenizerError::UnknownByte(b) => write!(f, "byte 0x{b:02X} has no token"),
+            TokenizerError::TypesMismatch { tokens, types } => {
+                write!(f, "tokenizer has {tokens} tokens but {types} token types")
+            }
+            TokenizerError::PreTokenizer { name, reason } => {
+                write!(f, "pre-tokenizer '{name}': {reason}")
+            }
         }
     }
 }

@@ -14,6 +14,7 @@
 
 use super::error::TokenizerError;
 use super::merge::{merge, Sym};
+use super::pretokenize::PreTokenizer;
 use super::Pieces;
 use alloc::boxed::Box;
 use alloc::format;
@@ -81,7 +82,7 @@ fn is_letter(c: char) -> bool {
 }
 
 /// `\p{N}`: Nd, Nl, No.
-fn is_number(c: char) -> bool {
+pub(super) fn is_number(c: char) -> bool {
     matches!(
         get_general_category(c),
         G::DecimalNumber | G::LetterNumber | G::OtherNumber
@@ -187,16 +188,23 @@ pub(super) struct Bpe {
     byte_ids: [Option<u32>; 256],
     /// With merge rules: (left id, right id) → (rule index, merged id).
     pairs: Option<PairMap>,
+    /// How text is cut into words.
+    pre: PreTokenizer,
+    /// A word that is itself a token is that token (llama.cpp's `ignore_merges`).
+    ignore_merges: bool,
 }
 
 /// Builds the decode table (id → raw bytes) and the BPE tables. `is_special(id)` marks
-/// control tokens, which decode to their text but are never produced by `encode`.
+/// control and user-defined tokens, which decode to their text as written (not through
+/// the byte alphabet) and are never produced by merging.
 /// A piece with a char outside the bytes-to-unicode alphabet is an added token: it
 /// decodes to its own UTF-8 text and is special too.
 pub(super) fn build(
     tokens: &[impl AsRef<str>],
     merges: &[impl AsRef<str>],
     is_special: impl Fn(u32) -> bool,
+    pre: PreTokenizer,
+    ignore_merges: bool,
 ) -> Result<(Pieces, Bpe), TokenizerError> {
     let mut pieces = Pieces::with_capacity(tokens.len());
     let mut encoder: HashMap<Box<[u8]>, u32> = HashMap::with_capacity(tokens.len());
@@ -206,9 +214,9 @@ pub(super) fn build(
         let id = id as u32;
         let text = tok.as_ref();
         buf.clear();
-        let mut added = false;
+        let mut added = is_special(id);
         for c in text.chars() {
-            match char_to_byte(c) {
+            match char_to_byte(c).filter(|_| !added) {
                 Some(b) => buf.push(b),
                 None => {
                     added = true;
@@ -240,6 +248,8 @@ pub(super) fn build(
             encoder,
             byte_ids,
             pairs,
+            pre,
+            ignore_merges,
         },
     ))
 }
@@ -283,9 +293,9 @@ impl Bpe {
     /// Appends the ids of `text` to `out`.
     pub(super) fn encode(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
         let mut syms = Vec::new();
-        for piece in gpt2_pieces(text) {
+        for piece in self.pre.split(text)? {
             let bytes = piece.as_bytes();
-            if self.pairs.is_none() {
+            if self.pairs.is_none() || self.ignore_merges {
                 if let Some(&id) = self.encoder.get(bytes) {
                     out.push(id);
                     continue;

@@ -1,33 +1,45 @@
 //! Tokenizers: text ↔ token ids for the vocabularies a `.llm` file carries.
 //!
-//! * [`TokenizerKind::Gpt2`]: byte-level BPE with GPT-2 pre-tokenisation (`gpt2.rs`),
-//!   token for token the same as GPT-2 / tiktoken `r50k_base`;
+//! * [`TokenizerKind::Gpt2`]: byte-level BPE (`gpt2.rs`) after one of llama.cpp's
+//!   pre-tokenizers (`pretokenize.rs`, the file's `tokenizer.pre`; GPT-2's by default,
+//!   token for token the same as GPT-2 / tiktoken `r50k_base`);
 //! * [`TokenizerKind::SentencePiece`]: score-merge BPE with `<0xXX>` byte fallback, as
-//!   llama2.c and LLaMA 1-2 (`sentencepiece.rs`);
-//! * [`TokenizerKind::Char`]: one token per char (`char_level.rs`).
+//!   llama2.c, LLaMA 1-2 and llama.cpp's SPM (`sentencepiece.rs`), with or without the
+//!   space prefix;
+//! * [`TokenizerKind::Char`]: one token per char (`char_level.rs`);
+//! * [`TokenizerKind::RawBpe`]: Gemma 4's BPE over raw UTF-8 (`raw_bpe.rs`).
 //!
 //! A [`Tokenizer`] is built once from the file's [`TokenizerSpec`] and owns its tables
 //! (hash maps built once, one flat id → bytes table for decoding). [`StreamDecoder`]
 //! turns generated ids into text without ever splitting a character.
 //!
-//! Special tokens (BOS/EOS/PAD, and `unk`) are never produced from text: a prompt that
-//! contains `<|endoftext|>` or `<s>` is encoded as ordinary characters.
+//! Special tokens, as llama.cpp (`special.rs`): [`Tokenizer::encode_with`] first cuts
+//! the text at user-defined tokens, and at control tokens (`<|im_start|>`, `<s>`) when
+//! `parse_special`; only the text between them goes through the tokenizer. Token types
+//! come from the file (`tokenizer.token_types`), or else BOS/EOS/PAD are control and
+//! `unk` unknown.
 
 mod char_level;
 mod error;
 mod gpt2;
 mod merge;
+mod pretokenize;
+mod raw_bpe;
 mod sentencepiece;
+mod special;
 mod stream;
 
 pub use error::TokenizerError;
 pub use gpt2::{byte_to_char, char_to_byte, gpt2_pieces, Gpt2Pieces};
+pub use pretokenize::{pre_tokenizer, pre_tokenizer_names, PreSpec, GPT2_NAME, UNSUPPORTED};
 pub use sentencepiece::SPACE_MARK;
 pub use stream::StreamDecoder;
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use llm_format::{TokenizerKind, TokenizerSpec};
+use llm_format::{token_type, TokenizerKind, TokenizerSpec};
+use pretokenize::PreTokenizer;
+use special::{Fragment, Specials};
 
 /// How [`Tokenizer::encode_with`] treats special tokens (llama.cpp's `add_special` and
 /// `parse_special`).
@@ -50,6 +62,12 @@ pub struct Tokenizer {
     unk: Option<u32>,
     pad: Option<u32>,
     add_bos: bool,
+    add_eos: bool,
+    /// Id → token type ([`token_type`]).
+    types: Vec<u8>,
+    specials: Specials,
+    /// The pre-tokenizer's name (gpt2 kind).
+    pre: Option<String>,
     algo: Algo,
 }
 
@@ -59,6 +77,7 @@ enum Algo {
     Gpt2(gpt2::Bpe),
     SentencePiece(sentencepiece::SentencePiece),
     Char(char_level::CharLevel),
+    RawBpe(raw_bpe::RawBpe),
 }
 
 impl Tokenizer {
@@ -82,21 +101,58 @@ impl Tokenizer {
                 return Err(TokenizerError::IdOutOfRange { what, id, vocab: n });
             }
         }
-        let is_control = |id: u32| [spec.bos, spec.eos, spec.pad].contains(&Some(id));
+        let types = token_types(spec)?;
+        let ty = |id: u32| {
+            types
+                .get(id as usize)
+                .copied()
+                .unwrap_or(token_type::NORMAL)
+        };
+        let is_control = |id: u32| {
+            [spec.bos, spec.eos, spec.pad].contains(&Some(id)) || ty(id) == token_type::CONTROL
+        };
+        let mut pre = None;
         let (pieces, algo) = match spec.kind {
             TokenizerKind::Gpt2 => {
-                let is_special = |id: u32| is_control(id) || spec.unk == Some(id);
-                let (p, bpe) = gpt2::build(&spec.tokens, &spec.merges, is_special)?;
+                let is_special = |id: u32| {
+                    is_control(id)
+                        || spec.unk == Some(id)
+                        || matches!(ty(id), token_type::USER_DEFINED | token_type::UNKNOWN)
+                };
+                let (pre_tok, ignore_merges) = match spec.pre.as_deref() {
+                    None => (PreTokenizer::gpt2(), false),
+                    Some(name) => {
+                        let p = pre_tokenizer(name).ok_or_else(|| unknown_pre(name))?;
+                        (PreTokenizer::new(name, p)?, p.ignore_merges)
+                    }
+                };
+                pre = Some(spec.pre.as_deref().unwrap_or(GPT2_NAME).to_string());
+                let (p, bpe) = gpt2::build(
+                    &spec.tokens,
+                    &spec.merges,
+                    is_special,
+                    pre_tok,
+                    ignore_merges,
+                )?;
                 (p, Algo::Gpt2(bpe))
             }
             TokenizerKind::SentencePiece => {
-                let (p, sp) =
-                    sentencepiece::build(&spec.tokens, &spec.scores, spec.unk, is_control)?;
+                let (p, sp) = sentencepiece::build(
+                    &spec.tokens,
+                    &spec.scores,
+                    spec.unk,
+                    is_control,
+                    spec.add_space_prefix,
+                )?;
                 (p, Algo::SentencePiece(sp))
             }
             TokenizerKind::Char => {
                 let (p, c) = char_level::build(&spec.tokens, spec.unk, is_control);
                 (p, Algo::Char(c))
+            }
+            TokenizerKind::RawBpe => {
+                let (p, r) = raw_bpe::build(&spec.tokens, &spec.merges, is_control)?;
+                (p, Algo::RawBpe(r))
             }
         };
         Ok(Tokenizer {
@@ -107,6 +163,10 @@ impl Tokenizer {
             unk: spec.unk,
             pad: spec.pad,
             add_bos: spec.add_bos,
+            add_eos: spec.add_eos,
+            specials: Specials::new(&spec.tokens, &types),
+            types,
+            pre,
             algo,
         })
     }
@@ -116,8 +176,52 @@ impl Tokenizer {
     /// with `parse_special`, special tokens written in the text (`<|im_start|>`) become
     /// their ids instead of being spelled out as ordinary characters.
     pub fn encode_with(&self, text: &str, opts: EncodeOptions) -> Result<Vec<u32>, TokenizerError> {
-        // Interface stub: special-token parsing lands with the tokenizer work of issue 15.
-        self.encode(text, opts.add_special && self.add_bos)
+        let add_eos = opts.add_special && self.add_eos;
+        self.encode_parts(
+            text,
+            opts.add_special && self.add_bos,
+            add_eos,
+            opts.parse_special,
+        )
+    }
+
+    /// BOS (when `add_bos`), the fragments of `text` (user-defined tokens, and control
+    /// tokens when `parse_special`, cut out first), EOS (when `add_eos`).
+    fn encode_parts(
+        &self,
+        text: &str,
+        add_bos: bool,
+        add_eos: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if let Some(bos) = self.bos.filter(|_| add_bos) {
+            out.push(bos);
+        }
+        // llama.cpp's SPM prefixes a space to a text that starts the prompt or follows a
+        // special token.
+        let mut after_special = true;
+        for frag in self.specials.partition(text, parse_special) {
+            match frag {
+                Fragment::Token(id) => {
+                    out.push(id);
+                    after_special = true;
+                }
+                Fragment::Text(t) => {
+                    match &self.algo {
+                        Algo::Gpt2(bpe) => bpe.encode(t, &mut out)?,
+                        Algo::SentencePiece(sp) => sp.encode(t, after_special, &mut out)?,
+                        Algo::Char(c) => c.encode(t, &mut out)?,
+                        Algo::RawBpe(r) => r.encode(t, &mut out)?,
+                    }
+                    after_special = false;
+                }
+            }
+        }
+        if let Some(eos) = self.eos.filter(|_| add_eos) {
+            out.push(eos);
+        }
+        Ok(out)
     }
 
     /// The id whose piece is exactly `piece` (as stored in the vocabulary, e.g.
@@ -127,17 +231,10 @@ impl Tokenizer {
     }
 
     /// Token ids of `text`, with BOS first when `add_bos` and the vocabulary has one.
+    /// Control tokens written in the text are spelled out (user-defined tokens are still
+    /// recognised, as in llama.cpp with `parse_special` off); no EOS.
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, TokenizerError> {
-        let mut out = Vec::with_capacity(text.len() / 3 + 2);
-        if let Some(bos) = self.bos.filter(|_| add_bos) {
-            out.push(bos);
-        }
-        match &self.algo {
-            Algo::Gpt2(bpe) => bpe.encode(text, &mut out)?,
-            Algo::SentencePiece(sp) => sp.encode(text, &mut out)?,
-            Algo::Char(c) => c.encode(text, &mut out)?,
-        }
-        Ok(out)
+        self.encode_parts(text, add_bos, false, false)
     }
 
     /// The raw bytes token `id` decodes to (GPT-2: the piece's bytes; SentencePiece: `▁`
@@ -216,9 +313,80 @@ impl Tokenizer {
         self.add_bos
     }
 
+    /// Whether the file asks for EOS after a prompt.
+    pub fn add_eos(&self) -> bool {
+        self.add_eos
+    }
+
+    /// The pre-tokenizer's name (llama.cpp's `tokenizer.ggml.pre`); `None` for
+    /// SentencePiece and char vocabularies.
+    pub fn pre_tokenizer(&self) -> Option<&str> {
+        self.pre.as_deref()
+    }
+
+    /// The type of token `id` ([`token_type`]), `None` outside the vocabulary.
+    pub fn token_type(&self, id: u32) -> Option<u8> {
+        self.types.get(id as usize).copied()
+    }
+
     /// The algorithm.
     pub fn kind(&self) -> TokenizerKind {
         self.kind
+    }
+}
+
+/// The file's token types, or, without them, BOS/EOS/PAD control, `unk` unknown,
+/// SentencePiece `<0xXX>` byte, the rest normal.
+fn token_types(spec: &TokenizerSpec<'_>) -> Result<Vec<u8>, TokenizerError> {
+    let n = spec.tokens.len();
+    if !spec.token_types.is_empty() {
+        if spec.token_types.len() != n {
+            return Err(TokenizerError::TypesMismatch {
+                tokens: n,
+                types: spec.token_types.len(),
+            });
+        }
+        return Ok(spec.token_types.clone());
+    }
+    let mut types: Vec<u8> = spec
+        .tokens
+        .iter()
+        .map(|t| {
+            let byte = sentencepiece::byte_piece(t.as_ref()).is_some();
+            if matches!(
+                spec.kind,
+                TokenizerKind::SentencePiece | TokenizerKind::RawBpe
+            ) && byte
+            {
+                token_type::BYTE
+            } else {
+                token_type::NORMAL
+            }
+        })
+        .collect();
+    for id in [spec.bos, spec.eos, spec.pad].into_iter().flatten() {
+        types[id as usize] = token_type::CONTROL;
+    }
+    if let Some(id) = spec.unk {
+        types[id as usize] = token_type::UNKNOWN;
+    }
+    Ok(types)
+}
+
+/// Whether `piece` is a SentencePiece byte-fallback piece `<0xXX>`.
+pub fn is_byte_piece(piece: &str) -> bool {
+    sentencepiece::byte_piece(piece).is_some()
+}
+
+/// The error for a pre-tokenizer name this runtime does not have.
+fn unknown_pre(name: &str) -> TokenizerError {
+    let reason = match UNSUPPORTED.iter().find(|(n, _)| *n == name) {
+        Some((_, why)) => alloc::format!("llama.cpp's '{name}' uses {why}, not supported here"),
+        None => "not a pre-tokenizer llama.cpp knows".to_string(),
+    };
+    TokenizerError::PreTokenizer {
+        name: name.to_string(),
+        reason,
     }
 }
 

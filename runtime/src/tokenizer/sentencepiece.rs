@@ -31,6 +31,9 @@ pub(super) struct SentencePiece {
     byte_ids: [Option<u32>; 256],
     /// Fallback for a char with neither a piece nor byte tokens.
     unk: Option<u32>,
+    /// Whether a text gets a leading `▁` (when it starts the prompt or follows a special
+    /// token).
+    add_space_prefix: bool,
 }
 
 /// Parses a byte-fallback piece `<0xXX>` (hex digits in either case).
@@ -49,6 +52,7 @@ pub(super) fn build(
     scores: &[f32],
     unk: Option<u32>,
     is_control: impl Fn(u32) -> bool,
+    add_space_prefix: bool,
 ) -> Result<(Pieces, SentencePiece), TokenizerError> {
     if scores.len() != tokens.len() {
         return Err(TokenizerError::ScoresMismatch {
@@ -89,6 +93,7 @@ pub(super) fn build(
             scores: scores.to_vec(),
             byte_ids,
             unk,
+            add_space_prefix,
         },
     ))
 }
@@ -99,15 +104,23 @@ impl SentencePiece {
         self.text(id).and_then(byte_piece).is_some()
     }
 
-    /// Appends the ids of `text` to `out` (nothing for empty text).
-    pub(super) fn encode(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
+    /// Appends the ids of `text` to `out` (nothing for empty text). `at_start`: the text
+    /// starts the prompt or follows a special token, so it gets the space prefix if the
+    /// vocabulary has one.
+    pub(super) fn encode(
+        &self,
+        text: &str,
+        at_start: bool,
+        out: &mut Vec<u32>,
+    ) -> Result<(), TokenizerError> {
         if text.is_empty() {
             return Ok(());
         }
         // One symbol per char of "▁" + text with ' ' → '▁'.
         let mut syms: Vec<Sym> = Vec::with_capacity(text.len() + 1);
         let mut utf8 = [0u8; 4];
-        let chars = core::iter::once(SPACE_MARK).chain(text.chars());
+        let prefix = (self.add_space_prefix && at_start).then_some(SPACE_MARK);
+        let chars = prefix.into_iter().chain(text.chars());
         for (i, c) in chars
             .map(|c| if c == ' ' { SPACE_MARK } else { c })
             .enumerate()

@@ -61,6 +61,10 @@ fn sp_spec(with_bytes: bool, unk: Option<u32>) -> TokenizerSpec<'static> {
         unk,
         pad: None,
         add_bos: true,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     }
 }
 
@@ -192,6 +196,10 @@ fn char_spec(unk: Option<u32>) -> TokenizerSpec<'static> {
         unk,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     }
 }
 
@@ -260,6 +268,10 @@ fn bad_specs_are_named_errors() {
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     };
     let tok = Tokenizer::from_spec(&gpt2(&["a b"])).unwrap();
     assert_eq!(tok.encode("abab", false).unwrap(), vec![256, 256]);
@@ -406,6 +418,10 @@ fn byte_level_vocabulary_is_gpt2_with_256_tokens() {
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     };
     let tok = Tokenizer::from_spec(&spec).unwrap();
     let text = "héllo,  wörld!\n\t👋 'll 42";
@@ -414,4 +430,61 @@ fn byte_level_vocabulary_is_gpt2_with_256_tokens() {
     assert_eq!(ids, want);
     assert_eq!(tok.decode(&ids).unwrap(), text);
     assert_eq!(tok.token_bytes(b' ' as u32), Some(&b" "[..]));
+}
+
+#[test]
+fn encode_with_parses_specials_and_adds_bos_eos_as_asked() {
+    let mut spec = sp_spec(true, Some(UNK));
+    spec.add_eos = true;
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    let ids = spec.clone();
+    let id = |p| id_of(&ids, p);
+    let opts = |add_special, parse_special| EncodeOptions {
+        add_special,
+        parse_special,
+    };
+    let hello = [id("▁hello")];
+    // `<s>` in the text is BOS with parse_special, and the text after it gets the space
+    // prefix again (llama.cpp's SPM).
+    assert_eq!(
+        tok.encode_with("hello<s>hello", opts(false, true)).unwrap(),
+        [hello[0], BOS, hello[0]]
+    );
+    assert_eq!(
+        tok.encode_with("hello", opts(true, true)).unwrap(),
+        [BOS, hello[0], EOS]
+    );
+    // Without parse_special `<s>` is spelled out: ▁ < s > as byte tokens after hello.
+    let spelled = tok.encode_with("hello<s>", opts(false, false)).unwrap();
+    assert_eq!(spelled[0], hello[0]);
+    assert!(!spelled.contains(&BOS) && spelled.len() == 4, "{spelled:?}");
+    assert_eq!(tok.encode("hello<s>", false).unwrap(), spelled);
+    // A user-defined token is cut out even without parse_special.
+    spec.token_types = (0..spec.tokens.len() as u32)
+        .map(|i| match i {
+            UNK => token_type::UNKNOWN,
+            BOS | EOS => token_type::CONTROL,
+            _ if i == id("aa") => token_type::USER_DEFINED,
+            _ => token_type::NORMAL,
+        })
+        .collect();
+    spec.add_space_prefix = false;
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    assert_eq!(
+        tok.encode_with("heaahe", opts(false, false)).unwrap(),
+        [id("he"), id("aa"), id("he")]
+    );
+    assert_eq!(tok.token_type(id("aa")), Some(token_type::USER_DEFINED));
+    assert_eq!(tok.pre_tokenizer(), None);
+}
+
+#[test]
+fn unknown_pre_tokenizer_is_an_error() {
+    let mut spec = char_spec(None);
+    spec.kind = TokenizerKind::Gpt2;
+    for name in ["no-such-pre", "gemma4"] {
+        spec.pre = Some(name.into());
+        let e = Tokenizer::from_spec(&spec).unwrap_err().to_string();
+        assert!(e.contains(name), "{e}");
+    }
 }

@@ -713,10 +713,17 @@ pub fn tokenizer(g: &Gguf<'_>, file: &str) -> Result<TokenizerSpec<'static>, Imp
             };
             (TokenizerKind::Gpt2, Vec::new(), merges, false)
         }
+        // llama.cpp adds BOS for Gemma 4 whatever the file says.
+        "gemma4" => (
+            TokenizerKind::RawBpe,
+            Vec::new(),
+            strs("tokenizer.ggml.merges")?,
+            true,
+        ),
         m => {
             return Err(ImportError::unsupported(
                 file,
-                format!("tokenizer.ggml.model '{m}' (expected 'llama' or 'gpt2')"),
+                format!("tokenizer.ggml.model '{m}' (expected 'llama', 'gpt2' or 'gemma4')"),
             ))
         }
     };
@@ -735,12 +742,60 @@ pub fn tokenizer(g: &Gguf<'_>, file: &str) -> Result<TokenizerSpec<'static>, Imp
             },
         }
     };
-    let add_bos = match get("tokenizer.ggml.add_bos_token") {
-        None => default_bos,
-        Some(v) => v.as_bool().ok_or_else(|| {
-            ImportError::malformed(file, "key 'tokenizer.ggml.add_bos_token' should be a bool")
-        })?,
+    let flag = |k: &str| -> Result<Option<bool>, ImportError> {
+        get(k)
+            .map(|v| {
+                v.as_bool().ok_or_else(|| {
+                    ImportError::malformed(file, format!("key '{k}' should be a bool"))
+                })
+            })
+            .transpose()
     };
+    // llama.cpp: a BPE vocabulary without `tokenizer.ggml.pre` uses its 'default'
+    // pre-tokenizer; an unknown one is an error.
+    let pre = match kind {
+        TokenizerKind::Gpt2 => {
+            let name = match get("tokenizer.ggml.pre") {
+                None => "default",
+                Some(v) => v.as_str().ok_or_else(|| {
+                    ImportError::malformed(file, "key 'tokenizer.ggml.pre' should be a string")
+                })?,
+            };
+            let spec = llmrt::tokenizer::pre_tokenizer(name).ok_or_else(|| {
+                let why = llmrt::tokenizer::UNSUPPORTED
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or("unknown to llama.cpp", |(_, why)| why);
+                ImportError::unsupported(file, format!("pre-tokenizer '{name}' ({why})"))
+            })?;
+            Some((name.to_string(), spec.add_bos))
+        }
+        _ => None,
+    };
+    let default_bos = default_bos || pre.as_ref().is_some_and(|p| p.1);
+    let types = match get("tokenizer.ggml.token_type") {
+        None => Vec::new(),
+        Some(v) => v
+            .as_array()
+            .ok_or_else(|| {
+                ImportError::malformed(file, "key 'tokenizer.ggml.token_type' must be an array")
+            })?
+            .iter()
+            .map(|t| match t.as_i64() {
+                Some(t) if (0..=6).contains(&t) => Ok(t as u8),
+                _ => Err(ImportError::malformed(
+                    file,
+                    "key 'tokenizer.ggml.token_type' must hold types 0..=6",
+                )),
+            })
+            .collect::<Result<Vec<u8>, _>>()?,
+    };
+    if !types.is_empty() && types.len() != tokens.len() {
+        return Err(ImportError::malformed(
+            file,
+            format!("{} tokens but {} token types", tokens.len(), types.len()),
+        ));
+    }
     Ok(TokenizerSpec {
         kind,
         tokens,
@@ -750,6 +805,13 @@ pub fn tokenizer(g: &Gguf<'_>, file: &str) -> Result<TokenizerSpec<'static>, Imp
         eos: id("tokenizer.ggml.eos_token_id")?,
         unk: id("tokenizer.ggml.unknown_token_id")?,
         pad: id("tokenizer.ggml.padding_token_id")?,
-        add_bos,
+        add_bos: flag("tokenizer.ggml.add_bos_token")?.unwrap_or(default_bos)
+            || kind == TokenizerKind::RawBpe,
+        add_eos: flag("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
+        token_types: types,
+        pre: pre.map(|p| Cow::Owned(p.0)),
+        // Only SentencePiece reads it (Gemma 4's raw BPE never prefixes).
+        add_space_prefix: kind != TokenizerKind::SentencePiece
+            || flag("tokenizer.ggml.add_space_prefix")?.unwrap_or(true),
     })
 }

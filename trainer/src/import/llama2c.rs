@@ -315,5 +315,9 @@ pub fn parse_tokenizer(
         unk: id(0),
         pad: None,
         add_bos: vocab_size > 1,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     })
 }

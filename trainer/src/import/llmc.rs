@@ -300,5 +300,9 @@ pub fn parse_tokenizer(bytes: &[u8], file: &str) -> Result<TokenizerSpec<'static
         unk: None,
         pad: None,
         add_bos: false,
+        add_eos: false,
+        token_types: Vec::new(),
+        pre: None,
+        add_space_prefix: true,
     })
 }

@@ -12,6 +12,7 @@
 
 pub mod cursor;
 pub mod gguf;
+pub mod hf_tokenizer;
 pub mod llama2c;
 pub mod llmc;
 pub mod provenance;

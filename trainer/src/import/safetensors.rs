@@ -34,7 +34,9 @@ use super::{file_name, map_file, read_file, slot_name, ImportError, ImportedMode
 use ::safetensors::{Dtype, SafeTensors};
 use half::{bf16, f16};
 use llm_format::options::TensorSlot;
-use llm_format::{ArchOptions, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
+use llm_format::{
+    token_type, ArchOptions, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec,
+};
 use serde_json::Value as Json;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -92,7 +94,8 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
     } else {
         TokenizerKind::SentencePiece
     };
-    let tok = parse_tokenizer(&tok_json, kind, opts.vocab_size, &tok_name)?;
+    let mut tok = parse_tokenizer(&tok_json, kind, opts.vocab_size, &tok_name)?;
+    super::hf_tokenizer::apply_config(dir, &mut tok)?;
     let source = format!("safetensors:{}", file_name(dir));
     ImportedModel::finish(opts, tok, tensors, source)
 }
@@ -842,13 +845,12 @@ pub fn parse_tokenizer(
     let model = j
         .get("model")
         .ok_or_else(|| ImportError::malformed(file, "missing 'model'"))?;
-    let ty = model.get("type").and_then(Json::as_str).unwrap_or("BPE");
-    if ty != "BPE" {
-        return Err(ImportError::unsupported(
-            file,
-            format!("tokenizer model type '{ty}' (expected BPE)"),
-        ));
-    }
+    // tokenizer.json's own pre-tokenizer / decoder / byte_fallback decide the kind when
+    // they say; `kind` (from the model type) is the fallback.
+    let (kind, pre) = match super::hf_tokenizer::kind_and_pre(j, file)? {
+        Some((k, pre)) => (k, pre),
+        None => (kind, None),
+    };
     let vocab = model
         .get("vocab")
         .and_then(Json::as_object)
@@ -876,13 +878,26 @@ pub fn parse_tokenizer(
     for (tok, id) in vocab {
         add(tok, id)?;
     }
+    // Added tokens: special ones are control tokens, the others user-defined (as
+    // llama.cpp's converter types them).
+    let mut added_types: HashMap<usize, u8> = HashMap::new();
     if let Some(added) = j.get("added_tokens").and_then(Json::as_array) {
         for a in added {
             let content = a
                 .get("content")
                 .and_then(Json::as_str)
                 .ok_or_else(|| ImportError::malformed(file, "added token without 'content'"))?;
-            add(content, a.get("id").unwrap_or(&Json::Null))?;
+            let id = a.get("id").unwrap_or(&Json::Null);
+            add(content, id)?;
+            let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
+            if let Some(id) = id.as_u64().and_then(|x| usize::try_from(x).ok()) {
+                let ty = if special {
+                    token_type::CONTROL
+                } else {
+                    token_type::USER_DEFINED
+                };
+                added_types.insert(id, ty);
+            }
         }
     }
     let n = by_id.keys().max().map_or(0, |m| m + 1);
@@ -926,6 +941,26 @@ pub fn parse_tokenizer(
             .collect::<Result<_, _>>()?,
     };
     let find = |s: &str| tokens.iter().position(|t| t == s).map(|i| i as u32);
+    let mut token_types: Vec<u8> = (0..tokens.len())
+        .map(|id| added_types.get(&id).copied().unwrap_or(token_type::NORMAL))
+        .collect();
+    if kind == TokenizerKind::SentencePiece {
+        for (t, ty) in tokens.iter().zip(token_types.iter_mut()) {
+            if *ty == token_type::NORMAL && llmrt::tokenizer::is_byte_piece(t) {
+                *ty = token_type::BYTE;
+            }
+        }
+    }
+    let (bos, eos, unk) = match kind {
+        TokenizerKind::SentencePiece => (find("<s>"), find("</s>"), find("<unk>")),
+        _ => (None, find("<|endoftext|>"), None),
+    };
+    for id in [bos, eos].into_iter().flatten() {
+        token_types[id as usize] = token_type::CONTROL;
+    }
+    if let Some(id) = unk {
+        token_types[id as usize] = token_type::UNKNOWN;
+    }
     Ok(match kind {
         TokenizerKind::SentencePiece => {
             let index: HashMap<&str, usize> = tokens
@@ -944,11 +979,15 @@ pub fn parse_tokenizer(
             }
             TokenizerSpec {
                 kind,
-                bos: find("<s>"),
-                eos: find("</s>"),
-                unk: find("<unk>"),
+                bos,
+                eos,
+                unk,
                 pad: None,
                 add_bos: true,
+                add_eos: false,
+                token_types,
+                pre: None,
+                add_space_prefix: true,
                 tokens,
                 scores,
                 merges: Vec::new(),
@@ -956,11 +995,15 @@ pub fn parse_tokenizer(
         }
         _ => TokenizerSpec {
             kind,
-            bos: None,
-            eos: find("<|endoftext|>"),
-            unk: None,
+            bos,
+            eos,
+            unk,
             pad: None,
             add_bos: false,
+            add_eos: false,
+            token_types,
+            pre: pre.map(Cow::Owned),
+            add_space_prefix: true,
             merges: merges.into_iter().map(Cow::Owned).collect(),
             tokens,
             scores: Vec::new(),

@@ -65,12 +65,14 @@ pub fn run(a: InfoArgs) -> Result<(), String> {
     println!("parameters:  {}", o.n_params());
     let t = &model.tokenizer;
     println!(
-        "tokenizer:   {} tokens, {:?}, bos {:?}, eos {:?}, add_bos {}",
+        "tokenizer:   {} tokens, {:?}, pre-tokenizer {}, bos {:?}, eos {:?}, add_bos {}, add_eos {}",
         t.vocab_size(),
         t.kind(),
+        t.pre_tokenizer().unwrap_or("none"),
         t.bos(),
         t.eos(),
-        t.add_bos()
+        t.add_bos(),
+        t.add_eos()
     );
     println!("metadata:");
     for (k, v) in file.metadata() {

@@ -113,6 +113,9 @@ struct GenArgs {
     /// Do not prepend BOS to a text prompt even if the tokenizer asks for it.
     #[arg(long)]
     no_bos: bool,
+    /// Spell out special tokens written in the prompt (`<|im_start|>`) as text.
+    #[arg(long)]
+    no_parse_special: bool,
 }
 
 /// Arguments of `llm-run tokenize`.
@@ -127,6 +130,9 @@ struct TokenizeArgs {
     /// Do not prepend BOS even if the tokenizer asks for it.
     #[arg(long)]
     no_bos: bool,
+    /// Spell out special tokens written in the text (`<|im_start|>`) as text.
+    #[arg(long)]
+    no_parse_special: bool,
 }
 
 /// The default thread count: physical cores, or logical ones where that is unknown.
@@ -194,8 +200,8 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
                 return Err("no prompt given: use -p TEXT, -f FILE or --prompt-ids".into())
             }
         };
-        let add_bos = tok.add_bos() && !a.no_bos;
-        tok.encode(&text, add_bos).map_err(|e| e.to_string())?
+        tok.encode_with(&text, encode_options(a.no_bos, a.no_parse_special))
+            .map_err(|e| e.to_string())?
     };
     if prompt.is_empty() {
         return Err("the prompt is empty: give some text or token ids".into());
@@ -280,11 +286,20 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// BOS/EOS as the file says unless `--no-bos`; special tokens parsed unless
+/// `--no-parse-special`.
+fn encode_options(no_bos: bool, no_parse_special: bool) -> llmrt::tokenizer::EncodeOptions {
+    llmrt::tokenizer::EncodeOptions {
+        add_special: !no_bos,
+        parse_special: !no_parse_special,
+    }
+}
+
 fn run_tokenize(a: TokenizeArgs) -> Result<(), String> {
     let model = load(&a.model)?;
     let tok = &model.tokenizer;
     let ids = tok
-        .encode(&a.prompt, tok.add_bos() && !a.no_bos)
+        .encode_with(&a.prompt, encode_options(a.no_bos, a.no_parse_special))
         .map_err(|e| e.to_string())?;
     let ids: Vec<String> = ids.iter().map(|t| t.to_string()).collect();
     println!("{}", ids.join(" "));
