@@ -220,6 +220,7 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
         max_tokens: a.n_predict,
         stop: a.stop.clone(),
         ignore_eos: a.ignore_eos,
+        stop_tokens: Vec::new(),
         sampler,
     };
     eprintln!(
