@@ -3,6 +3,7 @@
 //! any error is one line on stderr and exit code 1.
 
 mod bench;
+mod chat;
 mod info;
 mod perplexity;
 
@@ -39,6 +40,8 @@ enum Cmd {
     Perplexity(perplexity::PplArgs),
     /// Prompt-processing and generation speed (tokens/s), like llama-bench.
     Bench(bench::BenchArgs),
+    /// Chat interactively in the model's chat template (lines from stdin).
+    Chat(chat::ChatArgs),
 }
 
 /// Generation (the default command).
@@ -105,6 +108,15 @@ struct GenArgs {
     /// Do not prepend BOS to a text prompt even if the tokenizer asks for it.
     #[arg(long)]
     no_bos: bool,
+    /// One chat turn: the prompt is the user's message in the model's chat template.
+    #[arg(long, conflicts_with = "prompt_ids")]
+    chat: bool,
+    /// With --chat: a system message before the prompt.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// With --chat: chatml, llama3, gemma or a Jinja FILE (default: the model's own).
+    #[arg(long, requires = "chat", value_name = "chatml|llama3|gemma|FILE")]
+    chat_template: Option<String>,
 }
 
 /// Arguments of `llm-run tokenize`.
@@ -168,6 +180,8 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
         .ok_or("no model given: use -m MODEL (see llm-run --help)")?;
     let model = load(path)?;
     let tok = &model.tokenizer;
+    let mut stop = a.stop.clone();
+    let mut stop_tokens = Vec::new();
     let prompt: Vec<u32> = if let Some(ids) = &a.prompt_ids {
         parse_ids(ids)?
     } else {
@@ -180,8 +194,20 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
                 return Err("no prompt given: use -p TEXT, -f FILE or --prompt-ids".into())
             }
         };
-        let add_bos = tok.add_bos() && !a.no_bos;
-        tok.encode(&text, add_bos).map_err(|e| e.to_string())?
+        if a.chat {
+            let (ids, eot_ids, eot_texts) = chat::one_turn(
+                &model,
+                &text,
+                a.system.as_deref(),
+                a.chat_template.as_deref(),
+            )?;
+            stop_tokens = eot_ids;
+            stop.extend(eot_texts);
+            ids
+        } else {
+            let add_bos = tok.add_bos() && !a.no_bos;
+            tok.encode(&text, add_bos).map_err(|e| e.to_string())?
+        }
     };
     if prompt.is_empty() {
         return Err("the prompt is empty: give some text or token ids".into());
@@ -218,9 +244,9 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
     };
     let gp = GenerateParams {
         max_tokens: a.n_predict,
-        stop: a.stop.clone(),
+        stop,
         ignore_eos: a.ignore_eos,
-        stop_tokens: Vec::new(),
+        stop_tokens,
         sampler,
     };
     eprintln!(
@@ -285,6 +311,7 @@ fn main() -> ExitCode {
         Some(Cmd::Tokenize(a)) => run_tokenize(a),
         Some(Cmd::Perplexity(a)) => perplexity::run(a),
         Some(Cmd::Bench(a)) => bench::run(a),
+        Some(Cmd::Chat(a)) => chat::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
