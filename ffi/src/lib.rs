@@ -15,7 +15,7 @@
 //!
 //! Modules: `status` (codes, last error, the guard), `handles` (live-handle registry),
 //! `args` (reading C arguments), `version`, `model`, `context` (step-by-step API),
-//! `generate` (one-call streaming generation).
+//! `generate` (one-call streaming generation), `chat` (chat templates).
 
 #![deny(missing_docs)]
 
@@ -25,6 +25,7 @@
 compile_error!("libllmrt must be built with panic = \"unwind\" (its entry points catch panics)");
 
 mod args;
+pub mod chat;
 pub mod context;
 pub mod generate;
 mod handles;
