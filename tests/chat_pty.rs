@@ -264,3 +264,96 @@ fn chat_streams_keeps_the_cache_clears_and_survives_ctrl_c() {
         p.text()
     );
 }
+
+fn llm_run(args: &[&str]) -> std::process::Output {
+    Command::new(workspace_bin("llmrt", "llm-run"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run llm-run")
+}
+
+#[test]
+fn one_turn_chat_and_missing_template_errors() {
+    let (path, bytes) = tiny_model();
+    let model = path.to_str().expect("utf-8 path");
+    let common = ["-m", model, "--temperature", "0", "-n", "12", "-t", "1"];
+    // -p TEXT --chat is the rendered conversation, given as ids.
+    let chat = llm_run(
+        &[
+            &common[..],
+            &[
+                "-p",
+                "hi",
+                "--chat",
+                "--system",
+                "Be brief.",
+                "--chat-template",
+                "llama3",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        chat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&chat.stderr)
+    );
+    let m = Model::from_bytes(&bytes).expect("load");
+    let t = ChatTemplate::for_model(&m, Some("llama3")).expect("template");
+    let conv = [
+        Message::new("system", "Be brief."),
+        Message::new("user", "hi"),
+    ];
+    let ids: Vec<String> = t
+        .tokenize(&m.tokenizer, &conv, true)
+        .expect("tokenize")
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    let plain = llm_run(&[&common[..], &["--prompt-ids", &ids.join(" ")]].concat());
+    assert!(plain.status.success());
+    assert_eq!(chat.stdout, plain.stdout);
+
+    // No template in the file and none named: one line saying what to do, exit 1.
+    for args in [
+        vec!["chat", "-m", model],
+        vec!["-m", model, "-p", "hi", "--chat"],
+    ] {
+        let o = llm_run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(
+            lines[0].contains("no chat template") && lines[0].contains("--chat-template"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let o = llm_run(&[
+        "chat",
+        "-m",
+        model,
+        "--chat-template",
+        "/no/such/file.jinja",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(1) && err.contains("nor a readable file"),
+        "{err}"
+    );
+    let bad = temp_file("bad.jinja", b"{% for %}");
+    let o = llm_run(&[
+        "chat",
+        "-m",
+        model,
+        "--chat-template",
+        bad.to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(1) && err.contains("chat template:"),
+        "{err}"
+    );
+}

@@ -162,7 +162,8 @@ impl ChatTemplate {
     /// The template for `model`: `choice` names a built-in template (`chatml`,
     /// `llama3`, `gemma`) or is Jinja text; `None` takes the model file's own
     /// (`tokenizer.chat_template`), [`ChatError::NoTemplate`] if it has none.
-    /// `bos_token` / `eos_token` are the vocabulary's pieces for BOS / EOS.
+    /// `bos_token` / `eos_token` are the vocabulary's pieces for BOS / EOS (empty when
+    /// it has none).
     pub fn for_model(model: &Model, choice: Option<&str>) -> Result<ChatTemplate, ChatError> {
         let file = model.file().map_err(|e| ChatError::Model(e.to_string()))?;
         let spec = file
@@ -177,7 +178,13 @@ impl ChatTemplate {
             Some(c) => builtin::by_name(c).unwrap_or(c).to_string(),
             None => Self::model_template(model)?.ok_or(ChatError::NoTemplate)?,
         };
-        ChatTemplate::new(source, bos.as_deref(), eos.as_deref())
+        // A vocabulary without BOS/EOS gives "" rather than undefined, so that templates
+        // which write `bos_token + ...` still render (Jinja refuses undefined + text).
+        ChatTemplate::new(
+            source,
+            Some(bos.as_deref().unwrap_or("")),
+            Some(eos.as_deref().unwrap_or("")),
+        )
     }
 
     /// The model file's `tokenizer.chat_template`, if it has one.
