@@ -76,14 +76,23 @@ pub(crate) fn template(model: &Model, choice: Option<&str>) -> Result<ChatTempla
     })
 }
 
-/// The one-turn chat prompt of `llm-run -p TEXT --chat`: token ids, and the
-/// end-of-turn token ids and texts to stop at.
+/// The prompt of one chat turn and what ends the answer.
+pub(crate) struct OneTurn {
+    /// Prompt token ids.
+    pub ids: Vec<u32>,
+    /// End-of-turn token ids.
+    pub stop_tokens: Vec<u32>,
+    /// End-of-turn texts.
+    pub stop: Vec<String>,
+}
+
+/// The one-turn chat prompt of `llm-run -p TEXT --chat`.
 pub(crate) fn one_turn(
     model: &Model,
     text: &str,
     system: Option<&str>,
     choice: Option<&str>,
-) -> Result<(Vec<u32>, Vec<u32>, Vec<String>), String> {
+) -> Result<OneTurn, String> {
     let t = template(model, choice)?;
     let mut messages: Vec<Message> = system
         .map(|s| Message::new("system", s))
@@ -93,8 +102,12 @@ pub(crate) fn one_turn(
     let ids = t
         .tokenize(&model.tokenizer, &messages, true)
         .map_err(|e| e.to_string())?;
-    let (stop_ids, stop_texts) = t.end_of_turn(&model.tokenizer);
-    Ok((ids, stop_ids, stop_texts))
+    let (stop_tokens, stop) = t.end_of_turn(&model.tokenizer);
+    Ok(OneTurn {
+        ids,
+        stop_tokens,
+        stop,
+    })
 }
 
 /// Set while an answer is generated: Ctrl-C then stops the answer instead of leaving.

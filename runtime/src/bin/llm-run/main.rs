@@ -195,15 +195,15 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
             }
         };
         if a.chat {
-            let (ids, eot_ids, eot_texts) = chat::one_turn(
+            let turn = chat::one_turn(
                 &model,
                 &text,
                 a.system.as_deref(),
                 a.chat_template.as_deref(),
             )?;
-            stop_tokens = eot_ids;
-            stop.extend(eot_texts);
-            ids
+            stop_tokens = turn.stop_tokens;
+            stop.extend(turn.stop);
+            turn.ids
         } else {
             let add_bos = tok.add_bos() && !a.no_bos;
             tok.encode(&text, add_bos).map_err(|e| e.to_string())?
