@@ -96,6 +96,7 @@ fn e2e(c: &mut Criterion) {
                 n_ctx: N + 1,
                 n_batch: N,
                 threads: t,
+                cache_type: llmrt::CacheType::default(),
             };
             let mut ctx = Context::new(model, &params).expect("context");
             // Fixed pseudo-random tokens spread over the vocabulary.

@@ -4,7 +4,32 @@
 
 use std::path::PathBuf;
 
+/// The ABI part of the shared library's name, as ffi/Makefile computes it: the major
+/// version, or `0.MINOR` while the major version is 0 (whose minor versions break the
+/// ABI; see `LLMRT_VERSION_NUMBER`).
+fn abi_version() -> String {
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
+    let minor = std::env::var("CARGO_PKG_VERSION_MINOR").unwrap_or_else(|_| "0".into());
+    if major == "0" {
+        format!("0.{minor}")
+    } else {
+        major
+    }
+}
+
 fn main() {
+    // ELF platforms: the SONAME `libllmrt.so.ABI`, so programs record that name and a
+    // package can install several ABIs side by side (`make -C ffi install` adds the links).
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if matches!(
+        os.as_str(),
+        "linux" | "freebsd" | "netbsd" | "openbsd" | "android"
+    ) {
+        println!(
+            "cargo:rustc-cdylib-link-arg=-Wl,-soname,libllmrt.so.{}",
+            abi_version()
+        );
+    }
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
     println!("cargo:rerun-if-changed=src");

@@ -86,6 +86,18 @@ impl RefModel {
     /// Logits `[tokens.len()][vocab]` for every position.
     pub fn forward(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
         let o = &self.opts;
+        let out = o.output().unwrap_or_else(|| o.tok_emb());
+        let wout = self.get(&out.name);
+        self.hidden(tokens)
+            .iter()
+            .map(|h| matvec(wout, h, o.vocab_size))
+            .collect()
+    }
+
+    /// The hidden state of every position after the final norm (the classifier's
+    /// input), `[tokens.len()][d_model]`.
+    pub fn hidden(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
+        let o = &self.opts;
         let (d, kv, hd, f) = (o.d_model, o.kv_dim(), o.head_dim(), o.d_ff);
         let emb = self.get(&o.tok_emb().name);
         let mut xs: Vec<Vec<f64>> = tokens
@@ -182,12 +194,8 @@ impl RefModel {
                 }
             }
         }
-        let out = o.output().unwrap_or_else(|| o.tok_emb());
-        let wout = self.get(&out.name);
         let out_norm = o.out_norm();
-        xs.iter()
-            .map(|x| matvec(wout, &self.norm(&out_norm, x), o.vocab_size))
-            .collect()
+        xs.iter().map(|x| self.norm(&out_norm, x)).collect()
     }
 
     /// Greedy continuation of `prompt` by `n` tokens (first maximum on ties).

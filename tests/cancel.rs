@@ -21,6 +21,7 @@ fn params() -> ContextParams {
         n_ctx: 0,
         n_batch: 4,
         threads: 2,
+        cache_type: llmrt::CacheType::default(),
     }
 }
 

@@ -218,6 +218,8 @@ fn chat_streams_keeps_the_cache_clears_and_survives_ctrl_c() {
             n_ctx: 0,
             n_batch: 64,
             threads: 1,
+            // What llm-run chat uses by default.
+            cache_type: llmrt::CacheType::F16,
         },
     )
     .expect("context");

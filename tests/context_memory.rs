@@ -4,7 +4,7 @@
 //! before allocating any of it.
 
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions};
-use llmrt::{Context, ContextParams, Error, Model};
+use llmrt::{CacheType, Context, ContextParams, Error, Model};
 use llmrt_suite::fixtures::*;
 use llmrt_suite::rng::test_seed;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ fn params(n_ctx: usize, n_batch: usize) -> ContextParams {
         n_ctx,
         n_batch,
         threads: 1,
+        cache_type: CacheType::default(),
     }
 }
 
@@ -29,23 +30,39 @@ fn bytes_needed_counts_the_caches_and_every_scratch_buffer() {
         o.head_dim(),
         o.vocab_size,
     );
+    // The default f16 cache grown to the whole context: k and v of every layer at 2
+    // bytes a value, plus one layer's k and v converted to f32 for attention.
+    let cache = |n_ctx: usize| 2 * l * n_ctx * kv * 2 + 2 * n_ctx * kv * 4;
     let floats = |n_ctx: usize, nb: usize| {
-        // k and v caches; x, xb, q, att, proj; k, v; hidden and SwiGLU's up branch;
-        // scores; logits; RoPE frequencies and cos/sin rows.
-        2 * l * n_ctx * kv
-            + 5 * nb * d
-            + 2 * nb * kv
-            + 2 * nb * f
-            + h * n_ctx
-            + v
-            + hd / 2
-            + nb * hd
+        // x, xb, q, att, proj; k, v; hidden and SwiGLU's up branch; scores; logits;
+        // RoPE frequencies and cos/sin rows.
+        5 * nb * d + 2 * nb * kv + 2 * nb * f + h * n_ctx + v + hd / 2 + nb * hd
     };
     let need = |n_ctx, nb| params(n_ctx, nb).bytes_needed(&o).expect("in range");
-    assert_eq!(need(32, 4), 4 * floats(32, 4) as u64);
+    let bytes = |n_ctx, nb| (4 * floats(n_ctx, nb) + cache(n_ctx)) as u64;
+    assert_eq!(need(32, 4), bytes(32, 4));
     // n_ctx 0 is the model's max_len; n_batch is clamped to the context.
-    assert_eq!(need(0, 4), 4 * floats(o.max_len, 4) as u64);
-    assert_eq!(need(8, 64), 4 * floats(8, 8) as u64);
+    assert_eq!(need(0, 4), bytes(o.max_len, 4));
+    assert_eq!(need(8, 64), bytes(8, 8));
+    // The f32 cache takes 4 bytes a value and no conversion scratch; q8_0 34 bytes
+    // per 32 values (when the head size allows it).
+    let with = |ty| ContextParams {
+        cache_type: ty,
+        ..params(32, 4)
+    };
+    let f32_need = with(CacheType::F32).bytes_needed(&o).expect("in range");
+    assert_eq!(f32_need, (4 * floats(32, 4) + 2 * l * 32 * kv * 4) as u64);
+    match with(CacheType::Q8_0).bytes_needed(&o) {
+        Ok(b) => {
+            assert_eq!(hd % 32, 0);
+            let q8 = 2 * l * 32 * kv / 32 * 34 + 2 * 32 * kv * 4;
+            assert_eq!(b, (4 * floats(32, 4) + q8) as u64);
+        }
+        Err(e) => {
+            assert_ne!(hd % 32, 0);
+            assert!(e.to_string().contains("multiple of 32"), "{e}");
+        }
+    }
     // GELU has no second hidden buffer.
     let g = ModelOptions {
         mlp: Mlp::Gelu,
@@ -53,7 +70,7 @@ fn bytes_needed_counts_the_caches_and_every_scratch_buffer() {
     };
     assert_eq!(
         params(32, 4).bytes_needed(&g).expect("in range"),
-        4 * (floats(32, 4) - 4 * f) as u64
+        bytes(32, 4) - 4 * 4 * f as u64
     );
     // Out-of-range sizes are the errors `Context::new` gives.
     let learned = ModelOptions {

@@ -1,8 +1,10 @@
 //! The runtime's decoder against the independent f64 reference, for every
-//! combination of model options in the DESIGN table and every weight dtype.
+//! combination of model options in the DESIGN table and every weight dtype, with
+//! the exact f32 KV cache; and the f16 and q8_0 caches against the f32 cache and
+//! the reference.
 
-use llm_format::{DType, Mlp, Norm, Positions};
-use llmrt::{Context, ContextParams, Model};
+use llm_format::{DType, Mlp, ModelOptions, Norm, Positions};
+use llmrt::{CacheType, Context, ContextParams, Model};
 use llmrt_suite::fixtures::*;
 use llmrt_suite::reference::RefModel;
 use llmrt_suite::rng::test_seed;
@@ -18,36 +20,75 @@ fn rel_err(a: &[f32], b: &[f64]) -> f64 {
         / scale
 }
 
-fn check(o: &llm_format::ModelOptions, dtype: DType, tol: f64, seed: u64) {
+/// Max |a - b| over max |b|, for two f32 runs.
+fn rel_err32(a: &[f32], b: &[f32]) -> f64 {
+    let b: Vec<f64> = b.iter().map(|&v| v as f64).collect();
+    rel_err(a, &b)
+}
+
+fn params(cache_type: CacheType) -> ContextParams {
+    ContextParams {
+        n_ctx: 0,
+        n_batch: 8,
+        threads: 2,
+        cache_type,
+    }
+}
+
+/// The logits of every position of `prompt`: evaluated as batches of 8, and one
+/// token at a time through the KV cache.
+fn run(model: &Arc<Model>, cache_type: CacheType, prompt: &[u32]) -> (Vec<f32>, Vec<f32>) {
+    let p = params(cache_type);
+    let mut ctx = Context::new(model.clone(), &p).expect("context");
+    let mut all = vec![f32::NAN; 1];
+    ctx.eval_all(prompt, &mut all).expect("eval");
+    let mut ctx = Context::new(model.clone(), &p).expect("context");
+    let mut inc = Vec::new();
+    for &t in prompt {
+        inc.extend_from_slice(ctx.eval(&[t]).expect("eval"));
+    }
+    (all, inc)
+}
+
+fn check(o: &ModelOptions, dtype: DType, tol: f64, seed: u64) {
+    check_cache(o, dtype, CacheType::F32, tol, seed);
+}
+
+/// The model of options `o`, random weights of `seed` stored as `dtype`, against the
+/// reference within `tol` with a `cache_type` cache, batched and incremental; returns
+/// the model and the logits of both runs.
+fn check_cache(
+    o: &ModelOptions,
+    dtype: DType,
+    cache_type: CacheType,
+    tol: f64,
+    seed: u64,
+) -> (Arc<Model>, Vec<f32>, Vec<f32>) {
     let w = random_weights(o, seed);
     let (bytes, held) = write_model(o, &w, dtype);
     let model = Arc::new(Model::from_bytes(&bytes).expect("load"));
     let reference = RefModel::new(o.clone(), &held);
-    let prompt: Vec<u32> = (0..13).map(|i| (i * 7 + 3) % o.vocab_size as u32).collect();
+    let prompt = prompt(o);
     let want = reference.forward(&prompt);
-
-    // The prompt as one batch, logits for every position.
-    let params = ContextParams {
-        n_ctx: 0,
-        n_batch: 8,
-        threads: 2,
-    };
-    let mut ctx = Context::new(model.clone(), &params).expect("context");
-    let mut all = vec![f32::NAN; 1];
-    ctx.eval_all(&prompt, &mut all).expect("eval");
+    let (all, inc) = run(&model, cache_type, &prompt);
     let vocab = o.vocab_size;
     for (i, row) in want.iter().enumerate() {
         let e = rel_err(&all[i * vocab..(i + 1) * vocab], row);
-        assert!(e < tol, "{o:?} {dtype}: position {i} error {e} over {tol}");
+        assert!(
+            e < tol,
+            "{o:?} {dtype} {cache_type} cache: position {i} error {e} over {tol}"
+        );
+        let e = rel_err(&inc[i * vocab..(i + 1) * vocab], row);
+        assert!(
+            e < tol,
+            "{o:?} {dtype} {cache_type} cache: incremental position {i} error {e} over {tol}"
+        );
     }
+    (model, all, inc)
+}
 
-    // The same sequence one token at a time through the KV cache.
-    let mut ctx = Context::new(model, &params).expect("context");
-    for (i, &t) in prompt.iter().enumerate() {
-        let logits = ctx.eval(&[t]).expect("eval").to_vec();
-        let e = rel_err(&logits, &want[i]);
-        assert!(e < tol, "{o:?} {dtype}: incremental position {i} error {e}");
-    }
+fn prompt(o: &ModelOptions) -> Vec<u32> {
+    (0..13).map(|i| (i * 7 + 3) % o.vocab_size as u32).collect()
 }
 
 #[test]
@@ -96,5 +137,112 @@ fn every_dtype_matches_reference() {
     );
     for dtype in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
         check(&o, dtype, 3e-2, 7);
+    }
+}
+
+/// The f16 and q8_0 caches against the f32 cache (same weights, same arithmetic but
+/// the stored keys and values) and against the f64 reference, for every kind of
+/// positions and norm, with grouped and plain attention. The head size is 32 so that
+/// q8_0 applies. Tolerances: an f16 key or value is within 2⁻¹¹ relative of its f32
+/// value, a q8_0 one within half a step of `amax/127` per block of 32; on these
+/// random models that moved the logits by at most 1.1e-3 (f16) and 2.4e-2 (q8_0)
+/// of their scale, against the reference or the f32 cache, over 12 seeds × 12
+/// models; the bounds are 3e-3 and 6e-2.
+#[test]
+fn f16_and_q8_0_caches_match_the_f32_cache_and_reference() {
+    let mut case = 100;
+    for positions in [Positions::Learned, Positions::Sinusoidal, Positions::Rope] {
+        for norm in [Norm::LayerNorm, Norm::RmsNorm] {
+            for (mlp, bias, tied, n_kv) in
+                [(Mlp::SwiGlu, false, false, 1), (Mlp::Gelu, true, true, 2)]
+            {
+                let o = ModelOptions {
+                    n_heads: 2,
+                    ..opts(positions, norm, mlp, bias, tied, n_kv)
+                };
+                assert_eq!(o.head_dim(), 32);
+                case += 1;
+                let seed = case ^ test_seed(0);
+                let (_, all32, inc32) = check_cache(&o, DType::F32, CacheType::F32, 1e-4, seed);
+                for (ty, tol) in [(CacheType::F16, 3e-3), (CacheType::Q8_0, 6e-2)] {
+                    let (_, all, inc) = check_cache(&o, DType::F32, ty, tol, seed);
+                    let (a, b) = (rel_err32(&all, &all32), rel_err32(&inc, &inc32));
+                    assert!(
+                        a < tol && b < tol,
+                        "{o:?} {ty} vs f32 cache: {a} {b} over {tol}"
+                    );
+                    // The stored values really differ from f32 ones.
+                    assert!(a > 0.0, "{ty} cache gave the f32 cache's logits exactly");
+                }
+            }
+        }
+    }
+    // The default cache is f16; q8_0 refuses a head size that is not a multiple of 32.
+    assert_eq!(CacheType::default(), CacheType::F16);
+    let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
+    let (bytes, _) = write_model(&o, &random_weights(&o, 5), DType::F32);
+    let m = Arc::new(Model::from_bytes(&bytes).expect("load"));
+    let e = Context::new(m, &params(CacheType::Q8_0))
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("multiple of 32"), "{e}");
+}
+
+/// The cache grows by blocks of 256 positions as tokens arrive, never past the
+/// context, and the logits across a growth (batches and single tokens that cross
+/// the block boundaries) are the reference's.
+#[test]
+fn the_cache_grows_in_blocks_and_stays_exact() {
+    let o = ModelOptions {
+        n_heads: 2,
+        max_len: 700,
+        ..opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 1)
+    };
+    let seed = test_seed(17);
+    let (bytes, held) = write_model(&o, &random_weights(&o, seed), DType::F32);
+    let model = Arc::new(Model::from_bytes(&bytes).expect("load"));
+    let prompt: Vec<u32> = (0..600)
+        .map(|i| (i * 13 + 5) % o.vocab_size as u32)
+        .collect();
+    let want = RefModel::new(o.clone(), &held).forward(&prompt);
+    for ty in [CacheType::F32, CacheType::F16, CacheType::Q8_0] {
+        let tol = match ty {
+            CacheType::F32 => 1e-4,
+            CacheType::F16 => 3e-3,
+            CacheType::Q8_0 => 6e-2,
+        };
+        let p = ContextParams {
+            n_ctx: 600,
+            n_batch: 64,
+            threads: 2,
+            cache_type: ty,
+        };
+        let mut ctx = Context::new(model.clone(), &p).expect("context");
+        assert_eq!(ctx.kv_cache().capacity(), 0, "nothing allocated up front");
+        let mut done = 0;
+        // 250 as a prompt, 10 single tokens across 256, then 340 (crossing 512 and
+        // stopping at the context's 600, not a whole block).
+        for (len, cap) in [
+            (250, 256),
+            (1, 256),
+            (1, 256),
+            (1, 256),
+            (1, 256),
+            (1, 256),
+            (1, 256),
+            (1, 512),
+            (1, 512),
+            (1, 512),
+            (1, 512),
+            (340, 600),
+        ] {
+            let logits = ctx.eval(&prompt[done..done + len]).expect("eval").to_vec();
+            done += len;
+            assert_eq!(ctx.kv_cache().capacity(), cap, "{ty} after {done} tokens");
+            let e = rel_err(&logits, &want[done - 1]);
+            assert!(e < tol, "{ty} position {}: error {e} over {tol}", done - 1);
+        }
+        assert_eq!(done, 600);
+        assert!(ctx.eval(&[1]).is_err(), "past the context");
     }
 }

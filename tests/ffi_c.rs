@@ -8,6 +8,9 @@
 //! * `threads.c`: four threads over one model give the single-thread texts; cancellation;
 //! * `abuse.c`: NULL, garbage handles, bad sizes and text, corrupt files, a context
 //!   too large for memory: error codes with messages, no crash;
+//! * `embed.c` prints the vectors `llm-run embed` prints, and `llm-run similar` ranks
+//!   lines by the cosine of those vectors; `score.c` (every position's logits from
+//!   one `llmrt_eval_all`) prints the perplexity `llm-run perplexity` prints;
 //! * all of them (and `chat.cpp`) under valgrind memcheck and AddressSanitizer.
 //!
 //! Each test prints a SKIP line and passes when the C compiler (or valgrind) is missing.
@@ -171,6 +174,226 @@ fn c_example_prints_what_llm_run_prints() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("LLMRT_ERR_IO"));
     assert!(bad.stdout.is_empty());
+}
+
+/// Parses lines of tab-separated floats.
+fn vectors(text: &str) -> Vec<Vec<f32>> {
+    text.lines()
+        .map(|l| {
+            l.split('\t')
+                .map(|v| v.parse::<f32>().expect("a float"))
+                .collect()
+        })
+        .collect()
+}
+
+const CORPUS: &str =
+    "the tea is hot\n\nhello wüld\nthe cat sat\né日本 the\n  \nhe sat on the tea\n";
+
+#[test]
+fn c_embed_example_prints_what_llm_run_prints() {
+    if !need_cc("c_embed_example_prints_what_llm_run_prints") {
+        return;
+    }
+    let b = build();
+    let exe = compile("embed", &[src("examples/embed.c")], Link::Shared, &[]);
+    let m = models();
+    let corpus = b.scratch.join("corpus.txt");
+    std::fs::write(&corpus, CORPUS).expect("corpus");
+    let corpus = corpus.to_str().expect("utf-8 path");
+    let n_lines = CORPUS.lines().filter(|l| !l.trim().is_empty()).count();
+    for (model, o) in [&m.sp, &m.chars] {
+        let model = model.to_str().expect("utf-8 path");
+        for pooling in ["mean", "last", "first"] {
+            for normalize in [false, true] {
+                let mut args = vec![
+                    "embed",
+                    "-m",
+                    model,
+                    "-f",
+                    corpus,
+                    "--pooling",
+                    pooling,
+                    "--format",
+                    "tsv",
+                    "-t",
+                    "1",
+                ];
+                let mut c_args = vec![model, corpus, pooling, "1"];
+                if normalize {
+                    args.push("--normalize");
+                    c_args.push("--normalize");
+                }
+                let want = run(&b.llm_run(), &args);
+                assert_ok("llm-run embed", &want);
+                let got = run(&exe, &c_args);
+                assert_ok("embed.c", &got);
+                let (want, got) = (vectors(&stdout(&want)), vectors(&stdout(&got)));
+                assert_eq!(want.len(), n_lines, "one vector per non-blank line");
+                assert!(want.iter().all(|v| v.len() == o.d_model));
+                // The same computation through the C ABI: the same floats.
+                assert_eq!(got, want, "{pooling} normalize={normalize}");
+                if normalize {
+                    for v in &want {
+                        let n2: f64 = v.iter().map(|x| (*x as f64).powi(2)).sum();
+                        assert!((n2 - 1.0).abs() < 1e-5, "unit length: {n2}");
+                    }
+                }
+                if pooling != "first" || model.ends_with("chars.llm") {
+                    // Different texts, different vectors (first-token pooling with a
+                    // BOS is the same for every text of a causal model).
+                    assert_ne!(want[0], want[1], "{pooling}");
+                }
+            }
+        }
+        // JSON lines hold the same numbers.
+        let json = run(
+            &b.llm_run(),
+            &[
+                "embed", "-m", model, "-f", corpus, "--format", "json", "-t", "1",
+            ],
+        );
+        assert_ok("llm-run embed --format json", &json);
+        let tsv = run(
+            &b.llm_run(),
+            &[
+                "embed", "-m", model, "-f", corpus, "--format", "tsv", "-t", "1",
+            ],
+        );
+        let from_json: Vec<Vec<f32>> = stdout(&json)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON array"))
+            .collect();
+        assert_eq!(from_json, vectors(&stdout(&tsv)));
+
+        // `similar`: lines ranked by the cosine of those mean-pooled vectors.
+        let query = "the tea";
+        let qfile = b.scratch.join("query.txt");
+        std::fs::write(&qfile, query).expect("query");
+        let qv = run(
+            &b.llm_run(),
+            &[
+                "embed",
+                "-m",
+                model,
+                "-f",
+                qfile.to_str().expect("utf-8"),
+                "--format",
+                "tsv",
+                "-t",
+                "1",
+            ],
+        );
+        let q = &vectors(&stdout(&qv))[0];
+        let vs = vectors(&stdout(&tsv));
+        let cos = |a: &[f32], b: &[f32]| {
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (na * nb)
+        };
+        let lines: Vec<&str> = CORPUS.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut want: Vec<(f64, &str)> = vs.iter().map(|v| cos(q, v)).zip(lines).collect();
+        want.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let sim = run(
+            &b.llm_run(),
+            &[
+                "similar", "-m", model, "--query", query, "-f", corpus, "-t", "1",
+            ],
+        );
+        assert_ok("llm-run similar", &sim);
+        let got: Vec<(f64, String)> = stdout(&sim)
+            .lines()
+            .map(|l| {
+                let (s, t) = l.split_once('\t').expect("score<TAB>line");
+                (s.parse().expect("score"), t.to_string())
+            })
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for ((gs, gt), (ws, wt)) in got.iter().zip(&want) {
+            assert!((gs - ws).abs() < 2e-6, "{gt}: {gs} vs {ws}");
+            assert!(gt == wt || (gs - ws).abs() < 2e-6, "order: {gt} vs {wt}");
+        }
+        assert!(got.windows(2).all(|w| w[0].0 >= w[1].0), "best first");
+        let top = run(
+            &b.llm_run(),
+            &[
+                "similar", "-m", model, "--query", query, "-f", corpus, "--top", "2",
+            ],
+        );
+        assert_eq!(stdout(&top).lines().count(), 2);
+    }
+    // Errors: one line, exit 1.
+    let bad = run(
+        &b.llm_run(),
+        &["embed", "-m", "/nonexistent.llm", "-f", corpus],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let bad = run(&exe, &["/nonexistent.llm", corpus]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("LLMRT_ERR_IO"));
+}
+
+#[test]
+fn c_score_example_prints_what_llm_run_perplexity_prints() {
+    if !need_cc("c_score_example_prints_what_llm_run_perplexity_prints") {
+        return;
+    }
+    let b = build();
+    let exe = compile("score", &[src("examples/score.c")], Link::Static, &[]);
+    let m = models();
+    for (model, text) in [
+        (
+            &m.sp.0,
+            "the tea é日本 the hat, the sea. a tree on the hill",
+        ),
+        (
+            &m.chars.0,
+            "hello wüld, ß日本語 and the quiet river: it runs!",
+        ),
+    ] {
+        let model = model.to_str().expect("utf-8 path");
+        let file = b.scratch.join("score.txt");
+        std::fs::write(&file, text).expect("text");
+        let file = file.to_str().expect("utf-8 path");
+        let ids = run(
+            &b.llm_run(),
+            &["tokenize", "-m", model, "--no-bos", "-p", text],
+        );
+        assert_ok("llm-run tokenize", &ids);
+        let n = stdout(&ids).split_whitespace().count();
+        assert!(n > 10, "{n} tokens");
+        let want = run(
+            &b.llm_run(),
+            &[
+                "perplexity",
+                "-m",
+                model,
+                "-f",
+                file,
+                "--ctx",
+                &n.to_string(),
+                "-t",
+                "1",
+            ],
+        );
+        assert_ok("llm-run perplexity", &want);
+        let got = run(&exe, &[model, file, "1"]);
+        assert_ok("score.c", &got);
+        let ppl = |o: &std::process::Output| -> f64 {
+            stdout(o)
+                .trim()
+                .strip_prefix("perplexity: ")
+                .expect("perplexity: X")
+                .parse()
+                .expect("a number")
+        };
+        let (w, g) = (ppl(&want), ppl(&got));
+        // llm-run sums log-probabilities of f32 softmaxes, score.c of f64 ones; both
+        // print 4 decimals.
+        assert!((w - g).abs() <= 2e-4 * w.max(1.0), "{g} vs {w}");
+        assert!(w > 1.0, "a random model is not certain");
+    }
 }
 
 /// `key=value` pairs of api.c's info line.
@@ -363,7 +586,15 @@ fn clean_under_valgrind_memcheck() {
     let api = compile("api_vg", &[src("tests/c/api.c")], Link::Shared, &[]);
     let abuse = compile("abuse_vg", &[src("tests/c/abuse.c")], Link::Shared, &[]);
     let threads = compile("threads_vg", &[src("tests/c/threads.c")], Link::Shared, &[]);
+    let embed = compile("embed_vg", &[src("examples/embed.c")], Link::Shared, &[]);
+    let score = compile("score_vg", &[src("examples/score.c")], Link::Shared, &[]);
+    let corpus = b.scratch.join("corpus_vg.txt");
+    std::fs::write(&corpus, CORPUS).expect("corpus");
+    let corpus = corpus.to_str().expect("utf-8 path");
     let runs: Vec<(&PathBuf, Vec<&str>)> = vec![
+        (&embed, vec![sp, corpus, "last", "--normalize", "1"]),
+        (&embed, vec![chars, corpus, "mean", "2"]),
+        (&score, vec![chars, corpus, "2"]),
         (
             &gen,
             vec![
@@ -433,7 +664,24 @@ fn clean_under_address_sanitizer() {
         Link::Shared,
         &flags,
     );
+    let embed = compile(
+        "embed_asan",
+        &[src("examples/embed.c")],
+        Link::Shared,
+        &flags,
+    );
+    let score = compile(
+        "score_asan",
+        &[src("examples/score.c")],
+        Link::Shared,
+        &flags,
+    );
+    let corpus = b.scratch.join("corpus_asan.txt");
+    std::fs::write(&corpus, CORPUS).expect("corpus");
+    let corpus = corpus.to_str().expect("utf-8 path");
     let runs: Vec<(&PathBuf, Vec<&str>)> = vec![
+        (&embed, vec![sp, corpus, "first", "--normalize", "2"]),
+        (&score, vec![sp, corpus, "1"]),
         (
             &gen,
             vec![
@@ -497,6 +745,29 @@ fn make_install_gives_a_prefix_that_pkg_config_finds() {
     ] {
         assert!(prefix.join(f).is_file(), "{f} not installed");
     }
+    // The versioned file, the SONAME link to it and the link for -lllmrt.
+    let lib = prefix.join("lib");
+    let so_name = soname();
+    let real = format!("libllmrt.so.{}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        lib.join(&real).is_file() && !lib.join(&real).is_symlink(),
+        "{real}"
+    );
+    let link = |name: &str| std::fs::read_link(lib.join(name)).ok();
+    assert_eq!(link(&so_name), Some(PathBuf::from(&real)));
+    assert_eq!(link("libllmrt.so"), Some(PathBuf::from(&so_name)));
+    if have("readelf") {
+        let d = std::process::Command::new("readelf")
+            .arg("-d")
+            .arg(lib.join(&real))
+            .output()
+            .expect("readelf");
+        let d = stdout(&d);
+        assert!(
+            d.contains(&format!("Library soname: [{so_name}]")),
+            "no SONAME {so_name}:\n{d}"
+        );
+    }
     let header = std::fs::read(prefix.join("include/llmrt.h")).expect("installed header");
     assert_eq!(
         header,
@@ -522,6 +793,19 @@ fn make_install_gives_a_prefix_that_pkg_config_finds() {
         .output()
         .expect("run cc");
     assert_ok("cc with pkg-config flags", &cc);
+    if have("readelf") {
+        // The program asks for the SONAME, not the unversioned name.
+        let d = std::process::Command::new("readelf")
+            .arg("-d")
+            .arg(&exe)
+            .output()
+            .expect("readelf");
+        assert!(
+            stdout(&d).contains(&format!("Shared library: [{}]", soname())),
+            "{}",
+            stdout(&d)
+        );
+    }
     let model = models().chars.0.to_str().expect("utf-8 path");
     let args = [
         "-m",

@@ -60,6 +60,7 @@ fn pinned_ids_through_the_library() {
             n_ctx: 0,
             n_batch: 64,
             threads: 1,
+            cache_type: llmrt::CacheType::default(),
         },
     )
     .expect("context");

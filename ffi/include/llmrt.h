@@ -22,6 +22,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// `llmrt_context_params::cache_type`: keys and values stored as 16-bit floats (the default).
+#define LLMRT_CACHE_F16 0
+
+// `llmrt_context_params::cache_type`: keys and values stored as 32-bit floats (exact).
+#define LLMRT_CACHE_F32 1
+
+// `llmrt_context_params::cache_type`: keys and values stored as ggml's q8_0 blocks
+// (8.5 bits a value; the model's head size must be a multiple of 32).
+#define LLMRT_CACHE_Q8_0 2
+
+// Pooling: the mean of every token's state (BOS included when there is one).
+#define LLMRT_POOLING_MEAN 0
+
+// Pooling: the last token's state (in a causal model, the one that saw the whole text).
+#define LLMRT_POOLING_LAST 1
+
+// Pooling: the first token's state (CLS pooling; in a causal model with a BOS the
+// same for every text).
+#define LLMRT_POOLING_FIRST 2
+
 // Generation ended after `n_predict` tokens.
 #define LLMRT_STOP_MAX_TOKENS 0
 
@@ -109,6 +129,10 @@ typedef struct llmrt_context_params {
   uint32_t n_batch;
   // Threads for the matrix products; 0 = one per available CPU. Default 0.
   uint32_t n_threads;
+  // How the KV cache stores keys and values: `LLMRT_CACHE_F16` (0, the default),
+  // `LLMRT_CACHE_F32` or `LLMRT_CACHE_Q8_0`. The cache grows with the tokens
+  // evaluated, in blocks of 256, up to `n_ctx`.
+  uint32_t cache_type;
   // The sampler used by `llmrt_sample` and `llmrt_generate`.
   struct llmrt_sampler_params sampler;
 } llmrt_context_params;
@@ -144,6 +168,22 @@ typedef struct llmrt_generation {
   // Why it ended: one of `LLMRT_STOP_*`.
   int32_t stop_reason;
 } llmrt_generation;
+
+// Receives the progress of a load, from 0 to 1 (non-decreasing; 1 is the last
+// call). Return 0 to go on, non-zero to stop the load (`LLMRT_ERR_CANCELLED`). It
+// must not unwind (no C++ exception, no longjmp) out of the call.
+typedef int32_t (*llmrt_progress_fn)(float progress,
+                                     void *user_data);
+
+// How to load a model. `llmrt_model_default_params` gives the defaults.
+typedef struct llmrt_model_params {
+  // Called as the load goes (may be NULL). With a callback, the load also reads
+  // every page of the file in, so the first evaluation does not wait for the disk,
+  // and the progress is the share of the file read. Default NULL.
+  llmrt_progress_fn progress;
+  // Passed to `progress`. Default NULL.
+  void *progress_user_data;
+} llmrt_model_params;
 
 // What a model is: its options, vocabulary and storage type. Strings are static.
 typedef struct llmrt_model_info {
@@ -232,6 +272,9 @@ typedef struct llmrt_model_info {
 
 // An internal error (a bug) was caught at the boundary; a context that saw one is unusable.
 #define LLMRT_ERR_INTERNAL -13
+
+// The call was stopped by `llmrt_cancel` (or a load by its progress callback).
+#define LLMRT_ERR_CANCELLED -14
 
 #ifdef __cplusplus
 extern "C" {
@@ -323,8 +366,11 @@ llmrt_status llmrt_kv_truncate(struct llmrt_context *ctx,
 
 // Evaluates `tokens[..n]` after those in the KV cache (in chunks of `n_batch`); the
 // logits of the last one are then available to `llmrt_get_logits` and
-// `llmrt_sample`. Fails without changing the cache on an id outside the vocabulary
-// (`LLMRT_ERR_BAD_TOKEN`) or when the tokens do not fit (`LLMRT_ERR_CONTEXT_FULL`).
+// `llmrt_sample` (`llmrt_eval_all` keeps those of every one). Fails without changing
+// the cache on an id outside the vocabulary (`LLMRT_ERR_BAD_TOKEN`) or when the
+// tokens do not fit (`LLMRT_ERR_CONTEXT_FULL`). `llmrt_cancel` from another thread
+// stops it before its next layer with `LLMRT_ERR_CANCELLED`; the cache then keeps
+// the chunks that finished (see `llmrt_context_tokens`).
 //
 // # Safety
 // `tokens` must be NULL or hold `n` readable ids.
@@ -367,11 +413,15 @@ llmrt_status llmrt_accept(struct llmrt_context *ctx,
                           size_t cap,
                           size_t *len);
 
-// Asks a generation running on `ctx` (in another thread) to stop before its next
-// token, or, while it is still evaluating its prompt, before the prompt's next layer
-// (the cache then keeps the prompt batches that finished); it then returns `LLMRT_OK`
-// with stop reason `LLMRT_STOP_CANCELLED`. Safe to call from any thread at any time.
-// A request made while no generation runs stops the next one before it starts.
+// Asks the call running on `ctx` (in another thread) to stop. A generation
+// (`llmrt_generate`, `llmrt_generate_tokens`) stops before its next token, or,
+// while it is still evaluating its prompt, before the prompt's next layer (the
+// cache then keeps the prompt batches that finished), and returns `LLMRT_OK` with
+// stop reason `LLMRT_STOP_CANCELLED`. `llmrt_eval`, `llmrt_eval_all`, `llmrt_embed`
+// and `llmrt_embed_tokens` stop before their next layer and return
+// `LLMRT_ERR_CANCELLED`. Safe to call from any thread at any time. The request
+// applies to the call running now only: made while no call runs, it does nothing
+// (`LLMRT_OK` all the same), and a call that starts later runs to its end.
 llmrt_status llmrt_cancel(const struct llmrt_context *ctx);
 
 // Ends a stream of `llmrt_accept` calls: writes the bytes still held back (the start
@@ -384,6 +434,42 @@ llmrt_status llmrt_accept_finish(struct llmrt_context *ctx,
                                  char *buf,
                                  size_t cap,
                                  size_t *len);
+
+// Embeds the UTF-8 text `text[..text_len]` (tokenized with the model's BOS rule):
+// empties the KV cache, evaluates the text as a new sequence, pools the hidden
+// states after the final norm (`pooling`: `LLMRT_POOLING_MEAN`, `_LAST` or `_FIRST`)
+// and, when `normalize` is non-zero, scales the vector to unit length. Writes
+// `d_model` floats to `out[..cap]` and `d_model` to `*n` (`out = NULL, cap = 0`
+// asks for the size: `LLMRT_ERR_BUFFER_TOO_SMALL`, nothing evaluated). Afterwards
+// the cache holds the text and the logits are its last token's. A text longer than
+// the context is `LLMRT_ERR_CONTEXT_FULL`; `llmrt_cancel` stops it
+// (`LLMRT_ERR_CANCELLED`).
+//
+// # Safety
+// `text` must be NULL or hold `text_len` readable bytes; `out` NULL or writable for
+// `cap` floats; `n` NULL or writable.
+llmrt_status llmrt_embed(struct llmrt_context *ctx,
+                         const char *text,
+                         size_t text_len,
+                         int32_t pooling,
+                         int32_t normalize,
+                         float *out,
+                         size_t cap,
+                         size_t *n);
+
+// As `llmrt_embed`, with the text given as token ids `tokens[..n_tokens]`, used as
+// given (no BOS added).
+//
+// # Safety
+// `tokens` must be NULL or hold `n_tokens` readable ids; the rest as `llmrt_embed`.
+llmrt_status llmrt_embed_tokens(struct llmrt_context *ctx,
+                                const uint32_t *tokens,
+                                size_t n_tokens,
+                                int32_t pooling,
+                                int32_t normalize,
+                                float *out,
+                                size_t cap,
+                                size_t *n);
 
 // The defaults for `llmrt_generate`.
 struct llmrt_generate_params llmrt_generate_default_params(void);
@@ -425,6 +511,49 @@ llmrt_status llmrt_generate_tokens(struct llmrt_context *ctx,
                                    llmrt_piece_fn on_piece,
                                    void *user_data,
                                    struct llmrt_generation *result);
+
+// The defaults for `llmrt_model_load_with_params`.
+struct llmrt_model_params llmrt_model_default_params(void);
+
+// As `llmrt_model_load`, with options (`params` NULL: the defaults, the same as
+// `llmrt_model_load`). With `params->progress`, it is called with 0 first, then as
+// the file is read in, then with 1 once the model is ready; a non-zero return stops
+// the load with `LLMRT_ERR_CANCELLED` (and `*out` NULL).
+//
+// # Safety
+// `path` must be NULL or NUL-terminated; `params` NULL or readable (its callback
+// following `llmrt_progress_fn`'s contract); `out` NULL or writable.
+llmrt_status llmrt_model_load_with_params(const char *path,
+                                          const struct llmrt_model_params *params,
+                                          struct llmrt_model **out);
+
+// As `llmrt_eval`, and keeps the logits of every one of the `n` tokens for
+// `llmrt_get_logits_ith` (`n × vocab_size` floats, until the next call that
+// evaluates, resets or truncates). `LLMRT_ERR_NO_MEMORY` when they do not fit in
+// memory (nothing evaluated then); `LLMRT_ERR_CANCELLED` as `llmrt_eval`.
+//
+// # Safety
+// `tokens` must be NULL or hold `n` readable ids.
+llmrt_status llmrt_eval_all(struct llmrt_context *ctx,
+                            const uint32_t *tokens,
+                            size_t n);
+
+// Copies the logits of position `i` of the last evaluated batch (`vocab_size` floats)
+// into `logits[..cap]`; `*n` receives `vocab_size`. `i` counts from 0 (the batch's
+// first token) or, when negative, from the end (-1: the last token, what
+// `llmrt_get_logits` gives; that one is always there after an evaluation). Every
+// position is there after `llmrt_eval_all`; after `llmrt_eval`, only the last
+// (others: `LLMRT_ERR_NO_LOGITS`). `i` outside the batch is `LLMRT_ERR_INVALID_ARG`;
+// no batch (nothing evaluated since creation, reset, truncation, `llmrt_accept`,
+// generation or embedding) is `LLMRT_ERR_NO_LOGITS`.
+//
+// # Safety
+// `logits` must be NULL or writable for `cap` floats; `n` NULL or writable.
+llmrt_status llmrt_get_logits_ith(const struct llmrt_context *ctx,
+                                  int64_t i,
+                                  float *logits,
+                                  size_t cap,
+                                  size_t *n);
 
 // Loads the `.llm` file at `path` (a NUL-terminated file name), memory-mapped: the
 // weights are read from the page cache, never copied. The file must not be modified
@@ -499,6 +628,52 @@ llmrt_status llmrt_token_to_piece(const struct llmrt_model *model,
                                   char *buf,
                                   size_t cap,
                                   size_t *len);
+
+// Writes to `*bytes` the memory `llmrt_context_new(model, params, ...)` would
+// allocate: the KV cache, the forward pass's scratch and the sampler's logits
+// (`params` NULL: the defaults). Nothing is allocated; out-of-range sizes give the
+// status `llmrt_context_new` would. (`llmrt_eval_all` and `llmrt_embed` allocate
+// their outputs per call on top: `n × vocab_size` and `n × d_model` floats.)
+//
+// # Safety
+// `params` must be NULL or readable; `bytes` NULL or writable.
+llmrt_status llmrt_context_bytes_needed(const struct llmrt_model *model,
+                                        const struct llmrt_context_params *params,
+                                        uint64_t *bytes);
+
+// Changes the number of threads the context's matrix products use (0: one per
+// available CPU; at most 1024). Everything evaluated so far is kept; a call running
+// on another thread makes this `LLMRT_ERR_BUSY`.
+llmrt_status llmrt_set_threads(struct llmrt_context *ctx,
+                               uint32_t n_threads);
+
+// The number of threads the context's matrix products use, into `*n_threads`.
+//
+// # Safety
+// `n_threads` must be NULL or writable.
+llmrt_status llmrt_get_threads(const struct llmrt_context *ctx,
+                               uint32_t *n_threads);
+
+// Saves the state of `ctx` to the file `path`, written atomically (a crash leaves
+// the old file or the whole new one). `LLMRT_ERR_IO` if it cannot be written.
+//
+// # Safety
+// `path` must be NULL or NUL-terminated.
+llmrt_status llmrt_state_save(struct llmrt_context *ctx,
+                              const char *path);
+
+// Restores into `ctx` a state that `llmrt_state_save` wrote from a context over the
+// same model with the same cache type; the logits of the last saved token are then
+// available to `llmrt_sample`. `LLMRT_ERR_IO` if the file cannot be read,
+// `LLMRT_ERR_FORMAT` if it is not a state file of this version, model and cache
+// type, or is truncated or corrupt, `LLMRT_ERR_NO_MEMORY` if the cache cannot grow
+// to hold it. A state with more tokens than the context holds is `LLMRT_ERR_FORMAT`
+// too. On any error the context is unchanged.
+//
+// # Safety
+// `path` must be NULL or NUL-terminated.
+llmrt_status llmrt_state_load(struct llmrt_context *ctx,
+                              const char *path);
 
 // The text of the most recent failed call on the calling thread ("" if none failed
 // yet). The pointer stays valid until the next failed call on this thread; copy the

@@ -6,19 +6,28 @@
 //! never a data race); `llmrt_cancel` is the exception and may come from any thread.
 
 use crate::args::{copy_out, put, put_opt, slice};
+use crate::cancel::RunFlag;
 use crate::handles::Registry;
+use crate::logits::Batch;
 use crate::model::{llmrt_model, model};
 use crate::status::{
     guard, llmrt_status, null, Fail, Res, LLMRT_ERR_BAD_TOKEN, LLMRT_ERR_BUFFER_TOO_SMALL,
-    LLMRT_ERR_BUSY, LLMRT_ERR_INTERNAL, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_NO_LOGITS,
-    LLMRT_ERR_NO_MEMORY,
+    LLMRT_ERR_BUSY, LLMRT_ERR_CANCELLED, LLMRT_ERR_INTERNAL, LLMRT_ERR_INVALID_ARG,
+    LLMRT_ERR_NO_LOGITS, LLMRT_ERR_NO_MEMORY,
 };
 use rt::sampler::{Sampler, SamplerConfig};
 use rt::tokenizer::StreamDecoder;
 use rt::{Context, ContextParams};
 use std::ffi::c_char;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, TryLockError};
+
+/// `llmrt_context_params::cache_type`: keys and values stored as 16-bit floats (the default).
+pub const LLMRT_CACHE_F16: u32 = 0;
+/// `llmrt_context_params::cache_type`: keys and values stored as 32-bit floats (exact).
+pub const LLMRT_CACHE_F32: u32 = 1;
+/// `llmrt_context_params::cache_type`: keys and values stored as ggml's q8_0 blocks
+/// (8.5 bits a value; the model's head size must be a multiple of 32).
+pub const LLMRT_CACHE_Q8_0: u32 = 2;
 
 /// Most threads one context may use.
 const MAX_THREADS: u32 = 1024;
@@ -61,6 +70,10 @@ pub struct llmrt_context_params {
     pub n_batch: u32,
     /// Threads for the matrix products; 0 = one per available CPU. Default 0.
     pub n_threads: u32,
+    /// How the KV cache stores keys and values: `LLMRT_CACHE_F16` (0, the default),
+    /// `LLMRT_CACHE_F32` or `LLMRT_CACHE_Q8_0`. The cache grows with the tokens
+    /// evaluated, in blocks of 256, up to `n_ctx`.
+    pub cache_type: u32,
     /// The sampler used by `llmrt_sample` and `llmrt_generate`.
     pub sampler: llmrt_sampler_params,
 }
@@ -73,8 +86,8 @@ pub struct llmrt_context {
 
 /// A context and its cancellation flag, which other threads may set without the lock.
 pub(crate) struct CtxHandle {
-    /// Set by `llmrt_cancel`; cleared by the generation that sees it.
-    pub cancel: AtomicBool,
+    /// Whether a cancellable call runs, and whether `llmrt_cancel` asked it to stop.
+    pub run: RunFlag,
     /// Everything else; held for the length of a call.
     pub state: Mutex<State>,
 }
@@ -93,6 +106,8 @@ pub(crate) struct State {
     pub decoder: StreamDecoder,
     /// Logits the sampler may penalise in place (`[vocab]`).
     pub scratch: Vec<f32>,
+    /// The rows of the last `llmrt_eval` / `llmrt_eval_all` (`llmrt_get_logits_ith`).
+    pub batch: Batch,
 }
 
 /// Every live context, by handle.
@@ -145,6 +160,7 @@ pub extern "C" fn llmrt_context_default_params() -> llmrt_context_params {
         n_ctx: 0,
         n_batch: 64,
         n_threads: 0,
+        cache_type: LLMRT_CACHE_F16,
         sampler: llmrt_sampler_default_params(),
     }
 }
@@ -190,6 +206,44 @@ pub(crate) fn sampler_config(p: &llmrt_sampler_params) -> Res<SamplerConfig> {
     })
 }
 
+/// The thread count `n` asks for: 0 is one per available CPU; above `MAX_THREADS` is
+/// an error.
+pub(crate) fn resolve_threads(n: u32) -> Res<usize> {
+    match n {
+        0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        n if n > MAX_THREADS => Err(Fail::new(
+            LLMRT_ERR_INVALID_ARG,
+            format!("n_threads is {n}; at most {MAX_THREADS}"),
+        )),
+        n => Ok(n as usize),
+    }
+}
+
+/// The runtime's context parameters for `p` (what `llmrt_context_new` creates and
+/// `llmrt_context_bytes_needed` counts).
+pub(crate) fn runtime_params(p: &llmrt_context_params) -> Res<ContextParams> {
+    let n_batch = if p.n_batch == 0 {
+        64
+    } else {
+        p.n_batch as usize
+    };
+    let cache_type = rt::CacheType::from_code(p.cache_type).ok_or_else(|| {
+        Fail::new(
+            LLMRT_ERR_INVALID_ARG,
+            format!(
+                "cache_type is {}; use LLMRT_CACHE_F16, LLMRT_CACHE_F32 or LLMRT_CACHE_Q8_0",
+                p.cache_type
+            ),
+        )
+    })?;
+    Ok(ContextParams {
+        n_ctx: p.n_ctx as usize,
+        n_batch,
+        threads: resolve_threads(p.n_threads)?,
+        cache_type,
+    })
+}
+
 /// Creates a context over `model` with `params` (NULL: the defaults). Several contexts
 /// may share one model, each used by its own thread. On failure `*out` is NULL;
 /// `LLMRT_ERR_NO_MEMORY` when the KV cache does not fit in memory.
@@ -213,36 +267,14 @@ pub unsafe extern "C" fn llmrt_context_new(
             unsafe { params.read() }
         };
         let cfg = sampler_config(&p.sampler)?;
-        if p.n_threads > MAX_THREADS {
-            return Err(Fail::new(
-                LLMRT_ERR_INVALID_ARG,
-                format!("n_threads is {}; at most {MAX_THREADS}", p.n_threads),
-            ));
-        }
-        let threads = match p.n_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n as usize,
-        };
-        let n_batch = if p.n_batch == 0 {
-            64
-        } else {
-            p.n_batch as usize
-        };
         let vocab = m.opts.vocab_size;
-        let ctx = Context::new(
-            m,
-            &ContextParams {
-                n_ctx: p.n_ctx as usize,
-                n_batch,
-                threads,
-            },
-        )?;
+        let ctx = Context::new(m, &runtime_params(&p)?)?;
         let mut scratch = Vec::new();
         scratch
             .try_reserve_exact(vocab)
             .map_err(|_| Fail::new(LLMRT_ERR_NO_MEMORY, "not enough memory for the logits"))?;
         let h = CONTEXTS.insert(CtxHandle {
-            cancel: AtomicBool::new(false),
+            run: RunFlag::new(),
             state: Mutex::new(State {
                 ctx,
                 sampler_cfg: cfg,
@@ -250,6 +282,7 @@ pub unsafe extern "C" fn llmrt_context_new(
                 has_logits: false,
                 decoder: StreamDecoder::new(),
                 scratch,
+                batch: Batch::default(),
             }),
         });
         // SAFETY: checked writable above.
@@ -336,6 +369,7 @@ pub extern "C" fn llmrt_kv_reset(ctx: *mut llmrt_context) -> llmrt_status {
         with_ctx(ctx, |_, st| {
             st.ctx.reset();
             st.has_logits = false;
+            st.batch.clear();
             st.decoder = StreamDecoder::new();
             Ok(())
         })
@@ -360,6 +394,7 @@ pub extern "C" fn llmrt_kv_truncate(ctx: *mut llmrt_context, n: usize) -> llmrt_
             if n < have {
                 st.ctx.truncate(n);
                 st.has_logits = false;
+                st.batch.clear();
                 st.decoder = StreamDecoder::new();
             }
             Ok(())
@@ -369,8 +404,11 @@ pub extern "C" fn llmrt_kv_truncate(ctx: *mut llmrt_context, n: usize) -> llmrt_
 
 /// Evaluates `tokens[..n]` after those in the KV cache (in chunks of `n_batch`); the
 /// logits of the last one are then available to `llmrt_get_logits` and
-/// `llmrt_sample`. Fails without changing the cache on an id outside the vocabulary
-/// (`LLMRT_ERR_BAD_TOKEN`) or when the tokens do not fit (`LLMRT_ERR_CONTEXT_FULL`).
+/// `llmrt_sample` (`llmrt_eval_all` keeps those of every one). Fails without changing
+/// the cache on an id outside the vocabulary (`LLMRT_ERR_BAD_TOKEN`) or when the
+/// tokens do not fit (`LLMRT_ERR_CONTEXT_FULL`). `llmrt_cancel` from another thread
+/// stops it before its next layer with `LLMRT_ERR_CANCELLED`; the cache then keeps
+/// the chunks that finished (see `llmrt_context_tokens`).
 ///
 /// # Safety
 /// `tokens` must be NULL or hold `n` readable ids.
@@ -381,7 +419,7 @@ pub unsafe extern "C" fn llmrt_eval(
     n: usize,
 ) -> llmrt_status {
     guard(|| {
-        with_ctx(ctx, |_, st| {
+        with_ctx(ctx, |h, st| {
             // SAFETY: `n` readable ids by contract.
             let toks = unsafe { slice(tokens, n, "tokens") }?;
             if toks.is_empty() {
@@ -390,15 +428,31 @@ pub unsafe extern "C" fn llmrt_eval(
                     "no tokens to evaluate (n is 0)",
                 ));
             }
-            st.ctx.eval(toks)?;
-            st.has_logits = true;
+            let before = st.ctx.tokens().len();
+            let run = h.run.begin();
+            let done = st.ctx.eval_until(toks, &|| run.cancelled())?.is_some();
+            st.batch.clear();
             st.decoder = StreamDecoder::new();
+            if !done {
+                st.has_logits |= st.ctx.tokens().len() > before;
+                return Err(cancelled());
+            }
+            st.has_logits = true;
+            st.batch.last_only(toks.len(), st.ctx.tokens().len());
             Ok(())
         })
     })
 }
 
-fn need_logits(st: &State) -> Res<()> {
+/// The failure of a call `llmrt_cancel` stopped.
+pub(crate) fn cancelled() -> Fail {
+    Fail::new(
+        LLMRT_ERR_CANCELLED,
+        "cancelled by llmrt_cancel (the cache keeps the chunks that finished)",
+    )
+}
+
+pub(crate) fn need_logits(st: &State) -> Res<()> {
     if st.has_logits {
         Ok(())
     } else {
@@ -511,6 +565,7 @@ pub unsafe extern "C" fn llmrt_accept(
             }
             st.ctx.eval(&[token])?;
             st.has_logits = true;
+            st.batch.clear();
             st.decoder = decoder;
             if !buf.is_null() {
                 let mut scratch = 0usize;
@@ -527,16 +582,20 @@ pub unsafe extern "C" fn llmrt_accept(
     })
 }
 
-/// Asks a generation running on `ctx` (in another thread) to stop before its next
-/// token, or, while it is still evaluating its prompt, before the prompt's next layer
-/// (the cache then keeps the prompt batches that finished); it then returns `LLMRT_OK`
-/// with stop reason `LLMRT_STOP_CANCELLED`. Safe to call from any thread at any time.
-/// A request made while no generation runs stops the next one before it starts.
+/// Asks the call running on `ctx` (in another thread) to stop. A generation
+/// (`llmrt_generate`, `llmrt_generate_tokens`) stops before its next token, or,
+/// while it is still evaluating its prompt, before the prompt's next layer (the
+/// cache then keeps the prompt batches that finished), and returns `LLMRT_OK` with
+/// stop reason `LLMRT_STOP_CANCELLED`. `llmrt_eval`, `llmrt_eval_all`, `llmrt_embed`
+/// and `llmrt_embed_tokens` stop before their next layer and return
+/// `LLMRT_ERR_CANCELLED`. Safe to call from any thread at any time. The request
+/// applies to the call running now only: made while no call runs, it does nothing
+/// (`LLMRT_OK` all the same), and a call that starts later runs to its end.
 #[no_mangle]
 pub extern "C" fn llmrt_cancel(ctx: *const llmrt_context) -> llmrt_status {
     guard(|| {
         let c = CONTEXTS.get(ctx as usize)?;
-        c.cancel.store(true, Ordering::Release);
+        c.run.cancel();
         Ok(())
     })
 }

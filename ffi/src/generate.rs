@@ -9,7 +9,6 @@ use crate::status::{guard, llmrt_status, Fail, Res, LLMRT_ERR_INVALID_ARG};
 use rt::tokenizer::StreamDecoder;
 use rt::{GenerateParams, StopReason};
 use std::ffi::{c_char, c_void};
-use std::sync::atomic::Ordering;
 
 /// Generation ended after `n_predict` tokens.
 pub const LLMRT_STOP_MAX_TOKENS: i32 = 0;
@@ -134,7 +133,9 @@ fn run(
         }
         rc == 0
     };
-    let cancelled = || handle.cancel.swap(false, Ordering::AcqRel);
+    let run = handle.run.begin();
+    let cancelled = || run.cancelled();
+    st.batch.clear();
     let g = rt::generate_until(&mut st.ctx, &ids, &gp, &cancelled, &mut emit)?;
     st.has_logits = true;
     st.decoder = StreamDecoder::new();

@@ -14,8 +14,11 @@
 //!   length and a NUL terminator.
 //!
 //! Modules: `status` (codes, last error, the guard), `handles` (live-handle registry),
-//! `args` (reading C arguments), `version`, `model`, `context` (step-by-step API),
-//! `generate` (one-call streaming generation), `chat` (chat templates).
+//! `args` (reading C arguments), `version`, `model`, `load` (loading with a progress
+//! callback), `context` (step-by-step API), `cancel` (cancelling the running call),
+//! `logits` (every position's logits), `embed` (sentence embeddings), `resources`
+//! (a context's memory and threads), `generate` (one-call streaming generation),
+//! `state` (saving and restoring a context), `chat` (chat templates).
 
 #![deny(missing_docs)]
 
@@ -25,13 +28,21 @@
 compile_error!("libllmrt must be built with panic = \"unwind\" (its entry points catch panics)");
 
 mod args;
+mod cancel;
 pub mod chat;
 pub mod context;
+pub mod embed;
 pub mod generate;
 mod handles;
+pub mod load;
+pub mod logits;
 pub mod model;
+pub mod resources;
+pub mod state;
 pub mod status;
 pub mod version;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_capi;

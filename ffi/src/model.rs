@@ -76,13 +76,13 @@ pub unsafe extern "C" fn llmrt_model_load(
 }
 
 #[cfg(unix)]
-fn path_from_bytes(b: &[u8]) -> std::path::PathBuf {
+pub(crate) fn path_from_bytes(b: &[u8]) -> std::path::PathBuf {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::OsStr::from_bytes(b).into()
 }
 
 #[cfg(not(unix))]
-fn path_from_bytes(b: &[u8]) -> std::path::PathBuf {
+pub(crate) fn path_from_bytes(b: &[u8]) -> std::path::PathBuf {
     String::from_utf8_lossy(b).into_owned().into()
 }
 

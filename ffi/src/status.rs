@@ -38,6 +38,8 @@ pub const LLMRT_ERR_BUSY: llmrt_status = -11;
 pub const LLMRT_ERR_NO_LOGITS: llmrt_status = -12;
 /// An internal error (a bug) was caught at the boundary; a context that saw one is unusable.
 pub const LLMRT_ERR_INTERNAL: llmrt_status = -13;
+/// The call was stopped by `llmrt_cancel` (or a load by its progress callback).
+pub const LLMRT_ERR_CANCELLED: llmrt_status = -14;
 
 /// A failed call: its status code and the message `llmrt_last_error` will return.
 #[derive(Debug)]
@@ -156,6 +158,7 @@ pub extern "C" fn llmrt_status_name(status: llmrt_status) -> *const c_char {
         LLMRT_ERR_BUSY => c"LLMRT_ERR_BUSY",
         LLMRT_ERR_NO_LOGITS => c"LLMRT_ERR_NO_LOGITS",
         LLMRT_ERR_INTERNAL => c"LLMRT_ERR_INTERNAL",
+        LLMRT_ERR_CANCELLED => c"LLMRT_ERR_CANCELLED",
         _ => c"unknown status",
     };
     name.as_ptr()

@@ -39,7 +39,7 @@ fn version_matches_the_crate() {
     assert_eq!(s.to_str(), Ok(env!("CARGO_PKG_VERSION")));
 }
 
-fn last_error() -> String {
+pub(crate) fn last_error() -> String {
     // SAFETY: llmrt_last_error returns a NUL-terminated string valid until the next failure.
     unsafe { CStr::from_ptr(llmrt_last_error()) }
         .to_string_lossy()
@@ -63,7 +63,7 @@ fn a_panic_becomes_a_status_and_a_message() {
 
 #[test]
 fn status_names_are_distinct() {
-    let codes = (-13..=0).collect::<Vec<i32>>();
+    let codes = (-14..=0).collect::<Vec<i32>>();
     let names: std::collections::HashSet<String> = codes
         .iter()
         // SAFETY: static strings.
@@ -80,7 +80,7 @@ fn status_names_are_distinct() {
 /// A small random model (char vocabulary, RoPE, RMSNorm, SwiGLU, GQA) as file bytes,
 /// with weights of case `seed` (`seed ^ test_seed(0)`: exactly `seed` unless
 /// `LLMRT_TEST_SEED` is set).
-fn model_bytes(seed: u64) -> Vec<u8> {
+pub(crate) fn model_bytes(seed: u64) -> Vec<u8> {
     let chars: Vec<Cow<'static, str>> = std::iter::once(Cow::Borrowed("<eos>"))
         .chain(
             "abcdefghijklmnopqrstuvwxyz .,é日"
@@ -141,7 +141,7 @@ fn model_bytes(seed: u64) -> Vec<u8> {
     w.to_bytes().expect("serialise")
 }
 
-fn load(bytes: &[u8]) -> *mut llmrt_model {
+pub(crate) fn load(bytes: &[u8]) -> *mut llmrt_model {
     let mut m = null_mut();
     // SAFETY: valid buffer and out-pointer.
     let st = unsafe { llmrt_model_load_from_buffer(bytes.as_ptr().cast(), bytes.len(), &mut m) };
@@ -149,7 +149,7 @@ fn load(bytes: &[u8]) -> *mut llmrt_model {
     m
 }
 
-fn context(m: *const llmrt_model, seed: u64) -> *mut llmrt_context {
+pub(crate) fn context(m: *const llmrt_model, seed: u64) -> *mut llmrt_context {
     let mut p = llmrt_context_default_params();
     p.n_threads = 1;
     p.sampler.seed = seed;
@@ -199,6 +199,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_ctx: 0,
             n_batch: 64,
             threads: 1,
+            cache_type: rt::CacheType::default(),
         },
     )
     .expect("ctx");
@@ -243,6 +244,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_ctx: 0,
             n_batch: 64,
             threads: 1,
+            cache_type: rt::CacheType::default(),
         },
     )
     .expect("ctx");

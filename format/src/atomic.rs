@@ -14,7 +14,11 @@ fn io_err(path: &Path, what: &str, e: std::io::Error) -> FormatError {
 }
 
 /// Writes `path` atomically with the bytes that `fill` writes.
-pub(crate) fn write_atomic(
+///
+/// # Errors
+/// [`FormatError::Io`] naming the file, or whatever `fill` returns; the target is
+/// then untouched and the temporary file removed.
+pub fn write_atomic(
     path: &Path,
     fill: &mut dyn FnMut(&mut dyn Write) -> Result<(), FormatError>,
 ) -> Result<(), FormatError> {

@@ -6,6 +6,7 @@
 
 use crate::error::Error;
 use crate::kernels::{Cpu, SharedMut, VecOps};
+use crate::kv_cache::{CacheType, KvCache, LayerKv};
 use crate::model::{Linear, Model, NormWeights};
 use crate::ops;
 use alloc::format;
@@ -22,6 +23,8 @@ pub struct ContextParams {
     pub n_batch: usize,
     /// Threads for the matrix products (ignored without `std`).
     pub threads: usize,
+    /// How the KV cache stores keys and values.
+    pub cache_type: CacheType,
 }
 
 impl Default for ContextParams {
@@ -30,6 +33,7 @@ impl Default for ContextParams {
             n_ctx: 0,
             n_batch: 64,
             threads: 1,
+            cache_type: CacheType::default(),
         }
     }
 }
@@ -39,8 +43,8 @@ impl Default for ContextParams {
 struct Sizes {
     n_ctx: usize,
     n_batch: usize,
-    /// One of the two KV caches: `layers × n_ctx × kv_dim`.
-    cache: usize,
+    /// Bytes of the KV cache grown to `n_ctx` ([`KvCache::bytes_for`]).
+    cache_bytes: u64,
     /// `n_batch × d_model`: x, xb, q, att and proj.
     rows_d: usize,
     /// `n_batch × kv_dim`: k and v.
@@ -63,7 +67,6 @@ impl Sizes {
     /// Every buffer together, in bytes (`None` on overflow).
     fn bytes(&self) -> Option<u64> {
         let floats = [
-            (2, self.cache),
             (5, self.rows_d),
             (2, self.rows_kv),
             (1, self.rows_ff),
@@ -77,7 +80,7 @@ impl Sizes {
         .try_fold(0u64, |acc, &(k, n)| {
             acc.checked_add((n as u64).checked_mul(k)?)
         })?;
-        floats.checked_mul(4)
+        floats.checked_mul(4)?.checked_add(self.cache_bytes)
     }
 }
 
@@ -102,10 +105,14 @@ impl ContextParams {
             )));
         }
         let n_batch = self.n_batch.clamp(1, n_ctx);
-        let (d, kv, f, l) = (o.d_model, o.kv_dim(), o.d_ff, o.n_layers);
-        let cache = l
-            .checked_mul(n_ctx)
-            .and_then(|v| v.checked_mul(kv))
+        let (d, kv, f) = (o.d_model, o.kv_dim(), o.d_ff);
+        if self.cache_type == CacheType::Q8_0 && o.head_dim() % 32 != 0 {
+            return Err(Error::Invalid(format!(
+                "cache type q8_0 needs a head size that is a multiple of 32, not {}",
+                o.head_dim()
+            )));
+        }
+        let cache_bytes = KvCache::bytes_for(self.cache_type, o, n_ctx)
             .ok_or_else(|| Error::Invalid("KV cache size overflows".into()))?;
         let rows = |w: usize| {
             n_batch
@@ -115,7 +122,7 @@ impl ContextParams {
         Ok(Sizes {
             n_ctx,
             n_batch,
-            cache,
+            cache_bytes,
             rows_d: rows(d)?,
             rows_kv: rows(kv)?,
             rows_ff: rows(f)?,
@@ -131,7 +138,8 @@ impl ContextParams {
     }
 
     /// Bytes a [`Context`] with these parameters over a model with options `o`
-    /// allocates: both KV caches plus every scratch buffer of the forward pass.
+    /// allocates at most: the KV cache grown to the whole context (it starts empty
+    /// and grows in blocks) plus every scratch buffer of the forward pass.
     /// [`Context::new`] (with `std`) refuses a context that needs more than the
     /// system has available; a caller can ask first. Errors are those of
     /// [`Context::new`] for out-of-range sizes.
@@ -154,12 +162,13 @@ fn buffer(n: usize, what: &str) -> Result<Vec<f32>, Error> {
     Ok(v)
 }
 
-/// Refuses a context of `bytes` that the system could not give (Linux
-/// `MemAvailable`), before anything is allocated: an overcommitting kernel would
-/// otherwise hand the memory out and kill the process when it is touched.
+/// Refuses a context of `bytes` (its KV cache grown to the whole context) that the
+/// system could not give (Linux `MemAvailable`, and the process's address-space
+/// limit), before anything is allocated: an overcommitting kernel would otherwise
+/// hand the memory out and kill the process when it is touched.
 #[cfg(feature = "std")]
 fn check_available(n_ctx: usize, bytes: u64) -> Result<(), Error> {
-    match crate::sys::mem_available() {
+    match crate::sys::memory_for_process() {
         Some(avail) if bytes > avail => Err(Error::NoMemory {
             what: format!("a context of {n_ctx} tokens"),
             needed: bytes,
@@ -177,8 +186,7 @@ pub struct Context {
     n_batch: usize,
     /// Tokens whose keys and values are in the cache, in order.
     tokens: Vec<u32>,
-    k_cache: Vec<f32>, // (layer, kv_head, n_ctx, head_dim)
-    v_cache: Vec<f32>, // (layer, kv_head, n_ctx, head_dim)
+    cache: KvCache,
     x: Vec<f32>,       // (n_batch, d) residual stream
     xb: Vec<f32>,      // (n_batch, d) normalised input of a sub-block
     q: Vec<f32>,       // (n_batch, d)
@@ -195,8 +203,9 @@ pub struct Context {
 }
 
 impl Context {
-    /// Creates a context with its KV cache and scratch; fails cleanly when memory
-    /// is short or the sizes are out of range.
+    /// Creates a context with its scratch and an empty KV cache (which grows as
+    /// tokens are evaluated); fails cleanly when memory is short, the sizes are out
+    /// of range or the model cannot use the cache type.
     pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Context, Error> {
         let o = &model.opts;
         let s = params.sizes(o)?;
@@ -213,8 +222,7 @@ impl Context {
             n_ctx: s.n_ctx,
             n_batch: s.n_batch,
             tokens: Vec::new(),
-            k_cache: buffer(s.cache, "KV cache")?,
-            v_cache: buffer(s.cache, "KV cache")?,
+            cache: KvCache::new(params.cache_type, o, s.n_ctx)?,
             x: buffer(s.rows_d, "activations")?,
             xb: buffer(s.rows_d, "activations")?,
             q: buffer(s.rows_d, "activations")?,
@@ -242,6 +250,11 @@ impl Context {
         self.n_ctx
     }
 
+    /// The KV cache (its type, and what it holds allocated now).
+    pub fn kv_cache(&self) -> &KvCache {
+        &self.cache
+    }
+
     /// Tokens in the cache.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
@@ -267,7 +280,7 @@ impl Context {
     pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], Error> {
         self.check(tokens)?;
         for chunk in tokens.chunks(self.n_batch) {
-            self.forward(chunk, None, &|| false)?;
+            self.forward(chunk, Rows::Last, &|| false)?;
         }
         Ok(&self.logits)
     }
@@ -284,7 +297,7 @@ impl Context {
     ) -> Result<Option<&[f32]>, Error> {
         self.check(tokens)?;
         for chunk in tokens.chunks(self.n_batch) {
-            if !self.forward(chunk, None, cancelled)? {
+            if !self.forward(chunk, Rows::Last, cancelled)? {
                 return Ok(None);
             }
         }
@@ -294,15 +307,97 @@ impl Context {
     /// Runs `tokens` and writes the logits of every one of them into `out`
     /// (`[tokens.len(), vocab]`, resized), as perplexity needs.
     pub fn eval_all(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<(), Error> {
-        self.check(tokens)?;
+        self.eval_all_until(tokens, out, &|| false).map(|_| ())
+    }
+
+    /// [`Context::eval_all`] that stops early, with `Ok(false)`, when `cancelled()`
+    /// returns `true` (asked as in [`Context::eval_until`]); `out` then holds the rows
+    /// of the batches that finished, zeros after them.
+    pub fn eval_all_until(
+        &mut self,
+        tokens: &[u32],
+        out: &mut Vec<f32>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<bool, Error> {
         let vocab = self.model.opts.vocab_size;
+        self.eval_rows(tokens, out, vocab, |r| Rows::Logits(r), cancelled)
+    }
+
+    /// Runs `tokens` and writes the hidden state of every one of them after the
+    /// final norm (the classifier's input, what sentence embeddings pool) into `out`
+    /// (`[tokens.len(), d_model]`, resized). The logits of the last token are
+    /// computed too, as after [`Context::eval`]. Stops early, with `Ok(false)`, when
+    /// `cancelled()` returns `true` (as [`Context::eval_all_until`]).
+    pub fn hidden_until(
+        &mut self,
+        tokens: &[u32],
+        out: &mut Vec<f32>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<bool, Error> {
+        let d = self.model.opts.d_model;
+        self.eval_rows(tokens, out, d, |r| Rows::Hidden(r), cancelled)
+    }
+
+    /// Changes the number of threads the matrix products use (at least 1; ignored
+    /// without `std`). The KV cache and everything evaluated so far are kept.
+    pub fn set_threads(&mut self, threads: usize) {
+        if threads.max(1) != self.cpu.threads() {
+            self.cpu = Cpu::new(threads.max(1));
+        }
+    }
+
+    /// Threads the matrix products use.
+    pub fn threads(&self) -> usize {
+        self.cpu.threads()
+    }
+
+    /// Runs `tokens` in chunks, writing `width` floats per token into `out`.
+    fn eval_rows(
+        &mut self,
+        tokens: &[u32],
+        out: &mut Vec<f32>,
+        width: usize,
+        kind: fn(&mut [f32]) -> Rows<'_>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<bool, Error> {
+        self.check(tokens)?;
         out.clear();
-        out.resize(tokens.len() * vocab, 0.0);
+        out.resize(tokens.len() * width, 0.0);
         let mut done = 0;
         for chunk in tokens.chunks(self.n_batch) {
-            let dst = &mut out[done * vocab..(done + chunk.len()) * vocab];
-            self.forward(chunk, Some(dst), &|| false)?;
+            let dst = &mut out[done * width..(done + chunk.len()) * width];
+            if !self.forward(chunk, kind(dst), cancelled)? {
+                return Ok(false);
+            }
             done += chunk.len();
+        }
+        Ok(true)
+    }
+
+    /// Replaces the state with a checked saved one (`state.rs`): `tokens`, the
+    /// last logits as little-endian f32 bytes (empty when there are no tokens) and
+    /// the cache rows, `per` bytes for each of every layer's keys and values.
+    #[cfg(feature = "std")]
+    pub(crate) fn restore(
+        &mut self,
+        tokens: &[u32],
+        logits: &[u8],
+        rows: &[u8],
+        per: usize,
+    ) -> Result<(), Error> {
+        let n = tokens.len();
+        self.cache.reserve(n)?;
+        for l in 0..self.model.opts.n_layers {
+            for (i, values) in [(2 * l, false), (2 * l + 1, true)] {
+                self.cache
+                    .get_rows(l, values, n, &rows[i * per..(i + 1) * per]);
+            }
+        }
+        self.tokens.clear();
+        self.tokens.extend_from_slice(tokens);
+        self.logits.fill(0.0);
+        for (x, b) in self.logits.iter_mut().zip(logits.chunks_exact(4)) {
+            *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
         Ok(())
     }
@@ -327,7 +422,7 @@ impl Context {
     fn forward(
         &mut self,
         tokens: &[u32],
-        all_logits: Option<&mut [f32]>,
+        rows: Rows<'_>,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<bool, Error> {
         let model = self.model.clone();
@@ -335,6 +430,7 @@ impl Context {
         let (n, d, kv, f) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff);
         let (hd, n_heads, n_kv) = (o.head_dim(), o.n_heads, o.n_kv_heads);
         let pos0 = self.tokens.len();
+        self.cache.reserve(pos0 + n)?;
         let norm = |out: &mut [f32], x: &[f32], w: &NormWeights| match o.norm {
             Norm::LayerNorm => ops::layernorm(out, x, &w.w, w.b.as_deref(), o.norm_eps),
             Norm::RmsNorm => ops::rmsnorm(out, x, &w.w, o.norm_eps),
@@ -365,7 +461,6 @@ impl Context {
         );
         let (att, proj) = (&mut self.att[..n * d], &mut self.proj[..n * d]);
         let cpu = &mut self.cpu;
-        let layer_stride = n_kv * self.n_ctx * hd;
         let scale = 1.0 / crate::math::sqrtf(hd as f32);
         // Row-wise work between the products, split by rows across the threads (for a
         // prompt; one token is one range on the caller).
@@ -413,19 +508,9 @@ impl Context {
                     }
                 });
             }
-            // Store keys and values: cache[l][kv_head][pos][..head_dim].
-            let (kc, vc) = (
-                &mut self.k_cache[l * layer_stride..(l + 1) * layer_stride],
-                &mut self.v_cache[l * layer_stride..(l + 1) * layer_stride],
-            );
-            for i in 0..n {
-                for h in 0..n_kv {
-                    let dst = (h * self.n_ctx + pos0 + i) * hd;
-                    let src = i * kv + h * hd;
-                    kc[dst..dst + hd].copy_from_slice(&k[src..src + hd]);
-                    vc[dst..dst + hd].copy_from_slice(&v[src..src + hd]);
-                }
-            }
+            // Store the new keys and values, then read the layer's back as f32.
+            self.cache.write(l, pos0, k, v);
+            let kvs = self.cache.layer(cpu, l, pos0 + n);
             // Causal attention of each new token over the cache up to itself, one
             // head per part across the threads.
             let shape = AttnShape {
@@ -434,18 +519,19 @@ impl Context {
                 d,
                 hd,
                 n_ctx: self.n_ctx,
+                stride: kvs.stride,
                 group: n_heads / n_kv,
                 scale,
             };
             let out = SharedMut::new(att);
             let scores = SharedMut::new(&mut self.scores);
-            let (q, kc, vc) = (&*q, &*kc, &*vc);
+            let (q, kvs) = (&*q, &kvs);
             let vec = cpu.vecops();
             cpu.parallel(n_heads, &|h| {
                 // SAFETY: part h takes only row h of `scores` (n_heads × n_ctx), which
                 // outlives `parallel` (it returns after every part).
                 let sc = unsafe { scores.slice(h * shape.n_ctx, shape.n_ctx) };
-                attend_head(vec, &shape, h, q, kc, vc, sc, out);
+                attend_head(vec, &shape, h, q, kvs, sc, out);
             });
             linear(cpu, &model, &layer.wo, att, n, proj);
             padd(cpu, x, proj);
@@ -486,14 +572,18 @@ impl Context {
 
         // Final norm and classifier: every row when asked, else the last row only.
         let out_w = model.matrix(&model.output);
-        match all_logits {
-            Some(dst) => {
+        match rows {
+            Rows::Logits(dst) => {
                 norm(xb, x, &model.out_norm);
                 cpu.matmul(&out_w, xb, n, dst);
                 let vocab = o.vocab_size;
                 self.logits.copy_from_slice(&dst[(n - 1) * vocab..]);
             }
-            None => {
+            Rows::Hidden(dst) => {
+                norm(dst, x, &model.out_norm);
+                cpu.matmul(&out_w, &dst[(n - 1) * d..], 1, &mut self.logits);
+            }
+            Rows::Last => {
                 let last = &x[(n - 1) * d..];
                 norm(&mut xb[..d], last, &model.out_norm);
                 cpu.matmul(&out_w, &xb[..d], 1, &mut self.logits);
@@ -501,6 +591,16 @@ impl Context {
         }
         Ok(true)
     }
+}
+
+/// What a forward pass writes for its rows besides the last row's logits.
+enum Rows<'a> {
+    /// Nothing.
+    Last,
+    /// The logits of every row (`[n, vocab]`).
+    Logits(&'a mut [f32]),
+    /// The hidden state of every row after the final norm (`[n, d_model]`).
+    Hidden(&'a mut [f32]),
 }
 
 /// y_i = x·W_iᵀ (+ b_i) for `n` rows, for matrices that read the same input (one
@@ -537,6 +637,8 @@ struct AttnShape {
     d: usize,
     hd: usize,
     n_ctx: usize,
+    /// Elements between one KV head's cached rows and the next's.
+    stride: usize,
     group: usize,
     scale: f32,
 }
@@ -556,7 +658,7 @@ fn for_row_ranges(cpu: &Cpu, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
 }
 
 /// Query head `h` of each new row attends over the cached keys and values of its
-/// KV head (cache layout (kv_head, pos, head_dim)) up to its own position; writes
+/// KV head (rows of `kvs`, position-major) up to its own position; writes
 /// head h's columns of `att` (`[n, d]`) and nothing else of it. `sc` is scratch of `n_ctx`.
 #[allow(clippy::too_many_arguments)]
 fn attend_head(
@@ -564,15 +666,14 @@ fn attend_head(
     s: &AttnShape,
     h: usize,
     q: &[f32],
-    kc: &[f32],
-    vc: &[f32],
+    kvs: &LayerKv<'_>,
     sc: &mut [f32],
     att: SharedMut<f32>,
 ) {
     let hd = s.hd;
     let kvh = h / s.group;
-    let keys = &kc[kvh * s.n_ctx * hd..(kvh + 1) * s.n_ctx * hd];
-    let vals = &vc[kvh * s.n_ctx * hd..(kvh + 1) * s.n_ctx * hd];
+    let keys = &kvs.k[kvh * s.stride..(kvh + 1) * s.stride];
+    let vals = &kvs.v[kvh * s.stride..(kvh + 1) * s.stride];
     for i in 0..s.n {
         let p = s.pos0 + i;
         let qh = &q[i * s.d + h * hd..i * s.d + (h + 1) * hd];

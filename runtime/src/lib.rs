@@ -14,13 +14,17 @@ extern crate std;
 #[cfg(feature = "std")]
 pub mod chat;
 pub mod context;
+pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod kernels;
+pub mod kv_cache;
 mod math;
 pub mod model;
 pub mod ops;
 pub mod sampler;
+#[cfg(feature = "std")]
+pub mod state;
 #[cfg(feature = "std")]
 pub mod sys;
 #[cfg(test)]
@@ -31,4 +35,5 @@ pub mod tokenizer;
 pub use context::{Context, ContextParams};
 pub use error::Error;
 pub use generate::{generate, generate_until, GenerateParams, Generation, StopReason};
+pub use kv_cache::CacheType;
 pub use model::Model;

@@ -10,6 +10,45 @@ pub fn mem_available() -> Option<u64> {
     parse_meminfo(&info)
 }
 
+/// Bytes of address space this process may still map under its `RLIMIT_AS` soft
+/// limit (`ulimit -v`): the limit in `/proc/self/limits` less `VmSize` in
+/// `/proc/self/status`. `None` when there is no limit or it is unknown. Memory
+/// that grows later (the KV cache) needs it as much as memory allocated at once.
+pub fn address_space_left() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_as_limit(&limits)?.checked_sub(parse_vm_size(&status)?)
+}
+
+/// The memory a context may count on: the smaller of [`mem_available`] and
+/// [`address_space_left`] (`None` if neither is known).
+pub fn memory_for_process() -> Option<u64> {
+    match (mem_available(), address_space_left()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The soft "Max address space" of a `/proc/self/limits` text, in bytes (`None`
+/// when unlimited).
+fn parse_as_limit(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))?;
+    line["Max address space".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `VmSize` (kB) of a `/proc/self/status` text, in bytes.
+fn parse_vm_size(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmSize:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// `MemAvailable` (kB) of a `/proc/meminfo` text, in bytes.
 fn parse_meminfo(info: &str) -> Option<u64> {
     let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
@@ -27,6 +66,15 @@ mod tests {
         assert_eq!(parse_meminfo(info), Some(8_000_000 * 1024));
         assert_eq!(parse_meminfo("MemTotal: 5 kB\n"), None);
         assert_eq!(parse_meminfo("MemAvailable: lots kB\n"), None);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \nMax address space         3221225472           unlimited            bytes     \n";
+        assert_eq!(parse_as_limit(limits), Some(3 << 30));
+        let unlimited =
+            "Max address space         unlimited            unlimited            bytes     \n";
+        assert_eq!(parse_as_limit(unlimited), None);
+        assert_eq!(
+            parse_vm_size("Name:\tx\nVmSize:\t  10240 kB\n"),
+            Some(10 << 20)
+        );
         if std::path::Path::new("/proc/meminfo").exists() {
             assert!(mem_available().is_some_and(|b| b > 0));
         }

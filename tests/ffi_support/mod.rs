@@ -21,6 +21,20 @@ pub const STATIC_LIBS: &[&str] = &[
     "-lc",
 ];
 
+/// The shared library's SONAME, `libllmrt.so.ABI` (ffi/build.rs and ffi/Makefile:
+/// the major version, or `0.MINOR` while it is 0).
+pub fn soname() -> String {
+    let (major, minor) = (
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+    );
+    if major == "0" {
+        format!("libllmrt.so.0.{minor}")
+    } else {
+        format!("libllmrt.so.{major}")
+    }
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -71,6 +85,14 @@ pub fn build() -> &'static Build {
             "cargo build of libllmrt / llm-run failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Programs linked against libllmrt.so record its SONAME; give the loader that
+        // name next to the library, as `make -C ffi` does.
+        let link = dir.join(soname());
+        if std::fs::read_link(&link).is_err() {
+            let _ = std::fs::remove_file(&link);
+            #[cfg(unix)]
+            std::os::unix::fs::symlink("libllmrt.so", &link).expect("SONAME link");
+        }
         let scratch = dir.join("ffi-tests").join(env!("CARGO_CRATE_NAME"));
         std::fs::create_dir_all(&scratch).expect("scratch dir");
         Build { dir, scratch }

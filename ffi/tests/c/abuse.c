@@ -19,6 +19,15 @@ static void write_file(const char *path, const void *data, size_t len) {
     fclose(f);
 }
 
+/* A progress callback: counts its calls in *user_data and stops at the second;
+ * with no user data, never stops. */
+static int32_t stop_at_second_call(float progress, void *user_data) {
+    CHECK(progress >= 0.0f && progress <= 1.0f, "progress %f", (double)progress);
+    if (user_data == NULL) return 0;
+    int *calls = (int *)user_data;
+    return ++*calls >= 2;
+}
+
 int main(int argc, char **argv) {
     CHECK(argc == 3 || argc == 4, "usage: abuse MODEL DIR [--oom]");
     const char *path = argv[1], *dir = argv[2];
@@ -60,6 +69,26 @@ int main(int argc, char **argv) {
     FAILS(LLMRT_ERR_NULL, llmrt_model_load_from_buffer_nocopy(NULL, 10, &m));
     FAILS(LLMRT_ERR_FORMAT, llmrt_model_load_from_buffer_nocopy("garbage!", 8, &m));
     CHECK(m == NULL, "out not cleared on failure");
+
+    /* Loading with parameters (a progress callback that may stop the load). */
+    {
+        llmrt_model_params mp = llmrt_model_default_params();
+        CHECK(mp.progress == NULL && mp.progress_user_data == NULL, "default model params");
+        FAILS(LLMRT_ERR_NULL, llmrt_model_load_with_params(NULL, &mp, &m));
+        FAILS(LLMRT_ERR_NULL, llmrt_model_load_with_params(path, &mp, NULL));
+        FAILS(LLMRT_ERR_IO, llmrt_model_load_with_params("/nonexistent/model.llm", NULL, &m));
+        snprintf(tmp, sizeof tmp, "%s/garbage.llm", dir);
+        FAILS(LLMRT_ERR_FORMAT, llmrt_model_load_with_params(tmp, &mp, &m));
+        int calls = 0;
+        mp.progress = stop_at_second_call;
+        mp.progress_user_data = &calls;
+        FAILS(LLMRT_ERR_CANCELLED, llmrt_model_load_with_params(path, &mp, &m));
+        CHECK(m == NULL && calls == 2, "stopped load: m %p after %d calls", (void *)m, calls);
+        mp.progress_user_data = NULL; /* the callback then never stops */
+        OK(llmrt_model_load_with_params(path, &mp, &m));
+        OK(llmrt_model_free(m));
+        m = NULL;
+    }
 
     OK(llmrt_model_load(path, &m));
     llmrt_model_info info;
@@ -174,8 +203,41 @@ int main(int argc, char **argv) {
     }
     OK(llmrt_context_new(m, NULL, &c));
     OK(llmrt_context_free(c));
+    {
+        /* The size of a context, before creating it. */
+        uint64_t need = 0, need_default = 0;
+        FAILS(LLMRT_ERR_NULL, llmrt_context_bytes_needed(NULL, &cp, &need));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_context_bytes_needed(garbage_m, &cp, &need));
+        FAILS(LLMRT_ERR_NULL, llmrt_context_bytes_needed(m, &cp, NULL));
+        llmrt_context_params bad = cp;
+        bad.n_threads = 1000000;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_bytes_needed(m, &bad, &need));
+        bad = cp;
+        bad.n_ctx = UINT32_MAX;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_bytes_needed(m, &bad, &need));
+        bad = cp;
+        bad.sampler.top_p = 0.0f / 0.0f;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_bytes_needed(m, &bad, &need));
+        OK(llmrt_context_bytes_needed(m, NULL, &need_default));
+        OK(llmrt_context_bytes_needed(m, &cp, &need));
+        CHECK(need == need_default && need > 0, "bytes needed %llu vs %llu",
+              (unsigned long long)need, (unsigned long long)need_default);
+    }
     OK(llmrt_context_new(m, &cp, &c));
     FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_model_free((llmrt_model *)c));
+    {
+        /* Threads on a live context. */
+        uint32_t th = 0;
+        FAILS(LLMRT_ERR_NULL, llmrt_set_threads(NULL, 1));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_set_threads(garbage_c, 1));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_set_threads(c, 1000000));
+        FAILS(LLMRT_ERR_NULL, llmrt_get_threads(c, NULL));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_get_threads(garbage_c, &th));
+        OK(llmrt_set_threads(c, 2));
+        OK(llmrt_get_threads(c, &th));
+        CHECK(th == 2, "threads %u", th);
+        OK(llmrt_set_threads(c, 1));
+    }
 
     uint32_t tok = 0;
     float logits[4];
@@ -219,6 +281,74 @@ int main(int argc, char **argv) {
         OK(llmrt_accept(c, t, piece, sizeof piece, &len));
         OK(llmrt_accept_finish(c, piece, sizeof piece, &len));
     }
+    {
+        /* Every position's logits. */
+        float row[4];
+        FAILS(LLMRT_ERR_NULL, llmrt_eval_all(NULL, ids, 1));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_eval_all(garbage_c, ids, 1));
+        FAILS(LLMRT_ERR_NULL, llmrt_eval_all(c, NULL, 3));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_eval_all(c, ids, 0));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_eval_all(c, ids, SIZE_MAX));
+        uint32_t bad[2] = {0, info.vocab_size};
+        FAILS(LLMRT_ERR_BAD_TOKEN, llmrt_eval_all(c, bad, 2));
+        FAILS(LLMRT_ERR_NULL, llmrt_get_logits_ith(NULL, 0, row, 4, &nn));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_get_logits_ith(garbage_c, 0, row, 4, &nn));
+        OK(llmrt_kv_reset(c));
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_get_logits_ith(c, -1, row, 4, &nn));
+        uint32_t two[2] = {1, 2};
+        OK(llmrt_eval_all(c, two, 2));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_ith(c, 2, row, 4, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_ith(c, -3, row, 4, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_ith(c, INT64_MIN, row, 4, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_ith(c, INT64_MAX, row, 4, &nn));
+        FAILS(LLMRT_ERR_BUFFER_TOO_SMALL, llmrt_get_logits_ith(c, 0, row, 4, &nn));
+        CHECK(nn == info.vocab_size, "needed size %zu", nn);
+        FAILS(LLMRT_ERR_NULL, llmrt_get_logits_ith(c, 0, NULL, 1000000, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_get_logits_ith(c, 0, row, 4, NULL));
+        OK(llmrt_kv_reset(c));
+    }
+    {
+        /* Embeddings. */
+        size_t d = 0;
+        float *vec = (float *)malloc(info.d_model * sizeof(float));
+        CHECK(vec != NULL, "out of memory");
+        FAILS(LLMRT_ERR_NULL, llmrt_embed(NULL, "ab", 2, LLMRT_POOLING_MEAN, 1, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_BAD_HANDLE,
+              llmrt_embed(garbage_c, "ab", 2, LLMRT_POOLING_MEAN, 1, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_NULL, llmrt_embed(c, NULL, 2, LLMRT_POOLING_MEAN, 1, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_UTF8, llmrt_embed(c, bad_utf8, 4, LLMRT_POOLING_MEAN, 1, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_INVALID_ARG,
+              llmrt_embed(c, "ab", SIZE_MAX, LLMRT_POOLING_MEAN, 1, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_embed(c, "ab", 2, 3, 1, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_embed(c, "ab", 2, -1, 1, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_NULL, llmrt_embed(c, "ab", 2, LLMRT_POOLING_MEAN, 1, vec, info.d_model, NULL));
+        FAILS(LLMRT_ERR_BUFFER_TOO_SMALL, llmrt_embed(c, "ab", 2, LLMRT_POOLING_LAST, 0, NULL, 0, &d));
+        CHECK(d == info.d_model, "needed size %zu", d);
+        FAILS(LLMRT_ERR_NULL, llmrt_embed(c, "ab", 2, LLMRT_POOLING_LAST, 0, NULL, 1000000, &d));
+        uint32_t bad[2] = {0, UINT32_MAX};
+        FAILS(LLMRT_ERR_BAD_TOKEN,
+              llmrt_embed_tokens(c, bad, 2, LLMRT_POOLING_FIRST, 0, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_NULL, llmrt_embed_tokens(c, NULL, 2, LLMRT_POOLING_FIRST, 0, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_INVALID_ARG,
+              llmrt_embed_tokens(c, ids, 0, LLMRT_POOLING_FIRST, 0, vec, info.d_model, &d));
+        FAILS(LLMRT_ERR_BAD_HANDLE,
+              llmrt_embed_tokens(garbage_c, ids, 1, LLMRT_POOLING_FIRST, 0, vec, info.d_model, &d));
+        size_t n_ctx = 0;
+        OK(llmrt_context_n_ctx(c, &n_ctx));
+        uint32_t *many = (uint32_t *)calloc(n_ctx + 1, sizeof(uint32_t));
+        CHECK(many != NULL, "out of memory");
+        FAILS(LLMRT_ERR_CONTEXT_FULL,
+              llmrt_embed_tokens(c, many, n_ctx + 1, LLMRT_POOLING_MEAN, 1, vec, info.d_model, &d));
+        free(many);
+        OK(llmrt_embed(c, "ab", 2, LLMRT_POOLING_MEAN, 1, vec, info.d_model, &d));
+        double len2 = 0;
+        for (size_t j = 0; j < d; j++) len2 += (double)vec[j] * vec[j];
+        CHECK(len2 > 0.999 && len2 < 1.001, "normalised length^2 %f", len2);
+        free(vec);
+        OK(llmrt_kv_reset(c));
+        tok = 0;
+        OK(llmrt_eval(c, &tok, 1));
+    }
     FAILS(LLMRT_ERR_NULL, llmrt_cancel(NULL));
     FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_cancel(garbage_c));
     FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_accept_finish(garbage_c, piece, 8, &len));
@@ -257,6 +387,61 @@ int main(int argc, char **argv) {
     OK(llmrt_kv_reset(c));
     OK(llmrt_generate(c, "ab", 2, NULL, NULL, NULL, NULL));
     OK(llmrt_context_free(c));
+
+    /* KV cache types and state files: a bad type is refused; a state saved after a
+     * prompt restores its tokens and logits exactly; NULL, garbage handles, missing
+     * paths, junk, a truncated file and a state of another cache type are refused
+     * with the context unchanged. */
+    {
+        llmrt_context_params bad = cp;
+        bad.cache_type = 7;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &bad, &c));
+        CHECK(c == NULL, "out not cleared on failure");
+        OK(llmrt_context_new(m, &cp, &c));
+        char state[4096], junk[4096];
+        snprintf(state, sizeof state, "%s/state.kv", dir);
+        snprintf(junk, sizeof junk, "%s/junk.kv", dir);
+        uint32_t p3[3] = {1, 2, 3}, got[8];
+        OK(llmrt_eval(c, p3, 3));
+        float *want = malloc(info.vocab_size * sizeof *want);
+        float *now = malloc(info.vocab_size * sizeof *now);
+        CHECK(want && now, "malloc");
+        OK(llmrt_get_logits(c, want, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_state_save(c, NULL));
+        FAILS(LLMRT_ERR_NULL, llmrt_state_load(c, NULL));
+        FAILS(LLMRT_ERR_NULL, llmrt_state_save(NULL, state));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_state_save(garbage_c, state));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_state_load(garbage_c, state));
+        FAILS(LLMRT_ERR_IO, llmrt_state_save(c, "/nonexistent/state.kv"));
+        FAILS(LLMRT_ERR_IO, llmrt_state_load(c, "/nonexistent/state.kv"));
+        OK(llmrt_state_save(c, state));
+        OK(llmrt_kv_reset(c));
+        OK(llmrt_eval(c, p3, 1));
+        write_file(junk, "not a state file", 16);
+        FAILS(LLMRT_ERR_FORMAT, llmrt_state_load(c, junk));
+        size_t ssize = 0;
+        unsigned char *sbytes = read_file(state, &ssize);
+        write_file(junk, sbytes, ssize - 1);
+        FAILS(LLMRT_ERR_FORMAT, llmrt_state_load(c, junk));
+        OK(llmrt_context_tokens(c, got, 8, &nn));
+        CHECK(nn == 1 && got[0] == 1, "a refused load changed the cache (%zu tokens)", nn);
+        OK(llmrt_state_load(c, state));
+        OK(llmrt_context_tokens(c, got, 8, &nn));
+        CHECK(nn == 3 && got[0] == 1 && got[2] == 3, "restored %zu tokens", nn);
+        OK(llmrt_get_logits(c, now, info.vocab_size, &nn));
+        CHECK(memcmp(now, want, info.vocab_size * sizeof *now) == 0, "restored logits differ");
+        OK(llmrt_sample(c, &tok));
+        llmrt_context *c32 = NULL;
+        bad = cp;
+        bad.cache_type = LLMRT_CACHE_F32;
+        OK(llmrt_context_new(m, &bad, &c32));
+        FAILS(LLMRT_ERR_FORMAT, llmrt_state_load(c32, state));
+        OK(llmrt_context_free(c32));
+        free(sbytes);
+        free(want);
+        free(now);
+        OK(llmrt_context_free(c));
+    }
 
     if (oom) {
         /* A context far larger than the address space allowed: an error, not an abort. */

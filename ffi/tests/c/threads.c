@@ -7,7 +7,8 @@
  * 2. Cancellation from another thread: the callback blocks after its first piece
  *    until the main thread has called llmrt_cancel (and checked that a second thread
  *    gets LLMRT_ERR_BUSY on the busy context); generation must then stop before the
- *    next token with LLMRT_STOP_CANCELLED.
+ *    next token with LLMRT_STOP_CANCELLED. A cancel made while nothing runs must not
+ *    stop the next generation.
  * Prints "ok". */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
@@ -117,6 +118,18 @@ int main(int argc, char **argv) {
     cp.n_threads = 1;
     cancel_job cj = {NULL, {0, 0, -1}, LLMRT_ERR_INTERNAL};
     OK(llmrt_context_new(m, &cp, &cj.ctx));
+    {
+        /* A cancel made while nothing runs does nothing: the next call runs to its end. */
+        OK(llmrt_cancel(cj.ctx));
+        llmrt_generate_params gp0 = llmrt_generate_default_params();
+        gp0.n_predict = 3;
+        gp0.ignore_eos = 1;
+        llmrt_generation g0;
+        OK(llmrt_generate(cj.ctx, g_prompt, strlen(g_prompt), &gp0, NULL, NULL, &g0));
+        CHECK(g0.stop_reason == LLMRT_STOP_MAX_TOKENS && g0.n_generated == 3,
+              "an idle cancel stopped the next generation: %d, %u", g0.stop_reason, g0.n_generated);
+        OK(llmrt_kv_reset(cj.ctx));
+    }
     pthread_t t;
     CHECK(pthread_create(&t, NULL, cancel_worker, &cj) == 0, "pthread_create");
     while (!atomic_load(&g_first_piece)) sched_yield();

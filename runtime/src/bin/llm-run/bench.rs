@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     reps: usize,
+    /// KV cache type: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
+    cache_type: llmrt::CacheType,
     /// Skip the memory-bandwidth measurement.
     #[arg(long)]
     no_bandwidth: bool,
@@ -104,6 +107,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             n_ctx: need.min(model.opts.max_len).max(2),
             n_batch: 512,
             threads: t,
+            cache_type: a.cache_type,
         };
         let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
         // Fixed pseudo-random tokens: the same work for every rep.

@@ -56,6 +56,9 @@ pub struct ChatArgs {
     /// Context length (default: the model's).
     #[arg(short = 'c', long, default_value_t = 0)]
     ctx_size: usize,
+    /// KV cache type: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
+    cache_type: llmrt::CacheType,
 }
 
 /// The template `choice` names (a built-in name or a Jinja file), or the model's own.
@@ -127,6 +130,7 @@ pub fn run(a: ChatArgs) -> Result<(), String> {
             n_ctx: a.ctx_size,
             n_batch: 64,
             threads,
+            cache_type: a.cache_type,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 
 mod bench;
 mod chat;
+mod embed;
 mod info;
 mod perplexity;
 
@@ -42,6 +43,10 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Chat interactively in the model's chat template (lines from stdin).
     Chat(chat::ChatArgs),
+    /// Sentence embeddings of a file's lines, one vector per line.
+    Embed(embed::EmbedArgs),
+    /// Rank a file's lines by cosine similarity of their embeddings to --query.
+    Similar(embed::SimilarArgs),
 }
 
 /// Generation (the default command).
@@ -102,6 +107,9 @@ struct GenArgs {
     /// Context length (default: the model's).
     #[arg(short = 'c', long, default_value_t = 0)]
     ctx_size: usize,
+    /// KV cache type: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
+    cache_type: llmrt::CacheType,
     /// Print the generated token ids, space-separated, instead of text.
     #[arg(long)]
     print_ids: bool,
@@ -156,6 +164,12 @@ fn physical_cores() -> Option<usize> {
         }
     }
     (!cores.is_empty()).then_some(cores.len())
+}
+
+/// Parses `--cache-type`.
+pub(crate) fn parse_cache_type(s: &str) -> Result<llmrt::CacheType, String> {
+    llmrt::CacheType::from_name(s)
+        .ok_or_else(|| format!("'{s}' is not a cache type (f16, q8_0, f32)"))
 }
 
 pub(crate) fn load(path: &Path) -> Result<Arc<Model>, String> {
@@ -222,6 +236,7 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
         n_ctx: a.ctx_size,
         n_batch: 64,
         threads,
+        cache_type: a.cache_type,
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
     if prompt.len() >= ctx.n_ctx() {
@@ -312,6 +327,8 @@ fn main() -> ExitCode {
         Some(Cmd::Perplexity(a)) => perplexity::run(a),
         Some(Cmd::Bench(a)) => bench::run(a),
         Some(Cmd::Chat(a)) => chat::run(a),
+        Some(Cmd::Embed(a)) => embed::run_embed(a),
+        Some(Cmd::Similar(a)) => embed::run_similar(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

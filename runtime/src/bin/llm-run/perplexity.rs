@@ -27,6 +27,9 @@ pub struct PplArgs {
     /// Threads (default: physical cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
+    /// KV cache type: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
+    cache_type: llmrt::CacheType,
     /// Score only the second half of each window, every token with at least
     /// `ctx/2` tokens of context (llama-perplexity's method).
     #[arg(long)]
@@ -59,6 +62,7 @@ pub fn run(a: PplArgs) -> Result<(), String> {
         n_ctx,
         n_batch: n_ctx.min(128),
         threads: a.threads.unwrap_or_else(crate::default_threads),
+        cache_type: a.cache_type,
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
     let vocab = model.opts.vocab_size;
