@@ -39,6 +39,7 @@ fn runtime_greedy(bytes: &[u8], prompt: &[u32], n: usize) -> Vec<u32> {
         max_tokens: n,
         stop: vec![],
         ignore_eos: true,
+        stop_tokens: Vec::new(),
         sampler: SamplerConfig::greedy(),
     };
     generate(&mut ctx, prompt, &params, &mut |_| true)

@@ -68,6 +68,7 @@ fn pinned_ids_through_the_library() {
         max_tokens: PINNED.len(),
         stop: vec![],
         ignore_eos: true,
+        stop_tokens: Vec::new(),
         sampler: sampler(),
     };
     let g = generate(&mut ctx, &PROMPT, &params, &mut |_| true).expect("generate");

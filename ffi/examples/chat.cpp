@@ -1,11 +1,13 @@
 // chat.cpp: a C++ RAII wrapper over libllmrt and a chat loop reading stdin.
 //
-//   chat MODEL [SEED] [N_PREDICT]
+//   chat MODEL [SEED] [N_PREDICT] [TEMPLATE]
 //
-// Each line read from stdin becomes "User: LINE\nBot:" appended to the transcript;
-// the reply (up to N_PREDICT tokens, ending before a newline) is printed on one line
-// of stdout and appended too. The KV cache is trimmed to the prefix it shares with the
-// new transcript, so only the new text is evaluated each turn.
+// Each line read from stdin is a user message. The conversation is rendered in the
+// model's own chat template (or TEMPLATE: chatml, llama3, gemma, or Jinja text) by
+// llmrt_chat_apply_template and tokenized; the KV cache is trimmed to the prefix it
+// shares with the new tokens, so only the new turn is evaluated. The answer (up to
+// N_PREDICT tokens, ending at EOS or the template's end-of-turn marker) streams to
+// stdout, followed by a newline, and joins the conversation.
 //
 // Build: c++ -std=c++17 -Wall -Wextra -Werror chat.cpp -I../include -L../../target/release -lllmrt
 #include "llmrt.h"
@@ -68,6 +70,23 @@ class Model {
         check(llmrt_tokenize(m_, text.data(), text.size(), add_bos, ids.data(), ids.size(), &n),
               "tokenize");
         return ids;
+    }
+
+    // The conversation in a chat template (NULL: the model's own), as text.
+    std::string apply_template(const std::vector<std::pair<std::string, std::string>> &conv,
+                               bool add_generation_prompt, const char *tmpl = nullptr) const {
+        std::vector<llmrt_chat_message> msgs;
+        for (const auto &m : conv) msgs.push_back({m.first.c_str(), m.second.c_str()});
+        size_t n = 0;
+        llmrt_status st = llmrt_chat_apply_template(m_, tmpl, msgs.data(), msgs.size(),
+                                                    add_generation_prompt, nullptr, 0, &n);
+        if (st != LLMRT_ERR_BUFFER_TOO_SMALL) check(st, "chat template");
+        std::string text(n + 1, '\0');
+        check(llmrt_chat_apply_template(m_, tmpl, msgs.data(), msgs.size(), add_generation_prompt,
+                                        text.data(), text.size(), &n),
+              "chat template");
+        text.resize(n);
+        return text;
     }
 
     const llmrt_model *get() const { return m_; }
@@ -138,31 +157,34 @@ class Context {
 }  // namespace llmrt
 
 int main(int argc, char **argv) {
-    if (argc < 2 || argc > 4) {
-        std::cerr << "usage: chat MODEL [SEED] [N_PREDICT]\n";
+    if (argc < 2 || argc > 5) {
+        std::cerr << "usage: chat MODEL [SEED] [N_PREDICT] [TEMPLATE]\n";
         return 2;
     }
     try {
         llmrt::Model model(argv[1]);
+        const char *tmpl = argc > 4 ? argv[4] : nullptr;  // NULL: the model's own
         llmrt_context_params cp = llmrt_context_default_params();
         cp.n_threads = 1;
         cp.sampler.seed = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 42;
         llmrt::Context ctx(model, cp);
         llmrt_generate_params gp = llmrt_generate_default_params();
-        gp.n_predict = argc > 3 ? static_cast<uint32_t>(std::strtoul(argv[3], nullptr, 10)) : 64;
-        const char *stops[] = {"\n"};
+        gp.n_predict = argc > 3 ? static_cast<uint32_t>(std::strtoul(argv[3], nullptr, 10)) : 256;
+        // End-of-turn markers of the common templates (EOS ends generation anyway).
+        const char *stops[] = {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>"};
         gp.stop = stops;
-        gp.n_stop = 1;
+        gp.n_stop = 4;
 
-        std::string transcript, line;
+        std::vector<std::pair<std::string, std::string>> conv;
+        std::string line;
         std::cerr << "> " << std::flush;
         while (std::getline(std::cin, line)) {
-            transcript += "User: " + line + "\nBot:";
-            std::vector<uint32_t> ids = model.tokenize(transcript);
+            conv.emplace_back("user", line);
+            std::vector<uint32_t> ids = model.tokenize(model.apply_template(conv, true, tmpl));
             if (ids.size() + gp.n_predict >= ctx.n_ctx()) {
                 std::cerr << "(context full: starting a new conversation)\n";
-                transcript = "User: " + line + "\nBot:";
-                ids = model.tokenize(transcript);
+                conv.erase(conv.begin(), conv.end() - 1);
+                ids = model.tokenize(model.apply_template(conv, true, tmpl));
                 ctx.reset();
             }
             // Reuse the cached prefix; evaluate at least one token.
@@ -179,7 +201,7 @@ int main(int argc, char **argv) {
                 return true;
             });
             std::cout << "\n" << std::flush;
-            transcript += reply + "\n";
+            conv.emplace_back("assistant", reply);
             std::cerr << "> " << std::flush;
         }
         std::cerr << "\n";

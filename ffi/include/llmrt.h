@@ -85,6 +85,18 @@ typedef struct llmrt_context llmrt_context;
 // it alive until they are freed too.
 typedef struct llmrt_model llmrt_model;
 
+// The result of every fallible call: `LLMRT_OK` (0) or a negative error code.
+typedef int32_t llmrt_status;
+
+// One message of a conversation: NUL-terminated UTF-8 `role` ("system", "user",
+// "assistant", ...) and `content`.
+typedef struct llmrt_chat_message {
+  // Who speaks.
+  const char *role;
+  // What is said.
+  const char *content;
+} llmrt_chat_message;
+
 // The sampler chain's settings (llama.cpp's order: penalties → top-k → top-p → min-p
 // → temperature → seeded draw). `llmrt_sampler_default_params` gives the defaults.
 typedef struct llmrt_sampler_params {
@@ -124,9 +136,6 @@ typedef struct llmrt_context_params {
   // The sampler used by `llmrt_sample` and `llmrt_generate`.
   struct llmrt_sampler_params sampler;
 } llmrt_context_params;
-
-// The result of every fallible call: `LLMRT_OK` (0) or a negative error code.
-typedef int32_t llmrt_status;
 
 // What to generate. `llmrt_generate_default_params` gives the defaults.
 typedef struct llmrt_generate_params {
@@ -270,6 +279,34 @@ typedef struct llmrt_model_info {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Renders `messages[0..n_messages]` in a chat template into `buf[..cap]` as UTF-8
+// text, NUL-terminated; `*len` receives its length without the NUL (always, so `buf =
+// NULL, cap = 0` asks for the size: `LLMRT_ERR_BUFFER_TOO_SMALL`).
+//
+// `chat_template`: NULL for the model's own (its file's `tokenizer.chat_template`),
+// else a NUL-terminated built-in name (`"chatml"`, `"llama3"`, `"gemma"`) or Jinja
+// source. `add_generation_prompt` non-zero ends the text with the assistant's
+// header, ready for the model's answer. The text contains the template's special
+// tokens (`<|im_start|>`, the BOS piece, ...) as text.
+//
+// Errors: `LLMRT_ERR_INVALID_ARG` when the model has no template and NULL was given,
+// when the given template does not parse, or when the template refuses the
+// conversation (e.g. roles that do not alternate; the message is the template's);
+// `LLMRT_ERR_FORMAT` when the model's own template does not parse.
+//
+// # Safety
+// `chat_template` must be NULL or NUL-terminated; `messages` must be NULL or point to
+// `n_messages` messages whose strings are NUL-terminated; `buf` must be NULL or
+// writable for `cap` bytes; `len` must be NULL or writable.
+llmrt_status llmrt_chat_apply_template(const struct llmrt_model *model,
+                                       const char *chat_template,
+                                       const struct llmrt_chat_message *messages,
+                                       size_t n_messages,
+                                       int32_t add_generation_prompt,
+                                       char *buf,
+                                       size_t cap,
+                                       size_t *len);
 
 // The defaults of the sampler chain (llama.cpp's, seed 42).
 struct llmrt_sampler_params llmrt_sampler_default_params(void);

@@ -115,6 +115,7 @@ fn run(
         max_tokens: p.n_predict as usize,
         stop,
         ignore_eos: p.ignore_eos != 0,
+        stop_tokens: Vec::new(),
         sampler: st.sampler_cfg,
     };
     let mut piece_buf: Vec<u8> = Vec::new();

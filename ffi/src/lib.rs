@@ -18,7 +18,7 @@
 //! callback), `context` (step-by-step API), `cancel` (cancelling the running call),
 //! `logits` (every position's logits), `embed` (sentence embeddings), `resources`
 //! (a context's memory and threads), `generate` (one-call streaming generation),
-//! `state` (saving and restoring a context).
+//! `state` (saving and restoring a context), `chat` (chat templates).
 
 #![deny(missing_docs)]
 
@@ -29,6 +29,7 @@ compile_error!("libllmrt must be built with panic = \"unwind\" (its entry points
 
 mod args;
 mod cancel;
+pub mod chat;
 pub mod context;
 pub mod embed;
 pub mod generate;

@@ -257,6 +257,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
         max_tokens: 30,
         stop: vec![],
         ignore_eos: true,
+        stop_tokens: Vec::new(),
         sampler: rt::sampler::SamplerConfig {
             seed: 9,
             ..Default::default()

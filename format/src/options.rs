@@ -202,6 +202,9 @@ pub mod keys {
     pub const TOK_SCORES: &str = "tokenizer.scores";
     /// array of string "left right" (gpt2; optional)
     pub const TOK_MERGES: &str = "tokenizer.merges";
+    /// string (optional): the model's Jinja chat template, as Hugging Face's
+    /// `chat_template` and GGUF's key of the same name
+    pub const TOK_CHAT_TEMPLATE: &str = "tokenizer.chat_template";
     /// i32, -1 = none
     pub const TOK_BOS: &str = "tokenizer.bos_id";
     /// i32, -1 = none

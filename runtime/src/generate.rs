@@ -21,6 +21,9 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// Keep going past the end-of-sequence token.
     pub ignore_eos: bool,
+    /// More tokens that end generation as EOS does, and are not emitted either (a chat
+    /// template's end-of-turn token, e.g. `<|im_end|>`); `ignore_eos` does not apply.
+    pub stop_tokens: Vec<u32>,
     /// The sampler chain.
     pub sampler: SamplerConfig,
 }
@@ -31,6 +34,7 @@ impl Default for GenerateParams {
             max_tokens: 128,
             stop: Vec::new(),
             ignore_eos: false,
+            stop_tokens: Vec::new(),
             sampler: SamplerConfig::default(),
         }
     }
@@ -41,7 +45,8 @@ impl Default for GenerateParams {
 pub enum StopReason {
     /// `max_tokens` were generated.
     MaxTokens,
-    /// The model produced its end-of-sequence token.
+    /// The model produced its end-of-sequence token (or one of
+    /// [`GenerateParams::stop_tokens`]).
     Eos,
     /// A stop string appeared.
     StopString,
@@ -178,7 +183,7 @@ pub fn generate_until(
             break;
         }
         let next = sampler.sample(&mut logits, ctx.tokens());
-        if Some(next) == eos && !params.ignore_eos {
+        if (Some(next) == eos && !params.ignore_eos) || params.stop_tokens.contains(&next) {
             reason = StopReason::Eos;
             break;
         }

@@ -11,6 +11,8 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod chat;
 pub mod context;
 pub mod embed;
 pub mod error;

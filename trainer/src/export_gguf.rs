@@ -157,6 +157,10 @@ pub fn to_gguf(file: &LlmFile<'_>, name: &str) -> Result<Vec<u8>, ImportError> {
         }
     }
     g.bool("tokenizer.ggml.add_bos_token", tok.add_bos);
+    let chat = llm_format::options::keys::TOK_CHAT_TEMPLATE;
+    if let Some(t) = file.get(chat).and_then(|v| v.as_str()) {
+        g.str("tokenizer.chat_template", t);
+    }
 
     // Tensor directory, then data, each tensor at a multiple of the alignment.
     let align = DEFAULT_ALIGNMENT as usize;

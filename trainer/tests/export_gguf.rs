@@ -55,6 +55,11 @@ fn round_trip(llm: &[u8]) {
     assert_eq!(back.tokenizer.tokens, tok.tokens);
     assert_eq!(back.tokenizer.merges, tok.merges);
     assert_eq!((back.tokenizer.bos, back.tokenizer.eos), (tok.bos, tok.eos));
+    let chat = llm_format::options::keys::TOK_CHAT_TEMPLATE;
+    assert_eq!(
+        back.chat_template.as_deref(),
+        file.get(chat).and_then(|v| v.as_str())
+    );
     let layout = back.opts.tensor_layout();
     assert_eq!(back.tensors.len(), layout.len());
     for t in &back.tensors {
@@ -133,4 +138,24 @@ fn refuses_what_gguf_llama_cannot_hold() {
         Err(e) => e.to_string(),
     };
     assert!(e.contains("mlp gelu"), "{e}");
+}
+
+#[test]
+fn chat_template_round_trips() {
+    let llm = exported(llama(Mlp::SwiGlu), "chat");
+    let buf = AlignedBuf::from_slice(&llm);
+    let file = LlmFile::parse(&buf).unwrap();
+    let mut w = llm_format::LlmWriter::from_file(&file);
+    let t =
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
+    w.add_meta(
+        llm_format::options::keys::TOK_CHAT_TEMPLATE,
+        llm_format::Value::from(t),
+    );
+    let with = w.to_bytes().unwrap();
+    round_trip(&with);
+    let buf = AlignedBuf::from_slice(&with);
+    let g = to_gguf(&LlmFile::parse(&buf).unwrap(), "test").unwrap();
+    let back = gguf::to_model(&gguf::parse(&g, "t.gguf").unwrap(), "t.gguf").unwrap();
+    assert_eq!(back.chat_template.as_deref(), Some(t));
 }

@@ -423,3 +423,49 @@ fn binary_import_with_dtype() {
     let src = f.get("provenance.source").and_then(|v| v.as_str()).unwrap();
     assert_eq!(src, "gguf:m.gguf");
 }
+
+#[test]
+fn chat_template_present_absent_and_wrong_type() {
+    const KEY: &str = "tokenizer.chat_template";
+    let template =
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
+    let mut rng = Rng::new(35);
+    let tensors = llama_tensors(&mut rng, true);
+    let import_with = |kv: Option<Kv>| {
+        let mut kvs = llama_kvs("gpt2", 32);
+        if let Some(kv) = kv {
+            kvs.push((KEY, kv));
+        }
+        let dir = scratch("gguf_chat_template");
+        let p = dir.join("m.gguf");
+        std::fs::write(&p, write_gguf(&kvs, &tensors, 32)).unwrap();
+        import(SourceKind::Gguf, &p, None)
+    };
+    // Present: carried into the .llm under the same key, byte for byte.
+    let m = import_with(Some(Kv::Str(template.into()))).unwrap();
+    assert_eq!(m.chat_template.as_deref(), Some(template));
+    let out = write_and_check(&m, None);
+    let f = LlmFile::parse(&out).unwrap();
+    assert_eq!(
+        f.get(llm_format::options::keys::TOK_CHAT_TEMPLATE)
+            .and_then(|v| v.as_str()),
+        Some(template)
+    );
+    // Absent: no key in the .llm.
+    let m = import_with(None).unwrap();
+    assert_eq!(m.chat_template, None);
+    let out = write_and_check(&m, None);
+    let f = LlmFile::parse(&out).unwrap();
+    assert!(f
+        .get(llm_format::options::keys::TOK_CHAT_TEMPLATE)
+        .is_none());
+    // Wrong type: a one-line error naming the key and the type found.
+    let e = match import_with(Some(Kv::U32(7))) {
+        Ok(_) => panic!("a u32 chat template was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(KEY) && e.contains("should be a string") && e.contains("u32"),
+        "{e}"
+    );
+}

@@ -502,3 +502,52 @@ fn truncated_weights_and_json_are_errors() {
         );
     }
 }
+
+#[test]
+fn chat_template_from_tokenizer_config_and_jinja_file() {
+    use llm_train::import::safetensors::chat_template;
+    let dir = scratch("st_chat_template");
+    let _ = std::fs::remove_file(dir.join("chat_template.jinja"));
+    let cfg = |j: &str| std::fs::write(dir.join("tokenizer_config.json"), j).unwrap();
+    let _ = std::fs::remove_file(dir.join("tokenizer_config.json"));
+    assert_eq!(chat_template(&dir).unwrap(), None, "no config file");
+    cfg(r#"{"bos_token": "<s>"}"#);
+    assert_eq!(chat_template(&dir).unwrap(), None, "no chat_template key");
+    cfg(r#"{"chat_template": "{{ messages[0].content }}"}"#);
+    assert_eq!(
+        chat_template(&dir).unwrap().as_deref(),
+        Some("{{ messages[0].content }}")
+    );
+    cfg(
+        r#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]}"#,
+    );
+    assert_eq!(chat_template(&dir).unwrap().as_deref(), Some("D"));
+    cfg(
+        r#"{"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "rag", "template": "R"}]}"#,
+    );
+    let e = chat_template(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("no 'default'") && e.contains("tool_use, rag"),
+        "{e}"
+    );
+    cfg(r#"{"chat_template": 7}"#);
+    let e = chat_template(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("should be a string or a list, found a number"),
+        "{e}"
+    );
+    cfg(r#"{"chat_template": [{"name": "default"}]}"#);
+    assert!(chat_template(&dir).is_err());
+    cfg("{not json");
+    assert!(chat_template(&dir)
+        .unwrap_err()
+        .to_string()
+        .contains("invalid JSON"));
+    // transformers prefers chat_template.jinja over the config's key.
+    cfg(r#"{"chat_template": "old"}"#);
+    std::fs::write(dir.join("chat_template.jinja"), "new {{ x }}\n").unwrap();
+    assert_eq!(
+        chat_template(&dir).unwrap().as_deref(),
+        Some("new {{ x }}\n")
+    );
+}

@@ -137,6 +137,45 @@ int main(int argc, char **argv) {
     FAILS(LLMRT_ERR_NULL, llmrt_token_to_piece(m, 0, piece, 8, NULL));
     FAILS(LLMRT_ERR_NULL, llmrt_token_to_piece(NULL, 0, piece, 8, &len));
 
+    /* Chat templates (the test models have none of their own). */
+    {
+        llmrt_chat_message msgs[2] = {{"system", "Be brief."}, {"user", "hi"}};
+        llmrt_chat_message no_role[1] = {{NULL, "hi"}};
+        llmrt_chat_message no_content[1] = {{"user", NULL}};
+        llmrt_chat_message bad_text[1] = {{"user", "a\xC3\x28"}};
+        const char *want = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+                           "<|im_start|>assistant\n";
+        char text[256];
+        size_t tl = 0;
+        FAILS(LLMRT_ERR_NULL, llmrt_chat_apply_template(NULL, "chatml", msgs, 2, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_BAD_HANDLE,
+              llmrt_chat_apply_template(garbage_m, "chatml", msgs, 2, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_chat_apply_template(m, NULL, msgs, 2, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_INVALID_ARG,
+              llmrt_chat_apply_template(m, "{% for %}", msgs, 2, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_INVALID_ARG,
+              llmrt_chat_apply_template(m, "{{ raise_exception('no') }}", msgs, 2, 1, text, 256, &tl));
+        llmrt_chat_message assistant_first[1] = {{"assistant", "x"}};
+        FAILS(LLMRT_ERR_INVALID_ARG,
+              llmrt_chat_apply_template(m, "gemma", assistant_first, 1, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_UTF8, llmrt_chat_apply_template(m, "\xff", msgs, 2, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_NULL, llmrt_chat_apply_template(m, "chatml", NULL, 2, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_chat_apply_template(m, "chatml", msgs, SIZE_MAX, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_NULL, llmrt_chat_apply_template(m, "chatml", no_role, 1, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_NULL, llmrt_chat_apply_template(m, "chatml", no_content, 1, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_UTF8, llmrt_chat_apply_template(m, "chatml", bad_text, 1, 1, text, 256, &tl));
+        FAILS(LLMRT_ERR_NULL, llmrt_chat_apply_template(m, "chatml", msgs, 2, 1, NULL, 256, &tl));
+        FAILS(LLMRT_ERR_BUFFER_TOO_SMALL, llmrt_chat_apply_template(m, "chatml", msgs, 2, 1, NULL, 0, &tl));
+        CHECK(tl == strlen(want), "needed size %zu, wanted %zu", tl, strlen(want));
+        FAILS(LLMRT_ERR_BUFFER_TOO_SMALL,
+              llmrt_chat_apply_template(m, "chatml", msgs, 2, 1, text, strlen(want), &tl));
+        FAILS(LLMRT_ERR_NULL, llmrt_chat_apply_template(m, "chatml", msgs, 2, 1, text, 256, NULL));
+        OK(llmrt_chat_apply_template(m, "chatml", msgs, 2, 1, text, strlen(want) + 1, &tl));
+        CHECK(tl == strlen(want) && strcmp(text, want) == 0, "rendered '%s'", text);
+        OK(llmrt_chat_apply_template(m, "chatml", NULL, 0, 0, text, 256, &tl));
+        CHECK(tl == 0 && text[0] == '\0', "empty conversation gave '%s'", text);
+    }
+
     /* Contexts. */
     llmrt_context *c = (llmrt_context *)0x1;
     llmrt_context_params cp = llmrt_context_default_params();

@@ -576,7 +576,23 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
         });
     }
     let tok = tokenizer(g, file)?;
-    ImportedModel::finish(opts, tok, tensors, format!("gguf:{file}"))
+    let mut m = ImportedModel::finish(opts, tok, tensors, format!("gguf:{file}"))?;
+    m.chat_template = chat_template(g, file)?;
+    Ok(m)
+}
+
+/// The optional `tokenizer.chat_template` (a Jinja string); another type is an error.
+pub fn chat_template(g: &Gguf<'_>, file: &str) -> Result<Option<String>, ImportError> {
+    let key = "tokenizer.chat_template";
+    match g.meta.get(key) {
+        None => Ok(None),
+        Some(v) => v.as_str().map(|s| Some(s.to_string())).ok_or_else(|| {
+            ImportError::malformed(
+                file,
+                format!("key '{key}' should be a string, found {}", v.type_name()),
+            )
+        }),
+    }
 }
 
 /// A tensor of the file, or a row range of a fused one, under its GGUF name.

@@ -222,6 +222,9 @@ pub struct ImportedModel {
     pub tensors: Vec<RawTensor>,
     /// Provenance source, e.g. `llama2c:stories15M.bin`.
     pub source: String,
+    /// The model's Jinja chat template, when the source has one (GGUF
+    /// `tokenizer.chat_template`, Hugging Face `tokenizer_config.json`).
+    pub chat_template: Option<String>,
 }
 
 impl ImportedModel {
@@ -288,6 +291,7 @@ impl ImportedModel {
             tokenizer,
             tensors: out,
             source,
+            chat_template: None,
         })
     }
 
@@ -312,6 +316,12 @@ impl ImportedModel {
     pub fn metadata(&self) -> Vec<(String, Value<'static>)> {
         let mut m = self.opts.to_meta();
         m.extend(self.tokenizer.to_meta());
+        if let Some(t) = &self.chat_template {
+            m.push((
+                llm_format::options::keys::TOK_CHAT_TEMPLATE.into(),
+                Value::Str(std::borrow::Cow::Owned(t.clone())),
+            ));
+        }
         m.extend(provenance::entries(&self.source));
         m
     }

@@ -97,7 +97,75 @@ pub fn import(dir: &Path, tokenizer: Option<&Path>) -> Result<ImportedModel, Imp
     let mut tok = parse_tokenizer(&tok_json, kind, opts.vocab_size, &tok_name)?;
     super::hf_tokenizer::apply_config(dir, &mut tok)?;
     let source = format!("safetensors:{}", file_name(dir));
-    ImportedModel::finish(opts, tok, tensors, source)
+    let mut m = ImportedModel::finish(opts, tok, tensors, source)?;
+    m.chat_template = chat_template(dir)?;
+    Ok(m)
+}
+
+/// The chat template of a Hugging Face folder, as `transformers` finds it:
+/// `chat_template.jinja` when present, else `tokenizer_config.json`'s `chat_template`,
+/// a string or a list of `{name, template}` of which the one named `default` is taken.
+/// `None` when the folder has neither.
+pub fn chat_template(dir: &Path) -> Result<Option<String>, ImportError> {
+    let jinja = dir.join("chat_template.jinja");
+    if jinja.exists() {
+        let name = jinja.display().to_string();
+        let text = String::from_utf8(read_file(&jinja)?)
+            .map_err(|_| ImportError::malformed(&name, "not UTF-8"))?;
+        return Ok(Some(text));
+    }
+    let cfg = dir.join("tokenizer_config.json");
+    if !cfg.exists() {
+        return Ok(None);
+    }
+    let name = cfg.display().to_string();
+    let j: Json = serde_json::from_slice(&read_file(&cfg)?)
+        .map_err(|e| ImportError::malformed(&name, format!("invalid JSON: {e}")))?;
+    chat_template_from_config(&j, &name)
+}
+
+/// The `chat_template` entry of a parsed `tokenizer_config.json` (see [`chat_template`]).
+pub fn chat_template_from_config(j: &Json, file: &str) -> Result<Option<String>, ImportError> {
+    match j.get("chat_template") {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.clone())),
+        Some(Json::Array(list)) => {
+            let mut names = Vec::new();
+            for t in list {
+                let (Some(n), Some(text)) = (
+                    t.get("name").and_then(Json::as_str),
+                    t.get("template").and_then(Json::as_str),
+                ) else {
+                    return Err(ImportError::malformed(
+                        file,
+                        "'chat_template' list entries should be {\"name\": ..., \"template\": ...}",
+                    ));
+                };
+                if n == "default" {
+                    return Ok(Some(text.to_string()));
+                }
+                names.push(n);
+            }
+            Err(ImportError::unsupported(
+                file,
+                format!(
+                    "'chat_template' names no 'default' template (it has: {})",
+                    names.join(", ")
+                ),
+            ))
+        }
+        Some(other) => Err(ImportError::malformed(
+            file,
+            format!(
+                "'chat_template' should be a string or a list, found {}",
+                match other {
+                    Json::Bool(_) => "a bool",
+                    Json::Number(_) => "a number",
+                    _ => "an object",
+                }
+            ),
+        )),
+    }
 }
 
 /// The safetensors files of `dir`: `model.safetensors`, or the shards named by

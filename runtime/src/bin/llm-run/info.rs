@@ -23,9 +23,9 @@ fn show(v: &Value<'_>) -> String {
     match v {
         Value::Str(s) if s.len() > 120 => {
             let head: String = s.chars().take(100).collect();
-            format!("\"{head}…\" ({} bytes)", s.len())
+            format!("\"{}…\" ({} bytes)", head.escape_debug(), s.len())
         }
-        Value::Str(s) => format!("\"{s}\""),
+        Value::Str(s) => format!("\"{}\"", s.escape_debug()),
         Value::Array(a) => format!(
             "[{} × {}]",
             a.len(),

@@ -3,6 +3,7 @@
 //! any error is one line on stderr and exit code 1.
 
 mod bench;
+mod chat;
 mod embed;
 mod info;
 mod perplexity;
@@ -40,6 +41,8 @@ enum Cmd {
     Perplexity(perplexity::PplArgs),
     /// Prompt-processing and generation speed (tokens/s), like llama-bench.
     Bench(bench::BenchArgs),
+    /// Chat interactively in the model's chat template (lines from stdin).
+    Chat(chat::ChatArgs),
     /// Sentence embeddings of a file's lines, one vector per line.
     Embed(embed::EmbedArgs),
     /// Rank a file's lines by cosine similarity of their embeddings to --query.
@@ -116,6 +119,15 @@ struct GenArgs {
     /// Spell out special tokens written in the prompt (`<|im_start|>`) as text.
     #[arg(long)]
     no_parse_special: bool,
+    /// One chat turn: the prompt is the user's message in the model's chat template.
+    #[arg(long, conflicts_with = "prompt_ids")]
+    chat: bool,
+    /// With --chat: a system message before the prompt.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// With --chat: chatml, llama3, gemma or a Jinja FILE (default: the model's own).
+    #[arg(long, requires = "chat", value_name = "chatml|llama3|gemma|FILE")]
+    chat_template: Option<String>,
 }
 
 /// Arguments of `llm-run tokenize`.
@@ -188,6 +200,8 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
         .ok_or("no model given: use -m MODEL (see llm-run --help)")?;
     let model = load(path)?;
     let tok = &model.tokenizer;
+    let mut stop = a.stop.clone();
+    let mut stop_tokens = Vec::new();
     let prompt: Vec<u32> = if let Some(ids) = &a.prompt_ids {
         parse_ids(ids)?
     } else {
@@ -200,8 +214,20 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
                 return Err("no prompt given: use -p TEXT, -f FILE or --prompt-ids".into())
             }
         };
-        tok.encode_with(&text, encode_options(a.no_bos, a.no_parse_special))
-            .map_err(|e| e.to_string())?
+        if a.chat {
+            let turn = chat::one_turn(
+                &model,
+                &text,
+                a.system.as_deref(),
+                a.chat_template.as_deref(),
+            )?;
+            stop_tokens = turn.stop_tokens;
+            stop.extend(turn.stop);
+            turn.ids
+        } else {
+            tok.encode_with(&text, encode_options(a.no_bos, a.no_parse_special))
+                .map_err(|e| e.to_string())?
+        }
     };
     if prompt.is_empty() {
         return Err("the prompt is empty: give some text or token ids".into());
@@ -239,8 +265,9 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
     };
     let gp = GenerateParams {
         max_tokens: a.n_predict,
-        stop: a.stop.clone(),
+        stop,
         ignore_eos: a.ignore_eos,
+        stop_tokens,
         sampler,
     };
     eprintln!(
@@ -314,6 +341,7 @@ fn main() -> ExitCode {
         Some(Cmd::Tokenize(a)) => run_tokenize(a),
         Some(Cmd::Perplexity(a)) => perplexity::run(a),
         Some(Cmd::Bench(a)) => bench::run(a),
+        Some(Cmd::Chat(a)) => chat::run(a),
         Some(Cmd::Embed(a)) => embed::run_embed(a),
         Some(Cmd::Similar(a)) => embed::run_similar(a),
     };

@@ -1,0 +1,305 @@
+//! `llm-run chat`: an interactive conversation in the model's chat template, and the
+//! one-turn prompt of `llm-run -p TEXT --chat`.
+//!
+//! Each turn renders the whole conversation, tokenizes it and evaluates only the
+//! tokens after the prefix the KV cache already holds, so earlier turns are not
+//! evaluated again. Answers stream to stdout and end at the template's end-of-turn
+//! token (or EOS), which is not printed. Ctrl-C stops the current answer; at the
+//! prompt it leaves, as Ctrl-D and `/exit` do.
+
+use crate::{default_threads, load};
+use clap::Args;
+use llmrt::chat::{builtin, common_prefix, ChatTemplate, Message};
+use llmrt::sampler::SamplerConfig;
+use llmrt::{generate_until, Context, ContextParams, GenerateParams, Model, StopReason};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Arguments of `llm-run chat`.
+#[derive(Args)]
+pub struct ChatArgs {
+    /// Model file (.llm).
+    #[arg(short = 'm', long)]
+    model: PathBuf,
+    /// A system message that opens the conversation (kept by /clear).
+    #[arg(long)]
+    system: Option<String>,
+    /// Chat template: chatml, llama3, gemma or a Jinja FILE (default: the model's own).
+    #[arg(long, value_name = "chatml|llama3|gemma|FILE")]
+    chat_template: Option<String>,
+    /// Most tokens per answer.
+    #[arg(short = 'n', long, default_value_t = 512)]
+    n_predict: usize,
+    /// Temperature; 0 means greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep the K most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Keep the smallest set of tokens whose probability adds up to P (1: off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Drop tokens less likely than P times the most likely one (0: off).
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Repetition penalty over the last 64 tokens (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Random seed (default: a fresh one, printed on stderr).
+    #[arg(short = 's', long)]
+    seed: Option<u64>,
+    /// Threads for the matrix products (default: physical cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Context length (default: the model's).
+    #[arg(short = 'c', long, default_value_t = 0)]
+    ctx_size: usize,
+    /// KV cache type: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
+    cache_type: llmrt::CacheType,
+}
+
+/// The template `choice` names (a built-in name or a Jinja file), or the model's own.
+pub(crate) fn template(model: &Model, choice: Option<&str>) -> Result<ChatTemplate, String> {
+    let text = match choice {
+        None => None,
+        Some(name) if builtin::by_name(name).is_some() => Some(name.to_string()),
+        Some(file) => Some(std::fs::read_to_string(file).map_err(|e| {
+            format!(
+                "--chat-template: '{file}' is not one of {} nor a readable file ({e})",
+                builtin::ALL.map(|(n, _)| n).join(", ")
+            )
+        })?),
+    };
+    ChatTemplate::for_model(model, text.as_deref()).map_err(|e| match choice {
+        None => format!("{e} with --chat-template"),
+        Some(_) => e.to_string(),
+    })
+}
+
+/// The prompt of one chat turn and what ends the answer.
+pub(crate) struct OneTurn {
+    /// Prompt token ids.
+    pub ids: Vec<u32>,
+    /// End-of-turn token ids.
+    pub stop_tokens: Vec<u32>,
+    /// End-of-turn texts.
+    pub stop: Vec<String>,
+}
+
+/// The one-turn chat prompt of `llm-run -p TEXT --chat`.
+pub(crate) fn one_turn(
+    model: &Model,
+    text: &str,
+    system: Option<&str>,
+    choice: Option<&str>,
+) -> Result<OneTurn, String> {
+    let t = template(model, choice)?;
+    let mut messages: Vec<Message> = system
+        .map(|s| Message::new("system", s))
+        .into_iter()
+        .collect();
+    messages.push(Message::new("user", text));
+    let ids = t
+        .tokenize(&model.tokenizer, &messages, true)
+        .map_err(|e| e.to_string())?;
+    let (stop_tokens, stop) = t.end_of_turn(&model.tokenizer);
+    Ok(OneTurn {
+        ids,
+        stop_tokens,
+        stop,
+    })
+}
+
+/// Set while an answer is generated: Ctrl-C then stops the answer instead of leaving.
+static ANSWERING: AtomicBool = AtomicBool::new(false);
+/// Set by Ctrl-C during an answer; read before each token.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Runs `llm-run chat`.
+pub fn run(a: ChatArgs) -> Result<(), String> {
+    let model = load(&a.model)?;
+    let tmpl = template(&model, a.chat_template.as_deref())?;
+    let tok = &model.tokenizer;
+    let threads = a.threads.unwrap_or_else(default_threads);
+    let mut ctx = Context::new(
+        model.clone(),
+        &ContextParams {
+            n_ctx: a.ctx_size,
+            n_batch: 64,
+            threads,
+            cache_type: a.cache_type,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let (stop_tokens, stop) = tmpl.end_of_turn(tok);
+    let mut gp = GenerateParams {
+        max_tokens: a.n_predict,
+        stop,
+        ignore_eos: false,
+        stop_tokens,
+        sampler: SamplerConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repeat_penalty: a.repeat_penalty,
+            seed,
+            ..SamplerConfig::default()
+        },
+    };
+    ctrlc::set_handler(|| {
+        if ANSWERING.load(Ordering::SeqCst) {
+            STOP.store(true, Ordering::SeqCst);
+        } else {
+            eprintln!();
+            std::process::exit(130);
+        }
+    })
+    .map_err(|e| format!("installing the Ctrl-C handler: {e}"))?;
+    let source = match &a.chat_template {
+        Some(c) => c.as_str(),
+        None => "the model's own",
+    };
+    eprintln!(
+        "llm-run chat: {} ({} params), template: {source}, seed {seed}, context {} tokens",
+        a.model.display(),
+        model.opts.n_params(),
+        ctx.n_ctx()
+    );
+    eprintln!("/clear starts over, /exit (or Ctrl-D) leaves; Ctrl-C stops an answer");
+    let system: Vec<Message> = a
+        .system
+        .iter()
+        .map(|s| Message::new("system", s.as_str()))
+        .collect();
+    let mut messages = system.clone();
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    let mut turn = 0u64;
+    loop {
+        eprint!("> ");
+        line.clear();
+        if stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading stdin: {e}"))?
+            == 0
+        {
+            eprintln!();
+            return Ok(());
+        }
+        let text = line.trim_end_matches(['\n', '\r']);
+        match text.trim() {
+            "" => continue,
+            "/exit" | "/quit" => return Ok(()),
+            "/clear" => {
+                messages = system.clone();
+                ctx.reset();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            c if c.starts_with("/save") || c.starts_with("/load") => {
+                eprintln!("(/save and /load are not yet supported)");
+                continue;
+            }
+            c if c.starts_with('/') && !c.contains(' ') => {
+                eprintln!("(unknown command {c}: /clear, /exit)");
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(Message::new("user", text));
+        let ids = match fit(
+            &tmpl,
+            &model,
+            &mut messages,
+            system.len(),
+            ctx.n_ctx(),
+            a.n_predict,
+        ) {
+            Ok(ids) => ids,
+            Err(e) => {
+                messages.pop();
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
+        // Keep what the cache shares with the new prompt; evaluate at least one token.
+        let keep = common_prefix(ctx.tokens(), &ids).min(ids.len() - 1);
+        ctx.truncate(keep);
+        turn += 1;
+        gp.sampler.seed = seed.wrapping_add(turn);
+        let out = std::io::stdout();
+        let mut out = out.lock();
+        STOP.store(false, Ordering::SeqCst);
+        ANSWERING.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        let g = generate_until(
+            &mut ctx,
+            &ids[keep..],
+            &gp,
+            &|| STOP.load(Ordering::SeqCst),
+            &mut |piece| {
+                out.write_all(piece.as_bytes())
+                    .and_then(|_| out.flush())
+                    .is_ok()
+            },
+        );
+        ANSWERING.store(false, Ordering::SeqCst);
+        let g = g.map_err(|e| e.to_string())?;
+        let _ = writeln!(out);
+        let _ = out.flush();
+        let secs = start.elapsed().as_secs_f64();
+        if g.reason == StopReason::Cancelled {
+            eprintln!("(stopped)");
+        }
+        eprintln!(
+            "[{} tokens, {:.1} tok/s; prompt: {} new, {keep} cached]",
+            g.tokens.len(),
+            g.tokens.len() as f64 / secs.max(1e-9),
+            ids.len() - keep
+        );
+        messages.push(Message::new("assistant", g.text));
+    }
+}
+
+/// The prompt tokens of `messages`, dropping the oldest turns after the first
+/// `n_fixed` (the system message) until the prompt and an answer fit the context.
+fn fit(
+    tmpl: &ChatTemplate,
+    model: &Model,
+    messages: &mut Vec<Message>,
+    n_fixed: usize,
+    n_ctx: usize,
+    n_predict: usize,
+) -> Result<Vec<u32>, String> {
+    let room = n_predict.min(n_ctx / 4).max(1);
+    loop {
+        let ids = tmpl
+            .tokenize(&model.tokenizer, messages, true)
+            .map_err(|e| e.to_string())?;
+        if ids.len() + room <= n_ctx {
+            return Ok(ids);
+        }
+        if messages.len() <= n_fixed + 1 {
+            return Err(format!(
+                "the message needs {} tokens with the template, the context holds {n_ctx}",
+                ids.len() + room
+            ));
+        }
+        // Drop the oldest user message and the answer to it.
+        messages.remove(n_fixed);
+        if messages.len() > n_fixed + 1 && messages[n_fixed].role == "assistant" {
+            messages.remove(n_fixed);
+        }
+        eprintln!("(context full: the oldest turn is dropped)");
+    }
+}
