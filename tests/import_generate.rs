@@ -34,7 +34,7 @@ fn i32s(x: &[i32]) -> Vec<u8> {
 /// Greedy tokens from the runtime for a `.llm` held in memory.
 fn runtime_greedy(bytes: &[u8], prompt: &[u32], n: usize) -> Vec<u32> {
     let model = Arc::new(Model::from_bytes(bytes).expect("load imported model"));
-    let mut ctx = Context::new(model, &ContextParams::default()).expect("context");
+    let mut ctx = Context::new(model, &f32_cache()).expect("context");
     let params = GenerateParams {
         max_tokens: n,
         stop: vec![],
@@ -433,7 +433,7 @@ fn safetensors_gpt2_imports_and_matches_the_reference() {
     let reference = RefModel::new(opts.clone(), &w);
     let prompt = [7u32, 1, 30, 12, 44];
     let want = reference.forward(&prompt);
-    let mut ctx = Context::new(model, &ContextParams::default()).expect("context");
+    let mut ctx = Context::new(model, &f32_cache()).expect("context");
     let mut all = Vec::new();
     ctx.eval_all(&prompt, &mut all).expect("eval");
     for (i, row) in want.iter().enumerate() {
@@ -449,4 +449,13 @@ fn safetensors_gpt2_imports_and_matches_the_reference() {
         runtime_greedy(&file, &prompt, 20),
         reference.greedy(&prompt, 20)
     );
+}
+
+/// The exact f32 KV cache: these tests compare the runtime's arithmetic with the
+/// references at f32 tolerances (`tests/decoder.rs` covers the f16 and q8_0 caches).
+fn f32_cache() -> ContextParams {
+    ContextParams {
+        cache_type: llmrt::CacheType::F32,
+        ..ContextParams::default()
+    }
 }

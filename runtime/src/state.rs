@@ -88,9 +88,7 @@ impl Context {
         let n = self.tokens().len();
         let mut b = Vec::new();
         b.extend_from_slice(&MAGIC);
-        for v in [h.version] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
+        b.extend_from_slice(&h.version.to_le_bytes());
         b.extend_from_slice(&h.model.to_le_bytes());
         for v in [h.cache, h.layers, h.kv_heads, h.head_dim, h.vocab] {
             b.extend_from_slice(&v.to_le_bytes());

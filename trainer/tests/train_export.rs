@@ -59,7 +59,12 @@ fn parity(o: ModelOptions, seed: u64) {
     let want = m.logits().to_vec();
 
     let rt = Arc::new(llmrt::Model::load(&path).unwrap());
-    let mut ctx = llmrt::Context::new(rt, &llmrt::ContextParams::default()).unwrap();
+    // The exact f32 KV cache: the comparison is at f32 tolerance.
+    let params = llmrt::ContextParams {
+        cache_type: llmrt::CacheType::F32,
+        ..llmrt::ContextParams::default()
+    };
+    let mut ctx = llmrt::Context::new(rt, &params).unwrap();
     for (i, &tok) in tokens.iter().enumerate() {
         let got = ctx.eval(&[tok]).unwrap();
         let row = &want[i * 256..(i + 1) * 256];

@@ -86,11 +86,12 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     let vocab = model.opts.vocab_size as u32;
     let wbytes = model.weight_bytes_per_token() as f64;
     println!(
-        "model: {} ({} params, {}, {:.1} MiB of matrices read per token)",
+        "model: {} ({} params, {}, {:.1} MiB of matrices read per token), {} KV cache",
         a.model.display(),
         model.opts.n_params(),
         model.main_dtype,
-        wbytes / (1 << 20) as f64
+        wbytes / (1 << 20) as f64,
+        a.cache_type
     );
     println!("| threads | test   |        t/s |      sd | GB/s (weights) |");
     println!("|--------:|:-------|-----------:|--------:|---------------:|");
