@@ -12,7 +12,7 @@ use crate::backend::{Backend, Cpu};
 use crate::checkpoint::{self, Checkpoint, CheckpointMeta, Fault};
 use crate::config::{ConfigArgs, Precision, TrainConfig};
 use crate::cuda::backend::{choose_backend, DeviceChoice};
-use crate::data::{DataError, Loader};
+use crate::data::{DataError, Loader, Shuffle};
 use crate::export::export_model;
 use crate::model::Model;
 use crate::optim::{clip_grad_norm, AdamState, Schedule};
@@ -747,7 +747,7 @@ impl<'a> Run<'a> {
         let (b, t) = (cfg.batch_size, cfg.seq());
         let mut train_data =
             Loader::open(&files.train, b, t, cfg.vocab_size, cfg.shuffle, cfg.seed)?;
-        let val_data = Loader::open(&files.val, b, t, cfg.vocab_size, false, cfg.seed)
+        let val_data = Loader::open(&files.val, b, t, cfg.vocab_size, Shuffle::Off, cfg.seed)
             .map_err(|e| TrainError(format!("validation split: {e}")))?;
         let max_steps = if cfg.max_steps > 0 {
             cfg.max_steps
