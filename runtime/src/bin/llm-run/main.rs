@@ -3,6 +3,7 @@
 //! any error is one line on stderr and exit code 1.
 
 mod bench;
+mod compare;
 mod info;
 mod perplexity;
 
@@ -39,6 +40,9 @@ enum Cmd {
     Perplexity(perplexity::PplArgs),
     /// Prompt-processing and generation speed (tokens/s), like llama-bench.
     Bench(bench::BenchArgs),
+    /// The same prompts under several sampling settings: samples side by side and
+    /// per setting distinct-1/2, 4-gram repetition, mean log-probability, tokens/s.
+    Compare(compare::CompareArgs),
 }
 
 /// Generation (the default command).
@@ -284,6 +288,7 @@ fn main() -> ExitCode {
         Some(Cmd::Tokenize(a)) => run_tokenize(a),
         Some(Cmd::Perplexity(a)) => perplexity::run(a),
         Some(Cmd::Bench(a)) => bench::run(a),
+        Some(Cmd::Compare(a)) => compare::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
