@@ -500,7 +500,13 @@ mod tests {
         e.next_batch().unwrap();
         e.next_batch().unwrap();
         e.next_batch().unwrap();
-        assert_eq!(e.state(), LoaderState { epoch: 1, cursor: 3 });
+        assert_eq!(
+            e.state(),
+            LoaderState {
+                epoch: 1,
+                cursor: 3
+            }
+        );
         assert_ne!(open(8).next_batch().unwrap(), batches[0]);
     }
 }

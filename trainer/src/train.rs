@@ -458,7 +458,8 @@ pub fn sample(
     Ok(out)
 }
 
-/// Mean validation loss over `iters` batches from the start of the validation split.
+/// Mean validation loss over the validation loader's first `iters` batches (the
+/// same batches at every evaluation).
 fn evaluate(
     model: &mut Model<f32>,
     be: &dyn Backend<f32>,
@@ -747,7 +748,14 @@ impl<'a> Run<'a> {
         let (b, t) = (cfg.batch_size, cfg.seq());
         let mut train_data =
             Loader::open(&files.train, b, t, cfg.vocab_size, cfg.shuffle, cfg.seed)?;
-        let val_data = Loader::open(&files.val, b, t, cfg.vocab_size, Shuffle::Off, cfg.seed)
+        // Validation reads random windows of the whole split when training does
+        // (nanoGPT's estimate_loss), the same ones at every evaluation; else the
+        // split's first `eval_iters` batches.
+        let val_mode = match cfg.shuffle {
+            Shuffle::Random => Shuffle::Random,
+            _ => Shuffle::Off,
+        };
+        let val_data = Loader::open(&files.val, b, t, cfg.vocab_size, val_mode, cfg.seed ^ 0x7A1)
             .map_err(|e| TrainError(format!("validation split: {e}")))?;
         let max_steps = if cfg.max_steps > 0 {
             cfg.max_steps
