@@ -17,6 +17,7 @@ pub mod export;
 pub mod export_gguf;
 pub mod import;
 pub mod layers;
+pub mod lr_find;
 pub mod quantize;
 pub mod recipe;
 

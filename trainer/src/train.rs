@@ -187,9 +187,9 @@ pub struct TrainOutcome {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct DataFiles {
-    train: Vec<PathBuf>,
-    val: Vec<PathBuf>,
+pub(crate) struct DataFiles {
+    pub(crate) train: Vec<PathBuf>,
+    pub(crate) val: Vec<PathBuf>,
 }
 
 fn shards_in(dir: &Path) -> Option<DataFiles> {
@@ -201,7 +201,7 @@ fn shards_in(dir: &Path) -> Option<DataFiles> {
 }
 
 /// Weights and tokenizer of `--init-from`.
-struct Init {
+pub(crate) struct Init {
     opts: llm_format::ModelOptions,
     tokenizer: TextTokenizer,
     tensors: Vec<(String, Vec<f32>)>,
@@ -323,7 +323,10 @@ fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
 }
 
 /// Prepares the run folder for a fresh run: data, tokenizer, resolved config.
-fn prepare(args: &TrainArgs, dir: &Path) -> Result<(TrainConfig, Option<Init>), TrainError> {
+pub(crate) fn prepare(
+    args: &TrainArgs,
+    dir: &Path,
+) -> Result<(TrainConfig, Option<Init>), TrainError> {
     let mut cfg = args.config.resolve()?;
     let init = match &args.init_from {
         Some(s) => Some(load_init(s, args.init_tokenizer.as_deref())?),
@@ -614,7 +617,7 @@ fn check_memory(cfg: &TrainConfig, be: &dyn Backend<f32>, quiet: bool) -> Result
 
 /// The model of a run: GPT-2 initialisation from the config's seed, then the
 /// `--init-from` weights, if any.
-fn new_model(cfg: &TrainConfig, init: Option<&Init>) -> Result<Model<f32>, TrainError> {
+pub(crate) fn new_model(cfg: &TrainConfig, init: Option<&Init>) -> Result<Model<f32>, TrainError> {
     let mut model = Model::<f32>::new(cfg.model_options()?, cfg.decay_embeddings)?;
     model.dropout = cfg.dropout;
     model.recompute = cfg.recompute;
