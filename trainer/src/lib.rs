@@ -28,6 +28,7 @@ pub mod plot;
 pub mod profile;
 pub mod rng;
 pub mod scalar;
+pub mod sweep;
 pub mod tokenize;
 pub mod train;
 pub mod viz;

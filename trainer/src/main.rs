@@ -24,6 +24,9 @@ enum Command {
     /// Learning-rate range test: ramp the rate exponentially on a fresh model, stop
     /// at divergence, suggest rates and plot loss against lr.
     LrFind(llm_train::lr_find::LrFindArgs),
+    /// Train a grid of settings over one base config, one resumable run folder per
+    /// point, with summary.md/summary.csv and curves.png.
+    Sweep(llm_train::sweep::SweepArgs),
     /// Export a run's latest checkpoint to a .llm file.
     Export(llm_train::export::ExportArgs),
     /// Write an .llm model as a llama.cpp GGUF (llama architecture).
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => llm_train::tokenize::run_tokenize(a),
         Command::Train(a) => llm_train::train::run_train(a),
         Command::LrFind(a) => llm_train::lr_find::run_lr_find(a),
+        Command::Sweep(a) => llm_train::sweep::run_sweep(a),
         Command::Export(a) => llm_train::export::run_export(a),
         Command::ExportGguf(a) => llm_train::export_gguf::run_export_gguf(a),
         Command::Sample(a) => llm_train::train::run_sample(a),
