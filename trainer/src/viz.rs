@@ -118,25 +118,58 @@ pub fn draw_embeddings<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Draws one heat map per (layer, head) of `att[l]: [H, T, T]`.
+/// Draws one heat map per (layer, head) of `att[l]: [H, T, T]`; with `labels` (one per
+/// position, e.g. the prompt's tokens) both axes name their tokens: keys along the
+/// bottom, queries down the left.
 pub fn draw_attention<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     att: &[Vec<f32>],
     heads: usize,
     t: usize,
+    labels: &[String],
 ) -> Result<(), PlotError> {
     area.fill(&WHITE).map_err(err)?;
     let cells = area.split_evenly((att.len().max(1), heads.max(1)));
     let (w, _) = area.dim_in_pixel();
     let caption = (w / heads.max(1) as u32 / 14).clamp(9, 20);
+    let named = labels.len() == t;
+    let label_px = if named {
+        let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1) as u32;
+        (longest * 7 + 8).min(80)
+    } else {
+        0
+    };
+    let name = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
     for (k, cell) in cells.iter().enumerate() {
         let (l, h) = (k / heads, k % heads);
         let Some(probs) = att.get(l) else { continue };
         let mut chart = ChartBuilder::on(cell)
             .caption(format!("layer {l} head {h}"), ("sans-serif", caption))
             .margin(4)
-            .build_cartesian_2d(0..t, 0..t)
+            .x_label_area_size(label_px)
+            .y_label_area_size(label_px)
+            .build_cartesian_2d((0..t).into_segmented(), (0..t).into_segmented())
             .map_err(err)?;
+        if named {
+            // Query q is drawn top-down: row y holds query t - 1 - y.
+            let flip = |v: &SegmentValue<usize>| match v {
+                SegmentValue::CenterOf(i) if *i < t => name(&SegmentValue::CenterOf(t - 1 - i)),
+                _ => String::new(),
+            };
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(t)
+                .y_labels(t)
+                .x_label_formatter(&name)
+                .y_label_formatter(&flip)
+                .label_style(("sans-serif", 11))
+                .draw()
+                .map_err(err)?;
+        }
         chart
             .draw_series(
                 (0..t)
@@ -150,7 +183,10 @@ pub fn draw_attention<DB: DrawingBackend>(
                         let shade = (255.0 * (1.0 - p)) as u8;
                         // Query q is drawn top-down, key s left to right.
                         Rectangle::new(
-                            [(s, t - 1 - q), (s + 1, t - q)],
+                            [
+                                (SegmentValue::Exact(s), SegmentValue::Exact(t - 1 - q)),
+                                (SegmentValue::Exact(s + 1), SegmentValue::Exact(t - q)),
+                            ],
                             RGBColor(shade, shade, 255).filled(),
                         )
                     }),
@@ -260,8 +296,9 @@ pub fn run_viz(args: VizArgs) -> Result<(), Box<dyn std::error::Error>> {
                 (side * heads as u32).min(4000),
                 (side * att.len() as u32).min(4000),
             );
+            let names: Vec<String> = ids.iter().map(|&i| show(&tok, i as usize)).collect();
             let root = BitMapBackend::new(&out, (w, h)).into_drawing_area();
-            draw_attention(&root, &att, heads, t)?;
+            draw_attention(&root, &att, heads, t, &names)?;
             root.present().map_err(err)?;
             println!(
                 "wrote {} ({} layers × {heads} heads, {t} tokens)",
@@ -330,9 +367,26 @@ mod tests {
         let mut buf = vec![0u8; (w * h * 3) as usize];
         {
             let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-            draw_attention(&root, &[probs], 1, t).unwrap();
+            draw_attention(&root, &[probs.clone()], 1, t, &[]).unwrap();
             root.present().unwrap();
         }
+        // With the prompt's tokens as labels, dark text appears beside the map.
+        let dark = |b: &[u8]| b.chunks(3).filter(|p| p.iter().all(|&c| c < 90)).count();
+        let (lw, lh) = (240u32, 240u32);
+        let mut plain = vec![0u8; (lw * lh * 3) as usize];
+        let mut named = plain.clone();
+        let names: Vec<String> = ["T", "o", "␣", "b", "e", "\\n"].map(String::from).to_vec();
+        for (b, l) in [(&mut plain, &[][..]), (&mut named, &names[..])] {
+            let root = BitMapBackend::with_buffer(b, (lw, lh)).into_drawing_area();
+            draw_attention(&root, &[probs.clone()], 1, t, l).unwrap();
+            root.present().unwrap();
+        }
+        assert!(
+            dark(&named) > dark(&plain) + 20,
+            "{} vs {}",
+            dark(&named),
+            dark(&plain)
+        );
         // The bottom-left area (late queries, early keys) is tinted; top-right stays white.
         let px = |x: u32, y: u32| {
             let i = ((y * w + x) * 3) as usize;
