@@ -1,9 +1,11 @@
 //! `llm-train viz`: pictures of a `.llm` model.
 //! * `embeddings`: the token embedding rows projected to 2-D by PCA (top two principal
-//!   axes, by power iteration on the C×C covariance), the most frequent tokens of a
-//!   text labelled;
+//!   axes, by power iteration on the C×C covariance), every token labelled (or the N
+//!   most frequent in a text) with whitespace escaped (`␣`, `\n`, `\t`), optionally
+//!   coloured by class (letter, digit, space, punctuation);
 //! * `attention`: the attention probabilities of a prompt, one heat map per layer
-//!   (rows) and head (columns); row = query position, column = key position.
+//!   (rows) and head (columns); row = query position, column = key position, both
+//!   axes labelled with the prompt's tokens.
 
 use crate::backend::Cpu;
 use crate::plot::{ensure_font, PlotError};
@@ -63,18 +65,65 @@ pub fn pca2(x: &[f32], n: usize, c: usize) -> Vec<(f64, f64)> {
 }
 
 fn show(tok: &TextTokenizer, id: usize) -> String {
-    let s = tok.decode(&[id as u32]);
+    escape(&tok.decode(&[id as u32]))
+}
+
+/// A token's text with whitespace made visible: `␣` for a space (DejaVu Sans, the
+/// usual plot font, has no glyph for `␠`), `\n`, `\r`, `\t`.
+pub fn escape(s: &str) -> String {
     s.replace('\n', "\\n")
+        .replace('\r', "\\r")
         .replace(' ', "␣")
         .replace('\t', "\\t")
 }
 
-/// Draws the embedding scatter with `labels` (token ids) named.
+/// What a token's text is made of, for colouring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenClass {
+    /// Letters only.
+    Letter,
+    /// Digits only.
+    Digit,
+    /// Whitespace only.
+    Space,
+    /// Anything else (punctuation, symbols, mixtures, empty).
+    Punct,
+}
+
+impl TokenClass {
+    /// The class of a token's (unescaped) text.
+    pub fn of(s: &str) -> TokenClass {
+        let all = |f: fn(&char) -> bool| !s.is_empty() && s.chars().all(|c| f(&c));
+        if all(|c| c.is_alphabetic()) {
+            TokenClass::Letter
+        } else if all(|c| c.is_numeric()) {
+            TokenClass::Digit
+        } else if all(|c| c.is_whitespace()) {
+            TokenClass::Space
+        } else {
+            TokenClass::Punct
+        }
+    }
+
+    /// The class's colour and name.
+    pub fn style(self) -> (RGBColor, &'static str) {
+        match self {
+            TokenClass::Letter => (RGBColor(31, 90, 200), "letter"),
+            TokenClass::Digit => (RGBColor(20, 150, 60), "digit"),
+            TokenClass::Space => (RGBColor(230, 120, 0), "space"),
+            TokenClass::Punct => (RGBColor(200, 30, 40), "punctuation"),
+        }
+    }
+}
+
+/// Draws the embedding scatter with `labels` (token id, text, colour) named; with
+/// `legend`, one entry per class.
 pub fn draw_embeddings<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     points: &[(f64, f64)],
-    labels: &[(usize, String)],
+    labels: &[(usize, String, RGBColor)],
     title: &str,
+    legend: bool,
 ) -> Result<(), PlotError> {
     area.fill(&WHITE).map_err(err)?;
     let fold = |f: fn(&(f64, f64)) -> f64| {
@@ -109,12 +158,33 @@ pub fn draw_embeddings<DB: DrawingBackend>(
         )
         .map_err(err)?;
     chart
-        .draw_series(labels.iter().filter_map(|(id, name)| {
+        .draw_series(labels.iter().filter_map(|(id, name, color)| {
             points
                 .get(*id)
-                .map(|&p| Text::new(name.clone(), p, ("sans-serif", 14).into_font().color(&BLUE)))
+                .map(|&p| Text::new(name.clone(), p, ("sans-serif", 14).into_font().color(color)))
         }))
         .map_err(err)?;
+    if legend {
+        for class in [
+            TokenClass::Letter,
+            TokenClass::Digit,
+            TokenClass::Space,
+            TokenClass::Punct,
+        ] {
+            let (color, name) = class.style();
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+    }
     Ok(())
 }
 
@@ -218,9 +288,12 @@ pub enum VizKind {
         /// Text whose most frequent tokens get labels (default data/shakespeare.txt).
         #[arg(long)]
         text: Option<PathBuf>,
-        /// How many tokens to label.
-        #[arg(long, default_value_t = 40)]
+        /// How many tokens to label, the most frequent in --text first (0: every token).
+        #[arg(long, default_value_t = 0)]
         labels: usize,
+        /// Colour tokens by class: letter, digit, space, punctuation.
+        #[arg(long)]
+        classes: bool,
     },
     /// Attention maps of a prompt, one per layer and head.
     Attention {
@@ -245,6 +318,7 @@ pub fn run_viz(args: VizArgs) -> Result<(), Box<dyn std::error::Error>> {
             out,
             text,
             labels,
+            classes,
         } => {
             let (m, tok) = load_llm(&model)?;
             let (v, c) = (m.opts.vocab_size, m.opts.d_model);
@@ -263,10 +337,18 @@ pub fn run_viz(args: VizArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
             let mut order: Vec<usize> = (0..v).collect();
             order.sort_by_key(|&i| std::cmp::Reverse(counts[i]));
-            let named: Vec<(usize, String)> = order
+            let take = if labels == 0 { v } else { labels };
+            let named: Vec<(usize, String, RGBColor)> = order
                 .into_iter()
-                .take(labels)
-                .map(|i| (i, show(&tok, i)))
+                .take(take)
+                .map(|i| {
+                    let color = if classes {
+                        TokenClass::of(&tok.decode(&[i as u32])).style().0
+                    } else {
+                        BLUE
+                    };
+                    (i, show(&tok, i), color)
+                })
                 .collect();
             let root = BitMapBackend::new(&out, (1000, 800)).into_drawing_area();
             draw_embeddings(
@@ -274,6 +356,7 @@ pub fn run_viz(args: VizArgs) -> Result<(), Box<dyn std::error::Error>> {
                 &points,
                 &named,
                 &format!("token embeddings (PCA) — {}", model.display()),
+                classes,
             )?;
             root.present().map_err(err)?;
             println!("wrote {}", out.display());
@@ -348,6 +431,34 @@ mod tests {
         };
         assert!(corr(&|i| (p[i].0, truth[i].0)) > 0.999);
         assert!(corr(&|i| (p[i].1, truth[i].1)) > 0.99);
+    }
+
+    #[test]
+    fn token_text_is_escaped_and_classed() {
+        assert_eq!(escape(" a\n\tb\r"), "␣a\\n\\tb\\r");
+        let c = |s| TokenClass::of(s);
+        assert_eq!(
+            [
+                c("ab"),
+                c("É"),
+                c("42"),
+                c(" "),
+                c("\n"),
+                c(","),
+                c("a,"),
+                c("")
+            ],
+            [
+                TokenClass::Letter,
+                TokenClass::Letter,
+                TokenClass::Digit,
+                TokenClass::Space,
+                TokenClass::Space,
+                TokenClass::Punct,
+                TokenClass::Punct,
+                TokenClass::Punct
+            ]
+        );
     }
 
     #[test]
