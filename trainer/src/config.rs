@@ -3,6 +3,7 @@
 //! overrides, validation, the mapping to the file's [`ModelOptions`], and the
 //! parameter/memory estimate printed before anything large is allocated.
 
+pub use crate::data::Shuffle;
 use llm_format::{Mlp, ModelOptions, Norm, Positions};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -95,6 +96,7 @@ named! {
     Norm: "norm", "layernorm|rmsnorm";
     Mlp: "mlp", "gelu|relu|swiglu";
     Precision: "precision", "fp32|bf16";
+    Shuffle: "shuffle", "random|epoch|off";
 }
 
 /// Checks a named key's value before the config is rebuilt from a table, so that a
@@ -109,7 +111,34 @@ fn check_named(key: &str, value: &toml::Value) -> Result<(), ConfigError> {
         "norm" => Norm::parse(s).map(drop),
         "mlp" => Mlp::parse(s).map(drop),
         "precision" => Precision::parse(s).map(drop),
+        "shuffle" => Shuffle::parse(s).map(drop),
         _ => Ok(()),
+    }
+}
+
+/// `#[serde(with)]` for `shuffle`: written as its name, read from a name or from the
+/// old boolean (`true` = `epoch`, `false` = `off`), so older configs and checkpoints
+/// keep the reading they were trained with.
+mod shuffle_serde {
+    use super::{Named, Shuffle};
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Shuffle, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.name())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Name(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Shuffle, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Bool(b) => Ok(Shuffle::from_bool(b)),
+            Raw::Name(s) => Shuffle::parse(&s).map_err(|e| D::Error::custom(e.0)),
+        }
     }
 }
 
@@ -202,8 +231,11 @@ pub struct TrainConfig {
     pub adam_eps: f64,
     /// Apply weight decay to the embedding tables too.
     pub decay_embeddings: bool,
-    /// Shuffle training windows (seeded) instead of reading them in order.
-    pub shuffle: bool,
+    /// How training windows are read: `random` (nanoGPT's `get_batch`: random starts,
+    /// seeded), `epoch` (non-overlapping windows, a seeded permutation per epoch) or
+    /// `off` (in order). The old `true`/`false` mean `epoch`/`off`.
+    #[serde(with = "shuffle_serde")]
+    pub shuffle: Shuffle,
     /// `char`, `byte` or `bpe` (used by `tokenize` and by `train` on raw text).
     pub tokenizer: String,
     /// Checkpoints kept in the run folder.
@@ -270,7 +302,7 @@ impl TrainConfig {
             beta2: 0.99,
             adam_eps: 1e-8,
             decay_embeddings: true,
-            shuffle: false,
+            shuffle: Shuffle::Random,
             tokenizer: "char".into(),
             keep_checkpoints: 3,
             sample_len: 200,
@@ -653,6 +685,29 @@ mod tests {
         let partial = TrainConfig::from_toml("d_model = 64\nmlp = \"swiglu\"").unwrap();
         assert_eq!((partial.d_model, partial.n_layers), (64, 4));
         assert!(TrainConfig::from_toml("dmodel = 3").is_err());
+    }
+
+    #[test]
+    fn shuffle_takes_names_and_the_old_booleans() {
+        let mut c = TrainConfig::tiny();
+        assert_eq!(c.shuffle, Shuffle::Random);
+        for (v, want) in [
+            ("epoch", Shuffle::Epoch),
+            ("off", Shuffle::Off),
+            ("true", Shuffle::Epoch),
+            ("false", Shuffle::Off),
+            ("random", Shuffle::Random),
+        ] {
+            c.set(&format!("shuffle={v}")).unwrap();
+            assert_eq!(c.shuffle, want, "shuffle={v}");
+            assert_eq!(TrainConfig::from_toml(&c.to_toml()).unwrap(), c);
+        }
+        // A config (or checkpoint) written before the names reads as it was trained.
+        let old = TrainConfig::from_toml("shuffle = false").unwrap();
+        assert_eq!(old.shuffle, Shuffle::Off);
+        let bad = c.set("shuffle=sometimes").unwrap_err().0;
+        assert!(bad.contains("random|epoch|off"), "{bad}");
+        assert!(TrainConfig::from_toml("shuffle = 3").is_err());
     }
 
     #[test]

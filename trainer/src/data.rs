@@ -4,8 +4,9 @@
 //! version, `[2]` = token count, the rest 0) followed by that many u16 tokens, so
 //! llm.c users can bring their `.bin` files. The loader cuts every shard into windows
 //! of T + 1 tokens starting at multiples of T (inputs are the first T, targets the
-//! last T), reads them in order by default or in a seeded permutation per epoch, and
-//! packs B windows per batch. Its position is two integers, saved in checkpoints.
+//! last T), reads them in order or in a seeded permutation per epoch, or (the default,
+//! nanoGPT's `get_batch`) draws windows at random starts, and packs B windows per
+//! batch. Its position is two integers, saved in checkpoints.
 
 use crate::rng::Rng;
 use memmap2::Mmap;
@@ -136,6 +137,50 @@ impl Shard {
     }
 }
 
+/// How the training loader picks its windows (config key `shuffle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shuffle {
+    /// nanoGPT's `get_batch`: every window starts at a uniformly random token, drawn
+    /// from a generator seeded by (seed, epoch, window index), so a run and its
+    /// `--resume` see the same windows.
+    Random,
+    /// Non-overlapping windows at multiples of T, in a seeded permutation per epoch.
+    Epoch,
+    /// Non-overlapping windows at multiples of T, in storage order.
+    Off,
+}
+
+impl Shuffle {
+    /// The name in configs: `random`, `epoch` or `off`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shuffle::Random => "random",
+            Shuffle::Epoch => "epoch",
+            Shuffle::Off => "off",
+        }
+    }
+
+    /// Parses [`Self::name`]; the old boolean values `true` (= `epoch`) and `false`
+    /// (= `off`) are accepted as strings too.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "random" => Some(Shuffle::Random),
+            "epoch" | "true" => Some(Shuffle::Epoch),
+            "off" | "false" => Some(Shuffle::Off),
+            _ => None,
+        }
+    }
+
+    /// The old boolean setting: `true` shuffled per epoch, `false` read in order.
+    pub fn from_bool(b: bool) -> Self {
+        if b {
+            Shuffle::Epoch
+        } else {
+            Shuffle::Off
+        }
+    }
+}
+
 /// Where a loader is: the epoch and the next window in that epoch's order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoaderState {
@@ -159,10 +204,12 @@ pub struct Loader {
     shards: Vec<Shard>,
     windows: Vec<(u32, u64)>, // (shard, first token), in storage order
     order: Vec<u32>,          // this epoch's permutation of window indices
+    /// Valid random starts per shard, cumulative (`Shuffle::Random`).
+    starts: Vec<u64>,
     b: usize,
     t: usize,
     vocab: usize,
-    shuffle: bool,
+    shuffle: Shuffle,
     seed: u64,
     state: LoaderState,
 }
@@ -174,10 +221,17 @@ impl Loader {
         b: usize,
         t: usize,
         vocab: usize,
-        shuffle: bool,
+        shuffle: Shuffle,
         seed: u64,
     ) -> Result<Loader, DataError> {
         let mut windows = Vec::new();
+        let mut starts = Vec::with_capacity(shards.len());
+        let mut total_starts = 0u64;
+        for s in &shards {
+            // A window of T + 1 tokens may start at 0..len - T.
+            total_starts += s.len().saturating_sub(t) as u64;
+            starts.push(total_starts);
+        }
         for (si, s) in shards.iter().enumerate() {
             let mut off = 0;
             while off + t < s.len() {
@@ -198,6 +252,7 @@ impl Loader {
             shards,
             order: Vec::new(),
             windows,
+            starts,
             b,
             t,
             vocab,
@@ -215,7 +270,7 @@ impl Loader {
         b: usize,
         t: usize,
         vocab: usize,
-        shuffle: bool,
+        shuffle: Shuffle,
         seed: u64,
     ) -> Result<Loader, DataError> {
         let shards = paths
@@ -226,8 +281,12 @@ impl Loader {
     }
 
     fn make_order(&mut self) {
+        if self.shuffle == Shuffle::Random {
+            self.order.clear();
+            return;
+        }
         self.order = (0..self.windows.len() as u32).collect();
-        if self.shuffle {
+        if self.shuffle == Shuffle::Epoch {
             let mut r = Rng::new(self.seed ^ self.state.epoch.wrapping_mul(0xA24B_AED4_963E_E407));
             r.shuffle(&mut self.order);
         }
@@ -257,9 +316,29 @@ impl Loader {
         self.set_state(LoaderState::default());
     }
 
-    /// The next batch; wraps to a new epoch when fewer than B windows remain.
+    /// Window `k` of the current batch as (shard, first token): from this epoch's
+    /// order, or (`Shuffle::Random`) a uniformly random start over all shards drawn
+    /// from a generator seeded by (seed, epoch, window index) alone, so that the
+    /// loader's two integers are its whole state.
+    fn window(&self, k: usize) -> (u32, u64) {
+        let i = self.state.cursor + k as u64;
+        if self.shuffle != Shuffle::Random {
+            return self.windows[self.order[i as usize] as usize];
+        }
+        let key = self.seed
+            ^ self.state.epoch.wrapping_mul(0xA24B_AED4_963E_E407)
+            ^ i.wrapping_mul(0x9FB2_1C65_1E98_DF25);
+        let total = self.starts.last().copied().unwrap_or(0);
+        let g = Rng::new(key).below(total);
+        let si = self.starts.partition_point(|&c| c <= g);
+        let before = if si == 0 { 0 } else { self.starts[si - 1] };
+        (si as u32, g - before)
+    }
+
+    /// The next batch; wraps to a new epoch when fewer than B windows remain (an
+    /// epoch of random windows draws as many windows as the sequential epoch holds).
     pub fn next_batch(&mut self) -> Result<Batch, DataError> {
-        if self.state.cursor as usize + self.b > self.order.len() {
+        if self.state.cursor as usize + self.b > self.windows.len() {
             self.state.epoch += 1;
             self.state.cursor = 0;
             self.make_order();
@@ -268,8 +347,7 @@ impl Loader {
         let mut inputs = Vec::with_capacity(b * t);
         let mut targets = Vec::with_capacity(b * t);
         for k in 0..b {
-            let w = self.order[self.state.cursor as usize + k] as usize;
-            let (si, off) = self.windows[w];
+            let (si, off) = self.window(k);
             let s = &self.shards[si as usize];
             for i in 0..=t {
                 let tok = s.token(off as usize + i) as u32;
@@ -350,7 +428,7 @@ mod tests {
         let toks: Vec<u16> = (0..101u16).collect();
         let p = d.join("a.bin");
         write_shard(&p, &toks).unwrap();
-        let mut l = Loader::open(std::slice::from_ref(&p), 2, 10, 200, false, 1).unwrap();
+        let mut l = Loader::open(std::slice::from_ref(&p), 2, 10, 200, Shuffle::Off, 1).unwrap();
         assert_eq!(l.batches_per_epoch(), 5);
         let b = l.next_batch().unwrap();
         assert_eq!(b.inputs[..10], (0..10).collect::<Vec<u32>>()[..]);
@@ -361,13 +439,13 @@ mod tests {
         l.set_state(saved);
         assert_eq!(l.next_batch().unwrap(), next);
         // Shuffled epochs cover every window once, in a seed-dependent order.
-        let mut s = Loader::open(std::slice::from_ref(&p), 1, 10, 200, true, 5).unwrap();
+        let mut s = Loader::open(std::slice::from_ref(&p), 1, 10, 200, Shuffle::Epoch, 5).unwrap();
         let mut firsts: Vec<u32> = (0..10).map(|_| s.next_batch().unwrap().inputs[0]).collect();
         assert_ne!(firsts, (0..10).map(|i| i * 10).collect::<Vec<u32>>());
         firsts.sort();
         assert_eq!(firsts, (0..10).map(|i| i * 10).collect::<Vec<u32>>());
         // Out-of-vocabulary tokens are reported, not indexed.
-        let mut small = Loader::open(&[p], 2, 10, 50, false, 1).unwrap();
+        let mut small = Loader::open(std::slice::from_ref(&p), 2, 10, 50, Shuffle::Off, 1).unwrap();
         small.next_batch().unwrap();
         small.next_batch().unwrap();
         assert!(small
@@ -376,5 +454,59 @@ mod tests {
             .unwrap()
             .0
             .contains("vocab_size 50"));
+    }
+
+    #[test]
+    fn random_windows_are_seeded_stateless_and_cover_every_start() {
+        let d = tmp("random");
+        // Two shards of distinct tokens: a window's first token names its start.
+        let a: Vec<u16> = (0..60u16).collect();
+        let b: Vec<u16> = (100..130u16).collect();
+        let (pa, pb) = (d.join("a.bin"), d.join("b.bin"));
+        write_shard(&pa, &a).unwrap();
+        write_shard(&pb, &b).unwrap();
+        let paths = [pa, pb];
+        let open = |seed| Loader::open(&paths, 3, 10, 200, Shuffle::Random, seed).unwrap();
+        let mut l = open(7);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut batches = Vec::new();
+        for _ in 0..400 {
+            let batch = l.next_batch().unwrap();
+            for w in 0..3 {
+                let x = &batch.inputs[w * 10..w * 10 + 10];
+                let y = &batch.targets[w * 10..w * 10 + 10];
+                // Consecutive tokens of one shard, targets shifted by one.
+                assert!(x.windows(2).all(|p| p[1] == p[0] + 1), "{x:?}");
+                assert_eq!(y[..9], x[1..]);
+                assert_eq!(y[9], x[9] + 1);
+                seen.insert(x[0]);
+            }
+            batches.push(batch);
+        }
+        // Every start 0..=49 of shard a and 100..=119 of shard b, nothing past the end.
+        let want: std::collections::BTreeSet<u32> = (0..50).chain(100..120).collect();
+        assert_eq!(seen, want);
+        // The same seed gives the same batches; a saved state replays them.
+        let mut again = open(7);
+        assert_eq!(again.next_batch().unwrap(), batches[0]);
+        let mut jump = open(7);
+        jump.set_state(LoaderState {
+            epoch: 0,
+            cursor: 3,
+        });
+        assert_eq!(jump.next_batch().unwrap(), batches[1]);
+        // Epochs are as long as the sequential ones: 5 + 2 windows, 2 batches of 3.
+        let mut e = open(7);
+        e.next_batch().unwrap();
+        e.next_batch().unwrap();
+        e.next_batch().unwrap();
+        assert_eq!(
+            e.state(),
+            LoaderState {
+                epoch: 1,
+                cursor: 3
+            }
+        );
+        assert_ne!(open(8).next_batch().unwrap(), batches[0]);
     }
 }

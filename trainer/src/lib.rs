@@ -17,6 +17,7 @@ pub mod export;
 pub mod export_gguf;
 pub mod import;
 pub mod layers;
+pub mod lr_find;
 pub mod quantize;
 pub mod recipe;
 
@@ -27,6 +28,7 @@ pub mod plot;
 pub mod profile;
 pub mod rng;
 pub mod scalar;
+pub mod sweep;
 pub mod tokenize;
 pub mod train;
 pub mod viz;

@@ -21,6 +21,12 @@ enum Command {
     Tokenize(llm_train::tokenize::TokenizeArgs),
     /// Train a model (from scratch, --resume, or --init-from) into a run folder.
     Train(llm_train::train::TrainArgs),
+    /// Learning-rate range test: ramp the rate exponentially on a fresh model, stop
+    /// at divergence, suggest rates and plot loss against lr.
+    LrFind(llm_train::lr_find::LrFindArgs),
+    /// Train a grid of settings over one base config, one resumable run folder per
+    /// point, with summary.md/summary.csv and curves.png.
+    Sweep(llm_train::sweep::SweepArgs),
     /// Export a run's latest checkpoint to a .llm file.
     Export(llm_train::export::ExportArgs),
     /// Write an .llm model as a llama.cpp GGUF (llama architecture).
@@ -43,6 +49,8 @@ fn main() -> ExitCode {
         Command::Config(a) => llm_train::config::run_config(a),
         Command::Tokenize(a) => llm_train::tokenize::run_tokenize(a),
         Command::Train(a) => llm_train::train::run_train(a),
+        Command::LrFind(a) => llm_train::lr_find::run_lr_find(a),
+        Command::Sweep(a) => llm_train::sweep::run_sweep(a),
         Command::Export(a) => llm_train::export::run_export(a),
         Command::ExportGguf(a) => llm_train::export_gguf::run_export_gguf(a),
         Command::Sample(a) => llm_train::train::run_sample(a),

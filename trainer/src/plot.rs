@@ -142,13 +142,86 @@ pub fn read_metrics(run: &Path) -> Result<Vec<Metrics>, PlotError> {
         .collect()
 }
 
+/// Draws several runs on one plot: each run's val loss (thick, with points) and train
+/// loss (thin, light) in its own colour, labelled by `name`.
+pub fn draw_overlay<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    runs: &[(String, Vec<Metrics>)],
+    title: &str,
+) -> Result<(), PlotError> {
+    let all = runs.iter().flat_map(|r| r.1.iter());
+    let x_max = all.clone().map(|m| m.step).max().unwrap_or(0).max(1) as f64;
+    let finite = all
+        .flat_map(|m| [Some(m.train_loss), m.val_loss])
+        .flatten()
+        .filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    if lo > hi {
+        return Err(PlotError("no metrics to plot".into()));
+    }
+    area.fill(&WHITE).map_err(err)?;
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .margin_right(30)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..x_max, (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc("loss")
+        .draw()
+        .map_err(err)?;
+    for (i, (name, m)) in runs.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let train = m
+            .iter()
+            .filter(|m| m.train_loss.is_finite())
+            .map(|m| (m.step as f64, m.train_loss));
+        chart
+            .draw_series(LineSeries::new(train, color.mix(0.35)))
+            .map_err(err)?
+            .label(format!("{name} train"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.mix(0.35)));
+        let val: Vec<(f64, f64)> = m
+            .iter()
+            .filter_map(|m| {
+                m.val_loss
+                    .filter(|v| v.is_finite())
+                    .map(|v| (m.step as f64, v))
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(val.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{name} val"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(val.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
 /// Arguments of `llm-train plot`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct PlotArgs {
-    /// The run folder (reads metrics.jsonl).
-    #[arg(long)]
-    pub run: PathBuf,
-    /// Output PNG (default RUN/loss.png).
+    /// A run folder (reads metrics.jsonl); repeat to overlay several runs.
+    #[arg(long, required = true)]
+    pub run: Vec<PathBuf>,
+    /// Output PNG (default RUN/loss.png for one run, loss-compare.png for several).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
 }
@@ -156,10 +229,20 @@ pub struct PlotArgs {
 /// `llm-train plot`.
 pub fn run_plot(args: PlotArgs) -> Result<(), Box<dyn std::error::Error>> {
     ensure_font()?;
-    let metrics = read_metrics(&args.run)?;
-    let out = args.out.unwrap_or_else(|| args.run.join("loss.png"));
+    let runs: Vec<(String, Vec<Metrics>)> = args
+        .run
+        .iter()
+        .map(|r| Ok((r.display().to_string(), read_metrics(r)?)))
+        .collect::<Result<_, PlotError>>()?;
+    let out = args.out.unwrap_or_else(|| match args.run.as_slice() {
+        [one] => one.join("loss.png"),
+        _ => PathBuf::from("loss-compare.png"),
+    });
     let root = BitMapBackend::new(&out, (960, 560)).into_drawing_area();
-    draw_losses(&root, &metrics, &format!("loss — {}", args.run.display()))?;
+    match runs.as_slice() {
+        [(name, metrics)] => draw_losses(&root, metrics, &format!("loss — {name}"))?,
+        _ => draw_overlay(&root, &runs, "loss")?,
+    }
     root.present().map_err(err)?;
     println!("wrote {}", out.display());
     Ok(())
@@ -217,6 +300,32 @@ mod tests {
         assert!(blue > 40 && red > 40, "blue {blue} red {red}");
         assert!(white > px.len() / 2);
         assert!(draw_losses(
+            &BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area(),
+            &[],
+            "t"
+        )
+        .is_err());
+        // Two runs overlaid: each run's colour appears.
+        let other: Vec<Metrics> = metrics
+            .iter()
+            .map(|x| m(x.step, x.train_loss - 0.5, x.val_loss.map(|v| v - 0.5)))
+            .collect();
+        let runs = [("a".to_string(), metrics.clone()), ("b".to_string(), other)];
+        let mut buf = vec![0u8; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+            draw_overlay(&root, &runs, "t").unwrap();
+            root.present().unwrap();
+        }
+        for i in 0..2 {
+            let c = Palette99::pick(i).to_rgba();
+            let n = buf
+                .chunks(3)
+                .filter(|p| p[0] == c.0 && p[1] == c.1 && p[2] == c.2)
+                .count();
+            assert!(n > 40, "run {i}: {n} pixels of its colour");
+        }
+        assert!(draw_overlay(
             &BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area(),
             &[],
             "t"

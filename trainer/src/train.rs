@@ -12,7 +12,7 @@ use crate::backend::{Backend, Cpu};
 use crate::checkpoint::{self, Checkpoint, CheckpointMeta, Fault};
 use crate::config::{ConfigArgs, Precision, TrainConfig};
 use crate::cuda::backend::{choose_backend, DeviceChoice};
-use crate::data::{DataError, Loader};
+use crate::data::{DataError, Loader, Shuffle};
 use crate::export::export_model;
 use crate::model::Model;
 use crate::optim::{clip_grad_norm, AdamState, Schedule};
@@ -187,9 +187,9 @@ pub struct TrainOutcome {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct DataFiles {
-    train: Vec<PathBuf>,
-    val: Vec<PathBuf>,
+pub(crate) struct DataFiles {
+    pub(crate) train: Vec<PathBuf>,
+    pub(crate) val: Vec<PathBuf>,
 }
 
 fn shards_in(dir: &Path) -> Option<DataFiles> {
@@ -201,7 +201,7 @@ fn shards_in(dir: &Path) -> Option<DataFiles> {
 }
 
 /// Weights and tokenizer of `--init-from`.
-struct Init {
+pub(crate) struct Init {
     opts: llm_format::ModelOptions,
     tokenizer: TextTokenizer,
     tensors: Vec<(String, Vec<f32>)>,
@@ -323,7 +323,10 @@ fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
 }
 
 /// Prepares the run folder for a fresh run: data, tokenizer, resolved config.
-fn prepare(args: &TrainArgs, dir: &Path) -> Result<(TrainConfig, Option<Init>), TrainError> {
+pub(crate) fn prepare(
+    args: &TrainArgs,
+    dir: &Path,
+) -> Result<(TrainConfig, Option<Init>), TrainError> {
     let mut cfg = args.config.resolve()?;
     let init = match &args.init_from {
         Some(s) => Some(load_init(s, args.init_tokenizer.as_deref())?),
@@ -458,7 +461,8 @@ pub fn sample(
     Ok(out)
 }
 
-/// Mean validation loss over `iters` batches from the start of the validation split.
+/// Mean validation loss over the validation loader's first `iters` batches (the
+/// same batches at every evaluation).
 fn evaluate(
     model: &mut Model<f32>,
     be: &dyn Backend<f32>,
@@ -613,7 +617,7 @@ fn check_memory(cfg: &TrainConfig, be: &dyn Backend<f32>, quiet: bool) -> Result
 
 /// The model of a run: GPT-2 initialisation from the config's seed, then the
 /// `--init-from` weights, if any.
-fn new_model(cfg: &TrainConfig, init: Option<&Init>) -> Result<Model<f32>, TrainError> {
+pub(crate) fn new_model(cfg: &TrainConfig, init: Option<&Init>) -> Result<Model<f32>, TrainError> {
     let mut model = Model::<f32>::new(cfg.model_options()?, cfg.decay_embeddings)?;
     model.dropout = cfg.dropout;
     model.recompute = cfg.recompute;
@@ -747,7 +751,14 @@ impl<'a> Run<'a> {
         let (b, t) = (cfg.batch_size, cfg.seq());
         let mut train_data =
             Loader::open(&files.train, b, t, cfg.vocab_size, cfg.shuffle, cfg.seed)?;
-        let val_data = Loader::open(&files.val, b, t, cfg.vocab_size, false, cfg.seed)
+        // Validation reads random windows of the whole split when training does
+        // (nanoGPT's estimate_loss), the same ones at every evaluation; else the
+        // split's first `eval_iters` batches.
+        let val_mode = match cfg.shuffle {
+            Shuffle::Random => Shuffle::Random,
+            _ => Shuffle::Off,
+        };
+        let val_data = Loader::open(&files.val, b, t, cfg.vocab_size, val_mode, cfg.seed ^ 0x7A1)
             .map_err(|e| TrainError(format!("validation split: {e}")))?;
         let max_steps = if cfg.max_steps > 0 {
             cfg.max_steps

@@ -1,9 +1,11 @@
 //! `llm-train viz`: pictures of a `.llm` model.
 //! * `embeddings`: the token embedding rows projected to 2-D by PCA (top two principal
-//!   axes, by power iteration on the C×C covariance), the most frequent tokens of a
-//!   text labelled;
+//!   axes, by power iteration on the C×C covariance), every token labelled (or the N
+//!   most frequent in a text) with whitespace escaped (`␣`, `\n`, `\t`), optionally
+//!   coloured by class (letter, digit, space, punctuation);
 //! * `attention`: the attention probabilities of a prompt, one heat map per layer
-//!   (rows) and head (columns); row = query position, column = key position.
+//!   (rows) and head (columns); row = query position, column = key position, both
+//!   axes labelled with the prompt's tokens.
 
 use crate::backend::Cpu;
 use crate::plot::{ensure_font, PlotError};
@@ -63,18 +65,65 @@ pub fn pca2(x: &[f32], n: usize, c: usize) -> Vec<(f64, f64)> {
 }
 
 fn show(tok: &TextTokenizer, id: usize) -> String {
-    let s = tok.decode(&[id as u32]);
+    escape(&tok.decode(&[id as u32]))
+}
+
+/// A token's text with whitespace made visible: `␣` for a space (DejaVu Sans, the
+/// usual plot font, has no glyph for `␠`), `\n`, `\r`, `\t`.
+pub fn escape(s: &str) -> String {
     s.replace('\n', "\\n")
+        .replace('\r', "\\r")
         .replace(' ', "␣")
         .replace('\t', "\\t")
 }
 
-/// Draws the embedding scatter with `labels` (token ids) named.
+/// What a token's text is made of, for colouring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenClass {
+    /// Letters only.
+    Letter,
+    /// Digits only.
+    Digit,
+    /// Whitespace only.
+    Space,
+    /// Anything else (punctuation, symbols, mixtures, empty).
+    Punct,
+}
+
+impl TokenClass {
+    /// The class of a token's (unescaped) text.
+    pub fn of(s: &str) -> TokenClass {
+        let all = |f: fn(&char) -> bool| !s.is_empty() && s.chars().all(|c| f(&c));
+        if all(|c| c.is_alphabetic()) {
+            TokenClass::Letter
+        } else if all(|c| c.is_numeric()) {
+            TokenClass::Digit
+        } else if all(|c| c.is_whitespace()) {
+            TokenClass::Space
+        } else {
+            TokenClass::Punct
+        }
+    }
+
+    /// The class's colour and name.
+    pub fn style(self) -> (RGBColor, &'static str) {
+        match self {
+            TokenClass::Letter => (RGBColor(31, 90, 200), "letter"),
+            TokenClass::Digit => (RGBColor(20, 150, 60), "digit"),
+            TokenClass::Space => (RGBColor(230, 120, 0), "space"),
+            TokenClass::Punct => (RGBColor(200, 30, 40), "punctuation"),
+        }
+    }
+}
+
+/// Draws the embedding scatter with `labels` (token id, text, colour) named; with
+/// `legend`, one entry per class.
 pub fn draw_embeddings<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     points: &[(f64, f64)],
-    labels: &[(usize, String)],
+    labels: &[(usize, String, RGBColor)],
     title: &str,
+    legend: bool,
 ) -> Result<(), PlotError> {
     area.fill(&WHITE).map_err(err)?;
     let fold = |f: fn(&(f64, f64)) -> f64| {
@@ -109,34 +158,88 @@ pub fn draw_embeddings<DB: DrawingBackend>(
         )
         .map_err(err)?;
     chart
-        .draw_series(labels.iter().filter_map(|(id, name)| {
+        .draw_series(labels.iter().filter_map(|(id, name, color)| {
             points
                 .get(*id)
-                .map(|&p| Text::new(name.clone(), p, ("sans-serif", 14).into_font().color(&BLUE)))
+                .map(|&p| Text::new(name.clone(), p, ("sans-serif", 14).into_font().color(color)))
         }))
         .map_err(err)?;
+    if legend {
+        for class in [
+            TokenClass::Letter,
+            TokenClass::Digit,
+            TokenClass::Space,
+            TokenClass::Punct,
+        ] {
+            let (color, name) = class.style();
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+    }
     Ok(())
 }
 
-/// Draws one heat map per (layer, head) of `att[l]: [H, T, T]`.
+/// Draws one heat map per (layer, head) of `att[l]: [H, T, T]`; with `labels` (one per
+/// position, e.g. the prompt's tokens) both axes name their tokens: keys along the
+/// bottom, queries down the left.
 pub fn draw_attention<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     att: &[Vec<f32>],
     heads: usize,
     t: usize,
+    labels: &[String],
 ) -> Result<(), PlotError> {
     area.fill(&WHITE).map_err(err)?;
     let cells = area.split_evenly((att.len().max(1), heads.max(1)));
     let (w, _) = area.dim_in_pixel();
     let caption = (w / heads.max(1) as u32 / 14).clamp(9, 20);
+    let named = labels.len() == t;
+    let label_px = if named {
+        let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(1) as u32;
+        (longest * 7 + 8).min(80)
+    } else {
+        0
+    };
+    let name = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
     for (k, cell) in cells.iter().enumerate() {
         let (l, h) = (k / heads, k % heads);
         let Some(probs) = att.get(l) else { continue };
         let mut chart = ChartBuilder::on(cell)
             .caption(format!("layer {l} head {h}"), ("sans-serif", caption))
             .margin(4)
-            .build_cartesian_2d(0..t, 0..t)
+            .x_label_area_size(label_px)
+            .y_label_area_size(label_px)
+            .build_cartesian_2d((0..t).into_segmented(), (0..t).into_segmented())
             .map_err(err)?;
+        if named {
+            // Query q is drawn top-down: row y holds query t - 1 - y.
+            let flip = |v: &SegmentValue<usize>| match v {
+                SegmentValue::CenterOf(i) if *i < t => name(&SegmentValue::CenterOf(t - 1 - i)),
+                _ => String::new(),
+            };
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(t)
+                .y_labels(t)
+                .x_label_formatter(&name)
+                .y_label_formatter(&flip)
+                .label_style(("sans-serif", 11))
+                .draw()
+                .map_err(err)?;
+        }
         chart
             .draw_series(
                 (0..t)
@@ -150,7 +253,10 @@ pub fn draw_attention<DB: DrawingBackend>(
                         let shade = (255.0 * (1.0 - p)) as u8;
                         // Query q is drawn top-down, key s left to right.
                         Rectangle::new(
-                            [(s, t - 1 - q), (s + 1, t - q)],
+                            [
+                                (SegmentValue::Exact(s), SegmentValue::Exact(t - 1 - q)),
+                                (SegmentValue::Exact(s + 1), SegmentValue::Exact(t - q)),
+                            ],
                             RGBColor(shade, shade, 255).filled(),
                         )
                     }),
@@ -182,9 +288,12 @@ pub enum VizKind {
         /// Text whose most frequent tokens get labels (default data/shakespeare.txt).
         #[arg(long)]
         text: Option<PathBuf>,
-        /// How many tokens to label.
-        #[arg(long, default_value_t = 40)]
+        /// How many tokens to label, the most frequent in --text first (0: every token).
+        #[arg(long, default_value_t = 0)]
         labels: usize,
+        /// Colour tokens by class: letter, digit, space, punctuation.
+        #[arg(long)]
+        classes: bool,
     },
     /// Attention maps of a prompt, one per layer and head.
     Attention {
@@ -209,6 +318,7 @@ pub fn run_viz(args: VizArgs) -> Result<(), Box<dyn std::error::Error>> {
             out,
             text,
             labels,
+            classes,
         } => {
             let (m, tok) = load_llm(&model)?;
             let (v, c) = (m.opts.vocab_size, m.opts.d_model);
@@ -227,10 +337,18 @@ pub fn run_viz(args: VizArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
             let mut order: Vec<usize> = (0..v).collect();
             order.sort_by_key(|&i| std::cmp::Reverse(counts[i]));
-            let named: Vec<(usize, String)> = order
+            let take = if labels == 0 { v } else { labels };
+            let named: Vec<(usize, String, RGBColor)> = order
                 .into_iter()
-                .take(labels)
-                .map(|i| (i, show(&tok, i)))
+                .take(take)
+                .map(|i| {
+                    let color = if classes {
+                        TokenClass::of(&tok.decode(&[i as u32])).style().0
+                    } else {
+                        BLUE
+                    };
+                    (i, show(&tok, i), color)
+                })
                 .collect();
             let root = BitMapBackend::new(&out, (1000, 800)).into_drawing_area();
             draw_embeddings(
@@ -238,6 +356,7 @@ pub fn run_viz(args: VizArgs) -> Result<(), Box<dyn std::error::Error>> {
                 &points,
                 &named,
                 &format!("token embeddings (PCA) — {}", model.display()),
+                classes,
             )?;
             root.present().map_err(err)?;
             println!("wrote {}", out.display());
@@ -260,8 +379,9 @@ pub fn run_viz(args: VizArgs) -> Result<(), Box<dyn std::error::Error>> {
                 (side * heads as u32).min(4000),
                 (side * att.len() as u32).min(4000),
             );
+            let names: Vec<String> = ids.iter().map(|&i| show(&tok, i as usize)).collect();
             let root = BitMapBackend::new(&out, (w, h)).into_drawing_area();
-            draw_attention(&root, &att, heads, t)?;
+            draw_attention(&root, &att, heads, t, &names)?;
             root.present().map_err(err)?;
             println!(
                 "wrote {} ({} layers × {heads} heads, {t} tokens)",
@@ -314,6 +434,34 @@ mod tests {
     }
 
     #[test]
+    fn token_text_is_escaped_and_classed() {
+        assert_eq!(escape(" a\n\tb\r"), "␣a\\n\\tb\\r");
+        let c = |s| TokenClass::of(s);
+        assert_eq!(
+            [
+                c("ab"),
+                c("É"),
+                c("42"),
+                c(" "),
+                c("\n"),
+                c(","),
+                c("a,"),
+                c("")
+            ],
+            [
+                TokenClass::Letter,
+                TokenClass::Letter,
+                TokenClass::Digit,
+                TokenClass::Space,
+                TokenClass::Space,
+                TokenClass::Punct,
+                TokenClass::Punct,
+                TokenClass::Punct
+            ]
+        );
+    }
+
+    #[test]
     fn attention_map_is_drawn_lower_triangular() {
         if ensure_font().is_err() {
             return; // captions need a font; `plot`'s test covers the error text
@@ -330,9 +478,26 @@ mod tests {
         let mut buf = vec![0u8; (w * h * 3) as usize];
         {
             let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-            draw_attention(&root, &[probs], 1, t).unwrap();
+            draw_attention(&root, &[probs.clone()], 1, t, &[]).unwrap();
             root.present().unwrap();
         }
+        // With the prompt's tokens as labels, dark text appears beside the map.
+        let dark = |b: &[u8]| b.chunks(3).filter(|p| p.iter().all(|&c| c < 90)).count();
+        let (lw, lh) = (240u32, 240u32);
+        let mut plain = vec![0u8; (lw * lh * 3) as usize];
+        let mut named = plain.clone();
+        let names: Vec<String> = ["T", "o", "␣", "b", "e", "\\n"].map(String::from).to_vec();
+        for (b, l) in [(&mut plain, &[][..]), (&mut named, &names[..])] {
+            let root = BitMapBackend::with_buffer(b, (lw, lh)).into_drawing_area();
+            draw_attention(&root, &[probs.clone()], 1, t, l).unwrap();
+            root.present().unwrap();
+        }
+        assert!(
+            dark(&named) > dark(&plain) + 20,
+            "{} vs {}",
+            dark(&named),
+            dark(&plain)
+        );
         // The bottom-left area (late queries, early keys) is tinted; top-right stays white.
         let px = |x: u32, y: u32| {
             let i = ((y * w + x) * 3) as usize;

@@ -229,6 +229,8 @@ fn train_llmc_first_step_loss_matches_f64_gpt2() {
                 "dropout=0".into(),
                 "grad_accum=1".into(),
                 "sample_len=0".into(),
+                // llm.c's loader reads in order; so does this comparison.
+                "shuffle=off".into(),
             ]
             .to_vec(),
         },

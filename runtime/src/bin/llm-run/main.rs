@@ -4,6 +4,7 @@
 
 mod bench;
 mod chat;
+mod compare;
 mod embed;
 mod info;
 mod perplexity;
@@ -47,6 +48,9 @@ enum Cmd {
     Embed(embed::EmbedArgs),
     /// Rank a file's lines by cosine similarity of their embeddings to --query.
     Similar(embed::SimilarArgs),
+    /// The same prompts under several sampling settings: samples side by side and
+    /// per setting distinct-1/2, 4-gram repetition, mean log-probability, tokens/s.
+    Compare(compare::CompareArgs),
 }
 
 /// Generation (the default command).
@@ -344,6 +348,7 @@ fn main() -> ExitCode {
         Some(Cmd::Chat(a)) => chat::run(a),
         Some(Cmd::Embed(a)) => embed::run_embed(a),
         Some(Cmd::Similar(a)) => embed::run_similar(a),
+        Some(Cmd::Compare(a)) => compare::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
