@@ -53,6 +53,9 @@ pub struct CompareArgs {
     /// Threads (default: physical cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
+    /// KV-cache storage: f16, q8_0 or f32.
+    #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
+    cache_type: llmrt::CacheType,
 }
 
 /// Parses one `--sampler` value over plain sampling at temperature 1.
@@ -255,7 +258,10 @@ pub fn run(a: CompareArgs) -> Result<(), String> {
     let prompts: Vec<Vec<u32>> = a
         .prompts
         .iter()
-        .map(|p| tok.encode(p, tok.add_bos()).map_err(|e| e.to_string()))
+        .map(|p| {
+            tok.encode_with(p, crate::encode_options(false, false))
+                .map_err(|e| e.to_string())
+        })
         .collect::<Result<_, _>>()?;
     if prompts.iter().any(Vec::is_empty) {
         return Err("a prompt is empty: give some text".into());
@@ -264,6 +270,7 @@ pub fn run(a: CompareArgs) -> Result<(), String> {
         n_ctx: 0,
         n_batch: 64,
         threads: a.threads.unwrap_or_else(crate::default_threads),
+        cache_type: a.cache_type,
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
     if let Some(p) = prompts.iter().find(|p| p.len() >= ctx.n_ctx()) {
