@@ -453,7 +453,11 @@ fn check(
         .map(|i| (i * 13 + 5) % want_opts.vocab_size as u32)
         .collect();
     let want = reference.forward(&prompt);
-    let mut ctx = Context::new(model, &ContextParams::default()).expect("context");
+    let params = ContextParams {
+        cache_type: llmrt::CacheType::F32,
+        ..ContextParams::default()
+    };
+    let mut ctx = Context::new(model, &params).expect("context");
     let mut all = Vec::new();
     ctx.eval_all(&prompt, &mut all).expect("eval");
     let v = want_opts.vocab_size;
