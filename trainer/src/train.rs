@@ -428,6 +428,21 @@ pub fn sample(
     n: usize,
     rng: &mut Rng,
 ) -> Result<Vec<u32>, TrainError> {
+    sample_at(model, be, prompt, n, rng, 1.0)
+}
+
+/// Draws `n` tokens after `prompt` from the whole distribution at `temperature`,
+/// which the runtime's `SamplerConfig::validate` has accepted; below
+/// `llmrt::sampler::GREEDY_BELOW` greedy (the runtime's rule).
+pub fn sample_at(
+    model: &mut Model<f32>,
+    be: &dyn Backend<f32>,
+    prompt: &[u32],
+    n: usize,
+    rng: &mut Rng,
+    temperature: f32,
+) -> Result<Vec<u32>, TrainError> {
+    let greedy = temperature.is_nan() || temperature < llmrt::sampler::GREEDY_BELOW;
     let mut ctx: Vec<u32> = prompt.to_vec();
     if ctx.is_empty() {
         ctx.push(0);
@@ -441,7 +456,17 @@ pub fn sample(
         model.forward(be, window, None, 1, t, None)?;
         let logits = &model.logits()[(t - 1) * v..t * v];
         let maxv = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let probs: Vec<f64> = logits.iter().map(|&l| ((l - maxv) as f64).exp()).collect();
+        if greedy {
+            let pick = llmrt::sampler::argmax(logits) as u32;
+            ctx.push(pick);
+            out.push(pick);
+            continue;
+        }
+        let inv_t = 1.0 / temperature as f64;
+        let probs: Vec<f64> = logits
+            .iter()
+            .map(|&l| ((l - maxv) as f64 * inv_t).exp())
+            .collect();
         let total: f64 = probs.iter().sum();
         let mut coin = rng.uniform() * total;
         let mut pick = v - 1;
@@ -1025,18 +1050,34 @@ pub struct SampleArgs {
     /// Seed of the sampler.
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
+    /// Temperature, >= 0; below 1e-6 (0 included) greedy.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub temperature: f32,
 }
 
 /// `llm-train sample`: continues a prompt with the run's latest checkpoint.
 pub fn run_sample(args: SampleArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // The runtime's one validation of sampler settings (only the temperature is a
+    // setting here: the rest of the chain is off).
+    llmrt::sampler::SamplerConfig::pure(args.temperature, args.seed)
+        .validate()
+        .map_err(|e| {
+            TrainError(format!(
+                "--{} is {}: it {}",
+                e.setting.replace('_', "-"),
+                e.value,
+                e.rule
+            ))
+        })?;
     let (_, mut model, tok) = crate::export::load_run(&args.run)?;
     let prompt = tok.encode(&args.prompt)?;
-    let ids = sample(
+    let ids = sample_at(
         &mut model,
         &Cpu,
         &prompt,
         args.tokens,
         &mut Rng::new(args.seed),
+        args.temperature,
     )?;
     println!("{}{}", args.prompt, tok.decode(&ids));
     Ok(())
