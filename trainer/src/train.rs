@@ -18,6 +18,7 @@ use crate::model::Model;
 use crate::optim::{clip_grad_norm, AdamState, Schedule};
 use crate::profile::Profiled;
 use crate::rng::Rng;
+use crate::runlock::RunLock;
 use crate::tokenize::{tokenize_files, TextTokenizer, TokenizeArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use llm_format::{DType, MappedFile, TokenizerKind};
@@ -713,6 +714,8 @@ fn restore(
 /// A run between its steps: what [`Run::open`] prepares or restores, each
 /// [`Run::train_step`] advances, and [`Run::finish`] saves and exports.
 struct Run<'a> {
+    /// The run folder's lock, held until the run ends.
+    _lock: RunLock,
     args: &'a TrainArgs,
     be: &'a dyn Backend<f32>,
     /// The run folder.
@@ -763,6 +766,11 @@ impl<'a> Run<'a> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(&preset));
         let ck_dir = dir.join("checkpoints");
+        // One writer per run folder, from before its first file is touched.
+        let (lock, note) = RunLock::acquire(&dir).map_err(TrainError)?;
+        if let Some(n) = note {
+            eprintln!("note: {n}");
+        }
         let (cfg, init) = open_config(args, be, &dir, &ck_dir)?;
         check_memory(&cfg, be, args.quiet)?;
         let files: DataFiles =
@@ -788,14 +796,37 @@ impl<'a> Run<'a> {
             best_loss,
             rng,
         } = if args.resume {
-            restore(
-                &ck_dir,
-                &metrics_path,
-                &mut model,
-                &mut adam,
-                &mut train_data,
-                args.quiet,
-            )?
+            // Held lock: nobody else is saving, so any *.tmp is an interrupted save.
+            let stale = checkpoint::remove_stale_tmp(&ck_dir);
+            if stale > 0 && !args.quiet {
+                eprintln!(
+                    "note: removed {stale} unfinished checkpoint file(s) from {}",
+                    ck_dir.display()
+                );
+            }
+            if checkpoint::list(&ck_dir).is_empty() {
+                // Stopped before its first checkpoint was finished: nothing to lose.
+                eprintln!(
+                    "note: --resume: {} holds no finished checkpoint (the run stopped before \
+                     its first one was written); starting from step 0",
+                    ck_dir.display()
+                );
+                let _ = std::fs::remove_file(&metrics_path);
+                Restored {
+                    step: 0,
+                    best_loss: f64::INFINITY,
+                    rng: Rng::new(cfg.seed ^ 0x5A3C),
+                }
+            } else {
+                restore(
+                    &ck_dir,
+                    &metrics_path,
+                    &mut model,
+                    &mut adam,
+                    &mut train_data,
+                    args.quiet,
+                )?
+            }
         } else {
             let _ = std::fs::remove_file(&metrics_path);
             Restored {
@@ -828,6 +859,7 @@ impl<'a> Run<'a> {
         let ranges = model.table.ranges();
         let saved_at = checkpoint::list(&ck_dir).last().map(|x| x.0);
         Ok(Run {
+            _lock: lock,
             args,
             be,
             dir,
