@@ -180,3 +180,24 @@ fn trainer_sampling_uses_the_same_validation() {
         assert_one_line_error(&o, mentions);
     }
 }
+
+#[test]
+fn a_model_whose_metadata_undercounts_its_layers_is_refused() {
+    // The fixture holds 2 layers; the metadata says 1. The runtime used to run 1
+    // layer without a word.
+    let m = model_file("rel_layers_src.llm");
+    let bytes = std::fs::read(&m).unwrap();
+    let f = llm_format::LlmFile::parse(&bytes).unwrap();
+    let mut w = llm_format::LlmWriter::from_file(&f);
+    w.add_meta(
+        llm_format::options::keys::N_LAYERS,
+        llm_format::Value::U32(1),
+    );
+    let bad = temp_file("rel_layers.llm", &w.to_bytes().unwrap());
+    let o = llm_run(&["-m", p(&bad), "-p", "AB", "-n", "2", "--seed", "1"]);
+    assert_one_line_error(&o, "'blk.1.");
+    assert!(o.stderr.contains("not used"), "{}", o.stderr);
+    // The untouched file still runs.
+    let o = llm_run(&["-m", p(&m), "-p", "AB", "-n", "2", "--seed", "1"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+}

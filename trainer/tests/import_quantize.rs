@@ -46,11 +46,17 @@ fn model(o: ModelOptions, rng: &mut Rng) -> ImportedModel {
         .collect();
     let tok = TokenizerSpec {
         kind: TokenizerKind::Gpt2,
+        // "t" + "2" → "t2": a merge rule whose pieces are tokens (the import checks
+        // the tokenizer loads).
         tokens: (0..o.vocab_size)
-            .map(|i| Cow::Owned(format!("t{i}")))
+            .map(|i| match i {
+                0 => Cow::Borrowed("t"),
+                1 => Cow::Borrowed("2"),
+                _ => Cow::Owned(format!("t{i}")),
+            })
             .collect(),
         scores: Vec::new(),
-        merges: vec![Cow::Borrowed("t 1")],
+        merges: vec![Cow::Borrowed("t 2")],
         bos: None,
         eos: Some(3),
         unk: None,

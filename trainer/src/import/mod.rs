@@ -397,6 +397,11 @@ fn check_tokenizer(
             }
         }
     }
+    // The runtime's own check (merge rules, byte tokens, …): a file that imports
+    // also loads.
+    llmrt::tokenizer::Tokenizer::from_spec(tok).map_err(|e| {
+        ImportError::malformed(source, format!("the tokenizer would not load: {e}"))
+    })?;
     Ok(())
 }
 
