@@ -354,7 +354,7 @@ fn target_dtype(
 
 /// The tokenizer must cover exactly the model's vocabulary, and its special ids
 /// must be tokens.
-fn check_tokenizer(
+pub(crate) fn check_tokenizer(
     opts: &ModelOptions,
     tok: &TokenizerSpec<'_>,
     source: &str,
