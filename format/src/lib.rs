@@ -32,7 +32,7 @@ extern crate std;
 
 pub mod aligned;
 #[cfg(feature = "std")]
-mod atomic;
+pub mod atomic;
 pub mod dtype;
 pub mod error;
 pub mod gguf_value;

@@ -244,7 +244,7 @@ impl TextTokenizer {
     /// Writes `tokenizer.json`.
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
         let text = serde_json::to_string(self).map_err(|e| DataError(e.to_string()))?;
-        std::fs::write(path, text)
+        llm_format::atomic::write_bytes(path, text.as_bytes())
             .map_err(|e| DataError(format!("cannot write {}: {e}", path.display())))
     }
 }

@@ -323,6 +323,11 @@ fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
     cfg.rope_base = o.rope_base as f64;
 }
 
+/// Writes a small run file atomically (temp file, fsync, rename); the error names it.
+fn write_file(path: &Path, text: String) -> Result<(), TrainError> {
+    llm_format::atomic::write_bytes(path, text.as_bytes()).map_err(|e| TrainError(e.to_string()))
+}
+
 /// Prepares the run folder for a fresh run: data, tokenizer, resolved config.
 fn prepare(args: &TrainArgs, dir: &Path) -> Result<(TrainConfig, Option<Init>), TrainError> {
     let mut cfg = args.config.resolve()?;
@@ -413,11 +418,11 @@ fn prepare(args: &TrainArgs, dir: &Path) -> Result<(TrainConfig, Option<Init>), 
             .map(std::path::absolute)
             .collect::<Result<_, _>>()?,
     };
-    std::fs::write(
-        dir.join("data.json"),
+    write_file(
+        &dir.join("data.json"),
         serde_json::to_string_pretty(&files).map_err(|e| TrainError(e.to_string()))?,
     )?;
-    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    write_file(&dir.join("config.toml"), cfg.to_toml())?;
     Ok((cfg, init))
 }
 
@@ -587,7 +592,7 @@ fn open_config(
         cfg.recompute = true;
     }
     // The resolved config, precision and recompute included, is the run's record.
-    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    write_file(&dir.join("config.toml"), cfg.to_toml())?;
     if cfg.precision == Precision::Bf16 && !args.quiet {
         eprintln!(
             "note: precision bf16 recorded; the trainer's CUDA backend keeps fp32 storage \
@@ -699,7 +704,7 @@ fn restore(
             .filter(|l| serde_json::from_str::<Metrics>(l).is_ok_and(|m| m.step <= step))
             .map(|l| format!("{l}\n"))
             .collect();
-        std::fs::write(metrics_path, kept)?;
+        write_file(metrics_path, kept)?;
     }
     if !quiet {
         println!("resumed from {} at step {step}", path.display());
