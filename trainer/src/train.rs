@@ -371,7 +371,7 @@ fn prepare(args: &TrainArgs, dir: &Path) -> Result<(TrainConfig, Option<Init>), 
                 Some(i) => {
                     let mut text = String::new();
                     for f in crate::tokenize::collect_files(&inputs)? {
-                        text.push_str(&String::from_utf8_lossy(&std::fs::read(&f)?));
+                        text.push_str(&crate::tokenize::read_text(&f)?);
                     }
                     let ids = i.tokenizer.encode(&text)?;
                     let split = ids.len() - ids.len() / 10;

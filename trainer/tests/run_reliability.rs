@@ -117,3 +117,32 @@ fn resume_after_a_kill_in_the_first_checkpoint_starts_over() {
     };
     assert_eq!(strip(m(&run)), strip(m(&whole)));
 }
+
+/// issue 16, finding 8: messages that name their cause.
+#[test]
+fn data_and_out_errors_name_their_cause() {
+    let d = scratch("msgs");
+    let run = d.join("run");
+    // An empty data file used to give "vocab_size = 0 is out of range".
+    let empty = d.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let e = one_line_error(&train_cmd(&empty, &run, &[]).output().unwrap());
+    assert!(e.contains("empty.txt") && e.contains("is empty"), "{e}");
+    // A binary file used to train as text, while perplexity refused it.
+    let bin = d.join("blob.bin");
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&bin, &bytes).unwrap();
+    let e = one_line_error(&train_cmd(&bin, &d.join("run2"), &[]).output().unwrap());
+    assert!(e.contains("blob.bin") && e.contains("not UTF-8"), "{e}");
+    // An --out that cannot be written names the path (/proc refuses new folders even
+    // to root).
+    let data = corpus(&d);
+    let e = one_line_error(
+        &train_cmd(&data, Path::new("/proc/llm-train-no-such-run"), &[])
+            .output()
+            .unwrap(),
+    );
+    assert!(e.contains("/proc/llm-train-no-such-run"), "{e}");
+}
