@@ -201,3 +201,36 @@ fn a_model_whose_metadata_undercounts_its_layers_is_refused() {
     let o = llm_run(&["-m", p(&m), "-p", "AB", "-n", "2", "--seed", "1"]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 }
+
+#[test]
+fn perplexity_input_is_bounded() {
+    // `-f /dev/zero` used to grow until the kernel killed it. A small --max-bytes
+    // keeps the test quick; the default is a sixteenth of the available memory.
+    let m = model_file("rel_ppl.llm");
+    let o = llm_run(&[
+        "perplexity",
+        "-m",
+        p(&m),
+        "-f",
+        "/dev/zero",
+        "--max-bytes",
+        "1000000",
+    ]);
+    assert_one_line_error(&o, "/dev/zero holds more than 1000000 bytes");
+    // A regular file over the cap is refused from its size, before reading.
+    let big = temp_file("rel_ppl_big.txt", &vec![b'A'; 3 << 20]);
+    let o = llm_run(&[
+        "perplexity",
+        "-m",
+        p(&m),
+        "-f",
+        p(&big),
+        "--max-bytes",
+        "1048576",
+    ]);
+    assert_one_line_error(&o, "is 3 MiB");
+    // Binary text is refused, naming the file.
+    let bin = temp_file("rel_ppl_bin.txt", &[0x41, 0xff, 0xfe, 0x41]);
+    let o = llm_run(&["perplexity", "-m", p(&m), "-f", p(&bin)]);
+    assert_one_line_error(&o, "not UTF-8");
+}
