@@ -192,7 +192,9 @@ pub unsafe extern "C" fn llmrt_context_new(
         };
         let cfg = sampler_config(&p.sampler)?;
         let threads = match p.n_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(rt::context::MAX_THREADS),
             n => n as usize,
         };
         let rp = ContextParams {
