@@ -100,21 +100,24 @@ typedef struct llmrt_chat_message {
 // The sampler chain's settings (llama.cpp's order: penalties → top-k → top-p → min-p
 // → temperature → seeded draw). `llmrt_sampler_default_params` gives the defaults.
 typedef struct llmrt_sampler_params {
-  // Divides the logits before the draw; <= 0 is greedy (argmax). Default 0.8.
+  // Divides the logits before the draw; finite and >= 0, below 1e-6 (0 included)
+  // greedy (argmax). Default 0.8.
   float temperature;
   // Keep the k most likely tokens; 0 = off. Default 40.
   uint32_t top_k;
-  // Nucleus: keep the fewest tokens whose probability reaches p; >= 1 = off. Default 0.95.
+  // Nucleus: keep the fewest tokens whose probability reaches p; in [0, 1], 1 = off.
+  // Default 0.95.
   float top_p;
-  // Drop tokens less likely than min_p times the most likely; <= 0 = off. Default 0.05.
+  // Drop tokens less likely than min_p times the most likely; in [0, 1], 0 = off.
+  // Default 0.05.
   float min_p;
-  // Repetition penalty (> 0; 1 = off). Default 1.
+  // Repetition penalty (finite, > 0; 1 = off). Default 1.
   float repeat_penalty;
   // How many recent tokens the penalties look at; 0 = off. Default 64.
   uint32_t repeat_last_n;
-  // Subtracted per occurrence in the window; 0 = off. Default 0.
+  // Subtracted per occurrence in the window; finite, 0 = off. Default 0.
   float frequency_penalty;
-  // Subtracted once if the token is in the window; 0 = off. Default 0.
+  // Subtracted once if the token is in the window; finite, 0 = off. Default 0.
   float presence_penalty;
   // Random seed: the same seed, settings and model give the same tokens on every
   // machine (and the same as `llm-run --seed`). Default 42.
@@ -127,7 +130,8 @@ typedef struct llmrt_context_params {
   uint32_t n_ctx;
   // Most tokens per forward pass (a longer prompt goes in chunks); 0 = 64. Default 64.
   uint32_t n_batch;
-  // Threads for the matrix products; 0 = one per available CPU. Default 0.
+  // Threads for the matrix products, at most 1024; 0 = one per available CPU.
+  // Default 0.
   uint32_t n_threads;
   // How the KV cache stores keys and values: `LLMRT_CACHE_F16` (0, the default),
   // `LLMRT_CACHE_F32` or `LLMRT_CACHE_Q8_0`. The cache grows with the tokens

@@ -15,6 +15,7 @@ use crate::status::{
     LLMRT_ERR_BUSY, LLMRT_ERR_CANCELLED, LLMRT_ERR_INTERNAL, LLMRT_ERR_INVALID_ARG,
     LLMRT_ERR_NO_LOGITS, LLMRT_ERR_NO_MEMORY,
 };
+use rt::context::MAX_THREADS;
 use rt::sampler::{Sampler, SamplerConfig};
 use rt::tokenizer::StreamDecoder;
 use rt::{Context, ContextParams};
@@ -29,30 +30,30 @@ pub const LLMRT_CACHE_F32: u32 = 1;
 /// (8.5 bits a value; the model's head size must be a multiple of 32).
 pub const LLMRT_CACHE_Q8_0: u32 = 2;
 
-/// Most threads one context may use.
-const MAX_THREADS: u32 = 1024;
-
 /// The sampler chain's settings (llama.cpp's order: penalties → top-k → top-p → min-p
 /// → temperature → seeded draw). `llmrt_sampler_default_params` gives the defaults.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct llmrt_sampler_params {
-    /// Divides the logits before the draw; <= 0 is greedy (argmax). Default 0.8.
+    /// Divides the logits before the draw; finite and >= 0, below 1e-6 (0 included)
+    /// greedy (argmax). Default 0.8.
     pub temperature: f32,
     /// Keep the k most likely tokens; 0 = off. Default 40.
     pub top_k: u32,
-    /// Nucleus: keep the fewest tokens whose probability reaches p; >= 1 = off. Default 0.95.
+    /// Nucleus: keep the fewest tokens whose probability reaches p; in [0, 1], 1 = off.
+    /// Default 0.95.
     pub top_p: f32,
-    /// Drop tokens less likely than min_p times the most likely; <= 0 = off. Default 0.05.
+    /// Drop tokens less likely than min_p times the most likely; in [0, 1], 0 = off.
+    /// Default 0.05.
     pub min_p: f32,
-    /// Repetition penalty (> 0; 1 = off). Default 1.
+    /// Repetition penalty (finite, > 0; 1 = off). Default 1.
     pub repeat_penalty: f32,
     /// How many recent tokens the penalties look at; 0 = off. Default 64.
     pub repeat_last_n: u32,
-    /// Subtracted per occurrence in the window; 0 = off. Default 0.
+    /// Subtracted per occurrence in the window; finite, 0 = off. Default 0.
     pub frequency_penalty: f32,
-    /// Subtracted once if the token is in the window; 0 = off. Default 0.
+    /// Subtracted once if the token is in the window; finite, 0 = off. Default 0.
     pub presence_penalty: f32,
     /// Random seed: the same seed, settings and model give the same tokens on every
     /// machine (and the same as `llm-run --seed`). Default 42.
@@ -68,7 +69,8 @@ pub struct llmrt_context_params {
     pub n_ctx: u32,
     /// Most tokens per forward pass (a longer prompt goes in chunks); 0 = 64. Default 64.
     pub n_batch: u32,
-    /// Threads for the matrix products; 0 = one per available CPU. Default 0.
+    /// Threads for the matrix products, at most 1024; 0 = one per available CPU.
+    /// Default 0.
     pub n_threads: u32,
     /// How the KV cache stores keys and values: `LLMRT_CACHE_F16` (0, the default),
     /// `LLMRT_CACHE_F32` or `LLMRT_CACHE_Q8_0`. The cache grows with the tokens
@@ -165,35 +167,10 @@ pub extern "C" fn llmrt_context_default_params() -> llmrt_context_params {
     }
 }
 
-/// Checks the sampler settings and converts them.
+/// Checks the sampler settings (the runtime's one validation,
+/// `SamplerConfig::validate`) and converts them.
 pub(crate) fn sampler_config(p: &llmrt_sampler_params) -> Res<SamplerConfig> {
-    let bad = |what: &str, v: f32| {
-        Fail::new(
-            LLMRT_ERR_INVALID_ARG,
-            format!("sampler {what} is {v}, which is not a usable value"),
-        )
-    };
-    for (what, v) in [
-        ("temperature", p.temperature),
-        ("top_p", p.top_p),
-        ("min_p", p.min_p),
-    ] {
-        if v.is_nan() {
-            return Err(bad(what, v));
-        }
-    }
-    if !(p.repeat_penalty > 0.0 && p.repeat_penalty.is_finite()) {
-        return Err(bad("repeat_penalty", p.repeat_penalty));
-    }
-    for (what, v) in [
-        ("frequency_penalty", p.frequency_penalty),
-        ("presence_penalty", p.presence_penalty),
-    ] {
-        if !v.is_finite() {
-            return Err(bad(what, v));
-        }
-    }
-    Ok(SamplerConfig {
+    let cfg = SamplerConfig {
         temperature: p.temperature,
         top_k: p.top_k as usize,
         top_p: p.top_p,
@@ -203,15 +180,20 @@ pub(crate) fn sampler_config(p: &llmrt_sampler_params) -> Res<SamplerConfig> {
         frequency_penalty: p.frequency_penalty,
         presence_penalty: p.presence_penalty,
         seed: p.seed,
-    })
+    };
+    cfg.validate()
+        .map_err(|e| Fail::new(LLMRT_ERR_INVALID_ARG, format!("sampler {e}")))?;
+    Ok(cfg)
 }
 
-/// The thread count `n` asks for: 0 is one per available CPU; above `MAX_THREADS` is
-/// an error.
+/// The thread count `n` asks for: 0 is one per available CPU (at most the runtime's
+/// `MAX_THREADS`); above `MAX_THREADS` is an error.
 pub(crate) fn resolve_threads(n: u32) -> Res<usize> {
     match n {
-        0 => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-        n if n > MAX_THREADS => Err(Fail::new(
+        0 => Ok(std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_THREADS)),
+        n if n as usize > MAX_THREADS => Err(Fail::new(
             LLMRT_ERR_INVALID_ARG,
             format!("n_threads is {n}; at most {MAX_THREADS}"),
         )),

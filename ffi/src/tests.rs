@@ -321,6 +321,17 @@ fn sampler_settings_are_checked() {
             presence_penalty: f32::NAN,
             ..ok
         },
+        // issue 16: the runtime's validation, not a looser copy of it.
+        llmrt_sampler_params {
+            temperature: -1.0,
+            ..ok
+        },
+        llmrt_sampler_params {
+            temperature: f32::INFINITY,
+            ..ok
+        },
+        llmrt_sampler_params { top_p: 1.5, ..ok },
+        llmrt_sampler_params { min_p: -0.5, ..ok },
     ] {
         let e = sampler_config(&bad).expect_err("rejected");
         assert_eq!(e.code, LLMRT_ERR_INVALID_ARG);

@@ -68,3 +68,44 @@ pub fn write_atomic(
     }
     Ok(())
 }
+
+/// Writes `bytes` to `path` atomically (every writer of the project that does not
+/// stream goes through this: shards, tokenizer.json, config.toml, …).
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
+    write_atomic(path, &mut |w| {
+        w.write_all(bytes)
+            .map_err(|e| FormatError::Io(format!("write failed: {e}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An injected writer error half-way (a full disk) leaves the old file whole and
+    /// no temporary file behind.
+    #[test]
+    fn a_failed_write_keeps_the_old_file() {
+        let d = std::env::temp_dir().join(format!("llm-atomic-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join("train.bin");
+        write_bytes(&p, b"old complete contents").unwrap();
+        let e = write_atomic(&p, &mut |w| {
+            w.write_all(b"new, half").unwrap();
+            Err(FormatError::Io(
+                "No space left on device (os error 28)".into(),
+            ))
+        })
+        .unwrap_err();
+        assert!(std::format!("{e}").contains("No space left"), "{e}");
+        assert_eq!(fs::read(&p).unwrap(), b"old complete contents");
+        let names: std::vec::Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        write_bytes(&p, b"new").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+    }
+}

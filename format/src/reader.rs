@@ -325,11 +325,29 @@ impl<'a> LlmFile<'a> {
     }
 
     /// Checks that every tensor of `opts.tensor_layout()` is present with its shape,
-    /// and that the non-matrix slots (norms, biases, position tables) are F32.
+    /// that the non-matrix slots (norms, biases, position tables) are F32, and that the
+    /// file holds no other tensor: a tensor the options do not use (a fifth layer when
+    /// `llm.n_layers` says 4) means the metadata and the tensors disagree.
     pub fn check_layout(&self, opts: &ModelOptions) -> Result<(), FormatError> {
-        for slot in opts.tensor_layout() {
+        let layout = opts.tensor_layout();
+        for slot in &layout {
             let allowed: &[DType] = if slot.matrix { &[] } else { &[DType::F32] };
             self.require(&slot.name, allowed, &slot.shape)?;
+        }
+        if self.tensors.len() != layout.len() {
+            let unused = self
+                .tensors
+                .iter()
+                .find(|t| !layout.iter().any(|s| s.name == t.name))
+                .map_or("?", |t| t.name);
+            return Err(FormatError::Invalid(format!(
+                "tensor '{unused}' is not used by the model the metadata describes \
+                 ({} tensors in the file, {} expected; llm.n_layers = {}): metadata and \
+                 tensors disagree",
+                self.tensors.len(),
+                layout.len(),
+                opts.n_layers
+            )));
         }
         Ok(())
     }

@@ -305,6 +305,25 @@ fn model_options_tokenizer_and_layout_round_trip() {
         let e = LlmFile::parse(&b).unwrap().check_layout(&opts).unwrap_err();
         assert_eq!(e, FormatError::MissingTensor("blk.1.attn_k.weight".into()));
 
+        // issue 16: a tensor the options do not use is an error too; so is a file
+        // whose llm.n_layers is one less than the layers it holds.
+        let mut bad = LlmWriter::from_file(&f);
+        bad.add_tensor_f32("blk.9.extra", DType::F32, &[4], &r.f32s(4, 1.0))
+            .unwrap();
+        let b = bad.to_bytes().unwrap();
+        let e = LlmFile::parse(&b).unwrap().check_layout(&opts).unwrap_err();
+        assert!(e.to_string().contains("'blk.9.extra' is not used"), "{e}");
+        let fewer = ModelOptions {
+            n_layers: opts.n_layers - 1,
+            ..opts.clone()
+        };
+        let e = f.check_layout(&fewer).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("blk.{}.", opts.n_layers - 1)),
+            "{e}"
+        );
+
         let e = f.require("tok_emb", &[], &[41, 64]).unwrap_err();
         assert!(
             e.to_string().contains("tok_emb") && e.to_string().contains("[41, 64]"),

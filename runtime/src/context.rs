@@ -21,10 +21,29 @@ pub struct ContextParams {
     pub n_ctx: usize,
     /// Most tokens per forward call; longer inputs go through in chunks.
     pub n_batch: usize,
-    /// Threads for the matrix products (ignored without `std`).
+    /// Threads for the matrix products, at most [`MAX_THREADS`] (0 counts as 1;
+    /// ignored without `std`).
     pub threads: usize,
     /// How the KV cache stores keys and values.
     pub cache_type: CacheType,
+}
+
+/// Most threads one context may use (`llm-run --threads`, the C ABI's `n_threads`).
+pub const MAX_THREADS: usize = 1024;
+
+impl ContextParams {
+    /// Checks the settings a caller chooses freely (`threads`); sizes are checked
+    /// against the model and the machine by [`Context::new`].
+    pub fn validate(&self) -> Result<(), crate::sampler::SettingError> {
+        if self.threads > MAX_THREADS {
+            return Err(crate::sampler::SettingError {
+                setting: "threads",
+                value: self.threads as f32,
+                rule: "must be at most 1024 (MAX_THREADS)",
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for ContextParams {
@@ -217,6 +236,9 @@ impl Context {
     /// tokens are evaluated); fails cleanly when memory is short, the sizes are out
     /// of range or the model cannot use the cache type.
     pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Context, Error> {
+        params
+            .validate()
+            .map_err(|e| Error::Invalid(alloc::string::ToString::to_string(&e)))?;
         let o = &model.opts;
         let s = params.sizes(o)?;
         #[cfg(feature = "std")]

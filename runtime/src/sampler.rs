@@ -1,6 +1,10 @@
 //! The sampler chain: logits → next token id, in llama.cpp's order
-//! penalties → top-k → top-p → min-p → temperature → draw (temperature ≤ 0: greedy).
+//! penalties → top-k → top-p → min-p → temperature → draw (temperature below
+//! [`GREEDY_BELOW`]: greedy).
 //!
+//! * [`SamplerConfig::validate`] is the one check of the settings, used by `llm-run`,
+//!   the C ABI and `llm-train sample`: every value finite and in its documented range,
+//!   or a [`SettingError`] naming the setting.
 //! * Penalties look at the last `repeat_last_n` tokens of the history: repetition as in
 //!   CTRL / llama.cpp (a seen token's logit is divided by the penalty when positive,
 //!   multiplied when not), then OpenAI's `logit -= count·frequency + (count > 0)·presence`.
@@ -16,27 +20,55 @@
 
 use alloc::vec::Vec;
 use core::cmp::Ordering;
+use core::fmt;
+
+/// Temperatures below this (0 included) mean greedy decoding (argmax). Dividing the
+/// logits by a smaller temperature would overflow them to the same value and draw
+/// uniformly instead.
+pub const GREEDY_BELOW: f32 = 1e-6;
+
+/// A setting outside its documented range: which one, its value, and the rule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SettingError {
+    /// The setting's name as in [`SamplerConfig`] (`top_p`) or
+    /// [`ContextParams`](crate::ContextParams) (`threads`).
+    pub setting: &'static str,
+    /// The value given (a thread count as the nearest f32).
+    pub value: f32,
+    /// What is allowed, as a phrase ("must be finite and >= 0").
+    pub rule: &'static str,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is {}: it {}", self.setting, self.value, self.rule)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for SettingError {}
 
 /// Sampling settings; [`Default`] gives llama.cpp's defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SamplerConfig {
-    /// Divides the logits before the draw; `<= 0` means greedy (argmax). Default 0.8.
+    /// Divides the logits before the draw; finite and `>= 0`, below [`GREEDY_BELOW`]
+    /// (0 included) greedy (argmax). Default 0.8.
     pub temperature: f32,
     /// Keep the `k` most likely tokens; 0 = off. Default 40.
     pub top_k: usize,
     /// Keep the smallest set of most likely tokens whose probability reaches `p`;
-    /// `>= 1` = off. Default 0.95.
+    /// in `[0, 1]`, 1 = off. Default 0.95.
     pub top_p: f32,
     /// Drop tokens less likely than `min_p` × the most likely one's probability;
-    /// `<= 0` = off. Default 0.05.
+    /// in `[0, 1]`, 0 = off. Default 0.05.
     pub min_p: f32,
-    /// Repetition penalty (CTRL); 1 = off. Default 1.0.
+    /// Repetition penalty (CTRL); finite and `> 0`, 1 = off. Default 1.0.
     pub repeat_penalty: f32,
     /// How many of the last tokens the penalties look at; 0 = off. Default 64.
     pub repeat_last_n: usize,
-    /// Subtracted once per occurrence (OpenAI); 0 = off. Default 0.
+    /// Subtracted once per occurrence (OpenAI); finite, 0 = off. Default 0.
     pub frequency_penalty: f32,
-    /// Subtracted once if the token occurs at all (OpenAI); 0 = off. Default 0.
+    /// Subtracted once if the token occurs at all (OpenAI); finite, 0 = off. Default 0.
     pub presence_penalty: f32,
     /// RNG seed: the same seed and settings give the same tokens. Default 42.
     pub seed: u64,
@@ -65,6 +97,59 @@ impl SamplerConfig {
             temperature: 0.0,
             ..Self::default()
         }
+    }
+
+    /// Checks every setting against its documented range; the first one outside it
+    /// is the error. `top_k`, `repeat_last_n` and `seed` take any value.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let check = |setting, v: f32, ok: bool, rule| {
+            if ok && v.is_finite() {
+                Ok(())
+            } else {
+                Err(SettingError {
+                    setting,
+                    value: v,
+                    rule,
+                })
+            }
+        };
+        let t = self.temperature;
+        check(
+            "temperature",
+            t,
+            t >= 0.0,
+            "must be finite and >= 0 (below 1e-6: greedy)",
+        )?;
+        let p = self.top_p;
+        check(
+            "top_p",
+            p,
+            (0.0..=1.0).contains(&p),
+            "must be in [0, 1] (1: off)",
+        )?;
+        let p = self.min_p;
+        check(
+            "min_p",
+            p,
+            (0.0..=1.0).contains(&p),
+            "must be in [0, 1] (0: off)",
+        )?;
+        let r = self.repeat_penalty;
+        check(
+            "repeat_penalty",
+            r,
+            r > 0.0,
+            "must be finite and > 0 (1: off)",
+        )?;
+        let f = self.frequency_penalty;
+        check("frequency_penalty", f, true, "must be finite (0: off)")?;
+        let f = self.presence_penalty;
+        check("presence_penalty", f, true, "must be finite (0: off)")
+    }
+
+    /// Whether these settings decode greedily (temperature below [`GREEDY_BELOW`], or NaN).
+    pub fn is_greedy(&self) -> bool {
+        self.temperature.is_nan() || self.temperature < GREEDY_BELOW
     }
 
     /// Plain sampling from the softmax at temperature `t`: no truncation, no penalties.
@@ -357,8 +442,8 @@ impl Sampler {
             let window = history.get(start..).unwrap_or_default();
             apply_penalties(logits, window, &cfg, &mut self.counts, &mut self.seen);
         }
-        // NaN or <= 0: greedy.
-        if cfg.temperature.is_nan() || cfg.temperature <= 0.0 {
+        // Below GREEDY_BELOW (or NaN, which `validate` refuses): greedy.
+        if cfg.is_greedy() {
             return argmax(logits) as u32;
         }
         self.cands.clear();

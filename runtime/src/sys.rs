@@ -56,6 +56,28 @@ fn parse_meminfo(info: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// Restores the default action of `SIGPIPE` (end the process quietly), which Rust's
+/// start-up code sets to "ignore": a command line tool whose reader went away
+/// (`llm-run … | head`) then stops like `cat` does instead of failing on its next
+/// write. For the binaries' `main` only; a library must not change signal actions.
+pub fn restore_sigpipe() {
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        /// `SIGPIPE` on Linux, the BSDs and macOS.
+        const SIGPIPE: i32 = 13;
+        /// `SIG_DFL`.
+        const SIG_DFL: usize = 0;
+        // SAFETY: `signal` is the C library's, called with a valid signal number and
+        // the default handler, before any thread is started.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -205,3 +205,150 @@ fn degenerate_logits_do_not_panic() {
     let mut l = [0.0, f32::INFINITY, 0.0];
     assert_eq!(s.sample(&mut l, &[]), 1);
 }
+
+/// issue 16: every out-of-range setting is refused, naming the setting; the defaults
+/// and the edges of each range pass.
+#[test]
+fn settings_are_validated() {
+    let ok = SamplerConfig::default();
+    assert_eq!(ok.validate(), Ok(()));
+    for edge in [
+        SamplerConfig {
+            temperature: 0.0,
+            ..ok
+        },
+        SamplerConfig { top_p: 0.0, ..ok },
+        SamplerConfig { top_p: 1.0, ..ok },
+        SamplerConfig { min_p: 0.0, ..ok },
+        SamplerConfig { min_p: 1.0, ..ok },
+        SamplerConfig {
+            repeat_penalty: 1e-3,
+            ..ok
+        },
+        SamplerConfig {
+            frequency_penalty: -2.0,
+            ..ok
+        },
+    ] {
+        assert_eq!(edge.validate(), Ok(()), "{edge:?}");
+    }
+    let bad: [(SamplerConfig, &str); 14] = [
+        (
+            SamplerConfig {
+                temperature: f32::NAN,
+                ..ok
+            },
+            "temperature",
+        ),
+        (
+            SamplerConfig {
+                temperature: -1.0,
+                ..ok
+            },
+            "temperature",
+        ),
+        (
+            SamplerConfig {
+                temperature: f32::INFINITY,
+                ..ok
+            },
+            "temperature",
+        ),
+        (
+            SamplerConfig {
+                top_p: f32::NAN,
+                ..ok
+            },
+            "top_p",
+        ),
+        (SamplerConfig { top_p: 1.5, ..ok }, "top_p"),
+        (SamplerConfig { top_p: -0.1, ..ok }, "top_p"),
+        (
+            SamplerConfig {
+                min_p: f32::INFINITY,
+                ..ok
+            },
+            "min_p",
+        ),
+        (SamplerConfig { min_p: 2.0, ..ok }, "min_p"),
+        (
+            SamplerConfig {
+                repeat_penalty: 0.0,
+                ..ok
+            },
+            "repeat_penalty",
+        ),
+        (
+            SamplerConfig {
+                repeat_penalty: -1.0,
+                ..ok
+            },
+            "repeat_penalty",
+        ),
+        (
+            SamplerConfig {
+                repeat_penalty: f32::NAN,
+                ..ok
+            },
+            "repeat_penalty",
+        ),
+        (
+            SamplerConfig {
+                repeat_penalty: f32::INFINITY,
+                ..ok
+            },
+            "repeat_penalty",
+        ),
+        (
+            SamplerConfig {
+                frequency_penalty: f32::NAN,
+                ..ok
+            },
+            "frequency_penalty",
+        ),
+        (
+            SamplerConfig {
+                presence_penalty: f32::NEG_INFINITY,
+                ..ok
+            },
+            "presence_penalty",
+        ),
+    ];
+    for (cfg, name) in bad {
+        let e = cfg.validate().expect_err(name);
+        assert_eq!(e.setting, name);
+        assert!(e.to_string().starts_with(name), "{e}");
+    }
+    let t = llmrt::ContextParams {
+        threads: llmrt::context::MAX_THREADS + 1,
+        ..Default::default()
+    };
+    let e = t.validate().expect_err("threads");
+    assert_eq!(e.setting, "threads");
+    assert!(e.rule.contains(&llmrt::context::MAX_THREADS.to_string()));
+    assert!(llmrt::ContextParams {
+        threads: llmrt::context::MAX_THREADS,
+        ..Default::default()
+    }
+    .validate()
+    .is_ok());
+}
+
+/// issue 16: a tiny temperature (a denormal included) is greedy, not a uniform draw:
+/// below `GREEDY_BELOW` the pick is the argmax whatever the seed.
+#[test]
+fn tiny_temperature_is_greedy() {
+    for t in [1e-40f32, 1e-20, 5e-7] {
+        assert!(t < llmrt::sampler::GREEDY_BELOW);
+        for seed in 0..20 {
+            let logits = random_logits(300, seed);
+            let want = argmax(&logits) as u32;
+            let mut s = Sampler::new(SamplerConfig::pure(t, seed), 300);
+            assert_eq!(
+                s.sample(&mut logits.clone(), &[]),
+                want,
+                "t {t} seed {seed}"
+            );
+        }
+    }
+}

@@ -228,6 +228,18 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
     v
 }
 
+/// Deletes the temporary files (`*.tmp`) an interrupted save left in `dir`; returns
+/// how many. Only for a writer that holds the run folder's lock.
+pub fn remove_stale_tmp(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// The newest checkpoint in `dir` that loads and verifies; damaged newer ones are
 /// reported on stderr and skipped.
 pub fn load_latest(dir: &Path) -> Result<(Checkpoint, PathBuf), CheckpointError> {

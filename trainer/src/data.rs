@@ -13,7 +13,6 @@ use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// llm.c's shard magic.
@@ -37,7 +36,6 @@ impl std::error::Error for DataError {}
 
 /// Writes `tokens` as an llm.c shard.
 pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), DataError> {
-    let err = |e: std::io::Error| DataError(format!("cannot write {}: {e}", path.display()));
     let count = i32::try_from(tokens.len())
         .map_err(|_| DataError(format!("{} tokens do not fit one shard", tokens.len())))?;
     let mut buf = Vec::with_capacity(HEADER_BYTES + 2 * tokens.len());
@@ -51,9 +49,8 @@ pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), DataError> {
     tokens
         .iter()
         .for_each(|t| buf.extend_from_slice(&t.to_le_bytes()));
-    let mut f = File::create(path).map_err(err)?;
-    f.write_all(&buf).map_err(err)?;
-    f.sync_all().map_err(err)
+    // Temp file, fsync, rename: a full disk never leaves a torn shard under its name.
+    llm_format::atomic::write_bytes(path, &buf).map_err(|e| DataError(e.to_string()))
 }
 
 /// One memory-mapped shard, validated on open.

@@ -110,9 +110,30 @@ pub struct ExportArgs {
     pub dtype: String,
 }
 
+/// Whether `out` lies inside the folder `run`.
+fn writes_into(out: &Path, run: &Path) -> bool {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let parent = abs(out).parent().map(Path::to_path_buf).unwrap_or_default();
+    let (parent, run) = (
+        parent.canonicalize().unwrap_or(parent),
+        abs(run).canonicalize().unwrap_or_else(|_| abs(run)),
+    );
+    parent.starts_with(run)
+}
+
 /// `llm-train export`.
 pub fn run_export(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
     let plan = QuantPlan::parse(&args.dtype).map_err(ExportError)?;
+    // Writing into the run folder: hold its lock, as training does.
+    let _lock = if writes_into(&args.out, &args.run) {
+        let (lock, note) = crate::runlock::RunLock::acquire(&args.run).map_err(ExportError)?;
+        if let Some(n) = note {
+            eprintln!("note: {n}");
+        }
+        Some(lock)
+    } else {
+        None
+    };
     let (cfg, model, tok) = load_run(&args.run)?;
     export_model(
         &model,

@@ -4,7 +4,7 @@
 //! file per op, forward next to backward), [`model`] (flat parameters named per the
 //! file's tensor layout), [`backend`] (the ops the model calls; CPU reference here),
 //! [`optim`] (AdamW, schedule, clipping), [`data`] and [`tokenize`] (llm.c shards,
-//! char/byte/BPE), [`train`] and [`checkpoint`] (run folder, resume), [`export`]
+//! char/byte/BPE), [`train`] and [`checkpoint`] (run folder, resume), [`runlock`] (one writer per run folder), [`export`]
 //! (`.llm` writing), [`plot`] and [`viz`] (pictures), [`profile`] (time per backend op).
 
 #![deny(missing_docs)]
@@ -27,6 +27,7 @@ pub mod optim;
 pub mod plot;
 pub mod profile;
 pub mod rng;
+pub mod runlock;
 pub mod scalar;
 pub mod sweep;
 pub mod tokenize;

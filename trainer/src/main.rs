@@ -44,6 +44,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    llmrt::sys::restore_sigpipe();
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Config(a) => llm_train::config::run_config(a),

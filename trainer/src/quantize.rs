@@ -57,6 +57,12 @@ pub fn convert_tensor(t: &mut RawTensor, target: DType) -> Result<(), ImportErro
 /// each other tensor to f32, in the file's layout order.
 pub fn requantize(file: &LlmFile<'_>, plan: QuantPlan) -> Result<LlmWriter, ImportError> {
     let opts = file.options()?;
+    // Verify the input before writing anything: a converter must not launder a
+    // corrupt file into one whose checksums pass, nor carry over metadata that
+    // contradicts the tensors.
+    file.verify_all()?;
+    file.check_layout(&opts)?;
+    crate::import::check_tokenizer(&opts, &file.tokenizer()?, "input")?;
     let layout = opts.tensor_layout();
     let mut w = LlmWriter::new();
     let refreshed = [keys::PROV_DATE, keys::PROV_TOOL];
@@ -106,7 +112,9 @@ pub fn requantize_file(input: &Path, output: &Path, plan: QuantPlan) -> Result<(
     // Both errors already name the path.
     let mapped = MappedFile::open(input)?;
     let file = mapped.parse()?;
-    requantize(&file, plan)?.write_to(output)?;
+    let w = requantize(&file, plan)
+        .map_err(|e| ImportError::malformed(input.display().to_string(), e.to_string()))?;
+    w.write_to(output)?;
     Ok(())
 }
 

@@ -248,7 +248,7 @@ impl TextTokenizer {
     /// Writes `tokenizer.json`.
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
         let text = serde_json::to_string(self).map_err(|e| DataError(e.to_string()))?;
-        std::fs::write(path, text)
+        llm_format::atomic::write_bytes(path, text.as_bytes())
             .map_err(|e| DataError(format!("cannot write {}: {e}", path.display())))
     }
 }
@@ -315,6 +315,26 @@ pub struct Tokenized {
     pub counts: (usize, usize),
 }
 
+/// Reads a training text file: an empty file, or one that is not UTF-8 text (a binary
+/// file), is an error naming the file, as `llm-run perplexity` refuses it too.
+pub fn read_text(path: &Path) -> Result<String, DataError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| DataError(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.is_empty() {
+        return Err(DataError(format!(
+            "{} is empty: there is no text to train on",
+            path.display()
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        DataError(format!(
+            "{} is not UTF-8 text (invalid byte at offset {}): training reads text files",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
 /// Tokenizes the inputs into `out/`.
 pub fn tokenize_files(args: &TokenizeArgs) -> Result<Tokenized, DataError> {
     if !(0.0..1.0).contains(&args.val_fraction) {
@@ -325,9 +345,7 @@ pub fn tokenize_files(args: &TokenizeArgs) -> Result<Tokenized, DataError> {
     }
     let mut text = String::new();
     for f in collect_files(&args.inputs)? {
-        let bytes = std::fs::read(&f)
-            .map_err(|e| DataError(format!("cannot read {}: {e}", f.display())))?;
-        text.push_str(&String::from_utf8_lossy(&bytes));
+        text.push_str(&read_text(&f)?);
     }
     let tok = match args.tokenizer.as_str() {
         "char" => TextTokenizer::train_char(&text),

@@ -18,6 +18,7 @@ use crate::model::Model;
 use crate::optim::{clip_grad_norm, AdamState, Schedule};
 use crate::profile::Profiled;
 use crate::rng::Rng;
+use crate::runlock::RunLock;
 use crate::tokenize::{tokenize_files, TextTokenizer, TokenizeArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use llm_format::{DType, MappedFile, TokenizerKind};
@@ -322,6 +323,11 @@ fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
     cfg.rope_base = o.rope_base as f64;
 }
 
+/// Writes a small run file atomically (temp file, fsync, rename); the error names it.
+fn write_file(path: &Path, text: String) -> Result<(), TrainError> {
+    llm_format::atomic::write_bytes(path, text.as_bytes()).map_err(|e| TrainError(e.to_string()))
+}
+
 /// Prepares the run folder for a fresh run: data, tokenizer, resolved config.
 pub(crate) fn prepare(
     args: &TrainArgs,
@@ -368,7 +374,7 @@ pub(crate) fn prepare(
                 Some(i) => {
                     let mut text = String::new();
                     for f in crate::tokenize::collect_files(&inputs)? {
-                        text.push_str(&String::from_utf8_lossy(&std::fs::read(&f)?));
+                        text.push_str(&crate::tokenize::read_text(&f)?);
                     }
                     let ids = i.tokenizer.encode(&text)?;
                     let split = ids.len() - ids.len() / 10;
@@ -415,11 +421,11 @@ pub(crate) fn prepare(
             .map(std::path::absolute)
             .collect::<Result<_, _>>()?,
     };
-    std::fs::write(
-        dir.join("data.json"),
+    write_file(
+        &dir.join("data.json"),
         serde_json::to_string_pretty(&files).map_err(|e| TrainError(e.to_string()))?,
     )?;
-    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    write_file(&dir.join("config.toml"), cfg.to_toml())?;
     Ok((cfg, init))
 }
 
@@ -431,6 +437,21 @@ pub fn sample(
     n: usize,
     rng: &mut Rng,
 ) -> Result<Vec<u32>, TrainError> {
+    sample_at(model, be, prompt, n, rng, 1.0)
+}
+
+/// Draws `n` tokens after `prompt` from the whole distribution at `temperature`,
+/// which the runtime's `SamplerConfig::validate` has accepted; below
+/// `llmrt::sampler::GREEDY_BELOW` greedy (the runtime's rule).
+pub fn sample_at(
+    model: &mut Model<f32>,
+    be: &dyn Backend<f32>,
+    prompt: &[u32],
+    n: usize,
+    rng: &mut Rng,
+    temperature: f32,
+) -> Result<Vec<u32>, TrainError> {
+    let greedy = temperature.is_nan() || temperature < llmrt::sampler::GREEDY_BELOW;
     let mut ctx: Vec<u32> = prompt.to_vec();
     if ctx.is_empty() {
         ctx.push(0);
@@ -444,7 +465,17 @@ pub fn sample(
         model.forward(be, window, None, 1, t, None)?;
         let logits = &model.logits()[(t - 1) * v..t * v];
         let maxv = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let probs: Vec<f64> = logits.iter().map(|&l| ((l - maxv) as f64).exp()).collect();
+        if greedy {
+            let pick = llmrt::sampler::argmax(logits) as u32;
+            ctx.push(pick);
+            out.push(pick);
+            continue;
+        }
+        let inv_t = 1.0 / temperature as f64;
+        let probs: Vec<f64> = logits
+            .iter()
+            .map(|&l| ((l - maxv) as f64 * inv_t).exp())
+            .collect();
         let total: f64 = probs.iter().sum();
         let mut coin = rng.uniform() * total;
         let mut pick = v - 1;
@@ -565,7 +596,7 @@ fn open_config(
         cfg.recompute = true;
     }
     // The resolved config, precision and recompute included, is the run's record.
-    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    write_file(&dir.join("config.toml"), cfg.to_toml())?;
     if cfg.precision == Precision::Bf16 && !args.quiet {
         eprintln!(
             "note: precision bf16 recorded; the trainer's CUDA backend keeps fp32 storage \
@@ -677,7 +708,7 @@ fn restore(
             .filter(|l| serde_json::from_str::<Metrics>(l).is_ok_and(|m| m.step <= step))
             .map(|l| format!("{l}\n"))
             .collect();
-        std::fs::write(metrics_path, kept)?;
+        write_file(metrics_path, kept)?;
     }
     if !quiet {
         println!("resumed from {} at step {step}", path.display());
@@ -692,6 +723,8 @@ fn restore(
 /// A run between its steps: what [`Run::open`] prepares or restores, each
 /// [`Run::train_step`] advances, and [`Run::finish`] saves and exports.
 struct Run<'a> {
+    /// The run folder's lock, held until the run ends.
+    _lock: RunLock,
     args: &'a TrainArgs,
     be: &'a dyn Backend<f32>,
     /// The run folder.
@@ -742,6 +775,11 @@ impl<'a> Run<'a> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(&preset));
         let ck_dir = dir.join("checkpoints");
+        // One writer per run folder, from before its first file is touched.
+        let (lock, note) = RunLock::acquire(&dir).map_err(TrainError)?;
+        if let Some(n) = note {
+            eprintln!("note: {n}");
+        }
         let (cfg, init) = open_config(args, be, &dir, &ck_dir)?;
         check_memory(&cfg, be, args.quiet)?;
         let files: DataFiles =
@@ -774,14 +812,37 @@ impl<'a> Run<'a> {
             best_loss,
             rng,
         } = if args.resume {
-            restore(
-                &ck_dir,
-                &metrics_path,
-                &mut model,
-                &mut adam,
-                &mut train_data,
-                args.quiet,
-            )?
+            // Held lock: nobody else is saving, so any *.tmp is an interrupted save.
+            let stale = checkpoint::remove_stale_tmp(&ck_dir);
+            if stale > 0 && !args.quiet {
+                eprintln!(
+                    "note: removed {stale} unfinished checkpoint file(s) from {}",
+                    ck_dir.display()
+                );
+            }
+            if checkpoint::list(&ck_dir).is_empty() {
+                // Stopped before its first checkpoint was finished: nothing to lose.
+                eprintln!(
+                    "note: --resume: {} holds no finished checkpoint (the run stopped before \
+                     its first one was written); starting from step 0",
+                    ck_dir.display()
+                );
+                let _ = std::fs::remove_file(&metrics_path);
+                Restored {
+                    step: 0,
+                    best_loss: f64::INFINITY,
+                    rng: Rng::new(cfg.seed ^ 0x5A3C),
+                }
+            } else {
+                restore(
+                    &ck_dir,
+                    &metrics_path,
+                    &mut model,
+                    &mut adam,
+                    &mut train_data,
+                    args.quiet,
+                )?
+            }
         } else {
             let _ = std::fs::remove_file(&metrics_path);
             Restored {
@@ -814,6 +875,7 @@ impl<'a> Run<'a> {
         let ranges = model.table.ranges();
         let saved_at = checkpoint::list(&ck_dir).last().map(|x| x.0);
         Ok(Run {
+            _lock: lock,
             args,
             be,
             dir,
@@ -1036,18 +1098,34 @@ pub struct SampleArgs {
     /// Seed of the sampler.
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
+    /// Temperature, >= 0; below 1e-6 (0 included) greedy.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub temperature: f32,
 }
 
 /// `llm-train sample`: continues a prompt with the run's latest checkpoint.
 pub fn run_sample(args: SampleArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // The runtime's one validation of sampler settings (only the temperature is a
+    // setting here: the rest of the chain is off).
+    llmrt::sampler::SamplerConfig::pure(args.temperature, args.seed)
+        .validate()
+        .map_err(|e| {
+            TrainError(format!(
+                "--{} is {}: it {}",
+                e.setting.replace('_', "-"),
+                e.value,
+                e.rule
+            ))
+        })?;
     let (_, mut model, tok) = crate::export::load_run(&args.run)?;
     let prompt = tok.encode(&args.prompt)?;
-    let ids = sample(
+    let ids = sample_at(
         &mut model,
         &Cpu,
         &prompt,
         args.tokens,
         &mut Rng::new(args.seed),
+        args.temperature,
     )?;
     println!("{}{}", args.prompt, tok.decode(&ids));
     Ok(())

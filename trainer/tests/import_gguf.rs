@@ -469,3 +469,40 @@ fn chat_template_present_absent_and_wrong_type() {
         "{e}"
     );
 }
+
+/// issue 16: a corrupt merge rule used to import with exit 0 into a file that would
+/// not load; the runtime's tokenizer check now runs at import.
+#[test]
+fn a_corrupt_merge_rule_fails_import() {
+    let mut rng = Rng::new(37);
+    let tensors = llama_tensors(&mut rng, true);
+    let dir = scratch("gguf_bad_merge");
+    // Rules whose pieces are tokens (or none at all) load; a rule without its
+    // separator does not.
+    let with_merges = |m: Vec<String>| {
+        let mut kvs = llama_kvs("gpt2", 32);
+        for (k, v) in kvs.iter_mut() {
+            if *k == "tokenizer.ggml.merges" {
+                *v = Kv::Strs(m.clone());
+            }
+        }
+        kvs
+    };
+    let kvs = with_merges(vec!["w1".into()]);
+    let (p, out) = (dir.join("m.gguf"), dir.join("m.llm"));
+    std::fs::write(&p, write_gguf(&kvs, &tensors, 32)).unwrap();
+    let e = import(SourceKind::Gguf, &p, None).unwrap_err().to_string();
+    assert!(e.contains("tokenizer would not load"), "{e}");
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_llm-train"))
+        .args(["import", "--from", "gguf", "--model", p.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(!out.exists(), "nothing written");
+    // The same file with no merge rules imports and loads.
+    std::fs::write(&p, write_gguf(&with_merges(vec![]), &tensors, 32)).unwrap();
+    let m = import(SourceKind::Gguf, &p, None).unwrap();
+    let bytes = m.into_writer(None).unwrap().to_bytes().unwrap();
+    llmrt::Model::from_bytes(&bytes).unwrap();
+}

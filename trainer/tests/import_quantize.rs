@@ -47,11 +47,17 @@ fn model(o: ModelOptions, rng: &mut Rng) -> ImportedModel {
         .collect();
     let tok = TokenizerSpec {
         kind: TokenizerKind::Gpt2,
+        // "t" + "2" → "t2": a merge rule whose pieces are tokens (the import checks
+        // the tokenizer loads).
         tokens: (0..o.vocab_size)
-            .map(|i| Cow::Owned(format!("t{i}")))
+            .map(|i| match i {
+                0 => Cow::Borrowed("t"),
+                1 => Cow::Borrowed("2"),
+                _ => Cow::Owned(format!("t{i}")),
+            })
             .collect(),
         scores: Vec::new(),
-        merges: vec![Cow::Borrowed("t 1")],
+        merges: vec![Cow::Borrowed("t 2")],
         bos: None,
         eos: Some(3),
         unk: None,
@@ -252,4 +258,57 @@ fn binary_import_errors_are_one_line() {
     ]);
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("/nonexistent/m.gguf"));
+}
+
+/// issue 16: quantize verifies its input first. A flipped data byte (which `llm-run
+/// info --verify` catches) and metadata that contradicts the tensors used to be
+/// "quantized" into a file whose checksums pass.
+#[test]
+fn quantize_refuses_a_corrupt_or_inconsistent_input() {
+    let exe = env!("CARGO_BIN_EXE_llm-train");
+    let mut rng = Rng::new(53);
+    let dir = scratch("quant_verify");
+    let a = dir.join("a.llm");
+    write(&model(opts(96), &mut rng), None, &a);
+    let good = std::fs::read(&a).unwrap();
+    let quantize = |input: &std::path::Path, out: &std::path::Path, dtype: &str| {
+        Command::new(exe)
+            .args(["quantize", "--in", input.to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap(), "--dtype", dtype])
+            .output()
+            .unwrap()
+    };
+    // One flipped byte in the middle of the first matrix's data.
+    let f = LlmFile::parse(&good).unwrap();
+    let t = f.tensor("tok_emb").unwrap();
+    let at = t.data.as_ptr() as usize - good.as_ptr() as usize + t.data.len() / 2;
+    let mut flipped = good.clone();
+    flipped[at] ^= 0x10;
+    let c = dir.join("flipped.llm");
+    std::fs::write(&c, &flipped).unwrap();
+    for dtype in ["q8_0", "f32"] {
+        let out = dir.join(format!("out_{dtype}.llm"));
+        let r = quantize(&c, &out, dtype);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{err}");
+        assert!(err.contains("checksum") && err.contains("tok_emb"), "{err}");
+        assert!(!out.exists(), "nothing written");
+    }
+    // llm.vocab_size = 3 over a larger embedding.
+    let mut w = llm_format::LlmWriter::from_file(&f);
+    w.add_meta(
+        llm_format::options::keys::VOCAB_SIZE,
+        llm_format::Value::U32(3),
+    );
+    let d = dir.join("meta.llm");
+    w.write_to(&d).unwrap();
+    let out = dir.join("out_meta.llm");
+    let r = quantize(&d, &out, "q8_0");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("tok_emb"), "{err}");
+    assert!(!out.exists());
+    // The untouched input still converts.
+    let r = quantize(&a, &out, "q8_0");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }

@@ -52,8 +52,18 @@ const T: usize = 16;
 
 fn gpt2_tokenizer_json() -> String {
     let mut vocab = serde_json::Map::new();
+    // The merges' pieces and results are tokens (the import checks the tokenizer
+    // loads): "Ġ" + "t" → "Ġt", "t" + "1" → "t1".
     for i in 0..V - 1 {
-        vocab.insert(format!("\u{120}t{i}"), i.into());
+        let t = match i {
+            0 => "\u{120}".to_string(),
+            1 => "t".to_string(),
+            2 => "\u{120}t".to_string(),
+            4 => "1".to_string(),
+            5 => "t1".to_string(),
+            _ => format!("\u{120}t{i}"),
+        };
+        vocab.insert(t, i.into());
     }
     serde_json::json!({
         "version": "1.0",

@@ -365,7 +365,7 @@ fn target_dtype(
 
 /// The tokenizer must cover exactly the model's vocabulary, and its special ids
 /// must be tokens.
-fn check_tokenizer(
+pub(crate) fn check_tokenizer(
     opts: &ModelOptions,
     tok: &TokenizerSpec<'_>,
     source: &str,
@@ -408,6 +408,11 @@ fn check_tokenizer(
             }
         }
     }
+    // The runtime's own check (merge rules, byte tokens, …): a file that imports
+    // also loads.
+    llmrt::tokenizer::Tokenizer::from_spec(tok).map_err(|e| {
+        ImportError::malformed(source, format!("the tokenizer would not load: {e}"))
+    })?;
     Ok(())
 }
 

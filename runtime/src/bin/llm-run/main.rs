@@ -10,7 +10,7 @@ mod info;
 mod perplexity;
 
 use clap::{Args, Parser, Subcommand};
-use llmrt::sampler::SamplerConfig;
+use llmrt::sampler::{SamplerConfig, SettingError};
 use llmrt::{generate, Context, ContextParams, GenerateParams, Model};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,8 @@ use std::time::Instant;
     name = "llm-run",
     version,
     about = "Run .llm language models on the CPU: generate text, inspect files, tokenize, measure perplexity",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -71,19 +72,19 @@ struct GenArgs {
     /// Tokens to generate.
     #[arg(short = 'n', long, default_value_t = 128)]
     n_predict: usize,
-    /// Temperature; 0 means greedy.
+    /// Temperature, >= 0; below 1e-6 (0 included) greedy.
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
     /// Keep the K most likely tokens (0: all).
     #[arg(long, default_value_t = 40)]
     top_k: usize,
-    /// Keep the smallest set of tokens whose probability adds up to P (1: off).
+    /// Keep the smallest set of tokens whose probability adds up to P, in [0, 1] (1: off).
     #[arg(long, default_value_t = 0.95)]
     top_p: f32,
-    /// Drop tokens less likely than P times the most likely one (0: off).
+    /// Drop tokens less likely than P times the most likely one, in [0, 1] (0: off).
     #[arg(long, default_value_t = 0.05)]
     min_p: f32,
-    /// Repetition penalty over the last --repeat-last-n tokens (1: off).
+    /// Repetition penalty over the last --repeat-last-n tokens, > 0 (1: off).
     #[arg(long, default_value_t = 1.0)]
     repeat_penalty: f32,
     /// How many recent tokens the penalties look at.
@@ -99,7 +100,7 @@ struct GenArgs {
     /// (default: a fresh seed, printed on stderr).
     #[arg(short = 's', long)]
     seed: Option<u64>,
-    /// Threads for the matrix products (default: physical cores).
+    /// Threads for the matrix products, at most 1024 (default: physical cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
     /// Stop before this text (repeatable).
@@ -197,11 +198,41 @@ fn parse_ids(s: &str) -> Result<Vec<u32>, String> {
         .collect()
 }
 
+/// A setting's error as the command line names it: `--top-p is 2: it must be …`.
+pub(crate) fn flag_error(e: SettingError) -> String {
+    format!(
+        "--{} is {}: it {}",
+        e.setting.replace('_', "-"),
+        e.value,
+        e.rule
+    )
+}
+
 fn run_generate(a: GenArgs) -> Result<(), String> {
     let path = a
         .model
         .as_deref()
         .ok_or("no model given: use -m MODEL (see llm-run --help)")?;
+    let mut sampler = SamplerConfig {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: a.repeat_last_n,
+        frequency_penalty: a.frequency_penalty,
+        presence_penalty: a.presence_penalty,
+        seed: 0,
+    };
+    sampler.validate().map_err(flag_error)?;
+    let threads = a.threads.unwrap_or_else(default_threads);
+    let params = ContextParams {
+        n_ctx: a.ctx_size,
+        n_batch: 64,
+        threads,
+        cache_type: a.cache_type,
+    };
+    params.validate().map_err(flag_error)?;
     let model = load(path)?;
     let tok = &model.tokenizer;
     let mut stop = a.stop.clone();
@@ -241,13 +272,7 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
-    let threads = a.threads.unwrap_or_else(default_threads);
-    let params = ContextParams {
-        n_ctx: a.ctx_size,
-        n_batch: 64,
-        threads,
-        cache_type: a.cache_type,
-    };
+    sampler.seed = seed;
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
     if prompt.len() >= ctx.n_ctx() {
         return Err(format!(
@@ -256,17 +281,6 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
             ctx.n_ctx()
         ));
     }
-    let sampler = SamplerConfig {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        repeat_last_n: a.repeat_last_n,
-        frequency_penalty: a.frequency_penalty,
-        presence_penalty: a.presence_penalty,
-        seed,
-    };
     let gp = GenerateParams {
         max_tokens: a.n_predict,
         stop,
@@ -338,6 +352,7 @@ fn run_tokenize(a: TokenizeArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    llmrt::sys::restore_sigpipe();
     let cli = Cli::parse();
     let r = match cli.cmd {
         None => run_generate(cli.gen),

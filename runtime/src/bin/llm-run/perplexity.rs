@@ -34,13 +34,51 @@ pub struct PplArgs {
     /// `ctx/2` tokens of context (llama-perplexity's method).
     #[arg(long)]
     second_half: bool,
+    /// Refuse a text larger than this many bytes (default: a sixteenth of the memory
+    /// available; the text, its tokens and the tokenizer's work must fit).
+    #[arg(long)]
+    max_bytes: Option<u64>,
+}
+
+/// Reads at most `cap` bytes of `path` as UTF-8 text; more is an error naming the
+/// file, so a device or a huge file (`-f /dev/zero`) never grows memory without bound.
+fn read_bounded(path: &std::path::Path, cap: u64) -> Result<String, String> {
+    use std::io::Read;
+    let name = path.display();
+    let f = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    if let Ok(m) = f.metadata() {
+        if m.is_file() && m.len() > cap {
+            return Err(format!(
+                "{name} is {} MiB, more than the {} MiB this machine can score at once (--max-bytes)",
+                m.len() >> 20,
+                cap >> 20
+            ));
+        }
+    }
+    let mut bytes = Vec::new();
+    f.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{name}: {e}"))?;
+    if bytes.len() as u64 > cap {
+        return Err(format!(
+            "{name} holds more than {cap} bytes, the most this machine can score at once (--max-bytes)"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{name}: not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 /// Runs the command.
 pub fn run(a: PplArgs) -> Result<(), String> {
     let model = crate::load(&a.model)?;
-    let text =
-        std::fs::read_to_string(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
+    let cap = a
+        .max_bytes
+        .unwrap_or_else(|| llmrt::sys::mem_available().map_or(1 << 30, |m| (m / 16).max(1 << 20)));
+    let text = read_bounded(&a.file, cap)?;
     let tokens = model
         .tokenizer
         .encode(&text, false)
