@@ -2,7 +2,9 @@
 //! it (`expect`-style): answers stream while they are generated, a second turn reuses
 //! the KV cache and answers what a fresh context answers for the whole conversation,
 //! `/clear` starts over (the same first answer again, nothing cached), Ctrl-C stops
-//! an answer without ending the program, and Ctrl-C at the prompt leaves.
+//! an answer without ending the program, and Ctrl-C at the prompt leaves; `/save`
+//! then `/load` (after `/clear`, or in a new process) goes on with the same answer an
+//! uninterrupted session gives, its prompt cached.
 #![cfg(unix)]
 
 use llm_format::{DType, Mlp, Norm, Positions, TokenizerKind, TokenizerSpec};
@@ -22,8 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A random 2-layer model over a char vocabulary of printable ASCII and newline, with a
-/// context long enough for a few ChatML turns.
-fn tiny_model() -> (PathBuf, Vec<u8>) {
+/// context long enough for a few ChatML turns, written to its own file `name` (tests
+/// run at once, and rewriting a file that a running `llm-run` maps would break it).
+fn tiny_model(name: &str) -> (PathBuf, Vec<u8>) {
     let mut tokens: Vec<Cow<'static, str>> = vec!["\n".into()];
     tokens.extend((0x20u8..0x7f).map(|b| Cow::Owned((b as char).to_string())));
     let mut o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
@@ -45,7 +48,7 @@ fn tiny_model() -> (PathBuf, Vec<u8>) {
         add_space_prefix: true,
     };
     let (bytes, _) = write_model_with(&o, &tok, &random_weights(&o, test_seed(1501)), DType::F32);
-    (temp_file("chat_pty.llm", &bytes), bytes)
+    (temp_file(name, &bytes), bytes)
 }
 
 /// A child on the slave side of a pseudo-terminal, as its session leader (so the
@@ -170,7 +173,7 @@ fn turn(p: &mut Pty, from: &mut usize, line: &str) -> (String, usize, usize) {
 
 #[test]
 fn chat_streams_keeps_the_cache_clears_and_survives_ctrl_c() {
-    let (path, bytes) = tiny_model();
+    let (path, bytes) = tiny_model("chat_pty_ctrl_c.llm");
     let model = path.to_str().expect("utf-8 path");
     let flags = [
         "chat",
@@ -271,6 +274,113 @@ fn chat_streams_keeps_the_cache_clears_and_survives_ctrl_c() {
     );
 }
 
+/// Waits for the prompt, sends `line` and returns the first line that starts with
+/// `(` or `error:` after it, and where the output then is.
+fn command(p: &mut Pty, from: &mut usize, line: &str) -> String {
+    *from = p.wait_for(*from, "> ");
+    p.send(&format!("{line}\n"));
+    let start = p.wait_for(*from, &format!("{line}\r\n"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = p.text();
+        if let Some(end) = t[start..].find("\r\n") {
+            *from = start + end + 2;
+            return t[start..start + end].to_string();
+        }
+        assert!(Instant::now() < deadline, "no reply to {line}:\n{t}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn save_clear_load_goes_on_where_it_was() {
+    let (path, _) = tiny_model("chat_pty_save.llm");
+    let model = path.to_str().expect("utf-8 path");
+    let state = path.with_file_name("chat_pty_save.state");
+    let state_s = state.to_str().expect("utf-8 path");
+    let flags = [
+        "chat",
+        "-m",
+        model,
+        "--chat-template",
+        "chatml",
+        "--temperature",
+        "0",
+        "-t",
+        "1",
+        "-n",
+        "30",
+    ];
+    let mut p = Pty::spawn(&flags);
+    let mut at = 0;
+    let (a1, _, _) = turn(&mut p, &mut at, "hi there");
+    let saved = command(&mut p, &mut at, &format!("/save {state_s}"));
+    assert!(saved.starts_with("(saved 2 messages"), "{saved}");
+    // The uninterrupted second turn.
+    let (a2, new2, cached2) = turn(&mut p, &mut at, "tell me more");
+    assert!(cached2 > new2, "{cached2} cached, {new2} new");
+    at = p.wait_for(at, "> ");
+    p.send("/clear\n");
+    at = p.wait_for(at, "(conversation cleared)");
+    // Errors are one line and the chat goes on.
+    let e = command(&mut p, &mut at, "/load /no/such/state");
+    assert!(
+        e.starts_with("error: /load: ") && e.contains("/no/such/state"),
+        "{e}"
+    );
+    let e = command(&mut p, &mut at, "/save /no/such/dir/state");
+    assert!(e.starts_with("error: /save: "), "{e}");
+    let e = command(&mut p, &mut at, "/load");
+    assert!(e.starts_with("error: "), "{e}");
+    let loaded = command(&mut p, &mut at, &format!("/load {state_s}"));
+    assert!(loaded.starts_with("(loaded 2 messages"), "{loaded}");
+    let (b2, new, cached) = turn(&mut p, &mut at, "tell me more");
+    assert_eq!(
+        b2, a2,
+        "after /clear and /load the second answer is the same"
+    );
+    assert_eq!((new, cached), (new2, cached2), "the loaded cache is used");
+    p.send("/exit\n");
+    assert!(p.wait_exit().success(), "{}", p.text());
+    assert!(!p.text().contains("panicked"), "{}", p.text());
+
+    // The transcript beside the state holds the conversation as saved.
+    let json = state.with_file_name("chat_pty_save.state.json");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("transcript")).expect("json");
+    let first = a1.replace("\r\n", "\n");
+    assert_eq!(
+        doc["messages"],
+        serde_json::json!([
+            { "role": "user", "content": "hi there" },
+            { "role": "assistant", "content": first },
+        ])
+    );
+
+    // In a new process: the same second answer, its prompt cached as before.
+    let mut p = Pty::spawn(&flags);
+    let mut at = 0;
+    let loaded = command(&mut p, &mut at, &format!("/load {state_s}"));
+    assert!(loaded.starts_with("(loaded 2 messages"), "{loaded}");
+    let (c2, new, cached) = turn(&mut p, &mut at, "tell me more");
+    assert_eq!(c2, a2, "a new process after /load answers the same");
+    assert_eq!((new, cached), (new2, cached2), "the loaded cache is used");
+    // Another cache type cannot load this state: one line, and the chat goes on.
+    p.send("/exit\n");
+    assert!(p.wait_exit().success(), "{}", p.text());
+    let mut p = Pty::spawn(&[&flags[..], &["--cache-type", "f32"]].concat());
+    let mut at = 0;
+    let e = command(&mut p, &mut at, &format!("/load {state_s}"));
+    assert!(
+        e.starts_with("error: /load: ") && e.contains("cache type"),
+        "{e}"
+    );
+    let (_, _, cached) = turn(&mut p, &mut at, "tell me more");
+    assert_eq!(cached, 0, "a failed /load leaves the context empty");
+    p.send("/exit\n");
+    assert!(p.wait_exit().success(), "{}", p.text());
+}
+
 fn llm_run(args: &[&str]) -> std::process::Output {
     Command::new(workspace_bin("llmrt", "llm-run"))
         .args(args)
@@ -281,7 +391,7 @@ fn llm_run(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn one_turn_chat_and_missing_template_errors() {
-    let (path, bytes) = tiny_model();
+    let (path, bytes) = tiny_model("chat_pty_one_turn.llm");
     let model = path.to_str().expect("utf-8 path");
     let common = ["-m", model, "--temperature", "0", "-n", "12", "-t", "1"];
     // -p TEXT --chat is the rendered conversation, given as ids.

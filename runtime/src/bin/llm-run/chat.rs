@@ -6,14 +6,21 @@
 //! evaluated again. Answers stream to stdout and end at the template's end-of-turn
 //! token (or EOS), which is not printed. Ctrl-C stops the current answer; at the
 //! prompt it leaves, as Ctrl-D and `/exit` do.
+//!
+//! `/save FILE` writes the KV cache state to `FILE` ([`Context::save_state_file`]) and
+//! the conversation to `FILE.json`; `/load FILE` reads both back, so the next turn
+//! evaluates only its own message. Should the two files not belong together, the next
+//! turn still answers right: it keeps only the cached tokens the rendered
+//! conversation starts with.
 
 use crate::{default_threads, load};
 use clap::Args;
 use llmrt::chat::{builtin, common_prefix, ChatTemplate, Message};
 use llmrt::sampler::SamplerConfig;
 use llmrt::{generate_until, Context, ContextParams, GenerateParams, Model, StopReason};
+use serde_json::{json, Value};
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -174,7 +181,9 @@ pub fn run(a: ChatArgs) -> Result<(), String> {
         model.opts.n_params(),
         ctx.n_ctx()
     );
-    eprintln!("/clear starts over, /exit (or Ctrl-D) leaves; Ctrl-C stops an answer");
+    eprintln!(
+        "/clear starts over, /save FILE and /load FILE keep a conversation, /exit (or Ctrl-D) leaves; Ctrl-C stops an answer"
+    );
     let system: Vec<Message> = a
         .system
         .iter()
@@ -206,22 +215,58 @@ pub fn run(a: ChatArgs) -> Result<(), String> {
                 eprintln!("(conversation cleared)");
                 continue;
             }
-            c if c.starts_with("/save") || c.starts_with("/load") => {
-                eprintln!("(/save and /load are not yet supported)");
+            "/save" | "/load" => {
+                eprintln!("error: /save and /load need a file: /save FILE, /load FILE");
+                continue;
+            }
+            c if c.starts_with("/save ") => {
+                let file = Path::new(c["/save ".len()..].trim());
+                match save(&ctx, &messages, file) {
+                    Ok(()) => eprintln!(
+                        "(saved {} messages and {} cached tokens to {} and {})",
+                        messages.len(),
+                        ctx.tokens().len(),
+                        file.display(),
+                        transcript_path(file).display()
+                    ),
+                    Err(e) => eprintln!("error: /save: {e}"),
+                }
+                continue;
+            }
+            c if c.starts_with("/load ") => {
+                let file = Path::new(c["/load ".len()..].trim());
+                // The transcript first: the context changes only once both are good.
+                match read_transcript(file).and_then(|m| {
+                    ctx.load_state_file(file).map_err(|e| e.to_string())?;
+                    Ok(m)
+                }) {
+                    Ok(m) => {
+                        messages = m;
+                        eprintln!(
+                            "(loaded {} messages and {} cached tokens from {})",
+                            messages.len(),
+                            ctx.tokens().len(),
+                            file.display()
+                        );
+                    }
+                    Err(e) => eprintln!("error: /load: {e}"),
+                }
                 continue;
             }
             c if c.starts_with('/') && !c.contains(' ') => {
-                eprintln!("(unknown command {c}: /clear, /exit)");
+                eprintln!("(unknown command {c}: /clear, /save FILE, /load FILE, /exit)");
                 continue;
             }
             _ => {}
         }
         messages.push(Message::new("user", text));
+        // The system message(s) opening the conversation (--system's, or a loaded one's).
+        let n_fixed = messages.iter().take_while(|m| m.role == "system").count();
         let ids = match fit(
             &tmpl,
             &model,
             &mut messages,
-            system.len(),
+            n_fixed,
             ctx.n_ctx(),
             a.n_predict,
         ) {
@@ -302,4 +347,72 @@ fn fit(
         }
         eprintln!("(context full: the oldest turn is dropped)");
     }
+}
+
+/// The name and version that open a transcript file.
+const TRANSCRIPT_FORMAT: &str = "llm-run chat transcript";
+const TRANSCRIPT_VERSION: u64 = 1;
+
+/// Where `/save FILE` puts the conversation: `FILE.json`.
+fn transcript_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".json");
+    PathBuf::from(s)
+}
+
+/// `/save FILE`: the KV cache state to `FILE` and the conversation to `FILE.json`, each
+/// written atomically.
+fn save(ctx: &Context, messages: &[Message], file: &Path) -> Result<(), String> {
+    let list: Vec<Value> = messages
+        .iter()
+        .map(|m| json!({ "role": m.role, "content": m.content }))
+        .collect();
+    let doc = json!({
+        "format": TRANSCRIPT_FORMAT,
+        "version": TRANSCRIPT_VERSION,
+        "messages": list,
+    });
+    let mut text = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
+    text.push(b'\n');
+    ctx.save_state_file(file).map_err(|e| e.to_string())?;
+    llm_format::atomic::write_atomic(&transcript_path(file), &mut |w| {
+        w.write_all(&text)
+            .map_err(|e| llm_format::FormatError::Io(format!("write failed: {e}")))
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The conversation that `/save FILE` wrote to `FILE.json`.
+fn read_transcript(file: &Path) -> Result<Vec<Message>, String> {
+    let path = transcript_path(file);
+    let bad = |m: String| format!("{}: {m}", path.display());
+    let text = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let doc: Value = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    if doc.get("format").and_then(Value::as_str) != Some(TRANSCRIPT_FORMAT) {
+        return Err(bad(format!(
+            "not an llm-run chat transcript (no \"format\": \"{TRANSCRIPT_FORMAT}\")"
+        )));
+    }
+    let version = doc.get("version").and_then(Value::as_u64);
+    if version != Some(TRANSCRIPT_VERSION) {
+        return Err(bad(format!(
+            "transcript version {}, this llm-run reads version {TRANSCRIPT_VERSION}",
+            doc.get("version").unwrap_or(&Value::Null)
+        )));
+    }
+    let list = doc
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("no \"messages\" list".into()))?;
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let field = |k: &str| {
+                m.get(k)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(format!("message {i} has no text \"{k}\"")))
+            };
+            Ok(Message::new(field("role")?, field("content")?))
+        })
+        .collect()
 }
