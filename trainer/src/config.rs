@@ -223,6 +223,10 @@ pub struct TrainConfig {
     pub norm_eps: f64,
     /// RoPE frequency base.
     pub rope_base: f64,
+    /// RoPE linear position interpolation: positions are divided by it (1 = off;
+    /// `llm.rope_scale`). Set by `train --init-from` when `max_len` grows, see
+    /// `crate::extend`.
+    pub rope_scale: f64,
     /// AdamW beta1.
     pub beta1: f64,
     /// AdamW beta2.
@@ -298,6 +302,7 @@ impl TrainConfig {
             tied_embeddings: true,
             norm_eps: 1e-5,
             rope_base: 10000.0,
+            rope_scale: 1.0,
             beta1: 0.9,
             beta2: 0.99,
             adam_eps: 1e-8,
@@ -437,7 +442,10 @@ impl TrainConfig {
             tied_embeddings: self.tied_embeddings,
             norm_eps: self.norm_eps as f32,
             rope_base: self.rope_base as f32,
-            arch: Default::default(),
+            arch: llm_format::ArchOptions {
+                rope_scale: (self.rope_scale != 1.0).then_some(self.rope_scale as f32),
+                ..Default::default()
+            },
         };
         o.validate().map_err(|e| ConfigError(e.to_string()))?;
         Ok(o)

@@ -320,6 +320,7 @@ fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
     cfg.tied_embeddings = o.tied_embeddings;
     cfg.norm_eps = o.norm_eps as f64;
     cfg.rope_base = o.rope_base as f64;
+    cfg.rope_scale = o.arch.rope_scale.map_or(1.0, f64::from);
 }
 
 /// Prepares the run folder for a fresh run: data, tokenizer, resolved config.
