@@ -601,6 +601,22 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// Whether `key` is given explicitly, by a `--set` or in the config file, rather
+    /// than left to the preset.
+    pub fn sets_key(&self, key: &str) -> bool {
+        let in_sets = self
+            .set
+            .iter()
+            .any(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == key));
+        in_sets
+            || self
+                .config
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+                .is_some_and(|t| t.contains_key(key))
+    }
+
     /// Preset (default `tiny`), then the TOML file's keys, then each `--set`, validated.
     pub fn resolve(&self) -> Result<TrainConfig, ConfigError> {
         let mut c = TrainConfig::preset(self.preset.as_deref().unwrap_or("tiny"))?;
