@@ -30,12 +30,15 @@ use cudarc::driver::CudaSlice;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// RoPE tables are cached by head width, `(base, scale)` bits and padded length.
+type RopeKey = (usize, (u64, u64), usize);
+
 /// The CUDA backend over one GPU.
 pub struct CudaBackend {
     dev: CudaDevice,
     blas: Blas,
-    /// RoPE tables per (head_dim, base bits, max positions).
-    rope: Mutex<HashMap<(usize, (u64, u64), usize), RopeTables>>,
+    /// RoPE tables per (head_dim, (base, scale) bits, max positions).
+    rope: Mutex<HashMap<RopeKey, RopeTables>>,
 }
 
 impl std::fmt::Debug for CudaBackend {
