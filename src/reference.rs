@@ -78,12 +78,12 @@ impl RefModel {
         y
     }
 
-    fn rope(&self, v: &mut [f64], pos: usize, base: f64) {
+    fn rope(&self, v: &mut [f64], pos: f64, base: f64) {
         let hd = self.opts.head_dim();
         let factors = self.opts.rope_freqs().map(|s| self.get(&s.name).to_vec());
         for head in v.chunks_mut(hd) {
             for i in 0..hd / 2 {
-                let mut theta = pos as f64 * base.powf(-((2 * i) as f64) / hd as f64);
+                let mut theta = pos * base.powf(-((2 * i) as f64) / hd as f64);
                 if let Some(f) = &factors {
                     theta /= f[i];
                 }
@@ -171,8 +171,10 @@ impl RefModel {
                 }
                 if o.positions == Positions::Rope {
                     let base = o.layer_rope_base(l) as f64;
-                    self.rope(&mut q, pos, base);
-                    self.rope(&mut k, pos, base);
+                    // Linear position interpolation: the position itself is scaled.
+                    let p = pos as f64 / o.layer_rope_scale(l) as f64;
+                    self.rope(&mut q, p, base);
+                    self.rope(&mut k, p, base);
                 }
                 qs.push(q);
                 ks.push(k);

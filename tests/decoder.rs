@@ -323,6 +323,19 @@ fn arch_options_match_reference() {
         ..Default::default()
     };
     cases.push(o);
+    let gemma = cases[cases.len() - 1].clone();
+    // Linear position interpolation (context extension), alone and with factors.
+    let mut o = base();
+    o.arch.rope_scale = Some(4.0);
+    cases.push(o);
+    let mut o = base();
+    o.arch.rope_scale = Some(2.5);
+    o.arch.rope_freq_factors = true;
+    cases.push(o);
+    // With sliding layers on their own base: the scale applies to the global layer.
+    let mut o = gemma;
+    o.arch.rope_scale = Some(3.0);
+    cases.push(o);
     for (i, o) in cases.iter().enumerate() {
         let seed = (200 + i as u64) ^ test_seed(0);
         check(o, DType::F32, 1e-4, seed);

@@ -144,6 +144,13 @@ pub struct ArchOptions {
     /// RoPE base of the sliding-window layers (Gemma 3: 10000 where the global
     /// layers use 1e6). `None`: `rope_base`.
     pub rope_base_local: Option<f32>,
+    /// Linear RoPE position interpolation (Chen et al. 2023; Hugging Face's
+    /// `rope_scaling: {type: linear, factor}`): positions are divided by it, so the
+    /// angle is `(pos / rope_scale)·base^(−2i/head_dim)`, and a model trained for
+    /// `L` positions sees `rope_scale · L` positions within the angles it learned.
+    /// Applies to the layers on `rope_base` (not to sliding layers with their own
+    /// `rope_base_local`, as in Gemma 3). `None`: 1.
+    pub rope_scale: Option<f32>,
 }
 
 /// Metadata keys of the model options.
@@ -194,6 +201,8 @@ pub mod keys {
     pub const SLIDING_WINDOW_PATTERN: &str = "llm.sliding_window_pattern";
     /// f32, optional (rope_base): RoPE base of the sliding-window layers
     pub const ROPE_BASE_LOCAL: &str = "llm.rope_base_local";
+    /// f32, optional (1): linear RoPE position interpolation, positions divided by it
+    pub const ROPE_SCALE: &str = "llm.rope_scale";
     /// string: gpt2 | sentencepiece | char | raw-bpe
     pub const TOK_KIND: &str = "tokenizer.kind";
     /// array of string
@@ -255,6 +264,15 @@ impl ModelOptions {
         match (self.layer_window(l), self.arch.rope_base_local) {
             (Some(_), Some(b)) => b,
             _ => self.rope_base,
+        }
+    }
+
+    /// The RoPE position scale of layer `l` ([`ArchOptions::rope_scale`], 1 when
+    /// unset): positions are divided by it; sliding layers with their own base keep 1.
+    pub fn layer_rope_scale(&self, l: usize) -> f32 {
+        match (self.layer_window(l), self.arch.rope_base_local) {
+            (Some(_), Some(_)) => 1.0,
+            _ => self.arch.rope_scale.unwrap_or(1.0),
         }
     }
 
@@ -338,6 +356,13 @@ impl ModelOptions {
                 ));
             }
         }
+        if let Some(s) = self.arch.rope_scale {
+            if !(s.is_finite() && s > 0.0) || self.positions != Positions::Rope {
+                return bad(format!(
+                    "rope_scale {s} needs positions = rope and a finite value above 0"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -390,6 +415,9 @@ impl ModelOptions {
         if let Some(b) = a.rope_base_local {
             m.push((keys::ROPE_BASE_LOCAL.into(), Value::F32(b)));
         }
+        if let Some(s) = a.rope_scale {
+            m.push((keys::ROPE_SCALE.into(), Value::F32(s)));
+        }
         m
     }
 
@@ -439,6 +467,7 @@ impl ModelOptions {
                 sliding_window: opt_usize(keys::SLIDING_WINDOW)?,
                 sliding_window_pattern: opt_usize(keys::SLIDING_WINDOW_PATTERN)?.unwrap_or(0),
                 rope_base_local: opt_f32(keys::ROPE_BASE_LOCAL)?,
+                rope_scale: opt_f32(keys::ROPE_SCALE)?,
             },
         };
         o.validate()?;

@@ -169,6 +169,7 @@ fn arch_options_add_their_tensors_and_keys_only_when_set() {
         keys::SLIDING_WINDOW,
         keys::SLIDING_WINDOW_PATTERN,
         keys::ROPE_BASE_LOCAL,
+        keys::ROPE_SCALE,
     ] {
         assert!(
             meta.iter().all(|(m, _)| m != k),
@@ -186,12 +187,15 @@ fn arch_options_add_their_tensors_and_keys_only_when_set() {
         sliding_window: Some(3),
         sliding_window_pattern: 2,
         rope_base_local: Some(100.0),
+        rope_scale: Some(2.0),
     };
     o.mlp = Mlp::GeGlu;
     o.validate().unwrap();
     // Layer 0 slides with the local base, layer 1 (2 % 2 == 1) is global.
     assert_eq!((o.layer_window(0), o.layer_rope_base(0)), (Some(3), 100.0));
     assert_eq!((o.layer_window(1), o.layer_rope_base(1)), (None, 10000.0));
+    // The position scale applies to the global base only.
+    assert_eq!((o.layer_rope_scale(0), o.layer_rope_scale(1)), (1.0, 2.0));
     let layout = listed(&o.tensor_layout());
     let plain_layout = listed(&plain.tensor_layout());
     // q_dim = 4 heads × 6 = 24 over d_model 16; kv 2 × 6 = 12.
@@ -237,4 +241,19 @@ fn arch_options_add_their_tensors_and_keys_only_when_set() {
         .unwrap_err()
         .to_string()
         .contains("rope_freq_factors"));
+    // A rope scale needs rope and a positive value.
+    bad.arch.rope_freq_factors = false;
+    bad.arch.rope_scale = Some(2.0);
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("rope_scale"));
+    let mut bad = plain.clone();
+    bad.arch.rope_scale = Some(0.0);
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("rope_scale"));
 }

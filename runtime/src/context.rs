@@ -248,6 +248,11 @@ impl Context {
                 .ok_or_else(|| Error::Invalid("context size overflows".into()))?,
         )?;
         let mut freqs = ops::rope_freqs(o.head_dim(), o.rope_base);
+        // Linear position interpolation on the global table: `pos / scale` is
+        // `pos · (freq / scale)`.
+        if let Some(scale) = o.arch.rope_scale {
+            freqs.iter_mut().for_each(|f| *f /= scale);
+        }
         if let Some(base) = o.arch.rope_base_local {
             freqs.extend(ops::rope_freqs(o.head_dim(), base));
         }

@@ -8,6 +8,7 @@
 
 use crate::layers::attention::{self, AttnShape};
 use crate::layers::embedding::{self, PosAdd};
+use crate::layers::rope::Rope;
 use crate::layers::{
     dropout, gelu, layernorm, linear, relu, residual, rmsnorm, rope, softmax_ce, swiglu,
 };
@@ -107,7 +108,7 @@ pub trait Backend<T: Real>: Send + Sync {
         c: usize,
     );
     /// RoPE in place on `[B, T, heads·hd]`; `inverse` rotates back (the backward).
-    fn rope(&self, x: &mut [T], seq: usize, heads: usize, hd: usize, base: f64, inverse: bool);
+    fn rope(&self, x: &mut [T], seq: usize, heads: usize, hd: usize, rope: Rope, inverse: bool);
     /// Causal attention; saves the probabilities `att: [B, H, T, T]`.
     fn attention_forward(
         &self,
@@ -264,8 +265,8 @@ impl<T: Real> Backend<T> for Cpu {
     ) {
         rmsnorm::rmsnorm_backward(dinp, dw, dout, inp, w, rstd, c)
     }
-    fn rope(&self, x: &mut [T], seq: usize, heads: usize, hd: usize, base: f64, inverse: bool) {
-        rope::rope_apply(x, seq, heads, hd, base, inverse)
+    fn rope(&self, x: &mut [T], seq: usize, heads: usize, hd: usize, rope: Rope, inverse: bool) {
+        rope::rope_apply(x, seq, heads, hd, rope, inverse)
     }
     fn attention_forward(
         &self,

@@ -223,6 +223,10 @@ pub struct TrainConfig {
     pub norm_eps: f64,
     /// RoPE frequency base.
     pub rope_base: f64,
+    /// RoPE linear position interpolation: positions are divided by it (1 = off;
+    /// `llm.rope_scale`). Set by `train --init-from` when `max_len` grows, see
+    /// `crate::extend`.
+    pub rope_scale: f64,
     /// AdamW beta1.
     pub beta1: f64,
     /// AdamW beta2.
@@ -298,6 +302,7 @@ impl TrainConfig {
             tied_embeddings: true,
             norm_eps: 1e-5,
             rope_base: 10000.0,
+            rope_scale: 1.0,
             beta1: 0.9,
             beta2: 0.99,
             adam_eps: 1e-8,
@@ -437,7 +442,10 @@ impl TrainConfig {
             tied_embeddings: self.tied_embeddings,
             norm_eps: self.norm_eps as f32,
             rope_base: self.rope_base as f32,
-            arch: Default::default(),
+            arch: llm_format::ArchOptions {
+                rope_scale: (self.rope_scale != 1.0).then_some(self.rope_scale as f32),
+                ..Default::default()
+            },
         };
         o.validate().map_err(|e| ConfigError(e.to_string()))?;
         Ok(o)
@@ -593,6 +601,22 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// Whether `key` is given explicitly, by a `--set` or in the config file, rather
+    /// than left to the preset.
+    pub fn sets_key(&self, key: &str) -> bool {
+        let in_sets = self
+            .set
+            .iter()
+            .any(|s| s.split_once('=').is_some_and(|(k, _)| k.trim() == key));
+        in_sets
+            || self
+                .config
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+                .is_some_and(|t| t.contains_key(key))
+    }
+
     /// Preset (default `tiny`), then the TOML file's keys, then each `--set`, validated.
     pub fn resolve(&self) -> Result<TrainConfig, ConfigError> {
         let mut c = TrainConfig::preset(self.preset.as_deref().unwrap_or("tiny"))?;

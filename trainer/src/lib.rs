@@ -15,6 +15,7 @@ pub mod config;
 pub mod data;
 pub mod export;
 pub mod export_gguf;
+pub mod extend;
 pub mod import;
 pub mod layers;
 pub mod lr_find;

@@ -18,6 +18,7 @@
 use crate::backend::{Activation, Backend};
 use crate::layers::attention::AttnShape;
 use crate::layers::embedding::PosAdd;
+use crate::layers::rope::Rope;
 use crate::rng::Rng;
 use crate::scalar::Real;
 use llm_format::options::{LinearSlots, NormSlots, TensorSlot};
@@ -486,7 +487,7 @@ impl<T: Real> Pass<'_, T> {
         let (be, o) = (self.be, self.o);
         let (c, kv, f, t) = (o.d_model, o.kv_dim(), o.d_ff, self.t);
         let sh = self.shape();
-        let base = o.rope_base as f64;
+        let rope = Rope::of(o);
         // attention branch: ln1 = norm(x); q,k,v = ln1·W; rope; atty = attn; proj
         self.norm(
             &mut la.ln1,
@@ -499,8 +500,8 @@ impl<T: Real> Pass<'_, T> {
         self.lin(&mut la.k, &la.ln1, &li.k, c, kv);
         self.lin(&mut la.v, &la.ln1, &li.v, c, kv);
         if o.positions == Positions::Rope {
-            be.rope(&mut la.q, t, sh.h, sh.hd, base, false);
-            be.rope(&mut la.k, t, sh.kvh, sh.hd, base, false);
+            be.rope(&mut la.q, t, sh.h, sh.hd, rope, false);
+            be.rope(&mut la.k, t, sh.kvh, sh.hd, rope, false);
         }
         be.attention_forward(&mut la.atty, &mut la.att, &la.q, &la.k, &la.v, sh);
         self.lin(&mut la.attproj, &la.atty, &li.o, c, c);
@@ -614,6 +615,7 @@ impl<T: Real> Model<T> {
         // linear biases like any other); the rest are run-only.
         let trained = llm_format::ArchOptions {
             qkv_bias: opts.arch.qkv_bias,
+            rope_scale: opts.arch.rope_scale,
             ..Default::default()
         };
         if opts.arch != trained || opts.mlp == Mlp::GeGlu {
@@ -867,7 +869,7 @@ impl<T: Real> Model<T> {
             kvh: o.n_kv_heads,
             hd: o.head_dim(),
         };
-        let base = o.rope_base as f64;
+        let rope = Rope::of(o);
         let pass = Pass { be, o, p, n, t };
         // dlogits = scale/N · (p - onehot), in place over the probabilities.
         a.dloss.fill(T::c(loss_scale / n as f64));
@@ -980,8 +982,8 @@ impl<T: Real> Model<T> {
                 &mut a.dq, &mut a.dk, &mut a.dv, &a.d_atty, &la.q, &la.k, &la.v, &la.att, sh,
             );
             if o.positions == Positions::Rope {
-                be.rope(&mut a.dq, t, sh.h, sh.hd, base, true);
-                be.rope(&mut a.dk, t, sh.kvh, sh.hd, base, true);
+                be.rope(&mut a.dq, t, sh.h, sh.hd, rope, true);
+                be.rope(&mut a.dk, t, sh.kvh, sh.hd, rope, true);
             }
             zero(&mut a.d_ln);
             lin_bwd(g, &mut a.d_ln, &a.dq, &la.ln1, &li.q, c, c);

@@ -6,6 +6,7 @@
 use crate::backend::{Activation, Backend};
 use crate::layers::attention::AttnShape;
 use crate::layers::embedding::PosAdd;
+use crate::layers::rope::Rope;
 use crate::optim::AdamParams;
 use crate::scalar::Real;
 use std::collections::BTreeMap;
@@ -177,8 +178,8 @@ impl<T: Real> Backend<T> for Profiled<'_, T> {
             b.rmsnorm_backward(dinp, dw, dout, inp, w, rstd, c)
         })
     }
-    fn rope(&self, x: &mut [T], seq: usize, heads: usize, hd: usize, base: f64, inverse: bool) {
-        self.time("rope", |b| b.rope(x, seq, heads, hd, base, inverse))
+    fn rope(&self, x: &mut [T], seq: usize, heads: usize, hd: usize, rope: Rope, inverse: bool) {
+        self.time("rope", |b| b.rope(x, seq, heads, hd, rope, inverse))
     }
     fn attention_forward(
         &self,

@@ -203,9 +203,9 @@ fn shards_in(dir: &Path) -> Option<DataFiles> {
 
 /// Weights and tokenizer of `--init-from`.
 pub(crate) struct Init {
-    opts: llm_format::ModelOptions,
+    pub(crate) opts: llm_format::ModelOptions,
     tokenizer: TextTokenizer,
-    tensors: Vec<(String, Vec<f32>)>,
+    pub(crate) tensors: Vec<(String, Vec<f32>)>,
 }
 
 fn tokenizer_from_spec(spec: &llm_format::TokenizerSpec<'_>) -> TextTokenizer {
@@ -222,7 +222,7 @@ fn tokenizer_from_spec(spec: &llm_format::TokenizerSpec<'_>) -> TextTokenizer {
     }
 }
 
-fn load_init(spec: &str, tok: Option<&Path>) -> Result<Init, TrainError> {
+pub(crate) fn load_init(spec: &str, tok: Option<&Path>) -> Result<Init, TrainError> {
     let (kind, path) = spec
         .split_once(':')
         .ok_or_else(|| TrainError(format!("--init-from expects KIND:PATH, got '{spec}'")))?;
@@ -302,7 +302,7 @@ pub fn load_llm(path: &Path) -> Result<(Model<f32>, TextTokenizer), TrainError> 
     Ok((model, init.tokenizer))
 }
 
-fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
+pub(crate) fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
     cfg.vocab_size = o.vocab_size;
     cfg.d_model = o.d_model;
     cfg.n_layers = o.n_layers;
@@ -321,6 +321,7 @@ fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions) {
     cfg.tied_embeddings = o.tied_embeddings;
     cfg.norm_eps = o.norm_eps as f64;
     cfg.rope_base = o.rope_base as f64;
+    cfg.rope_scale = o.arch.rope_scale.map_or(1.0, f64::from);
 }
 
 /// Writes a small run file atomically (temp file, fsync, rename); the error names it.
@@ -334,12 +335,26 @@ pub(crate) fn prepare(
     dir: &Path,
 ) -> Result<(TrainConfig, Option<Init>), TrainError> {
     let mut cfg = args.config.resolve()?;
-    let init = match &args.init_from {
+    let mut init = match &args.init_from {
         Some(s) => Some(load_init(s, args.init_tokenizer.as_deref())?),
         None => None,
     };
-    if let Some(i) = &init {
+    if let Some(i) = &mut init {
+        // The file's options win, except a longer max_len and a rope_scale given
+        // explicitly (--set or the config file): those extend the context.
+        let (want_len, want_scale) = (cfg.max_len, cfg.rope_scale);
+        let scale = args.config.sets_key("rope_scale").then_some(want_scale);
         apply_options(&mut cfg, &i.opts);
+        if args.config.sets_key("max_len") && want_len > i.opts.max_len {
+            let note =
+                crate::extend::extend_init(&mut cfg, &mut i.opts, &mut i.tensors, want_len, scale)
+                    .map_err(TrainError)?;
+            if !args.quiet {
+                eprintln!("{note}");
+            }
+        } else if let Some(s) = scale {
+            cfg.rope_scale = s;
+        }
     }
     std::fs::create_dir_all(dir)?;
     let inputs = if args.data.is_empty() {

@@ -803,10 +803,10 @@ fn activation_kernels_match_cpu() {
 fn rope_case<T: GpuFloat>(emu: &Emu, r: &mut Rng) {
     let (b, t, h, hd) = (2usize, 300usize, 2usize, 16usize);
     let (x, xt) = rand::<T>(r, b * t * h * hd, 1.0);
-    let (cos, sin) = rope_tables(512, hd, 10000.0);
+    let (cos, sin) = rope_tables(512, hd, cpu_rope::Rope::plain(10000.0));
     for (inverse, sign) in [(false, 1.0f32), (true, -1.0)] {
         let mut want = x.clone();
-        cpu_rope::rope_apply(&mut want, t, h, hd, 10000.0, inverse);
+        cpu_rope::rope_apply(&mut want, t, h, hd, cpu_rope::Rope::plain(10000.0), inverse);
         let mut out = zeros::<T>(x.len());
         emu.launch(
             "rope_rotate",

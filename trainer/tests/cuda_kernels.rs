@@ -421,14 +421,14 @@ fn activations_match_cpu() {
 fn rope_case<T: GpuFloat>(dev: &CudaDevice, r: &mut Rng) {
     let (b, t, h, hd) = (2usize, 300usize, 3usize, 32usize);
     let x = rand::<T>(r, b * t * h * hd, 1.0);
-    let tables = rope::RopeTables::new(dev, 512, hd, 10000.0).unwrap();
+    let tables = rope::RopeTables::new(dev, 512, hd, cpu_rope::Rope::plain(10000.0)).unwrap();
     let mut want = x.clone();
-    cpu_rope::rope_apply(&mut want, t, h, hd, 10000.0, false);
+    cpu_rope::rope_apply(&mut want, t, h, hd, cpu_rope::Rope::plain(10000.0), false);
     let mut dx = up::<T>(dev, &x);
     rope::forward(dev, &tables, &mut dx, b, t, h).unwrap();
     assert_close("rope forward", &down(dev, &dx), &want, rtol::<T>());
     let mut want = x.clone();
-    cpu_rope::rope_apply(&mut want, t, h, hd, 10000.0, true);
+    cpu_rope::rope_apply(&mut want, t, h, hd, cpu_rope::Rope::plain(10000.0), true);
     let mut dx = up::<T>(dev, &x);
     rope::backward(dev, &tables, &mut dx, b, t, h).unwrap();
     assert_close("rope backward", &down(dev, &dx), &want, rtol::<T>());

@@ -110,6 +110,17 @@ fn train_export_runtime_logits_match_gpt2_llama_classic() {
 }
 
 #[test]
+fn train_export_runtime_logits_match_with_rope_scale() {
+    // Linear position interpolation (`llm.rope_scale`): the trainer's rotation of
+    // positions `t / scale` against the runtime's scaled frequency table.
+    for (scale, seed) in [(4.0, 4), (1.5, 5)] {
+        let mut o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
+        o.arch.rope_scale = Some(scale);
+        parity(o, seed);
+    }
+}
+
+#[test]
 fn train_export_quantised_keeps_norms_f32() {
     let o = opts(
         Positions::Learned,

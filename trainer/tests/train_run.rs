@@ -220,3 +220,49 @@ fn train_init_from_llm_continues_from_the_exported_weights() {
         "fine-tune starts at {start}, run ended at {trained}"
     );
 }
+
+#[test]
+fn train_init_from_with_a_longer_max_len_extends_the_context() {
+    // Learned positions: the table grows; RoPE: rope_scale = 32/16 in the exported file.
+    for (name, extra) in [
+        ("learned", vec![]),
+        (
+            "rope",
+            vec!["positions=rope", "norm=rmsnorm", "mlp=swiglu", "bias=false"],
+        ),
+    ] {
+        let d = scratch(&format!("extend-{name}"));
+        let data = corpus(&d);
+        let mut set = extra.clone();
+        set.extend(["max_steps=2", "save_interval=0", "eval_interval=0"]);
+        let first = train(&args(&data, &d.join("a"), small(&set))).unwrap();
+        let model = first.model_path.unwrap();
+        let mut set = extra.clone();
+        set.extend(["max_steps=1", "max_len=32"]);
+        let mut a = args(&data, &d.join("b"), small(&set));
+        a.init_from = Some(format!("llm:{}", model.display()));
+        let out = train(&a).unwrap();
+        let bytes = std::fs::read(out.model_path.unwrap()).unwrap();
+        let f = llm_format::LlmFile::parse(&bytes).unwrap();
+        let o = f.options().unwrap();
+        assert_eq!(o.max_len, 32, "{name}");
+        if name == "rope" {
+            assert_eq!(o.arch.rope_scale, Some(2.0));
+        } else {
+            assert_eq!(f.tensor("pos_emb").unwrap().shape, vec![32, 32]);
+            assert_eq!(o.arch.rope_scale, None);
+        }
+        // Without an explicit max_len the file's length is kept.
+        let mut a = args(&data, &d.join("c"), small(&["max_steps=1"]));
+        a.config.set.retain(|s| !s.starts_with("max_len"));
+        a.config.set.extend(extra.iter().map(|s| s.to_string()));
+        a.init_from = Some(format!("llm:{}", model.display()));
+        let out = train(&a).unwrap();
+        let bytes = std::fs::read(out.model_path.unwrap()).unwrap();
+        let o = llm_format::LlmFile::parse(&bytes)
+            .unwrap()
+            .options()
+            .unwrap();
+        assert_eq!((o.max_len, o.arch.rope_scale), (16, None), "{name}");
+    }
+}

@@ -24,17 +24,21 @@ use super::{layernorm, rmsnorm, rope, CudaDevice};
 use crate::backend::{Activation, Backend, Cpu};
 use crate::layers::attention::AttnShape;
 use crate::layers::embedding::{sinusoid_row, PosAdd};
+use crate::layers::rope::Rope;
 use crate::optim::AdamParams;
 use cudarc::driver::CudaSlice;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// RoPE tables are cached by head width, `(base, scale)` bits and padded length.
+type RopeKey = (usize, (u64, u64), usize);
+
 /// The CUDA backend over one GPU.
 pub struct CudaBackend {
     dev: CudaDevice,
     blas: Blas,
-    /// RoPE tables per (head_dim, base bits, max positions).
-    rope: Mutex<HashMap<(usize, u64, usize), RopeTables>>,
+    /// RoPE tables per (head_dim, (base, scale) bits, max positions).
+    rope: Mutex<HashMap<RopeKey, RopeTables>>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -104,18 +108,22 @@ impl CudaBackend {
     fn with_rope<R>(
         &self,
         hd: usize,
-        base: f64,
+        rope: Rope,
         seq: usize,
         f: impl FnOnce(&RopeTables) -> R,
     ) -> R {
-        let key = (hd, base.to_bits(), seq.next_power_of_two());
+        let key = (
+            hd,
+            (rope.base.to_bits(), rope.scale.to_bits()),
+            seq.next_power_of_two(),
+        );
         let mut m = match self.rope.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
         let t = m
             .entry(key)
-            .or_insert_with(|| ok(RopeTables::new(&self.dev, key.2, hd, base as f32)));
+            .or_insert_with(|| ok(RopeTables::new(&self.dev, key.2, hd, rope)));
         f(t)
     }
 }
@@ -290,10 +298,10 @@ impl Backend<f32> for CudaBackend {
         self.down(&gw, dw);
     }
 
-    fn rope(&self, x: &mut [f32], seq: usize, heads: usize, hd: usize, base: f64, inverse: bool) {
+    fn rope(&self, x: &mut [f32], seq: usize, heads: usize, hd: usize, rope: Rope, inverse: bool) {
         let batch = x.len() / (seq * heads * hd).max(1);
         let mut d = self.up(x);
-        self.with_rope(hd, base, seq, |t| {
+        self.with_rope(hd, rope, seq, |t| {
             ok(if inverse {
                 rope::backward(&self.dev, t, &mut d, batch, seq, heads)
             } else {

@@ -6,6 +6,7 @@
 use super::device::CudaDevice;
 use super::error::CudaError;
 use super::kernels::{signature, KernelFile, ParamKind, Precision};
+use crate::layers::rope::Rope;
 use cudarc::driver::{CudaFunction, CudaSlice, DevicePtr, LaunchConfig, PushKernelArg};
 
 /// Threads per block of the element-wise and warp-per-row kernels.
@@ -193,14 +194,14 @@ pub fn check_tokens(tokens: &[i32], vocab: usize, what: &str) -> Result<(), Cuda
 }
 
 /// RoPE's `(cos, sin)` tables `[max_len, head_dim/2]`, computed in f64:
-/// angle `pos * base^(-2i/head_dim)`.
-pub fn rope_tables(max_len: usize, head_dim: usize, base: f32) -> (Vec<f32>, Vec<f32>) {
+/// angle `(pos / scale) * base^(-2i/head_dim)` ([`Rope::angle`]).
+pub fn rope_tables(max_len: usize, head_dim: usize, rope: Rope) -> (Vec<f32>, Vec<f32>) {
     let half = head_dim / 2;
     let mut cos = Vec::with_capacity(max_len * half);
     let mut sin = Vec::with_capacity(max_len * half);
     for pos in 0..max_len {
         for i in 0..half {
-            let a = pos as f64 * (base as f64).powf(-2.0 * i as f64 / head_dim as f64);
+            let a = rope.angle(pos, i, head_dim);
             cos.push(a.cos() as f32);
             sin.push(a.sin() as f32);
         }
@@ -417,7 +418,7 @@ mod tests {
 
     #[test]
     fn rope_tables_match_the_convention() {
-        let (c, s) = rope_tables(3, 4, 10000.0);
+        let (c, s) = rope_tables(3, 4, Rope::plain(10000.0));
         assert_eq!(c.len(), 6);
         // pos 2, pair 1: angle 2 * 10000^(-2/4) = 0.02
         assert!((c[2 * 2 + 1] - 0.02f32.cos()).abs() < 1e-7);

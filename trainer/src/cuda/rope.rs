@@ -5,6 +5,7 @@ use super::device::CudaDevice;
 use super::error::CudaError;
 use super::kernels::{GpuFloat, KernelFile};
 use super::launch::{as_i32, check_len, elementwise, rope_tables, Launch};
+use crate::layers::rope::Rope;
 use cudarc::driver::CudaSlice;
 
 /// `kernels/rope.cu`.
@@ -29,14 +30,14 @@ impl RopeTables {
         dev: &CudaDevice,
         max_len: usize,
         head_dim: usize,
-        base: f32,
+        rope: Rope,
     ) -> Result<Self, CudaError> {
         if head_dim % 2 != 0 || head_dim == 0 {
             return Err(CudaError::Shape(format!(
                 "rope needs an even head_dim, got {head_dim}"
             )));
         }
-        let (c, s) = rope_tables(max_len, head_dim, base);
+        let (c, s) = rope_tables(max_len, head_dim, rope);
         let st = dev.stream();
         Ok(RopeTables {
             cos: st.clone_htod(&c)?,
