@@ -62,13 +62,29 @@ class Model {
         return i;
     }
 
-    std::vector<uint32_t> tokenize(std::string_view text, int32_t add_bos = LLMRT_BOS_DEFAULT) const {
+    // Token ids of `text`; with `parse_special`, special tokens written in it
+    // (`<|im_start|>`) become their ids, as a rendered chat template needs.
+    std::vector<uint32_t> tokenize(std::string_view text, int32_t add_bos = LLMRT_BOS_DEFAULT,
+                                   bool parse_special = false) const {
         size_t n = 0;
-        llmrt_status st = llmrt_tokenize(m_, text.data(), text.size(), add_bos, nullptr, 0, &n);
+        llmrt_status st = llmrt_tokenize_special(m_, text.data(), text.size(), add_bos,
+                                                 parse_special, nullptr, 0, &n);
         if (st != LLMRT_ERR_BUFFER_TOO_SMALL) check(st, "tokenize");
         std::vector<uint32_t> ids(n);
-        check(llmrt_tokenize(m_, text.data(), text.size(), add_bos, ids.data(), ids.size(), &n),
+        check(llmrt_tokenize_special(m_, text.data(), text.size(), add_bos, parse_special,
+                                     ids.data(), ids.size(), &n),
               "tokenize");
+        return ids;
+    }
+
+    // A rendered chat prompt as ids: specials parsed, BOS as the file asks but never
+    // twice (a template may write it itself).
+    std::vector<uint32_t> tokenize_prompt(std::string_view text) const {
+        std::vector<uint32_t> ids = tokenize(text, LLMRT_BOS_DEFAULT, true);
+        const int32_t bos = info().bos;
+        if (bos >= 0 && ids.size() >= 2 && ids[0] == static_cast<uint32_t>(bos) &&
+            ids[1] == static_cast<uint32_t>(bos))
+            ids.erase(ids.begin());
         return ids;
     }
 
@@ -180,11 +196,11 @@ int main(int argc, char **argv) {
         std::cerr << "> " << std::flush;
         while (std::getline(std::cin, line)) {
             conv.emplace_back("user", line);
-            std::vector<uint32_t> ids = model.tokenize(model.apply_template(conv, true, tmpl));
+            std::vector<uint32_t> ids = model.tokenize_prompt(model.apply_template(conv, true, tmpl));
             if (ids.size() + gp.n_predict >= ctx.n_ctx()) {
                 std::cerr << "(context full: starting a new conversation)\n";
                 conv.erase(conv.begin(), conv.end() - 1);
-                ids = model.tokenize(model.apply_template(conv, true, tmpl));
+                ids = model.tokenize_prompt(model.apply_template(conv, true, tmpl));
                 ctx.reset();
             }
             // Reuse the cached prefix; evaluate at least one token.

@@ -604,6 +604,8 @@ llmrt_status llmrt_model_get_info(const struct llmrt_model *model,
 
 // Tokenizes the UTF-8 text `text[..text_len]` (no terminator needed) into
 // `tokens[..cap]`. `add_bos`: `LLMRT_BOS_DEFAULT` (-1, as the file asks), 0 or 1.
+// Special tokens written in the text are spelled out as ordinary characters (but
+// user-defined tokens, as in llama.cpp); `llmrt_tokenize_special` parses them.
 // `*n_tokens` receives the number of ids; when `cap` is too small the status is
 // `LLMRT_ERR_BUFFER_TOO_SMALL` and `*n_tokens` is the size needed (so `tokens = NULL,
 // cap = 0` asks for the count).
@@ -618,6 +620,23 @@ llmrt_status llmrt_tokenize(const struct llmrt_model *model,
                             uint32_t *tokens,
                             size_t cap,
                             size_t *n_tokens);
+
+// As `llmrt_tokenize`, and with `parse_special` non-zero the special tokens written
+// in the text (`<|im_start|>`, `<s>`) become their ids, as llama.cpp's
+// `llama_tokenize(..., parse_special = true)`: what a prompt rendered by
+// `llmrt_chat_apply_template` needs. A template that writes BOS itself wants
+// `add_bos = 0`.
+//
+// # Safety
+// As `llmrt_tokenize`.
+llmrt_status llmrt_tokenize_special(const struct llmrt_model *model,
+                                    const char *text,
+                                    size_t text_len,
+                                    int32_t add_bos,
+                                    int32_t parse_special,
+                                    uint32_t *tokens,
+                                    size_t cap,
+                                    size_t *n_tokens);
 
 // Writes the bytes token `token` decodes to into `buf[..cap]`, NUL-terminated;
 // `*len` receives their number (without the NUL). The bytes may be part of a UTF-8

@@ -272,6 +272,8 @@ pub unsafe extern "C" fn llmrt_model_get_info(
 
 /// Tokenizes the UTF-8 text `text[..text_len]` (no terminator needed) into
 /// `tokens[..cap]`. `add_bos`: `LLMRT_BOS_DEFAULT` (-1, as the file asks), 0 or 1.
+/// Special tokens written in the text are spelled out as ordinary characters (but
+/// user-defined tokens, as in llama.cpp); `llmrt_tokenize_special` parses them.
 /// `*n_tokens` receives the number of ids; when `cap` is too small the status is
 /// `LLMRT_ERR_BUFFER_TOO_SMALL` and `*n_tokens` is the size needed (so `tokens = NULL,
 /// cap = 0` asks for the count).
@@ -289,16 +291,48 @@ pub unsafe extern "C" fn llmrt_tokenize(
     cap: usize,
     n_tokens: *mut usize,
 ) -> llmrt_status {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { llmrt_tokenize_special(model, text, text_len, add_bos, 0, tokens, cap, n_tokens) }
+}
+
+/// As `llmrt_tokenize`, and with `parse_special` non-zero the special tokens written
+/// in the text (`<|im_start|>`, `<s>`) become their ids, as llama.cpp's
+/// `llama_tokenize(..., parse_special = true)`: what a prompt rendered by
+/// `llmrt_chat_apply_template` needs. A template that writes BOS itself wants
+/// `add_bos = 0`.
+///
+/// # Safety
+/// As `llmrt_tokenize`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the C signature of llmrt_tokenize plus one flag
+pub unsafe extern "C" fn llmrt_tokenize_special(
+    model: *const llmrt_model,
+    text: *const c_char,
+    text_len: usize,
+    add_bos: i32,
+    parse_special: i32,
+    tokens: *mut u32,
+    cap: usize,
+    n_tokens: *mut usize,
+) -> llmrt_status {
     guard(|| {
         // SAFETY: NULL or writable by contract.
         unsafe { put_opt(n_tokens, 0) };
         let m = self::model(model)?;
         // SAFETY: `text_len` readable bytes by contract.
         let s = unsafe { self::text(text, text_len, "text") }?;
-        let ids = m
-            .tokenizer
-            .encode(s, want_bos(&m, add_bos)?)
+        let add_bos = want_bos(&m, add_bos)?;
+        let tok = &m.tokenizer;
+        let opts = rt::tokenizer::EncodeOptions {
+            add_special: false,
+            parse_special: parse_special != 0,
+        };
+        let mut ids = tok
+            .encode_with(s, opts)
             .map_err(|e| Fail::new(LLMRT_ERR_INVALID_ARG, format!("tokenize: {e}")))?;
+        if let Some(bos) = tok.bos().filter(|_| add_bos) {
+            ids.insert(0, bos);
+        }
         // SAFETY: `tokens` writable for `cap` ids, `n_tokens` writable, by contract.
         unsafe { copy_out(&ids, 0, tokens, cap, n_tokens, "tokens") }
     })

@@ -337,3 +337,47 @@ fn sampler_settings_are_checked() {
         assert_eq!(e.code, LLMRT_ERR_INVALID_ARG);
     }
 }
+
+/// `llmrt_tokenize_special` parses a special token written in the text into its id
+/// (here EOS, `<eos>`, a control token), and only with `parse_special`: without it the
+/// text is spelled out, and this char vocabulary has no `<` to spell it with.
+#[test]
+fn special_tokens_parse_only_when_asked() {
+    let bytes = model_bytes(4);
+    let m = load(&bytes);
+    let tokenize = |text: &str, parse: i32, add_bos: i32| {
+        let mut ids = [u32::MAX; 16];
+        let mut n = 0usize;
+        // SAFETY: valid buffers with their capacities.
+        let st = unsafe {
+            llmrt_tokenize_special(
+                m,
+                text.as_ptr().cast(),
+                text.len(),
+                add_bos,
+                parse,
+                ids.as_mut_ptr(),
+                16,
+                &mut n,
+            )
+        };
+        (st, ids[..n].to_vec())
+    };
+    let (st, ids) = tokenize("a<eos>b", 1, 0);
+    assert_eq!(st, LLMRT_OK, "{}", last_error());
+    let (_, a) = tokenize("a", 0, 0);
+    let (_, b) = tokenize("b", 0, 0);
+    assert_eq!(ids, [a[0], 0, b[0]]);
+    let (st, _) = tokenize("a<eos>b", 0, 0);
+    assert_eq!(
+        st, LLMRT_ERR_INVALID_ARG,
+        "spelled out without parse_special"
+    );
+    // llmrt_tokenize is llmrt_tokenize_special without parsing.
+    let mut n = 0usize;
+    let mut ids = [0u32; 16];
+    // SAFETY: valid buffers with their capacities.
+    let st = unsafe { llmrt_tokenize(m, c"a<eos>b".as_ptr(), 7, 0, ids.as_mut_ptr(), 16, &mut n) };
+    assert_eq!(st, LLMRT_ERR_INVALID_ARG);
+    assert_eq!(llmrt_model_free(m), LLMRT_OK);
+}

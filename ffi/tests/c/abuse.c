@@ -126,6 +126,12 @@ int main(int argc, char **argv) {
     FAILS(LLMRT_ERR_INVALID_ARG, llmrt_tokenize(m, "a", SIZE_MAX, 0, ids, 64, &n));
     FAILS(LLMRT_ERR_NULL, llmrt_tokenize(m, "a", 1, 0, ids, 64, NULL));
     FAILS(LLMRT_ERR_NULL, llmrt_tokenize(m, "ab", 2, 0, NULL, 64, &n));
+    FAILS(LLMRT_ERR_NULL, llmrt_tokenize_special(NULL, "a", 1, 0, 1, ids, 64, &n));
+    FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_tokenize_special(garbage_m, "a", 1, 0, 1, ids, 64, &n));
+    FAILS(LLMRT_ERR_NULL, llmrt_tokenize_special(m, NULL, 5, 0, 1, ids, 64, &n));
+    FAILS(LLMRT_ERR_UTF8, llmrt_tokenize_special(m, bad_utf8, 4, 0, 1, ids, 64, &n));
+    FAILS(LLMRT_ERR_INVALID_ARG, llmrt_tokenize_special(m, "a", 1, 7, 1, ids, 64, &n));
+    FAILS(LLMRT_ERR_NULL, llmrt_tokenize_special(m, "a", 1, 0, 1, ids, 64, NULL));
     FAILS(LLMRT_ERR_BUFFER_TOO_SMALL, llmrt_tokenize(m, "abab", 4, 1, ids, 1, &n));
     CHECK(n >= 2, "needed size not reported (%zu)", n);
     OK(llmrt_tokenize(m, NULL, 0, 0, ids, 64, &n));
