@@ -83,6 +83,18 @@ fn sampler_flags_are_validated_naming_the_flag() {
         let o = llm_run(&["-m", p(&m), "-p", "AB", "-n", "2", &eq]);
         assert_one_line_error(&o, mentions);
     }
+    // `chat` and `compare` go through the same check.
+    for (flag, value, mentions) in [
+        ("--temperature", "-1", "--temperature is -1"),
+        ("--top-p", "1.5", "--top-p is 1.5"),
+        ("--repeat-penalty", "0", "--repeat-penalty is 0"),
+    ] {
+        let eq = format!("{flag}={value}");
+        let o = llm_run(&["chat", "-m", p(&m), "--chat-template", "chatml", &eq]);
+        assert_one_line_error(&o, mentions);
+    }
+    let o = llm_run(&["compare", "-m", p(&m), "-p", "AB", "--sampler", "top_p=1.5"]);
+    assert_one_line_error(&o, "top_p is 1.5");
     // A negative value where one means something parses.
     let o = llm_run(&[
         "-m",

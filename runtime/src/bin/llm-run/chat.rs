@@ -16,7 +16,6 @@
 use crate::{default_threads, load};
 use clap::Args;
 use llmrt::chat::{builtin, common_prefix, ChatTemplate, Message};
-use llmrt::sampler::SamplerConfig;
 use llmrt::{generate_until, Context, ContextParams, GenerateParams, Model, StopReason};
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
@@ -39,21 +38,8 @@ pub struct ChatArgs {
     /// Most tokens per answer.
     #[arg(short = 'n', long, default_value_t = 512)]
     n_predict: usize,
-    /// Temperature; 0 means greedy.
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    /// Keep the K most likely tokens (0: all).
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    /// Keep the smallest set of tokens whose probability adds up to P (1: off).
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
-    /// Drop tokens less likely than P times the most likely one (0: off).
-    #[arg(long, default_value_t = 0.05)]
-    min_p: f32,
-    /// Repetition penalty over the last 64 tokens (1: off).
-    #[arg(long, default_value_t = 1.0)]
-    repeat_penalty: f32,
+    #[command(flatten)]
+    sampler: crate::sampling::SamplerArgs,
     /// Random seed (default: a fresh one, printed on stderr).
     #[arg(short = 's', long)]
     seed: Option<u64>,
@@ -152,15 +138,7 @@ pub fn run(a: ChatArgs) -> Result<(), String> {
         stop,
         ignore_eos: false,
         stop_tokens,
-        sampler: SamplerConfig {
-            temperature: a.temperature,
-            top_k: a.top_k,
-            top_p: a.top_p,
-            min_p: a.min_p,
-            repeat_penalty: a.repeat_penalty,
-            seed,
-            ..SamplerConfig::default()
-        },
+        sampler: a.sampler.config(seed)?,
     };
     ctrlc::set_handler(|| {
         if ANSWERING.load(Ordering::SeqCst) {

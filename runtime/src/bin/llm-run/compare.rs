@@ -91,6 +91,12 @@ pub fn parse_sampler(spec: &str) -> Result<SamplerConfig, String> {
             }
         }
     }
+    c.validate().map_err(|e| {
+        format!(
+            "--sampler '{spec}': {} is {}: it {}",
+            e.setting, e.value, e.rule
+        )
+    })?;
     Ok(c)
 }
 
@@ -531,6 +537,10 @@ mod tests {
         let c = parse_sampler("temp=1.2,top_k=40,repeat_penalty=1.1").unwrap();
         assert_eq!((c.temperature, c.top_k, c.repeat_penalty), (1.2, 40, 1.1));
         assert_eq!(parse_sampler("").unwrap(), SamplerConfig::pure(1.0, 0));
+        // The runtime's one validation applies: out-of-range values are refused.
+        let e = parse_sampler("top_p=1.5").unwrap_err();
+        assert!(e.contains("top_p is 1.5"), "{e}");
+        assert!(parse_sampler("temperature=-1").is_err());
         assert!(parse_sampler("top_q=1")
             .unwrap_err()
             .contains("unknown key"));

@@ -8,9 +8,10 @@ mod compare;
 mod embed;
 mod info;
 mod perplexity;
+mod sampling;
 
 use clap::{Args, Parser, Subcommand};
-use llmrt::sampler::{SamplerConfig, SettingError};
+use llmrt::sampler::SettingError;
 use llmrt::{generate, Context, ContextParams, GenerateParams, Model};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,30 +73,8 @@ struct GenArgs {
     /// Tokens to generate.
     #[arg(short = 'n', long, default_value_t = 128)]
     n_predict: usize,
-    /// Temperature, >= 0; below 1e-6 (0 included) greedy.
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    /// Keep the K most likely tokens (0: all).
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    /// Keep the smallest set of tokens whose probability adds up to P, in [0, 1] (1: off).
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
-    /// Drop tokens less likely than P times the most likely one, in [0, 1] (0: off).
-    #[arg(long, default_value_t = 0.05)]
-    min_p: f32,
-    /// Repetition penalty over the last --repeat-last-n tokens, > 0 (1: off).
-    #[arg(long, default_value_t = 1.0)]
-    repeat_penalty: f32,
-    /// How many recent tokens the penalties look at.
-    #[arg(long, default_value_t = 64)]
-    repeat_last_n: usize,
-    /// Frequency penalty (0: off).
-    #[arg(long, default_value_t = 0.0)]
-    frequency_penalty: f32,
-    /// Presence penalty (0: off).
-    #[arg(long, default_value_t = 0.0)]
-    presence_penalty: f32,
+    #[command(flatten)]
+    sampler: sampling::SamplerArgs,
     /// Random seed; the same seed and flags give the same text on every machine
     /// (default: a fresh seed, printed on stderr).
     #[arg(short = 's', long)]
@@ -213,18 +192,7 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
         .model
         .as_deref()
         .ok_or("no model given: use -m MODEL (see llm-run --help)")?;
-    let mut sampler = SamplerConfig {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        repeat_last_n: a.repeat_last_n,
-        frequency_penalty: a.frequency_penalty,
-        presence_penalty: a.presence_penalty,
-        seed: 0,
-    };
-    sampler.validate().map_err(flag_error)?;
+    let mut sampler = a.sampler.config(0)?;
     let threads = a.threads.unwrap_or_else(default_threads);
     let params = ContextParams {
         n_ctx: a.ctx_size,
