@@ -37,9 +37,16 @@ pub fn opts(
 
 /// A char-level tokenizer over `vocab` printable characters.
 pub fn char_tokenizer(vocab: usize) -> TokenizerSpec<'static> {
-    let tokens = (0..vocab)
-        .map(|i| Cow::Owned(char::from_u32(0x21 + i as u32).expect("ascii").to_string()))
-        .collect();
+    char_tokenizer_of(
+        (0..vocab)
+            .map(|i| Cow::Owned(char::from_u32(0x21 + i as u32).expect("ascii").to_string()))
+            .collect(),
+    )
+}
+
+/// A char-level tokenizer over the pieces `tokens` (one character each), with no
+/// special ids and no BOS/EOS added.
+pub fn char_tokenizer_of(tokens: Vec<Cow<'static, str>>) -> TokenizerSpec<'static> {
     TokenizerSpec {
         kind: TokenizerKind::Char,
         tokens,

@@ -7,7 +7,7 @@
 //! uninterrupted session gives, its prompt cached.
 #![cfg(unix)]
 
-use llm_format::{DType, Mlp, Norm, Positions, TokenizerKind, TokenizerSpec};
+use llm_format::{DType, Mlp, Norm, Positions};
 use llmrt::chat::{builtin, ChatTemplate, Message};
 use llmrt::sampler::SamplerConfig;
 use llmrt::{generate, Context, ContextParams, GenerateParams, Model};
@@ -32,21 +32,7 @@ fn tiny_model(name: &str) -> (PathBuf, Vec<u8>) {
     let mut o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
     o.vocab_size = tokens.len();
     o.max_len = 1024;
-    let tok = TokenizerSpec {
-        kind: TokenizerKind::Char,
-        tokens,
-        scores: vec![],
-        merges: vec![],
-        bos: None,
-        eos: None,
-        unk: None,
-        pad: None,
-        add_bos: false,
-        add_eos: false,
-        token_types: Vec::new(),
-        pre: None,
-        add_space_prefix: true,
-    };
+    let tok = char_tokenizer_of(tokens);
     let (bytes, _) = write_model_with(&o, &tok, &random_weights(&o, test_seed(1501)), DType::F32);
     (temp_file(name, &bytes), bytes)
 }

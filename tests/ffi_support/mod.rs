@@ -343,19 +343,8 @@ fn char_tokenizer() -> TokenizerSpec<'static> {
         .map(|s| Cow::Borrowed(*s)),
     );
     TokenizerSpec {
-        kind: TokenizerKind::Char,
-        tokens,
-        scores: vec![],
-        merges: vec![],
-        bos: None,
         eos: Some(0),
-        unk: None,
-        pad: None,
-        add_bos: false,
-        add_eos: false,
-        token_types: Vec::new(),
-        pre: None,
-        add_space_prefix: true,
+        ..llmrt_suite::fixtures::char_tokenizer_of(tokens)
     }
 }
 
