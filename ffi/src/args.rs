@@ -36,6 +36,22 @@ pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Res<
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// The caller's tokens to evaluate, `tokens[..n]`: as [`slice`], and `n` may not be 0.
+///
+/// # Safety
+/// As [`slice`].
+pub(crate) unsafe fn eval_tokens<'a>(tokens: *const u32, n: usize) -> Res<&'a [u32]> {
+    // SAFETY: forwarded contract.
+    let toks = unsafe { slice(tokens, n, "tokens") }?;
+    if toks.is_empty() {
+        return Err(Fail::new(
+            LLMRT_ERR_INVALID_ARG,
+            "no tokens to evaluate (n is 0)",
+        ));
+    }
+    Ok(toks)
+}
+
 /// The caller's UTF-8 text `ptr[..len]` (NUL bytes allowed; no terminator needed).
 ///
 /// # Safety

@@ -5,7 +5,7 @@
 //! A context is used by one thread at a time (a second thread gets `LLMRT_ERR_BUSY`,
 //! never a data race); `llmrt_cancel` is the exception and may come from any thread.
 
-use crate::args::{copy_out, put, put_opt, slice};
+use crate::args::{copy_out, eval_tokens, put, put_opt};
 use crate::cancel::RunFlag;
 use crate::handles::Registry;
 use crate::logits::Batch;
@@ -403,13 +403,7 @@ pub unsafe extern "C" fn llmrt_eval(
     guard(|| {
         with_ctx(ctx, |h, st| {
             // SAFETY: `n` readable ids by contract.
-            let toks = unsafe { slice(tokens, n, "tokens") }?;
-            if toks.is_empty() {
-                return Err(Fail::new(
-                    LLMRT_ERR_INVALID_ARG,
-                    "no tokens to evaluate (n is 0)",
-                ));
-            }
+            let toks = unsafe { eval_tokens(tokens, n) }?;
             let before = st.ctx.tokens().len();
             let run = h.run.begin();
             let done = st.ctx.eval_until(toks, &|| run.cancelled())?.is_some();

@@ -2,7 +2,7 @@
 //! answers) in one call: `llmrt_eval_all` evaluates and keeps them,
 //! `llmrt_get_logits_ith` reads row `i`.
 
-use crate::args::{copy_out, put_opt, slice};
+use crate::args::{copy_out, eval_tokens, put_opt};
 use crate::context::{cancelled, llmrt_context, need_logits, with_ctx};
 use crate::status::{
     guard, llmrt_status, Fail, Res, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_NO_LOGITS, LLMRT_ERR_NO_MEMORY,
@@ -52,13 +52,7 @@ pub unsafe extern "C" fn llmrt_eval_all(
     guard(|| {
         with_ctx(ctx, |h, st| {
             // SAFETY: `n` readable ids by contract.
-            let toks = unsafe { slice(tokens, n, "tokens") }?;
-            if toks.is_empty() {
-                return Err(Fail::new(
-                    LLMRT_ERR_INVALID_ARG,
-                    "no tokens to evaluate (n is 0)",
-                ));
-            }
+            let toks = unsafe { eval_tokens(tokens, n) }?;
             let vocab = st.ctx.model().opts.vocab_size;
             let floats = toks.len().checked_mul(vocab).ok_or_else(|| {
                 Fail::new(LLMRT_ERR_NO_MEMORY, "the logits of every token overflow")
