@@ -493,6 +493,40 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
     if arch == "gemma3" {
         gemma3(&mut opts, g, file)?;
     }
+    // RoPE scaling as llama.cpp reads it: the type defaults to `linear`, its factor is
+    // `rope.scaling.factor` (or the older `rope.scale_linear`), 0 or 1 meaning none;
+    // `none` never scales. Llama 3's scaling comes as the `rope_freqs` tensor instead.
+    let scaling = match get(&key("rope.scaling.type")) {
+        None => "linear",
+        Some(v) => v.as_str().ok_or_else(|| {
+            ImportError::malformed(
+                file,
+                format!("key '{arch}.rope.scaling.type' should be a string, found {v:?}"),
+            )
+        })?,
+    };
+    match scaling {
+        "none" => {}
+        "linear" if !gpt2 => {
+            let factor = match get(&key("rope.scaling.factor")) {
+                Some(_) => opt_f32("rope.scaling.factor", 0.0)?,
+                None => opt_f32("rope.scale_linear", 0.0)?,
+            };
+            if factor != 0.0 && factor != 1.0 {
+                opts.arch.rope_scale = Some(factor);
+            }
+        }
+        "linear" => {}
+        v => {
+            return Err(ImportError::unsupported(
+                file,
+                format!(
+                    "{arch}.rope.scaling.type '{v}' (supported: none, linear, or llama3's \
+                     rope_freqs)"
+                ),
+            ))
+        }
+    }
     opts.validate()
         .map_err(|e| ImportError::malformed(file, format!("model options: {e}")))?;
     if let Some(rd) = opt("rope.dimension_count")? {
@@ -503,14 +537,6 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
                     "partial rotary: rope.dimension_count {rd}, head_dim {}",
                     opts.head_dim()
                 ),
-            ));
-        }
-    }
-    if let Some(v) = get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
-        if v != "none" {
-            return Err(ImportError::unsupported(
-                file,
-                format!("{arch}.rope.scaling.type '{v}' (only none, or llama3's rope_freqs)"),
             ));
         }
     }
