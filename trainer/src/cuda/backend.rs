@@ -141,6 +141,40 @@ impl Backend<f32> for CudaBackend {
         self.dev.check_fits(what, bytes).map_err(|e| e.to_string())
     }
 
+    /// The CUDA backend trains the classic decoder, q/k/v biases and linear RoPE
+    /// scaling; the newer options the CPU trains (q/k norm, GeGLU, a head width other
+    /// than `d_model / n_heads`, post norms, an embedding scale) have no kernels or
+    /// GPU tests yet (issue 10), so a run with one is refused here, naming it.
+    fn check_options(&self, o: &llm_format::ModelOptions) -> Result<(), String> {
+        let a = &o.arch;
+        let mut cpu_only = Vec::new();
+        if let Some(hd) = a.head_dim.filter(|&hd| hd * o.n_heads != o.d_model) {
+            cpu_only.push(format!(
+                "head_dim = {hd} (not d_model / n_heads = {})",
+                o.d_model / o.n_heads
+            ));
+        }
+        if a.qk_norm {
+            cpu_only.push("qk_norm".into());
+        }
+        if o.mlp == llm_format::Mlp::GeGlu {
+            cpu_only.push("mlp = geglu".into());
+        }
+        if a.post_norms {
+            cpu_only.push("post_norms".into());
+        }
+        if let Some(s) = a.embed_scale {
+            cpu_only.push(format!("embed_scale = {s}"));
+        }
+        if cpu_only.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "the CUDA backend does not train {} yet (the CPU does: --device cpu)",
+            cpu_only.join(", ")
+        ))
+    }
+
     fn matmul_forward(
         &self,
         out: &mut [f32],
@@ -416,6 +450,24 @@ impl Backend<f32> for CudaBackend {
             gate.len(),
         ));
         self.down(&o, out);
+    }
+
+    /// On the host (the CPU backend's op): [`Self::check_options`] refuses GeGLU
+    /// runs, so training never reaches this; it is here for the trait's completeness.
+    fn geglu_forward(&self, out: &mut [f32], gate: &[f32], up: &[f32]) {
+        Backend::<f32>::geglu_forward(&Cpu, out, gate, up)
+    }
+
+    /// On the host, as [`Self::geglu_forward`].
+    fn geglu_backward(
+        &self,
+        dgate: &mut [f32],
+        dup: &mut [f32],
+        dout: &[f32],
+        gate: &[f32],
+        up: &[f32],
+    ) {
+        Backend::<f32>::geglu_backward(&Cpu, dgate, dup, dout, gate, up)
     }
 
     fn swiglu_backward(
