@@ -94,7 +94,7 @@ macro_rules! named {
 named! {
     Positions: "positions", "learned|sinusoidal|rope";
     Norm: "norm", "layernorm|rmsnorm";
-    Mlp: "mlp", "gelu|relu|swiglu";
+    Mlp: "mlp", "gelu|relu|swiglu|geglu";
     Precision: "precision", "fp32|bf16";
     Shuffle: "shuffle", "random|epoch|off";
 }
@@ -788,7 +788,7 @@ mod tests {
         let mut c = TrainConfig::tiny();
         assert_eq!(
             c.set("mlp=tanh").unwrap_err().0,
-            "mlp = 'tanh' is not one of gelu|relu|swiglu"
+            "mlp = 'tanh' is not one of gelu|relu|swiglu|geglu"
         );
         let mut c = TrainConfig::tiny();
         c.min_lr = 1.0;
