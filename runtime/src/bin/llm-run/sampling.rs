@@ -87,17 +87,26 @@ impl SamplerArgs {
     /// The grammar of `--grammar` or `--json-schema`, parsed and checked (an
     /// unsatisfiable one is an error here, before generation); `None` without either.
     pub fn grammar(&self) -> Result<Option<Arc<Grammar>>, String> {
-        let read =
-            |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
-        if let Some(p) = &self.grammar {
-            let g = Grammar::parse(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?;
-            return Ok(Some(Arc::new(g)));
-        }
-        if let Some(p) = &self.json_schema {
-            let g = Grammar::from_json_schema(&read(p)?)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-            return Ok(Some(Arc::new(g)));
-        }
-        Ok(None)
+        read_grammar(self.grammar.as_ref(), self.json_schema.as_ref())
     }
+}
+
+/// The grammar of a GBNF file or a JSON Schema file (at most one given), parsed and
+/// checked; errors name the file.
+pub fn read_grammar(
+    gbnf: Option<&PathBuf>,
+    schema: Option<&PathBuf>,
+) -> Result<Option<Arc<Grammar>>, String> {
+    let read =
+        |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    if let Some(p) = gbnf {
+        let g = Grammar::parse(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?;
+        return Ok(Some(Arc::new(g)));
+    }
+    if let Some(p) = schema {
+        let g =
+            Grammar::from_json_schema(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?;
+        return Ok(Some(Arc::new(g)));
+    }
+    Ok(None)
 }
