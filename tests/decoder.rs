@@ -32,6 +32,7 @@ fn params(cache_type: CacheType) -> ContextParams {
         n_batch: 8,
         threads: 2,
         cache_type,
+        n_seq: 1,
     }
 }
 
@@ -216,6 +217,7 @@ fn the_cache_grows_in_blocks_and_stays_exact() {
             n_batch: 64,
             threads: 2,
             cache_type: ty,
+            n_seq: 1,
         };
         let mut ctx = Context::new(model.clone(), &p).expect("context");
         assert_eq!(ctx.kv_cache().capacity(), 0, "nothing allocated up front");

@@ -62,6 +62,7 @@ fn pinned_ids_through_the_library() {
             n_batch: 64,
             threads: 1,
             cache_type: llmrt::CacheType::default(),
+            n_seq: 1,
         },
     )
     .expect("context");

@@ -114,6 +114,10 @@ pub struct llmrt_context_params {
     /// `LLMRT_CACHE_F32` or `LLMRT_CACHE_Q8_0`. The cache grows with the tokens
     /// evaluated, in blocks of 256, up to `n_ctx`.
     pub cache_type: u32,
+    /// Sequences the context holds (`llmrt_batch`), at most 256; 0 = 1. They share
+    /// the `n_ctx` positions of the KV cache: each holds up to `n_ctx / n_seq`
+    /// tokens. Default 1.
+    pub n_seq: u32,
     /// The sampler used by `llmrt_sample` and `llmrt_generate`.
     pub sampler: llmrt_sampler_params,
 }
@@ -152,8 +156,12 @@ pub(crate) struct State {
     pub decoder: StreamDecoder,
     /// Logits the sampler may penalise in place (`[vocab]`).
     pub scratch: Vec<f32>,
-    /// The rows of the last `llmrt_eval` / `llmrt_eval_all` (`llmrt_get_logits_ith`).
+    /// The rows of the last `llmrt_eval` / `llmrt_eval_all` / `llmrt_batch`
+    /// (`llmrt_get_logits_ith`).
     pub batch: Batch,
+    /// The samplers of `llmrt_sample_seq` for sequences 1.. (index = sequence;
+    /// sequence 0 uses `sampler`), made when first used or set.
+    pub seq_samplers: Vec<Option<Sampler>>,
 }
 
 /// Every live context, by handle.
@@ -212,6 +220,7 @@ pub extern "C" fn llmrt_context_default_params() -> llmrt_context_params {
         n_batch: 64,
         n_threads: 0,
         cache_type: LLMRT_CACHE_F16,
+        n_seq: 1,
         sampler: llmrt_sampler_default_params(),
     }
 }
@@ -318,6 +327,7 @@ pub(crate) fn runtime_params(p: &llmrt_context_params) -> Res<ContextParams> {
         n_batch,
         threads: resolve_threads(p.n_threads)?,
         cache_type,
+        n_seq: p.n_seq as usize,
     })
 }
 
@@ -365,6 +375,7 @@ pub unsafe extern "C" fn llmrt_context_new(
                 decoder: StreamDecoder::new(),
                 scratch,
                 batch: Batch::default(),
+                seq_samplers: Vec::new(),
             }),
         });
         // SAFETY: checked writable above.
@@ -411,7 +422,8 @@ pub unsafe extern "C" fn llmrt_set_sampler(
     })
 }
 
-/// The context length in tokens, into `*n_ctx`.
+/// The context length in tokens, into `*n_ctx`: what one sequence holds (`n_ctx /
+/// n_seq` of the parameters; the whole context when `n_seq` is 1).
 ///
 /// # Safety
 /// `n_ctx` must be NULL or writable.
@@ -448,8 +460,8 @@ pub unsafe extern "C" fn llmrt_context_tokens(
     })
 }
 
-/// Empties the KV cache (the next evaluation starts a new sequence) and restarts the
-/// sampler's grammar, if any.
+/// Empties the KV cache, every sequence's (the next evaluation starts anew), and
+/// restarts the sampler's grammar, if any.
 #[no_mangle]
 pub extern "C" fn llmrt_kv_reset(ctx: *mut llmrt_context) -> llmrt_status {
     guard(|| {

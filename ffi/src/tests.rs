@@ -207,6 +207,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_batch: 64,
             threads: 1,
             cache_type: rt::CacheType::default(),
+            n_seq: 1,
         },
     )
     .expect("ctx");
@@ -252,6 +253,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_batch: 64,
             threads: 1,
             cache_type: rt::CacheType::default(),
+            n_seq: 1,
         },
     )
     .expect("ctx");

@@ -491,6 +491,107 @@ int main(int argc, char **argv) {
     OK(llmrt_generate(c, "ab", 2, NULL, NULL, NULL, NULL));
     OK(llmrt_context_free(c));
 
+    /* Several sequences: NULL, garbage handles, sequences out of range, bad sizes
+     * and ids are refused with nothing changed; a state file refuses to hold more
+     * than sequence 0. */
+    {
+        llmrt_context_params sp = cp;
+        sp.n_seq = 1000;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &sp, &c));
+        CHECK(c == NULL, "out not cleared on failure");
+        sp.n_seq = 4;
+        sp.n_ctx = 3;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &sp, &c));
+        uint64_t need = 0;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_bytes_needed(m, &sp, &need));
+        sp.n_ctx = 4 * 16;
+        OK(llmrt_context_new(m, &sp, &c));
+        uint32_t t3[3] = {1, 2, 3}, s3[3] = {0, 3, 1}, sbad[3] = {0, 4, 1};
+        uint32_t tbad[3] = {1, info.vocab_size, 3}, got[20];
+        uint8_t w3[3] = {1, 0, 7};
+        float *row = malloc(info.vocab_size * sizeof *row);
+        CHECK(row != NULL, "malloc");
+        FAILS(LLMRT_ERR_NULL, llmrt_batch(NULL, t3, s3, w3, 3));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_batch(garbage_c, t3, s3, w3, 3));
+        FAILS(LLMRT_ERR_NULL, llmrt_batch(c, NULL, s3, w3, 3));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_batch(c, t3, s3, w3, 0));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_batch(c, t3, s3, w3, SIZE_MAX));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_batch(c, t3, sbad, w3, 3));
+        FAILS(LLMRT_ERR_BAD_TOKEN, llmrt_batch(c, tbad, s3, w3, 3));
+        {
+            uint32_t many[17] = {0};
+            FAILS(LLMRT_ERR_CONTEXT_FULL, llmrt_batch(c, many, NULL, NULL, 17));
+        }
+        for (uint32_t s = 0; s < 4; s++) {
+            OK(llmrt_seq_tokens(c, s, NULL, 0, &nn));
+            CHECK(nn == 0, "a refused batch changed sequence %u", s);
+        }
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_get_logits_seq(c, 1, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_sample_seq(c, 1, &tok));
+        OK(llmrt_batch(c, t3, s3, w3, 3));
+        OK(llmrt_get_logits_ith(c, 0, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_get_logits_ith(c, 1, row, info.vocab_size, &nn));
+        OK(llmrt_get_logits_ith(c, -1, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_ith(c, 3, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_ith(c, INT64_MIN, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_get_logits_seq(NULL, 0, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_get_logits_seq(garbage_c, 0, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_seq(c, 4, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_seq(c, UINT32_MAX, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_BUFFER_TOO_SMALL, llmrt_get_logits_seq(c, 1, row, 4, &nn));
+        CHECK(nn == info.vocab_size, "needed size %zu", nn);
+        FAILS(LLMRT_ERR_NULL, llmrt_get_logits_seq(c, 1, NULL, 1000000, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_get_logits_seq(c, 1, row, info.vocab_size, NULL));
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_get_logits_seq(c, 3, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_get_logits_seq(c, 2, row, info.vocab_size, &nn));
+        OK(llmrt_get_logits_seq(c, 1, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_sample_seq(NULL, 1, &tok));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_sample_seq(garbage_c, 1, &tok));
+        FAILS(LLMRT_ERR_NULL, llmrt_sample_seq(c, 1, NULL));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_sample_seq(c, 9, &tok));
+        OK(llmrt_sample_seq(c, 1, &tok));
+        CHECK(tok < info.vocab_size, "sampled %u", tok);
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_set_sampler(NULL, 1, &cp.sampler));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_set_sampler(garbage_c, 1, &cp.sampler));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_set_sampler(c, 1, NULL));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_set_sampler(c, 4, &cp.sampler));
+        {
+            llmrt_sampler_params bad = cp.sampler;
+            bad.top_p = 2.0f;
+            FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_set_sampler(c, 1, &bad));
+        }
+        OK(llmrt_seq_set_sampler(c, 1, &cp.sampler));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_copy(NULL, 0, 1));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_copy(garbage_c, 0, 1));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_copy(c, 0, 4));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_copy(c, UINT32_MAX, 0));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_remove(NULL, 0));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_remove(garbage_c, 0));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_remove(c, 4));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_truncate(NULL, 0, 0));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_truncate(garbage_c, 0, 0));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_truncate(c, 4, 0));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_truncate(c, 1, 2));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_tokens(NULL, 0, got, 20, &nn));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_tokens(garbage_c, 0, got, 20, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_tokens(c, 0, got, 20, NULL));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_tokens(c, 4, got, 20, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_tokens(c, 1, NULL, 20, &nn));
+        OK(llmrt_seq_copy(c, 1, 2));
+        OK(llmrt_seq_tokens(c, 2, got, 20, &nn));
+        CHECK(nn == 1 && got[0] == 3, "copied %zu tokens", nn);
+        OK(llmrt_get_logits_seq(c, 2, row, info.vocab_size, &nn));
+        char state[4096];
+        snprintf(state, sizeof state, "%s/seq-state.kv", dir);
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_state_save(c, state));
+        OK(llmrt_seq_remove(c, 1));
+        OK(llmrt_seq_remove(c, 2));
+        OK(llmrt_seq_truncate(c, 3, 0));
+        OK(llmrt_state_save(c, state));
+        free(row);
+        OK(llmrt_context_free(c));
+    }
+
     /* KV cache types and state files: a bad type is refused; a state saved after a
      * prompt restores its tokens and logits exactly; NULL, garbage handles, missing
      * paths, junk, a truncated file and a state of another cache type are refused

@@ -6,7 +6,7 @@
 use clap::Args;
 use llmrt::grammar::{Grammar, GrammarMatcher, TokenTrie};
 use llmrt::sampler::argmax;
-use llmrt::{Context, ContextParams};
+use llmrt::{BatchEntry, Context, ContextParams};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +47,13 @@ pub struct BenchArgs {
         default_value = "A list of people as JSON, with name, age and city:"
     )]
     grammar_prompt: String,
+    /// Also time generation of several sequences decoded together, for each count
+    /// given (comma-separated, e.g. 1,2,4,8): one context holding them, one batch of
+    /// one token per sequence per step ([`Context::eval_batch`]); t/s counts every
+    /// sequence's tokens. 1 is the single-sequence API. The counts alternate within
+    /// each repetition, so that a machine's drift touches them alike.
+    #[arg(long, value_delimiter = ',')]
+    seqs: Vec<usize>,
 }
 
 /// Greedy generation of `ng` tokens after `prompt` under `g`, `reps` times after a
@@ -185,6 +192,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             n_batch: 512,
             threads: t,
             cache_type: a.cache_type,
+            n_seq: 1,
         };
         let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
         // Fixed pseudo-random tokens: the same work for every rep.
@@ -244,6 +252,9 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             }
         }
     }
+    if !a.seqs.is_empty() {
+        parallel(&a, &model, &threads)?;
+    }
     if !a.no_bandwidth {
         let t = *threads.iter().max().unwrap_or(&1);
         let bw = read_bandwidth(t, wbytes as usize);
@@ -253,6 +264,91 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             wbytes / (1 << 20) as f64,
             bw * 1e9 / wbytes
         );
+    }
+    Ok(())
+}
+
+/// Aggregate generation speed of `a.seqs` sequences decoded together (see
+/// [`BenchArgs::seqs`]): after one token in each sequence, `n` steps of one batch
+/// holding the next token of every sequence, logits on; the counts interleaved
+/// within each repetition, the first repetition a warm-up.
+fn parallel(
+    a: &BenchArgs,
+    model: &std::sync::Arc<llmrt::Model>,
+    threads: &[usize],
+) -> Result<(), String> {
+    let vocab = model.opts.vocab_size as u32;
+    let wbytes = model.weight_bytes_per_token() as f64;
+    let reps = a.reps.max(1);
+    println!();
+    println!("| threads | test     | seqs |    t/s (all) |      sd |   ratio | GB/s (weights) |");
+    println!("|--------:|:---------|-----:|-------------:|--------:|--------:|---------------:|");
+    for &t in threads {
+        for &ng in a.n_gen.iter().filter(|&&n| n > 0) {
+            let mut ctxs = Vec::new();
+            for &ns in &a.seqs {
+                let ns = ns.max(1);
+                let per = (ng + 1).min(model.opts.max_len);
+                if ng + 1 > per {
+                    return Err(format!(
+                        "-n {ng} exceeds the model's context {}",
+                        model.opts.max_len
+                    ));
+                }
+                let params = ContextParams {
+                    n_ctx: per * ns,
+                    n_batch: ns.max(8),
+                    threads: t,
+                    cache_type: a.cache_type,
+                    n_seq: ns,
+                };
+                ctxs.push((
+                    ns,
+                    Context::new(model.clone(), &params).map_err(|e| e.to_string())?,
+                ));
+            }
+            let mut rates = vec![Vec::new(); ctxs.len()];
+            for rep in 0..=reps {
+                for ((ns, ctx), rates) in ctxs.iter_mut().zip(&mut rates) {
+                    let ns = *ns;
+                    ctx.reset();
+                    let tok = |i: usize, s: usize| ((i * 7919 + s * 104729 + 13) as u32) % vocab;
+                    let step = |ctx: &mut Context, i: usize| -> Result<(), String> {
+                        if ns == 1 {
+                            ctx.eval(&[tok(i, 0)]).map(|_| ())
+                        } else {
+                            let batch: Vec<BatchEntry> = (0..ns)
+                                .map(|s| BatchEntry {
+                                    token: tok(i, s),
+                                    seq: s,
+                                    logits: true,
+                                })
+                                .collect();
+                            ctx.eval_batch(&batch)
+                        }
+                        .map_err(|e| e.to_string())
+                    };
+                    step(ctx, 0)?;
+                    let start = Instant::now();
+                    for i in 0..ng {
+                        step(ctx, i + 1)?;
+                    }
+                    if rep > 0 {
+                        rates.push((ng * ns) as f64 / start.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            let base = mean_sd(&rates[0]).0;
+            for ((ns, _), r) in ctxs.iter().zip(&rates) {
+                let (m, sd) = mean_sd(r);
+                let test = format!("tg{ng}");
+                println!(
+                    "| {t:>7} | {test:<8} | {ns:>4} | {m:>12.1} | {sd:>7.1} | {:>7.2} | {:>14.1} |",
+                    m / base,
+                    m / *ns as f64 * wbytes / 1e9
+                );
+            }
+        }
     }
     Ok(())
 }

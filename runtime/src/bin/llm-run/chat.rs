@@ -130,6 +130,7 @@ pub fn run(a: ChatArgs) -> Result<(), String> {
             n_batch: 64,
             threads,
             cache_type: a.cache_type,
+            n_seq: 1,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -280,6 +280,7 @@ pub fn run(a: CompareArgs) -> Result<(), String> {
         n_batch: 64,
         threads: a.threads.unwrap_or_else(crate::default_threads),
         cache_type: a.cache_type,
+        n_seq: 1,
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
     if let Some(p) = prompts.iter().find(|p| p.len() >= ctx.n_ctx()) {

@@ -111,6 +111,7 @@ impl Embedder {
             n_batch: 64,
             threads: c.threads.unwrap_or_else(crate::default_threads),
             cache_type: c.cache_type,
+            n_seq: 1,
         };
         let ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
         Ok(Embedder {

@@ -200,6 +200,7 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
         n_batch: 64,
         threads,
         cache_type: a.cache_type,
+        n_seq: 1,
     };
     params.validate().map_err(flag_error)?;
     let model = load(path)?;

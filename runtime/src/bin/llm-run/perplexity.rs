@@ -101,6 +101,7 @@ pub fn run(a: PplArgs) -> Result<(), String> {
         n_batch: n_ctx.min(128),
         threads: a.threads.unwrap_or_else(crate::default_threads),
         cache_type: a.cache_type,
+        n_seq: 1,
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
     let vocab = model.opts.vocab_size;
