@@ -15,6 +15,7 @@ fn params(n_ctx: usize, n_batch: usize) -> ContextParams {
         n_batch,
         threads: 1,
         cache_type: CacheType::default(),
+        f16_exact: false,
     }
 }
 

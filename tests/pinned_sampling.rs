@@ -61,6 +61,7 @@ fn pinned_ids_through_the_library() {
             n_batch: 64,
             threads: 1,
             cache_type: llmrt::CacheType::default(),
+            f16_exact: false,
         },
     )
     .expect("context");

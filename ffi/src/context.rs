@@ -223,6 +223,7 @@ pub(crate) fn runtime_params(p: &llmrt_context_params) -> Res<ContextParams> {
         n_batch,
         threads: resolve_threads(p.n_threads)?,
         cache_type,
+        f16_exact: false,
     })
 }
 

@@ -205,6 +205,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_batch: 64,
             threads: 1,
             cache_type: rt::CacheType::default(),
+            f16_exact: false,
         },
     )
     .expect("ctx");
@@ -250,6 +251,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_batch: 64,
             threads: 1,
             cache_type: rt::CacheType::default(),
+            f16_exact: false,
         },
     )
     .expect("ctx");

@@ -26,6 +26,11 @@ pub struct ContextParams {
     pub threads: usize,
     /// How the KV cache stores keys and values.
     pub cache_type: CacheType,
+    /// F16/BF16 weights: keep f32 activations and f32 products in prompts (`true`)
+    /// instead of bf16 dot products where the CPU has them (`false`, the default:
+    /// activations and F16 weights rounded to bf16, at most 2⁻⁸ relative each; see
+    /// [`Cpu::bf16_prompts`](crate::kernels::Cpu::bf16_prompts)).
+    pub f16_exact: bool,
 }
 
 /// Most threads one context may use (`llm-run --threads`, the C ABI's `n_threads`).
@@ -53,6 +58,7 @@ impl Default for ContextParams {
             n_batch: 64,
             threads: 1,
             cache_type: CacheType::default(),
+            f16_exact: false,
         }
     }
 }
@@ -262,7 +268,11 @@ impl Context {
         }
         debug_assert_eq!(freqs.len(), s.freqs);
         Ok(Context {
-            cpu: Cpu::new(params.threads.max(1)),
+            cpu: {
+                let mut cpu = Cpu::new(params.threads.max(1));
+                cpu.set_f16_exact(params.f16_exact);
+                cpu
+            },
             n_ctx: s.n_ctx,
             n_batch: s.n_batch,
             tokens: Vec::new(),
@@ -386,7 +396,9 @@ impl Context {
     /// without `std`). The KV cache and everything evaluated so far are kept.
     pub fn set_threads(&mut self, threads: usize) {
         if threads.max(1) != self.cpu.threads() {
+            let exact = self.cpu.f16_exact();
             self.cpu = Cpu::new(threads.max(1));
+            self.cpu.set_f16_exact(exact);
         }
     }
 
