@@ -23,6 +23,7 @@ fn params() -> ContextParams {
         threads: 2,
         cache_type: llmrt::CacheType::default(),
         n_seq: 1,
+        f16_exact: false,
     }
 }
 

@@ -16,6 +16,7 @@ fn params(n_ctx: usize, n_batch: usize) -> ContextParams {
         threads: 1,
         cache_type: CacheType::default(),
         n_seq: 1,
+        f16_exact: false,
     }
 }
 

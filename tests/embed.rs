@@ -67,6 +67,7 @@ fn hidden_state_after_final_norm_matches_reference() {
                 threads: 2,
                 cache_type: llmrt::CacheType::F32,
                 n_seq: 1,
+                f16_exact: false,
             };
             let mut ctx = Context::new(model.clone(), &params).expect("context");
             let mut hidden = vec![f32::NAN; 3];
@@ -103,6 +104,7 @@ fn pooling_equals_a_hand_computation() {
         threads: 1,
         cache_type: llmrt::CacheType::F32,
         n_seq: 1,
+        f16_exact: false,
     };
     let mut ctx = Context::new(model, &params).expect("context");
     // Something already in the cache: embedding starts a new sequence regardless.
@@ -183,6 +185,7 @@ fn a_cancelled_embedding_returns_none() {
         threads: 1,
         cache_type: llmrt::CacheType::F32,
         n_seq: 1,
+        f16_exact: false,
     };
     let mut ctx = Context::new(model, &params).expect("context");
     let prompt: Vec<u32> = (0..9).map(|i| (i * 7 + 1) % o.vocab_size as u32).collect();

@@ -63,6 +63,7 @@ fn pinned_ids_through_the_library() {
             threads: 1,
             cache_type: llmrt::CacheType::default(),
             n_seq: 1,
+            f16_exact: false,
         },
     )
     .expect("context");

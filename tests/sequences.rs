@@ -68,6 +68,7 @@ fn ctx(m: &Arc<Model>, n_ctx: usize, n_seq: usize, n_batch: usize) -> Context {
         threads: 2,
         cache_type: CacheType::F32,
         n_seq,
+        f16_exact: true,
     };
     Context::new(m.clone(), &p).expect("context")
 }
@@ -315,6 +316,7 @@ fn sequences_share_one_cache_budget() {
             threads: 1,
             cache_type: ty,
             n_seq,
+            f16_exact: false,
         };
         let one = p(1).bytes_needed(&m.opts).expect("size");
         let four = p(4).bytes_needed(&m.opts).expect("size");

@@ -328,6 +328,7 @@ pub(crate) fn runtime_params(p: &llmrt_context_params) -> Res<ContextParams> {
         threads: resolve_threads(p.n_threads)?,
         cache_type,
         n_seq: p.n_seq as usize,
+        f16_exact: false,
     })
 }
 

@@ -208,6 +208,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             threads: 1,
             cache_type: rt::CacheType::default(),
             n_seq: 1,
+            f16_exact: false,
         },
     )
     .expect("ctx");
@@ -254,6 +255,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             threads: 1,
             cache_type: rt::CacheType::default(),
             n_seq: 1,
+            f16_exact: false,
         },
     )
     .expect("ctx");

@@ -178,6 +178,7 @@ fn embeddings_are_the_runtimes() {
                     threads: 1,
                     cache_type: rt::CacheType::default(),
                     n_seq: 1,
+                    f16_exact: false,
                 },
             )
             .expect("ctx");
@@ -330,6 +331,7 @@ fn bytes_needed_and_threads() {
         threads: 1,
         cache_type: rt::CacheType::default(),
         n_seq: 1,
+        f16_exact: false,
     }
     .bytes_needed(&model.opts)
     .expect("size");

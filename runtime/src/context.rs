@@ -36,6 +36,11 @@ pub struct ContextParams {
     /// Sequences the context holds, at most [`MAX_SEQ`] (0 counts as 1). They share
     /// the `n_ctx` positions of the KV cache: each holds up to `n_ctx / n_seq` tokens.
     pub n_seq: usize,
+    /// F16/BF16 weights: keep f32 activations and f32 products in prompts (`true`)
+    /// instead of bf16 dot products where the CPU has them (`false`, the default:
+    /// activations and F16 weights rounded to bf16, at most 2⁻⁸ relative each; see
+    /// [`Cpu::bf16_prompts`](crate::kernels::Cpu::bf16_prompts)).
+    pub f16_exact: bool,
 }
 
 /// Most threads one context may use (`llm-run --threads`, the C ABI's `n_threads`).
@@ -74,6 +79,7 @@ impl Default for ContextParams {
             threads: 1,
             cache_type: CacheType::default(),
             n_seq: 1,
+            f16_exact: false,
         }
     }
 }
@@ -359,7 +365,11 @@ impl Context {
             });
         }
         Ok(Context {
-            cpu: Cpu::new(params.threads.max(1)),
+            cpu: {
+                let mut cpu = Cpu::new(params.threads.max(1));
+                cpu.set_f16_exact(params.f16_exact);
+                cpu
+            },
             n_ctx: s.seq_ctx,
             n_batch: s.n_batch,
             seqs,
@@ -687,7 +697,9 @@ impl Context {
     /// without `std`). The KV cache and everything evaluated so far are kept.
     pub fn set_threads(&mut self, threads: usize) {
         if threads.max(1) != self.cpu.threads() {
+            let exact = self.cpu.f16_exact();
             self.cpu = Cpu::new(threads.max(1));
+            self.cpu.set_f16_exact(exact);
         }
     }
 
