@@ -257,7 +257,7 @@ typedef struct llmrt_model_info {
   float rope_base;
   // Storage type of the weight matrices: "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1".
   const char *dtype;
-  // Tokenizer: "gpt2", "sentencepiece" or "char".
+  // Tokenizer: "gpt2", "sentencepiece", "char", "raw-bpe" or "wpm".
   const char *tokenizer;
   // Beginning-of-sequence token, or -1.
   int32_t bos;

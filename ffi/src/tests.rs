@@ -102,6 +102,8 @@ pub(crate) fn model_bytes(seed: u64) -> Vec<u8> {
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     };
     let o = ModelOptions {
         vocab_size: tok.tokens.len(),
