@@ -232,6 +232,135 @@ fn bad_input_gives_one_line_errors() {
     assert_one_line_error(&llm_run(&["-m", mp, "-p", "abc"]), "'a'");
 }
 
+/// `--grammar`, `--json-schema` and `--logit-bias` end to end on the char-level test
+/// model ('!' to ']', no EOS): the output follows the grammar token by token (checked
+/// here by hand, not by the grammar engine); a grammar whose text must end where the
+/// vocabulary has no EOS is a one-line error, not a hang; a banned token never comes;
+/// bad grammars, schemas and biases are one-line errors naming the problem.
+#[test]
+fn constrained_generation_and_its_errors() {
+    let (m, reference) = model_file("grammar.llm");
+    let mp = p(&m);
+    let g = temp_file(
+        "g.gbnf",
+        b"# words, then numbers\nroot ::= [A-Z]+ (\",\" [0-9]+)*\n",
+    );
+    for seed in ["1", "2", "3"] {
+        let o = llm_run(&[
+            "-m",
+            mp,
+            "-p",
+            "HELLO",
+            "-n",
+            "30",
+            "-s",
+            seed,
+            "--grammar",
+            p(&g),
+        ]);
+        assert!(o.ok, "{}", o.stderr);
+        let text = o.stdout.trim_end_matches('\n');
+        assert_eq!(text.chars().count(), 30, "{text:?}");
+        let (word, rest) = text.split_at(text.find(',').unwrap_or(text.len()));
+        assert!(
+            !word.is_empty() && word.chars().all(|c| c.is_ascii_uppercase()),
+            "{text:?}"
+        );
+        for (i, part) in rest.split(',').skip(1).enumerate() {
+            let last = i + 2 == rest.split(',').count();
+            assert!(
+                part.chars().all(|c| c.is_ascii_digit()) && (last || !part.is_empty()),
+                "{text:?}"
+            );
+        }
+    }
+    // The text "AB" must end, but this vocabulary has no EOS.
+    let ab = temp_file("ab.gbnf", b"root ::= \"AB\"\n");
+    assert_one_line_error(
+        &llm_run(&["-m", mp, "-p", "HELLO", "-n", "10", "--grammar", p(&ab)]),
+        "no token of the vocabulary can continue",
+    );
+    // An array of at least 100 integers cannot close in 40 tokens.
+    let s = temp_file(
+        "ints.json",
+        br#"{"type": "array", "items": {"type": "integer"}, "minItems": 100}"#,
+    );
+    let o = llm_run(&[
+        "-m",
+        mp,
+        "-p",
+        "HELLO",
+        "-n",
+        "40",
+        "-s",
+        "5",
+        "--json-schema",
+        p(&s),
+    ]);
+    assert!(o.ok, "{}", o.stderr);
+    let text = o.stdout.trim_end_matches('\n');
+    assert!(text.starts_with('['), "{text:?}");
+    for n in text[1..].split(',') {
+        let digits = n.strip_prefix('-').unwrap_or(n);
+        assert!(digits.chars().all(|c| c.is_ascii_digit()), "{text:?}");
+        assert!(
+            !digits.starts_with('0') || digits.len() <= 1,
+            "leading zero: {text:?}"
+        );
+    }
+    // Logit bias: ban the greedy first token, and it is not the first token any more.
+    let first = reference.greedy(&[5, 17, 33, 2], 1)[0];
+    let ban = format!("{first}:-inf");
+    let o = llm_run(&[
+        "-m",
+        mp,
+        "--prompt-ids",
+        "5 17 33 2",
+        "-n",
+        "8",
+        "--temperature",
+        "0",
+        "--print-ids",
+        "--logit-bias",
+        &ban,
+    ]);
+    assert!(o.ok, "{}", o.stderr);
+    let ids: Vec<u32> = o
+        .stdout
+        .split_whitespace()
+        .map(|t| t.parse().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 8);
+    assert!(!ids.contains(&first), "banned {first} in {ids:?}");
+    // Errors.
+    let bad = temp_file("bad.gbnf", b"root ::= \"A\"\nx ::= [A-\n");
+    assert_one_line_error(
+        &llm_run(&["-m", mp, "-p", "A", "--grammar", p(&bad)]),
+        "line 2, column",
+    );
+    let lr = temp_file("lr.gbnf", b"root ::= root \"A\" | \"B\"\n");
+    assert_one_line_error(
+        &llm_run(&["-m", mp, "-p", "A", "--grammar", p(&lr)]),
+        "left-recursive",
+    );
+    let pat = temp_file("pat.json", br#"{"type": "string", "pattern": "A+"}"#);
+    assert_one_line_error(
+        &llm_run(&["-m", mp, "-p", "A", "--json-schema", p(&pat)]),
+        "pattern",
+    );
+    assert_one_line_error(
+        &llm_run(&["-m", mp, "-p", "A", "--logit-bias", "999:1"]),
+        "--logit-bias is 999",
+    );
+    assert_one_line_error(
+        &llm_run(&["-m", mp, "-p", "A", "--logit-bias", "3:nan"]),
+        "--logit-bias",
+    );
+    let o = llm_run(&["-m", mp, "-p", "A", "--logit-bias", "3"]);
+    assert_eq!(o.code, Some(2), "not ID:BIAS: {}", o.stderr);
+    assert!(o.stderr.contains("ID:BIAS"), "{}", o.stderr);
+}
+
 /// A model whose tokenizer is BERT's WordPiece (kind `wpm`): `llm-run tokenize` adds
 /// [CLS] … [SEP] and lowercases, `info` names the kind.
 #[test]

@@ -412,7 +412,8 @@ llmrt_status llmrt_kv_reset(struct llmrt_context *ctx);
 // Keeps the first `n` tokens of the KV cache and drops the rest, so a shared prompt
 // prefix is evaluated once: evaluate what differs after it. `n` above the number
 // of cached tokens is `LLMRT_ERR_INVALID_ARG`. After a cut, evaluate at least one
-// token before sampling.
+// token before sampling. A grammar keeps its state (it follows accepted tokens, not
+// the cache): `llmrt_set_sampler` or `llmrt_kv_reset` restart it.
 llmrt_status llmrt_kv_truncate(struct llmrt_context *ctx,
                                size_t n);
 

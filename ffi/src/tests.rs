@@ -347,6 +347,72 @@ fn sampler_settings_are_checked() {
     }
 }
 
+/// The logit-bias list and the grammar of `llmrt_sampler_params`: read into the
+/// runtime's settings; ids outside the vocabulary, NaN and +inf biases, unknown kinds,
+/// bad grammars and schemas refused with their codes.
+#[test]
+fn sampler_bias_and_grammar_are_read_and_checked() {
+    let ok = llmrt_sampler_default_params();
+    let bias = [
+        llmrt_logit_bias {
+            token: 3,
+            bias: f32::NEG_INFINITY,
+        },
+        llmrt_logit_bias {
+            token: 9,
+            bias: 1.5,
+        },
+    ];
+    let gbnf = "root ::= [a-c]+";
+    let p = llmrt_sampler_params {
+        logit_bias: bias.as_ptr(),
+        n_logit_bias: 2,
+        grammar_kind: LLMRT_GRAMMAR_GBNF,
+        grammar: gbnf.as_ptr().cast(),
+        grammar_len: gbnf.len(),
+        ..ok
+    };
+    // SAFETY: the arrays above, alive for the call.
+    let s = unsafe { sampler_config(&p, 10) }.expect("accepted");
+    assert_eq!(s.cfg.logit_bias, vec![(3, f32::NEG_INFINITY), (9, 1.5)]);
+    assert!(s.grammar.is_some());
+    // SAFETY: as above.
+    let e = unsafe { sampler_config(&p, 9) }.err().expect("id 9 of 9");
+    assert_eq!(e.code, LLMRT_ERR_INVALID_ARG);
+    for (kind, text, code) in [
+        (7, "", LLMRT_ERR_INVALID_ARG),
+        (LLMRT_GRAMMAR_GBNF, "root ::= (", LLMRT_ERR_GRAMMAR),
+        (LLMRT_GRAMMAR_GBNF, "root ::= \"a\" root", LLMRT_ERR_GRAMMAR),
+        (
+            LLMRT_GRAMMAR_JSON_SCHEMA,
+            "{\"allOf\": []}",
+            LLMRT_ERR_GRAMMAR,
+        ),
+        (LLMRT_GRAMMAR_JSON_SCHEMA, "{", LLMRT_ERR_GRAMMAR),
+    ] {
+        let q = llmrt_sampler_params {
+            grammar_kind: kind,
+            grammar: text.as_ptr().cast(),
+            grammar_len: text.len(),
+            ..ok
+        };
+        // SAFETY: `text` alive for the call.
+        let e = unsafe { sampler_config(&q, 10) }.err().expect(text);
+        assert_eq!(e.code, code, "{text}: {}", e.msg);
+    }
+    for b in [f32::NAN, f32::INFINITY] {
+        let one = [llmrt_logit_bias { token: 0, bias: b }];
+        let q = llmrt_sampler_params {
+            logit_bias: one.as_ptr(),
+            n_logit_bias: 1,
+            ..ok
+        };
+        // SAFETY: `one` alive for the call.
+        let e = unsafe { sampler_config(&q, 10) }.err().expect("bad bias");
+        assert_eq!(e.code, LLMRT_ERR_INVALID_ARG);
+    }
+}
+
 /// `llmrt_tokenize_special` parses a special token written in the text into its id
 /// (here EOS, `<eos>`, a control token), and only with `parse_special`: without it the
 /// text is spelled out, and this char vocabulary has no `<` to spell it with.

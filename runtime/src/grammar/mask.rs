@@ -13,6 +13,12 @@
 //!
 //! End tokens (EOS, a chat template's end-of-turn) are allowed only when the grammar
 //! can stop here; control tokens and tokens with no bytes are never allowed.
+//!
+//! Tokens are matched by the bytes the vocabulary gives them
+//! ([`Tokenizer::token_bytes`](crate::tokenizer::Tokenizer::token_bytes)); the one
+//! context-dependent rule of decoding, SentencePiece dropping the leading space of the
+//! piece right after BOS, is not modelled: the grammar sees that space (llama.cpp's
+//! grammar sampler does the same).
 
 use super::machine::{Machine, SetId, Utf8State, Utf8Step};
 use super::parse::Grammar;
