@@ -32,6 +32,17 @@
 // (8.5 bits a value; the model's head size must be a multiple of 32).
 #define LLMRT_CACHE_Q8_0 2
 
+// `llmrt_sampler_params::grammar_kind`: no grammar (the default).
+#define LLMRT_GRAMMAR_NONE 0
+
+// `llmrt_sampler_params::grammar_kind`: `grammar` is GBNF text (llama.cpp's grammar
+// format, start rule `root`).
+#define LLMRT_GRAMMAR_GBNF 1
+
+// `llmrt_sampler_params::grammar_kind`: `grammar` is a JSON Schema (as JSON text); the
+// output is JSON valid under it.
+#define LLMRT_GRAMMAR_JSON_SCHEMA 2
+
 // Pooling: the mean of every token's state (BOS included when there is one).
 #define LLMRT_POOLING_MEAN 0
 
@@ -97,8 +108,19 @@ typedef struct llmrt_chat_message {
   const char *content;
 } llmrt_chat_message;
 
-// The sampler chain's settings (llama.cpp's order: penalties → top-k → top-p → min-p
-// → temperature → seeded draw). `llmrt_sampler_default_params` gives the defaults.
+// One logit-bias entry: `bias` is added to token `token`'s logit before the penalties;
+// `-INFINITY` bans the token.
+typedef struct llmrt_logit_bias {
+  // Token id, below the vocabulary size.
+  uint32_t token;
+  // Finite, or `-INFINITY` (ban).
+  float bias;
+} llmrt_logit_bias;
+
+// The sampler chain's settings (llama.cpp's order: grammar → logit bias → penalties →
+// top-k → top-p → min-p → temperature → seeded draw). `llmrt_sampler_default_params`
+// gives the defaults. The arrays and text are copied when the settings are applied
+// (`llmrt_context_new`, `llmrt_set_sampler`), so they need not outlive the call.
 typedef struct llmrt_sampler_params {
   // Divides the logits before the draw; finite and >= 0, below 1e-6 (0 included)
   // greedy (argmax). Default 0.8.
@@ -122,6 +144,20 @@ typedef struct llmrt_sampler_params {
   // Random seed: the same seed, settings and model give the same tokens on every
   // machine (and the same as `llm-run --seed`). Default 42.
   uint64_t seed;
+  // `n_logit_bias` entries (may be NULL when `n_logit_bias` is 0). Default none.
+  const struct llmrt_logit_bias *logit_bias;
+  // Number of logit-bias entries.
+  size_t n_logit_bias;
+  // `LLMRT_GRAMMAR_NONE` (default), `LLMRT_GRAMMAR_GBNF` or `LLMRT_GRAMMAR_JSON_SCHEMA`:
+  // what `grammar` holds. With a grammar, `llmrt_sample` and `llmrt_generate` only
+  // pick tokens that continue a string of its language, and end-of-sequence only
+  // where the string is complete. A malformed, unsupported or unsatisfiable grammar
+  // is `LLMRT_ERR_GRAMMAR` (with line and column in `llmrt_last_error`).
+  uint32_t grammar_kind;
+  // `grammar_len` bytes of UTF-8 (no terminator needed; NULL when `grammar_len` is 0).
+  const char *grammar;
+  // Length of `grammar` in bytes.
+  size_t grammar_len;
 } llmrt_sampler_params;
 
 // How to create a context. `llmrt_context_default_params` gives the defaults.
@@ -225,7 +261,7 @@ typedef struct llmrt_model_info {
   float rope_base;
   // Storage type of the weight matrices: "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1".
   const char *dtype;
-  // Tokenizer: "gpt2", "sentencepiece" or "char".
+  // Tokenizer: "gpt2", "sentencepiece", "char", "raw-bpe" or "wpm".
   const char *tokenizer;
   // Beginning-of-sequence token, or -1.
   int32_t bos;
@@ -284,6 +320,11 @@ typedef struct llmrt_model_info {
 // The call was stopped by `llmrt_cancel` (or a load by its progress callback).
 #define LLMRT_ERR_CANCELLED -14
 
+// A grammar or JSON schema in `llmrt_sampler_params` is malformed, unsupported or
+// unsatisfiable; or, during constrained sampling, the token is not allowed by the
+// grammar, or no token of the vocabulary can continue the output.
+#define LLMRT_ERR_GRAMMAR -15
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -337,10 +378,11 @@ llmrt_status llmrt_context_new(const struct llmrt_model *model,
 llmrt_status llmrt_context_free(struct llmrt_context *ctx);
 
 // Replaces the context's sampler settings and restarts its random stream from
-// `params->seed` (for `llmrt_sample` and later `llmrt_generate` calls).
+// `params->seed` and its grammar (if any) from the start (for `llmrt_sample` and later
+// `llmrt_generate` calls). On failure the settings are unchanged.
 //
 // # Safety
-// `params` must be NULL or readable.
+// `params` must be NULL or readable, with its arrays as `llmrt_sampler_params` says.
 llmrt_status llmrt_set_sampler(struct llmrt_context *ctx,
                                const struct llmrt_sampler_params *params);
 
@@ -363,7 +405,8 @@ llmrt_status llmrt_context_tokens(const struct llmrt_context *ctx,
                                   size_t cap,
                                   size_t *n_tokens);
 
-// Empties the KV cache, every sequence's (the next evaluation starts anew).
+// Empties the KV cache, every sequence's (the next evaluation starts anew), and
+// restarts the sampler's grammar, if any.
 llmrt_status llmrt_kv_reset(struct llmrt_context *ctx);
 
 // Keeps the first `n` tokens of the KV cache and drops the rest, so a shared prompt
@@ -399,7 +442,8 @@ llmrt_status llmrt_get_logits(const struct llmrt_context *ctx,
 
 // Samples the next token from the last logits with the context's sampler chain
 // (penalties see every token in the KV cache); the random stream continues from call
-// to call. Writes the id to `*token`.
+// to call. Writes the id to `*token`. With a grammar, only a token it allows now
+// (`LLMRT_ERR_GRAMMAR` when there is none); the grammar advances in `llmrt_accept`.
 //
 // # Safety
 // `token` must be NULL or writable.
@@ -413,6 +457,8 @@ llmrt_status llmrt_sample(struct llmrt_context *ctx,
 // `buf = NULL` discards the text. If `cap < *len + 1` the status is
 // `LLMRT_ERR_BUFFER_TOO_SMALL` and nothing changed. The loop
 // `llmrt_sample` → (stop at EOS) → `llmrt_accept` prints what `llmrt_generate` prints.
+// With a grammar, the token also advances it; a token the grammar does not allow
+// is `LLMRT_ERR_GRAMMAR` and nothing changed.
 //
 // # Safety
 // `buf` must be NULL or writable for `cap` bytes; `len` NULL or writable.
@@ -761,6 +807,8 @@ llmrt_status llmrt_get_logits_seq(const struct llmrt_context *ctx,
 // its random stream from `params->seed`. For sequence 0 this is `llmrt_set_sampler`.
 // A sequence without settings of its own samples with the context's settings and
 // seed + `seq`, so that sequences differ by default.
+// A grammar is for the single-sequence calls (`llmrt_set_sampler`): here it is
+// `LLMRT_ERR_INVALID_ARG`, and `llmrt_sample_seq` refuses sequence 0 while it has one.
 //
 // # Safety
 // `params` must be NULL or readable.

@@ -8,7 +8,7 @@
 
 use crate::args::{copy_out, put, put_opt, slice};
 use crate::context::llmrt_sampler_params;
-use crate::context::{cancelled, llmrt_context, sampler_config, with_ctx, State};
+use crate::context::{cancelled, llmrt_context, sampler_config, with_ctx, Sampling, State};
 use crate::status::{
     guard, llmrt_status, null, Fail, Res, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_NO_LOGITS,
     LLMRT_ERR_NO_MEMORY,
@@ -248,6 +248,8 @@ fn no_logits(seq: u32) -> Fail {
 /// its random stream from `params->seed`. For sequence 0 this is `llmrt_set_sampler`.
 /// A sequence without settings of its own samples with the context's settings and
 /// seed + `seq`, so that sequences differ by default.
+/// A grammar is for the single-sequence calls (`llmrt_set_sampler`): here it is
+/// `LLMRT_ERR_INVALID_ARG`, and `llmrt_sample_seq` refuses sequence 0 while it has one.
 ///
 /// # Safety
 /// `params` must be NULL or readable.
@@ -263,12 +265,21 @@ pub unsafe extern "C" fn llmrt_seq_set_sampler(
             if params.is_null() {
                 return Err(null("params"));
             }
-            // SAFETY: non-NULL and readable by contract.
-            let cfg = sampler_config(&unsafe { params.read() })?;
-            let sampler = Sampler::new(cfg, st.ctx.model().opts.vocab_size);
+            let vocab = st.ctx.model().opts.vocab_size;
+            // SAFETY: non-NULL and readable by contract, arrays included.
+            let Sampling { cfg, grammar } = unsafe { sampler_config(&params.read(), vocab) }?;
+            if grammar.is_some() {
+                return Err(Fail::new(
+                    LLMRT_ERR_INVALID_ARG,
+                    "a grammar applies to the single-sequence calls (llmrt_set_sampler, llmrt_sample, llmrt_accept, llmrt_generate), not to llmrt_seq_set_sampler",
+                ));
+            }
+            let sampler = Sampler::new(cfg.clone(), vocab);
             if s == 0 {
                 st.sampler_cfg = cfg;
                 st.sampler = sampler;
+                st.matcher = None;
+                st.grammar = None;
             } else {
                 *seq_sampler(&mut st.seq_samplers, s)? = Some(sampler);
             }
@@ -310,6 +321,12 @@ pub unsafe extern "C" fn llmrt_sample_seq(
         }
         let id = with_ctx(ctx, |_, st| {
             let s = seq_index(st, seq)?;
+            if s == 0 && st.matcher.is_some() {
+                return Err(Fail::new(
+                    LLMRT_ERR_INVALID_ARG,
+                    "sequence 0 has a grammar: sample it with llmrt_sample and llmrt_accept",
+                ));
+            }
             let State {
                 ctx,
                 sampler,
@@ -321,7 +338,7 @@ pub unsafe extern "C" fn llmrt_sample_seq(
             let sampler = match s {
                 0 => sampler,
                 _ => seq_sampler(seq_samplers, s)?.get_or_insert_with(|| {
-                    let mut c = *sampler_cfg;
+                    let mut c = sampler_cfg.clone();
                     c.seed = c.seed.wrapping_add(s as u64);
                     Sampler::new(c, ctx.model().opts.vocab_size)
                 }),

@@ -290,6 +290,19 @@ fn sequence_calls_refuse_bad_arguments() {
         let mut bad = p;
         bad.temperature = f32::NAN;
         assert_eq!(llmrt_seq_set_sampler(c, 1, &bad), LLMRT_ERR_INVALID_ARG);
+        // A grammar belongs to the single-sequence calls.
+        let g = b"root ::= [a-z]+";
+        let mut gp = p;
+        gp.grammar_kind = LLMRT_GRAMMAR_GBNF;
+        gp.grammar = g.as_ptr().cast();
+        gp.grammar_len = g.len();
+        assert_eq!(llmrt_seq_set_sampler(c, 1, &gp), LLMRT_ERR_INVALID_ARG);
+        assert!(last_error().contains("single-sequence"), "{}", last_error());
+        assert_eq!(llmrt_set_sampler(c, &gp), LLMRT_OK, "{}", last_error());
+        assert_eq!(llmrt_sample_seq(c, 0, &mut t), LLMRT_ERR_INVALID_ARG);
+        assert!(last_error().contains("grammar"), "{}", last_error());
+        assert_eq!(llmrt_seq_set_sampler(c, 0, &p), LLMRT_OK);
+        assert_eq!(llmrt_sample_seq(c, 0, &mut t), LLMRT_OK, "grammar cleared");
         let mut l = vec![0.0f32; vocab];
         assert_eq!(
             llmrt_get_logits_seq(c, 0, l.as_mut_ptr(), vocab - 1, &mut n),

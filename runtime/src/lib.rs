@@ -17,6 +17,7 @@ pub mod context;
 pub mod embed;
 pub mod error;
 pub mod generate;
+pub mod grammar;
 pub mod kernels;
 pub mod kv_cache;
 mod math;

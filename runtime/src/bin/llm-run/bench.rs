@@ -1,10 +1,14 @@
 //! `llm-run bench`: prompt processing (pp) and text generation (tg) speed, in the
 //! manner of llama-bench, plus generation's effective memory bandwidth beside the
-//! machine's measured read bandwidth.
+//! machine's measured read bandwidth. With `--grammar` / `--json-schema`, also
+//! constrained generation: the grammar's mask and accept timed apart from the model.
 
 use clap::Args;
+use llmrt::grammar::{Grammar, GrammarMatcher, TokenTrie};
+use llmrt::sampler::argmax;
 use llmrt::{BatchEntry, Context, ContextParams};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `llm-run bench`.
@@ -31,6 +35,18 @@ pub struct BenchArgs {
     /// Skip the memory-bandwidth measurement.
     #[arg(long)]
     no_bandwidth: bool,
+    /// Also time greedy generation under this GBNF grammar (mask + accept per token).
+    #[arg(long, value_name = "FILE", conflicts_with = "json_schema")]
+    grammar: Option<PathBuf>,
+    /// Also time greedy generation under this JSON Schema.
+    #[arg(long, value_name = "FILE")]
+    json_schema: Option<PathBuf>,
+    /// The prompt of the constrained generation.
+    #[arg(
+        long,
+        default_value = "A list of people as JSON, with name, age and city:"
+    )]
+    grammar_prompt: String,
     /// Also time generation of several sequences decoded together, for each count
     /// given (comma-separated, e.g. 1,2,4,8): one context holding them, one batch of
     /// one token per sequence per step ([`Context::eval_batch`]); t/s counts every
@@ -39,6 +55,65 @@ pub struct BenchArgs {
     /// drift touches them alike.
     #[arg(long, value_delimiter = ',')]
     seqs: Vec<usize>,
+}
+
+/// Greedy generation of `ng` tokens after `prompt` under `g`, `reps` times after a
+/// warm-up, each with a fresh matcher (cold caches, as each generation has): prints
+/// tokens/s and the grammar's share (mask + accept) per token.
+fn bench_grammar(
+    ctx: &mut Context,
+    g: &Arc<Grammar>,
+    prompt: &[u32],
+    ng: usize,
+    reps: usize,
+) -> Result<(), String> {
+    let model = ctx.model().clone();
+    let tok = &model.tokenizer;
+    let ends: Vec<u32> = tok.eos().into_iter().collect();
+    let s = Instant::now();
+    let trie = Arc::new(TokenTrie::for_tokenizer(tok, &ends));
+    let build_ms = s.elapsed().as_secs_f64() * 1e3;
+    let mut rates = Vec::new();
+    let mut per_token_ms = Vec::new();
+    let mut allowed = Vec::new();
+    let mut produced = 0;
+    for rep in 0..=reps {
+        ctx.reset();
+        let mut m = GrammarMatcher::new(g, trie.clone());
+        let mut logits = ctx.eval(prompt).map_err(|e| e.to_string())?.to_vec();
+        let start = Instant::now();
+        let mut in_grammar = std::time::Duration::ZERO;
+        let mut n = 0;
+        while n < ng {
+            let t = Instant::now();
+            m.apply(&mut logits, &mut allowed)
+                .map_err(|e| e.to_string())?;
+            let next = argmax(&logits) as u32;
+            m.accept(next, tok.token_bytes(next))
+                .map_err(|e| e.to_string())?;
+            in_grammar += t.elapsed();
+            if ends.contains(&next) {
+                break;
+            }
+            n += 1;
+            logits.copy_from_slice(ctx.eval(&[next]).map_err(|e| e.to_string())?);
+        }
+        if rep > 0 && n > 0 {
+            rates.push(n as f64 / start.elapsed().as_secs_f64());
+            per_token_ms.push(in_grammar.as_secs_f64() * 1e3 / n as f64);
+            produced = n;
+        }
+    }
+    if rates.is_empty() {
+        return Err("the grammar ended generation before the first token".into());
+    }
+    let (m, sd) = mean_sd(&rates);
+    let (gm, gsd) = mean_sd(&per_token_ms);
+    println!(
+        "| {:>7} | tg{produced:<4}+grammar | {m:>10.1} | {sd:>7.1} | grammar {gm:.3} ± {gsd:.3} ms/token, trie {build_ms:.0} ms |",
+        ctx.threads()
+    );
+    Ok(())
 }
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
@@ -84,6 +159,7 @@ fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
 
 /// Runs the command.
 pub fn run(a: BenchArgs) -> Result<(), String> {
+    let grammar = crate::sampling::read_grammar(a.grammar.as_ref(), a.json_schema.as_ref())?;
     let model = crate::load(&a.model)?;
     let threads = if a.threads.is_empty() {
         vec![crate::default_threads()]
@@ -113,7 +189,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             .unwrap_or(1)
             + 1;
         let params = ContextParams {
-            n_ctx: need.min(model.opts.max_len).max(2),
+            n_ctx: (need + 64).min(model.opts.max_len).max(2),
             n_batch: 512,
             threads: t,
             cache_type: a.cache_type,
@@ -166,6 +242,16 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                 "| {t:>7} | tg{ng:<4} | {m:>10.1} | {sd:>7.1} | {:>14.1} |",
                 m * wbytes / 1e9
             );
+            if let Some(g) = &grammar {
+                let prompt = model
+                    .tokenizer
+                    .encode(&a.grammar_prompt, model.tokenizer.add_bos())
+                    .map_err(|e| e.to_string())?;
+                if prompt.is_empty() || prompt.len() + ng + 1 > ctx.n_ctx() {
+                    return Err("--grammar-prompt and -n do not fit the context".into());
+                }
+                bench_grammar(&mut ctx, g, &prompt, ng, reps)?;
+            }
         }
     }
     if !a.seqs.is_empty() {

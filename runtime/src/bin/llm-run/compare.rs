@@ -215,7 +215,10 @@ fn run_setting(
     for (pi, prompt) in prompts.iter().enumerate() {
         for j in 0..a.samples {
             let seed = a.seed.wrapping_add(j as u64);
-            let cfg = SamplerConfig { seed, ..base };
+            let cfg = SamplerConfig {
+                seed,
+                ..base.clone()
+            };
             let (tokens, logprobs) = draw(ctx, prompt, a.n_predict, cfg)?;
             let text = model.tokenizer.decode(&tokens).map_err(|e| e.to_string())?;
             samples.push(Sample {
