@@ -473,8 +473,8 @@ llmrt_status llmrt_accept(struct llmrt_context *ctx,
 // (`llmrt_generate`, `llmrt_generate_tokens`) stops before its next token, or,
 // while it is still evaluating its prompt, before the prompt's next layer (the
 // cache then keeps the prompt batches that finished), and returns `LLMRT_OK` with
-// stop reason `LLMRT_STOP_CANCELLED`. `llmrt_eval`, `llmrt_eval_all`, `llmrt_embed`
-// and `llmrt_embed_tokens` stop before their next layer and return
+// stop reason `LLMRT_STOP_CANCELLED`. `llmrt_eval`, `llmrt_eval_all`, `llmrt_batch`,
+// `llmrt_embed` and `llmrt_embed_tokens` stop before their next layer and return
 // `LLMRT_ERR_CANCELLED`. Safe to call from any thread at any time. The request
 // applies to the call running now only: made while no call runs, it does nothing
 // (`LLMRT_OK` all the same), and a call that starts later runs to its end.

@@ -297,7 +297,8 @@ pub struct Context {
     row_seq: Vec<u32>,
     row_pos: Vec<u32>,
     row_want: Vec<bool>,
-    /// Tokens of each sequence in the batch being checked (`[n_seq]`).
+    /// Per sequence (`[n_seq]`): its entries in the batch being checked or planned,
+    /// then its length after the forward pass.
     counts: Vec<usize>,
     /// The logits rows the last [`Context::eval_batch`] kept, and for each of its
     /// entries the row (`NONE`: not asked for, or no batch since).
@@ -325,9 +326,6 @@ impl Context {
     /// tokens are evaluated); fails cleanly when memory is short, the sizes are out
     /// of range or the model cannot use the cache type.
     pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Context, Error> {
-        params
-            .validate()
-            .map_err(|e| Error::Invalid(alloc::string::ToString::to_string(&e)))?;
         let o = &model.opts;
         let s = params.sizes(o)?;
         #[cfg(feature = "std")]
@@ -844,9 +842,16 @@ impl Context {
         let (n, d, kv, f, qd) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff, o.q_dim());
         let (hd, n_heads, n_kv) = (o.head_dim(), o.n_heads, o.n_kv_heads);
         let (row_seq, row_pos) = (&self.row_seq[..n], &self.row_pos[..n]);
+        // Each sequence's length after this pass (0: not in it), and room for it.
+        let ends = &mut self.counts;
+        ends.fill(0);
         for (&s, &p) in row_seq.iter().zip(row_pos) {
-            self.seqs[s as usize].cache.reserve(p as usize + 1)?;
+            ends[s as usize] = ends[s as usize].max(p as usize + 1);
         }
+        for (seq, &end) in self.seqs.iter_mut().zip(ends.iter()) {
+            seq.cache.reserve(end)?;
+        }
+        let ends = &*ends;
         let norm = |out: &mut [f32], x: &[f32], w: &NormWeights| match o.norm {
             Norm::LayerNorm => ops::layernorm(out, x, &w.w, w.b.as_deref(), o.norm_eps),
             Norm::RmsNorm => ops::rmsnorm(out, x, &w.w, o.norm_eps),
@@ -959,15 +964,8 @@ impl Context {
                     .write(l, row_pos[i] as usize, kr, vr);
                 i = j;
             }
-            for (s, seq) in self.seqs.iter_mut().enumerate() {
-                // The sequence's length after this pass: its last row's position + 1.
-                let end = row_seq
-                    .iter()
-                    .zip(row_pos)
-                    .filter(|(&rs, _)| rs as usize == s)
-                    .map(|(_, &p)| p as usize + 1)
-                    .max();
-                if let Some(end) = end {
+            for (seq, &end) in self.seqs.iter_mut().zip(ends) {
+                if end > 0 {
                     seq.cache.prepare(cpu, l, end);
                 }
             }

@@ -55,8 +55,9 @@ pub struct BenchArgs {
     /// Also time generation of several sequences decoded together, for each count
     /// given (comma-separated, e.g. 1,2,4,8): one context holding them, one batch of
     /// one token per sequence per step ([`Context::eval_batch`]); t/s counts every
-    /// sequence's tokens. 1 is the single-sequence API. The counts alternate within
-    /// each repetition, so that a machine's drift touches them alike.
+    /// sequence's tokens. 1 is the single-sequence API (the plain tg test, which this
+    /// replaces). The counts alternate within each repetition, so that a machine's
+    /// drift touches them alike.
     #[arg(long, value_delimiter = ',')]
     seqs: Vec<usize>,
 }
@@ -233,7 +234,8 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             let (m, sd) = mean_sd(&rates);
             println!("| {t:>7} | pp{np:<4} | {m:>10.1} | {sd:>7.1} |              - |");
         }
-        for &ng in a.n_gen.iter().filter(|&&n| n > 0) {
+        // With --seqs, generation is timed by `parallel` (its 1 is this test).
+        for &ng in a.n_gen.iter().filter(|&&n| n > 0 && a.seqs.is_empty()) {
             if ng + 1 > ctx.n_ctx() {
                 return Err(format!(
                     "-n {ng} exceeds the model's context {}",
