@@ -78,16 +78,39 @@ impl RefModel {
         y
     }
 
-    fn rope(&self, v: &mut [f64], pos: f64, base: f64) {
+    /// RoPE at `pos` with `base`; `yarn`: the layer is on the global base and the model
+    /// has YaRN scaling.
+    fn rope(&self, v: &mut [f64], pos: f64, base: f64, yarn: Option<&llm_format::RopeYarn>) {
         let hd = self.opts.head_dim();
         let factors = self.opts.rope_freqs().map(|s| self.get(&s.name).to_vec());
+        // YaRN, as transformers' `_compute_yarn_parameters` (truncated correction range).
+        let ramp = yarn.map(|y| {
+            let dim = |rot: f64| {
+                hd as f64 * (y.original_max_len as f64 / (rot * 2.0 * std::f64::consts::PI)).ln()
+                    / (2.0 * base.ln())
+            };
+            let low = dim(y.beta_fast as f64).floor().max(0.0);
+            let mut high = dim(y.beta_slow as f64).ceil().min(hd as f64 - 1.0);
+            if high == low {
+                high += 0.001;
+            }
+            (low, high, y.factor as f64, y.attn_factor as f64)
+        });
         for head in v.chunks_mut(hd) {
             for i in 0..hd / 2 {
-                let mut theta = pos * base.powf(-((2 * i) as f64) / hd as f64);
+                let mut freq = base.powf(-((2 * i) as f64) / hd as f64);
+                let mut mscale = 1.0;
+                if let Some((low, high, factor, attn)) = ramp {
+                    let extra = 1.0 - ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                    freq = freq / factor * (1.0 - extra) + freq * extra;
+                    mscale = attn;
+                }
+                let mut theta = pos * freq;
                 if let Some(f) = &factors {
                     theta /= f[i];
                 }
                 let (s, c) = theta.sin_cos();
+                let (s, c) = (s * mscale, c * mscale);
                 let (ia, ib) = if self.rotate_half {
                     (i, i + hd / 2)
                 } else {
@@ -173,8 +196,11 @@ impl RefModel {
                     let base = o.layer_rope_base(l) as f64;
                     // Linear position interpolation: the position itself is scaled.
                     let p = pos as f64 / o.layer_rope_scale(l) as f64;
-                    self.rope(&mut q, p, base);
-                    self.rope(&mut k, p, base);
+                    // YaRN on the layers on the global base, as the linear scale.
+                    let global = o.layer_window(l).is_none() || o.arch.rope_base_local.is_none();
+                    let yarn = o.arch.rope_yarn.as_ref().filter(|_| global);
+                    self.rope(&mut q, p, base, yarn);
+                    self.rope(&mut k, p, base, yarn);
                 }
                 qs.push(q);
                 ks.push(k);

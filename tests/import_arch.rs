@@ -800,22 +800,103 @@ fn linear_rope_scaling_imports_from_gguf_and_hugging_face() {
     assert!(e.contains("factor") && !e.contains('\n'), "{e}");
 }
 
+/// YaRN RoPE scaling from GGUF (`rope.scaling.type` yarn with llama.cpp's keys) and
+/// Hugging Face (`rope_scaling` of type yarn, transformers' defaults), against the
+/// reference's own YaRN (f64). Numbers that put the 8 frequencies of head_dim 16 in all
+/// three regions: correction range 2..4 (pairs 0-1 extrapolated, 3 half, 4-7
+/// interpolated).
+#[test]
+fn yarn_rope_scaling_imports_from_gguf_and_hugging_face() {
+    let mut o = base(false, 2);
+    o.rope_base = 10000.0;
+    let yarn = llm_format::RopeYarn {
+        factor: 4.0,
+        original_max_len: 512,
+        beta_fast: 8.0,
+        beta_slow: 1.0,
+        attn_factor: llm_format::RopeYarn::default_attn_factor(4.0) as f32,
+    };
+    o.arch.rope_yarn = Some(yarn);
+    let w = random_weights(&o, 309 ^ test_seed(0));
+    let dir = scratch("yarn-ok");
+    let k = |s: &str| format!("llama.rope.scaling.{s}");
+    let kvs = vec![
+        (k("type"), Kv::Str("yarn".into())),
+        (k("factor"), Kv::F32(4.0)),
+        (k("original_context_length"), Kv::U32(512)),
+        (k("yarn_beta_fast"), Kv::F32(8.0)),
+        (k("yarn_beta_slow"), Kv::F32(1.0)),
+    ];
+    let (path, held) = write_gguf(&dir, "llama", &o, &w, kvs);
+    check(SourceKind::Gguf, &path, &o, &held, false);
+    let mut cfg = hf_config("llama", &o);
+    cfg["rope_scaling"] = serde_json::json!({
+        "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 512,
+        "beta_fast": 8.0, "beta_slow": 1.0,
+    });
+    let held = write_hf(&dir, &o, &w, cfg.clone(), false, 1);
+    check(SourceKind::SafeTensors, &dir, &o, &held, true);
+    // An explicit attention factor.
+    cfg["rope_scaling"]["attention_factor"] = 1.5.into();
+    let mut o15 = o.clone();
+    o15.arch.rope_yarn = Some(llm_format::RopeYarn {
+        attn_factor: 1.5,
+        ..yarn
+    });
+    let held = write_hf(&dir, &o15, &w, cfg, false, 1);
+    check(SourceKind::SafeTensors, &dir, &o15, &held, true);
+    // YaRN matters at these positions: against plain RoPE, and against YaRN without its
+    // attention factor.
+    let prompt: Vec<u32> = (0..24).collect();
+    let with = RefModel::new(o.clone(), &held).forward(&prompt);
+    let mut plain = o.clone();
+    plain.arch.rope_yarn = None;
+    let mut unscaled = o.clone();
+    unscaled.arch.rope_yarn = Some(llm_format::RopeYarn {
+        attn_factor: 1.0,
+        ..yarn
+    });
+    for other in [plain, unscaled] {
+        let without = RefModel::new(other, &held).forward(&prompt);
+        let d = with[23]
+            .iter()
+            .zip(&without[23])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(d > 1e-3, "YaRN changes the logits by only {d}");
+    }
+}
+
 #[test]
 fn unsupported_rope_scaling_is_refused() {
     let o = base(true, 2);
     let w = random_weights(&o, 305);
     let dir = scratch("yarn");
     let mut cfg = hf_config("llama", &o);
-    cfg["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
+    cfg["rope_scaling"] = serde_json::json!({"rope_type": "longrope", "factor": 4.0});
     write_hf(&dir, &o, &w, cfg, false, 1);
     let e = import(SourceKind::SafeTensors, &dir, None)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("'yarn'") && e.contains("llama3"), "{e}");
-    let kvs = vec![("llama.rope.scaling.type".into(), Kv::Str("yarn".into()))];
+    assert!(e.contains("'longrope'") && e.contains("yarn"), "{e}");
+    let kvs = vec![("llama.rope.scaling.type".into(), Kv::Str("longrope".into()))];
     let (path, _) = write_gguf(&dir, "llama", &o, &w, kvs);
     let e = import(SourceKind::Gguf, &path, None)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("'yarn'") && e.contains("linear"), "{e}");
+    assert!(e.contains("'longrope'") && e.contains("yarn"), "{e}");
+    // YaRN with DeepSeek's log multiplier is not run.
+    let kvs = vec![
+        ("llama.rope.scaling.type".into(), Kv::Str("yarn".into())),
+        ("llama.rope.scaling.factor".into(), Kv::F32(4.0)),
+        (
+            "llama.rope.scaling.yarn_log_multiplier".into(),
+            Kv::F32(0.1),
+        ),
+    ];
+    let (path, _) = write_gguf(&dir, "llama", &o, &w, kvs);
+    let e = import(SourceKind::Gguf, &path, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("yarn_log_multiplier"), "{e}");
 }

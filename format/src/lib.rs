@@ -57,7 +57,9 @@ pub use meta::MetaReader;
 pub use meta::Value;
 #[cfg(feature = "std")]
 pub use mmap::MappedFile;
-pub use options::{ArchOptions, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec};
+pub use options::{
+    ArchOptions, Mlp, ModelOptions, Norm, Positions, RopeYarn, TokenizerKind, TokenizerSpec,
+};
 pub use reader::LlmFile;
 pub use tensor::{Tensor, TensorInfo};
 pub use writer::LlmWriter;

@@ -151,6 +151,44 @@ pub struct ArchOptions {
     /// Applies to the layers on `rope_base` (not to sliding layers with their own
     /// `rope_base_local`, as in Gemma 3). `None`: 1.
     pub rope_scale: Option<f32>,
+    /// YaRN RoPE scaling (Peng et al. 2023), as transformers'
+    /// `_compute_yarn_parameters` and llama.cpp's `rope_yarn`. On the layers that use
+    /// `rope_base` (as [`ArchOptions::rope_scale`]); excludes `rope_scale` and
+    /// `rope_freq_factors`. `None`: none.
+    pub rope_yarn: Option<RopeYarn>,
+}
+
+/// YaRN's settings. With `f_i = base^(−2i/head_dim)` and the correction range
+/// `low = ⌊d(beta_fast)⌋`, `high = ⌈d(beta_slow)⌉` (clamped to `0..=head_dim − 1`),
+/// `d(r) = head_dim·ln(original_max_len / (2π·r)) / (2·ln base)`, the frequency of pair
+/// `i` is `f_i/factor·(1 − e_i) + f_i·e_i` with `e_i = 1 − clamp((i − low) / (high −
+/// low), 0, 1)` (`high − low` at least 0.001); the cosine and sine of every angle are
+/// multiplied by `attn_factor`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeYarn {
+    /// The context extension factor `s` (> 0).
+    pub factor: f32,
+    /// The context the model was trained for before the extension.
+    pub original_max_len: usize,
+    /// Rotations at which extrapolation stops (transformers' default 32).
+    pub beta_fast: f32,
+    /// Rotations at which interpolation starts (default 1).
+    pub beta_slow: f32,
+    /// Multiplier of cos and sin: transformers' `attention_factor`, by default
+    /// `0.1·ln(factor) + 1` (1 for a factor ≤ 1).
+    pub attn_factor: f32,
+}
+
+impl RopeYarn {
+    /// YaRN's default attention factor for `factor`: `0.1·ln(factor) + 1`, 1 when the
+    /// factor is at most 1 (transformers' `yarn_get_mscale`).
+    pub fn default_attn_factor(factor: f64) -> f64 {
+        if factor <= 1.0 {
+            1.0
+        } else {
+            0.1 * libm::log(factor) + 1.0
+        }
+    }
 }
 
 /// Metadata keys of the model options.
@@ -203,6 +241,16 @@ pub mod keys {
     pub const ROPE_BASE_LOCAL: &str = "llm.rope_base_local";
     /// f32, optional (1): linear RoPE position interpolation, positions divided by it
     pub const ROPE_SCALE: &str = "llm.rope_scale";
+    /// f32, optional (absent: no YaRN): YaRN's context extension factor
+    pub const ROPE_YARN_FACTOR: &str = "llm.rope_yarn_factor";
+    /// u32, with the YaRN factor: the context before the extension
+    pub const ROPE_YARN_ORIGINAL_MAX_LEN: &str = "llm.rope_yarn_original_max_len";
+    /// f32, with the YaRN factor: beta_fast
+    pub const ROPE_YARN_BETA_FAST: &str = "llm.rope_yarn_beta_fast";
+    /// f32, with the YaRN factor: beta_slow
+    pub const ROPE_YARN_BETA_SLOW: &str = "llm.rope_yarn_beta_slow";
+    /// f32, with the YaRN factor: the multiplier of RoPE's cos and sin
+    pub const ROPE_YARN_ATTN_FACTOR: &str = "llm.rope_yarn_attn_factor";
     /// string: gpt2 | sentencepiece | char | raw-bpe | wpm
     pub const TOK_KIND: &str = "tokenizer.kind";
     /// array of string
@@ -367,6 +415,21 @@ impl ModelOptions {
                 ));
             }
         }
+        if let Some(y) = self.arch.rope_yarn {
+            let pos = |x: f32| x.is_finite() && x > 0.0;
+            if self.positions != Positions::Rope
+                || !(pos(y.factor) && pos(y.beta_fast) && pos(y.beta_slow) && pos(y.attn_factor))
+                || y.original_max_len == 0
+            {
+                return bad(format!(
+                    "rope_yarn {y:?} needs positions = rope, finite factor, betas and \
+                     attn_factor above 0 and an original length"
+                ));
+            }
+            if self.arch.rope_scale.is_some() || self.arch.rope_freq_factors {
+                return bad("rope_yarn excludes rope_scale and rope_freq_factors".into());
+            }
+        }
         Ok(())
     }
 
@@ -422,6 +485,19 @@ impl ModelOptions {
         if let Some(s) = a.rope_scale {
             m.push((keys::ROPE_SCALE.into(), Value::F32(s)));
         }
+        if let Some(y) = a.rope_yarn {
+            m.push((keys::ROPE_YARN_FACTOR.into(), Value::F32(y.factor)));
+            m.push((
+                keys::ROPE_YARN_ORIGINAL_MAX_LEN.into(),
+                u(y.original_max_len),
+            ));
+            m.push((keys::ROPE_YARN_BETA_FAST.into(), Value::F32(y.beta_fast)));
+            m.push((keys::ROPE_YARN_BETA_SLOW.into(), Value::F32(y.beta_slow)));
+            m.push((
+                keys::ROPE_YARN_ATTN_FACTOR.into(),
+                Value::F32(y.attn_factor),
+            ));
+        }
         m
     }
 
@@ -472,6 +548,16 @@ impl ModelOptions {
                 sliding_window_pattern: opt_usize(keys::SLIDING_WINDOW_PATTERN)?.unwrap_or(0),
                 rope_base_local: opt_f32(keys::ROPE_BASE_LOCAL)?,
                 rope_scale: opt_f32(keys::ROPE_SCALE)?,
+                rope_yarn: match opt_f32(keys::ROPE_YARN_FACTOR)? {
+                    None => None,
+                    Some(factor) => Some(RopeYarn {
+                        factor,
+                        original_max_len: m.usize(keys::ROPE_YARN_ORIGINAL_MAX_LEN)?,
+                        beta_fast: m.f32(keys::ROPE_YARN_BETA_FAST)?,
+                        beta_slow: m.f32(keys::ROPE_YARN_BETA_SLOW)?,
+                        attn_factor: m.f32(keys::ROPE_YARN_ATTN_FACTOR)?,
+                    }),
+                },
             },
         };
         o.validate()?;

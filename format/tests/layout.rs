@@ -170,6 +170,8 @@ fn arch_options_add_their_tensors_and_keys_only_when_set() {
         keys::SLIDING_WINDOW_PATTERN,
         keys::ROPE_BASE_LOCAL,
         keys::ROPE_SCALE,
+        keys::ROPE_YARN_FACTOR,
+        keys::ROPE_YARN_ATTN_FACTOR,
     ] {
         assert!(
             meta.iter().all(|(m, _)| m != k),
@@ -188,6 +190,7 @@ fn arch_options_add_their_tensors_and_keys_only_when_set() {
         sliding_window_pattern: 2,
         rope_base_local: Some(100.0),
         rope_scale: Some(2.0),
+        rope_yarn: None,
     };
     o.mlp = Mlp::GeGlu;
     o.validate().unwrap();
@@ -256,4 +259,51 @@ fn arch_options_add_their_tensors_and_keys_only_when_set() {
         .unwrap_err()
         .to_string()
         .contains("rope_scale"));
+    // YaRN's settings round-trip; it excludes the linear scale and needs positive values.
+    let yarn = llm_format::RopeYarn {
+        factor: 4.0,
+        original_max_len: 4096,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        attn_factor: 1.25,
+    };
+    let mut y = plain.clone();
+    y.arch.rope_yarn = Some(yarn);
+    y.validate().unwrap();
+    let mut w = llm_format::LlmWriter::new();
+    w.extend_meta(y.to_meta());
+    let bytes = w.to_bytes().unwrap();
+    assert_eq!(
+        llm_format::LlmFile::parse(&bytes)
+            .unwrap()
+            .options()
+            .unwrap(),
+        y
+    );
+    for bad in [
+        llm_format::ArchOptions {
+            rope_scale: Some(2.0),
+            rope_yarn: Some(yarn),
+            ..Default::default()
+        },
+        llm_format::ArchOptions {
+            rope_yarn: Some(llm_format::RopeYarn {
+                factor: 0.0,
+                ..yarn
+            }),
+            ..Default::default()
+        },
+        llm_format::ArchOptions {
+            rope_yarn: Some(llm_format::RopeYarn {
+                original_max_len: 0,
+                ..yarn
+            }),
+            ..Default::default()
+        },
+    ] {
+        let mut o = plain.clone();
+        o.arch = bad;
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("rope_yarn"), "{e}");
+    }
 }

@@ -334,7 +334,10 @@ impl Context {
             s.bytes()
                 .ok_or_else(|| Error::Invalid("context size overflows".into()))?,
         )?;
-        let mut freqs = ops::rope_freqs(o.head_dim(), o.rope_base);
+        let mut freqs = match &o.arch.rope_yarn {
+            Some(y) => ops::yarn_freqs(o.head_dim(), o.rope_base, y),
+            None => ops::rope_freqs(o.head_dim(), o.rope_base),
+        };
         // Linear position interpolation on the global table: `pos / scale` is
         // `pos · (freq / scale)`.
         if let Some(scale) = o.arch.rope_scale {
@@ -859,13 +862,17 @@ impl Context {
 
         if o.positions == Positions::Rope {
             let per = self.n_batch * hd;
-            for (cs, freqs) in self
+            // YaRN's attention factor scales the global table (the first) only.
+            let yarn = o.arch.rope_yarn.map_or(1.0, |y| y.attn_factor);
+            for (t, (cs, freqs)) in self
                 .rope_cs
                 .chunks_exact_mut(per)
                 .zip(self.freqs.chunks(hd / 2))
+                .enumerate()
             {
+                let scale = if t == 0 { yarn } else { 1.0 };
                 for (cs, &p) in cs.chunks_exact_mut(hd).zip(row_pos) {
-                    ops::rope_table(cs, freqs, p as usize);
+                    ops::rope_table(cs, freqs, p as usize, scale);
                 }
             }
         }

@@ -88,13 +88,36 @@ pub fn rope_freqs(head_dim: usize, base: f32) -> alloc::vec::Vec<f32> {
         .collect()
 }
 
-/// The rotation of position `pos`: `cs[2i] = cos(pos·freqs[i])`, `cs[2i+1] = sin(...)`.
-/// Computed once per position and shared by every head of every layer.
-pub fn rope_table(cs: &mut [f32], freqs: &[f32], pos: usize) {
+/// YaRN's inverse frequencies ([`llm_format::RopeYarn`]): each of [`rope_freqs`]
+/// blended between itself (extrapolation) and itself divided by the factor
+/// (interpolation) along the ramp of the correction range.
+pub fn yarn_freqs(head_dim: usize, base: f32, y: &llm_format::RopeYarn) -> alloc::vec::Vec<f32> {
+    let corr = |rot: f32| {
+        head_dim as f32
+            * libm::logf(y.original_max_len as f32 / (rot * 2.0 * core::f32::consts::PI))
+            / (2.0 * libm::logf(base))
+    };
+    let low = libm::floorf(corr(y.beta_fast)).max(0.0);
+    let high = libm::ceilf(corr(y.beta_slow)).min(head_dim as f32 - 1.0);
+    let span = if high == low { 0.001 } else { high - low };
+    rope_freqs(head_dim, base)
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let extrapolate = 1.0 - ((i as f32 - low) / span).clamp(0.0, 1.0);
+            f / y.factor * (1.0 - extrapolate) + f * extrapolate
+        })
+        .collect()
+}
+
+/// The rotation of position `pos`: `cs[2i] = scale·cos(pos·freqs[i])`, `cs[2i+1] =
+/// scale·sin(...)` (`scale` is YaRN's attention factor, else 1). Computed once per
+/// position and shared by every head of every layer.
+pub fn rope_table(cs: &mut [f32], freqs: &[f32], pos: usize, scale: f32) {
     for (c, f) in cs.chunks_exact_mut(2).zip(freqs) {
         let ang = pos as f32 * f;
-        c[0] = cosf(ang);
-        c[1] = sinf(ang);
+        c[0] = cosf(ang) * scale;
+        c[1] = sinf(ang) * scale;
     }
 }
 
@@ -127,4 +150,51 @@ pub fn log_prob(logits: &[f32], target: usize) -> f32 {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
     let sum: f32 = logits.iter().map(|v| expf(v - max)).sum();
     logits[target] - max - crate::math::logf(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`yarn_freqs`] against transformers 5.25's `_compute_yarn_parameters` (its
+    /// inverse-frequency code run on these settings, f32 arrays as torch's; recorded).
+    #[test]
+    fn yarn_freqs_are_transformers() {
+        /// head_dim, base, factor, original length, beta_fast, frequencies.
+        type Case = (usize, f32, f32, usize, f32, &'static [f64]);
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            (16, 10000.0, 4.0, 512, 8.0, &[
+                1.0, 0.316227764, 0.100000001, 0.0197642371, 0.00249999994, 0.000790569466,
+                0.000250000012, 7.90569466e-05,
+            ]),
+            (64, 1e6, 4.0, 32768, 32.0, &[
+                1.0, 0.649381638, 0.421696514, 0.273841977, 0.177827939, 0.115478203,
+                0.0749894157, 0.0486967526, 0.0316227786, 0.0205352511, 0.0133352149,
+                0.00865964312, 0.00515479548, 0.0030431177, 0.00177853031, 0.00102661771,
+                0.000583333371, 0.000324690831, 0.000175706868, 9.12806499e-05,
+                4.44569851e-05, 2.88695483e-05, 1.87473561e-05, 1.21741887e-05,
+                7.90569356e-06, 5.13381246e-06, 3.33380353e-06, 2.16491094e-06,
+                1.40585337e-06, 9.1293532e-07, 5.92843435e-07, 3.84981632e-07,
+            ]),
+        ];
+        for &(hd, base, factor, orig, beta_fast, want) in cases {
+            let y = llm_format::RopeYarn {
+                factor,
+                original_max_len: orig,
+                beta_fast,
+                beta_slow: 1.0,
+                attn_factor: 1.0,
+            };
+            let got = yarn_freqs(hd, base, &y);
+            assert_eq!(got.len(), want.len());
+            for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+                let g = g as f64;
+                assert!(
+                    (g - w).abs() <= 2e-6 * w,
+                    "head_dim {hd}, pair {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
 }

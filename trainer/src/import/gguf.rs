@@ -517,12 +517,38 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
             }
         }
         "linear" => {}
+        // YaRN as llama.cpp runs it: ext_factor 1, the attention factor
+        // `0.1·ln(factor) + 1` times `rope.scaling.attn_factor`.
+        "yarn" if !gpt2 => {
+            let factor = opt_f32("rope.scaling.factor", 0.0)?;
+            let original = opt("rope.scaling.original_context_length")?.unwrap_or(opts.max_len);
+            let ext = opt_f32("rope.scaling.yarn_ext_factor", 1.0)?;
+            let log_mul = opt_f32("rope.scaling.yarn_log_multiplier", 0.0)?;
+            if ext != 1.0 || log_mul != 0.0 {
+                return Err(ImportError::unsupported(
+                    file,
+                    format!(
+                        "YaRN with yarn_ext_factor {ext} or yarn_log_multiplier {log_mul} \
+                         (supported: 1 and 0)"
+                    ),
+                ));
+            }
+            opts.arch.rope_yarn = Some(llm_format::RopeYarn {
+                factor,
+                original_max_len: original,
+                beta_fast: opt_f32("rope.scaling.yarn_beta_fast", 32.0)?,
+                beta_slow: opt_f32("rope.scaling.yarn_beta_slow", 1.0)?,
+                attn_factor: (llm_format::RopeYarn::default_attn_factor(factor as f64)
+                    * opt_f32("rope.scaling.attn_factor", 1.0)? as f64)
+                    as f32,
+            });
+        }
         v => {
             return Err(ImportError::unsupported(
                 file,
                 format!(
-                    "{arch}.rope.scaling.type '{v}' (supported: none, linear, or llama3's \
-                     rope_freqs)"
+                    "{arch}.rope.scaling.type '{v}' (supported: none, linear, yarn, or \
+                     llama3's rope_freqs)"
                 ),
             ))
         }

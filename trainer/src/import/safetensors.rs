@@ -17,7 +17,7 @@
 //!   `self_attn.{q,k}_norm.weight [head_dim]` and `head_dim` in the config): the q/k
 //!   biases and norm weights are unpermuted as the q/k rows are. A `llama3`
 //!   `rope_scaling` becomes the `rope_freqs` factors ([`llama3_rope_factors`]), a
-//!   `linear` one `rope_scale` (Gemma 3: on the global layers).
+//!   `linear` one `rope_scale` (Gemma 3: on the global layers), a `yarn` one `rope_yarn`.
 //!
 //! Weights may be F32, F16 or BF16; all are widened to f32 exactly (`--dtype` narrows).
 //!
@@ -624,6 +624,68 @@ enum RopeScaling {
     Llama3(Llama3Scaling),
     /// `linear`: positions divided by `factor` ([`ArchOptions::rope_scale`]).
     Linear(f32),
+    /// `yarn` ([`ArchOptions::rope_yarn`]).
+    Yarn(llm_format::RopeYarn),
+}
+
+/// `rope_scaling.{k}`: absent or null is `None`, else a positive finite number.
+fn positive(p: &Json, k: &str, cf: &str) -> Result<Option<f64>, ImportError> {
+    match p.get(k).filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .map(Some)
+            .ok_or_else(|| {
+                ImportError::malformed(
+                    cf,
+                    format!("rope_scaling.{k} should be a positive number, found {v}"),
+                )
+            }),
+    }
+}
+
+/// A `yarn` `rope_scaling`, as transformers' `_compute_yarn_parameters`: `factor`
+/// (default `max_position_embeddings / original_max_position_embeddings`),
+/// `original_max_position_embeddings` (default `max_position_embeddings`),
+/// `beta_fast` 32, `beta_slow` 1, `attention_factor` (default from `mscale` /
+/// `mscale_all_dim` when both are set, else `0.1·ln(factor) + 1`); `truncate: false` is
+/// refused.
+fn yarn_config(cfg: &Json, p: &Json, cf: &str) -> Result<llm_format::RopeYarn, ImportError> {
+    let max_pos = cfg_usize(cfg, &["max_position_embeddings"], cf)? as f64;
+    let original = positive(p, "original_max_position_embeddings", cf)?.unwrap_or(max_pos);
+    let factor = positive(p, "factor", cf)?.unwrap_or(max_pos / original);
+    if p.get("truncate").and_then(Json::as_bool) == Some(false) {
+        return Err(ImportError::unsupported(
+            cf,
+            "rope_scaling yarn with truncate false",
+        ));
+    }
+    // transformers' `yarn_get_mscale`.
+    let mscale = |scale: f64, m: f64| {
+        if scale <= 1.0 {
+            1.0
+        } else {
+            0.1 * m * scale.ln() + 1.0
+        }
+    };
+    let attn = match positive(p, "attention_factor", cf)? {
+        Some(a) => a,
+        None => match (
+            positive(p, "mscale", cf)?,
+            positive(p, "mscale_all_dim", cf)?,
+        ) {
+            (Some(m), Some(all)) => mscale(factor, m) / mscale(factor, all),
+            _ => llm_format::RopeYarn::default_attn_factor(factor),
+        },
+    };
+    Ok(llm_format::RopeYarn {
+        factor: factor as f32,
+        original_max_len: original as usize,
+        beta_fast: positive(p, "beta_fast", cf)?.unwrap_or(32.0) as f32,
+        beta_slow: positive(p, "beta_slow", cf)?.unwrap_or(1.0) as f32,
+        attn_factor: attn as f32,
+    })
 }
 
 /// `rope_scaling.factor` of a `linear` scaling: a finite number above 0.
@@ -663,18 +725,7 @@ fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<RopeScaling>), Impor
         "default" => Ok((base, None)),
         "llama3" => {
             let num = |k: &str, default: f64| -> Result<f64, ImportError> {
-                match p.get(k).filter(|v| !v.is_null()) {
-                    None => Ok(default),
-                    Some(v) => v
-                        .as_f64()
-                        .filter(|x| x.is_finite() && *x > 0.0)
-                        .ok_or_else(|| {
-                            ImportError::malformed(
-                                cf,
-                                format!("rope_scaling.{k} should be a positive number, found {v}"),
-                            )
-                        }),
-                }
+                Ok(positive(p, k, cf)?.unwrap_or(default))
             };
             let (low, high) = (num("low_freq_factor", 1.0)?, num("high_freq_factor", 4.0)?);
             if high <= low {
@@ -694,9 +745,10 @@ fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<RopeScaling>), Impor
             Ok((base, Some(RopeScaling::Llama3(scaling))))
         }
         "linear" => Ok((base, Some(RopeScaling::Linear(linear_factor(p, cf)?)))),
+        "yarn" => Ok((base, Some(RopeScaling::Yarn(yarn_config(cfg, p, cf)?)))),
         other => Err(ImportError::unsupported(
             cf,
-            format!("rope_scaling type '{other}' (supported: default, linear, llama3)"),
+            format!("rope_scaling type '{other}' (supported: default, linear, llama3, yarn)"),
         )),
     }
 }
@@ -799,6 +851,10 @@ fn llama_like(
             rope_freq_factors: matches!(scaling, Some(RopeScaling::Llama3(_))),
             rope_scale: match scaling {
                 Some(RopeScaling::Linear(f)) if f != 1.0 => Some(f),
+                _ => None,
+            },
+            rope_yarn: match scaling {
+                Some(RopeScaling::Yarn(y)) => Some(y),
                 _ => None,
             },
             ..Default::default()
