@@ -35,6 +35,7 @@ fn params(cache_type: CacheType) -> ContextParams {
         n_batch: 8,
         threads: 2,
         cache_type,
+        n_seq: 1,
         f16_exact: true,
     }
 }
@@ -259,6 +260,7 @@ fn the_cache_grows_in_blocks_and_stays_exact() {
             n_batch: 64,
             threads: 2,
             cache_type: ty,
+            n_seq: 1,
             f16_exact: false,
         };
         let mut ctx = Context::new(model.clone(), &p).expect("context");

@@ -66,6 +66,7 @@ fn hidden_state_after_final_norm_matches_reference() {
                 n_batch,
                 threads: 2,
                 cache_type: llmrt::CacheType::F32,
+                n_seq: 1,
                 f16_exact: false,
             };
             let mut ctx = Context::new(model.clone(), &params).expect("context");
@@ -102,6 +103,7 @@ fn pooling_equals_a_hand_computation() {
         n_batch: 4,
         threads: 1,
         cache_type: llmrt::CacheType::F32,
+        n_seq: 1,
         f16_exact: false,
     };
     let mut ctx = Context::new(model, &params).expect("context");
@@ -182,6 +184,7 @@ fn a_cancelled_embedding_returns_none() {
         n_batch: 2,
         threads: 1,
         cache_type: llmrt::CacheType::F32,
+        n_seq: 1,
         f16_exact: false,
     };
     let mut ctx = Context::new(model, &params).expect("context");

@@ -220,7 +220,10 @@ fn run_setting(
     for (pi, prompt) in prompts.iter().enumerate() {
         for j in 0..a.samples {
             let seed = a.seed.wrapping_add(j as u64);
-            let cfg = SamplerConfig { seed, ..base };
+            let cfg = SamplerConfig {
+                seed,
+                ..base.clone()
+            };
             let (tokens, logprobs) = draw(ctx, prompt, a.n_predict, cfg)?;
             let text = model.tokenizer.decode(&tokens).map_err(|e| e.to_string())?;
             samples.push(Sample {
@@ -282,6 +285,7 @@ pub fn run(a: CompareArgs) -> Result<(), String> {
         n_batch: 64,
         threads: a.threads.unwrap_or_else(crate::default_threads),
         cache_type: a.cache_type,
+        n_seq: 1,
         f16_exact: a.f16_exact,
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;

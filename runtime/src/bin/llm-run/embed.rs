@@ -116,6 +116,7 @@ impl Embedder {
             n_batch: 64,
             threads: c.threads.unwrap_or_else(crate::default_threads),
             cache_type: c.cache_type,
+            n_seq: 1,
             f16_exact: c.f16_exact,
         };
         let ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;

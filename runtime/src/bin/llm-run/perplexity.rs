@@ -106,6 +106,7 @@ pub fn run(a: PplArgs) -> Result<(), String> {
         n_batch: n_ctx.min(128),
         threads: a.threads.unwrap_or_else(crate::default_threads),
         cache_type: a.cache_type,
+        n_seq: 1,
         f16_exact: a.f16_exact,
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
