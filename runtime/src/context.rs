@@ -37,9 +37,10 @@ pub struct ContextParams {
     /// the `n_ctx` positions of the KV cache: each holds up to `n_ctx / n_seq` tokens.
     pub n_seq: usize,
     /// F16/BF16 weights: keep f32 activations and f32 products in prompts (`true`)
-    /// instead of bf16 dot products where the CPU has them (`false`, the default:
-    /// activations and F16 weights rounded to bf16, at most 2⁻⁸ relative each; see
-    /// [`Cpu::bf16_prompts`](crate::kernels::Cpu::bf16_prompts)).
+    /// instead of bf16 dot products (`false`, the default: bf16 dot products where
+    /// the CPU has them and they are faster than f32 FMAs, activations and F16
+    /// weights rounded to bf16, at most 2⁻⁸ relative each; see
+    /// [`Cpu::set_f16_exact`](crate::kernels::Cpu::set_f16_exact)).
     pub f16_exact: bool,
 }
 
@@ -368,7 +369,9 @@ impl Context {
         Ok(Context {
             cpu: {
                 let mut cpu = Cpu::new(params.threads.max(1));
-                cpu.set_f16_exact(params.f16_exact);
+                if params.f16_exact {
+                    cpu.set_f16_exact(true);
+                }
                 cpu
             },
             n_ctx: s.seq_ctx,

@@ -66,6 +66,24 @@ impl Bf16Dots {
         ok.then_some(Bf16Dots(()))
     }
 
+    /// Whether this CPU runs `vdpbf16ps` at least 1.5 times as many multiply-adds per
+    /// cycle as f32 FMAs (`vfmadd231ps`, 16 per instruction): measured once per
+    /// process ([`probe`], about 0.1 ms). Zen 4/5 run 32 bf16 products per
+    /// instruction at the FMA's rate, twice its multiply-adds; the Intel Xeon of
+    /// PERF.md runs one `vdpbf16ps` per two cycles against two FMAs per cycle, half
+    /// of them, so there the prompt kernels keep f32 products and lose nothing.
+    /// Without `std` (no place to keep the answer): `true`.
+    pub(crate) fn faster_than_fma(self) -> bool {
+        #[cfg(feature = "std")]
+        {
+            static FASTER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            // SAFETY: the token proves the features `probe` enables.
+            *FASTER.get_or_init(|| unsafe { probe() } >= 1.5)
+        }
+        #[cfg(not(feature = "std"))]
+        true
+    }
+
     /// Rounds `x` (rows of `cols` values) to bf16 into `out` (rows of
     /// [`padded`]`(cols)` values, the padding zero).
     ///
@@ -91,6 +109,49 @@ impl Bf16Dots {
             }
         }
     }
+}
+
+/// Multiply-adds per time-stamp tick of `vdpbf16ps` over those of `vfmadd231ps`, each
+/// timed on 16 independent accumulators (past either's latency) for 1000 rounds, the
+/// least of 5 tries (a try the scheduler interrupts only looks slower).
+#[cfg(feature = "std")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c,fma")]
+fn probe() -> f64 {
+    const ROUNDS: usize = 1000;
+    let mut best = [u64::MAX; 2];
+    let mut sink = 0.0f32;
+    for _ in 0..5 {
+        // SAFETY: plain register arithmetic; `_rdtsc` reads the time-stamp counter.
+        unsafe {
+            let b: __m512bh = core::hint::black_box(core::mem::transmute::<__m512i, __m512bh>(
+                _mm512_set1_epi16(0x3f80), // 1.0
+            ));
+            let mut acc = [_mm512_setzero_ps(); 16];
+            let t0 = _rdtsc();
+            for _ in 0..ROUNDS {
+                for a in acc.iter_mut() {
+                    *a = _mm512_dpbf16_ps(*a, b, b);
+                }
+            }
+            let t1 = _rdtsc();
+            sink += acc.iter().map(|a| _mm512_reduce_add_ps(*a)).sum::<f32>();
+            let (m, c) = core::hint::black_box((_mm512_set1_ps(0.5), _mm512_set1_ps(1.0)));
+            let mut acc = [_mm512_setzero_ps(); 16];
+            let t2 = _rdtsc();
+            for _ in 0..ROUNDS {
+                for a in acc.iter_mut() {
+                    *a = _mm512_fmadd_ps(*a, m, c);
+                }
+            }
+            let t3 = _rdtsc();
+            sink += acc.iter().map(|a| _mm512_reduce_add_ps(*a)).sum::<f32>();
+            best[0] = best[0].min(t1.wrapping_sub(t0).max(1));
+            best[1] = best[1].min(t3.wrapping_sub(t2).max(1));
+        }
+    }
+    core::hint::black_box(sink);
+    // 32 multiply-adds per vdpbf16ps, 16 per FMA, the same count of instructions.
+    (32.0 / best[0] as f64) / (16.0 / best[1] as f64)
 }
 
 /// Row stride of the bf16 activations: `cols` rounded up to whole registers of 32.

@@ -98,7 +98,7 @@ impl Cpu {
             quads: Vec::new(),
             k: Vec::new(),
             xb: Vec::new(),
-            f16_exact: false,
+            f16_exact: !bf16_by_default(engine),
             #[cfg(feature = "std")]
             pool: (threads > 1).then(|| pool::Pool::new(threads - 1)),
         }
@@ -124,9 +124,11 @@ impl Cpu {
     }
 
     /// `true`: F16 and BF16 weights keep f32 activations and f32 products in prompts
-    /// too (slower where [`Cpu::bf16_prompts`] would be on: about half the prompt
-    /// speed, PERF.md); `false` (the default): bf16 dot products where the CPU has
-    /// them.
+    /// too; `false`: bf16 dot products where the CPU has them. A new context starts
+    /// with bf16 dot products where they are the faster choice (measured once per
+    /// process: at least 1.5 times the multiply-adds per cycle of f32 FMAs, as on
+    /// Zen 4/5; not on the Intel Xeon of PERF.md, where they run at half the FMA's
+    /// rate) or where `LLMRT_BF16_DOTS=1` asks for them (`=0`: never).
     pub fn set_f16_exact(&mut self, exact: bool) {
         self.f16_exact = exact;
     }
@@ -370,6 +372,25 @@ impl Cpu {
             .min(w.rows.div_ceil(4))
             .min(pool::MAX_PARTS)
     }
+}
+
+/// Whether a new context multiplies F16/BF16 prompts with bf16 dot products: the
+/// engine has them and they are faster than f32 FMAs on this CPU
+/// (`Bf16Dots::faster_than_fma`, measured once), unless `LLMRT_BF16_DOTS=1` or `=0`
+/// (std) says so either way (where the CPU has them at all).
+fn bf16_by_default(engine: Engine) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = engine.bf16() {
+        #[cfg(feature = "std")]
+        match std::env::var("LLMRT_BF16_DOTS").as_deref() {
+            Ok("1") => return true,
+            Ok("0") => return false,
+            _ => {}
+        }
+        return b.faster_than_fma();
+    }
+    let _ = engine;
+    false
 }
 
 /// How many of each kind of quantised activation block the last

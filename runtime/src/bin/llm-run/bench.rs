@@ -183,7 +183,9 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         a.cache_type
     );
     let mut cpu = llmrt::kernels::Cpu::new(1);
-    cpu.set_f16_exact(a.f16_exact);
+    if a.f16_exact {
+        cpu.set_f16_exact(true);
+    }
     println!(
         "kernels: {}; F16/BF16 prompts: {}",
         cpu.path(),
