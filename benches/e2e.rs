@@ -98,6 +98,8 @@ fn e2e(c: &mut Criterion) {
                 n_batch: N,
                 threads: t,
                 cache_type: llmrt::CacheType::default(),
+                n_seq: 1,
+                f16_exact: false,
             };
             let mut ctx = Context::new(model, &params).expect("context");
             // Fixed pseudo-random tokens spread over the vocabulary.

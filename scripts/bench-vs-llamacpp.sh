@@ -5,6 +5,8 @@
 #
 #   LLAMA_BENCH  path of a llama.cpp `llama-bench` binary (built outside this
 #                repository; see "Building llama-bench" in docs/PERF.md)
+#   IK_BENCH     (environment, optional) path of an ik_llama.cpp `llama-bench`: run as a
+#                third engine in the same rounds, with its run-time repacking (-rtr 1)
 #   WORKDIR      where the model files and logs go (default: /tmp/llmrt-vs-llamacpp);
 #                the models are ~1.1 GB for the 110M shape and are reused when present
 #
@@ -12,9 +14,9 @@
 #   PYTHON   a Python with the PyPI packages `gguf` and `numpy` (default: python3)
 #   SHAPE    110m (dim 768, hidden 2048, 12 layers, 12 heads) or 15m (dim 288, hidden
 #            768, 6 layers, 6 heads); vocab 32000 and a separate output matrix (default 110m)
-#   DTYPES   matrix dtypes to compare (default: "f32 f16 q8_0 q4_0")
+#   DTYPES   matrix dtypes to compare, of f32 f16 bf16 q8_0 q4_0 (default: "f32 f16 q8_0 q4_0")
 #   THREADS  threads for both engines (default 2)
-#   PP, TG   prompt and generation lengths (default 64, 64)
+#   PP, TG   prompt and generation lengths, comma-separated lists allowed (default 64, 64)
 #   REPS     repetitions per test, as both tools' -r (default 5)
 #   ROUNDS   rounds over all dtypes; engines and dtypes are interleaved inside a
 #            round so that background load hits both alike (default 2)
@@ -38,10 +40,12 @@
 #   2. `llm-train import --from gguf` turns each into a .llm: the blocks are copied, so
 #      both engines read the same bytes.
 #   3. For each round and dtype: `llama-bench -m X.gguf -t T -p PP -n TG -r REPS`, then
+#      (with IK_BENCH) the same with ik_llama.cpp's `-rtr 1`, then
 #      `llm-run bench -m X.llm -t T -p PP -n TG -r REPS` (which also measures the
 #      machine's read bandwidth and prints the tg limit it implies).
-#   4. A summary table (markdown) of the mean t/s of every run, with ratios
-#      ours/llama.cpp, goes to stdout and WORKDIR/summary.md; raw logs stay in WORKDIR.
+#   4. A summary table (markdown) of the mean t/s of every run and test, with ratios
+#      ours/llama.cpp (and ours/ik_llama.cpp), goes to stdout and WORKDIR/summary.md;
+#      raw logs stay in WORKDIR.
 set -euo pipefail
 
 if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
@@ -49,6 +53,7 @@ if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
     exit 2
 fi
 LLAMA_BENCH=$(realpath "$1")
+IK_BENCH=${IK_BENCH:+$(realpath "$IK_BENCH")}
 WORK=${2:-/tmp/llmrt-vs-llamacpp}
 PYTHON=${PYTHON:-python3}
 SHAPE=${SHAPE:-110m}
@@ -63,6 +68,7 @@ NICE=${NICE:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 [[ -x "$LLAMA_BENCH" ]] || { echo "error: $LLAMA_BENCH is not an executable" >&2; exit 1; }
+[[ -z "$IK_BENCH" || -x "$IK_BENCH" ]] || { echo "error: IK_BENCH=$IK_BENCH is not an executable" >&2; exit 1; }
 "$PYTHON" -c 'import gguf, numpy' 2>/dev/null || {
     echo "error: $PYTHON lacks the 'gguf' and 'numpy' packages (pip install gguf numpy)" >&2
     exit 1
@@ -92,8 +98,8 @@ path, dtype, shape = sys.argv[1], sys.argv[2], sys.argv[3]
 dim, hidden, layers, heads = {"110m": (768, 2048, 12, 12), "15m": (288, 768, 6, 6)}[shape]
 vocab, ctx = 32000, 1024
 Q = gguf.GGMLQuantizationType
-qtype = {"f32": Q.F32, "f16": Q.F16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[dtype]
-ftype = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2}[dtype]  # llama_ftype ids
+qtype = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[dtype]
+ftype = {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7, "q4_0": 2}[dtype]  # llama_ftype ids
 
 w = gguf.GGUFWriter(path, "llama")
 w.add_name(f"random-stories{shape}")
@@ -190,6 +196,8 @@ wait_quiet() {
     echo "llm-run: $LLM_RUN$([[ -n "${LLM_RUN_GIVEN:-}" ]] && echo ' (prebuilt, not necessarily from this checkout)')"
     echo "niceness of the runs: $NICE; autogroup: $(cat /proc/self/autogroup 2>/dev/null || echo none)"
     echo "llama-bench: $LLAMA_BENCH"
+    [[ -n "$IK_BENCH" ]] && echo "ik_llama.cpp llama-bench (-rtr 1): $IK_BENCH"
+    echo "command per engine: -t $THREADS -p $PP -n $TG -r $REPS"
 } >"$WORK/env.txt"
 for r in $(seq 1 "$ROUNDS"); do
     for dt in $DTYPES; do
@@ -197,6 +205,11 @@ for r in $(seq 1 "$ROUNDS"); do
         wait_quiet | tee "$WORK/r$r-$dt-load.txt" >&2
         nice -n "$NICE" "$LLAMA_BENCH" -m "$WORK/$SHAPE-$dt.gguf" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" -o md \
             2>/dev/null | tee "$WORK/r$r-$dt-llamacpp.txt"
+        if [[ -n "$IK_BENCH" ]]; then
+            wait_quiet | tee -a "$WORK/r$r-$dt-load.txt" >&2
+            nice -n "$NICE" "$IK_BENCH" -m "$WORK/$SHAPE-$dt.gguf" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" \
+                -rtr 1 -o md 2>/dev/null | tee "$WORK/r$r-$dt-ik.txt"
+        fi
         wait_quiet | tee -a "$WORK/r$r-$dt-load.txt" >&2
         nice -n "$NICE" "$LLM_RUN" bench -m "$WORK/$SHAPE-$dt.llm" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" \
             | tee "$WORK/r$r-$dt-llmrt.txt"
@@ -204,13 +217,15 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 # Step 4: summary.
-"$PYTHON" - "$WORK" "$DTYPES" "$ROUNDS" "$PP" "$TG" <<'PY' | tee "$WORK/summary.md"
-import re, sys
-work, dtypes, rounds, pp, tg = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+"$PYTHON" - "$WORK" "$DTYPES" "$ROUNDS" <<'PY' | tee "$WORK/summary.md"
+import os, re, sys
+work, dtypes, rounds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
 
 def llamacpp(path):
-    """test name -> mean t/s from llama-bench's markdown table."""
+    """test name -> (mean, sd) t/s from llama-bench's markdown table."""
     out = {}
+    if not os.path.exists(path):
+        return out
     for line in open(path):
         m = re.search(r"\|\s*(pp\d+|tg\d+)\s*\|\s*([\d.]+)\s*±\s*([\d.]+)\s*\|", line)
         if m:
@@ -230,25 +245,27 @@ def ours(path):
 
 print(open(f"{work}/env.txt").read().rstrip())
 print()
-print("load = 1-minute load average before llama.cpp's run / before ours (2 cores)")
+print("load = 1-minute load averages before each engine's run (2 cores); "
+      "ik = ik_llama.cpp with -rtr 1 (blank if not run)")
 print()
-print(f"| round | dtype | load | llama.cpp pp{pp} | ours pp{pp} | ratio | llama.cpp tg{tg} | ours tg{tg} | ratio | read GB/s | tg limit | ours/limit | llama.cpp/limit |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| round | dtype | test | load | llama.cpp | ik | ours | ours/llama.cpp | ours/ik | ours/tg limit |")
+print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+fmt = lambda v: f"{v[0]:.1f} ± {v[1]:.1f}" if v else ""
 for r in range(1, rounds + 1):
     for dt in dtypes:
         base = f"{work}/r{r}-{dt}"
         try:
             a = llamacpp(f"{base}-llamacpp.txt")
+            k = llamacpp(f"{base}-ik.txt")
             b, lim = ours(f"{base}-llmrt.txt")
-            # "compilers running: N, load: 1min ..." before llama.cpp, then before ours.
-            load = "/".join(re.findall(r"running: (\d+), load: ([\d.]+)", open(f"{base}-load.txt").read())[i][1] for i in range(2))
+            load = "/".join(x[1] for x in re.findall(r"running: (\d+), load: ([\d.]+)", open(f"{base}-load.txt").read()))
         except OSError:
             continue
-        f = lambda d, k: d.get(k, (float("nan"), 0.0))
-        (ap, aps), (bp, bps) = f(a, f"pp{pp}"), f(b, f"pp{pp}")
-        (at, ats), (bt, bts) = f(a, f"tg{tg}"), f(b, f"tg{tg}")
-        bw, limit = lim if lim else (float("nan"), float("nan"))
-        print(f"| {r} | {dt} | {load} | {ap:.1f} ± {aps:.1f} | {bp:.1f} ± {bps:.1f} | {bp / ap:.2f} "
-              f"| {at:.1f} ± {ats:.1f} | {bt:.1f} ± {bts:.1f} | {bt / at:.2f} "
-              f"| {bw:.1f} | {limit:.0f} | {bt / limit:.0%} | {at / limit:.0%} |")
+        tests = sorted(set(a) | set(b) | set(k), key=lambda t: (t[:2] == "tg", int(t[2:])))
+        for t in tests:
+            ra = f"{b[t][0] / a[t][0]:.2f}" if t in a and t in b else ""
+            rk = f"{b[t][0] / k[t][0]:.2f}" if t in k and t in b else ""
+            rl = f"{b[t][0] / lim[1]:.0%}" if t.startswith("tg") and lim and t in b else ""
+            print(f"| {r} | {dt} | {t} | {load} | {fmt(a.get(t))} | {fmt(k.get(t))} | {fmt(b.get(t))} "
+                  f"| {ra} | {rk} | {rl} |")
 PY

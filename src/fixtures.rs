@@ -61,6 +61,8 @@ pub fn char_tokenizer_of(tokens: Vec<Cow<'static, str>>) -> TokenizerSpec<'stati
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     }
 }
 

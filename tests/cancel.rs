@@ -22,6 +22,8 @@ fn params() -> ContextParams {
         n_batch: 4,
         threads: 2,
         cache_type: llmrt::CacheType::default(),
+        n_seq: 1,
+        f16_exact: false,
     }
 }
 

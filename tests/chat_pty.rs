@@ -213,6 +213,8 @@ fn chat_streams_keeps_the_cache_clears_and_survives_ctrl_c() {
             threads: 1,
             // What llm-run chat uses by default.
             cache_type: llmrt::CacheType::F16,
+            n_seq: 1,
+            f16_exact: false,
         },
     )
     .expect("context");

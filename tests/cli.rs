@@ -231,3 +231,32 @@ fn bad_input_gives_one_line_errors() {
     assert_one_line_error(&llm_run(&["-m", mp, "-p", &long]), "context");
     assert_one_line_error(&llm_run(&["-m", mp, "-p", "abc"]), "'a'");
 }
+
+/// A model whose tokenizer is BERT's WordPiece (kind `wpm`): `llm-run tokenize` adds
+/// [CLS] … [SEP] and lowercases, `info` names the kind.
+#[test]
+fn tokenize_with_a_wordpiece_vocabulary() {
+    let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
+    let w = random_weights(&o, test_seed(2025));
+    let mut tok = char_tokenizer(o.vocab_size);
+    tok.kind = llm_format::TokenizerKind::Wpm;
+    for (i, t) in [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "▁hello", "▁!", "▁wor", "ld",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        tok.tokens[i] = t.into();
+    }
+    (tok.pad, tok.unk, tok.bos, tok.eos) = (Some(0), Some(1), Some(2), Some(3));
+    (tok.add_bos, tok.add_eos, tok.lowercase, tok.strip_accents) = (true, true, true, true);
+    let (bytes, _) = write_model_with(&o, &tok, &w, DType::F32);
+    let m = temp_file("wpm.llm", &bytes);
+    let t = llm_run(&["tokenize", "-m", p(&m), "-p", "HELLO World!  qq"]);
+    assert!(t.ok, "{}", t.stderr);
+    assert_eq!(t.stdout.trim(), "2 4 6 7 5 1 3");
+    let t = llm_run(&["tokenize", "-m", p(&m), "--no-bos", "-p", "Héllo"]);
+    assert_eq!(t.stdout.trim(), "4");
+    let i = llm_run(&["info", "-m", p(&m)]);
+    assert!(i.ok && i.stdout.contains("wpm"), "{}", i.stdout);
+}

@@ -15,6 +15,8 @@ fn params(n_ctx: usize, n_batch: usize) -> ContextParams {
         n_batch,
         threads: 1,
         cache_type: CacheType::default(),
+        n_seq: 1,
+        f16_exact: false,
     }
 }
 
@@ -35,8 +37,9 @@ fn bytes_needed_counts_the_caches_and_every_scratch_buffer() {
     let cache = |n_ctx: usize| 2 * l * n_ctx * kv * 2 + 2 * n_ctx * kv * 4;
     let floats = |n_ctx: usize, nb: usize| {
         // x, xb, q, att, proj; k, v; hidden and SwiGLU's up branch; scores; logits;
-        // RoPE frequencies and cos/sin rows.
-        5 * nb * d + 2 * nb * kv + 2 * nb * f + h * n_ctx + v + hd / 2 + nb * hd
+        // RoPE frequencies and cos/sin rows; the row plan (sequence, position,
+        // token and logits flag of each row, a float's room each).
+        5 * nb * d + 2 * nb * kv + 2 * nb * f + h * n_ctx + v + hd / 2 + nb * hd + 4 * nb
     };
     let need = |n_ctx, nb| params(n_ctx, nb).bytes_needed(&o).expect("in range");
     let bytes = |n_ctx, nb| (4 * floats(n_ctx, nb) + cache(n_ctx)) as u64;
@@ -63,6 +66,16 @@ fn bytes_needed_counts_the_caches_and_every_scratch_buffer() {
             assert!(e.to_string().contains("multiple of 32"), "{e}");
         }
     }
+    // Four sequences: four caches of a quarter of the context each (the same
+    // bytes), a row of logits each, attention scores as long as one sequence.
+    let four = ContextParams {
+        n_seq: 4,
+        ..params(32, 4)
+    };
+    assert_eq!(
+        four.bytes_needed(&o).expect("in range"),
+        bytes(32, 4) + 4 * (3 * v) as u64 - 4 * (h * 24) as u64
+    );
     // GELU has no second hidden buffer.
     let g = ModelOptions {
         mlp: Mlp::Gelu,

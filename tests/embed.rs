@@ -66,6 +66,8 @@ fn hidden_state_after_final_norm_matches_reference() {
                 n_batch,
                 threads: 2,
                 cache_type: llmrt::CacheType::F32,
+                n_seq: 1,
+                f16_exact: false,
             };
             let mut ctx = Context::new(model.clone(), &params).expect("context");
             let mut hidden = vec![f32::NAN; 3];
@@ -101,6 +103,8 @@ fn pooling_equals_a_hand_computation() {
         n_batch: 4,
         threads: 1,
         cache_type: llmrt::CacheType::F32,
+        n_seq: 1,
+        f16_exact: false,
     };
     let mut ctx = Context::new(model, &params).expect("context");
     // Something already in the cache: embedding starts a new sequence regardless.
@@ -180,6 +184,8 @@ fn a_cancelled_embedding_returns_none() {
         n_batch: 2,
         threads: 1,
         cache_type: llmrt::CacheType::F32,
+        n_seq: 1,
+        f16_exact: false,
     };
     let mut ctx = Context::new(model, &params).expect("context");
     let prompt: Vec<u32> = (0..9).map(|i| (i * 7 + 1) % o.vocab_size as u32).collect();

@@ -11,6 +11,8 @@
 //! * `embed.c` prints the vectors `llm-run embed` prints, and `llm-run similar` ranks
 //!   lines by the cosine of those vectors; `score.c` (every position's logits from
 //!   one `llmrt_eval_all`) prints the perplexity `llm-run perplexity` prints;
+//! * `parallel.c` (four sequences of one context: the prompt copied, decoded in one
+//!   batch per step) prints for each sequence what `llm-run` prints with its seed;
 //! * all of them (and `chat.cpp`) under valgrind memcheck and AddressSanitizer.
 //!
 //! Each test prints a SKIP line and passes when the C compiler (or valgrind) is missing.
@@ -396,6 +398,64 @@ fn c_score_example_prints_what_llm_run_perplexity_prints() {
     }
 }
 
+#[test]
+fn c_parallel_example_prints_what_llm_run_prints_per_seed() {
+    if !need_cc("c_parallel_example_prints_what_llm_run_prints_per_seed") {
+        return;
+    }
+    let b = build();
+    let exe = compile("parallel", &[src("examples/parallel.c")], Link::Shared, &[]);
+    let m = models();
+    // The char-level model: every token is whole characters, so the raw pieces the
+    // example joins are the text llm-run's decoder prints.
+    let model = m.chars.0.to_str().expect("utf-8 path");
+    let mut distinct = std::collections::HashSet::new();
+    for (seed, n) in [(7u64, 24), (1000, 40)] {
+        let got = run(
+            &exe,
+            &[model, CHAR_PROMPT, &n.to_string(), &seed.to_string(), "2"],
+        );
+        assert_ok("parallel", &got);
+        // "[s] TEXT\n" for each sequence in order, TEXT what llm-run prints (its
+        // final newline aside) for the sequence's seed.
+        let mut want_all = String::new();
+        for s in 0..4u64 {
+            let s_seed = (seed + s).to_string();
+            let want = run(
+                &b.llm_run(),
+                &[
+                    "-m",
+                    model,
+                    "-p",
+                    CHAR_PROMPT,
+                    "-n",
+                    &n.to_string(),
+                    "-s",
+                    &s_seed,
+                    "-t",
+                    "1",
+                ],
+            );
+            assert_ok("llm-run", &want);
+            let want = stdout(&want);
+            let text = want.strip_suffix('\n').unwrap_or(&want).to_string();
+            want_all.push_str(&format!("[{s}] {text}\n"));
+            distinct.insert(text);
+        }
+        // The batch's rows go through the matrix × matrix kernels, a lone token's
+        // through the matrix × vector ones: logits equal to ~1e-6, which a seeded
+        // draw crosses with negligible probability.
+        assert_eq!(stdout(&got), want_all, "seed {seed}");
+    }
+    assert!(
+        distinct.len() >= 4,
+        "the sequences' seeds gave the same texts"
+    );
+    let bad = run(&exe, &["/nonexistent.llm", "x"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("LLMRT_ERR_IO"));
+}
+
 /// `key=value` pairs of api.c's info line.
 fn info_pairs(out: &str) -> std::collections::HashMap<String, String> {
     out.lines()
@@ -588,6 +648,12 @@ fn clean_under_valgrind_memcheck() {
     let threads = compile("threads_vg", &[src("tests/c/threads.c")], Link::Shared, &[]);
     let embed = compile("embed_vg", &[src("examples/embed.c")], Link::Shared, &[]);
     let score = compile("score_vg", &[src("examples/score.c")], Link::Shared, &[]);
+    let parallel = compile(
+        "parallel_vg",
+        &[src("examples/parallel.c")],
+        Link::Shared,
+        &[],
+    );
     let corpus = b.scratch.join("corpus_vg.txt");
     std::fs::write(&corpus, CORPUS).expect("corpus");
     let corpus = corpus.to_str().expect("utf-8 path");
@@ -595,6 +661,8 @@ fn clean_under_valgrind_memcheck() {
         (&embed, vec![sp, corpus, "last", "--normalize", "1"]),
         (&embed, vec![chars, corpus, "mean", "2"]),
         (&score, vec![chars, corpus, "2"]),
+        (&parallel, vec![chars, CHAR_PROMPT, "12", "5", "2"]),
+        (&parallel, vec![sp, SP_PROMPT, "8", "3", "1"]),
         (
             &gen,
             vec![
@@ -676,12 +744,19 @@ fn clean_under_address_sanitizer() {
         Link::Shared,
         &flags,
     );
+    let parallel = compile(
+        "parallel_asan",
+        &[src("examples/parallel.c")],
+        Link::Shared,
+        &flags,
+    );
     let corpus = b.scratch.join("corpus_asan.txt");
     std::fs::write(&corpus, CORPUS).expect("corpus");
     let corpus = corpus.to_str().expect("utf-8 path");
     let runs: Vec<(&PathBuf, Vec<&str>)> = vec![
         (&embed, vec![sp, corpus, "first", "--normalize", "2"]),
         (&score, vec![sp, corpus, "1"]),
+        (&parallel, vec![chars, CHAR_PROMPT, "20", "9", "2"]),
         (
             &gen,
             vec![

@@ -453,8 +453,11 @@ fn check(
         .map(|i| (i * 13 + 5) % want_opts.vocab_size as u32)
         .collect();
     let want = reference.forward(&prompt);
+    // f32 products for the F16 q/k weights too (not bf16 dot products), so that the
+    // bound below is f32 rounding alone.
     let params = ContextParams {
         cache_type: llmrt::CacheType::F32,
+        f16_exact: true,
         ..ContextParams::default()
     };
     let mut ctx = Context::new(model, &params).expect("context");
@@ -559,39 +562,51 @@ fn gemma3_imports_from_gguf_and_hugging_face() {
     // GeGLU, √d embedding scale, q/k norms, post norms, head width 32 × 4 heads over
     // d_model 64, sliding window 4 on layer 0 of 2 (RoPE base 100 there, 1000 on the
     // global layer 1), over a 24-token prompt.
-    let mut o = base(true, 2);
-    o.mlp = Mlp::GeGlu;
-    o.arch = ArchOptions {
-        head_dim: Some(32),
-        qk_norm: true,
-        embed_scale: Some(8.0),
-        post_norms: true,
-        sliding_window: Some(4),
-        sliding_window_pattern: 2,
-        rope_base_local: Some(100.0),
-        ..Default::default()
-    };
-    let w = random_weights(&o, 307 ^ test_seed(0));
-    let dir = scratch("gemma3");
-    let kvs = vec![
-        ("gemma3.attention.key_length".into(), Kv::U32(32)),
-        ("gemma3.attention.value_length".into(), Kv::U32(32)),
-        ("gemma3.attention.sliding_window".into(), Kv::U32(4)),
-        ("gemma3.attention.sliding_window_pattern".into(), Kv::U32(2)),
-        ("gemma3.rope.freq_base_swa".into(), Kv::F32(100.0)),
-    ];
-    let (path, held) = write_gguf(&dir, "gemma3", &o, &w, kvs);
-    check(SourceKind::Gguf, &path, &o, &held, true);
-    let mut cfg = hf_config("gemma3_text", &o);
-    cfg["head_dim"] = 32.into();
-    cfg["hidden_act"] = "gelu_pytorch_tanh".into();
-    cfg["hidden_activation"] = "gelu_pytorch_tanh".into();
-    cfg["rope_local_base_freq"] = 100.0.into();
-    cfg["sliding_window"] = 4.into();
-    cfg["layer_types"] = serde_json::json!(["sliding_attention", "full_attention"]);
-    cfg["query_pre_attn_scalar"] = 32.into();
-    let held = write_hf(&dir, &o, &w, cfg, false, 1);
-    check(SourceKind::SafeTensors, &dir, &o, &held, true);
+    // Then again with Gemma 3 4B's linear RoPE scaling (its factor 8 here 4), which
+    // applies to the global layer only.
+    for linear in [None, Some(4.0f32)] {
+        let mut o = base(true, 2);
+        o.mlp = Mlp::GeGlu;
+        o.arch = ArchOptions {
+            head_dim: Some(32),
+            qk_norm: true,
+            embed_scale: Some(8.0),
+            post_norms: true,
+            sliding_window: Some(4),
+            sliding_window_pattern: 2,
+            rope_base_local: Some(100.0),
+            rope_scale: linear,
+            ..Default::default()
+        };
+        let w = random_weights(&o, 307 ^ test_seed(0));
+        let dir = scratch(&format!("gemma3-{}", linear.is_some()));
+        let mut kvs = vec![
+            ("gemma3.attention.key_length".into(), Kv::U32(32)),
+            ("gemma3.attention.value_length".into(), Kv::U32(32)),
+            ("gemma3.attention.sliding_window".into(), Kv::U32(4)),
+            ("gemma3.attention.sliding_window_pattern".into(), Kv::U32(2)),
+            ("gemma3.rope.freq_base_swa".into(), Kv::F32(100.0)),
+        ];
+        if let Some(f) = linear {
+            kvs.push(("gemma3.rope.scaling.type".into(), Kv::Str("linear".into())));
+            kvs.push(("gemma3.rope.scaling.factor".into(), Kv::F32(f)));
+        }
+        let (path, held) = write_gguf(&dir, "gemma3", &o, &w, kvs);
+        check(SourceKind::Gguf, &path, &o, &held, true);
+        let mut cfg = hf_config("gemma3_text", &o);
+        cfg["head_dim"] = 32.into();
+        cfg["hidden_act"] = "gelu_pytorch_tanh".into();
+        cfg["hidden_activation"] = "gelu_pytorch_tanh".into();
+        cfg["rope_local_base_freq"] = 100.0.into();
+        cfg["sliding_window"] = 4.into();
+        cfg["layer_types"] = serde_json::json!(["sliding_attention", "full_attention"]);
+        cfg["query_pre_attn_scalar"] = 32.into();
+        if let Some(f) = linear {
+            cfg["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": f});
+        }
+        let held = write_hf(&dir, &o, &w, cfg, false, 1);
+        check(SourceKind::SafeTensors, &dir, &o, &held, true);
+    }
 }
 
 #[test]
@@ -732,6 +747,59 @@ fn llama3_rope_scaling_imports_from_gguf_and_sharded_bf16_hugging_face() {
     }
 }
 
+/// Linear RoPE scaling (`rope_scale`, positions divided by the factor) from GGUF
+/// (`rope.scaling.type` linear with `rope.scaling.factor`, or llama.cpp's older
+/// `rope.scale_linear` with the type left to its default; type `none` never scales)
+/// and from Hugging Face (`rope_scaling` of type linear).
+#[test]
+fn linear_rope_scaling_imports_from_gguf_and_hugging_face() {
+    let mut o = base(false, 2);
+    o.arch.rope_scale = Some(4.0);
+    let w = random_weights(&o, 308 ^ test_seed(0));
+    let dir = scratch("linear");
+    let k = |s: &str| format!("llama.{s}");
+    for kvs in [
+        vec![
+            (k("rope.scaling.type"), Kv::Str("linear".into())),
+            (k("rope.scaling.factor"), Kv::F32(4.0)),
+        ],
+        vec![(k("rope.scale_linear"), Kv::F32(4.0))],
+    ] {
+        let (path, held) = write_gguf(&dir, "llama", &o, &w, kvs);
+        check(SourceKind::Gguf, &path, &o, &held, false);
+    }
+    let mut plain = o.clone();
+    plain.arch.rope_scale = None;
+    let kvs = vec![
+        (k("rope.scaling.type"), Kv::Str("none".into())),
+        (k("rope.scaling.factor"), Kv::F32(4.0)),
+    ];
+    let (path, held) = write_gguf(&dir, "llama", &plain, &w, kvs);
+    check(SourceKind::Gguf, &path, &plain, &held, false);
+    let mut cfg = hf_config("llama", &o);
+    cfg["rope_scaling"] = serde_json::json!({"type": "linear", "factor": 4.0});
+    let held = write_hf(&dir, &o, &w, cfg, false, 1);
+    check(SourceKind::SafeTensors, &dir, &o, &held, true);
+    // The scaling matters at these positions.
+    let prompt: Vec<u32> = (0..24).collect();
+    let with = RefModel::new(o.clone(), &held).forward(&prompt);
+    let without = RefModel::new(plain, &held).forward(&prompt);
+    let d = with[23]
+        .iter()
+        .zip(&without[23])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(d > 1e-3, "rope_scale changes the logits by only {d}");
+    // A factor that is not a positive number is refused.
+    let mut cfg = hf_config("llama", &o);
+    cfg["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": -2.0});
+    write_hf(&dir, &o, &w, cfg, false, 1);
+    let e = import(SourceKind::SafeTensors, &dir, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("factor") && !e.contains('\n'), "{e}");
+}
+
 #[test]
 fn unsupported_rope_scaling_is_refused() {
     let o = base(true, 2);
@@ -744,4 +812,10 @@ fn unsupported_rope_scaling_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("'yarn'") && e.contains("llama3"), "{e}");
+    let kvs = vec![("llama.rope.scaling.type".into(), Kv::Str("yarn".into()))];
+    let (path, _) = write_gguf(&dir, "llama", &o, &w, kvs);
+    let e = import(SourceKind::Gguf, &path, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'yarn'") && e.contains("linear"), "{e}");
 }

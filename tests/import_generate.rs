@@ -41,6 +41,7 @@ fn runtime_greedy(bytes: &[u8], prompt: &[u32], n: usize) -> Vec<u32> {
         ignore_eos: true,
         stop_tokens: Vec::new(),
         sampler: SamplerConfig::greedy(),
+        grammar: None,
     };
     generate(&mut ctx, prompt, &params, &mut |_| true)
         .expect("generate")

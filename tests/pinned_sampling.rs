@@ -42,6 +42,7 @@ fn sampler() -> SamplerConfig {
         frequency_penalty: 0.0,
         presence_penalty: 0.0,
         seed: 1234,
+        logit_bias: Vec::new(),
     }
 }
 
@@ -61,6 +62,8 @@ fn pinned_ids_through_the_library() {
             n_batch: 64,
             threads: 1,
             cache_type: llmrt::CacheType::default(),
+            n_seq: 1,
+            f16_exact: false,
         },
     )
     .expect("context");
@@ -70,6 +73,7 @@ fn pinned_ids_through_the_library() {
         ignore_eos: true,
         stop_tokens: Vec::new(),
         sampler: sampler(),
+        grammar: None,
     };
     let g = generate(&mut ctx, &PROMPT, &params, &mut |_| true).expect("generate");
     assert_eq!(g.tokens, PINNED, "the library's sampled ids changed");

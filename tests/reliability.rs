@@ -341,16 +341,28 @@ fn perplexity_of_a_text_with_no_line_break_is_bounded() {
     // /dev/zero has no place to cut: at most 64 MiB is held, then a one-line error,
     // and the process stays far below the 23.9 GB it once reached.
     let m = lines_model_file("rel_ppl_zero.llm");
-    let o = llm_run(&["perplexity", "-m", p(&m), "-f", "/dev/zero"]);
-    assert_one_line_error(&o, "no place to cut the text in");
-    // SAFETY: a zeroed rusage for getrusage to fill.
+    let bin = workspace_bin("llmrt", "llm-run");
+    let child = Command::new(bin)
+        .args(["perplexity", "-m", p(&m), "-f", "/dev/zero"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    let pid = child.id() as libc::pid_t;
+    std::io::Read::read_to_string(&mut child.stderr.unwrap(), &mut stderr).unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage for wait4 to fill.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to the struct above.
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
-        0
-    );
+    // SAFETY: our own child's pid (not waited for yet), valid pointers.
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut ru) }, pid);
+    let o = Out {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stdout: String::new(),
+        stderr,
+    };
+    assert_one_line_error(&o, "no place to cut the text in");
     let peak_mib = ru.ru_maxrss / 1024;
-    eprintln!("peak RSS of the children so far: {peak_mib} MiB");
+    eprintln!("peak RSS of llm-run: {peak_mib} MiB");
     assert!(peak_mib < 400, "peak RSS {peak_mib} MiB");
 }

@@ -27,6 +27,8 @@ fn ctx(m: &Arc<Model>, n_ctx: usize, cache_type: CacheType) -> Context {
         n_batch: 16,
         threads: 2,
         cache_type,
+        n_seq: 1,
+        f16_exact: false,
     };
     Context::new(m.clone(), &p).expect("context")
 }

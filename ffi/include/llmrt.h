@@ -32,6 +32,17 @@
 // (8.5 bits a value; the model's head size must be a multiple of 32).
 #define LLMRT_CACHE_Q8_0 2
 
+// `llmrt_sampler_params::grammar_kind`: no grammar (the default).
+#define LLMRT_GRAMMAR_NONE 0
+
+// `llmrt_sampler_params::grammar_kind`: `grammar` is GBNF text (llama.cpp's grammar
+// format, start rule `root`).
+#define LLMRT_GRAMMAR_GBNF 1
+
+// `llmrt_sampler_params::grammar_kind`: `grammar` is a JSON Schema (as JSON text); the
+// output is JSON valid under it.
+#define LLMRT_GRAMMAR_JSON_SCHEMA 2
+
 // Pooling: the mean of every token's state (BOS included when there is one).
 #define LLMRT_POOLING_MEAN 0
 
@@ -97,8 +108,19 @@ typedef struct llmrt_chat_message {
   const char *content;
 } llmrt_chat_message;
 
-// The sampler chain's settings (llama.cpp's order: penalties → top-k → top-p → min-p
-// → temperature → seeded draw). `llmrt_sampler_default_params` gives the defaults.
+// One logit-bias entry: `bias` is added to token `token`'s logit before the penalties;
+// `-INFINITY` bans the token.
+typedef struct llmrt_logit_bias {
+  // Token id, below the vocabulary size.
+  uint32_t token;
+  // Finite, or `-INFINITY` (ban).
+  float bias;
+} llmrt_logit_bias;
+
+// The sampler chain's settings (llama.cpp's order: grammar → logit bias → penalties →
+// top-k → top-p → min-p → temperature → seeded draw). `llmrt_sampler_default_params`
+// gives the defaults. The arrays and text are copied when the settings are applied
+// (`llmrt_context_new`, `llmrt_set_sampler`), so they need not outlive the call.
 typedef struct llmrt_sampler_params {
   // Divides the logits before the draw; finite and >= 0, below 1e-6 (0 included)
   // greedy (argmax). Default 0.8.
@@ -122,6 +144,20 @@ typedef struct llmrt_sampler_params {
   // Random seed: the same seed, settings and model give the same tokens on every
   // machine (and the same as `llm-run --seed`). Default 42.
   uint64_t seed;
+  // `n_logit_bias` entries (may be NULL when `n_logit_bias` is 0). Default none.
+  const struct llmrt_logit_bias *logit_bias;
+  // Number of logit-bias entries.
+  size_t n_logit_bias;
+  // `LLMRT_GRAMMAR_NONE` (default), `LLMRT_GRAMMAR_GBNF` or `LLMRT_GRAMMAR_JSON_SCHEMA`:
+  // what `grammar` holds. With a grammar, `llmrt_sample` and `llmrt_generate` only
+  // pick tokens that continue a string of its language, and end-of-sequence only
+  // where the string is complete. A malformed, unsupported or unsatisfiable grammar
+  // is `LLMRT_ERR_GRAMMAR` (with line and column in `llmrt_last_error`).
+  uint32_t grammar_kind;
+  // `grammar_len` bytes of UTF-8 (no terminator needed; NULL when `grammar_len` is 0).
+  const char *grammar;
+  // Length of `grammar` in bytes.
+  size_t grammar_len;
 } llmrt_sampler_params;
 
 // How to create a context. `llmrt_context_default_params` gives the defaults.
@@ -137,6 +173,10 @@ typedef struct llmrt_context_params {
   // `LLMRT_CACHE_F32` or `LLMRT_CACHE_Q8_0`. The cache grows with the tokens
   // evaluated, in blocks of 256, up to `n_ctx`.
   uint32_t cache_type;
+  // Sequences the context holds (`llmrt_batch`), at most 256; 0 = 1. They share
+  // the `n_ctx` positions of the KV cache: each holds up to `n_ctx / n_seq`
+  // tokens. Default 1.
+  uint32_t n_seq;
   // The sampler used by `llmrt_sample` and `llmrt_generate`.
   struct llmrt_sampler_params sampler;
 } llmrt_context_params;
@@ -221,7 +261,7 @@ typedef struct llmrt_model_info {
   float rope_base;
   // Storage type of the weight matrices: "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1".
   const char *dtype;
-  // Tokenizer: "gpt2", "sentencepiece" or "char".
+  // Tokenizer: "gpt2", "sentencepiece", "char", "raw-bpe" or "wpm".
   const char *tokenizer;
   // Beginning-of-sequence token, or -1.
   int32_t bos;
@@ -280,6 +320,11 @@ typedef struct llmrt_model_info {
 // The call was stopped by `llmrt_cancel` (or a load by its progress callback).
 #define LLMRT_ERR_CANCELLED -14
 
+// A grammar or JSON schema in `llmrt_sampler_params` is malformed, unsupported or
+// unsatisfiable; or, during constrained sampling, the token is not allowed by the
+// grammar, or no token of the vocabulary can continue the output.
+#define LLMRT_ERR_GRAMMAR -15
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -333,14 +378,16 @@ llmrt_status llmrt_context_new(const struct llmrt_model *model,
 llmrt_status llmrt_context_free(struct llmrt_context *ctx);
 
 // Replaces the context's sampler settings and restarts its random stream from
-// `params->seed` (for `llmrt_sample` and later `llmrt_generate` calls).
+// `params->seed` and its grammar (if any) from the start (for `llmrt_sample` and later
+// `llmrt_generate` calls). On failure the settings are unchanged.
 //
 // # Safety
-// `params` must be NULL or readable.
+// `params` must be NULL or readable, with its arrays as `llmrt_sampler_params` says.
 llmrt_status llmrt_set_sampler(struct llmrt_context *ctx,
                                const struct llmrt_sampler_params *params);
 
-// The context length in tokens, into `*n_ctx`.
+// The context length in tokens, into `*n_ctx`: what one sequence holds (`n_ctx /
+// n_seq` of the parameters; the whole context when `n_seq` is 1).
 //
 // # Safety
 // `n_ctx` must be NULL or writable.
@@ -358,7 +405,8 @@ llmrt_status llmrt_context_tokens(const struct llmrt_context *ctx,
                                   size_t cap,
                                   size_t *n_tokens);
 
-// Empties the KV cache (the next evaluation starts a new sequence).
+// Empties the KV cache, every sequence's (the next evaluation starts anew), and
+// restarts the sampler's grammar, if any.
 llmrt_status llmrt_kv_reset(struct llmrt_context *ctx);
 
 // Keeps the first `n` tokens of the KV cache and drops the rest, so a shared prompt
@@ -394,7 +442,8 @@ llmrt_status llmrt_get_logits(const struct llmrt_context *ctx,
 
 // Samples the next token from the last logits with the context's sampler chain
 // (penalties see every token in the KV cache); the random stream continues from call
-// to call. Writes the id to `*token`.
+// to call. Writes the id to `*token`. With a grammar, only a token it allows now
+// (`LLMRT_ERR_GRAMMAR` when there is none); the grammar advances in `llmrt_accept`.
 //
 // # Safety
 // `token` must be NULL or writable.
@@ -408,6 +457,8 @@ llmrt_status llmrt_sample(struct llmrt_context *ctx,
 // `buf = NULL` discards the text. If `cap < *len + 1` the status is
 // `LLMRT_ERR_BUFFER_TOO_SMALL` and nothing changed. The loop
 // `llmrt_sample` → (stop at EOS) → `llmrt_accept` prints what `llmrt_generate` prints.
+// With a grammar, the token also advances it; a token the grammar does not allow
+// is `LLMRT_ERR_GRAMMAR` and nothing changed.
 //
 // # Safety
 // `buf` must be NULL or writable for `cap` bytes; `len` NULL or writable.
@@ -549,7 +600,9 @@ llmrt_status llmrt_eval_all(struct llmrt_context *ctx,
 // position is there after `llmrt_eval_all`; after `llmrt_eval`, only the last
 // (others: `LLMRT_ERR_NO_LOGITS`). `i` outside the batch is `LLMRT_ERR_INVALID_ARG`;
 // no batch (nothing evaluated since creation, reset, truncation, `llmrt_accept`,
-// generation or embedding) is `LLMRT_ERR_NO_LOGITS`.
+// generation or embedding) is `LLMRT_ERR_NO_LOGITS`. After `llmrt_batch`, `i` is
+// an entry of that batch, whose logits are there when it asked for them (others:
+// `LLMRT_ERR_NO_LOGITS`), until the next evaluation, reset or truncation.
 //
 // # Safety
 // `logits` must be NULL or writable for `cap` floats; `n` NULL or writable.
@@ -677,8 +730,108 @@ llmrt_status llmrt_set_threads(struct llmrt_context *ctx,
 llmrt_status llmrt_get_threads(const struct llmrt_context *ctx,
                                uint32_t *n_threads);
 
+// Evaluates a batch of `n` tokens of several sequences in one pass: entry `i` is
+// token `tokens[i]` of sequence `seq_ids[i]` (below `n_seq`), placed after that
+// sequence's tokens (entries of one sequence go in order). Every weight matrix is
+// read once for the batch (in chunks of `n_batch` entries), so decoding several
+// sequences together costs little more than one. `logits[i]` non-zero asks for
+// entry `i`'s logits (`llmrt_get_logits_ith(ctx, i, ...)`, and
+// `llmrt_get_logits_seq` / `llmrt_sample_seq` when it is its sequence's last);
+// `logits = NULL` asks for each sequence's last entry; `seq_ids = NULL` puts every
+// entry in sequence 0. Before anything changes, fails on an empty batch or a
+// sequence out of range (`LLMRT_ERR_INVALID_ARG`), an id outside the vocabulary
+// (`LLMRT_ERR_BAD_TOKEN`), a sequence that would not fit in its `n_ctx / n_seq`
+// positions (`LLMRT_ERR_CONTEXT_FULL`), or logits that do not fit in memory
+// (`LLMRT_ERR_NO_MEMORY`). `llmrt_cancel` stops it before its next layer with
+// `LLMRT_ERR_CANCELLED` (the sequences keep the chunks that finished).
+//
+// # Safety
+// `tokens` must be NULL or hold `n` readable ids; `seq_ids` NULL or `n` readable
+// ids; `logits` NULL or `n` readable bytes.
+llmrt_status llmrt_batch(struct llmrt_context *ctx,
+                         const uint32_t *tokens,
+                         const uint32_t *seq_ids,
+                         const uint8_t *logits,
+                         size_t n);
+
+// Makes sequence `dst` a copy of sequence `src`: its tokens, its KV cache rows and
+// its last logits, replacing what `dst` held. A prompt evaluated once in one
+// sequence then continues in several (`dst` can be sampled at once). `src == dst`
+// does nothing. `LLMRT_ERR_INVALID_ARG` for a sequence out of range,
+// `LLMRT_ERR_NO_MEMORY` when `dst`'s cache cannot grow (`dst` unchanged).
+llmrt_status llmrt_seq_copy(struct llmrt_context *ctx,
+                            uint32_t src,
+                            uint32_t dst);
+
+// Keeps the first `n` tokens of sequence `seq` and drops the rest (a shared prefix
+// kept, the continuation discarded). `n` above the sequence's length is
+// `LLMRT_ERR_INVALID_ARG`, as a sequence out of range. After a cut, evaluate at
+// least one token of the sequence before sampling it.
+llmrt_status llmrt_seq_truncate(struct llmrt_context *ctx,
+                                uint32_t seq,
+                                size_t n);
+
+// Empties sequence `seq` (its room in the KV cache is free for new tokens).
+// `LLMRT_ERR_INVALID_ARG` for a sequence out of range.
+llmrt_status llmrt_seq_remove(struct llmrt_context *ctx,
+                              uint32_t seq);
+
+// Copies the tokens of sequence `seq` into `tokens[..cap]`; `*n_tokens` receives
+// their number (`tokens = NULL, cap = 0` asks for the count; too small a `cap`
+// gives `LLMRT_ERR_BUFFER_TOO_SMALL`). `LLMRT_ERR_INVALID_ARG` for a sequence out
+// of range.
+//
+// # Safety
+// `tokens` must be NULL or writable for `cap` ids; `n_tokens` NULL or writable.
+llmrt_status llmrt_seq_tokens(const struct llmrt_context *ctx,
+                              uint32_t seq,
+                              uint32_t *tokens,
+                              size_t cap,
+                              size_t *n_tokens);
+
+// The logits of sequence `seq`'s last token (`vocab_size` floats) into
+// `logits[..cap]`; `*n` receives `vocab_size`. `LLMRT_ERR_NO_LOGITS` when they were
+// not computed (the sequence is empty, was cut, or its last `llmrt_batch` entry did
+// not ask for them); `LLMRT_ERR_INVALID_ARG` for a sequence out of range.
+// Sequence 0's are those of `llmrt_get_logits`.
+//
+// # Safety
+// `logits` must be NULL or writable for `cap` floats; `n` NULL or writable.
+llmrt_status llmrt_get_logits_seq(const struct llmrt_context *ctx,
+                                  uint32_t seq,
+                                  float *logits,
+                                  size_t cap,
+                                  size_t *n);
+
+// Gives sequence `seq` its own sampler settings for `llmrt_sample_seq`, and starts
+// its random stream from `params->seed`. For sequence 0 this is `llmrt_set_sampler`.
+// A sequence without settings of its own samples with the context's settings and
+// seed + `seq`, so that sequences differ by default.
+// A grammar is for the single-sequence calls (`llmrt_set_sampler`): here it is
+// `LLMRT_ERR_INVALID_ARG`, and `llmrt_sample_seq` refuses sequence 0 while it has one.
+//
+// # Safety
+// `params` must be NULL or readable.
+llmrt_status llmrt_seq_set_sampler(struct llmrt_context *ctx,
+                                   uint32_t seq,
+                                   const struct llmrt_sampler_params *params);
+
+// Samples the next token of sequence `seq` from its last logits with its own
+// sampler chain (penalties see the sequence's tokens; its random stream continues
+// from call to call), into `*token`. For sequence 0 this is `llmrt_sample`. The
+// token is not evaluated: put it in the next `llmrt_batch`. `LLMRT_ERR_NO_LOGITS`
+// as `llmrt_get_logits_seq`.
+//
+// # Safety
+// `token` must be NULL or writable.
+llmrt_status llmrt_sample_seq(struct llmrt_context *ctx,
+                              uint32_t seq,
+                              uint32_t *token);
+
 // Saves the state of `ctx` to the file `path`, written atomically (a crash leaves
-// the old file or the whole new one). `LLMRT_ERR_IO` if it cannot be written.
+// the old file or the whole new one). `LLMRT_ERR_IO` if it cannot be written. The
+// file holds sequence 0: while another sequence holds tokens, the call refuses
+// with `LLMRT_ERR_INVALID_ARG`.
 //
 // # Safety
 // `path` must be NULL or NUL-terminated.
@@ -691,7 +844,8 @@ llmrt_status llmrt_state_save(struct llmrt_context *ctx,
 // `LLMRT_ERR_FORMAT` if it is not a state file of this version, model and cache
 // type, or is truncated or corrupt, `LLMRT_ERR_NO_MEMORY` if the cache cannot grow
 // to hold it. A state with more tokens than the context holds is `LLMRT_ERR_FORMAT`
-// too. On any error the context is unchanged.
+// too. The state goes into sequence 0; the other sequences are emptied. On any
+// error the context is unchanged.
 //
 // # Safety
 // `path` must be NULL or NUL-terminated.

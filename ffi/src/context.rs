@@ -5,22 +5,23 @@
 //! A context is used by one thread at a time (a second thread gets `LLMRT_ERR_BUSY`,
 //! never a data race); `llmrt_cancel` is the exception and may come from any thread.
 
-use crate::args::{copy_out, eval_tokens, put, put_opt};
+use crate::args::{copy_out, eval_tokens, put, put_opt, slice, text};
 use crate::cancel::RunFlag;
 use crate::handles::Registry;
 use crate::logits::Batch;
 use crate::model::{llmrt_model, model};
 use crate::status::{
     guard, llmrt_status, null, Fail, Res, LLMRT_ERR_BAD_TOKEN, LLMRT_ERR_BUFFER_TOO_SMALL,
-    LLMRT_ERR_BUSY, LLMRT_ERR_CANCELLED, LLMRT_ERR_INTERNAL, LLMRT_ERR_INVALID_ARG,
-    LLMRT_ERR_NO_LOGITS, LLMRT_ERR_NO_MEMORY,
+    LLMRT_ERR_BUSY, LLMRT_ERR_CANCELLED, LLMRT_ERR_GRAMMAR, LLMRT_ERR_INTERNAL,
+    LLMRT_ERR_INVALID_ARG, LLMRT_ERR_NO_LOGITS, LLMRT_ERR_NO_MEMORY,
 };
 use rt::context::MAX_THREADS;
+use rt::grammar::{Grammar, GrammarMatcher, TokenTrie};
 use rt::sampler::{Sampler, SamplerConfig};
 use rt::tokenizer::StreamDecoder;
 use rt::{Context, ContextParams};
 use std::ffi::c_char;
-use std::sync::{Mutex, TryLockError};
+use std::sync::{Arc, Mutex, TryLockError};
 
 /// `llmrt_context_params::cache_type`: keys and values stored as 16-bit floats (the default).
 pub const LLMRT_CACHE_F16: u32 = 0;
@@ -30,8 +31,31 @@ pub const LLMRT_CACHE_F32: u32 = 1;
 /// (8.5 bits a value; the model's head size must be a multiple of 32).
 pub const LLMRT_CACHE_Q8_0: u32 = 2;
 
-/// The sampler chain's settings (llama.cpp's order: penalties → top-k → top-p → min-p
-/// → temperature → seeded draw). `llmrt_sampler_default_params` gives the defaults.
+/// `llmrt_sampler_params::grammar_kind`: no grammar (the default).
+pub const LLMRT_GRAMMAR_NONE: u32 = 0;
+/// `llmrt_sampler_params::grammar_kind`: `grammar` is GBNF text (llama.cpp's grammar
+/// format, start rule `root`).
+pub const LLMRT_GRAMMAR_GBNF: u32 = 1;
+/// `llmrt_sampler_params::grammar_kind`: `grammar` is a JSON Schema (as JSON text); the
+/// output is JSON valid under it.
+pub const LLMRT_GRAMMAR_JSON_SCHEMA: u32 = 2;
+
+/// One logit-bias entry: `bias` is added to token `token`'s logit before the penalties;
+/// `-INFINITY` bans the token.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct llmrt_logit_bias {
+    /// Token id, below the vocabulary size.
+    pub token: u32,
+    /// Finite, or `-INFINITY` (ban).
+    pub bias: f32,
+}
+
+/// The sampler chain's settings (llama.cpp's order: grammar → logit bias → penalties →
+/// top-k → top-p → min-p → temperature → seeded draw). `llmrt_sampler_default_params`
+/// gives the defaults. The arrays and text are copied when the settings are applied
+/// (`llmrt_context_new`, `llmrt_set_sampler`), so they need not outlive the call.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +82,20 @@ pub struct llmrt_sampler_params {
     /// Random seed: the same seed, settings and model give the same tokens on every
     /// machine (and the same as `llm-run --seed`). Default 42.
     pub seed: u64,
+    /// `n_logit_bias` entries (may be NULL when `n_logit_bias` is 0). Default none.
+    pub logit_bias: *const llmrt_logit_bias,
+    /// Number of logit-bias entries.
+    pub n_logit_bias: usize,
+    /// `LLMRT_GRAMMAR_NONE` (default), `LLMRT_GRAMMAR_GBNF` or `LLMRT_GRAMMAR_JSON_SCHEMA`:
+    /// what `grammar` holds. With a grammar, `llmrt_sample` and `llmrt_generate` only
+    /// pick tokens that continue a string of its language, and end-of-sequence only
+    /// where the string is complete. A malformed, unsupported or unsatisfiable grammar
+    /// is `LLMRT_ERR_GRAMMAR` (with line and column in `llmrt_last_error`).
+    pub grammar_kind: u32,
+    /// `grammar_len` bytes of UTF-8 (no terminator needed; NULL when `grammar_len` is 0).
+    pub grammar: *const c_char,
+    /// Length of `grammar` in bytes.
+    pub grammar_len: usize,
 }
 
 /// How to create a context. `llmrt_context_default_params` gives the defaults.
@@ -76,6 +114,10 @@ pub struct llmrt_context_params {
     /// `LLMRT_CACHE_F32` or `LLMRT_CACHE_Q8_0`. The cache grows with the tokens
     /// evaluated, in blocks of 256, up to `n_ctx`.
     pub cache_type: u32,
+    /// Sequences the context holds (`llmrt_batch`), at most 256; 0 = 1. They share
+    /// the `n_ctx` positions of the KV cache: each holds up to `n_ctx / n_seq`
+    /// tokens. Default 1.
+    pub n_seq: u32,
     /// The sampler used by `llmrt_sample` and `llmrt_generate`.
     pub sampler: llmrt_sampler_params,
 }
@@ -100,6 +142,12 @@ pub(crate) struct State {
     pub ctx: Context,
     /// The sampler settings `llmrt_generate` starts from.
     pub sampler_cfg: SamplerConfig,
+    /// The grammar of the sampler settings, if any (`llmrt_generate` starts it afresh).
+    pub grammar: Option<Arc<Grammar>>,
+    /// The grammar's state for `llmrt_sample` / `llmrt_accept`.
+    pub matcher: Option<GrammarMatcher>,
+    /// Which tokens the grammar allows now (scratch of `llmrt_sample`).
+    pub allowed: Vec<bool>,
     /// The sampler of `llmrt_sample`; its random stream continues across calls.
     pub sampler: Sampler,
     /// Whether `ctx.logits()` belong to the last token in the cache.
@@ -108,8 +156,12 @@ pub(crate) struct State {
     pub decoder: StreamDecoder,
     /// Logits the sampler may penalise in place (`[vocab]`).
     pub scratch: Vec<f32>,
-    /// The rows of the last `llmrt_eval` / `llmrt_eval_all` (`llmrt_get_logits_ith`).
+    /// The rows of the last `llmrt_eval` / `llmrt_eval_all` / `llmrt_batch`
+    /// (`llmrt_get_logits_ith`).
     pub batch: Batch,
+    /// The samplers of `llmrt_sample_seq` for sequences 1.. (index = sequence;
+    /// sequence 0 uses `sampler`), made when first used or set.
+    pub seq_samplers: Vec<Option<Sampler>>,
 }
 
 /// Every live context, by handle.
@@ -152,6 +204,11 @@ pub extern "C" fn llmrt_sampler_default_params() -> llmrt_sampler_params {
         frequency_penalty: d.frequency_penalty,
         presence_penalty: d.presence_penalty,
         seed: d.seed,
+        logit_bias: std::ptr::null(),
+        n_logit_bias: 0,
+        grammar_kind: LLMRT_GRAMMAR_NONE,
+        grammar: std::ptr::null(),
+        grammar_len: 0,
     }
 }
 
@@ -163,13 +220,47 @@ pub extern "C" fn llmrt_context_default_params() -> llmrt_context_params {
         n_batch: 64,
         n_threads: 0,
         cache_type: LLMRT_CACHE_F16,
+        n_seq: 1,
         sampler: llmrt_sampler_default_params(),
     }
 }
 
+/// Sampler settings as the runtime takes them.
+pub(crate) struct Sampling {
+    /// The chain.
+    pub cfg: SamplerConfig,
+    /// The grammar, parsed and checked.
+    pub grammar: Option<Arc<Grammar>>,
+}
+
 /// Checks the sampler settings (the runtime's one validation,
-/// `SamplerConfig::validate`) and converts them.
-pub(crate) fn sampler_config(p: &llmrt_sampler_params) -> Res<SamplerConfig> {
+/// `SamplerConfig::validate_for_vocab`, and the grammar's parse) and converts them.
+///
+/// # Safety
+/// `p.logit_bias` must be NULL or hold `p.n_logit_bias` readable entries, and
+/// `p.grammar` NULL or hold `p.grammar_len` readable bytes.
+pub(crate) unsafe fn sampler_config(p: &llmrt_sampler_params, vocab: usize) -> Res<Sampling> {
+    // SAFETY: forwarded contract.
+    let bias = unsafe { slice(p.logit_bias, p.n_logit_bias, "logit_bias") }?;
+    let grammar = match p.grammar_kind {
+        LLMRT_GRAMMAR_NONE => None,
+        LLMRT_GRAMMAR_GBNF | LLMRT_GRAMMAR_JSON_SCHEMA => {
+            // SAFETY: forwarded contract.
+            let src = unsafe { text(p.grammar, p.grammar_len, "grammar") }?;
+            let g = if p.grammar_kind == LLMRT_GRAMMAR_GBNF {
+                Grammar::parse(src).map_err(|e| e.to_string())
+            } else {
+                Grammar::from_json_schema(src).map_err(|e| e.to_string())
+            };
+            Some(Arc::new(g.map_err(|e| Fail::new(LLMRT_ERR_GRAMMAR, e))?))
+        }
+        k => {
+            return Err(Fail::new(
+                LLMRT_ERR_INVALID_ARG,
+                format!("grammar_kind is {k}; use LLMRT_GRAMMAR_NONE, LLMRT_GRAMMAR_GBNF or LLMRT_GRAMMAR_JSON_SCHEMA"),
+            ))
+        }
+    };
     let cfg = SamplerConfig {
         temperature: p.temperature,
         top_k: p.top_k as usize,
@@ -180,10 +271,23 @@ pub(crate) fn sampler_config(p: &llmrt_sampler_params) -> Res<SamplerConfig> {
         frequency_penalty: p.frequency_penalty,
         presence_penalty: p.presence_penalty,
         seed: p.seed,
+        logit_bias: bias.iter().map(|b| (b.token, b.bias)).collect(),
     };
-    cfg.validate()
+    cfg.validate_for_vocab(vocab)
         .map_err(|e| Fail::new(LLMRT_ERR_INVALID_ARG, format!("sampler {e}")))?;
-    Ok(cfg)
+    Ok(Sampling { cfg, grammar })
+}
+
+/// The grammar state of the step-by-step API for `grammar` (end token: EOS).
+pub(crate) fn matcher_for(
+    model: &rt::Model,
+    grammar: &Option<Arc<Grammar>>,
+) -> Option<GrammarMatcher> {
+    let tok = &model.tokenizer;
+    grammar.as_ref().map(|g| {
+        let ends: Vec<u32> = tok.eos().into_iter().collect();
+        GrammarMatcher::new(g, Arc::new(TokenTrie::for_tokenizer(tok, &ends)))
+    })
 }
 
 /// The thread count `n` asks for: 0 is one per available CPU (at most the runtime's
@@ -223,6 +327,8 @@ pub(crate) fn runtime_params(p: &llmrt_context_params) -> Res<ContextParams> {
         n_batch,
         threads: resolve_threads(p.n_threads)?,
         cache_type,
+        n_seq: p.n_seq as usize,
+        f16_exact: false,
     })
 }
 
@@ -248,8 +354,10 @@ pub unsafe extern "C" fn llmrt_context_new(
             // SAFETY: non-NULL and readable by contract; the struct is plain data.
             unsafe { params.read() }
         };
-        let cfg = sampler_config(&p.sampler)?;
         let vocab = m.opts.vocab_size;
+        // SAFETY: the arrays of a readable params struct, by contract.
+        let Sampling { cfg, grammar } = unsafe { sampler_config(&p.sampler, vocab) }?;
+        let matcher = matcher_for(&m, &grammar);
         let ctx = Context::new(m, &runtime_params(&p)?)?;
         let mut scratch = Vec::new();
         scratch
@@ -259,12 +367,16 @@ pub unsafe extern "C" fn llmrt_context_new(
             run: RunFlag::new(),
             state: Mutex::new(State {
                 ctx,
+                sampler: Sampler::new(cfg.clone(), vocab),
                 sampler_cfg: cfg,
-                sampler: Sampler::new(cfg, vocab),
+                grammar,
+                matcher,
+                allowed: Vec::new(),
                 has_logits: false,
                 decoder: StreamDecoder::new(),
                 scratch,
                 batch: Batch::default(),
+                seq_samplers: Vec::new(),
             }),
         });
         // SAFETY: checked writable above.
@@ -284,10 +396,11 @@ pub extern "C" fn llmrt_context_free(ctx: *mut llmrt_context) -> llmrt_status {
 }
 
 /// Replaces the context's sampler settings and restarts its random stream from
-/// `params->seed` (for `llmrt_sample` and later `llmrt_generate` calls).
+/// `params->seed` and its grammar (if any) from the start (for `llmrt_sample` and later
+/// `llmrt_generate` calls). On failure the settings are unchanged.
 ///
 /// # Safety
-/// `params` must be NULL or readable.
+/// `params` must be NULL or readable, with its arrays as `llmrt_sampler_params` says.
 #[no_mangle]
 pub unsafe extern "C" fn llmrt_set_sampler(
     ctx: *mut llmrt_context,
@@ -298,16 +411,20 @@ pub unsafe extern "C" fn llmrt_set_sampler(
             if params.is_null() {
                 return Err(null("params"));
             }
-            // SAFETY: non-NULL and readable by contract.
-            let cfg = sampler_config(&unsafe { params.read() })?;
+            let vocab = st.ctx.model().opts.vocab_size;
+            // SAFETY: non-NULL and readable by contract, arrays included.
+            let Sampling { cfg, grammar } = unsafe { sampler_config(&params.read(), vocab) }?;
+            st.matcher = matcher_for(st.ctx.model(), &grammar);
+            st.grammar = grammar;
+            st.sampler = Sampler::new(cfg.clone(), vocab);
             st.sampler_cfg = cfg;
-            st.sampler = Sampler::new(cfg, st.ctx.model().opts.vocab_size);
             Ok(())
         })
     })
 }
 
-/// The context length in tokens, into `*n_ctx`.
+/// The context length in tokens, into `*n_ctx`: what one sequence holds (`n_ctx /
+/// n_seq` of the parameters; the whole context when `n_seq` is 1).
 ///
 /// # Safety
 /// `n_ctx` must be NULL or writable.
@@ -344,12 +461,16 @@ pub unsafe extern "C" fn llmrt_context_tokens(
     })
 }
 
-/// Empties the KV cache (the next evaluation starts a new sequence).
+/// Empties the KV cache, every sequence's (the next evaluation starts anew), and
+/// restarts the sampler's grammar, if any.
 #[no_mangle]
 pub extern "C" fn llmrt_kv_reset(ctx: *mut llmrt_context) -> llmrt_status {
     guard(|| {
         with_ctx(ctx, |_, st| {
             st.ctx.reset();
+            if let Some(m) = &mut st.matcher {
+                m.reset();
+            }
             st.has_logits = false;
             st.batch.clear();
             st.decoder = StreamDecoder::new();
@@ -464,7 +585,8 @@ pub unsafe extern "C" fn llmrt_get_logits(
 
 /// Samples the next token from the last logits with the context's sampler chain
 /// (penalties see every token in the KV cache); the random stream continues from call
-/// to call. Writes the id to `*token`.
+/// to call. Writes the id to `*token`. With a grammar, only a token it allows now
+/// (`LLMRT_ERR_GRAMMAR` when there is none); the grammar advances in `llmrt_accept`.
 ///
 /// # Safety
 /// `token` must be NULL or writable.
@@ -480,11 +602,20 @@ pub unsafe extern "C" fn llmrt_sample(ctx: *mut llmrt_context, token: *mut u32) 
                 ctx,
                 sampler,
                 scratch,
+                matcher,
+                allowed,
                 ..
             } = st;
             scratch.clear();
             scratch.extend_from_slice(ctx.logits());
-            Ok(sampler.sample(scratch, ctx.tokens()))
+            if let Some(m) = matcher {
+                m.apply(scratch, allowed).map_err(rt::Error::from)?;
+            }
+            let id = sampler.sample(scratch, ctx.tokens());
+            if matcher.is_some() && !allowed.get(id as usize).copied().unwrap_or(false) {
+                return Err(rt::Error::from(rt::grammar::GrammarStepError::DeadEnd).into());
+            }
+            Ok(id)
         })?;
         // SAFETY: non-NULL and writable by contract.
         unsafe { put(token, id, "token") }
@@ -498,6 +629,8 @@ pub unsafe extern "C" fn llmrt_sample(ctx: *mut llmrt_context, token: *mut u32) 
 /// `buf = NULL` discards the text. If `cap < *len + 1` the status is
 /// `LLMRT_ERR_BUFFER_TOO_SMALL` and nothing changed. The loop
 /// `llmrt_sample` → (stop at EOS) → `llmrt_accept` prints what `llmrt_generate` prints.
+/// With a grammar, the token also advances it; a token the grammar does not allow
+/// is `LLMRT_ERR_GRAMMAR` and nothing changed.
 ///
 /// # Safety
 /// `buf` must be NULL or writable for `cap` bytes; `len` NULL or writable.
@@ -539,7 +672,17 @@ pub unsafe extern "C" fn llmrt_accept(
                     ),
                 ));
             }
-            st.ctx.eval(&[token])?;
+            let before = st.matcher.as_ref().map(|m| m.state());
+            if let Some(m) = &mut st.matcher {
+                m.accept(token, model.tokenizer.token_bytes(token))
+                    .map_err(rt::Error::from)?;
+            }
+            if let Err(e) = st.ctx.eval(&[token]) {
+                if let (Some(m), Some(s)) = (&mut st.matcher, before) {
+                    m.restore(s);
+                }
+                return Err(e.into());
+            }
             st.has_logits = true;
             st.batch.clear();
             st.decoder = decoder;

@@ -116,7 +116,8 @@ fn run(
         stop,
         ignore_eos: p.ignore_eos != 0,
         stop_tokens: Vec::new(),
-        sampler: st.sampler_cfg,
+        sampler: st.sampler_cfg.clone(),
+        grammar: st.grammar.clone(),
     };
     let mut piece_buf: Vec<u8> = Vec::new();
     let mut by_callback = false;

@@ -17,7 +17,8 @@
 //! `args` (reading C arguments), `version`, `model`, `load` (loading with a progress
 //! callback), `context` (step-by-step API), `cancel` (cancelling the running call),
 //! `logits` (every position's logits), `embed` (sentence embeddings), `resources`
-//! (a context's memory and threads), `generate` (one-call streaming generation),
+//! (a context's memory and threads), `sequences` (several sequences in one context:
+//! batches, copies, per-sequence logits and samplers), `generate` (one-call streaming generation),
 //! `state` (saving and restoring a context), `chat` (chat templates).
 
 #![deny(missing_docs)]
@@ -38,6 +39,7 @@ pub mod load;
 pub mod logits;
 pub mod model;
 pub mod resources;
+pub mod sequences;
 pub mod state;
 pub mod status;
 pub mod version;
@@ -46,3 +48,5 @@ pub mod version;
 mod tests;
 #[cfg(test)]
 mod tests_capi;
+#[cfg(test)]
+mod tests_seq;

@@ -1,6 +1,6 @@
 //! Logits for every position of a batch, for scoring text (perplexity, ranking
 //! answers) in one call: `llmrt_eval_all` evaluates and keeps them,
-//! `llmrt_get_logits_ith` reads row `i`.
+//! `llmrt_get_logits_ith` reads row `i` (of an `llmrt_batch` too: its entry `i`).
 
 use crate::args::{copy_out, eval_tokens, put_opt};
 use crate::context::{cancelled, llmrt_context, need_logits, with_ctx};
@@ -18,6 +18,9 @@ pub(crate) struct Batch {
     end: usize,
     /// `[n, vocab]` logits when it was `llmrt_eval_all`; empty after `llmrt_eval`.
     all: Vec<f32>,
+    /// Whether it was an `llmrt_batch`, whose rows the runtime context keeps
+    /// (`Context::batch_logits`).
+    multi: bool,
 }
 
 impl Batch {
@@ -26,11 +29,19 @@ impl Batch {
     pub fn clear(&mut self) {
         self.n = 0;
         self.all.clear();
+        self.multi = false;
+    }
+
+    /// An `llmrt_batch` of `n` entries.
+    pub fn several(&mut self, n: usize) {
+        self.clear();
+        self.n = n;
+        self.multi = true;
     }
 
     /// An `llmrt_eval` of `n` tokens that left `end` in the cache: only the last row kept.
     pub fn last_only(&mut self, n: usize, end: usize) {
-        self.all.clear();
+        self.clear();
         self.n = n;
         self.end = end;
     }
@@ -83,6 +94,7 @@ pub unsafe extern "C" fn llmrt_eval_all(
                 n: toks.len(),
                 end: st.ctx.tokens().len(),
                 all,
+                multi: false,
             };
             Ok(())
         })
@@ -109,7 +121,9 @@ fn row(i: i64, n: usize) -> Res<usize> {
 /// position is there after `llmrt_eval_all`; after `llmrt_eval`, only the last
 /// (others: `LLMRT_ERR_NO_LOGITS`). `i` outside the batch is `LLMRT_ERR_INVALID_ARG`;
 /// no batch (nothing evaluated since creation, reset, truncation, `llmrt_accept`,
-/// generation or embedding) is `LLMRT_ERR_NO_LOGITS`.
+/// generation or embedding) is `LLMRT_ERR_NO_LOGITS`. After `llmrt_batch`, `i` is
+/// an entry of that batch, whose logits are there when it asked for them (others:
+/// `LLMRT_ERR_NO_LOGITS`), until the next evaluation, reset or truncation.
 ///
 /// # Safety
 /// `logits` must be NULL or writable for `cap` floats; `n` NULL or writable.
@@ -125,8 +139,19 @@ pub unsafe extern "C" fn llmrt_get_logits_ith(
         // SAFETY: NULL or writable by contract.
         unsafe { put_opt(n, 0) };
         with_ctx(ctx, |_, st| {
-            need_logits(st)?;
             let b = &st.batch;
+            if b.multi {
+                let r = row(i, b.n)?;
+                let src = st.ctx.batch_logits(r).ok_or_else(|| {
+                    Fail::new(
+                        LLMRT_ERR_NO_LOGITS,
+                        format!("entry {i} of the last llmrt_batch did not ask for logits"),
+                    )
+                })?;
+                // SAFETY: forwarded contract.
+                return unsafe { copy_out(src, 0, logits, cap, n, "logits") };
+            }
+            need_logits(st)?;
             if i == -1 {
                 // SAFETY: forwarded contract.
                 return unsafe { copy_out(st.ctx.logits(), 0, logits, cap, n, "logits") };

@@ -182,7 +182,7 @@ pub struct llmrt_model_info {
     pub rope_base: f32,
     /// Storage type of the weight matrices: "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1".
     pub dtype: *const c_char,
-    /// Tokenizer: "gpt2", "sentencepiece" or "char".
+    /// Tokenizer: "gpt2", "sentencepiece", "char", "raw-bpe" or "wpm".
     pub tokenizer: *const c_char,
     /// Beginning-of-sequence token, or -1.
     pub bos: i32,
@@ -258,6 +258,7 @@ pub unsafe extern "C" fn llmrt_model_get_info(
                 TokenizerKind::SentencePiece => c"sentencepiece",
                 TokenizerKind::Char => c"char",
                 TokenizerKind::RawBpe => c"raw-bpe",
+                TokenizerKind::Wpm => c"wpm",
             }),
             bos: id_of(tok.bos()),
             eos: id_of(tok.eos()),

@@ -34,7 +34,8 @@ pub unsafe extern "C" fn llmrt_context_bytes_needed(
             // SAFETY: non-NULL and readable by contract; the struct is plain data.
             unsafe { params.read() }
         };
-        crate::context::sampler_config(&p.sampler)?;
+        // SAFETY: the arrays of a readable params struct, by contract.
+        unsafe { crate::context::sampler_config(&p.sampler, m.opts.vocab_size) }?;
         let need = runtime_params(&p)?.bytes_needed(&m.opts)?;
         // The sampler's copy of the logits (`State::scratch`).
         let total = need

@@ -5,7 +5,9 @@
 
 use crate::context::{llmrt_context, with_ctx};
 use crate::model::path_from_bytes;
-use crate::status::{guard, llmrt_status, null, Fail, Res, LLMRT_ERR_FORMAT, LLMRT_ERR_IO};
+use crate::status::{
+    guard, llmrt_status, null, Fail, Res, LLMRT_ERR_FORMAT, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_IO,
+};
 use rt::tokenizer::StreamDecoder;
 use std::ffi::{c_char, CStr};
 
@@ -22,7 +24,9 @@ unsafe fn path_arg(path: *const c_char) -> Res<std::path::PathBuf> {
 }
 
 /// Saves the state of `ctx` to the file `path`, written atomically (a crash leaves
-/// the old file or the whole new one). `LLMRT_ERR_IO` if it cannot be written.
+/// the old file or the whole new one). `LLMRT_ERR_IO` if it cannot be written. The
+/// file holds sequence 0: while another sequence holds tokens, the call refuses
+/// with `LLMRT_ERR_INVALID_ARG`.
 ///
 /// # Safety
 /// `path` must be NULL or NUL-terminated.
@@ -35,6 +39,14 @@ pub unsafe extern "C" fn llmrt_state_save(
         // SAFETY: forwarded contract.
         let path = unsafe { path_arg(path) }?;
         with_ctx(ctx, |_, st| {
+            if let Some(s) =
+                (1..st.ctx.n_seq()).find(|&s| st.ctx.seq_tokens(s).is_ok_and(|t| !t.is_empty()))
+            {
+                return Err(Fail::new(
+                    LLMRT_ERR_INVALID_ARG,
+                    format!("sequence {s} holds tokens; a state file holds sequence 0 only (llmrt_seq_remove the others first)"),
+                ));
+            }
             st.ctx
                 .save_state_file(&path)
                 .map_err(|e| Fail::new(LLMRT_ERR_IO, e.to_string()))
@@ -48,7 +60,8 @@ pub unsafe extern "C" fn llmrt_state_save(
 /// `LLMRT_ERR_FORMAT` if it is not a state file of this version, model and cache
 /// type, or is truncated or corrupt, `LLMRT_ERR_NO_MEMORY` if the cache cannot grow
 /// to hold it. A state with more tokens than the context holds is `LLMRT_ERR_FORMAT`
-/// too. On any error the context is unchanged.
+/// too. The state goes into sequence 0; the other sequences are emptied. On any
+/// error the context is unchanged.
 ///
 /// # Safety
 /// `path` must be NULL or NUL-terminated.
@@ -70,6 +83,7 @@ pub unsafe extern "C" fn llmrt_state_load(
                 other => Fail::from(other),
             })?;
             st.has_logits = !st.ctx.tokens().is_empty();
+            st.batch.clear();
             st.decoder = StreamDecoder::new();
             Ok(())
         })

@@ -40,6 +40,10 @@ pub const LLMRT_ERR_NO_LOGITS: llmrt_status = -12;
 pub const LLMRT_ERR_INTERNAL: llmrt_status = -13;
 /// The call was stopped by `llmrt_cancel` (or a load by its progress callback).
 pub const LLMRT_ERR_CANCELLED: llmrt_status = -14;
+/// A grammar or JSON schema in `llmrt_sampler_params` is malformed, unsupported or
+/// unsatisfiable; or, during constrained sampling, the token is not allowed by the
+/// grammar, or no token of the vocabulary can continue the output.
+pub const LLMRT_ERR_GRAMMAR: llmrt_status = -15;
 
 /// A failed call: its status code and the message `llmrt_last_error` will return.
 #[derive(Debug)]
@@ -77,6 +81,7 @@ impl From<rt::Error> for Fail {
             rt::Error::ContextFull(..) => LLMRT_ERR_CONTEXT_FULL,
             rt::Error::EmptyPrompt => LLMRT_ERR_INVALID_ARG,
             rt::Error::NoMemory { .. } => LLMRT_ERR_NO_MEMORY,
+            rt::Error::Grammar(_) => LLMRT_ERR_GRAMMAR,
             rt::Error::Invalid(_) => LLMRT_ERR_INVALID_ARG,
         };
         Fail::new(code, e.to_string())
@@ -159,6 +164,7 @@ pub extern "C" fn llmrt_status_name(status: llmrt_status) -> *const c_char {
         LLMRT_ERR_NO_LOGITS => c"LLMRT_ERR_NO_LOGITS",
         LLMRT_ERR_INTERNAL => c"LLMRT_ERR_INTERNAL",
         LLMRT_ERR_CANCELLED => c"LLMRT_ERR_CANCELLED",
+        LLMRT_ERR_GRAMMAR => c"LLMRT_ERR_GRAMMAR",
         _ => c"unknown status",
     };
     name.as_ptr()

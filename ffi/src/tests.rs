@@ -102,6 +102,8 @@ pub(crate) fn model_bytes(seed: u64) -> Vec<u8> {
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     };
     let o = ModelOptions {
         vocab_size: tok.tokens.len(),
@@ -205,6 +207,8 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_batch: 64,
             threads: 1,
             cache_type: rt::CacheType::default(),
+            n_seq: 1,
+            f16_exact: false,
         },
     )
     .expect("ctx");
@@ -250,6 +254,8 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             n_batch: 64,
             threads: 1,
             cache_type: rt::CacheType::default(),
+            n_seq: 1,
+            f16_exact: false,
         },
     )
     .expect("ctx");
@@ -262,6 +268,7 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
             seed: 9,
             ..Default::default()
         },
+        grammar: None,
     };
     let want = rt::generate(&mut ctx, &ids[..n], &params, &mut |_| true).expect("generate");
     assert_eq!(text, want.text);
@@ -299,7 +306,8 @@ fn handles_of_one_type_are_not_the_other() {
 #[test]
 fn sampler_settings_are_checked() {
     let ok = llmrt_sampler_default_params();
-    assert!(sampler_config(&ok).is_ok());
+    // SAFETY: no arrays.
+    assert!(unsafe { sampler_config(&ok, 10) }.is_ok());
     for bad in [
         llmrt_sampler_params {
             temperature: f32::NAN,
@@ -333,7 +341,8 @@ fn sampler_settings_are_checked() {
         llmrt_sampler_params { top_p: 1.5, ..ok },
         llmrt_sampler_params { min_p: -0.5, ..ok },
     ] {
-        let e = sampler_config(&bad).expect_err("rejected");
+        // SAFETY: no arrays.
+        let e = unsafe { sampler_config(&bad, 10) }.err().expect("rejected");
         assert_eq!(e.code, LLMRT_ERR_INVALID_ARG);
     }
 }

@@ -177,6 +177,8 @@ fn embeddings_are_the_runtimes() {
                     n_batch: 64,
                     threads: 1,
                     cache_type: rt::CacheType::default(),
+                    n_seq: 1,
+                    f16_exact: false,
                 },
             )
             .expect("ctx");
@@ -328,6 +330,8 @@ fn bytes_needed_and_threads() {
         n_batch: 16,
         threads: 1,
         cache_type: rt::CacheType::default(),
+        n_seq: 1,
+        f16_exact: false,
     }
     .bytes_needed(&model.opts)
     .expect("size");

@@ -203,7 +203,7 @@ pub mod keys {
     pub const ROPE_BASE_LOCAL: &str = "llm.rope_base_local";
     /// f32, optional (1): linear RoPE position interpolation, positions divided by it
     pub const ROPE_SCALE: &str = "llm.rope_scale";
-    /// string: gpt2 | sentencepiece | char | raw-bpe
+    /// string: gpt2 | sentencepiece | char | raw-bpe | wpm
     pub const TOK_KIND: &str = "tokenizer.kind";
     /// array of string
     pub const TOK_TOKENS: &str = "tokenizer.tokens";
@@ -234,6 +234,10 @@ pub mod keys {
     pub const TOK_PRE: &str = "tokenizer.pre";
     /// bool: sentencepiece prefixes text with a space (absent = true)
     pub const TOK_ADD_SPACE_PREFIX: &str = "tokenizer.add_space_prefix";
+    /// bool: wpm lowercases the text (absent = true)
+    pub const TOK_LOWERCASE: &str = "tokenizer.lowercase";
+    /// bool: wpm strips accents (absent = `tokenizer.lowercase`)
+    pub const TOK_STRIP_ACCENTS: &str = "tokenizer.strip_accents";
     /// string: where the weights came from (`llama2c:path`, `llm-train`, ...)
     pub const PROV_SOURCE: &str = "provenance.source";
     /// string: RFC 3339 date of writing
@@ -718,8 +722,13 @@ pub enum TokenizerKind {
     /// merge priority is `tokenizer.merges` order, text split only at newlines, `<0xXX>`
     /// byte fallback, no space prefix.
     RawBpe,
+    /// WordPiece (BERT, GGUF `bert`), as llama.cpp's WPM: word-initial pieces carry a `▁`
+    /// prefix (Hugging Face's `##` continuation pieces are stored without it); the text
+    /// is normalised (`lowercase`, `strip_accents`) and split at whitespace, punctuation
+    /// and CJK ideographs, then each word is matched greedily, longest piece first.
+    Wpm,
 }
-str_enum!(TokenizerKind, TokenizerKind::Gpt2 => "gpt2", TokenizerKind::SentencePiece => "sentencepiece", TokenizerKind::Char => "char", TokenizerKind::RawBpe => "raw-bpe");
+str_enum!(TokenizerKind, TokenizerKind::Gpt2 => "gpt2", TokenizerKind::SentencePiece => "sentencepiece", TokenizerKind::Char => "char", TokenizerKind::RawBpe => "raw-bpe", TokenizerKind::Wpm => "wpm");
 
 /// The tokenizer as stored in a file.
 #[derive(Clone, Debug, PartialEq)]
@@ -752,6 +761,13 @@ pub struct TokenizerSpec<'a> {
     pub pre: Option<Cow<'a, str>>,
     /// SentencePiece: prefix each text with a space (`▁`), as LLaMA's tokenizer does.
     pub add_space_prefix: bool,
+    /// WPM: lowercase the text (BERT's `do_lower_case`; llama.cpp's
+    /// `tokenizer.ggml.normalizer.lowercase`). False for the other kinds.
+    pub lowercase: bool,
+    /// WPM: drop accents (each char to the first char of its canonical decomposition,
+    /// combining marks removed; llama.cpp's `tokenizer.ggml.normalizer.strip_accents`).
+    /// False for the other kinds.
+    pub strip_accents: bool,
 }
 
 impl<'a> TokenizerSpec<'a> {
@@ -800,6 +816,13 @@ impl<'a> TokenizerSpec<'a> {
             m.push((
                 keys::TOK_ADD_SPACE_PREFIX.into(),
                 Value::Bool(self.add_space_prefix),
+            ));
+        }
+        if self.kind == TokenizerKind::Wpm {
+            m.push((keys::TOK_LOWERCASE.into(), Value::Bool(self.lowercase)));
+            m.push((
+                keys::TOK_STRIP_ACCENTS.into(),
+                Value::Bool(self.strip_accents),
             ));
         }
         m
@@ -888,6 +911,9 @@ impl<'a> TokenizerSpec<'a> {
             Some(Value::Str(s)) => Some(s.clone()),
             Some(_) => m.str(keys::TOK_PRE).map(|_| None)?,
         };
+        // The normaliser settings mean something for wpm only; other kinds hold false.
+        let wpm = kind == TokenizerKind::Wpm;
+        let lowercase = wpm && flag(keys::TOK_LOWERCASE, true)?;
         Ok(TokenizerSpec {
             kind,
             bos: check(keys::TOK_BOS)?,
@@ -902,6 +928,8 @@ impl<'a> TokenizerSpec<'a> {
             token_types,
             pre,
             add_space_prefix: flag(keys::TOK_ADD_SPACE_PREFIX, true)?,
+            lowercase,
+            strip_accents: wpm && flag(keys::TOK_STRIP_ACCENTS, lowercase)?,
             tokens,
             scores,
             merges,

@@ -7,8 +7,8 @@ use llm_format::dtype::BlockVisitor;
 use llm_format::options::keys;
 use llm_format::quant::{self, Block};
 use llm_format::{
-    AlignedBuf, DType, FormatError, LlmFile, LlmWriter, MappedFile, Mlp, ModelOptions, Norm,
-    Positions, TokenizerKind, TokenizerSpec, Value,
+    AlignedBuf, DType, FormatError, LlmFile, LlmWriter, MappedFile, MetaReader, Mlp, ModelOptions,
+    Norm, Positions, TokenizerKind, TokenizerSpec, Value,
 };
 use std::borrow::Cow;
 
@@ -252,6 +252,8 @@ fn tokenizer() -> TokenizerSpec<'static> {
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     }
 }
 
@@ -412,4 +414,44 @@ fn aligned_buf_copies_and_aligns() {
         assert_eq!(b.len(), n);
         assert_eq!(b.as_ptr() as usize % 64, 0);
     }
+}
+
+/// A wpm tokenizer keeps its normaliser settings; absent keys read as lowercase on and
+/// `strip_accents` following `lowercase`; other kinds hold both off.
+#[test]
+fn wpm_normaliser_settings_round_trip_with_defaults() {
+    let mut tok = tokenizer();
+    tok.kind = TokenizerKind::Wpm;
+    tok.scores.clear();
+    for (lowercase, strip_accents) in [(true, false), (false, true), (false, false)] {
+        (tok.lowercase, tok.strip_accents) = (lowercase, strip_accents);
+        let meta = tok.to_meta();
+        let entries: Vec<(&str, Value<'static>)> =
+            meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let back = TokenizerSpec::from_meta(&MetaReader::from_entries(&entries)).unwrap();
+        assert_eq!(back, tok);
+    }
+    let read = |drop: &[&str], set_lowercase: Option<bool>| {
+        let meta = tok.to_meta();
+        let mut entries: Vec<(&str, Value<'static>)> = meta
+            .iter()
+            .filter(|(k, _)| !drop.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        if let Some(l) = set_lowercase {
+            entries.retain(|(k, _)| *k != keys::TOK_LOWERCASE);
+            entries.push((keys::TOK_LOWERCASE, Value::Bool(l)));
+        }
+        let t = TokenizerSpec::from_meta(&MetaReader::from_entries(&entries)).unwrap();
+        (t.lowercase, t.strip_accents)
+    };
+    let both = [keys::TOK_LOWERCASE, keys::TOK_STRIP_ACCENTS];
+    assert_eq!(read(&both, None), (true, true));
+    assert_eq!(
+        read(&[keys::TOK_STRIP_ACCENTS], Some(false)),
+        (false, false)
+    );
+    // Another kind: the keys are not written, and read back as off.
+    let sp = tokenizer();
+    assert!(!sp.to_meta().iter().any(|(k, _)| both.contains(&k.as_str())));
 }

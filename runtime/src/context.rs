@@ -1,8 +1,15 @@
-//! One inference stream over a shared [`Model`]: the KV cache, the scratch of the
-//! forward pass (allocated once, at creation) and the per-context kernel state.
+//! Inference over a shared [`Model`]: the KV cache, the scratch of the forward pass
+//! (allocated once, at creation) and the per-context kernel state.
 //!
 //! The forward pass takes a batch of tokens: a prompt goes through as one
 //! matrix × matrix product per weight, generation as one row at a time.
+//!
+//! A context holds up to `n_seq` sequences ([`ContextParams::n_seq`]), each with
+//! its own region of the one KV cache budget (`n_ctx / n_seq` positions). The
+//! single-stream API ([`Context::eval`] and the rest) works on sequence 0;
+//! [`Context::eval_batch`] evaluates tokens of several sequences in one pass, so
+//! that each weight matrix is read once for all of them (the rows go through the
+//! prompt's matrix × matrix path) while each row attends over its own sequence.
 
 use crate::error::Error;
 use crate::kernels::{Cpu, SharedMut, VecOps};
@@ -26,10 +33,21 @@ pub struct ContextParams {
     pub threads: usize,
     /// How the KV cache stores keys and values.
     pub cache_type: CacheType,
+    /// Sequences the context holds, at most [`MAX_SEQ`] (0 counts as 1). They share
+    /// the `n_ctx` positions of the KV cache: each holds up to `n_ctx / n_seq` tokens.
+    pub n_seq: usize,
+    /// F16/BF16 weights: keep f32 activations and f32 products in prompts (`true`)
+    /// instead of bf16 dot products where the CPU has them (`false`, the default:
+    /// activations and F16 weights rounded to bf16, at most 2⁻⁸ relative each; see
+    /// [`Cpu::bf16_prompts`](crate::kernels::Cpu::bf16_prompts)).
+    pub f16_exact: bool,
 }
 
 /// Most threads one context may use (`llm-run --threads`, the C ABI's `n_threads`).
 pub const MAX_THREADS: usize = 1024;
+
+/// Most sequences one context may hold ([`ContextParams::n_seq`]).
+pub const MAX_SEQ: usize = 256;
 
 impl ContextParams {
     /// Checks the settings a caller chooses freely (`threads`); sizes are checked
@@ -40,6 +58,13 @@ impl ContextParams {
                 setting: "threads",
                 value: self.threads as f32,
                 rule: "must be at most 1024 (MAX_THREADS)",
+            });
+        }
+        if self.n_seq > MAX_SEQ {
+            return Err(crate::sampler::SettingError {
+                setting: "n_seq",
+                value: self.n_seq as f32,
+                rule: "must be at most 256 (MAX_SEQ)",
             });
         }
         Ok(())
@@ -53,6 +78,8 @@ impl Default for ContextParams {
             n_batch: 64,
             threads: 1,
             cache_type: CacheType::default(),
+            n_seq: 1,
+            f16_exact: false,
         }
     }
 }
@@ -60,9 +87,13 @@ impl Default for ContextParams {
 /// The resolved sizes of a context's buffers, in floats: what [`Context::new`]
 /// allocates and [`ContextParams::bytes_needed`] counts, from one computation.
 struct Sizes {
+    /// Positions of the whole cache.
     n_ctx: usize,
+    /// Sequences, and the positions each holds (`n_ctx / n_seq`).
+    n_seq: usize,
+    seq_ctx: usize,
     n_batch: usize,
-    /// Bytes of the KV cache grown to `n_ctx` ([`KvCache::bytes_for`]).
+    /// Bytes of every sequence's KV cache grown to `seq_ctx` ([`KvCache::bytes_for`]).
     cache_bytes: u64,
     /// `n_batch × d_model`: x, xb and proj.
     rows_d: usize,
@@ -74,9 +105,9 @@ struct Sizes {
     rows_ff: usize,
     /// SwiGLU's second hidden buffer (0 otherwise).
     rows_ff2: usize,
-    /// `n_heads × n_ctx` attention weights.
+    /// `n_heads × seq_ctx` attention weights.
     scores: usize,
-    /// `vocab` logits.
+    /// `n_seq × vocab` logits: each sequence's last.
     logits: usize,
     /// `head_dim / 2` RoPE inverse frequencies per table (global, and local when
     /// the sliding layers have their own base).
@@ -98,6 +129,9 @@ impl Sizes {
             (1, self.logits),
             (1, self.freqs),
             (1, self.rope_cs),
+            // The row plan: each row's sequence, position and token (u32, as wide
+            // as f32) and whether its logits are wanted (a byte; one float covers it).
+            (4, self.n_batch),
         ]
         .iter()
         .try_fold(0u64, |acc, &(k, n)| {
@@ -109,16 +143,25 @@ impl Sizes {
 
 impl ContextParams {
     /// Checks the sizes against the model and resolves them (`n_ctx` 0 → `max_len`,
-    /// `n_batch` clamped to `1..=n_ctx`).
+    /// `n_seq` 0 → 1, `n_batch` clamped to `1..=n_ctx`).
     fn sizes(&self, o: &ModelOptions) -> Result<Sizes, Error> {
+        self.validate()
+            .map_err(|e| Error::Invalid(alloc::string::ToString::to_string(&e)))?;
         let n_ctx = if self.n_ctx == 0 {
             o.max_len
         } else {
             self.n_ctx
         };
-        if n_ctx > o.max_len && o.positions == Positions::Learned {
+        let n_seq = self.n_seq.max(1);
+        let seq_ctx = n_ctx / n_seq;
+        if seq_ctx == 0 {
             return Err(Error::Invalid(format!(
-                "context length {n_ctx} exceeds the model's {} learned positions",
+                "context length {n_ctx} is shorter than its {n_seq} sequences (one position each at least)"
+            )));
+        }
+        if seq_ctx > o.max_len && o.positions == Positions::Learned {
+            return Err(Error::Invalid(format!(
+                "context length {seq_ctx} per sequence exceeds the model's {} learned positions",
                 o.max_len
             )));
         }
@@ -135,7 +178,8 @@ impl ContextParams {
                 o.head_dim()
             )));
         }
-        let cache_bytes = KvCache::bytes_for(self.cache_type, o, n_ctx)
+        let cache_bytes = KvCache::bytes_for(self.cache_type, o, seq_ctx)
+            .and_then(|b| b.checked_mul(n_seq as u64))
             .ok_or_else(|| Error::Invalid("KV cache size overflows".into()))?;
         let rows = |w: usize| {
             n_batch
@@ -144,6 +188,8 @@ impl ContextParams {
         };
         Ok(Sizes {
             n_ctx,
+            n_seq,
+            seq_ctx,
             n_batch,
             cache_bytes,
             rows_d: rows(d)?,
@@ -153,17 +199,23 @@ impl ContextParams {
             rows_ff2: if o.mlp.gated() { rows(f)? } else { 0 },
             scores: o
                 .n_heads
-                .checked_mul(n_ctx)
+                .checked_mul(seq_ctx)
                 .ok_or_else(|| Error::Invalid("attention scores size overflows".into()))?,
-            logits: o.vocab_size,
+            logits: o
+                .vocab_size
+                .checked_mul(n_seq)
+                .ok_or_else(|| Error::Invalid("logits size overflows".into()))?,
             freqs: o.head_dim() / 2 * rope_tables(o),
             rope_cs: rows(o.head_dim())? * rope_tables(o),
         })
     }
 
     /// Bytes a [`Context`] with these parameters over a model with options `o`
-    /// allocates at most: the KV cache grown to the whole context (it starts empty
-    /// and grows in blocks) plus every scratch buffer of the forward pass.
+    /// allocates at most: the KV cache grown to the whole context (every sequence's
+    /// region full; it starts empty and grows in blocks) plus every scratch buffer of
+    /// the forward pass and each sequence's last logits. (The logits that
+    /// [`Context::eval_all`] and [`Context::eval_batch`] keep for several rows are
+    /// allocated by those calls, as many as asked for.)
     /// [`Context::new`] (with `std`) refuses a context that needs more than the
     /// system has available; a caller can ask first. Errors are those of
     /// [`Context::new`] for out-of-range sizes.
@@ -207,15 +259,52 @@ fn check_available(n_ctx: usize, bytes: u64) -> Result<(), Error> {
     }
 }
 
-/// The state of one generation stream.
+/// One token of a batch for [`Context::eval_batch`]: it goes after the tokens of
+/// sequence `seq` (its position is that sequence's length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchEntry {
+    /// The token id.
+    pub token: u32,
+    /// Its sequence, below [`Context::n_seq`].
+    pub seq: usize,
+    /// Whether to compute its logits ([`Context::batch_logits`], and
+    /// [`Context::seq_logits`] when it is its sequence's last).
+    pub logits: bool,
+}
+
+/// One sequence of a context: its tokens and its region of the KV cache.
+struct Seq {
+    /// Tokens whose keys and values are in `cache`, in order.
+    tokens: Vec<u32>,
+    cache: KvCache,
+    /// Whether the context's logits row of this sequence belongs to its last token.
+    has_logits: bool,
+}
+
+/// Where row `r` of a forward pass belongs: `NONE` in `Context::batch_rows`.
+const NONE: usize = usize::MAX;
+
+/// The state of up to `n_seq` generation streams (one by default).
 pub struct Context {
     model: Arc<Model>,
     cpu: Cpu,
+    /// Positions each sequence holds.
     n_ctx: usize,
     n_batch: usize,
-    /// Tokens whose keys and values are in the cache, in order.
-    tokens: Vec<u32>,
-    cache: KvCache,
+    seqs: Vec<Seq>,
+    /// The rows of the forward pass being planned: sequence, position, and whether
+    /// its logits are wanted (`eval_batch`), `[n_batch]` each.
+    row_seq: Vec<u32>,
+    row_pos: Vec<u32>,
+    row_want: Vec<bool>,
+    /// Tokens of each sequence in the batch being checked (`[n_seq]`).
+    counts: Vec<usize>,
+    /// The logits rows the last [`Context::eval_batch`] kept, and for each of its
+    /// entries the row (`NONE`: not asked for, or no batch since).
+    batch_logits: Vec<f32>,
+    batch_rows: Vec<usize>,
+    /// The token ids of a batch chunk (`[n_batch]`).
+    row_tokens: Vec<u32>,
     x: Vec<f32>,       // (n_batch, d) residual stream
     xb: Vec<f32>,      // (n_batch, d) normalised input of a sub-block
     q: Vec<f32>,       // (n_batch, q_dim)
@@ -226,7 +315,7 @@ pub struct Context {
     hb: Vec<f32>,      // (n_batch, d_ff)
     hb2: Vec<f32>,     // (n_batch, d_ff) SwiGLU's up branch
     scores: Vec<f32>,  // (n_heads, n_ctx) attention weights, one row per head
-    logits: Vec<f32>,  // (vocab,) of the last token evaluated
+    logits: Vec<f32>,  // (n_seq, vocab) of each sequence's last token
     freqs: Vec<f32>,   // (tables, head_dim/2) RoPE inverse frequencies
     rope_cs: Vec<f32>, // (tables, n_batch, head_dim) cos/sin of each new position
 }
@@ -261,12 +350,36 @@ impl Context {
             freqs.iter_mut().zip(factors).for_each(|(f, k)| *f /= k);
         }
         debug_assert_eq!(freqs.len(), s.freqs);
+        let mut seqs = Vec::new();
+        seqs.try_reserve_exact(s.n_seq)
+            .map_err(|_| Error::NoMemory {
+                what: "the sequences".into(),
+                needed: s.n_seq as u64 * 64,
+                available: None,
+            })?;
+        for _ in 0..s.n_seq {
+            seqs.push(Seq {
+                tokens: Vec::new(),
+                cache: KvCache::new(params.cache_type, o, s.seq_ctx)?,
+                has_logits: false,
+            });
+        }
         Ok(Context {
-            cpu: Cpu::new(params.threads.max(1)),
-            n_ctx: s.n_ctx,
+            cpu: {
+                let mut cpu = Cpu::new(params.threads.max(1));
+                cpu.set_f16_exact(params.f16_exact);
+                cpu
+            },
+            n_ctx: s.seq_ctx,
             n_batch: s.n_batch,
-            tokens: Vec::new(),
-            cache: KvCache::new(params.cache_type, o, s.n_ctx)?,
+            seqs,
+            row_seq: alloc::vec![0; s.n_batch],
+            row_pos: alloc::vec![0; s.n_batch],
+            row_want: alloc::vec![false; s.n_batch],
+            counts: alloc::vec![0; s.n_seq],
+            batch_logits: Vec::new(),
+            batch_rows: Vec::new(),
+            row_tokens: alloc::vec![0; s.n_batch],
             x: buffer(s.rows_d, "activations")?,
             xb: buffer(s.rows_d, "activations")?,
             q: buffer(s.rows_q, "activations")?,
@@ -289,44 +402,159 @@ impl Context {
         &self.model
     }
 
-    /// Context length in tokens.
+    /// Tokens one sequence holds: the context length, divided among the sequences
+    /// when there are several.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
     }
 
-    /// The KV cache (its type, and what it holds allocated now).
+    /// Sequences the context holds ([`ContextParams::n_seq`]).
+    pub fn n_seq(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// Sequence 0's KV cache (its type, and what it holds allocated now); every
+    /// sequence's cache has the same type and size limit.
     pub fn kv_cache(&self) -> &KvCache {
-        &self.cache
+        &self.seqs[0].cache
     }
 
-    /// Tokens in the cache.
+    /// Bytes the KV caches of every sequence hold allocated now.
+    pub fn kv_bytes(&self) -> u64 {
+        self.seqs.iter().map(|s| s.cache.bytes()).sum()
+    }
+
+    /// Tokens in sequence 0's cache.
     pub fn tokens(&self) -> &[u32] {
-        &self.tokens
+        &self.seqs[0].tokens
     }
 
-    /// Logits of the last token evaluated (`[vocab]`).
+    /// Logits of sequence 0's last token evaluated (`[vocab]`).
     pub fn logits(&self) -> &[f32] {
-        &self.logits
+        &self.logits[..self.model.opts.vocab_size]
     }
 
-    /// Empties the KV cache.
+    /// Empties the KV cache of every sequence.
     pub fn reset(&mut self) {
-        self.tokens.clear();
+        for s in &mut self.seqs {
+            s.tokens.clear();
+            s.has_logits = false;
+        }
     }
 
-    /// Keeps the first `n` tokens of the cache (a shared prompt prefix) and drops the rest.
+    /// Keeps the first `n` tokens of sequence 0 (a shared prompt prefix) and drops the rest.
     pub fn truncate(&mut self, n: usize) {
-        self.tokens.truncate(n);
+        let s = &mut self.seqs[0];
+        if n < s.tokens.len() {
+            s.tokens.truncate(n);
+            s.has_logits = false;
+        }
     }
 
-    /// Runs `tokens` after those already in the cache; the logits of the last one
-    /// are then in [`Context::logits`].
+    /// Tokens in the cache of sequence `seq`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `seq` is not below [`Context::n_seq`].
+    pub fn seq_tokens(&self, seq: usize) -> Result<&[u32], Error> {
+        Ok(&self.seqs[self.seq_index(seq)?].tokens)
+    }
+
+    /// Logits of the last token of sequence `seq` when they were computed (by
+    /// [`Context::eval`] and the rest for sequence 0, or by [`Context::eval_batch`] for
+    /// an entry that asked for them and was its sequence's last), else `None`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `seq` is not below [`Context::n_seq`].
+    pub fn seq_logits(&self, seq: usize) -> Result<Option<&[f32]>, Error> {
+        let i = self.seq_index(seq)?;
+        let vocab = self.model.opts.vocab_size;
+        Ok(self.seqs[i]
+            .has_logits
+            .then(|| &self.logits[i * vocab..(i + 1) * vocab]))
+    }
+
+    /// Keeps the first `n` tokens of sequence `seq` and drops the rest (`n` at or
+    /// above its length: nothing changes).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `seq` is not below [`Context::n_seq`].
+    pub fn seq_truncate(&mut self, seq: usize, n: usize) -> Result<(), Error> {
+        let i = self.seq_index(seq)?;
+        let s = &mut self.seqs[i];
+        if n < s.tokens.len() {
+            s.tokens.truncate(n);
+            s.has_logits = false;
+        }
+        Ok(())
+    }
+
+    /// Empties sequence `seq` ([`Context::seq_truncate`] to 0).
+    ///
+    /// # Errors
+    /// As [`Context::seq_truncate`].
+    pub fn seq_remove(&mut self, seq: usize) -> Result<(), Error> {
+        self.seq_truncate(seq, 0)
+    }
+
+    /// Makes sequence `dst` a copy of sequence `src`: its tokens, its cache rows and
+    /// its last logits (so `dst` can be sampled at once), replacing what `dst` held.
+    /// A shared prompt is evaluated once and copied to each sequence that continues
+    /// it. `src == dst` changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when a sequence is not below [`Context::n_seq`];
+    /// [`Error::NoMemory`] when `dst`'s cache cannot grow (`dst` is then unchanged).
+    pub fn seq_copy(&mut self, src: usize, dst: usize) -> Result<(), Error> {
+        let (si, di) = (self.seq_index(src)?, self.seq_index(dst)?);
+        if si == di {
+            return Ok(());
+        }
+        let (from, to) = if si < di {
+            let (a, b) = self.seqs.split_at_mut(di);
+            (&a[si], &mut b[0])
+        } else {
+            let (a, b) = self.seqs.split_at_mut(si);
+            (&b[0], &mut a[di])
+        };
+        let n = from.tokens.len();
+        to.tokens
+            .try_reserve(n.saturating_sub(to.tokens.len()))
+            .map_err(|_| Error::NoMemory {
+                what: "the tokens of a sequence".into(),
+                needed: n as u64 * 4,
+                available: None,
+            })?;
+        to.cache.copy_prefix(&from.cache, n)?;
+        to.tokens.clear();
+        to.tokens.extend_from_slice(&from.tokens);
+        to.has_logits = from.has_logits;
+        let vocab = self.model.opts.vocab_size;
+        self.logits
+            .copy_within(si * vocab..(si + 1) * vocab, di * vocab);
+        Ok(())
+    }
+
+    fn seq_index(&self, seq: usize) -> Result<usize, Error> {
+        if seq < self.seqs.len() {
+            Ok(seq)
+        } else {
+            Err(Error::Invalid(format!(
+                "sequence {seq} is out of range (the context holds {})",
+                self.seqs.len()
+            )))
+        }
+    }
+
+    /// Runs `tokens` after those already in sequence 0's cache; the logits of the
+    /// last one are then in [`Context::logits`].
     pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], Error> {
         self.check(tokens)?;
+        self.batch_rows.clear();
         for chunk in tokens.chunks(self.n_batch) {
+            self.plan_seq0(chunk.len());
             self.forward(chunk, Rows::Last, &|| false)?;
         }
-        Ok(&self.logits)
+        Ok(self.logits())
     }
 
     /// [`Context::eval`] that stops early, with `Ok(None)`, when `cancelled()` returns
@@ -340,12 +568,14 @@ impl Context {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Option<&[f32]>, Error> {
         self.check(tokens)?;
+        self.batch_rows.clear();
         for chunk in tokens.chunks(self.n_batch) {
+            self.plan_seq0(chunk.len());
             if !self.forward(chunk, Rows::Last, cancelled)? {
                 return Ok(None);
             }
         }
-        Ok(Some(&self.logits))
+        Ok(Some(self.logits()))
     }
 
     /// Runs `tokens` and writes the logits of every one of them into `out`
@@ -382,11 +612,94 @@ impl Context {
         self.eval_rows(tokens, out, d, |r| Rows::Hidden(r), cancelled)
     }
 
+    /// Evaluates the tokens of several sequences in one pass (in chunks of
+    /// `n_batch` entries): each entry goes after the tokens of its sequence (entries
+    /// of one sequence in order), every weight matrix is read once for the whole
+    /// chunk, and each row attends over its own sequence only. The logits of the
+    /// entries that ask for them are then in [`Context::batch_logits`], and each
+    /// sequence's last ones in [`Context::seq_logits`].
+    ///
+    /// # Errors
+    /// Before anything changes: [`Error::EmptyPrompt`] for an empty batch,
+    /// [`Error::Invalid`] for a sequence out of range, [`Error::BadToken`],
+    /// [`Error::ContextFull`] when a sequence's tokens would not fit in its
+    /// [`Context::n_ctx`], [`Error::NoMemory`] when the wanted logits do not fit.
+    pub fn eval_batch(&mut self, batch: &[BatchEntry]) -> Result<(), Error> {
+        self.eval_batch_until(batch, &|| false).map(|_| ())
+    }
+
+    /// [`Context::eval_batch`] that stops early, with `Ok(false)`, when `cancelled()`
+    /// returns `true` (asked before every layer): the caches then hold the chunks
+    /// that finished, and [`Context::batch_logits`] gives nothing.
+    pub fn eval_batch_until(
+        &mut self,
+        batch: &[BatchEntry],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<bool, Error> {
+        self.check_batch(batch)?;
+        let vocab = self.model.opts.vocab_size;
+        let wanted = batch.iter().filter(|e| e.logits).count();
+        let mut out = core::mem::take(&mut self.batch_logits);
+        out.clear();
+        let oom = |n: usize| Error::NoMemory {
+            what: format!("the logits of {n} batch entries"),
+            needed: (n as u64).saturating_mul(vocab as u64 * 4),
+            available: None,
+        };
+        out.try_reserve_exact(wanted.saturating_mul(vocab))
+            .map_err(|_| oom(wanted))?;
+        out.resize(wanted * vocab, 0.0);
+        self.batch_rows.clear();
+        self.batch_rows
+            .try_reserve(batch.len())
+            .map_err(|_| oom(batch.len()))?;
+        let mut row = 0;
+        for chunk in batch.chunks(self.n_batch) {
+            let m = chunk.iter().filter(|e| e.logits).count();
+            for (i, e) in chunk.iter().enumerate() {
+                self.row_seq[i] = e.seq as u32;
+                self.row_want[i] = e.logits;
+            }
+            self.plan_positions(chunk.len());
+            self.tokens_of(chunk);
+            let tokens = core::mem::take(&mut self.row_tokens);
+            let done = self.forward(
+                &tokens[..chunk.len()],
+                Rows::Batch(&mut out[row * vocab..(row + m) * vocab]),
+                cancelled,
+            );
+            self.row_tokens = tokens;
+            if !done? {
+                self.batch_rows.clear();
+                self.batch_logits = out;
+                return Ok(false);
+            }
+            for e in chunk {
+                self.batch_rows.push(if e.logits { row } else { NONE });
+                row += e.logits as usize;
+            }
+        }
+        self.batch_logits = out;
+        Ok(true)
+    }
+
+    /// Logits of entry `i` of the last [`Context::eval_batch`] when it asked for
+    /// them (`[vocab]`); `None` otherwise, or when another evaluation came since.
+    pub fn batch_logits(&self, i: usize) -> Option<&[f32]> {
+        let vocab = self.model.opts.vocab_size;
+        match self.batch_rows.get(i) {
+            Some(&r) if r != NONE => Some(&self.batch_logits[r * vocab..(r + 1) * vocab]),
+            _ => None,
+        }
+    }
+
     /// Changes the number of threads the matrix products use (at least 1; ignored
     /// without `std`). The KV cache and everything evaluated so far are kept.
     pub fn set_threads(&mut self, threads: usize) {
         if threads.max(1) != self.cpu.threads() {
+            let exact = self.cpu.f16_exact();
             self.cpu = Cpu::new(threads.max(1));
+            self.cpu.set_f16_exact(exact);
         }
     }
 
@@ -405,11 +718,13 @@ impl Context {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<bool, Error> {
         self.check(tokens)?;
+        self.batch_rows.clear();
         out.clear();
         out.resize(tokens.len() * width, 0.0);
         let mut done = 0;
         for chunk in tokens.chunks(self.n_batch) {
             let dst = &mut out[done * width..(done + chunk.len()) * width];
+            self.plan_seq0(chunk.len());
             if !self.forward(chunk, kind(dst), cancelled)? {
                 return Ok(false);
             }
@@ -418,9 +733,35 @@ impl Context {
         Ok(true)
     }
 
+    /// Plans `n` rows of sequence 0 after its tokens (the single-stream API).
+    fn plan_seq0(&mut self, n: usize) {
+        self.row_seq[..n].fill(0);
+        self.row_want[..n].fill(false);
+        self.plan_positions(n);
+    }
+
+    /// Fills the positions of rows `0..n` from their sequences (`row_seq`): each
+    /// row goes after its sequence's tokens and the rows of it before.
+    fn plan_positions(&mut self, n: usize) {
+        self.counts.fill(0);
+        for i in 0..n {
+            let s = self.row_seq[i] as usize;
+            self.row_pos[i] = (self.seqs[s].tokens.len() + self.counts[s]) as u32;
+            self.counts[s] += 1;
+        }
+    }
+
+    /// Copies the chunk's token ids into `row_tokens`.
+    fn tokens_of(&mut self, chunk: &[BatchEntry]) {
+        for (t, e) in self.row_tokens.iter_mut().zip(chunk) {
+            *t = e.token;
+        }
+    }
+
     /// Replaces the state with a checked saved one (`state.rs`): `tokens`, the
     /// last logits as little-endian f32 bytes (empty when there are no tokens) and
-    /// the cache rows, `per` bytes for each of every layer's keys and values.
+    /// the cache rows, `per` bytes for each of every layer's keys and values. The
+    /// state is sequence 0's; the other sequences are emptied.
     #[cfg(feature = "std")]
     pub(crate) fn restore(
         &mut self,
@@ -430,17 +771,20 @@ impl Context {
         per: usize,
     ) -> Result<(), Error> {
         let n = tokens.len();
-        self.cache.reserve(n)?;
+        let cache = &mut self.seqs[0].cache;
+        cache.reserve(n)?;
         for l in 0..self.model.opts.n_layers {
             for (i, values) in [(2 * l, false), (2 * l + 1, true)] {
-                self.cache
-                    .get_rows(l, values, n, &rows[i * per..(i + 1) * per]);
+                cache.get_rows(l, values, n, &rows[i * per..(i + 1) * per]);
             }
         }
-        self.tokens.clear();
-        self.tokens.extend_from_slice(tokens);
-        self.logits.fill(0.0);
-        for (x, b) in self.logits.iter_mut().zip(logits.chunks_exact(4)) {
+        self.reset();
+        self.batch_rows.clear();
+        self.seqs[0].tokens.extend_from_slice(tokens);
+        self.seqs[0].has_logits = n > 0;
+        let vocab = self.model.opts.vocab_size;
+        self.logits[..vocab].fill(0.0);
+        for (x, b) in self.logits[..vocab].iter_mut().zip(logits.chunks_exact(4)) {
             *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
         Ok(())
@@ -450,7 +794,7 @@ impl Context {
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        let need = self.tokens.len() + tokens.len();
+        let need = self.seqs[0].tokens.len() + tokens.len();
         if need > self.n_ctx {
             return Err(Error::ContextFull(need, self.n_ctx));
         }
@@ -461,8 +805,34 @@ impl Context {
         Ok(())
     }
 
-    /// One forward pass over `tokens.len() <= n_batch` new tokens; `false` (and the
-    /// tokens not added to the cache) if `cancelled()` said so before a layer.
+    /// [`Context::check`] for a batch: its sequences, its tokens, and room in each
+    /// sequence for its entries.
+    fn check_batch(&mut self, batch: &[BatchEntry]) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let vocab = self.model.opts.vocab_size;
+        self.counts.fill(0);
+        for e in batch {
+            self.seq_index(e.seq)?;
+            if e.token as usize >= vocab {
+                return Err(Error::BadToken(e.token as u64, vocab));
+            }
+            self.counts[e.seq] += 1;
+        }
+        for (s, &c) in self.seqs.iter().zip(&self.counts) {
+            let need = s.tokens.len() + c;
+            if need > self.n_ctx {
+                return Err(Error::ContextFull(need, self.n_ctx));
+            }
+        }
+        Ok(())
+    }
+
+    /// One forward pass over `tokens.len() <= n_batch` new tokens, row `i` of
+    /// sequence `row_seq[i]` at position `row_pos[i]` (planned by the caller, after
+    /// checking that they fit); `false` (and the tokens not added to the cache) if
+    /// `cancelled()` said so before a layer.
     fn forward(
         &mut self,
         tokens: &[u32],
@@ -473,8 +843,10 @@ impl Context {
         let o = &model.opts;
         let (n, d, kv, f, qd) = (tokens.len(), o.d_model, o.kv_dim(), o.d_ff, o.q_dim());
         let (hd, n_heads, n_kv) = (o.head_dim(), o.n_heads, o.n_kv_heads);
-        let pos0 = self.tokens.len();
-        self.cache.reserve(pos0 + n)?;
+        let (row_seq, row_pos) = (&self.row_seq[..n], &self.row_pos[..n]);
+        for (&s, &p) in row_seq.iter().zip(row_pos) {
+            self.seqs[s as usize].cache.reserve(p as usize + 1)?;
+        }
         let norm = |out: &mut [f32], x: &[f32], w: &NormWeights| match o.norm {
             Norm::LayerNorm => ops::layernorm(out, x, &w.w, w.b.as_deref(), o.norm_eps),
             Norm::RmsNorm => ops::rmsnorm(out, x, &w.w, o.norm_eps),
@@ -487,8 +859,8 @@ impl Context {
                 .chunks_exact_mut(per)
                 .zip(self.freqs.chunks(hd / 2))
             {
-                for (i, cs) in cs.chunks_exact_mut(hd).take(n).enumerate() {
-                    ops::rope_table(cs, freqs, pos0 + i);
+                for (cs, &p) in cs.chunks_exact_mut(hd).zip(row_pos) {
+                    ops::rope_table(cs, freqs, p as usize);
                 }
             }
         }
@@ -500,9 +872,10 @@ impl Context {
             if let Some(scale) = o.arch.embed_scale {
                 row.iter_mut().for_each(|v| *v *= scale);
             }
+            let pos = row_pos[i] as usize;
             match o.positions {
-                Positions::Learned => model.add_pos_emb(pos0 + i, row),
-                Positions::Sinusoidal => ops::add_sinusoidal(row, pos0 + i),
+                Positions::Learned => model.add_pos_emb(pos, row),
+                Positions::Sinusoidal => ops::add_sinusoidal(row, pos),
                 Positions::Rope => {}
             }
         }
@@ -571,31 +944,53 @@ impl Context {
                     }
                 });
             }
-            // Store the new keys and values, then read the layer's back as f32.
-            self.cache.write(l, pos0, k, v);
-            let kvs = self.cache.layer(cpu, l, pos0 + n);
-            // Causal attention of each new token over the cache up to itself, one
-            // head per part across the threads.
+            // Store the new keys and values, each run of consecutive positions of one
+            // sequence at once, then make each sequence's layer readable as f32.
+            let mut i = 0;
+            while i < n {
+                let s = row_seq[i];
+                let mut j = i + 1;
+                while j < n && row_seq[j] == s && row_pos[j] == row_pos[j - 1] + 1 {
+                    j += 1;
+                }
+                let (kr, vr) = (&k[i * kv..j * kv], &v[i * kv..j * kv]);
+                self.seqs[s as usize]
+                    .cache
+                    .write(l, row_pos[i] as usize, kr, vr);
+                i = j;
+            }
+            for (s, seq) in self.seqs.iter_mut().enumerate() {
+                // The sequence's length after this pass: its last row's position + 1.
+                let end = row_seq
+                    .iter()
+                    .zip(row_pos)
+                    .filter(|(&rs, _)| rs as usize == s)
+                    .map(|(_, &p)| p as usize + 1)
+                    .max();
+                if let Some(end) = end {
+                    seq.cache.prepare(cpu, l, end);
+                }
+            }
+            // Causal attention of each new token over its sequence's cache up to
+            // itself, one head per part across the threads.
             let shape = AttnShape {
-                n,
-                pos0,
                 d: qd,
                 hd,
                 n_ctx: self.n_ctx,
-                stride: kvs.stride,
                 group: n_heads / n_kv,
                 scale,
                 window: o.layer_window(l).unwrap_or(usize::MAX),
             };
             let out = SharedMut::new(att);
             let scores = SharedMut::new(&mut self.scores);
-            let (q, kvs) = (&*q, &kvs);
+            let (q, seqs) = (&*q, &self.seqs);
+            let view = |s: u32| seqs[s as usize].cache.view(l);
             let vec = cpu.vecops();
             cpu.parallel(n_heads, &|h| {
                 // SAFETY: part h takes only row h of `scores` (n_heads × n_ctx), which
                 // outlives `parallel` (it returns after every part).
                 let sc = unsafe { scores.slice(h * shape.n_ctx, shape.n_ctx) };
-                attend_head(vec, &shape, h, q, kvs, sc, out);
+                attend_head(vec, &shape, h, q, row_seq, row_pos, &view, sc, out);
             });
             linear(cpu, &model, &layer.wo, att, n, proj);
             if let Some(post) = &layer.attn_post_norm {
@@ -650,27 +1045,57 @@ impl Context {
             }
             padd(cpu, x, proj);
         }
-        self.tokens.extend_from_slice(tokens);
+        for (&s, &t) in row_seq.iter().zip(tokens) {
+            self.seqs[s as usize].tokens.push(t);
+        }
 
-        // Final norm and classifier: every row when asked, else the last row only.
+        // Final norm and classifier: every row when asked, the wanted rows of a
+        // batch, else the last row only.
         let out_w = model.matrix(&model.output);
+        let vocab = o.vocab_size;
+        let seq0 = &mut self.logits[..vocab];
         match rows {
             Rows::Logits(dst) => {
                 norm(xb, x, &model.out_norm);
                 cpu.matmul(&out_w, xb, n, dst);
-                let vocab = o.vocab_size;
-                self.logits.copy_from_slice(&dst[(n - 1) * vocab..]);
+                seq0.copy_from_slice(&dst[(n - 1) * vocab..]);
             }
             Rows::Hidden(dst) => {
                 norm(dst, x, &model.out_norm);
-                cpu.matmul(&out_w, &dst[(n - 1) * d..], 1, &mut self.logits);
+                cpu.matmul(&out_w, &dst[(n - 1) * d..], 1, seq0);
             }
             Rows::Last => {
                 let last = &x[(n - 1) * d..];
                 norm(&mut xb[..d], last, &model.out_norm);
-                cpu.matmul(&out_w, &xb[..d], 1, &mut self.logits);
+                cpu.matmul(&out_w, &xb[..d], 1, seq0);
+            }
+            Rows::Batch(dst) => {
+                // Gather the wanted rows, then one product over them.
+                let want = &self.row_want[..n];
+                let mut m = 0;
+                for i in (0..n).filter(|&i| want[i]) {
+                    proj[m * d..(m + 1) * d].copy_from_slice(&x[i * d..(i + 1) * d]);
+                    m += 1;
+                }
+                if m > 0 {
+                    norm(&mut xb[..m * d], &proj[..m * d], &model.out_norm);
+                    cpu.matmul(&out_w, &xb[..m * d], m, dst);
+                }
+                // Each sequence's logits: its last row's, when that row has them.
+                let mut r = 0;
+                for i in 0..n {
+                    let s = row_seq[i] as usize;
+                    self.seqs[s].has_logits = want[i];
+                    if want[i] {
+                        self.logits[s * vocab..(s + 1) * vocab]
+                            .copy_from_slice(&dst[r * vocab..(r + 1) * vocab]);
+                        r += 1;
+                    }
+                }
+                return Ok(true);
             }
         }
+        self.seqs[0].has_logits = true;
         Ok(true)
     }
 }
@@ -683,6 +1108,9 @@ enum Rows<'a> {
     Logits(&'a mut [f32]),
     /// The hidden state of every row after the final norm (`[n, d_model]`).
     Hidden(&'a mut [f32]),
+    /// The logits of the rows that `row_want` marks (`[wanted, vocab]`), each also
+    /// its sequence's when it is that sequence's last row.
+    Batch(&'a mut [f32]),
 }
 
 /// y_i = x·W_iᵀ (+ b_i) for `n` rows, for matrices that read the same input (one
@@ -712,16 +1140,13 @@ fn linear(cpu: &mut Cpu, model: &Model, w: &Linear, x: &[f32], n: usize, y: &mut
     }
 }
 
-/// The sizes attention needs, for one layer and one batch of new tokens.
+/// The sizes attention needs, for one layer.
 struct AttnShape {
-    n: usize,
-    pos0: usize,
     /// Row width of `q` and `att`: `q_dim`.
     d: usize,
     hd: usize,
+    /// Positions a sequence holds (the scratch `sc` of [`attend_head`]).
     n_ctx: usize,
-    /// Elements between one KV head's cached rows and the next's.
-    stride: usize,
     group: usize,
     scale: f32,
     /// Keys a query sees, itself included (`usize::MAX`: all before it).
@@ -742,25 +1167,29 @@ fn for_row_ranges(cpu: &Cpu, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     });
 }
 
-/// Query head `h` of each new row attends over the cached keys and values of its
-/// KV head (rows of `kvs`, position-major) up to its own position; writes
-/// head h's columns of `att` (`[n, d]`) and nothing else of it. `sc` is scratch of `n_ctx`.
+/// Query head `h` of each new row `i` attends over the cached keys and values of
+/// its KV head in its sequence `seq[i]` (rows of `view(seq[i])`, position-major) up
+/// to its own position `pos[i]`; writes head h's columns of `att` (`[n, d]`) and
+/// nothing else of it. `sc` is scratch of `n_ctx`.
 #[allow(clippy::too_many_arguments)]
-fn attend_head(
+fn attend_head<'a>(
     vec: VecOps,
     s: &AttnShape,
     h: usize,
     q: &[f32],
-    kvs: &LayerKv<'_>,
+    seq: &[u32],
+    pos: &[u32],
+    view: &(dyn Fn(u32) -> LayerKv<'a> + Sync),
     sc: &mut [f32],
     att: SharedMut<f32>,
 ) {
     let hd = s.hd;
     let kvh = h / s.group;
-    let keys = &kvs.k[kvh * s.stride..(kvh + 1) * s.stride];
-    let vals = &kvs.v[kvh * s.stride..(kvh + 1) * s.stride];
-    for i in 0..s.n {
-        let p = s.pos0 + i;
+    for (i, (&sq, &p)) in seq.iter().zip(pos).enumerate() {
+        let kvs = view(sq);
+        let keys = &kvs.k[kvh * kvs.stride..(kvh + 1) * kvs.stride];
+        let vals = &kvs.v[kvh * kvs.stride..(kvh + 1) * kvs.stride];
+        let p = p as usize;
         let qh = &q[i * s.d + h * hd..i * s.d + (h + 1) * hd];
         // SAFETY: head h's columns of row i: no other part writes them, and `att`
         // outlives the call.

@@ -25,6 +25,9 @@ pub enum Error {
         /// it; `None` when the allocation itself failed.
         available: Option<u64>,
     },
+    /// Constrained generation reached a token the grammar refuses, or a state no
+    /// token of the vocabulary can continue.
+    Grammar(crate::grammar::GrammarStepError),
     /// Anything else, described.
     Invalid(String),
 }
@@ -56,6 +59,7 @@ impl core::fmt::Display for Error {
                 needed,
                 available: None,
             } => write!(f, "not enough memory for {what} ({} MiB)", needed >> 20),
+            Error::Grammar(e) => write!(f, "{e}"),
             Error::Invalid(m) => f.write_str(m),
         }
     }
@@ -73,5 +77,11 @@ impl From<llm_format::FormatError> for Error {
 impl From<crate::tokenizer::TokenizerError> for Error {
     fn from(e: crate::tokenizer::TokenizerError) -> Self {
         Error::Tokenizer(e)
+    }
+}
+
+impl From<crate::grammar::GrammarStepError> for Error {
+    fn from(e: crate::grammar::GrammarStepError) -> Self {
+        Error::Grammar(e)
     }
 }

@@ -2,14 +2,20 @@
 //! strings, a token budget and cancellation. When the context fills up, the older
 //! half is dropped and the rest re-evaluated, so generation can run past `n_ctx`.
 //!
+//! With a grammar ([`GenerateParams::grammar`]) the tokens the grammar does not allow
+//! next get `-inf` before the sampler chain, end tokens only where the grammar can
+//! end; a state no token can continue is [`Error::Grammar`], never a hang.
+//!
 //! Text is handed out as soon as it is decoded, never half a UTF-8 character, and
 //! never a piece that might turn out to begin a stop string.
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::grammar::{Grammar, GrammarMatcher, GrammarStepError, TokenTrie};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::StreamDecoder;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 /// What to generate.
@@ -26,6 +32,9 @@ pub struct GenerateParams {
     pub stop_tokens: Vec<u32>,
     /// The sampler chain.
     pub sampler: SamplerConfig,
+    /// Constrains the output to this grammar's language (GBNF or a JSON Schema,
+    /// [`crate::grammar`]). Default none.
+    pub grammar: Option<Arc<Grammar>>,
 }
 
 impl Default for GenerateParams {
@@ -36,6 +45,7 @@ impl Default for GenerateParams {
             ignore_eos: false,
             stop_tokens: Vec::new(),
             sampler: SamplerConfig::default(),
+            grammar: None,
         }
     }
 }
@@ -157,7 +167,15 @@ pub fn generate_until(
     let model = ctx.model().clone();
     let tok = &model.tokenizer;
     let eos = tok.eos();
-    let mut sampler = Sampler::new(params.sampler, model.opts.vocab_size);
+    let mut sampler = Sampler::new(params.sampler.clone(), model.opts.vocab_size);
+    let mut constraint = params.grammar.as_ref().map(|g| {
+        let mut ends: Vec<u32> = params.stop_tokens.clone();
+        if !params.ignore_eos {
+            ends.extend(eos);
+        }
+        GrammarMatcher::new(g, Arc::new(TokenTrie::for_tokenizer(tok, &ends)))
+    });
+    let mut allowed: Vec<bool> = Vec::new();
     // Decoding starts after the prompt's last token (SentencePiece drops the space after BOS).
     let mut decoder = StreamDecoder::starting_after(prompt.last().copied());
     let mut filter = StopFilter {
@@ -182,7 +200,17 @@ pub fn generate_until(
             reason = StopReason::Cancelled;
             break;
         }
+        if let Some(m) = &mut constraint {
+            m.apply(&mut logits, &mut allowed)?;
+        }
         let next = sampler.sample(&mut logits, ctx.tokens());
+        if let Some(m) = &mut constraint {
+            // The logit bias may ban every token the grammar allows.
+            if !allowed.get(next as usize).copied().unwrap_or(false) {
+                return Err(GrammarStepError::DeadEnd.into());
+            }
+            m.accept(next, tok.token_bytes(next))?;
+        }
         if (Some(next) == eos && !params.ignore_eos) || params.stop_tokens.contains(&next) {
             reason = StopReason::Eos;
             break;

@@ -298,18 +298,14 @@ impl KvCache {
         }
     }
 
-    /// Layer `l`'s keys and values of positions `0..len` as f32 rows: the f32 cache
-    /// itself, or the other types converted into the scratch, split across `cpu`'s
-    /// threads by positions.
-    pub(crate) fn layer(&mut self, cpu: &Cpu, l: usize, len: usize) -> LayerKv<'_> {
+    /// Makes layer `l`'s keys and values of positions `0..len` readable as f32 rows
+    /// through [`KvCache::view`]: nothing for the f32 cache, the other types
+    /// converted into the scratch, split across `cpu`'s threads by positions.
+    pub(crate) fn prepare(&mut self, cpu: &Cpu, l: usize, len: usize) {
         assert!(len <= self.cap);
         let (hd, cap, heads) = (self.hd, self.cap, self.n_kv);
-        if let (Rows::F32(k), Rows::F32(v)) = (&self.k[l], &self.v[l]) {
-            return LayerKv {
-                k,
-                v,
-                stride: cap * hd,
-            };
+        if let (Rows::F32(_), Rows::F32(_)) = (&self.k[l], &self.v[l]) {
+            return;
         }
         let (sk, sv) = (
             SharedMut::new(&mut self.scratch_k),
@@ -332,11 +328,43 @@ impl KvCache {
                 }
             }
         });
-        LayerKv {
-            k: &self.scratch_k,
-            v: &self.scratch_v,
-            stride: cap * hd,
+    }
+
+    /// Layer `l`'s keys and values as f32 rows: the f32 cache itself, or the scratch
+    /// that the last [`KvCache::prepare`] of this layer filled.
+    pub(crate) fn view(&self, l: usize) -> LayerKv<'_> {
+        let stride = self.cap * self.hd;
+        match (&self.k[l], &self.v[l]) {
+            (Rows::F32(k), Rows::F32(v)) => LayerKv { k, v, stride },
+            _ => LayerKv {
+                k: &self.scratch_k,
+                v: &self.scratch_v,
+                stride,
+            },
         }
+    }
+
+    /// Replaces positions `0..len` of every layer with `src`'s (a cache of the same
+    /// type and shape: another sequence of the same context), growing as needed.
+    /// Fails cleanly with [`Error::NoMemory`], leaving the cache as it was.
+    pub(crate) fn copy_prefix(&mut self, src: &KvCache, len: usize) -> Result<(), Error> {
+        assert!(len <= src.cap && self.ty == src.ty && self.k.len() == src.k.len());
+        self.reserve(len)?;
+        let (heads, hd) = (self.n_kv, self.hd);
+        let pairs = self
+            .k
+            .iter_mut()
+            .zip(&src.k)
+            .chain(self.v.iter_mut().zip(&src.v));
+        for (dst, from) in pairs {
+            match (dst, from) {
+                (Rows::F32(d), Rows::F32(s)) => copy_heads(d, s, heads, len * hd),
+                (Rows::F16(d), Rows::F16(s)) => copy_heads(d, s, heads, len * hd),
+                (Rows::Q8(d), Rows::Q8(s)) => copy_heads(d, s, heads, len * hd / 32),
+                _ => unreachable!("caches of one context share their type"),
+            }
+        }
+        Ok(())
     }
 
     /// Appends the stored bytes of layer `l`'s keys (`values` false) or values of
@@ -406,6 +434,16 @@ impl KvCache {
                 }
             }
         }
+    }
+}
+
+/// Copies the first `n` elements of each of the `heads` equal stretches of `src`
+/// into the start of the matching stretch of `dst` (the caches' heads, of different
+/// capacities).
+fn copy_heads<T: Copy>(dst: &mut [T], src: &[T], heads: usize, n: usize) {
+    let (per, sper) = (dst.len() / heads.max(1), src.len() / heads.max(1));
+    for h in 0..heads {
+        dst[h * per..h * per + n].copy_from_slice(&src[h * sper..h * sper + n]);
     }
 }
 

@@ -17,6 +17,7 @@ pub mod context;
 pub mod embed;
 pub mod error;
 pub mod generate;
+pub mod grammar;
 pub mod kernels;
 pub mod kv_cache;
 mod math;
@@ -32,7 +33,7 @@ pub mod sys;
 mod test_common;
 pub mod tokenizer;
 
-pub use context::{Context, ContextParams};
+pub use context::{BatchEntry, Context, ContextParams};
 pub use error::Error;
 pub use generate::{generate, generate_until, GenerateParams, Generation, StopReason};
 pub use kv_cache::CacheType;

@@ -1,10 +1,12 @@
 //! The sampler chain: logits → next token id, in llama.cpp's order
-//! penalties → top-k → top-p → min-p → temperature → draw (temperature below
+//! logit bias → penalties → top-k → top-p → min-p → temperature → draw (temperature below
 //! [`GREEDY_BELOW`]: greedy).
 //!
 //! * [`SamplerConfig::validate`] is the one check of the settings, used by `llm-run`,
 //!   the C ABI and `llm-train sample`: every value finite and in its documented range,
 //!   or a [`SettingError`] naming the setting.
+//! * Logit bias adds a fixed amount to chosen tokens' logits (`-inf` bans a token)
+//!   before anything else, as llama.cpp's `logit_bias` sampler does.
 //! * Penalties look at the last `repeat_last_n` tokens of the history: repetition as in
 //!   CTRL / llama.cpp (a seen token's logit is divided by the penalty when positive,
 //!   multiplied when not), then OpenAI's `logit -= count·frequency + (count > 0)·presence`.
@@ -49,7 +51,7 @@ impl fmt::Display for SettingError {
 impl std::error::Error for SettingError {}
 
 /// Sampling settings; [`Default`] gives llama.cpp's defaults.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SamplerConfig {
     /// Divides the logits before the draw; finite and `>= 0`, below [`GREEDY_BELOW`]
     /// (0 included) greedy (argmax). Default 0.8.
@@ -72,6 +74,9 @@ pub struct SamplerConfig {
     pub presence_penalty: f32,
     /// RNG seed: the same seed and settings give the same tokens. Default 42.
     pub seed: u64,
+    /// `(token, bias)`: `bias` is added to the token's logit before the penalties;
+    /// finite or `-inf` (bans the token). A token listed twice gets both. Default none.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplerConfig {
@@ -86,6 +91,7 @@ impl Default for SamplerConfig {
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
             seed: 42,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -144,7 +150,36 @@ impl SamplerConfig {
         let f = self.frequency_penalty;
         check("frequency_penalty", f, true, "must be finite (0: off)")?;
         let f = self.presence_penalty;
-        check("presence_penalty", f, true, "must be finite (0: off)")
+        check("presence_penalty", f, true, "must be finite (0: off)")?;
+        for &(_, b) in &self.logit_bias {
+            if b != f32::NEG_INFINITY {
+                check(
+                    "logit_bias",
+                    b,
+                    true,
+                    "must be finite or -inf (bans the token)",
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`validate`](Self::validate), and every logit-bias token inside a vocabulary of
+    /// `vocab_size` tokens (the error's value is the first id outside it).
+    pub fn validate_for_vocab(&self, vocab_size: usize) -> Result<(), SettingError> {
+        self.validate()?;
+        match self
+            .logit_bias
+            .iter()
+            .find(|(id, _)| *id as usize >= vocab_size)
+        {
+            Some(&(id, _)) => Err(SettingError {
+                setting: "logit_bias",
+                value: id as f32,
+                rule: "names a token outside the vocabulary",
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Whether these settings decode greedily (temperature below [`GREEDY_BELOW`], or NaN).
@@ -283,6 +318,15 @@ pub fn sample_mult(probs: &[f32], coin: f32) -> usize {
     probs.len().saturating_sub(1)
 }
 
+/// Adds each `(token, bias)` to the token's logit (ids outside `logits` are ignored).
+pub fn apply_logit_bias(logits: &mut [f32], bias: &[(u32, f32)]) {
+    for &(id, b) in bias {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l += b;
+        }
+    }
+}
+
 /// Penalises the logits of the tokens in `window` (ids outside `logits` are ignored).
 /// `counts` is zero on entry and on exit, one slot per logit; `seen` collects the
 /// distinct ids (cleared on exit). Neither grows past its capacity when that is the
@@ -405,12 +449,12 @@ impl Sampler {
     /// A sampler for logits of `vocab_size` entries; allocates all its scratch now.
     pub fn new(cfg: SamplerConfig, vocab_size: usize) -> Self {
         Sampler {
-            cfg,
             rng: Rng::new(cfg.seed),
             cands: Vec::with_capacity(vocab_size),
             probs: Vec::with_capacity(vocab_size),
             counts: alloc::vec![0; vocab_size],
             seen: Vec::with_capacity(vocab_size.min(cfg.repeat_last_n)),
+            cfg,
         }
     }
 
@@ -429,7 +473,8 @@ impl Sampler {
     /// `history` is every token so far (prompt included), the newest last.
     /// Returns 0 for empty logits.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
-        let cfg = self.cfg;
+        let cfg = &self.cfg;
+        apply_logit_bias(logits, &cfg.logit_bias);
         if logits.len() > self.counts.len() {
             // Only if the caller's vocabulary outgrew the one given to `new`.
             self.counts.resize(logits.len(), 0);
@@ -440,7 +485,7 @@ impl Sampler {
         if cfg.repeat_last_n > 0 && penalise {
             let start = history.len().saturating_sub(cfg.repeat_last_n);
             let window = history.get(start..).unwrap_or_default();
-            apply_penalties(logits, window, &cfg, &mut self.counts, &mut self.seen);
+            apply_penalties(logits, window, cfg, &mut self.counts, &mut self.seen);
         }
         // Below GREEDY_BELOW (or NaN, which `validate` refuses): greedy.
         if cfg.is_greedy() {

@@ -79,11 +79,21 @@ impl Head {
 }
 
 impl Context {
-    /// Writes the state (see the module documentation) to `w`.
+    /// Writes the state (see the module documentation) to `w`: sequence 0's, which
+    /// is all of it when the other sequences are empty.
     ///
     /// # Errors
-    /// [`Error::Invalid`] naming the failed write.
+    /// [`Error::Invalid`] naming the failed write, or when a sequence other than 0
+    /// holds tokens (a state file holds one sequence).
     pub fn save_state<W: Write + ?Sized>(&self, w: &mut W) -> Result<(), Error> {
+        if let Some(s) =
+            (1..self.n_seq()).find(|&s| self.seq_tokens(s).is_ok_and(|t| !t.is_empty()))
+        {
+            return Err(Error::Invalid(format!(
+                "state: sequence {s} holds tokens; a state file holds sequence 0 only \
+                 (remove the other sequences first)"
+            )));
+        }
         let h = Head::of(self)?;
         let n = self.tokens().len();
         let mut b = Vec::new();
@@ -115,8 +125,9 @@ impl Context {
     }
 
     /// Restores a state that [`Context::save_state`] wrote, from a context over the
-    /// same model with the same cache type and room for its tokens. On any error the
-    /// context is unchanged.
+    /// same model with the same cache type and room for its tokens (in one sequence),
+    /// into sequence 0; the other sequences are emptied. On any error the context is
+    /// unchanged.
     ///
     /// # Errors
     /// [`Error::Invalid`] with a one-line reason (not a state file, another version,

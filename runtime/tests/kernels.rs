@@ -96,6 +96,48 @@ fn abs_dots(w: &Weights, x: &[f32], n: usize) -> Vec<f64> {
     out
 }
 
+/// `Σ(w·x)²` per output `[n, rows]`.
+fn square_dots(w: &Weights, x: &[f32], n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n * w.rows];
+    for i in 0..n {
+        for r in 0..w.rows {
+            let wr = &w.deq[r * w.cols..(r + 1) * w.cols];
+            let xi = &x[i * w.cols..(i + 1) * w.cols];
+            out[i * w.rows + r] = wr
+                .iter()
+                .zip(xi)
+                .map(|(a, b)| (*a as f64 * *b as f64).powi(2))
+                .sum();
+        }
+    }
+    out
+}
+
+/// bf16's unit roundoff: 8 significant bits, round to nearest even.
+const U_BF16: f64 = 1.0 / 256.0;
+
+/// How far an output of the bf16 dot products (`Cpu::bf16_prompts`) may be from the
+/// f32 reference, for F16 or BF16 weights: the activations are rounded to bf16 and,
+/// for F16, so are the weights, so each term `w·x` becomes `w·x·(1 + δ)` with
+/// `|δ| <= a = 2u + u²` (F16) or `u` (BF16), `u = 2⁻⁸`; products of bf16 values are
+/// exact in f32. Returns two bounds:
+/// * worst case: `a·Σ|w||x|` (every rounding against us);
+/// * sqrt(K)-style: the roundings of different columns are independent with mean
+///   about 0, so by Hoeffding `P(|Σ w·x·δ| >= t) <= 2·exp(-t²/(2·a²·Σ(w·x)²))`;
+///   `t = 7.5·a·sqrt(Σ(w·x)²)` makes that 1e-12 per output.
+///
+/// Each plus the f32 summation of both sides (`every_path_matches_reference`'s
+/// bound) and `vdpbf16ps`'s flushing of denormal results (`K·2⁻¹²⁶`).
+fn bf16_bounds(dtype: DType, cols: usize, absd: f64, sqd: f64) -> (f64, f64) {
+    let a = match dtype {
+        DType::F16 => 2.0 * U_BF16 + U_BF16 * U_BF16,
+        DType::BF16 => U_BF16,
+        d => panic!("no bf16 dots for {d}"),
+    };
+    let f32_sums = 4.0 * (cols as f64 + 2.0) * EPS * absd * 1.1 + cols as f64 * 2f64.powi(-126);
+    (a * absd + f32_sums, 7.5 * a * sqd.sqrt() + f32_sums)
+}
+
 fn poisoned(len: usize) -> Vec<f32> {
     vec![f32::NAN; len]
 }
@@ -242,10 +284,16 @@ fn reference_matches_f64_for_every_dtype() {
     }
 }
 
+/// F16 or BF16: the dtypes of the bf16 dot products.
+fn is_half(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16)
+}
+
 /// Every path on this CPU, on 1, 2 and 3 threads, against `matmul_ref`. Bound: both
 /// compute the same integer block dots from bit-identical activation blocks (or the
 /// same f32 products), so they differ only by f32 summation order:
-/// `4·(cols+2)·ε·Σ|w|(|x| + d_block)`.
+/// `4·(cols+2)·ε·Σ|w|(|x| + d_block)`; F16/BF16 prompts on bf16 dot products
+/// (`Cpu::bf16_prompts`) within [`bf16_bounds`] instead.
 #[test]
 fn every_path_matches_reference() {
     let mut rng = Rng::fresh();
@@ -273,9 +321,15 @@ fn every_path_matches_reference() {
                         let mut y = poisoned(n * rows);
                         cpu.matmul(&w.matrix(), &x, n, &mut y);
                         let absd = abs_dots(&w, &x, n);
+                        let bf16 = cpu.bf16_prompts() && n > 1 && is_half(dtype);
+                        let sqd = square_dots(&w, &x, n);
                         for o in 0..y.len() {
                             let err = (y[o] as f64 - want[o] as f64).abs();
-                            let bound = 4.0 * (cols as f64 + 2.0) * EPS * absd[o] * 1.1 + 1e-30;
+                            let bound = if bf16 {
+                                bf16_bounds(dtype, cols, absd[o], sqd[o]).1 + 1e-30
+                            } else {
+                                4.0 * (cols as f64 + 2.0) * EPS * absd[o] * 1.1 + 1e-30
+                            };
                             assert!(
                                 err <= bound,
                                 "{path} x{threads} {dtype} {rows}x{cols} n={n} out {o}: {} vs ref {} (err {err:e} > {bound:e})",
@@ -306,16 +360,89 @@ fn default_context_matches_reference_at_model_shapes() {
                 let mut y = poisoned(n * rows);
                 cpu.matmul(&w.matrix(), &x, n, &mut y);
                 let absd = abs_dots(&w, &x, n);
+                let sqd = square_dots(&w, &x, n);
+                let bf16 = cpu.bf16_prompts() && n > 1 && is_half(dtype);
                 for o in 0..y.len() {
                     let err = (y[o] as f64 - want[o] as f64).abs();
+                    let bound = if bf16 {
+                        bf16_bounds(dtype, cols, absd[o], sqd[o]).1
+                    } else {
+                        4.4 * (cols as f64 + 2.0) * EPS * absd[o]
+                    };
                     assert!(
-                        err <= 4.4 * (cols as f64 + 2.0) * EPS * absd[o],
+                        err <= bound,
                         "{} {dtype} {rows}x{cols} n={n}: {} vs {}",
                         cpu.path(),
                         y[o],
                         want[o]
                     );
                 }
+            }
+        }
+    }
+}
+
+/// The bf16 dot products of F16/BF16 prompts (where this CPU has them) against the
+/// f32 reference, within both of [`bf16_bounds`], on shapes that stress the tiling:
+/// one row, rows not a multiple of the 4-row chunks, columns not a multiple of 32,
+/// 2176 columns (two weight chunks of the AVX-512 BF16 kernel: 2048 + 128), and
+/// activation counts around its 6-wide tile. Prints the largest error seen in units
+/// of `u·sqrt(Σ(w·x)²)`. Then the same products with `set_f16_exact(true)` meet the
+/// f32 bound of `every_path_matches_reference`.
+#[test]
+fn bf16_prompt_dots_within_rounding_bounds() {
+    let mut rng = Rng::fresh();
+    for path in KernelPath::available() {
+        for threads in [1, 2] {
+            let mut cpu = Cpu::with_path(threads, path).expect("available");
+            if !cpu.bf16_prompts() {
+                continue;
+            }
+            for dtype in [DType::F16, DType::BF16] {
+                let mut worst = 0.0f64;
+                for (rows, cols) in [(1, 2176), (13, 2176), (7, 33), (301, 289), (5, 1), (9, 768)] {
+                    let w = Weights::random(&mut rng, dtype, rows, cols);
+                    for n in [2, 5, 6, 7, 13] {
+                        let x = rng.vec(n * cols);
+                        let mut want = poisoned(n * rows);
+                        matmul_ref(&w.matrix(), &x, n, &mut want);
+                        let absd = abs_dots(&w, &x, n);
+                        let sqd = square_dots(&w, &x, n);
+                        for exact in [false, true] {
+                            cpu.set_f16_exact(exact);
+                            assert_eq!(cpu.bf16_prompts(), !exact);
+                            let mut y = poisoned(n * rows);
+                            cpu.matmul(&w.matrix(), &x, n, &mut y);
+                            for o in 0..y.len() {
+                                let err = (y[o] as f64 - want[o] as f64).abs();
+                                let what = format!(
+                                    "{path} x{threads} {dtype} {rows}x{cols} n={n} exact={exact} out {o}: {} vs ref {}",
+                                    y[o], want[o]
+                                );
+                                if exact {
+                                    let bound = 4.0 * (cols as f64 + 2.0) * EPS * absd[o] * 1.1;
+                                    assert!(
+                                        err <= bound + 1e-30,
+                                        "{what} (err {err:e} > {bound:e})"
+                                    );
+                                    continue;
+                                }
+                                let (worst_case, sqrt_k) =
+                                    bf16_bounds(dtype, cols, absd[o], sqd[o]);
+                                assert!(
+                                    err <= worst_case,
+                                    "{what} (err {err:e} > worst case {worst_case:e})"
+                                );
+                                assert!(
+                                    err <= sqrt_k,
+                                    "{what} (err {err:e} > sqrt(K) bound {sqrt_k:e})"
+                                );
+                                worst = worst.max(err / (U_BF16 * sqd[o].sqrt()));
+                            }
+                        }
+                    }
+                }
+                eprintln!("{path} x{threads} {dtype}: largest error {worst:.2}·u·sqrt(Σ(w·x)²)");
             }
         }
     }

@@ -115,7 +115,7 @@ fn truncation_stages_exclude_what_they_should() {
             vec![0, 1],
         ),
     ] {
-        let mut s = Sampler::new(cfg, 4);
+        let mut s = Sampler::new(cfg.clone(), 4);
         let mut seen = [false; 4];
         for _ in 0..2000 {
             seen[s.sample(&mut base.clone(), &[]) as usize] = true;
@@ -140,7 +140,7 @@ fn penalties_steer_away_from_history() {
         repeat_last_n: 2,
         ..SamplerConfig::greedy()
     };
-    let mut s = Sampler::new(cfg, 4);
+    let mut s = Sampler::new(cfg.clone(), 4);
     let mut l = logits;
     assert_eq!(s.sample(&mut l, &[1, 2]), 0);
     assert!((l[2] - 2.2 / 1.5).abs() < 1e-6 && l[1] == -1.5 && l[0] == 2.0);
@@ -152,7 +152,7 @@ fn penalties_steer_away_from_history() {
         presence_penalty: 0.05,
         ..SamplerConfig::greedy()
     };
-    let mut s = Sampler::new(cfg, 4);
+    let mut s = Sampler::new(cfg.clone(), 4);
     let mut l = logits;
     assert_eq!(s.sample(&mut l, &[2, 2]), 0);
     assert!((l[2] - 1.95).abs() < 1e-6);
@@ -215,19 +215,31 @@ fn settings_are_validated() {
     for edge in [
         SamplerConfig {
             temperature: 0.0,
-            ..ok
+            ..ok.clone()
         },
-        SamplerConfig { top_p: 0.0, ..ok },
-        SamplerConfig { top_p: 1.0, ..ok },
-        SamplerConfig { min_p: 0.0, ..ok },
-        SamplerConfig { min_p: 1.0, ..ok },
+        SamplerConfig {
+            top_p: 0.0,
+            ..ok.clone()
+        },
+        SamplerConfig {
+            top_p: 1.0,
+            ..ok.clone()
+        },
+        SamplerConfig {
+            min_p: 0.0,
+            ..ok.clone()
+        },
+        SamplerConfig {
+            min_p: 1.0,
+            ..ok.clone()
+        },
         SamplerConfig {
             repeat_penalty: 1e-3,
-            ..ok
+            ..ok.clone()
         },
         SamplerConfig {
             frequency_penalty: -2.0,
-            ..ok
+            ..ok.clone()
         },
     ] {
         assert_eq!(edge.validate(), Ok(()), "{edge:?}");
@@ -236,80 +248,98 @@ fn settings_are_validated() {
         (
             SamplerConfig {
                 temperature: f32::NAN,
-                ..ok
+                ..ok.clone()
             },
             "temperature",
         ),
         (
             SamplerConfig {
                 temperature: -1.0,
-                ..ok
+                ..ok.clone()
             },
             "temperature",
         ),
         (
             SamplerConfig {
                 temperature: f32::INFINITY,
-                ..ok
+                ..ok.clone()
             },
             "temperature",
         ),
         (
             SamplerConfig {
                 top_p: f32::NAN,
-                ..ok
+                ..ok.clone()
             },
             "top_p",
         ),
-        (SamplerConfig { top_p: 1.5, ..ok }, "top_p"),
-        (SamplerConfig { top_p: -0.1, ..ok }, "top_p"),
+        (
+            SamplerConfig {
+                top_p: 1.5,
+                ..ok.clone()
+            },
+            "top_p",
+        ),
+        (
+            SamplerConfig {
+                top_p: -0.1,
+                ..ok.clone()
+            },
+            "top_p",
+        ),
         (
             SamplerConfig {
                 min_p: f32::INFINITY,
-                ..ok
+                ..ok.clone()
             },
             "min_p",
         ),
-        (SamplerConfig { min_p: 2.0, ..ok }, "min_p"),
+        (
+            SamplerConfig {
+                min_p: 2.0,
+                ..ok.clone()
+            },
+            "min_p",
+        ),
         (
             SamplerConfig {
                 repeat_penalty: 0.0,
-                ..ok
+                ..ok.clone()
             },
             "repeat_penalty",
         ),
         (
             SamplerConfig {
                 repeat_penalty: -1.0,
-                ..ok
+                ..ok.clone()
             },
             "repeat_penalty",
         ),
         (
             SamplerConfig {
                 repeat_penalty: f32::NAN,
-                ..ok
+                ..ok.clone()
             },
             "repeat_penalty",
         ),
         (
             SamplerConfig {
                 repeat_penalty: f32::INFINITY,
-                ..ok
+                ..ok.clone()
             },
             "repeat_penalty",
         ),
         (
             SamplerConfig {
                 frequency_penalty: f32::NAN,
-                ..ok
+                ..ok.clone()
             },
             "frequency_penalty",
         ),
         (
             SamplerConfig {
                 presence_penalty: f32::NEG_INFINITY,
-                ..ok
+                ..ok.clone()
             },
             "presence_penalty",
         ),
@@ -350,5 +380,61 @@ fn tiny_temperature_is_greedy() {
                 "t {t} seed {seed}"
             );
         }
+    }
+}
+
+/// Logit bias: `-inf` bans a token even when it is the argmax; a positive bias makes a
+/// token the argmax; biases apply before the penalties (a banned token stays banned
+/// under a repetition penalty, which would otherwise scale it); a listed id twice gets
+/// both; validation refuses NaN, +inf and ids outside the vocabulary.
+#[test]
+fn logit_bias_bans_and_boosts() {
+    for seed in 0..30 {
+        let logits = random_logits(200, seed);
+        let top = argmax(&logits);
+        let mut l = logits.clone();
+        let cfg = SamplerConfig {
+            logit_bias: vec![(top as u32, f32::NEG_INFINITY)],
+            ..SamplerConfig::greedy()
+        };
+        let got = Sampler::new(cfg, 200).sample(&mut l, &[]);
+        let mut want = logits.clone();
+        want[top] = f32::NEG_INFINITY;
+        assert_eq!(got as usize, argmax(&want), "seed {seed}");
+        // Sampled (not greedy), with a repetition penalty on the banned token: never drawn.
+        let cfg = SamplerConfig {
+            logit_bias: vec![(top as u32, f32::NEG_INFINITY)],
+            repeat_penalty: 1.5,
+            ..SamplerConfig::pure(1.0, seed)
+        };
+        let mut s = Sampler::new(cfg, 200);
+        for _ in 0..200 {
+            let mut l = logits.clone();
+            assert_ne!(s.sample(&mut l, &[top as u32]) as usize, top, "seed {seed}");
+        }
+        // Two +5 entries for the lowest token: +10 makes it the argmax (logits in [-4, 4)).
+        let low = (0..200)
+            .min_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap_or(0);
+        let cfg = SamplerConfig {
+            logit_bias: vec![(low as u32, 5.0), (low as u32, 5.0)],
+            ..SamplerConfig::greedy()
+        };
+        let mut l = logits.clone();
+        assert_eq!(Sampler::new(cfg, 200).sample(&mut l, &[]) as usize, low);
+    }
+    let ok = SamplerConfig {
+        logit_bias: vec![(3, f32::NEG_INFINITY), (4, -2.5)],
+        ..SamplerConfig::default()
+    };
+    assert!(ok.validate_for_vocab(5).is_ok());
+    let e = ok.validate_for_vocab(4).expect_err("id 4 outside 4 tokens");
+    assert_eq!((e.setting, e.value), ("logit_bias", 4.0));
+    for bad in [f32::NAN, f32::INFINITY] {
+        let c = SamplerConfig {
+            logit_bias: vec![(0, bad)],
+            ..SamplerConfig::default()
+        };
+        assert_eq!(c.validate().expect_err("bad bias").setting, "logit_bias");
     }
 }

@@ -58,6 +58,8 @@ fn spec_from(bytes: &[Vec<u8>], merges: Vec<Cow<'static, str>>) -> TokenizerSpec
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     }
 }
 

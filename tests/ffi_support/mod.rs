@@ -327,6 +327,8 @@ fn sentencepiece_tokenizer() -> TokenizerSpec<'static> {
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::layers::attention::{self, AttnShape};
 use crate::layers::embedding::{self, PosAdd};
 use crate::layers::rope::Rope;
 use crate::layers::{
-    dropout, gelu, layernorm, linear, relu, residual, rmsnorm, rope, softmax_ce, swiglu,
+    dropout, geglu, gelu, layernorm, linear, relu, residual, rmsnorm, rope, softmax_ce, swiglu,
 };
 use crate::optim::{adamw_update, AdamParams};
 use crate::scalar::Real;
@@ -35,6 +35,13 @@ pub trait Backend<T: Real>: Send + Sync {
     /// Host memory is checked by the trainer itself, so the CPU accepts everything here.
     fn check_fits(&self, what: &str, bytes: usize) -> Result<(), String> {
         let _ = (what, bytes);
+        Ok(())
+    }
+    /// Refuses model options this backend does not train, before anything is
+    /// allocated; the error is one line naming the option. The CPU trains every option
+    /// the model takes ([`crate::model::check_trainable`]).
+    fn check_options(&self, o: &llm_format::ModelOptions) -> Result<(), String> {
+        let _ = o;
         Ok(())
     }
     /// `out[N,O] = inp[N,I] · w[O,I]ᵀ + bias`.
@@ -140,6 +147,10 @@ pub trait Backend<T: Real>: Send + Sync {
     fn swiglu_forward(&self, out: &mut [T], gate: &[T], up: &[T]);
     /// SwiGLU backward.
     fn swiglu_backward(&self, dgate: &mut [T], dup: &mut [T], dout: &[T], gate: &[T], up: &[T]);
+    /// `out = gelu(gate) ⊙ up` (GeGLU, tanh GELU).
+    fn geglu_forward(&self, out: &mut [T], gate: &[T], up: &[T]);
+    /// GeGLU backward.
+    fn geglu_backward(&self, dgate: &mut [T], dup: &mut [T], dout: &[T], gate: &[T], up: &[T]);
     /// Token embedding plus additive positions.
     fn embedding_forward(
         &self,
@@ -310,6 +321,12 @@ impl<T: Real> Backend<T> for Cpu {
     }
     fn swiglu_backward(&self, dgate: &mut [T], dup: &mut [T], dout: &[T], gate: &[T], up: &[T]) {
         swiglu::swiglu_backward(dgate, dup, dout, gate, up)
+    }
+    fn geglu_forward(&self, out: &mut [T], gate: &[T], up: &[T]) {
+        geglu::geglu_forward(out, gate, up)
+    }
+    fn geglu_backward(&self, dgate: &mut [T], dup: &mut [T], dout: &[T], gate: &[T], up: &[T]) {
+        geglu::geglu_backward(dgate, dup, dout, gate, up)
     }
     fn embedding_forward(
         &self,

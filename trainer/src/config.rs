@@ -94,7 +94,7 @@ macro_rules! named {
 named! {
     Positions: "positions", "learned|sinusoidal|rope";
     Norm: "norm", "layernorm|rmsnorm";
-    Mlp: "mlp", "gelu|relu|swiglu";
+    Mlp: "mlp", "gelu|relu|swiglu|geglu";
     Precision: "precision", "fp32|bf16";
     Shuffle: "shuffle", "random|epoch|off";
 }
@@ -212,7 +212,7 @@ pub struct TrainConfig {
     /// `layernorm` or `rmsnorm`.
     #[serde(with = "named")]
     pub norm: Norm,
-    /// `gelu`, `relu` or `swiglu`.
+    /// `gelu`, `relu`, `swiglu` or `geglu`.
     #[serde(with = "named")]
     pub mlp: Mlp,
     /// Biases on linear layers and LayerNorm.
@@ -227,6 +227,22 @@ pub struct TrainConfig {
     /// `llm.rope_scale`). Set by `train --init-from` when `max_len` grows, see
     /// `crate::extend`.
     pub rope_scale: f64,
+    /// Width of one attention head; 0 means `d_model / n_heads` (`llm.head_dim`): the
+    /// q projection is then `[n_heads·head_dim, d_model]`, k and v
+    /// `[n_kv_heads·head_dim, d_model]`, the output projection back to `d_model`.
+    pub head_dim: usize,
+    /// Biases on the q, k and v projections even with `bias = false` (Qwen 2;
+    /// `llm.qkv_bias`).
+    pub qkv_bias: bool,
+    /// RMSNorm of every query and key head before RoPE, one weight `[head_dim]` for q
+    /// and one for k per layer (Qwen 3, Gemma 3; `llm.qk_norm`).
+    pub qk_norm: bool,
+    /// A norm of each branch's output before its residual add (Gemma 2/3;
+    /// `llm.post_norms`).
+    pub post_norms: bool,
+    /// Multiplier of the input token embedding (Gemma: √d_model; 1 = off;
+    /// `llm.embed_scale`). RoPE models only.
+    pub embed_scale: f64,
     /// AdamW beta1.
     pub beta1: f64,
     /// AdamW beta2.
@@ -303,6 +319,11 @@ impl TrainConfig {
             norm_eps: 1e-5,
             rope_base: 10000.0,
             rope_scale: 1.0,
+            head_dim: 0,
+            qkv_bias: false,
+            qk_norm: false,
+            post_norms: false,
+            embed_scale: 1.0,
             beta1: 0.9,
             beta2: 0.99,
             adam_eps: 1e-8,
@@ -444,10 +465,16 @@ impl TrainConfig {
             rope_base: self.rope_base as f32,
             arch: llm_format::ArchOptions {
                 rope_scale: (self.rope_scale != 1.0).then_some(self.rope_scale as f32),
+                head_dim: (self.head_dim != 0).then_some(self.head_dim),
+                qkv_bias: self.qkv_bias,
+                qk_norm: self.qk_norm,
+                post_norms: self.post_norms,
+                embed_scale: (self.embed_scale != 1.0).then_some(self.embed_scale as f32),
                 ..Default::default()
             },
         };
         o.validate().map_err(|e| ConfigError(e.to_string()))?;
+        crate::model::check_trainable(&o).map_err(|e| ConfigError(e.0))?;
         Ok(o)
     }
 
@@ -761,7 +788,7 @@ mod tests {
         let mut c = TrainConfig::tiny();
         assert_eq!(
             c.set("mlp=tanh").unwrap_err().0,
-            "mlp = 'tanh' is not one of gelu|relu|swiglu"
+            "mlp = 'tanh' is not one of gelu|relu|swiglu|geglu"
         );
         let mut c = TrainConfig::tiny();
         c.min_lr = 1.0;

@@ -137,6 +137,16 @@ pub fn to_gguf(file: &LlmFile<'_>, name: &str) -> Result<Vec<u8>, ImportError> {
             g.strs("tokenizer.ggml.tokens", tok.tokens.iter().map(|t| &**t));
             g.strs("tokenizer.ggml.merges", tok.merges.iter().map(|t| &**t));
         }
+        TokenizerKind::Wpm => {
+            g.str("tokenizer.ggml.model", "bert");
+            g.strs("tokenizer.ggml.tokens", tok.tokens.iter().map(|t| &**t));
+            if !tok.token_types.is_empty() {
+                let types: Vec<i32> = tok.token_types.iter().map(|&t| t as i32).collect();
+                g.i32s("tokenizer.ggml.token_type", &types);
+            }
+            g.bool("tokenizer.ggml.normalizer.lowercase", tok.lowercase);
+            g.bool("tokenizer.ggml.normalizer.strip_accents", tok.strip_accents);
+        }
         TokenizerKind::Char => {
             return Err(refuse(
                 "a character-level tokenizer has no GGUF equivalent; train with \
@@ -145,9 +155,14 @@ pub fn to_gguf(file: &LlmFile<'_>, name: &str) -> Result<Vec<u8>, ImportError> {
             ))
         }
     }
+    // A WPM text ends with [SEP], which llama.cpp reads as the separator, not EOS.
+    let eos_key = match tok.kind {
+        TokenizerKind::Wpm => "tokenizer.ggml.seperator_token_id",
+        _ => "tokenizer.ggml.eos_token_id",
+    };
     let ids = [
         ("tokenizer.ggml.bos_token_id", tok.bos),
-        ("tokenizer.ggml.eos_token_id", tok.eos),
+        (eos_key, tok.eos),
         ("tokenizer.ggml.unknown_token_id", tok.unk),
         ("tokenizer.ggml.padding_token_id", tok.pad),
     ];

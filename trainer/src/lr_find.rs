@@ -14,7 +14,7 @@ use crate::backend::{Backend, Cpu};
 use crate::config::ConfigArgs;
 use crate::data::Loader;
 use crate::optim::{clip_grad_norm, AdamState};
-use crate::plot::{ensure_font, PlotError};
+use crate::plot::{self, ensure_font, err, PlotError};
 use crate::train::{new_model, prepare, DataFiles, TrainArgs, TrainError};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -201,10 +201,6 @@ fn out_dir(args: &LrFindArgs) -> PathBuf {
     })
 }
 
-fn err<E: std::fmt::Display>(e: E) -> PlotError {
-    PlotError(e.to_string())
-}
-
 /// Draws raw (light) and smoothed (blue) loss against lr on a log axis, with the two
 /// suggestions as vertical lines.
 pub fn draw<DB: DrawingBackend>(
@@ -225,14 +221,9 @@ pub fn draw<DB: DrawingBackend>(
     let (lo, hi) = ys.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     // The first loss is ln(vocab)-ish; the diverging tail may be far above it: clip there.
     let hi = hi.min(r.points[0].2 * 1.3);
-    let pad = ((hi - lo) * 0.05).max(1e-3);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .margin_right(30)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d((x0..x1).log_scale(), (lo - pad)..(hi + pad))
+    let y = plot::padded(lo, hi);
+    let mut chart = plot::frame(area, title)
+        .build_cartesian_2d((x0..x1).log_scale(), y.clone())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -244,7 +235,7 @@ pub fn draw<DB: DrawingBackend>(
     let light = RGBColor(150, 170, 230);
     chart
         .draw_series(LineSeries::new(
-            r.points.iter().map(|p| (p.0, p.1.min(hi + pad))),
+            r.points.iter().map(|p| (p.0, p.1.min(y.end))),
             light,
         ))
         .map_err(err)?
@@ -252,7 +243,7 @@ pub fn draw<DB: DrawingBackend>(
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], light));
     chart
         .draw_series(LineSeries::new(
-            r.points.iter().map(|p| (p.0, p.2.min(hi + pad))),
+            r.points.iter().map(|p| (p.0, p.2.min(y.end))),
             BLUE.stroke_width(2),
         ))
         .map_err(err)?
@@ -270,7 +261,7 @@ pub fn draw<DB: DrawingBackend>(
         if x >= x0 && x <= x1 {
             chart
                 .draw_series(LineSeries::new(
-                    [(x, lo - pad), (x, hi + pad)],
+                    [(x, y.start), (x, y.end)],
                     color.stroke_width(2),
                 ))
                 .map_err(err)?

@@ -139,7 +139,12 @@ struct LayerIdx {
     q: Lin,
     k: Lin,
     v: Lin,
+    /// Per-head RMSNorm weights `[hd]` of q and of k (q/k norm).
+    q_norm: Option<Range<usize>>,
+    k_norm: Option<Range<usize>>,
     o: Lin,
+    attn_post: Option<NormIdx>,
+    mlp_post: Option<NormIdx>,
     mlp_norm: NormIdx,
     gate: Option<Lin>,
     up: Lin,
@@ -179,7 +184,19 @@ impl Idx {
                     q: lin(&s.attn_q)?,
                     k: lin(&s.attn_k)?,
                     v: lin(&s.attn_v)?,
+                    q_norm: s
+                        .attn_q_norm
+                        .as_ref()
+                        .map(|w| t.range(&w.name))
+                        .transpose()?,
+                    k_norm: s
+                        .attn_k_norm
+                        .as_ref()
+                        .map(|w| t.range(&w.name))
+                        .transpose()?,
                     o: lin(&s.attn_out)?,
+                    attn_post: s.attn_post_norm.as_ref().map(norm).transpose()?,
+                    mlp_post: s.mlp_post_norm.as_ref().map(norm).transpose()?,
                     mlp_norm: norm(&s.mlp_norm)?,
                     gate: s.mlp_gate.as_ref().map(lin).transpose()?,
                     up: lin(&s.mlp_up)?,
@@ -201,27 +218,38 @@ impl Idx {
     }
 }
 
-/// Saved activations of one block; shapes with N = B·T rows.
+/// Saved activations of one block; shapes with N = B·T rows, Q = H·hd the query
+/// width, KV = KVH·hd.
 #[derive(Default)]
 struct LayerActs<T> {
     ln1: Vec<T>,      // [N, C]
     ln1_mean: Vec<T>, // [N]
     ln1_rstd: Vec<T>, // [N]
-    q: Vec<T>,        // [N, C], after RoPE
-    k: Vec<T>,        // [N, KV], after RoPE
+    q: Vec<T>,        // [N, Q], after the q/k norm and RoPE
+    k: Vec<T>,        // [N, KV], after the q/k norm and RoPE
     v: Vec<T>,        // [N, KV]
+    q_pre: Vec<T>,    // [N, Q] projection before the q/k norm (q/k norm only)
+    k_pre: Vec<T>,    // [N, KV] (q/k norm only)
+    q_rstd: Vec<T>,   // [N·H] (q/k norm only)
+    k_rstd: Vec<T>,   // [N·KVH] (q/k norm only)
     att: Vec<T>,      // [B, H, T, T] probabilities
-    atty: Vec<T>,     // [N, C] attention output before the projection
-    attproj: Vec<T>,  // [N, C] after dropout
+    atty: Vec<T>,     // [N, Q] attention output before the projection
+    attn_raw: Vec<T>, // [N, C] projection before the post norm (post norms only)
+    pn1_mean: Vec<T>, // [N] (post norms only)
+    pn1_rstd: Vec<T>, // [N] (post norms only)
+    attproj: Vec<T>,  // [N, C] after the post norm and dropout
     drop1: Vec<T>,    // [N, C] mask, empty without dropout
     res2: Vec<T>,     // [N, C]
     ln2: Vec<T>,      // [N, C]
     ln2_mean: Vec<T>, // [N]
     ln2_rstd: Vec<T>, // [N]
-    gate: Vec<T>,     // [N, F] (SwiGLU only)
+    gate: Vec<T>,     // [N, F] (SwiGLU and GeGLU only)
     up: Vec<T>,       // [N, F]
     act: Vec<T>,      // [N, F]
-    mlpout: Vec<T>,   // [N, C] after dropout
+    mlp_raw: Vec<T>,  // [N, C] down projection before the post norm (post norms only)
+    pn2_mean: Vec<T>, // [N] (post norms only)
+    pn2_rstd: Vec<T>, // [N] (post norms only)
+    mlpout: Vec<T>,   // [N, C] after the post norm and dropout
     drop2: Vec<T>,    // [N, C] mask
 }
 
@@ -257,10 +285,13 @@ struct Acts<T> {
     d_res: Vec<T>,    // [N, C] gradient of the residual stream
     d_branch: Vec<T>, // [N, C]
     d_ln: Vec<T>,     // [N, C]
-    d_atty: Vec<T>,   // [N, C]
-    dq: Vec<T>,       // [N, C]
+    d_post: Vec<T>,   // [N, C] gradient before a post norm (post norms only)
+    d_atty: Vec<T>,   // [N, Q]
+    dq: Vec<T>,       // [N, Q]
     dk: Vec<T>,       // [N, KV]
     dv: Vec<T>,       // [N, KV]
+    dq_pre: Vec<T>,   // [N, Q] gradient before the q/k norm (q/k norm only)
+    dk_pre: Vec<T>,   // [N, KV] (q/k norm only)
     d_act: Vec<T>,    // [N, F]
     d_up: Vec<T>,     // [N, F]
     d_gate: Vec<T>,   // [N, F]
@@ -269,8 +300,9 @@ struct Acts<T> {
 /// Elements (f32 or u32, 4 bytes each in training) of the activation set a training
 /// forward/backward of `b × t` tokens allocates: exactly what `Acts::new` builds, so the
 /// memory estimate and the model cannot drift apart (a test compares them). Per block
-/// set: norms and their statistics, q/k/v, attention probabilities `B·H·T·T`, the MLP
-/// hidden, branch outputs and dropout masks; `n_layers` such sets, or one with
+/// set: norms and their statistics, q/k/v (and their values before a q/k norm),
+/// attention probabilities `B·H·T·T`, the MLP hidden, branch outputs (and their values
+/// before post norms) and dropout masks; `n_layers` such sets, or one with
 /// `recompute`. Then the block outputs (`n_layers · N·C`), the embedding, final norm,
 /// logits (their probabilities and gradient in place), losses, tokens, targets and the
 /// backward's scratch.
@@ -282,27 +314,37 @@ pub fn activation_elems(
     recompute: bool,
 ) -> usize {
     let n = b * t;
-    let (c, kv, f, v) = (o.d_model, o.kv_dim(), o.d_ff, o.vocab_size);
-    let hidden = if o.mlp == Mlp::SwiGlu { 3 * f } else { 2 * f };
+    let (c, qd, kv, f, v) = (o.d_model, o.q_dim(), o.kv_dim(), o.d_ff, o.vocab_size);
+    let hidden = if o.mlp.gated() { 3 * f } else { 2 * f };
     let masks = if dropout { 2 * c } else { 0 };
-    let block = n * (7 * c + masks + 2 * kv + 4 + hidden) + b * o.n_heads * t * t;
+    let qk = if o.arch.qk_norm {
+        qd + kv + o.n_heads + o.n_kv_heads
+    } else {
+        0
+    };
+    let post = if o.arch.post_norms { 2 * c + 4 } else { 0 };
+    let block =
+        n * (5 * c + 2 * qd + masks + 2 * kv + 4 + hidden + qk + post) + b * o.n_heads * t * t;
     let sets = if recompute {
         o.n_layers.min(1)
     } else {
         o.n_layers
     };
     let globals = n * (2 + c + if dropout { c } else { 0 } + c + 2 + v + 2);
-    let scratch = n * (5 * c + 2 * kv + hidden);
+    let scratch_qk = if o.arch.qk_norm { qd + kv } else { 0 };
+    let scratch_post = if o.arch.post_norms { c } else { 0 };
+    let scratch = n * (3 * c + 2 * qd + 2 * kv + hidden + scratch_qk + scratch_post);
     sets * block + o.n_layers * n * c + globals + scratch
 }
 
 impl<T: Real> Acts<T> {
     fn new(o: &ModelOptions, b: usize, t: usize, dropout: bool, recompute: bool) -> Self {
         let n = b * t;
-        let (c, kv, f) = (o.d_model, o.kv_dim(), o.d_ff);
+        let (c, qd, kv, f) = (o.d_model, o.q_dim(), o.kv_dim(), o.d_ff);
         let z = |len: usize| vec![T::zero(); len];
         let maybe = |on: bool, len: usize| if on { z(len) } else { Vec::new() };
-        let swiglu = o.mlp == Mlp::SwiGlu;
+        let gated = o.mlp.gated();
+        let (qk, post) = (o.arch.qk_norm, o.arch.post_norms);
         let sets = if recompute {
             o.n_layers.min(1)
         } else {
@@ -313,20 +355,30 @@ impl<T: Real> Acts<T> {
                 ln1: z(n * c),
                 ln1_mean: z(n),
                 ln1_rstd: z(n),
-                q: z(n * c),
+                q: z(n * qd),
                 k: z(n * kv),
                 v: z(n * kv),
+                q_pre: maybe(qk, n * qd),
+                k_pre: maybe(qk, n * kv),
+                q_rstd: maybe(qk, n * o.n_heads),
+                k_rstd: maybe(qk, n * o.n_kv_heads),
                 att: z(b * o.n_heads * t * t),
-                atty: z(n * c),
+                atty: z(n * qd),
+                attn_raw: maybe(post, n * c),
+                pn1_mean: maybe(post, n),
+                pn1_rstd: maybe(post, n),
                 attproj: z(n * c),
                 drop1: maybe(dropout, n * c),
                 res2: z(n * c),
                 ln2: z(n * c),
                 ln2_mean: z(n),
                 ln2_rstd: z(n),
-                gate: maybe(swiglu, n * f),
+                gate: maybe(gated, n * f),
                 up: z(n * f),
                 act: z(n * f),
+                mlp_raw: maybe(post, n * c),
+                pn2_mean: maybe(post, n),
+                pn2_rstd: maybe(post, n),
                 mlpout: z(n * c),
                 drop2: maybe(dropout, n * c),
             })
@@ -353,13 +405,16 @@ impl<T: Real> Acts<T> {
             d_res: z(n * c),
             d_branch: z(n * c),
             d_ln: z(n * c),
-            d_atty: z(n * c),
-            dq: z(n * c),
+            d_post: maybe(post, n * c),
+            d_atty: z(n * qd),
+            dq: z(n * qd),
             dk: z(n * kv),
             dv: z(n * kv),
+            dq_pre: maybe(qk, n * qd),
+            dk_pre: maybe(qk, n * kv),
             d_act: z(n * f),
             d_up: z(n * f),
-            d_gate: maybe(swiglu, n * f),
+            d_gate: maybe(gated, n * f),
         }
     }
 
@@ -377,8 +432,15 @@ impl<T: Real> Acts<T> {
                     &a.q,
                     &a.k,
                     &a.v,
+                    &a.q_pre,
+                    &a.k_pre,
+                    &a.q_rstd,
+                    &a.k_rstd,
                     &a.att,
                     &a.atty,
+                    &a.attn_raw,
+                    &a.pn1_mean,
+                    &a.pn1_rstd,
                     &a.attproj,
                     &a.drop1,
                     &a.res2,
@@ -388,6 +450,9 @@ impl<T: Real> Acts<T> {
                     &a.gate,
                     &a.up,
                     &a.act,
+                    &a.mlp_raw,
+                    &a.pn2_mean,
+                    &a.pn2_rstd,
                     &a.mlpout,
                     &a.drop2,
                 ]
@@ -409,10 +474,13 @@ impl<T: Real> Acts<T> {
             &self.d_res,
             &self.d_branch,
             &self.d_ln,
+            &self.d_post,
             &self.d_atty,
             &self.dq,
             &self.dk,
             &self.dv,
+            &self.dq_pre,
+            &self.dk_pre,
             &self.d_act,
             &self.d_up,
             &self.d_gate,
@@ -472,8 +540,9 @@ impl<T: Real> Pass<'_, T> {
 
     /// Block `l` from its input `inp` into `la`, and its output into `out`. A
     /// recomputing backward passes `out = None`: it needs the saved activations, not the
-    /// output (already in `outs`), so the down projection and the residual add are
-    /// skipped — the second dropout mask is drawn all the same, from the same seed.
+    /// output (already in `outs`), so the residual add and (without a post norm, whose
+    /// backward needs its input) the down projection are skipped — the second dropout
+    /// mask is drawn all the same, from the same seed.
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
@@ -484,11 +553,13 @@ impl<T: Real> Pass<'_, T> {
         out: Option<&mut [T]>,
         drop: Option<(f64, u64)>,
     ) -> Result<(), ModelError> {
-        let (be, o) = (self.be, self.o);
-        let (c, kv, f, t) = (o.d_model, o.kv_dim(), o.d_ff, self.t);
+        let (be, o, p) = (self.be, self.o, self.p);
+        let (c, qd, kv, f, t) = (o.d_model, o.q_dim(), o.kv_dim(), o.d_ff, self.t);
         let sh = self.shape();
         let rope = Rope::of(o);
-        // attention branch: ln1 = norm(x); q,k,v = ln1·W; rope; atty = attn; proj
+        let eps = o.norm_eps as f64;
+        // attention branch: ln1 = norm(x); q,k,v = ln1·W; [q/k norm]; rope; atty =
+        // attn; proj [post norm]
         self.norm(
             &mut la.ln1,
             &mut la.ln1_mean,
@@ -496,15 +567,35 @@ impl<T: Real> Pass<'_, T> {
             inp,
             &li.attn_norm,
         );
-        self.lin(&mut la.q, &la.ln1, &li.q, c, c);
-        self.lin(&mut la.k, &la.ln1, &li.k, c, kv);
+        match (&li.q_norm, &li.k_norm) {
+            (Some(qn), Some(kn)) => {
+                // RMSNorm of every head over its hd values, one weight shared by the
+                // heads (Qwen 3, Gemma 3), before RoPE.
+                self.lin(&mut la.q_pre, &la.ln1, &li.q, c, qd);
+                self.lin(&mut la.k_pre, &la.ln1, &li.k, c, kv);
+                let (q, k) = (&la.q_pre, &la.k_pre);
+                be.rmsnorm_forward(&mut la.q, &mut la.q_rstd, q, &p[qn.clone()], sh.hd, eps);
+                be.rmsnorm_forward(&mut la.k, &mut la.k_rstd, k, &p[kn.clone()], sh.hd, eps);
+            }
+            _ => {
+                self.lin(&mut la.q, &la.ln1, &li.q, c, qd);
+                self.lin(&mut la.k, &la.ln1, &li.k, c, kv);
+            }
+        }
         self.lin(&mut la.v, &la.ln1, &li.v, c, kv);
         if o.positions == Positions::Rope {
             be.rope(&mut la.q, t, sh.h, sh.hd, rope, false);
             be.rope(&mut la.k, t, sh.kvh, sh.hd, rope, false);
         }
         be.attention_forward(&mut la.atty, &mut la.att, &la.q, &la.k, &la.v, sh);
-        self.lin(&mut la.attproj, &la.atty, &li.o, c, c);
+        match &li.attn_post {
+            Some(pn) => {
+                self.lin(&mut la.attn_raw, &la.atty, &li.o, qd, c);
+                let (m, r) = (&mut la.pn1_mean, &mut la.pn1_rstd);
+                self.norm(&mut la.attproj, m, r, &la.attn_raw, pn);
+            }
+            None => self.lin(&mut la.attproj, &la.atty, &li.o, qd, c),
+        }
         if let Some((p, seed)) = drop {
             be.dropout_forward(
                 &mut la.attproj,
@@ -528,25 +619,29 @@ impl<T: Real> Pass<'_, T> {
                 self.lin(&mut la.gate, &la.ln2, g, c, f);
                 be.swiglu_forward(&mut la.act, &la.gate, &la.up);
             }
+            (Mlp::GeGlu, Some(g)) => {
+                self.lin(&mut la.gate, &la.ln2, g, c, f);
+                be.geglu_forward(&mut la.act, &la.gate, &la.up);
+            }
             (Mlp::Gelu, _) => be.activation_forward(Activation::Gelu, &mut la.act, &la.up),
             (Mlp::Relu, _) => be.activation_forward(Activation::Relu, &mut la.act, &la.up),
-            (Mlp::SwiGlu, None) => return Err(ModelError("internal: mlp_gate missing".into())),
-            (Mlp::GeGlu, _) => return Err(ModelError("the trainer does not train geglu".into())),
-        }
-        let Some(out) = out else {
-            // Recomputing: only the mask of the second dropout is still needed (it
-            // depends on the seed alone; `mlpout`'s stale values are not read).
-            if let Some((p, seed)) = drop {
-                be.dropout_forward(
-                    &mut la.mlpout,
-                    &mut la.drop2,
-                    p,
-                    site_seed(seed, 3 + 2 * l as u64),
-                );
+            (Mlp::SwiGlu | Mlp::GeGlu, None) => {
+                return Err(ModelError("internal: mlp_gate missing".into()))
             }
-            return Ok(());
-        };
-        self.lin(&mut la.mlpout, &la.act, &li.down, f, c);
+        }
+        // Recomputing (`out = None`) without post norms: only the mask of the second
+        // dropout is still needed (it depends on the seed alone; `mlpout`'s stale values
+        // are not read). A post norm's backward needs its input, so that one is redone.
+        if out.is_some() || li.mlp_post.is_some() {
+            match &li.mlp_post {
+                Some(pn) => {
+                    self.lin(&mut la.mlp_raw, &la.act, &li.down, f, c);
+                    let (m, r) = (&mut la.pn2_mean, &mut la.pn2_rstd);
+                    self.norm(&mut la.mlpout, m, r, &la.mlp_raw, pn);
+                }
+                None => self.lin(&mut la.mlpout, &la.act, &li.down, f, c),
+            }
+        }
         if let Some((p, seed)) = drop {
             be.dropout_forward(
                 &mut la.mlpout,
@@ -555,7 +650,9 @@ impl<T: Real> Pass<'_, T> {
                 site_seed(seed, 3 + 2 * l as u64),
             );
         }
-        be.residual_forward(out, &la.res2, &la.mlpout);
+        if let Some(out) = out {
+            be.residual_forward(out, &la.res2, &la.mlpout);
+        }
         Ok(())
     }
 }
@@ -581,6 +678,47 @@ fn wb<'a, T>(
             (&mut hi[..w.len()], Some(&mut lo[b.clone()]))
         }
     }
+}
+
+/// Refuses the model options the trainer cannot train (run-only), naming each one.
+///
+/// Trained: every classic option, q/k/v biases, a head width other than
+/// `d_model / n_heads`, the per-head q/k RMSNorm, GeGLU, post norms, linear RoPE
+/// scaling, and an embedding scale on a RoPE model. Run-only: sliding-window
+/// attention (and its pattern and local RoPE base), RoPE frequency factors, and an
+/// embedding scale with a position table (the scale applies to the token embedding
+/// only, which the trainer's embedding op does not separate from the positions).
+pub fn check_trainable(o: &ModelOptions) -> Result<(), ModelError> {
+    let a = &o.arch;
+    let mut run_only = Vec::new();
+    if let Some(w) = a.sliding_window {
+        run_only.push(format!("sliding_window = {w}"));
+    }
+    if a.sliding_window_pattern != 0 {
+        run_only.push(format!(
+            "sliding_window_pattern = {}",
+            a.sliding_window_pattern
+        ));
+    }
+    if let Some(b) = a.rope_base_local {
+        run_only.push(format!("rope_base_local = {b}"));
+    }
+    if a.rope_freq_factors {
+        run_only.push("rope_freq_factors (rope_freqs tensor)".into());
+    }
+    if let (Some(s), true) = (a.embed_scale, o.positions != Positions::Rope) {
+        run_only.push(format!(
+            "embed_scale = {s} with {} positions (only with rope)",
+            o.positions.name()
+        ));
+    }
+    if run_only.is_empty() {
+        return Ok(());
+    }
+    Err(ModelError(format!(
+        "the trainer does not train these model options (run-only): {}",
+        run_only.join(", ")
+    )))
 }
 
 /// Weights, gradients and saved activations of one decoder.
@@ -611,20 +749,7 @@ impl<T: Real> Model<T> {
     /// A zero-initialised model; call [`Model::init_gpt2`] or load weights.
     pub fn new(opts: ModelOptions, decay_embeddings: bool) -> Result<Self, ModelError> {
         opts.validate().map_err(|e| ModelError(e.to_string()))?;
-        // Of the newer families' settings the trainer takes q/k/v biases (they are
-        // linear biases like any other); the rest are run-only.
-        let trained = llm_format::ArchOptions {
-            qkv_bias: opts.arch.qkv_bias,
-            rope_scale: opts.arch.rope_scale,
-            ..Default::default()
-        };
-        if opts.arch != trained || opts.mlp == Mlp::GeGlu {
-            return Err(ModelError(format!(
-                "the trainer does not train these model options (run-only): mlp {}, {:?}",
-                opts.mlp.name(),
-                opts.arch
-            )));
-        }
+        check_trainable(&opts)?;
         let table = ParamTable::new(&opts, decay_embeddings);
         let idx = Idx::new(&table, &opts)?;
         Ok(Model {
@@ -816,6 +941,11 @@ impl<T: Real> Model<T> {
         };
         // x0 = tok_emb[tokens] + pos
         be.embedding_forward(&mut a.x0, tokens, &p[idx.tok_emb.clone()], pos, t, c);
+        if let Some(s) = o.arch.embed_scale {
+            // Gemma's √d on the input embedding only (RoPE models: no position table
+            // to leave unscaled, see `Model::new`).
+            be.scale(&mut a.x0, s as f64);
+        }
         if let Some((dp, seed)) = drop {
             be.dropout_forward(&mut a.x0, &mut a.drop0, dp, site_seed(seed, 1));
         }
@@ -862,7 +992,7 @@ impl<T: Real> Model<T> {
         }
         let (b, t) = (a.b, a.t);
         let n = b * t;
-        let (c, kv, f, v) = (o.d_model, o.kv_dim(), o.d_ff, o.vocab_size);
+        let (c, qd, kv, f, v) = (o.d_model, o.q_dim(), o.kv_dim(), o.d_ff, o.vocab_size);
         let sh = AttnShape {
             t,
             h: o.n_heads,
@@ -941,13 +1071,27 @@ impl<T: Real> Model<T> {
             if dropout_on {
                 be.dropout_backward(&mut a.d_branch, &la.drop2);
             }
+            // mlpout = post_norm(mlp_raw), or the down projection itself.
+            let d_down: &[T] = match &li.mlp_post {
+                Some(pn) => {
+                    zero(&mut a.d_post);
+                    let (m, r) = (&la.pn2_mean, &la.pn2_rstd);
+                    norm_bwd(g, &mut a.d_post, &a.d_branch, &la.mlp_raw, m, r, pn);
+                    &a.d_post
+                }
+                None => &a.d_branch,
+            };
             zero(&mut a.d_act);
-            lin_bwd(g, &mut a.d_act, &a.d_branch, &la.act, &li.down, f, c);
+            lin_bwd(g, &mut a.d_act, d_down, &la.act, &li.down, f, c);
             zero(&mut a.d_up);
             match (o.mlp, &li.gate) {
                 (Mlp::SwiGlu, Some(_)) => {
                     zero(&mut a.d_gate);
                     be.swiglu_backward(&mut a.d_gate, &mut a.d_up, &a.d_act, &la.gate, &la.up);
+                }
+                (Mlp::GeGlu, Some(_)) => {
+                    zero(&mut a.d_gate);
+                    be.geglu_backward(&mut a.d_gate, &mut a.d_up, &a.d_act, &la.gate, &la.up);
                 }
                 (Mlp::Relu, _) => {
                     be.activation_backward(Activation::Relu, &mut a.d_up, &la.up, &a.d_act)
@@ -973,8 +1117,17 @@ impl<T: Real> Model<T> {
             if dropout_on {
                 be.dropout_backward(&mut a.d_branch, &la.drop1);
             }
+            let d_o: &[T] = match &li.attn_post {
+                Some(pn) => {
+                    zero(&mut a.d_post);
+                    let (m, r) = (&la.pn1_mean, &la.pn1_rstd);
+                    norm_bwd(g, &mut a.d_post, &a.d_branch, &la.attn_raw, m, r, pn);
+                    &a.d_post
+                }
+                None => &a.d_branch,
+            };
             zero(&mut a.d_atty);
-            lin_bwd(g, &mut a.d_atty, &a.d_branch, &la.atty, &li.o, c, c);
+            lin_bwd(g, &mut a.d_atty, d_o, &la.atty, &li.o, qd, c);
             zero(&mut a.dq);
             zero(&mut a.dk);
             zero(&mut a.dv);
@@ -985,9 +1138,24 @@ impl<T: Real> Model<T> {
                 be.rope(&mut a.dq, t, sh.h, sh.hd, rope, true);
                 be.rope(&mut a.dk, t, sh.kvh, sh.hd, rope, true);
             }
+            // Through the q/k norm: the projections' gradients are dq_pre and dk_pre.
+            let (dq, dk): (&[T], &[T]) = match (&li.q_norm, &li.k_norm) {
+                (Some(qn), Some(kn)) => {
+                    zero(&mut a.dq_pre);
+                    zero(&mut a.dk_pre);
+                    let (w, r) = (&p[qn.clone()], &la.q_rstd);
+                    let dw = &mut g[qn.clone()];
+                    be.rmsnorm_backward(&mut a.dq_pre, dw, &a.dq, &la.q_pre, w, r, sh.hd);
+                    let (w, r) = (&p[kn.clone()], &la.k_rstd);
+                    let dw = &mut g[kn.clone()];
+                    be.rmsnorm_backward(&mut a.dk_pre, dw, &a.dk, &la.k_pre, w, r, sh.hd);
+                    (&a.dq_pre, &a.dk_pre)
+                }
+                _ => (&a.dq, &a.dk),
+            };
             zero(&mut a.d_ln);
-            lin_bwd(g, &mut a.d_ln, &a.dq, &la.ln1, &li.q, c, c);
-            lin_bwd(g, &mut a.d_ln, &a.dk, &la.ln1, &li.k, c, kv);
+            lin_bwd(g, &mut a.d_ln, dq, &la.ln1, &li.q, c, qd);
+            lin_bwd(g, &mut a.d_ln, dk, &la.ln1, &li.k, c, kv);
             lin_bwd(g, &mut a.d_ln, &a.dv, &la.ln1, &li.v, c, kv);
             norm_bwd(
                 g,
@@ -1001,6 +1169,9 @@ impl<T: Real> Model<T> {
         }
         if dropout_on {
             be.dropout_backward(&mut a.d_res, &a.drop0);
+        }
+        if let Some(s) = o.arch.embed_scale {
+            be.scale(&mut a.d_res, s as f64);
         }
         let (dtok, dpos) = wb(g, &idx.tok_emb, &idx.pos_emb);
         be.embedding_backward(dtok, dpos, &a.d_res, &a.tokens, t, c);
@@ -1117,19 +1288,73 @@ mod tests {
             o.arch.qkv_bias = true;
             gradcheck(o, 0.0, seed);
         }
-        let mut o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
-        o.arch.qk_norm = true;
-        let e = Model::<f64>::new(o, true)
-            .err()
-            .expect("refused")
-            .to_string();
-        assert!(e.contains("run-only") && e.contains("qk_norm: true"), "{e}");
-        let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::GeGlu, false, false, 2);
-        let e = Model::<f64>::new(o, true)
-            .err()
-            .expect("refused")
-            .to_string();
-        assert!(e.contains("run-only") && e.contains("geglu"), "{e}");
+        let refused = |f: &dyn Fn(&mut ModelOptions), pos: Positions, want: &str| {
+            let mut o = opts(pos, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
+            f(&mut o);
+            let e = Model::<f64>::new(o, true)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains("run-only") && e.contains(want), "{e}");
+        };
+        let rope = Positions::Rope;
+        refused(
+            &|o| o.arch.sliding_window = Some(3),
+            rope,
+            "sliding_window = 3",
+        );
+        refused(
+            &|o| o.arch.rope_freq_factors = true,
+            rope,
+            "rope_freq_factors",
+        );
+        refused(
+            &|o| o.arch.embed_scale = Some(2.0),
+            Positions::Learned,
+            "embed_scale = 2 with learned positions",
+        );
+    }
+
+    /// Qwen 3 / Gemma 3 settings, one at a time over the option sets they meet and all
+    /// together (with and without dropout); odd seeds run with recompute.
+    #[test]
+    fn newer_family_options_gradients() {
+        let (rope, learned) = (Positions::Rope, Positions::Learned);
+        let (rms, ln) = (Norm::RmsNorm, Norm::LayerNorm);
+        let mut cases: Vec<(ModelOptions, f64)> = Vec::new();
+        for (pos, norm, bias, kvh) in [(rope, rms, false, 1), (learned, ln, true, 2)] {
+            let base = || opts(pos, norm, Mlp::SwiGlu, bias, false, kvh);
+            let mut o = base();
+            o.arch.qk_norm = true;
+            cases.push((o, 0.0));
+            let mut o = base();
+            o.mlp = Mlp::GeGlu;
+            cases.push((o, 0.0));
+            let mut o = base();
+            o.arch.head_dim = Some(6); // q width 12, kv width 6 or 12, against d = 8
+            cases.push((o, 0.0));
+            let mut o = base();
+            o.arch.post_norms = true;
+            cases.push((o, 0.0));
+        }
+        let mut o = opts(rope, rms, Mlp::Gelu, false, true, 2);
+        o.arch.embed_scale = Some(2.5);
+        cases.push((o, 0.0));
+        for (kvh, dropout) in [(1, 0.0), (2, 0.0), (1, 0.2), (2, 0.2)] {
+            let mut o = opts(rope, rms, Mlp::GeGlu, false, kvh == 2, kvh);
+            o.arch = llm_format::ArchOptions {
+                head_dim: Some(6),
+                qkv_bias: true,
+                qk_norm: true,
+                post_norms: true,
+                embed_scale: Some(8f32.sqrt()),
+                ..Default::default()
+            };
+            cases.push((o, dropout));
+        }
+        for (i, (o, dropout)) in cases.into_iter().enumerate() {
+            gradcheck(o, dropout, 400 + i as u64);
+        }
     }
 
     #[test]

@@ -53,8 +53,29 @@ pub fn ensure_font() -> Result<PathBuf, PlotError> {
     .map_err(PlotError)
 }
 
-fn err<E: std::fmt::Display>(e: E) -> PlotError {
+/// A plotters error as a [`PlotError`].
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> PlotError {
     PlotError(e.to_string())
+}
+
+/// Every line chart's frame, declared once: the title, margins and label areas.
+pub(crate) fn frame<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(area);
+    b.caption(title, ("sans-serif", 22))
+        .margin(12)
+        .margin_right(30)
+        .x_label_area_size(40)
+        .y_label_area_size(55);
+    b
+}
+
+/// `lo..hi` widened by 5% of its span on each side (at least 1e-3), for a loss axis.
+pub(crate) fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    (lo - pad)..(hi + pad)
 }
 
 /// Draws the train loss (blue) and validation loss (red) of `metrics` on `area`.
@@ -75,14 +96,8 @@ pub fn draw_losses<DB: DrawingBackend>(
         .filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 1.0) };
-    let pad = ((hi - lo) * 0.05).max(1e-3);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .margin_right(30)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0f64..x_max, (lo - pad)..(hi + pad))
+    let mut chart = frame(area, title)
+        .build_cartesian_2d(0f64..x_max, padded(lo, hi))
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -160,14 +175,8 @@ pub fn draw_overlay<DB: DrawingBackend>(
         return Err(PlotError("no metrics to plot".into()));
     }
     area.fill(&WHITE).map_err(err)?;
-    let pad = ((hi - lo) * 0.05).max(1e-3);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .margin_right(30)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0f64..x_max, (lo - pad)..(hi + pad))
+    let mut chart = frame(area, title)
+        .build_cartesian_2d(0f64..x_max, padded(lo, hi))
         .map_err(err)?;
     chart
         .configure_mesh()

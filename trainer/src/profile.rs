@@ -90,6 +90,9 @@ impl<T: Real> Backend<T> for Profiled<'_, T> {
     fn check_fits(&self, what: &str, bytes: usize) -> Result<(), String> {
         self.inner.check_fits(what, bytes)
     }
+    fn check_options(&self, o: &llm_format::ModelOptions) -> Result<(), String> {
+        self.inner.check_options(o)
+    }
     fn matmul_forward(
         &self,
         out: &mut [T],
@@ -218,6 +221,14 @@ impl<T: Real> Backend<T> for Profiled<'_, T> {
     fn activation_backward(&self, act: Activation, dinp: &mut [T], inp: &[T], dout: &[T]) {
         self.time("activation_backward", |b| {
             b.activation_backward(act, dinp, inp, dout)
+        })
+    }
+    fn geglu_forward(&self, out: &mut [T], gate: &[T], up: &[T]) {
+        self.time("geglu_forward", |b| b.geglu_forward(out, gate, up))
+    }
+    fn geglu_backward(&self, dgate: &mut [T], dup: &mut [T], dout: &[T], gate: &[T], up: &[T]) {
+        self.time("geglu_backward", |b| {
+            b.geglu_backward(dgate, dup, dout, gate, up)
         })
     }
     fn swiglu_forward(&self, out: &mut [T], gate: &[T], up: &[T]) {

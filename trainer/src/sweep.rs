@@ -11,7 +11,7 @@
 //! `--parallel N` runs N points at once, each in its own pool of cores ÷ N threads.
 
 use crate::config::{ConfigArgs, TrainConfig};
-use crate::plot::{ensure_font, read_metrics, PlotError};
+use crate::plot::{self, ensure_font, read_metrics, PlotError};
 use crate::train::{train, Metrics, TrainArgs, TrainError};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -273,17 +273,13 @@ pub fn csv(keys: &[String], rows: &[Row]) -> String {
     s
 }
 
-fn perr<E: std::fmt::Display>(e: E) -> PlotError {
-    PlotError(e.to_string())
-}
-
 /// Every row's val loss against steps, one colour per point, labelled by its settings.
 pub fn draw_curves<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     rows: &[Row],
     title: &str,
 ) -> Result<(), PlotError> {
-    area.fill(&WHITE).map_err(perr)?;
+    area.fill(&WHITE).map_err(plot::err)?;
     let pts = rows
         .iter()
         .flat_map(|r| r.curve.iter())
@@ -294,22 +290,16 @@ pub fn draw_curves<DB: DrawingBackend>(
     if lo > hi {
         return Err(PlotError("no validation losses to plot yet".into()));
     }
-    let pad = ((hi - lo) * 0.05).max(1e-3);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 22))
-        .margin(12)
-        .margin_right(30)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0f64..x_max as f64, (lo - pad)..(hi + pad))
-        .map_err(perr)?;
+    let mut chart = plot::frame(area, title)
+        .build_cartesian_2d(0f64..x_max as f64, plot::padded(lo, hi))
+        .map_err(plot::err)?;
     chart
         .configure_mesh()
         .x_desc("step")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("val loss")
         .draw()
-        .map_err(perr)?;
+        .map_err(plot::err)?;
     for (i, r) in rows.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let c: Vec<(f64, f64)> = r
@@ -320,14 +310,14 @@ pub fn draw_curves<DB: DrawingBackend>(
             .collect();
         chart
             .draw_series(LineSeries::new(c.iter().copied(), color.stroke_width(2)))
-            .map_err(perr)?
+            .map_err(plot::err)?
             .label(format!("{} ({})", r.label, f4(r.final_val)))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
         chart
             .draw_series(c.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(perr)?;
+            .map_err(plot::err)?;
     }
     chart
         .configure_series_labels()
@@ -335,7 +325,7 @@ pub fn draw_curves<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(perr)?;
+        .map_err(plot::err)?;
     Ok(())
 }
 

@@ -235,6 +235,8 @@ impl TextTokenizer {
             token_types: Vec::new(),
             pre: None,
             add_space_prefix: true,
+            lowercase: false,
+            strip_accents: false,
         }
     }
 

@@ -322,6 +322,11 @@ pub(crate) fn apply_options(cfg: &mut TrainConfig, o: &llm_format::ModelOptions)
     cfg.norm_eps = o.norm_eps as f64;
     cfg.rope_base = o.rope_base as f64;
     cfg.rope_scale = o.arch.rope_scale.map_or(1.0, f64::from);
+    cfg.head_dim = o.arch.head_dim.unwrap_or(0);
+    cfg.qkv_bias = o.arch.qkv_bias;
+    cfg.qk_norm = o.arch.qk_norm;
+    cfg.post_norms = o.arch.post_norms;
+    cfg.embed_scale = o.arch.embed_scale.map_or(1.0, f64::from);
 }
 
 /// Writes a small run file atomically (temp file, fsync, rename); the error names it.
@@ -340,6 +345,10 @@ pub(crate) fn prepare(
         None => None,
     };
     if let Some(i) = &mut init {
+        // A setting the trainer cannot train (and the config cannot hold) is refused
+        // here, not silently dropped from the model.
+        crate::model::check_trainable(&i.opts)
+            .map_err(|e| TrainError(format!("--init-from: {e}")))?;
         // The file's options win, except a longer max_len and a rope_scale given
         // explicitly (--set or the config file): those extend the context.
         let (want_len, want_scale) = (cfg.max_len, cfg.rope_scale);
@@ -796,6 +805,10 @@ impl<'a> Run<'a> {
             eprintln!("note: {n}");
         }
         let (cfg, init) = open_config(args, be, &dir, &ck_dir)?;
+        // A backend that lacks an option (CUDA: the newer families' settings) says so
+        // before anything large is allocated.
+        be.check_options(&cfg.model_options()?)
+            .map_err(|e| TrainError(format!("{}: {e}", be.name())))?;
         check_memory(&cfg, be, args.quiet)?;
         let files: DataFiles =
             serde_json::from_str(&std::fs::read_to_string(dir.join("data.json"))?)

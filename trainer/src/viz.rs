@@ -8,17 +8,13 @@
 //!   axes labelled with the prompt's tokens.
 
 use crate::backend::Cpu;
-use crate::plot::{ensure_font, PlotError};
+use crate::plot::{ensure_font, err, PlotError};
 use crate::rng::Rng;
 use crate::tokenize::TextTokenizer;
 use crate::train::load_llm;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::PathBuf;
-
-fn err<E: std::fmt::Display>(e: E) -> PlotError {
-    PlotError(e.to_string())
-}
 
 /// Projects the rows of `x: [n, c]` onto its top two principal axes; returns `[n]` points.
 pub fn pca2(x: &[f32], n: usize, c: usize) -> Vec<(f64, f64)> {

@@ -159,3 +159,41 @@ fn chat_template_round_trips() {
     let back = gguf::to_model(&gguf::parse(&g, "t.gguf").unwrap(), "t.gguf").unwrap();
     assert_eq!(back.chat_template.as_deref(), Some(t));
 }
+
+/// A WordPiece (`wpm`) tokenizer goes out as GGUF's `bert` vocabulary (EOS as
+/// `seperator_token_id`, the normaliser keys) and comes back the same.
+#[test]
+fn wpm_tokenizer_round_trips() {
+    let llm = exported(llama(Mlp::SwiGlu), "wpm");
+    let buf = AlignedBuf::from_slice(&llm);
+    let file = LlmFile::parse(&buf).unwrap();
+    let mut tok = file.tokenizer().unwrap();
+    tok.kind = llm_format::TokenizerKind::Wpm;
+    tok.merges.clear();
+    tok.pre = None;
+    tok.tokens = (0..tok.tokens.len())
+        .map(|i| match i {
+            0..=3 => ["[PAD]", "[UNK]", "[CLS]", "[SEP]"][i].to_string().into(),
+            _ if i % 2 == 0 => format!("\u{2581}p{i}").into(),
+            _ => format!("p{i}").into(),
+        })
+        .collect();
+    tok.token_types = (0..tok.tokens.len())
+        .map(|i| if i < 4 { 3 } else { 1 })
+        .collect();
+    (tok.pad, tok.unk, tok.bos, tok.eos) = (Some(0), Some(1), Some(2), Some(3));
+    (tok.add_bos, tok.add_eos) = (true, true);
+    for (lowercase, strip_accents) in [(true, true), (false, true), (false, false)] {
+        (tok.lowercase, tok.strip_accents) = (lowercase, strip_accents);
+        let mut w = llm_format::LlmWriter::from_file(&file);
+        w.remove_meta(llm_format::options::keys::TOK_MERGES);
+        w.remove_meta(llm_format::options::keys::TOK_PRE);
+        w.extend_meta(tok.to_meta());
+        let with = w.to_bytes().unwrap();
+        round_trip(&with);
+        let buf = AlignedBuf::from_slice(&with);
+        let g = to_gguf(&LlmFile::parse(&buf).unwrap(), "test").unwrap();
+        let back = gguf::to_model(&gguf::parse(&g, "t.gguf").unwrap(), "t.gguf").unwrap();
+        assert_eq!(back.tokenizer, tok);
+    }
+}

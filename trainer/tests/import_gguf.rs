@@ -1,6 +1,6 @@
 //! GGUF v3 files written by this test (a small GGUF writer below): llama layout,
 //! tensors in F32 / F16 / BF16 / Q8_0 / Q4_0 / Q4_1 land byte-identical in the .llm,
-//! shapes reversed from ggml's `ne`, the embedded tokenizer (llama and gpt2 kinds)
+//! shapes reversed from ggml's `ne`, the embedded tokenizer (llama, gpt2 and bert kinds)
 //! carried over; `--dtype` re-quantises the matrices only.
 
 mod import_util;
@@ -515,4 +515,88 @@ fn a_corrupt_merge_rule_fails_import() {
     let m = import(SourceKind::Gguf, &p, None).unwrap();
     let bytes = m.into_writer(None).unwrap().to_bytes().unwrap();
     llmrt::Model::from_bytes(&bytes).unwrap();
+}
+
+/// A BERT vocabulary as llama.cpp's converter stores it (`▁` on word-initial pieces):
+/// [PAD] [UNK] [CLS] [SEP] [MASK], then pieces, filled up to `V`.
+fn bert_kvs(extra: Vec<(&'static str, Kv)>) -> Vec<(&'static str, Kv)> {
+    let pieces = ["▁hello", "▁world", "▁he", "llo", "▁,", "▁!", "▁wor", "ld"];
+    let tokens: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .into_iter()
+        .chain(pieces)
+        .map(String::from)
+        .chain((13..V).map(|i| format!("\u{2581}w{i}")))
+        .collect();
+    let mut kvs: Vec<_> = llama_kvs("bert", 32)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("tokenizer."))
+        .collect();
+    kvs.push(("tokenizer.ggml.model", Kv::Str("bert".into())));
+    kvs.push(("tokenizer.ggml.tokens", Kv::Strs(tokens)));
+    kvs.extend(extra);
+    kvs
+}
+
+/// GGUF's `bert` tokenizer imports as WPM: [CLS]/[SEP] as BOS/EOS, added with the
+/// special tokens; the normaliser keys carried into the `.llm`; the runtime tokenizes
+/// the imported file as llama.cpp's WPM.
+#[test]
+fn bert_tokenizer_imports_as_wpm() {
+    let mut rng = Rng::new(38);
+    let tensors = llama_tensors(&mut rng, true);
+    let kvs = bert_kvs(vec![
+        ("tokenizer.ggml.bos_token_id", Kv::U32(2)),
+        ("tokenizer.ggml.seperator_token_id", Kv::U32(3)),
+        ("tokenizer.ggml.unknown_token_id", Kv::U32(1)),
+        ("tokenizer.ggml.padding_token_id", Kv::U32(0)),
+        ("tokenizer.ggml.normalizer.lowercase", Kv::Bool(false)),
+    ]);
+    let dir = scratch("gguf_bert");
+    let (p, out) = (dir.join("m.gguf"), dir.join("m.llm"));
+    std::fs::write(&p, write_gguf(&kvs, &tensors, 32)).unwrap();
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_llm-train"))
+        .args(["import", "--from", "gguf", "--model", p.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    let tk = LlmFile::parse(&bytes).unwrap().tokenizer().unwrap();
+    assert_eq!(tk.kind, TokenizerKind::Wpm);
+    assert_eq!(
+        (tk.bos, tk.eos, tk.unk, tk.pad, tk.add_bos, tk.add_eos),
+        (Some(2), Some(3), Some(1), Some(0), true, true)
+    );
+    assert_eq!((tk.lowercase, tk.strip_accents), (false, false));
+    assert_eq!(tk.tokens[5], "\u{2581}hello");
+    let tok = llmrt::tokenizer::Tokenizer::from_spec(&tk).unwrap();
+    let special = llmrt::tokenizer::EncodeOptions {
+        add_special: true,
+        parse_special: true,
+    };
+    // [CLS] hello , world ld ! [SEP] (longest piece first); cased, "Hello" has no piece.
+    assert_eq!(
+        tok.encode_with("hello,worldld !", special).unwrap(),
+        [2, 5, 9, 6, 12, 10, 3]
+    );
+    assert_eq!(tok.encode("Hello", false).unwrap(), [1]);
+
+    // Without the keys: llama.cpp's defaults (ids 101/102/100 are outside this
+    // vocabulary, so none; [PAD] 0), lowercase and accents stripped.
+    let bytes = write_gguf(&bert_kvs(vec![]), &tensors, 32);
+    let g = gguf::parse(&bytes, "m.gguf").unwrap();
+    let tk = gguf::tokenizer(&g, "m.gguf").unwrap();
+    assert_eq!(
+        (
+            tk.bos,
+            tk.eos,
+            tk.unk,
+            tk.pad,
+            tk.lowercase,
+            tk.strip_accents
+        ),
+        (None, None, None, Some(0), true, true)
+    );
+    let tok = llmrt::tokenizer::Tokenizer::from_spec(&tk).unwrap();
+    assert_eq!(tok.encode("Hélló", false).unwrap(), [5]);
 }

@@ -67,6 +67,8 @@ fn model(o: ModelOptions, rng: &mut Rng) -> ImportedModel {
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     };
     ImportedModel::finish(o, tok, tensors, "test:random".into()).unwrap()
 }

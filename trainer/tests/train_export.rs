@@ -1,6 +1,7 @@
 //! Export parity: the runtime's logits on an exported f32 file equal the trainer's
 //! forward within 1e-4 (relative to the row's largest logit), for the GPT-2, LLaMA
-//! and classic option sets; quantised exports keep norms/biases f32.
+//! and classic option sets and the Qwen 3 / Gemma 3 settings the trainer trains;
+//! quantised exports keep norms/biases f32.
 
 use llm_format::options::keys;
 use llm_format::{DType, LlmFile, Mlp, ModelOptions, Norm, Positions};
@@ -117,6 +118,50 @@ fn train_export_runtime_logits_match_with_rope_scale() {
         let mut o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
         o.arch.rope_scale = Some(scale);
         parity(o, seed);
+    }
+}
+
+#[test]
+fn train_export_runtime_logits_match_with_the_newer_options() {
+    // Each Qwen 3 / Gemma 3 setting the trainer trains, then all together: the
+    // runtime's q/k norm, GeGLU, head width, post norms and embedding scale against
+    // the trainer's forward on the exported file.
+    let base = || opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
+    let mut cases = Vec::new();
+    let mut o = base();
+    o.arch.qk_norm = true;
+    cases.push(o);
+    let mut o = base();
+    o.mlp = Mlp::GeGlu;
+    cases.push(o);
+    let mut o = base();
+    o.arch.head_dim = Some(24); // q width 96 over d = 64
+    cases.push(o);
+    let mut o = opts(
+        Positions::Learned,
+        Norm::LayerNorm,
+        Mlp::Gelu,
+        true,
+        true,
+        4,
+    );
+    o.arch.post_norms = true;
+    cases.push(o);
+    let mut o = base();
+    o.arch.embed_scale = Some(8.0);
+    cases.push(o);
+    let mut o = opts(Positions::Rope, Norm::RmsNorm, Mlp::GeGlu, false, true, 1);
+    o.arch = llm_format::ArchOptions {
+        head_dim: Some(8),
+        qkv_bias: true,
+        qk_norm: true,
+        post_norms: true,
+        embed_scale: Some(8.0),
+        ..Default::default()
+    };
+    cases.push(o);
+    for (i, o) in cases.into_iter().enumerate() {
+        parity(o, 10 + i as u64);
     }
 }
 

@@ -235,6 +235,21 @@ fn recompute_gives_the_same_loss_and_gradients_bit_for_bit() {
         0.1,
         501,
     );
+    // The Qwen 3 / Gemma 3 settings: a post norm's input is recomputed too.
+    for (norm, mlp, seed) in [
+        (Norm::RmsNorm, Mlp::GeGlu, 502),
+        (Norm::LayerNorm, Mlp::SwiGlu, 503),
+    ] {
+        let mut o = opts(Positions::Rope, norm, mlp, false, false, 2, 3);
+        o.arch = llm_format::ArchOptions {
+            head_dim: Some(6),
+            qk_norm: true,
+            post_norms: true,
+            embed_scale: Some(4.0),
+            ..Default::default()
+        };
+        check(&o, 0.25, seed);
+    }
 }
 
 #[test]
@@ -292,8 +307,19 @@ fn attention_maps_with_recompute_are_those_of_the_block_held() {
 
 #[test]
 fn estimate_is_exactly_the_allocated_activations_and_smaller_with_recompute() {
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 6] = [
         &[],
+        &[
+            "positions=rope",
+            "norm=rmsnorm",
+            "mlp=geglu",
+            "head_dim=48",
+            "n_kv_heads=2",
+            "qk_norm=true",
+            "post_norms=true",
+            "embed_scale=11.3",
+            "dropout=0.1",
+        ],
         &[
             "dropout=0.1",
             "mlp=swiglu",

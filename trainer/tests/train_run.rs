@@ -266,3 +266,121 @@ fn train_init_from_with_a_longer_max_len_extends_the_context() {
         assert_eq!((o.max_len, o.arch.rope_scale), (16, None), "{name}");
     }
 }
+
+/// The Qwen 3 / Gemma 3 settings the CPU trainer trains, as `--set` keys.
+const NEWER: [&str; 10] = [
+    "positions=rope",
+    "norm=rmsnorm",
+    "bias=false",
+    "mlp=geglu",
+    "head_dim=12",
+    "qkv_bias=true",
+    "qk_norm=true",
+    "post_norms=true",
+    "embed_scale=5.66",
+    "tied_embeddings=false",
+];
+
+#[test]
+fn train_with_the_newer_options_reduces_the_loss_and_exports_them() {
+    let d = scratch("newer");
+    let data = corpus(&d);
+    let mut set = NEWER.to_vec();
+    set.extend([
+        "max_steps=120",
+        "lr=3e-3",
+        "dropout=0",
+        "save_interval=0",
+        "eval_interval=0",
+        "warmup_steps=10",
+    ]);
+    let out = train(&args(&data, &d.join("run"), small(&set))).unwrap();
+    let m = &out.metrics;
+    let head: f64 = m[..5].iter().map(|x| x.train_loss).sum::<f64>() / 5.0;
+    let tail: f64 = m[m.len() - 10..].iter().map(|x| x.train_loss).sum::<f64>() / 10.0;
+    // As `train_loss_decreases_on_tiny_corpus`: from about ln(vocab) down by 0.9.
+    assert!(head > 3.5, "initial loss {head}");
+    assert!(tail < head - 0.9, "loss went from {head} to {tail}");
+    let bytes = std::fs::read(out.model_path.unwrap()).unwrap();
+    let o = llm_format::LlmFile::parse(&bytes)
+        .unwrap()
+        .options()
+        .unwrap();
+    assert_eq!(o.mlp, llm_format::Mlp::GeGlu);
+    assert_eq!((o.arch.head_dim, o.q_dim(), o.kv_dim()), (Some(12), 48, 24));
+    assert!(o.arch.qkv_bias && o.arch.qk_norm && o.arch.post_norms);
+    assert_eq!(o.arch.embed_scale, Some(5.66));
+}
+
+#[test]
+fn train_init_from_a_qwen3_style_file_trains_and_run_only_settings_are_refused() {
+    use llm_train::export::export_model;
+    use llm_train::model::Model;
+    use llm_train::tokenize::TextTokenizer;
+    let d = scratch("init-qwen3");
+    let data = corpus(&d);
+    // A random Qwen 3-style model (q/k norm, head width 16 over d = 32 with 4 heads,
+    // SwiGLU, untied) written by the test, on the byte tokenizer.
+    let mut o = llm_train::config::TrainConfig::tiny()
+        .model_options()
+        .unwrap();
+    (o.vocab_size, o.d_model, o.n_layers, o.n_heads, o.n_kv_heads) = (256, 32, 2, 4, 2);
+    (o.d_ff, o.max_len) = (64, 16);
+    (o.positions, o.norm, o.mlp) = (
+        llm_format::Positions::Rope,
+        llm_format::Norm::RmsNorm,
+        llm_format::Mlp::SwiGlu,
+    );
+    (o.bias, o.tied_embeddings) = (false, false);
+    o.arch.head_dim = Some(16);
+    o.arch.qk_norm = true;
+    let mut m = Model::<f32>::new(o.clone(), true).unwrap();
+    m.init_gpt2(7);
+    let file = d.join("qwen3.llm");
+    let spec = TextTokenizer::byte().spec();
+    export_model(
+        &m,
+        &spec,
+        None,
+        "test",
+        llm_format::DType::F32.into(),
+        &file,
+    )
+    .unwrap();
+    let mut a = args(
+        &data,
+        &d.join("run"),
+        small(&["max_steps=20", "lr=3e-3", "dropout=0"]),
+    );
+    a.init_from = Some(format!("llm:{}", file.display()));
+    let out = train(&a).unwrap();
+    let first = out.metrics[0].train_loss;
+    let last = out.metrics.last().unwrap().train_loss;
+    // A fresh model over 256 byte tokens starts near ln 256 ≈ 5.5 and learns.
+    assert!((first - 256f64.ln()).abs() < 0.3, "{first}");
+    assert!(last < first - 0.5, "{first} -> {last}");
+    let bytes = std::fs::read(out.model_path.unwrap()).unwrap();
+    let got = llm_format::LlmFile::parse(&bytes)
+        .unwrap()
+        .options()
+        .unwrap();
+    assert_eq!(got.arch, o.arch);
+
+    // A Gemma 3-style sliding window cannot be trained: `--init-from` refuses it by
+    // name instead of training a model without it.
+    let f = llm_format::LlmFile::parse(&bytes).unwrap();
+    let mut w = llm_format::LlmWriter::from_file(&f);
+    w.add_meta(
+        llm_format::options::keys::SLIDING_WINDOW,
+        llm_format::Value::U32(8),
+    );
+    let gemma = d.join("sliding.llm");
+    w.write_to(&gemma).unwrap();
+    let mut a = args(&data, &d.join("run2"), small(&["max_steps=1"]));
+    a.init_from = Some(format!("llm:{}", gemma.display()));
+    let e = train(&a).unwrap_err().0;
+    assert!(
+        e.contains("run-only") && e.contains("sliding_window = 8"),
+        "{e}"
+    );
+}

@@ -9,6 +9,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <sys/resource.h>
 
@@ -229,6 +230,102 @@ int main(int argc, char **argv) {
         CHECK(need == need_default && need > 0, "bytes needed %llu vs %llu",
               (unsigned long long)need, (unsigned long long)need_default);
     }
+    {
+        /* Logit bias and grammars in the sampler settings: NULL, garbage, bad values. */
+        llmrt_context_params bad = cp;
+        llmrt_logit_bias lb[2] = {{1, -INFINITY}, {UINT32_MAX, 1.0f}};
+        bad.sampler.logit_bias = NULL;
+        bad.sampler.n_logit_bias = 2;
+        FAILS(LLMRT_ERR_NULL, llmrt_context_new(m, &bad, &c));
+        bad.sampler.logit_bias = lb;
+        bad.sampler.n_logit_bias = SIZE_MAX;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &bad, &c));
+        bad.sampler.n_logit_bias = 2;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &bad, &c));
+        CHECK(strstr(llmrt_last_error(), "logit_bias") != NULL, "message: %s", llmrt_last_error());
+        lb[1].token = 0;
+        lb[1].bias = 0.0f / 0.0f;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &bad, &c));
+        lb[1].bias = INFINITY;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_bytes_needed(m, &bad, &(uint64_t){0}));
+        bad = cp;
+        bad.sampler.grammar_kind = 7;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &bad, &c));
+        bad.sampler.grammar_kind = LLMRT_GRAMMAR_GBNF;
+        FAILS(LLMRT_ERR_GRAMMAR, llmrt_context_new(m, &bad, &c)); /* NULL, length 0: empty */
+        bad.sampler.grammar = NULL;
+        bad.sampler.grammar_len = 5;
+        FAILS(LLMRT_ERR_NULL, llmrt_context_new(m, &bad, &c));
+        bad.sampler.grammar = "\xff\xfe";
+        bad.sampler.grammar_len = 2;
+        FAILS(LLMRT_ERR_UTF8, llmrt_context_new(m, &bad, &c));
+        const char *broken = "root ::= [lo";
+        bad.sampler.grammar = broken;
+        bad.sampler.grammar_len = strlen(broken);
+        FAILS(LLMRT_ERR_GRAMMAR, llmrt_context_new(m, &bad, &c));
+        CHECK(strstr(llmrt_last_error(), "line 1, column 13") != NULL, "message: %s",
+              llmrt_last_error());
+        const char *endless = "root ::= \"l\" root";
+        bad.sampler.grammar = endless;
+        bad.sampler.grammar_len = strlen(endless);
+        FAILS(LLMRT_ERR_GRAMMAR, llmrt_context_new(m, &bad, &c));
+        bad.sampler.grammar_kind = LLMRT_GRAMMAR_JSON_SCHEMA;
+        const char *schema = "{\"type\": \"string\", \"pattern\": \"a*\"}";
+        bad.sampler.grammar = schema;
+        bad.sampler.grammar_len = strlen(schema);
+        FAILS(LLMRT_ERR_GRAMMAR, llmrt_context_new(m, &bad, &c));
+        CHECK(strstr(llmrt_last_error(), "pattern") != NULL, "message: %s", llmrt_last_error());
+        CHECK(c == NULL, "out not cleared on failure");
+        CHECK(strcmp(llmrt_status_name(LLMRT_ERR_GRAMMAR), "LLMRT_ERR_GRAMMAR") == 0, "name");
+
+        /* A grammar that holds: generation spells only 'l' and 'o', 3 to 8 of them,
+           and ends with EOS once 8 are written (the grammar allows nothing more). */
+        OK(llmrt_context_new(m, &cp, &c));
+        FAILS(LLMRT_ERR_GRAMMAR, llmrt_set_sampler(c, &bad.sampler));
+        llmrt_sampler_params sp = cp.sampler;
+        const char *lo = "root ::= [lo]{3,8}";
+        sp.grammar_kind = LLMRT_GRAMMAR_GBNF;
+        sp.grammar = lo;
+        sp.grammar_len = strlen(lo);
+        sp.logit_bias = lb;
+        lb[1].bias = -1.0f;
+        sp.n_logit_bias = 2;
+        OK(llmrt_set_sampler(c, &sp));
+        text_buf out = {NULL, 0, 0};
+        llmrt_generation g;
+        llmrt_generate_params gp = llmrt_generate_default_params();
+        gp.n_predict = 40;
+        OK(llmrt_generate(c, "hello", 5, &gp, collect_piece, &out, &g));
+        CHECK(out.len >= 3 && out.len <= 8 && strspn(out.data, "lo") == out.len,
+              "constrained text '%s'", out.data ? out.data : "");
+        CHECK(g.stop_reason == LLMRT_STOP_EOS, "stop reason %d", g.stop_reason);
+        text_free(&out);
+        /* Step by step: "lo" exactly; a token that does not fit is refused. */
+        const char *lo2 = "root ::= \"lo\"";
+        sp.grammar = lo2;
+        sp.grammar_len = strlen(lo2);
+        OK(llmrt_set_sampler(c, &sp));
+        OK(llmrt_kv_reset(c));
+        uint32_t ids[16], tok = 0;
+        size_t n = 0;
+        OK(llmrt_tokenize(m, "hello", 5, 0, ids, 16, &n));
+        OK(llmrt_eval(c, ids, n));
+        OK(llmrt_tokenize(m, "o", 1, 0, ids, 16, &n));
+        FAILS(LLMRT_ERR_GRAMMAR, llmrt_accept(c, ids[n - 1], NULL, 0, NULL));
+        char text[64];
+        size_t tl = 0, total = 0;
+        char all[64] = {0};
+        for (int i = 0; i < 8; i++) {
+            OK(llmrt_sample(c, &tok));
+            OK(llmrt_accept(c, tok, text, sizeof text, &tl));
+            if (tl == 0 && total == 2)
+                break; /* EOS */
+            memcpy(all + total, text, tl);
+            total += tl;
+        }
+        CHECK(strcmp(all, "lo") == 0, "step-by-step constrained text '%s'", all);
+        OK(llmrt_context_free(c));
+    }
     OK(llmrt_context_new(m, &cp, &c));
     FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_model_free((llmrt_model *)c));
     {
@@ -393,6 +490,107 @@ int main(int argc, char **argv) {
     OK(llmrt_kv_reset(c));
     OK(llmrt_generate(c, "ab", 2, NULL, NULL, NULL, NULL));
     OK(llmrt_context_free(c));
+
+    /* Several sequences: NULL, garbage handles, sequences out of range, bad sizes
+     * and ids are refused with nothing changed; a state file refuses to hold more
+     * than sequence 0. */
+    {
+        llmrt_context_params sp = cp;
+        sp.n_seq = 1000;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &sp, &c));
+        CHECK(c == NULL, "out not cleared on failure");
+        sp.n_seq = 4;
+        sp.n_ctx = 3;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_new(m, &sp, &c));
+        uint64_t need = 0;
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_context_bytes_needed(m, &sp, &need));
+        sp.n_ctx = 4 * 16;
+        OK(llmrt_context_new(m, &sp, &c));
+        uint32_t t3[3] = {1, 2, 3}, s3[3] = {0, 3, 1}, sbad[3] = {0, 4, 1};
+        uint32_t tbad[3] = {1, info.vocab_size, 3}, got[20];
+        uint8_t w3[3] = {1, 0, 7};
+        float *row = malloc(info.vocab_size * sizeof *row);
+        CHECK(row != NULL, "malloc");
+        FAILS(LLMRT_ERR_NULL, llmrt_batch(NULL, t3, s3, w3, 3));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_batch(garbage_c, t3, s3, w3, 3));
+        FAILS(LLMRT_ERR_NULL, llmrt_batch(c, NULL, s3, w3, 3));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_batch(c, t3, s3, w3, 0));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_batch(c, t3, s3, w3, SIZE_MAX));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_batch(c, t3, sbad, w3, 3));
+        FAILS(LLMRT_ERR_BAD_TOKEN, llmrt_batch(c, tbad, s3, w3, 3));
+        {
+            uint32_t many[17] = {0};
+            FAILS(LLMRT_ERR_CONTEXT_FULL, llmrt_batch(c, many, NULL, NULL, 17));
+        }
+        for (uint32_t s = 0; s < 4; s++) {
+            OK(llmrt_seq_tokens(c, s, NULL, 0, &nn));
+            CHECK(nn == 0, "a refused batch changed sequence %u", s);
+        }
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_get_logits_seq(c, 1, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_sample_seq(c, 1, &tok));
+        OK(llmrt_batch(c, t3, s3, w3, 3));
+        OK(llmrt_get_logits_ith(c, 0, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_get_logits_ith(c, 1, row, info.vocab_size, &nn));
+        OK(llmrt_get_logits_ith(c, -1, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_ith(c, 3, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_ith(c, INT64_MIN, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_get_logits_seq(NULL, 0, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_get_logits_seq(garbage_c, 0, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_seq(c, 4, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_get_logits_seq(c, UINT32_MAX, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_BUFFER_TOO_SMALL, llmrt_get_logits_seq(c, 1, row, 4, &nn));
+        CHECK(nn == info.vocab_size, "needed size %zu", nn);
+        FAILS(LLMRT_ERR_NULL, llmrt_get_logits_seq(c, 1, NULL, 1000000, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_get_logits_seq(c, 1, row, info.vocab_size, NULL));
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_get_logits_seq(c, 3, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NO_LOGITS, llmrt_get_logits_seq(c, 2, row, info.vocab_size, &nn));
+        OK(llmrt_get_logits_seq(c, 1, row, info.vocab_size, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_sample_seq(NULL, 1, &tok));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_sample_seq(garbage_c, 1, &tok));
+        FAILS(LLMRT_ERR_NULL, llmrt_sample_seq(c, 1, NULL));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_sample_seq(c, 9, &tok));
+        OK(llmrt_sample_seq(c, 1, &tok));
+        CHECK(tok < info.vocab_size, "sampled %u", tok);
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_set_sampler(NULL, 1, &cp.sampler));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_set_sampler(garbage_c, 1, &cp.sampler));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_set_sampler(c, 1, NULL));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_set_sampler(c, 4, &cp.sampler));
+        {
+            llmrt_sampler_params bad = cp.sampler;
+            bad.top_p = 2.0f;
+            FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_set_sampler(c, 1, &bad));
+        }
+        OK(llmrt_seq_set_sampler(c, 1, &cp.sampler));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_copy(NULL, 0, 1));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_copy(garbage_c, 0, 1));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_copy(c, 0, 4));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_copy(c, UINT32_MAX, 0));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_remove(NULL, 0));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_remove(garbage_c, 0));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_remove(c, 4));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_truncate(NULL, 0, 0));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_truncate(garbage_c, 0, 0));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_truncate(c, 4, 0));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_truncate(c, 1, 2));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_tokens(NULL, 0, got, 20, &nn));
+        FAILS(LLMRT_ERR_BAD_HANDLE, llmrt_seq_tokens(garbage_c, 0, got, 20, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_tokens(c, 0, got, 20, NULL));
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_seq_tokens(c, 4, got, 20, &nn));
+        FAILS(LLMRT_ERR_NULL, llmrt_seq_tokens(c, 1, NULL, 20, &nn));
+        OK(llmrt_seq_copy(c, 1, 2));
+        OK(llmrt_seq_tokens(c, 2, got, 20, &nn));
+        CHECK(nn == 1 && got[0] == 3, "copied %zu tokens", nn);
+        OK(llmrt_get_logits_seq(c, 2, row, info.vocab_size, &nn));
+        char state[4096];
+        snprintf(state, sizeof state, "%s/seq-state.kv", dir);
+        FAILS(LLMRT_ERR_INVALID_ARG, llmrt_state_save(c, state));
+        OK(llmrt_seq_remove(c, 1));
+        OK(llmrt_seq_remove(c, 2));
+        OK(llmrt_seq_truncate(c, 3, 0));
+        OK(llmrt_state_save(c, state));
+        free(row);
+        OK(llmrt_context_free(c));
+    }
 
     /* KV cache types and state files: a bad type is refused; a state saved after a
      * prompt restores its tokens and logits exactly; NULL, garbage handles, missing

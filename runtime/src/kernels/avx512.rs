@@ -31,6 +31,7 @@
 
 use super::act::{Q8Act, Q8Quad, QK};
 use super::avx2::{f16_to_f32, u16_at};
+use super::avx512_bf16::Bf16Dots;
 use super::avx512_k;
 use super::marker::{
     Iq4Nl, Iq4Xs, BF16, F16, F32, Q2K, Q3K, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0,
@@ -41,9 +42,12 @@ use core::arch::x86_64::*;
 use llm_format::DType;
 
 /// Proof that the CPU has AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA and F16C: exists only
-/// through [`Avx512::detect`].
+/// through [`Avx512::detect`]. It also carries the proof of AVX-512 BF16 where the
+/// CPU has that (detected once, with the rest).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Avx512(());
+pub(crate) struct Avx512 {
+    bf16: Option<Bf16Dots>,
+}
 
 impl Avx512 {
     /// The token, if this CPU (std: run-time detection; no_std: compile-time target
@@ -69,13 +73,24 @@ impl Avx512 {
             target_feature = "fma",
             target_feature = "f16c"
         ));
-        ok.then_some(Avx512(()))
+        ok.then(|| Avx512 {
+            bf16: Bf16Dots::detect(),
+        })
     }
 
-    /// See `scalar::rows`.
+    /// The bf16 dot products for F16/BF16 prompts, if the CPU has them.
+    pub(crate) fn bf16(self) -> Option<Bf16Dots> {
+        self.bf16
+    }
+
     /// See `scalar::rows`; `quads` holds the activations as `act::build_quads` lays
-    /// them out.
+    /// them out. F16/BF16 prompts whose activations were rounded to bf16 (`acts.xb`
+    /// filled, which needs this token's `bf16`) go through `avx512_bf16`.
     pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
+        if let (DType::F16 | DType::BF16, Some(b), false) = (w.dtype, self.bf16, acts.xb.is_empty())
+        {
+            return b.rows(w, acts.xb, out);
+        }
         // SAFETY: the token exists only if the CPU has every feature `rows` enables.
         unsafe { rows(w, acts, out) }
     }

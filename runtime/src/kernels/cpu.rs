@@ -2,6 +2,8 @@
 //! thread pool, and how a product is split into parts of rows across the pool.
 
 use super::act::{self, Q8Act, Q8Quad, Q8K};
+#[cfg(target_arch = "x86_64")]
+use super::avx512_bf16;
 use super::dispatch::{Engine, KernelPath, VecOps};
 use super::matrix::check_shapes;
 #[cfg(feature = "std")]
@@ -10,6 +12,8 @@ use super::{Acts, Matrix, OutRows, SharedMut};
 use alloc::vec::Vec;
 use core::fmt;
 use llm_format::ActQuant;
+#[cfg(target_arch = "x86_64")]
+use llm_format::DType;
 
 /// Per-context kernel state: the chosen SIMD path, the thread pool, and the scratch
 /// for quantised activations. No allocation per call once the scratch has grown.
@@ -22,6 +26,11 @@ pub struct Cpu {
     quads: Vec<Q8Quad>,
     /// Quantised activations, `n · cols/256` super-blocks (Q8_K weight types).
     k: Vec<Q8K>,
+    /// Activations rounded to bf16, `n` rows padded to 32 (F16/BF16 prompts on an
+    /// engine with bf16 dot products).
+    xb: Vec<u16>,
+    /// Keep f32 products for F16/BF16 weights ([`Cpu::set_f16_exact`]).
+    f16_exact: bool,
     #[cfg(feature = "std")]
     pool: Option<pool::Pool>,
 }
@@ -88,6 +97,8 @@ impl Cpu {
             act: Vec::new(),
             quads: Vec::new(),
             k: Vec::new(),
+            xb: Vec::new(),
+            f16_exact: false,
             #[cfg(feature = "std")]
             pool: (threads > 1).then(|| pool::Pool::new(threads - 1)),
         }
@@ -96,6 +107,33 @@ impl Cpu {
     /// The path this context runs.
     pub fn path(&self) -> KernelPath {
         self.engine.path()
+    }
+
+    /// Whether prompts (more than one activation row) with F16 or BF16 weights run on
+    /// bf16 dot products: the CPU has them (AVX-512 BF16 on the `avx512` path) and
+    /// [`Cpu::set_f16_exact`] did not turn them off. Their activations, and F16
+    /// weights, are then rounded to bf16 (relative error at most 2⁻⁸ each, so each
+    /// output within `(2·2⁻⁸ + 2⁻¹⁶)·Σ|w||x|` of the f32 products, typically about
+    /// `2⁻⁸·sqrt(Σ(w·x)²)`). Generation (one row) keeps the f32 products always.
+    pub fn bf16_prompts(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        let has = self.engine.bf16().is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        let has = false;
+        has && !self.f16_exact
+    }
+
+    /// `true`: F16 and BF16 weights keep f32 activations and f32 products in prompts
+    /// too (slower where [`Cpu::bf16_prompts`] would be on: about half the prompt
+    /// speed, PERF.md); `false` (the default): bf16 dot products where the CPU has
+    /// them.
+    pub fn set_f16_exact(&mut self, exact: bool) {
+        self.f16_exact = exact;
+    }
+
+    /// Whether F16/BF16 weights keep f32 products ([`Cpu::set_f16_exact`]).
+    pub fn f16_exact(&self) -> bool {
+        self.f16_exact
     }
 
     /// Threads each product is split over (1 without `std`).
@@ -217,7 +255,7 @@ impl Cpu {
     fn quantize_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
         let engine = self.engine;
         match w.dtype.act_quant() {
-            ActQuant::Float => Filled::default(),
+            ActQuant::Float => self.round_input(w, x, n),
             ActQuant::Q8_0 | ActQuant::Q8_1 => {
                 let nb = w.cols / act::QK;
                 let nq = engine.quads(n, nb);
@@ -241,7 +279,7 @@ impl Cpu {
                 Filled {
                     blocks: n * nb,
                     quads: nq,
-                    supers: 0,
+                    ..Filled::default()
                 }
             }
             ActQuant::Q8K => {
@@ -254,12 +292,41 @@ impl Cpu {
                     act::quantize_k(&x[i0 * w.cols..i1 * w.cols], k);
                 });
                 Filled {
-                    blocks: 0,
-                    quads: 0,
                     supers: n * nb,
+                    ..Filled::default()
                 }
             }
         }
+    }
+
+    /// Rounds `x` to bf16 into the scratch if `w` is F16/BF16, this is a prompt, and
+    /// the engine multiplies them with bf16 dot products (`avx512_bf16`); otherwise
+    /// leaves everything empty (the kernels then read `x` itself).
+    #[cfg(target_arch = "x86_64")]
+    fn round_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
+        let half = matches!(w.dtype, DType::F16 | DType::BF16);
+        let dots = self.engine.bf16().filter(|_| !self.f16_exact);
+        let (Some(b), true) = (dots, half && n > 1 && w.cols > 0) else {
+            return Filled::default();
+        };
+        let (cols, stride) = (w.cols, avx512_bf16::padded(w.cols));
+        grow(&mut self.xb, n * stride, 0);
+        let sx = SharedMut::new(&mut self.xb[..n * stride]);
+        self.by_rows(n, cols, &|i0, i1| {
+            // SAFETY: rows i0..i1 belong to this part alone (`by_rows` gives disjoint
+            // ranges), and the buffer outlives the call.
+            let o = unsafe { sx.slice(i0 * stride, (i1 - i0) * stride) };
+            b.round_rows(&x[i0 * cols..i1 * cols], cols, o);
+        });
+        Filled {
+            halves: n * stride,
+            ..Filled::default()
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn round_input(&mut self, _: &Matrix<'_>, _: &[f32], _: usize) -> Filled {
+        Filled::default()
     }
 
     /// The activations `x` in every form the kernels read, the quantised ones from the
@@ -270,6 +337,7 @@ impl Cpu {
             a: &self.act[..f.blocks],
             quads: &self.quads[..f.quads],
             k: &self.k[..f.supers],
+            xb: &self.xb[..f.halves],
         }
     }
 
@@ -311,6 +379,8 @@ struct Filled {
     blocks: usize,
     quads: usize,
     supers: usize,
+    /// bf16 activation values (padding included).
+    halves: usize,
 }
 
 /// Grows `v` to at least `len` elements (scratch: never shrinks).

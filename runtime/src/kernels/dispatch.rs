@@ -7,7 +7,7 @@ use super::act::{self, Q8Act, Q8Quad};
 #[cfg(target_arch = "aarch64")]
 use super::neon;
 #[cfg(target_arch = "x86_64")]
-use super::{avx2, avx512};
+use super::{avx2, avx512, avx512_bf16};
 use super::{scalar, vecops, Acts, Matrix, OutRows};
 use alloc::vec::Vec;
 use core::fmt;
@@ -110,6 +110,16 @@ impl Engine {
             Engine::Avx512(_) => KernelPath::Avx512,
             #[cfg(target_arch = "aarch64")]
             Engine::Neon(_) => KernelPath::Neon,
+        }
+    }
+
+    /// The bf16 dot products for F16/BF16 prompts (`avx512_bf16`), if this engine
+    /// has them.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn bf16(self) -> Option<avx512_bf16::Bf16Dots> {
+        match self {
+            Engine::Avx512(t) => t.bf16(),
+            _ => None,
         }
     }
 

@@ -5,6 +5,10 @@
 //! * `avx2` (AVX2 + FMA + F16C), `avx512` (AVX-512 F/BW/VL/DQ + VNNI), their K-quant
 //!   halves `avx2_k`/`avx512_k`, and `neon` (aarch64) compute the same functions;
 //!   tests force every path the CPU has and compare it with the reference.
+//! * Where the CPU has AVX-512 BF16, the `avx512` path multiplies F16 and BF16
+//!   weights in prompts with bf16 dot products (`avx512_bf16`): the activations and
+//!   F16 weights are rounded to bf16, a relative error of at most 2⁻⁸ per factor
+//!   that the tests bound; [`Cpu::set_f16_exact`] keeps the f32 products.
 //! * Quantised weights are never dequantised on the hot path: the activations are
 //!   quantised to 8 bits as the weight type's `act_quant` says (ggml's
 //!   `vec_dot_type`: `block_q8_0`/`block_q8_1` per 32 values for the 32-blocks,
@@ -27,6 +31,8 @@ mod avx2;
 mod avx2_k;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_bf16;
 #[cfg(target_arch = "x86_64")]
 mod avx512_k;
 mod cpu;

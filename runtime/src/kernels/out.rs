@@ -19,6 +19,11 @@ pub(crate) struct Acts<'a> {
     pub(crate) quads: &'a [Q8Quad],
     /// `n · cols/256` super-blocks.
     pub(crate) k: &'a [Q8K],
+    /// `n` rows of the activations rounded to bf16 (bits), each padded with zeros to
+    /// a multiple of 32 columns: filled for F16/BF16 prompts on a path with bf16 dot
+    /// products (`avx512_bf16`) unless the context keeps f32 products.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only x86-64 paths read it
+    pub(crate) xb: &'a [u16],
 }
 
 /// The outputs of rows `r0..r1` for all `n` activations: `y[i·rows + r]`.

@@ -48,6 +48,7 @@ pub fn matmul_ref(w: &Matrix<'_>, x: &[f32], n: usize, y: &mut [f32]) {
         a: &a,
         quads: &[],
         k: &k,
+        xb: &[],
     };
     rows(w, &acts, &mut OutRows::whole(y, w.rows, n));
 }

@@ -42,6 +42,8 @@ pub enum TokenizerError {
     },
     /// A character that has no token, no byte-fallback tokens and no `unk` to map to.
     UnknownChar(char),
+    /// A WordPiece word that no pieces spell, in a vocabulary without `unk`.
+    UnknownWord(String),
     /// A byte that has no token (a byte-level vocabulary must hold all 256 bytes).
     UnknownByte(u8),
     /// The token types do not match the tokens one to one.
@@ -86,6 +88,12 @@ impl core::fmt::Display for TokenizerError {
                 "character {c:?} (U+{:04X}) has no token and no fallback",
                 *c as u32
             ),
+            TokenizerError::UnknownWord(w) => {
+                write!(
+                    f,
+                    "word {w:?} has no pieces and the vocabulary no unk token"
+                )
+            }
             TokenizerError::UnknownByte(b) => write!(f, "byte 0x{b:02X} has no token"),
             TokenizerError::TypesMismatch { tokens, types } => {
                 write!(f, "tokenizer has {tokens} tokens but {types} token types")

@@ -7,7 +7,9 @@
 //!   llama2.c, LLaMA 1-2 and llama.cpp's SPM (`sentencepiece.rs`), with or without the
 //!   space prefix;
 //! * [`TokenizerKind::Char`]: one token per char (`char_level.rs`);
-//! * [`TokenizerKind::RawBpe`]: Gemma 4's BPE over raw UTF-8 (`raw_bpe.rs`).
+//! * [`TokenizerKind::RawBpe`]: Gemma 4's BPE over raw UTF-8 (`raw_bpe.rs`);
+//! * [`TokenizerKind::Wpm`]: BERT's WordPiece as llama.cpp's WPM (`wpm.rs`): BERT's
+//!   normaliser and word splitting, then greedy longest-piece matching.
 //!
 //! A [`Tokenizer`] is built once from the file's [`TokenizerSpec`] and owns its tables
 //! (hash maps built once, one flat id → bytes table for decoding). [`StreamDecoder`]
@@ -29,6 +31,7 @@ mod raw_bpe;
 mod sentencepiece;
 mod special;
 mod stream;
+mod wpm;
 
 #[cfg(feature = "std")]
 pub use cut::{StreamEncoder, StreamError};
@@ -81,6 +84,7 @@ enum Algo {
     SentencePiece(sentencepiece::SentencePiece),
     Char(char_level::CharLevel),
     RawBpe(raw_bpe::RawBpe),
+    Wpm(wpm::Wpm),
 }
 
 impl Tokenizer {
@@ -157,6 +161,16 @@ impl Tokenizer {
                 let (p, r) = raw_bpe::build(&spec.tokens, &spec.merges, is_control)?;
                 (p, Algo::RawBpe(r))
             }
+            TokenizerKind::Wpm => {
+                let (p, w) = wpm::build(
+                    &spec.tokens,
+                    spec.unk,
+                    is_control,
+                    spec.lowercase,
+                    spec.strip_accents,
+                );
+                (p, Algo::Wpm(w))
+            }
         };
         Ok(Tokenizer {
             kind: spec.kind,
@@ -220,6 +234,7 @@ impl Tokenizer {
                         Algo::SentencePiece(sp) => sp.encode(t, after_special, &mut out)?,
                         Algo::Char(c) => c.encode(t, &mut out)?,
                         Algo::RawBpe(r) => r.encode(t, &mut out)?,
+                        Algo::Wpm(w) => w.encode(t, &mut out)?,
                     }
                     after_special = false;
                 }

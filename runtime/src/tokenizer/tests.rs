@@ -65,6 +65,8 @@ fn sp_spec(with_bytes: bool, unk: Option<u32>) -> TokenizerSpec<'static> {
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     }
 }
 
@@ -200,6 +202,8 @@ fn char_spec(unk: Option<u32>) -> TokenizerSpec<'static> {
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     }
 }
 
@@ -272,6 +276,8 @@ fn bad_specs_are_named_errors() {
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     };
     let tok = Tokenizer::from_spec(&gpt2(&["a b"])).unwrap();
     assert_eq!(tok.encode("abab", false).unwrap(), vec![256, 256]);
@@ -422,6 +428,8 @@ fn byte_level_vocabulary_is_gpt2_with_256_tokens() {
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     };
     let tok = Tokenizer::from_spec(&spec).unwrap();
     let text = "héllo,  wörld!\n\t👋 'll 42";
@@ -486,6 +494,214 @@ fn unknown_pre_tokenizer_is_an_error() {
         spec.pre = Some(name.into());
         let e = Tokenizer::from_spec(&spec).unwrap_err().to_string();
         assert!(e.contains(name), "{e}");
+    }
+}
+
+/// A small BERT vocabulary in Hugging Face's form (`##` marks a continuation piece).
+const WP_VOCAB: &[&str] = &[
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "he", "##llo", "wor", "##ld",
+    "cafe", "deja", "vu", "un", "##aff", "##able", "a", "b", "c", "##b", "##c", "!", ",", ".", "+",
+    "=", "$", "5", "##5", "€", "中", "国", "x", "##y", "##z", "the", "##re", "'", "s", "i", "##i",
+    "-", "(", ")", "Hello", "Café", "##é", "é", "¿", "ü", "##ü", "naive", "na", "##ive", "ß", "1",
+    "##2", "12", "½",
+];
+
+/// A WPM spec of a Hugging Face vocabulary, stored as llama.cpp's converter
+/// (`conversion/bert.py`, `phantom`) stores it: control tokens as they are, `##x` as `x`,
+/// the others as `▁x`. The first five tokens are [PAD] [UNK] [CLS] [SEP] [MASK].
+fn wpm_spec(hf: &[&str], lowercase: bool) -> TokenizerSpec<'static> {
+    let tokens = hf
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match (i, t.strip_prefix("##")) {
+            (0..=4, _) => t.to_string(),
+            (_, Some(rest)) => rest.to_string(),
+            _ => format!("▁{t}"),
+        })
+        .map(Cow::Owned)
+        .collect();
+    TokenizerSpec {
+        kind: TokenizerKind::Wpm,
+        tokens,
+        scores: Vec::new(),
+        merges: Vec::new(),
+        bos: Some(2),
+        eos: Some(3),
+        unk: Some(1),
+        pad: Some(0),
+        add_bos: true,
+        add_eos: true,
+        token_types: (0..hf.len())
+            .map(|i| match i {
+                0..=4 => token_type::CONTROL,
+                _ => token_type::NORMAL,
+            })
+            .collect(),
+        pre: None,
+        add_space_prefix: true,
+        lowercase,
+        strip_accents: lowercase,
+    }
+}
+
+#[test]
+fn wpm_equals_hugging_face_bert_wordpiece() {
+    // Recorded from Hugging Face `tokenizers` 0.23.3: `models.WordPiece(WP_VOCAB,
+    // unk_token="[UNK]")`, `normalizers.BertNormalizer(lowercase=L)` (strip_accents
+    // following it), `pre_tokenizers.BertPreTokenizer()`, `add_special_tokens=False`.
+    // (text, ids with L = true, ids with L = false)
+    #[rustfmt::skip]
+    let cases: &[(&str, &[u32], &[u32])] = &[
+        ("Hello world", &[5, 6], &[45, 6]),
+        ("  hello\tworld\n", &[5, 6], &[5, 6]),
+        ("Hello, World!", &[5, 23, 6, 22], &[45, 23, 1, 22]),
+        ("unaffable", &[14, 15, 16], &[14, 15, 16]),
+        ("Café déjà vu", &[11, 12, 13], &[46, 1, 13]),
+        ("a+b=c", &[17, 25, 18, 26, 19], &[17, 25, 18, 26, 19]),
+        ("$5 and €5", &[27, 28, 1, 30, 29], &[27, 28, 1, 30, 29]),
+        ("中国x中", &[31, 32, 33, 31], &[31, 32, 33, 31]),
+        ("xyz xy xzz", &[33, 34, 35, 33, 34, 33, 35, 35], &[33, 34, 35, 33, 34, 33, 35, 35]),
+        ("there's", &[36, 37, 38, 39], &[36, 37, 38, 39]),
+        ("(hello)-world", &[43, 5, 44, 42, 6], &[43, 5, 44, 42, 6]),
+        ("¿naïve?", &[49, 52, 1], &[49, 1, 1]),
+        ("NAÏVE naive", &[52, 52], &[1, 52]),
+        ("12 1 122 ½", &[58, 56, 58, 57, 59], &[58, 56, 58, 57, 59]),
+        ("hello\u{7}world", &[1], &[1]),
+        ("a\u{200d}b", &[17, 20], &[17, 20]),
+        ("straße", &[1], &[1]),
+        ("ÜBER über", &[1, 1], &[1, 1]),
+        ("héllo wörld", &[5, 6], &[1, 1]),
+        ("", &[], &[]),
+        ("   ", &[], &[]),
+        ("hello!!!world", &[5, 22, 22, 22, 6], &[5, 22, 22, 22, 6]),
+        ("x\u{a0}y", &[33, 1], &[33, 1]),
+        ("Ⅻ", &[1], &[1]),
+        ("a\u{301}b", &[17, 20], &[1]),
+    ];
+    for lowercase in [true, false] {
+        let tok = Tokenizer::from_spec(&wpm_spec(WP_VOCAB, lowercase)).unwrap();
+        let no_special = EncodeOptions {
+            add_special: false,
+            parse_special: false,
+        };
+        for &(text, lower, cased) in cases {
+            let want = if lowercase { lower } else { cased };
+            assert_eq!(
+                tok.encode_with(text, no_special).unwrap(),
+                want,
+                "{text:?}, lowercase {lowercase}"
+            );
+        }
+        // With add_special: [CLS] … [SEP], as llama.cpp's WPM.
+        assert_eq!(tok.encode("hello", true).unwrap(), [2, 5]);
+        let special = EncodeOptions {
+            add_special: true,
+            parse_special: true,
+        };
+        assert_eq!(tok.encode_with("hello", special).unwrap(), [2, 5, 3]);
+        assert_eq!(tok.encode_with("[SEP]", special).unwrap(), [2, 3, 3]);
+        // `▁` decodes as a space, control tokens as nothing.
+        assert_eq!(tok.decode(&[2, 14, 15, 16, 22, 3]).unwrap(), " unaffable !");
+    }
+}
+
+#[test]
+fn wpm_without_unk_names_the_word() {
+    let mut spec = wpm_spec(WP_VOCAB, true);
+    spec.unk = None;
+    spec.token_types[1] = token_type::NORMAL;
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    assert_eq!(tok.encode("hello", false).unwrap(), [5]);
+    let e = tok.encode("hello qq", false).unwrap_err().to_string();
+    assert!(e.contains("\"qq\"") && !e.contains('\n'), "{e}");
+}
+
+/// Hugging Face's BERT tokenizer on the alphabet of [`wpm_matches_bert_reference`],
+/// written plainly: each char's class is spelled out by hand (no Unicode tables), then
+/// whitespace/punctuation splitting and greedy longest-first WordPiece with `##`
+/// continuations on the Hugging Face vocabulary.
+fn naive_bert(hf: &[&str], lowercase: bool, text: &str) -> Vec<u32> {
+    let mut words: Vec<String> = vec![String::new()];
+    for c in text.chars() {
+        match c {
+            ' ' | '\t' | '\n' => words.push(String::new()),
+            '\u{7}' | '\u{200d}' => {}
+            ',' | '!' | '+' | '中' => {
+                words.push(c.to_string());
+                words.push(String::new());
+            }
+            'é' if lowercase => words.last_mut().unwrap().push('e'),
+            'A'..='E' if lowercase => words.last_mut().unwrap().push(c.to_ascii_lowercase()),
+            _ => words.last_mut().unwrap().push(c),
+        }
+    }
+    let id = |s: &str| hf.iter().position(|t| *t == s).map(|i| i as u32);
+    let mut out = Vec::new();
+    for w in words.iter().filter(|w| !w.is_empty()) {
+        let chars: Vec<char> = w.chars().collect();
+        let mut ids = Vec::new();
+        let mut start = 0;
+        while start < chars.len() {
+            let piece = (start + 1..=chars.len()).rev().find_map(|end| {
+                let s: String = chars[start..end].iter().collect();
+                let s = if start > 0 { format!("##{s}") } else { s };
+                id(&s).map(|i| (end, i))
+            });
+            match piece {
+                Some((end, i)) => {
+                    ids.push(i);
+                    start = end;
+                }
+                None => {
+                    ids = vec![1];
+                    break;
+                }
+            }
+        }
+        out.extend(ids);
+    }
+    out
+}
+
+#[test]
+fn wpm_matches_bert_reference() {
+    let mut rng = TestRng::new(0x5EED_0B0E_27AA_1234);
+    let letters = ['a', 'b', 'c', 'd', 'e', 'é'];
+    let alphabet: Vec<char> = "abcdeABCDEé ,!+中\t\n\u{7}\u{200d}€".chars().collect();
+    for round in 0..40 {
+        // A random vocabulary: the specials, then distinct pieces of 1..=4 letters, half
+        // of them continuations.
+        let mut hf: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", "!", "+"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for _ in 0..(10 + rng.below(40)) {
+            let len = 1 + rng.below(4);
+            let mut p: String = (0..len)
+                .map(|_| letters[rng.below(letters.len())])
+                .collect();
+            if rng.below(2) == 0 {
+                p.insert_str(0, "##");
+            }
+            if !hf.contains(&p) {
+                hf.push(p);
+            }
+        }
+        let hf: Vec<&str> = hf.iter().map(|s| s.as_str()).collect();
+        for lowercase in [true, false] {
+            let tok = Tokenizer::from_spec(&wpm_spec(&hf, lowercase)).unwrap();
+            for _ in 0..20 {
+                let len = rng.below(30);
+                let text: String = (0..len)
+                    .map(|_| alphabet[rng.below(alphabet.len())])
+                    .collect();
+                assert_eq!(
+                    tok.encode(&text, false).unwrap(),
+                    naive_bert(&hf, lowercase, &text),
+                    "round {round}, lowercase {lowercase}, {text:?}, vocabulary {hf:?}"
+                );
+            }
+        }
     }
 }
 

@@ -493,6 +493,40 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
     if arch == "gemma3" {
         gemma3(&mut opts, g, file)?;
     }
+    // RoPE scaling as llama.cpp reads it: the type defaults to `linear`, its factor is
+    // `rope.scaling.factor` (or the older `rope.scale_linear`), 0 or 1 meaning none;
+    // `none` never scales. Llama 3's scaling comes as the `rope_freqs` tensor instead.
+    let scaling = match get(&key("rope.scaling.type")) {
+        None => "linear",
+        Some(v) => v.as_str().ok_or_else(|| {
+            ImportError::malformed(
+                file,
+                format!("key '{arch}.rope.scaling.type' should be a string, found {v:?}"),
+            )
+        })?,
+    };
+    match scaling {
+        "none" => {}
+        "linear" if !gpt2 => {
+            let factor = match get(&key("rope.scaling.factor")) {
+                Some(_) => opt_f32("rope.scaling.factor", 0.0)?,
+                None => opt_f32("rope.scale_linear", 0.0)?,
+            };
+            if factor != 0.0 && factor != 1.0 {
+                opts.arch.rope_scale = Some(factor);
+            }
+        }
+        "linear" => {}
+        v => {
+            return Err(ImportError::unsupported(
+                file,
+                format!(
+                    "{arch}.rope.scaling.type '{v}' (supported: none, linear, or llama3's \
+                     rope_freqs)"
+                ),
+            ))
+        }
+    }
     opts.validate()
         .map_err(|e| ImportError::malformed(file, format!("model options: {e}")))?;
     if let Some(rd) = opt("rope.dimension_count")? {
@@ -503,14 +537,6 @@ pub fn to_model(g: &Gguf<'_>, file: &str) -> Result<ImportedModel, ImportError> 
                     "partial rotary: rope.dimension_count {rd}, head_dim {}",
                     opts.head_dim()
                 ),
-            ));
-        }
-    }
-    if let Some(v) = get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
-        if v != "none" {
-            return Err(ImportError::unsupported(
-                file,
-                format!("{arch}.rope.scaling.type '{v}' (only none, or llama3's rope_freqs)"),
             ));
         }
     }
@@ -736,10 +762,14 @@ pub fn tokenizer(g: &Gguf<'_>, file: &str) -> Result<TokenizerSpec<'static>, Imp
             strs("tokenizer.ggml.merges")?,
             true,
         ),
+        // llama.cpp's WPM always adds [CLS] … [SEP] with `add_special`.
+        "bert" => (TokenizerKind::Wpm, Vec::new(), Vec::new(), true),
         m => {
             return Err(ImportError::unsupported(
                 file,
-                format!("tokenizer.ggml.model '{m}' (expected 'llama', 'gpt2' or 'gemma4')"),
+                format!(
+                    "tokenizer.ggml.model '{m}' (expected 'llama', 'gpt2', 'gemma4' or 'bert')"
+                ),
             ))
         }
     };
@@ -812,22 +842,52 @@ pub fn tokenizer(g: &Gguf<'_>, file: &str) -> Result<TokenizerSpec<'static>, Imp
             format!("{} tokens but {} token types", tokens.len(), types.len()),
         ));
     }
+    let wpm = kind == TokenizerKind::Wpm;
+    // WPM, as llama.cpp's `bert` vocabulary: BOS is [CLS] (101), the text ends with [SEP]
+    // (102, stored as EOS), [UNK] is 100 and [PAD] 0, unless the file names others.
+    let n = tokens.len() as u32;
+    let wpm_default = |v: u32| (wpm && v < n).then_some(v);
+    let or_default = |k: &str, v: u32| -> Result<Option<u32>, ImportError> {
+        Ok(match get(k) {
+            None => wpm_default(v),
+            Some(_) => id(k)?,
+        })
+    };
+    let (bos, eos) = if wpm {
+        (
+            or_default("tokenizer.ggml.bos_token_id", 101)?,
+            or_default("tokenizer.ggml.seperator_token_id", 102)?,
+        )
+    } else {
+        (
+            id("tokenizer.ggml.bos_token_id")?,
+            id("tokenizer.ggml.eos_token_id")?,
+        )
+    };
+    // llama.cpp's BertNormalizer options: lowercase unless the file says not, accents
+    // stripped as lowercase says unless the file says.
+    let lowercase = wpm && flag("tokenizer.ggml.normalizer.lowercase")?.unwrap_or(true);
+    let strip_accents =
+        wpm && flag("tokenizer.ggml.normalizer.strip_accents")?.unwrap_or(lowercase);
     Ok(TokenizerSpec {
         kind,
         tokens,
         scores,
         merges,
-        bos: id("tokenizer.ggml.bos_token_id")?,
-        eos: id("tokenizer.ggml.eos_token_id")?,
-        unk: id("tokenizer.ggml.unknown_token_id")?,
-        pad: id("tokenizer.ggml.padding_token_id")?,
+        bos,
+        eos,
+        unk: or_default("tokenizer.ggml.unknown_token_id", 100)?,
+        pad: or_default("tokenizer.ggml.padding_token_id", 0)?,
         add_bos: flag("tokenizer.ggml.add_bos_token")?.unwrap_or(default_bos)
-            || kind == TokenizerKind::RawBpe,
-        add_eos: flag("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
+            || kind == TokenizerKind::RawBpe
+            || wpm,
+        add_eos: flag("tokenizer.ggml.add_eos_token")?.unwrap_or(false) || wpm,
         token_types: types,
         pre: pre.map(|p| Cow::Owned(p.0)),
         // Only SentencePiece reads it (Gemma 4's raw BPE never prefixes).
         add_space_prefix: kind != TokenizerKind::SentencePiece
             || flag("tokenizer.ggml.add_space_prefix")?.unwrap_or(true),
+        lowercase,
+        strip_accents,
     })
 }

@@ -319,5 +319,7 @@ pub fn parse_tokenizer(
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     })
 }

@@ -304,5 +304,7 @@ pub fn parse_tokenizer(bytes: &[u8], file: &str) -> Result<TokenizerSpec<'static
         token_types: Vec::new(),
         pre: None,
         add_space_prefix: true,
+        lowercase: false,
+        strip_accents: false,
     })
 }

@@ -16,7 +16,8 @@
 //! * Qwen 2 (the same names, plus `self_attn.{q,k,v}_proj.bias`) and Qwen 3 (plus
 //!   `self_attn.{q,k}_norm.weight [head_dim]` and `head_dim` in the config): the q/k
 //!   biases and norm weights are unpermuted as the q/k rows are. A `llama3`
-//!   `rope_scaling` becomes the `rope_freqs` factors ([`llama3_rope_factors`]).
+//!   `rope_scaling` becomes the `rope_freqs` factors ([`llama3_rope_factors`]), a
+//!   `linear` one `rope_scale` (Gemma 3: on the global layers).
 //!
 //! Weights may be F32, F16 or BF16; all are widened to f32 exactly (`--dtype` narrows).
 //!
@@ -476,20 +477,26 @@ enum Family {
     Gemma3,
 }
 
-/// Gemma 3's RoPE bases (global, sliding layers), from transformers 4's
-/// `rope_theta` / `rope_local_base_freq` or transformers 5's per-layer-type
-/// `rope_parameters`; any scaling is refused.
-fn gemma3_rope(cfg: &Json, cf: &str) -> Result<(f32, f32), ImportError> {
-    let plain = |p: &Json, what: &str| -> Result<(), ImportError> {
+/// Gemma 3's RoPE bases (global, sliding layers) and the linear scaling of the global
+/// layers, from transformers 4's `rope_theta` / `rope_local_base_freq` /
+/// `rope_scaling` or transformers 5's per-layer-type `rope_parameters`; other scaling
+/// types, and any scaling of the sliding layers, are refused.
+fn gemma3_rope(cfg: &Json, cf: &str) -> Result<(f32, f32, Option<f32>), ImportError> {
+    let scale = |p: &Json, what: &str| -> Result<Option<f32>, ImportError> {
         match p
             .get("rope_type")
+            .or_else(|| p.get("type"))
             .and_then(Json::as_str)
             .unwrap_or("default")
         {
-            "default" => Ok(()),
+            "default" => Ok(None),
+            "linear" if what == "global" => linear_factor(p, cf).map(Some),
             t => Err(ImportError::unsupported(
                 cf,
-                format!("rope type '{t}' on Gemma 3's {what} layers (supported: default)"),
+                format!(
+                    "rope type '{t}' on Gemma 3's {what} layers (supported: default{})",
+                    if what == "global" { ", linear" } else { "" }
+                ),
             )),
         }
     };
@@ -497,19 +504,22 @@ fn gemma3_rope(cfg: &Json, cf: &str) -> Result<(f32, f32), ImportError> {
     if let Some((full, sliding)) =
         params.and_then(|p| Some((p.get("full_attention")?, p.get("sliding_attention")?)))
     {
-        plain(full, "global")?;
-        plain(sliding, "sliding")?;
+        let factor = scale(full, "global")?;
+        scale(sliding, "sliding")?;
         return Ok((
             cfg_f32(full, "rope_theta", 1e6, cf)?,
             cfg_f32(sliding, "rope_theta", 10000.0, cf)?,
+            factor,
         ));
     }
-    if let Some(p) = cfg.get("rope_scaling").filter(|v| !v.is_null()) {
-        plain(p, "global")?;
-    }
+    let factor = match cfg.get("rope_scaling").filter(|v| !v.is_null()) {
+        Some(p) => scale(p, "global")?,
+        None => None,
+    };
     Ok((
         cfg_f32(cfg, "rope_theta", 1e6, cf)?,
         cfg_f32(cfg, "rope_local_base_freq", 10000.0, cf)?,
+        factor,
     ))
 }
 
@@ -607,10 +617,33 @@ struct Llama3Scaling {
     original: f64,
 }
 
+/// A `rope_scaling` the runtime runs.
+#[derive(Clone, Copy, Debug)]
+enum RopeScaling {
+    /// `llama3`: per-frequency factors.
+    Llama3(Llama3Scaling),
+    /// `linear`: positions divided by `factor` ([`ArchOptions::rope_scale`]).
+    Linear(f32),
+}
+
+/// `rope_scaling.factor` of a `linear` scaling: a finite number above 0.
+fn linear_factor(p: &Json, cf: &str) -> Result<f32, ImportError> {
+    match p.get("factor").and_then(Json::as_f64) {
+        Some(f) if f.is_finite() && f > 0.0 => Ok(f as f32),
+        _ => Err(ImportError::malformed(
+            cf,
+            format!(
+                "rope_scaling of type linear needs a positive 'factor', found {}",
+                p.get("factor").unwrap_or(&Json::Null)
+            ),
+        )),
+    }
+}
+
 /// The RoPE settings of a llama-family config: `rope_theta` (top level, or in
-/// transformers 5's `rope_parameters`) and the frequency factors of a `llama3`
-/// `rope_scaling`; any other scaling type is refused.
-fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<Llama3Scaling>), ImportError> {
+/// transformers 5's `rope_parameters`) and a `llama3` or `linear` `rope_scaling`; any
+/// other scaling type is refused.
+fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<RopeScaling>), ImportError> {
     let params = ["rope_scaling", "rope_parameters"]
         .iter()
         .find_map(|k| cfg.get(*k).filter(|v| v.is_object()));
@@ -658,11 +691,12 @@ fn rope_config(cfg: &Json, cf: &str) -> Result<(f32, Option<Llama3Scaling>), Imp
                 high,
                 original: num("original_max_position_embeddings", 8192.0)?,
             };
-            Ok((base, Some(scaling)))
+            Ok((base, Some(RopeScaling::Llama3(scaling))))
         }
+        "linear" => Ok((base, Some(RopeScaling::Linear(linear_factor(p, cf)?)))),
         other => Err(ImportError::unsupported(
             cf,
-            format!("rope_scaling type '{other}' (supported: default, llama3)"),
+            format!("rope_scaling type '{other}' (supported: default, linear, llama3)"),
         )),
     }
 }
@@ -725,8 +759,8 @@ fn llama_like(
             .filter(|&hd| n_heads == 0 || hd * n_heads != d_model),
     };
     let (rope_base, scaling, rope_local) = if gemma {
-        let (global, local) = gemma3_rope(cfg, cf)?;
-        (global, None, Some(local))
+        let (global, local, factor) = gemma3_rope(cfg, cf)?;
+        (global, factor.map(RopeScaling::Linear), Some(local))
     } else {
         let (b, s) = rope_config(cfg, cf)?;
         (b, s, None)
@@ -762,7 +796,11 @@ fn llama_like(
             head_dim,
             qkv_bias: family == Family::Qwen2,
             qk_norm: matches!(family, Family::Qwen3 | Family::Gemma3),
-            rope_freq_factors: scaling.is_some(),
+            rope_freq_factors: matches!(scaling, Some(RopeScaling::Llama3(_))),
+            rope_scale: match scaling {
+                Some(RopeScaling::Linear(f)) if f != 1.0 => Some(f),
+                _ => None,
+            },
             ..Default::default()
         },
     };
@@ -798,7 +836,7 @@ fn llama_like(
     );
     let hd = opts.head_dim();
     let mut t = Vec::new();
-    if let (Some(slot), Some(sc)) = (opts.rope_freqs(), scaling) {
+    if let (Some(slot), Some(RopeScaling::Llama3(sc))) = (opts.rope_freqs(), scaling) {
         let x = llama3_rope_factors(hd, rope_base, sc.factor, sc.low, sc.high, sc.original);
         t.push(RawTensor::f32(slot.name, slot.shape, &x));
     }
@@ -1056,6 +1094,8 @@ pub fn parse_tokenizer(
                 token_types,
                 pre: None,
                 add_space_prefix: true,
+                lowercase: false,
+                strip_accents: false,
                 tokens,
                 scores,
                 merges: Vec::new(),
@@ -1072,6 +1112,8 @@ pub fn parse_tokenizer(
             token_types,
             pre: pre.map(Cow::Owned),
             add_space_prefix: true,
+            lowercase: false,
+            strip_accents: false,
             merges: merges.into_iter().map(Cow::Owned).collect(),
             tokens,
             scores: Vec::new(),

@@ -12,31 +12,42 @@ use rayon::prelude::*;
 const S: f64 = 0.797_884_560_802_865_4; // √(2/π)
 const K: f64 = 0.044715;
 
+/// `gelu(x) = x·σ(2u)`, `u = √(2/π)·(x + 0.044715·x³)` (one element; GeGLU shares it).
+#[inline]
+pub fn gelu<T: Real>(x: T) -> T {
+    let u2 = T::c(2.0 * S) * (x + T::c(K) * x * x * x);
+    x * u2.sigmoid()
+}
+
+/// `gelu'(x)`; with `s = σ(2u)` (so `tanh u = 2s - 1` and `sech² u = 4s(1 - s)`):
+/// `s + 2·x·s·(1 - s)·√(2/π)·(1 + 3·0.044715·x²)` (one element; GeGLU shares it).
+#[inline]
+pub fn gelu_grad<T: Real>(x: T) -> T {
+    let u2 = T::c(2.0 * S) * (x + T::c(K) * x * x * x);
+    // s = σ(2u) and 1 - s = e·s with e = e^(-2u): no `1 - s` cancellation.
+    let e = (-u2).exp_fast();
+    let s = T::one() / (T::one() + e);
+    s + T::c(2.0 * S) * x * s * (e * s) * (T::one() + T::c(3.0 * K) * x * x)
+}
+
 /// `out[i] = gelu(inp[i])`.
 pub fn gelu_forward<T: Real>(out: &mut [T], inp: &[T]) {
     out.par_chunks_mut(CHUNK)
         .zip(inp.par_chunks(CHUNK))
         .for_each(|(o, x)| {
             for (y, &x) in o.iter_mut().zip(x) {
-                let u2 = T::c(2.0 * S) * (x + T::c(K) * x * x * x);
-                *y = x * u2.sigmoid();
+                *y = gelu(x);
             }
         });
 }
 
-/// `dinp += dout · gelu'(inp)`; with `s = σ(2u)` (so `tanh u = 2s - 1` and
-/// `sech² u = 4s(1 - s)`): `gelu' = s + 2·x·s·(1 - s)·√(2/π)·(1 + 3·0.044715·x²)`.
+/// `dinp += dout · gelu'(inp)` ([`gelu_grad`]).
 pub fn gelu_backward<T: Real>(dinp: &mut [T], inp: &[T], dout: &[T]) {
     dinp.par_chunks_mut(CHUNK)
         .zip(inp.par_chunks(CHUNK).zip(dout.par_chunks(CHUNK)))
         .for_each(|(dx, (x, dy))| {
             for (dx, (&x, &dy)) in dx.iter_mut().zip(x.iter().zip(dy)) {
-                let u2 = T::c(2.0 * S) * (x + T::c(K) * x * x * x);
-                // s = σ(2u) and 1 - s = e·s with e = e^(-2u): no `1 - s` cancellation.
-                let e = (-u2).exp_fast();
-                let s = T::one() / (T::one() + e);
-                let g = s + T::c(2.0 * S) * x * s * (e * s) * (T::one() + T::c(3.0 * K) * x * x);
-                *dx += g * dy;
+                *dx += gelu_grad(x) * dy;
             }
         });
 }

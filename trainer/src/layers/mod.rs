@@ -11,6 +11,7 @@ pub const CHUNK: usize = 1 << 13;
 pub mod attention;
 pub mod dropout;
 pub mod embedding;
+pub mod geglu;
 pub mod gelu;
 pub mod layernorm;
 pub mod linear;

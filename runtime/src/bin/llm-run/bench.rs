@@ -1,10 +1,14 @@
 //! `llm-run bench`: prompt processing (pp) and text generation (tg) speed, in the
 //! manner of llama-bench, plus generation's effective memory bandwidth beside the
-//! machine's measured read bandwidth.
+//! machine's measured read bandwidth. With `--grammar` / `--json-schema`, also
+//! constrained generation: the grammar's mask and accept timed apart from the model.
 
 use clap::Args;
-use llmrt::{Context, ContextParams};
+use llmrt::grammar::{Grammar, GrammarMatcher, TokenTrie};
+use llmrt::sampler::argmax;
+use llmrt::{BatchEntry, Context, ContextParams};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Arguments of `llm-run bench`.
@@ -28,9 +32,92 @@ pub struct BenchArgs {
     /// KV cache type: f16, q8_0 or f32.
     #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
     cache_type: llmrt::CacheType,
+    /// F16/BF16 weights: keep f32 activations and products in prompts instead of
+    /// the bf16 dot products (which round both to bf16 where the CPU has AVX-512
+    /// BF16; this keeps f32 accuracy at about half the prompt speed).
+    #[arg(long)]
+    f16_exact: bool,
     /// Skip the memory-bandwidth measurement.
     #[arg(long)]
     no_bandwidth: bool,
+    /// Also time greedy generation under this GBNF grammar (mask + accept per token).
+    #[arg(long, value_name = "FILE", conflicts_with = "json_schema")]
+    grammar: Option<PathBuf>,
+    /// Also time greedy generation under this JSON Schema.
+    #[arg(long, value_name = "FILE")]
+    json_schema: Option<PathBuf>,
+    /// The prompt of the constrained generation.
+    #[arg(
+        long,
+        default_value = "A list of people as JSON, with name, age and city:"
+    )]
+    grammar_prompt: String,
+    /// Also time generation of several sequences decoded together, for each count
+    /// given (comma-separated, e.g. 1,2,4,8): one context holding them, one batch of
+    /// one token per sequence per step ([`Context::eval_batch`]); t/s counts every
+    /// sequence's tokens. 1 is the single-sequence API. The counts alternate within
+    /// each repetition, so that a machine's drift touches them alike.
+    #[arg(long, value_delimiter = ',')]
+    seqs: Vec<usize>,
+}
+
+/// Greedy generation of `ng` tokens after `prompt` under `g`, `reps` times after a
+/// warm-up, each with a fresh matcher (cold caches, as each generation has): prints
+/// tokens/s and the grammar's share (mask + accept) per token.
+fn bench_grammar(
+    ctx: &mut Context,
+    g: &Arc<Grammar>,
+    prompt: &[u32],
+    ng: usize,
+    reps: usize,
+) -> Result<(), String> {
+    let model = ctx.model().clone();
+    let tok = &model.tokenizer;
+    let ends: Vec<u32> = tok.eos().into_iter().collect();
+    let s = Instant::now();
+    let trie = Arc::new(TokenTrie::for_tokenizer(tok, &ends));
+    let build_ms = s.elapsed().as_secs_f64() * 1e3;
+    let mut rates = Vec::new();
+    let mut per_token_ms = Vec::new();
+    let mut allowed = Vec::new();
+    let mut produced = 0;
+    for rep in 0..=reps {
+        ctx.reset();
+        let mut m = GrammarMatcher::new(g, trie.clone());
+        let mut logits = ctx.eval(prompt).map_err(|e| e.to_string())?.to_vec();
+        let start = Instant::now();
+        let mut in_grammar = std::time::Duration::ZERO;
+        let mut n = 0;
+        while n < ng {
+            let t = Instant::now();
+            m.apply(&mut logits, &mut allowed)
+                .map_err(|e| e.to_string())?;
+            let next = argmax(&logits) as u32;
+            m.accept(next, tok.token_bytes(next))
+                .map_err(|e| e.to_string())?;
+            in_grammar += t.elapsed();
+            if ends.contains(&next) {
+                break;
+            }
+            n += 1;
+            logits.copy_from_slice(ctx.eval(&[next]).map_err(|e| e.to_string())?);
+        }
+        if rep > 0 && n > 0 {
+            rates.push(n as f64 / start.elapsed().as_secs_f64());
+            per_token_ms.push(in_grammar.as_secs_f64() * 1e3 / n as f64);
+            produced = n;
+        }
+    }
+    if rates.is_empty() {
+        return Err("the grammar ended generation before the first token".into());
+    }
+    let (m, sd) = mean_sd(&rates);
+    let (gm, gsd) = mean_sd(&per_token_ms);
+    println!(
+        "| {:>7} | tg{produced:<4}+grammar | {m:>10.1} | {sd:>7.1} | grammar {gm:.3} ± {gsd:.3} ms/token, trie {build_ms:.0} ms |",
+        ctx.threads()
+    );
+    Ok(())
 }
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
@@ -76,6 +163,7 @@ fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
 
 /// Runs the command.
 pub fn run(a: BenchArgs) -> Result<(), String> {
+    let grammar = crate::sampling::read_grammar(a.grammar.as_ref(), a.json_schema.as_ref())?;
     let model = crate::load(&a.model)?;
     let threads = if a.threads.is_empty() {
         vec![crate::default_threads()]
@@ -93,6 +181,17 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         wbytes / (1 << 20) as f64,
         a.cache_type
     );
+    let mut cpu = llmrt::kernels::Cpu::new(1);
+    cpu.set_f16_exact(a.f16_exact);
+    println!(
+        "kernels: {}; F16/BF16 prompts: {}",
+        cpu.path(),
+        if cpu.bf16_prompts() {
+            "bf16 dot products"
+        } else {
+            "f32 products"
+        }
+    );
     println!("| threads | test   |        t/s |      sd | GB/s (weights) |");
     println!("|--------:|:-------|-----------:|--------:|---------------:|");
     for &t in &threads {
@@ -105,10 +204,12 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             .unwrap_or(1)
             + 1;
         let params = ContextParams {
-            n_ctx: need.min(model.opts.max_len).max(2),
+            n_ctx: (need + 64).min(model.opts.max_len).max(2),
             n_batch: 512,
             threads: t,
             cache_type: a.cache_type,
+            n_seq: 1,
+            f16_exact: a.f16_exact,
         };
         let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
         // Fixed pseudo-random tokens: the same work for every rep.
@@ -156,7 +257,20 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                 "| {t:>7} | tg{ng:<4} | {m:>10.1} | {sd:>7.1} | {:>14.1} |",
                 m * wbytes / 1e9
             );
+            if let Some(g) = &grammar {
+                let prompt = model
+                    .tokenizer
+                    .encode(&a.grammar_prompt, model.tokenizer.add_bos())
+                    .map_err(|e| e.to_string())?;
+                if prompt.is_empty() || prompt.len() + ng + 1 > ctx.n_ctx() {
+                    return Err("--grammar-prompt and -n do not fit the context".into());
+                }
+                bench_grammar(&mut ctx, g, &prompt, ng, reps)?;
+            }
         }
+    }
+    if !a.seqs.is_empty() {
+        parallel(&a, &model, &threads)?;
     }
     if !a.no_bandwidth {
         let t = *threads.iter().max().unwrap_or(&1);
@@ -167,6 +281,92 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             wbytes / (1 << 20) as f64,
             bw * 1e9 / wbytes
         );
+    }
+    Ok(())
+}
+
+/// Aggregate generation speed of `a.seqs` sequences decoded together (see
+/// [`BenchArgs::seqs`]): after one token in each sequence, `n` steps of one batch
+/// holding the next token of every sequence, logits on; the counts interleaved
+/// within each repetition, the first repetition a warm-up.
+fn parallel(
+    a: &BenchArgs,
+    model: &std::sync::Arc<llmrt::Model>,
+    threads: &[usize],
+) -> Result<(), String> {
+    let vocab = model.opts.vocab_size as u32;
+    let wbytes = model.weight_bytes_per_token() as f64;
+    let reps = a.reps.max(1);
+    println!();
+    println!("| threads | test     | seqs |    t/s (all) |      sd |   ratio | GB/s (weights) |");
+    println!("|--------:|:---------|-----:|-------------:|--------:|--------:|---------------:|");
+    for &t in threads {
+        for &ng in a.n_gen.iter().filter(|&&n| n > 0) {
+            let mut ctxs = Vec::new();
+            for &ns in &a.seqs {
+                let ns = ns.max(1);
+                let per = (ng + 1).min(model.opts.max_len);
+                if ng + 1 > per {
+                    return Err(format!(
+                        "-n {ng} exceeds the model's context {}",
+                        model.opts.max_len
+                    ));
+                }
+                let params = ContextParams {
+                    n_ctx: per * ns,
+                    n_batch: ns.max(8),
+                    threads: t,
+                    cache_type: a.cache_type,
+                    n_seq: ns,
+                    f16_exact: a.f16_exact,
+                };
+                ctxs.push((
+                    ns,
+                    Context::new(model.clone(), &params).map_err(|e| e.to_string())?,
+                ));
+            }
+            let mut rates = vec![Vec::new(); ctxs.len()];
+            for rep in 0..=reps {
+                for ((ns, ctx), rates) in ctxs.iter_mut().zip(&mut rates) {
+                    let ns = *ns;
+                    ctx.reset();
+                    let tok = |i: usize, s: usize| ((i * 7919 + s * 104729 + 13) as u32) % vocab;
+                    let step = |ctx: &mut Context, i: usize| -> Result<(), String> {
+                        if ns == 1 {
+                            ctx.eval(&[tok(i, 0)]).map(|_| ())
+                        } else {
+                            let batch: Vec<BatchEntry> = (0..ns)
+                                .map(|s| BatchEntry {
+                                    token: tok(i, s),
+                                    seq: s,
+                                    logits: true,
+                                })
+                                .collect();
+                            ctx.eval_batch(&batch)
+                        }
+                        .map_err(|e| e.to_string())
+                    };
+                    step(ctx, 0)?;
+                    let start = Instant::now();
+                    for i in 0..ng {
+                        step(ctx, i + 1)?;
+                    }
+                    if rep > 0 {
+                        rates.push((ng * ns) as f64 / start.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            let base = mean_sd(&rates[0]).0;
+            for ((ns, _), r) in ctxs.iter().zip(&rates) {
+                let (m, sd) = mean_sd(r);
+                let test = format!("tg{ng}");
+                println!(
+                    "| {t:>7} | {test:<8} | {ns:>4} | {m:>12.1} | {sd:>7.1} | {:>7.2} | {:>14.1} |",
+                    m / base,
+                    m / *ns as f64 * wbytes / 1e9
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -56,6 +56,11 @@ pub struct CompareArgs {
     /// KV-cache storage: f16, q8_0 or f32.
     #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
     cache_type: llmrt::CacheType,
+    /// F16/BF16 weights: keep f32 activations and products in prompts instead of
+    /// the bf16 dot products (which round both to bf16 where the CPU has AVX-512
+    /// BF16; this keeps f32 accuracy at about half the prompt speed).
+    #[arg(long)]
+    f16_exact: bool,
 }
 
 /// Parses one `--sampler` value over plain sampling at temperature 1.
@@ -215,7 +220,10 @@ fn run_setting(
     for (pi, prompt) in prompts.iter().enumerate() {
         for j in 0..a.samples {
             let seed = a.seed.wrapping_add(j as u64);
-            let cfg = SamplerConfig { seed, ..base };
+            let cfg = SamplerConfig {
+                seed,
+                ..base.clone()
+            };
             let (tokens, logprobs) = draw(ctx, prompt, a.n_predict, cfg)?;
             let text = model.tokenizer.decode(&tokens).map_err(|e| e.to_string())?;
             samples.push(Sample {
@@ -277,6 +285,8 @@ pub fn run(a: CompareArgs) -> Result<(), String> {
         n_batch: 64,
         threads: a.threads.unwrap_or_else(crate::default_threads),
         cache_type: a.cache_type,
+        n_seq: 1,
+        f16_exact: a.f16_exact,
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
     if let Some(p) = prompts.iter().find(|p| p.len() >= ctx.n_ctx()) {
