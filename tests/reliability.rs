@@ -342,6 +342,8 @@ fn perplexity_of_a_text_with_no_line_break_is_bounded() {
     // and the process stays far below the 23.9 GB it once reached.
     let m = lines_model_file("rel_ppl_zero.llm");
     let bin = workspace_bin("llmrt", "llm-run");
+    // Reaped by wait4 below, which also gives its resource usage.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(bin)
         .args(["perplexity", "-m", p(&m), "-f", "/dev/zero"])
         .stdout(Stdio::null())
