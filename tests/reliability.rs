@@ -246,3 +246,125 @@ fn perplexity_input_is_bounded() {
     let o = llm_run(&["perplexity", "-m", p(&m), "-f", p(&bin)]);
     assert_one_line_error(&o, "not UTF-8");
 }
+
+/// A model whose char vocabulary has a line break and a space, for texts in lines.
+fn lines_model_file(name: &str) -> PathBuf {
+    let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
+    let tokens = ["\n".to_string(), " ".to_string()]
+        .into_iter()
+        .chain((0..o.vocab_size - 2).map(|i| char::from(b'!' + i as u8).to_string()))
+        .map(Into::into)
+        .collect();
+    let w = random_weights(&o, test_seed(1617));
+    let (bytes, _) = write_model_with(&o, &char_tokenizer_of(tokens), &w, DType::F32);
+    temp_file(name, &bytes)
+}
+
+#[test]
+fn perplexity_streams_its_file() {
+    let m = lines_model_file("rel_ppl_lines.llm");
+    // Random lines (blank lines and trailing spaces included), about 9 KiB: read in
+    // pieces of 64 bytes, of 1000, and whole, the figure is the same.
+    let seed = test_seed(1618);
+    let mut rng = llmrt_suite::rng::Rng::new(seed);
+    let mut text = String::new();
+    while text.len() < 9000 {
+        let n = 1 + rng.below(40) as usize;
+        for _ in 0..n {
+            text.push(char::from(b'!' + rng.below(40) as u8));
+        }
+        text.push_str(["\n", "\n", "\n", " \n", "\n\n"][rng.below(5) as usize]);
+    }
+    let f = temp_file("rel_ppl_lines.txt", text.as_bytes());
+    let ppl = |piece: &str| {
+        let o = llm_run(&[
+            "perplexity",
+            "-m",
+            p(&m),
+            "-f",
+            p(&f),
+            "--ctx",
+            "32",
+            "-t",
+            "1",
+            "--piece-bytes",
+            piece,
+        ]);
+        assert_eq!(o.code, Some(0), "{}", o.stderr);
+        o.stdout
+            .lines()
+            .find(|l| l.starts_with("perplexity:"))
+            .unwrap()
+            .to_string()
+    };
+    let whole = ppl("1000000");
+    assert_eq!(ppl("64"), whole);
+    assert_eq!(ppl("1000"), whole);
+    // An endless input: --chunks windows are scored from its first pieces (the whole
+    // text was read first before, which never ended).
+    let mut child = Command::new(workspace_bin("llmrt", "llm-run"))
+        .args([
+            "perplexity",
+            "-m",
+            p(&m),
+            "-f",
+            "/dev/stdin",
+            "--ctx",
+            "32",
+            "--chunks",
+            "3",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        // Until the reader goes away: a broken pipe ends the loop.
+        while stdin.write_all(b"AB CD\nEF GH\n").is_ok() {}
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("perplexity:"), "{stdout}");
+}
+
+#[test]
+fn perplexity_of_a_text_with_no_line_break_is_bounded() {
+    // /dev/zero has no place to cut: at most 64 MiB is held, then a one-line error,
+    // and the process stays far below the 23.9 GB it once reached.
+    let m = lines_model_file("rel_ppl_zero.llm");
+    let bin = workspace_bin("llmrt", "llm-run");
+    // Reaped by wait4 below, which also gives its resource usage.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(bin)
+        .args(["perplexity", "-m", p(&m), "-f", "/dev/zero"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    let pid = child.id() as libc::pid_t;
+    std::io::Read::read_to_string(&mut child.stderr.unwrap(), &mut stderr).unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage for wait4 to fill.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: our own child's pid (not waited for yet), valid pointers.
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut ru) }, pid);
+    let o = Out {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stdout: String::new(),
+        stderr,
+    };
+    assert_one_line_error(&o, "no place to cut the text in");
+    let peak_mib = ru.ru_maxrss / 1024;
+    eprintln!("peak RSS of llm-run: {peak_mib} MiB");
+    assert!(peak_mib < 400, "peak RSS {peak_mib} MiB");
+}

@@ -268,3 +268,41 @@ fn stream_decoder_holds_back_split_characters() {
     assert_eq!(dec.finish(), Some("\u{fffd}"));
     assert!(dec.push(tok, 50300).is_err());
 }
+
+/// Every sample and random text joined by lines, encoded whole and as a stream read
+/// `chunk` bytes at a time (so cut at many line breaks).
+fn assert_stream_equals_whole(tok: &Tokenizer, what: &str) {
+    use llmrt::tokenizer::StreamEncoder;
+    let text = samples().join("\n") + "\nend\nof\ntext.\r\nA\n\nB \nC\n D";
+    let whole = tok.encode(&text, false).unwrap();
+    for chunk in [1, 7, 64, 1000] {
+        let mut s = StreamEncoder::new(tok, text.as_bytes(), chunk, 1 << 20);
+        let (mut ids, mut pieces) = (Vec::new(), 0);
+        while let Some(part) = s.next_ids().unwrap() {
+            ids.extend(part);
+            pieces += 1;
+        }
+        assert!(chunk > 64 || pieces > 50, "{what}: only {pieces} pieces");
+        assert_eq!(ids, whole, "{what}, chunk {chunk}: streamed ids differ");
+    }
+}
+
+#[test]
+fn streamed_pieces_encode_to_the_whole_texts_ids_under_every_pre_tokenizer() {
+    // r50k's vocabulary under each pre-tokenizer family (its first name), merges by rank.
+    let bytes = r50k_bytes();
+    assert_stream_equals_whole(ours_ranked(), "gpt-2");
+    let mut seen = std::collections::HashSet::new();
+    for name in llmrt::tokenizer::pre_tokenizer_names() {
+        let p = llmrt::tokenizer::pre_tokenizer(name).unwrap();
+        if !seen.insert(p.names[0]) {
+            continue;
+        }
+        let mut spec = spec_from(&bytes, Vec::new());
+        spec.pre = Some(Cow::Borrowed(name));
+        let tok = Tokenizer::from_spec(&spec).unwrap();
+        if tok.can_cut() {
+            assert_stream_equals_whole(&tok, name);
+        }
+    }
+}

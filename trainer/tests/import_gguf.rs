@@ -237,6 +237,8 @@ fn blocks_land_byte_identical() {
         let mut rng = Rng::new(seed);
         let tensors = llama_tensors(&mut rng, tied);
         let bytes = write_gguf(&llama_kvs("llama", 64), &tensors, 64);
+        // Seeds the fuzz target (scripts/fuzz-corpus.sh).
+        llm_format::testing::fuzz_seed("gguf_import", &format!("llama_{tied}"), &[&bytes]);
         let dir = scratch(&format!("gguf_{tied}"));
         let p = dir.join("m.gguf");
         std::fs::write(&p, &bytes).unwrap();
@@ -285,6 +287,7 @@ fn blocks_land_byte_identical() {
 fn gpt2_tokenizer_kind() {
     let mut rng = Rng::new(33);
     let bytes = write_gguf(&llama_kvs("gpt2", 32), &llama_tensors(&mut rng, true), 32);
+    llm_format::testing::fuzz_seed("gguf_import", "gpt2_tokenizer", &[&bytes]);
     let g = gguf::parse(&bytes, "m.gguf").unwrap();
     let tk = gguf::tokenizer(&g, "m.gguf").unwrap();
     assert_eq!(tk.kind, TokenizerKind::Gpt2);

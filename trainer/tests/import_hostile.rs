@@ -100,6 +100,8 @@ fn llama2c_checkpoint_and_tokenizer() {
         &mut rng,
     );
     let t = llama2c_tokenizer(&mut rng, 10);
+    // The same small pair seeds the fuzz target (scripts/fuzz-corpus.sh).
+    llm_format::testing::fuzz_seed("llama2c_import", "v1", &[&m, &t]);
     hostile(
         &t,
         "tok.bin",
@@ -119,6 +121,7 @@ fn llmc_checkpoint_and_tokenizer() {
         &mut rng,
     );
     let t = llmc_tokenizer(10);
+    llm_format::testing::fuzz_seed("llmc_import", "v3", &[&m, &t]);
     hostile(
         &t,
         "tok.bin",

@@ -119,6 +119,17 @@ fn gpt2(prefix: &str, dtype: Dtype, seed: u64) {
     });
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     std::fs::write(dir.join("tokenizer.json"), gpt2_tokenizer_json()).unwrap();
+    // The folder seeds the fuzz target (scripts/fuzz-corpus.sh).
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    llm_format::testing::fuzz_seed(
+        "safetensors_import",
+        &format!("gpt2_{}{dtype:?}", prefix.len()),
+        &[
+            &read("config.json"),
+            &read("tokenizer.json"),
+            &read("model.safetensors"),
+        ],
+    );
 
     let m = import(SourceKind::SafeTensors, &dir, None).unwrap();
     let o = &m.opts;

@@ -233,39 +233,4 @@ pub fn assemble(n_meta: u64, meta: &[u8], n_tensors: u64, dir: &[u8], data: &[u8
     out
 }
 
-/// Recomputes the header checksum after a test patched the covered bytes (if the
-/// checksum offset field still points inside the file).
-pub fn reseal(file: &mut [u8]) {
-    if file.len() < HEADER_LEN {
-        return;
-    }
-    let cs_off = u64::from_le_bytes(file[32..40].try_into().unwrap());
-    if let Some(end) = cs_off.checked_add(8) {
-        if cs_off >= HEADER_LEN as u64 && end <= file.len() as u64 {
-            let cs = xxhash_rust::xxh3::xxh3_64(&file[..cs_off as usize]);
-            file[cs_off as usize..end as usize].copy_from_slice(&cs.to_le_bytes());
-        }
-    }
-}
-
-/// Calls every accessor of a parsed file, so that a fuzz case that parses also
-/// exercises the views (none may panic).
-pub fn touch_everything(f: &llm_format::LlmFile<'_>) {
-    let _ = f.version();
-    let _ = f.data_offset();
-    for (k, v) in f.metadata() {
-        assert!(f.get(k).is_some());
-        let _ = v.as_u64();
-    }
-    let _ = f.options();
-    let _ = f.tokenizer();
-    for t in f.tensors() {
-        let view = f.tensor(t.name).expect("listed tensor is present");
-        assert_eq!(view.data.len() as u64, t.size);
-        let v = view.to_f32_vec();
-        assert_eq!(v.len(), t.n_elements());
-        let _ = (view.rows(), view.cols(), view.as_f32());
-        let _ = f.verify_tensor(t.name);
-    }
-    let _ = f.verify_all();
-}
+pub use llm_format::testing::{reseal, touch_everything};

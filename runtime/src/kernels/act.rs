@@ -292,6 +292,28 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    /// Found by fuzzing (`capi_load`): a block with NaN or infinite values gave a
+    /// `sum` that was not the sum of its stored quants (and overflowed `-8·sum`).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn avx2_sum_is_the_sum_of_the_stored_quants_for_non_finite_input() {
+        let Some(t) = super::super::avx2::Avx2::detect() else {
+            return;
+        };
+        let mut x: Vec<f32> = inputs().into_iter().take(4 * QK).collect();
+        x[3] = f32::NAN;
+        x[QK + 5] = f32::INFINITY;
+        x[2 * QK..3 * QK].fill(f32::NAN);
+        x[3 * QK + 1] = f32::NEG_INFINITY;
+        let mut b = vec![Q8Act::ZERO; 4];
+        t.quantize(&x, &mut b);
+        for blk in &b {
+            let sum: i32 = blk.qs.iter().map(|&q| q as i32).sum();
+            assert_eq!(blk.sum, sum);
+            assert!(blk.sum.checked_mul(-128).is_some());
+        }
+    }
+
     /// `quantize_k` against ggml's `quantize_row_q8_K_ref` as specified: the value of
     /// largest magnitude maps to -127 (so `d` carries the opposite sign), every other
     /// value rounds to nearest with ties to even, `bsums` are the sums of 16, and an

@@ -1085,7 +1085,14 @@ pub(crate) fn quantize(x: &[f32], out: &mut [Q8Act]) {
                 _mm256_cmp_ps(f, _mm256_sub_ps(_mm256_setzero_ps(), half), _CMP_LE_OQ),
                 one,
             );
-            _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(t, up), down))
+            // Clamped as the i8 packs below saturate, so that `sum` is the sum of the
+            // stored quants even for NaN or infinite inputs (which convert to
+            // i32::MIN; found by the capi_load fuzz target).
+            let q = _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(t, up), down));
+            _mm256_max_epi32(
+                _mm256_min_epi32(q, _mm256_set1_epi32(127)),
+                _mm256_set1_epi32(-128),
+            )
         });
         let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
         let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));

@@ -22,6 +22,7 @@
 //! `unk` unknown.
 
 mod char_level;
+mod cut;
 mod error;
 mod gpt2;
 mod merge;
@@ -32,6 +33,8 @@ mod special;
 mod stream;
 mod wpm;
 
+#[cfg(feature = "std")]
+pub use cut::{StreamEncoder, StreamError};
 pub use error::TokenizerError;
 pub use gpt2::{byte_to_char, char_to_byte, gpt2_pieces, Gpt2Pieces};
 pub use pretokenize::{pre_tokenizer, pre_tokenizer_names, PreSpec, GPT2_NAME, UNSUPPORTED};
@@ -196,17 +199,21 @@ impl Tokenizer {
             opts.add_special && self.add_bos,
             add_eos,
             opts.parse_special,
+            true,
         )
     }
 
     /// BOS (when `add_bos`), the fragments of `text` (user-defined tokens, and control
-    /// tokens when `parse_special`, cut out first), EOS (when `add_eos`).
+    /// tokens when `parse_special`, cut out first), EOS (when `add_eos`). `at_start`:
+    /// `text` starts the text (SentencePiece then prefixes a space), rather than
+    /// continuing one after a cut (`cut.rs`).
     fn encode_parts(
         &self,
         text: &str,
         add_bos: bool,
         add_eos: bool,
         parse_special: bool,
+        at_start: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if let Some(bos) = self.bos.filter(|_| add_bos) {
@@ -214,7 +221,7 @@ impl Tokenizer {
         }
         // llama.cpp's SPM prefixes a space to a text that starts the prompt or follows a
         // special token.
-        let mut after_special = true;
+        let mut after_special = at_start;
         for frag in self.specials.partition(text, parse_special) {
             match frag {
                 Fragment::Token(id) => {
@@ -249,7 +256,7 @@ impl Tokenizer {
     /// Control tokens written in the text are spelled out (user-defined tokens are still
     /// recognised, as in llama.cpp with `parse_special` off); no EOS.
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, TokenizerError> {
-        self.encode_parts(text, add_bos, false, false)
+        self.encode_parts(text, add_bos, false, false, true)
     }
 
     /// The raw bytes token `id` decodes to (GPT-2: the piece's bytes; SentencePiece: `▁`

@@ -704,3 +704,89 @@ fn wpm_matches_bert_reference() {
         }
     }
 }
+
+#[cfg(feature = "std")]
+fn streamed(tok: &Tokenizer, text: &str, chunk: usize) -> Vec<u32> {
+    let mut s = StreamEncoder::new(tok, text.as_bytes(), chunk, 1 << 20);
+    let mut ids = Vec::new();
+    while let Some(part) = s.next_ids().unwrap() {
+        ids.extend(part);
+    }
+    ids
+}
+
+/// Random lines over the hand-made vocabularies' characters, with the blanks a cut
+/// must respect (`\n\n`, ` \n`, `\r\n`, leading spaces).
+#[cfg(feature = "std")]
+fn cut_texts() -> Vec<String> {
+    let pool: Vec<&str> = vec![
+        "hello", "world", "he", "ll", "o", "a", "aa", "é", "?", " ", " ", "\n", "\n", "\n\n",
+        " \n", "\r\n", "\n ", "b",
+    ];
+    let mut rng = TestRng::new(0xC07);
+    (0..20)
+        .map(|_| (0..200).map(|_| pool[rng.below(pool.len())]).collect())
+        .collect()
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn streamed_pieces_encode_to_the_whole_texts_ids() {
+    let mut sp_no_prefix = sp_spec(true, Some(UNK));
+    sp_no_prefix.add_space_prefix = false;
+    let mut char_vocab = char_spec(Some(6));
+    char_vocab.tokens.push("h".into());
+    for (what, spec) in [
+        ("sentencepiece", sp_spec(true, Some(UNK))),
+        ("sentencepiece without the space prefix", sp_no_prefix),
+        ("char", char_vocab),
+    ] {
+        let tok = Tokenizer::from_spec(&spec).unwrap();
+        assert!(tok.can_cut(), "{what}");
+        for text in cut_texts() {
+            let whole = tok.encode(&text, false).unwrap();
+            let cuts = text.matches('\n').count();
+            assert!(cuts > 10);
+            for chunk in [1, 5, 64] {
+                assert_eq!(
+                    streamed(&tok, &text, chunk),
+                    whole,
+                    "{what}, chunk {chunk}: {text:?}"
+                );
+            }
+        }
+    }
+    // A token that spells a line break and a letter could be merged across a cut:
+    // such a vocabulary is read whole.
+    let mut spec = sp_spec(true, Some(UNK));
+    spec.tokens.push("\na".into());
+    spec.scores.push(9.0);
+    let tok = Tokenizer::from_spec(&spec).unwrap();
+    assert!(!tok.can_cut());
+    let text = "a\na\na";
+    assert_eq!(streamed(&tok, text, 1), tok.encode(text, false).unwrap());
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn a_stream_without_a_cut_is_bounded() {
+    let tok = Tokenizer::from_spec(&sp_spec(true, Some(UNK))).unwrap();
+    use std::io::Read;
+    let zeros = std::io::repeat(0).take(1 << 30);
+    let mut s = StreamEncoder::new(&tok, zeros, 4096, 100_000);
+    match s.next_ids() {
+        Err(StreamError::NoCut { held, at: 0 }) => assert_eq!(held, 100_000),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.bytes_read() <= 100_000);
+    // Invalid UTF-8 is named with its offset in the whole text.
+    let text = b"ab\nab\nab\xff";
+    let mut s = StreamEncoder::new(&tok, &text[..], 2, 100);
+    let err = loop {
+        match s.next_ids() {
+            Ok(Some(_)) => continue,
+            r => break r,
+        }
+    };
+    assert!(matches!(err, Err(StreamError::NotUtf8(8))), "{err:?}");
+}

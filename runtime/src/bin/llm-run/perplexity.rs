@@ -4,10 +4,18 @@
 //! of each window, as `llama-perplexity` does, so the two print the same figure for
 //! the same model, text and context (the BOS llama.cpp puts first in a window is
 //! matched when the model adds one).
+//!
+//! The file is streamed: read in pieces cut where the tokenizer gives the ids of the
+//! whole text (`Tokenizer::last_safe_cut`, a line break between two non-blank
+//! characters), each piece tokenized and its windows scored before the next is read,
+//! so memory stays constant whatever the file's size. A stretch of text with no such
+//! cut is held whole, up to a bound.
 
 use clap::Args;
+use llmrt::tokenizer::StreamEncoder;
 use llmrt::{ops, Context, ContextParams};
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `llm-run perplexity`.
 #[derive(Args)]
@@ -39,68 +47,52 @@ pub struct PplArgs {
     /// `ctx/2` tokens of context (llama-perplexity's method).
     #[arg(long)]
     second_half: bool,
-    /// Refuse a text larger than this many bytes (default: a sixteenth of the memory
-    /// available; the text, its tokens and the tokenizer's work must fit).
+    /// Refuse a text larger than this many bytes (default: no limit; the file is
+    /// streamed in pieces cut at line breaks, in constant memory).
     #[arg(long)]
     max_bytes: Option<u64>,
+    /// Bytes read at a time (tests use small pieces to check that streaming gives the
+    /// whole text's figure).
+    #[arg(long, default_value_t = 1 << 20, hide = true)]
+    piece_bytes: usize,
 }
 
-/// Reads at most `cap` bytes of `path` as UTF-8 text; more is an error naming the
-/// file, so a device or a huge file (`-f /dev/zero`) never grows memory without bound.
-fn read_bounded(path: &std::path::Path, cap: u64) -> Result<String, String> {
-    use std::io::Read;
+/// The most text held at once when a file has no place to cut it (a line break
+/// between two non-blank characters), unless the memory available is smaller.
+const MAX_UNCUT: u64 = 64 << 20;
+
+/// Opens `path`, refusing a regular file over `--max-bytes` from its size.
+fn open(path: &Path, max_bytes: Option<u64>) -> Result<std::fs::File, String> {
     let name = path.display();
-    let f = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
-    if let Ok(m) = f.metadata() {
+    let file = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    if let (Some(cap), Ok(m)) = (max_bytes, file.metadata()) {
         if m.is_file() && m.len() > cap {
             return Err(format!(
-                "{name} is {} MiB, more than the {} MiB this machine can score at once (--max-bytes)",
-                m.len() >> 20,
-                cap >> 20
+                "{name} is {} MiB, more than --max-bytes {cap} allows",
+                m.len() >> 20
             ));
         }
     }
-    let mut bytes = Vec::new();
-    f.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{name}: {e}"))?;
-    if bytes.len() as u64 > cap {
-        return Err(format!(
-            "{name} holds more than {cap} bytes, the most this machine can score at once (--max-bytes)"
-        ));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "{name}: not UTF-8 text (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        )
-    })
+    Ok(file)
 }
 
 /// Runs the command.
 pub fn run(a: PplArgs) -> Result<(), String> {
     let model = crate::load(&a.model)?;
-    let cap = a
-        .max_bytes
-        .unwrap_or_else(|| llmrt::sys::mem_available().map_or(1 << 30, |m| (m / 16).max(1 << 20)));
-    let text = read_bounded(&a.file, cap)?;
-    let tokens = model
-        .tokenizer
-        .encode(&text, false)
-        .map_err(|e| e.to_string())?;
+    let tok = &model.tokenizer;
     let n_ctx = a.ctx.unwrap_or(model.opts.max_len.min(512));
     if n_ctx < 2 {
         return Err(format!(
             "--ctx {n_ctx} is too small: a window needs 2 tokens at least"
         ));
     }
-    if tokens.len() < n_ctx {
-        return Err(format!(
-            "{} holds {} tokens, fewer than one window of {n_ctx}",
-            a.file.display(),
-            tokens.len()
-        ));
-    }
+    let name = a.file.display();
+    let file = open(&a.file, a.max_bytes)?;
+    // One byte over the cap is read, to tell a text of exactly the cap from a longer one.
+    let file = file.take(a.max_bytes.map_or(u64::MAX, |c| c.saturating_add(1)));
+    let mem = llmrt::sys::mem_available().map_or(MAX_UNCUT, |m| (m / 16).max(1 << 20));
+    let max_held = MAX_UNCUT.min(mem) as usize;
+    let mut pieces = StreamEncoder::new(tok, file, a.piece_bytes, max_held);
     let params = ContextParams {
         n_ctx,
         n_batch: n_ctx.min(128),
@@ -111,37 +103,49 @@ pub fn run(a: PplArgs) -> Result<(), String> {
     };
     let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
     let vocab = model.opts.vocab_size;
-    let mut windows = tokens.len() / n_ctx;
-    if a.chunks > 0 {
-        windows = windows.min(a.chunks);
-    }
+    let max_windows = if a.chunks > 0 { a.chunks } else { usize::MAX };
     let mut logits = Vec::new();
-    let (mut nll, mut count) = (0.0f64, 0usize);
+    let (mut nll, mut count, mut windows, mut n_tokens) = (0.0f64, 0usize, 0usize, 0usize);
     let first = if a.second_half { n_ctx / 2 } else { 0 };
-    let mut win = Vec::with_capacity(n_ctx);
-    for w in 0..windows {
-        win.clear();
-        win.extend_from_slice(&tokens[w * n_ctx..(w + 1) * n_ctx]);
-        if let (true, true, Some(bos)) = (
-            a.second_half,
-            model.tokenizer.add_bos(),
-            model.tokenizer.bos(),
-        ) {
-            // llama-perplexity replaces each window's first token with BOS.
-            win[0] = bos;
+    // Tokens not yet scored: less than a window, plus one piece's.
+    let mut pending: Vec<u32> = Vec::new();
+    while windows < max_windows {
+        let next = pieces.next_ids();
+        if let Some(cap) = a.max_bytes.filter(|&c| pieces.bytes_read() > c) {
+            return Err(format!("{name} holds more than {cap} bytes (--max-bytes)"));
         }
-        ctx.reset();
-        ctx.eval_all(&win, &mut logits).map_err(|e| e.to_string())?;
-        for i in first..n_ctx - 1 {
-            let row = &logits[i * vocab..(i + 1) * vocab];
-            nll -= ops::log_prob(row, win[i + 1] as usize) as f64;
-            count += 1;
+        let Some(ids) = next.map_err(|e| format!("{name}: {e}"))? else {
+            break;
+        };
+        n_tokens += ids.len();
+        pending.extend_from_slice(&ids);
+        let mut used = 0;
+        while pending.len() - used >= n_ctx && windows < max_windows {
+            let win = &mut pending[used..used + n_ctx];
+            if let (true, true, Some(bos)) = (a.second_half, tok.add_bos(), tok.bos()) {
+                // llama-perplexity replaces each window's first token with BOS.
+                win[0] = bos;
+            }
+            ctx.reset();
+            ctx.eval_all(win, &mut logits).map_err(|e| e.to_string())?;
+            for i in first..n_ctx - 1 {
+                let row = &logits[i * vocab..(i + 1) * vocab];
+                nll -= ops::log_prob(row, win[i + 1] as usize) as f64;
+                count += 1;
+            }
+            used += n_ctx;
+            windows += 1;
+            eprintln!(
+                "[{windows}] perplexity so far {:.4}",
+                (nll / count as f64).exp()
+            );
         }
-        eprintln!(
-            "[{}/{windows}] perplexity so far {:.4}",
-            w + 1,
-            (nll / count as f64).exp()
-        );
+        pending.drain(..used);
+    }
+    if windows == 0 {
+        return Err(format!(
+            "{name} holds {n_tokens} tokens, fewer than one window of {n_ctx}"
+        ));
     }
     println!("perplexity: {:.4}", (nll / count as f64).exp());
     Ok(())
