@@ -329,6 +329,15 @@ impl<'a> LlmFile<'a> {
     /// file holds no other tensor: a tensor the options do not use (a fifth layer when
     /// `llm.n_layers` says 4) means the metadata and the tensors disagree.
     pub fn check_layout(&self, opts: &ModelOptions) -> Result<(), FormatError> {
+        // Every layer has tensors of its own: refuse a layer count the file cannot hold
+        // before building a layout of that size (a small file claiming 2^28 layers).
+        if opts.n_layers > self.tensors.len() {
+            return Err(FormatError::Invalid(format!(
+                "llm.n_layers = {} but the file holds only {} tensors: metadata and tensors disagree",
+                opts.n_layers,
+                self.tensors.len()
+            )));
+        }
         let layout = opts.tensor_layout();
         for slot in &layout {
             let allowed: &[DType] = if slot.matrix { &[] } else { &[DType::F32] };

@@ -326,6 +326,15 @@ fn model_options_tokenizer_and_layout_round_trip() {
             "{e}"
         );
 
+        // Fuzzing (capi_load): a layer count the file cannot hold is refused before a
+        // layout of that size is built (2^28 layers took over 20 s and gigabytes).
+        let huge = ModelOptions {
+            n_layers: 1 << 28,
+            ..opts.clone()
+        };
+        let e = f.check_layout(&huge).unwrap_err();
+        assert!(e.to_string().contains("llm.n_layers = 268435456"), "{e}");
+
         let e = f.require("tok_emb", &[], &[41, 64]).unwrap_err();
         assert!(
             e.to_string().contains("tok_emb") && e.to_string().contains("[41, 64]"),
