@@ -97,8 +97,11 @@ impl RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        // A cleared record marks a clean release; the kernel drops the flock itself.
+        // A cleared record marks a clean release. Unlock explicitly rather than leave it
+        // to the close: a child forked by another thread at this moment shares the open
+        // file description until it execs, and would keep the lock held that long.
         let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
     }
 }
 
