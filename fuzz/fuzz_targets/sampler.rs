@@ -3,7 +3,8 @@
 //! that validate must sample without a panic and return an id inside the logits.
 //!
 //! Input: 8 f32/u16 settings and a u64 seed (36 bytes), the history length (1 byte),
-//! the history (u32 each, any value), the rest logits (f32 each).
+//! the history (u32 each, any value), the logit-bias length (1 byte, below 8), the
+//! biases (u32 id and f32 bias each), the rest logits (f32 each).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -39,9 +40,15 @@ fuzz_target!(|data: &[u8]| {
         frequency_penalty: i.f32(),
         presence_penalty: i.f32(),
         seed: u64::from_le_bytes(i.take()),
+        logit_bias: Vec::new(),
     };
     let n_hist = i.take::<1>()[0] as usize;
     let history: Vec<u32> = (0..n_hist).map(|_| u32::from_le_bytes(i.take())).collect();
+    let n_bias = (i.take::<1>()[0] % 8) as usize;
+    let logit_bias: Vec<(u32, f32)> = (0..n_bias)
+        .map(|_| (u32::from_le_bytes(i.take()), i.f32()))
+        .collect();
+    let cfg = SamplerConfig { logit_bias, ..cfg };
     let mut logits: Vec<f32> =
         i.0.chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -56,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         n_hist
     };
-    let mut s = Sampler::new(cfg, vocab);
+    let mut s = Sampler::new(cfg.clone(), vocab);
     let n = logits.len();
     for _ in 0..2 {
         let id = s.sample(&mut logits, &history) as usize;

@@ -1,9 +1,10 @@
 //! Tokenizer encode and decode of arbitrary text, for each family the runtime has
 //! (char, GPT-2 byte-level BPE under each pre-tokenizer, SentencePiece with byte
-//! fallback, raw-UTF-8 BPE), over small vocabularies built from the input.
+//! fallback, raw-UTF-8 BPE, WordPiece), over small vocabularies built from the input.
 //!
 //! Input: kind (byte 0), flags (byte 1: space prefix, parse special, add special,
-//! special tokens, merge rules taken raw), pre-tokenizer (byte 2), then the words of
+//! special tokens, merge rules taken raw, add EOS, WordPiece lowercasing and accent
+//! stripping), pre-tokenizer (byte 2), then the words of
 //! the vocabulary (one a line), `SEP`, the text. Encoding gives ids below the
 //! vocabulary size that decode; byte-level GPT-2 without special tokens decodes back
 //! to the text exactly.
@@ -54,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {
         return;
     }
-    let (kind, flags, pre) = (data[0] % 4, data[1], data[2]);
+    let (kind, flags, pre) = (data[0] % 5, data[1], data[2]);
     let p = llmrt_fuzz::parts(&data[3..], 2);
     let words_text = String::from_utf8_lossy(p[0]);
     let text = String::from_utf8_lossy(p[1]);
@@ -90,6 +91,19 @@ fuzz_target!(|data: &[u8]| {
                 v.chain(&w);
             }
             TokenizerKind::Gpt2
+        }
+        4 => {
+            // llama.cpp's WPM form: word-initial pieces with a `▁`, continuations bare.
+            for w in &words {
+                let cs: Vec<char> = w.chars().take(16).collect();
+                for (i, c) in cs.iter().enumerate() {
+                    v.add(&format!("▁{c}"));
+                    v.add(c.encode_utf8(&mut [0; 4]));
+                    let prefix: String = cs[..=i].iter().collect();
+                    v.add(&format!("▁{prefix}"));
+                }
+            }
+            TokenizerKind::Wpm
         }
         k => {
             for b in 0..=255u8 {
@@ -175,6 +189,8 @@ fuzz_target!(|data: &[u8]| {
         token_types,
         pre,
         add_space_prefix: space_prefix,
+        lowercase: flags & 128 != 0,
+        strip_accents: flags & 128 != 0,
     };
     let Ok(tok) = Tokenizer::from_spec(&spec) else {
         return;
