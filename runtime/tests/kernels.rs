@@ -389,25 +389,46 @@ fn default_context_matches_reference_at_model_shapes() {
 /// f32 reference, within both of [`bf16_bounds`], on shapes that stress the tiling:
 /// one row, rows not a multiple of the 4-row chunks, columns not a multiple of 32,
 /// 2176 columns (two weight chunks of the AVX-512 BF16 kernel: 2048 + 128), and
-/// activation counts around its 6-wide tile. Prints the largest error seen in units
-/// of `u·sqrt(Σ(w·x)²)`. Then the same products with `set_f16_exact(true)` meet the
-/// f32 bound of `every_path_matches_reference`.
+/// activation counts around its 6-wide tile. Where the CPU also has AMX tiles, both
+/// kernels (`Cpu::set_amx`), with shapes around the tiles' 32 rows × 32 activations:
+/// BF16 rows read straight from the matrix (64 × 256) and through the panel (67 × 288:
+/// two whole panels and a ragged one). Prints the largest error seen in units of
+/// `u·sqrt(Σ(w·x)²)`. Then the same products with `set_f16_exact(true)` meet the f32
+/// bound of `every_path_matches_reference`.
 #[test]
 fn bf16_prompt_dots_within_rounding_bounds() {
     let mut rng = Rng::fresh();
     for path in KernelPath::available() {
-        for threads in [1, 2] {
+        for (threads, amx) in [(1, true), (2, true), (1, false), (2, false)] {
             let mut cpu = Cpu::with_path(threads, path).expect("available");
             // Where the CPU has the instructions, whether or not they are its default.
             cpu.set_f16_exact(false);
+            cpu.set_amx(amx);
             if !cpu.bf16_prompts() {
                 continue;
             }
+            if cpu.amx_prompts() != amx {
+                eprintln!(
+                    "{path} (amx) x{threads}: skipped (no AMX tiles here, or LLMRT_AMX is not 1)"
+                );
+                continue;
+            }
+            let kernel = if amx { "amx" } else { "bf16 dots" };
             for dtype in [DType::F16, DType::BF16] {
                 let mut worst = 0.0f64;
-                for (rows, cols) in [(1, 2176), (13, 2176), (7, 33), (301, 289), (5, 1), (9, 768)] {
+                let shapes = [
+                    (1, 2176),
+                    (13, 2176),
+                    (7, 33),
+                    (301, 289),
+                    (5, 1),
+                    (9, 768),
+                    (64, 256),
+                    (67, 288),
+                ];
+                for (rows, cols) in shapes {
                     let w = Weights::random(&mut rng, dtype, rows, cols);
-                    for n in [2, 5, 6, 7, 13] {
+                    for n in [2, 5, 6, 7, 13, 16, 17, 33] {
                         let x = rng.vec(n * cols);
                         let mut want = poisoned(n * rows);
                         matmul_ref(&w.matrix(), &x, n, &mut want);
@@ -421,7 +442,7 @@ fn bf16_prompt_dots_within_rounding_bounds() {
                             for o in 0..y.len() {
                                 let err = (y[o] as f64 - want[o] as f64).abs();
                                 let what = format!(
-                                    "{path} x{threads} {dtype} {rows}x{cols} n={n} exact={exact} out {o}: {} vs ref {}",
+                                    "{path} ({kernel}) x{threads} {dtype} {rows}x{cols} n={n} exact={exact} out {o}: {} vs ref {}",
                                     y[o], want[o]
                                 );
                                 if exact {
@@ -447,7 +468,9 @@ fn bf16_prompt_dots_within_rounding_bounds() {
                         }
                     }
                 }
-                eprintln!("{path} x{threads} {dtype}: largest error {worst:.2}·u·sqrt(Σ(w·x)²)");
+                eprintln!(
+                    "{path} ({kernel}) x{threads} {dtype}: largest error {worst:.2}·u·sqrt(Σ(w·x)²)"
+                );
             }
         }
     }

@@ -30,6 +30,7 @@
 //! * The super-block types (Q2_K … Q6_K, IQ4_XS) are in `avx512_k`.
 
 use super::act::{Q8Act, Q8Quad, QK};
+use super::amx::Amx;
 use super::avx2::{f16_to_f32, u16_at};
 use super::avx512_bf16::Bf16Dots;
 use super::avx512_k;
@@ -42,11 +43,12 @@ use core::arch::x86_64::*;
 use llm_format::DType;
 
 /// Proof that the CPU has AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA and F16C: exists only
-/// through [`Avx512::detect`]. It also carries the proof of AVX-512 BF16 where the
-/// CPU has that (detected once, with the rest).
+/// through [`Avx512::detect`]. It also carries the proofs of AVX-512 BF16 and of AMX
+/// where the CPU has them (detected once, with the rest).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx512 {
     bf16: Option<Bf16Dots>,
+    amx: Option<Amx>,
 }
 
 impl Avx512 {
@@ -73,8 +75,12 @@ impl Avx512 {
             target_feature = "fma",
             target_feature = "f16c"
         ));
-        ok.then(|| Avx512 {
-            bf16: Bf16Dots::detect(),
+        ok.then(|| {
+            let bf16 = Bf16Dots::detect();
+            Avx512 {
+                bf16,
+                amx: bf16.and_then(|_| Amx::detect()),
+            }
         })
     }
 
@@ -83,13 +89,35 @@ impl Avx512 {
         self.bf16
     }
 
+    /// The AMX tiles for F16/BF16 prompts, if the CPU and OS have them and this
+    /// token was not told to leave them out ([`Avx512::with_amx`]).
+    pub(crate) fn amx(self) -> Option<Amx> {
+        self.amx
+    }
+
+    /// The same token with AMX (where the CPU has it) or without.
+    pub(crate) fn with_amx(self, on: bool) -> Avx512 {
+        Avx512 {
+            amx: if on {
+                self.bf16.and_then(|_| Amx::detect())
+            } else {
+                None
+            },
+            ..self
+        }
+    }
+
     /// See `scalar::rows`; `quads` holds the activations as `act::build_quads` lays
     /// them out. F16/BF16 prompts whose activations were rounded to bf16 (`acts.xb`
-    /// filled, which needs this token's `bf16`) go through `avx512_bf16`.
+    /// filled, which needs this token's `bf16`) go through `amx` where this token has
+    /// it (the activations are then in its layout), else `avx512_bf16`.
     pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         if let (DType::F16 | DType::BF16, Some(b), false) = (w.dtype, self.bf16, acts.xb.is_empty())
         {
-            return b.rows(w, acts.xb, out);
+            return match self.amx {
+                Some(amx) => amx.rows(w, acts.xb, out),
+                None => b.rows(w, acts.xb, out),
+            };
         }
         // SAFETY: the token exists only if the CPU has every feature `rows` enables.
         unsafe { rows(w, acts, out) }

@@ -2,12 +2,12 @@
 //! thread pool, and how a product is split into parts of rows across the pool.
 
 use super::act::{self, Q8Act, Q8Quad, Q8K};
-#[cfg(target_arch = "x86_64")]
-use super::avx512_bf16;
 use super::dispatch::{Engine, KernelPath, VecOps};
 use super::matrix::check_shapes;
 #[cfg(feature = "std")]
 use super::pool;
+#[cfg(target_arch = "x86_64")]
+use super::{amx, avx512_bf16};
 use super::{Acts, Matrix, OutRows, SharedMut};
 use alloc::vec::Vec;
 use core::fmt;
@@ -26,8 +26,8 @@ pub struct Cpu {
     quads: Vec<Q8Quad>,
     /// Quantised activations, `n · cols/256` super-blocks (Q8_K weight types).
     k: Vec<Q8K>,
-    /// Activations rounded to bf16, `n` rows padded to 32 (F16/BF16 prompts on an
-    /// engine with bf16 dot products).
+    /// Activations rounded to bf16 (F16/BF16 prompts on an engine with bf16 dot
+    /// products): `n` rows padded to 32 columns, or the AMX tiles' layout.
     xb: Vec<u16>,
     /// Keep f32 products for F16/BF16 weights ([`Cpu::set_f16_exact`]).
     f16_exact: bool,
@@ -115,6 +115,8 @@ impl Cpu {
     /// weights, are then rounded to bf16 (relative error at most 2⁻⁸ each, so each
     /// output within `(2·2⁻⁸ + 2⁻¹⁶)·Σ|w||x|` of the f32 products, typically about
     /// `2⁻⁸·sqrt(Σ(w·x)²)`). Generation (one row) keeps the f32 products always.
+    /// Where the CPU also has AMX tiles, they compute the same products
+    /// ([`Cpu::amx_prompts`]).
     pub fn bf16_prompts(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
         let has = self.engine.bf16().is_some();
@@ -123,12 +125,33 @@ impl Cpu {
         has && !self.f16_exact
     }
 
+    /// Whether those bf16 prompt products run on the AMX tile unit (`tdpbf16ps`,
+    /// Sapphire Rapids and later Xeons, with the operating system's permission)
+    /// rather than on `vdpbf16ps`: same roundings, same bounds, about 15 times the
+    /// multiply-adds of a core's f32 FMAs.
+    pub fn amx_prompts(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        let has = self.engine.amx().is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        let has = false;
+        has && self.bf16_prompts()
+    }
+
+    /// Lets the bf16 prompt products use the AMX tiles where the CPU has them and
+    /// `LLMRT_AMX=1` asks for them (`true`, the default) or keeps them on `vdpbf16ps`
+    /// (`false`): for tests and measurements that compare the two. The tiles are
+    /// opt-in until they have run on AMX hardware (docs/ARCHITECTURE.md).
+    pub fn set_amx(&mut self, on: bool) {
+        self.engine = self.engine.with_amx(on);
+    }
+
     /// `true`: F16 and BF16 weights keep f32 activations and f32 products in prompts
     /// too; `false`: bf16 dot products where the CPU has them. A new context starts
     /// with bf16 dot products where they are the faster choice (measured once per
     /// process: at least 1.5 times the multiply-adds per cycle of f32 FMAs, as on
-    /// Zen 4/5; not on the Intel Xeon of PERF.md, where they run at half the FMA's
-    /// rate) or where `LLMRT_BF16_DOTS=1` asks for them (`=0`: never).
+    /// Zen 4/5; not from `vdpbf16ps` on the Intel Xeon of PERF.md, where they run at
+    /// half the FMA's rate, but from its AMX tiles) or where `LLMRT_BF16_DOTS=1` asks
+    /// for them (`=0`: never).
     pub fn set_f16_exact(&mut self, exact: bool) {
         self.f16_exact = exact;
     }
@@ -172,9 +195,10 @@ impl Cpu {
         let mut out = OutRows::whole(y, w.rows, n);
         #[cfg(feature = "std")]
         if let Some(pool) = &self.pool {
-            let parts = self.parts_for(w, n);
+            let align = self.row_align(w, &acts);
+            let parts = self.parts_for(w, n, align);
             if parts > 1 {
-                return split_rows(pool, parts, engine, w, &acts, &out);
+                return split_rows(pool, parts, align, engine, w, &acts, &out);
             }
         }
         engine.rows(w, &acts, &mut out);
@@ -211,9 +235,10 @@ impl Cpu {
         #[cfg(feature = "std")]
         if let Some(pool) = &self.pool {
             let mut parts = [0usize; 4];
+            let align = self.row_align(&ws[0], &acts);
             for (p, w) in parts.iter_mut().zip(ws) {
                 // A small matrix is one part (parts_for says 0 or 1 for "no split").
-                *p = self.parts_for(w, n).max(1);
+                *p = self.parts_for(w, n, align).max(1);
             }
             let total: usize = parts.iter().sum();
             if total > 1 && total <= pool::MAX_PARTS {
@@ -226,7 +251,7 @@ impl Cpu {
                         i += 1;
                     }
                     let (w, rows) = (&ws[i], ws[i].rows);
-                    let (r0, r1) = part_range(kk, parts[i], rows, 4);
+                    let (r0, r1) = part_range(kk, parts[i], rows, align);
                     if let Some(out) = &outs[i] {
                         // SAFETY: within matrix i the `part_range`s of distinct kk are
                         // disjoint, every part runs once, different matrices write
@@ -302,7 +327,8 @@ impl Cpu {
     }
 
     /// Rounds `x` to bf16 into the scratch if `w` is F16/BF16, this is a prompt, and
-    /// the engine multiplies them with bf16 dot products (`avx512_bf16`); otherwise
+    /// the engine multiplies them with bf16 dot products (`amx`'s layout where the
+    /// engine has the tiles, else `avx512_bf16`'s rows); otherwise
     /// leaves everything empty (the kernels then read `x` itself).
     #[cfg(target_arch = "x86_64")]
     fn round_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
@@ -312,6 +338,23 @@ impl Cpu {
             return Filled::default();
         };
         let (cols, stride) = (w.cols, avx512_bf16::padded(w.cols));
+        if let Some(tiles) = self.engine.amx() {
+            // The tiles' B layout, in blocks of 16 activations (`amx`).
+            let len = amx::Amx::buffer_len(n, cols);
+            let per_block = amx::BLOCK * stride;
+            grow(&mut self.xb, len, 0);
+            let sx = SharedMut::new(&mut self.xb[..len]);
+            self.by_rows(len / per_block, cols, &|b0, b1| {
+                // SAFETY: blocks b0..b1 belong to this part alone (`by_rows` gives
+                // disjoint ranges), and the buffer outlives the call.
+                let o = unsafe { sx.slice(b0 * per_block, (b1 - b0) * per_block) };
+                tiles.round_blocks(x, n, cols, b0, b1, o);
+            });
+            return Filled {
+                halves: len,
+                ..Filled::default()
+            };
+        }
         grow(&mut self.xb, n * stride, 0);
         let sx = SharedMut::new(&mut self.xb[..n * stride]);
         self.by_rows(n, cols, &|i0, i1| {
@@ -365,18 +408,34 @@ impl Cpu {
     /// that starts late (or is descheduled) takes fewer, and small parts keep the wait
     /// for the last one short.
     #[cfg(feature = "std")]
-    fn parts_for(&self, w: &Matrix<'_>, n: usize) -> usize {
+    fn parts_for(&self, w: &Matrix<'_>, n: usize, align: usize) -> usize {
         let bytes = w.data.len().saturating_mul(n.min(8));
         (bytes / BYTES_PER_PART)
             .max((bytes / MIN_BYTES_PER_PART).min(self.threads))
-            .min(w.rows.div_ceil(4))
+            .min(w.rows.div_ceil(align))
             .min(pool::MAX_PARTS)
+    }
+
+    /// Rows per part are a multiple of this: 4 (whole cache lines of `y` for one
+    /// activation), or 32 for the AMX tiles (two tiles of weight rows per step, read
+    /// straight from the file for BF16 only when all 32 are whole).
+    #[cfg(feature = "std")]
+    fn row_align(&self, w: &Matrix<'_>, acts: &Acts<'_>) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.engine.amx().is_some()
+            && !acts.xb.is_empty()
+            && matches!(w.dtype, DType::F16 | DType::BF16)
+        {
+            return amx::STEP;
+        }
+        let _ = (w, acts);
+        4
     }
 }
 
 /// Whether a new context multiplies F16/BF16 prompts with bf16 dot products: the
 /// engine has them and they are faster than f32 FMAs on this CPU
-/// (`Bf16Dots::faster_than_fma`, measured once), unless `LLMRT_BF16_DOTS=1` or `=0`
+/// (`Bf16Dots::faster_than_fma`, measured once, or AMX tiles), unless `LLMRT_BF16_DOTS=1` or `=0`
 /// (std) says so either way (where the CPU has them at all).
 fn bf16_by_default(engine: Engine) -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -387,7 +446,7 @@ fn bf16_by_default(engine: Engine) -> bool {
             Ok("0") => return false,
             _ => {}
         }
-        return b.faster_than_fma();
+        return b.faster_than_fma() || engine.amx().is_some();
     }
     let _ = engine;
     false
@@ -424,14 +483,15 @@ pub(crate) fn part_range(k: usize, parts: usize, len: usize, align: usize) -> (u
 fn split_rows(
     pool: &pool::Pool,
     parts: usize,
+    align: usize,
     engine: Engine,
     w: &Matrix<'_>,
     acts: &Acts<'_>,
     out: &OutRows<'_>,
 ) {
-    // Row ranges in multiples of 4 rows (whole cache lines of y for n = 1).
+    // Row ranges in multiples of `align` rows (`Cpu::row_align`).
     pool.run(parts, &|k| {
-        let (r0, r1) = part_range(k, parts, w.rows, 4);
+        let (r0, r1) = part_range(k, parts, w.rows, align);
         // SAFETY: the `part_range`s of distinct k are disjoint, every k in
         // 0..parts runs once, and `out` itself is not written while the parts live
         // (`pool.run` returns only when all parts are done).

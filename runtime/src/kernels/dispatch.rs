@@ -7,7 +7,7 @@ use super::act::{self, Q8Act, Q8Quad};
 #[cfg(target_arch = "aarch64")]
 use super::neon;
 #[cfg(target_arch = "x86_64")]
-use super::{avx2, avx512, avx512_bf16};
+use super::{amx, avx2, avx512, avx512_bf16};
 use super::{scalar, vecops, Acts, Matrix, OutRows};
 use alloc::vec::Vec;
 use core::fmt;
@@ -120,6 +120,28 @@ impl Engine {
         match self {
             Engine::Avx512(t) => t.bf16(),
             _ => None,
+        }
+    }
+
+    /// The AMX tiles for F16/BF16 prompts (`amx`), if this engine has them.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn amx(self) -> Option<amx::Amx> {
+        match self {
+            Engine::Avx512(t) => t.amx(),
+            _ => None,
+        }
+    }
+
+    /// The same engine with AMX for F16/BF16 prompts (where the CPU has it) or
+    /// without.
+    pub(crate) fn with_amx(self, on: bool) -> Engine {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(t) => Engine::Avx512(t.with_amx(on)),
+            e => {
+                let _ = on;
+                e
+            }
         }
     }
 

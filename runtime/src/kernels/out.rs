@@ -92,6 +92,20 @@ impl<'y> OutRows<'y> {
         unsafe { *self.ptr.add(i * self.rows + r) = v };
     }
 
+    /// `y[i·rows + r .. i·rows + r + len]`: a run of this part's rows of activation
+    /// `i`, for kernels that write several at once.
+    ///
+    /// # Panics
+    /// If `i >= n` or the run is not inside `r0..r1`.
+    #[inline(always)]
+    #[allow(dead_code)] // not every target has a path that uses it
+    pub(crate) fn span(&mut self, i: usize, r: usize, len: usize) -> &mut [f32] {
+        assert!(i < self.n && r >= self.r0 && r + len <= self.r1);
+        // SAFETY: as in `set`, for each of the `len` values (r + len <= r1 <= rows);
+        // the borrow of `self` keeps other writes through it out while the slice lives.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(i * self.rows + r), len) }
+    }
+
     /// `y[i·rows + r] += v`.
     ///
     /// # Panics

@@ -1,0 +1,630 @@
+//! x86-64 AMX prompt kernels for F16 and BF16 weights: `tdpbf16ps`, which multiplies a
+//! 16 × 32 tile of bf16 weights by a 32 × 16 tile of bf16 activations into a 16 × 16
+//! tile of f32 sums, 8192 multiply-adds per instruction (Sapphire Rapids and later
+//! Xeons: about 15 times the f32 FMAs of a core, PERF.md).
+//!
+//! * **Activations** are rounded to bf16 once per product ([`Amx::round_blocks`], the
+//!   same round-to-nearest-even as `avx512_bf16`), in blocks of 16 (the prompt padded
+//!   with zero rows to a multiple of 32) laid out as the tile unit's B operand: for
+//!   every 32 columns, 16 rows of the 16 activations' column pairs (`VNNI` order:
+//!   the two bf16 of a pair in one 32-bit lane), a 16 × 16 transpose of 32-bit lanes
+//!   ([`transpose16`]). Columns past `cols` are zero.
+//! * **Weights** are the A operand, rows as they lie: BF16 rows are loaded into tiles
+//!   straight from the mapped file (`tileloadd` with the row stride), with no copy and
+//!   no repacking, when a panel holds 32 whole rows whose width is a multiple of 32.
+//!   F16 rows (and the ragged edges of BF16) are first made bf16 into a panel of 32
+//!   rows (F16 through f32, exact, then rounded to nearest even; zero past the edges),
+//!   once per product, and every block of activations reuses the panel.
+//! * **Tiles:** 4 accumulators (32 weight rows × 32 activations), 2 weight tiles and 2
+//!   activation tiles: the 8 tile registers. Each sum tile is stored, transposed back
+//!   to activations × rows, and written to the output under a mask.
+//!
+//! **Error:** the same as `avx512_bf16` (the same roundings of the same factors; the
+//! tile unit treats denormals as zero and rounds its f32 sums to nearest even), so the
+//! kernel tests hold it to the same bounds.
+//!
+//! **The operating system** must grant each process the tile data state (Linux 5.16+:
+//! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); [`Amx::detect`] asks once
+//! and reports no AMX where the answer is no. Each product configures the tiles
+//! (`ldtilecfg`) on the thread that runs it and releases them (`tilerelease`) after.
+//! The instructions are written as inline assembly: Rust's AMX intrinsics are not
+//! stable yet.
+
+use super::OutRows;
+use super::{avx512_bf16::padded, Matrix};
+use core::arch::asm;
+use core::arch::x86_64::*;
+use llm_format::DType;
+
+/// Activations per block of the B operand (one tile's columns).
+pub(crate) const BLOCK: usize = 16;
+
+/// Weight rows and activations per step of the kernel (two tiles each way).
+pub(crate) const STEP: usize = 32;
+
+/// Proof that the CPU has AMX-TILE and AMX-BF16 with the tile palette this module
+/// uses, that the operating system granted the tile state to this process, and that
+/// the CPU has AVX-512 BF16 for the conversions: exists only through [`Amx::detect`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Amx(());
+
+impl Amx {
+    /// The token, if `LLMRT_AMX=1` asks for it and this CPU and operating system run
+    /// AMX-BF16 (std on Linux only; checked once per process). Opt-in until the
+    /// instructions have run on AMX hardware: the layouts around them are tested on
+    /// any AVX-512 BF16 CPU against a model of the tile step (`tests` below), the
+    /// instructions themselves only where the CPU has them (`tests/kernels.rs`).
+    pub(crate) fn detect() -> Option<Amx> {
+        #[cfg(all(feature = "std", target_os = "linux"))]
+        {
+            static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let ok = *OK.get_or_init(|| {
+                std::env::var("LLMRT_AMX").as_deref() == Ok("1")
+                    && std::is_x86_feature_detected!("avx512bf16")
+                    && std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+                    && std::is_x86_feature_detected!("f16c")
+                    && cpu_has_amx_bf16()
+                    && os_grants_tiles()
+            });
+            ok.then_some(Amx(()))
+        }
+        #[cfg(not(all(feature = "std", target_os = "linux")))]
+        None
+    }
+
+    /// Elements of the activation buffer for `n` activations of `cols` columns: `n`
+    /// rounded up to [`STEP`], times [`padded`]`(cols)`.
+    pub(crate) fn buffer_len(n: usize, cols: usize) -> usize {
+        n.next_multiple_of(STEP) * padded(cols)
+    }
+
+    /// Rounds activations `16·b0..16·b1` of `x` (`n` rows of `cols`) to bf16 into
+    /// `out`, blocks `b0..b1` of the B layout above (`16·padded(cols)` values each);
+    /// rows past `n` are zero.
+    ///
+    /// # Panics
+    /// If `x.len() != n·cols` or `out.len() != (b1 - b0)·16·padded(cols)`.
+    pub(crate) fn round_blocks(
+        self,
+        x: &[f32],
+        n: usize,
+        cols: usize,
+        b0: usize,
+        b1: usize,
+        out: &mut [u16],
+    ) {
+        assert_eq!(x.len(), n * cols);
+        assert_eq!(out.len(), (b1 - b0) * BLOCK * padded(cols));
+        // SAFETY: the token exists only if the CPU has every feature it enables.
+        unsafe { round_blocks(x, n, cols, b0, out) }
+    }
+
+    /// Rows `out.r0..out.r1` of `y = x·Wᵀ` for F16 or BF16 weights, with `xb` the
+    /// activations as [`Amx::round_blocks`] wrote them ([`Amx::buffer_len`] values).
+    ///
+    /// # Panics
+    /// If `w` is not F16 or BF16 or `xb` has the wrong length.
+    pub(crate) fn rows(self, w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
+        assert_eq!(xb.len(), Amx::buffer_len(out.n(), w.cols));
+        // SAFETY: the token proves the CPU's features and the tile permission.
+        unsafe {
+            match w.dtype {
+                DType::F16 => rows::<true, true>(w, xb, out),
+                DType::BF16 => rows::<false, true>(w, xb, out),
+                d => panic!("AMX bf16 tiles take F16 or BF16 weights, not {d}"),
+            }
+        }
+    }
+}
+
+/// CPUID: AMX-TILE and AMX-BF16 (leaf 7), and tile palette 1 as this module
+/// configures it (leaf 0x1D: 8 tiles of 16 rows of 64 bytes).
+#[cfg(all(feature = "std", target_os = "linux"))]
+#[allow(unused_unsafe)] // `__cpuid` is safe from Rust 1.87 on, unsafe before
+fn cpu_has_amx_bf16() -> bool {
+    // SAFETY: CPUID is always available on x86-64.
+    let max = unsafe { __cpuid(0) }.eax;
+    if max < 0x1d {
+        return false;
+    }
+    // SAFETY: leaf 7 exists (max >= 7).
+    let l7 = unsafe { __cpuid_count(7, 0) };
+    let (bf16, tile) = (l7.edx & (1 << 22) != 0, l7.edx & (1 << 24) != 0);
+    if !(bf16 && tile) {
+        return false;
+    }
+    // SAFETY: leaf 0x1D exists (max >= 0x1D).
+    let p = unsafe { __cpuid_count(0x1d, 1) };
+    let (bytes_per_row, names, max_rows) = (p.ebx & 0xffff, p.ebx >> 16, p.ecx & 0xffff);
+    bytes_per_row >= 64 && names >= 8 && max_rows >= 16
+}
+
+/// Asks Linux for the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023,
+/// XFEATURE_XTILEDATA = 18)`, a raw system call: no libc binding is needed for one
+/// call); `true` if granted.
+#[cfg(all(feature = "std", target_os = "linux"))]
+fn os_grants_tiles() -> bool {
+    let ret: i64;
+    // SAFETY: `arch_prctl` (158) with this request only changes which extended
+    // states the process may use; the kernel clobbers rcx and r11 on `syscall`.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") 158i64 => ret,
+            in("rdi") 0x1023i64,
+            in("rsi") 18i64,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret == 0
+}
+
+/// 16 × 16 transpose of 32-bit lanes: `out[c]` lane `r` = `v[r]` lane `c`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
+    // Pairs of rows interleaved in 32 bits, then in 64: u[4j + c] holds, in its
+    // 128-bit lane L, rows 4j..4j+4 of column 4L + c.
+    let t: [__m512i; 16] = core::array::from_fn(|i| {
+        let (a, b) = (v[i & !1], v[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_epi32(a, b)
+        } else {
+            _mm512_unpackhi_epi32(a, b)
+        }
+    });
+    let u: [__m512i; 16] = core::array::from_fn(|i| {
+        let (j, c) = (i / 4, i % 4);
+        let (a, b) = (t[4 * j + c / 2], t[4 * j + 2 + c / 2]);
+        if c % 2 == 0 {
+            _mm512_unpacklo_epi64(a, b)
+        } else {
+            _mm512_unpackhi_epi64(a, b)
+        }
+    });
+    // Then a 4 × 4 transpose of 128-bit lanes across u[c], u[4+c], u[8+c], u[12+c].
+    let mut out = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let v0 = _mm512_shuffle_i32x4::<0x44>(u[c], u[4 + c]);
+        let v1 = _mm512_shuffle_i32x4::<0xee>(u[c], u[4 + c]);
+        let v2 = _mm512_shuffle_i32x4::<0x44>(u[8 + c], u[12 + c]);
+        let v3 = _mm512_shuffle_i32x4::<0xee>(u[8 + c], u[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0x88>(v0, v2);
+        out[4 + c] = _mm512_shuffle_i32x4::<0xdd>(v0, v2);
+        out[8 + c] = _mm512_shuffle_i32x4::<0x88>(v1, v3);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(v1, v3);
+    }
+    out
+}
+
+/// 32 values of `row` from column `c` (those past `cols` zero) rounded to bf16: the
+/// f32 values (`F16 = false` reads f32 here) or F16 bits made f32 exactly.
+///
+/// # Safety
+/// `row` points at `cols` values of its kind; `c < cols`; this module's features.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+unsafe fn bf16_32<const F16: bool>(row: *const u8, cols: usize, c: usize) -> __m512i {
+    let left = (cols - c).min(32);
+    let mask = if left == 32 {
+        u32::MAX
+    } else {
+        (1u32 << left) - 1
+    };
+    let (lo_mask, hi_mask) = (mask as __mmask16, (mask >> 16) as __mmask16);
+    // SAFETY: the masks select columns c..c + left < cols of the row.
+    let (lo, hi) = unsafe {
+        if F16 {
+            let p = row.add(2 * c) as *const i16;
+            let h = _mm512_maskz_loadu_epi16(mask, p);
+            (
+                _mm512_cvtph_ps(_mm512_castsi512_si256(h)),
+                _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(h)),
+            )
+        } else {
+            let p = row.add(4 * c) as *const f32;
+            (
+                _mm512_maskz_loadu_ps(lo_mask, p),
+                _mm512_maskz_loadu_ps(hi_mask, p.add(16)),
+            )
+        }
+    };
+    // `cvtne2ps` puts its first operand in the upper half.
+    // SAFETY: same size; bf16 bits.
+    unsafe { core::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo)) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+fn round_blocks(x: &[f32], n: usize, cols: usize, b0: usize, out: &mut [u16]) {
+    let groups = padded(cols) / 32;
+    for (bo, block) in out.chunks_exact_mut(BLOCK * 32 * groups).enumerate() {
+        let first = (b0 + bo) * BLOCK;
+        for (g, tile) in block.chunks_exact_mut(BLOCK * 32).enumerate() {
+            let v: [__m512i; 16] = core::array::from_fn(|t| {
+                let i = first + t;
+                if i < n && cols > 0 {
+                    // SAFETY: row i holds `cols` f32 values; 32g < cols.
+                    unsafe { bf16_32::<false>(x[i * cols..].as_ptr() as *const u8, cols, 32 * g) }
+                } else {
+                    _mm512_setzero_si512()
+                }
+            });
+            for (p, r) in transpose16(v).iter().enumerate() {
+                // SAFETY: the tile holds 16 rows of 32 values; row p is 64 bytes.
+                unsafe { _mm512_storeu_si512(tile[32 * p..].as_mut_ptr() as *mut __m512i, *r) };
+            }
+        }
+    }
+}
+
+/// `ldtilecfg`'s 64 bytes: palette 1, tiles 0..8 of 16 rows × 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+impl TileConfig {
+    fn new() -> TileConfig {
+        let mut c = [0u8; 64];
+        c[0] = 1;
+        for t in 0..8 {
+            c[16 + 2 * t] = 64; // bytes per row (u16, little-endian)
+            c[48 + t] = 16; // rows
+        }
+        TileConfig(c)
+    }
+}
+
+/// One step: `c[2a + b] = A_a · B_b` over `groups` groups of 32 columns, where
+/// `A_a` is weight rows `16a..16a+16` at `a` (row stride `stride` bytes, group `g` at
+/// byte `64g`) and `B_b` is activation block `b` at `b0 + b·b_next` (group `g` at byte
+/// `1024g`); `c[k]` is stored as 16 rows (weight rows) of 16 f32 (activations).
+///
+/// # Safety
+/// The tiles are configured (`TileConfig`) on this thread; every tile read lies in
+/// readable memory.
+#[inline]
+unsafe fn step(
+    a: *const u8,
+    stride: usize,
+    b0: *const u8,
+    b_next: usize,
+    groups: usize,
+    c: &mut [[f32; 256]; 4],
+) {
+    // SAFETY (every block): the caller configured the tiles and guarantees the reads;
+    // the stores go to `c`, 4 × 1 KiB.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        );
+        for g in 0..groups {
+            let a0 = a.add(64 * g);
+            let b = b0.add(1024 * g);
+            asm!(
+                "tileloadd tmm4, [{a0} + {s} * 1]",
+                "tileloadd tmm5, [{a1} + {s} * 1]",
+                "tileloadd tmm6, [{b0} + {s64} * 1]",
+                "tileloadd tmm7, [{b1} + {s64} * 1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                a0 = in(reg) a0,
+                a1 = in(reg) a0.add(16 * stride),
+                s = in(reg) stride,
+                b0 = in(reg) b,
+                b1 = in(reg) b.add(b_next),
+                s64 = in(reg) 64usize,
+                options(nostack, readonly)
+            );
+        }
+        asm!(
+            "tilestored [{c0} + {s64} * 1], tmm0",
+            "tilestored [{c1} + {s64} * 1], tmm1",
+            "tilestored [{c2} + {s64} * 1], tmm2",
+            "tilestored [{c3} + {s64} * 1], tmm3",
+            c0 = in(reg) c[0].as_mut_ptr(),
+            c1 = in(reg) c[1].as_mut_ptr(),
+            c2 = in(reg) c[2].as_mut_ptr(),
+            c3 = in(reg) c[3].as_mut_ptr(),
+            s64 = in(reg) 64usize,
+            options(nostack)
+        );
+    }
+}
+
+/// What [`step`] computes, in plain code (each product of two bf16 exact in f32,
+/// summed in column order): where the CPU has no tiles, the unit tests run [`rows`] on
+/// this to check every layout around the instructions.
+///
+/// # Safety
+/// Every read lies in readable memory, as for [`step`].
+unsafe fn step_model(
+    a: *const u8,
+    stride: usize,
+    b0: *const u8,
+    b_next: usize,
+    groups: usize,
+    c: &mut [[f32; 256]; 4],
+) {
+    let bf = |p: *const u8, i: usize| {
+        // SAFETY: the caller guarantees the reads.
+        let h = unsafe { (p as *const u16).add(i).read_unaligned() };
+        f32::from_bits((h as u32) << 16)
+    };
+    for (k, ck) in c.iter_mut().enumerate() {
+        *ck = [0.0; 256];
+        for g in 0..groups {
+            for m in 0..BLOCK {
+                // Weight row 16·(k/2) + m, columns 32g..32g+32.
+                // SAFETY: inside the caller's readable tiles.
+                let arow = unsafe { a.add((BLOCK * (k / 2) + m) * stride + 64 * g) };
+                // Activation block k % 2, group g: row p holds column pair p of the 16.
+                let bt = unsafe { b0.add((k % 2) * b_next + 1024 * g) };
+                for j in 0..BLOCK {
+                    let mut sum = ck[BLOCK * m + j];
+                    for p in 0..16 {
+                        for e in 0..2 {
+                            sum += bf(arow, 2 * p + e) * bf(bt, 32 * p + 2 * j + e);
+                        }
+                    }
+                    ck[BLOCK * m + j] = sum;
+                }
+            }
+        }
+    }
+}
+
+/// The kernel: `HW` runs the tile instructions ([`step`]), otherwise [`step_model`].
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+fn rows<const F16: bool, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
+    let (n, cols) = (out.n(), w.cols);
+    let (r0, r1) = (out.r0, out.r1);
+    if n == 0 || r0 == r1 {
+        return;
+    }
+    let stride = padded(cols);
+    let groups = stride / 32;
+    let row_bytes = 2 * cols;
+    let blocks = n.next_multiple_of(STEP) / BLOCK;
+    let b_next = BLOCK * stride * 2; // bytes from one activation block to the next
+    let config = TileConfig::new();
+    if HW {
+        // SAFETY: the token proves AMX and the permission; the config is 64 bytes.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly)) };
+    }
+    {
+        // 32 weight rows made bf16 (F16 weights, ragged edges of BF16), per part.
+        let mut panel: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
+        let mut c = [[0.0f32; 256]; 4];
+        let mut r = r0;
+        while r < r1 {
+            let here = (r1 - r).min(STEP);
+            let direct = !F16 && here == STEP && cols % 32 == 0;
+            let (a, a_stride) = if direct {
+                (w.data[r * row_bytes..].as_ptr(), row_bytes)
+            } else {
+                panel.resize(STEP * stride, 0);
+                for (k, prow) in panel.chunks_exact_mut(stride).enumerate() {
+                    for g in 0..groups {
+                        let v = if k < here && cols > 0 {
+                            let row = w.data[(r + k) * row_bytes..].as_ptr();
+                            // SAFETY: row r + k < rows holds `cols` 2-byte values
+                            // (`Matrix` checked the length); 32g < cols.
+                            unsafe {
+                                if F16 {
+                                    bf16_32::<true>(row, cols, 32 * g)
+                                } else {
+                                    bf16_copy(row, cols, 32 * g)
+                                }
+                            }
+                        } else {
+                            _mm512_setzero_si512()
+                        };
+                        // SAFETY: 32 values at 32g < stride of the panel row.
+                        unsafe {
+                            _mm512_storeu_si512(prow[32 * g..].as_mut_ptr() as *mut __m512i, v)
+                        };
+                    }
+                }
+                (panel.as_ptr() as *const u8, 2 * stride)
+            };
+            for blk in (0..blocks).step_by(2) {
+                // SAFETY: weight tiles: 32 rows of `a_stride` bytes from `a`, each
+                // read 64 bytes at a time up to `2·stride` (the panel) or `row_bytes`
+                // (direct: 32 whole rows inside the matrix, cols a multiple of 32);
+                // activation tiles: blocks blk and blk + 1 < blocks of `xb`, whose
+                // length `rows` asserted; tiles configured above.
+                unsafe {
+                    let b = (xb.as_ptr() as *const u8).add(blk * b_next);
+                    if HW {
+                        step(a, a_stride, b, b_next, groups, &mut c);
+                    } else {
+                        step_model(a, a_stride, b, b_next, groups, &mut c);
+                    }
+                }
+                for (k, ck) in c.iter().enumerate() {
+                    let (rr, i0) = (r + BLOCK * (k / 2), BLOCK * (blk + k % 2));
+                    if rr >= r + here || i0 >= n {
+                        continue;
+                    }
+                    let valid = (r + here - rr).min(BLOCK);
+                    let mask = ((1u32 << valid) - 1) as __mmask16;
+                    // SAFETY: `ck` holds 16 rows of 16 f32.
+                    let v: [__m512i; 16] = core::array::from_fn(|q| unsafe {
+                        _mm512_loadu_si512(ck[16 * q..].as_ptr() as *const __m512i)
+                    });
+                    for (t, col) in transpose16(v).iter().enumerate().take(n - i0) {
+                        let dst = out.span(i0 + t, rr, valid);
+                        // SAFETY: the mask writes `valid` values, the span's length.
+                        unsafe {
+                            _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask, _mm512_castsi512_ps(*col))
+                        };
+                    }
+                }
+            }
+            r += here;
+        }
+    }
+    if HW {
+        // SAFETY: releases the tile state configured above.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    }
+}
+
+/// 32 BF16 weights of a row from column `c` (those past `cols` zero).
+///
+/// # Safety
+/// As [`bf16_32`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn bf16_copy(row: *const u8, cols: usize, c: usize) -> __m512i {
+    let left = (cols - c).min(32);
+    let mask = if left == 32 {
+        u32::MAX
+    } else {
+        (1u32 << left) - 1
+    };
+    // SAFETY: the mask selects columns c..c + left < cols.
+    unsafe { _mm512_maskz_loadu_epi16(mask, row.add(2 * c) as *const i16) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{eprintln, vec, vec::Vec};
+
+    /// bf16 round to nearest even, as `vcvtne2ps2bf16` (finite inputs).
+    fn round_bf16(x: f32) -> f32 {
+        let b = x.to_bits();
+        f32::from_bits((b + 0x7fff + ((b >> 16) & 1)) & 0xffff_0000)
+    }
+
+    /// [`rows`] on the model of the tile step, against an f64 product of the same
+    /// bf16-rounded factors: every layout (activation blocks, panels, the direct BF16
+    /// path, part edges, transposes, masks) on shapes around the 32 × 32 step. The
+    /// only difference left is f32 summation: `2·(cols+2)·ε·Σ|w||x|`. A misplaced value
+    /// is an error of the order of the terms, far above it.
+    #[test]
+    fn rows_on_the_tile_model_match_the_rounded_product() {
+        if !(std::is_x86_feature_detected!("avx512bf16")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("f16c"))
+        {
+            eprintln!("skipped: no AVX-512 BF16 here");
+            return;
+        }
+        let seed = std::env::var("LLMRT_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        eprintln!("seed = {seed} (set LLMRT_TEST_SEED to replay)");
+        let mut state = seed | 1;
+        let mut unit = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        };
+        for (dtype, f16) in [(DType::F16, true), (DType::BF16, false)] {
+            for (rows_n, cols) in [(1, 64), (67, 288), (64, 256), (5, 33), (40, 96), (33, 1)] {
+                for n in [2, 16, 17, 33] {
+                    let wf: Vec<f32> = (0..rows_n * cols).map(|_| unit()).collect();
+                    let (bytes, wq): (Vec<u8>, Vec<f32>) = if f16 {
+                        let h: Vec<half::f16> =
+                            wf.iter().map(|&v| half::f16::from_f32(v)).collect();
+                        let b = h.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        (b, h.iter().map(|v| round_bf16(v.to_f32())).collect())
+                    } else {
+                        let h: Vec<half::bf16> =
+                            wf.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                        let b = h.iter().flat_map(|v| v.to_le_bytes()).collect();
+                        (b, h.iter().map(|v| v.to_f32()).collect())
+                    };
+                    let w = Matrix::new(dtype, &bytes, rows_n, cols).expect("sizes");
+                    let x: Vec<f32> = (0..n * cols).map(|_| unit()).collect();
+                    let mut xb = vec![0u16; Amx::buffer_len(n, cols)];
+                    let blocks = n.next_multiple_of(STEP) / BLOCK;
+                    // Two calls over halves of the blocks, as threads split them.
+                    let half_b = blocks / 2;
+                    let per = BLOCK * padded(cols);
+                    let (lo, hi) = xb.split_at_mut(half_b * per);
+                    // SAFETY: the features were checked above.
+                    unsafe {
+                        round_blocks(&x, n, cols, 0, lo);
+                        round_blocks(&x, n, cols, half_b, hi);
+                    }
+                    let mut y = vec![f32::NAN; n * rows_n];
+                    {
+                        let whole = OutRows::whole(&mut y, rows_n, n);
+                        // Two parts, the first a whole number of steps (as `Cpu` splits).
+                        let split = (rows_n / 2).next_multiple_of(STEP).min(rows_n);
+                        for (r0, r1) in [(0, split), (split, rows_n)] {
+                            // SAFETY: disjoint row ranges, run one after the other.
+                            let mut part = unsafe { whole.part(r0, r1) };
+                            // SAFETY: features checked above; the model reads memory only.
+                            unsafe {
+                                if f16 {
+                                    rows::<true, false>(&w, &xb, &mut part)
+                                } else {
+                                    rows::<false, false>(&w, &xb, &mut part)
+                                }
+                            }
+                        }
+                    }
+                    for i in 0..n {
+                        for r in 0..rows_n {
+                            let (mut want, mut abs) = (0.0f64, 0.0f64);
+                            for c in 0..cols {
+                                let t =
+                                    wq[r * cols + c] as f64 * round_bf16(x[i * cols + c]) as f64;
+                                want += t;
+                                abs += t.abs();
+                            }
+                            let got = y[i * rows_n + r] as f64;
+                            let bound =
+                                2.0 * (cols as f64 + 2.0) * f32::EPSILON as f64 * abs + 1e-30;
+                            assert!(
+                                (got - want).abs() <= bound,
+                                "{dtype} {rows_n}x{cols} n={n} y[{i}][{r}] = {got} vs {want} (bound {bound:e}, seed {seed})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The transpose against index arithmetic, on distinct lane values.
+    #[test]
+    fn transpose16_transposes() {
+        if !std::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let v: [__m512i; 16] = core::array::from_fn(|r| {
+            let lanes: [i32; 16] = core::array::from_fn(|c| (100 * r + c) as i32);
+            // SAFETY: plain loads of a local array.
+            unsafe { _mm512_loadu_si512(lanes.as_ptr() as *const __m512i) }
+        });
+        // SAFETY: AVX-512 F checked above.
+        let t = unsafe { transpose16(v) };
+        for (c, row) in t.iter().enumerate() {
+            let mut lanes = [0i32; 16];
+            // SAFETY: plain store to a local array.
+            unsafe { _mm512_storeu_si512(lanes.as_mut_ptr() as *mut __m512i, *row) };
+            for (r, l) in lanes.iter().enumerate() {
+                assert_eq!(*l, (100 * r + c) as i32, "out[{c}] lane {r}");
+            }
+        }
+    }
+}
