@@ -8,7 +8,10 @@
 #   3. runs every CUDA test: host-side unit tests, NVRTC compile + ptxas spill check,
 #      each kernel against the CPU reference (fp32 1e-5, bf16 1e-2), the Backend trait
 #      against the CPU backend, a small device-resident GPT step that must learn,
-#   4. benchmarks the GPT-2 124M shape (12 L, 12 H, C 768, T 1024, V 50304, the largest
+#   4. runs the runtime's CPU kernel tests with the host's AMX tiles (LLMRT_AMX=1: the
+#      tiles are opt-in until this has passed on a CPU that has them; the GPU machines'
+#      Xeons do, this project's build machine may not),
+#   5. benchmarks the GPT-2 124M shape (12 L, 12 H, C 768, T 1024, V 50304, the largest
 #      batch the memory estimate fits) and prints tokens/s, ms/step, peak memory and MFU
 #      (llm.c's 6N + 6LCT flops per token against 989 TFLOP/s) as the last table.
 #
@@ -41,6 +44,18 @@ for line in sys.stdin:
         shutil.copy(m["executable"], sys.argv[2] + "/" + name)
         print("prepared", sys.argv[2] + "/" + name)
 ' "$tests" "$bindir"
+    # The runtime's kernel tests, for the AMX stage.
+    cargo test --release -p llmrt --test kernels --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "kernels":
+        shutil.copy(m["executable"], sys.argv[1] + "/kernels")
+        print("prepared", sys.argv[1] + "/kernels")
+' "$bindir"
     du -sh "$bindir"
     echo "carry $bindir to the GPU machine and run scripts/gpu-check.sh there"
     exit 0
@@ -109,9 +124,10 @@ run_test() {
     shift 3 2>/dev/null || shift $#
     say "test: $name"
     if [ $mode = cargo ]; then
-        local sel=(--test "$target")
-        [ "$target" = llm_train ] && sel=(--lib)
-        out=$(env "$@" timeout 240 cargo test --release -p llm-train "${sel[@]}" -- $filter --nocapture --test-threads 1 2>&1)
+        local sel=(-p llm-train --test "$target")
+        [ "$target" = llm_train ] && sel=(-p llm-train --lib)
+        [ "$target" = kernels ] && sel=(-p llmrt --test kernels)
+        out=$(env "$@" timeout 240 cargo test --release "${sel[@]}" -- $filter --nocapture --test-threads 1 2>&1)
     else
         out=$(env "$@" timeout 240 "$bindir/$target" $filter --nocapture --test-threads 1 2>&1)
     fi
@@ -121,6 +137,8 @@ run_test() {
     if [ $rc != 0 ]; then fail=1; echo "FAILED: $name (exit $rc)"; fi
 }
 
+say "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) · AMX: $(grep -o -m1 -w amx_bf16 /proc/cpuinfo || echo none)"
+run_test "CPU kernels with AMX tiles (LLMRT_AMX=1)" kernels bf16_prompt LLMRT_AMX=1
 run_test "unit (host-side logic)" llm_train cuda
 run_test "NVRTC compile sm_80/sm_90, ptxas spills" cuda_compile ""
 run_test "kernels vs CPU reference" cuda_kernels ""

@@ -189,7 +189,9 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     println!(
         "kernels: {}; F16/BF16 prompts: {}",
         cpu.path(),
-        if cpu.bf16_prompts() {
+        if cpu.amx_prompts() {
+            "bf16 on AMX tiles"
+        } else if cpu.bf16_prompts() {
             "bf16 dot products"
         } else {
             "f32 products"
