@@ -12,7 +12,7 @@
 //! prompt's matrix × matrix path) while each row attends over its own sequence.
 
 use crate::error::Error;
-use crate::kernels::{Cpu, SharedMut, VecOps};
+use crate::kernels::{AttendRun, Cpu, SharedMut, VecOps};
 use crate::kv_cache::{CacheType, KvCache, LayerKv};
 use crate::model::{Linear, Model, NormWeights};
 use crate::ops;
@@ -108,6 +108,8 @@ struct Sizes {
     rows_ff2: usize,
     /// `n_heads × seq_ctx` attention weights.
     scores: usize,
+    /// `n_heads ×` the scratch of blocked prompt attention (`kernels::attend`).
+    attn_blocks: usize,
     /// `n_seq × vocab` logits: each sequence's last.
     logits: usize,
     /// `head_dim / 2` RoPE inverse frequencies per table (global, and local when
@@ -127,6 +129,7 @@ impl Sizes {
             (1, self.rows_ff),
             (1, self.rows_ff2),
             (1, self.scores),
+            (1, self.attn_blocks),
             (1, self.logits),
             (1, self.freqs),
             (1, self.rope_cs),
@@ -202,6 +205,10 @@ impl ContextParams {
                 .n_heads
                 .checked_mul(seq_ctx)
                 .ok_or_else(|| Error::Invalid("attention scores size overflows".into()))?,
+            attn_blocks: o
+                .n_heads
+                .checked_mul(crate::kernels::attend_scratch_len(o.head_dim()))
+                .ok_or_else(|| Error::Invalid("attention scratch size overflows".into()))?,
             logits: o
                 .vocab_size
                 .checked_mul(n_seq)
@@ -307,19 +314,20 @@ pub struct Context {
     batch_rows: Vec<usize>,
     /// The token ids of a batch chunk (`[n_batch]`).
     row_tokens: Vec<u32>,
-    x: Vec<f32>,       // (n_batch, d) residual stream
-    xb: Vec<f32>,      // (n_batch, d) normalised input of a sub-block
-    q: Vec<f32>,       // (n_batch, q_dim)
-    k: Vec<f32>,       // (n_batch, kv_dim)
-    v: Vec<f32>,       // (n_batch, kv_dim)
-    att: Vec<f32>,     // (n_batch, q_dim) attention output before the projection
-    proj: Vec<f32>,    // (n_batch, d) output of a projection, added to x
-    hb: Vec<f32>,      // (n_batch, d_ff)
-    hb2: Vec<f32>,     // (n_batch, d_ff) SwiGLU's up branch
-    scores: Vec<f32>,  // (n_heads, n_ctx) attention weights, one row per head
-    logits: Vec<f32>,  // (n_seq, vocab) of each sequence's last token
-    freqs: Vec<f32>,   // (tables, head_dim/2) RoPE inverse frequencies
-    rope_cs: Vec<f32>, // (tables, n_batch, head_dim) cos/sin of each new position
+    x: Vec<f32>,           // (n_batch, d) residual stream
+    xb: Vec<f32>,          // (n_batch, d) normalised input of a sub-block
+    q: Vec<f32>,           // (n_batch, q_dim)
+    k: Vec<f32>,           // (n_batch, kv_dim)
+    v: Vec<f32>,           // (n_batch, kv_dim)
+    att: Vec<f32>,         // (n_batch, q_dim) attention output before the projection
+    proj: Vec<f32>,        // (n_batch, d) output of a projection, added to x
+    hb: Vec<f32>,          // (n_batch, d_ff)
+    hb2: Vec<f32>,         // (n_batch, d_ff) SwiGLU's up branch
+    scores: Vec<f32>,      // (n_heads, n_ctx) attention weights, one row per head
+    attn_blocks: Vec<f32>, // (n_heads, attend_scratch_len) blocked prompt attention
+    logits: Vec<f32>,      // (n_seq, vocab) of each sequence's last token
+    freqs: Vec<f32>,       // (tables, head_dim/2) RoPE inverse frequencies
+    rope_cs: Vec<f32>,     // (tables, n_batch, head_dim) cos/sin of each new position
 }
 
 impl Context {
@@ -394,6 +402,7 @@ impl Context {
             hb: buffer(s.rows_ff, "activations")?,
             hb2: buffer(s.rows_ff2, "activations")?,
             scores: buffer(s.scores, "attention scores")?,
+            attn_blocks: buffer(s.attn_blocks, "attention scratch")?,
             logits: buffer(s.logits, "logits")?,
             freqs,
             rope_cs: buffer(s.rope_cs, "activations")?,
@@ -991,14 +1000,22 @@ impl Context {
             };
             let out = SharedMut::new(att);
             let scores = SharedMut::new(&mut self.scores);
+            let per_head = self.attn_blocks.len() / n_heads;
+            let blocks = SharedMut::new(&mut self.attn_blocks);
             let (q, seqs) = (&*q, &self.seqs);
             let view = |s: u32| seqs[s as usize].cache.view(l);
             let vec = cpu.vecops();
             cpu.parallel(n_heads, &|h| {
-                // SAFETY: part h takes only row h of `scores` (n_heads × n_ctx), which
-                // outlives `parallel` (it returns after every part).
-                let sc = unsafe { scores.slice(h * shape.n_ctx, shape.n_ctx) };
-                attend_head(vec, &shape, h, q, row_seq, row_pos, &view, sc, out);
+                // SAFETY: part h takes only row h of `scores` (n_heads × n_ctx) and of
+                // `attn_blocks` (n_heads × per_head), which outlive `parallel` (it
+                // returns after every part).
+                let (sc, blk) = unsafe {
+                    (
+                        scores.slice(h * shape.n_ctx, shape.n_ctx),
+                        blocks.slice(h * per_head, per_head),
+                    )
+                };
+                attend_head(vec, &shape, h, q, row_seq, row_pos, &view, sc, blk, out);
             });
             linear(cpu, &model, &layer.wo, att, n, proj);
             if let Some(post) = &layer.attn_post_norm {
@@ -1175,10 +1192,16 @@ fn for_row_ranges(cpu: &Cpu, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     });
 }
 
+/// Rows in a run (one sequence, consecutive positions) from which a head's queries
+/// are attended in blocks (`kernels::attend`) rather than one by one.
+const BLOCKED_RUN: usize = 8;
+
 /// Query head `h` of each new row `i` attends over the cached keys and values of
 /// its KV head in its sequence `seq[i]` (rows of `view(seq[i])`, position-major) up
 /// to its own position `pos[i]`; writes head h's columns of `att` (`[n, d]`) and
-/// nothing else of it. `sc` is scratch of `n_ctx`.
+/// nothing else of it. Runs of at least [`BLOCKED_RUN`] rows of one sequence at
+/// consecutive positions (a prompt) go in blocks, with `blk` as scratch; other rows
+/// one at a time, with `sc` (`n_ctx` floats).
 #[allow(clippy::too_many_arguments)]
 fn attend_head<'a>(
     vec: VecOps,
@@ -1189,21 +1212,51 @@ fn attend_head<'a>(
     pos: &[u32],
     view: &(dyn Fn(u32) -> LayerKv<'a> + Sync),
     sc: &mut [f32],
+    blk: &mut [f32],
     att: SharedMut<f32>,
 ) {
     let hd = s.hd;
     let kvh = h / s.group;
-    for (i, (&sq, &p)) in seq.iter().zip(pos).enumerate() {
-        let kvs = view(sq);
+    let mut i = 0;
+    while i < seq.len() {
+        let mut j = i + 1;
+        while j < seq.len() && seq[j] == seq[i] && pos[j] == pos[j - 1] + 1 {
+            j += 1;
+        }
+        let kvs = view(seq[i]);
         let keys = &kvs.k[kvh * kvs.stride..(kvh + 1) * kvs.stride];
         let vals = &kvs.v[kvh * kvs.stride..(kvh + 1) * kvs.stride];
-        let p = p as usize;
-        let qh = &q[i * s.d + h * hd..i * s.d + (h + 1) * hd];
-        // SAFETY: head h's columns of row i: no other part writes them, and `att`
-        // outlives the call.
-        let out = unsafe { att.slice(i * s.d + h * hd, hd) };
-        let lo = (p + 1).saturating_sub(s.window);
-        let (k, v) = (&keys[lo * hd..], &vals[lo * hd..]);
-        vec.attend(qh, k, v, s.scale, &mut sc[..=p - lo], out);
+        if j - i >= BLOCKED_RUN {
+            let run = AttendRun {
+                q: &q[i * s.d + h * hd..],
+                q_stride: s.d,
+                n: j - i,
+                hd,
+                keys,
+                vals,
+                p0: pos[i] as usize,
+                window: s.window,
+                scale: s.scale,
+            };
+            vec.attend_run(&run, blk, &mut |r, row| {
+                // SAFETY: head h's columns of row i + r: no other part writes them,
+                // and `att` outlives the call.
+                let out = unsafe { att.slice((i + r) * s.d + h * hd, hd) };
+                out.copy_from_slice(row);
+            });
+            i = j;
+            continue;
+        }
+        for (r, &p) in pos.iter().enumerate().take(j).skip(i) {
+            let p = p as usize;
+            let qh = &q[r * s.d + h * hd..r * s.d + (h + 1) * hd];
+            // SAFETY: head h's columns of row r: no other part writes them, and `att`
+            // outlives the call.
+            let out = unsafe { att.slice(r * s.d + h * hd, hd) };
+            let lo = (p + 1).saturating_sub(s.window);
+            let (k, v) = (&keys[lo * hd..], &vals[lo * hd..]);
+            vec.attend(qh, k, v, s.scale, &mut sc[..=p - lo], out);
+        }
+        i = j;
     }
 }

@@ -224,6 +224,17 @@ impl VecOps {
         }
     }
 
+    /// Causal attention of a run of queries of one head at consecutive positions, in
+    /// blocks on this path's f32 matrix kernels: see `attend::attend_run`.
+    pub(crate) fn attend_run(
+        &self,
+        run: &super::attend::Run<'_>,
+        scratch: &mut [f32],
+        emit: &mut dyn FnMut(usize, &[f32]),
+    ) {
+        super::attend::attend_run(self.0, run, scratch, emit);
+    }
+
     /// SwiGLU in place: `up[i] = silu(gate[i])·up[i]`, vectorised for this path.
     ///
     /// # Panics

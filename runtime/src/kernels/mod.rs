@@ -27,6 +27,7 @@ mod macros;
 mod act;
 #[cfg(target_arch = "x86_64")]
 mod amx;
+mod attend;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -51,6 +52,7 @@ mod scalar;
 mod stream;
 mod vecops;
 
+pub(crate) use attend::{scratch_len as attend_scratch_len, Run as AttendRun};
 pub(crate) use cpu::part_range;
 pub use cpu::Cpu;
 pub use dispatch::KernelPath;
