@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // The vocabulary given to `new` may differ from the logits' length (a caller's
     // vocabulary that grew): both ways.
-    let vocab = if n_hist % 2 == 0 {
+    let vocab = if n_hist.is_multiple_of(2) {
         logits.len()
     } else {
         n_hist
