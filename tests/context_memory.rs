@@ -38,8 +38,18 @@ fn bytes_needed_counts_the_caches_and_every_scratch_buffer() {
     let floats = |n_ctx: usize, nb: usize| {
         // x, xb, q, att, proj; k, v; hidden and SwiGLU's up branch; scores; logits;
         // RoPE frequencies and cos/sin rows; the row plan (sequence, position,
-        // token and logits flag of each row, a float's room each).
-        5 * nb * d + 2 * nb * kv + 2 * nb * f + h * n_ctx + v + hd / 2 + nb * hd + 4 * nb
+        // token and logits flag of each row, a float's room each); per head, the
+        // blocked prompt attention's Sᵀ (256 keys × 32 queries), Qᵀ, O and P·V
+        // (hd × 32 each) and five rows of 32 (`kernels/attend.rs`), whatever n_ctx.
+        5 * nb * d
+            + 2 * nb * kv
+            + 2 * nb * f
+            + h * n_ctx
+            + v
+            + hd / 2
+            + nb * hd
+            + 4 * nb
+            + h * (256 * 32 + 3 * hd * 32 + 5 * 32)
     };
     let need = |n_ctx, nb| params(n_ctx, nb).bytes_needed(&o).expect("in range");
     let bytes = |n_ctx, nb| (4 * floats(n_ctx, nb) + cache(n_ctx)) as u64;
