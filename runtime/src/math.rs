@@ -23,11 +23,21 @@ mod imp {
     pub fn logf(x: f32) -> f32 {
         x.ln()
     }
+    /// `x·y + z`, fused (one rounding; one instruction where the caller's target
+    /// features have FMA).
+    pub fn mul_add(x: f32, y: f32, z: f32) -> f32 {
+        x.mul_add(y, z)
+    }
 }
 
 #[cfg(not(feature = "std"))]
 mod imp {
     pub use libm::{cosf, expf, logf, powf, sinf, sqrtf, tanhf};
+    /// `x·y + z`, not fused: `libm::fmaf` is exact in software, far slower than the
+    /// two instructions the vector loops that call this want.
+    pub fn mul_add(x: f32, y: f32, z: f32) -> f32 {
+        x * y + z
+    }
 }
 
 pub use imp::*;

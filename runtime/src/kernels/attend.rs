@@ -26,6 +26,7 @@
 
 use super::dispatch::Engine;
 use super::vecops::exp;
+use crate::math::mul_add;
 
 /// Queries per block.
 pub(crate) const Q_BLOCK: usize = 32;
@@ -280,7 +281,7 @@ fn tile<const NR: usize, const TA: bool, const FMA: bool>(
                 a[(i0 + r) * k + kk]
             };
             for (s, &y) in accr.iter_mut().zip(brow) {
-                *s = if FMA { x.mul_add(y, *s) } else { *s + x * y };
+                *s = if FMA { mul_add(x, y, *s) } else { *s + x * y };
             }
         }
     }
