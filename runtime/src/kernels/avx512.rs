@@ -1,10 +1,11 @@
 //! x86-64 AVX-512 kernels (F/BW/VL/DQ + VNNI, with FMA and F16C): the same functions as
 //! `scalar`.
 //!
-//! Prompts are taken in register tiles of 8 weight rows × 3 activations (floats) or
-//! 4 × 3 (blocks): each weight vector loaded (and widened or unpacked) serves every
-//! activation of the tile, each activation vector every row; for blocks, a prompt
-//! unpacks each 4-row chunk of weights once for all activations (`packed`).
+//! Prompts over floats are taken in register tiles of 8 weight rows × 3 activations:
+//! each weight vector loaded (and widened) serves every activation of the tile, each
+//! activation vector every row. Prompts over the 32-element block types go to
+//! `avx512_rows16` (16 rows interleaved, one per lane); the code here multiplies their
+//! activations one at a time (generation, in tiles of 4 rows × 3 for any `n`).
 //! Generation (`n = 1`) goes one row at a time: on a Zen 5 one weight stream per
 //! thread reads memory faster than 4 or 8 interleaved ones (PERF.md).
 //!
@@ -34,13 +35,14 @@ use super::amx::Amx;
 use super::avx2::{f16_to_f32, u16_at};
 use super::avx512_bf16::Bf16Dots;
 use super::avx512_k;
+use super::avx512_rows16;
 use super::marker::{
     Iq4Nl, Iq4Xs, BF16, F16, F32, Q2K, Q3K, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0,
 };
 use super::stream::prefetch_ahead;
 use super::{Acts, Matrix, OutRows};
 use core::arch::x86_64::*;
-use llm_format::DType;
+use llm_format::{ActQuant, DType};
 
 /// Proof that the CPU has AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA and F16C: exists only
 /// through [`Avx512::detect`]. It also carries the proofs of AVX-512 BF16 and of AMX
@@ -123,6 +125,15 @@ impl Avx512 {
         unsafe { rows(w, acts, out) }
     }
 
+    /// Rows per part of a prompt product over `dtype` (`Cpu::row_align`): whole
+    /// groups of `avx512_rows16::ROWS` for the types `rows` sends there.
+    pub(crate) fn prompt_row_align(self, dtype: DType) -> usize {
+        match dtype.act_quant() {
+            ActQuant::Q8_0 | ActQuant::Q8_1 => avx512_rows16::ROWS,
+            ActQuant::Float | ActQuant::Q8K => 4,
+        }
+    }
+
     /// See `act::quantize` (bit-identical for finite inputs; the AVX2 code).
     pub(crate) fn quantize(self, x: &[f32], out: &mut [Q8Act]) {
         // SAFETY: AVX2, FMA and F16C are part of this token's features.
@@ -139,13 +150,13 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         DType::F32 => drive!(w, fl, out, tile_f32, 8 x 3, 1),
         DType::F16 => drive!(w, fl, out, tile_f16, 8 x 3, 1),
         DType::BF16 => drive!(w, fl, out, tile_bf16, 8 x 3, 1),
-        // Prompts: weights unpacked once per 4 rows (`packed`).
-        DType::Q8_0 if out.n() > 1 => packed::<Q8_0>(w, quads, out),
-        DType::Q4_0 if out.n() > 1 => packed::<Q4_0>(w, quads, out),
-        DType::Q4_1 if out.n() > 1 => packed::<Q4_1>(w, quads, out),
-        DType::Q5_0 if out.n() > 1 => packed::<Q5_0>(w, quads, out),
-        DType::Q5_1 if out.n() > 1 => packed::<Q5_1>(w, quads, out),
-        DType::IQ4_NL if out.n() > 1 => packed::<Iq4Nl>(w, quads, out),
+        // Prompts: 16 rows interleaved per chunk (`avx512_rows16`).
+        DType::Q8_0 if out.n() > 1 => avx512_rows16::rows::<Q8_0>(w, a, out),
+        DType::Q4_0 if out.n() > 1 => avx512_rows16::rows::<Q4_0>(w, a, out),
+        DType::Q4_1 if out.n() > 1 => avx512_rows16::rows::<Q4_1>(w, a, out),
+        DType::Q5_0 if out.n() > 1 => avx512_rows16::rows::<Q5_0>(w, a, out),
+        DType::Q5_1 if out.n() > 1 => avx512_rows16::rows::<Q5_1>(w, a, out),
+        DType::IQ4_NL if out.n() > 1 => avx512_rows16::rows::<Iq4Nl>(w, a, out),
         // Generation: one function per type (`quant_generation!`).
         DType::Q8_0 => gen_q8_0(w, a, quads, out),
         DType::Q4_0 => gen_q4_0(w, a, quads, out),
@@ -214,66 +225,6 @@ struct Unpacked {
     m: __m512,
 }
 
-/// Quads per column chunk of [`packed`]: 4 rows × 16 quads × 256 bytes = 16 KiB of
-/// unpacked weights, which stay in L1 while every activation passes over them.
-const KQ: usize = 16;
-
-/// Rows of `out` for a prompt (`n > 1`): 4 rows at a time, each chunk of up to [`KQ`]
-/// quads is unpacked once (nibbles split, offsets added, scales widened; a row's last
-/// partial quad through [`unpack_partial`]) and then multiplied with every activation
-/// in tiles of 4 rows × 3 activations, instead of being unpacked again for each tile.
-/// Chunks after the first add into the outputs.
-#[inline(never)]
-// one copy per type, compiled on its own: inlined into `rows` beside every other type it ran slower
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn packed<B: QuantBlock>(w: &Matrix<'_>, quads: &[Q8Quad], out: &mut OutRows<'_>) {
-    let n = out.n();
-    let nb = w.cols / QK;
-    // Quads per row, the last one partial when nb % 4 != 0 (zero-padded in the
-    // activations by `act::build_quads`, here by `unpack_partial`).
-    let nq = nb.div_ceil(4);
-    assert_eq!(quads.len(), n * nq);
-    if nq == 0 {
-        // No columns: every output is the empty sum.
-        for r in out.r0..out.r1 {
-            (0..n).for_each(|i| out.set(i, r, 0.0));
-        }
-        return;
-    }
-    let zero = Unpacked {
-        lo: _mm512_setzero_si512(),
-        hi: _mm512_setzero_si512(),
-        d: _mm512_setzero_ps(),
-        m: _mm512_setzero_ps(),
-    };
-    packed_rows!(
-        w, out, nq: nq, kq: KQ, zero: zero, width: 4,
-        row_bytes: nb * B::SIZE,
-        unpack |row, g| {
-            if 4 * g + 4 <= nb {
-                // SAFETY: blocks 4g..4g+4 lie in the row (its length is asserted).
-                unsafe { unpack::<B>(row.as_ptr().add(4 * g * B::SIZE)) }
-            } else {
-                unpack_partial::<B>(&row[4 * g * B::SIZE..])
-            }
-        },
-        sweep |chunk, c0, c1, emit| {
-            let qk = |i: usize| &quads[i * nq + c0..i * nq + c1];
-            let mut i = 0;
-            while i + 3 <= n {
-                let v = tile_packed::<B, 3>(chunk, [qk(i), qk(i + 1), qk(i + 2)]);
-                emit(i, v, 3);
-                i += 3;
-            }
-            while i < n {
-                emit(i, tile_packed::<B, 1>(chunk, [qk(i)]), 1);
-                i += 1;
-            }
-        },
-        after |r, here| {}
-    );
-}
-
 /// The 4 blocks at `p`, unpacked.
 ///
 /// # Safety
@@ -313,47 +264,6 @@ fn quad_dot<B: QuantBlock>(acc: __m512, u: &Unpacked, q: &Q8Quad) -> __m512 {
             _mm512_fmadd_ps(u.m, _mm512_loadu_ps(q.sq.as_ptr()), acc)
         }
     }
-}
-
-/// The last 1–3 blocks of a row (`blocks`), unpacked as a quad whose missing blocks
-/// are all-zero bytes: scale 0 (and minimum 0), so they add nothing whatever the
-/// activations hold there.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn unpack_partial<B: QuantBlock>(blocks: &[u8]) -> Unpacked {
-    let mut four = [0u8; 4 * 34]; // 4 blocks of the largest type (Q8_0)
-    assert!(blocks.len() < 4 * B::SIZE && blocks.len() <= four.len());
-    four[..blocks.len()].copy_from_slice(blocks);
-    // SAFETY: `four` holds 4·B::SIZE bytes.
-    unsafe { unpack::<B>(four.as_ptr()) }
-}
-
-/// `[[Σ_quads w_j·a_k for k in 0..T] padded to 4] for j in 0..4]` over the unpacked
-/// quads `chunk[j][..len]` and the activation quads `acts[k]` (`len` of them).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn tile_packed<B: QuantBlock, const T: usize>(
-    chunk: &[[Unpacked; KQ]; 4],
-    acts: [&[Q8Quad]; T],
-) -> [[f32; 4]; 4] {
-    let len = acts[0].len();
-    assert!(len <= KQ && acts.iter().all(|a| a.len() == len));
-    let mut acc = [[_mm512_setzero_ps(); T]; 4];
-    for g in 0..len {
-        for (j, accj) in acc.iter_mut().enumerate() {
-            let u = &chunk[j][g];
-            for (a, q) in accj.iter_mut().zip(&acts) {
-                *a = quad_dot::<B>(*a, u, &q[g]);
-            }
-        }
-    }
-    let mut out = [[0.0f32; 4]; 4];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        for (o, a) in o.iter_mut().zip(a) {
-            *o = _mm512_reduce_add_ps(*a);
-        }
-    }
-    out
 }
 
 /// Loads 16 weights widened to f32; `mask` selects which (the others read as 0 and
@@ -515,18 +425,36 @@ fn tile_bf16<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) ->
     tile_float::<BF16, R, T>(ws, xs)
 }
 
-/// A block type's weights of two (or one) blocks, ready for `vpdpbusd`.
-trait QuantBlock {
+/// A block type's weights, ready for `vpdpbusd` (also used by `avx512_rows16`).
+pub(super) trait QuantBlock {
     /// Bytes per block.
     const SIZE: usize;
-    /// Signed weights (needs the sign trick) or unsigned (Q4_1).
+    /// Signed weights (needs the sign trick) or unsigned (Q4_1, Q5_1: a minimum).
     const SIGNED: bool;
+    /// What [`QuantBlock::pair`] and `weights4` add to each weight to make it an
+    /// unsigned byte (Q8_0 and IQ4_NL: 128; Q4_0: 8, its raw nibble; Q5_0: 16).
+    const OFFSET: i32;
+    /// The 32 weights of the block at `pa`, then the 32 of the block at `pb`, in
+    /// element order as unsigned bytes (weight + `OFFSET`).
+    ///
+    /// # Safety
+    /// `SIZE` readable bytes at `pa` and at `pb`; the token's features present.
+    unsafe fn pair(pa: *const u8, pb: *const u8) -> __m512i;
     /// The 64 weights of the blocks at `p` and `p + SIZE`, as bytes: signed for
-    /// `SIGNED`, else 0..=15.
+    /// `SIGNED`, else unsigned.
     ///
     /// # Safety
     /// `2·SIZE` readable bytes at `p`; the token's features present.
-    unsafe fn weights2(p: *const u8) -> __m512i;
+    #[inline(always)]
+    unsafe fn weights2(p: *const u8) -> __m512i {
+        // SAFETY: caller. The byte subtraction wraps: OFFSET 128 is -128 as i8.
+        unsafe {
+            _mm512_sub_epi8(
+                Self::pair(p, p.add(Self::SIZE)),
+                _mm512_set1_epi8(Self::OFFSET as i8),
+            )
+        }
+    }
     /// The 32 weights of the block at `p`.
     ///
     /// # Safety
@@ -621,6 +549,7 @@ unsafe fn nibbles4(p: *const u8, stride: usize) -> (__m512i, __m512i) {
 impl QuantBlock for Q8_0 {
     const SIZE: usize = 34;
     const SIGNED: bool = true;
+    const OFFSET: i32 = 128;
     #[inline(always)]
     unsafe fn scales4(p: *const u8) -> __m512 {
         // Blocks of 34 bytes: the 4 scales lie at words 0, 17, 34, 51 of 128 bytes
@@ -656,12 +585,13 @@ impl QuantBlock for Q8_0 {
         }
     }
     #[inline(always)]
-    unsafe fn weights2(p: *const u8) -> __m512i {
-        // SAFETY: bytes 2..34 and 36..68 lie within the two blocks (caller).
+    unsafe fn pair(pa: *const u8, pb: *const u8) -> __m512i {
+        // SAFETY: quants at 2..34 of each block (caller). x ^ 0x80 = x + 128.
         unsafe {
-            let a = _mm256_loadu_si256(p.add(2) as *const __m256i);
-            let b = _mm256_loadu_si256(p.add(36) as *const __m256i);
-            _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1)
+            let a = _mm256_loadu_si256(pa.add(2) as *const __m256i);
+            let b = _mm256_loadu_si256(pb.add(2) as *const __m256i);
+            let z = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+            _mm512_xor_si512(z, _mm512_set1_epi8(-128))
         }
     }
     #[inline(always)]
@@ -671,18 +601,18 @@ impl QuantBlock for Q8_0 {
     }
 }
 
-/// Nibbles of the two 16-byte quant arrays at `p` and `p + stride` as 64 bytes in
-/// element order: [lo(a), hi(a), lo(b), hi(b)] (byte j holds elements j and j+16).
+/// Nibbles of the two 16-byte quant arrays at `pa` and `pb` as 64 bytes in element
+/// order: [lo(a), hi(a), lo(b), hi(b)] (byte j holds elements j and j+16).
 ///
 /// # Safety
-/// 16 readable bytes at `p` and at `p + stride`; AVX-512 F/BW present.
+/// 16 readable bytes at `pa` and at `pb`; AVX-512 F/BW present.
 #[inline(always)]
-unsafe fn nibbles2(p: *const u8, stride: usize) -> __m512i {
+unsafe fn nibbles2(pa: *const u8, pb: *const u8) -> __m512i {
     // SAFETY: caller.
     let v = unsafe {
         _mm256_set_m128i(
-            _mm_loadu_si128(p.add(stride) as *const __m128i),
-            _mm_loadu_si128(p as *const __m128i),
+            _mm_loadu_si128(pb as *const __m128i),
+            _mm_loadu_si128(pa as *const __m128i),
         )
     };
     // [a, b, a>>4, b>>4] → [a, a>>4, b, b>>4], then keep the low nibble of each byte.
@@ -706,6 +636,7 @@ unsafe fn nibbles1(p: *const u8) -> __m256i {
 impl QuantBlock for Q4_0 {
     const SIZE: usize = 18;
     const SIGNED: bool = true;
+    const OFFSET: i32 = 8;
     #[inline(always)]
     unsafe fn scales4(p: *const u8) -> __m512 {
         const IDX: [u16; 32] = quad_words(9, 0);
@@ -727,10 +658,9 @@ impl QuantBlock for Q4_0 {
         unsafe { nibbles4(p.add(2), 18) }
     }
     #[inline(always)]
-    unsafe fn weights2(p: *const u8) -> __m512i {
-        // SAFETY: quants at 2..18 and 20..36 (caller).
-        let q = unsafe { nibbles2(p.add(2), 18) };
-        _mm512_sub_epi8(q, _mm512_set1_epi8(8))
+    unsafe fn pair(pa: *const u8, pb: *const u8) -> __m512i {
+        // SAFETY: quants at 2..18 of each block (caller); nibble q is weight q - 8.
+        unsafe { nibbles2(pa.add(2), pb.add(2)) }
     }
     #[inline(always)]
     unsafe fn weights1(p: *const u8) -> __m256i {
@@ -743,6 +673,7 @@ impl QuantBlock for Q4_0 {
 impl QuantBlock for Q4_1 {
     const SIZE: usize = 20;
     const SIGNED: bool = false;
+    const OFFSET: i32 = 0;
     #[inline(always)]
     unsafe fn scales4(p: *const u8) -> __m512 {
         const IDX: [u16; 32] = quad_words(10, 0);
@@ -766,9 +697,9 @@ impl QuantBlock for Q4_1 {
         unsafe { nibbles4(p.add(4), 20) }
     }
     #[inline(always)]
-    unsafe fn weights2(p: *const u8) -> __m512i {
-        // SAFETY: quants at 4..20 and 24..40 (caller).
-        unsafe { nibbles2(p.add(4), 20) }
+    unsafe fn pair(pa: *const u8, pb: *const u8) -> __m512i {
+        // SAFETY: quants at 4..20 of each block (caller).
+        unsafe { nibbles2(pa.add(4), pb.add(4)) }
     }
     #[inline(always)]
     unsafe fn weights1(p: *const u8) -> __m256i {
@@ -1048,6 +979,7 @@ fn or16_256(q: __m256i, m: __mmask32) -> __m256i {
 impl QuantBlock for Q5_0 {
     const SIZE: usize = 22;
     const SIGNED: bool = true;
+    const OFFSET: i32 = 16;
     #[inline(always)]
     unsafe fn scales4(p: *const u8) -> __m512 {
         const IDX: [u16; 32] = quad_words2(11, 0, 44);
@@ -1073,12 +1005,12 @@ impl QuantBlock for Q5_0 {
         }
     }
     #[inline(always)]
-    unsafe fn weights2(p: *const u8) -> __m512i {
-        // SAFETY: as `weights4` for two blocks; element order, qh bit j = element j.
+    unsafe fn pair(pa: *const u8, pb: *const u8) -> __m512i {
+        // SAFETY: qh at 2..6, quants at 6..22 of each block (caller); element order,
+        // qh bit j = element j; the raw 5-bit quant is w + 16.
         unsafe {
-            let q = nibbles2(p.add(6), 22);
-            let m = qh_at(p.add(2)) | (qh_at(p.add(24)) << 32);
-            _mm512_sub_epi8(or16(q, m), _mm512_set1_epi8(16))
+            let q = nibbles2(pa.add(6), pb.add(6));
+            or16(q, qh_at(pa.add(2)) | (qh_at(pb.add(2)) << 32))
         }
     }
     #[inline(always)]
@@ -1094,6 +1026,7 @@ impl QuantBlock for Q5_0 {
 impl QuantBlock for Q5_1 {
     const SIZE: usize = 24;
     const SIGNED: bool = false;
+    const OFFSET: i32 = 0;
     #[inline(always)]
     unsafe fn scales4(p: *const u8) -> __m512 {
         const IDX: [u16; 32] = quad_words2(12, 0, 48);
@@ -1121,11 +1054,11 @@ impl QuantBlock for Q5_1 {
         }
     }
     #[inline(always)]
-    unsafe fn weights2(p: *const u8) -> __m512i {
-        // SAFETY: as `weights4` for two blocks.
+    unsafe fn pair(pa: *const u8, pb: *const u8) -> __m512i {
+        // SAFETY: qh at 4..8, quants at 8..24 of each block (caller).
         unsafe {
-            let q = nibbles2(p.add(8), 24);
-            or16(q, qh_at(p.add(4)) | (qh_at(p.add(28)) << 32))
+            let q = nibbles2(pa.add(8), pb.add(8));
+            or16(q, qh_at(pa.add(4)) | (qh_at(pb.add(4)) << 32))
         }
     }
     #[inline(always)]
@@ -1149,6 +1082,7 @@ fn iq4_signed512() -> __m512i {
 impl QuantBlock for Iq4Nl {
     const SIZE: usize = 18;
     const SIGNED: bool = true;
+    const OFFSET: i32 = 128;
     #[inline(always)]
     unsafe fn scales4(p: *const u8) -> __m512 {
         const IDX: [u16; 32] = quad_words(9, 0);
@@ -1177,9 +1111,12 @@ impl QuantBlock for Iq4Nl {
         }
     }
     #[inline(always)]
-    unsafe fn weights2(p: *const u8) -> __m512i {
-        // SAFETY: quants at 2..18 and 20..36 (caller).
-        unsafe { _mm512_shuffle_epi8(iq4_signed512(), nibbles2(p.add(2), 18)) }
+    unsafe fn pair(pa: *const u8, pb: *const u8) -> __m512i {
+        // SAFETY: quants at 2..18 of each block (caller); table lookup, then +128.
+        unsafe {
+            let v = _mm512_shuffle_epi8(iq4_signed512(), nibbles2(pa.add(2), pb.add(2)));
+            _mm512_xor_si512(v, _mm512_set1_epi8(-128))
+        }
     }
     #[inline(always)]
     unsafe fn weights1(p: *const u8) -> __m256i {

@@ -146,12 +146,15 @@ impl Engine {
     }
 
     /// Quads of 4 blocks per activation row this engine wants (`n` rows of `nb`):
-    /// AVX-512 takes a last, zero-padded quad for the `nb % 4` leftover blocks.
+    /// AVX-512 takes a last, zero-padded quad for the `nb % 4` leftover blocks, and
+    /// none for prompts, which read the blocks themselves (`avx512_rows16`).
     pub(crate) fn quads(self, n: usize, nb: usize) -> usize {
         let _ = (n, nb); // unused on targets without a quad engine
         match self {
             #[cfg(target_arch = "x86_64")]
             Engine::Avx2(_) => n * (nb / 4),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) if n > 1 => 0,
             #[cfg(target_arch = "x86_64")]
             Engine::Avx512(_) => n * nb.div_ceil(4),
             _ => 0,
@@ -171,7 +174,9 @@ impl Engine {
             #[cfg(target_arch = "x86_64")]
             Engine::Avx512(t) => {
                 t.quantize(x, out);
-                act::build_quads(out, nb, quads);
+                if !quads.is_empty() {
+                    act::build_quads(out, nb, quads);
+                }
             }
             _ => act::quantize(x, out),
         }

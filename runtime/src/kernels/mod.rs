@@ -38,6 +38,8 @@ mod avx512;
 mod avx512_bf16;
 #[cfg(target_arch = "x86_64")]
 mod avx512_k;
+#[cfg(target_arch = "x86_64")]
+mod avx512_rows16;
 mod cpu;
 mod dispatch;
 #[cfg(target_arch = "x86_64")]

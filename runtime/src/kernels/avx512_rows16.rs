@@ -1,0 +1,226 @@
+//! AVX-512 prompt products for the 32-element block types (Q8_0, Q4_0, Q4_1, Q5_0,
+//! Q5_1, IQ4_NL): 16 weight rows interleaved, one per 32-bit lane.
+//!
+//! A prompt (`n > 1` activations) takes the weights 16 rows at a time. Each chunk of
+//! [`KB`] blocks of those rows is unpacked once into [`Block16`]s: for block `g`,
+//! eight registers whose lane `j` holds 4 consecutive weights of row `j` (unsigned
+//! bytes: the type's quants plus its offset, as `QuantBlock::pair` gives them), and
+//! the 16 rows' scales (and Q4_1/Q5_1's minima) as f32 lanes. Then every activation
+//! block is multiplied with all 16 rows at once:
+//!
+//! * 8 × `vpdpbusd` against the activation's 4-byte groups broadcast to every lane
+//!   give each row's exact integer sum in its own lane; the sum starts at the
+//!   activation's `-offset·Σq`, so the weights' offset cancels in integers;
+//! * one conversion and one FMA with `d_w·d_x` (and one more with `m_w·s_x`) per
+//!   block for 16 rows, where the row-at-a-time layout (`avx512::packed`) spends
+//!   them per row and 4 blocks, and needs a horizontal sum per output at the end.
+//!
+//! The lanes are the rows, so a tile's result is 16 consecutive outputs of one
+//! activation: one vector store (or add, for chunks after the first). This is the
+//! layout ik_llama.cpp's `*_r8`/`*_r4` types repack at load, built here per chunk in
+//! L1 from the file's own blocks, so the file and the mmap stay as they are.
+
+use super::act::{Q8Act, QK};
+use super::avx512::QuantBlock;
+use super::{Matrix, OutRows};
+use core::arch::x86_64::*;
+
+/// Weight rows per group: one per 32-bit lane.
+pub(super) const ROWS: usize = 16;
+
+/// Blocks per chunk: 16 × 640 bytes = 10 KiB of interleaved weights, which stay in L1
+/// while every activation passes over them.
+const KB: usize = 16;
+
+/// Activations per tile: each chunk's registers serve this many activations, whose
+/// integer chains run side by side.
+const TA: usize = 8;
+
+/// One block of 16 rows, interleaved: `w[t]` lane `j` = weights `4t..4t+4` of row `j`
+/// (offset to unsigned bytes), `d` and `m` lane `j` = row `j`'s scale and minimum.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block16 {
+    w: [__m512i; 8],
+    d: __m512,
+    m: __m512,
+}
+
+/// Rows `out.r0..out.r1` of `y = x · Wᵀ` for a prompt, from the activation blocks `a`
+/// (`n · cols/32`). Any `n` works; `avx512::rows` sends `n > 1` here.
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+pub(super) fn rows<B: QuantBlock>(w: &Matrix<'_>, a: &[Q8Act], out: &mut OutRows<'_>) {
+    let n = out.n();
+    let nb = w.cols / QK;
+    assert_eq!(a.len(), n * nb);
+    let zero = Block16 {
+        w: [_mm512_setzero_si512(); 8],
+        d: _mm512_setzero_ps(),
+        m: _mm512_setzero_ps(),
+    };
+    let mut chunk = [zero; KB];
+    let mut r = out.r0;
+    while r < out.r1 {
+        // A last group of fewer than 16 rows repeats its last row in the missing
+        // lanes; those outputs are not written.
+        let here = (out.r1 - r).min(ROWS);
+        let rows: [&[u8]; ROWS] = core::array::from_fn(|j| w.row(r + j.min(here - 1)));
+        if nb == 0 {
+            for i in 0..n {
+                out.span(i, r, here).fill(0.0);
+            }
+        }
+        for c0 in (0..nb).step_by(KB) {
+            let c1 = (c0 + KB).min(nb);
+            for (g, b) in (c0..c1).zip(chunk.iter_mut()) {
+                *b = interleave::<B>(&rows, g);
+            }
+            let blocks = &chunk[..c1 - c0];
+            let ys = |i: usize| &a[i * nb + c0..i * nb + c1];
+            let mut emit = |i: usize, v: &[__m512]| {
+                for (k, v) in v.iter().enumerate() {
+                    let y = out.span(i + k, r, here);
+                    if here == ROWS {
+                        let p = y.as_mut_ptr();
+                        // SAFETY: `y` is 16 floats.
+                        unsafe {
+                            let v = if c0 == 0 {
+                                *v
+                            } else {
+                                _mm512_add_ps(*v, _mm512_loadu_ps(p))
+                            };
+                            _mm512_storeu_ps(p, v);
+                        }
+                        continue;
+                    }
+                    let mut lanes = [0.0f32; ROWS];
+                    // SAFETY: `lanes` is 64 bytes.
+                    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *v) };
+                    if c0 == 0 {
+                        y.copy_from_slice(&lanes[..here]);
+                    } else {
+                        y.iter_mut().zip(&lanes).for_each(|(y, v)| *y += v);
+                    }
+                }
+            };
+            let mut i = 0;
+            while i + TA <= n {
+                emit(
+                    i,
+                    &tile::<B, TA>(blocks, core::array::from_fn(|k| ys(i + k))),
+                );
+                i += TA;
+            }
+            while i < n {
+                emit(i, &tile::<B, 1>(blocks, [ys(i)]));
+                i += 1;
+            }
+        }
+        r += ROWS;
+    }
+}
+
+/// Block `g` of the 16 rows, interleaved ([`Block16`]).
+///
+/// `pair` puts two rows' blocks in one register (row `a` in the low 256 bits, `b` in
+/// the high); an 8 × 8 transpose of 32-bit groups in each half (unpack 32, unpack 64,
+/// then 128-bit lanes across two registers) leaves group `t` of all 16 rows in one
+/// register. Slots 0..4 pair rows `s` and `s + 4`, slots 4..8 rows `s + 4` and
+/// `s + 8`, which is the pairing that makes lane `j` row `j` at the end.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn interleave<B: QuantBlock>(rows: &[&[u8]; ROWS], g: usize) -> Block16 {
+    let mut p = [core::ptr::null::<u8>(); ROWS];
+    for (p, row) in p.iter_mut().zip(rows) {
+        assert!((g + 1) * B::SIZE <= row.len());
+        // SAFETY: block g lies in the row (asserted).
+        *p = unsafe { row.as_ptr().add(g * B::SIZE) };
+    }
+    let mut s = [_mm512_setzero_si512(); 8];
+    for (k, s) in s.iter_mut().enumerate() {
+        let (ra, rb) = if k < 4 { (k, k + 4) } else { (k + 4, k + 8) };
+        // SAFETY: whole blocks (above).
+        *s = unsafe { B::pair(p[ra], p[rb]) };
+    }
+    // Per 128-bit lane, t[2q] = [a0 b0 a1 b1], t[2q+1] = [a2 b2 a3 b3] of slots 2q, 2q+1.
+    let mut t = [_mm512_setzero_si512(); 8];
+    for q in 0..4 {
+        t[2 * q] = _mm512_unpacklo_epi32(s[2 * q], s[2 * q + 1]);
+        t[2 * q + 1] = _mm512_unpackhi_epi32(s[2 * q], s[2 * q + 1]);
+    }
+    // u[4h + c]: group c (128-bit lanes 0 and 2) and c + 4 (lanes 1 and 3) of the four
+    // slots of half h (slots 0..4, then 4..8).
+    let mut u = [_mm512_setzero_si512(); 8];
+    for h in 0..2 {
+        let t = &t[4 * h..4 * h + 4];
+        u[4 * h] = _mm512_unpacklo_epi64(t[0], t[2]);
+        u[4 * h + 1] = _mm512_unpackhi_epi64(t[0], t[2]);
+        u[4 * h + 2] = _mm512_unpacklo_epi64(t[1], t[3]);
+        u[4 * h + 3] = _mm512_unpackhi_epi64(t[1], t[3]);
+    }
+    let mut w = [_mm512_setzero_si512(); 8];
+    for c in 0..4 {
+        w[c] = _mm512_shuffle_i32x4(u[c], u[4 + c], 0b10_00_10_00);
+        w[c + 4] = _mm512_shuffle_i32x4(u[c], u[4 + c], 0b11_01_11_01);
+    }
+    // SAFETY: f16 scale at byte 0 of every type, the minimum (unsigned types) at
+    // byte 2: inside the blocks.
+    unsafe {
+        Block16 {
+            w,
+            d: halves(&p, 0),
+            m: if B::SIGNED {
+                _mm512_setzero_ps()
+            } else {
+                halves(&p, 2)
+            },
+        }
+    }
+}
+
+/// The f16 at byte `off` of each of the 16 blocks `p`, as f32 lanes.
+///
+/// # Safety
+/// `off + 2` readable bytes at each pointer; AVX-512 F present.
+#[inline(always)]
+unsafe fn halves(p: &[*const u8; ROWS], off: usize) -> __m512 {
+    let mut h = [0u16; ROWS];
+    for (h, p) in h.iter_mut().zip(p) {
+        // SAFETY: caller.
+        *h = unsafe { core::ptr::read_unaligned(p.add(off) as *const u16) };
+    }
+    // SAFETY: `h` is 32 bytes.
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(h.as_ptr() as *const __m256i)) }
+}
+
+/// `[Σ_blocks d_w·d_x·Σ q_w·q_x (+ m_w·s_x) in lane j = row j, for activation k]`
+/// over the interleaved `blocks` and `T` activations' blocks (as many as `blocks`).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+fn tile<B: QuantBlock, const T: usize>(blocks: &[Block16], ys: [&[Q8Act]; T]) -> [__m512; T] {
+    assert!(ys.iter().all(|y| y.len() == blocks.len()));
+    let mut acc = [_mm512_setzero_ps(); T];
+    for (g, u) in blocks.iter().enumerate() {
+        let y: [&Q8Act; T] = core::array::from_fn(|k| &ys[k][g]);
+        // The T integer chains side by side, 4 weights of each activation per step.
+        let mut s: [__m512i; T] =
+            core::array::from_fn(|k| _mm512_set1_epi32(-B::OFFSET * y[k].sum));
+        for (t, wt) in u.w.iter().enumerate() {
+            for (s, y) in s.iter_mut().zip(&y) {
+                // SAFETY: bytes 4t..4t+4 of the 32 quants.
+                let x =
+                    unsafe { core::ptr::read_unaligned(y.qs.as_ptr().add(4 * t) as *const i32) };
+                *s = _mm512_dpbusd_epi32(*s, *wt, _mm512_set1_epi32(x));
+            }
+        }
+        for ((acc, s), y) in acc.iter_mut().zip(s).zip(y) {
+            let d = _mm512_mul_ps(u.d, _mm512_set1_ps(y.d));
+            *acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), *acc);
+            if !B::SIGNED {
+                *acc = _mm512_fmadd_ps(u.m, _mm512_set1_ps(y.s), *acc);
+            }
+        }
+    }
+    acc
+}
