@@ -65,7 +65,10 @@ pub(super) fn rows<B: QuantBlock>(w: &Matrix<'_>, a: &[Q8Act], out: &mut OutRows
         // A last group of fewer than 16 rows repeats its last row in the missing
         // lanes; those outputs are not written.
         let here = (out.r1 - r).min(ROWS);
-        let rows: [&[u8]; ROWS] = core::array::from_fn(|j| w.row(r + j.min(here - 1)));
+        let mut rows = [w.row(r); ROWS];
+        for (j, row) in rows.iter_mut().enumerate().skip(1) {
+            *row = w.row(r + j.min(here - 1));
+        }
         if nb == 0 {
             for i in 0..n {
                 out.span(i, r, here).fill(0.0);
@@ -106,10 +109,11 @@ pub(super) fn rows<B: QuantBlock>(w: &Matrix<'_>, a: &[Q8Act], out: &mut OutRows
             };
             let mut i = 0;
             while i + TA <= n {
-                emit(
-                    i,
-                    &tile::<B, TA>(blocks, core::array::from_fn(|k| ys(i + k))),
-                );
+                let mut y = [ys(i); TA];
+                for (k, y) in y.iter_mut().enumerate().skip(1) {
+                    *y = ys(i + k);
+                }
+                emit(i, &tile::<B, TA>(blocks, y));
                 i += TA;
             }
             while i < n {
@@ -202,10 +206,14 @@ fn tile<B: QuantBlock, const T: usize>(blocks: &[Block16], ys: [&[Q8Act]; T]) ->
     assert!(ys.iter().all(|y| y.len() == blocks.len()));
     let mut acc = [_mm512_setzero_ps(); T];
     for (g, u) in blocks.iter().enumerate() {
-        let y: [&Q8Act; T] = core::array::from_fn(|k| &ys[k][g]);
-        // The T integer chains side by side, 4 weights of each activation per step.
-        let mut s: [__m512i; T] =
-            core::array::from_fn(|k| _mm512_set1_epi32(-B::OFFSET * y[k].sum));
+        // The T integer chains side by side, 4 weights of each activation per step
+        // (plain loops: `array::from_fn` here was not inlined).
+        let mut y = [&ys[0][g]; T];
+        let mut s = [_mm512_setzero_si512(); T];
+        for k in 0..T {
+            y[k] = &ys[k][g];
+            s[k] = _mm512_set1_epi32(-B::OFFSET * y[k].sum);
+        }
         for (t, wt) in u.w.iter().enumerate() {
             for (s, y) in s.iter_mut().zip(&y) {
                 // SAFETY: bytes 4t..4t+4 of the 32 quants.
