@@ -14,7 +14,7 @@
 #   PYTHON   a Python with the PyPI packages `gguf` and `numpy` (default: python3)
 #   SHAPE    110m (dim 768, hidden 2048, 12 layers, 12 heads) or 15m (dim 288, hidden
 #            768, 6 layers, 6 heads); vocab 32000 and a separate output matrix (default 110m)
-#   DTYPES   matrix dtypes to compare, of f32 f16 bf16 q8_0 q4_0 (default: "f32 f16 q8_0 q4_0")
+#   DTYPES   matrix dtypes to compare, of f32 f16 bf16 q8_0 q4_0 q4_1 (default: "f32 f16 q8_0 q4_0")
 #   THREADS  threads for both engines (default 2)
 #   PP, TG   prompt and generation lengths, comma-separated lists allowed (default 64, 64)
 #   REPS     repetitions per test, as both tools' -r (default 5)
@@ -98,8 +98,8 @@ path, dtype, shape = sys.argv[1], sys.argv[2], sys.argv[3]
 dim, hidden, layers, heads = {"110m": (768, 2048, 12, 12), "15m": (288, 768, 6, 6)}[shape]
 vocab, ctx = 32000, 1024
 Q = gguf.GGMLQuantizationType
-qtype = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[dtype]
-ftype = {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7, "q4_0": 2}[dtype]  # llama_ftype ids
+qtype = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1}[dtype]
+ftype = {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7, "q4_0": 2, "q4_1": 3}[dtype]  # llama_ftype ids
 
 w = gguf.GGUFWriter(path, "llama")
 w.add_name(f"random-stories{shape}")
