@@ -125,11 +125,14 @@ impl Avx512 {
         unsafe { rows(w, acts, out) }
     }
 
-    /// Rows per part of a prompt product over `dtype` (`Cpu::row_align`): whole
-    /// groups of `avx512_rows16::ROWS` for the types `rows` sends there.
-    pub(crate) fn prompt_row_align(self, dtype: DType) -> usize {
+    /// Rows per part of a prompt product over `dtype` (`Cpu::row_align`), with
+    /// `bf16` when its activations were rounded for bf16 dot products: whole groups
+    /// of `avx512_rows16::ROWS` for the kernels that interleave that many rows
+    /// (`avx512_rows16`, `avx512_bf16`).
+    pub(crate) fn prompt_row_align(self, dtype: DType, bf16: bool) -> usize {
         match dtype.act_quant() {
             ActQuant::Q8_0 | ActQuant::Q8_1 => avx512_rows16::ROWS,
+            ActQuant::Float if bf16 && self.bf16.is_some() => avx512_rows16::ROWS,
             ActQuant::Float | ActQuant::Q8K => 4,
         }
     }

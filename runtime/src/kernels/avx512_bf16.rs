@@ -5,12 +5,16 @@
 //! * The activations of a product are rounded to bf16 once per call ([`round_rows`],
 //!   `vcvtneps2bf16`: round to nearest even), each row padded with zeros to a multiple
 //!   of 32 columns, so every load of them is a whole register.
-//! * The weights go in chunks of 4 rows × up to [`KQ`]·32 columns (`packed_rows!`),
-//!   made bf16 once per chunk: F16 through f32 (exact) and `vcvtne2ps2bf16` (rounded
-//!   to nearest even), BF16 copied as they are; the last partial 32 columns read
-//!   under a mask and the rest of the register is zero. Tiles of 4 rows ×
-//!   [`TA`] activations then sweep the chunk: each weight register serves `TA`
-//!   activations and each activation register 4 rows.
+//! * The weights go 16 rows at a time, in chunks of up to [`KG`] groups of 32
+//!   columns, made bf16 once per chunk (F16 through f32, exact, and
+//!   `vcvtne2ps2bf16`, rounded to nearest even; BF16 as they are; the last partial
+//!   32 columns read under a mask and the rest zero) and interleaved one row per
+//!   32-bit lane (`avx512_rows16::transpose`): register `p` of a group holds column
+//!   pair `p` of all 16 rows. A tile of [`TA`] activations then takes each pair of
+//!   its bf16 values broadcast to every lane, so one `vdpbf16ps` adds two products
+//!   to each of 16 rows' sums, and the 16 sums of an activation come out as one
+//!   vector: no horizontal sums (with 4-row tiles, those and the scalar stores took
+//!   about a third of a 768-column product).
 //!
 //! **Error** against the f32 products (`scalar`): each activation is rounded to bf16
 //! (relative error at most `u = 2⁻⁸`), and so is each F16 weight (BF16 weights are
@@ -26,18 +30,18 @@
 //! Generation (`n = 1`) does not come here: it reads each weight once, memory sets
 //! its pace, and the f32 path already keeps up with it (PERF.md).
 
+use super::avx512_rows16::{store_rows, transpose, PAIRS, ROWS};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::DType;
 
-/// 32-column groups per weight chunk: 4 rows × 64 × 64 bytes = 16 KiB, within L1
-/// beside the activation tile; 2048 columns, so the 110M shape's rows (768 and
-/// 2048) go in one chunk.
-const KQ: usize = 64;
+/// 32-column groups per weight chunk: 16 rows × 16 groups × 1 KiB = 16 KiB, within
+/// L1 beside the activations.
+const KG: usize = 16;
 
-/// Activations per tile: 4 rows × 6 activations = 24 accumulators, plus 6 activation
-/// registers, within the 32 vector registers.
-const TA: usize = 6;
+/// Activations per tile: 2 × 8 accumulators (even and odd column pairs, so that
+/// 16 sums are in flight past `vdpbf16ps`'s latency).
+const TA: usize = 8;
 
 /// Proof that the CPU has AVX-512 BF16 as well as the [`Avx512`](super::avx512::Avx512)
 /// token's features: exists only through [`Bf16Dots::detect`].
@@ -215,73 +219,132 @@ unsafe fn load_bf16<const F16: bool>(row: &[u8], cols: usize, g: usize) -> __m51
     }
 }
 
-/// `[[w_j·x_k for k in 0..T] for j in 0..4]` over the chunk's groups `0..len`, with
-/// `xs[k]` pointing at group 0's 32 bf16 activations of row `k` (results in the first
-/// `T` of `TA` columns).
+/// `[Σ w_j·x_k in lane j for k in 0..T]` over the interleaved groups of `chunk`,
+/// with `xs[k]` pointing at the first group's 32 bf16 activations of row `k`.
 ///
 /// # Safety
-/// Each `xs[k]` has `32·len` readable values; the features of `rows`.
+/// Each `xs[k]` has `32·chunk.len()` readable values; the features of `rows`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
-unsafe fn tile<const T: usize>(
-    chunk: &[[__m512i; KQ]; 4],
-    len: usize,
-    xs: [*const u16; T],
-) -> [[f32; TA]; 4] {
-    let mut acc = [[_mm512_setzero_ps(); T]; 4];
-    for g in 0..len.min(KQ) {
-        // SAFETY: caller (32 values at group g < len of each row).
-        let xv: [__m512bh; T] = core::array::from_fn(|k| unsafe {
-            core::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
-                xs[k].add(32 * g) as *const __m512i
-            ))
-        });
-        for (accj, cj) in acc.iter_mut().zip(chunk) {
-            // SAFETY: same size and bit pattern; bf16 values in both.
-            let wv = unsafe { core::mem::transmute::<__m512i, __m512bh>(cj[g]) };
-            for (a, x) in accj.iter_mut().zip(&xv) {
-                *a = _mm512_dpbf16_ps(*a, wv, *x);
+unsafe fn tile<const T: usize>(chunk: &[[__m512i; 16]], xs: [*const u16; T]) -> [__m512; T] {
+    // Even and odd column pairs in separate accumulators, each a fixed array (an
+    // index computed from `p` sent them through memory).
+    let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
+    for (g, wg) in chunk.iter().enumerate() {
+        for (q, w2) in wg.chunks_exact(2).enumerate() {
+            // SAFETY: same size; bf16 values.
+            let (w0, w1) = unsafe {
+                (
+                    core::mem::transmute::<__m512i, __m512bh>(w2[0]),
+                    core::mem::transmute::<__m512i, __m512bh>(w2[1]),
+                )
+            };
+            for ((e, o), x) in even.iter_mut().zip(odd.iter_mut()).zip(&xs) {
+                // SAFETY: values 32g + 4q .. 32g + 4q + 4 of the row (caller); the
+                // bit patterns of two bf16 values.
+                unsafe {
+                    let p = x.add(32 * g + 4 * q) as *const i32;
+                    let x0 = _mm512_set1_epi32(core::ptr::read_unaligned(p));
+                    let x1 = _mm512_set1_epi32(core::ptr::read_unaligned(p.add(1)));
+                    *e = _mm512_dpbf16_ps(*e, w0, core::mem::transmute::<__m512i, __m512bh>(x0));
+                    *o = _mm512_dpbf16_ps(*o, w1, core::mem::transmute::<__m512i, __m512bh>(x1));
+                }
             }
         }
     }
-    let mut out = [[0.0f32; TA]; 4];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        for (o, a) in o.iter_mut().zip(a) {
-            *o = _mm512_reduce_add_ps(*a);
-        }
+    let mut out = [_mm512_setzero_ps(); T];
+    for ((o, e), d) in out.iter_mut().zip(even).zip(odd) {
+        *o = _mm512_add_ps(e, d);
     }
     out
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
+/// Group `g` (32 columns) of the 16 `rows`, bf16 and interleaved: register `p` lane
+/// `j` holds row `j`'s columns `32g + 2p`, `+1`.
+///
+/// # Safety
+/// Each row holds `cols` weights of 2 bytes; `32g < cols`; the features of `rows`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,f16c")]
+unsafe fn interleave<const F16: bool>(
+    rows: &[&[u8]; ROWS],
+    cols: usize,
+    g: usize,
+) -> [__m512i; 16] {
+    let mut v = [_mm512_setzero_si512(); ROWS];
+    for (v, row) in v.iter_mut().zip(rows) {
+        // SAFETY: caller.
+        *v = unsafe { load_bf16::<F16>(row, cols, g) };
+    }
+    let mut out = [_mm512_setzero_si512(); 16];
+    // Columns 0..16 (words 0..8 of each row), then 16..32.
+    for (h, half) in out.chunks_exact_mut(8).enumerate() {
+        let part = |x: __m512i| {
+            if h == 0 {
+                _mm512_castsi512_si256(x)
+            } else {
+                _mm512_extracti64x4_epi64::<1>(x)
+            }
+        };
+        let mut s = [_mm512_setzero_si512(); 8];
+        for (s, &(a, b)) in s.iter_mut().zip(&PAIRS) {
+            *s = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(part(v[a])), part(v[b]));
+        }
+        half.copy_from_slice(&transpose(s));
+    }
+    out
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,f16c")]
 fn rows<const F16: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
     let (n, cols) = (out.n(), w.cols);
     let stride = padded(cols);
     assert_eq!(xb.len(), n * stride);
     let groups = stride / 32;
-    packed_rows!(
-        w, out, nq: groups, kq: KQ, zero: _mm512_setzero_si512(), width: TA,
-        row_bytes: 2 * cols,
-        unpack |row, g| {
-            // SAFETY: group g < cols.div_ceil(32) starts inside the row, whose length
-            // is asserted; this function's features.
-            unsafe { load_bf16::<F16>(row, cols, g) }
-        },
-        sweep |chunk, c0, c1, emit| {
+    let mut chunk = [[_mm512_setzero_si512(); 16]; KG];
+    let mut r = out.r0;
+    while r < out.r1 {
+        // A last group of fewer than 16 rows repeats its last row in the missing
+        // lanes; those outputs are not written.
+        let here = (out.r1 - r).min(ROWS);
+        let mut rows = [w.row(r); ROWS];
+        for (j, row) in rows.iter_mut().enumerate() {
+            *row = w.row(r + j.min(here - 1));
+            assert_eq!(row.len(), 2 * cols);
+        }
+        if groups == 0 {
+            for i in 0..n {
+                out.span(i, r, here).fill(0.0);
+            }
+        }
+        for c0 in (0..groups).step_by(KG) {
+            let c1 = (c0 + KG).min(groups);
+            for (g, cg) in (c0..c1).zip(chunk.iter_mut()) {
+                // SAFETY: every row holds `cols` weights (asserted), g < groups.
+                *cg = unsafe { interleave::<F16>(&rows, cols, g) };
+            }
+            let chunk = &chunk[..c1 - c0];
             let x = |i: usize| xb[i * stride + 32 * c0..].as_ptr();
             let mut i = 0;
-            // SAFETY (tiles): row i's values from group c0 to c1 lie in `xb` (its
-            // length is asserted); this function's features.
+            // SAFETY (tiles): row i's values of groups c0..c1 lie in `xb` (its length
+            // is asserted); this function's features.
             while i + TA <= n {
-                let xs: [*const u16; TA] = core::array::from_fn(|k| x(i + k));
-                emit(i, unsafe { tile::<TA>(chunk, c1 - c0, xs) }, TA);
+                let mut xs = [x(i); TA];
+                for (k, p) in xs.iter_mut().enumerate().skip(1) {
+                    *p = x(i + k);
+                }
+                let v = unsafe { tile::<TA>(chunk, xs) };
+                for (k, v) in v.iter().enumerate() {
+                    store_rows(out, i + k, r, here, c0 == 0, *v);
+                }
                 i += TA;
             }
             while i < n {
-                emit(i, unsafe { tile::<1>(chunk, c1 - c0, [x(i)]) }, 1);
+                let v = unsafe { tile::<1>(chunk, [x(i)]) };
+                store_rows(out, i, r, here, c0 == 0, v[0]);
                 i += 1;
             }
-        },
-        after |r, here| {}
-    );
+        }
+        r += ROWS;
+    }
 }

@@ -83,28 +83,7 @@ pub(super) fn rows<B: QuantBlock>(w: &Matrix<'_>, a: &[Q8Act], out: &mut OutRows
             let ys = |i: usize| &a[i * nb + c0..i * nb + c1];
             let mut emit = |i: usize, v: &[__m512]| {
                 for (k, v) in v.iter().enumerate() {
-                    let y = out.span(i + k, r, here);
-                    if here == ROWS {
-                        let p = y.as_mut_ptr();
-                        // SAFETY: `y` is 16 floats.
-                        unsafe {
-                            let v = if c0 == 0 {
-                                *v
-                            } else {
-                                _mm512_add_ps(*v, _mm512_loadu_ps(p))
-                            };
-                            _mm512_storeu_ps(p, v);
-                        }
-                        continue;
-                    }
-                    let mut lanes = [0.0f32; ROWS];
-                    // SAFETY: `lanes` is 64 bytes.
-                    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *v) };
-                    if c0 == 0 {
-                        y.copy_from_slice(&lanes[..here]);
-                    } else {
-                        y.iter_mut().zip(&lanes).for_each(|(y, v)| *y += v);
-                    }
+                    store_rows(out, i + k, r, here, c0 == 0, *v);
                 }
             };
             let mut i = 0;
@@ -125,13 +104,46 @@ pub(super) fn rows<B: QuantBlock>(w: &Matrix<'_>, a: &[Q8Act], out: &mut OutRows
     }
 }
 
+/// Lanes `0..here` of `v` into outputs `r..r + here` of activation `i`: set when
+/// `first`, else added (the chunks after the first of a row group).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
+pub(super) fn store_rows(
+    out: &mut OutRows<'_>,
+    i: usize,
+    r: usize,
+    here: usize,
+    first: bool,
+    v: __m512,
+) {
+    let y = out.span(i, r, here);
+    if here == ROWS {
+        let p = y.as_mut_ptr();
+        // SAFETY: `y` is 16 floats.
+        unsafe {
+            let v = if first {
+                v
+            } else {
+                _mm512_add_ps(v, _mm512_loadu_ps(p))
+            };
+            _mm512_storeu_ps(p, v);
+        }
+        return;
+    }
+    let mut lanes = [0.0f32; ROWS];
+    // SAFETY: `lanes` is 64 bytes.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), v) };
+    if first {
+        y.copy_from_slice(&lanes[..here]);
+    } else {
+        y.iter_mut().zip(&lanes).for_each(|(y, v)| *y += v);
+    }
+}
+
 /// Block `g` of the 16 rows, interleaved ([`Block16`]).
 ///
-/// `pair` puts two rows' blocks in one register (row `a` in the low 256 bits, `b` in
-/// the high); an 8 × 8 transpose of 32-bit groups in each half (unpack 32, unpack 64,
-/// then 128-bit lanes across two registers) leaves group `t` of all 16 rows in one
-/// register. Slots 0..4 pair rows `s` and `s + 4`, slots 4..8 rows `s + 4` and
-/// `s + 8`, which is the pairing that makes lane `j` row `j` at the end.
+/// `pair` puts two rows' blocks in one register, as [`PAIRS`] says, and
+/// [`transpose`] makes the groups of 4 weights lanes.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 fn interleave<B: QuantBlock>(rows: &[&[u8]; ROWS], g: usize) -> Block16 {
@@ -143,17 +155,54 @@ fn interleave<B: QuantBlock>(rows: &[&[u8]; ROWS], g: usize) -> Block16 {
     }
     let mut s = [_mm512_setzero_si512(); 8];
     for (k, s) in s.iter_mut().enumerate() {
-        let (ra, rb) = if k < 4 { (k, k + 4) } else { (k + 4, k + 8) };
+        let (ra, rb) = PAIRS[k];
         // SAFETY: whole blocks (above).
         *s = unsafe { B::pair(p[ra], p[rb]) };
     }
+    let w = transpose(s);
+    // SAFETY: f16 scale at byte 0 of every type, the minimum (unsigned types) at
+    // byte 2: inside the blocks.
+    unsafe {
+        Block16 {
+            w,
+            d: halves(&p, 0),
+            m: if B::SIGNED {
+                _mm512_setzero_ps()
+            } else {
+                halves(&p, 2)
+            },
+        }
+    }
+}
+
+/// The rows (low 256 bits, high 256 bits) of each register that [`transpose`] takes:
+/// slots 0..4 pair rows `s` and `s + 4`, slots 4..8 rows `s + 4` and `s + 8`, the
+/// pairing that makes lane `j` row `j` at the end.
+pub(super) const PAIRS: [(usize, usize); 8] = [
+    (0, 4),
+    (1, 5),
+    (2, 6),
+    (3, 7),
+    (8, 12),
+    (9, 13),
+    (10, 14),
+    (11, 15),
+];
+
+/// 16 rows of 8 32-bit words, two rows per register as [`PAIRS`] lays them out, to 8
+/// registers of 16 lanes: `out[t]` lane `j` = word `t` of row `j`. An 8 × 8 transpose
+/// in each 256-bit half (unpack 32, unpack 64), then 128-bit lanes across two
+/// registers.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
+pub(super) fn transpose(s: [__m512i; 8]) -> [__m512i; 8] {
     // Per 128-bit lane, t[2q] = [a0 b0 a1 b1], t[2q+1] = [a2 b2 a3 b3] of slots 2q, 2q+1.
     let mut t = [_mm512_setzero_si512(); 8];
     for q in 0..4 {
         t[2 * q] = _mm512_unpacklo_epi32(s[2 * q], s[2 * q + 1]);
         t[2 * q + 1] = _mm512_unpackhi_epi32(s[2 * q], s[2 * q + 1]);
     }
-    // u[4h + c]: group c (128-bit lanes 0 and 2) and c + 4 (lanes 1 and 3) of the four
+    // u[4h + c]: word c (128-bit lanes 0 and 2) and c + 4 (lanes 1 and 3) of the four
     // slots of half h (slots 0..4, then 4..8).
     let mut u = [_mm512_setzero_si512(); 8];
     for h in 0..2 {
@@ -168,19 +217,7 @@ fn interleave<B: QuantBlock>(rows: &[&[u8]; ROWS], g: usize) -> Block16 {
         w[c] = _mm512_shuffle_i32x4(u[c], u[4 + c], 0b10_00_10_00);
         w[c + 4] = _mm512_shuffle_i32x4(u[c], u[4 + c], 0b11_01_11_01);
     }
-    // SAFETY: f16 scale at byte 0 of every type, the minimum (unsigned types) at
-    // byte 2: inside the blocks.
-    unsafe {
-        Block16 {
-            w,
-            d: halves(&p, 0),
-            m: if B::SIGNED {
-                _mm512_setzero_ps()
-            } else {
-                halves(&p, 2)
-            },
-        }
-    }
+    w
 }
 
 /// The f16 at byte `off` of each of the 16 blocks `p`, as f32 lanes.
