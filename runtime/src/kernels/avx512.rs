@@ -125,15 +125,13 @@ impl Avx512 {
         unsafe { rows(w, acts, out) }
     }
 
-    /// Rows per part of a prompt product over `dtype` (`Cpu::row_align`), with
-    /// `bf16` when its activations were rounded for bf16 dot products: whole groups
-    /// of `avx512_rows16::ROWS` for the kernels that interleave that many rows
-    /// (`avx512_rows16`, `avx512_bf16`).
-    pub(crate) fn prompt_row_align(self, dtype: DType, bf16: bool) -> usize {
+    /// Rows per part of a prompt product over `dtype` (`Cpu::row_align`): whole
+    /// groups of `avx512_rows16::ROWS` for the kernels that interleave that many rows
+    /// (floats and 32-element blocks in `avx512_rows16`, bf16 dots in `avx512_bf16`).
+    pub(crate) fn prompt_row_align(self, dtype: DType) -> usize {
         match dtype.act_quant() {
-            ActQuant::Q8_0 | ActQuant::Q8_1 => avx512_rows16::ROWS,
-            ActQuant::Float if bf16 && self.bf16.is_some() => avx512_rows16::ROWS,
-            ActQuant::Float | ActQuant::Q8K => 4,
+            ActQuant::Float | ActQuant::Q8_0 | ActQuant::Q8_1 => avx512_rows16::ROWS,
+            ActQuant::Q8K => 4,
         }
     }
 
@@ -150,6 +148,10 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
     let cols = w.cols;
     let fl = |i: usize| &x[i * cols..(i + 1) * cols];
     match w.dtype {
+        // Prompts: 16 rows interleaved per chunk (`avx512_rows16`).
+        DType::F32 if out.n() > 1 => avx512_rows16::floats::<F32>(w, x, out),
+        DType::F16 if out.n() > 1 => avx512_rows16::floats::<F16>(w, x, out),
+        DType::BF16 if out.n() > 1 => avx512_rows16::floats::<BF16>(w, x, out),
         DType::F32 => drive!(w, fl, out, tile_f32, 8 x 3, 1),
         DType::F16 => drive!(w, fl, out, tile_f16, 8 x 3, 1),
         DType::BF16 => drive!(w, fl, out, tile_bf16, 8 x 3, 1),
@@ -271,7 +273,7 @@ fn quad_dot<B: QuantBlock>(acc: __m512, u: &Unpacked, q: &Q8Quad) -> __m512 {
 
 /// Loads 16 weights widened to f32; `mask` selects which (the others read as 0 and
 /// their memory is not touched).
-trait Load16 {
+pub(super) trait Load16 {
     /// Bytes per weight.
     const SIZE: usize;
     /// # Safety

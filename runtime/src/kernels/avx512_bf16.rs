@@ -30,7 +30,7 @@
 //! Generation (`n = 1`) does not come here: it reads each weight once, memory sets
 //! its pace, and the f32 path already keeps up with it (PERF.md).
 
-use super::avx512_rows16::{store_rows, transpose, PAIRS, ROWS};
+use super::avx512_rows16::{store_rows, transpose16, ROWS};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::DType;
@@ -276,23 +276,7 @@ unsafe fn interleave<const F16: bool>(
         // SAFETY: caller.
         *v = unsafe { load_bf16::<F16>(row, cols, g) };
     }
-    let mut out = [_mm512_setzero_si512(); 16];
-    // Columns 0..16 (words 0..8 of each row), then 16..32.
-    for (h, half) in out.chunks_exact_mut(8).enumerate() {
-        let part = |x: __m512i| {
-            if h == 0 {
-                _mm512_castsi512_si256(x)
-            } else {
-                _mm512_extracti64x4_epi64::<1>(x)
-            }
-        };
-        let mut s = [_mm512_setzero_si512(); 8];
-        for (s, &(a, b)) in s.iter_mut().zip(&PAIRS) {
-            *s = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(part(v[a])), part(v[b]));
-        }
-        half.copy_from_slice(&transpose(s));
-    }
-    out
+    transpose16(&v)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,f16c")]

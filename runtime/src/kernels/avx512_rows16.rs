@@ -21,7 +21,7 @@
 //! L1 from the file's own blocks, so the file and the mmap stay as they are.
 
 use super::act::{Q8Act, QK};
-use super::avx512::QuantBlock;
+use super::avx512::{Load16, QuantBlock};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 
@@ -218,6 +218,140 @@ pub(super) fn transpose(s: [__m512i; 8]) -> [__m512i; 8] {
         w[c + 4] = _mm512_shuffle_i32x4(u[c], u[4 + c], 0b11_01_11_01);
     }
     w
+}
+
+/// 16 rows of 16 32-bit words (`v[j]` = row `j`) to 16 registers of 16 lanes:
+/// `out[p]` lane `j` = word `p` of row `j`. [`transpose`] on each 256-bit half.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2")]
+pub(super) fn transpose16(v: &[__m512i; ROWS]) -> [__m512i; 16] {
+    let mut out = [_mm512_setzero_si512(); 16];
+    // Words 0..8 of each row, then 8..16.
+    for (h, half) in out.chunks_exact_mut(8).enumerate() {
+        let part = |x: __m512i| {
+            if h == 0 {
+                _mm512_castsi512_si256(x)
+            } else {
+                _mm512_extracti64x4_epi64::<1>(x)
+            }
+        };
+        let mut s = [_mm512_setzero_si512(); 8];
+        for (s, &(a, b)) in s.iter_mut().zip(&PAIRS) {
+            *s = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(part(v[a])), part(v[b]));
+        }
+        half.copy_from_slice(&transpose(s));
+    }
+    out
+}
+
+/// Columns per chunk of [`floats`]: 16 rows × 256 columns × 4 bytes = 16 KiB.
+const FG: usize = 16;
+
+/// Rows `out.r0..out.r1` of `y = x · Wᵀ` for float weights (`L`: F32, F16 or BF16,
+/// widened to f32) and `n > 1` activations `x`: 16 rows at a time, each chunk of
+/// [`FG`] groups of 16 columns widened and interleaved once (`transpose16`: register
+/// `p` of a group holds column `p` of the 16 rows), then every activation's values
+/// broadcast against it, one FMA adding to 16 rows' sums: no horizontal sums.
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub(super) fn floats<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
+    let (n, cols) = (out.n(), w.cols);
+    assert_eq!(x.len(), n * cols);
+    let groups = cols.div_ceil(16);
+    let mut chunk = [[_mm512_setzero_ps(); 16]; FG];
+    let mut r = out.r0;
+    while r < out.r1 {
+        let here = (out.r1 - r).min(ROWS);
+        let mut rows = [w.row(r); ROWS];
+        for (j, row) in rows.iter_mut().enumerate() {
+            *row = w.row(r + j.min(here - 1));
+            assert_eq!(row.len(), cols * L::SIZE);
+        }
+        if groups == 0 {
+            for i in 0..n {
+                out.span(i, r, here).fill(0.0);
+            }
+        }
+        for c0 in (0..groups).step_by(FG) {
+            let c1 = (c0 + FG).min(groups);
+            for (g, cg) in (c0..c1).zip(chunk.iter_mut()) {
+                let left = (cols - 16 * g).min(16);
+                let mask = ((1u32 << left) - 1) as u16;
+                let mut v = [_mm512_setzero_si512(); ROWS];
+                for (v, row) in v.iter_mut().zip(&rows) {
+                    // SAFETY: the mask selects columns 16g.. < cols of the row (its
+                    // length is asserted).
+                    *v = _mm512_castps_si512(unsafe {
+                        L::load16(row.as_ptr().add(16 * g * L::SIZE), mask)
+                    });
+                }
+                for (c, t) in cg.iter_mut().zip(transpose16(&v)) {
+                    *c = _mm512_castsi512_ps(t);
+                }
+            }
+            // Columns of this chunk: the last group may be partial.
+            let width = (cols - 16 * c0).min(16 * FG);
+            let chunk = &chunk[..c1 - c0];
+            let xs = |i: usize| &x[i * cols + 16 * c0..i * cols + 16 * c0 + width];
+            let mut i = 0;
+            while i + TF <= n {
+                let mut y = [xs(i); TF];
+                for (k, y) in y.iter_mut().enumerate().skip(1) {
+                    *y = xs(i + k);
+                }
+                let v = float_tile::<TF>(chunk, y);
+                for (k, v) in v.iter().enumerate() {
+                    store_rows(out, i + k, r, here, c0 == 0, *v);
+                }
+                i += TF;
+            }
+            while i < n {
+                let v = float_tile::<1>(chunk, [xs(i)]);
+                store_rows(out, i, r, here, c0 == 0, v[0]);
+                i += 1;
+            }
+        }
+        r += ROWS;
+    }
+}
+
+/// Activations per tile of [`floats`]: 2 × 8 accumulators (even and odd columns).
+const TF: usize = 8;
+
+/// `[Σ_c W[j, c]·x_k[c] in lane j for k in 0..T]` over the interleaved `chunk` and
+/// the activations' values of its columns (`xs[k].len()` of them, at most
+/// `16·chunk.len()`).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn float_tile<const T: usize>(chunk: &[[__m512; 16]], xs: [&[f32]; T]) -> [__m512; T] {
+    let width = xs[0].len();
+    assert!(width <= 16 * chunk.len() && xs.iter().all(|x| x.len() == width));
+    let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
+    let whole = width / 16;
+    for (g, wg) in chunk.iter().enumerate().take(whole) {
+        for (q, w2) in wg.chunks_exact(2).enumerate() {
+            for ((e, o), x) in even.iter_mut().zip(odd.iter_mut()).zip(&xs) {
+                // SAFETY: columns 16g + 2q, +1 < 16·whole <= width.
+                let (x0, x1) = unsafe {
+                    let p = x.as_ptr().add(16 * g + 2 * q);
+                    (*p, *p.add(1))
+                };
+                *e = _mm512_fmadd_ps(w2[0], _mm512_set1_ps(x0), *e);
+                *o = _mm512_fmadd_ps(w2[1], _mm512_set1_ps(x1), *o);
+            }
+        }
+    }
+    for c in 16 * whole..width {
+        let wc = chunk[c / 16][c % 16];
+        for (e, x) in even.iter_mut().zip(&xs) {
+            *e = _mm512_fmadd_ps(wc, _mm512_set1_ps(x[c]), *e);
+        }
+    }
+    let mut out = [_mm512_setzero_ps(); T];
+    for ((o, e), d) in out.iter_mut().zip(even).zip(odd) {
+        *o = _mm512_add_ps(e, d);
+    }
+    out
 }
 
 /// The f16 at byte `off` of each of the 16 blocks `p`, as f32 lanes.

@@ -419,8 +419,8 @@ impl Cpu {
     /// Rows per part are a multiple of this: 4 (whole cache lines of `y` for one
     /// activation), 32 for the AMX tiles (two tiles of weight rows per step, read
     /// straight from the file for BF16 only when all 32 are whole), or 16 for the
-    /// AVX-512 prompts over 32-element blocks and on bf16 dot products (one row per
-    /// lane, `avx512_rows16`, `avx512_bf16`).
+    /// AVX-512 prompts over floats and 32-element blocks (one row per lane,
+    /// `avx512_rows16`, `avx512_bf16`).
     #[cfg(feature = "std")]
     fn row_align(&self, w: &Matrix<'_>, acts: &Acts<'_>) -> usize {
         #[cfg(target_arch = "x86_64")]
@@ -433,7 +433,7 @@ impl Cpu {
         #[cfg(target_arch = "x86_64")]
         if let Engine::Avx512(t) = self.engine {
             if acts.x.len() > w.cols {
-                return t.prompt_row_align(w.dtype, !acts.xb.is_empty());
+                return t.prompt_row_align(w.dtype);
             }
         }
         let _ = (w, acts);
