@@ -145,16 +145,14 @@ impl Avx512 {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
 fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
     let (x, a, quads) = (acts.x, acts.a, acts.quads);
-    let cols = w.cols;
-    let fl = |i: usize| &x[i * cols..(i + 1) * cols];
     match w.dtype {
         // Prompts: 16 rows interleaved per chunk (`avx512_rows16`).
         DType::F32 if out.n() > 1 => avx512_rows16::floats::<F32>(w, x, out),
         DType::F16 if out.n() > 1 => avx512_rows16::floats::<F16>(w, x, out),
         DType::BF16 if out.n() > 1 => avx512_rows16::floats::<BF16>(w, x, out),
-        DType::F32 => drive!(w, fl, out, tile_f32, 8 x 3, 1),
-        DType::F16 => drive!(w, fl, out, tile_f16, 8 x 3, 1),
-        DType::BF16 => drive!(w, fl, out, tile_bf16, 8 x 3, 1),
+        DType::F32 => gen_float::<F32>(w, x, out),
+        DType::F16 => gen_float::<F16>(w, x, out),
+        DType::BF16 => gen_float::<BF16>(w, x, out),
         // Prompts: 16 rows interleaved per chunk (`avx512_rows16`).
         DType::Q8_0 if out.n() > 1 => avx512_rows16::rows::<Q8_0>(w, a, out),
         DType::Q4_0 if out.n() > 1 => avx512_rows16::rows::<Q4_0>(w, a, out),
@@ -312,54 +310,19 @@ impl Load16 for BF16 {
     }
 }
 
-/// `[[w_j·x_k for k in 0..T] for j in 0..R]` for `R` rows of weights of type `L`
-/// (f32 accumulation, 16 columns at a time, the last ones under a mask).
-///
-/// # Panics
-/// Unless every `w_j` holds `n` weights and every `x_k` has `n` values.
-#[inline]
+/// Generation over float weights (any `n` works; `rows` sends `n = 1` here): one row
+/// at a time. No software prefetch: unlike the blocks' generation, it made f16
+/// generation a third slower on a Zen 4 (PERF.md, 2026-12-06).
+#[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn tile_float<L: Load16, const R: usize, const T: usize>(
-    ws: [&[u8]; R],
-    xs: [&[f32]; T],
-) -> [[f32; T]; R] {
-    let n = xs[0].len();
-    assert!(ws.iter().all(|w| w.len() == n * L::SIZE));
-    assert!(xs.iter().all(|x| x.len() == n));
-    if R == 1 && T == 1 {
-        let v = row_float::<L>(ws[0], xs[0]);
-        return core::array::from_fn(|_| core::array::from_fn(|_| v));
-    }
-    let mut acc = [[_mm512_setzero_ps(); T]; R];
-    // Columns c..c + 16 under `mask` (all ones in the loop: plain loads; the last
-    // `n % 16` columns masked).
-    let mut step = |c: usize, mask: __mmask16| {
-        // SAFETY (loads): the mask selects columns c..min(c + 16, n) only, which lie in
-        // every `x_k` and `w_j` (lengths checked above); masked-off lanes are not read.
-        let xv: [__m512; T] =
-            core::array::from_fn(|k| unsafe { _mm512_maskz_loadu_ps(mask, xs[k].as_ptr().add(c)) });
-        for (a, w) in acc.iter_mut().zip(&ws) {
-            let wv = unsafe { L::load16(w.as_ptr().add(c * L::SIZE), mask) };
-            for (a, x) in a.iter_mut().zip(&xv) {
-                *a = _mm512_fmadd_ps(wv, *x, *a);
-            }
-        }
-    };
-    let mut c = 0;
-    while c + 16 <= n {
-        step(c, 0xffff);
-        c += 16;
-    }
-    if c < n {
-        step(c, (1u16 << (n - c)) - 1);
-    }
-    let mut out = [[0.0f32; T]; R];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        for (o, a) in o.iter_mut().zip(a) {
-            *o = _mm512_reduce_add_ps(*a);
+fn gen_float<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
+    let cols = w.cols;
+    for r in out.r0..out.r1 {
+        let row = w.row(r);
+        for i in 0..out.n() {
+            out.set(i, r, row_float::<L>(row, &x[i * cols..(i + 1) * cols]));
         }
     }
-    out
 }
 
 /// `w·x` for one row of weights of type `L`: 64 columns per step into four
@@ -413,21 +376,6 @@ fn row_float<L: Load16>(w: &[u8], x: &[f32]) -> f32 {
     }
     let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
     _mm512_reduce_add_ps(s)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn tile_f32<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) -> [[f32; T]; R] {
-    tile_float::<F32, R, T>(ws, xs)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn tile_f16<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) -> [[f32; T]; R] {
-    tile_float::<F16, R, T>(ws, xs)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn tile_bf16<const R: usize, const T: usize>(ws: [&[u8]; R], xs: [&[f32]; T]) -> [[f32; T]; R] {
-    tile_float::<BF16, R, T>(ws, xs)
 }
 
 /// A block type's weights, ready for `vpdpbusd` (also used by `avx512_rows16`).
