@@ -149,9 +149,9 @@ impl Cpu {
     /// too; `false`: bf16 dot products where the CPU has them. A new context starts
     /// with bf16 dot products where they are the faster choice (measured once per
     /// process: at least 1.5 times the multiply-adds per cycle of f32 FMAs, as on
-    /// Zen 4/5; not from `vdpbf16ps` on the Intel Xeon of PERF.md, where they run at
-    /// half the FMA's rate, but from its AMX tiles) or where `LLMRT_BF16_DOTS=1` asks
-    /// for them (`=0`: never).
+    /// Zen 4/5; not on the Intel Xeon of PERF.md, where `vdpbf16ps` runs at half the
+    /// FMA's rate, unless its AMX tiles are on, which is opt-in with `LLMRT_AMX=1`) or
+    /// where `LLMRT_BF16_DOTS=1` asks for them (`=0`: never).
     pub fn set_f16_exact(&mut self, exact: bool) {
         self.f16_exact = exact;
     }
