@@ -30,7 +30,7 @@
 //! Generation (`n = 1`) does not come here: it reads each weight once, memory sets
 //! its pace, and the f32 path already keeps up with it (PERF.md).
 
-use super::avx512_rows16::{store_rows, transpose16, ROWS};
+use super::avx512_rows16::{group, store_rows, transpose16, ROWS};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::DType;
@@ -288,19 +288,8 @@ fn rows<const F16: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
     let mut chunk = [[_mm512_setzero_si512(); 16]; KG];
     let mut r = out.r0;
     while r < out.r1 {
-        // A last group of fewer than 16 rows repeats its last row in the missing
-        // lanes; those outputs are not written.
-        let here = (out.r1 - r).min(ROWS);
-        let mut rows = [w.row(r); ROWS];
-        for (j, row) in rows.iter_mut().enumerate() {
-            *row = w.row(r + j.min(here - 1));
-            assert_eq!(row.len(), 2 * cols);
-        }
-        if groups == 0 {
-            for i in 0..n {
-                out.span(i, r, here).fill(0.0);
-            }
-        }
+        let (here, rows) = group(w, out, r, groups == 0);
+        assert_eq!(rows[0].len(), 2 * cols);
         for c0 in (0..groups).step_by(KG) {
             let c1 = (c0 + KG).min(groups);
             for (g, cg) in (c0..c1).zip(chunk.iter_mut()) {

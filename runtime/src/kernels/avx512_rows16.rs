@@ -62,18 +62,7 @@ pub(super) fn rows<B: QuantBlock>(w: &Matrix<'_>, a: &[Q8Act], out: &mut OutRows
     let mut chunk = [zero; KB];
     let mut r = out.r0;
     while r < out.r1 {
-        // A last group of fewer than 16 rows repeats its last row in the missing
-        // lanes; those outputs are not written.
-        let here = (out.r1 - r).min(ROWS);
-        let mut rows = [w.row(r); ROWS];
-        for (j, row) in rows.iter_mut().enumerate().skip(1) {
-            *row = w.row(r + j.min(here - 1));
-        }
-        if nb == 0 {
-            for i in 0..n {
-                out.span(i, r, here).fill(0.0);
-            }
-        }
+        let (here, rows) = group(w, out, r, nb == 0);
         for c0 in (0..nb).step_by(KB) {
             let c1 = (c0 + KB).min(nb);
             for (g, b) in (c0..c1).zip(chunk.iter_mut()) {
@@ -102,6 +91,29 @@ pub(super) fn rows<B: QuantBlock>(w: &Matrix<'_>, a: &[Q8Act], out: &mut OutRows
         }
         r += ROWS;
     }
+}
+
+/// The row group at `r` of `out`: how many rows it has (`here`, 16 but for the last
+/// group of a part) and their bytes, the last row repeated in the missing lanes (whose
+/// outputs are not written). With `empty` (no columns) its outputs are set to 0 here.
+#[inline(always)]
+pub(super) fn group<'w>(
+    w: &Matrix<'w>,
+    out: &mut OutRows<'_>,
+    r: usize,
+    empty: bool,
+) -> (usize, [&'w [u8]; ROWS]) {
+    let here = (out.r1 - r).min(ROWS);
+    let mut rows = [w.row(r); ROWS];
+    for (j, row) in rows.iter_mut().enumerate().skip(1) {
+        *row = w.row(r + j.min(here - 1));
+    }
+    if empty {
+        for i in 0..out.n() {
+            out.span(i, r, here).fill(0.0);
+        }
+    }
+    (here, rows)
 }
 
 /// Lanes `0..here` of `v` into outputs `r..r + here` of activation `i`: set when
@@ -261,17 +273,8 @@ pub(super) fn floats<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>
     let mut chunk = [[_mm512_setzero_ps(); 16]; FG];
     let mut r = out.r0;
     while r < out.r1 {
-        let here = (out.r1 - r).min(ROWS);
-        let mut rows = [w.row(r); ROWS];
-        for (j, row) in rows.iter_mut().enumerate() {
-            *row = w.row(r + j.min(here - 1));
-            assert_eq!(row.len(), cols * L::SIZE);
-        }
-        if groups == 0 {
-            for i in 0..n {
-                out.span(i, r, here).fill(0.0);
-            }
-        }
+        let (here, rows) = group(w, out, r, groups == 0);
+        assert_eq!(rows[0].len(), cols * L::SIZE);
         for c0 in (0..groups).step_by(FG) {
             let c1 = (c0 + FG).min(groups);
             for (g, cg) in (c0..c1).zip(chunk.iter_mut()) {
