@@ -1,13 +1,11 @@
 //! x86-64 AVX-512 kernels (F/BW/VL/DQ + VNNI, with FMA and F16C): the same functions as
 //! `scalar`.
 //!
-//! Prompts over floats are taken in register tiles of 8 weight rows × 3 activations:
-//! each weight vector loaded (and widened) serves every activation of the tile, each
-//! activation vector every row. Prompts over the 32-element block types go to
-//! `avx512_rows16` (16 rows interleaved, one per lane); the code here multiplies their
-//! activations one at a time (generation, in tiles of 4 rows × 3 for any `n`).
-//! Generation (`n = 1`) goes one row at a time: on a Zen 5 one weight stream per
-//! thread reads memory faster than 4 or 8 interleaved ones (PERF.md).
+//! Prompts (`n > 1`) over floats and over the 32-element block types go to
+//! `avx512_rows16` (16 rows interleaved, one per lane); F16/BF16 prompts on bf16 dot
+//! products to `avx512_bf16`. The code here is generation: one row at a time (on a
+//! Zen 5 one weight stream per thread reads memory faster than 4 or 8 interleaved
+//! ones, PERF.md), the blocks in tiles of 4 rows × 3 for rows under 512 columns.
 //!
 //! * Floats: 16 lanes, weights widened in registers; plain loads in the loop, the last
 //!   `cols % 16` through masked loads (no scalar tail). A single row runs four FMA
