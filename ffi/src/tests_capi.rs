@@ -81,8 +81,11 @@ fn all_logits_equal_evaluating_one_token_at_a_time() {
     );
 
     // One token at a time, each through llmrt_eval + llmrt_get_logits. The batched
-    // products run the same kernels per row as single ones, up to the f32 order of
-    // the sums: 1e-5 of the logits' scale.
+    // products compute the same sums in another f32 order: on AVX-512 a prompt's
+    // output is one chain of FMAs per 256 columns (16 rows interleaved, one per
+    // lane), a single row's 64 partial sums. With rows of 32–64 random weights
+    // (Σ|w·x| several times |Σ w·x|) and two layers that moves the logits by up to
+    // about 2e-5 of their scale; 1e-4 still catches a wrong row or position.
     let one = context(m, 1);
     for (i, t) in toks.iter().enumerate() {
         // SAFETY: one id.
@@ -93,7 +96,7 @@ fn all_logits_equal_evaluating_one_token_at_a_time() {
         let st = unsafe { llmrt_get_logits(one, want.as_mut_ptr(), vocab, &mut n) };
         assert_eq!(st, LLMRT_OK);
         let e = max_rel(&all[i], &want);
-        assert!(e < 1e-5, "position {i}: relative error {e}");
+        assert!(e < 1e-4, "position {i}: relative error {e}");
     }
     // Distinct rows: the test would notice a row copied to every position.
     assert_ne!(all[0], all[1]);
