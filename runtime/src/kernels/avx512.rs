@@ -5,7 +5,7 @@
 //! `avx512_rows16` (16 rows interleaved, one per lane); F16/BF16 prompts on bf16 dot
 //! products to `avx512_bf16`. The code here is generation: one row at a time (on a
 //! Zen 5 one weight stream per thread reads memory faster than 4 or 8 interleaved
-//! ones, PERF.md), the blocks in tiles of 4 rows × 3 for rows under 512 columns.
+//! ones, PERF.md), the blocks 4 rows at a time for rows under 512 columns.
 //!
 //! * Floats: 16 lanes, weights widened in registers; plain loads in the loop, the last
 //!   `cols % 16` through masked loads (no scalar tail). A single row runs four FMA
@@ -175,8 +175,8 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
     }
 }
 
-/// Defines, per block type, its generation (`n = 1`; any `n` works) as a function
-/// of its own: `#[inline(never)]`, because inlined into `rows` beside every other type
+/// Defines, per block type, its generation (`n = 1`: prompts go to `avx512_rows16`,
+/// and `Engine::quads` builds no activation quads for them) as a function of its own: `#[inline(never)]`, because inlined into `rows` beside every other type
 /// the hot loops came out slower (PERF.md, "2026-12-04"). Rows under 512 columns go 4
 /// per tile, so the per-row costs (leftover block, reductions) weigh less; longer rows
 /// one at a time, which streams memory best.
@@ -186,21 +186,22 @@ macro_rules! quant_generation {
         #[inline(never)]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
         fn $name(w: &Matrix<'_>, a: &[Q8Act], quads: &[Q8Quad], out: &mut OutRows<'_>) {
+            assert!(out.n() <= 1, "generation takes one activation row (or none)");
             let nb = w.cols / QK;
             // Activation quads per row, a last partial one included (`act::build_quads`).
             let nq = nb.div_ceil(4);
             let qu = |i: usize| (&a[i * nb..(i + 1) * nb], &quads[i * nq..(i + 1) * nq]);
             if nb < 16 {
                 drive!(w, qu, out, $tile, 4 x 3, 4)
-            } else if out.n() == 1 {
+            } else {
                 for r in out.r0..out.r1 {
                     let row = w.row(r);
                     prefetch_ahead(row);
-                    let v = $tile::<1, 1>([row], [qu(0)]);
-                    out.set(0, r, v[0][0]);
+                    for i in 0..out.n() {
+                        let v = $tile::<1, 1>([row], [qu(i)]);
+                        out.set(i, r, v[0][0]);
+                    }
                 }
-            } else {
-                drive!(w, qu, out, $tile, 4 x 3, 1)
             }
         }
     )*};

@@ -1,24 +1,28 @@
-//! AVX-512 prompt products for the 32-element block types (Q8_0, Q4_0, Q4_1, Q5_0,
-//! Q5_1, IQ4_NL): 16 weight rows interleaved, one per 32-bit lane.
+//! AVX-512 prompt products (`n > 1` activations) over 16 weight rows interleaved, one
+//! row per 32-bit lane: the 32-element block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+//! IQ4_NL, [`rows`]) and floats on FMAs ([`floats`]); `avx512_bf16` uses the same
+//! layout for its bf16 dot products.
 //!
-//! A prompt (`n > 1` activations) takes the weights 16 rows at a time. Each chunk of
-//! [`KB`] blocks of those rows is unpacked once into [`Block16`]s: for block `g`,
-//! eight registers whose lane `j` holds 4 consecutive weights of row `j` (unsigned
-//! bytes: the type's quants plus its offset, as `QuantBlock::pair` gives them), and
-//! the 16 rows' scales (and Q4_1/Q5_1's minima) as f32 lanes. Then every activation
-//! block is multiplied with all 16 rows at once:
+//! The weights go 16 rows at a time ([`group`]). Each chunk of those rows is
+//! transposed once into L1 ([`transpose`], [`transpose16`]) so that register `t` of a
+//! column group holds word `t` (4 quants, 2 bf16 values or 1 float) of all 16 rows.
+//! For the blocks each chunk is [`KB`] [`Block16`]s: eight such registers of unsigned
+//! bytes (the type's quants plus its offset, as `QuantBlock::pair` gives them) and
+//! the 16 rows' scales (and Q4_1/Q5_1's minima) as f32 lanes. Then every activation is
+//! multiplied with all 16 rows at once:
 //!
-//! * 8 × `vpdpbusd` against the activation's 4-byte groups broadcast to every lane
-//!   give each row's exact integer sum in its own lane; the sum starts at the
-//!   activation's `-offset·Σq`, so the weights' offset cancels in integers;
-//! * one conversion and one FMA with `d_w·d_x` (and one more with `m_w·s_x`) per
-//!   block for 16 rows, where the row-at-a-time layout (`avx512::packed`) spends
-//!   them per row and 4 blocks, and needs a horizontal sum per output at the end.
+//! * blocks: 8 × `vpdpbusd` against the activation's 4-byte groups broadcast to every
+//!   lane give each row's exact integer sum in its own lane; the sum starts at the
+//!   activation's `-offset·Σq`, so the weights' offset cancels in integers; then one
+//!   conversion and one FMA with `d_w·d_x` (and one more with `m_w·s_x`) per block
+//!   serve 16 rows, where a row-at-a-time layout spends them per row and needs a
+//!   horizontal sum per output at the end;
+//! * floats: each activation value broadcast, one FMA into 16 rows' sums.
 //!
 //! The lanes are the rows, so a tile's result is 16 consecutive outputs of one
-//! activation: one vector store (or add, for chunks after the first). This is the
-//! layout ik_llama.cpp's `*_r8`/`*_r4` types repack at load, built here per chunk in
-//! L1 from the file's own blocks, so the file and the mmap stay as they are.
+//! activation: one vector store (or add, for chunks after the first, [`store_rows`]).
+//! This is the layout ik_llama.cpp's `*_r8`/`*_r4` types repack at load, built here per
+//! chunk in L1 from the file's own blocks, so the file and the mmap stay as they are.
 
 use super::act::{Q8Act, QK};
 use super::avx512::{Load16, QuantBlock};

@@ -103,7 +103,7 @@ macro_rules! drive {
 }
 
 /// The driver of a prompt product over unpacked quantised weights (`packed` in the
-/// AVX2 and AVX-512 paths): rows of `$out` in groups of 4, each group's weights in
+/// AVX2 path, the K-quants' `super_block_rows!`): rows of `$out` in groups of 4, each group's weights in
 /// column chunks of up to `$kq` quads unpacked once (`$unpack`, with `$row` the weight
 /// row's bytes, asserted to be `$rb` long, and `$g` the quad) — rows missing from the last group stay
 /// `$zero` and add nothing — then `$sweep` runs the activation tiles over the chunk.
