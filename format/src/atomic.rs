@@ -1,11 +1,19 @@
 //! Atomic file replacement (with `std`): write a temporary file beside the target,
 //! fsync it, rename it over the target, fsync the directory. A crash leaves either
 //! the old file or the complete new one, never a torn file.
+//!
+//! The bytes go to the kernel in whole, aligned 2 MiB pieces ([`FolioWriter`]), so
+//! the page cache holds the new file in 2 MiB folios and a model loaded right after
+//! it is written maps its weights with huge pages. A buffered writer that passes
+//! large writes through at whatever offset the stream has reached leaves small
+//! folios behind, and generation, which streams every weight once per token, then
+//! reads measurably slower (docs/PERF.md, "Huge pages for the memory map").
 
 use crate::error::FormatError;
 use std::format;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
+use std::vec::Vec;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,14 +52,14 @@ pub fn write_atomic(
             .truncate(true)
             .open(&tmp)
             .map_err(|e| io_err(&tmp, "cannot create temporary file", e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let mut w = FolioWriter::new(f);
         fill(&mut w).map_err(|e| match e {
             FormatError::Io(m) => FormatError::Io(format!("{}: {m}", tmp.display())),
             other => other,
         })?;
         let f = w
-            .into_inner()
-            .map_err(|e| io_err(&tmp, "write failed", e.into_error()))?;
+            .finish()
+            .map_err(|e| io_err(&tmp, "write failed", e))?;
         f.sync_all().map_err(|e| io_err(&tmp, "fsync failed", e))?;
         drop(f);
         fs::rename(&tmp, path).map_err(|e| io_err(path, "rename failed", e))?;
@@ -69,6 +77,57 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// Bytes of one write to the kernel: the size of a huge page on x86-64 and of a
+/// PMD on aarch64 with 4 KiB pages.
+const PIECE: usize = 2 << 20;
+
+/// A buffered writer whose every write to the file but the last starts at a multiple
+/// of [`PIECE`] and is a multiple of it long, so the page cache can hold the file in
+/// folios of that size. Unlike `BufWriter`, a large `write` is split at those
+/// boundaries instead of passing through at the stream's current offset.
+struct FolioWriter<W: Write> {
+    file: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> FolioWriter<W> {
+    fn new(file: W) -> FolioWriter<W> {
+        FolioWriter {
+            file,
+            buf: Vec::with_capacity(PIECE),
+        }
+    }
+
+    /// Writes what is buffered and gives the file back.
+    fn finish(mut self) -> std::io::Result<W> {
+        self.file.write_all(&self.buf)?;
+        Ok(self.file)
+    }
+}
+
+impl<W: Write> Write for FolioWriter<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.is_empty() && data.len() >= PIECE {
+            // At a piece boundary: whole pieces go straight from the caller's bytes.
+            let n = data.len() / PIECE * PIECE;
+            self.file.write_all(&data[..n])?;
+            return Ok(n);
+        }
+        let n = data.len().min(PIECE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIECE {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(n)
+    }
+
+    /// Writes nothing early: a partial piece would break the alignment that follows.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes `bytes` to `path` atomically (every writer of the project that does not
 /// stream goes through this: shards, tokenizer.json, config.toml, …).
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
@@ -81,6 +140,55 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Records every write it is given: (offset in the stream, length).
+    #[derive(Default)]
+    struct Calls {
+        bytes: Vec<u8>,
+        calls: Vec<(usize, usize)>,
+    }
+
+    impl Write for Calls {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.calls.push((self.bytes.len(), data.len()));
+            self.bytes.extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever sizes the caller writes in (small headers, tensors larger than a
+        /// piece), the file gets the same bytes, and every write to it but the last
+        /// is whole pieces starting at a piece boundary.
+        #[test]
+        fn folio_writer_keeps_bytes_and_writes_aligned_pieces(
+            sizes in proptest::collection::vec(
+                prop_oneof![0usize..100, 0usize..70_000, PIECE - 3..PIECE + 3, 0usize..5 * PIECE],
+                1..12,
+            ),
+            seed in any::<u8>(),
+        ) {
+            let mut w = FolioWriter::new(Calls::default());
+            let mut want = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                let chunk: Vec<u8> = (0..n).map(|j| (j * 31 + i * 7) as u8 ^ seed).collect();
+                w.write_all(&chunk).unwrap();
+                want.extend_from_slice(&chunk);
+            }
+            let out = w.finish().unwrap();
+            prop_assert!(out.bytes == want, "the bytes differ");
+            let (last, whole) = out.calls.split_last().unwrap();
+            for &(at, len) in whole {
+                prop_assert!(at % PIECE == 0 && len % PIECE == 0 && len > 0, "write of {len} at {at}");
+            }
+            prop_assert_eq!(last.0 % PIECE, 0, "the last write starts at {}", last.0);
+        }
+    }
 
     /// An injected writer error half-way (a full disk) leaves the old file whole and
     /// no temporary file behind.
