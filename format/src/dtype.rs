@@ -142,11 +142,13 @@ impl DType {
     }
 
     /// Elements per block (1 for plain floats, 32 or 256 for quantised types).
+    #[inline]
     pub fn block_len(self) -> usize {
         self.visit(Geometry).0
     }
 
     /// Bytes per block.
+    #[inline]
     pub fn block_bytes(self) -> usize {
         self.visit(Geometry).1
     }
