@@ -10,7 +10,7 @@
 //! stays in f32.
 
 use crate::error::Error;
-use crate::kernels::{part_range, Cpu, SharedMut};
+use crate::kernels::{part_range, Cpu, SharedMut, VecOps};
 use alloc::format;
 use alloc::vec::Vec;
 use half::f16;
@@ -312,6 +312,7 @@ impl KvCache {
             SharedMut::new(&mut self.scratch_v),
         );
         let (rk, rv) = (&self.k[l], &self.v[l]);
+        let vec = cpu.vecops();
         let parts = cpu.threads().min(len).max(1);
         cpu.parallel(parts, &|p| {
             let (p0, p1) = part_range(p, parts, len, 1);
@@ -324,7 +325,7 @@ impl KvCache {
                     // SAFETY: rows r0..r1 of the scratch, which this part alone takes
                     // (its positions of head h); the scratch outlives `parallel`.
                     let dst = unsafe { out.slice(r0 * hd, (r1 - r0) * hd) };
-                    to_f32(rows, r0, r1, hd, dst);
+                    to_f32(vec, rows, r0, r1, hd, dst);
                 }
             }
         });
@@ -448,10 +449,10 @@ fn copy_heads<T: Copy>(dst: &mut [T], src: &[T], heads: usize, n: usize) {
 }
 
 /// Rows `r0..r1` of `rows` (`hd` values each) as f32, into `dst`.
-fn to_f32(rows: &Rows, r0: usize, r1: usize, hd: usize, dst: &mut [f32]) {
+fn to_f32(vec: VecOps, rows: &Rows, r0: usize, r1: usize, hd: usize, dst: &mut [f32]) {
     match rows {
         Rows::F32(r) => dst.copy_from_slice(&r[r0 * hd..r1 * hd]),
-        Rows::F16(r) => r[r0 * hd..r1 * hd].convert_to_f32_slice(dst),
+        Rows::F16(r) => vec.widen_f16(&r[r0 * hd..r1 * hd], dst),
         Rows::Q8(r) => {
             for (b, out) in r[r0 * hd / 32..r1 * hd / 32]
                 .iter()

@@ -240,6 +240,20 @@ impl VecOps {
         super::attend::attend_run(self.0, run, scratch, emit);
     }
 
+    /// `dst = src` widened from f16 (exact), vectorised where the path has F16C.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub(crate) fn widen_f16(&self, src: &[half::f16], dst: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        match self.0 {
+            // SAFETY: both x86 engines exist only if the CPU has F16C (and AVX).
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) | Engine::Avx2(_) => unsafe { vecops::widen_f16_f16c(src, dst) },
+            _ => src.convert_to_f32_slice(dst),
+        }
+    }
+
     /// SwiGLU in place: `up[i] = silu(gate[i])·up[i]`, vectorised for this path.
     ///
     /// # Panics
