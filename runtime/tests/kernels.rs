@@ -287,11 +287,6 @@ fn reference_matches_f64_for_every_dtype() {
     }
 }
 
-/// F16 or BF16: the dtypes of the bf16 dot products.
-fn is_half(dtype: DType) -> bool {
-    matches!(dtype, DType::F16 | DType::BF16)
-}
-
 /// Every path on this CPU, on 1, 2 and 3 threads, against `matmul_ref`. Bound: both
 /// compute the same integer block dots from bit-identical activation blocks (or the
 /// same f32 products), so they differ only by f32 summation order:
@@ -324,7 +319,7 @@ fn every_path_matches_reference() {
                         let mut y = poisoned(n * rows);
                         cpu.matmul(&w.matrix(), &x, n, &mut y);
                         let absd = abs_dots(&w, &x, n);
-                        let bf16 = cpu.bf16_prompts() && n > 1 && is_half(dtype);
+                        let bf16 = cpu.bf16_products(dtype, n);
                         let sqd = square_dots(&w, &x, n);
                         for o in 0..y.len() {
                             let err = (y[o] as f64 - want[o] as f64).abs();
@@ -364,7 +359,7 @@ fn default_context_matches_reference_at_model_shapes() {
                 cpu.matmul(&w.matrix(), &x, n, &mut y);
                 let absd = abs_dots(&w, &x, n);
                 let sqd = square_dots(&w, &x, n);
-                let bf16 = cpu.bf16_prompts() && n > 1 && is_half(dtype);
+                let bf16 = cpu.bf16_products(dtype, n);
                 for o in 0..y.len() {
                     let err = (y[o] as f64 - want[o] as f64).abs();
                     let bound = if bf16 {
@@ -385,8 +380,9 @@ fn default_context_matches_reference_at_model_shapes() {
     }
 }
 
-/// The bf16 dot products of F16/BF16 prompts (where this CPU has them) against the
-/// f32 reference, within both of [`bf16_bounds`], on shapes that stress the tiling:
+/// The bf16 dot products of F16/BF16 prompts and of BF16 generation (`n = 1`; where
+/// this CPU has them) against the f32 reference, within both of [`bf16_bounds`], on
+/// shapes that stress the tiling:
 /// one row, rows not a multiple of the 4-row chunks, columns not a multiple of 32,
 /// 2176 columns (two weight chunks of the AVX-512 BF16 kernel: 2048 + 128), and
 /// activation counts around its 6-wide tile. Where the CPU also has AMX tiles, both
@@ -428,7 +424,7 @@ fn bf16_prompt_dots_within_rounding_bounds() {
                 ];
                 for (rows, cols) in shapes {
                     let w = Weights::random(&mut rng, dtype, rows, cols);
-                    for n in [2, 5, 6, 7, 13, 16, 17, 33] {
+                    for n in [1, 2, 5, 6, 7, 13, 16, 17, 33] {
                         let x = rng.vec(n * cols);
                         let mut want = poisoned(n * rows);
                         matmul_ref(&w.matrix(), &x, n, &mut want);

@@ -110,11 +110,13 @@ impl Avx512 {
     /// See `scalar::rows`; `quads` holds the activations as `act::build_quads` lays
     /// them out. F16/BF16 prompts whose activations were rounded to bf16 (`acts.xb`
     /// filled, which needs this token's `bf16`) go through `amx` where this token has
-    /// it (the activations are then in its layout), else `avx512_bf16`.
+    /// it (the activations are then in its layout), else `avx512_bf16`; so does BF16
+    /// generation with a rounded activation (`Bf16Dots::gen`).
     pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         if let (DType::F16 | DType::BF16, Some(b), false) = (w.dtype, self.bf16, acts.xb.is_empty())
         {
             return match self.amx {
+                _ if out.n() == 1 => b.gen(w, acts.xb, out),
                 Some(amx) => amx.rows(w, acts.xb, out),
                 None => b.rows(w, acts.xb, out),
             };

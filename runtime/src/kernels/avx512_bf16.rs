@@ -27,8 +27,13 @@
 //! `u·sqrt(2/3 · Σ(w·x)²)`, which grows as `sqrt(K)`. `tests/kernels.rs` checks both.
 //! `Cpu::set_f16_exact` keeps the f32 path where this is not acceptable.
 //!
-//! Generation (`n = 1`) does not come here: it reads each weight once, memory sets
-//! its pace, and the f32 path already keeps up with it (PERF.md).
+//! Generation (`n = 1`) reads each weight once and memory sets its pace. F16 weights
+//! keep the f32 products there ([`Load16`](super::avx512) widening keeps up with
+//! memory). BF16 weights come here ([`Bf16Dots::gen`]): widening them to f32 took
+//! two more instructions per 16 weights and kept fewer cache lines in flight (a
+//! third slower on a Zen 4), while `vdpbf16ps` takes 32 weights straight from one
+//! load. Their activations are rounded as for a prompt, within the same bound, as
+//! llama.cpp does for BF16 weights (its `vec_dot_type`).
 
 use super::avx512_rows16::{group, store_rows, transpose16, ROWS};
 use super::{Matrix, OutRows};
@@ -112,6 +117,73 @@ impl Bf16Dots {
                 d => panic!("bf16 dots take F16 or BF16 weights, not {d}"),
             }
         }
+    }
+}
+
+impl Bf16Dots {
+    /// Rows `out.r0..out.r1` of `y = x·Wᵀ` for one activation row (`out.n() == 1`)
+    /// and BF16 weights, with `xb` the activation as [`Bf16Dots::round_rows`] wrote it.
+    ///
+    /// # Panics
+    /// If `w` is not BF16, `out.n() != 1` or `xb` is not one padded row.
+    pub(crate) fn gen(self, w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
+        // SAFETY: as in `round_rows`.
+        unsafe { gen(w, xb, out) }
+    }
+}
+
+/// [`Bf16Dots::gen`]: row by row (one weight stream), 32 columns per `vdpbf16ps`,
+/// four sums in flight, the last `cols % 32` weights under a mask.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
+fn gen(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
+    assert_eq!(w.dtype, DType::BF16, "bf16 generation takes BF16 weights");
+    let cols = w.cols;
+    assert!(out.n() == 1 && xb.len() == padded(cols));
+    let whole = cols / 32;
+    let bh = |v: __m512i| {
+        // SAFETY: same size; 32 bf16 bit patterns.
+        unsafe { core::mem::transmute::<__m512i, __m512bh>(v) }
+    };
+    for r in out.r0..out.r1 {
+        let row = w.row(r);
+        assert_eq!(row.len(), 2 * cols);
+        let (wp, xp) = (row.as_ptr() as *const i16, xb.as_ptr() as *const i16);
+        // SAFETY (loads): group g's weights 32g..32g + 32 lie in the row for g < whole
+        // and its activations in `xb`; the last group's weights are read under a mask
+        // of the columns below `cols`, and `xb` is padded to whole groups.
+        let load = |g: usize| unsafe {
+            (
+                bh(_mm512_loadu_si512(wp.add(32 * g) as *const __m512i)),
+                bh(_mm512_loadu_si512(xp.add(32 * g) as *const __m512i)),
+            )
+        };
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut g = 0;
+        while g + 4 <= whole {
+            for (u, a) in acc.iter_mut().enumerate() {
+                let (wv, xv) = load(g + u);
+                *a = _mm512_dpbf16_ps(*a, wv, xv);
+            }
+            g += 4;
+        }
+        while g < whole {
+            let (wv, xv) = load(g);
+            acc[0] = _mm512_dpbf16_ps(acc[0], wv, xv);
+            g += 1;
+        }
+        if 32 * whole < cols {
+            let mask = (1u32 << (cols - 32 * whole)) - 1;
+            // SAFETY: as above.
+            let (wv, xv) = unsafe {
+                (
+                    bh(_mm512_maskz_loadu_epi16(mask, wp.add(32 * whole))),
+                    bh(_mm512_loadu_si512(xp.add(32 * whole) as *const __m512i)),
+                )
+            };
+            acc[1] = _mm512_dpbf16_ps(acc[1], wv, xv);
+        }
+        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        out.set(0, r, _mm512_reduce_add_ps(s));
     }
 }
 

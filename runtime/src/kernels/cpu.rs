@@ -50,6 +50,17 @@ const _: () = {
     send::<Cpu>();
 };
 
+/// The products that take bf16 dot products where a context has them: prompts over
+/// F16 or BF16 weights, and generation over BF16 weights (F16 generation widens to
+/// f32 as fast as memory brings the weights; `avx512_bf16`).
+fn bf16_dots(dtype: DType, n: usize) -> bool {
+    match dtype {
+        DType::F16 => n > 1,
+        DType::BF16 => n > 0,
+        _ => false,
+    }
+}
+
 /// Weight bytes (times activations, up to 8) below which a part is not worth its
 /// hand-off (about a microsecond; `dispatch` in `benches/kernels.rs`).
 #[cfg(feature = "std")]
@@ -117,7 +128,9 @@ impl Cpu {
     /// [`Cpu::set_f16_exact`] did not turn them off. Their activations, and F16
     /// weights, are then rounded to bf16 (relative error at most 2⁻⁸ each, so each
     /// output within `(2·2⁻⁸ + 2⁻¹⁶)·Σ|w||x|` of the f32 products, typically about
-    /// `2⁻⁸·sqrt(Σ(w·x)²)`). Generation (one row) keeps the f32 products always.
+    /// `2⁻⁸·sqrt(Σ(w·x)²)`). Generation (one row) keeps the f32 products for F16
+    /// weights; BF16 weights take the dot products there too, within the same bound
+    /// ([`Cpu::bf16_products`]).
     /// Where the CPU also has AMX tiles, they compute the same products
     /// ([`Cpu::amx_prompts`]).
     pub fn bf16_prompts(&self) -> bool {
@@ -126,6 +139,13 @@ impl Cpu {
         #[cfg(not(target_arch = "x86_64"))]
         let has = false;
         has && !self.f16_exact
+    }
+
+    /// Whether a product of `n` activation rows with `dtype` weights runs on bf16 dot
+    /// products here: F16/BF16 prompts and BF16 generation, where
+    /// [`Cpu::bf16_prompts`] holds.
+    pub fn bf16_products(&self, dtype: DType, n: usize) -> bool {
+        self.bf16_prompts() && bf16_dots(dtype, n)
     }
 
     /// Whether those bf16 prompt products run on the AMX tile unit (`tdpbf16ps`,
@@ -329,19 +349,18 @@ impl Cpu {
         }
     }
 
-    /// Rounds `x` to bf16 into the scratch if `w` is F16/BF16, this is a prompt, and
-    /// the engine multiplies them with bf16 dot products (`amx`'s layout where the
+    /// Rounds `x` to bf16 into the scratch if the product takes bf16 dot products
+    /// ([`bf16_dots`]) and the engine has them (`amx`'s layout for a prompt where the
     /// engine has the tiles, else `avx512_bf16`'s rows); otherwise
     /// leaves everything empty (the kernels then read `x` itself).
     #[cfg(target_arch = "x86_64")]
     fn round_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
-        let half = matches!(w.dtype, DType::F16 | DType::BF16);
         let dots = self.engine.bf16().filter(|_| !self.f16_exact);
-        let (Some(b), true) = (dots, half && n > 1 && w.cols > 0) else {
+        let (Some(b), true) = (dots, bf16_dots(w.dtype, n) && w.cols > 0) else {
             return Filled::default();
         };
         let (cols, stride) = (w.cols, avx512_bf16::padded(w.cols));
-        if let Some(tiles) = self.engine.amx() {
+        if let (Some(tiles), true) = (self.engine.amx(), n > 1) {
             // The tiles' B layout, in blocks of 16 activations (`amx`).
             let len = amx::Amx::buffer_len(n, cols);
             let per_block = amx::BLOCK * stride;
