@@ -686,7 +686,11 @@ fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
     ws: [&[u8]; R],
     acts: [(&[Q8Act], &[Q8Quad]); T],
 ) -> [[f32; T]; R] {
-    let ys: [&[Q8Act]; T] = core::array::from_fn(|k| acts[k].0);
+    // Plain loops rather than `array::from_fn`, which was not inlined (a call per row).
+    let mut ys: [&[Q8Act]; T] = [acts[0].0; T];
+    for (y, a) in ys.iter_mut().zip(&acts) {
+        *y = a.0;
+    }
     let nb = ys[0].len();
     // Whole quads; the activations also carry a last partial quad (unused here: the
     // leftover blocks go through the per-block code below).
@@ -703,7 +707,10 @@ fn tile_quant<B: QuantBlock, const R: usize, const T: usize>(
         // SAFETY: g < nq: quad g of every activation exists, and blocks 4g..4g+4 lie in
         // every `w_j` (lengths checked above); x86 is little-endian.
         unsafe {
-            let qs: [&Q8Quad; T] = core::array::from_fn(|k| &*acts[k].1.as_ptr().add(g));
+            let mut qs: [&Q8Quad; T] = [&*acts[0].1.as_ptr().add(g); T];
+            for (q, a) in qs.iter_mut().zip(&acts) {
+                *q = &*a.1.as_ptr().add(g);
+            }
             for j in 0..R {
                 let u = unpack::<B>(ws[j].as_ptr().add(4 * g * B::SIZE));
                 for (acc, q) in qacc[j].iter_mut().zip(qs) {

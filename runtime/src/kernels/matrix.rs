@@ -106,6 +106,7 @@ impl<'a> Matrix<'a> {
     }
 
     /// Bytes of one row.
+    #[inline]
     pub fn row_bytes(&self) -> usize {
         self.cols / self.dtype.block_len() * self.dtype.block_bytes()
     }
@@ -115,6 +116,7 @@ impl<'a> Matrix<'a> {
     /// # Panics
     /// If `r >= rows` or the fields were changed after [`Matrix::new`] so that `data`
     /// is too short.
+    #[inline]
     pub fn row(&self, r: usize) -> &'a [u8] {
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
