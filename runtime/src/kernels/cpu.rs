@@ -66,13 +66,19 @@ fn bf16_dots(dtype: DType, n: usize) -> bool {
 #[cfg(feature = "std")]
 const MIN_BYTES_PER_PART: usize = 16 * 1024;
 
-/// Weight bytes (times activations, up to 8) per part for big products: tens of
-/// microseconds of work, so the caller never waits long for the last part, and long
-/// runs of consecutive rows for each thread. Workers claim parts from the back, so
-/// each part boundary is a jump the hardware prefetcher has to learn again: 64 KiB
-/// parts generated f32 tokens 8 % slower on a Zen 4 (PERF.md, "Huge pages").
+/// Weight bytes times activations (up to 8) per part for big prompt products: a few
+/// microseconds of work, so the caller never waits long for the last part (1 MiB
+/// measured 3-5 % slower f32 prompts on a Zen 4: a part of 18 is a thread's 5 %).
 #[cfg(feature = "std")]
-const BYTES_PER_PART: usize = 1024 * 1024;
+const BYTES_PER_PART: usize = 64 * 1024;
+
+/// Weight bytes per part for generation (one activation), which streams the weights
+/// from memory: long runs of consecutive rows for each thread. Workers claim parts
+/// from the back, so each part boundary is a jump the hardware prefetcher has to
+/// learn again: 64 KiB parts generated f32 tokens 8 % slower on a Zen 4 (PERF.md,
+/// "Huge pages").
+#[cfg(feature = "std")]
+const GEN_BYTES_PER_PART: usize = 1024 * 1024;
 
 impl Cpu {
     /// A context on the fastest path this CPU has (with `std`: run-time detection,
@@ -432,7 +438,12 @@ impl Cpu {
     #[cfg(feature = "std")]
     fn parts_for(&self, w: &Matrix<'_>, n: usize, align: usize) -> usize {
         let bytes = w.data.len().saturating_mul(n.min(8));
-        (bytes / BYTES_PER_PART)
+        let per_part = if n == 1 {
+            GEN_BYTES_PER_PART
+        } else {
+            BYTES_PER_PART
+        };
+        (bytes / per_part)
             .max((bytes / MIN_BYTES_PER_PART).min(self.threads))
             .min(w.rows.div_ceil(align))
             .min(pool::MAX_PARTS)
