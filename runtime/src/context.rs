@@ -36,8 +36,9 @@ pub struct ContextParams {
     /// Sequences the context holds, at most [`MAX_SEQ`] (0 counts as 1). They share
     /// the `n_ctx` positions of the KV cache: each holds up to `n_ctx / n_seq` tokens.
     pub n_seq: usize,
-    /// F16/BF16 weights: keep f32 activations and f32 products in prompts (`true`)
-    /// instead of bf16 dot products (`false`, the default: bf16 dot products where
+    /// F16/BF16 weights: keep f32 activations and f32 products in prompts, and in
+    /// generation over BF16 weights (`true`), instead of bf16 dot products (`false`,
+    /// the default: bf16 dot products where
     /// the CPU has them and they are faster than f32 FMAs, activations and F16
     /// weights rounded to bf16, at most 2⁻⁸ relative each; see
     /// [`Cpu::set_f16_exact`](crate::kernels::Cpu::set_f16_exact)).

@@ -57,9 +57,10 @@ pub struct Common {
     /// KV-cache storage: f16, q8_0 or f32.
     #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
     cache_type: llmrt::CacheType,
-    /// F16/BF16 weights: keep f32 activations and products in prompts instead of
-    /// the bf16 dot products (which round both to bf16 where the CPU has AVX-512
-    /// BF16; this keeps f32 accuracy at about half the prompt speed).
+    /// F16/BF16 weights: keep f32 activations and products in prompts (and BF16
+    /// generation) instead of the bf16 dot products (which round both to bf16
+    /// where the CPU has AVX-512 BF16; this keeps f32 accuracy at about half the
+    /// prompt speed).
     #[arg(long)]
     f16_exact: bool,
     /// Do not prepend BOS even if the tokenizer asks for it.
