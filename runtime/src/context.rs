@@ -868,6 +868,9 @@ impl Context {
             seq.cache.reserve(end)?;
         }
         let ends = &*ends;
+        // An f16 cache is read as it is by the one-query attention where the path
+        // can; runs that go in blocks (`attend_head`) need f32 rows.
+        let f16_ok = self.cpu.vecops().reads_f16() && !has_blocked_run(row_seq, row_pos);
         let norm = |out: &mut [f32], x: &[f32], w: &NormWeights| match o.norm {
             Norm::LayerNorm => ops::layernorm(out, x, &w.w, w.b.as_deref(), o.norm_eps),
             Norm::RmsNorm => ops::rmsnorm(out, x, &w.w, o.norm_eps),
@@ -986,7 +989,7 @@ impl Context {
             }
             for (seq, &end) in self.seqs.iter_mut().zip(ends) {
                 if end > 0 {
-                    seq.cache.prepare(cpu, l, end);
+                    seq.cache.prepare(cpu, l, end, f16_ok);
                 }
             }
             // Causal attention of each new token over its sequence's cache up to
@@ -1197,6 +1200,23 @@ fn for_row_ranges(cpu: &Cpu, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
 /// are attended in blocks (`kernels::attend`) rather than one by one.
 const BLOCKED_RUN: usize = 8;
 
+/// Whether some run of rows (one sequence, consecutive positions) is at least
+/// [`BLOCKED_RUN`] long, so that `attend_head` takes it in blocks.
+fn has_blocked_run(seq: &[u32], pos: &[u32]) -> bool {
+    let mut run = 0;
+    for i in 0..seq.len() {
+        run = if i > 0 && seq[i] == seq[i - 1] && pos[i] == pos[i - 1] + 1 {
+            run + 1
+        } else {
+            1
+        };
+        if run >= BLOCKED_RUN {
+            return true;
+        }
+    }
+    false
+}
+
 /// Query head `h` of each new row `i` attends over the cached keys and values of
 /// its KV head in its sequence `seq[i]` (rows of `view(seq[i])`, position-major) up
 /// to its own position `pos[i]`; writes head h's columns of `att` (`[n, d]`) and
@@ -1225,16 +1245,18 @@ fn attend_head<'a>(
             j += 1;
         }
         let kvs = view(seq[i]);
-        let keys = &kvs.k[kvh * kvs.stride..(kvh + 1) * kvs.stride];
-        let vals = &kvs.v[kvh * kvs.stride..(kvh + 1) * kvs.stride];
-        if j - i >= BLOCKED_RUN {
+        let head = kvh * kvs.stride..(kvh + 1) * kvs.stride;
+        // The f16 cache as it is, or f32 rows (`KvCache::prepare`); runs that go in
+        // blocks always have f32 rows (`has_blocked_run`).
+        let f16 = !kvs.k16.is_empty();
+        if !f16 && j - i >= BLOCKED_RUN {
             let run = AttendRun {
                 q: &q[i * s.d + h * hd..],
                 q_stride: s.d,
                 n: j - i,
                 hd,
-                keys,
-                vals,
+                keys: &kvs.k[head.clone()],
+                vals: &kvs.v[head],
                 p0: pos[i] as usize,
                 window: s.window,
                 scale: s.scale,
@@ -1255,8 +1277,14 @@ fn attend_head<'a>(
             // outlives the call.
             let out = unsafe { att.slice(r * s.d + h * hd, hd) };
             let lo = (p + 1).saturating_sub(s.window);
-            let (k, v) = (&keys[lo * hd..], &vals[lo * hd..]);
-            vec.attend(qh, k, v, s.scale, &mut sc[..=p - lo], out);
+            let rows = head.start + lo * hd..head.end;
+            let sc = &mut sc[..=p - lo];
+            if f16 {
+                let (k, v) = (&kvs.k16[rows.clone()], &kvs.v16[rows]);
+                vec.attend_f16(qh, k, v, s.scale, sc, out);
+            } else {
+                vec.attend(qh, &kvs.k[rows.clone()], &kvs.v[rows], s.scale, sc, out);
+            }
         }
         i = j;
     }

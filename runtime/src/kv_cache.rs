@@ -131,11 +131,15 @@ fn regrow<T: Copy>(
     Ok(v)
 }
 
-/// One layer's keys and values as f32 rows for attention: KV head `h`'s rows are
-/// `k[h·stride..]` and `v[h·stride..]`, `head_dim` values each, position-major.
+/// One layer's keys and values for attention: KV head `h`'s rows are `k[h·stride..]`
+/// and `v[h·stride..]`, `head_dim` values each, position-major; f32 rows, or (`k16`,
+/// `v16`, with `k` and `v` empty) the f16 cache itself where [`KvCache::prepare`] was
+/// told the attention reads f16.
 pub(crate) struct LayerKv<'a> {
     pub(crate) k: &'a [f32],
     pub(crate) v: &'a [f32],
+    pub(crate) k16: &'a [f16],
+    pub(crate) v16: &'a [f16],
     pub(crate) stride: usize,
 }
 
@@ -152,6 +156,8 @@ pub struct KvCache {
     /// One layer's rows converted to f32 (`(kv_head, cap, head_dim)`; empty for f32).
     scratch_k: Vec<f32>,
     scratch_v: Vec<f32>,
+    /// The last [`KvCache::prepare`] left the f16 cache as it is for [`KvCache::view`].
+    f16_view: bool,
 }
 
 impl KvCache {
@@ -169,6 +175,7 @@ impl KvCache {
             v: (0..o.n_layers).map(|_| Rows::empty(ty)).collect(),
             scratch_k: Vec::new(),
             scratch_v: Vec::new(),
+            f16_view: false,
         })
     }
 
@@ -298,12 +305,17 @@ impl KvCache {
         }
     }
 
-    /// Makes layer `l`'s keys and values of positions `0..len` readable as f32 rows
-    /// through [`KvCache::view`]: nothing for the f32 cache, the other types
-    /// converted into the scratch, split across `cpu`'s threads by positions.
-    pub(crate) fn prepare(&mut self, cpu: &Cpu, l: usize, len: usize) {
+    /// Makes layer `l`'s keys and values of positions `0..len` readable through
+    /// [`KvCache::view`]: nothing for the f32 cache, nor for the f16 cache when
+    /// `f16_ok` (the attention reads it as it is); otherwise converted into the f32
+    /// scratch, split across `cpu`'s threads by positions.
+    pub(crate) fn prepare(&mut self, cpu: &Cpu, l: usize, len: usize, f16_ok: bool) {
         assert!(len <= self.cap);
         let (hd, cap, heads) = (self.hd, self.cap, self.n_kv);
+        self.f16_view = f16_ok && matches!(self.k[l], Rows::F16(_));
+        if self.f16_view {
+            return;
+        }
         if let (Rows::F32(_), Rows::F32(_)) = (&self.k[l], &self.v[l]) {
             return;
         }
@@ -335,11 +347,27 @@ impl KvCache {
     /// that the last [`KvCache::prepare`] of this layer filled.
     pub(crate) fn view(&self, l: usize) -> LayerKv<'_> {
         let stride = self.cap * self.hd;
+        let none: (&[f16], &[f16]) = (&[], &[]);
         match (&self.k[l], &self.v[l]) {
-            (Rows::F32(k), Rows::F32(v)) => LayerKv { k, v, stride },
+            (Rows::F32(k), Rows::F32(v)) => LayerKv {
+                k,
+                v,
+                k16: none.0,
+                v16: none.1,
+                stride,
+            },
+            (Rows::F16(k16), Rows::F16(v16)) if self.f16_view => LayerKv {
+                k: &[],
+                v: &[],
+                k16,
+                v16,
+                stride,
+            },
             _ => LayerKv {
                 k: &self.scratch_k,
                 v: &self.scratch_v,
+                k16: none.0,
+                v16: none.1,
                 stride,
             },
         }

@@ -229,6 +229,39 @@ impl VecOps {
         }
     }
 
+    /// Whether [`VecOps::attend_f16`] reads an f16 cache as it is on this path (x86
+    /// with F16C); elsewhere the cache is converted to f32 for attention first.
+    pub(crate) fn reads_f16(&self) -> bool {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) | Engine::Avx2(_) => true,
+            _ => false,
+        }
+    }
+
+    /// [`VecOps::attend`] over f16 keys and values, widened in registers.
+    ///
+    /// # Panics
+    /// As [`VecOps::attend`], and where [`VecOps::reads_f16`] does not hold.
+    pub(crate) fn attend_f16(
+        &self,
+        q: &[f32],
+        keys: &[half::f16],
+        vals: &[half::f16],
+        scale: f32,
+        sc: &mut [f32],
+        out: &mut [f32],
+    ) {
+        match self.0 {
+            // SAFETY: both x86 engines exist only if the CPU has AVX2, FMA and F16C.
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(_) | Engine::Avx2(_) => unsafe {
+                vecops::attend_f16_f16c(q, keys, vals, scale, sc, out)
+            },
+            _ => panic!("attend_f16 on a path that does not read f16 (reads_f16)"),
+        }
+    }
+
     /// Causal attention of a run of queries of one head at consecutive positions, in
     /// blocks on this path's f32 matrix kernels: see `attend::attend_run`.
     pub(crate) fn attend_run(

@@ -157,6 +157,111 @@ pub(crate) unsafe fn widen_f16_f16c(src: &[half::f16], dst: &mut [f32]) {
     }
 }
 
+/// [`attend_body`] over an f16 cache read as it is: keys and values widened in
+/// registers (F16C) instead of converted into an f32 copy first. Generation at a
+/// few hundred positions spent more time writing and reading that copy than in the
+/// weights (PERF.md, "Huge pages"). Scores four keys at a time (four independent
+/// chains); the weighted sum holds 64 output columns in registers per pass.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C.
+///
+/// # Panics
+/// If `keys` or `vals` hold fewer than `sc.len()` rows or `out.len() != q.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn attend_f16_f16c(
+    q: &[f32],
+    keys: &[half::f16],
+    vals: &[half::f16],
+    scale: f32,
+    sc: &mut [f32],
+    out: &mut [f32],
+) {
+    use core::arch::x86_64::*;
+    let hd = q.len();
+    let len = sc.len();
+    assert!(keys.len() >= len * hd && vals.len() >= len * hd && out.len() == hd);
+    let whole = hd / 8 * 8;
+    // SAFETY (loads below): columns c + 8 <= whole <= hd of rows t < len, which lie
+    // in `keys`/`vals` (asserted), and of `q`/`out`.
+    let widen =
+        |p: *const half::f16| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) };
+    let hsum = |v: __m256| {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    };
+    let tail = |t: usize| -> f32 { (whole..hd).map(|c| keys[t * hd + c].to_f32() * q[c]).sum() };
+    let (kp, qp) = (keys.as_ptr(), q.as_ptr());
+    let mut t = 0;
+    while t + 4 <= len {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for c in (0..whole).step_by(8) {
+            // SAFETY: as above.
+            let qv = unsafe { _mm256_loadu_ps(qp.add(c)) };
+            for (k, a) in acc.iter_mut().enumerate() {
+                // SAFETY: as above (row t + k < len).
+                let kv = widen(unsafe { kp.add((t + k) * hd + c) });
+                *a = _mm256_fmadd_ps(kv, qv, *a);
+            }
+        }
+        for (k, a) in acc.iter().enumerate() {
+            sc[t + k] = (hsum(*a) + tail(t + k)) * scale;
+        }
+        t += 4;
+    }
+    while t < len {
+        let mut a = _mm256_setzero_ps();
+        for c in (0..whole).step_by(8) {
+            // SAFETY: as above.
+            let (kv, qv) = (widen(unsafe { kp.add(t * hd + c) }), unsafe {
+                _mm256_loadu_ps(qp.add(c))
+            });
+            a = _mm256_fmadd_ps(kv, qv, a);
+        }
+        sc[t] = (hsum(a) + tail(t)) * scale;
+        t += 1;
+    }
+    let max = lanes16(sc, f32::NEG_INFINITY, f32::max);
+    for s in sc.iter_mut() {
+        *s = exp(*s - max);
+    }
+    let inv = 1.0 / lanes16(sc, 0.0, |a, b| a + b);
+    let vp = vals.as_ptr();
+    let mut c0 = 0;
+    while c0 < whole {
+        let regs = ((whole - c0) / 8).min(8);
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (t, &w) in sc.iter().enumerate() {
+            let wv = _mm256_set1_ps(w);
+            for (r, a) in acc.iter_mut().enumerate().take(regs) {
+                // SAFETY: as above (column c0 + 8r + 8 <= whole).
+                let v = widen(unsafe { vp.add(t * hd + c0 + 8 * r) });
+                *a = _mm256_fmadd_ps(wv, v, *a);
+            }
+        }
+        for (r, a) in acc.iter().enumerate().take(regs) {
+            // SAFETY: as above.
+            unsafe {
+                _mm256_storeu_ps(
+                    out.as_mut_ptr().add(c0 + 8 * r),
+                    _mm256_mul_ps(*a, _mm256_set1_ps(inv)),
+                )
+            };
+        }
+        c0 += 8 * regs;
+    }
+    for (d, o) in out.iter_mut().enumerate().skip(whole) {
+        let sum: f32 = sc
+            .iter()
+            .enumerate()
+            .map(|(t, &w)| w * vals[t * hd + d].to_f32())
+            .sum();
+        *o = sum * inv;
+    }
+}
+
 /// Per-path copies of the bodies: the same code, compiled with the path's features.
 macro_rules! compiled_for {
     ($attend:ident, $swiglu:ident, $features:literal) => {
@@ -241,6 +346,54 @@ mod tests {
                     d.to_bits() == want.to_bits() || (d.is_nan() && want.is_nan()),
                     "{:#06x}: {d} != {want}",
                     h.to_bits()
+                );
+            }
+        }
+    }
+
+    /// The f16 attention against the f32 one over the same values widened (both
+    /// f32 arithmetic in different orders: within 1e-5 of the output's scale), on
+    /// head sizes that are and are not multiples of 8 and lengths around the
+    /// four-key step.
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn attend_f16_matches_attend_over_widened_values() {
+        if !(std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c"))
+        {
+            return;
+        }
+        for (hd, len) in [
+            (64, 1),
+            (64, 7),
+            (64, 130),
+            (128, 33),
+            (80, 5),
+            (12, 9),
+            (3, 4),
+        ] {
+            let q = randoms(hd, 1 + hd as u64);
+            let k16: Vec<half::f16> = randoms(len * hd, 2 + len as u64)
+                .iter()
+                .map(|&x| half::f16::from_f32(x))
+                .collect();
+            let v16: Vec<half::f16> = randoms(len * hd, 3 + len as u64)
+                .iter()
+                .map(|&x| half::f16::from_f32(x))
+                .collect();
+            let k: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
+            let v: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
+            let (mut sa, mut sb) = (vec![0.0f32; len], vec![0.0f32; len]);
+            let (mut oa, mut ob) = (vec![f32::NAN; hd], vec![f32::NAN; hd]);
+            attend_body(&q, &k, &v, 0.125, &mut sa, &mut oa);
+            // SAFETY: the features are checked above.
+            unsafe { attend_f16_f16c(&q, &k16, &v16, 0.125, &mut sb, &mut ob) };
+            let scale = oa.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-3);
+            for (c, (a, b)) in oa.iter().zip(&ob).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale,
+                    "hd {hd} len {len} column {c}: {a} vs {b}"
                 );
             }
         }
