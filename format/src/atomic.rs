@@ -13,9 +13,9 @@ use crate::error::FormatError;
 use std::format;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::vec::Vec;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::vec::Vec;
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> FormatError {
     FormatError::Io(format!("{}: {what}: {e}", path.display()))
@@ -57,9 +57,7 @@ pub fn write_atomic(
             FormatError::Io(m) => FormatError::Io(format!("{}: {m}", tmp.display())),
             other => other,
         })?;
-        let f = w
-            .finish()
-            .map_err(|e| io_err(&tmp, "write failed", e))?;
+        let f = w.finish().map_err(|e| io_err(&tmp, "write failed", e))?;
         f.sync_all().map_err(|e| io_err(&tmp, "fsync failed", e))?;
         drop(f);
         fs::rename(&tmp, path).map_err(|e| io_err(path, "rename failed", e))?;
