@@ -89,7 +89,8 @@ impl Default for ContextParams {
 /// The resolved sizes of a context's buffers, in floats: what [`Context::new`]
 /// allocates and [`ContextParams::bytes_needed`] counts, from one computation.
 struct Sizes {
-    /// Positions of the whole cache.
+    /// Positions of the whole cache (read by the std-only memory check).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     n_ctx: usize,
     /// Sequences, and the positions each holds (`n_ctx / n_seq`).
     n_seq: usize,

@@ -128,6 +128,7 @@ impl Avx512 {
     /// Rows per part of a prompt product over `dtype` (`Cpu::row_align`): whole
     /// groups of `avx512_rows16::ROWS` for the kernels that interleave that many rows
     /// (floats and 32-element blocks in `avx512_rows16`, bf16 dots in `avx512_bf16`).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))] // parts need the std pool
     pub(crate) fn prompt_row_align(self, dtype: DType) -> usize {
         match dtype.act_quant() {
             ActQuant::Float | ActQuant::Q8_0 | ActQuant::Q8_1 => avx512_rows16::ROWS,
