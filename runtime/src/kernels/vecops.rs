@@ -75,11 +75,7 @@ pub(crate) fn attend_body(
     for (t, s) in sc.iter_mut().enumerate() {
         *s = dot(q, &keys[t * hd..(t + 1) * hd]) * scale;
     }
-    let max = lanes16(sc, f32::NEG_INFINITY, f32::max);
-    for s in sc.iter_mut() {
-        *s = exp(*s - max);
-    }
-    let inv = 1.0 / lanes16(sc, 0.0, |a, b| a + b);
+    let inv = softmax_weights(sc);
     // The weighted sum of the values, 16 output columns at a time held in registers
     // over all positions (not a load and store of `out` per position).
     let mut c = 0;
@@ -104,6 +100,17 @@ pub(crate) fn attend_body(
             .sum();
         *o = sum * inv;
     }
+}
+
+/// The scores made softmax weights short of the normalisation: `sc = exp(sc - max)`
+/// in place; returns `1 / Σ sc`.
+#[inline(always)]
+fn softmax_weights(sc: &mut [f32]) -> f32 {
+    let max = lanes16(sc, f32::NEG_INFINITY, f32::max);
+    for s in sc.iter_mut() {
+        *s = exp(*s - max);
+    }
+    1.0 / lanes16(sc, 0.0, |a, b| a + b)
 }
 
 /// `op` folded over `x` in 16 independent lanes (so that the folds vectorise), then
@@ -223,11 +230,7 @@ pub(crate) unsafe fn attend_f16_f16c(
         sc[t] = (hsum(a) + tail(t)) * scale;
         t += 1;
     }
-    let max = lanes16(sc, f32::NEG_INFINITY, f32::max);
-    for s in sc.iter_mut() {
-        *s = exp(*s - max);
-    }
-    let inv = 1.0 / lanes16(sc, 0.0, |a, b| a + b);
+    let inv = softmax_weights(sc);
     let vp = vals.as_ptr();
     let mut c0 = 0;
     while c0 < whole {
