@@ -12,7 +12,6 @@ use super::{Acts, Matrix, OutRows, SharedMut};
 use alloc::vec::Vec;
 use core::fmt;
 use llm_format::ActQuant;
-#[cfg(target_arch = "x86_64")]
 use llm_format::DType;
 
 /// Per-context kernel state: the chosen SIMD path, the thread pool, and the scratch

@@ -258,7 +258,10 @@ impl VecOps {
             Engine::Avx512(_) | Engine::Avx2(_) => unsafe {
                 vecops::attend_f16_f16c(q, keys, vals, scale, sc, out)
             },
-            _ => panic!("attend_f16 on a path that does not read f16 (reads_f16)"),
+            _ => {
+                let _ = (q, keys, vals, scale, sc, out);
+                panic!("attend_f16 on a path that does not read f16 (reads_f16)")
+            }
         }
     }
 
