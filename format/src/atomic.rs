@@ -7,7 +7,8 @@
 //! it is written maps its weights with huge pages. A buffered writer that passes
 //! large writes through at whatever offset the stream has reached leaves small
 //! folios behind, and generation, which streams every weight once per token, then
-//! reads measurably slower (docs/PERF.md, "Huge pages for the memory map").
+//! reads measurably slower (docs/PERF.md, "Huge pages, BF16 generation and the f16
+//! cache read as it is").
 
 use crate::error::FormatError;
 use std::format;

@@ -38,9 +38,9 @@ pub struct ContextParams {
     pub n_seq: usize,
     /// F16/BF16 weights: keep f32 activations and f32 products in prompts, and in
     /// generation over BF16 weights (`true`), instead of bf16 dot products (`false`,
-    /// the default: bf16 dot products where
-    /// the CPU has them and they are faster than f32 FMAs, activations and F16
-    /// weights rounded to bf16, at most 2⁻⁸ relative each; see
+    /// the default: bf16 dot products where the CPU has them and they are faster
+    /// than f32 FMAs, activations and F16 weights rounded to bf16, at most 2⁻⁸
+    /// relative each; see
     /// [`Cpu::set_f16_exact`](crate::kernels::Cpu::set_f16_exact)).
     pub f16_exact: bool,
 }
@@ -1008,7 +1008,7 @@ impl Context {
             let per_head = self.attn_blocks.len() / n_heads;
             let blocks = SharedMut::new(&mut self.attn_blocks);
             let (q, seqs) = (&*q, &self.seqs);
-            let view = |s: u32| seqs[s as usize].cache.view(l);
+            let view = |s: u32| seqs[s as usize].cache.view(l, f16_ok);
             let vec = cpu.vecops();
             cpu.parallel(n_heads, &|h| {
                 // SAFETY: part h takes only row h of `scores` (n_heads × n_ctx) and of

@@ -133,8 +133,8 @@ fn regrow<T: Copy>(
 
 /// One layer's keys and values for attention: KV head `h`'s rows are `k[h·stride..]`
 /// and `v[h·stride..]`, `head_dim` values each, position-major; f32 rows, or (`k16`,
-/// `v16`, with `k` and `v` empty) the f16 cache itself where [`KvCache::prepare`] was
-/// told the attention reads f16.
+/// `v16`, with `k` and `v` empty) the f16 cache itself where the attention reads it
+/// as it is ([`KvCache::view`]).
 pub(crate) struct LayerKv<'a> {
     pub(crate) k: &'a [f32],
     pub(crate) v: &'a [f32],
@@ -156,8 +156,6 @@ pub struct KvCache {
     /// One layer's rows converted to f32 (`(kv_head, cap, head_dim)`; empty for f32).
     scratch_k: Vec<f32>,
     scratch_v: Vec<f32>,
-    /// The last [`KvCache::prepare`] left the f16 cache as it is for [`KvCache::view`].
-    f16_view: bool,
 }
 
 impl KvCache {
@@ -175,7 +173,6 @@ impl KvCache {
             v: (0..o.n_layers).map(|_| Rows::empty(ty)).collect(),
             scratch_k: Vec::new(),
             scratch_v: Vec::new(),
-            f16_view: false,
         })
     }
 
@@ -312,8 +309,7 @@ impl KvCache {
     pub(crate) fn prepare(&mut self, cpu: &Cpu, l: usize, len: usize, f16_ok: bool) {
         assert!(len <= self.cap);
         let (hd, cap, heads) = (self.hd, self.cap, self.n_kv);
-        self.f16_view = f16_ok && matches!(self.k[l], Rows::F16(_));
-        if self.f16_view {
+        if f16_ok && matches!(self.k[l], Rows::F16(_)) {
             return;
         }
         if let (Rows::F32(_), Rows::F32(_)) = (&self.k[l], &self.v[l]) {
@@ -343,9 +339,10 @@ impl KvCache {
         });
     }
 
-    /// Layer `l`'s keys and values as f32 rows: the f32 cache itself, or the scratch
-    /// that the last [`KvCache::prepare`] of this layer filled.
-    pub(crate) fn view(&self, l: usize) -> LayerKv<'_> {
+    /// Layer `l`'s keys and values: the f32 cache itself, the f16 cache itself when
+    /// `f16_ok` (as given to the [`KvCache::prepare`] of this layer, which then left
+    /// it as it is), or the scratch that prepare filled.
+    pub(crate) fn view(&self, l: usize, f16_ok: bool) -> LayerKv<'_> {
         let stride = self.cap * self.hd;
         let none: (&[f16], &[f16]) = (&[], &[]);
         match (&self.k[l], &self.v[l]) {
@@ -356,7 +353,7 @@ impl KvCache {
                 v16: none.1,
                 stride,
             },
-            (Rows::F16(k16), Rows::F16(v16)) if self.f16_view => LayerKv {
+            (Rows::F16(k16), Rows::F16(v16)) if f16_ok => LayerKv {
                 k: &[],
                 v: &[],
                 k16,

@@ -179,8 +179,9 @@ fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
 }
 
 /// Defines, per block type, its generation (`n = 1`: prompts go to `avx512_rows16`,
-/// and `Engine::quads` builds no activation quads for them) as a function of its own: `#[inline(never)]`, because inlined into `rows` beside every other type
-/// the hot loops came out slower (PERF.md, "2026-12-04"). Rows under 512 columns go 4
+/// and `Engine::quads` builds no activation quads for them) as a function of its
+/// own: `#[inline(never)]`, because inlined into `rows` beside every other type the
+/// hot loops came out slower (PERF.md, "2026-12-04"). Rows under 512 columns go 4
 /// per tile, so the per-row costs (leftover block, reductions) weigh less; longer rows
 /// one at a time, which streams memory best.
 macro_rules! quant_generation {

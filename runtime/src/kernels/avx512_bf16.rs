@@ -118,9 +118,7 @@ impl Bf16Dots {
             }
         }
     }
-}
 
-impl Bf16Dots {
     /// Rows `out.r0..out.r1` of `y = x·Wᵀ` for one activation row (`out.n() == 1`)
     /// and BF16 weights, with `xb` the activation as [`Bf16Dots::round_rows`] wrote it.
     ///

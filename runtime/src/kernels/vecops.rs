@@ -194,11 +194,7 @@ pub(crate) unsafe fn attend_f16_f16c(
     // in `keys`/`vals` (asserted), and of `q`/`out`.
     let widen =
         |p: *const half::f16| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) };
-    let hsum = |v: __m256| {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-    };
+    let hsum = super::avx2::hsum;
     let tail = |t: usize| -> f32 { (whole..hd).map(|c| keys[t * hd + c].to_f32() * q[c]).sum() };
     let (kp, qp) = (keys.as_ptr(), q.as_ptr());
     let mut t = 0;
