@@ -16,12 +16,20 @@ pub const HEADER_LEN: u64 = 56;
 pub const MAX_NAME_LEN: u64 = 4096;
 /// Most dimensions a tensor may have.
 pub const MAX_DIMS: u32 = 4;
+/// Header flag: every directory entry carries a `u32` layout id after its dtype
+/// (SPEC.md §5.2). Set only when some tensor is not row-major, so that a reader
+/// that predates layouts refuses the file instead of misreading its rows.
+pub const FLAG_LAYOUTS: u32 = 1;
+/// Every flag this crate knows.
+pub const KNOWN_FLAGS: u32 = FLAG_LAYOUTS;
 
 /// The fixed header (SPEC.md §3). All fields little-endian.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// Format version (`VERSION`).
     pub version: u32,
+    /// Flags ([`FLAG_LAYOUTS`] or 0).
+    pub flags: u32,
     /// Number of metadata entries.
     pub n_meta: u64,
     /// Number of tensor directory entries.
@@ -40,7 +48,7 @@ impl Header {
         let mut b = [0u8; HEADER_LEN as usize];
         b[0..4].copy_from_slice(&MAGIC);
         b[4..8].copy_from_slice(&self.version.to_le_bytes());
-        // 8..12 flags = 0
+        b[8..12].copy_from_slice(&self.flags.to_le_bytes());
         b[12..16].copy_from_slice(&(ALIGN as u32).to_le_bytes());
         b[16..24].copy_from_slice(&self.n_meta.to_le_bytes());
         b[24..32].copy_from_slice(&self.n_tensors.to_le_bytes());
@@ -92,9 +100,9 @@ impl Header {
             return Err(FormatError::UnsupportedVersion(version));
         }
         let flags = word(8, "header flags")?;
-        if flags != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(FormatError::Invalid(alloc::format!(
-                "header flags are {flags:#x}, must be 0 in version {VERSION}"
+                "header flags are {flags:#x}; this reader knows only {KNOWN_FLAGS:#x} in version {VERSION}"
             )));
         }
         let align = word(12, "header alignment")?;
@@ -105,6 +113,7 @@ impl Header {
         }
         Ok(Header {
             version,
+            flags,
             n_meta: dword(16, "header metadata count")?,
             n_tensors: dword(24, "header tensor count")?,
             checksum_offset: dword(32, "header checksum offset")?,

@@ -37,6 +37,7 @@ pub mod dtype;
 pub mod error;
 pub mod gguf_value;
 pub mod header;
+pub mod layout;
 pub mod meta;
 #[cfg(feature = "std")]
 pub mod mmap;
@@ -53,6 +54,7 @@ pub use aligned::AlignedBuf;
 pub use dtype::{ActQuant, DType};
 pub use error::FormatError;
 pub use gguf_value::ValueType;
+pub use layout::Layout;
 pub use meta::MetaReader;
 pub use meta::Value;
 #[cfg(feature = "std")]

@@ -6,7 +6,10 @@
 use crate::dtype::DType;
 use crate::error::FormatError;
 use crate::gguf_value::ValueReader;
-use crate::header::{self, align_up, Header, ALIGN, HEADER_LEN, MAX_DIMS, MAX_NAME_LEN};
+use crate::header::{
+    self, align_up, Header, ALIGN, FLAG_LAYOUTS, HEADER_LEN, MAX_DIMS, MAX_NAME_LEN,
+};
+use crate::layout::Layout;
 use crate::meta::{MetaReader, Value};
 use crate::options::{ModelOptions, TokenizerSpec};
 use alloc::collections::BTreeMap;
@@ -197,7 +200,7 @@ impl<'a> LlmFile<'a> {
         let mut tensor_index = BTreeMap::new();
         let mut end = 0u64; // end of the previous tensor, relative to the data section
         for _ in 0..n_tensors {
-            let t = dir_entry(&mut c)?;
+            let t = dir_entry(&mut c, header.flags & FLAG_LAYOUTS != 0)?;
             check_placement(&t, end, data)?;
             end = t.offset + t.size; // no overflow: checked against data.len()
             if tensor_index.insert(t.name, tensors.len()).is_some() {
@@ -285,6 +288,7 @@ impl<'a> LlmFile<'a> {
         Tensor {
             name: t.name,
             dtype: t.dtype,
+            layout: t.layout,
             shape: t.shape.clone(),
             data,
         }
@@ -408,10 +412,20 @@ fn name<'a>(c: &mut Cursor<'a>, what: &'static str, at: u64) -> Result<&'a str, 
 }
 
 /// One directory entry, with its shape and byte length checked against its dtype.
-fn dir_entry<'a>(c: &mut Cursor<'a>) -> Result<TensorInfo<'a>, FormatError> {
+/// With `layouts` (header flag [`FLAG_LAYOUTS`]) the entry has a layout id after the
+/// dtype, checked to be known and to fit the dtype and shape.
+fn dir_entry<'a>(c: &mut Cursor<'a>, layouts: bool) -> Result<TensorInfo<'a>, FormatError> {
     let at = c.pos();
     let name = name(c, "tensor name", at)?;
     let dtype = DType::from_u32(c.u32("tensor dtype")?)?;
+    let layout = if layouts {
+        let id = c.u32("tensor layout")?;
+        Layout::from_u32(id).ok_or_else(|| {
+            FormatError::Invalid(format!("tensor '{name}' has unknown layout id {id}"))
+        })?
+    } else {
+        Layout::Rows
+    };
     let ndim = c.u32("tensor ndim")?;
     if ndim == 0 || ndim > MAX_DIMS {
         return Err(FormatError::Invalid(format!(
@@ -461,9 +475,13 @@ fn dir_entry<'a>(c: &mut Cursor<'a>) -> Result<TensorInfo<'a>, FormatError> {
             "{dtype} shape {dims:?} takes {want} bytes but the directory says {size}"
         ));
     }
+    if let Some(why) = layout.unfit(dtype, &shape) {
+        return bad(why);
+    }
     Ok(TensorInfo {
         name,
         dtype,
+        layout,
         shape,
         offset,
         size,

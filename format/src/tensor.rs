@@ -3,6 +3,7 @@
 //! [`Tensor::to_f32_vec`].
 
 use crate::dtype::DType;
+use crate::layout::{self, Layout};
 use crate::quant::{self, Block};
 use alloc::vec::Vec;
 use half::{bf16, f16};
@@ -14,6 +15,8 @@ pub struct TensorInfo<'a> {
     pub name: &'a str,
     /// Storage type.
     pub dtype: DType,
+    /// Arrangement of the rows ([`Layout::Rows`] unless the file says otherwise).
+    pub layout: Layout,
     /// Shape, outermost dimension first (`[rows, cols]` for a matrix).
     pub shape: Vec<usize>,
     /// Byte offset relative to the start of the data section (a multiple of 64).
@@ -38,9 +41,11 @@ pub struct Tensor<'a> {
     pub name: &'a str,
     /// Storage type.
     pub dtype: DType,
+    /// Arrangement of the rows in `data`.
+    pub layout: Layout,
     /// Shape, outermost dimension first.
     pub shape: Vec<usize>,
-    /// Exactly `dtype.bytes_for(product of shape)` bytes.
+    /// Exactly `dtype.bytes_for(product of shape)` bytes, in `layout`.
     pub data: &'a [u8],
 }
 
@@ -61,11 +66,25 @@ impl<'a> Tensor<'a> {
         self.shape[..n].iter().product()
     }
 
-    /// The data as `f32`s, in place: `None` unless the dtype is F32, the target is
-    /// little-endian and the bytes are 4-byte aligned (they are when the file buffer
-    /// is; see [`crate::AlignedBuf`]).
+    /// Bytes of one row (`cols` elements).
+    pub fn row_bytes(&self) -> usize {
+        self.cols() / self.dtype.block_len() * self.dtype.block_bytes()
+    }
+
+    /// The bytes as plain rows: borrowed when the layout is [`Layout::Rows`], else a
+    /// de-interleaved copy.
+    pub fn rows_data(&self) -> alloc::borrow::Cow<'a, [u8]> {
+        match self.layout {
+            Layout::Rows => alloc::borrow::Cow::Borrowed(self.data),
+            l => alloc::borrow::Cow::Owned(layout::to_rows(l, self.data, self.row_bytes())),
+        }
+    }
+
+    /// The data as `f32`s, in place: `None` unless the dtype is F32, the rows are
+    /// plain ([`Layout::Rows`]), the target is little-endian and the bytes are 4-byte
+    /// aligned (they are when the file buffer is; see [`crate::AlignedBuf`]).
     pub fn as_f32(&self) -> Option<&'a [f32]> {
-        if self.dtype != DType::F32 || cfg!(target_endian = "big") {
+        if self.dtype != DType::F32 || self.layout != Layout::Rows || cfg!(target_endian = "big") {
             return None;
         }
         cast_slice::<f32>(self.data)
@@ -73,7 +92,7 @@ impl<'a> Tensor<'a> {
 
     /// The data as `f16`s in place (F16 only; same conditions as [`Tensor::as_f32`]).
     pub fn as_f16(&self) -> Option<&'a [f16]> {
-        if self.dtype != DType::F16 || cfg!(target_endian = "big") {
+        if self.dtype != DType::F16 || self.layout != Layout::Rows || cfg!(target_endian = "big") {
             return None;
         }
         cast_slice::<f16>(self.data)
@@ -81,26 +100,27 @@ impl<'a> Tensor<'a> {
 
     /// The data as `bf16`s in place (BF16 only; same conditions as [`Tensor::as_f32`]).
     pub fn as_bf16(&self) -> Option<&'a [bf16]> {
-        if self.dtype != DType::BF16 || cfg!(target_endian = "big") {
+        if self.dtype != DType::BF16 || self.layout != Layout::Rows || cfg!(target_endian = "big") {
             return None;
         }
         cast_slice::<bf16>(self.data)
     }
 
     /// The data as quantisation blocks of type `B` in place: `None` unless the dtype
-    /// is `B::DTYPE` and the bytes are 2-byte aligned.
+    /// is `B::DTYPE`, the rows are plain and the bytes are 2-byte aligned.
     pub fn as_blocks<B: Block>(&self) -> Option<&'a [B]> {
-        if self.dtype != B::DTYPE || cfg!(target_endian = "big") {
+        if self.dtype != B::DTYPE || self.layout != Layout::Rows || cfg!(target_endian = "big") {
             return None;
         }
         quant::as_blocks::<B>(self.data)
     }
 
-    /// A dequantised copy (the scalar reference path), `n_elements()` long.
+    /// A dequantised copy in plain row-major order (the scalar reference path),
+    /// `n_elements()` long.
     pub fn to_f32_vec(&self) -> Vec<f32> {
         // The reader checked data.len() == dtype.bytes_for(n), so this cannot fail;
         // an empty vector would mean a Tensor built by hand with inconsistent fields.
-        quant::dequantize_vec(self.dtype, self.data, self.n_elements()).unwrap_or_default()
+        quant::dequantize_vec(self.dtype, &self.rows_data(), self.n_elements()).unwrap_or_default()
     }
 }
 

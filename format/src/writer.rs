@@ -5,7 +5,10 @@
 use crate::dtype::DType;
 use crate::error::FormatError;
 use crate::gguf_value;
-use crate::header::{self, align_up, Header, ALIGN, HEADER_LEN, MAX_DIMS, MAX_NAME_LEN, VERSION};
+use crate::header::{
+    self, align_up, Header, ALIGN, FLAG_LAYOUTS, HEADER_LEN, MAX_DIMS, MAX_NAME_LEN, VERSION,
+};
+use crate::layout::{self, Layout};
 use crate::meta::Value;
 use crate::quant;
 use crate::reader::LlmFile;
@@ -19,6 +22,8 @@ use alloc::vec::Vec;
 struct PendingTensor {
     name: String,
     dtype: DType,
+    /// Arrangement of `data`'s rows.
+    layout: Layout,
     shape: Vec<usize>,
     data: Vec<u8>,
     /// xxh3-64 of `data`, computed when added.
@@ -50,6 +55,7 @@ impl LlmWriter {
                 w.tensors.push(PendingTensor {
                     name: info.name.into(),
                     dtype: info.dtype,
+                    layout: info.layout,
                     shape: info.shape.clone(),
                     data: t.data.to_vec(),
                     checksum: header::checksum(t.data),
@@ -147,6 +153,39 @@ impl LlmWriter {
         Ok(())
     }
 
+    /// Stores tensor `name` (added in plain rows, or in another layout) in `layout`:
+    /// its bytes are rearranged ([`crate::layout`]). Errors name the tensor: no such
+    /// tensor, or one whose dtype or shape the layout does not take
+    /// ([`Layout::unfit`]).
+    pub fn set_layout(&mut self, name: &str, to: Layout) -> Result<(), FormatError> {
+        let t = self
+            .tensors
+            .iter_mut()
+            .find(|t| t.name == name)
+            .ok_or_else(|| FormatError::MissingTensor(name.into()))?;
+        if t.layout == to {
+            return Ok(());
+        }
+        if let Some(why) = to.unfit(t.dtype, &t.shape) {
+            return Err(FormatError::Invalid(format!("tensor '{name}': {why}")));
+        }
+        let cols = t.shape.last().copied().unwrap_or(1);
+        let row_bytes = cols / t.dtype.block_len() * t.dtype.block_bytes();
+        let rows = layout::to_rows(t.layout, &t.data, row_bytes);
+        t.data = layout::from_rows(to, &rows, row_bytes);
+        t.layout = to;
+        t.checksum = header::checksum(&t.data);
+        Ok(())
+    }
+
+    /// The layout of tensor `name`.
+    pub fn layout(&self, name: &str) -> Option<Layout> {
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.layout)
+    }
+
     /// Removes tensor `name`; returns whether it was there.
     pub fn remove_tensor(&mut self, name: &str) -> bool {
         let n = self.tensors.len();
@@ -154,7 +193,7 @@ impl LlmWriter {
         self.tensors.len() != n
     }
 
-    /// Tensor `name` as (dtype, shape, bytes).
+    /// Tensor `name` as (dtype, shape, bytes), the bytes in its [`LlmWriter::layout`].
     pub fn tensor(&self, name: &str) -> Option<(DType, &[usize], &[u8])> {
         self.tensors
             .iter()
@@ -171,6 +210,7 @@ impl LlmWriter {
     /// zero padding), and the data section's length.
     fn head(&self) -> Result<(Vec<u8>, u64), FormatError> {
         let mut out = vec![0u8; HEADER_LEN as usize];
+        let layouts = self.tensors.iter().any(|t| t.layout != Layout::Rows);
         for (k, v) in &self.meta {
             put_name(&mut out, k, "metadata key")?;
             gguf_value::write_typed_value(&mut out, k, v)?;
@@ -181,6 +221,9 @@ impl LlmWriter {
                 align_up(end).ok_or_else(|| FormatError::Invalid("file too large".into()))?;
             put_name(&mut out, &t.name, "tensor name")?;
             put_u32(&mut out, t.dtype.to_u32());
+            if layouts {
+                put_u32(&mut out, t.layout.to_u32());
+            }
             put_u32(&mut out, t.shape.len() as u32);
             for &d in &t.shape {
                 put_u64(&mut out, d as u64);
@@ -195,6 +238,7 @@ impl LlmWriter {
             .ok_or_else(|| FormatError::Invalid("file too large".into()))?;
         let h = Header {
             version: VERSION,
+            flags: if layouts { FLAG_LAYOUTS } else { 0 },
             n_meta: self.meta.len() as u64,
             n_tensors: self.tensors.len() as u64,
             checksum_offset,
@@ -289,6 +333,7 @@ fn check_tensor(
     Ok(PendingTensor {
         name,
         dtype,
+        layout: Layout::Rows,
         shape: shape.to_vec(),
         data,
         checksum,
