@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::ops::Range;
 use llm_format::options::{LinearSlots, NormSlots, TensorSlot};
-use llm_format::{reader::LlmFile, AlignedBuf, DType, ModelOptions};
+use llm_format::{reader::LlmFile, AlignedBuf, DType, Layout, ModelOptions};
 
 /// Where the file's bytes live. Every variant gives a stable address for the
 /// model's lifetime, so tensor ranges stay valid.
@@ -40,6 +40,8 @@ impl Storage {
 pub struct WeightRef {
     /// Storage dtype.
     pub dtype: DType,
+    /// Arrangement of the rows in the file (`llm-train quantize --layout`).
+    pub layout: Layout,
     /// Byte range in [`Storage::bytes`].
     pub range: Range<usize>,
     /// Output features.
@@ -157,6 +159,7 @@ impl Model {
     pub fn matrix(&self, w: &WeightRef) -> Matrix<'_> {
         Matrix {
             dtype: w.dtype,
+            layout: w.layout,
             data: &self.storage.bytes()[w.range.clone()],
             rows: w.rows,
             cols: w.cols,
@@ -216,6 +219,7 @@ impl Model {
             }
             Ok(WeightRef {
                 dtype: t.dtype,
+                layout: t.layout,
                 range: start..start + t.data.len(),
                 rows,
                 cols,
@@ -258,9 +262,17 @@ impl Model {
         let pos_emb = match opts.pos_emb() {
             Some(slot) => {
                 let t = find(&slot)?;
+                if t.layout != Layout::Rows {
+                    return Err(Error::Invalid(format!(
+                        "tensor '{}' is stored in layout {}; position rows must be plain rows",
+                        slot.name,
+                        t.layout.name()
+                    )));
+                }
                 let start = t.data.as_ptr() as usize - base;
                 Some(WeightRef {
                     dtype: DType::F32,
+                    layout: Layout::Rows,
                     range: start..start + t.data.len(),
                     rows: opts.max_len,
                     cols: opts.d_model,
@@ -313,12 +325,25 @@ impl Model {
     }
 }
 
-/// Dequantises row `r` of a `[rows, cols]` matrix into `out`.
+/// Dequantises row `r` of a `[rows, cols]` matrix into `out` (de-interleaving it
+/// first when the matrix is not in plain rows).
 fn row_f32(bytes: &[u8], w: &WeightRef, r: usize, out: &mut [f32]) {
     let row_bytes = w.range.len() / w.rows;
-    let start = w.range.start + r * row_bytes;
+    let data = &bytes[w.range.clone()];
+    let copy;
+    let row = match w.layout {
+        Layout::Rows => &data[r * row_bytes..(r + 1) * row_bytes],
+        l => {
+            copy = {
+                let mut v = alloc::vec![0u8; row_bytes];
+                llm_format::layout::rows_into(l, data, row_bytes, r, &mut v);
+                v
+            };
+            &copy
+        }
+    };
     // The layout check guarantees the row is whole and the byte count matches.
-    let ok = llm_format::quant::dequantize(w.dtype, &bytes[start..start + row_bytes], out);
+    let ok = llm_format::quant::dequantize(w.dtype, row, out);
     debug_assert!(ok.is_some());
 }
 

@@ -12,7 +12,7 @@
 mod common;
 
 use llm_format::quant::{dequantize_vec, quantize};
-use llm_format::{ActQuant, DType};
+use llm_format::{layout, ActQuant, DType, Layout};
 use llmrt::kernels::{matmul_ref, Cpu, KernelError, KernelPath, Matrix};
 
 /// splitmix64.
@@ -76,6 +76,17 @@ impl Weights {
     }
     fn matrix(&self) -> Matrix<'_> {
         Matrix::new(self.dtype, &self.buf[1..], self.rows, self.cols).expect("valid matrix")
+    }
+    /// The same weights stored in `to` (at an odd address too).
+    fn in_layout(&self, to: Layout) -> Weights {
+        let rb = self.cols / self.dtype.block_len() * self.dtype.block_bytes();
+        let mut buf = vec![0u8; 1];
+        buf.extend_from_slice(&layout::from_rows(to, &self.buf[1..], rb));
+        Weights {
+            buf,
+            deq: self.deq.clone(),
+            ..*self
+        }
     }
 }
 
@@ -340,6 +351,76 @@ fn every_path_matches_reference() {
             }
         }
     }
+}
+
+/// Matrices in layout `r16` on every path, with and without bf16 dot products:
+/// within the reference's bounds, and for prompts on AVX-512 (whose kernels read the
+/// layout from the file) bit for bit the product of the same rows in plain order.
+#[test]
+fn r16_layout_matches_plain_rows_on_every_path() {
+    let mut rng = Rng::fresh();
+    for path in KernelPath::available() {
+        for (threads, exact) in [(1, true), (2, true), (1, false), (2, false)] {
+            let mut cpu = Cpu::with_path(threads, path).expect("available");
+            cpu.set_f16_exact(exact);
+            if !exact && !cpu.bf16_prompts() {
+                continue; // no bf16 dot products on this path
+            }
+            for (dtype, rows, cols) in [
+                (DType::F32, 48, 80),
+                (DType::F32, 16, 2176),
+                (DType::F16, 32, 96),
+                (DType::F16, 16, 2176),
+                (DType::BF16, 48, 64),
+                (DType::BF16, 304, 2176),
+            ] {
+                let plain = Weights::random(&mut rng, dtype, rows, cols);
+                let r16 = plain.in_layout(Layout::R16);
+                let m16 = r16.matrix().with_layout(Layout::R16).expect("fits r16");
+                for n in [1, 2, 7, 8, 9, 17] {
+                    let x = rng.vec(n * cols);
+                    let mut want = poisoned(n * rows);
+                    matmul_ref(&plain.matrix(), &x, n, &mut want);
+                    let (mut y, mut y_plain) = (poisoned(n * rows), poisoned(n * rows));
+                    cpu.matmul(&m16, &x, n, &mut y);
+                    cpu.matmul(&plain.matrix(), &x, n, &mut y_plain);
+                    let absd = abs_dots(&plain, &x, n);
+                    let sqd = square_dots(&plain, &x, n);
+                    let bf16 = cpu.bf16_products(dtype, n);
+                    for o in 0..y.len() {
+                        let what = format!(
+                            "{path} x{threads} exact={exact} {dtype} {rows}x{cols} n={n} out {o}: r16 {} plain {} ref {}",
+                            y[o], y_plain[o], want[o]
+                        );
+                        if path == KernelPath::Avx512 && n > 1 {
+                            assert_eq!(y[o].to_bits(), y_plain[o].to_bits(), "{what}");
+                        }
+                        let bound = if bf16 {
+                            bf16_bounds(dtype, cols, absd[o], sqd[o]).1
+                        } else {
+                            4.0 * (cols as f64 + 2.0) * EPS * absd[o] * 1.1
+                        };
+                        let err = (y[o] as f64 - want[o] as f64).abs();
+                        assert!(err <= bound + 1e-30, "{what} (err {err:e} > {bound:e})");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matrix_layout_is_checked() {
+    let mut rng = Rng::fresh();
+    let w = Weights::random(&mut rng, DType::F16, 24, 32);
+    let e = w.matrix().with_layout(Layout::R16).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "layout r16 does not fit a f16 weight matrix of 24x32"
+    );
+    let q = Weights::random(&mut rng, DType::Q8_0, 16, 32);
+    assert!(q.matrix().with_layout(Layout::R16).is_err());
+    assert!(q.matrix().with_layout(Layout::Rows).is_ok());
 }
 
 /// Large shapes through the default context (the path and thread split a model gets).

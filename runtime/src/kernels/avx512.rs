@@ -33,6 +33,7 @@ use super::amx::Amx;
 use super::avx2::{f16_to_f32, u16_at};
 use super::avx512_bf16::Bf16Dots;
 use super::avx512_k;
+use super::avx512_r16;
 use super::avx512_rows16;
 use super::marker::{
     Iq4Nl, Iq4Xs, BF16, F16, F32, Q2K, Q3K, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0,
@@ -40,7 +41,7 @@ use super::marker::{
 use super::stream::prefetch_ahead;
 use super::{Acts, Matrix, OutRows};
 use core::arch::x86_64::*;
-use llm_format::{ActQuant, DType};
+use llm_format::{ActQuant, DType, Layout};
 
 /// Proof that the CPU has AVX-512 F/BW/VL/DQ/VNNI, AVX2, FMA and F16C: exists only
 /// through [`Avx512::detect`]. It also carries the proofs of AVX-512 BF16 and of AMX
@@ -112,7 +113,21 @@ impl Avx512 {
     /// filled, which needs this token's `bf16`) go through `amx` where this token has
     /// it (the activations are then in its layout), else `avx512_bf16`; so does BF16
     /// generation with a rounded activation (`Bf16Dots::gen`).
+    ///
+    /// Matrices in layout `r16` (which `Engine::reads_layout` sends here only for
+    /// the products below) go to `avx512_r16` for generation; prompts read them in
+    /// `avx512_bf16` and `avx512_rows16::floats`.
     pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
+        if w.layout == Layout::R16 && out.n() == 1 {
+            // SAFETY: the token proves the features each function enables (the bf16
+            // dot products only with the `bf16` token, which `xb` being filled needs).
+            return unsafe {
+                match self.bf16 {
+                    Some(_) if !acts.xb.is_empty() => avx512_r16::gen_dots(w, acts.xb, out),
+                    _ => avx512_r16::gen_floats(w, acts.x, out),
+                }
+            };
+        }
         if let (DType::F16 | DType::BF16, Some(b), false) = (w.dtype, self.bf16, acts.xb.is_empty())
         {
             return match self.amx {

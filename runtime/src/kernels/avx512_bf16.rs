@@ -38,7 +38,7 @@
 use super::avx512_rows16::{group, store_rows, transpose16, ROWS};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
-use llm_format::DType;
+use llm_format::{DType, Layout};
 
 /// 32-column groups per weight chunk: 16 rows × 16 groups × 1 KiB = 16 KiB, within
 /// L1 beside the activations.
@@ -289,24 +289,33 @@ unsafe fn load_bf16<const F16: bool>(row: &[u8], cols: usize, g: usize) -> __m51
     }
 }
 
-/// `[Σ w_j·x_k in lane j for k in 0..T]` over the interleaved groups of `chunk`,
-/// with `xs[k]` pointing at the first group's 32 bf16 activations of row `k`.
+/// `[Σ w_j·x_k in lane j for k in 0..T]` over `groups` interleaved groups at `w`
+/// (16 registers of 64 bytes each: register `p` lane `j` holds row `j`'s column
+/// pair `p`), with `xs[k]` pointing at the first group's 32 bf16 activations of row
+/// `k`.
 ///
 /// # Safety
-/// Each `xs[k]` has `32·chunk.len()` readable values; the features of `rows`.
+/// `w` has `1024·groups` readable bytes and each `xs[k]` `32·groups` values; the
+/// features of `rows`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
-unsafe fn tile<const T: usize>(chunk: &[[__m512i; 16]], xs: [*const u16; T]) -> [__m512; T] {
+unsafe fn tile<const T: usize>(w: *const u8, groups: usize, xs: [*const u16; T]) -> [__m512; T] {
     // Even and odd column pairs in separate accumulators, each a fixed array (an
     // index computed from `p` sent them through memory).
     let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
-    for (g, wg) in chunk.iter().enumerate() {
-        for (q, w2) in wg.chunks_exact(2).enumerate() {
-            // SAFETY: same size; bf16 values.
+    for g in 0..groups {
+        for q in 0..8 {
+            // SAFETY: registers 2q, 2q + 1 of group g, inside the caller's bytes; the
+            // bit patterns of 32 bf16 values each.
             let (w0, w1) = unsafe {
+                let p = w.add(1024 * g + 128 * q);
                 (
-                    core::mem::transmute::<__m512i, __m512bh>(w2[0]),
-                    core::mem::transmute::<__m512i, __m512bh>(w2[1]),
+                    core::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                        p as *const __m512i,
+                    )),
+                    core::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                        p.add(64) as *const __m512i
+                    )),
                 )
             };
             for ((e, o), x) in even.iter_mut().zip(odd.iter_mut()).zip(&xs) {
@@ -349,41 +358,92 @@ unsafe fn interleave<const F16: bool>(
     transpose16(&v)
 }
 
+/// F16 group `g` of a row group in layout `r16` (`base`: its first byte) made bf16
+/// in place of the lanes: no transposition, the file has the order already.
+///
+/// # Safety
+/// `base` has bytes `1024g..1024(g + 1)`; the features of `rows`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,f16c")]
+unsafe fn widen_r16(base: *const u8, g: usize) -> [__m512i; 16] {
+    let mut v = [_mm512_setzero_si512(); 16];
+    for (p, v) in v.iter_mut().enumerate() {
+        // SAFETY: caller.
+        unsafe {
+            let h = _mm512_loadu_si512(base.add(1024 * g + 64 * p) as *const __m512i);
+            let lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+            let hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(h));
+            *v = core::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+        }
+    }
+    v
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,f16c")]
 fn rows<const F16: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
     let (n, cols) = (out.n(), w.cols);
     let stride = padded(cols);
     assert_eq!(xb.len(), n * stride);
     let groups = stride / 32;
+    let r16 = w.layout == Layout::R16;
+    // Layout r16: whole groups of 16 rows (asserted per group below) and of 32
+    // columns (its rows are whole 64-byte lines), so `groups` is exact.
+    let group_bytes = ROWS * w.row_bytes();
     let mut chunk = [[_mm512_setzero_si512(); 16]; KG];
     let mut r = out.r0;
     while r < out.r1 {
-        let (here, rows) = group(w, out, r, groups == 0);
-        assert_eq!(rows[0].len(), 2 * cols);
+        let (here, rows) = if r16 {
+            assert!(r % ROWS == 0 && r + ROWS <= w.rows);
+            (ROWS, [&w.data[..0]; ROWS])
+        } else {
+            let (here, rows) = group(w, out, r, groups == 0);
+            assert_eq!(rows[0].len(), 2 * cols);
+            (here, rows)
+        };
+        // The row group's bytes in r16 (unused otherwise).
+        let base = if r16 {
+            w.data[r * w.row_bytes()..r * w.row_bytes() + group_bytes].as_ptr()
+        } else {
+            core::ptr::null()
+        };
         for c0 in (0..groups).step_by(KG) {
             let c1 = (c0 + KG).min(groups);
-            for (g, cg) in (c0..c1).zip(chunk.iter_mut()) {
-                // SAFETY: every row holds `cols` weights (asserted), g < groups.
-                *cg = unsafe { interleave::<F16>(&rows, cols, g) };
-            }
-            let chunk = &chunk[..c1 - c0];
+            let wp = if r16 && !F16 {
+                // BF16 in r16: the file's bytes are the chunk.
+                // SAFETY: groups c0..c1 lie in the row group (group_bytes = 1024·groups).
+                unsafe { base.add(1024 * c0) }
+            } else {
+                for (g, cg) in (c0..c1).zip(chunk.iter_mut()) {
+                    // SAFETY: every row holds `cols` weights (asserted), g < groups;
+                    // in r16, group g's 1 KiB lies in the row group.
+                    *cg = unsafe {
+                        if r16 {
+                            widen_r16(base, g)
+                        } else {
+                            interleave::<F16>(&rows, cols, g)
+                        }
+                    };
+                }
+                chunk.as_ptr() as *const u8
+            };
             let x = |i: usize| xb[i * stride + 32 * c0..].as_ptr();
             let mut i = 0;
-            // SAFETY (tiles): row i's values of groups c0..c1 lie in `xb` (its length
-            // is asserted); this function's features.
+            // SAFETY (tiles): `wp` has the c1 − c0 groups (above); row i's values of
+            // groups c0..c1 lie in `xb` (its length is asserted); this function's
+            // features.
             while i + TA <= n {
                 let mut xs = [x(i); TA];
                 for (k, p) in xs.iter_mut().enumerate().skip(1) {
                     *p = x(i + k);
                 }
-                let v = unsafe { tile::<TA>(chunk, xs) };
+                let v = unsafe { tile::<TA>(wp, c1 - c0, xs) };
                 for (k, v) in v.iter().enumerate() {
                     store_rows(out, i + k, r, here, c0 == 0, *v);
                 }
                 i += TA;
             }
             while i < n {
-                let v = unsafe { tile::<1>(chunk, [x(i)]) };
+                let v = unsafe { tile::<1>(wp, c1 - c0, [x(i)]) };
                 store_rows(out, i, r, here, c0 == 0, v[0]);
                 i += 1;
             }

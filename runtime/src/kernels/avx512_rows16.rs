@@ -28,6 +28,7 @@ use super::act::{Q8Act, QK};
 use super::avx512::{Load16, QuantBlock};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
+use llm_format::Layout;
 
 /// Weight rows per group: one per 32-bit lane.
 pub(super) const ROWS: usize = 16;
@@ -267,53 +268,71 @@ const FG: usize = 16;
 /// widened to f32) and `n > 1` activations `x`: 16 rows at a time, each chunk of
 /// [`FG`] groups of 16 columns widened and interleaved once (`transpose16`: register
 /// `p` of a group holds column `p` of the 16 rows), then every activation's values
-/// broadcast against it, one FMA adding to 16 rows' sums: no horizontal sums.
+/// broadcast against it, one FMA adding to 16 rows' sums: no horizontal sums. F32
+/// weights in layout `r16` are in that order in the file already and are read as they
+/// are.
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub(super) fn floats<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
     let (n, cols) = (out.n(), w.cols);
     assert_eq!(x.len(), n * cols);
     let groups = cols.div_ceil(16);
+    // F32 in r16: whole groups of 16 rows (asserted below) and of 16 columns.
+    let r16 = w.layout == Layout::R16;
+    assert!(!r16 || (L::SIZE == 4 && cols % 16 == 0));
     let mut chunk = [[_mm512_setzero_ps(); 16]; FG];
     let mut r = out.r0;
     while r < out.r1 {
-        let (here, rows) = group(w, out, r, groups == 0);
-        assert_eq!(rows[0].len(), cols * L::SIZE);
+        let (here, rows) = if r16 {
+            assert!(r % ROWS == 0 && r + ROWS <= w.rows);
+            (ROWS, [&w.data[..0]; ROWS])
+        } else {
+            let (here, rows) = group(w, out, r, groups == 0);
+            assert_eq!(rows[0].len(), cols * L::SIZE);
+            (here, rows)
+        };
         for c0 in (0..groups).step_by(FG) {
             let c1 = (c0 + FG).min(groups);
-            for (g, cg) in (c0..c1).zip(chunk.iter_mut()) {
-                let left = (cols - 16 * g).min(16);
-                let mask = ((1u32 << left) - 1) as u16;
-                let mut v = [_mm512_setzero_si512(); ROWS];
-                for (v, row) in v.iter_mut().zip(&rows) {
-                    // SAFETY: the mask selects columns 16g.. < cols of the row (its
-                    // length is asserted).
-                    *v = _mm512_castps_si512(unsafe {
-                        L::load16(row.as_ptr().add(16 * g * L::SIZE), mask)
-                    });
+            let wp = if r16 {
+                // Groups c0..c1 of the row group: 1 KiB each, in the file.
+                w.data[(r * cols + 16 * 16 * c0) * 4..(r * cols + 16 * 16 * c1) * 4].as_ptr()
+            } else {
+                for (g, cg) in (c0..c1).zip(chunk.iter_mut()) {
+                    let left = (cols - 16 * g).min(16);
+                    let mask = ((1u32 << left) - 1) as u16;
+                    let mut v = [_mm512_setzero_si512(); ROWS];
+                    for (v, row) in v.iter_mut().zip(&rows) {
+                        // SAFETY: the mask selects columns 16g.. < cols of the row (its
+                        // length is asserted).
+                        *v = _mm512_castps_si512(unsafe {
+                            L::load16(row.as_ptr().add(16 * g * L::SIZE), mask)
+                        });
+                    }
+                    for (c, t) in cg.iter_mut().zip(transpose16(&v)) {
+                        *c = _mm512_castsi512_ps(t);
+                    }
                 }
-                for (c, t) in cg.iter_mut().zip(transpose16(&v)) {
-                    *c = _mm512_castsi512_ps(t);
-                }
-            }
+                chunk.as_ptr() as *const u8
+            };
             // Columns of this chunk: the last group may be partial.
             let width = (cols - 16 * c0).min(16 * FG);
-            let chunk = &chunk[..c1 - c0];
             let xs = |i: usize| &x[i * cols + 16 * c0..i * cols + 16 * c0 + width];
             let mut i = 0;
+            // SAFETY (tiles): `wp` has the c1 − c0 groups of 1 KiB (above), which
+            // cover `width` columns.
             while i + TF <= n {
                 let mut y = [xs(i); TF];
                 for (k, y) in y.iter_mut().enumerate().skip(1) {
                     *y = xs(i + k);
                 }
-                let v = float_tile::<TF>(chunk, y);
+                let v = unsafe { float_tile::<TF>(wp, c1 - c0, y) };
                 for (k, v) in v.iter().enumerate() {
                     store_rows(out, i + k, r, here, c0 == 0, *v);
                 }
                 i += TF;
             }
             while i < n {
-                let v = float_tile::<1>(chunk, [xs(i)]);
+                let v = unsafe { float_tile::<1>(wp, c1 - c0, [xs(i)]) };
                 store_rows(out, i, r, here, c0 == 0, v[0]);
                 i += 1;
             }
@@ -325,31 +344,38 @@ pub(super) fn floats<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>
 /// Activations per tile of [`floats`]: 2 × 8 accumulators (even and odd columns).
 const TF: usize = 8;
 
-/// `[Σ_c W[j, c]·x_k[c] in lane j for k in 0..T]` over the interleaved `chunk` and
-/// the activations' values of its columns (`xs[k].len()` of them, at most
-/// `16·chunk.len()`).
+/// `[Σ_c W[j, c]·x_k[c] in lane j for k in 0..T]` over `groups` interleaved groups
+/// at `w` (16 registers of 64 bytes each: register `p` lane `j` holds row `j`'s
+/// column `p`) and the activations' values of their columns (`xs[k].len()` of them,
+/// at most `16·groups`).
+///
+/// # Safety
+/// `w` has `1024·groups` readable bytes; the features of this function.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn float_tile<const T: usize>(chunk: &[[__m512; 16]], xs: [&[f32]; T]) -> [__m512; T] {
+unsafe fn float_tile<const T: usize>(w: *const u8, groups: usize, xs: [&[f32]; T]) -> [__m512; T] {
     let width = xs[0].len();
-    assert!(width <= 16 * chunk.len() && xs.iter().all(|x| x.len() == width));
+    assert!(width <= 16 * groups && xs.iter().all(|x| x.len() == width));
+    // SAFETY: column c's register is inside the `1024·groups` bytes for c < width.
+    let wc = |c: usize| unsafe { _mm512_loadu_ps(w.add(64 * c) as *const f32) };
     let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
     let whole = width / 16;
-    for (g, wg) in chunk.iter().enumerate().take(whole) {
-        for (q, w2) in wg.chunks_exact(2).enumerate() {
+    for g in 0..whole {
+        for q in 0..8 {
+            let (w0, w1) = (wc(16 * g + 2 * q), wc(16 * g + 2 * q + 1));
             for ((e, o), x) in even.iter_mut().zip(odd.iter_mut()).zip(&xs) {
                 // SAFETY: columns 16g + 2q, +1 < 16·whole <= width.
                 let (x0, x1) = unsafe {
                     let p = x.as_ptr().add(16 * g + 2 * q);
                     (*p, *p.add(1))
                 };
-                *e = _mm512_fmadd_ps(w2[0], _mm512_set1_ps(x0), *e);
-                *o = _mm512_fmadd_ps(w2[1], _mm512_set1_ps(x1), *o);
+                *e = _mm512_fmadd_ps(w0, _mm512_set1_ps(x0), *e);
+                *o = _mm512_fmadd_ps(w1, _mm512_set1_ps(x1), *o);
             }
         }
     }
     for c in 16 * whole..width {
-        let wc = chunk[c / 16][c % 16];
+        let wc = wc(c);
         for (e, x) in even.iter_mut().zip(&xs) {
             *e = _mm512_fmadd_ps(wc, _mm512_set1_ps(x[c]), *e);
         }

@@ -13,6 +13,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use llm_format::ActQuant;
 use llm_format::DType;
+#[cfg(feature = "std")]
+use llm_format::Layout;
 
 /// Per-context kernel state: the chosen SIMD path, the thread pool, and the scratch
 /// for quantised activations. No allocation per call once the scratch has grown.
@@ -453,8 +455,18 @@ impl Cpu {
     /// straight from the file for BF16 only when all 32 are whole), or 16 for the
     /// AVX-512 prompts over floats and 32-element blocks (one row per lane,
     /// `avx512_rows16`, `avx512_bf16`).
+    /// A matrix in layout `r16` takes whole groups of 16 rows in every case.
     #[cfg(feature = "std")]
     fn row_align(&self, w: &Matrix<'_>, acts: &Acts<'_>) -> usize {
+        let align = self.path_row_align(w, acts);
+        match w.layout {
+            Layout::Rows => align,
+            Layout::R16 => align.max(llm_format::layout::R16_ROWS),
+        }
+    }
+
+    #[cfg(feature = "std")]
+    fn path_row_align(&self, w: &Matrix<'_>, acts: &Acts<'_>) -> usize {
         #[cfg(target_arch = "x86_64")]
         if self.engine.amx().is_some()
             && !acts.xb.is_empty()

@@ -9,8 +9,12 @@ use super::neon;
 #[cfg(target_arch = "x86_64")]
 use super::{amx, avx2, avx512, avx512_bf16};
 use super::{scalar, vecops, Acts, Matrix, OutRows};
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
+#[cfg(target_arch = "x86_64")]
+use llm_format::DType;
+use llm_format::{layout, Layout};
 
 /// An instruction-set path for the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -182,8 +186,22 @@ impl Engine {
         }
     }
 
-    /// Rows `part.r0..part.r1` of `y = x · Wᵀ`.
+    /// Rows `part.r0..part.r1` of `y = x · Wᵀ`. A matrix in a layout this path does
+    /// not read for the product ([`Engine::reads_layout`]) has the part's rows
+    /// de-interleaved into a buffer first.
     pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, part: &mut OutRows<'_>) {
+        if w.layout != Layout::Rows && !self.reads_layout(w, acts, part.n()) {
+            let rb = w.row_bytes();
+            let mut buf = vec![0u8; (part.r1 - part.r0) * rb];
+            layout::rows_into(w.layout, w.data, rb, part.r0, &mut buf);
+            let plain = Matrix {
+                layout: Layout::Rows,
+                data: &buf,
+                rows: part.r1 - part.r0,
+                ..*w
+            };
+            return self.rows(&plain, acts, &mut part.renumbered());
+        }
         match self {
             Engine::Scalar => scalar::rows(w, acts, part),
             #[cfg(target_arch = "x86_64")]
@@ -192,6 +210,24 @@ impl Engine {
             Engine::Avx512(t) => t.rows(w, acts, part),
             #[cfg(target_arch = "aarch64")]
             Engine::Neon(t) => t.rows(w, acts, part),
+        }
+    }
+}
+
+impl Engine {
+    /// Whether this path's kernel for a product of `n` activation rows with `w`
+    /// (the activations as in `acts`) reads `w.layout` from the file as it is: the
+    /// AVX-512 kernels read `r16` (`avx512_r16`) for every product but the AMX
+    /// tiles' and the f32 prompt products of F16/BF16 weights.
+    pub(crate) fn reads_layout(self, w: &Matrix<'_>, acts: &Acts<'_>, n: usize) -> bool {
+        let _ = (acts, n);
+        match (self, w.layout) {
+            (_, Layout::Rows) => true,
+            #[cfg(target_arch = "x86_64")]
+            (Engine::Avx512(t), Layout::R16) => {
+                n == 1 || w.dtype == DType::F32 || (!acts.xb.is_empty() && t.amx().is_none())
+            }
+            _ => false,
         }
     }
 }

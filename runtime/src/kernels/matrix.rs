@@ -2,7 +2,7 @@
 //! once at construction, and the shape contract of every product.
 
 use core::fmt;
-use llm_format::DType;
+use llm_format::{DType, Layout};
 
 /// Why a [`Matrix`] could not be built. `Display` names the problem and the numbers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +21,18 @@ pub enum KernelError {
         /// The weight dtype.
         dtype: DType,
         /// The number of columns given.
+        cols: usize,
+    },
+    /// The layout does not take a matrix of this dtype and shape
+    /// ([`Layout::unfit`]).
+    Layout {
+        /// The layout asked for.
+        layout: Layout,
+        /// The weight dtype.
+        dtype: DType,
+        /// Rows given.
+        rows: usize,
+        /// Columns given.
         cols: usize,
     },
     /// `rows·cols` (or its byte size) overflows `usize`.
@@ -47,6 +59,16 @@ impl fmt::Display for KernelError {
                 f,
                 "{dtype} weight matrix has {cols} columns, not a multiple of the block size 32"
             ),
+            KernelError::Layout {
+                layout,
+                dtype,
+                rows,
+                cols,
+            } => write!(
+                f,
+                "layout {} does not fit a {dtype} weight matrix of {rows}x{cols}",
+                layout.name()
+            ),
             KernelError::Overflow { rows, cols } => {
                 write!(
                     f,
@@ -60,13 +82,17 @@ impl fmt::Display for KernelError {
 #[cfg(feature = "std")]
 impl std::error::Error for KernelError {}
 
-/// A weight matrix `[rows, cols]`, row-major in `dtype`'s bytes (rows = out features,
-/// cols = in features); for block dtypes `cols % 32 == 0`. `data` may have any
-/// alignment (it comes from an mmap or a caller's buffer).
+/// A weight matrix `[rows, cols]` in `dtype`'s bytes (rows = out features, cols = in
+/// features), row-major or in another [`Layout`] of the file; for block dtypes
+/// `cols % 32 == 0`. `data` may have any alignment (it comes from an mmap or a
+/// caller's buffer).
 #[derive(Clone, Copy, Debug)]
 pub struct Matrix<'a> {
     /// Storage type of the elements.
     pub dtype: DType,
+    /// Arrangement of the rows in `data` ([`Layout::Rows`] from [`Matrix::new`]).
+    /// Kernels that do not read a layout get its rows de-interleaved per part.
+    pub layout: Layout,
     /// `rows · row_bytes` bytes, little-endian.
     pub data: &'a [u8],
     /// Output features.
@@ -99,10 +125,25 @@ impl<'a> Matrix<'a> {
         }
         Ok(Matrix {
             dtype,
+            layout: Layout::Rows,
             data,
             rows,
             cols,
         })
+    }
+
+    /// The same matrix with its bytes read as stored in `layout` (the tensor's
+    /// layout in the file), checked to fit the dtype and shape.
+    pub fn with_layout(self, layout: Layout) -> Result<Matrix<'a>, KernelError> {
+        match layout.unfit(self.dtype, &[self.rows, self.cols]) {
+            None => Ok(Matrix { layout, ..self }),
+            Some(_) => Err(KernelError::Layout {
+                layout,
+                dtype: self.dtype,
+                rows: self.rows,
+                cols: self.cols,
+            }),
+        }
     }
 
     /// Bytes of one row.
@@ -111,13 +152,18 @@ impl<'a> Matrix<'a> {
         self.cols / self.dtype.block_len() * self.dtype.block_bytes()
     }
 
-    /// The bytes of row `r`.
+    /// The bytes of row `r` (row-major matrices only).
     ///
     /// # Panics
     /// If `r >= rows` or the fields were changed after [`Matrix::new`] so that `data`
-    /// is too short.
+    /// is too short; in debug builds, if the layout is not [`Layout::Rows`].
     #[inline]
     pub fn row(&self, r: usize) -> &'a [u8] {
+        debug_assert_eq!(
+            self.layout,
+            Layout::Rows,
+            "Matrix::row of an interleaved matrix"
+        );
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
     }
@@ -125,7 +171,9 @@ impl<'a> Matrix<'a> {
     /// Panics unless the public fields are still consistent (they are `pub`, so a
     /// caller may have changed them after [`Matrix::new`]).
     pub(crate) fn check(&self) {
-        if let Err(e) = Matrix::new(self.dtype, self.data, self.rows, self.cols) {
+        if let Err(e) = Matrix::new(self.dtype, self.data, self.rows, self.cols)
+            .and_then(|m| m.with_layout(self.layout))
+        {
             panic!("inconsistent Matrix: {e}");
         }
     }

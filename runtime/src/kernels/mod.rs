@@ -39,6 +39,8 @@ mod avx512_bf16;
 #[cfg(target_arch = "x86_64")]
 mod avx512_k;
 #[cfg(target_arch = "x86_64")]
+mod avx512_r16;
+#[cfg(target_arch = "x86_64")]
 mod avx512_rows16;
 mod cpu;
 mod dispatch;

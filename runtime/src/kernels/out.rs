@@ -30,6 +30,8 @@ pub(crate) struct Acts<'a> {
 ///
 /// Several of these over disjoint row ranges of one `y` are written by several
 /// threads at once, hence the raw pointer; every write is bounds-checked.
+/// Invariant: `ptr` is `y`'s start, or `y[b]` for an [`OutRows::renumbered`] one with
+/// `b + r1 <= rows`, so every `ptr + i·rows + r` with `i < n`, `r < r1` is in `y`.
 pub(crate) struct OutRows<'y> {
     ptr: *mut f32,
     /// Rows of the whole matrix (the stride between activations in `y`).
@@ -71,6 +73,23 @@ impl<'y> OutRows<'y> {
             n: self.n,
             r0,
             r1,
+            _y: core::marker::PhantomData,
+        }
+    }
+
+    /// The same rows numbered from 0 (row `r0 + r` of `y` is row `r` of the result),
+    /// for a kernel that runs on a copy of just these rows of the matrix
+    /// (`Engine::rows` for a layout its path does not read).
+    pub(crate) fn renumbered(&mut self) -> OutRows<'_> {
+        OutRows {
+            // Row r of the result is y[i·rows + r0 + r]: with r < r1 − r0 that is the
+            // original row r0 + r < r1 <= rows, inside `y` as before; the borrow of
+            // `self` keeps the two from being written at once.
+            ptr: self.ptr.wrapping_add(self.r0),
+            rows: self.rows,
+            n: self.n,
+            r0: 0,
+            r1: self.r1 - self.r0,
             _y: core::marker::PhantomData,
         }
     }
