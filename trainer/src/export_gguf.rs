@@ -197,7 +197,8 @@ pub fn to_gguf(file: &LlmFile<'_>, name: &str) -> Result<Vec<u8>, ImportError> {
         }
         infos.extend_from_slice(&t.dtype.to_u32().to_le_bytes());
         infos.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        data.extend_from_slice(t.data);
+        // GGUF rows are plain: a tensor in another layout is de-interleaved.
+        data.extend_from_slice(&t.rows_data());
         data.resize(data.len().next_multiple_of(align), 0);
         n_tensors += 1;
     }

@@ -7,7 +7,7 @@ mod import_util;
 use import_util::{scratch, Rng};
 use llm_format::quant::{dequantize_vec, quantize};
 use llm_format::{
-    DType, LlmFile, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec,
+    DType, Layout, LlmFile, Mlp, ModelOptions, Norm, Positions, TokenizerKind, TokenizerSpec,
 };
 use llm_train::import::{ImportedModel, RawTensor};
 use llm_train::quantize::requantize_file;
@@ -126,7 +126,7 @@ fn requantise_f32_and_q8_0_inputs() {
     ] {
         let (a, b) = (dir.join("a.llm"), dir.join("b.llm"));
         write(&m, from, &a);
-        requantize_file(&a, &b, to.into()).unwrap();
+        requantize_file(&a, &b, Some(to.into()), Layout::Rows).unwrap();
         check(&std::fs::read(&a).unwrap(), &std::fs::read(&b).unwrap(), to);
     }
 }
@@ -203,6 +203,70 @@ fn binary_quantize_and_errors() {
             .count(),
         1
     );
+}
+
+/// `llm-train quantize --layout r16`, with and without `--dtype`: the matrices the
+/// layout takes are stored in it with the same values, the others stay rows, and
+/// `--layout rows` gives back the input byte for byte.
+#[test]
+fn binary_quantize_layout_r16_and_back() {
+    let exe = env!("CARGO_BIN_EXE_llm-train");
+    let mut rng = Rng::new(53);
+    let dir = scratch("quant_layout");
+    let (a, b, c) = (dir.join("a.llm"), dir.join("b.llm"), dir.join("c.llm"));
+    write(&model(opts(96), &mut rng), None, &a);
+    let quantize = |input: &Path, out: &Path, extra: &[&str]| {
+        let mut args = vec!["quantize", "--in", input.to_str().unwrap()];
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        Command::new(exe).args(&args).output().unwrap()
+    };
+    for dtype in [None, Some("bf16")] {
+        let mut extra = vec!["--layout", "r16"];
+        if let Some(d) = dtype {
+            extra.extend(["--dtype", d]);
+        }
+        let r = quantize(&a, &b, &extra);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success(), "{err}");
+        // 2 layers × 7 matrices fit; the [20, 64] embedding and output do not.
+        assert!(
+            err.contains("14 matrices in layout r16") && err.contains("2 left in rows"),
+            "{err}"
+        );
+        let (x, y) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let (x, y) = (LlmFile::parse(&x).unwrap(), LlmFile::parse(&y).unwrap());
+        y.verify_all().unwrap();
+        let o = x.options().unwrap();
+        for slot in o.tensor_layout() {
+            let (tx, ty) = (x.tensor(&slot.name).unwrap(), y.tensor(&slot.name).unwrap());
+            let fits = slot.matrix && slot.shape[0] % 16 == 0;
+            let want = if fits { Layout::R16 } else { Layout::Rows };
+            assert_eq!(ty.layout, want, "{}", slot.name);
+            let (vx, vy) = (tx.to_f32_vec(), ty.to_f32_vec());
+            if dtype.is_none() || !slot.matrix {
+                assert_eq!(vx, vy, "{}: values kept", slot.name);
+            } else {
+                let q = quantize_ref(DType::BF16, &vx);
+                assert_eq!(q, vy, "{}: the bf16 values", slot.name);
+            }
+        }
+    }
+    // Back to rows, dtypes kept: the input file itself.
+    let r = quantize(&a, &b, &["--layout", "r16"]);
+    assert!(r.status.success());
+    let r = quantize(&b, &c, &["--layout", "rows"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&c).unwrap());
+
+    let r = quantize(&a, &b, &["--layout", "r8"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("unknown layout 'r8' (one of: rows, r16)"));
+}
+
+/// `x` stored as `dtype` and read back.
+fn quantize_ref(dtype: DType, x: &[f32]) -> Vec<f32> {
+    dequantize_vec(dtype, &quantize(dtype, x).unwrap(), x.len()).unwrap()
 }
 
 #[test]

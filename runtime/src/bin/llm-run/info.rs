@@ -98,12 +98,29 @@ pub fn run(a: InfoArgs) -> Result<(), String> {
         .map(|(d, n, b)| format!("{d} {n} ({:.1}%)", 100.0 * *b as f64 / total as f64))
         .collect();
     println!("dtypes:      {}", parts.join(", "));
+    // Layouts other than plain rows (`llm-train quantize --layout`).
+    let mut layouts: Vec<(llm_format::Layout, usize)> = Vec::new();
+    for ti in file.tensors() {
+        match layouts.iter_mut().find(|l| l.0 == ti.layout) {
+            Some(l) => l.1 += 1,
+            None => layouts.push((ti.layout, 1)),
+        }
+    }
+    let parts: Vec<String> = layouts
+        .iter()
+        .map(|(l, n)| format!("{} {n}", l.name()))
+        .collect();
+    println!("layouts:     {}", parts.join(", "));
     for ti in file.tensors() {
         let global = !ti.name.starts_with("blk.") || ti.name.starts_with("blk.0.");
         if a.all || global {
             let shape: Vec<String> = ti.shape.iter().map(|d| d.to_string()).collect();
+            let layout = match ti.layout {
+                llm_format::Layout::Rows => String::new(),
+                l => format!(" layout {}", l.name()),
+            };
             println!(
-                "  {:<28} {:<6} [{}] {} bytes",
+                "  {:<28} {:<6} [{}] {} bytes{layout}",
                 ti.name,
                 ti.dtype.name(),
                 shape.join(", "),
