@@ -52,7 +52,8 @@ fn fixed_header_fields_give_their_own_errors() {
     };
     assert_eq!(with(0, b'X'), FormatError::BadMagic);
     assert_eq!(with(4, 2), FormatError::UnsupportedVersion(2));
-    assert!(with(8, 1).to_string().contains("flags"));
+    // Bit 0 is FLAG_LAYOUTS (known); bit 1 is not, and must be refused by name.
+    assert!(with(8, 2).to_string().contains("flags"));
     assert!(with(12, 32).to_string().contains("alignment"));
 }
 

@@ -38,6 +38,7 @@ fn r16_round_trips_through_a_file_and_matches_the_spec() {
             .to_f32_vec();
         w.set_layout("w", Layout::R16).unwrap();
         let bytes = w.to_bytes().unwrap();
+        llm_format::testing::fuzz_seed("llm_reader", &format!("r16_{dtype}"), &[&bytes]);
         assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
         let f = LlmFile::parse(&bytes).unwrap();
         f.verify_all().unwrap();
@@ -134,15 +135,17 @@ fn r16_file(rng: &mut Rng) -> (Vec<u8>, usize) {
     let (mut w, _) = one_matrix(rng, DType::F32, 16, 16);
     w.set_layout("w", Layout::R16).unwrap();
     let bytes = w.to_bytes().unwrap();
-    // Entry: u64 name length 1, "w", u32 dtype, u32 layout.
-    let at = bytes
-        .windows(9)
-        .position(|s| s == b"\x01\0\0\0\0\0\0\0w")
-        .unwrap()
-        + 9
-        + 4;
+    let at = layout_field(&bytes, b'w');
     assert_eq!(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()), 1);
     (bytes, at)
+}
+
+/// Where the layout id of the one-letter tensor `name` sits in a file's directory:
+/// after its u64 name length 1, the name and the u32 dtype.
+fn layout_field(bytes: &[u8], name: u8) -> usize {
+    let mut entry = 1u64.to_le_bytes().to_vec();
+    entry.push(name);
+    bytes.windows(9).position(|s| s == entry).unwrap() + 9 + 4
 }
 
 fn parse_err(bytes: &[u8]) -> String {
@@ -173,12 +176,7 @@ fn a_reader_refuses_unknown_flags_and_layouts_that_do_not_fit() {
 
     // Layout r16 on the 1-D tensor `b`: the second entry's layout field.
     let mut b = good.clone();
-    let at_b = b
-        .windows(9)
-        .position(|s| s == b"\x01\0\0\0\0\0\0\0b")
-        .unwrap()
-        + 9
-        + 4;
+    let at_b = layout_field(&b, b'b');
     b[at_b] = 1;
     reseal(&mut b);
     let e = parse_err(&b);
