@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the aarch64 (NEON) kernel tests on an x86-64 machine: cross-builds llmrt for
 # aarch64-unknown-linux-gnu and runs its tests under qemu-user, twice for the kernels:
-# on `-cpu max` (NEON with dotprod and i8mm) and on `-cpu cortex-a72` (plain NEON).
+# on `-cpu max` (NEON with dotprod, i8mm and BF16: `neon_bf16` runs) and on
+# `-cpu cortex-a72` (plain NEON).
 # Also builds the no_std library for aarch64, and runs the lib tests and the root
 # package's decoder test (the whole decoder against an f64 reference) under qemu.
 #
@@ -91,9 +92,9 @@ run() {
 }
 
 run max "no_std build" build --release -p llmrt --lib --no-default-features
-run max "llmrt kernel tests, -cpu max (NEON + dotprod)" \
+run max "llmrt kernel tests, -cpu max (NEON, dotprod, BF16)" \
     test --release -p llmrt --test kernels
-run cortex-a72 "llmrt kernel tests, -cpu cortex-a72 (NEON, no dotprod)" \
+run cortex-a72 "llmrt kernel tests, -cpu cortex-a72 (NEON only)" \
     test --release -p llmrt --test kernels
 run max "llmrt lib tests" test --release -p llmrt --lib
 run max "decoder against the f64 reference" test --release -p llmrt-suite --test decoder

@@ -227,6 +227,37 @@ pub(crate) fn build_quads(blocks: &[Q8Act], nb: usize, quads: &mut [Q8Quad]) {
     }
 }
 
+/// Row stride of activations rounded to bf16 for the bf16 dot-product kernels
+/// (`avx512_bf16`, `amx`, `neon_bf16`): `cols` rounded up to 32, so every load of a
+/// row is a whole register on every path (512 bits on x86-64).
+pub(crate) fn bf16_padded(cols: usize) -> usize {
+    cols.next_multiple_of(32)
+}
+
+/// Rounds `x` (rows of `cols` values) to bf16, to nearest even, into `out` (rows of
+/// [`bf16_padded`]`(cols)` values, the padding zero): the portable form of the bits
+/// `avx512_bf16` writes with `vcvtneps2bf16` (equal for every value but NaN, whose
+/// payload may differ), for paths without a vector rounding of their own.
+///
+/// # Panics
+/// Unless `out.len() / bf16_padded(cols) == x.len() / cols` with no remainders.
+pub(crate) fn round_bf16_rows(x: &[f32], cols: usize, out: &mut [u16]) {
+    let stride = bf16_padded(cols);
+    let n = x.len().checked_div(cols).unwrap_or(0);
+    assert!(x.len() == n * cols || cols == 0);
+    assert_eq!(out.len(), n * stride);
+    for (xr, or) in x
+        .chunks_exact(cols.max(1))
+        .zip(out.chunks_exact_mut(stride.max(1)))
+    {
+        let (head, pad) = or.split_at_mut(cols);
+        for (o, v) in head.iter_mut().zip(xr) {
+            *o = half::bf16::from_f32(*v).to_bits();
+        }
+        pad.fill(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +321,27 @@ mod tests {
         quantize(&x, &mut a);
         t.quantize(&x, &mut b);
         assert_eq!(a, b);
+    }
+
+    /// The portable bf16 rounding and AVX-512's `vcvtneps2bf16` give the same bits
+    /// (random rows, ties included, 45 columns: a partial register and padding).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn avx512_bf16_rounding_is_bit_identical() {
+        let Some(b) = super::super::avx512_bf16::Bf16Dots::detect() else {
+            return;
+        };
+        let mut x = inputs();
+        // Exact ties between two bf16 values: 1 + 2⁻⁸ (to even: 1) and 1 + 3·2⁻⁸.
+        x.extend([1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, -(1.0 + 1.0 / 256.0)]);
+        let cols = 45;
+        x.truncate(x.len() / cols * cols);
+        let len = x.len() / cols * bf16_padded(cols);
+        let (mut want, mut got) = (vec![1u16; len], vec![1u16; len]);
+        round_bf16_rows(&x, cols, &mut want);
+        b.round_rows(&x, cols, &mut got);
+        assert_eq!(want, got);
+        assert!(want.iter().any(|&v| v != 0));
     }
 
     /// Found by fuzzing (`capi_load`): a block with NaN or infinite values gave a

@@ -31,7 +31,7 @@
 //! stable yet.
 
 use super::OutRows;
-use super::{avx512_bf16::padded, Matrix};
+use super::{act::bf16_padded, Matrix};
 use core::arch::asm;
 use core::arch::x86_64::*;
 use llm_format::DType;
@@ -74,17 +74,17 @@ impl Amx {
     }
 
     /// Elements of the activation buffer for `n` activations of `cols` columns: `n`
-    /// rounded up to [`STEP`], times [`padded`]`(cols)`.
+    /// rounded up to [`STEP`], times [`bf16_padded`]`(cols)`.
     pub(crate) fn buffer_len(n: usize, cols: usize) -> usize {
-        n.next_multiple_of(STEP) * padded(cols)
+        n.next_multiple_of(STEP) * bf16_padded(cols)
     }
 
     /// Rounds activations `16·b0..16·b1` of `x` (`n` rows of `cols`) to bf16 into
-    /// `out`, blocks `b0..b1` of the B layout above (`16·padded(cols)` values each);
+    /// `out`, blocks `b0..b1` of the B layout above (`16·bf16_padded(cols)` values each);
     /// rows past `n` are zero.
     ///
     /// # Panics
-    /// If `x.len() != n·cols` or `out.len() != (b1 - b0)·16·padded(cols)`.
+    /// If `x.len() != n·cols` or `out.len() != (b1 - b0)·16·bf16_padded(cols)`.
     pub(crate) fn round_blocks(
         self,
         x: &[f32],
@@ -95,7 +95,7 @@ impl Amx {
         out: &mut [u16],
     ) {
         assert_eq!(x.len(), n * cols);
-        assert_eq!(out.len(), (b1 - b0) * BLOCK * padded(cols));
+        assert_eq!(out.len(), (b1 - b0) * BLOCK * bf16_padded(cols));
         // SAFETY: the token exists only if the CPU has every feature it enables.
         unsafe { round_blocks(x, n, cols, b0, out) }
     }
@@ -239,7 +239,7 @@ unsafe fn bf16_32<const F16: bool>(row: *const u8, cols: usize, c: usize) -> __m
 
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
 fn round_blocks(x: &[f32], n: usize, cols: usize, b0: usize, out: &mut [u16]) {
-    let groups = padded(cols) / 32;
+    let groups = bf16_padded(cols) / 32;
     for (bo, block) in out.chunks_exact_mut(BLOCK * 32 * groups).enumerate() {
         let first = (b0 + bo) * BLOCK;
         for (g, tile) in block.chunks_exact_mut(BLOCK * 32).enumerate() {
@@ -389,7 +389,7 @@ fn rows<const F16: bool, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut O
     if n == 0 || r0 == r1 {
         return;
     }
-    let stride = padded(cols);
+    let stride = bf16_padded(cols);
     let groups = stride / 32;
     let row_bytes = 2 * cols;
     let blocks = n.next_multiple_of(STEP) / BLOCK;
@@ -557,7 +557,7 @@ mod tests {
                     let blocks = n.next_multiple_of(STEP) / BLOCK;
                     // Two calls over halves of the blocks, as threads split them.
                     let half_b = blocks / 2;
-                    let per = BLOCK * padded(cols);
+                    let per = BLOCK * bf16_padded(cols);
                     let (lo, hi) = xb.split_at_mut(half_b * per);
                     // SAFETY: the features were checked above.
                     unsafe {

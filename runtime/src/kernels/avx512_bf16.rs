@@ -4,7 +4,7 @@
 //!
 //! * The activations of a product are rounded to bf16 once per call ([`round_rows`],
 //!   `vcvtneps2bf16`: round to nearest even), each row padded with zeros to a multiple
-//!   of 32 columns, so every load of them is a whole register.
+//!   of 32 columns (`act::bf16_padded`), so every load of them is a whole register.
 //! * The weights go 16 rows at a time, in chunks of up to [`KG`] groups of 32
 //!   columns, made bf16 once per chunk (F16 through f32, exact, and
 //!   `vcvtne2ps2bf16`, rounded to nearest even; BF16 as they are; the last partial
@@ -35,6 +35,7 @@
 //! load. Their activations are rounded as for a prompt, within the same bound, as
 //! llama.cpp does for BF16 weights (its `vec_dot_type`).
 
+use super::act::bf16_padded;
 use super::avx512_rows16::{group, store_rows, transpose16, ROWS};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
@@ -94,10 +95,10 @@ impl Bf16Dots {
     }
 
     /// Rounds `x` (rows of `cols` values) to bf16 into `out` (rows of
-    /// [`padded`]`(cols)` values, the padding zero).
+    /// [`bf16_padded`]`(cols)` values, the padding zero).
     ///
     /// # Panics
-    /// Unless `out.len() / padded(cols) == x.len() / cols` with no remainders.
+    /// Unless `out.len() / bf16_padded(cols) == x.len() / cols` with no remainders.
     pub(crate) fn round_rows(self, x: &[f32], cols: usize, out: &mut [u16]) {
         // SAFETY: the token exists only if the CPU has every feature it enables.
         unsafe { round_rows(x, cols, out) }
@@ -136,7 +137,7 @@ impl Bf16Dots {
 fn gen(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
     assert_eq!(w.dtype, DType::BF16, "bf16 generation takes BF16 weights");
     let cols = w.cols;
-    assert!(out.n() == 1 && xb.len() == padded(cols));
+    assert!(out.n() == 1 && xb.len() == bf16_padded(cols));
     let whole = cols / 32;
     let bh = |v: __m512i| {
         // SAFETY: same size; 32 bf16 bit patterns.
@@ -228,14 +229,9 @@ fn probe() -> f64 {
     (32.0 / best[0] as f64) / (16.0 / best[1] as f64)
 }
 
-/// Row stride of the bf16 activations: `cols` rounded up to whole registers of 32.
-pub(crate) fn padded(cols: usize) -> usize {
-    cols.next_multiple_of(32)
-}
-
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
 fn round_rows(x: &[f32], cols: usize, out: &mut [u16]) {
-    let stride = padded(cols);
+    let stride = bf16_padded(cols);
     let n = x.len().checked_div(cols).unwrap_or(0);
     assert!(x.len() == n * cols || cols == 0);
     assert_eq!(out.len(), n * stride);
@@ -382,7 +378,7 @@ unsafe fn widen_r16(base: *const u8, g: usize) -> [__m512i; 16] {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,f16c")]
 fn rows<const F16: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
     let (n, cols) = (out.n(), w.cols);
-    let stride = padded(cols);
+    let stride = bf16_padded(cols);
     assert_eq!(xb.len(), n * stride);
     let groups = stride / 32;
     let r16 = w.layout == Layout::R16;

@@ -2,12 +2,12 @@
 //! thread pool, and how a product is split into parts of rows across the pool.
 
 use super::act::{self, Q8Act, Q8Quad, Q8K};
+#[cfg(target_arch = "x86_64")]
+use super::amx;
 use super::dispatch::{Engine, KernelPath, VecOps};
 use super::matrix::check_shapes;
 #[cfg(feature = "std")]
 use super::pool;
-#[cfg(target_arch = "x86_64")]
-use super::{amx, avx512_bf16};
 use super::{Acts, Matrix, OutRows, SharedMut};
 use alloc::vec::Vec;
 use core::fmt;
@@ -131,7 +131,8 @@ impl Cpu {
     }
 
     /// Whether prompts (more than one activation row) with F16 or BF16 weights run on
-    /// bf16 dot products: the CPU has them (AVX-512 BF16 on the `avx512` path) and
+    /// bf16 dot products: the CPU has them (AVX-512 BF16 on the `avx512` path,
+    /// FEAT_BF16 on the `neon` path) and
     /// [`Cpu::set_f16_exact`] did not turn them off. Their activations, and F16
     /// weights, are then rounded to bf16 (relative error at most 2⁻⁸ each, so each
     /// output within `(2·2⁻⁸ + 2⁻¹⁶)·Σ|w||x|` of the f32 products, typically about
@@ -141,11 +142,7 @@ impl Cpu {
     /// Where the CPU also has AMX tiles, they compute the same products
     /// ([`Cpu::amx_prompts`]).
     pub fn bf16_prompts(&self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        let has = self.engine.bf16().is_some();
-        #[cfg(not(target_arch = "x86_64"))]
-        let has = false;
-        has && !self.f16_exact
+        self.engine.has_bf16() && !self.f16_exact
     }
 
     /// Whether a product of `n` activation rows with `dtype` weights runs on bf16 dot
@@ -358,16 +355,16 @@ impl Cpu {
 
     /// Rounds `x` to bf16 into the scratch if the product takes bf16 dot products
     /// ([`bf16_dots`]) and the engine has them (`amx`'s layout for a prompt where the
-    /// engine has the tiles, else `avx512_bf16`'s rows); otherwise
+    /// engine has the tiles, else rows of `act::bf16_padded(cols)`); otherwise
     /// leaves everything empty (the kernels then read `x` itself).
-    #[cfg(target_arch = "x86_64")]
     fn round_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
-        let dots = self.engine.bf16().filter(|_| !self.f16_exact);
-        let (Some(b), true) = (dots, bf16_dots(w.dtype, n) && w.cols > 0) else {
+        let engine = self.engine;
+        if self.f16_exact || !engine.has_bf16() || !bf16_dots(w.dtype, n) || w.cols == 0 {
             return Filled::default();
-        };
-        let (cols, stride) = (w.cols, avx512_bf16::padded(w.cols));
-        if let (Some(tiles), true) = (self.engine.amx(), n > 1) {
+        }
+        let (cols, stride) = (w.cols, act::bf16_padded(w.cols));
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(tiles), true) = (engine.amx(), n > 1) {
             // The tiles' B layout, in blocks of 16 activations (`amx`).
             let len = amx::Amx::buffer_len(n, cols);
             let per_block = amx::BLOCK * stride;
@@ -390,17 +387,12 @@ impl Cpu {
             // SAFETY: rows i0..i1 belong to this part alone (`by_rows` gives disjoint
             // ranges), and the buffer outlives the call.
             let o = unsafe { sx.slice(i0 * stride, (i1 - i0) * stride) };
-            b.round_rows(&x[i0 * cols..i1 * cols], cols, o);
+            engine.round_bf16(&x[i0 * cols..i1 * cols], cols, o);
         });
         Filled {
             halves: n * stride,
             ..Filled::default()
         }
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    fn round_input(&mut self, _: &Matrix<'_>, _: &[f32], _: usize) -> Filled {
-        Filled::default()
     }
 
     /// The activations `x` in every form the kernels read, the quantised ones from the
@@ -486,22 +478,20 @@ impl Cpu {
 }
 
 /// Whether a new context multiplies F16/BF16 prompts with bf16 dot products: the
-/// engine has them and they are faster than f32 FMAs on this CPU
-/// (`Bf16Dots::faster_than_fma`, measured once, or AMX tiles), unless `LLMRT_BF16_DOTS=1` or `=0`
-/// (std) says so either way (where the CPU has them at all).
+/// engine has them and they are the faster choice here (`Engine::bf16_faster`),
+/// unless `LLMRT_BF16_DOTS=1` or `=0` (std) says so either way (where the CPU has them
+/// at all).
 fn bf16_by_default(engine: Engine) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(b) = engine.bf16() {
-        #[cfg(feature = "std")]
-        match std::env::var("LLMRT_BF16_DOTS").as_deref() {
-            Ok("1") => return true,
-            Ok("0") => return false,
-            _ => {}
-        }
-        return b.faster_than_fma() || engine.amx().is_some();
+    if !engine.has_bf16() {
+        return false;
     }
-    let _ = engine;
-    false
+    #[cfg(feature = "std")]
+    match std::env::var("LLMRT_BF16_DOTS").as_deref() {
+        Ok("1") => return true,
+        Ok("0") => return false,
+        _ => {}
+    }
+    engine.bf16_faster()
 }
 
 /// How many of each kind of quantised activation block the last

@@ -25,7 +25,8 @@ pub enum KernelPath {
     Avx2,
     /// x86-64 AVX-512 F/BW/VL/DQ with VNNI integer dots, plus FMA and F16C (512-bit).
     Avx512,
-    /// aarch64 NEON (no `dotprod` variant yet: its intrinsics are unstable in Rust).
+    /// aarch64 NEON, with `bfdot` for F16/BF16 weights where the CPU has BF16 (no
+    /// `dotprod` variant yet for the quantised types).
     Neon,
 }
 
@@ -125,6 +126,49 @@ impl Engine {
             Engine::Avx512(t) => t.bf16(),
             _ => None,
         }
+    }
+
+    /// Whether this engine has bf16 dot products for F16/BF16 weights
+    /// (`avx512_bf16`, `neon_bf16`).
+    pub(crate) fn has_bf16(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(t) => t.bf16().is_some(),
+            #[cfg(target_arch = "aarch64")]
+            Engine::Neon(t) => t.bf16().is_some(),
+            _ => false,
+        }
+    }
+
+    /// Whether those bf16 dot products are faster than this engine's f32 products,
+    /// so that a new context takes them (`Cpu::set_f16_exact`): on x86-64 where
+    /// `vdpbf16ps` runs at least 1.5 times the FMA's multiply-adds (measured once,
+    /// `Bf16Dots::faster_than_fma`) or the AMX tiles are on; on aarch64 always, since
+    /// `bfdot` does twice `fmla`'s multiply-adds and its tiles reuse each load where
+    /// the f32 path takes one row against one activation.
+    pub(crate) fn bf16_faster(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Avx512(t) => t
+                .bf16()
+                .is_some_and(|b| b.faster_than_fma() || t.amx().is_some()),
+            #[cfg(target_arch = "aarch64")]
+            Engine::Neon(t) => t.bf16().is_some(),
+            _ => false,
+        }
+    }
+
+    /// Rounds `x` (rows of `cols`) to bf16 into `out` for [`Engine::has_bf16`]'s dot
+    /// products: rows of `act::bf16_padded(cols)`, the padding zero.
+    ///
+    /// # Panics
+    /// As `act::round_bf16_rows`.
+    pub(crate) fn round_bf16(self, x: &[f32], cols: usize, out: &mut [u16]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(b) = self.bf16() {
+            return b.round_rows(x, cols, out);
+        }
+        act::round_bf16_rows(x, cols, out)
     }
 
     /// The AMX tiles for F16/BF16 prompts (`amx`), if this engine has them.

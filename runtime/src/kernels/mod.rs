@@ -5,8 +5,9 @@
 //! * `avx2` (AVX2 + FMA + F16C), `avx512` (AVX-512 F/BW/VL/DQ + VNNI), their K-quant
 //!   halves `avx2_k`/`avx512_k`, and `neon` (aarch64) compute the same functions;
 //!   tests force every path the CPU has and compare it with the reference.
-//! * Where the CPU has AVX-512 BF16, the `avx512` path multiplies F16 and BF16
-//!   weights in prompts with bf16 dot products (`avx512_bf16`): the activations and
+//! * Where the CPU has AVX-512 BF16 (or FEAT_BF16 on aarch64), the `avx512` (`neon`)
+//!   path multiplies F16 and BF16 weights in prompts with bf16 dot products
+//!   (`avx512_bf16`, `neon_bf16`): the activations and
 //!   F16 weights are rounded to bf16, a relative error of at most 2⁻⁸ per factor
 //!   that the tests bound; [`Cpu::set_f16_exact`] keeps the f32 products.
 //! * Quantised weights are never dequantised on the hot path: the activations are
@@ -49,6 +50,8 @@ mod marker;
 mod matrix;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_bf16;
 mod out;
 #[cfg(feature = "std")]
 pub mod pool;

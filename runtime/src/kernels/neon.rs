@@ -4,7 +4,8 @@
 //! * Floats: 4 × 4-lane FMA accumulators over 16 columns per step; bf16 weights are
 //!   widened in registers (a 16-bit shift), f16 weights 32 at a time with `half` into
 //!   a buffer and then multiplied in NEON. The last `cols % 16` columns go through the
-//!   scalar dot.
+//!   scalar dot. Where the CPU has BF16, F16/BF16 prompts and BF16 generation take
+//!   `bfdot` tiles instead (`neon_bf16`), unless the context keeps f32 products.
 //! * Blocks of 32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL): each block's weight quants
 //!   unpacked to 32 signed bytes in registers (nibbles by mask and shift, Q5's fifth
 //!   bits by a bit test of the mask bytes, IQ4_NL's levels by a table lookup, `tbl`),
@@ -27,6 +28,7 @@
 //! path is unmeasured.
 
 use super::act::{Q8Act, Q8K, QK};
+use super::neon_bf16::NeonBf16;
 use super::scalar::{self, f16_at};
 use super::{Acts, Matrix, OutRows};
 use core::arch::aarch64::*;
@@ -36,10 +38,14 @@ use llm_format::quant::{
     BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
     IQ4_NL_VALUES,
 };
+use llm_format::DType;
 
 /// Proof that the CPU has NEON: exists only through [`Neon::detect`].
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Neon(());
+pub(crate) struct Neon {
+    /// The bf16 dot products for F16/BF16 weights, if the CPU has them.
+    bf16: Option<NeonBf16>,
+}
 
 impl Neon {
     /// The token, if this CPU has NEON (std: run-time detection; no_std: compile-time).
@@ -48,11 +54,23 @@ impl Neon {
         let ok = std::arch::is_aarch64_feature_detected!("neon");
         #[cfg(not(feature = "std"))]
         let ok = cfg!(target_feature = "neon");
-        ok.then_some(Neon(()))
+        ok.then(|| Neon {
+            bf16: NeonBf16::detect(),
+        })
     }
 
-    /// See `scalar::rows`.
+    /// The bf16 dot products for F16/BF16 weights (`neon_bf16`), if the CPU has them.
+    pub(crate) fn bf16(self) -> Option<NeonBf16> {
+        self.bf16
+    }
+
+    /// See `scalar::rows`. F16/BF16 products whose activations were rounded to bf16
+    /// (`acts.xb` filled, which needs this token's `bf16`) go to `neon_bf16`.
     pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
+        if let (DType::F16 | DType::BF16, Some(b), false) = (w.dtype, self.bf16, acts.xb.is_empty())
+        {
+            return b.rows(w, acts.xb, out);
+        }
         // SAFETY: the token exists only if the CPU has NEON.
         unsafe { rows(w, acts, out) }
     }
