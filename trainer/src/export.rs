@@ -10,7 +10,7 @@ use crate::model::Model;
 use crate::recipe::QuantPlan;
 use crate::tokenize::TextTokenizer;
 use llm_format::options::keys;
-use llm_format::{DType, LlmWriter, TokenizerSpec, Value};
+use llm_format::{DType, Layout, LlmWriter, TokenizerSpec, Value};
 use std::path::{Path, PathBuf};
 
 /// An export problem.
@@ -31,7 +31,8 @@ impl From<CheckpointError> for ExportError {
     }
 }
 
-/// Writes `model` to `path` (atomically) with `dtype` for the matrices.
+/// Writes `model` to `path` (atomically) with `dtype` for the matrices, their rows
+/// plain.
 pub fn export_model(
     model: &Model<f32>,
     tokenizer: &TokenizerSpec<'_>,
@@ -40,6 +41,20 @@ pub fn export_model(
     plan: QuantPlan,
     path: &Path,
 ) -> Result<(), ExportError> {
+    let w = export_writer(model, tokenizer, config_toml, source, plan, path)?;
+    w.write_to(path)
+        .map_err(|e| ExportError(format!("{}: {e}", path.display())))
+}
+
+/// The writer [`export_model`] fills (`path` only names the file in errors).
+fn export_writer(
+    model: &Model<f32>,
+    tokenizer: &TokenizerSpec<'_>,
+    config_toml: Option<&str>,
+    source: &str,
+    plan: QuantPlan,
+    path: &Path,
+) -> Result<LlmWriter, ExportError> {
     let fail = |e: llm_format::FormatError| ExportError(format!("{}: {e}", path.display()));
     let mut w = LlmWriter::new();
     w.extend_meta(model.opts.to_meta());
@@ -67,7 +82,7 @@ pub fn export_model(
         w.add_tensor_f32(s.name.clone(), dt, &s.shape, x)
             .map_err(fail)?;
     }
-    w.write_to(path).map_err(fail)
+    Ok(w)
 }
 
 /// A run folder's config, latest checkpoint's weights and tokenizer.
@@ -108,6 +123,10 @@ pub struct ExportArgs {
     /// K-quant mixture (q4_k_m, q5_k_m, q6_k, ...).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// How the matrices' rows are stored, as for `llm-train quantize --layout`:
+    /// `rows` (plain) or `r16` (F32/F16/BF16 matrices, 16 rows interleaved).
+    #[arg(long, default_value = "rows", value_parser = crate::quantize::parse_layout)]
+    pub layout: Layout,
 }
 
 /// Whether `out` lies inside the folder `run`.
@@ -135,7 +154,7 @@ pub fn run_export(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
     let (cfg, model, tok) = load_run(&args.run)?;
-    export_model(
+    let mut w = export_writer(
         &model,
         &tok.spec(),
         Some(&cfg.to_toml()),
@@ -143,6 +162,16 @@ pub fn run_export(args: ExportArgs) -> Result<(), Box<dyn std::error::Error>> {
         plan,
         &args.out,
     )?;
-    println!("wrote {} ({plan})", args.out.display());
+    let (done, kept) = crate::quantize::set_matrix_layouts(&mut w, &model.opts, args.layout)?;
+    w.write_to(&args.out)
+        .map_err(|e| ExportError(format!("{}: {e}", args.out.display())))?;
+    match args.layout {
+        Layout::Rows => println!("wrote {} ({plan})", args.out.display()),
+        l => println!(
+            "wrote {} ({plan}, {done} matrices in layout {}, {kept} left in rows)",
+            args.out.display(),
+            l.name()
+        ),
+    }
     Ok(())
 }

@@ -186,7 +186,8 @@ pub struct QuantizeArgs {
     pub layout: Layout,
 }
 
-fn parse_layout(s: &str) -> Result<Layout, String> {
+/// A `--layout` argument: a name of [`Layout::ALL`].
+pub(crate) fn parse_layout(s: &str) -> Result<Layout, String> {
     Layout::from_name(s).ok_or_else(|| {
         let names: Vec<_> = Layout::ALL.iter().map(|l| l.name()).collect();
         format!("unknown layout '{s}' (one of: {})", names.join(", "))

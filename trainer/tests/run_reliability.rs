@@ -146,3 +146,47 @@ fn data_and_out_errors_name_their_cause() {
     );
     assert!(e.contains("/proc/llm-train-no-such-run"), "{e}");
 }
+
+/// `llm-train export --layout r16` stores the matrices whose rows come in sixteens
+/// in layout r16 and the rest in plain rows, with the values of a plain export.
+#[test]
+fn export_layout_r16_keeps_the_plain_exports_values() {
+    use llm_format::{Layout, LlmFile};
+    let d = scratch("export_r16");
+    let data = corpus(&d);
+    let run = d.join("run");
+    let o = train_cmd(&data, &run, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let export = |out: &Path, layout: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_llm-train"))
+            .args(["export", "--dtype", "f16", "--layout", layout, "--run"])
+            .arg(&run)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let (plain, r16) = (d.join("plain.llm"), d.join("r16.llm"));
+    export(&plain, "rows");
+    let said = export(&r16, "r16");
+    let (x, y) = (std::fs::read(&plain).unwrap(), std::fs::read(&r16).unwrap());
+    let (x, y) = (LlmFile::parse(&x).unwrap(), LlmFile::parse(&y).unwrap());
+    y.verify_all().unwrap();
+    let mut stored = 0;
+    for slot in x.options().unwrap().tensor_layout() {
+        let (tx, ty) = (x.tensor(&slot.name).unwrap(), y.tensor(&slot.name).unwrap());
+        assert_eq!(tx.layout, Layout::Rows);
+        let fits = slot.matrix && slot.shape[0] % 16 == 0;
+        let want = if fits { Layout::R16 } else { Layout::Rows };
+        assert_eq!(ty.layout, want, "{}", slot.name);
+        stored += usize::from(fits);
+        assert_eq!(tx.to_f32_vec(), ty.to_f32_vec(), "{}", slot.name);
+    }
+    assert!(stored > 0, "no matrix in r16");
+    assert!(
+        said.contains(&format!("{stored} matrices in layout r16")),
+        "{said}"
+    );
+}

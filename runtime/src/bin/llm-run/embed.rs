@@ -59,8 +59,8 @@ pub struct Common {
     cache_type: llmrt::CacheType,
     /// F16/BF16 weights: keep f32 activations and products in prompts (and BF16
     /// generation) instead of the bf16 dot products (which round both to bf16
-    /// where the CPU has AVX-512 BF16; this keeps f32 accuracy at about half the
-    /// prompt speed).
+    /// where the CPU has AVX-512 BF16 or aarch64 BF16; this keeps f32 accuracy at
+    /// about half the prompt speed).
     #[arg(long)]
     f16_exact: bool,
     /// Do not prepend BOS even if the tokenizer asks for it.

@@ -40,8 +40,8 @@ pub struct PplArgs {
     cache_type: llmrt::CacheType,
     /// F16/BF16 weights: keep f32 activations and products in prompts (and BF16
     /// generation) instead of the bf16 dot products (which round both to bf16
-    /// where the CPU has AVX-512 BF16; this keeps f32 accuracy at about half the
-    /// prompt speed).
+    /// where the CPU has AVX-512 BF16 or aarch64 BF16; this keeps f32 accuracy at
+    /// about half the prompt speed).
     #[arg(long)]
     f16_exact: bool,
     /// Score only the second half of each window, every token with at least
