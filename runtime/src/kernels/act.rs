@@ -234,6 +234,24 @@ pub(crate) fn bf16_padded(cols: usize) -> usize {
     cols.next_multiple_of(32)
 }
 
+/// The rows of a rounding to bf16: each row of `cols` values of `x` with its row of
+/// [`bf16_padded`]`(cols)` values of `out`.
+///
+/// # Panics
+/// Unless `out.len() / bf16_padded(cols) == x.len() / cols` with no remainders.
+pub(crate) fn bf16_row_pairs<'a>(
+    x: &'a [f32],
+    cols: usize,
+    out: &'a mut [u16],
+) -> impl Iterator<Item = (&'a [f32], &'a mut [u16])> {
+    let stride = bf16_padded(cols);
+    let n = x.len().checked_div(cols).unwrap_or(0);
+    assert!(x.len() == n * cols || cols == 0);
+    assert_eq!(out.len(), n * stride);
+    x.chunks_exact(cols.max(1))
+        .zip(out.chunks_exact_mut(stride.max(1)))
+}
+
 /// Rounds `x` (rows of `cols` values) to bf16, to nearest even, into `out` (rows of
 /// [`bf16_padded`]`(cols)` values, the padding zero): the portable form of the bits
 /// `avx512_bf16` writes with `vcvtneps2bf16` (equal for every value but NaN, whose
@@ -242,14 +260,7 @@ pub(crate) fn bf16_padded(cols: usize) -> usize {
 /// # Panics
 /// Unless `out.len() / bf16_padded(cols) == x.len() / cols` with no remainders.
 pub(crate) fn round_bf16_rows(x: &[f32], cols: usize, out: &mut [u16]) {
-    let stride = bf16_padded(cols);
-    let n = x.len().checked_div(cols).unwrap_or(0);
-    assert!(x.len() == n * cols || cols == 0);
-    assert_eq!(out.len(), n * stride);
-    for (xr, or) in x
-        .chunks_exact(cols.max(1))
-        .zip(out.chunks_exact_mut(stride.max(1)))
-    {
+    for (xr, or) in bf16_row_pairs(x, cols, out) {
         let (head, pad) = or.split_at_mut(cols);
         for (o, v) in head.iter_mut().zip(xr) {
             *o = half::bf16::from_f32(*v).to_bits();

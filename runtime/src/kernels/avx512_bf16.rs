@@ -35,7 +35,7 @@
 //! load. Their activations are rounded as for a prompt, within the same bound, as
 //! llama.cpp does for BF16 weights (its `vec_dot_type`).
 
-use super::act::bf16_padded;
+use super::act::{bf16_padded, bf16_row_pairs};
 use super::avx512_rows16::{group, store_rows, transpose16, ROWS};
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
@@ -232,13 +232,7 @@ fn probe() -> f64 {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
 fn round_rows(x: &[f32], cols: usize, out: &mut [u16]) {
     let stride = bf16_padded(cols);
-    let n = x.len().checked_div(cols).unwrap_or(0);
-    assert!(x.len() == n * cols || cols == 0);
-    assert_eq!(out.len(), n * stride);
-    for (xr, or) in x
-        .chunks_exact(cols.max(1))
-        .zip(out.chunks_exact_mut(stride.max(1)))
-    {
+    for (xr, or) in bf16_row_pairs(x, cols, out) {
         let mut c = 0;
         while c < stride {
             let left = cols.saturating_sub(c).min(16);
