@@ -74,7 +74,13 @@ impl Avx2 {
         out: &mut super::OutRows<'_>,
     ) {
         // SAFETY: the token exists only if the CPU has AVX2, FMA and F16C.
-        unsafe { rows(w, acts, out) }
+        unsafe {
+            if w.layout == llm_format::Layout::R16 {
+                // `Engine::reads_layout`: generation over floats only.
+                return super::avx2_r16::gen_floats(w, acts.x, out);
+            }
+            rows(w, acts, out)
+        }
     }
 
     /// See `act::quantize` (bit-identical for finite inputs).
