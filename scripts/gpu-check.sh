@@ -5,7 +5,8 @@
 #   2. builds the trainer's tests (release) with cargo, or, on a machine without cargo
 #      (the GPU machines have no Rust and no network), runs the test binaries that
 #      `scripts/gpu-check.sh --prepare` put in target/gpu-check/ (carry that folder),
-#   3. runs every CUDA test: host-side unit tests, NVRTC compile + ptxas spill check,
+#   3. runs every CUDA test (they are `#[ignore = "needs a CUDA GPU"]`, so this passes
+#      --include-ignored): host-side unit tests, NVRTC compile + ptxas spill check,
 #      each kernel against the CPU reference (fp32 1e-5, bf16 1e-2), the Backend trait
 #      against the CPU backend, a small device-resident GPT step that must learn,
 #   4. runs the runtime's CPU kernel tests with the host's AMX tiles (LLMRT_AMX=1: the
@@ -25,10 +26,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bindir=target/gpu-check
-tests="cuda_compile cuda_kernels cuda_bench"
+tests="cuda_compile cuda_kernels cuda_bench train_recompute"
 
 if [ "${1:-}" = "--prepare" ]; then
     mkdir -p "$bindir"
+    # Build first with cargo's own output, so that a failed build stops here, loudly.
+    if ! cargo test --release -p llm-train -p llmrt --no-run 2>&1 | grep -v '^ *Executable' | tail -n 40; then
+        echo "gpu-check --prepare: the build failed (above)"
+        exit 1
+    fi
     cargo test --release -p llm-train --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, shutil, sys
 want = set(sys.argv[1].split()) | {"llm_train"}
@@ -127,9 +133,9 @@ run_test() {
         local sel=(-p llm-train --test "$target")
         [ "$target" = llm_train ] && sel=(-p llm-train --lib)
         [ "$target" = kernels ] && sel=(-p llmrt --test kernels)
-        out=$(env "$@" timeout 240 cargo test --release "${sel[@]}" -- $filter --nocapture --test-threads 1 2>&1)
+        out=$(env "$@" timeout 240 cargo test --release "${sel[@]}" -- $filter --include-ignored --nocapture --test-threads 1 2>&1)
     else
-        out=$(env "$@" timeout 240 "$bindir/$target" $filter --nocapture --test-threads 1 2>&1)
+        out=$(env "$@" timeout 240 "$bindir/$target" $filter --include-ignored --nocapture --test-threads 1 2>&1)
     fi
     rc=$?
     printf '%s\n' "$out" >> "$log"
@@ -143,6 +149,7 @@ run_test "unit (host-side logic)" llm_train cuda
 run_test "NVRTC compile sm_80/sm_90, ptxas spills" cuda_compile ""
 run_test "kernels vs CPU reference" cuda_kernels ""
 run_test "small GPT step learns" cuda_bench small_gpt_step
+run_test "--recompute on the GPU = keeping everything" train_recompute recompute_on_cuda
 run_test "benchmark: GPT-2 124M" cuda_bench gpt2_124m_benchmark LLMRT_CUDA_BENCH=1
 
 if [ "$record" = "--record" ] && grep -q '^| [0-9]' "$log"; then
