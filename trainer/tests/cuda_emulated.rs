@@ -1,5 +1,5 @@
-//! The CUDA kernels run on the CPU through `trainer/src/cuda/emu/cuda_emu.h` (one
-//! std::thread per CUDA thread, barriers for __syncthreads and warp shuffles), against
+//! The CUDA kernels run on the CPU through `llmrt_cuda::emu` (`cuda/src/emu/cuda_emu.h`:
+//! one std::thread per CUDA thread, barriers for __syncthreads and warp shuffles), against
 //! the CPU trainer's reference functions, on fresh random inputs. This checks the
 //! kernels' arithmetic and indexing on machines without a GPU; the launchers and the real
 //! device are covered by `cuda_kernels.rs` on a GPU. Tolerances as there: element-wise
@@ -9,7 +9,7 @@
 //! `skipped: no C++20 compiler (...)` and returns.
 
 use half::bf16;
-use llm_train::cuda::kernels::{GpuFloat, KernelFile, Precision, COMMON};
+use llm_train::cuda::kernels::{GpuFloat, KernelFile, Precision};
 use llm_train::cuda::launch::{
     column_chunks, column_grid, elementwise, rope_tables, warp_per_row, AttnGeometry, TokenBuckets,
     BLOCK,
@@ -27,192 +27,8 @@ use llm_train::rng::Rng;
 
 mod cuda_util;
 use cuda_util::{assert_close, rng, rtol};
-use std::ffi::{c_char, c_void, CString};
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use llmrt_cuda::emu::{compiler, cptr as c, ptr as p, EmuArg as A, EmuModule as Emu};
 use std::sync::OnceLock;
-
-const EMU_HEADER: &str = include_str!("../src/cuda/emu/cuda_emu.h");
-
-type LaunchFn = unsafe extern "C" fn(
-    *const c_char,
-    u32,
-    u32,
-    u32,
-    u32,
-    u32,
-    u32,
-    usize,
-    *mut *mut c_void,
-) -> i32;
-
-/// One kernel file compiled for the CPU at one precision.
-struct Emu {
-    lib: libloading::Library,
-    file: &'static str,
-}
-
-/// A kernel argument, as the kernel's parameter type.
-enum A {
-    P(*mut c_void),
-    I(i32),
-    L(i64),
-    F(f32),
-}
-
-fn p<T>(v: &mut [T]) -> A {
-    A::P(v.as_mut_ptr() as *mut c_void)
-}
-
-fn c<T>(v: &[T]) -> A {
-    A::P(v.as_ptr() as *mut c_void)
-}
-
-/// The C++ compiler, once it has shown it builds a C++20 program with `<barrier>`
-/// (an older one is a reason to skip, not a kernel failure).
-fn compiler() -> Result<String, String> {
-    static PROBE: OnceLock<Result<String, String>> = OnceLock::new();
-    PROBE
-        .get_or_init(|| {
-            let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
-            let dir = std::env::temp_dir().join(format!("llmrt-emu-probe-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            let src = dir.join("probe.cpp");
-            std::fs::write(
-                &src,
-                "#include <barrier>\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\n",
-            )
-            .map_err(|e| e.to_string())?;
-            let out = Command::new(&cxx)
-                .args(["-std=c++20", "-pthread", "-o"])
-                .arg(dir.join("probe"))
-                .arg(&src)
-                .output();
-            let _ = std::fs::remove_dir_all(&dir);
-            match out {
-                Ok(o) if o.status.success() => Ok(cxx),
-                Ok(o) => Err(format!(
-                    "{cxx} cannot build C++20 <barrier>: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                )),
-                Err(e) => Err(format!("{cxx}: {e}")),
-            }
-        })
-        .clone()
-}
-
-/// The kernel text with the device-only spellings the emulator cannot take replaced.
-fn emu_source(file: &KernelFile, prec: Precision) -> String {
-    let common = COMMON.replace("#include <cuda_bf16.h>", "");
-    let body = file.source.replace(
-        "extern __shared__ float4 smem4[];",
-        "float4* smem4 = reinterpret_cast<float4*>(emu::dyn_smem);",
-    );
-    let mut s = format!(
-        "#include \"cuda_emu.h\"\n#define LLMRT_BF16 {}\n{common}\n{body}\n",
-        u8::from(prec == Precision::Bf16)
-    );
-    s.push_str(
-        "extern \"C\" int emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, \
-         unsigned bx, unsigned by, unsigned bz, size_t smem, void** args) {\n",
-    );
-    for f in file.functions {
-        s.push_str(&format!(
-            "  if (!strcmp(name, \"{f}\")) {{ emu::launch({f}, dim3{{gx, gy, gz}}, \
-             dim3{{bx, by, bz}}, smem, args); return 0; }}\n"
-        ));
-    }
-    s.push_str("  return -1;\n}\n");
-    s
-}
-
-impl Emu {
-    fn build(file: &'static KernelFile, prec: Precision) -> Result<Emu, String> {
-        let cxx = compiler()?;
-        // Tests run in parallel and may build the same file: one folder per build.
-        static BUILDS: AtomicUsize = AtomicUsize::new(0);
-        let dir: PathBuf = std::env::temp_dir().join(format!(
-            "llmrt-emu-{}-{}-{}-{}",
-            std::process::id(),
-            BUILDS.fetch_add(1, Ordering::Relaxed),
-            file.name,
-            prec.name()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("cuda_emu.h"), EMU_HEADER).map_err(|e| e.to_string())?;
-        let src = dir.join(format!("{}.cpp", file.name));
-        std::fs::write(&src, emu_source(file, prec)).map_err(|e| e.to_string())?;
-        let so = dir.join(format!("lib{}.so", file.name));
-        let out = Command::new(&cxx)
-            .args([
-                "-std=c++20",
-                "-O2",
-                "-shared",
-                "-fPIC",
-                "-pthread",
-                "-w",
-                "-o",
-            ])
-            .arg(&so)
-            .arg(&src)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            panic!(
-                "{}.cu does not compile for the emulator:\n{}",
-                file.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        // SAFETY: the library was just built from our sources; its initialisers are
-        // plain C++ static initialisation.
-        let lib = unsafe { libloading::Library::new(&so) }.map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok(Emu {
-            lib,
-            file: file.name,
-        })
-    }
-
-    fn launch(&self, name: &str, cfg: cudarc::driver::LaunchConfig, args: &[A]) {
-        let mut slots: Vec<u64> = args
-            .iter()
-            .map(|a| match a {
-                A::P(p) => *p as u64,
-                A::I(i) => *i as u32 as u64,
-                A::L(l) => *l as u64,
-                A::F(f) => f.to_bits() as u64,
-            })
-            .collect();
-        let mut ptrs: Vec<*mut c_void> = slots
-            .iter_mut()
-            .map(|s| s as *mut u64 as *mut c_void)
-            .collect();
-        let cname = CString::new(name).unwrap();
-        // SAFETY: `emu_launch` is the function emu_source generated; each slot holds a
-        // value of the kernel's parameter type in its low bytes (little-endian), and
-        // the pointers point into live host buffers the caller sized for the launch.
-        let rc = unsafe {
-            let f: libloading::Symbol<LaunchFn> = self.lib.get(b"emu_launch").unwrap();
-            f(
-                cname.as_ptr(),
-                cfg.grid_dim.0,
-                cfg.grid_dim.1,
-                cfg.grid_dim.2,
-                cfg.block_dim.0,
-                cfg.block_dim.1,
-                cfg.block_dim.2,
-                cfg.shared_mem_bytes as usize,
-                ptrs.as_mut_ptr(),
-            )
-        };
-        assert_eq!(rc, 0, "{} has no kernel {name}", self.file);
-    }
-}
 
 /// Normal(0, scale) values rounded through T (as f32) and in T.
 fn rand<T: GpuFloat>(r: &mut Rng, n: usize, scale: f64) -> (Vec<f32>, Vec<T>) {
@@ -238,7 +54,7 @@ fn each_precision(test: &str, file: &'static KernelFile, case: impl Fn(&Emu, &mu
     }
     let mut r = rng(test);
     for prec in Precision::ALL {
-        let emu = Emu::build(file, prec).expect("emulator build");
+        let emu = Emu::build(file, prec.variant()).expect("emulator build");
         case(&emu, &mut r, prec);
     }
 }
@@ -247,7 +63,7 @@ fn each_precision(test: &str, file: &'static KernelFile, case: impl Fn(&Emu, &mu
 fn bias_grad_emu(prec: Precision) -> &'static Emu {
     static BUILT: [OnceLock<Emu>; 2] = [OnceLock::new(), OnceLock::new()];
     BUILT[usize::from(prec == Precision::Bf16)]
-        .get_or_init(|| Emu::build(&bias_grad::FILE, prec).expect("emulator build"))
+        .get_or_init(|| Emu::build(&bias_grad::FILE, prec.variant()).expect("emulator build"))
 }
 
 /// Column sums through bias_grad.cu's finish kernel, as the launchers do.
@@ -1007,7 +823,7 @@ fn cast_kernels_round_like_half() {
         return;
     }
     let mut r = rng("casts");
-    let emu = Emu::build(&cast::FILE, Precision::F32).expect("emulator build");
+    let emu = Emu::build(&cast::FILE, Precision::F32.variant()).expect("emulator build");
     let n = 5003usize;
     let x: Vec<f32> = (0..n).map(|_| (r.normal() * 100.0) as f32).collect();
     let mut b = vec![bf16::ZERO; n];

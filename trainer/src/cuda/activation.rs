@@ -4,7 +4,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile};
+use super::kernels::{GpuFloat, KernelFile, COMMON};
 use super::launch::{check_len, elementwise, Launch};
 use cudarc::driver::CudaSlice;
 
@@ -21,6 +21,7 @@ pub const FILE: KernelFile = KernelFile {
         "swiglu_backward",
     ],
     hot: true,
+    prelude: COMMON,
 };
 
 /// A single-input activation.
@@ -51,7 +52,7 @@ pub fn forward<T: GpuFloat>(
 ) -> Result<(), CudaError> {
     check_len("act out", out.len(), n)?;
     check_len("act inp", inp.len(), n)?;
-    Launch::new(dev, &FILE, T::PRECISION, act.names().0)?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), act.names().0)?
         .ptr(out)
         .ptr(inp)
         .i64(n as i64)
@@ -71,7 +72,7 @@ pub fn backward<T: GpuFloat>(
     check_len("act dinp", dinp.len(), n)?;
     check_len("act inp", inp.len(), n)?;
     check_len("act dout", dout.len(), n)?;
-    Launch::new(dev, &FILE, T::PRECISION, act.names().1)?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), act.names().1)?
         .ptr(dinp)
         .ptr(inp)
         .ptr(dout)
@@ -91,7 +92,7 @@ pub fn swiglu_forward<T: GpuFloat>(
     check_len("swiglu out", out.len(), n)?;
     check_len("swiglu gate", gate.len(), n)?;
     check_len("swiglu up", up.len(), n)?;
-    Launch::new(dev, &FILE, T::PRECISION, "swiglu_forward")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "swiglu_forward")?
         .ptr(out)
         .ptr(gate)
         .ptr(up)
@@ -120,7 +121,7 @@ pub fn swiglu_backward<T: GpuFloat>(
     ] {
         check_len(name, len, n)?;
     }
-    Launch::new(dev, &FILE, T::PRECISION, "swiglu_backward")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "swiglu_backward")?
         .ptr(dgate)
         .ptr(dup)
         .ptr(gate)

@@ -3,7 +3,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile, Precision};
+use super::kernels::{GpuFloat, KernelFile, Precision, COMMON};
 use super::launch::{adam_bias_corrections, check_len, elementwise, Launch};
 use cudarc::driver::CudaSlice;
 
@@ -13,6 +13,7 @@ pub const FILE: KernelFile = KernelFile {
     source: include_str!("kernels/adamw.cu"),
     functions: &["adamw_update"],
     hot: false,
+    prelude: COMMON,
 };
 
 /// AdamW's hyper-parameters for one step (PyTorch names and defaults).
@@ -68,7 +69,7 @@ pub fn update<T: GpuFloat>(
         return Err(CudaError::Shape("adamw: step counts from 1".into()));
     }
     let (bc1, bc2) = adam_bias_corrections(hp.beta1, hp.beta2, hp.step);
-    Launch::new(dev, &FILE, T::PRECISION, "adamw_update")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "adamw_update")?
         .ptr(params)
         .opt(state.master.as_deref())
         .ptr(grads)

@@ -4,7 +4,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile};
+use super::kernels::{GpuFloat, KernelFile, COMMON};
 use super::launch::{as_i32, check_len, AttnGeometry, Launch, BLOCK};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
@@ -19,6 +19,7 @@ pub const FILE: KernelFile = KernelFile {
         "attention_backward_dkv",
     ],
     hot: true,
+    prelude: COMMON,
 };
 
 /// The shape of one attention call.
@@ -81,7 +82,7 @@ pub fn forward<T: GpuFloat>(
         (s.heads * s.head_dim) as i32,
         (s.kv_heads * s.head_dim) as i32,
     );
-    Launch::new(dev, &FILE, T::PRECISION, "attention_forward")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "attention_forward")?
         .ptr(out)
         .ptr(lse)
         .ptr(q)
@@ -153,17 +154,22 @@ pub fn backward<T: GpuFloat>(
         block_dim: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
     };
-    Launch::new(dev, &FILE, T::PRECISION, "attention_backward_preprocess")?
-        .out(&mut d)
-        .ptr(out)
-        .ptr(dout)
-        .i32(s.batch as i32)
-        .i32(s.seq as i32)
-        .i32(s.heads as i32)
-        .i32(s.head_dim as i32)
-        .i32(qs)
-        .run(pre)?;
-    Launch::new(dev, &FILE, T::PRECISION, "attention_backward_dq")?
+    Launch::new(
+        dev,
+        &FILE,
+        T::PRECISION.variant(),
+        "attention_backward_preprocess",
+    )?
+    .out(&mut d)
+    .ptr(out)
+    .ptr(dout)
+    .i32(s.batch as i32)
+    .i32(s.seq as i32)
+    .i32(s.heads as i32)
+    .i32(s.head_dim as i32)
+    .i32(qs)
+    .run(pre)?;
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "attention_backward_dq")?
         .ptr(dq)
         .ptr(dout)
         .ptr(q)
@@ -183,7 +189,7 @@ pub fn backward<T: GpuFloat>(
         .f32(scale)
         .i32(i32::from(accumulate))
         .run(g.config(s.seq, s.heads, s.batch, g.smem_forward())?)?;
-    Launch::new(dev, &FILE, T::PRECISION, "attention_backward_dkv")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "attention_backward_dkv")?
         .ptr(dk)
         .ptr(dv)
         .ptr(dout)

@@ -3,7 +3,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile};
+use super::kernels::{GpuFloat, KernelFile, COMMON};
 use super::launch::{as_i32, check_len, column_chunks, column_grid, elementwise, Launch};
 use cudarc::driver::CudaSlice;
 
@@ -13,6 +13,7 @@ pub const FILE: KernelFile = KernelFile {
     source: include_str!("kernels/bias_grad.cu"),
     functions: &["column_sum_partial", "column_sum_finish"],
     hot: true,
+    prelude: COMMON,
 };
 
 /// `out[c] += sum_k partial[k * stride + c]` over `chunks` partial rows.
@@ -33,7 +34,7 @@ pub fn finish<T: GpuFloat>(
     )?;
     let view = partial.slice(offset..);
     let (p, _sync) = cudarc::driver::DevicePtr::device_ptr(&view, dev.stream());
-    let l = Launch::new(dev, &FILE, T::PRECISION, "column_sum_finish")?.ptr(out);
+    let l = Launch::new(dev, &FILE, T::PRECISION.variant(), "column_sum_finish")?.ptr(out);
     l.raw(p)
         .i32(as_i32("chunks", chunks)?)
         .i32(as_i32("C", cols)?)
@@ -52,7 +53,7 @@ pub fn bias_backward<T: GpuFloat>(
     check_len("bias grad dout", dout.len(), rows * cols)?;
     let (chunks, per) = column_chunks(rows);
     let mut partial = dev.stream().alloc_zeros::<f32>(chunks * cols)?;
-    Launch::new(dev, &FILE, T::PRECISION, "column_sum_partial")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "column_sum_partial")?
         .out(&mut partial)
         .ptr(dout)
         .i32(as_i32("rows", rows)?)

@@ -2,7 +2,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{KernelFile, Precision};
+use super::kernels::{KernelFile, Precision, COMMON};
 use super::launch::{check_len, elementwise, Launch};
 use cudarc::driver::CudaSlice;
 use half::bf16;
@@ -13,6 +13,7 @@ pub const FILE: KernelFile = KernelFile {
     source: include_str!("kernels/cast.cu"),
     functions: &["cast_f32_to_bf16", "cast_bf16_to_f32"],
     hot: false,
+    prelude: COMMON,
 };
 
 /// `out = bf16(inp)`.
@@ -23,7 +24,7 @@ pub fn f32_to_bf16(
 ) -> Result<(), CudaError> {
     let n = inp.len();
     check_len("cast out", out.len(), n)?;
-    Launch::new(dev, &FILE, Precision::F32, "cast_f32_to_bf16")?
+    Launch::new(dev, &FILE, Precision::F32.variant(), "cast_f32_to_bf16")?
         .ptr(out)
         .ptr(inp)
         .i64(n as i64)
@@ -38,7 +39,7 @@ pub fn bf16_to_f32(
 ) -> Result<(), CudaError> {
     let n = inp.len();
     check_len("cast out", out.len(), n)?;
-    Launch::new(dev, &FILE, Precision::F32, "cast_bf16_to_f32")?
+    Launch::new(dev, &FILE, Precision::F32.variant(), "cast_bf16_to_f32")?
         .ptr(out)
         .ptr(inp)
         .i64(n as i64)

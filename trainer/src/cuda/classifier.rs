@@ -4,7 +4,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile};
+use super::kernels::{GpuFloat, KernelFile, COMMON};
 use super::launch::{as_i32, check_len, elementwise, Launch};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
@@ -14,6 +14,7 @@ pub const FILE: KernelFile = KernelFile {
     source: include_str!("kernels/classifier.cu"),
     functions: &["fused_classifier", "softmax_ce_probs", "softmax_ce_grad"],
     hot: true,
+    prelude: COMMON,
 };
 
 /// Threads per row of logits.
@@ -38,7 +39,7 @@ pub fn forward_backward<T: GpuFloat>(
     check_len("classifier targets", targets.len(), n)?;
     check_len("classifier host targets", host_targets.len(), n)?;
     check_targets(&host_targets[..n], vocab)?;
-    Launch::new(dev, &FILE, T::PRECISION, "fused_classifier")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "fused_classifier")?
         .ptr(logits)
         .ptr(losses)
         .ptr(targets)
@@ -83,7 +84,7 @@ pub fn probs<T: GpuFloat>(
     check_len("classifier targets", targets.len(), n)?;
     check_len("classifier host targets", host_targets.len(), n)?;
     check_targets(&host_targets[..n], vocab)?;
-    Launch::new(dev, &FILE, T::PRECISION, "softmax_ce_probs")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "softmax_ce_probs")?
         .ptr(logits)
         .ptr(losses)
         .ptr(targets)
@@ -104,7 +105,7 @@ pub fn grad<T: GpuFloat>(
     check_len("classifier probs", probs.len(), n * vocab)?;
     check_len("classifier dloss", dloss.len(), n)?;
     check_len("classifier targets", targets.len(), n)?;
-    Launch::new(dev, &FILE, T::PRECISION, "softmax_ce_grad")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "softmax_ce_grad")?
         .ptr(probs)
         .ptr(dloss)
         .ptr(targets)

@@ -3,7 +3,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile};
+use super::kernels::{GpuFloat, KernelFile, COMMON};
 use super::launch::{as_i32, check_len, check_tokens, elementwise, Launch, TokenBuckets, BLOCK};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
@@ -17,6 +17,7 @@ pub const FILE: KernelFile = KernelFile {
         "embedding_backward_tok",
     ],
     hot: false,
+    prelude: COMMON,
 };
 
 /// The shape of one embedding call.
@@ -52,7 +53,7 @@ pub fn forward<T: GpuFloat>(
     if let Some(p) = wpe {
         check_len("wpe", p.len(), s.seq * s.channels)?;
     }
-    Launch::new(dev, &FILE, T::PRECISION, "embedding_forward")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "embedding_forward")?
         .ptr(out)
         .ptr(tokens)
         .ptr(wte)
@@ -72,7 +73,7 @@ pub fn backward_pos<T: GpuFloat>(
 ) -> Result<(), CudaError> {
     check_len("dwpe", dwpe.len(), s.seq * s.channels)?;
     check_len("embedding dout", dout.len(), s.batch * s.seq * s.channels)?;
-    Launch::new(dev, &FILE, T::PRECISION, "embedding_backward_pos")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "embedding_backward_pos")?
         .ptr(dwpe)
         .ptr(dout)
         .i32(as_i32("B", s.batch)?)
@@ -110,7 +111,7 @@ pub fn backward_tok<T: GpuFloat>(
         block_dim: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
     };
-    Launch::new(dev, &FILE, T::PRECISION, "embedding_backward_tok")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "embedding_backward_tok")?
         .ptr(dwte)
         .ptr(dout)
         .ptr(&order)

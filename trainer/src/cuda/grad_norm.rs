@@ -3,7 +3,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile};
+use super::kernels::{GpuFloat, KernelFile, COMMON};
 use super::launch::{as_i32, check_len, elementwise, Launch, BLOCK};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
@@ -13,6 +13,7 @@ pub const FILE: KernelFile = KernelFile {
     source: include_str!("kernels/grad_norm.cu"),
     functions: &["norm_squared_accumulate", "norm_finish", "clip_by_norm"],
     hot: false,
+    prelude: COMMON,
 };
 
 /// Blocks of the sum-of-squares pass (and partials kept): fixed, so results do not
@@ -46,11 +47,16 @@ impl GlobalNorm {
             block_dim: (BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
-        Launch::new(dev, &FILE, T::PRECISION, "norm_squared_accumulate")?
-            .out(&mut self.partials)
-            .ptr(x)
-            .i64(x.len() as i64)
-            .run(cfg)
+        Launch::new(
+            dev,
+            &FILE,
+            T::PRECISION.variant(),
+            "norm_squared_accumulate",
+        )?
+        .out(&mut self.partials)
+        .ptr(x)
+        .i64(x.len() as i64)
+        .run(cfg)
     }
 
     /// Writes `sqrt(sum of everything added)` to the 1-element device value returned
@@ -61,7 +67,7 @@ impl GlobalNorm {
             block_dim: (BLOCK, 1, 1),
             shared_mem_bytes: 0,
         };
-        Launch::new(dev, &FILE, T::PRECISION, "norm_finish")?
+        Launch::new(dev, &FILE, T::PRECISION.variant(), "norm_finish")?
             .out(&mut self.norm)
             .ptr(&self.partials)
             .i32(as_i32("partials", NORM_BLOCKS)?)
@@ -80,7 +86,7 @@ pub fn clip<T: GpuFloat>(
 ) -> Result<(), CudaError> {
     check_len("clip norm", norm.len(), 1)?;
     let n = x.len();
-    Launch::new(dev, &FILE, T::PRECISION, "clip_by_norm")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "clip_by_norm")?
         .ptr(x)
         .i64(n as i64)
         .ptr(norm)

@@ -1,8 +1,9 @@
 //! The kernel library: one [`KernelFile`] per `kernels/<op>.cu` (declared by its launcher
-//! `<op>.rs`), the precisions each file is compiled at, and the element types that
-//! select them.
+//! `<op>.rs`, with [`COMMON`] as its prelude), the precisions each file is compiled at
+//! (each a [`Variant`] defining `LLMRT_BF16`), and the element types that select them.
 
 use half::bf16;
+pub use llmrt_cuda::source::{signature, KernelFile, ParamKind, Variant};
 
 /// `kernels/common.cuh`, prepended to every file before compilation.
 pub const COMMON: &str = include_str!("kernels/common.cuh");
@@ -26,6 +27,15 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// The macro definitions the kernel files are compiled with at this precision:
+    /// `LLMRT_BF16` = 0 or 1 (read by [`COMMON`]).
+    pub fn variant(self) -> Variant {
+        match self {
+            Precision::F32 => &[("LLMRT_BF16", 0)],
+            Precision::Bf16 => &[("LLMRT_BF16", 1)],
         }
     }
 }
@@ -62,60 +72,6 @@ impl GpuFloat for bf16 {
     }
 }
 
-/// One `.cu` file of the kernel library.
-#[derive(Debug)]
-pub struct KernelFile {
-    /// The file's stem (`attention` for `kernels/attention.cu`).
-    pub name: &'static str,
-    /// The CUDA C text.
-    pub source: &'static str,
-    /// Every `extern "C" __global__` function the file defines.
-    pub functions: &'static [&'static str],
-    /// A hot-path file: register spills there fail the compile test.
-    pub hot: bool,
-}
-
-/// The kind of one kernel parameter, as the launch passes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParamKind {
-    /// Any pointer (a 64-bit device address).
-    Ptr,
-    /// `int`.
-    I32,
-    /// `long long`.
-    I64,
-    /// `float`.
-    F32,
-}
-
-/// The parameter kinds of `extern "C" __global__ void name(...)` in `source`, or `None`
-/// when the function is not there or a parameter type is not one of the four kinds.
-pub fn signature(source: &str, name: &str) -> Option<Vec<ParamKind>> {
-    let head = format!("extern \"C\" __global__ void {name}(");
-    let start = source.find(&head)? + head.len();
-    let params = &source[start..start + source[start..].find(')')?];
-    params
-        .split(',')
-        .map(|p| {
-            let p = p.trim();
-            let ty = p
-                .rsplit_once(char::is_whitespace)
-                .map_or(p, |(t, _)| t)
-                .trim();
-            if ty.ends_with('*') {
-                Some(ParamKind::Ptr)
-            } else {
-                match ty {
-                    "int" => Some(ParamKind::I32),
-                    "long long" => Some(ParamKind::I64),
-                    "float" => Some(ParamKind::F32),
-                    _ => None,
-                }
-            }
-        })
-        .collect()
-}
-
 /// Every kernel file, in the order the compile test reports them.
 pub const ALL: &[&KernelFile] = &[
     &super::embedding::FILE,
@@ -140,33 +96,14 @@ mod tests {
     #[test]
     fn declared_functions_match_the_sources() {
         for f in ALL {
-            let mut found: Vec<&str> = Vec::new();
-            for part in f.source.split("extern \"C\" __global__ void ").skip(1) {
-                let name = part.split('(').next().unwrap_or_default().trim();
-                found.push(name);
-            }
-            let mut declared: Vec<&str> = f.functions.to_vec();
-            found.sort_unstable();
-            declared.sort_unstable();
-            assert_eq!(found, declared, "kernel file {}", f.name);
-            for name in f.functions {
-                let sig = signature(f.source, name);
-                assert!(
-                    sig.as_ref().is_some_and(|s| !s.is_empty()),
-                    "{}.cu {name}: parameters not understood",
-                    f.name
-                );
-            }
+            llmrt_cuda::source::check_declared(f).unwrap();
+            assert_eq!(f.prelude, COMMON, "{}.cu", f.name);
         }
     }
 
     #[test]
-    fn signatures_parse_the_parameter_kinds() {
-        use ParamKind::*;
-        let src = "extern \"C\" __global__ void k(floatX* out, const float* x, int n,\n long long m, float eps) {}";
-        assert_eq!(signature(src, "k"), Some(vec![Ptr, Ptr, I32, I64, F32]));
-        assert_eq!(signature(src, "missing"), None);
-        let bad = "extern \"C\" __global__ void k(double x) {}";
-        assert_eq!(signature(bad, "k"), None);
+    fn precisions_define_llmrt_bf16() {
+        assert_eq!(Precision::F32.variant(), &[("LLMRT_BF16", 0)]);
+        assert_eq!(Precision::Bf16.variant(), &[("LLMRT_BF16", 1)]);
     }
 }

@@ -5,7 +5,7 @@
 use super::bias_grad;
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile};
+use super::kernels::{GpuFloat, KernelFile, COMMON};
 use super::launch::{as_i32, check_len, column_chunks, column_grid, warp_per_row, Launch};
 use cudarc::driver::CudaSlice;
 
@@ -20,6 +20,7 @@ pub const FILE: KernelFile = KernelFile {
         "layernorm_backward_params_partial",
     ],
     hot: true,
+    prelude: COMMON,
 };
 
 fn check<T>(n: usize, c: usize, bufs: &[(&str, &CudaSlice<T>, usize)]) -> Result<(), CudaError> {
@@ -59,7 +60,7 @@ pub fn forward<T: GpuFloat>(
     if let Some(b) = bias {
         check_len("ln bias", b.len(), c)?;
     }
-    Launch::new(dev, &FILE, T::PRECISION, "layernorm_forward")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "layernorm_forward")?
         .ptr(out)
         .ptr(mean)
         .ptr(rstd)
@@ -104,19 +105,24 @@ pub fn fused_residual_forward<T: GpuFloat>(
     if let Some(b) = bias {
         check_len("ln bias", b.len(), c)?;
     }
-    Launch::new(dev, &FILE, T::PRECISION, "fused_residual_layernorm_forward")?
-        .ptr(residual)
-        .ptr(out)
-        .ptr(mean)
-        .ptr(rstd)
-        .ptr(inp1)
-        .ptr(inp2)
-        .ptr(weight)
-        .opt(bias)
-        .i32(n as i32)
-        .i32(c as i32)
-        .f32(eps)
-        .run(warp_per_row(n)?)
+    Launch::new(
+        dev,
+        &FILE,
+        T::PRECISION.variant(),
+        "fused_residual_layernorm_forward",
+    )?
+    .ptr(residual)
+    .ptr(out)
+    .ptr(mean)
+    .ptr(rstd)
+    .ptr(inp1)
+    .ptr(inp2)
+    .ptr(weight)
+    .opt(bias)
+    .i32(n as i32)
+    .i32(c as i32)
+    .f32(eps)
+    .run(warp_per_row(n)?)
 }
 
 /// The backward pass: dinp (= or += by `accumulate`), `dweight += sum dout * xhat`,
@@ -149,23 +155,28 @@ pub fn backward<T: GpuFloat>(
     )?;
     check_len("ln mean", mean.len(), n)?;
     check_len("ln rstd", rstd.len(), n)?;
-    Launch::new(dev, &FILE, T::PRECISION, "layernorm_backward_input")?
-        .ptr(dinp)
-        .ptr(dout)
-        .ptr(inp)
-        .ptr(weight)
-        .ptr(mean)
-        .ptr(rstd)
-        .i32(n as i32)
-        .i32(c as i32)
-        .i32(i32::from(accumulate))
-        .run(warp_per_row(n)?)?;
+    Launch::new(
+        dev,
+        &FILE,
+        T::PRECISION.variant(),
+        "layernorm_backward_input",
+    )?
+    .ptr(dinp)
+    .ptr(dout)
+    .ptr(inp)
+    .ptr(weight)
+    .ptr(mean)
+    .ptr(rstd)
+    .i32(n as i32)
+    .i32(c as i32)
+    .i32(i32::from(accumulate))
+    .run(warp_per_row(n)?)?;
     let (chunks, per) = column_chunks(n);
     let mut partial = dev.stream().alloc_zeros::<f32>(chunks * 2 * c)?;
     Launch::new(
         dev,
         &FILE,
-        T::PRECISION,
+        T::PRECISION.variant(),
         "layernorm_backward_params_partial",
     )?
     .out(&mut partial)

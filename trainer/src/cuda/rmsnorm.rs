@@ -4,7 +4,7 @@
 use super::bias_grad;
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile};
+use super::kernels::{GpuFloat, KernelFile, COMMON};
 use super::launch::{as_i32, check_len, column_chunks, column_grid, warp_per_row, Launch};
 use cudarc::driver::CudaSlice;
 
@@ -19,6 +19,7 @@ pub const FILE: KernelFile = KernelFile {
         "rmsnorm_backward_params_partial",
     ],
     hot: true,
+    prelude: COMMON,
 };
 
 /// `out = inp * rstd * weight`, saving rstd.
@@ -37,7 +38,7 @@ pub fn forward<T: GpuFloat>(
     check_len("rms inp", inp.len(), n * c)?;
     check_len("rms weight", weight.len(), c)?;
     check_len("rms rstd", rstd.len(), n)?;
-    Launch::new(dev, &FILE, T::PRECISION, "rmsnorm_forward")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "rmsnorm_forward")?
         .ptr(out)
         .ptr(rstd)
         .ptr(inp)
@@ -72,17 +73,22 @@ pub fn fused_residual_forward<T: GpuFloat>(
     }
     check_len("rms weight", weight.len(), c)?;
     check_len("rms rstd", rstd.len(), n)?;
-    Launch::new(dev, &FILE, T::PRECISION, "fused_residual_rmsnorm_forward")?
-        .ptr(residual)
-        .ptr(out)
-        .ptr(rstd)
-        .ptr(inp1)
-        .ptr(inp2)
-        .ptr(weight)
-        .i32(as_i32("N", n)?)
-        .i32(as_i32("C", c)?)
-        .f32(eps)
-        .run(warp_per_row(n)?)
+    Launch::new(
+        dev,
+        &FILE,
+        T::PRECISION.variant(),
+        "fused_residual_rmsnorm_forward",
+    )?
+    .ptr(residual)
+    .ptr(out)
+    .ptr(rstd)
+    .ptr(inp1)
+    .ptr(inp2)
+    .ptr(weight)
+    .i32(as_i32("N", n)?)
+    .i32(as_i32("C", c)?)
+    .f32(eps)
+    .run(warp_per_row(n)?)
 }
 
 /// The backward pass: dinp (= or += by `accumulate`), `dweight += sum dout * xhat`.
@@ -106,7 +112,7 @@ pub fn backward<T: GpuFloat>(
     check_len("rms weight", weight.len(), c)?;
     check_len("rms rstd", rstd.len(), n)?;
     let (ni, ci) = (as_i32("N", n)?, as_i32("C", c)?);
-    Launch::new(dev, &FILE, T::PRECISION, "rmsnorm_backward_input")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "rmsnorm_backward_input")?
         .ptr(dinp)
         .ptr(dout)
         .ptr(inp)
@@ -118,14 +124,19 @@ pub fn backward<T: GpuFloat>(
         .run(warp_per_row(n)?)?;
     let (chunks, per) = column_chunks(n);
     let mut partial = dev.stream().alloc_zeros::<f32>(chunks * c)?;
-    Launch::new(dev, &FILE, T::PRECISION, "rmsnorm_backward_params_partial")?
-        .out(&mut partial)
-        .ptr(dout)
-        .ptr(inp)
-        .ptr(rstd)
-        .i32(ni)
-        .i32(ci)
-        .i32(as_i32("rows per chunk", per)?)
-        .run(column_grid(n, c)?)?;
+    Launch::new(
+        dev,
+        &FILE,
+        T::PRECISION.variant(),
+        "rmsnorm_backward_params_partial",
+    )?
+    .out(&mut partial)
+    .ptr(dout)
+    .ptr(inp)
+    .ptr(rstd)
+    .i32(ni)
+    .i32(ci)
+    .i32(as_i32("rows per chunk", per)?)
+    .run(column_grid(n, c)?)?;
     bias_grad::finish(dev, dweight, &partial, 0, chunks, c, c)
 }

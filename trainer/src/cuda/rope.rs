@@ -3,7 +3,7 @@
 
 use super::device::CudaDevice;
 use super::error::CudaError;
-use super::kernels::{GpuFloat, KernelFile};
+use super::kernels::{GpuFloat, KernelFile, COMMON};
 use super::launch::{as_i32, check_len, elementwise, rope_tables, Launch};
 use crate::layers::rope::Rope;
 use cudarc::driver::CudaSlice;
@@ -14,6 +14,7 @@ pub const FILE: KernelFile = KernelFile {
     source: include_str!("kernels/rope.cu"),
     functions: &["rope_rotate"],
     hot: false,
+    prelude: COMMON,
 };
 
 /// RoPE's cos/sin tables on the device.
@@ -66,7 +67,7 @@ fn rotate<T: GpuFloat>(
     let hd = tables.head_dim;
     check_len("rope x", x.len(), batch * seq * heads * hd)?;
     let (p, _sync) = cudarc::driver::DevicePtrMut::device_ptr_mut(x, dev.stream());
-    Launch::new(dev, &FILE, T::PRECISION, "rope_rotate")?
+    Launch::new(dev, &FILE, T::PRECISION.variant(), "rope_rotate")?
         .raw(p)
         .raw(p)
         .ptr(&tables.cos)

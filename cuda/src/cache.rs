@@ -1,9 +1,9 @@
 //! The on-disk CUBIN cache: a compiled kernel file is stored under
 //! `$LLMRT_CUBIN_CACHE` or `$XDG_CACHE_HOME/llmrt/cubin` (default `~/.cache/llmrt/cubin`)
 //! as `<hash>.cubin`, the hash covering NVRTC's version, the options (architecture,
-//! precision, headers) and the full source, so any change compiles afresh.
+//! variant macros, headers) and the full source, so any change compiles afresh.
 
-use super::error::CudaError;
+use crate::error::CudaError;
 use std::io::Write;
 use std::path::PathBuf;
 use xxhash_rust::xxh3::xxh3_128;

@@ -1,5 +1,5 @@
-// cuda_emu.h: runs the kernel files on the CPU for tests on machines without a GPU
-// (trainer/tests/cuda_emulated.rs). Every CUDA thread of a block is a std::thread;
+// cuda_emu.h: runs kernel files on the CPU for tests on machines without a GPU
+// (llmrt_cuda::emu, cuda/src/emu/mod.rs). Every CUDA thread of a block is a std::thread;
 // __syncthreads is a block barrier, warp shuffles go through a per-warp exchange array
 // between two warp barriers, so lock-step warp code behaves as on the GPU. Blocks run
 // one after another, so `static` (our __shared__) is per-block shared memory. Slow, and
@@ -26,6 +26,9 @@ struct dim3 {
 struct alignas(16) float4 {
     float x, y, z, w;
 };
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
 
 namespace emu {
 using Barrier = std::barrier<>;
@@ -50,6 +53,16 @@ inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
     emu::warp_vals[lane] = v;
     emu::warp_bar->arrive_and_wait();
     float r = emu::warp_vals[lane ^ lane_mask];
+    emu::warp_bar->arrive_and_wait();
+    return r;
+}
+// Lane `lane + delta` of the `width`-lane segment; a lane whose source falls past the
+// segment's end keeps its own value, as on the GPU.
+inline float __shfl_down_sync(unsigned, float v, int delta, int width = 32) {
+    int lane = threadIdx.x % 32;
+    emu::warp_vals[lane] = v;
+    emu::warp_bar->arrive_and_wait();
+    float r = (lane % width) + delta < width ? emu::warp_vals[lane + delta] : v;
     emu::warp_bar->arrive_and_wait();
     return r;
 }
@@ -85,6 +98,64 @@ struct __nv_bfloat16 {
 };
 inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
 inline float __bfloat162float(__nv_bfloat16 b) { return (float)b; }
+
+// IEEE binary16: round-to-nearest-even narrowing (subnormals, overflow to inf, NaN kept
+// quiet), exact widening, as __float2half_rn and __half2float.
+struct __half {
+    uint16_t bits;
+    __half() = default;
+    __half(float f) : bits(from_float(f)) {}
+    operator float() const { return to_float(bits); }
+
+    static uint16_t from_float(float f) {
+        uint32_t x;
+        std::memcpy(&x, &f, 4);
+        uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+        uint32_t ax = x & 0x7fffffffu;
+        if (ax > 0x7f800000u)  // NaN: quiet, the payload's top bits kept
+            return sign | 0x7e00u | (uint16_t)((ax >> 13) & 0x3ffu);
+        if (ax >= 0x477ff000u)  // from halfway past 65504 (ties go to even = inf), and inf
+            return sign | 0x7c00u;
+        if (ax >= 0x38800000u) {  // normal: rebias the exponent (127 - 15), round 13 bits
+            uint32_t r = ax - 0x38000000u;
+            r += 0xfffu + ((r >> 13) & 1u);
+            return sign | (uint16_t)(r >> 13);
+        }
+        if (ax <= 0x33000000u)  // at most half the smallest subnormal 2^-24: zero
+            return sign;
+        // Subnormal: the 24-bit significand in units of 2^-24, rounded to nearest even.
+        uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126 - e;  // 14..24
+        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1u))) q++;
+        return sign | (uint16_t)q;
+    }
+
+    static float to_float(uint16_t h) {
+        uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+        uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+        if (e == 0x1f) {
+            x = sign | 0x7f800000u | (m ? 0x400000u | (m << 13) : 0u);  // inf, quiet NaN
+        } else if (e != 0) {
+            x = sign | ((e + 112u) << 23) | (m << 13);
+        } else {
+            float v = (float)m * 5.9604644775390625e-8f;  // m * 2^-24, exact
+            return sign ? -v : v;
+        }
+        float f;
+        std::memcpy(&f, &x, 4);
+        return f;
+    }
+};
+inline __half __float2half(float f) { return __half(f); }
+inline __half __float2half_rn(float f) { return __half(f); }
+inline float __half2float(__half h) { return (float)h; }
+inline __half __ushort_as_half(unsigned short b) {
+    __half h;
+    h.bits = b;
+    return h;
+}
+inline unsigned short __half_as_ushort(__half h) { return h.bits; }
 
 namespace emu {
 template <class... A, size_t... I>

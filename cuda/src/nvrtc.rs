@@ -7,8 +7,8 @@
 //! toolkit (`CUDA_HOME`, `CUDA_PATH`, `/usr/local/cuda`) or the folder beside the library
 //! (the PyPI wheels' layout); `scripts/install-nvrtc.sh` prints the variables to set.
 
-use super::error::CudaError;
-use super::kernels::{KernelFile, Precision, COMMON};
+use crate::error::CudaError;
+use crate::source::{KernelFile, Variant};
 use cudarc::nvrtc::{result, sys};
 use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
@@ -135,19 +135,17 @@ pub fn include_dirs() -> Vec<PathBuf> {
     out
 }
 
-/// The NVRTC options for one kernel file: architecture, precision, headers and, when
-/// `verbose`, ptxas's per-kernel resource report in the log.
-pub fn options(
-    precision: Precision,
-    arch: Arch,
-    includes: &[PathBuf],
-    verbose: bool,
-) -> Vec<String> {
+/// The NVRTC options for one kernel file: architecture, the variant's macros
+/// (`-DNAME=V`), headers and, when `verbose`, ptxas's per-kernel resource report in the
+/// log.
+pub fn options(variant: Variant, arch: Arch, includes: &[PathBuf], verbose: bool) -> Vec<String> {
     let mut o = vec![
         format!("--gpu-architecture={}", arch.name()),
         "--std=c++17".to_string(),
-        format!("-DLLMRT_BF16={}", u8::from(precision == Precision::Bf16)),
     ];
+    for (name, value) in variant {
+        o.push(format!("-D{name}={value}"));
+    }
     for i in includes {
         o.push(format!("--include-path={}", i.display()));
     }
@@ -157,10 +155,13 @@ pub fn options(
     o
 }
 
-/// The full text NVRTC compiles: the shared header, then the file, with a `#line` so
-/// errors point at the file's own lines.
+/// The full text NVRTC compiles: the file's prelude (the library's shared header), then
+/// the file, with a `#line` so errors point at the file's own lines.
 pub fn full_source(file: &KernelFile) -> String {
-    format!("{COMMON}\n#line 1 \"{}.cu\"\n{}", file.name, file.source)
+    format!(
+        "{}\n#line 1 \"{}.cu\"\n{}",
+        file.prelude, file.name, file.source
+    )
 }
 
 /// A compiled kernel file.
@@ -172,10 +173,10 @@ pub struct Compiled {
     pub log: String,
 }
 
-/// Compiles `file` at `precision` for `arch` to CUBIN.
+/// Compiles `file` with `variant`'s macros for `arch` to CUBIN.
 pub fn compile(
     file: &KernelFile,
-    precision: Precision,
+    variant: Variant,
     arch: Arch,
     verbose: bool,
 ) -> Result<Compiled, CudaError> {
@@ -186,7 +187,7 @@ pub fn compile(
             "cuda_bf16.h not found; set {CUDA_INCLUDE_ENV} to the CUDA include folder"
         )));
     }
-    let opts = options(precision, arch, &includes, verbose);
+    let opts = options(variant, arch, &includes, verbose);
     let bad = |m: String| CudaError::Compile {
         kernel: file.name.to_string(),
         log: m,
@@ -300,6 +301,81 @@ pub fn parse_ptxas_log(log: &str) -> Vec<KernelResources> {
     out
 }
 
+/// Compiles every file of `files` at every labelled variant for sm_80 (A100) and
+/// sm_90 (H100/H200) with ptxas's report, prints one line per kernel to stderr
+/// (registers, stack, spills, shared memory), and returns what is wrong: a compile
+/// error, an output that is not a CUBIN, a kernel ptxas did not report, or register
+/// spills in a `hot` file. The compile tests of the trainer and the runtime call it.
+pub fn check_compiles(files: &[&KernelFile], variants: &[(&str, Variant)]) -> Vec<String> {
+    eprintln!(
+        "{:<6} {:<5} {:<12} {:<36} {:>5} {:>6} {:>6} {:>6} {:>6}",
+        "arch", "var", "file", "kernel", "regs", "stack", "spillS", "spillL", "smem"
+    );
+    let mut failures = Vec::new();
+    for arch in [Arch::SM80, Arch::SM90] {
+        for &(label, variant) in variants {
+            for file in files {
+                let at = format!("{} {label} {}", arch.name(), file.name);
+                let compiled = match compile(file, variant, arch, true) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        failures.push(format!("{at}: {e}"));
+                        continue;
+                    }
+                };
+                if !compiled.cubin.starts_with(b"\x7fELF") {
+                    failures.push(format!("{at}: output is not a CUBIN"));
+                }
+                let report = parse_ptxas_log(&compiled.log);
+                for f in file.functions {
+                    let Some(r) = report
+                        .iter()
+                        .find(|r| r.function == *f && r.arch == arch.name() && r.registers > 0)
+                    else {
+                        failures.push(format!(
+                            "{at}: ptxas reported nothing for {f}; log:\n{}",
+                            compiled.log
+                        ));
+                        continue;
+                    };
+                    eprintln!(
+                        "{:<6} {:<5} {:<12} {:<36} {:>5} {:>6} {:>6} {:>6} {:>6}{}",
+                        r.arch,
+                        label,
+                        file.name,
+                        r.function,
+                        r.registers,
+                        r.stack_bytes,
+                        r.spill_stores,
+                        r.spill_loads,
+                        r.smem_bytes,
+                        if r.spills() { "  SPILLS" } else { "" }
+                    );
+                    if r.spills() && file.hot {
+                        failures.push(format!(
+                            "{at} {f}: hot kernel spills {} B stores / {} B loads",
+                            r.spill_stores, r.spill_loads
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    failures
+}
+
+/// Why the compile tests cannot run here (NVRTC or the CUDA headers missing), or
+/// `None` when they can; printed as the reason they are skipped.
+pub fn unavailable() -> Option<String> {
+    match load() {
+        Err(e) => Some(format!("NVRTC not found ({e})")),
+        Ok(_) if include_dirs().is_empty() => Some(format!(
+            "NVRTC not found (cuda_bf16.h missing: set {CUDA_INCLUDE_ENV})"
+        )),
+        Ok(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,13 +407,31 @@ ptxas info    : Used 40 registers, 128 bytes smem, 384 bytes cmem[0]\n";
     }
 
     #[test]
-    fn options_name_the_architecture_and_precision() {
-        let o = options(Precision::Bf16, Arch::SM90, &[], true);
+    fn options_name_the_architecture_and_variant() {
+        let o = options(&[("LLMRT_BF16", 1), ("Q", -3)], Arch::SM90, &[], true);
         assert!(o.contains(&"--gpu-architecture=sm_90".to_string()));
         assert!(o.contains(&"-DLLMRT_BF16=1".to_string()));
+        assert!(o.contains(&"-DQ=-3".to_string()));
         assert!(o.contains(&"--ptxas-options=-v".to_string()));
-        let o = options(Precision::F32, Arch::SM80, &[], false);
+        let o = options(&[("LLMRT_BF16", 0)], Arch::SM80, &[], false);
         assert!(o.contains(&"-DLLMRT_BF16=0".to_string()));
+        assert!(!o.iter().any(|x| x.starts_with("--ptxas")));
+        let o = options(&[], Arch::SM80, &[PathBuf::from("/inc")], false);
+        assert!(!o.iter().any(|x| x.starts_with("-D")));
+        assert!(o.contains(&"--include-path=/inc".to_string()));
         assert_eq!(Arch::SM80.name(), "sm_80");
+        assert!(Arch::SM80.has_bf16() && !Arch { major: 7, minor: 5 }.has_bf16());
+    }
+
+    #[test]
+    fn full_source_puts_the_prelude_first() {
+        let f = KernelFile {
+            name: "k",
+            source: "BODY",
+            functions: &[],
+            hot: false,
+            prelude: "HEADER",
+        };
+        assert_eq!(full_source(&f), "HEADER\n#line 1 \"k.cu\"\nBODY");
     }
 }

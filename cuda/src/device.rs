@@ -1,15 +1,20 @@
 //! Opening a GPU: every entry into CUDA checks first that the driver library is there
 //! (cudarc panics when `libcuda` is missing), so a machine without a GPU gets one
 //! [`CudaError::NoDevice`] line. Kernel modules are compiled on first use for the
-//! device's own architecture, cached on disk and kept loaded per (file, precision).
+//! device's own architecture, cached on disk and kept loaded per (file, variant).
 
-use super::cache;
-use super::error::CudaError;
-use super::kernels::{KernelFile, Precision};
-use super::nvrtc::{self, Arch};
+use crate::cache;
+use crate::error::CudaError;
+use crate::nvrtc::{self, Arch};
+use crate::source::{KernelFile, Variant};
 use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaStream};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// Loaded modules under one (file name, variant): each with the source it was built
+/// from, so two libraries' files of the same name (the trainer's and the runtime's
+/// `rmsnorm`, say) do not take each other's module.
+type Loaded = Vec<(&'static str, Arc<CudaModule>)>;
 
 /// One GPU, its stream and its loaded kernel modules.
 pub struct CudaDevice {
@@ -17,7 +22,7 @@ pub struct CudaDevice {
     stream: Arc<CudaStream>,
     arch: Arch,
     name: String,
-    modules: Mutex<HashMap<(&'static str, Precision), Arc<CudaModule>>>,
+    modules: Mutex<HashMap<(&'static str, Variant), Loaded>>,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -95,7 +100,7 @@ impl CudaDevice {
         Ok(self.ctx.mem_get_info()?)
     }
 
-    /// Refuses `needed` bytes (the trainer's memory estimate for `what`) when the device
+    /// Refuses `needed` bytes (the caller's memory estimate for `what`) when the device
     /// has less free, before anything is allocated.
     pub fn check_fits(&self, what: &str, needed: usize) -> Result<(), CudaError> {
         let (free, _) = self.memory()?;
@@ -114,12 +119,12 @@ impl CudaDevice {
         Ok(self.stream.synchronize()?)
     }
 
-    /// Function `name` of `file` at `precision`, compiling (or loading from the disk
-    /// cache) the module on first use.
+    /// Function `name` of `file` built with `variant`, compiling (or loading from the
+    /// disk cache) the module on first use.
     pub fn function(
         &self,
         file: &'static KernelFile,
-        precision: Precision,
+        variant: Variant,
         name: &str,
     ) -> Result<CudaFunction, CudaError> {
         if !file.functions.contains(&name) {
@@ -128,29 +133,33 @@ impl CudaDevice {
                 file.name
             )));
         }
-        let module = self.module(file, precision)?;
+        let module = self.module(file, variant)?;
         Ok(module.load_function(name)?)
     }
 
     fn module(
         &self,
         file: &'static KernelFile,
-        precision: Precision,
+        variant: Variant,
     ) -> Result<Arc<CudaModule>, CudaError> {
         let mut modules = self
             .modules
             .lock()
             .map_err(|_| CudaError::Driver("kernel module table poisoned".into()))?;
-        if let Some(m) = modules.get(&(file.name, precision)) {
+        let same = |src: &str| std::ptr::eq(src, file.source) || src == file.source;
+        if let Some((_, m)) = modules
+            .get(&(file.name, variant))
+            .and_then(|loaded| loaded.iter().find(|(src, _)| same(src)))
+        {
             return Ok(m.clone());
         }
         let version = nvrtc::load()?;
-        let opts = nvrtc::options(precision, self.arch, &nvrtc::include_dirs(), false);
+        let opts = nvrtc::options(variant, self.arch, &nvrtc::include_dirs(), false);
         let key = cache::key(version, &opts, &nvrtc::full_source(file));
         let cubin = match cache::load(&key) {
             Some(c) => c,
             None => {
-                let c = nvrtc::compile(file, precision, self.arch, false)?.cubin;
+                let c = nvrtc::compile(file, variant, self.arch, false)?.cubin;
                 // A read-only cache only costs a recompile next time.
                 if let Err(e) = cache::store(&key, &c) {
                     eprintln!("warning: {e}");
@@ -161,7 +170,10 @@ impl CudaDevice {
         let module = self
             .ctx
             .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))?;
-        modules.insert((file.name, precision), module.clone());
+        modules
+            .entry((file.name, variant))
+            .or_default()
+            .push((file.source, module.clone()));
         Ok(module)
     }
 }

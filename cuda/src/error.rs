@@ -1,9 +1,9 @@
-//! The CUDA backend's error type: every failure, from a missing driver to a kernel that
-//! does not compile, is a typed value with a one-line message, never a panic.
+//! The error type of the CUDA plumbing: every failure, from a missing driver to a kernel
+//! that does not compile, is a typed value with a one-line message, never a panic.
 
 use std::fmt;
 
-/// Everything that can go wrong in the CUDA backend.
+/// Everything that can go wrong in CUDA: driver, NVRTC, cuBLASLt, arguments, cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CudaError {
     /// `libcuda` could not be loaded or no device is visible; the text says which.
