@@ -50,17 +50,21 @@ for line in sys.stdin:
         shutil.copy(m["executable"], sys.argv[2] + "/" + name)
         print("prepared", sys.argv[2] + "/" + name)
 ' "$tests" "$bindir"
-    # The runtime's kernel tests, for the AMX stage.
-    cargo test --release -p llmrt --test kernels --no-run --message-format=json 2>/dev/null | python3 -c '
+    # The runtime's kernel tests: the CPU kernels for the AMX stage, the GPU kernels.
+    cargo test --release -p llmrt --test kernels --test cuda_kernels --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, shutil, sys
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "kernels":
-        shutil.copy(m["executable"], sys.argv[1] + "/kernels")
-        print("prepared", sys.argv[1] + "/kernels")
+    if m.get("reason") != "compiler-artifact" or not m.get("executable"):
+        continue
+    # The runtime cuda_kernels test is carried as rt_cuda_kernels (the trainer has one).
+    name = {"kernels": "kernels", "cuda_kernels": "rt_cuda_kernels"}.get(m["target"]["name"])
+    if name:
+        shutil.copy(m["executable"], sys.argv[1] + "/" + name)
+        print("prepared", sys.argv[1] + "/" + name)
 ' "$bindir"
     du -sh "$bindir"
     echo "carry $bindir to the GPU machine and run scripts/gpu-check.sh there"
@@ -133,6 +137,7 @@ run_test() {
         local sel=(-p llm-train --test "$target")
         [ "$target" = llm_train ] && sel=(-p llm-train --lib)
         [ "$target" = kernels ] && sel=(-p llmrt --test kernels)
+        [ "$target" = rt_cuda_kernels ] && sel=(-p llmrt --test cuda_kernels)
         out=$(env "$@" timeout 240 cargo test --release "${sel[@]}" -- $filter --include-ignored --nocapture --test-threads 1 2>&1)
     else
         out=$(env "$@" timeout 240 "$bindir/$target" $filter --include-ignored --nocapture --test-threads 1 2>&1)
@@ -148,6 +153,7 @@ run_test "CPU kernels with AMX tiles (LLMRT_AMX=1)" kernels bf16_prompt LLMRT_AM
 run_test "unit (host-side logic)" llm_train cuda
 run_test "NVRTC compile sm_80/sm_90, ptxas spills" cuda_compile ""
 run_test "kernels vs CPU reference" cuda_kernels ""
+run_test "runtime GPU kernels vs f64 reference" rt_cuda_kernels ""
 run_test "small GPT step learns" cuda_bench small_gpt_step
 run_test "--recompute on the GPU = keeping everything" train_recompute recompute_on_cuda
 run_test "benchmark: GPT-2 124M" cuda_bench gpt2_124m_benchmark LLMRT_CUDA_BENCH=1

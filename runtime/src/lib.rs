@@ -14,6 +14,8 @@ extern crate std;
 #[cfg(feature = "std")]
 pub mod chat;
 pub mod context;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod embed;
 pub mod error;
 pub mod generate;

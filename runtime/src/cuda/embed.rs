@@ -1,0 +1,112 @@
+//! The token embedding on the GPU (`kernels/embed.cu`): the rows of the embedding matrix
+//! for the given tokens, decoded from the matrix's storage type to fp32 as
+//! [`crate::Model::embed`] does on the CPU. The matrix is a [`DeviceMatrix`] (the same
+//! upload as the matmul's weights, so a tied classifier shares it). Token ids are
+//! checked on the host ([`check_tokens`]) before they are uploaded, so a bad id is an
+//! error, never an out-of-bounds read.
+
+use super::matmul::DeviceMatrix;
+use cudarc::driver::LaunchConfig;
+use llm_format::DType;
+use llmrt_cuda::launch::{as_i32, ceil_div, check_len, grid_dim, BLOCK};
+use llmrt_cuda::{Buffer, CudaError, Gpu, KArg, KernelFile};
+use std::format;
+use std::vec::Vec;
+
+/// `kernels/embed.cu`.
+pub static FILE: KernelFile = KernelFile {
+    name: "embed",
+    source: include_str!("kernels/embed.cu"),
+    functions: &[
+        "embed_f32",
+        "embed_f16",
+        "embed_bf16",
+        "embed_q8_0",
+        "embed_q4_0",
+        "embed_q4_1",
+    ],
+    hot: true,
+    prelude: super::COMMON,
+};
+
+/// The kernel for an embedding matrix stored as `dtype`, or `None` where the GPU has
+/// none.
+pub fn kernel(dtype: DType) -> Option<&'static str> {
+    Some(match dtype {
+        DType::F32 => "embed_f32",
+        DType::F16 => "embed_f16",
+        DType::BF16 => "embed_bf16",
+        DType::Q8_0 => "embed_q8_0",
+        DType::Q4_0 => "embed_q4_0",
+        DType::Q4_1 => "embed_q4_1",
+        _ => return None,
+    })
+}
+
+/// The launch geometry for `n` tokens of `d` values: grid `(ceil(d / BLOCK), n)`, one
+/// thread per output value.
+pub fn config(n: usize, d: usize) -> Result<LaunchConfig, CudaError> {
+    if n == 0 || d == 0 || n > 65_535 {
+        return Err(CudaError::Shape(format!(
+            "embedding of {n} tokens of {d}: outside one launch"
+        )));
+    }
+    Ok(LaunchConfig {
+        grid_dim: (grid_dim(ceil_div(d, BLOCK as usize), "embed")?, n as u32, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// Checks that every token id is below `vocab` (and `vocab` fits the kernels' `int`):
+/// the host-side guard of [`embed`], a pure function so it is tested without a GPU.
+pub fn check_tokens(tokens: &[u32], vocab: usize) -> Result<(), CudaError> {
+    as_i32("vocab", vocab)?;
+    match tokens.iter().position(|&t| t as usize >= vocab) {
+        Some(i) => Err(CudaError::Shape(format!(
+            "token {} (at {i}) is outside the vocabulary of {vocab}",
+            tokens[i]
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `y[i] = E[tokens[i]]` (`y` is `[n, cols]` fp32) for the embedding matrix `table`
+/// (`[vocab, d]`): checks the ids ([`check_tokens`]), uploads them into `dev_tokens`
+/// (the device copy the kernel reads, at least `tokens.len()` long) and launches.
+pub fn embed(
+    gpu: &Gpu,
+    table: &DeviceMatrix,
+    tokens: &[u32],
+    dev_tokens: &mut Buffer,
+    y: &Buffer,
+) -> Result<(), CudaError> {
+    check_tokens(tokens, table.rows)?;
+    let (n, d) = (tokens.len(), table.cols);
+    check_len("embed tokens", dev_tokens.len_f32(), n)?;
+    check_len("embed y", y.len_f32(), n * d)?;
+    let name = kernel(table.dtype).ok_or_else(|| {
+        CudaError::Shape(format!("no GPU embedding for {} rows", table.dtype.name()))
+    })?;
+    let cfg = config(n, d)?;
+    // Every id is below vocab <= i32::MAX (checked above).
+    let ids: Vec<u8> = tokens
+        .iter()
+        .flat_map(|&t| (t as i32).to_le_bytes())
+        .collect();
+    gpu.write(dev_tokens, 0, &ids)?;
+    gpu.launch(
+        &FILE,
+        &[],
+        name,
+        cfg,
+        &[
+            KArg::Buf(&table.data),
+            KArg::Buf(dev_tokens),
+            KArg::Buf(y),
+            KArg::I32(as_i32("n", n)?),
+            KArg::I32(as_i32("d", d)?),
+            KArg::I32(as_i32("vocab", table.rows)?),
+        ],
+    )
+}

@@ -1,0 +1,140 @@
+//! `y = x · Wᵀ` on the GPU for weights in their storage type (`kernels/matmul.cu`):
+//! the weights uploaded once as the file stores them, fp32 activations.
+
+use cudarc::driver::LaunchConfig;
+use llm_format::DType;
+use llmrt_cuda::launch::{as_i32, ceil_div, check_len};
+use llmrt_cuda::{Buffer, CudaError, Gpu, KArg, KernelFile};
+use std::format;
+
+/// `kernels/matmul.cu`.
+pub static FILE: KernelFile = KernelFile {
+    name: "matmul",
+    source: include_str!("kernels/matmul.cu"),
+    functions: &[
+        "matmul_f32",
+        "matmul_f16",
+        "matmul_bf16",
+        "matmul_q8_0",
+        "matmul_q4_0",
+        "matmul_q4_1",
+    ],
+    hot: true,
+    prelude: super::COMMON,
+};
+
+/// Weight rows per block (one warp each), as `ROWS_PER_BLOCK` in the kernel.
+pub const ROWS_PER_BLOCK: usize = 4;
+/// Activation rows per block, as `NB` in the kernel: each weight is read once per `NB`.
+pub const NB: usize = 8;
+
+/// The kernel for weights stored as `dtype`, or `None` where the GPU has none yet.
+pub fn kernel(dtype: DType) -> Option<&'static str> {
+    Some(match dtype {
+        DType::F32 => "matmul_f32",
+        DType::F16 => "matmul_f16",
+        DType::BF16 => "matmul_bf16",
+        DType::Q8_0 => "matmul_q8_0",
+        DType::Q4_0 => "matmul_q4_0",
+        DType::Q4_1 => "matmul_q4_1",
+        _ => return None,
+    })
+}
+
+/// The launch geometry for `rows` weight rows and `n` activation rows.
+pub fn config(rows: usize, n: usize) -> Result<LaunchConfig, CudaError> {
+    let (gx, gy) = (ceil_div(rows, ROWS_PER_BLOCK), ceil_div(n, NB));
+    if rows == 0 || n == 0 || gx > i32::MAX as usize || gy > 65_535 {
+        return Err(CudaError::Shape(format!(
+            "matmul of {rows} weight rows by {n} activation rows: outside one launch"
+        )));
+    }
+    Ok(LaunchConfig {
+        grid_dim: (gx as u32, gy as u32, 1),
+        block_dim: ((ROWS_PER_BLOCK * 32) as u32, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// A weight matrix on the device: `rows × cols` in `dtype`, plain rows.
+pub struct DeviceMatrix {
+    /// Storage type.
+    pub dtype: DType,
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+    /// The file's bytes for these rows.
+    pub data: Buffer,
+}
+
+impl DeviceMatrix {
+    /// Uploads `bytes`, the plain rows of a `rows × cols` matrix in `dtype`, checking
+    /// that the GPU has a kernel for `dtype` and that the size matches.
+    pub fn upload(
+        gpu: &Gpu,
+        dtype: DType,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, CudaError> {
+        if kernel(dtype).is_none() {
+            return Err(CudaError::Shape(format!(
+                "no GPU kernel for {} weights yet",
+                dtype.name()
+            )));
+        }
+        let want = dtype
+            .bytes_for(rows as u64 * cols as u64)
+            .filter(|_| cols % dtype.block_len() == 0)
+            .ok_or_else(|| {
+                CudaError::Shape(format!(
+                    "{rows} × {cols} is not whole {} blocks",
+                    dtype.name()
+                ))
+            })?;
+        if bytes.len() as u64 != want {
+            return Err(CudaError::Shape(format!(
+                "{rows} × {cols} {} weights are {want} bytes, not {}",
+                dtype.name(),
+                bytes.len()
+            )));
+        }
+        let data = gpu.upload(bytes)?;
+        Ok(DeviceMatrix {
+            dtype,
+            rows,
+            cols,
+            data,
+        })
+    }
+}
+
+/// `y[j] = W · x[j]` for the `n` rows of `x` (`n × cols`) into `y` (`n × rows`).
+pub fn matmul(
+    gpu: &Gpu,
+    w: &DeviceMatrix,
+    x: &Buffer,
+    n: usize,
+    y: &Buffer,
+) -> Result<(), CudaError> {
+    check_len("matmul x", x.len_f32(), n * w.cols)?;
+    check_len("matmul y", y.len_f32(), n * w.rows)?;
+    let name = kernel(w.dtype)
+        .ok_or_else(|| CudaError::Shape(format!("no GPU kernel for {} weights", w.dtype.name())))?;
+    let cfg = config(w.rows, n)?;
+    gpu.launch(
+        &FILE,
+        &[],
+        name,
+        cfg,
+        &[
+            KArg::Buf(&w.data),
+            KArg::Buf(x),
+            KArg::Buf(y),
+            KArg::I32(as_i32("rows", w.rows)?),
+            KArg::I32(as_i32("cols", w.cols)?),
+            KArg::I32(as_i32("n", n)?),
+        ],
+    )
+}
