@@ -247,6 +247,55 @@ impl Gpu {
             .collect())
     }
 
+    /// Copies `len` bytes of `src` from byte `src_off` to `dst` from byte `dst_off`,
+    /// on the device (the two ranges may be in one buffer but must not overlap).
+    pub fn copy(
+        &self,
+        dst: &Buffer,
+        dst_off: usize,
+        src: &Buffer,
+        src_off: usize,
+        len: usize,
+    ) -> Result<(), CudaError> {
+        check_range("copy to", dst, dst_off, len)?;
+        check_range("copy from", src, src_off, len)?;
+        if std::ptr::eq(dst, src) && dst_off < src_off + len && src_off < dst_off + len {
+            return Err(CudaError::Shape("copy between overlapping ranges".into()));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        match self {
+            Gpu::Cuda(d) => {
+                let stream = d.stream();
+                let (to, from) = (cuda_addr(dst, stream)?, cuda_addr(src, stream)?);
+                // SAFETY: both ranges lie inside live device buffers (checked above)
+                // and do not overlap; the copy is ordered on the device's stream.
+                unsafe {
+                    cudarc::driver::result::memcpy_dtod_async(
+                        to + dst_off as u64,
+                        from + src_off as u64,
+                        len,
+                        stream.cu_stream(),
+                    )
+                }?;
+            }
+            #[cfg(feature = "emu")]
+            Gpu::Emulated(_) => {
+                let (to, from) = (host_addr(dst)?, host_addr(src)?);
+                // SAFETY: as above, in host memory.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        from.cast::<u8>().add(src_off),
+                        to.cast::<u8>().add(dst_off),
+                        len,
+                    )
+                };
+            }
+        }
+        Ok(())
+    }
+
     /// Queues kernel `name` of `file` (built with `variant`) over `cfg`, after checking
     /// `args` against its parameter list and every buffer offset against its buffer.
     pub fn launch(

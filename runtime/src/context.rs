@@ -237,6 +237,31 @@ impl ContextParams {
 }
 
 /// RoPE tables: the global one, and one for the sliding layers' own base.
+/// The RoPE inverse frequencies of `model`, `head_dim / 2` per table: the global
+/// table (YaRN's or the plain one, divided by the linear `rope_scale`), then the
+/// sliding layers' own table when they have their own base; each divided by the
+/// model's frequency factors. One function for the CPU context and the GPU path.
+pub fn rope_freq_tables(model: &Model) -> Vec<f32> {
+    let o = &model.opts;
+    let mut freqs = match &o.arch.rope_yarn {
+        Some(y) => ops::yarn_freqs(o.head_dim(), o.rope_base, y),
+        None => ops::rope_freqs(o.head_dim(), o.rope_base),
+    };
+    // Linear position interpolation on the global table: `pos / scale` is
+    // `pos · (freq / scale)`.
+    if let Some(scale) = o.arch.rope_scale {
+        freqs.iter_mut().for_each(|f| *f /= scale);
+    }
+    if let Some(base) = o.arch.rope_base_local {
+        freqs.extend(ops::rope_freqs(o.head_dim(), base));
+    }
+    if let Some(factors) = &model.rope_freqs {
+        let factors = factors.iter().cycle();
+        freqs.iter_mut().zip(factors).for_each(|(f, k)| *f /= k);
+    }
+    freqs
+}
+
 fn rope_tables(o: &ModelOptions) -> usize {
     1 + o.arch.rope_base_local.is_some() as usize
 }
@@ -345,22 +370,7 @@ impl Context {
             s.bytes()
                 .ok_or_else(|| Error::Invalid("context size overflows".into()))?,
         )?;
-        let mut freqs = match &o.arch.rope_yarn {
-            Some(y) => ops::yarn_freqs(o.head_dim(), o.rope_base, y),
-            None => ops::rope_freqs(o.head_dim(), o.rope_base),
-        };
-        // Linear position interpolation on the global table: `pos / scale` is
-        // `pos · (freq / scale)`.
-        if let Some(scale) = o.arch.rope_scale {
-            freqs.iter_mut().for_each(|f| *f /= scale);
-        }
-        if let Some(base) = o.arch.rope_base_local {
-            freqs.extend(ops::rope_freqs(o.head_dim(), base));
-        }
-        if let Some(factors) = &model.rope_freqs {
-            let factors = factors.iter().cycle();
-            freqs.iter_mut().zip(factors).for_each(|(f, k)| *f /= k);
-        }
+        let freqs = rope_freq_tables(&model);
         debug_assert_eq!(freqs.len(), s.freqs);
         let mut seqs = Vec::new();
         seqs.try_reserve_exact(s.n_seq)

@@ -1,17 +1,24 @@
 // cuda_emu.h: runs kernel files on the CPU for tests on machines without a GPU
-// (llmrt_cuda::emu, cuda/src/emu/mod.rs). Every CUDA thread of a block is a std::thread;
-// __syncthreads is a block barrier, warp shuffles go through a per-warp exchange array
-// between two warp barriers, so lock-step warp code behaves as on the GPU. Blocks run
-// one after another, so `static` (our __shared__) is per-block shared memory. Slow, and
-// only as faithful as the subset of CUDA the kernels use: it checks the arithmetic and
-// indexing of the kernels, not their speed, memory model or occupancy.
+// (llmrt_cuda::emu, cuda/src/emu/mod.rs). Every CUDA thread of a block is a fiber
+// (ucontext) on the launching thread: a fiber runs until it meets a barrier, and a
+// small scheduler resumes the fibers a completed barrier releases. __syncthreads is a
+// block barrier, warp shuffles go through a per-warp exchange array between two warp
+// barriers, so lock-step warp code behaves as on the GPU. Blocks run one after
+// another, so `static` (our __shared__) is per-block shared memory. Fibers instead of
+// one OS thread per CUDA thread: no thread creation per launch and no futex per
+// barrier, which made whole-model tests tens of times slower. Only as faithful as the
+// subset of CUDA the kernels use: it checks the arithmetic and indexing of the
+// kernels, not their speed, memory model or occupancy; a barrier some threads never
+// reach is reported and aborts.
 #pragma once
-#include <barrier>
+#include <ucontext.h>
+
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -31,10 +38,23 @@ struct alignas(16) uint4 {
 };
 
 namespace emu {
-using Barrier = std::barrier<>;
-// Everything a kernel reads is per thread, so concurrent launches (parallel tests)
-// cannot see each other's geometry.
+// A barrier among the fibers of a block or a warp: `expected` members (those that have
+// not returned), `arrived` of them waiting, `gen` counting completions.
+struct Barrier {
+    unsigned expected = 0, arrived = 0, gen = 0;
+};
+// One CUDA thread: its context, and the barrier generation it waits to see pass.
+struct Fiber {
+    ucontext_t ctx;
+    bool done = false;
+    Barrier* waiting = nullptr;
+    unsigned wait_gen = 0;
+};
+// Everything a kernel reads is per launching OS thread, so concurrent launches
+// (parallel tests) cannot see each other's geometry.
 inline thread_local dim3 thread_idx, block_idx, block_dim, grid_dim;
+inline thread_local ucontext_t* sched_ctx = nullptr;
+inline thread_local Fiber* current = nullptr;
 inline thread_local Barrier* block_bar = nullptr;
 inline thread_local Barrier* warp_bar = nullptr;
 inline thread_local float* warp_vals = nullptr;
@@ -46,14 +66,39 @@ inline thread_local char* dyn_smem = nullptr;
 #define blockDim emu::block_dim
 #define gridDim emu::grid_dim
 
-inline void __syncthreads() { emu::block_bar->arrive_and_wait(); }
-inline void __syncwarp() { emu::warp_bar->arrive_and_wait(); }
+namespace emu {
+// Completes the barrier: every waiter becomes runnable.
+inline void release(Barrier* b) {
+    b->arrived = 0;
+    b->gen++;
+}
+// Waits until every member has arrived; the last to arrive releases the others and
+// goes on without yielding.
+inline void arrive_and_wait(Barrier* b) {
+    unsigned g = b->gen;
+    if (++b->arrived == b->expected) {
+        release(b);
+        return;
+    }
+    current->waiting = b;
+    current->wait_gen = g;
+    swapcontext(&current->ctx, sched_ctx);
+}
+// A returned thread stops counting toward the barrier (it may complete it).
+inline void drop(Barrier* b) {
+    b->expected--;
+    if (b->arrived > 0 && b->arrived == b->expected) release(b);
+}
+}  // namespace emu
+
+inline void __syncthreads() { emu::arrive_and_wait(emu::block_bar); }
+inline void __syncwarp() { emu::arrive_and_wait(emu::warp_bar); }
 inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
     int lane = threadIdx.x % 32;
     emu::warp_vals[lane] = v;
-    emu::warp_bar->arrive_and_wait();
+    emu::arrive_and_wait(emu::warp_bar);
     float r = emu::warp_vals[lane ^ lane_mask];
-    emu::warp_bar->arrive_and_wait();
+    emu::arrive_and_wait(emu::warp_bar);
     return r;
 }
 // Lane `lane + delta` of the `width`-lane segment; a lane whose source falls past the
@@ -61,9 +106,9 @@ inline float __shfl_xor_sync(unsigned, float v, int lane_mask) {
 inline float __shfl_down_sync(unsigned, float v, int delta, int width = 32) {
     int lane = threadIdx.x % 32;
     emu::warp_vals[lane] = v;
-    emu::warp_bar->arrive_and_wait();
+    emu::arrive_and_wait(emu::warp_bar);
     float r = (lane % width) + delta < width ? emu::warp_vals[lane + delta] : v;
-    emu::warp_bar->arrive_and_wait();
+    emu::arrive_and_wait(emu::warp_bar);
     return r;
 }
 inline float __int_as_float(int i) {
@@ -163,47 +208,76 @@ void call(void (*k)(A...), void** args, std::index_sequence<I...>) {
     k(*static_cast<A*>(args[I])...);
 }
 
-// Runs kernel `k` over the grid, one block at a time, on one std::thread per CUDA thread
-// of a block (the same threads for every block). Between blocks all threads meet at a
-// barrier whose completion step gives the next block fresh block and warp barriers.
+// Runs kernel `k` over the grid, one block at a time, each block's threads as fibers
+// on this thread: each fiber runs until it meets a barrier or returns, and the
+// scheduler loops over the runnable ones until all have returned.
 template <class... A>
 void launch(void (*k)(A...), dim3 grid, dim3 block, size_t smem, void** args) {
+    constexpr size_t STACK = 64 * 1024;
     unsigned nthreads = block.x * block.y * block.z;
     unsigned nwarps = (nthreads + 31) / 32;
     unsigned nblocks = grid.x * grid.y * grid.z;
     std::vector<char> dyn(smem + 16);
     char* smem_base = dyn.data() + (16 - (reinterpret_cast<uintptr_t>(dyn.data()) % 16)) % 16;
-    std::unique_ptr<Barrier> bbar;
-    std::vector<std::unique_ptr<Barrier>> wbars(nwarps);
+    // Stacks are kept between launches on this thread.
+    static thread_local std::vector<std::unique_ptr<char[]>> stacks;
+    while (stacks.size() < nthreads) stacks.emplace_back(new char[STACK]);
+    std::vector<Fiber> fibers(nthreads);
+    std::vector<Barrier> wbars(nwarps);
+    Barrier bbar;
     std::vector<float> wvals(nwarps * 32);
-    auto fresh = [&]() noexcept {
-        bbar = std::make_unique<Barrier>(nthreads);
-        for (unsigned w = 0; w < nwarps; w++)
-            wbars[w] = std::make_unique<Barrier>(std::min(32u, nthreads - w * 32));
+    ucontext_t main_ctx;
+    static thread_local void (*kernel)(A...);
+    static thread_local void** kargs;
+    kernel = k;
+    kargs = args;
+    block_dim = block;
+    grid_dim = grid;
+    dyn_smem = smem_base;
+    sched_ctx = &main_ctx;
+    auto entry = +[]() {
+        call(kernel, kargs, std::index_sequence_for<A...>{});
+        current->done = true;
+        drop(warp_bar);
+        drop(block_bar);
+        // Returning resumes the scheduler (uc_link).
     };
-    fresh();
-    std::barrier between(nthreads, fresh);
-    std::vector<std::thread> threads;
-    threads.reserve(nthreads);
-    for (unsigned t = 0; t < nthreads; t++) {
-        threads.emplace_back([&, t] {
-            thread_idx = dim3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-            block_dim = block;
-            grid_dim = grid;
-            dyn_smem = smem_base;
-            for (unsigned b = 0; b < nblocks; b++) {
-                block_idx = dim3{b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y)};
-                block_bar = bbar.get();
-                warp_bar = wbars[t / 32].get();
+    for (unsigned b = 0; b < nblocks; b++) {
+        block_idx = dim3{b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y)};
+        bbar = Barrier{nthreads, 0, 0};
+        for (unsigned w = 0; w < nwarps; w++) wbars[w] = Barrier{std::min(32u, nthreads - w * 32), 0, 0};
+        for (unsigned t = 0; t < nthreads; t++) {
+            Fiber& f = fibers[t];
+            f.done = false;
+            f.waiting = nullptr;
+            getcontext(&f.ctx);
+            f.ctx.uc_stack.ss_sp = stacks[t].get();
+            f.ctx.uc_stack.ss_size = STACK;
+            f.ctx.uc_link = &main_ctx;
+            makecontext(&f.ctx, entry, 0);
+        }
+        for (;;) {
+            bool all_done = true, progress = false;
+            for (unsigned t = 0; t < nthreads; t++) {
+                Fiber& f = fibers[t];
+                if (f.done) continue;
+                all_done = false;
+                if (f.waiting && f.waiting->gen == f.wait_gen) continue;
+                f.waiting = nullptr;
+                current = &f;
+                thread_idx = dim3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                block_bar = &bbar;
+                warp_bar = &wbars[t / 32];
                 warp_vals = &wvals[(t / 32) * 32];
-                call(k, args, std::index_sequence_for<A...>{});
-                // A thread that returned stops counting toward this block's barriers.
-                warp_bar->arrive_and_drop();
-                block_bar->arrive_and_drop();
-                between.arrive_and_wait();
+                swapcontext(&main_ctx, &f.ctx);
+                progress = true;
             }
-        });
+            if (all_done) break;
+            if (!progress) {
+                std::fprintf(stderr, "cuda_emu: deadlock: threads wait at a barrier others never reach\n");
+                std::abort();
+            }
+        }
     }
-    for (auto& th : threads) th.join();
 }
 }  // namespace emu

@@ -17,21 +17,27 @@
 //! q and k, sinusoidal and learned position codes); [`attention`] (causal GQA attention
 //! over one layer's fp32 KV cache with an online softmax, sliding window, and the store
 //! of new keys and values). Positions and tokens are read from device int arrays, so a
-//! captured graph replays for the next token.
+//! captured graph replays for the next token. [`forward`] is the model's pass on all
+//! of them ([`GpuContext`]: weights uploaded once, the KV cache on the device, the
+//! last row's logits back), written against [`llmrt_cuda::Gpu`] so that it runs on a
+//! GPU or on the emulator alike.
 //!
 //! Tests: `runtime/tests/cuda_emulated.rs` runs the matmul on the CPU through the
 //! emulator against an f64 reference on the dequantised weights, and
 //! `cuda_emulated_ops.rs` the other kernels against `crate::ops` or an f64 reference;
 //! `cuda_compile.rs` compiles every file for sm_80 and sm_90 and fails on register
-//! spills.
+//! spills; `tests/gpu_forward.rs` (the suite) runs whole models through the emulator
+//! against the CPU context.
 
 pub mod act;
 pub mod attention;
 pub mod embed;
+pub mod forward;
 pub mod matmul;
 pub mod rope;
 pub mod rows;
 
+pub use forward::GpuContext;
 use llmrt_cuda::KernelFile;
 
 /// `kernels/common.cuh`, prepended to every runtime kernel file.

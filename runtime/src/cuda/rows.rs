@@ -55,7 +55,7 @@ pub fn config(count: usize) -> Result<LaunchConfig, CudaError> {
 
 /// Checks the buffers of a norm of `n` rows of `w.len()` values.
 fn check_norm(out: &Buffer, x: &Buffer, w: &Buffer, n: usize) -> Result<usize, CudaError> {
-    let d = w.len();
+    let d = w.len_f32();
     check_len("norm x", x.len_f32(), n * d)?;
     check_len("norm out", out.len_f32(), n * d)?;
     Ok(d)
@@ -131,7 +131,7 @@ pub fn rmsnorm_heads(
     row: usize,
     eps: f32,
 ) -> Result<(), CudaError> {
-    let hd = w.len();
+    let hd = w.len_f32();
     if hd == 0 || row % hd != 0 {
         return Err(CudaError::Shape(format!(
             "head norm of rows of {row} by heads of {hd}: not whole heads"
@@ -174,7 +174,7 @@ pub fn add(gpu: &Gpu, x: &Buffer, y: &Buffer, count: usize) -> Result<(), CudaEr
 /// Adds the row `b` to each of the `n` rows of `x` (rows of `b.len()` values), as
 /// [`crate::ops::add_bias`].
 pub fn add_bias(gpu: &Gpu, x: &Buffer, b: &Buffer, n: usize) -> Result<(), CudaError> {
-    let d = b.len();
+    let d = b.len_f32();
     if d == 0 {
         return Err(CudaError::Shape("empty bias row".into()));
     }

@@ -1,0 +1,453 @@
+//! A model's forward pass on a [`Gpu`]: the weights uploaded once as the file stores
+//! them (plain rows; an `r16` matrix is de-interleaved at upload), an f32 KV cache on
+//! the device, and [`crate::Context`]'s forward pass op by op on device buffers, for
+//! one sequence. Only the last row's logits come back.
+//!
+//! The same code runs on a CUDA device and on the CPU emulator, so the suite checks the
+//! whole pass (buffers, offsets, order of launches) against the CPU context without a
+//! GPU (`tests/gpu_forward.rs`).
+
+use super::attention::{self, Heads, LayerCache};
+use super::matmul::{self, DeviceMatrix};
+use super::{act, embed, rope, rows};
+use crate::context::rope_freq_tables;
+use crate::model::{Linear, Model, NormWeights, WeightRef};
+use alloc::sync::Arc;
+use llm_format::{Mlp, Norm, Positions};
+use llmrt_cuda::{Buffer, CudaError, Gpu};
+use std::format;
+use std::vec::Vec;
+
+/// A linear layer on the device.
+struct GpuLinear {
+    w: DeviceMatrix,
+    b: Option<Buffer>,
+}
+
+/// A norm's weight (and bias) on the device.
+struct GpuNorm {
+    w: Buffer,
+    b: Option<Buffer>,
+}
+
+/// One decoder block on the device.
+struct GpuLayer {
+    attn_norm: GpuNorm,
+    wq: GpuLinear,
+    wk: GpuLinear,
+    wv: GpuLinear,
+    q_norm: Option<Buffer>,
+    k_norm: Option<Buffer>,
+    wo: GpuLinear,
+    attn_post_norm: Option<GpuNorm>,
+    mlp_norm: GpuNorm,
+    mlp_post_norm: Option<GpuNorm>,
+    gate: Option<GpuLinear>,
+    up: GpuLinear,
+    down: GpuLinear,
+    /// This layer's KV cache, `[n_ctx, kv_dim]` each.
+    k_cache: Buffer,
+    v_cache: Buffer,
+}
+
+/// The activations of up to `n_batch` rows.
+struct Scratch {
+    x: Buffer,
+    xb: Buffer,
+    q: Buffer,
+    k: Buffer,
+    v: Buffer,
+    att: Buffer,
+    proj: Buffer,
+    hb: Buffer,
+    hb2: Buffer,
+    last: Buffer,
+    logits: Buffer,
+    tokens: Buffer,
+    pos: Buffer,
+}
+
+/// A model on a GPU with the KV cache of one sequence: `eval` appends tokens and
+/// returns the last one's logits, as [`crate::Context::eval`].
+pub struct GpuContext {
+    gpu: Gpu,
+    model: Arc<Model>,
+    tok_emb: DeviceMatrix,
+    /// `None` when the output projection is the token embedding (tied).
+    output: Option<DeviceMatrix>,
+    pos_emb: Option<Buffer>,
+    sinusoidal: Option<Buffer>,
+    /// The global RoPE table, then the sliding layers' own (when they have one).
+    freqs: Vec<Buffer>,
+    layers: Vec<GpuLayer>,
+    out_norm: GpuNorm,
+    s: Scratch,
+    n_ctx: usize,
+    n_batch: usize,
+    n_past: usize,
+    logits: Vec<f32>,
+}
+
+impl core::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "GpuContext({}, {} of {} positions)",
+            self.gpu.name(),
+            self.n_past,
+            self.n_ctx
+        )
+    }
+}
+
+/// Bytes of `n` f32 values.
+fn f32s(n: usize) -> usize {
+    4 * n
+}
+
+impl GpuContext {
+    /// Uploads `model` to `gpu` with a cache of `n_ctx` positions, taking prompts in
+    /// batches of up to `n_batch` tokens. Refuses, before allocating, a model and
+    /// cache that do not fit the device's free memory ([`CudaError::OutOfMemory`]
+    /// with the numbers), and models whose options or dtypes the GPU path lacks.
+    pub fn new(
+        gpu: Gpu,
+        model: Arc<Model>,
+        n_ctx: usize,
+        n_batch: usize,
+    ) -> Result<GpuContext, CudaError> {
+        let o = &model.opts;
+        let (d, qd, kv, f, hd) = (o.d_model, o.q_dim(), o.kv_dim(), o.d_ff, o.head_dim());
+        let n_ctx = n_ctx.clamp(1, o.max_len.max(1));
+        let n_batch = n_batch.clamp(1, n_ctx);
+        Heads {
+            n_heads: o.n_heads,
+            n_kv_heads: o.n_kv_heads,
+            hd,
+        }
+        .check()?;
+        let weights: usize = model.bytes().len();
+        let cache = 2 * o.n_layers * f32s(n_ctx * kv);
+        let widest = d.max(qd).max(f).max(kv);
+        let scratch = f32s(n_batch * (3 * d + 2 * qd + 2 * kv + 2 * f + widest) + o.vocab_size);
+        gpu.check_fits(
+            &format!("the model, a {n_ctx}-position cache and {n_batch}-row buffers"),
+            weights + cache + scratch,
+        )?;
+
+        let bytes = model.bytes();
+        let matrix = |w: &WeightRef| -> Result<DeviceMatrix, CudaError> {
+            let data = &bytes[w.range.clone()];
+            let plain;
+            let data = if w.layout == llm_format::Layout::Rows {
+                data
+            } else {
+                plain = llm_format::layout::to_rows(w.layout, data, w.range.len() / w.rows);
+                &plain[..]
+            };
+            DeviceMatrix::upload(&gpu, w.dtype, data, w.rows, w.cols)
+        };
+        let linear = |l: &Linear| -> Result<GpuLinear, CudaError> {
+            Ok(GpuLinear {
+                w: matrix(&l.w)?,
+                b: l.b.as_deref().map(|b| gpu.upload_f32(b)).transpose()?,
+            })
+        };
+        let norm = |n: &NormWeights| -> Result<GpuNorm, CudaError> {
+            Ok(GpuNorm {
+                w: gpu.upload_f32(&n.w)?,
+                b: n.b.as_deref().map(|b| gpu.upload_f32(b)).transpose()?,
+            })
+        };
+        let mut layers = Vec::with_capacity(model.layers.len());
+        for l in &model.layers {
+            layers.push(GpuLayer {
+                attn_norm: norm(&l.attn_norm)?,
+                wq: linear(&l.wq)?,
+                wk: linear(&l.wk)?,
+                wv: linear(&l.wv)?,
+                q_norm: l.q_norm.as_deref().map(|w| gpu.upload_f32(w)).transpose()?,
+                k_norm: l.k_norm.as_deref().map(|w| gpu.upload_f32(w)).transpose()?,
+                wo: linear(&l.wo)?,
+                attn_post_norm: l.attn_post_norm.as_ref().map(norm).transpose()?,
+                mlp_norm: norm(&l.mlp_norm)?,
+                mlp_post_norm: l.mlp_post_norm.as_ref().map(norm).transpose()?,
+                gate: l.gate.as_ref().map(linear).transpose()?,
+                up: linear(&l.up)?,
+                down: linear(&l.down)?,
+                k_cache: gpu.alloc(f32s(n_ctx * kv))?,
+                v_cache: gpu.alloc(f32s(n_ctx * kv))?,
+            });
+        }
+        let tok_emb = matrix(&model.tok_emb)?;
+        let output = if o.tied_embeddings {
+            None
+        } else {
+            Some(matrix(&model.output)?)
+        };
+        let pos_emb = match (&model.pos_emb, o.positions) {
+            (Some(p), Positions::Learned) => {
+                let mut v = alloc::vec![0.0f32; p.rows * p.cols];
+                llm_format::quant::dequantize(p.dtype, &bytes[p.range.clone()], &mut v)
+                    .ok_or_else(|| CudaError::Shape("position table size".into()))?;
+                Some(gpu.upload_f32(&v)?)
+            }
+            (None, Positions::Learned) => {
+                return Err(CudaError::Shape("learned positions without a table".into()))
+            }
+            _ => None,
+        };
+        let sinusoidal = match o.positions {
+            Positions::Sinusoidal => Some(gpu.upload_f32(&rope::sinusoidal_divisors(d))?),
+            _ => None,
+        };
+        let freqs = if o.positions == Positions::Rope {
+            rope_freq_tables(&model)
+                .chunks(hd / 2)
+                .map(|t| gpu.upload_f32(t))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        let out_norm = norm(&model.out_norm)?;
+        let row = |w: usize| gpu.alloc(f32s(n_batch * w));
+        let s = Scratch {
+            x: row(d)?,
+            xb: row(d)?,
+            q: row(qd)?,
+            k: row(kv)?,
+            v: row(kv)?,
+            att: row(qd)?,
+            proj: row(d)?,
+            hb: row(f)?,
+            hb2: row(f)?,
+            last: gpu.alloc(f32s(d))?,
+            logits: gpu.alloc(f32s(o.vocab_size))?,
+            tokens: gpu.alloc(4 * n_batch)?,
+            pos: gpu.alloc(4 * n_batch)?,
+        };
+        Ok(GpuContext {
+            gpu,
+            model,
+            tok_emb,
+            output,
+            pos_emb,
+            sinusoidal,
+            freqs,
+            layers,
+            out_norm,
+            s,
+            n_ctx,
+            n_batch,
+            n_past: 0,
+            logits: Vec::new(),
+        })
+    }
+
+    /// Gives the device back (for another model on it).
+    pub fn into_gpu(self) -> Gpu {
+        self.gpu
+    }
+
+    /// The device.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Positions the cache holds.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Positions evaluated so far.
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    /// Forgets the sequence (the cache is overwritten as positions come again).
+    pub fn reset(&mut self) {
+        self.n_past = 0;
+        self.logits.clear();
+    }
+
+    /// Appends `tokens` to the sequence, in batches of at most `n_batch`, and returns
+    /// the last one's logits.
+    pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], CudaError> {
+        if tokens.is_empty() {
+            return Err(CudaError::Shape("no tokens to evaluate".into()));
+        }
+        if self.n_past + tokens.len() > self.n_ctx {
+            return Err(CudaError::Shape(format!(
+                "{} tokens do not fit in the context of {} tokens",
+                self.n_past + tokens.len(),
+                self.n_ctx
+            )));
+        }
+        embed::check_tokens(tokens, self.model.opts.vocab_size)?;
+        for chunk in tokens.chunks(self.n_batch) {
+            self.forward(chunk)?;
+            self.n_past += chunk.len();
+        }
+        let vocab = self.model.opts.vocab_size;
+        self.logits = self.gpu.read_f32(&self.s.logits, 0, vocab)?;
+        Ok(&self.logits)
+    }
+
+    /// `out = norm(x)` over `n` rows.
+    fn norm(&self, out: &Buffer, x: &Buffer, w: &GpuNorm, n: usize) -> Result<(), CudaError> {
+        let o = &self.model.opts;
+        match o.norm {
+            Norm::RmsNorm => rows::rmsnorm(&self.gpu, out, x, &w.w, n, o.norm_eps),
+            Norm::LayerNorm => {
+                rows::layernorm(&self.gpu, out, x, &w.w, w.b.as_ref(), n, o.norm_eps)
+            }
+        }
+    }
+
+    /// `y = x · Wᵀ (+ b)` over `n` rows.
+    fn linear(&self, l: &GpuLinear, x: &Buffer, n: usize, y: &Buffer) -> Result<(), CudaError> {
+        matmul::matmul(&self.gpu, &l.w, x, n, y)?;
+        match &l.b {
+            Some(b) => rows::add_bias(&self.gpu, y, b, n),
+            None => Ok(()),
+        }
+    }
+
+    /// One pass over `tokens` at positions `n_past..`: the CPU's `Context::forward`.
+    fn forward(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
+        let model = self.model.clone();
+        let o = &model.opts;
+        let (n, d, kv, f, qd, hd) = (
+            tokens.len(),
+            o.d_model,
+            o.kv_dim(),
+            o.d_ff,
+            o.q_dim(),
+            o.head_dim(),
+        );
+        let heads = Heads {
+            n_heads: o.n_heads,
+            n_kv_heads: o.n_kv_heads,
+            hd,
+        };
+        let pos: Vec<u8> = (0..n)
+            .flat_map(|i| ((self.n_past + i) as i32).to_le_bytes())
+            .collect();
+        self.gpu.write(&mut self.s.pos, 0, &pos)?;
+        let g = &self.gpu;
+
+        // Embedding (+ absolute positions).
+        embed::embed(g, &self.tok_emb, tokens, &mut self.s.tokens, &self.s.x)?;
+        let s = &self.s;
+        if let Some(scale) = o.arch.embed_scale {
+            rows::scale(g, &s.x, scale, n * d)?;
+        }
+        match o.positions {
+            Positions::Learned => {
+                let table = self.pos_emb.as_ref().expect("checked at upload");
+                rope::add_pos_rows(g, &s.x, table, o.max_len, &s.pos, n, d)?;
+            }
+            Positions::Sinusoidal => {
+                let div = self.sinusoidal.as_ref().expect("made at upload");
+                rope::add_sinusoidal(g, &s.x, div, &s.pos, n, d)?;
+            }
+            Positions::Rope => {}
+        }
+
+        let scale = 1.0 / crate::math::sqrtf(hd as f32);
+        let yarn = o.arch.rope_yarn.map_or(1.0, |y| y.attn_factor);
+        for (l, layer) in self.layers.iter().enumerate() {
+            // Attention.
+            self.norm(&s.xb, &s.x, &layer.attn_norm, n)?;
+            self.linear(&layer.wq, &s.xb, n, &s.q)?;
+            self.linear(&layer.wk, &s.xb, n, &s.k)?;
+            self.linear(&layer.wv, &s.xb, n, &s.v)?;
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                rows::rmsnorm_heads(g, &s.q, qn, n, qd, o.norm_eps)?;
+                rows::rmsnorm_heads(g, &s.k, kn, n, kv, o.norm_eps)?;
+            }
+            let window = o.layer_window(l);
+            if o.positions == Positions::Rope {
+                // The sliding layers' own table follows the global one.
+                let local = o.arch.rope_base_local.is_some() && window.is_some();
+                let table = &self.freqs[usize::from(local)];
+                let factor = if local { 1.0 } else { yarn };
+                rope::rope(g, heads, table, factor, &s.pos, n, &s.q, &s.k)?;
+            }
+            attention::kv_store(
+                g,
+                &layer.k_cache,
+                &layer.v_cache,
+                self.n_ctx,
+                &s.k,
+                &s.v,
+                &s.pos,
+                n,
+                kv,
+            )?;
+            let cache = LayerCache {
+                k: &layer.k_cache,
+                v: &layer.v_cache,
+                n_ctx: self.n_ctx,
+            };
+            attention::attention(
+                g,
+                heads,
+                &cache,
+                &s.q,
+                &s.pos,
+                n,
+                window.unwrap_or(usize::MAX),
+                scale,
+                &s.att,
+            )?;
+            self.linear(&layer.wo, &s.att, n, &s.proj)?;
+            if let Some(post) = &layer.attn_post_norm {
+                self.norm(&s.proj, &s.proj, post, n)?;
+            }
+            rows::add(g, &s.x, &s.proj, n * d)?;
+
+            // MLP.
+            self.norm(&s.xb, &s.x, &layer.mlp_norm, n)?;
+            match (o.mlp, &layer.gate) {
+                (Mlp::SwiGlu | Mlp::GeGlu, Some(gate)) => {
+                    self.linear(gate, &s.xb, n, &s.hb2)?;
+                    self.linear(&layer.up, &s.xb, n, &s.hb)?;
+                    if o.mlp == Mlp::SwiGlu {
+                        act::swiglu(g, &s.hb, &s.hb2, n * f)?;
+                    } else {
+                        act::geglu(g, &s.hb, &s.hb2, n * f)?;
+                    }
+                }
+                (Mlp::SwiGlu | Mlp::GeGlu, None) => {
+                    return Err(CudaError::Shape("gated MLP without gate weights".into()))
+                }
+                (Mlp::Gelu, _) => {
+                    self.linear(&layer.up, &s.xb, n, &s.hb)?;
+                    act::gelu(g, &s.hb, n * f)?;
+                }
+                (Mlp::Relu, _) => {
+                    self.linear(&layer.up, &s.xb, n, &s.hb)?;
+                    act::relu(g, &s.hb, n * f)?;
+                }
+            }
+            self.linear(&layer.down, &s.hb, n, &s.proj)?;
+            if let Some(post) = &layer.mlp_post_norm {
+                self.norm(&s.proj, &s.proj, post, n)?;
+            }
+            rows::add(g, &s.x, &s.proj, n * d)?;
+        }
+
+        // Final norm and classifier of the last row.
+        self.gpu
+            .copy(&s.last, 0, &s.x, f32s((n - 1) * d), f32s(d))?;
+        self.norm(&s.last, &s.last, &self.out_norm, 1)?;
+        let out = self.output.as_ref().unwrap_or(&self.tok_emb);
+        matmul::matmul(g, out, &s.last, 1, &s.logits)
+    }
+}
