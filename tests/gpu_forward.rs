@@ -44,9 +44,9 @@ fn prompt(o: &ModelOptions) -> Vec<u32> {
 }
 
 /// The model of options `o` with random weights of `seed` stored as `dtype` on the
-/// emulated GPU: the first 9 prompt tokens as one call (batches of 5 and 4), then the
-/// rest one at a time through the cache; each call's logits (positions 8..12) against
-/// the reference within `tol` of the logits' scale.
+/// emulated GPU: the first 9 prompt tokens as one call with the logits of every row
+/// (batches of 5 and 4), then the rest one at a time through the cache; the logits of
+/// every position against the reference within `tol` of the logits' scale.
 fn check(gpu: Gpu, o: &ModelOptions, dtype: DType, tol: f64, seed: u64) -> Gpu {
     let w = random_weights(o, seed);
     let (bytes, held) = write_model(o, &w, dtype);
@@ -54,7 +54,12 @@ fn check(gpu: Gpu, o: &ModelOptions, dtype: DType, tol: f64, seed: u64) -> Gpu {
     let want = RefModel::new(o.clone(), &held).forward(&prompt(o));
     let mut ctx = GpuContext::new(gpu, model, o.max_len, 5).expect("gpu context");
     let p = prompt(o);
-    let mut got = vec![(8, ctx.eval(&p[..9]).expect("eval").to_vec())];
+    let mut all = Vec::new();
+    ctx.eval_all(&p[..9], &mut all).expect("eval_all");
+    let vocab = o.vocab_size;
+    let mut got: Vec<(usize, Vec<f32>)> = (0..9)
+        .map(|i| (i, all[i * vocab..(i + 1) * vocab].to_vec()))
+        .collect();
     for (i, &t) in p.iter().enumerate().skip(9) {
         got.push((i, ctx.eval(&[t]).expect("eval").to_vec()));
     }

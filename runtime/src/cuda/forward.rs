@@ -129,7 +129,7 @@ impl GpuContext {
         let weights: usize = model.bytes().len();
         let cache = 2 * o.n_layers * f32s(n_ctx * kv);
         let widest = d.max(qd).max(f).max(kv);
-        let scratch = f32s(n_batch * (3 * d + 2 * qd + 2 * kv + 2 * f + widest) + o.vocab_size);
+        let scratch = f32s(n_batch * (3 * d + 2 * qd + 2 * kv + 2 * f + widest + o.vocab_size));
         gpu.check_fits(
             &format!("the model, a {n_ctx}-position cache and {n_batch}-row buffers"),
             weights + cache + scratch,
@@ -222,7 +222,7 @@ impl GpuContext {
             hb: row(f)?,
             hb2: row(f)?,
             last: gpu.alloc(f32s(d))?,
-            logits: gpu.alloc(f32s(o.vocab_size))?,
+            logits: gpu.alloc(f32s(n_batch * o.vocab_size))?,
             tokens: gpu.alloc(4 * n_batch)?,
             pos: gpu.alloc(4 * n_batch)?,
         };
@@ -278,6 +278,34 @@ impl GpuContext {
     /// Appends `tokens` to the sequence, in batches of at most `n_batch`, and returns
     /// the last one's logits.
     pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], CudaError> {
+        self.check(tokens)?;
+        for chunk in tokens.chunks(self.n_batch) {
+            self.forward(chunk, false)?;
+            self.n_past += chunk.len();
+        }
+        let vocab = self.model.opts.vocab_size;
+        self.logits = self.gpu.read_f32(&self.s.logits, 0, vocab)?;
+        Ok(&self.logits)
+    }
+
+    /// Appends `tokens` and writes the logits of every one of them into `out`
+    /// (`[tokens.len(), vocab]`), as [`crate::Context::eval_all`] (perplexity).
+    pub fn eval_all(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<(), CudaError> {
+        self.check(tokens)?;
+        let vocab = self.model.opts.vocab_size;
+        out.clear();
+        for chunk in tokens.chunks(self.n_batch) {
+            self.forward(chunk, true)?;
+            self.n_past += chunk.len();
+            out.extend(self.gpu.read_f32(&self.s.logits, 0, chunk.len() * vocab)?);
+        }
+        self.logits = out[out.len() - vocab..].to_vec();
+        Ok(())
+    }
+
+    /// Refuses an empty call, one past the context and ids outside the vocabulary,
+    /// before anything changes.
+    fn check(&self, tokens: &[u32]) -> Result<(), CudaError> {
         if tokens.is_empty() {
             return Err(CudaError::Shape("no tokens to evaluate".into()));
         }
@@ -288,14 +316,7 @@ impl GpuContext {
                 self.n_ctx
             )));
         }
-        embed::check_tokens(tokens, self.model.opts.vocab_size)?;
-        for chunk in tokens.chunks(self.n_batch) {
-            self.forward(chunk)?;
-            self.n_past += chunk.len();
-        }
-        let vocab = self.model.opts.vocab_size;
-        self.logits = self.gpu.read_f32(&self.s.logits, 0, vocab)?;
-        Ok(&self.logits)
+        embed::check_tokens(tokens, self.model.opts.vocab_size)
     }
 
     /// `out = norm(x)` over `n` rows.
@@ -318,8 +339,9 @@ impl GpuContext {
         }
     }
 
-    /// One pass over `tokens` at positions `n_past..`: the CPU's `Context::forward`.
-    fn forward(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
+    /// One pass over `tokens` at positions `n_past..`: the CPU's `Context::forward`,
+    /// with the logits of every row (`all_rows`) or of the last.
+    fn forward(&mut self, tokens: &[u32], all_rows: bool) -> Result<(), CudaError> {
         let model = self.model.clone();
         let o = &model.opts;
         let (n, d, kv, f, qd, hd) = (
@@ -443,11 +465,15 @@ impl GpuContext {
             rows::add(g, &s.x, &s.proj, n * d)?;
         }
 
-        // Final norm and classifier of the last row.
+        // Final norm and classifier: every row, or the last.
+        let out = self.output.as_ref().unwrap_or(&self.tok_emb);
+        if all_rows {
+            self.norm(&s.xb, &s.x, &self.out_norm, n)?;
+            return matmul::matmul(g, out, &s.xb, n, &s.logits);
+        }
         self.gpu
             .copy(&s.last, 0, &s.x, f32s((n - 1) * d), f32s(d))?;
         self.norm(&s.last, &s.last, &self.out_norm, 1)?;
-        let out = self.output.as_ref().unwrap_or(&self.tok_emb);
         matmul::matmul(g, out, &s.last, 1, &s.logits)
     }
 }
