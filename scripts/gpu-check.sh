@@ -12,9 +12,15 @@
 #   4. runs the runtime's CPU kernel tests with the host's AMX tiles (LLMRT_AMX=1: the
 #      tiles are opt-in until this has passed on a CPU that has them; the GPU machines'
 #      Xeons do, this project's build machine may not),
-#   5. benchmarks the GPT-2 124M shape (12 L, 12 H, C 768, T 1024, V 50304, the largest
+#   5. runs the runtime's GPU kernels against their f64 references and whole models on
+#      the GPU (llmrt::cuda::GpuContext) against the f64 reference decoder and the CPU's
+#      greedy tokens, and CUDA-graph replay against direct launches (issue 11),
+#   6. benchmarks the GPT-2 124M shape (12 L, 12 H, C 768, T 1024, V 50304, the largest
 #      batch the memory estimate fits) and prints tokens/s, ms/step, peak memory and MFU
-#      (llm.c's 6N + 6LCT flops per token against 989 TFLOP/s) as the last table.
+#      (llm.c's 6N + 6LCT flops per token against 989 TFLOP/s),
+#   7. `llm-run bench --device cuda` pp512/tg128 on random-weight models of the
+#      stories110M shape (f16, q8_0, q4_0) and SmolLM2-135M's (q4_1), with CUDA graphs
+#      and without, each with the HBM roofline share of its generation speed.
 #
 # What it does not do yet: the benchmark is the kernel library's own device-resident
 # GPT-2 step (trainer/src/cuda/bench.rs), not `llm-train train --device cuda` (the
@@ -66,6 +72,23 @@ for line in sys.stdin:
         shutil.copy(m["executable"], sys.argv[1] + "/" + name)
         print("prepared", sys.argv[1] + "/" + name)
 ' "$bindir"
+    # The suite's whole-model GPU tests, the bench-model writer, and the binaries.
+    cargo test --release -p llmrt-suite --test gpu_forward --test sequences --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("gpu_forward", "sequences"):
+        shutil.copy(m["executable"], sys.argv[1] + "/" + m["target"]["name"])
+        print("prepared", sys.argv[1] + "/" + m["target"]["name"])
+' "$bindir"
+    if ! cargo build --release -p llmrt --bin llm-run -p llm-train --bin llm-train 2>&1 | tail -n 3; then
+        echo "gpu-check --prepare: the build failed (above)"
+        exit 1
+    fi
+    cp target/release/llm-run target/release/llm-train "$bindir"/
     du -sh "$bindir"
     echo "carry $bindir to the GPU machine and run scripts/gpu-check.sh there"
     exit 0
@@ -138,6 +161,8 @@ run_test() {
         [ "$target" = llm_train ] && sel=(-p llm-train --lib)
         [ "$target" = kernels ] && sel=(-p llmrt --test kernels)
         [ "$target" = rt_cuda_kernels ] && sel=(-p llmrt --test cuda_kernels)
+        [ "$target" = gpu_forward ] && sel=(-p llmrt-suite --test gpu_forward)
+        [ "$target" = sequences ] && sel=(-p llmrt-suite --test sequences)
         out=$(env "$@" timeout 240 cargo test --release "${sel[@]}" -- $filter --include-ignored --nocapture --test-threads 1 2>&1)
     else
         out=$(env "$@" timeout 240 "$bindir/$target" $filter --include-ignored --nocapture --test-threads 1 2>&1)
@@ -156,7 +181,32 @@ run_test "kernels vs CPU reference" cuda_kernels ""
 run_test "runtime GPU kernels vs f64 reference" rt_cuda_kernels ""
 run_test "small GPT step learns" cuda_bench small_gpt_step
 run_test "--recompute on the GPU = keeping everything" train_recompute recompute_on_cuda
+run_test "runtime: whole models on the GPU (reference, CPU greedy tokens, graphs)" gpu_forward on_the_gpu
 run_test "benchmark: GPT-2 124M" cuda_bench gpt2_124m_benchmark LLMRT_CUDA_BENCH=1
+
+# Runtime bench (issue 11): random-weight models of the stories110M shape (f16, q8_0,
+# q4_0) and SmolLM2-135M's (q4_1), written here (nothing is downloaded), then
+# `llm-run bench --device cuda` pp512 / tg128, with CUDA graphs and without.
+if [ $mode = cargo ]; then
+    cargo build --release -p llmrt --bin llm-run >/dev/null 2>&1
+    llmrun=target/release/llm-run
+else
+    llmrun=$bindir/llm-run
+fi
+work=$(mktemp -d)
+for spec in 110m:f16 110m:q8_0 110m:q4_0 smollm2:q4_1; do
+    shape=${spec%%:*} dtype=${spec##*:} model=$work/$shape-$dtype.llm
+    say "runtime bench: $shape $dtype"
+    run_test "write $shape-$dtype" sequences write_110m_bench_model \
+        LLMRT_BENCH_MODEL="$model" LLMRT_BENCH_DTYPE="$dtype" LLMRT_BENCH_SHAPE="$shape" >/dev/null
+    for graphs in 1 0; do
+        out=$(LLMRT_CUDA_GRAPHS=$graphs timeout 120 "$llmrun" bench -m "$model" --device cuda -p 512 -n 128 -r 3 2>&1)
+        rc=$?
+        printf 'LLMRT_CUDA_GRAPHS=%s\n%s\n' "$graphs" "$out" | tee -a "$log" | tail -n 12
+        if [ $rc != 0 ]; then fail=1; echo "FAILED: bench $shape $dtype graphs=$graphs (exit $rc)"; fi
+    done
+done
+rm -rf "$work"
 
 if [ "$record" = "--record" ] && grep -q '^| [0-9]' "$log"; then
     gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)

@@ -7,7 +7,10 @@
 //! confirm it on a GPU.
 //!
 //! Needs a C++20 compiler for the emulator (`$CXX`, default `g++`); without one each
-//! test prints `skipped ...` and returns.
+//! emulated test prints `skipped ...` and returns. Each check also has a twin on a
+//! real GPU, `#[ignore = "needs a CUDA GPU"]` (run with `--include-ignored`, as
+//! `scripts/gpu-check.sh` does), and a GPU-only test compares graph replay with direct
+//! launches.
 
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions};
 use llmrt::cuda::GpuContext;
@@ -79,11 +82,7 @@ fn into_gpu(ctx: GpuContext) -> Gpu {
     ctx.into_gpu()
 }
 
-#[test]
-fn every_option_combination_matches_reference_f32() {
-    let Some(mut gpu) = emulator("every option combination") else {
-        return;
-    };
+fn every_option_combination_matches_reference_f32(mut gpu: Gpu) {
     // Every (positions, norm, MLP) triple, each with one of the three (bias, tied,
     // kv heads) settings in turn, so that each setting meets each value of the others.
     let mut seed = 1;
@@ -100,13 +99,9 @@ fn every_option_combination_matches_reference_f32() {
     }
 }
 
-#[test]
-fn every_storage_type_matches_reference() {
+fn every_storage_type_matches_reference(mut gpu: Gpu) {
     // The GPU keeps the activations in f32 (no 8-bit blocks as on the CPU), so every
     // storage type meets f32 rounding against the reference on the same weights.
-    let Some(mut gpu) = emulator("every storage type") else {
-        return;
-    };
     let llama = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
     let gpt2 = opts(
         Positions::Learned,
@@ -130,12 +125,8 @@ fn every_storage_type_matches_reference() {
     }
 }
 
-#[test]
-fn arch_options_match_reference() {
+fn arch_options_match_reference(mut gpu: Gpu) {
     // Qwen 2/3, Llama 3.1 and Gemma 3's settings, as in tests/decoder.rs.
-    let Some(mut gpu) = emulator("arch options") else {
-        return;
-    };
     let base = || opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
     let mut cases = Vec::new();
     let mut o = base();
@@ -172,11 +163,7 @@ fn arch_options_match_reference() {
 
 /// Greedy decoding: the GPU's tokens are the CPU context's (f32 weights and cache),
 /// for a llama2.c-shaped and a GPT-2-shaped model.
-#[test]
-fn greedy_tokens_equal_the_cpu() {
-    let Some(mut gpu) = emulator("greedy tokens") else {
-        return;
-    };
+fn greedy_tokens_equal_the_cpu(mut gpu: Gpu) {
     let argmax = |l: &[f32]| {
         l.iter()
             .enumerate()
@@ -224,6 +211,63 @@ fn greedy_tokens_equal_the_cpu() {
         assert_eq!(ta, tb, "{o:?}: greedy tokens, CPU then GPU");
         gpu = gctx.into_gpu();
     }
+}
+
+/// Each check on the emulator (always) and on a GPU (`--include-ignored`).
+macro_rules! on_both {
+    ($($body:ident: $emu:ident, $cuda:ident;)*) => {$(
+        #[test]
+        fn $emu() {
+            if let Some(g) = emulator(stringify!($body)) {
+                $body(g);
+            }
+        }
+
+        #[test]
+        #[ignore = "needs a CUDA GPU"]
+        fn $cuda() {
+            $body(cuda(stringify!($body)));
+        }
+    )*};
+}
+
+on_both! {
+    every_option_combination_matches_reference_f32: options_emulated, options_on_the_gpu;
+    every_storage_type_matches_reference: storage_types_emulated, storage_types_on_the_gpu;
+    arch_options_match_reference: arch_options_emulated, arch_options_on_the_gpu;
+    greedy_tokens_equal_the_cpu: greedy_emulated, greedy_on_the_gpu;
+}
+
+/// The first GPU; these tests are ignored unless asked for, so without one they fail
+/// here with the reason.
+fn cuda(test: &str) -> Gpu {
+    match Gpu::cuda(0) {
+        Ok(g) => g,
+        Err(e) => panic!("{test}: needs a CUDA GPU: {e}"),
+    }
+}
+
+/// One-token steps replayed from a captured CUDA graph give the logits of the same
+/// steps launched one by one (`LLMRT_CUDA_GRAPHS=0`), bit for bit: the graph holds the
+/// same launches, with the token and position read from device memory.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn graph_replay_equals_direct_launches_on_the_gpu() {
+    let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
+    let w = random_weights(&o, 77 ^ test_seed(0));
+    let (bytes, _) = write_model(&o, &w, DType::Q4_0);
+    let model = Arc::new(Model::from_bytes(&bytes).expect("load"));
+    let run = |graphs: bool| {
+        let mut ctx = GpuContext::new(cuda("graphs"), model.clone(), o.max_len, 8).expect("ctx");
+        ctx.set_graphs(graphs);
+        let mut out = vec![ctx.eval(&prompt(&o)).expect("prompt").to_vec()];
+        for t in 0..12u32 {
+            out.push(ctx.eval(&[(t * 5 + 1) % o.vocab_size as u32]).expect("step").to_vec());
+        }
+        out
+    };
+    let (with, without) = (run(true), run(false));
+    assert_eq!(with, without, "graph replay against direct launches");
 }
 
 #[test]

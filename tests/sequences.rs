@@ -387,7 +387,10 @@ fn state_files_hold_sequence_zero() {
 /// Writes a random-weight model of the stories110M shape (dim 768, hidden 2048, 12
 /// layers, 12 heads, vocab 32000, untied output; the shape of `benches/e2e.rs` and
 /// `scripts/bench-vs-llamacpp.sh`) to `$LLMRT_BENCH_MODEL`, its matrices in
-/// `$LLMRT_BENCH_DTYPE` (default q8_0), for `llm-run bench --seqs` (docs/PERF.md):
+/// `$LLMRT_BENCH_DTYPE` (default q8_0), for `llm-run bench --seqs` (docs/PERF.md);
+/// with `LLMRT_BENCH_SHAPE=smollm2`, SmolLM2-135M's shape instead (dim 576, hidden
+/// 1536, 30 layers, 9 heads over 3 KV heads, vocab 49152, tied), for the GPU bench
+/// of `scripts/gpu-check.sh`, where no model can be downloaded:
 ///
 /// `LLMRT_BENCH_MODEL=/tmp/110m-q8_0.llm cargo test --release --test sequences -- --ignored`
 #[test]
@@ -399,22 +402,38 @@ fn write_110m_bench_model() {
     };
     let dtype = std::env::var("LLMRT_BENCH_DTYPE").unwrap_or_else(|_| "q8_0".into());
     let dtype = DType::from_name(&dtype).expect("LLMRT_BENCH_DTYPE: a dtype name");
-    let o = ModelOptions {
-        vocab_size: 32000,
-        d_model: 768,
-        n_layers: 12,
-        n_heads: 12,
-        n_kv_heads: 12,
-        d_ff: 2048,
-        max_len: 1024,
-        ..opts(
-            Positions::Rope,
-            Norm::RmsNorm,
-            Mlp::SwiGlu,
-            false,
-            false,
-            12,
-        )
+    let base = opts(
+        Positions::Rope,
+        Norm::RmsNorm,
+        Mlp::SwiGlu,
+        false,
+        false,
+        12,
+    );
+    let o = match std::env::var("LLMRT_BENCH_SHAPE").as_deref() {
+        Ok("smollm2") => ModelOptions {
+            vocab_size: 49152,
+            d_model: 576,
+            n_layers: 30,
+            n_heads: 9,
+            n_kv_heads: 3,
+            d_ff: 1536,
+            max_len: 2048,
+            tied_embeddings: true,
+            rope_base: 100000.0,
+            ..base
+        },
+        Ok("110m") | Err(_) => ModelOptions {
+            vocab_size: 32000,
+            d_model: 768,
+            n_layers: 12,
+            n_heads: 12,
+            n_kv_heads: 12,
+            d_ff: 2048,
+            max_len: 1024,
+            ..base
+        },
+        Ok(other) => panic!("LLMRT_BENCH_SHAPE: 110m or smollm2, not {other}"),
     };
     let (bytes, _) = write_model(&o, &random_weights(&o, 0x5eed), dtype);
     std::fs::write(&path, &bytes).expect("write the model");

@@ -38,8 +38,20 @@ pub fn driver_present() -> bool {
 }
 
 impl CudaDevice {
-    /// Opens GPU `ordinal`; without a driver or device, a [`CudaError::NoDevice`].
+    /// Opens GPU `ordinal` on its default stream; without a driver or device, a
+    /// [`CudaError::NoDevice`].
     pub fn open(ordinal: usize) -> Result<Self, CudaError> {
+        Self::open_on(ordinal, false)
+    }
+
+    /// [`CudaDevice::open`] with a stream of its own instead of the default stream:
+    /// a CUDA graph can only be captured from such a stream (the runtime's decode
+    /// step, [`crate::gpu::Gpu::capture`]).
+    pub fn open_own_stream(ordinal: usize) -> Result<Self, CudaError> {
+        Self::open_on(ordinal, true)
+    }
+
+    fn open_on(ordinal: usize, own_stream: bool) -> Result<Self, CudaError> {
         if !driver_present() {
             return Err(CudaError::NoDevice(
                 "libcuda.so could not be loaded (no NVIDIA driver installed?)".into(),
@@ -65,7 +77,11 @@ impl CudaDevice {
             minor: minor.max(0) as u32,
         };
         let name = ctx.name()?;
-        let stream = ctx.default_stream();
+        let stream = if own_stream {
+            ctx.new_stream()?
+        } else {
+            ctx.default_stream()
+        };
         Ok(CudaDevice {
             ctx,
             stream,

@@ -66,6 +66,15 @@ impl Buffer {
     }
 }
 
+/// A captured sequence of launches ([`Gpu::capture`]), replayed with one call.
+pub struct Graph(cudarc::driver::CudaGraph);
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Graph")
+    }
+}
+
 /// One kernel argument.
 #[derive(Clone, Copy, Debug)]
 pub enum KArg<'a> {
@@ -122,9 +131,10 @@ type EmuModules = std::collections::HashMap<
 >;
 
 impl Gpu {
-    /// GPU `ordinal`; without a driver or device, a one-line [`CudaError::NoDevice`].
+    /// GPU `ordinal`, on a stream of its own (so that [`Gpu::capture`] can record
+    /// graphs); without a driver or device, a one-line [`CudaError::NoDevice`].
     pub fn cuda(ordinal: usize) -> Result<Gpu, CudaError> {
-        Ok(Gpu::Cuda(CudaDevice::open(ordinal)?))
+        Ok(Gpu::Cuda(CudaDevice::open_own_stream(ordinal)?))
     }
 
     /// The CPU emulator; `NoDevice` with the reason when there is no C++20 compiler.
@@ -360,6 +370,36 @@ impl Gpu {
                 Ok(())
             }
         }
+    }
+
+    /// Records the launches and device copies `work` queues as a CUDA graph instead of
+    /// running them, for [`Gpu::replay`]. Host copies ([`Gpu::write`], [`Gpu::read`])
+    /// must stay outside `work`: a graph replays device work only, so its inputs are
+    /// written into device buffers before each replay. The emulator records nothing
+    /// (`None`): callers run `work` directly there.
+    pub fn capture(
+        &self,
+        work: impl FnOnce() -> Result<(), CudaError>,
+    ) -> Result<Option<Graph>, CudaError> {
+        match self {
+            Gpu::Cuda(d) => {
+                use cudarc::driver::sys;
+                let stream = d.stream();
+                stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
+                let done = work();
+                // End the capture whatever `work` returned, so the stream is usable.
+                let graph = stream.end_capture(sys::CUgraphInstantiate_flags(0));
+                done?;
+                Ok(graph?.map(Graph))
+            }
+            #[cfg(feature = "emu")]
+            Gpu::Emulated(_) => Ok(None),
+        }
+    }
+
+    /// Queues one replay of `graph` on the device's stream.
+    pub fn replay(&self, graph: &Graph) -> Result<(), CudaError> {
+        Ok(graph.0.launch()?)
     }
 
     /// Waits for every queued launch and surfaces any asynchronous error.

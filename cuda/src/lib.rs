@@ -38,6 +38,6 @@ pub mod source;
 
 pub use device::CudaDevice;
 pub use error::CudaError;
-pub use gpu::{Buffer, Gpu, KArg};
+pub use gpu::{Buffer, Gpu, Graph, KArg};
 pub use nvrtc::Arch;
 pub use source::{KernelFile, Variant};

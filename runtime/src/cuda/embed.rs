@@ -72,34 +72,27 @@ pub fn check_tokens(tokens: &[u32], vocab: usize) -> Result<(), CudaError> {
 }
 
 /// `y[i] = E[tokens[i]]` (`y` is `[n, cols]` fp32) for the embedding matrix `table`
-/// (`[vocab, d]`): checks the ids ([`check_tokens`]), uploads them into `dev_tokens`
-/// (the device copy the kernel reads, at least `tokens.len()` long) and launches.
+/// (`[vocab, d]`) and the `n` ids in `dev_tokens` (device `int`s, checked on the host
+/// with [`check_tokens`] before they were written there; the kernel turns an id
+/// outside the table into a NaN row, never an out-of-bounds read).
 pub fn embed(
     gpu: &Gpu,
     table: &DeviceMatrix,
-    tokens: &[u32],
-    dev_tokens: &mut Buffer,
+    n: usize,
+    dev_tokens: &Buffer,
     y: &Buffer,
 ) -> Result<(), CudaError> {
-    check_tokens(tokens, table.rows)?;
-    let (n, d) = (tokens.len(), table.cols);
+    let d = table.cols;
     check_len("embed tokens", dev_tokens.len_f32(), n)?;
     check_len("embed y", y.len_f32(), n * d)?;
     let name = kernel(table.dtype).ok_or_else(|| {
         CudaError::Shape(format!("no GPU embedding for {} rows", table.dtype.name()))
     })?;
-    let cfg = config(n, d)?;
-    // Every id is below vocab <= i32::MAX (checked above).
-    let ids: Vec<u8> = tokens
-        .iter()
-        .flat_map(|&t| (t as i32).to_le_bytes())
-        .collect();
-    gpu.write(dev_tokens, 0, &ids)?;
     gpu.launch(
         &FILE,
         &[],
         name,
-        cfg,
+        config(n, d)?,
         &[
             KArg::Buf(&table.data),
             KArg::Buf(dev_tokens),
@@ -109,4 +102,14 @@ pub fn embed(
             KArg::I32(as_i32("vocab", table.rows)?),
         ],
     )
+}
+
+/// The ids as the kernel reads them (little-endian `int`s), after [`check_tokens`].
+pub fn token_bytes(tokens: &[u32], vocab: usize) -> Result<Vec<u8>, CudaError> {
+    check_tokens(tokens, vocab)?;
+    // Every id is below vocab <= i32::MAX (checked).
+    Ok(tokens
+        .iter()
+        .flat_map(|&t| (t as i32).to_le_bytes())
+        .collect())
 }

@@ -86,6 +86,21 @@ pub struct GpuContext {
     n_batch: usize,
     n_past: usize,
     logits: Vec<f32>,
+    /// The one-token step as a CUDA graph: `Idle` until a first step has run
+    /// uncaptured (every module loaded), then captured once and replayed.
+    graph: Graph,
+}
+
+/// The decode step's graph.
+enum Graph {
+    /// Off (`LLMRT_CUDA_GRAPHS=0`, or the emulator), or capture failed once.
+    Off,
+    /// No step yet.
+    Idle,
+    /// One step ran directly: the next is captured.
+    Warm,
+    /// Captured: replayed for every token.
+    Ready(llmrt_cuda::Graph),
 }
 
 impl core::fmt::Debug for GpuContext {
@@ -98,6 +113,12 @@ impl core::fmt::Debug for GpuContext {
             self.n_ctx
         )
     }
+}
+
+/// Whether one-token steps are replayed as CUDA graphs: on unless
+/// `LLMRT_CUDA_GRAPHS=0` (to measure what they save).
+fn graphs_enabled() -> bool {
+    std::env::var("LLMRT_CUDA_GRAPHS").map_or(true, |v| v != "0")
 }
 
 /// Bytes of `n` f32 values.
@@ -241,7 +262,14 @@ impl GpuContext {
             n_batch,
             n_past: 0,
             logits: Vec::new(),
+            graph: if graphs_enabled() { Graph::Idle } else { Graph::Off },
         })
+    }
+
+    /// Turns the replay of one-token steps from a CUDA graph on or off (on by default
+    /// unless `LLMRT_CUDA_GRAPHS=0`); off drops a captured graph.
+    pub fn set_graphs(&mut self, on: bool) {
+        self.graph = if on { Graph::Idle } else { Graph::Off };
     }
 
     /// Gives the device back (for another model on it).
@@ -280,7 +308,12 @@ impl GpuContext {
     pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], CudaError> {
         self.check(tokens)?;
         for chunk in tokens.chunks(self.n_batch) {
-            self.forward(chunk, false)?;
+            self.stage(chunk)?;
+            if chunk.len() == 1 {
+                self.step()?;
+            } else {
+                self.forward(chunk.len(), false)?;
+            }
             self.n_past += chunk.len();
         }
         let vocab = self.model.opts.vocab_size;
@@ -295,7 +328,8 @@ impl GpuContext {
         let vocab = self.model.opts.vocab_size;
         out.clear();
         for chunk in tokens.chunks(self.n_batch) {
-            self.forward(chunk, true)?;
+            self.stage(chunk)?;
+            self.forward(chunk.len(), true)?;
             self.n_past += chunk.len();
             out.extend(self.gpu.read_f32(&self.s.logits, 0, chunk.len() * vocab)?);
         }
@@ -339,13 +373,48 @@ impl GpuContext {
         }
     }
 
-    /// One pass over `tokens` at positions `n_past..`: the CPU's `Context::forward`,
-    /// with the logits of every row (`all_rows`) or of the last.
-    fn forward(&mut self, tokens: &[u32], all_rows: bool) -> Result<(), CudaError> {
+    /// Writes the next pass's inputs into device memory: the token ids and their
+    /// positions `n_past..`. Everything after this is device work, so a captured step
+    /// replays for any token at any position.
+    fn stage(&mut self, tokens: &[u32]) -> Result<(), CudaError> {
+        let ids = embed::token_bytes(tokens, self.model.opts.vocab_size)?;
+        self.gpu.write(&mut self.s.tokens, 0, &ids)?;
+        let pos: Vec<u8> = (0..tokens.len())
+            .flat_map(|i| ((self.n_past + i) as i32).to_le_bytes())
+            .collect();
+        self.gpu.write(&mut self.s.pos, 0, &pos)
+    }
+
+    /// One token's pass (inputs staged): replayed from its graph once captured.
+    fn step(&mut self) -> Result<(), CudaError> {
+        match &self.graph {
+            Graph::Ready(g) => return self.gpu.replay(g),
+            Graph::Warm => {
+                let captured = self.gpu.capture(|| self.forward(1, false));
+                match captured {
+                    Ok(Some(g)) => {
+                        self.gpu.replay(&g)?;
+                        self.graph = Graph::Ready(g);
+                        return Ok(());
+                    }
+                    // No graph (the emulator) or a failed capture: run directly from
+                    // now on (the capture ran nothing).
+                    Ok(None) | Err(_) => self.graph = Graph::Off,
+                }
+            }
+            Graph::Idle => self.graph = Graph::Warm,
+            Graph::Off => {}
+        }
+        self.forward(1, false)
+    }
+
+    /// One pass over the `n` staged tokens: the CPU's `Context::forward`, with the
+    /// logits of every row (`all_rows`) or of the last. Device work only (no host
+    /// copies), so that it can be captured.
+    fn forward(&self, n: usize, all_rows: bool) -> Result<(), CudaError> {
         let model = self.model.clone();
         let o = &model.opts;
-        let (n, d, kv, f, qd, hd) = (
-            tokens.len(),
+        let (d, kv, f, qd, hd) = (
             o.d_model,
             o.kv_dim(),
             o.d_ff,
@@ -357,15 +426,10 @@ impl GpuContext {
             n_kv_heads: o.n_kv_heads,
             hd,
         };
-        let pos: Vec<u8> = (0..n)
-            .flat_map(|i| ((self.n_past + i) as i32).to_le_bytes())
-            .collect();
-        self.gpu.write(&mut self.s.pos, 0, &pos)?;
-        let g = &self.gpu;
+        let (g, s) = (&self.gpu, &self.s);
 
         // Embedding (+ absolute positions).
-        embed::embed(g, &self.tok_emb, tokens, &mut self.s.tokens, &self.s.x)?;
-        let s = &self.s;
+        embed::embed(g, &self.tok_emb, n, &s.tokens, &s.x)?;
         if let Some(scale) = o.arch.embed_scale {
             rows::scale(g, &s.x, scale, n * d)?;
         }
