@@ -900,3 +900,58 @@ fn unsupported_rope_scaling_is_refused() {
         .to_string();
     assert!(e.contains("yarn_log_multiplier"), "{e}");
 }
+
+/// A SmolLM2-style checkpoint (llama architecture in GGUF, tied embeddings, GQA) as
+/// users import it, run on the GPU forward pass (`llmrt::cuda::GpuContext`, here on the
+/// CPU emulator): its greedy tokens are the CPU context's (f32 weights and cache).
+#[test]
+fn an_imported_llama_gguf_decodes_on_the_gpu_path_like_the_cpu() {
+    let gpu = match llmrt_cuda::Gpu::emulated() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let o = base(true, 2);
+    let w = random_weights(&o, 311 ^ test_seed(0));
+    let dir = scratch("smollm2-gpu");
+    let (path, _) = write_gguf(&dir, "llama", &o, &w, vec![]);
+    let m = import(SourceKind::Gguf, &path, None).expect("import");
+    let bytes = m
+        .to_writer(None)
+        .expect("writer")
+        .to_bytes()
+        .expect("bytes");
+    let model = Arc::new(Model::from_bytes(&bytes).expect("load"));
+    let params = ContextParams {
+        cache_type: llmrt::CacheType::F32,
+        f16_exact: true,
+        ..ContextParams::default()
+    };
+    let mut cpu = Context::new(model.clone(), &params).expect("cpu context");
+    let mut gctx = llmrt::cuda::GpuContext::new(gpu, model, o.max_len, 8).expect("gpu context");
+    let argmax = |l: &[f32]| {
+        (0..l.len())
+            .max_by(|&a, &b| l[a].total_cmp(&l[b]))
+            .expect("logits") as u32
+    };
+    let prompt: Vec<u32> = (0..10)
+        .map(|i| (i * 13 + 5) % o.vocab_size as u32)
+        .collect();
+    let (mut a, mut b) = (
+        argmax(cpu.eval(&prompt).expect("cpu")),
+        argmax(gctx.eval(&prompt).expect("gpu")),
+    );
+    let (mut ta, mut tb) = (vec![a], vec![b]);
+    for _ in 0..16 {
+        a = argmax(cpu.eval(&[a]).expect("cpu"));
+        b = argmax(gctx.eval(&[b]).expect("gpu"));
+        ta.push(a);
+        tb.push(b);
+    }
+    assert_eq!(
+        ta, tb,
+        "greedy tokens of the imported model, CPU then GPU path"
+    );
+}
