@@ -275,16 +275,17 @@ fn bad_input_is_an_error_not_a_crash() {
     let Some(gpu) = emulator("bad input") else {
         return;
     };
-    // K-quant matrices (rows of 256): no GPU kernels yet, refused at upload by name.
+    // Heads wider than the attention kernel takes (256): refused before any upload.
     let wide = ModelOptions {
-        d_model: 256,
-        d_ff: 256,
-        ..opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2)
+        d_model: 320,
+        n_heads: 1,
+        n_kv_heads: 1,
+        ..opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 1)
     };
-    let (bytes, _) = write_model(&wide, &random_weights(&wide, 5), DType::Q4_K);
+    let (bytes, _) = write_model(&wide, &random_weights(&wide, 5), DType::F32);
     let model = Arc::new(Model::from_bytes(&bytes).expect("load"));
-    let e = GpuContext::new(gpu, model, 16, 4).expect_err("no q4_k kernels yet");
-    assert!(e.to_string().contains("q4_k"), "{e}");
+    let e = GpuContext::new(gpu, model, 16, 4).expect_err("head of 320");
+    assert!(e.to_string().contains("320"), "{e}");
 
     let gpu = emulator("bad input").expect("emulator");
     let o = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);

@@ -1,6 +1,6 @@
 // cuda_emu.h: runs kernel files on the CPU for tests on machines without a GPU
-// (llmrt_cuda::emu, cuda/src/emu/mod.rs). Every CUDA thread of a block is a fiber
-// (ucontext) on the launching thread: a fiber runs until it meets a barrier, and a
+// (llmrt_cuda::emu, cuda/src/emu/mod.rs). Every CUDA thread of a block is a fiber on
+// the launching thread (a six-register stack switch on x86-64, ucontext elsewhere): a fiber runs until it meets a barrier, and a
 // small scheduler resumes the fibers a completed barrier releases. __syncthreads is a
 // block barrier, warp shuffles go through a per-warp exchange array between two warp
 // barriers, so lock-step warp code behaves as on the GPU. Blocks run one after
@@ -37,7 +37,81 @@ struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
 
+#if defined(__x86_64__)
+// emu_switch(from, to): saves the callee-saved registers and the SSE/x87 control words
+// on the current stack, stores the stack pointer in *from, and resumes the stack `to`
+// the same way. (glibc's swapcontext also saves the signal mask: a system call per
+// switch, most of the emulator's time.) Local to each kernel library.
+extern "C" void emu_switch(void** from, void* to);
+__asm__(R"(
+    .text
+    .p2align 4
+    .type emu_switch, @function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch, .-emu_switch
+)");
+#endif
+
 namespace emu {
+// A saved execution context: a fiber's, or the scheduler's.
+#if defined(__x86_64__)
+struct Ctx {
+    void* sp = nullptr;
+};
+inline void ctx_switch(Ctx* from, Ctx* to) { emu_switch(&from->sp, to->sp); }
+// A context that starts `fn` (which never returns) on `stack`: the frame emu_switch
+// pops (control words, six registers), then `fn` as the return address, placed so
+// that `fn` starts with the stack aligned as after a call.
+inline void ctx_make(Ctx* c, char* stack, size_t size, void (*fn)()) {
+    uintptr_t top = (reinterpret_cast<uintptr_t>(stack) + size) & ~uintptr_t(15);
+    void** p = reinterpret_cast<void**>(top);
+    *--p = nullptr;
+    *--p = reinterpret_cast<void*>(fn);
+    for (int i = 0; i < 6; i++) *--p = nullptr;
+    uint32_t words[2] = {0, 0};
+    __asm__ volatile("stmxcsr %0" : "=m"(words[0]));
+    uint16_t cw;
+    __asm__ volatile("fnstcw %0" : "=m"(cw));
+    words[1] = cw;
+    --p;
+    std::memcpy(p, words, 8);
+    c->sp = p;
+}
+#else
+struct Ctx {
+    ucontext_t uc;
+};
+inline void ctx_switch(Ctx* from, Ctx* to) { swapcontext(&from->uc, &to->uc); }
+inline void ctx_make(Ctx* c, char* stack, size_t size, void (*fn)()) {
+    getcontext(&c->uc);
+    c->uc.uc_stack.ss_sp = stack;
+    c->uc.uc_stack.ss_size = size;
+    c->uc.uc_link = nullptr;
+    makecontext(&c->uc, fn, 0);
+}
+#endif
+
 // A barrier among the fibers of a block or a warp: `expected` members (those that have
 // not returned), `arrived` of them waiting, `gen` counting completions.
 struct Barrier {
@@ -45,7 +119,7 @@ struct Barrier {
 };
 // One CUDA thread: its context, and the barrier generation it waits to see pass.
 struct Fiber {
-    ucontext_t ctx;
+    Ctx ctx;
     bool done = false;
     Barrier* waiting = nullptr;
     unsigned wait_gen = 0;
@@ -53,7 +127,7 @@ struct Fiber {
 // Everything a kernel reads is per launching OS thread, so concurrent launches
 // (parallel tests) cannot see each other's geometry.
 inline thread_local dim3 thread_idx, block_idx, block_dim, grid_dim;
-inline thread_local ucontext_t* sched_ctx = nullptr;
+inline thread_local Ctx* sched_ctx = nullptr;
 inline thread_local Fiber* current = nullptr;
 inline thread_local Barrier* block_bar = nullptr;
 inline thread_local Barrier* warp_bar = nullptr;
@@ -82,7 +156,7 @@ inline void arrive_and_wait(Barrier* b) {
     }
     current->waiting = b;
     current->wait_gen = g;
-    swapcontext(&current->ctx, sched_ctx);
+    ctx_switch(&current->ctx, sched_ctx);
 }
 // A returned thread stops counting toward the barrier (it may complete it).
 inline void drop(Barrier* b) {
@@ -226,7 +300,7 @@ void launch(void (*k)(A...), dim3 grid, dim3 block, size_t smem, void** args) {
     std::vector<Barrier> wbars(nwarps);
     Barrier bbar;
     std::vector<float> wvals(nwarps * 32);
-    ucontext_t main_ctx;
+    Ctx main_ctx;
     static thread_local void (*kernel)(A...);
     static thread_local void** kargs;
     kernel = k;
@@ -235,12 +309,14 @@ void launch(void (*k)(A...), dim3 grid, dim3 block, size_t smem, void** args) {
     grid_dim = grid;
     dyn_smem = smem_base;
     sched_ctx = &main_ctx;
+    // A fiber's life: the kernel, then leave the barriers and hand back for good.
     auto entry = +[]() {
         call(kernel, kargs, std::index_sequence_for<A...>{});
         current->done = true;
         drop(warp_bar);
         drop(block_bar);
-        // Returning resumes the scheduler (uc_link).
+        ctx_switch(&current->ctx, sched_ctx);
+        std::abort();  // never resumed
     };
     for (unsigned b = 0; b < nblocks; b++) {
         block_idx = dim3{b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y)};
@@ -250,11 +326,7 @@ void launch(void (*k)(A...), dim3 grid, dim3 block, size_t smem, void** args) {
             Fiber& f = fibers[t];
             f.done = false;
             f.waiting = nullptr;
-            getcontext(&f.ctx);
-            f.ctx.uc_stack.ss_sp = stacks[t].get();
-            f.ctx.uc_stack.ss_size = STACK;
-            f.ctx.uc_link = &main_ctx;
-            makecontext(&f.ctx, entry, 0);
+            ctx_make(&f.ctx, stacks[t].get(), STACK, entry);
         }
         for (;;) {
             bool all_done = true, progress = false;
@@ -269,7 +341,7 @@ void launch(void (*k)(A...), dim3 grid, dim3 block, size_t smem, void** args) {
                 block_bar = &bbar;
                 warp_bar = &wbars[t / 32];
                 warp_vals = &wvals[(t / 32) * 32];
-                swapcontext(&main_ctx, &f.ctx);
+                ctx_switch(&main_ctx, &f.ctx);
                 progress = true;
             }
             if (all_done) break;
