@@ -232,6 +232,8 @@ fn get_cubin(prog: sys::nvrtcProgram) -> Result<Vec<u8>, CudaError> {
     Ok(buf)
 }
 
+// `c_char` is i8 on x86-64 and u8 on aarch64: the cast is a no-op on one of them.
+#[allow(clippy::unnecessary_cast)]
 fn c_chars_to_string(v: &[c_char]) -> String {
     let bytes: Vec<u8> = v
         .iter()
