@@ -13,7 +13,7 @@ mod common;
 mod cuda_common;
 
 use common::Rng;
-use cuda_common::{Aligned, MatmulCase, MATMUL_DTYPES, MATMUL_FLOAT_ODD, MATMUL_SHAPES};
+use cuda_common::{matmul_shapes, Aligned, MatmulCase, MATMUL_DTYPES, MATMUL_FLOAT_ODD};
 use llm_format::DType;
 use llmrt::cuda::matmul;
 use llmrt_cuda::emu::{self, EmuArg, EmuModule};
@@ -50,11 +50,12 @@ fn matmul_matches_dequantised_reference() {
     let mut r = Rng::fresh();
     let m = EmuModule::build(&matmul::FILE, &[]).expect("emulator build");
     for dtype in MATMUL_DTYPES {
-        for shape in MATMUL_SHAPES {
+        for shape in matmul_shapes(dtype) {
             let c = MatmulCase::random(&mut r, dtype, shape);
             c.check("emulated matmul", &run(&m, &c, 0));
         }
-        let c = MatmulCase::random(&mut r, dtype, (9, 96, 3));
+        // Three blocks of the type's own length: 96 columns, or 768 for super-blocks.
+        let c = MatmulCase::random(&mut r, dtype, (9, 3 * dtype.block_len().max(32), 3));
         c.check("emulated matmul, x off 16 bytes", &run(&m, &c, 4));
     }
     for dtype in [DType::F32, DType::F16, DType::BF16] {
@@ -83,5 +84,14 @@ fn every_declared_kernel_is_in_its_file() {
     for dtype in MATMUL_DTYPES {
         let name = matmul::kernel(dtype).expect("covered");
         assert!(matmul::FILE.functions.contains(&name), "{name}");
+        assert_eq!(name, format!("matmul_{}", dtype.name()));
+    }
+    // The tests cover every storage type of the format.
+    for dtype in DType::ALL {
+        assert!(
+            MATMUL_DTYPES.contains(&dtype),
+            "{} not tested",
+            dtype.name()
+        );
     }
 }

@@ -645,14 +645,23 @@ fn kv_store_writes_rows_at_their_positions() {
 // ---------------------------------------------------------------------------------
 // embed.cu
 
-/// The storage types the GPU embedding covers.
-const DTYPES: [DType; 6] = [
+/// The storage types the GPU embedding covers: every one of the format.
+const DTYPES: [DType; 15] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::Q8_0,
     DType::Q4_0,
     DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::IQ4_NL,
+    DType::Q2_K,
+    DType::Q3_K,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+    DType::IQ4_XS,
 ];
 
 #[test]
@@ -663,10 +672,10 @@ fn embedding_rows_match_dequantised_rows() {
     let mut r = Rng::fresh();
     let vocab = 37usize;
     for dtype in DTYPES {
-        let ds: &[usize] = if dtype.block_len() == 1 {
-            &[70, 64, 300]
-        } else {
-            &[64, 288]
+        let ds: &[usize] = match dtype.block_len() {
+            1 => &[70, 64, 300],
+            32 => &[64, 288],
+            _ => &[256, 768],
         };
         for &d in ds {
             let e = r.vec(vocab * d);
@@ -697,8 +706,8 @@ fn embedding_rows_match_dequantised_rows() {
                     continue;
                 }
                 let want = &deq[t as usize * d..(t as usize + 1) * d];
-                // Decoding is exact or one rounding (q·d, q·d + m; the GPU may fuse the
-                // latter): one ulp of the row's largest value.
+                // Decoding is exact or one rounding (q·d, q·d + m, (d·sc)·q - dmin·m;
+                // the GPU may fuse the last two): one ulp of the row's largest value.
                 let s = row_scale(want, d)[0];
                 assert_close(&what, got, want, |_| EPS * s);
             }
@@ -723,8 +732,12 @@ fn embedding_launcher_refuses_out_of_range_tokens() {
     for dtype in DTYPES {
         let name = embed::kernel(dtype).expect("covered");
         assert!(embed::FILE.functions.contains(&name), "{name}");
+        assert_eq!(name, format!("embed_{}", dtype.name()));
     }
-    assert!(embed::kernel(DType::Q4_K).is_none());
+    // The tests cover every storage type of the format.
+    for dtype in DType::ALL {
+        assert!(DTYPES.contains(&dtype), "{} not tested", dtype.name());
+    }
 }
 
 #[test]

@@ -24,13 +24,23 @@ pub static FILE: KernelFile = KernelFile {
         "embed_q8_0",
         "embed_q4_0",
         "embed_q4_1",
+        "embed_q5_0",
+        "embed_q5_1",
+        "embed_iq4_nl",
+        "embed_q2_k",
+        "embed_q3_k",
+        "embed_q4_k",
+        "embed_q5_k",
+        "embed_q6_k",
+        "embed_iq4_xs",
     ],
     hot: true,
     prelude: super::COMMON,
 };
 
-/// The kernel for an embedding matrix stored as `dtype`, or `None` where the GPU has
-/// none.
+/// The kernel for an embedding matrix stored as `dtype`. Every storage type of the format has
+/// one (the match is exhaustive, so a new type must add its kernel); the `Option` is
+/// for callers that check a model's types before uploading it.
 pub fn kernel(dtype: DType) -> Option<&'static str> {
     Some(match dtype {
         DType::F32 => "embed_f32",
@@ -39,7 +49,15 @@ pub fn kernel(dtype: DType) -> Option<&'static str> {
         DType::Q8_0 => "embed_q8_0",
         DType::Q4_0 => "embed_q4_0",
         DType::Q4_1 => "embed_q4_1",
-        _ => return None,
+        DType::Q5_0 => "embed_q5_0",
+        DType::Q5_1 => "embed_q5_1",
+        DType::IQ4_NL => "embed_iq4_nl",
+        DType::Q2_K => "embed_q2_k",
+        DType::Q3_K => "embed_q3_k",
+        DType::Q4_K => "embed_q4_k",
+        DType::Q5_K => "embed_q5_k",
+        DType::Q6_K => "embed_q6_k",
+        DType::IQ4_XS => "embed_iq4_xs",
     })
 }
 

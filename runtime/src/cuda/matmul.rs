@@ -1,5 +1,7 @@
-//! `y = x · Wᵀ` on the GPU for weights in their storage type (`kernels/matmul.cu`):
-//! the weights uploaded once as the file stores them, fp32 activations.
+//! `y = x · Wᵀ` on the GPU for weights in their storage type (`kernels/matmul.cu`),
+//! every storage type of the format (floats, the blocks of 32 and the K-quants' and
+//! IQ4_XS's super-blocks of 256): the weights uploaded once as the file stores them,
+//! fp32 activations.
 
 use cudarc::driver::LaunchConfig;
 use llm_format::DType;
@@ -18,6 +20,15 @@ pub static FILE: KernelFile = KernelFile {
         "matmul_q8_0",
         "matmul_q4_0",
         "matmul_q4_1",
+        "matmul_q5_0",
+        "matmul_q5_1",
+        "matmul_iq4_nl",
+        "matmul_q2_k",
+        "matmul_q3_k",
+        "matmul_q4_k",
+        "matmul_q5_k",
+        "matmul_q6_k",
+        "matmul_iq4_xs",
     ],
     hot: true,
     prelude: super::COMMON,
@@ -28,7 +39,9 @@ pub const ROWS_PER_BLOCK: usize = 4;
 /// Activation rows per block, as `NB` in the kernel: each weight is read once per `NB`.
 pub const NB: usize = 8;
 
-/// The kernel for weights stored as `dtype`, or `None` where the GPU has none yet.
+/// The kernel for weights stored as `dtype`. Every storage type of the format has
+/// one (the match is exhaustive, so a new type must add its kernel); the `Option` is
+/// for callers that check a model's types before uploading it.
 pub fn kernel(dtype: DType) -> Option<&'static str> {
     Some(match dtype {
         DType::F32 => "matmul_f32",
@@ -37,7 +50,15 @@ pub fn kernel(dtype: DType) -> Option<&'static str> {
         DType::Q8_0 => "matmul_q8_0",
         DType::Q4_0 => "matmul_q4_0",
         DType::Q4_1 => "matmul_q4_1",
-        _ => return None,
+        DType::Q5_0 => "matmul_q5_0",
+        DType::Q5_1 => "matmul_q5_1",
+        DType::IQ4_NL => "matmul_iq4_nl",
+        DType::Q2_K => "matmul_q2_k",
+        DType::Q3_K => "matmul_q3_k",
+        DType::Q4_K => "matmul_q4_k",
+        DType::Q5_K => "matmul_q5_k",
+        DType::Q6_K => "matmul_q6_k",
+        DType::IQ4_XS => "matmul_iq4_xs",
     })
 }
 

@@ -10,20 +10,45 @@ use llmrt::cuda::matmul::{self, DeviceMatrix};
 use llmrt_cuda::emu::EmuArg;
 use llmrt_cuda::{CudaError, Gpu};
 
-/// The storage types the GPU matmul covers.
-pub const MATMUL_DTYPES: [DType; 6] = [
+/// The storage types the GPU matmul covers: every one of the format.
+pub const MATMUL_DTYPES: [DType; 15] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::Q8_0,
     DType::Q4_0,
     DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::IQ4_NL,
+    DType::Q2_K,
+    DType::Q3_K,
+    DType::Q4_K,
+    DType::Q5_K,
+    DType::Q6_K,
+    DType::IQ4_XS,
 ];
 
-/// `(rows, cols, n)` for every storage type: one row; rows not a multiple of the 4
-/// per block; 2176 columns; n over the 8 per block with a partial group; n = 8.
+/// `(rows, cols, n)` for the float types and the blocks of 32: one row; rows not a
+/// multiple of the 4 per block; 2176 columns; n over the 8 per block with a partial
+/// group; n = 8.
 pub const MATMUL_SHAPES: [(usize, usize, usize); 4] =
     [(1, 32, 1), (37, 2176, 1), (13, 256, 11), (6, 64, 8)];
+
+/// The same for the super-blocks of 256 (columns a multiple of 256; 2304 = 9 of them,
+/// more than one warp step per lane).
+pub const MATMUL_SHAPES_256: [(usize, usize, usize); 4] =
+    [(1, 256, 1), (37, 2304, 1), (13, 512, 11), (6, 256, 8)];
+
+/// The shapes for `dtype`: [`MATMUL_SHAPES_256`] for the super-block types,
+/// [`MATMUL_SHAPES`] otherwise.
+pub fn matmul_shapes(dtype: DType) -> [(usize, usize, usize); 4] {
+    if dtype.block_len() == 256 {
+        MATMUL_SHAPES_256
+    } else {
+        MATMUL_SHAPES
+    }
+}
 
 /// `(rows, cols, n)` for float types only: a row length that is not a multiple of 8.
 pub const MATMUL_FLOAT_ODD: (usize, usize, usize) = (5, 70, 3);
@@ -109,7 +134,7 @@ pub fn run_matmul(gpu: &Gpu, c: &MatmulCase) -> Result<Vec<f32>, CudaError> {
 pub fn matmul_cases(gpu: &Gpu, r: &mut Rng) {
     let what = format!("matmul on {}", gpu.name());
     for dtype in MATMUL_DTYPES {
-        for shape in MATMUL_SHAPES {
+        for shape in matmul_shapes(dtype) {
             let c = MatmulCase::random(r, dtype, shape);
             c.check(&what, &run_matmul(gpu, &c).expect("launch"));
         }

@@ -1,6 +1,7 @@
 // embed.cu: the token embedding: y[i] = E[tokens[i]] as fp32, for an embedding matrix
-// E [vocab, d] in its storage type (plain rows), decoded with common.cuh's elem<DT> as
-// the matmul's scalar path does (model::embed: dequantise the row).
+// E [vocab, d] in any storage type of the format (plain rows), decoded with
+// common.cuh's elem<DT> as the matmul's scalar path does (model::embed: dequantise the
+// row).
 //
 // Tokens are read from a device int array (so that a captured CUDA graph replays with
 // new tokens); the launcher checks them against the vocabulary before uploading, and a
@@ -37,4 +38,31 @@ extern "C" __global__ void embed_q4_0(const unsigned char* e, const int* tokens,
 }
 extern "C" __global__ void embed_q4_1(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
     embed_rows<DT_Q4_1>(e, tokens, y, n, d, vocab);
+}
+extern "C" __global__ void embed_q5_0(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
+    embed_rows<DT_Q5_0>(e, tokens, y, n, d, vocab);
+}
+extern "C" __global__ void embed_q5_1(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
+    embed_rows<DT_Q5_1>(e, tokens, y, n, d, vocab);
+}
+extern "C" __global__ void embed_iq4_nl(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
+    embed_rows<DT_IQ4_NL>(e, tokens, y, n, d, vocab);
+}
+extern "C" __global__ void embed_q2_k(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
+    embed_rows<DT_Q2_K>(e, tokens, y, n, d, vocab);
+}
+extern "C" __global__ void embed_q3_k(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
+    embed_rows<DT_Q3_K>(e, tokens, y, n, d, vocab);
+}
+extern "C" __global__ void embed_q4_k(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
+    embed_rows<DT_Q4_K>(e, tokens, y, n, d, vocab);
+}
+extern "C" __global__ void embed_q5_k(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
+    embed_rows<DT_Q5_K>(e, tokens, y, n, d, vocab);
+}
+extern "C" __global__ void embed_q6_k(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
+    embed_rows<DT_Q6_K>(e, tokens, y, n, d, vocab);
+}
+extern "C" __global__ void embed_iq4_xs(const unsigned char* e, const int* tokens, float* y, int n, int d, int vocab) {
+    embed_rows<DT_IQ4_XS>(e, tokens, y, n, d, vocab);
 }
