@@ -374,6 +374,7 @@ fn rope_matches_rope_table_and_rope() {
                 i32s(kvd),
                 i32s(hd),
                 EmuArg::F(scale),
+                i32s(0),
             ],
         );
         // The angle is the same float product on both sides; cosf and sinf may differ

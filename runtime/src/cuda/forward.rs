@@ -8,7 +8,7 @@
 //! GPU (`tests/gpu_forward.rs`).
 
 use super::attention::{self, Heads, LayerCache};
-use super::matmul::{self, DeviceMatrix};
+use super::matmul::{self, Dest, DeviceMatrix};
 use super::{act, embed, rope, rows};
 use crate::context::rope_freq_tables;
 use crate::model::{Linear, Model, NormWeights, WeightRef};
@@ -33,21 +33,45 @@ struct GpuNorm {
 /// One decoder block on the device.
 struct GpuLayer {
     attn_norm: GpuNorm,
-    wq: GpuLinear,
-    wk: GpuLinear,
-    wv: GpuLinear,
+    qkv: Qkv,
     q_norm: Option<Buffer>,
     k_norm: Option<Buffer>,
     wo: GpuLinear,
     attn_post_norm: Option<GpuNorm>,
     mlp_norm: GpuNorm,
     mlp_post_norm: Option<GpuNorm>,
-    gate: Option<GpuLinear>,
-    up: GpuLinear,
+    mlp_in: MlpIn,
     down: GpuLinear,
     /// This layer's KV cache, `[n_ctx, kv_dim]` each.
     k_cache: Buffer,
     v_cache: Buffer,
+}
+
+/// The q/k/v projections. Fused when the three share a storage type and have no
+/// biases or q/k norms: one matrix `[q; k; v]` whose one product writes q to its
+/// buffer and k and v straight into the cache rows of their positions (no copy
+/// kernel, two launches fewer per layer).
+enum Qkv {
+    Fused(DeviceMatrix),
+    Separate {
+        wq: GpuLinear,
+        wk: GpuLinear,
+        wv: GpuLinear,
+    },
+}
+
+/// The MLP's input projections: `[gate; up]` fused as q/k/v are, the gated pair
+/// apart, or the up projection alone (GELU, ReLU).
+enum MlpIn {
+    Fused(DeviceMatrix),
+    Gated { gate: GpuLinear, up: GpuLinear },
+    Plain(GpuLinear),
+}
+
+/// Whether products are fused (on unless `LLMRT_CUDA_FUSE=0`, to measure what it
+/// saves).
+fn fusion_enabled() -> bool {
+    std::env::var("LLMRT_CUDA_FUSE").map_or(true, |v| v != "0")
 }
 
 /// The activations of up to `n_batch` rows.
@@ -86,6 +110,8 @@ pub struct GpuContext {
     n_batch: usize,
     n_past: usize,
     logits: Vec<f32>,
+    /// Products fused (stacked q/k/v and gate/up, residual adds in the product).
+    fuse: bool,
     /// The one-token step as a CUDA graph: `Idle` until a first step has run
     /// uncaptured (every module loaded), then captured once and replayed.
     graph: Graph,
@@ -157,16 +183,34 @@ impl GpuContext {
         )?;
 
         let bytes = model.bytes();
-        let matrix = |w: &WeightRef| -> Result<DeviceMatrix, CudaError> {
+        // A matrix's rows as plain rows (an `r16` one de-interleaved).
+        let rows_of = |w: &WeightRef| -> alloc::borrow::Cow<'_, [u8]> {
             let data = &bytes[w.range.clone()];
-            let plain;
-            let data = if w.layout == llm_format::Layout::Rows {
-                data
+            if w.layout == llm_format::Layout::Rows {
+                data.into()
             } else {
-                plain = llm_format::layout::to_rows(w.layout, data, w.range.len() / w.rows);
-                &plain[..]
-            };
-            DeviceMatrix::upload(&gpu, w.dtype, data, w.rows, w.cols)
+                llm_format::layout::to_rows(w.layout, data, w.range.len() / w.rows).into()
+            }
+        };
+        let matrix = |w: &WeightRef| -> Result<DeviceMatrix, CudaError> {
+            DeviceMatrix::upload(&gpu, w.dtype, &rows_of(w), w.rows, w.cols)
+        };
+        // Matrices of one storage type and width, stacked into one (None otherwise).
+        let fuse = fusion_enabled();
+        let stacked = |ls: &[&Linear]| -> Result<Option<DeviceMatrix>, CudaError> {
+            let first = &ls[0].w;
+            let same = ls
+                .iter()
+                .all(|l| l.b.is_none() && l.w.dtype == first.dtype && l.w.cols == first.cols);
+            if !fuse || !same {
+                return Ok(None);
+            }
+            let mut cat = Vec::new();
+            for l in ls {
+                cat.extend_from_slice(&rows_of(&l.w));
+            }
+            let rows = ls.iter().map(|l| l.w.rows).sum();
+            DeviceMatrix::upload(&gpu, first.dtype, &cat, rows, first.cols).map(Some)
         };
         let linear = |l: &Linear| -> Result<GpuLinear, CudaError> {
             Ok(GpuLinear {
@@ -182,19 +226,34 @@ impl GpuContext {
         };
         let mut layers = Vec::with_capacity(model.layers.len());
         for l in &model.layers {
+            let qkv = match stacked(&[&l.wq, &l.wk, &l.wv])? {
+                Some(m) if l.q_norm.is_none() => Qkv::Fused(m),
+                _ => Qkv::Separate {
+                    wq: linear(&l.wq)?,
+                    wk: linear(&l.wk)?,
+                    wv: linear(&l.wv)?,
+                },
+            };
+            let mlp_in = match &l.gate {
+                Some(gate) => match stacked(&[gate, &l.up])? {
+                    Some(m) => MlpIn::Fused(m),
+                    None => MlpIn::Gated {
+                        gate: linear(gate)?,
+                        up: linear(&l.up)?,
+                    },
+                },
+                None => MlpIn::Plain(linear(&l.up)?),
+            };
             layers.push(GpuLayer {
                 attn_norm: norm(&l.attn_norm)?,
-                wq: linear(&l.wq)?,
-                wk: linear(&l.wk)?,
-                wv: linear(&l.wv)?,
+                qkv,
                 q_norm: l.q_norm.as_deref().map(|w| gpu.upload_f32(w)).transpose()?,
                 k_norm: l.k_norm.as_deref().map(|w| gpu.upload_f32(w)).transpose()?,
                 wo: linear(&l.wo)?,
                 attn_post_norm: l.attn_post_norm.as_ref().map(norm).transpose()?,
                 mlp_norm: norm(&l.mlp_norm)?,
                 mlp_post_norm: l.mlp_post_norm.as_ref().map(norm).transpose()?,
-                gate: l.gate.as_ref().map(linear).transpose()?,
-                up: linear(&l.up)?,
+                mlp_in,
                 down: linear(&l.down)?,
                 k_cache: gpu.alloc(f32s(n_ctx * kv))?,
                 v_cache: gpu.alloc(f32s(n_ctx * kv))?,
@@ -262,7 +321,12 @@ impl GpuContext {
             n_batch,
             n_past: 0,
             logits: Vec::new(),
-            graph: if graphs_enabled() { Graph::Idle } else { Graph::Off },
+            graph: if graphs_enabled() {
+                Graph::Idle
+            } else {
+                Graph::Off
+            },
+            fuse,
         })
     }
 
@@ -373,6 +437,32 @@ impl GpuContext {
         }
     }
 
+    /// `x += post_norm(in · Wᵀ + b)`: added by the product itself where there is no
+    /// bias or post norm, else through `proj`.
+    fn residual(
+        &self,
+        l: &GpuLinear,
+        input: &Buffer,
+        n: usize,
+        post: Option<&GpuNorm>,
+    ) -> Result<(), CudaError> {
+        let (s, d) = (&self.s, self.model.opts.d_model);
+        if l.b.is_none() && post.is_none() && self.fuse {
+            let parts = [(&s.x, d)];
+            let dst = Dest {
+                parts: &parts,
+                pos: None,
+                accumulate: true,
+            };
+            return matmul::matmul_to(&self.gpu, &l.w, input, n, dst);
+        }
+        self.linear(l, input, n, &s.proj)?;
+        if let Some(post) = post {
+            self.norm(&s.proj, &s.proj, post, n)?;
+        }
+        rows::add(&self.gpu, &s.x, &s.proj, n * d)
+    }
+
     /// Writes the next pass's inputs into device memory: the token ids and their
     /// positions `n_past..`. Everything after this is device work, so a captured step
     /// replays for any token at any position.
@@ -414,13 +504,7 @@ impl GpuContext {
     fn forward(&self, n: usize, all_rows: bool) -> Result<(), CudaError> {
         let model = self.model.clone();
         let o = &model.opts;
-        let (d, kv, f, qd, hd) = (
-            o.d_model,
-            o.kv_dim(),
-            o.d_ff,
-            o.q_dim(),
-            o.head_dim(),
-        );
+        let (d, kv, f, qd, hd) = (o.d_model, o.kv_dim(), o.d_ff, o.q_dim(), o.head_dim());
         let heads = Heads {
             n_heads: o.n_heads,
             n_kv_heads: o.n_kv_heads,
@@ -450,32 +534,55 @@ impl GpuContext {
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention.
             self.norm(&s.xb, &s.x, &layer.attn_norm, n)?;
-            self.linear(&layer.wq, &s.xb, n, &s.q)?;
-            self.linear(&layer.wk, &s.xb, n, &s.k)?;
-            self.linear(&layer.wv, &s.xb, n, &s.v)?;
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                rows::rmsnorm_heads(g, &s.q, qn, n, qd, o.norm_eps)?;
-                rows::rmsnorm_heads(g, &s.k, kn, n, kv, o.norm_eps)?;
-            }
+            let in_cache = match &layer.qkv {
+                Qkv::Fused(w) => {
+                    // q to its buffer, k and v into the cache rows of their positions.
+                    let parts = [(&s.q, qd), (&layer.k_cache, kv), (&layer.v_cache, kv)];
+                    let dst = Dest {
+                        parts: &parts,
+                        pos: Some((&s.pos, self.n_ctx)),
+                        accumulate: false,
+                    };
+                    matmul::matmul_to(g, w, &s.xb, n, dst)?;
+                    true
+                }
+                Qkv::Separate { wq, wk, wv } => {
+                    self.linear(wq, &s.xb, n, &s.q)?;
+                    self.linear(wk, &s.xb, n, &s.k)?;
+                    self.linear(wv, &s.xb, n, &s.v)?;
+                    if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                        rows::rmsnorm_heads(g, &s.q, qn, n, qd, o.norm_eps)?;
+                        rows::rmsnorm_heads(g, &s.k, kn, n, kv, o.norm_eps)?;
+                    }
+                    false
+                }
+            };
             let window = o.layer_window(l);
             if o.positions == Positions::Rope {
                 // The sliding layers' own table follows the global one.
                 let local = o.arch.rope_base_local.is_some() && window.is_some();
                 let table = &self.freqs[usize::from(local)];
                 let factor = if local { 1.0 } else { yarn };
-                rope::rope(g, heads, table, factor, &s.pos, n, &s.q, &s.k)?;
+                let (k, k_rows) = if in_cache {
+                    (&layer.k_cache, Some(self.n_ctx))
+                } else {
+                    (&s.k, None)
+                };
+                rope::rope(g, heads, table, factor, &s.pos, n, &s.q, k, k_rows)?;
             }
-            attention::kv_store(
-                g,
-                &layer.k_cache,
-                &layer.v_cache,
-                self.n_ctx,
-                &s.k,
-                &s.v,
-                &s.pos,
-                n,
-                kv,
-            )?;
+            if !in_cache {
+                attention::kv_store(
+                    g,
+                    &layer.k_cache,
+                    &layer.v_cache,
+                    self.n_ctx,
+                    &s.k,
+                    &s.v,
+                    &s.pos,
+                    n,
+                    kv,
+                )?;
+            }
             let cache = LayerCache {
                 k: &layer.k_cache,
                 v: &layer.v_cache,
@@ -492,41 +599,39 @@ impl GpuContext {
                 scale,
                 &s.att,
             )?;
-            self.linear(&layer.wo, &s.att, n, &s.proj)?;
-            if let Some(post) = &layer.attn_post_norm {
-                self.norm(&s.proj, &s.proj, post, n)?;
-            }
-            rows::add(g, &s.x, &s.proj, n * d)?;
+            self.residual(&layer.wo, &s.att, n, layer.attn_post_norm.as_ref())?;
 
             // MLP.
             self.norm(&s.xb, &s.x, &layer.mlp_norm, n)?;
-            match (o.mlp, &layer.gate) {
-                (Mlp::SwiGlu | Mlp::GeGlu, Some(gate)) => {
+            let gated = match &layer.mlp_in {
+                MlpIn::Fused(w) => {
+                    let parts = [(&s.hb2, f), (&s.hb, f)];
+                    matmul::matmul_to(g, w, &s.xb, n, Dest::to(&parts))?;
+                    true
+                }
+                MlpIn::Gated { gate, up } => {
                     self.linear(gate, &s.xb, n, &s.hb2)?;
-                    self.linear(&layer.up, &s.xb, n, &s.hb)?;
-                    if o.mlp == Mlp::SwiGlu {
-                        act::swiglu(g, &s.hb, &s.hb2, n * f)?;
-                    } else {
-                        act::geglu(g, &s.hb, &s.hb2, n * f)?;
-                    }
+                    self.linear(up, &s.xb, n, &s.hb)?;
+                    true
                 }
-                (Mlp::SwiGlu | Mlp::GeGlu, None) => {
-                    return Err(CudaError::Shape("gated MLP without gate weights".into()))
+                MlpIn::Plain(up) => {
+                    self.linear(up, &s.xb, n, &s.hb)?;
+                    false
                 }
-                (Mlp::Gelu, _) => {
-                    self.linear(&layer.up, &s.xb, n, &s.hb)?;
-                    act::gelu(g, &s.hb, n * f)?;
-                }
-                (Mlp::Relu, _) => {
-                    self.linear(&layer.up, &s.xb, n, &s.hb)?;
-                    act::relu(g, &s.hb, n * f)?;
+            };
+            match (o.mlp, gated) {
+                (Mlp::SwiGlu, true) => act::swiglu(g, &s.hb, &s.hb2, n * f)?,
+                (Mlp::GeGlu, true) => act::geglu(g, &s.hb, &s.hb2, n * f)?,
+                (Mlp::Gelu, false) => act::gelu(g, &s.hb, n * f)?,
+                (Mlp::Relu, false) => act::relu(g, &s.hb, n * f)?,
+                (mlp, _) => {
+                    return Err(CudaError::Shape(format!(
+                        "{mlp:?} MLP with{} gate weights",
+                        if gated { "" } else { "out" }
+                    )))
                 }
             }
-            self.linear(&layer.down, &s.hb, n, &s.proj)?;
-            if let Some(post) = &layer.mlp_post_norm {
-                self.norm(&s.proj, &s.proj, post, n)?;
-            }
-            rows::add(g, &s.x, &s.proj, n * d)?;
+            self.residual(&layer.down, &s.hb, n, layer.mlp_post_norm.as_ref())?;
         }
 
         // Final norm and classifier: every row, or the last.

@@ -8,6 +8,7 @@ use llm_format::DType;
 use llmrt_cuda::launch::{as_i32, ceil_div, check_len};
 use llmrt_cuda::{Buffer, CudaError, Gpu, KArg, KernelFile};
 use std::format;
+use std::vec::Vec;
 
 /// `kernels/matmul.cu`.
 pub static FILE: KernelFile = KernelFile {
@@ -131,7 +132,34 @@ impl DeviceMatrix {
     }
 }
 
-/// `y[j] = W · x[j]` for the `n` rows of `x` (`n × cols`) into `y` (`n × rows`).
+/// Where the rows of `y = x · Wᵀ` go ([`matmul_to`]): consecutive ranges of the
+/// weight rows, each to its own buffer, so that one launch serves the fused q/k/v or
+/// gate/up products, writes keys and values straight into the KV cache, or adds into
+/// the residual stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Dest<'a> {
+    /// Up to three `(buffer, rows)` parts in the order of the weight rows; their rows
+    /// add up to the matrix's. Part 0 gets `[n, rows₀]`; the others `[n, rowsᵢ]`, or
+    /// rows `pos[j]` of `[pos_rows, rowsᵢ]` with `pos`.
+    pub parts: &'a [(&'a Buffer, usize)],
+    /// Device `int` positions: parts 1 and 2 go to these rows (the KV cache's).
+    pub pos: Option<(&'a Buffer, usize)>,
+    /// Add to what the buffers hold instead of overwriting it.
+    pub accumulate: bool,
+}
+
+impl<'a> Dest<'a> {
+    /// All rows into `y` (`[n, rows]`), overwritten.
+    pub fn to(parts: &'a [(&'a Buffer, usize)]) -> Self {
+        Dest {
+            parts,
+            pos: None,
+            accumulate: false,
+        }
+    }
+}
+
+/// `y = x · Wᵀ` for the `n` rows of `x` (`n × cols`) into `y` (`n × rows`).
 pub fn matmul(
     gpu: &Gpu,
     w: &DeviceMatrix,
@@ -139,23 +167,61 @@ pub fn matmul(
     n: usize,
     y: &Buffer,
 ) -> Result<(), CudaError> {
+    matmul_to(gpu, w, x, n, Dest::to(&[(y, w.rows)]))
+}
+
+/// `x · Wᵀ` for the `n` rows of `x` (`n × cols`), stored as `dst` says.
+pub fn matmul_to(
+    gpu: &Gpu,
+    w: &DeviceMatrix,
+    x: &Buffer,
+    n: usize,
+    dst: Dest<'_>,
+) -> Result<(), CudaError> {
     check_len("matmul x", x.len_f32(), n * w.cols)?;
-    check_len("matmul y", y.len_f32(), n * w.rows)?;
     let name = kernel(w.dtype)
         .ok_or_else(|| CudaError::Shape(format!("no GPU kernel for {} weights", w.dtype.name())))?;
-    let cfg = config(w.rows, n)?;
+    let parts = dst.parts;
+    if parts.is_empty() || parts.len() > 3 || parts.iter().map(|p| p.1).sum::<usize>() != w.rows {
+        return Err(CudaError::Shape(format!(
+            "matmul of {} rows into parts of {:?} rows",
+            w.rows,
+            parts.iter().map(|p| p.1).collect::<Vec<_>>()
+        )));
+    }
+    let r1 = parts[0].1;
+    let r2 = r1 + parts.get(1).map_or(0, |p| p.1);
+    check_len("matmul y", parts[0].0.len_f32(), n * r1)?;
+    let (pos, pos_rows) = match dst.pos {
+        Some((p, rows)) => {
+            check_len("matmul positions", p.len_f32(), n)?;
+            (KArg::Buf(p), rows)
+        }
+        None => (KArg::Null, n),
+    };
+    for (i, (b, rows)) in parts.iter().enumerate().skip(1) {
+        check_len(&format!("matmul part {i}"), b.len_f32(), pos_rows * rows)?;
+    }
+    let part = |i: usize| parts.get(i).map_or(KArg::Null, |p| KArg::Buf(p.0));
     gpu.launch(
         &FILE,
         &[],
         name,
-        cfg,
+        config(w.rows, n)?,
         &[
             KArg::Buf(&w.data),
             KArg::Buf(x),
-            KArg::Buf(y),
+            part(0),
+            part(1),
+            part(2),
             KArg::I32(as_i32("rows", w.rows)?),
             KArg::I32(as_i32("cols", w.cols)?),
             KArg::I32(as_i32("n", n)?),
+            KArg::I32(as_i32("r1", r1)?),
+            KArg::I32(as_i32("r2", r2)?),
+            pos,
+            KArg::I32(as_i32("pos rows", pos_rows)?),
+            KArg::I32(i32::from(dst.accumulate)),
         ],
     )
 }

@@ -41,6 +41,8 @@ pub fn pos_rows_config(n: usize, d: usize) -> Result<LaunchConfig, CudaError> {
 /// adjacent pairs by the angles `pos[i] · freqs[j]` with cosine and sine scaled by
 /// `scale` (YaRN's attention factor, else 1): [`crate::ops::rope_table`] then
 /// [`crate::ops::rope`] on each row. `freqs` holds the `hd / 2` inverse frequencies.
+/// With `k_cache_rows = Some(n_ctx)`, `k` is the KV cache (`[n_ctx, kv_dim]`) and token
+/// `i`'s key row is row `pos[i]` (where the fused q/k/v product stored it).
 #[allow(clippy::too_many_arguments)]
 pub fn rope(
     gpu: &Gpu,
@@ -51,6 +53,7 @@ pub fn rope(
     n: usize,
     q: &Buffer,
     k: &Buffer,
+    k_cache_rows: Option<usize>,
 ) -> Result<(), CudaError> {
     heads.check()?;
     if heads.hd % 2 != 0 {
@@ -62,7 +65,8 @@ pub fn rope(
     check_len("rope freqs", freqs.len_f32(), heads.hd / 2)?;
     check_len("rope pos", pos.len_f32(), n)?;
     check_len("rope q", q.len_f32(), n * heads.q_dim())?;
-    check_len("rope k", k.len_f32(), n * heads.kv_dim())?;
+    let k_rows = k_cache_rows.unwrap_or(n);
+    check_len("rope k", k.len_f32(), k_rows * heads.kv_dim())?;
     gpu.launch(
         &FILE,
         &[],
@@ -78,6 +82,7 @@ pub fn rope(
             KArg::I32(as_i32("kv_dim", heads.kv_dim())?),
             KArg::I32(as_i32("hd", heads.hd)?),
             KArg::F32(scale),
+            KArg::I32(as_i32("k cache rows", k_cache_rows.unwrap_or(0))?),
         ],
     )
 }

@@ -285,11 +285,44 @@ __device__ __forceinline__ void item8<DT_IQ4_XS>(const unsigned char* row, int i
     o1 = o0 + 16;
 }
 
-// y[j, r] = Σ_c W[r, c] · x[j, c] for r < rows, j < n: W is rows × cols in storage
-// type DT, x is n × cols and y n × rows, both fp32 and row-major. Launch with
+// Where the rows of the product go, so that one launch can feed several consumers
+// (the fused q/k/v and gate/up products) and write into the KV cache or add into the
+// residual stream without a kernel of its own: weight rows [0, r1) go to y0 ([n, r1]),
+// rows [r1, r2) to y1 and [r2, rows) to y2 (rows of r2 - r1 and rows - r2 values); those
+// two at row pos[j] for activation row j when pos is given (the cache rows of the
+// tokens' positions; a position outside 0..pos_rows is not written), else at row j.
+// With acc the product is added to what is there.
+struct Dest {
+    float* y0;
+    float* y1;
+    float* y2;
+    int r1, r2;
+    const int* pos;
+    int pos_rows;
+    int acc;
+};
+
+__device__ __forceinline__ void store(const Dest& d, int rows, int r, int j, float s) {
+    float* p;
+    if (r < d.r1) {
+        p = d.y0 + (long long)j * d.r1 + r;
+    } else {
+        int row = j;
+        if (d.pos) {
+            row = d.pos[j];
+            if (row < 0 || row >= d.pos_rows) return;
+        }
+        p = r < d.r2 ? d.y1 + (long long)row * (d.r2 - d.r1) + (r - d.r1)
+                     : d.y2 + (long long)row * (rows - d.r2) + (r - d.r2);
+    }
+    *p = d.acc ? *p + s : s;
+}
+
+// y[j, r] = Σ_c W[r, c] · x[j, c] for r < rows, j < n, stored as `dst` says: W is
+// rows × cols in storage type DT, x is n × cols fp32 row-major. Launch with
 // ROWS_PER_BLOCK warps per block and grid (ceil(rows / ROWS_PER_BLOCK), ceil(n / NB)).
 template <int DT>
-__device__ __forceinline__ void matmul_rows(const unsigned char* w, const float* x, float* y,
+__device__ __forceinline__ void matmul_rows(const unsigned char* w, const float* x, Dest dst,
                                             int rows, int cols, int n) {
     int lane = threadIdx.x % WARP;
     int r = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
@@ -332,53 +365,68 @@ __device__ __forceinline__ void matmul_rows(const unsigned char* w, const float*
     for (int j = 0; j < NB; j++) {
         if (j < nb) {  // the same for every lane of the warp
             float s = warp_sum(acc[j]);
-            if (lane == 0) y[(long long)(j0 + j) * rows + r] = s;
+            if (lane == 0) store(dst, rows, r, j0 + j, s);
         }
     }
 }
 
-extern "C" __global__ void matmul_f32(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_F32>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_f32(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_F32>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_f16(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_F16>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_f16(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_F16>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_bf16(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_BF16>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_bf16(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_BF16>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q8_0(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q8_0>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q8_0(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q8_0>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q4_0(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q4_0>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q4_0(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q4_0>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q4_1(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q4_1>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q4_1(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q4_1>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q5_0(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q5_0>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q5_0(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q5_0>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q5_1(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q5_1>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q5_1(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q5_1>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_iq4_nl(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_IQ4_NL>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_iq4_nl(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_IQ4_NL>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q2_k(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q2_K>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q2_k(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q2_K>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q3_k(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q3_K>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q3_k(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q3_K>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q4_k(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q4_K>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q4_k(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q4_K>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q5_k(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q5_K>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q5_k(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q5_K>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_q6_k(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_Q6_K>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_q6_k(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_Q6_K>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }
-extern "C" __global__ void matmul_iq4_xs(const unsigned char* w, const float* x, float* y, int rows, int cols, int n) {
-    matmul_rows<DT_IQ4_XS>(w, x, y, rows, cols, n);
+extern "C" __global__ void matmul_iq4_xs(const unsigned char* w, const float* x, float* y0, float* y1,
+        float* y2, int rows, int cols, int n, int r1, int r2, const int* pos, int pos_rows, int acc) {
+    matmul_rows<DT_IQ4_XS>(w, x, Dest{y0, y1, y2, r1, r2, pos, pos_rows, acc}, rows, cols, n);
 }

@@ -17,10 +17,12 @@
 
 // Pair j of the q and k rows of token t (pairs of q first, then of k): rotated by the
 // angle pos[t]·freqs[i], i = the pair's index within its head, cosine and sine scaled by
-// `scale` (YaRN's attention factor, else 1). freqs holds hd/2 inverse frequencies.
+// `scale` (YaRN's attention factor, else 1). freqs holds hd/2 inverse frequencies. With
+// k_cache_rows > 0, k is the KV cache ([k_cache_rows, kv_dim]) and token t's key row is
+// row pos[t] (the fused q/k/v product wrote it there); a position outside is skipped.
 // Grid: ceil(n·(q_dim + kv_dim)/2 / blockDim.x) blocks.
 extern "C" __global__ void rope(float* q, float* k, const float* freqs, const int* pos, int n,
-                                int q_dim, int kv_dim, int hd, float scale) {
+                                int q_dim, int kv_dim, int hd, float scale, int k_cache_rows) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     int per = q_dim / 2 + kv_dim / 2;
     if (idx >= (long long)n * per) return;
@@ -30,7 +32,12 @@ extern "C" __global__ void rope(float* q, float* k, const float* freqs, const in
         x = q + (long long)t * q_dim + 2 * j;
     } else {
         j -= q_dim / 2;
-        x = k + (long long)t * kv_dim + 2 * j;
+        long long row = t;
+        if (k_cache_rows > 0) {
+            row = pos[t];
+            if (row < 0 || row >= k_cache_rows) return;
+        }
+        x = k + row * kv_dim + 2 * j;
     }
     float ang = (float)pos[t] * freqs[j % (hd / 2)];
     float c = cosf(ang) * scale, s = sinf(ang) * scale;
