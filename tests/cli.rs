@@ -389,3 +389,96 @@ fn tokenize_with_a_wordpiece_vocabulary() {
     let i = llm_run(&["info", "-m", p(&m)]);
     assert!(i.ok && i.stdout.contains("wpm"), "{}", i.stdout);
 }
+
+/// Whether a CUDA GPU can run here (then `--device auto` takes it and the no-GPU
+/// refusals are not checked).
+fn have_gpu() -> bool {
+    llmrt::cuda::decoder::probe().is_ok()
+}
+
+/// `--device auto|cpu|cuda` (generation, perplexity, bench; chat refuses cuda): without
+/// a GPU, cuda is a one-line error with exit code 1 naming why, auto runs on the CPU
+/// (saying so and why on stderr) and prints what cpu prints for the same seed; a bad
+/// value is clap's usage error.
+#[test]
+fn device_flag_selects_and_refuses_in_one_line() {
+    let (m, _) = model_file("device.llm");
+    let mp = p(&m);
+    let gen = |device: &str| {
+        llm_run(&[
+            "-m",
+            mp,
+            "-p",
+            "ABC",
+            "-n",
+            "30",
+            "--seed",
+            "7",
+            "--temperature",
+            "1.0",
+            "--top-k",
+            "0",
+            "--min-p",
+            "0",
+            "--cache-type",
+            "f32",
+            "--device",
+            device,
+        ])
+    };
+    let cpu = gen("cpu");
+    assert!(cpu.ok, "{}", cpu.stderr);
+    assert!(cpu.stderr.contains(", cpu, "), "{}", cpu.stderr);
+    let auto = gen("auto");
+    assert!(auto.ok, "{}", auto.stderr);
+    assert_eq!(
+        auto.stdout, cpu.stdout,
+        "--device auto against --device cpu"
+    );
+    let f = temp_file(
+        "device.txt",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ!#$%&".repeat(2).as_bytes(),
+    );
+    let ppl = |device: &str| {
+        llm_run(&[
+            "perplexity",
+            "-m",
+            mp,
+            "-f",
+            p(&f),
+            "--ctx",
+            "16",
+            "--cache-type",
+            "f32",
+            "--device",
+            device,
+        ])
+    };
+    let (pc, pa) = (ppl("cpu"), ppl("auto"));
+    assert!(pc.ok && pa.ok, "{}\n{}", pc.stderr, pa.stderr);
+    if !have_gpu() {
+        assert!(
+            auto.stderr.contains(", cpu, ") && auto.stderr.contains("(auto: no CUDA GPU"),
+            "the start-up line says where and why: {}",
+            auto.stderr
+        );
+        assert_eq!(pa.stdout, pc.stdout, "perplexity --device auto against cpu");
+        let o = gen("cuda");
+        assert_one_line_error(&o, "--device cuda: no CUDA GPU/driver found");
+        assert!(o.stdout.is_empty(), "{}", o.stdout);
+        assert_one_line_error(&ppl("cuda"), "--device cuda: ");
+        let bench = llm_run(&["bench", "-m", mp, "-p", "4", "-n", "4", "--device", "cuda"]);
+        assert_one_line_error(&bench, "--device cuda: ");
+    }
+    // chat stays on the CPU: cuda is refused before anything is read.
+    let chat = llm_run(&["chat", "-m", mp, "--device", "cuda"]);
+    assert_one_line_error(&chat, "chat runs on the CPU only");
+    // A value clap does not know: its usage error (exit code 2), naming the choices.
+    let bad = gen("tpu");
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("invalid value 'tpu'") && bad.stderr.contains("cuda"),
+        "{}",
+        bad.stderr
+    );
+}

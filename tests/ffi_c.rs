@@ -178,6 +178,80 @@ fn c_example_prints_what_llm_run_prints() {
     assert!(bad.stdout.is_empty());
 }
 
+/// Whether a CUDA GPU can run here (then the no-GPU refusals are not checked).
+fn have_gpu() -> bool {
+    llmrt::cuda::decoder::probe().is_ok()
+}
+
+#[test]
+fn devices_through_the_c_abi() {
+    if !need_cc("devices_through_the_c_abi") {
+        return;
+    }
+    let b = build();
+    let m = models();
+    let chars = m.chars.0.to_str().expect("utf-8 path");
+    let exe = compile("device", &[src("tests/c/device.c")], Link::Shared, &[]);
+    let out = run(&exe, &[chars, CHAR_PROMPT]);
+    assert_ok("device", &out);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines[3], "ok");
+    if !have_gpu() {
+        let why = "LLMRT_ERR_DEVICE: LLMRT_DEVICE_CUDA: no CUDA GPU/driver found: ";
+        assert!(lines[0].starts_with(&format!("cuda: {why}")), "{text}");
+        assert!(
+            lines[1].starts_with(&format!("cuda context: {why}")),
+            "{text}"
+        );
+        assert_eq!(lines[2], "auto: cpu");
+    }
+
+    // generate.c --device: auto prints what llm-run --device cpu prints; cuda without
+    // a GPU is one line on stderr and exit code 1.
+    let gen = compile(
+        "generate_device",
+        &[src("examples/generate.c")],
+        Link::Shared,
+        &[],
+    );
+    let args = |device: &'static str| {
+        vec![
+            "-m",
+            chars,
+            "-p",
+            CHAR_PROMPT,
+            "-n",
+            "30",
+            "-s",
+            "4",
+            "--device",
+            device,
+        ]
+    };
+    let want = run(&b.llm_run(), &args("cpu"));
+    assert_ok("llm-run --device cpu", &want);
+    let got = run(&gen, &args("auto"));
+    assert_ok("generate --device auto", &got);
+    if !have_gpu() {
+        assert_eq!(stdout(&got), stdout(&want));
+        let bad = run(&gen, &args("cuda"));
+        assert_eq!(bad.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&bad.stderr);
+        let errs: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errs.len(), 1, "{err}");
+        assert!(
+            errs[0].starts_with("error: --device cuda: LLMRT_DEVICE_CUDA: no CUDA GPU")
+                && errs[0].ends_with("(LLMRT_ERR_DEVICE)"),
+            "{err}"
+        );
+        assert!(bad.stdout.is_empty());
+    }
+    let bad = run(&gen, &args("tpu"));
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+}
+
 /// Parses lines of tab-separated floats.
 fn vectors(text: &str) -> Vec<Vec<f32>> {
     text.lines()
@@ -644,6 +718,7 @@ fn clean_under_valgrind_memcheck() {
         &[],
     );
     let api = compile("api_vg", &[src("tests/c/api.c")], Link::Shared, &[]);
+    let device = compile("device_vg", &[src("tests/c/device.c")], Link::Shared, &[]);
     let abuse = compile("abuse_vg", &[src("tests/c/abuse.c")], Link::Shared, &[]);
     let threads = compile("threads_vg", &[src("tests/c/threads.c")], Link::Shared, &[]);
     let embed = compile("embed_vg", &[src("examples/embed.c")], Link::Shared, &[]);
@@ -671,6 +746,7 @@ fn clean_under_valgrind_memcheck() {
         ),
         (&api, vec![chars, CHAR_PROMPT]),
         (&api, vec![sp, SP_PROMPT]),
+        (&device, vec![chars, CHAR_PROMPT]),
         (&abuse, vec![chars, dir]),
         (&threads, vec![chars, CHAR_PROMPT, "12"]),
     ];
@@ -720,6 +796,12 @@ fn clean_under_address_sanitizer() {
         &flags,
     );
     let api = compile("api_asan", &[src("tests/c/api.c")], Link::Shared, &flags);
+    let device = compile(
+        "device_asan",
+        &[src("tests/c/device.c")],
+        Link::Shared,
+        &flags,
+    );
     let abuse = compile(
         "abuse_asan",
         &[src("tests/c/abuse.c")],
@@ -774,6 +856,7 @@ fn clean_under_address_sanitizer() {
         ),
         (&api, vec![sp, SP_PROMPT]),
         (&api, vec![chars, CHAR_PROMPT]),
+        (&device, vec![sp, SP_PROMPT]),
         (&abuse, vec![sp, dir]),
         (&threads, vec![chars, CHAR_PROMPT, "24"]),
     ];

@@ -262,7 +262,11 @@ fn graph_replay_equals_direct_launches_on_the_gpu() {
         ctx.set_graphs(graphs);
         let mut out = vec![ctx.eval(&prompt(&o)).expect("prompt").to_vec()];
         for t in 0..12u32 {
-            out.push(ctx.eval(&[(t * 5 + 1) % o.vocab_size as u32]).expect("step").to_vec());
+            out.push(
+                ctx.eval(&[(t * 5 + 1) % o.vocab_size as u32])
+                    .expect("step")
+                    .to_vec(),
+            );
         }
         out
     };

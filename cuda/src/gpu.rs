@@ -69,6 +69,12 @@ impl Buffer {
 /// A captured sequence of launches ([`Gpu::capture`]), replayed with one call.
 pub struct Graph(cudarc::driver::CudaGraph);
 
+// SAFETY: a graph is launched only through `&Gpu` calls of its one owner (the
+// runtime's context, itself used by one thread at a time); CUDA allows graph objects
+// on any thread when calls on one graph are not concurrent, which `Send` without
+// `Sync` keeps.
+unsafe impl Send for Graph {}
+
 impl std::fmt::Debug for Graph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Graph")
@@ -385,7 +391,8 @@ impl Gpu {
             Gpu::Cuda(d) => {
                 use cudarc::driver::sys;
                 let stream = d.stream();
-                stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
+                stream
+                    .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)?;
                 let done = work();
                 // End the capture whatever `work` returned, so the stream is usable.
                 let graph = stream.end_capture(sys::CUgraphInstantiate_flags(0));

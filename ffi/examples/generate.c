@@ -8,6 +8,11 @@
  *            [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]
  *            [--frequency-penalty F] [--presence-penalty P] [-t THREADS]
  *            [-c CTX] [--stop TEXT]... [--ignore-eos] [--no-bos]
+ *            [--device auto|cpu|cuda]
+ *
+ * --device (default auto, as llm-run's) picks where the model runs: auto takes a CUDA
+ * GPU when one can run the model and the CPU otherwise; cuda fails in one line when
+ * no GPU can be used (llmrt_device_available says why).
  *
  * Build: cc -Wall -Wextra -Werror generate.c -I../include -L../../target/release -lllmrt
  */
@@ -28,7 +33,8 @@ static int usage(const char *why) {
             "       generate -m MODEL -p PROMPT [-n N] [-s SEED] [--temperature T] [--top-k K]\n"
             "                [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
             "                [--frequency-penalty F] [--presence-penalty P] [-t THREADS]\n"
-            "                [-c CTX] [--stop TEXT]... [--ignore-eos] [--no-bos]\n");
+            "                [-c CTX] [--stop TEXT]... [--ignore-eos] [--no-bos]\n"
+            "                [--device auto|cpu|cuda]\n");
     return 2;
 }
 
@@ -63,6 +69,16 @@ static int32_t print_piece(const char *piece, size_t len, void *user_data) {
     return 0;
 }
 
+/* Parses --device. */
+static int parse_device(const char *s, uint32_t *out) {
+    if (s == NULL) return 0;
+    if (!strcmp(s, "auto")) *out = LLMRT_DEVICE_AUTO;
+    else if (!strcmp(s, "cpu")) *out = LLMRT_DEVICE_CPU;
+    else if (!strcmp(s, "cuda")) *out = LLMRT_DEVICE_CUDA;
+    else return 0;
+    return 1;
+}
+
 static int fail(const char *what, llmrt_status st) {
     fprintf(stderr, "error: %s: %s (%s)\n", what, llmrt_last_error(), llmrt_status_name(st));
     return 1;
@@ -76,6 +92,7 @@ int main(int argc, char **argv) {
     unsigned long long seed = 0;
     uint32_t n_predict = 128;
     llmrt_context_params cp = llmrt_context_default_params();
+    cp.device = LLMRT_DEVICE_AUTO;
 
     if (llmrt_version_number() / 100 != LLMRT_VERSION_NUMBER / 100) {
         fprintf(stderr, "generate: built for libllmrt %d.%d, loaded %s\n", LLMRT_VERSION_MAJOR,
@@ -100,7 +117,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--repeat-last-n")) ok = parse_u32(v, &cp.sampler.repeat_last_n);
         else if (!strcmp(a, "--frequency-penalty")) ok = parse_f32(v, &cp.sampler.frequency_penalty);
         else if (!strcmp(a, "--presence-penalty")) ok = parse_f32(v, &cp.sampler.presence_penalty);
-        else if (!strcmp(a, "--stop")) {
+        else if (!strcmp(a, "--device")) {
+            if (!parse_device(v, &cp.device)) return usage("--device takes auto, cpu or cuda");
+        } else if (!strcmp(a, "--stop")) {
             if (n_stop == MAX_STOPS) return usage("too many --stop strings");
             ok = v != NULL;
             stops[n_stop++] = v;
@@ -130,15 +149,22 @@ int main(int argc, char **argv) {
     }
     cp.sampler.seed = seed;
 
+    llmrt_status st;
+    if (cp.device == LLMRT_DEVICE_CUDA && (st = llmrt_device_available(LLMRT_DEVICE_CUDA)) != LLMRT_OK)
+        return fail("--device cuda", st);
+
     llmrt_model *model = NULL;
     llmrt_context *ctx = NULL;
-    llmrt_status st = llmrt_model_load(model_path, &model);
+    st = llmrt_model_load(model_path, &model);
     if (st != LLMRT_OK) return fail(model_path, st);
     st = llmrt_context_new(model, &cp, &ctx);
     if (st != LLMRT_OK) {
         llmrt_model_free(model);
         return fail("context", st);
     }
+    uint32_t device = LLMRT_DEVICE_CPU;
+    if (llmrt_context_device(ctx, &device) == LLMRT_OK)
+        fprintf(stderr, "generate: running on the %s\n", device == LLMRT_DEVICE_CUDA ? "GPU" : "CPU");
     llmrt_generate_params gp = llmrt_generate_default_params();
     gp.n_predict = n_predict;
     gp.add_bos = no_bos ? 0 : LLMRT_BOS_DEFAULT;

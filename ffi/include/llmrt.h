@@ -43,6 +43,19 @@
 // output is JSON valid under it.
 #define LLMRT_GRAMMAR_JSON_SCHEMA 2
 
+// `llmrt_context_params::device`: a CUDA GPU when one can run the model (a driver,
+// NVRTC, GPU kernels for every storage type of the model, enough GPU memory) and
+// the context has one sequence; otherwise the CPU. `llmrt_context_device` tells
+// which.
+#define LLMRT_DEVICE_AUTO 0
+
+// `llmrt_context_params::device`: the CPU (the default).
+#define LLMRT_DEVICE_CPU 1
+
+// `llmrt_context_params::device`: the first CUDA GPU; `llmrt_context_new` fails
+// with `LLMRT_ERR_DEVICE` (and the reason) when it cannot be used.
+#define LLMRT_DEVICE_CUDA 2
+
 // Pooling: the mean of every token's state (BOS included when there is one).
 #define LLMRT_POOLING_MEAN 0
 
@@ -177,6 +190,19 @@ typedef struct llmrt_context_params {
   // the `n_ctx` positions of the KV cache: each holds up to `n_ctx / n_seq`
   // tokens. Default 1.
   uint32_t n_seq;
+  // Where the forward pass runs: `LLMRT_DEVICE_CPU` (1, the default),
+  // `LLMRT_DEVICE_CUDA` (2: the first CUDA GPU, one sequence, an f32 KV cache on
+  // the device whatever `cache_type` says; `LLMRT_ERR_DEVICE` when it cannot be
+  // used) or `LLMRT_DEVICE_AUTO` (0: the GPU when it can run the model and `n_seq`
+  // is 1, else the CPU; `llmrt_context_device` tells which). A CUDA context serves
+  // evaluation (`llmrt_eval`, `llmrt_eval_all`), logits, sampling, accepting,
+  // truncation, reset and generation (the same sampler chain, grammar and stop
+  // strings as the CPU); several sequences (`llmrt_batch`, `llmrt_seq_*`,
+  // `llmrt_get_logits_seq`, `llmrt_sample_seq`), state files, embeddings and thread
+  // counts return `LLMRT_ERR_UNSUPPORTED`. An unknown value is
+  // `LLMRT_ERR_INVALID_ARG`. The field fills what was padding before `sampler`, so
+  // the struct keeps its size and layout.
+  uint32_t device;
   // The sampler used by `llmrt_sample` and `llmrt_generate`.
   struct llmrt_sampler_params sampler;
 } llmrt_context_params;
@@ -325,6 +351,15 @@ typedef struct llmrt_model_info {
 // grammar, or no token of the vocabulary can continue the output.
 #define LLMRT_ERR_GRAMMAR -15
 
+// The device asked for cannot be used (no CUDA driver or GPU, no NVRTC, a model whose
+// storage types have no GPU kernels, a library built without CUDA), or it failed
+// during a call; `llmrt_last_error` says which.
+#define LLMRT_ERR_DEVICE -16
+
+// The call or setting is not supported on the context's device yet (a CUDA context:
+// several sequences, state files, embeddings, thread counts); the message names it.
+#define LLMRT_ERR_UNSUPPORTED -17
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -365,7 +400,10 @@ struct llmrt_context_params llmrt_context_default_params(void);
 
 // Creates a context over `model` with `params` (NULL: the defaults). Several contexts
 // may share one model, each used by its own thread. On failure `*out` is NULL;
-// `LLMRT_ERR_NO_MEMORY` when the KV cache does not fit in memory.
+// `LLMRT_ERR_NO_MEMORY` when the KV cache does not fit in memory (or the model and
+// cache in the GPU's). With `device = LLMRT_DEVICE_CUDA`: `LLMRT_ERR_DEVICE` when
+// there is no usable GPU or the GPU kernels do not cover the model's storage types,
+// `LLMRT_ERR_UNSUPPORTED` when `n_seq` is above 1.
 //
 // # Safety
 // `params` must be NULL or readable; `out` must be NULL or writable.
@@ -413,7 +451,9 @@ llmrt_status llmrt_kv_reset(struct llmrt_context *ctx);
 // prefix is evaluated once: evaluate what differs after it. `n` above the number
 // of cached tokens is `LLMRT_ERR_INVALID_ARG`. After a cut, evaluate at least one
 // token before sampling. A grammar keeps its state (it follows accepted tokens, not
-// the cache): `llmrt_set_sampler` or `llmrt_kv_reset` restart it.
+// the cache): `llmrt_set_sampler` or `llmrt_kv_reset` restart it. A CUDA context
+// cannot cut its cache in place: it evaluates the `n` kept tokens again (a prompt's
+// work).
 llmrt_status llmrt_kv_truncate(struct llmrt_context *ctx,
                                size_t n);
 
@@ -491,6 +531,24 @@ llmrt_status llmrt_accept_finish(struct llmrt_context *ctx,
                                  size_t cap,
                                  size_t *len);
 
+// Where the context runs, into `*device`: `LLMRT_DEVICE_CPU` or `LLMRT_DEVICE_CUDA`
+// (what `LLMRT_DEVICE_AUTO` chose).
+//
+// # Safety
+// `device` must be NULL or writable.
+llmrt_status llmrt_context_device(const struct llmrt_context *ctx,
+                                  uint32_t *device);
+
+// Whether `device` can be used on this machine: `LLMRT_OK` when it can
+// (`LLMRT_DEVICE_CPU` and `LLMRT_DEVICE_AUTO` always can: AUTO falls back to the
+// CPU); for `LLMRT_DEVICE_CUDA`, `LLMRT_ERR_DEVICE` when there is no CUDA driver or
+// GPU, NVRTC (the runtime kernel compiler) is missing, or the library was built
+// without CUDA, with the reason in `llmrt_last_error()`. It opens the GPU to look
+// (a fraction of a second) and keeps nothing. A model can still be refused by
+// `llmrt_context_new` (storage types without GPU kernels, not enough GPU memory).
+// An unknown `device` is `LLMRT_ERR_INVALID_ARG`.
+llmrt_status llmrt_device_available(uint32_t device);
+
 // Embeds the UTF-8 text `text[..text_len]` (tokenized with the model's BOS rule):
 // empties the KV cache, evaluates the text as a new sequence, pools the hidden
 // states after the final norm (`pooling`: `LLMRT_POOLING_MEAN`, `_LAST` or `_FIRST`)
@@ -499,7 +557,8 @@ llmrt_status llmrt_accept_finish(struct llmrt_context *ctx,
 // asks for the size: `LLMRT_ERR_BUFFER_TOO_SMALL`, nothing evaluated). Afterwards
 // the cache holds the text and the logits are its last token's. A text longer than
 // the context is `LLMRT_ERR_CONTEXT_FULL`; `llmrt_cancel` stops it
-// (`LLMRT_ERR_CANCELLED`).
+// (`LLMRT_ERR_CANCELLED`). A CUDA context does not embed yet
+// (`LLMRT_ERR_UNSUPPORTED`).
 //
 // # Safety
 // `text` must be NULL or hold `text_len` readable bytes; `out` NULL or writable for
@@ -710,7 +769,10 @@ llmrt_status llmrt_token_to_piece(const struct llmrt_model *model,
 // allocate: the KV cache, the forward pass's scratch and the sampler's logits
 // (`params` NULL: the defaults). Nothing is allocated; out-of-range sizes give the
 // status `llmrt_context_new` would. (`llmrt_eval_all` and `llmrt_embed` allocate
-// their outputs per call on top: `n × vocab_size` and `n × d_model` floats.)
+// their outputs per call on top: `n × vocab_size` and `n × d_model` floats.) The
+// figure is a CPU context's (also for `LLMRT_DEVICE_AUTO`, which may run on the CPU);
+// with `LLMRT_DEVICE_CUDA` the call is `LLMRT_ERR_UNSUPPORTED`: a CUDA context checks
+// the GPU's free memory itself when it is created.
 //
 // # Safety
 // `params` must be NULL or readable; `bytes` NULL or writable.
@@ -720,11 +782,13 @@ llmrt_status llmrt_context_bytes_needed(const struct llmrt_model *model,
 
 // Changes the number of threads the context's matrix products use (0: one per
 // available CPU; at most 1024). Everything evaluated so far is kept; a call running
-// on another thread makes this `LLMRT_ERR_BUSY`.
+// on another thread makes this `LLMRT_ERR_BUSY`. A CUDA context has no threads to
+// set (`LLMRT_ERR_UNSUPPORTED`).
 llmrt_status llmrt_set_threads(struct llmrt_context *ctx,
                                uint32_t n_threads);
 
-// The number of threads the context's matrix products use, into `*n_threads`.
+// The number of threads the context's matrix products use, into `*n_threads`
+// (`LLMRT_ERR_UNSUPPORTED` on a CUDA context).
 //
 // # Safety
 // `n_threads` must be NULL or writable.
@@ -744,7 +808,9 @@ llmrt_status llmrt_get_threads(const struct llmrt_context *ctx,
 // (`LLMRT_ERR_BAD_TOKEN`), a sequence that would not fit in its `n_ctx / n_seq`
 // positions (`LLMRT_ERR_CONTEXT_FULL`), or logits that do not fit in memory
 // (`LLMRT_ERR_NO_MEMORY`). `llmrt_cancel` stops it before its next layer with
-// `LLMRT_ERR_CANCELLED` (the sequences keep the chunks that finished).
+// `LLMRT_ERR_CANCELLED` (the sequences keep the chunks that finished). A CUDA
+// context (one sequence) refuses this and the other `llmrt_seq_*` calls with
+// `LLMRT_ERR_UNSUPPORTED`.
 //
 // # Safety
 // `tokens` must be NULL or hold `n` readable ids; `seq_ids` NULL or `n` readable
@@ -832,7 +898,8 @@ llmrt_status llmrt_sample_seq(struct llmrt_context *ctx,
 // Saves the state of `ctx` to the file `path`, written atomically (a crash leaves
 // the old file or the whole new one). `LLMRT_ERR_IO` if it cannot be written. The
 // file holds sequence 0: while another sequence holds tokens, the call refuses
-// with `LLMRT_ERR_INVALID_ARG`.
+// with `LLMRT_ERR_INVALID_ARG`. A CUDA context cannot be saved yet
+// (`LLMRT_ERR_UNSUPPORTED`).
 //
 // # Safety
 // `path` must be NULL or NUL-terminated.
@@ -846,7 +913,8 @@ llmrt_status llmrt_state_save(struct llmrt_context *ctx,
 // type, or is truncated or corrupt, `LLMRT_ERR_NO_MEMORY` if the cache cannot grow
 // to hold it. A state with more tokens than the context holds is `LLMRT_ERR_FORMAT`
 // too. The state goes into sequence 0; the other sequences are emptied. On any
-// error the context is unchanged.
+// error the context is unchanged. A CUDA context cannot load one yet
+// (`LLMRT_ERR_UNSUPPORTED`).
 //
 // # Safety
 // `path` must be NULL or NUL-terminated.

@@ -7,6 +7,7 @@
 
 use crate::args::{copy_out, eval_tokens, put, put_opt, slice, text};
 use crate::cancel::RunFlag;
+use crate::device::{check_device, Engine, LLMRT_DEVICE_CPU};
 use crate::handles::Registry;
 use crate::logits::Batch;
 use crate::model::{llmrt_model, model};
@@ -19,7 +20,7 @@ use rt::context::MAX_THREADS;
 use rt::grammar::{Grammar, GrammarMatcher, TokenTrie};
 use rt::sampler::{Sampler, SamplerConfig};
 use rt::tokenizer::StreamDecoder;
-use rt::{Context, ContextParams};
+use rt::ContextParams;
 use std::ffi::c_char;
 use std::sync::{Arc, Mutex, TryLockError};
 
@@ -118,6 +119,19 @@ pub struct llmrt_context_params {
     /// the `n_ctx` positions of the KV cache: each holds up to `n_ctx / n_seq`
     /// tokens. Default 1.
     pub n_seq: u32,
+    /// Where the forward pass runs: `LLMRT_DEVICE_CPU` (1, the default),
+    /// `LLMRT_DEVICE_CUDA` (2: the first CUDA GPU, one sequence, an f32 KV cache on
+    /// the device whatever `cache_type` says; `LLMRT_ERR_DEVICE` when it cannot be
+    /// used) or `LLMRT_DEVICE_AUTO` (0: the GPU when it can run the model and `n_seq`
+    /// is 1, else the CPU; `llmrt_context_device` tells which). A CUDA context serves
+    /// evaluation (`llmrt_eval`, `llmrt_eval_all`), logits, sampling, accepting,
+    /// truncation, reset and generation (the same sampler chain, grammar and stop
+    /// strings as the CPU); several sequences (`llmrt_batch`, `llmrt_seq_*`,
+    /// `llmrt_get_logits_seq`, `llmrt_sample_seq`), state files, embeddings and thread
+    /// counts return `LLMRT_ERR_UNSUPPORTED`. An unknown value is
+    /// `LLMRT_ERR_INVALID_ARG`. The field fills what was padding before `sampler`, so
+    /// the struct keeps its size and layout.
+    pub device: u32,
     /// The sampler used by `llmrt_sample` and `llmrt_generate`.
     pub sampler: llmrt_sampler_params,
 }
@@ -138,8 +152,8 @@ pub(crate) struct CtxHandle {
 
 /// A context's state.
 pub(crate) struct State {
-    /// The runtime's context (KV cache, scratch).
-    pub ctx: Context,
+    /// The runtime's context (KV cache, scratch), on the CPU or a GPU.
+    pub ctx: Engine,
     /// The sampler settings `llmrt_generate` starts from.
     pub sampler_cfg: SamplerConfig,
     /// The grammar of the sampler settings, if any (`llmrt_generate` starts it afresh).
@@ -221,6 +235,7 @@ pub extern "C" fn llmrt_context_default_params() -> llmrt_context_params {
         n_threads: 0,
         cache_type: LLMRT_CACHE_F16,
         n_seq: 1,
+        device: LLMRT_DEVICE_CPU,
         sampler: llmrt_sampler_default_params(),
     }
 }
@@ -332,9 +347,39 @@ pub(crate) fn runtime_params(p: &llmrt_context_params) -> Res<ContextParams> {
     })
 }
 
+/// Registers a new context handle over `ctx` with the sampler settings `sampling`.
+pub(crate) fn register(ctx: Engine, sampling: Sampling) -> Res<usize> {
+    let Sampling { cfg, grammar } = sampling;
+    let vocab = ctx.model().opts.vocab_size;
+    let matcher = matcher_for(ctx.model(), &grammar);
+    let mut scratch = Vec::new();
+    scratch
+        .try_reserve_exact(vocab)
+        .map_err(|_| Fail::new(LLMRT_ERR_NO_MEMORY, "not enough memory for the logits"))?;
+    Ok(CONTEXTS.insert(CtxHandle {
+        run: RunFlag::new(),
+        state: Mutex::new(State {
+            ctx,
+            sampler: Sampler::new(cfg.clone(), vocab),
+            sampler_cfg: cfg,
+            grammar,
+            matcher,
+            allowed: Vec::new(),
+            has_logits: false,
+            decoder: StreamDecoder::new(),
+            scratch,
+            batch: Batch::default(),
+            seq_samplers: Vec::new(),
+        }),
+    }))
+}
+
 /// Creates a context over `model` with `params` (NULL: the defaults). Several contexts
 /// may share one model, each used by its own thread. On failure `*out` is NULL;
-/// `LLMRT_ERR_NO_MEMORY` when the KV cache does not fit in memory.
+/// `LLMRT_ERR_NO_MEMORY` when the KV cache does not fit in memory (or the model and
+/// cache in the GPU's). With `device = LLMRT_DEVICE_CUDA`: `LLMRT_ERR_DEVICE` when
+/// there is no usable GPU or the GPU kernels do not cover the model's storage types,
+/// `LLMRT_ERR_UNSUPPORTED` when `n_seq` is above 1.
 ///
 /// # Safety
 /// `params` must be NULL or readable; `out` must be NULL or writable.
@@ -354,31 +399,11 @@ pub unsafe extern "C" fn llmrt_context_new(
             // SAFETY: non-NULL and readable by contract; the struct is plain data.
             unsafe { params.read() }
         };
-        let vocab = m.opts.vocab_size;
         // SAFETY: the arrays of a readable params struct, by contract.
-        let Sampling { cfg, grammar } = unsafe { sampler_config(&p.sampler, vocab) }?;
-        let matcher = matcher_for(&m, &grammar);
-        let ctx = Context::new(m, &runtime_params(&p)?)?;
-        let mut scratch = Vec::new();
-        scratch
-            .try_reserve_exact(vocab)
-            .map_err(|_| Fail::new(LLMRT_ERR_NO_MEMORY, "not enough memory for the logits"))?;
-        let h = CONTEXTS.insert(CtxHandle {
-            run: RunFlag::new(),
-            state: Mutex::new(State {
-                ctx,
-                sampler: Sampler::new(cfg.clone(), vocab),
-                sampler_cfg: cfg,
-                grammar,
-                matcher,
-                allowed: Vec::new(),
-                has_logits: false,
-                decoder: StreamDecoder::new(),
-                scratch,
-                batch: Batch::default(),
-                seq_samplers: Vec::new(),
-            }),
-        });
+        let sampling = unsafe { sampler_config(&p.sampler, m.opts.vocab_size) }?;
+        let rp = runtime_params(&p)?;
+        let ctx = Engine::open(check_device(p.device)?, m, &rp)?;
+        let h = register(ctx, sampling)?;
         // SAFETY: checked writable above.
         unsafe { put(out, h as *mut llmrt_context, "out") }
     })
@@ -483,7 +508,9 @@ pub extern "C" fn llmrt_kv_reset(ctx: *mut llmrt_context) -> llmrt_status {
 /// prefix is evaluated once: evaluate what differs after it. `n` above the number
 /// of cached tokens is `LLMRT_ERR_INVALID_ARG`. After a cut, evaluate at least one
 /// token before sampling. A grammar keeps its state (it follows accepted tokens, not
-/// the cache): `llmrt_set_sampler` or `llmrt_kv_reset` restart it.
+/// the cache): `llmrt_set_sampler` or `llmrt_kv_reset` restart it. A CUDA context
+/// cannot cut its cache in place: it evaluates the `n` kept tokens again (a prompt's
+/// work).
 #[no_mangle]
 pub extern "C" fn llmrt_kv_truncate(ctx: *mut llmrt_context, n: usize) -> llmrt_status {
     guard(|| {
@@ -496,10 +523,11 @@ pub extern "C" fn llmrt_kv_truncate(ctx: *mut llmrt_context, n: usize) -> llmrt_
                 ));
             }
             if n < have {
-                st.ctx.truncate(n);
+                let r = st.ctx.truncate(n);
                 st.has_logits = false;
                 st.batch.clear();
                 st.decoder = StreamDecoder::new();
+                r?;
             }
             Ok(())
         })
@@ -551,7 +579,8 @@ pub(crate) fn cancelled() -> Fail {
 }
 
 pub(crate) fn need_logits(st: &State) -> Res<()> {
-    if st.has_logits {
+    // A GPU context whose last batch failed on the device holds no logits.
+    if st.has_logits && !st.ctx.logits().is_empty() {
         Ok(())
     } else {
         Err(Fail::new(
@@ -749,5 +778,22 @@ pub unsafe extern "C" fn llmrt_accept_finish(
             st.decoder = StreamDecoder::new();
             Ok(())
         })
+    })
+}
+
+/// Where the context runs, into `*device`: `LLMRT_DEVICE_CPU` or `LLMRT_DEVICE_CUDA`
+/// (what `LLMRT_DEVICE_AUTO` chose).
+///
+/// # Safety
+/// `device` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn llmrt_context_device(
+    ctx: *const llmrt_context,
+    device: *mut u32,
+) -> llmrt_status {
+    guard(|| {
+        let d = with_ctx(ctx, |_, st| Ok(st.ctx.device()))?;
+        // SAFETY: NULL or writable by contract.
+        unsafe { put(device, d, "device") }
     })
 }

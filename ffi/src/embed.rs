@@ -49,6 +49,7 @@ unsafe fn run(
     n: *mut usize,
 ) -> Res<()> {
     let d = st.ctx.model().opts.d_model;
+    st.ctx.cpu("embedding (llmrt_embed, llmrt_embed_tokens)")?;
     if n.is_null() {
         return Err(crate::status::null("n"));
     }
@@ -81,7 +82,10 @@ unsafe fn run(
     let run = h.run.begin();
     st.batch.clear();
     st.decoder = StreamDecoder::new();
-    let r = embed_until(&mut st.ctx, ids, pooling, normalize, &mut hidden, &|| {
+    let cpu = st
+        .ctx
+        .cpu_mut("embedding (llmrt_embed, llmrt_embed_tokens)")?;
+    let r = embed_until(cpu, ids, pooling, normalize, &mut hidden, &|| {
         run.cancelled()
     });
     // The cache was emptied first: whatever it holds now ends with a finished chunk
@@ -101,7 +105,8 @@ unsafe fn run(
 /// asks for the size: `LLMRT_ERR_BUFFER_TOO_SMALL`, nothing evaluated). Afterwards
 /// the cache holds the text and the logits are its last token's. A text longer than
 /// the context is `LLMRT_ERR_CONTEXT_FULL`; `llmrt_cancel` stops it
-/// (`LLMRT_ERR_CANCELLED`).
+/// (`LLMRT_ERR_CANCELLED`). A CUDA context does not embed yet
+/// (`LLMRT_ERR_UNSUPPORTED`).
 ///
 /// # Safety
 /// `text` must be NULL or hold `text_len` readable bytes; `out` NULL or writable for

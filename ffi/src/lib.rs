@@ -15,7 +15,7 @@
 //!
 //! Modules: `status` (codes, last error, the guard), `handles` (live-handle registry),
 //! `args` (reading C arguments), `version`, `model`, `load` (loading with a progress
-//! callback), `context` (step-by-step API), `cancel` (cancelling the running call),
+//! callback), `context` (step-by-step API), `device` (CPU or CUDA GPU contexts), `cancel` (cancelling the running call),
 //! `logits` (every position's logits), `embed` (sentence embeddings), `resources`
 //! (a context's memory and threads), `sequences` (several sequences in one context:
 //! batches, copies, per-sequence logits and samplers), `generate` (one-call streaming generation),
@@ -32,6 +32,7 @@ mod args;
 mod cancel;
 pub mod chat;
 pub mod context;
+pub mod device;
 pub mod embed;
 pub mod generate;
 mod handles;
@@ -48,5 +49,7 @@ pub mod version;
 mod tests;
 #[cfg(test)]
 mod tests_capi;
+#[cfg(all(test, feature = "cuda"))]
+mod tests_device;
 #[cfg(test)]
 mod tests_seq;

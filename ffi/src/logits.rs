@@ -142,7 +142,7 @@ pub unsafe extern "C" fn llmrt_get_logits_ith(
             let b = &st.batch;
             if b.multi {
                 let r = row(i, b.n)?;
-                let src = st.ctx.batch_logits(r).ok_or_else(|| {
+                let src = st.ctx.cpu("llmrt_batch")?.batch_logits(r).ok_or_else(|| {
                     Fail::new(
                         LLMRT_ERR_NO_LOGITS,
                         format!("entry {i} of the last llmrt_batch did not ask for logits"),

@@ -4,7 +4,8 @@
 //! `llmrt_seq_remove` / `llmrt_seq_truncate` free or trim one; each sequence has its
 //! last logits (`llmrt_get_logits_seq`) and its own sampler (`llmrt_sample_seq`).
 //! The single-sequence calls (`llmrt_eval`, `llmrt_sample`, `llmrt_accept`, ...)
-//! work on sequence 0.
+//! work on sequence 0. A CUDA context holds one sequence and refuses these calls
+//! (`LLMRT_ERR_UNSUPPORTED`).
 
 use crate::args::{copy_out, put, put_opt, slice};
 use crate::context::llmrt_sampler_params;
@@ -34,7 +35,10 @@ fn seq_index(st: &State, seq: u32) -> Res<usize> {
 /// sequence 0 follows it.
 fn changed(st: &mut State, seq: usize) {
     if seq == 0 {
-        st.has_logits = matches!(st.ctx.seq_logits(0), Ok(Some(_)));
+        st.has_logits = st
+            .ctx
+            .cpu("")
+            .is_ok_and(|c| matches!(c.seq_logits(0), Ok(Some(_))));
         st.decoder = StreamDecoder::new();
     }
 }
@@ -52,7 +56,9 @@ fn changed(st: &mut State, seq: usize) {
 /// (`LLMRT_ERR_BAD_TOKEN`), a sequence that would not fit in its `n_ctx / n_seq`
 /// positions (`LLMRT_ERR_CONTEXT_FULL`), or logits that do not fit in memory
 /// (`LLMRT_ERR_NO_MEMORY`). `llmrt_cancel` stops it before its next layer with
-/// `LLMRT_ERR_CANCELLED` (the sequences keep the chunks that finished).
+/// `LLMRT_ERR_CANCELLED` (the sequences keep the chunks that finished). A CUDA
+/// context (one sequence) refuses this and the other `llmrt_seq_*` calls with
+/// `LLMRT_ERR_UNSUPPORTED`.
 ///
 /// # Safety
 /// `tokens` must be NULL or hold `n` readable ids; `seq_ids` NULL or `n` readable
@@ -112,7 +118,10 @@ pub unsafe extern "C" fn llmrt_batch(
                 }
             }
             let run = h.run.begin();
-            let done = st.ctx.eval_batch_until(&batch, &|| run.cancelled());
+            let done = st
+                .ctx
+                .cpu_mut("llmrt_batch")?
+                .eval_batch_until(&batch, &|| run.cancelled());
             st.batch.clear();
             changed(st, 0);
             if !done? {
@@ -134,7 +143,7 @@ pub extern "C" fn llmrt_seq_copy(ctx: *mut llmrt_context, src: u32, dst: u32) ->
     guard(|| {
         with_ctx(ctx, |_, st| {
             let (s, d) = (seq_index(st, src)?, seq_index(st, dst)?);
-            st.ctx.seq_copy(s, d)?;
+            st.ctx.cpu_mut("llmrt_seq_copy")?.seq_copy(s, d)?;
             changed(st, d);
             Ok(())
         })
@@ -150,7 +159,7 @@ pub extern "C" fn llmrt_seq_truncate(ctx: *mut llmrt_context, seq: u32, n: usize
     guard(|| {
         with_ctx(ctx, |_, st| {
             let s = seq_index(st, seq)?;
-            let have = st.ctx.seq_tokens(s)?.len();
+            let have = st.ctx.cpu("llmrt_seq_truncate")?.seq_tokens(s)?.len();
             if n > have {
                 return Err(Fail::new(
                     LLMRT_ERR_INVALID_ARG,
@@ -158,7 +167,7 @@ pub extern "C" fn llmrt_seq_truncate(ctx: *mut llmrt_context, seq: u32, n: usize
                 ));
             }
             if n < have {
-                st.ctx.seq_truncate(s, n)?;
+                st.ctx.cpu_mut("llmrt_seq_truncate")?.seq_truncate(s, n)?;
                 changed(st, s);
             }
             Ok(())
@@ -173,7 +182,7 @@ pub extern "C" fn llmrt_seq_remove(ctx: *mut llmrt_context, seq: u32) -> llmrt_s
     guard(|| {
         with_ctx(ctx, |_, st| {
             let s = seq_index(st, seq)?;
-            st.ctx.seq_remove(s)?;
+            st.ctx.cpu_mut("llmrt_seq_remove")?.seq_remove(s)?;
             changed(st, s);
             Ok(())
         })
@@ -200,8 +209,9 @@ pub unsafe extern "C" fn llmrt_seq_tokens(
         unsafe { put_opt(n_tokens, 0) };
         with_ctx(ctx, |_, st| {
             let s = seq_index(st, seq)?;
+            let toks = st.ctx.cpu("llmrt_seq_tokens")?.seq_tokens(s)?;
             // SAFETY: forwarded contract.
-            unsafe { copy_out(st.ctx.seq_tokens(s)?, 0, tokens, cap, n_tokens, "tokens") }
+            unsafe { copy_out(toks, 0, tokens, cap, n_tokens, "tokens") }
         })
     })
 }
@@ -227,7 +237,11 @@ pub unsafe extern "C" fn llmrt_get_logits_seq(
         unsafe { put_opt(n, 0) };
         with_ctx(ctx, |_, st| {
             let s = seq_index(st, seq)?;
-            let src = st.ctx.seq_logits(s)?.ok_or_else(|| no_logits(seq))?;
+            let src = st
+                .ctx
+                .cpu("llmrt_get_logits_seq")?
+                .seq_logits(s)?
+                .ok_or_else(|| no_logits(seq))?;
             // SAFETY: forwarded contract.
             unsafe { copy_out(src, 0, logits, cap, n, "logits") }
         })
@@ -343,10 +357,11 @@ pub unsafe extern "C" fn llmrt_sample_seq(
                     Sampler::new(c, ctx.model().opts.vocab_size)
                 }),
             };
-            let logits = ctx.seq_logits(s)?.ok_or_else(|| no_logits(seq))?;
+            let cpu = ctx.cpu("llmrt_sample_seq")?;
+            let logits = cpu.seq_logits(s)?.ok_or_else(|| no_logits(seq))?;
             scratch.clear();
             scratch.extend_from_slice(logits);
-            Ok(sampler.sample(scratch, ctx.seq_tokens(s)?))
+            Ok(sampler.sample(scratch, cpu.seq_tokens(s)?))
         })?;
         // SAFETY: non-NULL and writable by contract.
         unsafe { put(token, id, "token") }

@@ -26,7 +26,8 @@ unsafe fn path_arg(path: *const c_char) -> Res<std::path::PathBuf> {
 /// Saves the state of `ctx` to the file `path`, written atomically (a crash leaves
 /// the old file or the whole new one). `LLMRT_ERR_IO` if it cannot be written. The
 /// file holds sequence 0: while another sequence holds tokens, the call refuses
-/// with `LLMRT_ERR_INVALID_ARG`.
+/// with `LLMRT_ERR_INVALID_ARG`. A CUDA context cannot be saved yet
+/// (`LLMRT_ERR_UNSUPPORTED`).
 ///
 /// # Safety
 /// `path` must be NULL or NUL-terminated.
@@ -39,16 +40,16 @@ pub unsafe extern "C" fn llmrt_state_save(
         // SAFETY: forwarded contract.
         let path = unsafe { path_arg(path) }?;
         with_ctx(ctx, |_, st| {
+            let cpu = st.ctx.cpu("llmrt_state_save")?;
             if let Some(s) =
-                (1..st.ctx.n_seq()).find(|&s| st.ctx.seq_tokens(s).is_ok_and(|t| !t.is_empty()))
+                (1..cpu.n_seq()).find(|&s| cpu.seq_tokens(s).is_ok_and(|t| !t.is_empty()))
             {
                 return Err(Fail::new(
                     LLMRT_ERR_INVALID_ARG,
                     format!("sequence {s} holds tokens; a state file holds sequence 0 only (llmrt_seq_remove the others first)"),
                 ));
             }
-            st.ctx
-                .save_state_file(&path)
+            cpu.save_state_file(&path)
                 .map_err(|e| Fail::new(LLMRT_ERR_IO, e.to_string()))
         })
     })
@@ -61,7 +62,8 @@ pub unsafe extern "C" fn llmrt_state_save(
 /// type, or is truncated or corrupt, `LLMRT_ERR_NO_MEMORY` if the cache cannot grow
 /// to hold it. A state with more tokens than the context holds is `LLMRT_ERR_FORMAT`
 /// too. The state goes into sequence 0; the other sequences are emptied. On any
-/// error the context is unchanged.
+/// error the context is unchanged. A CUDA context cannot load one yet
+/// (`LLMRT_ERR_UNSUPPORTED`).
 ///
 /// # Safety
 /// `path` must be NULL or NUL-terminated.
@@ -74,9 +76,10 @@ pub unsafe extern "C" fn llmrt_state_load(
         // SAFETY: forwarded contract.
         let path = unsafe { path_arg(path) }?;
         with_ctx(ctx, |_, st| {
+            let cpu = st.ctx.cpu_mut("llmrt_state_load")?;
             let mut f = std::fs::File::open(&path)
                 .map_err(|e| Fail::new(LLMRT_ERR_IO, format!("{}: {e}", path.display())))?;
-            st.ctx.load_state(&mut f).map_err(|e| match e {
+            cpu.load_state(&mut f).map_err(|e| match e {
                 rt::Error::Invalid(m) => {
                     Fail::new(LLMRT_ERR_FORMAT, format!("{}: {m}", path.display()))
                 }

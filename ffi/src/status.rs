@@ -44,6 +44,13 @@ pub const LLMRT_ERR_CANCELLED: llmrt_status = -14;
 /// unsatisfiable; or, during constrained sampling, the token is not allowed by the
 /// grammar, or no token of the vocabulary can continue the output.
 pub const LLMRT_ERR_GRAMMAR: llmrt_status = -15;
+/// The device asked for cannot be used (no CUDA driver or GPU, no NVRTC, a model whose
+/// storage types have no GPU kernels, a library built without CUDA), or it failed
+/// during a call; `llmrt_last_error` says which.
+pub const LLMRT_ERR_DEVICE: llmrt_status = -16;
+/// The call or setting is not supported on the context's device yet (a CUDA context:
+/// several sequences, state files, embeddings, thread counts); the message names it.
+pub const LLMRT_ERR_UNSUPPORTED: llmrt_status = -17;
 
 /// A failed call: its status code and the message `llmrt_last_error` will return.
 #[derive(Debug)]
@@ -82,6 +89,7 @@ impl From<rt::Error> for Fail {
             rt::Error::EmptyPrompt => LLMRT_ERR_INVALID_ARG,
             rt::Error::NoMemory { .. } => LLMRT_ERR_NO_MEMORY,
             rt::Error::Grammar(_) => LLMRT_ERR_GRAMMAR,
+            rt::Error::Device(_) => LLMRT_ERR_DEVICE,
             rt::Error::Invalid(_) => LLMRT_ERR_INVALID_ARG,
         };
         Fail::new(code, e.to_string())
@@ -165,6 +173,8 @@ pub extern "C" fn llmrt_status_name(status: llmrt_status) -> *const c_char {
         LLMRT_ERR_INTERNAL => c"LLMRT_ERR_INTERNAL",
         LLMRT_ERR_CANCELLED => c"LLMRT_ERR_CANCELLED",
         LLMRT_ERR_GRAMMAR => c"LLMRT_ERR_GRAMMAR",
+        LLMRT_ERR_DEVICE => c"LLMRT_ERR_DEVICE",
+        LLMRT_ERR_UNSUPPORTED => c"LLMRT_ERR_UNSUPPORTED",
         _ => c"unknown status",
     };
     name.as_ptr()

@@ -28,6 +28,9 @@ pub enum Error {
     /// Constrained generation reached a token the grammar refuses, or a state no
     /// token of the vocabulary can continue.
     Grammar(crate::grammar::GrammarStepError),
+    /// The GPU (or another device) is missing, refused the model or failed; the text
+    /// is the device's own one-line reason.
+    Device(String),
     /// Anything else, described.
     Invalid(String),
 }
@@ -60,6 +63,7 @@ impl core::fmt::Display for Error {
                 available: None,
             } => write!(f, "not enough memory for {what} ({} MiB)", needed >> 20),
             Error::Grammar(e) => write!(f, "{e}"),
+            Error::Device(m) => f.write_str(m),
             Error::Invalid(m) => f.write_str(m),
         }
     }
@@ -83,5 +87,22 @@ impl From<crate::tokenizer::TokenizerError> for Error {
 impl From<crate::grammar::GrammarStepError> for Error {
     fn from(e: crate::grammar::GrammarStepError) -> Self {
         Error::Grammar(e)
+    }
+}
+
+/// A CUDA failure as the runtime's error: a model or cache the device memory cannot
+/// hold is [`Error::NoMemory`] (the numbers kept), anything else [`Error::Device`]
+/// with the CUDA error's line.
+#[cfg(feature = "cuda")]
+impl From<llmrt_cuda::CudaError> for Error {
+    fn from(e: llmrt_cuda::CudaError) -> Self {
+        match e {
+            llmrt_cuda::CudaError::OutOfMemory { what, needed, free } => Error::NoMemory {
+                what: alloc::format!("{what} on the GPU"),
+                needed: needed as u64,
+                available: Some(free as u64),
+            },
+            e => Error::Device(alloc::string::ToString::to_string(&e)),
+        }
     }
 }

@@ -8,10 +8,17 @@
 //!
 //! Text is handed out as soon as it is decoded, never half a UTF-8 character, and
 //! never a piece that might turn out to begin a stop string.
+//!
+//! The loop runs over a [`Decoder`]: what it needs of a context (evaluate tokens after
+//! those held, the tokens held, forget them). The CPU's [`Context`] is one; the GPU's
+//! (`llmrt::cuda::GpuDecoder`, feature `cuda`) another, so both devices share the
+//! sampler chain, stop strings, grammar and streaming, and the same seed and settings
+//! pick the same tokens from the same logits.
 
 use crate::context::Context;
 use crate::error::Error;
 use crate::grammar::{Grammar, GrammarMatcher, GrammarStepError, TokenTrie};
+use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::StreamDecoder;
 use alloc::string::String;
@@ -141,11 +148,80 @@ impl<'a> StopFilter<'a> {
     }
 }
 
+/// One sequence's forward pass as generation drives it: tokens are appended to those
+/// held and the last one's logits come back. Implemented by the CPU [`Context`]
+/// (sequence 0) and, with feature `cuda`, by `llmrt::cuda::GpuDecoder`.
+pub trait Decoder {
+    /// The model.
+    fn model(&self) -> &Arc<Model>;
+
+    /// Most tokens the sequence holds.
+    fn n_ctx(&self) -> usize;
+
+    /// The tokens held, in order (the sampler's penalties look at them).
+    fn tokens(&self) -> &[u32];
+
+    /// Forgets every token held.
+    fn reset(&mut self);
+
+    /// Appends `tokens` and returns the logits of the last one (`[vocab]`). Errors as
+    /// [`Context::eval`]'s: [`Error::EmptyPrompt`], [`Error::ContextFull`] and
+    /// [`Error::BadToken`] before anything changes; [`Error::Device`] when a device
+    /// fails.
+    fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], Error>;
+
+    /// [`Decoder::eval`] that stops early with `Ok(None)` once `cancelled()` returns
+    /// `true`; the tokens of the batches that finished stay. The default asks once,
+    /// before evaluating; [`Context`] asks before every layer.
+    fn eval_until(
+        &mut self,
+        tokens: &[u32],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Option<&[f32]>, Error> {
+        if cancelled() {
+            return Ok(None);
+        }
+        self.eval(tokens).map(Some)
+    }
+}
+
+/// The CPU context's sequence 0.
+impl Decoder for Context {
+    fn model(&self) -> &Arc<Model> {
+        Context::model(self)
+    }
+
+    fn n_ctx(&self) -> usize {
+        Context::n_ctx(self)
+    }
+
+    fn tokens(&self) -> &[u32] {
+        Context::tokens(self)
+    }
+
+    fn reset(&mut self) {
+        Context::reset(self);
+    }
+
+    fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], Error> {
+        Context::eval(self, tokens)
+    }
+
+    fn eval_until(
+        &mut self,
+        tokens: &[u32],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Option<&[f32]>, Error> {
+        Context::eval_until(self, tokens, cancelled)
+    }
+}
+
 /// Evaluates `prompt` (after what `ctx` already holds) and samples up to
 /// `params.max_tokens` tokens, calling `on_text` with each new piece of text;
-/// `on_text` returns `false` to stop.
-pub fn generate(
-    ctx: &mut Context,
+/// `on_text` returns `false` to stop. `ctx` is any [`Decoder`]: a CPU [`Context`] or,
+/// with feature `cuda`, a GPU one.
+pub fn generate<D: Decoder + ?Sized>(
+    ctx: &mut D,
     prompt: &[u32],
     params: &GenerateParams,
     on_text: &mut dyn FnMut(&str) -> bool,
@@ -155,10 +231,10 @@ pub fn generate(
 
 /// [`generate`], which also ends with [`StopReason::Cancelled`] as soon as `cancelled()`
 /// returns `true`; it is asked before each token is sampled and, while the prompt is
-/// evaluated, before every layer ([`Context::eval_until`]), so a long prompt stops
-/// early too (e.g. an atomic flag that another thread sets).
-pub fn generate_until(
-    ctx: &mut Context,
+/// evaluated, as [`Decoder::eval_until`] asks (a [`Context`]: before every layer), so a
+/// long prompt stops early too (e.g. an atomic flag that another thread sets).
+pub fn generate_until<D: Decoder + ?Sized>(
+    ctx: &mut D,
     prompt: &[u32],
     params: &GenerateParams,
     cancelled: &dyn Fn() -> bool,

@@ -3,7 +3,8 @@
 //! `#![no_std]` + `alloc`; the `std` feature (on by default) adds memory-mapped
 //! loading and threads. A [`Model`] is loaded once and shared; each [`Context`]
 //! holds one stream's KV cache and scratch; [`generate()`] runs the sampler chain
-//! and streams text.
+//! and streams text over any [`Decoder`] (a [`Context`], or with feature `cuda` the
+//! GPU's `cuda::GpuDecoder`).
 #![no_std]
 #![deny(missing_docs)]
 
@@ -37,6 +38,6 @@ pub mod tokenizer;
 
 pub use context::{BatchEntry, Context, ContextParams};
 pub use error::Error;
-pub use generate::{generate, generate_until, GenerateParams, Generation, StopReason};
+pub use generate::{generate, generate_until, Decoder, GenerateParams, Generation, StopReason};
 pub use kv_cache::CacheType;
 pub use model::Model;

@@ -51,6 +51,8 @@ struct GpuLayer {
 /// biases or q/k norms: one matrix `[q; k; v]` whose one product writes q to its
 /// buffer and k and v straight into the cache rows of their positions (no copy
 /// kernel, two launches fewer per layer).
+// One per layer, built once and never moved: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Qkv {
     Fused(DeviceMatrix),
     Separate {

@@ -2,11 +2,15 @@
 //! manner of llama-bench, plus generation's effective memory bandwidth beside the
 //! machine's measured read bandwidth. With `--grammar` / `--json-schema`, also
 //! constrained generation: the grammar's mask and accept timed apart from the model.
+//!
+//! `--device cuda` (or `auto` where a GPU can run the model) times the same tests on
+//! the GPU context, and sets generation beside the device's copy bandwidth measured
+//! in the same run (the roofline share of tg).
 
 use clap::Args;
 use llmrt::grammar::{Grammar, GrammarMatcher, TokenTrie};
 use llmrt::sampler::argmax;
-use llmrt::{BatchEntry, Context, ContextParams};
+use llmrt::{BatchEntry, Context, ContextParams, Decoder};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,13 +65,20 @@ pub struct BenchArgs {
     /// drift touches them alike.
     #[arg(long, value_delimiter = ',')]
     seqs: Vec<usize>,
+    /// Where the model runs: auto (a CUDA GPU when one can run the model, else the
+    /// CPU), cpu, or cuda (an error without a GPU). On the GPU, --threads,
+    /// --cache-type, --f16-exact and --seqs do not apply (one sequence, f32 cache).
+    #[arg(long, value_enum, default_value = "auto")]
+    device: crate::device::Device,
 }
 
 /// Greedy generation of `ng` tokens after `prompt` under `g`, `reps` times after a
 /// warm-up, each with a fresh matcher (cold caches, as each generation has): prints
-/// tokens/s and the grammar's share (mask + accept) per token.
+/// tokens/s and the grammar's share (mask + accept) per token; `label` fills the
+/// table's first column (the threads, or the device).
 fn bench_grammar(
-    ctx: &mut Context,
+    ctx: &mut dyn Decoder,
+    label: &str,
     g: &Arc<Grammar>,
     prompt: &[u32],
     ng: usize,
@@ -116,8 +127,7 @@ fn bench_grammar(
     let (m, sd) = mean_sd(&rates);
     let (gm, gsd) = mean_sd(&per_token_ms);
     println!(
-        "| {:>7} | tg{produced:<4}+grammar | {m:>10.1} | {sd:>7.1} | grammar {gm:.3} ± {gsd:.3} ms/token, trie {build_ms:.0} ms |",
-        ctx.threads()
+        "| {label:>7} | tg{produced:<4}+grammar | {m:>10.1} | {sd:>7.1} | grammar {gm:.3} ± {gsd:.3} ms/token, trie {build_ms:.0} ms |"
     );
     Ok(())
 }
@@ -175,6 +185,32 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     let reps = a.reps.max(1);
     let vocab = model.opts.vocab_size as u32;
     let wbytes = model.weight_bytes_per_token() as f64;
+    let need = a
+        .n_prompt
+        .iter()
+        .chain(&a.n_gen)
+        .copied()
+        .max()
+        .unwrap_or(1)
+        + 1;
+    let params = |t: usize| ContextParams {
+        n_ctx: (need + 64).min(model.opts.max_len).max(2),
+        n_batch: 512,
+        threads: t,
+        cache_type: a.cache_type,
+        n_seq: 1,
+        f16_exact: a.f16_exact,
+    };
+    let mut fallback = None;
+    if a.device != crate::device::Device::Cpu {
+        let (engine, why) = crate::device::Engine::select(a.device, &model, &params(threads[0]))?;
+        #[cfg(feature = "cuda")]
+        if let crate::device::Engine::Gpu(g) = engine {
+            return gpu::run(&a, &model, grammar.as_ref(), g, need);
+        }
+        drop(engine);
+        fallback = why;
+    }
     println!(
         "model: {} ({} params, {}, {:.1} MiB of matrices read per token), {} KV cache",
         a.model.display(),
@@ -183,6 +219,9 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         wbytes / (1 << 20) as f64,
         a.cache_type
     );
+    if let Some(why) = fallback {
+        println!("device: cpu (auto: {why})");
+    }
     let mut cpu = llmrt::kernels::Cpu::new(1);
     if a.f16_exact {
         cpu.set_f16_exact(true);
@@ -201,23 +240,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     println!("| threads | test   |        t/s |      sd | GB/s (weights) |");
     println!("|--------:|:-------|-----------:|--------:|---------------:|");
     for &t in &threads {
-        let need = a
-            .n_prompt
-            .iter()
-            .chain(&a.n_gen)
-            .copied()
-            .max()
-            .unwrap_or(1)
-            + 1;
-        let params = ContextParams {
-            n_ctx: (need + 64).min(model.opts.max_len).max(2),
-            n_batch: 512,
-            threads: t,
-            cache_type: a.cache_type,
-            n_seq: 1,
-            f16_exact: a.f16_exact,
-        };
-        let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
+        let mut ctx = Context::new(model.clone(), &params(t)).map_err(|e| e.to_string())?;
         // Fixed pseudo-random tokens: the same work for every rep.
         let toks: Vec<u32> = (0..need as u32).map(|i| (i * 7919 + 13) % vocab).collect();
         for &np in a.n_prompt.iter().filter(|&&n| n > 0) {
@@ -272,7 +295,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                 if prompt.is_empty() || prompt.len() + ng + 1 > ctx.n_ctx() {
                     return Err("--grammar-prompt and -n do not fit the context".into());
                 }
-                bench_grammar(&mut ctx, g, &prompt, ng, reps)?;
+                bench_grammar(&mut ctx, &t.to_string(), g, &prompt, ng, reps)?;
             }
         }
     }
@@ -376,4 +399,145 @@ fn parallel(
         }
     }
     Ok(())
+}
+
+/// `llm-run bench` on a GPU context: the CPU bench's pp and tg tests (and the grammar
+/// test), timed around `eval` (which returns once the logits are read back, so it is
+/// synchronous), then tg beside the device's copy bandwidth measured in this run.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::{bench_grammar, mean_sd, BenchArgs};
+    use llmrt::cuda::{Gpu, GpuDecoder};
+    use llmrt::grammar::Grammar;
+    use llmrt::{Decoder, Model};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// Bytes each timed copy moves (read from one buffer, written to another).
+    const COPY_BYTES: usize = 256 << 20;
+
+    /// Device-to-device copy bandwidth in GB/s: `COPY_BYTES` copied from one device
+    /// buffer to another, each copy timed from launch to `synchronize`, best of 5
+    /// after a warm-up; every copy counts its bytes twice (read + write), as
+    /// llama.cpp and nvbandwidth count device copies.
+    pub fn copy_bandwidth(gpu: &Gpu) -> Result<f64, String> {
+        let e = |e: llmrt::cuda::CudaError| format!("copy bandwidth: {e}");
+        let src = gpu.alloc(COPY_BYTES).map_err(e)?;
+        let dst = gpu.alloc(COPY_BYTES).map_err(e)?;
+        gpu.copy(&dst, 0, &src, 0, COPY_BYTES).map_err(e)?;
+        gpu.synchronize().map_err(e)?;
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            gpu.copy(&dst, 0, &src, 0, COPY_BYTES).map_err(e)?;
+            gpu.synchronize().map_err(e)?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(2.0 * COPY_BYTES as f64 / best.max(1e-12) / 1e9)
+    }
+
+    /// Runs the bench on `g` (sized for `need` tokens).
+    pub fn run(
+        a: &BenchArgs,
+        model: &Arc<Model>,
+        grammar: Option<&Arc<Grammar>>,
+        mut g: GpuDecoder,
+        need: usize,
+    ) -> Result<(), String> {
+        if !a.seqs.is_empty() {
+            return Err(
+                "--seqs: the GPU context holds one sequence; use --device cpu for --seqs".into(),
+            );
+        }
+        let reps = a.reps.max(1);
+        let vocab = model.opts.vocab_size as u32;
+        let wbytes = model.weight_bytes_per_token() as f64;
+        println!(
+            "model: {} ({} params, {}, {:.1} MiB of matrices read per token), f32 KV cache",
+            a.model.display(),
+            model.opts.n_params(),
+            model.main_dtype,
+            wbytes / (1 << 20) as f64,
+        );
+        println!(
+            "device: cuda: {} (--threads, --cache-type and --f16-exact apply to the CPU only)",
+            g.gpu().name()
+        );
+        println!("| device  | test   |        t/s |      sd | GB/s (weights) |");
+        println!("|--------:|:-------|-----------:|--------:|---------------:|");
+        let label = "cuda";
+        let err = |e: llmrt::Error| e.to_string();
+        let toks: Vec<u32> = (0..need as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+        for &np in a.n_prompt.iter().filter(|&&n| n > 0) {
+            if np > g.n_ctx() {
+                return Err(format!("-p {np} exceeds the model's context {}", g.n_ctx()));
+            }
+            g.reset();
+            g.eval(&toks[..np]).map_err(err)?; // warm-up
+            let mut rates = Vec::new();
+            for _ in 0..reps {
+                g.reset();
+                let s = Instant::now();
+                g.eval(&toks[..np]).map_err(err)?;
+                rates.push(np as f64 / s.elapsed().as_secs_f64());
+            }
+            let (m, sd) = mean_sd(&rates);
+            println!("| {label:>7} | pp{np:<4} | {m:>10.1} | {sd:>7.1} |              - |");
+        }
+        let mut tg = Vec::new();
+        for &ng in a.n_gen.iter().filter(|&&n| n > 0) {
+            if ng + 1 > g.n_ctx() {
+                return Err(format!("-n {ng} exceeds the model's context {}", g.n_ctx()));
+            }
+            let mut rates = Vec::new();
+            for rep in 0..=reps {
+                g.reset();
+                g.eval(&toks[..1]).map_err(err)?;
+                let s = Instant::now();
+                for i in 0..ng {
+                    g.eval(&toks[i + 1..i + 2]).map_err(err)?;
+                }
+                if rep > 0 {
+                    rates.push(ng as f64 / s.elapsed().as_secs_f64());
+                }
+            }
+            let (m, sd) = mean_sd(&rates);
+            println!(
+                "| {label:>7} | tg{ng:<4} | {m:>10.1} | {sd:>7.1} | {:>14.1} |",
+                m * wbytes / 1e9
+            );
+            tg.push((ng, m));
+            if let Some(gr) = grammar {
+                let prompt = model
+                    .tokenizer
+                    .encode(&a.grammar_prompt, model.tokenizer.add_bos())
+                    .map_err(|e| e.to_string())?;
+                if prompt.is_empty() || prompt.len() + ng + 1 > g.n_ctx() {
+                    return Err("--grammar-prompt and -n do not fit the context".into());
+                }
+                bench_grammar(&mut g, label, gr, &prompt, ng, reps)?;
+            }
+        }
+        if !a.no_bandwidth {
+            let bw = copy_bandwidth(g.gpu())?;
+            println!(
+                "device copy bandwidth: {bw:.1} GB/s (best of 5 device-to-device copies of a \
+                 {} MiB buffer, read + write bytes counted: 2 × {} MiB per copy, as llama.cpp \
+                 and nvbandwidth count them) -> tg limit {:.1} t/s",
+                COPY_BYTES >> 20,
+                COPY_BYTES >> 20,
+                bw * 1e9 / wbytes
+            );
+            for (ng, m) in tg {
+                println!(
+                    "tg{ng} roofline share: {:.1}% ({:.1} MiB of matrices per token × {m:.1} t/s \
+                     = {:.1} GB/s of the {bw:.1} GB/s copy bandwidth)",
+                    100.0 * m * wbytes / (bw * 1e9),
+                    wbytes / (1 << 20) as f64,
+                    m * wbytes / 1e9
+                );
+            }
+        }
+        Ok(())
+    }
 }

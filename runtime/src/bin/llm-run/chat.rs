@@ -59,6 +59,10 @@ pub struct ChatArgs {
     /// about half the prompt speed).
     #[arg(long)]
     f16_exact: bool,
+    /// Where the model runs: chat runs on the CPU only for now (auto and cpu; cuda is
+    /// an error, see `llm-run -p TEXT --chat --device cuda` for one turn on a GPU).
+    #[arg(long, value_enum, default_value = "auto")]
+    device: crate::device::Device,
 }
 
 /// The template `choice` names (a built-in name or a Jinja file), or the model's own.
@@ -120,6 +124,14 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Runs `llm-run chat`.
 pub fn run(a: ChatArgs) -> Result<(), String> {
+    if a.device == crate::device::Device::Cuda {
+        return Err(
+            "--device cuda: llm-run chat runs on the CPU only for now (/save and /load \
+                    keep the CPU's KV cache); llm-run -p TEXT --chat --device cuda answers one \
+                    turn on the GPU"
+                .into(),
+        );
+    }
     let model = load(&a.model)?;
     let sampler = a.sampler.config(0)?;
     sampler

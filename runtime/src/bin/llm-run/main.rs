@@ -5,6 +5,7 @@
 mod bench;
 mod chat;
 mod compare;
+mod device;
 mod embed;
 mod info;
 mod perplexity;
@@ -12,7 +13,7 @@ mod sampling;
 
 use clap::{Args, Parser, Subcommand};
 use llmrt::sampler::SettingError;
-use llmrt::{generate, Context, ContextParams, GenerateParams, Model};
+use llmrt::{generate, ContextParams, Decoder, GenerateParams, Model};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ use std::time::Instant;
 #[command(
     name = "llm-run",
     version,
-    about = "Run .llm language models on the CPU: generate text, inspect files, tokenize, measure perplexity",
+    about = "Run .llm language models on the CPU or a CUDA GPU: generate text, inspect files, tokenize, measure perplexity",
     args_conflicts_with_subcommands = true,
     allow_negative_numbers = true
 )]
@@ -82,6 +83,10 @@ struct GenArgs {
     /// Threads for the matrix products, at most 1024 (default: physical cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
+    /// Where the model runs: auto (a CUDA GPU when one can run the model, else the
+    /// CPU; the start-up line says which), cpu, or cuda (an error without a GPU).
+    #[arg(long, value_enum, default_value = "auto")]
+    device: device::Device,
     /// Stop before this text (repeatable).
     #[arg(long)]
     stop: Vec<String>,
@@ -253,7 +258,7 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
             .map_or(0, |d| d.as_nanos() as u64)
     });
     sampler.seed = seed;
-    let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
+    let (mut ctx, on) = device::Engine::open(a.device, &model, &params)?;
     if prompt.len() >= ctx.n_ctx() {
         return Err(format!(
             "the prompt has {} tokens but the context holds {}",
@@ -270,7 +275,7 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
         grammar,
     };
     eprintln!(
-        "llm-run: {} ({} params, {}), {} prompt tokens, seed {seed}, {threads} threads",
+        "llm-run: {} ({} params, {}), {} prompt tokens, seed {seed}, {on}",
         path.display(),
         model.opts.n_params(),
         model.main_dtype,

@@ -13,7 +13,7 @@
 
 use clap::Args;
 use llmrt::tokenizer::StreamEncoder;
-use llmrt::{ops, Context, ContextParams};
+use llmrt::{ops, ContextParams, Decoder};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,10 @@ pub struct PplArgs {
     /// Threads (default: physical cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
+    /// Where the model runs: auto (a CUDA GPU when one can run the model, else the
+    /// CPU), cpu, or cuda (an error without a GPU).
+    #[arg(long, value_enum, default_value = "auto")]
+    device: crate::device::Device,
     /// KV cache type: f16, q8_0 or f32.
     #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
     cache_type: llmrt::CacheType,
@@ -102,7 +106,11 @@ pub fn run(a: PplArgs) -> Result<(), String> {
         n_seq: 1,
         f16_exact: a.f16_exact,
     };
-    let mut ctx = Context::new(model.clone(), &params).map_err(|e| e.to_string())?;
+    let (mut ctx, on) = crate::device::Engine::open(a.device, &model, &params)?;
+    eprintln!(
+        "llm-run: {}, windows of {n_ctx} tokens, {on}",
+        a.model.display()
+    );
     let vocab = model.opts.vocab_size;
     let max_windows = if a.chunks > 0 { a.chunks } else { usize::MAX };
     let mut logits = Vec::new();
