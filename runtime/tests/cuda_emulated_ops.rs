@@ -647,23 +647,7 @@ fn kv_store_writes_rows_at_their_positions() {
 // embed.cu
 
 /// The storage types the GPU embedding covers: every one of the format.
-const DTYPES: [DType; 15] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::Q8_0,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::IQ4_NL,
-    DType::Q2_K,
-    DType::Q3_K,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-    DType::IQ4_XS,
-];
+const DTYPES: [DType; DType::ALL.len()] = DType::ALL;
 
 #[test]
 fn embedding_rows_match_dequantised_rows() {

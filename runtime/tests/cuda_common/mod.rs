@@ -11,23 +11,7 @@ use llmrt_cuda::emu::EmuArg;
 use llmrt_cuda::{CudaError, Gpu};
 
 /// The storage types the GPU matmul covers: every one of the format.
-pub const MATMUL_DTYPES: [DType; 15] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::Q8_0,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::IQ4_NL,
-    DType::Q2_K,
-    DType::Q3_K,
-    DType::Q4_K,
-    DType::Q5_K,
-    DType::Q6_K,
-    DType::IQ4_XS,
-];
+pub const MATMUL_DTYPES: [DType; DType::ALL.len()] = DType::ALL;
 
 /// `(rows, cols, n)` for the float types and the blocks of 32: one row; rows not a
 /// multiple of the 4 per block; 2176 columns; n over the 8 per block with a partial
