@@ -7,7 +7,7 @@
 
 use crate::args::{copy_out, eval_tokens, put, put_opt, slice, text};
 use crate::cancel::RunFlag;
-use crate::device::{check_device, Engine, LLMRT_DEVICE_CPU};
+use crate::device::{check_device, open_engine, Engine, EngineExt, LLMRT_DEVICE_CPU};
 use crate::handles::Registry;
 use crate::logits::Batch;
 use crate::model::{llmrt_model, model};
@@ -17,6 +17,7 @@ use crate::status::{
     LLMRT_ERR_INVALID_ARG, LLMRT_ERR_NO_LOGITS, LLMRT_ERR_NO_MEMORY,
 };
 use rt::context::MAX_THREADS;
+use rt::generate::Decoder;
 use rt::grammar::{Grammar, GrammarMatcher, TokenTrie};
 use rt::sampler::{Sampler, SamplerConfig};
 use rt::tokenizer::StreamDecoder;
@@ -402,7 +403,7 @@ pub unsafe extern "C" fn llmrt_context_new(
         // SAFETY: the arrays of a readable params struct, by contract.
         let sampling = unsafe { sampler_config(&p.sampler, m.opts.vocab_size) }?;
         let rp = runtime_params(&p)?;
-        let ctx = Engine::open(check_device(p.device)?, m, &rp)?;
+        let ctx = open_engine(check_device(p.device)?, m, &rp)?;
         let h = register(ctx, sampling)?;
         // SAFETY: checked writable above.
         unsafe { put(out, h as *mut llmrt_context, "out") }

@@ -12,7 +12,6 @@
 use crate::status::{
     guard, llmrt_status, Fail, Res, LLMRT_ERR_DEVICE, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_UNSUPPORTED,
 };
-use rt::generate::Decoder;
 use rt::{Context, ContextParams, Model};
 use std::sync::Arc;
 
@@ -27,24 +26,11 @@ pub const LLMRT_DEVICE_CPU: u32 = 1;
 /// with `LLMRT_ERR_DEVICE` (and the reason) when it cannot be used.
 pub const LLMRT_DEVICE_CUDA: u32 = 2;
 
-/// A context's forward pass: on the CPU, or on a GPU (one per context, behind its
-/// handle: the variants' sizes do not matter).
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Engine {
-    /// The CPU context.
-    Cpu(Context),
-    /// A GPU context (one sequence).
-    #[cfg(feature = "cuda")]
-    Gpu(GpuCtx),
-}
-
-/// A GPU context that may move between threads (a C context is used by one thread at
-/// a time, not always the same one).
-#[cfg(feature = "cuda")]
-pub(crate) struct GpuCtx(pub(crate) rt::cuda::GpuDecoder);
+/// A context's forward pass: the runtime's [`Engine`] (the CPU context or a GPU one),
+/// with the C ABI's views of it ([`EngineExt`]).
+pub(crate) use rt::engine::Engine;
 
 /// The failure of a call a GPU context does not serve.
-#[cfg(feature = "cuda")]
 fn unsupported(what: &str) -> Fail {
     Fail::new(
         LLMRT_ERR_UNSUPPORTED,
@@ -75,204 +61,67 @@ fn probe_cuda() -> Result<String, String> {
     Err("this libllmrt was built without CUDA support (the cuda feature)".into())
 }
 
-/// `model` on the first CUDA GPU, sized by `params`, or the one-line reason it cannot be.
-#[cfg(feature = "cuda")]
-fn open_gpu(model: &Arc<Model>, params: &ContextParams) -> Result<Engine, rt::Error> {
-    let gpu = rt::cuda::Gpu::cuda(0)?;
-    rt::cuda::GpuDecoder::open(gpu, model.clone(), params.n_ctx, params.n_batch)
-        .map(|g| Engine::Gpu(GpuCtx(g)))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn open_gpu(_: &Arc<Model>, _: &ContextParams) -> Result<Engine, rt::Error> {
-    Err(rt::Error::Device(
-        "this libllmrt was built without CUDA support (the cuda feature)".into(),
-    ))
-}
-
-impl Engine {
-    /// The context of `model` on `device` (checked), sized by `params`.
-    pub fn open(device: u32, model: Arc<Model>, params: &ContextParams) -> Res<Engine> {
-        let cpu = |model: Arc<Model>| Ok(Engine::Cpu(Context::new(model, params)?));
-        match check_device(device)? {
-            LLMRT_DEVICE_CPU => cpu(model),
-            LLMRT_DEVICE_CUDA => {
-                if params.n_seq > 1 {
-                    return Err(Fail::new(
-                        LLMRT_ERR_UNSUPPORTED,
-                        format!(
-                            "n_seq is {}: a CUDA context holds one sequence (use LLMRT_DEVICE_CPU for several)",
-                            params.n_seq
-                        ),
-                    ));
-                }
-                open_gpu(&model, params).map_err(|e| {
-                    let f = Fail::from(e);
-                    Fail::new(f.code, format!("LLMRT_DEVICE_CUDA: {}", f.msg))
-                })
+/// `model` on `device` (checked), sized by `params`.
+pub(crate) fn open_engine(device: u32, model: Arc<Model>, params: &ContextParams) -> Res<Engine> {
+    let cpu = |model: Arc<Model>| Ok(Engine::Cpu(Context::new(model, params)?));
+    let gpu = |model: &Arc<Model>| Engine::open_gpu(model, params.n_ctx, params.n_batch);
+    match check_device(device)? {
+        LLMRT_DEVICE_CPU => cpu(model),
+        LLMRT_DEVICE_CUDA => {
+            if params.n_seq > 1 {
+                return Err(Fail::new(
+                    LLMRT_ERR_UNSUPPORTED,
+                    format!(
+                        "n_seq is {}: a CUDA context holds one sequence (use LLMRT_DEVICE_CPU for several)",
+                        params.n_seq
+                    ),
+                ));
             }
-            _ if params.n_seq > 1 => cpu(model),
-            _ => match open_gpu(&model, params) {
-                Ok(e) => Ok(e),
-                Err(_) => cpu(model),
-            },
+            gpu(&model).map_err(|e| {
+                let f = Fail::from(e);
+                Fail::new(f.code, format!("LLMRT_DEVICE_CUDA: {}", f.msg))
+            })
         }
+        _ if params.n_seq > 1 => cpu(model),
+        _ => match gpu(&model) {
+            Ok(e) => Ok(e),
+            Err(_) => cpu(model),
+        },
     }
+}
 
+/// The C ABI's views of an [`Engine`]: which device, and the CPU context for the
+/// calls only it serves (an `LLMRT_ERR_UNSUPPORTED` naming the call on a GPU).
+pub(crate) trait EngineExt {
     /// `LLMRT_DEVICE_CPU` or `LLMRT_DEVICE_CUDA`.
-    pub fn device(&self) -> u32 {
-        match self {
-            Engine::Cpu(_) => LLMRT_DEVICE_CPU,
-            #[cfg(feature = "cuda")]
-            Engine::Gpu(_) => LLMRT_DEVICE_CUDA,
-        }
-    }
-
+    fn device(&self) -> u32;
     /// The CPU context, for a call (named `what`) only it serves.
-    pub fn cpu(&self, what: &str) -> Res<&Context> {
-        let _ = what;
-        match self {
-            Engine::Cpu(c) => Ok(c),
-            #[cfg(feature = "cuda")]
-            Engine::Gpu(_) => Err(unsupported(what)),
-        }
-    }
-
-    /// [`Engine::cpu`], mutable.
-    pub fn cpu_mut(&mut self, what: &str) -> Res<&mut Context> {
-        let _ = what;
-        match self {
-            Engine::Cpu(c) => Ok(c),
-            #[cfg(feature = "cuda")]
-            Engine::Gpu(_) => Err(unsupported(what)),
-        }
-    }
-
-    fn decoder(&self) -> &dyn Decoder {
-        match self {
-            Engine::Cpu(c) => c,
-            #[cfg(feature = "cuda")]
-            Engine::Gpu(g) => &g.0,
-        }
-    }
-
-    fn decoder_mut(&mut self) -> &mut dyn Decoder {
-        match self {
-            Engine::Cpu(c) => c,
-            #[cfg(feature = "cuda")]
-            Engine::Gpu(g) => &mut g.0,
-        }
-    }
-
-    /// The model.
-    pub fn model(&self) -> &Arc<Model> {
-        self.decoder().model()
-    }
-
-    /// Positions one sequence holds.
-    pub fn n_ctx(&self) -> usize {
-        self.decoder().n_ctx()
-    }
-
+    fn cpu_only(&self, what: &str) -> Res<&Context>;
+    /// [`EngineExt::cpu_only`], mutable.
+    fn cpu_only_mut(&mut self, what: &str) -> Res<&mut Context>;
     /// Sequences the context holds (a GPU context: 1).
-    pub fn n_seq(&self) -> usize {
-        match self {
-            Engine::Cpu(c) => c.n_seq(),
-            #[cfg(feature = "cuda")]
-            Engine::Gpu(_) => 1,
-        }
-    }
-
-    /// Sequence 0's tokens.
-    pub fn tokens(&self) -> &[u32] {
-        self.decoder().tokens()
-    }
-
-    /// Sequence 0's last logits (`[vocab]`; empty on a GPU context before the first
-    /// evaluation, which the callers check first with `has_logits`).
-    pub fn logits(&self) -> &[f32] {
-        match self {
-            Engine::Cpu(c) => c.logits(),
-            #[cfg(feature = "cuda")]
-            Engine::Gpu(g) => g.0.logits(),
-        }
-    }
-
-    /// Empties every sequence.
-    pub fn reset(&mut self) {
-        self.decoder_mut().reset();
-    }
-
-    /// Keeps the first `n` tokens of sequence 0 (a GPU context evaluates them again).
-    pub fn truncate(&mut self, n: usize) -> Result<(), rt::Error> {
-        match self {
-            Engine::Cpu(c) => {
-                c.truncate(n);
-                Ok(())
-            }
-            #[cfg(feature = "cuda")]
-            Engine::Gpu(g) => g.0.truncate(n),
-        }
-    }
-
-    /// Appends `tokens` to sequence 0; the last one's logits.
-    pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], rt::Error> {
-        self.decoder_mut().eval(tokens)
-    }
-
-    /// [`Engine::eval`], stopped early (`Ok(None)`) by `cancelled`.
-    pub fn eval_until(
-        &mut self,
-        tokens: &[u32],
-        cancelled: &dyn Fn() -> bool,
-    ) -> Result<Option<&[f32]>, rt::Error> {
-        self.decoder_mut().eval_until(tokens, cancelled)
-    }
-
-    /// Appends `tokens` and writes every one's logits into `out`; `Ok(false)` when
-    /// `cancelled` stopped it.
-    pub fn eval_all_until(
-        &mut self,
-        tokens: &[u32],
-        out: &mut Vec<f32>,
-        cancelled: &dyn Fn() -> bool,
-    ) -> Result<bool, rt::Error> {
-        match self {
-            Engine::Cpu(c) => c.eval_all_until(tokens, out, cancelled),
-            #[cfg(feature = "cuda")]
-            Engine::Gpu(g) => g.0.eval_all_until(tokens, out, cancelled),
-        }
-    }
+    fn n_seq(&self) -> usize;
 }
 
-/// Generation (`rt::generate_until`) over either device.
-impl Decoder for Engine {
-    fn model(&self) -> &Arc<Model> {
-        self.decoder().model()
+impl EngineExt for Engine {
+    fn device(&self) -> u32 {
+        if self.is_gpu() {
+            LLMRT_DEVICE_CUDA
+        } else {
+            LLMRT_DEVICE_CPU
+        }
     }
 
-    fn n_ctx(&self) -> usize {
-        self.decoder().n_ctx()
+    fn cpu_only(&self, what: &str) -> Res<&Context> {
+        self.cpu().ok_or_else(|| unsupported(what))
     }
 
-    fn tokens(&self) -> &[u32] {
-        self.decoder().tokens()
+    fn cpu_only_mut(&mut self, what: &str) -> Res<&mut Context> {
+        self.cpu_mut().ok_or_else(|| unsupported(what))
     }
 
-    fn reset(&mut self) {
-        self.decoder_mut().reset();
-    }
-
-    fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], rt::Error> {
-        self.decoder_mut().eval(tokens)
-    }
-
-    fn eval_until(
-        &mut self,
-        tokens: &[u32],
-        cancelled: &dyn Fn() -> bool,
-    ) -> Result<Option<&[f32]>, rt::Error> {
-        self.decoder_mut().eval_until(tokens, cancelled)
+    fn n_seq(&self) -> usize {
+        self.cpu().map_or(1, Context::n_seq)
     }
 }
 

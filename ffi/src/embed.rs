@@ -4,12 +4,14 @@
 
 use crate::args::{put_opt, slice, text};
 use crate::context::{cancelled, llmrt_context, with_ctx, CtxHandle, State};
+use crate::device::EngineExt;
 use crate::model::want_bos;
 use crate::status::{
     guard, llmrt_status, Fail, Res, LLMRT_ERR_BUFFER_TOO_SMALL, LLMRT_ERR_INVALID_ARG,
     LLMRT_ERR_NULL,
 };
 use rt::embed::{embed_until, Pooling};
+use rt::generate::Decoder;
 use rt::tokenizer::StreamDecoder;
 use std::ffi::c_char;
 
@@ -49,7 +51,8 @@ unsafe fn run(
     n: *mut usize,
 ) -> Res<()> {
     let d = st.ctx.model().opts.d_model;
-    st.ctx.cpu("embedding (llmrt_embed, llmrt_embed_tokens)")?;
+    st.ctx
+        .cpu_only("embedding (llmrt_embed, llmrt_embed_tokens)")?;
     if n.is_null() {
         return Err(crate::status::null("n"));
     }
@@ -84,7 +87,7 @@ unsafe fn run(
     st.decoder = StreamDecoder::new();
     let cpu = st
         .ctx
-        .cpu_mut("embedding (llmrt_embed, llmrt_embed_tokens)")?;
+        .cpu_only_mut("embedding (llmrt_embed, llmrt_embed_tokens)")?;
     let r = embed_until(cpu, ids, pooling, normalize, &mut hidden, &|| {
         run.cancelled()
     });

@@ -6,6 +6,7 @@ use crate::args::{c_text, put_opt, slice, text};
 use crate::context::{llmrt_context, with_ctx, CtxHandle, State};
 use crate::model::{want_bos, LLMRT_BOS_DEFAULT};
 use crate::status::{guard, llmrt_status, Fail, Res, LLMRT_ERR_INVALID_ARG};
+use rt::generate::Decoder;
 use rt::tokenizer::StreamDecoder;
 use rt::{GenerateParams, StopReason};
 use std::ffi::{c_char, c_void};

@@ -4,9 +4,11 @@
 
 use crate::args::{copy_out, eval_tokens, put_opt};
 use crate::context::{cancelled, llmrt_context, need_logits, with_ctx};
+use crate::device::EngineExt;
 use crate::status::{
     guard, llmrt_status, Fail, Res, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_NO_LOGITS, LLMRT_ERR_NO_MEMORY,
 };
+use rt::generate::Decoder;
 use rt::tokenizer::StreamDecoder;
 
 /// The rows of the last `llmrt_eval` or `llmrt_eval_all`.
@@ -142,12 +144,16 @@ pub unsafe extern "C" fn llmrt_get_logits_ith(
             let b = &st.batch;
             if b.multi {
                 let r = row(i, b.n)?;
-                let src = st.ctx.cpu("llmrt_batch")?.batch_logits(r).ok_or_else(|| {
-                    Fail::new(
-                        LLMRT_ERR_NO_LOGITS,
-                        format!("entry {i} of the last llmrt_batch did not ask for logits"),
-                    )
-                })?;
+                let src = st
+                    .ctx
+                    .cpu_only("llmrt_batch")?
+                    .batch_logits(r)
+                    .ok_or_else(|| {
+                        Fail::new(
+                            LLMRT_ERR_NO_LOGITS,
+                            format!("entry {i} of the last llmrt_batch did not ask for logits"),
+                        )
+                    })?;
                 // SAFETY: forwarded contract.
                 return unsafe { copy_out(src, 0, logits, cap, n, "logits") };
             }

@@ -6,6 +6,7 @@ use crate::context::{
     llmrt_context, llmrt_context_default_params, llmrt_context_params, resolve_threads,
     runtime_params, with_ctx,
 };
+use crate::device::EngineExt;
 use crate::device::{check_device, LLMRT_DEVICE_CUDA};
 use crate::model::{llmrt_model, model};
 use crate::status::{guard, llmrt_status, Fail, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_UNSUPPORTED};
@@ -66,7 +67,9 @@ pub extern "C" fn llmrt_set_threads(ctx: *mut llmrt_context, n_threads: u32) -> 
     guard(|| {
         let threads = resolve_threads(n_threads)?;
         with_ctx(ctx, |_, st| {
-            st.ctx.cpu_mut("llmrt_set_threads")?.set_threads(threads);
+            st.ctx
+                .cpu_only_mut("llmrt_set_threads")?
+                .set_threads(threads);
             Ok(())
         })
     })
@@ -83,7 +86,9 @@ pub unsafe extern "C" fn llmrt_get_threads(
     n_threads: *mut u32,
 ) -> llmrt_status {
     guard(|| {
-        let n = with_ctx(ctx, |_, st| Ok(st.ctx.cpu("llmrt_get_threads")?.threads()))?;
+        let n = with_ctx(ctx, |_, st| {
+            Ok(st.ctx.cpu_only("llmrt_get_threads")?.threads())
+        })?;
         // SAFETY: NULL or writable by contract.
         unsafe { put(n_threads, u32::try_from(n).unwrap_or(u32::MAX), "n_threads") }
     })

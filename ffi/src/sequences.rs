@@ -10,10 +10,12 @@
 use crate::args::{copy_out, put, put_opt, slice};
 use crate::context::llmrt_sampler_params;
 use crate::context::{cancelled, llmrt_context, sampler_config, with_ctx, Sampling, State};
+use crate::device::EngineExt;
 use crate::status::{
     guard, llmrt_status, null, Fail, Res, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_NO_LOGITS,
     LLMRT_ERR_NO_MEMORY,
 };
+use rt::generate::Decoder;
 use rt::sampler::Sampler;
 use rt::tokenizer::StreamDecoder;
 use rt::BatchEntry;
@@ -37,7 +39,7 @@ fn changed(st: &mut State, seq: usize) {
     if seq == 0 {
         st.has_logits = st
             .ctx
-            .cpu("")
+            .cpu_only("")
             .is_ok_and(|c| matches!(c.seq_logits(0), Ok(Some(_))));
         st.decoder = StreamDecoder::new();
     }
@@ -120,7 +122,7 @@ pub unsafe extern "C" fn llmrt_batch(
             let run = h.run.begin();
             let done = st
                 .ctx
-                .cpu_mut("llmrt_batch")?
+                .cpu_only_mut("llmrt_batch")?
                 .eval_batch_until(&batch, &|| run.cancelled());
             st.batch.clear();
             changed(st, 0);
@@ -143,7 +145,7 @@ pub extern "C" fn llmrt_seq_copy(ctx: *mut llmrt_context, src: u32, dst: u32) ->
     guard(|| {
         with_ctx(ctx, |_, st| {
             let (s, d) = (seq_index(st, src)?, seq_index(st, dst)?);
-            st.ctx.cpu_mut("llmrt_seq_copy")?.seq_copy(s, d)?;
+            st.ctx.cpu_only_mut("llmrt_seq_copy")?.seq_copy(s, d)?;
             changed(st, d);
             Ok(())
         })
@@ -159,7 +161,7 @@ pub extern "C" fn llmrt_seq_truncate(ctx: *mut llmrt_context, seq: u32, n: usize
     guard(|| {
         with_ctx(ctx, |_, st| {
             let s = seq_index(st, seq)?;
-            let have = st.ctx.cpu("llmrt_seq_truncate")?.seq_tokens(s)?.len();
+            let have = st.ctx.cpu_only("llmrt_seq_truncate")?.seq_tokens(s)?.len();
             if n > have {
                 return Err(Fail::new(
                     LLMRT_ERR_INVALID_ARG,
@@ -167,7 +169,9 @@ pub extern "C" fn llmrt_seq_truncate(ctx: *mut llmrt_context, seq: u32, n: usize
                 ));
             }
             if n < have {
-                st.ctx.cpu_mut("llmrt_seq_truncate")?.seq_truncate(s, n)?;
+                st.ctx
+                    .cpu_only_mut("llmrt_seq_truncate")?
+                    .seq_truncate(s, n)?;
                 changed(st, s);
             }
             Ok(())
@@ -182,7 +186,7 @@ pub extern "C" fn llmrt_seq_remove(ctx: *mut llmrt_context, seq: u32) -> llmrt_s
     guard(|| {
         with_ctx(ctx, |_, st| {
             let s = seq_index(st, seq)?;
-            st.ctx.cpu_mut("llmrt_seq_remove")?.seq_remove(s)?;
+            st.ctx.cpu_only_mut("llmrt_seq_remove")?.seq_remove(s)?;
             changed(st, s);
             Ok(())
         })
@@ -209,7 +213,7 @@ pub unsafe extern "C" fn llmrt_seq_tokens(
         unsafe { put_opt(n_tokens, 0) };
         with_ctx(ctx, |_, st| {
             let s = seq_index(st, seq)?;
-            let toks = st.ctx.cpu("llmrt_seq_tokens")?.seq_tokens(s)?;
+            let toks = st.ctx.cpu_only("llmrt_seq_tokens")?.seq_tokens(s)?;
             // SAFETY: forwarded contract.
             unsafe { copy_out(toks, 0, tokens, cap, n_tokens, "tokens") }
         })
@@ -239,7 +243,7 @@ pub unsafe extern "C" fn llmrt_get_logits_seq(
             let s = seq_index(st, seq)?;
             let src = st
                 .ctx
-                .cpu("llmrt_get_logits_seq")?
+                .cpu_only("llmrt_get_logits_seq")?
                 .seq_logits(s)?
                 .ok_or_else(|| no_logits(seq))?;
             // SAFETY: forwarded contract.
@@ -357,7 +361,7 @@ pub unsafe extern "C" fn llmrt_sample_seq(
                     Sampler::new(c, ctx.model().opts.vocab_size)
                 }),
             };
-            let cpu = ctx.cpu("llmrt_sample_seq")?;
+            let cpu = ctx.cpu_only("llmrt_sample_seq")?;
             let logits = cpu.seq_logits(s)?.ok_or_else(|| no_logits(seq))?;
             scratch.clear();
             scratch.extend_from_slice(logits);

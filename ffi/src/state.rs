@@ -4,10 +4,12 @@
 //! the model and checksummed (`llmrt::state`).
 
 use crate::context::{llmrt_context, with_ctx};
+use crate::device::EngineExt;
 use crate::model::path_from_bytes;
 use crate::status::{
     guard, llmrt_status, null, Fail, Res, LLMRT_ERR_FORMAT, LLMRT_ERR_INVALID_ARG, LLMRT_ERR_IO,
 };
+use rt::generate::Decoder;
 use rt::tokenizer::StreamDecoder;
 use std::ffi::{c_char, CStr};
 
@@ -40,7 +42,7 @@ pub unsafe extern "C" fn llmrt_state_save(
         // SAFETY: forwarded contract.
         let path = unsafe { path_arg(path) }?;
         with_ctx(ctx, |_, st| {
-            let cpu = st.ctx.cpu("llmrt_state_save")?;
+            let cpu = st.ctx.cpu_only("llmrt_state_save")?;
             if let Some(s) =
                 (1..cpu.n_seq()).find(|&s| cpu.seq_tokens(s).is_ok_and(|t| !t.is_empty()))
             {
@@ -76,7 +78,7 @@ pub unsafe extern "C" fn llmrt_state_load(
         // SAFETY: forwarded contract.
         let path = unsafe { path_arg(path) }?;
         with_ctx(ctx, |_, st| {
-            let cpu = st.ctx.cpu_mut("llmrt_state_load")?;
+            let cpu = st.ctx.cpu_only_mut("llmrt_state_load")?;
             let mut f = std::fs::File::open(&path)
                 .map_err(|e| Fail::new(LLMRT_ERR_IO, format!("{}: {e}", path.display())))?;
             cpu.load_state(&mut f).map_err(|e| match e {

@@ -163,7 +163,7 @@ fn emulated_ctx(bytes: &[u8], p: &llmrt_context_params) -> Option<*mut llmrt_con
     let g = rt::cuda::GpuDecoder::open(gpu, model, rp.n_ctx, rp.n_batch).expect("emulated GPU");
     // SAFETY: the settings' arrays are NULL.
     let sampling = unsafe { sampler_config(&p.sampler, vocab) }.expect("sampler");
-    let h = register(Engine::Gpu(GpuCtx(g)), sampling).expect("register");
+    let h = register(Engine::Gpu(g), sampling).expect("register");
     Some(h as *mut llmrt_context)
 }
 

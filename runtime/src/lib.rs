@@ -18,6 +18,7 @@ pub mod context;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod embed;
+pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod grammar;

@@ -203,7 +203,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     };
     let mut fallback = None;
     if a.device != crate::device::Device::Cpu {
-        let (engine, why) = crate::device::Engine::select(a.device, &model, &params(threads[0]))?;
+        let (engine, why) = crate::device::select(a.device, &model, &params(threads[0]))?;
         #[cfg(feature = "cuda")]
         if let crate::device::Engine::Gpu(g) = engine {
             return gpu::run(&a, &model, grammar.as_ref(), g, need);

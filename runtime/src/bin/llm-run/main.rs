@@ -258,7 +258,7 @@ fn run_generate(a: GenArgs) -> Result<(), String> {
             .map_or(0, |d| d.as_nanos() as u64)
     });
     sampler.seed = seed;
-    let (mut ctx, on) = device::Engine::open(a.device, &model, &params)?;
+    let (mut ctx, on) = device::open(a.device, &model, &params)?;
     if prompt.len() >= ctx.n_ctx() {
         return Err(format!(
             "the prompt has {} tokens but the context holds {}",

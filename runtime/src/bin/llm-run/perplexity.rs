@@ -106,7 +106,7 @@ pub fn run(a: PplArgs) -> Result<(), String> {
         n_seq: 1,
         f16_exact: a.f16_exact,
     };
-    let (mut ctx, on) = crate::device::Engine::open(a.device, &model, &params)?;
+    let (mut ctx, on) = crate::device::open(a.device, &model, &params)?;
     eprintln!(
         "llm-run: {}, windows of {n_ctx} tokens, {on}",
         a.model.display()
