@@ -14,12 +14,14 @@
 
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions};
 use llmrt::cuda::GpuContext;
-use llmrt::{Context, ContextParams, Model};
+use llmrt::Model;
 use llmrt_cuda::{CudaError, Gpu};
 use llmrt_suite::fixtures::*;
 use llmrt_suite::reference::RefModel;
 use llmrt_suite::rng::test_seed;
 use std::sync::Arc;
+
+mod gpu_util;
 
 /// The emulator, or `None` after printing why `test` is skipped.
 fn emulator(test: &str) -> Option<Gpu> {
@@ -164,15 +166,6 @@ fn arch_options_match_reference(mut gpu: Gpu) {
 /// Greedy decoding: the GPU's tokens are the CPU context's (f32 weights and cache),
 /// for a llama2.c-shaped and a GPT-2-shaped model.
 fn greedy_tokens_equal_the_cpu(mut gpu: Gpu) {
-    let argmax = |l: &[f32]| {
-        l.iter()
-            .enumerate()
-            .fold(
-                (0, f32::NEG_INFINITY),
-                |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-            )
-            .0 as u32
-    };
     let llama = opts(Positions::Rope, Norm::RmsNorm, Mlp::SwiGlu, false, false, 2);
     let gpt2 = opts(
         Positions::Learned,
@@ -186,30 +179,9 @@ fn greedy_tokens_equal_the_cpu(mut gpu: Gpu) {
         let w = random_weights(&o, (31 + k as u64) ^ test_seed(0));
         let (bytes, _) = write_model(&o, &w, DType::F32);
         let model = Arc::new(Model::from_bytes(&bytes).expect("load"));
-        let p = ContextParams {
-            n_ctx: 0,
-            n_batch: 8,
-            threads: 2,
-            n_seq: 1,
-            f16_exact: true,
-            cache_type: llmrt::CacheType::F32,
-        };
-        let mut cpu = Context::new(model.clone(), &p).expect("cpu context");
-        let mut gctx = GpuContext::new(gpu, model, o.max_len, 8).expect("gpu context");
-        let prompt = prompt(&o);
-        let (mut a, mut b) = (
-            argmax(cpu.eval(&prompt).expect("cpu")),
-            argmax(gctx.eval(&prompt).expect("gpu")),
-        );
-        let (mut ta, mut tb) = (vec![a], vec![b]);
-        for _ in 0..20 {
-            a = argmax(cpu.eval(&[a]).expect("cpu"));
-            b = argmax(gctx.eval(&[b]).expect("gpu"));
-            ta.push(a);
-            tb.push(b);
-        }
-        assert_eq!(ta, tb, "{o:?}: greedy tokens, CPU then GPU");
-        gpu = gctx.into_gpu();
+        let (cpu, on_gpu, g) = gpu_util::greedy_cpu_and_gpu(model, gpu, &prompt(&o), 20);
+        assert_eq!(cpu, on_gpu, "{o:?}: greedy tokens, CPU then GPU");
+        gpu = g;
     }
 }
 

@@ -10,6 +10,8 @@
 //! NEOX architectures), the reference rotates the halves itself
 //! (`RefModel::rotate_half`), so the importer's permutation is checked, not assumed.
 
+mod gpu_util;
+
 use half::f16;
 use llm_format::{ArchOptions, DType, Mlp, ModelOptions, Norm, Positions};
 use llm_train::import::{import, SourceKind};
@@ -924,34 +926,12 @@ fn an_imported_llama_gguf_decodes_on_the_gpu_path_like_the_cpu() {
         .to_bytes()
         .expect("bytes");
     let model = Arc::new(Model::from_bytes(&bytes).expect("load"));
-    let params = ContextParams {
-        cache_type: llmrt::CacheType::F32,
-        f16_exact: true,
-        ..ContextParams::default()
-    };
-    let mut cpu = Context::new(model.clone(), &params).expect("cpu context");
-    let mut gctx = llmrt::cuda::GpuContext::new(gpu, model, o.max_len, 8).expect("gpu context");
-    let argmax = |l: &[f32]| {
-        (0..l.len())
-            .max_by(|&a, &b| l[a].total_cmp(&l[b]))
-            .expect("logits") as u32
-    };
     let prompt: Vec<u32> = (0..10)
         .map(|i| (i * 13 + 5) % o.vocab_size as u32)
         .collect();
-    let (mut a, mut b) = (
-        argmax(cpu.eval(&prompt).expect("cpu")),
-        argmax(gctx.eval(&prompt).expect("gpu")),
-    );
-    let (mut ta, mut tb) = (vec![a], vec![b]);
-    for _ in 0..16 {
-        a = argmax(cpu.eval(&[a]).expect("cpu"));
-        b = argmax(gctx.eval(&[b]).expect("gpu"));
-        ta.push(a);
-        tb.push(b);
-    }
+    let (cpu, on_gpu, _) = gpu_util::greedy_cpu_and_gpu(model, gpu, &prompt, 16);
     assert_eq!(
-        ta, tb,
+        cpu, on_gpu,
         "greedy tokens of the imported model, CPU then GPU path"
     );
 }
