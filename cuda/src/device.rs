@@ -11,10 +11,15 @@ use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaStream};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Loaded modules under one (file name, variant): each with the source it was built
-/// from, so two libraries' files of the same name (the trainer's and the runtime's
-/// `rmsnorm`, say) do not take each other's module.
-type Loaded = Vec<(&'static str, Arc<CudaModule>)>;
+/// One loaded module: the source it was built from, so two libraries' files of the
+/// same name (the trainer's and the runtime's `rmsnorm`, say) do not take each
+/// other's module, and the functions looked up in it so far (a launch then costs no
+/// driver lookup).
+struct Loaded {
+    source: &'static str,
+    module: Arc<CudaModule>,
+    functions: HashMap<String, CudaFunction>,
+}
 
 /// One GPU, its stream and its loaded kernel modules.
 pub struct CudaDevice {
@@ -22,7 +27,7 @@ pub struct CudaDevice {
     stream: Arc<CudaStream>,
     arch: Arch,
     name: String,
-    modules: Mutex<HashMap<(&'static str, Variant), Loaded>>,
+    modules: Mutex<HashMap<(&'static str, Variant), Vec<Loaded>>>,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -136,7 +141,7 @@ impl CudaDevice {
     }
 
     /// Function `name` of `file` built with `variant`, compiling (or loading from the
-    /// disk cache) the module on first use.
+    /// disk cache) the module on first use and looking the function up once.
     pub fn function(
         &self,
         file: &'static KernelFile,
@@ -149,26 +154,39 @@ impl CudaDevice {
                 file.name
             )));
         }
-        let module = self.module(file, variant)?;
-        Ok(module.load_function(name)?)
-    }
-
-    fn module(
-        &self,
-        file: &'static KernelFile,
-        variant: Variant,
-    ) -> Result<Arc<CudaModule>, CudaError> {
         let mut modules = self
             .modules
             .lock()
             .map_err(|_| CudaError::Driver("kernel module table poisoned".into()))?;
         let same = |src: &str| std::ptr::eq(src, file.source) || src == file.source;
-        if let Some((_, m)) = modules
-            .get(&(file.name, variant))
-            .and_then(|loaded| loaded.iter().find(|(src, _)| same(src)))
-        {
-            return Ok(m.clone());
+        let loaded = modules.entry((file.name, variant)).or_default();
+        let at = match loaded.iter().position(|l| same(l.source)) {
+            Some(at) => at,
+            None => {
+                loaded.push(Loaded {
+                    source: file.source,
+                    module: self.load(file, variant)?,
+                    functions: HashMap::new(),
+                });
+                loaded.len() - 1
+            }
+        };
+        let l = &mut loaded[at];
+        if let Some(f) = l.functions.get(name) {
+            return Ok(f.clone());
         }
+        let f = l.module.load_function(name)?;
+        l.functions.insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Compiles `file` with `variant` for this device (or takes the CUBIN from the
+    /// disk cache) and loads it.
+    fn load(
+        &self,
+        file: &'static KernelFile,
+        variant: Variant,
+    ) -> Result<Arc<CudaModule>, CudaError> {
         let version = nvrtc::load()?;
         let opts = nvrtc::options(variant, self.arch, &nvrtc::include_dirs(), false);
         let key = cache::key(version, &opts, &nvrtc::full_source(file));
@@ -183,13 +201,8 @@ impl CudaDevice {
                 c
             }
         };
-        let module = self
+        Ok(self
             .ctx
-            .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))?;
-        modules
-            .entry((file.name, variant))
-            .or_default()
-            .push((file.source, module.clone()));
-        Ok(module)
+            .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))?)
     }
 }

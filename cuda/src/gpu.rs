@@ -256,11 +256,27 @@ impl Gpu {
 
     /// `n` f32 values of `buf` from value `first`.
     pub fn read_f32(&self, buf: &Buffer, first: usize, n: usize) -> Result<Vec<f32>, CudaError> {
-        let mut b = vec![0u8; 4 * n];
-        self.read(buf, 4 * first, &mut b)?;
-        Ok(b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        let mut v = vec![0f32; n];
+        self.read_f32_into(buf, first, &mut v)?;
+        Ok(v)
+    }
+
+    /// [`Gpu::read_f32`] into `out` (its length is the count): no allocation, one copy.
+    pub fn read_f32_into(
+        &self,
+        buf: &Buffer,
+        first: usize,
+        out: &mut [f32],
+    ) -> Result<(), CudaError> {
+        // SAFETY: any bytes are a valid f32, the view covers exactly `out`'s memory and
+        // lives only for this call. Device and host are little-endian (every CUDA host).
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(
+                out.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of_val(out),
+            )
+        };
+        self.read(buf, 4 * first, bytes)
     }
 
     /// Copies `len` bytes of `src` from byte `src_off` to `dst` from byte `dst_off`,

@@ -64,12 +64,11 @@ pub fn check_model(model: &Model) -> Result<(), Error> {
     Ok(())
 }
 
-/// One sequence on a GPU: a [`GpuContext`] and, on the host, the tokens its cache
-/// holds and the last logits. Implements [`Decoder`].
+/// One sequence on a GPU: a [`GpuContext`] (which holds the last logits) and, on the
+/// host, the tokens its cache holds. Implements [`Decoder`].
 pub struct GpuDecoder {
     ctx: GpuContext,
     tokens: Vec<u32>,
-    logits: Vec<f32>,
 }
 
 impl core::fmt::Debug for GpuDecoder {
@@ -85,7 +84,6 @@ impl GpuDecoder {
         GpuDecoder {
             ctx,
             tokens: Vec::new(),
-            logits: Vec::new(),
         }
     }
 
@@ -132,7 +130,7 @@ impl GpuDecoder {
     /// The logits of the last token evaluated (`[vocab]`; empty before the first
     /// evaluation since creation or [`Decoder::reset`]).
     pub fn logits(&self) -> &[f32] {
-        &self.logits
+        self.ctx.logits()
     }
 
     /// Keeps the first `n` tokens and drops the rest (`n` at or above their number:
@@ -180,9 +178,6 @@ impl GpuDecoder {
             r?;
             let at = i * CANCEL_CHUNK * vocab;
             out[at..at + rows.len()].copy_from_slice(&rows);
-            self.logits.clear();
-            self.logits
-                .extend_from_slice(&rows[rows.len() - vocab..rows.len()]);
         }
         Ok(true)
     }
@@ -206,23 +201,16 @@ impl GpuDecoder {
 
     /// After an evaluation of `chunk` that started at `before` positions: the host's
     /// tokens follow the device cache, which keeps the batches that finished even
-    /// when a later one failed.
+    /// when a later one failed (the context then holds no logits).
     fn sync(&mut self, chunk: &[u32], before: usize) {
         let done = self.ctx.n_past().saturating_sub(before).min(chunk.len());
         self.tokens.extend_from_slice(&chunk[..done]);
-        if done < chunk.len() {
-            // A failed batch leaves no logits that belong to the last token held.
-            self.logits.clear();
-        }
     }
 
-    /// Evaluates one chunk and keeps its logits.
+    /// Evaluates one chunk; the context keeps its logits.
     fn eval_chunk(&mut self, chunk: &[u32]) -> Result<(), Error> {
         let before = self.ctx.n_past();
-        let r = self.ctx.eval(chunk).map(|l| {
-            self.logits.clear();
-            self.logits.extend_from_slice(l);
-        });
+        let r = self.ctx.eval(chunk).map(|_| ());
         self.sync(chunk, before);
         Ok(r?)
     }
@@ -244,13 +232,12 @@ impl Decoder for GpuDecoder {
     fn reset(&mut self) {
         self.ctx.reset();
         self.tokens.clear();
-        self.logits.clear();
     }
 
     fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], Error> {
         self.check(tokens)?;
         self.eval_chunk(tokens)?;
-        Ok(&self.logits)
+        Ok(self.ctx.logits())
     }
 
     fn eval_until(
@@ -265,7 +252,7 @@ impl Decoder for GpuDecoder {
             }
             self.eval_chunk(chunk)?;
         }
-        Ok(Some(&self.logits))
+        Ok(Some(self.ctx.logits()))
     }
 }
 

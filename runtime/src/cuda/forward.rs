@@ -363,6 +363,12 @@ impl GpuContext {
         self.n_past
     }
 
+    /// The logits of the last token evaluated (`[vocab]`); empty before the first
+    /// evaluation, after [`GpuContext::reset`] and after a failed one.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
     /// Forgets the sequence (the cache is overwritten as positions come again).
     pub fn reset(&mut self) {
         self.n_past = 0;
@@ -373,6 +379,8 @@ impl GpuContext {
     /// the last one's logits.
     pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], CudaError> {
         self.check(tokens)?;
+        // A batch that fails leaves no logits: those held belong to an earlier token.
+        self.logits.clear();
         for chunk in tokens.chunks(self.n_batch) {
             self.stage(chunk)?;
             if chunk.len() == 1 {
@@ -383,7 +391,11 @@ impl GpuContext {
             self.n_past += chunk.len();
         }
         let vocab = self.model.opts.vocab_size;
-        self.logits = self.gpu.read_f32(&self.s.logits, 0, vocab)?;
+        self.logits.resize(vocab, 0.0);
+        if let Err(e) = self.gpu.read_f32_into(&self.s.logits, 0, &mut self.logits) {
+            self.logits.clear();
+            return Err(e);
+        }
         Ok(&self.logits)
     }
 
@@ -392,14 +404,18 @@ impl GpuContext {
     pub fn eval_all(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<(), CudaError> {
         self.check(tokens)?;
         let vocab = self.model.opts.vocab_size;
+        self.logits.clear();
         out.clear();
-        for chunk in tokens.chunks(self.n_batch) {
+        out.resize(tokens.len() * vocab, 0.0);
+        for (i, chunk) in tokens.chunks(self.n_batch).enumerate() {
             self.stage(chunk)?;
             self.forward(chunk.len(), true)?;
             self.n_past += chunk.len();
-            out.extend(self.gpu.read_f32(&self.s.logits, 0, chunk.len() * vocab)?);
+            let at = i * self.n_batch * vocab;
+            self.gpu
+                .read_f32_into(&self.s.logits, 0, &mut out[at..at + chunk.len() * vocab])?;
         }
-        self.logits = out[out.len() - vocab..].to_vec();
+        self.logits.extend_from_slice(&out[out.len() - vocab..]);
         Ok(())
     }
 
