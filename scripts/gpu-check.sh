@@ -9,9 +9,8 @@
 #      --include-ignored): host-side unit tests, NVRTC compile + ptxas spill check,
 #      each kernel against the CPU reference (fp32 1e-5, bf16 1e-2), the Backend trait
 #      against the CPU backend, a small device-resident GPT step that must learn,
-#   4. runs the runtime's CPU kernel tests with the host's AMX tiles (LLMRT_AMX=1: the
-#      tiles are opt-in until this has passed on a CPU that has them; the GPU machines'
-#      Xeons do, this project's build machine may not),
+#   4. runs the runtime's CPU kernel tests with the host's AMX tiles (on by default
+#      where they run; the GPU machines' Xeons have them),
 #   5. runs the runtime's GPU kernels against their f64 references and whole models on
 #      the GPU (llmrt::cuda::GpuContext) against the f64 reference decoder and the CPU's
 #      greedy tokens, and CUDA-graph replay against direct launches (issue 11),
@@ -174,7 +173,7 @@ run_test() {
 }
 
 say "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) · AMX: $(grep -o -m1 -w amx_bf16 /proc/cpuinfo || echo none)"
-run_test "CPU kernels with AMX tiles (LLMRT_AMX=1)" kernels bf16_prompt LLMRT_AMX=1
+run_test "CPU kernels with AMX tiles" kernels bf16_prompt
 run_test "unit (host-side logic)" llm_train cuda
 run_test "NVRTC compile sm_80/sm_90, ptxas spills" cuda_compile ""
 run_test "kernels vs CPU reference" cuda_kernels ""

@@ -453,9 +453,7 @@ fn bf16_prompt_dots_within_rounding_bounds() {
                 continue;
             }
             if cpu.amx_prompts() != amx {
-                eprintln!(
-                    "{path} (amx) x{threads}: skipped (no AMX tiles here, or LLMRT_AMX is not 1)"
-                );
+                eprintln!("{path} (amx) x{threads}: skipped (no AMX tiles here, or LLMRT_AMX=0)");
                 continue;
             }
             let kernel = if amx { "amx" } else { "bf16 dots" };

@@ -49,23 +49,27 @@ pub(crate) const STEP: usize = 32;
 pub(crate) struct Amx(());
 
 impl Amx {
-    /// The token, if `LLMRT_AMX=1` asks for it and this CPU and operating system run
-    /// AMX-BF16 (std on Linux only; checked once per process). Opt-in until the
-    /// instructions have run on AMX hardware: the layouts around them are tested on
-    /// any AVX-512 BF16 CPU against a model of the tile step (`tests` below), the
-    /// instructions themselves only where the CPU has them (`tests/kernels.rs`).
+    /// The token, if this CPU and operating system run AMX-BF16 (std on Linux only;
+    /// checked once per process) and `LLMRT_AMX=0` does not turn the tiles off. Some
+    /// virtual machines advertise AMX in CPUID, and even have Linux grant the tile
+    /// state, yet fault on the first tile instruction; so the instructions are first
+    /// run in a child process ([`tiles_run`]), and only a child that exits cleanly
+    /// turns them on. The layouts around the instructions are tested on any AVX-512
+    /// BF16 CPU against a model of the tile step (`tests` below), the instructions
+    /// themselves where the CPU has them (`tests/kernels.rs`).
     pub(crate) fn detect() -> Option<Amx> {
         #[cfg(all(feature = "std", target_os = "linux"))]
         {
             static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
             let ok = *OK.get_or_init(|| {
-                std::env::var("LLMRT_AMX").as_deref() == Ok("1")
+                std::env::var("LLMRT_AMX").as_deref() != Ok("0")
                     && std::is_x86_feature_detected!("avx512bf16")
                     && std::is_x86_feature_detected!("avx512f")
                     && std::is_x86_feature_detected!("avx512bw")
                     && std::is_x86_feature_detected!("f16c")
                     && cpu_has_amx_bf16()
                     && os_grants_tiles()
+                    && tiles_run()
             });
             ok.then_some(Amx(()))
         }
@@ -160,6 +164,98 @@ fn os_grants_tiles() -> bool {
         );
     }
     ret == 0
+}
+
+/// Whether the tile instructions run here: a child process (a raw `fork`, which
+/// copies only this thread) configures the tiles, multiplies zero tiles and releases
+/// them, then leaves with `exit_group(0)`; a fault kills the child, not this process.
+/// The child calls nothing but the instructions and two system calls, so the copy
+/// of a multithreaded process is safe to run. `false` if the child cannot be made
+/// or waited for (a sandbox without `fork`, or `SIGCHLD` ignored).
+#[cfg(all(feature = "std", target_os = "linux"))]
+fn tiles_run() -> bool {
+    child_exits_cleanly(false)
+}
+
+/// [`tiles_run`]'s child: the tile instructions, or (`fault`, for the test that a
+/// faulting child reads as `false`) an undefined instruction.
+#[cfg(all(feature = "std", target_os = "linux"))]
+fn child_exits_cleanly(fault: bool) -> bool {
+    let cfg = TileConfig::new();
+    let pid: i64;
+    // SAFETY: `fork` (57) takes no arguments; in the child only the block below runs.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") 57i64 => pid,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    if pid == 0 {
+        // SAFETY: `prctl(PR_SET_DUMPABLE = 4, 0)` (157): a fault in the child leaves
+        // no core file behind.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") 157i64 => _,
+                in("rdi") 4i64,
+                in("rsi") 0i64,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack)
+            );
+        }
+    }
+    if pid == 0 && fault {
+        // SAFETY: `ud2` raises SIGILL, which ends the child.
+        unsafe { asm!("ud2", options(noreturn, nostack)) };
+    }
+    if pid == 0 {
+        // SAFETY: the child's copy of `cfg` is valid; the tile instructions fault (and
+        // end the child) or run; `exit_group` (231) does not return.
+        unsafe {
+            asm!(
+                "ldtilecfg [{cfg}]",
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tdpbf16ps tmm0, tmm1, tmm2",
+                "tilerelease",
+                "mov eax, 231",
+                "xor edi, edi",
+                "syscall",
+                "ud2",
+                cfg = in(reg) cfg.0.as_ptr(),
+                options(noreturn, nostack)
+            );
+        }
+    }
+    if pid < 0 {
+        return false;
+    }
+    let mut status: i32 = -1;
+    let mut ret: i64 = -4;
+    // `wait4` again while a signal interrupts it (EINTR).
+    while ret == -4 {
+        // SAFETY: `wait4` (61) on our own child, writing its status into `status`.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") 61i64 => ret,
+                in("rdi") pid,
+                in("rsi") &mut status as *mut i32,
+                in("rdx") 0i64,
+                in("r10") 0i64,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack)
+            );
+        }
+    }
+    // A clean exit: no terminating signal (low 7 bits) and exit code 0.
+    ret == pid && status & 0x7f == 0 && (status >> 8) & 0xff == 0
 }
 
 /// 16 × 16 transpose of 32-bit lanes: `out[c]` lane `r` = `v[r]` lane `c`.
@@ -499,6 +595,25 @@ unsafe fn bf16_copy(row: *const u8, cols: usize, c: usize) -> __m512i {
 mod tests {
     use super::*;
     use std::{eprintln, vec, vec::Vec};
+
+    /// The child probe tells a faulting instruction from a clean exit: a child that
+    /// executes `ud2` reads as `false`, and on a CPU whose tiles this process may use
+    /// (CPUID and `arch_prctl` say so) the tile instructions read as `true`.
+    #[cfg(all(feature = "std", target_os = "linux"))]
+    #[test]
+    fn the_child_probe_sees_a_fault() {
+        assert!(
+            !child_exits_cleanly(true),
+            "a child that faulted read as clean"
+        );
+        let tiles =
+            std::is_x86_feature_detected!("avx512bf16") && cpu_has_amx_bf16() && os_grants_tiles();
+        if tiles {
+            assert!(child_exits_cleanly(false), "the tile instructions faulted");
+        } else {
+            eprintln!("the_child_probe_sees_a_fault: no AMX here, only the fault checked");
+        }
+    }
 
     /// bf16 round to nearest even, as `vcvtne2ps2bf16` (finite inputs).
     fn round_bf16(x: f32) -> f32 {

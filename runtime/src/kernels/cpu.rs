@@ -165,9 +165,8 @@ impl Cpu {
     }
 
     /// Lets the bf16 prompt products use the AMX tiles where the CPU has them and
-    /// `LLMRT_AMX=1` asks for them (`true`, the default) or keeps them on `vdpbf16ps`
-    /// (`false`): for tests and measurements that compare the two. The tiles are
-    /// opt-in until they have run on AMX hardware (docs/ARCHITECTURE.md).
+    /// `LLMRT_AMX=0` does not turn them off (`true`, the default) or keeps them on
+    /// `vdpbf16ps` (`false`): for tests and measurements that compare the two.
     pub fn set_amx(&mut self, on: bool) {
         self.engine = self.engine.with_amx(on);
     }
@@ -177,7 +176,7 @@ impl Cpu {
     /// with bf16 dot products where they are the faster choice (measured once per
     /// process: at least 1.5 times the multiply-adds per cycle of f32 FMAs, as on
     /// Zen 4/5; not on the Intel Xeon of PERF.md, where `vdpbf16ps` runs at half the
-    /// FMA's rate, unless its AMX tiles are on, which is opt-in with `LLMRT_AMX=1`) or
+    /// FMA's rate, unless it has AMX tiles, which it uses unless `LLMRT_AMX=0`) or
     /// where `LLMRT_BF16_DOTS=1` asks for them (`=0`: never).
     pub fn set_f16_exact(&mut self, exact: bool) {
         self.f16_exact = exact;
