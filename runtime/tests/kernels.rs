@@ -321,9 +321,10 @@ fn every_path_matches_reference() {
     }
 }
 
-/// Matrices in layout `r16` on every path, with and without bf16 dot products:
-/// within the reference's bounds, and for prompts on AVX-512 (whose kernels read the
-/// layout from the file) bit for bit the product of the same rows in plain order.
+/// Matrices in layout `r16` on every path, with and without bf16 dot products (on the
+/// AMX tiles where the CPU has them): within the reference's bounds, and for prompts on
+/// AVX-512 (whose kernels read the layout from the file) bit for bit the product of
+/// the same rows in plain order.
 #[test]
 fn r16_layout_matches_plain_rows_on_every_path() {
     let mut rng = Rng::fresh();
@@ -338,14 +339,14 @@ fn r16_layout_matches_plain_rows_on_every_path() {
                 (DType::F32, 48, 80),
                 (DType::F32, 16, 2176),
                 (DType::F16, 32, 96),
-                (DType::F16, 16, 2176),
+                (DType::F16, 48, 2176),
                 (DType::BF16, 48, 64),
                 (DType::BF16, 304, 2176),
             ] {
                 let plain = Weights::random(&mut rng, dtype, rows, cols);
                 let r16 = plain.in_layout(Layout::R16);
                 let m16 = r16.matrix().with_layout(Layout::R16).expect("fits r16");
-                for n in [1, 2, 7, 8, 9, 17] {
+                for n in [1, 2, 7, 8, 9, 17, 33] {
                     let x = rng.vec(n * cols);
                     let mut want = poisoned(n * rows);
                     matmul_ref(&plain.matrix(), &x, n, &mut want);

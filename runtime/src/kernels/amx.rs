@@ -34,7 +34,7 @@ use super::OutRows;
 use super::{act::bf16_padded, Matrix};
 use core::arch::asm;
 use core::arch::x86_64::*;
-use llm_format::DType;
+use llm_format::{layout::R16_ROWS, DType, Layout};
 
 /// Activations per block of the B operand (one tile's columns).
 pub(crate) const BLOCK: usize = 16;
@@ -113,12 +113,38 @@ impl Amx {
         assert_eq!(xb.len(), Amx::buffer_len(out.n(), w.cols));
         // SAFETY: the token proves the CPU's features and the tile permission.
         unsafe {
-            match w.dtype {
-                DType::F16 => rows::<true, true>(w, xb, out),
-                DType::BF16 => rows::<false, true>(w, xb, out),
-                d => panic!("AMX bf16 tiles take F16 or BF16 weights, not {d}"),
+            match (w.dtype, w.layout) {
+                (DType::F16, Layout::Rows) => rows::<true, true>(w, xb, out),
+                (DType::BF16, Layout::Rows) => rows::<false, true>(w, xb, out),
+                (DType::F16, Layout::R16) => rows_r16::<true, true>(w, xb, out),
+                (DType::BF16, Layout::R16) => rows_r16::<false, true>(w, xb, out),
+                (d, l) => panic!(
+                    "AMX bf16 tiles take F16 or BF16 weights, not {d} ({})",
+                    l.name()
+                ),
             }
         }
+    }
+
+    /// Rounds activation rows `i0..i1` of `x` (`n` rows of `cols`) to bf16 into `out`,
+    /// rows of [`bf16_padded`]`(cols)` values as the r16 kernel's A operand reads them
+    /// ([`Amx::buffer_len`] values in all); rows past `n` are zero.
+    ///
+    /// # Panics
+    /// If `x.len() != n·cols` or `out.len() != (i1 - i0)·bf16_padded(cols)`.
+    pub(crate) fn round_rows(
+        self,
+        x: &[f32],
+        n: usize,
+        cols: usize,
+        i0: usize,
+        i1: usize,
+        out: &mut [u16],
+    ) {
+        assert_eq!(x.len(), n * cols);
+        assert_eq!(out.len(), (i1 - i0) * bf16_padded(cols));
+        // SAFETY: the token exists only if the CPU has every feature it enables.
+        unsafe { round_rows(x, n, cols, i0, out) }
     }
 }
 
@@ -356,6 +382,24 @@ fn round_blocks(x: &[f32], n: usize, cols: usize, b0: usize, out: &mut [u16]) {
     }
 }
 
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+fn round_rows(x: &[f32], n: usize, cols: usize, i0: usize, out: &mut [u16]) {
+    let stride = bf16_padded(cols);
+    for (k, row) in out.chunks_exact_mut(stride).enumerate() {
+        let i = i0 + k;
+        for g in 0..stride / 32 {
+            let v = if i < n && 32 * g < cols {
+                // SAFETY: row i holds `cols` f32 values; 32g < cols.
+                unsafe { bf16_32::<false>(x[i * cols..].as_ptr() as *const u8, cols, 32 * g) }
+            } else {
+                _mm512_setzero_si512()
+            };
+            // SAFETY: 32 values at 32g < stride of the row.
+            unsafe { _mm512_storeu_si512(row[32 * g..].as_mut_ptr() as *mut __m512i, v) };
+        }
+    }
+}
+
 /// `ldtilecfg`'s 64 bytes: palette 1, tiles 0..8 of 16 rows × 64 bytes.
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
@@ -373,9 +417,11 @@ impl TileConfig {
 }
 
 /// One step: `c[2a + b] = A_a · B_b` over `groups` groups of 32 columns, where
-/// `A_a` is weight rows `16a..16a+16` at `a` (row stride `stride` bytes, group `g` at
-/// byte `64g`) and `B_b` is activation block `b` at `b0 + b·b_next` (group `g` at byte
-/// `1024g`); `c[k]` is stored as 16 rows (weight rows) of 16 f32 (activations).
+/// `A_a` is rows `16a..16a+16` at `a` (row stride `stride` bytes, group `g` at byte
+/// `64g`) and `B_b` is a B-layout block at `b0 + b·b_next` (group `g` at byte
+/// `1024g`); `c[k]` is stored as 16 rows (A's rows) of 16 f32 (B's columns). The plain
+/// kernel ([`rows`]) passes weight rows as A and activation blocks as B, the r16
+/// kernel ([`rows_r16`]) activation rows as A and the file's weight groups as B.
 ///
 /// # Safety
 /// The tiles are configured (`TileConfig`) on this thread; every tile read lies in
@@ -436,8 +482,8 @@ unsafe fn step(
 }
 
 /// What [`step`] computes, in plain code (each product of two bf16 exact in f32,
-/// summed in column order): where the CPU has no tiles, the unit tests run [`rows`] on
-/// this to check every layout around the instructions.
+/// summed in column order): where the CPU has no tiles, the unit tests run [`rows`] and
+/// [`rows_r16`] on this to check every layout around the instructions.
 ///
 /// # Safety
 /// Every read lies in readable memory, as for [`step`].
@@ -574,6 +620,87 @@ fn rows<const F16: bool, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut O
     }
 }
 
+/// The kernel for a matrix in layout `r16` (`llm_format::layout`), whose groups of 16
+/// rows interleaved in 4-byte units are, 32 columns at a time, the tile unit's B
+/// operand as it is (16 column pairs × the 16 rows' pairs): the roles of the plain
+/// kernel turn round. The activations, rows of bf16 ([`Amx::round_rows`]), are the A
+/// operand, and each sum tile is 16 activations × 16 weight rows, the output's own
+/// order, so it is stored without a transposition. BF16 weight tiles are loaded from
+/// the mapped file; F16 ones are made bf16 in place order, 32 rows at a time, into a
+/// panel that every block of activations reuses. `r16` matrices have a multiple of 16
+/// rows of a multiple of 32 columns (`Layout::unfit`), and parts are whole groups
+/// (`Cpu::row_align`), so every tile is whole.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+fn rows_r16<const F16: bool, const HW: bool>(w: &Matrix<'_>, xa: &[u16], out: &mut OutRows<'_>) {
+    let (n, cols) = (out.n(), w.cols);
+    let (r0, r1) = (out.r0, out.r1);
+    if n == 0 || r0 == r1 {
+        return;
+    }
+    assert!(r0 % R16_ROWS == 0 && r1 % R16_ROWS == 0 && cols % 32 == 0);
+    let groups = cols / 32;
+    let group_bytes = R16_ROWS * 2 * cols; // one group of 16 rows in the file
+    let a_stride = 2 * cols; // bytes per activation row (cols is a multiple of 32)
+    let blocks = n.next_multiple_of(STEP) / BLOCK;
+    let config = TileConfig::new();
+    if HW {
+        // SAFETY: the token proves AMX and the permission; the config is 64 bytes.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly)) };
+    }
+    // F16: the 32 rows of a step made bf16, group after group, 1 KiB per tile.
+    let mut panel: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
+    let mut c = [[0.0f32; 256]; 4];
+    let mut r = r0;
+    while r < r1 {
+        let here = (r1 - r).min(STEP);
+        let first = &w.data[r / R16_ROWS * group_bytes..(r + here) / R16_ROWS * group_bytes];
+        let (b, b_next) = if F16 {
+            panel.resize(first.len() / 2, 0);
+            for (src, dst) in first.chunks_exact(64).zip(panel.chunks_exact_mut(32)) {
+                // SAFETY: 32 f16 values in `src`, 32 bf16 slots in `dst`.
+                unsafe {
+                    let v = bf16_32::<true>(src.as_ptr(), 32, 0);
+                    _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, v);
+                }
+            }
+            (panel.as_ptr() as *const u8, groups * 1024)
+        } else {
+            (first.as_ptr(), group_bytes)
+        };
+        // A last step of 16 rows multiplies its one weight tile twice (sums unused).
+        let b_next = if here == STEP { b_next } else { 0 };
+        for blk in (0..blocks).step_by(2) {
+            // SAFETY: activation tiles: rows 16·blk..16·blk + 32 < 16·blocks of `xa`
+            // (`rows` asserted its length), 64 bytes at 64g < a_stride; weight tiles:
+            // `here` rows of whole groups in `first` (or the panel made from them),
+            // 1 KiB per group g < groups; tiles configured above.
+            unsafe {
+                let a = (xa.as_ptr() as *const u8).add(blk * BLOCK * a_stride);
+                if HW {
+                    step(a, a_stride, b, b_next, groups, &mut c);
+                } else {
+                    step_model(a, a_stride, b, b_next, groups, &mut c);
+                }
+            }
+            for (k, ck) in c.iter().enumerate() {
+                let (i0, rr) = (BLOCK * (blk + k / 2), r + BLOCK * (k % 2));
+                if i0 >= n || rr >= r + here {
+                    continue;
+                }
+                for t in 0..(n - i0).min(BLOCK) {
+                    out.span(i0 + t, rr, BLOCK)
+                        .copy_from_slice(&ck[BLOCK * t..BLOCK * (t + 1)]);
+                }
+            }
+        }
+        r += here;
+    }
+    if HW {
+        // SAFETY: releases the tile state configured above.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    }
+}
+
 /// 32 BF16 weights of a row from column `c` (those past `cols` zero).
 ///
 /// # Safety
@@ -621,9 +748,10 @@ mod tests {
         f32::from_bits((b + 0x7fff + ((b >> 16) & 1)) & 0xffff_0000)
     }
 
-    /// [`rows`] on the model of the tile step, against an f64 product of the same
-    /// bf16-rounded factors: every layout (activation blocks, panels, the direct BF16
-    /// path, part edges, transposes, masks) on shapes around the 32 × 32 step. The
+    /// [`rows`] and, for the shapes layout r16 takes, [`rows_r16`] on the model of the
+    /// tile step, against an f64 product of the same bf16-rounded factors: every layout
+    /// (activation blocks and rows, panels, the direct BF16 and r16 paths, part edges,
+    /// transposes, masks, a last step of 16 rows) on shapes around the 32 × 32 step. The
     /// only difference left is f32 summation: `2·(cols+2)·ε·Σ|w||x|`. A misplaced value
     /// is an error of the order of the terms, far above it.
     #[test]
@@ -652,7 +780,16 @@ mod tests {
             (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
         };
         for (dtype, f16) in [(DType::F16, true), (DType::BF16, false)] {
-            for (rows_n, cols) in [(1, 64), (67, 288), (64, 256), (5, 33), (40, 96), (33, 1)] {
+            for (rows_n, cols) in [
+                (1, 64),
+                (67, 288),
+                (64, 256),
+                (5, 33),
+                (40, 96),
+                (33, 1),
+                (48, 96),
+                (16, 32),
+            ] {
                 for n in [2, 16, 17, 33] {
                     let wf: Vec<f32> = (0..rows_n * cols).map(|_| unit()).collect();
                     let (bytes, wq): (Vec<u8>, Vec<f32>) = if f16 {
@@ -697,24 +834,61 @@ mod tests {
                             }
                         }
                     }
-                    for i in 0..n {
-                        for r in 0..rows_n {
-                            let (mut want, mut abs) = (0.0f64, 0.0f64);
-                            for c in 0..cols {
-                                let t =
-                                    wq[r * cols + c] as f64 * round_bf16(x[i * cols + c]) as f64;
-                                want += t;
-                                abs += t.abs();
+                    let check = |y: &[f32], kernel: &str| {
+                        for i in 0..n {
+                            for r in 0..rows_n {
+                                let (mut want, mut abs) = (0.0f64, 0.0f64);
+                                for c in 0..cols {
+                                    let t = wq[r * cols + c] as f64
+                                        * round_bf16(x[i * cols + c]) as f64;
+                                    want += t;
+                                    abs += t.abs();
+                                }
+                                let got = y[i * rows_n + r] as f64;
+                                let bound =
+                                    2.0 * (cols as f64 + 2.0) * f32::EPSILON as f64 * abs + 1e-30;
+                                assert!(
+                                    (got - want).abs() <= bound,
+                                    "{kernel} {dtype} {rows_n}x{cols} n={n} y[{i}][{r}] = {got} vs {want} (bound {bound:e}, seed {seed})"
+                                );
                             }
-                            let got = y[i * rows_n + r] as f64;
-                            let bound =
-                                2.0 * (cols as f64 + 2.0) * f32::EPSILON as f64 * abs + 1e-30;
-                            assert!(
-                                (got - want).abs() <= bound,
-                                "{dtype} {rows_n}x{cols} n={n} y[{i}][{r}] = {got} vs {want} (bound {bound:e}, seed {seed})"
-                            );
+                        }
+                    };
+                    check(&y, "rows");
+                    if rows_n % R16_ROWS != 0 || cols % 32 != 0 {
+                        continue;
+                    }
+                    // The same weights in layout r16, the activations as rows.
+                    let interleaved = llm_format::layout::from_rows(Layout::R16, &bytes, 2 * cols);
+                    let w16 = Matrix::new(dtype, &interleaved, rows_n, cols)
+                        .and_then(|m| m.with_layout(Layout::R16))
+                        .expect("fits r16");
+                    let mut xa = vec![0u16; Amx::buffer_len(n, cols)];
+                    let rows_pad = xa.len() / bf16_padded(cols);
+                    let (lo, hi) = xa.split_at_mut(rows_pad / 2 * bf16_padded(cols));
+                    // SAFETY: the features were checked above.
+                    unsafe {
+                        round_rows(&x, n, cols, 0, lo);
+                        round_rows(&x, n, cols, rows_pad / 2, hi);
+                    }
+                    let mut y16 = vec![f32::NAN; n * rows_n];
+                    {
+                        let whole = OutRows::whole(&mut y16, rows_n, n);
+                        let split = (rows_n / 2).next_multiple_of(R16_ROWS).min(rows_n);
+                        for (r0, r1) in [(0, split), (split, rows_n)] {
+                            // SAFETY: as above.
+                            let mut part = unsafe { whole.part(r0, r1) };
+                            // SAFETY: as above.
+                            unsafe {
+                                if f16 {
+                                    rows_r16::<true, false>(&w16, &xa, &mut part)
+                                } else {
+                                    rows_r16::<false, false>(&w16, &xa, &mut part)
+                                }
+                            }
                         }
                     }
+                    check(&y16, "r16");
                 }
             }
         }

@@ -116,6 +116,7 @@ impl Avx512 {
     ///
     /// Matrices in layout `r16` (which `Engine::reads_layout` sends here only for
     /// the products below) go to `avx512_r16` for generation; prompts read them in
+    /// `amx` (`rows_r16`, whose activations `Cpu` rounds into rows for it),
     /// `avx512_bf16` and `avx512_rows16::floats`.
     pub(crate) fn rows(self, w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
         if w.layout == Layout::R16 && out.n() == 1 {

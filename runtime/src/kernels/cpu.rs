@@ -363,6 +363,24 @@ impl Cpu {
         }
         let (cols, stride) = (w.cols, act::bf16_padded(w.cols));
         #[cfg(target_arch = "x86_64")]
+        if let (Some(tiles), true, Layout::R16) = (engine.amx(), n > 1, w.layout) {
+            // Rows of bf16, padded with zero rows to whole steps: the A operand of
+            // the r16 kernel (`amx`).
+            let len = amx::Amx::buffer_len(n, cols);
+            grow(&mut self.xb, len, 0);
+            let sx = SharedMut::new(&mut self.xb[..len]);
+            self.by_rows(len / stride, cols, &|i0, i1| {
+                // SAFETY: rows i0..i1 belong to this part alone (`by_rows` gives
+                // disjoint ranges), and the buffer outlives the call.
+                let o = unsafe { sx.slice(i0 * stride, (i1 - i0) * stride) };
+                tiles.round_rows(x, n, cols, i0, i1, o);
+            });
+            return Filled {
+                halves: len,
+                ..Filled::default()
+            };
+        }
+        #[cfg(target_arch = "x86_64")]
         if let (Some(tiles), true) = (engine.amx(), n > 1) {
             // The tiles' B layout, in blocks of 16 activations (`amx`).
             let len = amx::Amx::buffer_len(n, cols);

@@ -261,8 +261,8 @@ impl Engine {
 impl Engine {
     /// Whether this path's kernel for a product of `n` activation rows with `w`
     /// (the activations as in `acts`) reads `w.layout` from the file as it is: the
-    /// AVX-512 kernels read `r16` (`avx512_r16`) for every product but the AMX
-    /// tiles' and the f32 prompt products of F16/BF16 weights; AVX2 reads it for
+    /// AVX-512 kernels read `r16` (`avx512_r16`, the AMX tiles' `rows_r16`) for every
+    /// product but the f32 prompt products of F16/BF16 weights; AVX2 reads it for
     /// generation (`avx2_r16`).
     pub(crate) fn reads_layout(self, w: &Matrix<'_>, acts: &Acts<'_>, n: usize) -> bool {
         let _ = (acts, n);
@@ -271,8 +271,8 @@ impl Engine {
             #[cfg(target_arch = "x86_64")]
             (Engine::Avx2(_), Layout::R16) => n == 1,
             #[cfg(target_arch = "x86_64")]
-            (Engine::Avx512(t), Layout::R16) => {
-                n == 1 || w.dtype == DType::F32 || (!acts.xb.is_empty() && t.amx().is_none())
+            (Engine::Avx512(_), Layout::R16) => {
+                n == 1 || w.dtype == DType::F32 || !acts.xb.is_empty()
             }
             _ => false,
         }
