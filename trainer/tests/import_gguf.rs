@@ -367,6 +367,18 @@ fn truncated_and_corrupted_files_are_errors() {
     let mut b = bytes.clone();
     b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(run(&b).unwrap_err().to_string().contains("cannot fit"));
+    // A block count of millions (found by the fuzzer, which timed out building the
+    // tensor directory of that many layers): refused at once, naming the counts.
+    let mut kvs = llama_kvs("llama", 32);
+    for kv in kvs.iter_mut().filter(|kv| kv.0 == "llama.block_count") {
+        kv.1 = Kv::U32(4_456_706);
+    }
+    let b = write_gguf(&kvs, &llama_tensors(&mut rng, false), 32);
+    let e = run(&b).unwrap_err().to_string();
+    assert!(
+        e.contains("4456706 layers declared, but the file has only"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -239,6 +239,19 @@ impl ImportedModel {
     ) -> Result<ImportedModel, ImportError> {
         opts.validate()?;
         check_tokenizer(&opts, &tokenizer, &source)?;
+        // Every layer has tensors of its own: more layers than the file has tensors is
+        // refused before the directory of that many layers is built (a block count of
+        // millions would otherwise cost seconds and gigabytes to reject).
+        if opts.n_layers > tensors.len() {
+            return Err(ImportError::malformed(
+                &source,
+                format!(
+                    "{} layers declared, but the file has only {} tensors",
+                    opts.n_layers,
+                    tensors.len()
+                ),
+            ));
+        }
         let layout = opts.tensor_layout();
         let mut by_name: HashMap<String, RawTensor> = HashMap::with_capacity(tensors.len());
         for t in tensors {
