@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use llm_format::ActQuant;
 use llm_format::DType;
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", target_arch = "x86_64"))]
 use llm_format::Layout;
 
 /// Per-context kernel state: the chosen SIMD path, the thread pool, and the scratch
