@@ -416,6 +416,58 @@ impl TileConfig {
     }
 }
 
+/// The tile unit configured on this thread for one kernel call (`HW`: `ldtilecfg`
+/// now, `tilerelease` on drop) or, without `HW`, the plain-code model of its step.
+struct Tiles<const HW: bool>;
+
+impl<const HW: bool> Tiles<HW> {
+    /// # Safety
+    /// With `HW`, the CPU has AMX-BF16 and this process the tile permission.
+    unsafe fn configure() -> Tiles<HW> {
+        if HW {
+            let config = TileConfig::new();
+            // SAFETY: the caller's promise; the config is 64 bytes, read now.
+            unsafe {
+                asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly))
+            };
+        }
+        Tiles
+    }
+
+    /// [`step`] on the tiles, or [`step_model`].
+    ///
+    /// # Safety
+    /// As [`step`]: every tile read lies in readable memory.
+    #[inline]
+    unsafe fn step(
+        &self,
+        a: *const u8,
+        stride: usize,
+        b0: *const u8,
+        b_next: usize,
+        groups: usize,
+        c: &mut [[f32; 256]; 4],
+    ) {
+        // SAFETY: the tiles are configured (`configure`); the reads are the caller's.
+        unsafe {
+            if HW {
+                step(a, stride, b0, b_next, groups, c)
+            } else {
+                step_model(a, stride, b0, b_next, groups, c)
+            }
+        }
+    }
+}
+
+impl<const HW: bool> Drop for Tiles<HW> {
+    fn drop(&mut self) {
+        if HW {
+            // SAFETY: releases the tile state `configure` set up on this thread.
+            unsafe { asm!("tilerelease", options(nostack, nomem)) };
+        }
+    }
+}
+
 /// One step: `c[2a + b] = A_a · B_b` over `groups` groups of 32 columns, where
 /// `A_a` is rows `16a..16a+16` at `a` (row stride `stride` bytes, group `g` at byte
 /// `64g`) and `B_b` is a B-layout block at `b0 + b·b_next` (group `g` at byte
@@ -536,11 +588,8 @@ fn rows<const F16: bool, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut O
     let row_bytes = 2 * cols;
     let blocks = n.next_multiple_of(STEP) / BLOCK;
     let b_next = BLOCK * stride * 2; // bytes from one activation block to the next
-    let config = TileConfig::new();
-    if HW {
-        // SAFETY: the token proves AMX and the permission; the config is 64 bytes.
-        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly)) };
-    }
+                                     // SAFETY: with `HW`, the token proves AMX and the permission.
+    let tiles = unsafe { Tiles::<HW>::configure() };
     {
         // 32 weight rows made bf16 (F16 weights, ragged edges of BF16), per part.
         let mut panel: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
@@ -585,11 +634,7 @@ fn rows<const F16: bool, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut O
                 // length `rows` asserted; tiles configured above.
                 unsafe {
                     let b = (xb.as_ptr() as *const u8).add(blk * b_next);
-                    if HW {
-                        step(a, a_stride, b, b_next, groups, &mut c);
-                    } else {
-                        step_model(a, a_stride, b, b_next, groups, &mut c);
-                    }
+                    tiles.step(a, a_stride, b, b_next, groups, &mut c);
                 }
                 for (k, ck) in c.iter().enumerate() {
                     let (rr, i0) = (r + BLOCK * (k / 2), BLOCK * (blk + k % 2));
@@ -613,10 +658,6 @@ fn rows<const F16: bool, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut O
             }
             r += here;
         }
-    }
-    if HW {
-        // SAFETY: releases the tile state configured above.
-        unsafe { asm!("tilerelease", options(nostack, nomem)) };
     }
 }
 
@@ -642,11 +683,8 @@ fn rows_r16<const F16: bool, const HW: bool>(w: &Matrix<'_>, xa: &[u16], out: &m
     let group_bytes = R16_ROWS * 2 * cols; // one group of 16 rows in the file
     let a_stride = 2 * cols; // bytes per activation row (cols is a multiple of 32)
     let blocks = n.next_multiple_of(STEP) / BLOCK;
-    let config = TileConfig::new();
-    if HW {
-        // SAFETY: the token proves AMX and the permission; the config is 64 bytes.
-        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly)) };
-    }
+    // SAFETY: with `HW`, the token proves AMX and the permission.
+    let tiles = unsafe { Tiles::<HW>::configure() };
     // F16: the 32 rows of a step made bf16, group after group, 1 KiB per tile.
     let mut panel: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
     let mut c = [[0.0f32; 256]; 4];
@@ -676,11 +714,7 @@ fn rows_r16<const F16: bool, const HW: bool>(w: &Matrix<'_>, xa: &[u16], out: &m
             // 1 KiB per group g < groups; tiles configured above.
             unsafe {
                 let a = (xa.as_ptr() as *const u8).add(blk * BLOCK * a_stride);
-                if HW {
-                    step(a, a_stride, b, b_next, groups, &mut c);
-                } else {
-                    step_model(a, a_stride, b, b_next, groups, &mut c);
-                }
+                tiles.step(a, a_stride, b, b_next, groups, &mut c);
             }
             for (k, ck) in c.iter().enumerate() {
                 let (i0, rr) = (BLOCK * (blk + k / 2), r + BLOCK * (k % 2));
@@ -694,10 +728,6 @@ fn rows_r16<const F16: bool, const HW: bool>(w: &Matrix<'_>, xa: &[u16], out: &m
             }
         }
         r += here;
-    }
-    if HW {
-        // SAFETY: releases the tile state configured above.
-        unsafe { asm!("tilerelease", options(nostack, nomem)) };
     }
 }
 
@@ -816,24 +846,15 @@ mod tests {
                         round_blocks(&x, n, cols, 0, lo);
                         round_blocks(&x, n, cols, half_b, hi);
                     }
-                    let mut y = vec![f32::NAN; n * rows_n];
-                    {
-                        let whole = OutRows::whole(&mut y, rows_n, n);
-                        // Two parts, the first a whole number of steps (as `Cpu` splits).
-                        let split = (rows_n / 2).next_multiple_of(STEP).min(rows_n);
-                        for (r0, r1) in [(0, split), (split, rows_n)] {
-                            // SAFETY: disjoint row ranges, run one after the other.
-                            let mut part = unsafe { whole.part(r0, r1) };
-                            // SAFETY: features checked above; the model reads memory only.
-                            unsafe {
-                                if f16 {
-                                    rows::<true, false>(&w, &xb, &mut part)
-                                } else {
-                                    rows::<false, false>(&w, &xb, &mut part)
-                                }
-                            }
+                    // SAFETY (both kernels): features checked above; the model reads
+                    // memory only.
+                    let y = in_two_parts(rows_n, n, STEP, &mut |part| unsafe {
+                        if f16 {
+                            rows::<true, false>(&w, &xb, part)
+                        } else {
+                            rows::<false, false>(&w, &xb, part)
                         }
-                    }
+                    });
                     let check = |y: &[f32], kernel: &str| {
                         for i in 0..n {
                             for r in 0..rows_n {
@@ -871,27 +892,35 @@ mod tests {
                         round_rows(&x, n, cols, 0, lo);
                         round_rows(&x, n, cols, rows_pad / 2, hi);
                     }
-                    let mut y16 = vec![f32::NAN; n * rows_n];
-                    {
-                        let whole = OutRows::whole(&mut y16, rows_n, n);
-                        let split = (rows_n / 2).next_multiple_of(R16_ROWS).min(rows_n);
-                        for (r0, r1) in [(0, split), (split, rows_n)] {
-                            // SAFETY: as above.
-                            let mut part = unsafe { whole.part(r0, r1) };
-                            // SAFETY: as above.
-                            unsafe {
-                                if f16 {
-                                    rows_r16::<true, false>(&w16, &xa, &mut part)
-                                } else {
-                                    rows_r16::<false, false>(&w16, &xa, &mut part)
-                                }
-                            }
+                    let y16 = in_two_parts(rows_n, n, R16_ROWS, &mut |part| unsafe {
+                        if f16 {
+                            rows_r16::<true, false>(&w16, &xa, part)
+                        } else {
+                            rows_r16::<false, false>(&w16, &xa, part)
                         }
-                    }
+                    });
                     check(&y16, "r16");
                 }
             }
         }
+    }
+
+    /// `y` (`n` activations × `rows_n` rows) written by `kernel` in two parts, the first
+    /// a whole number of `align` rows, as `Cpu` splits a product between threads.
+    fn in_two_parts(
+        rows_n: usize,
+        n: usize,
+        align: usize,
+        kernel: &mut dyn FnMut(&mut OutRows<'_>),
+    ) -> Vec<f32> {
+        let mut y = vec![f32::NAN; n * rows_n];
+        let whole = OutRows::whole(&mut y, rows_n, n);
+        let split = (rows_n / 2).next_multiple_of(align).min(rows_n);
+        for (r0, r1) in [(0, split), (split, rows_n)] {
+            // SAFETY: disjoint row ranges, written one after the other.
+            kernel(&mut unsafe { whole.part(r0, r1) });
+        }
+        y
     }
 
     /// The transpose against index arithmetic, on distinct lane values.
