@@ -330,18 +330,75 @@ impl Load16 for BF16 {
 }
 
 /// Generation over float weights (any `n` works; `rows` sends `n = 1` here): one row
-/// at a time. No software prefetch: unlike the blocks' generation, it made f16
-/// generation a third slower on a Zen 4 (PERF.md, 2026-12-06).
+/// at a time, F32 four rows at a time for one activation ([`rows4_f32`]). No
+/// software prefetch: unlike the blocks' generation, it made f16 generation a third
+/// slower on a Zen 4 (PERF.md, 2026-12-06), and did not help f32 on a Sapphire Rapids.
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 fn gen_float<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
     let cols = w.cols;
-    for r in out.r0..out.r1 {
+    let mut r0 = out.r0;
+    if L::SIZE == 4 && out.n() == 1 {
+        while r0 + 4 <= out.r1 {
+            let v = rows4_f32(core::array::from_fn(|j| w.row(r0 + j)), x);
+            for (j, &v) in v.iter().enumerate() {
+                out.set(0, r0 + j, v);
+            }
+            r0 += 4;
+        }
+    }
+    for r in r0..out.r1 {
         let row = w.row(r);
         for i in 0..out.n() {
             out.set(i, r, row_float::<L>(row, &x[i * cols..(i + 1) * cols]));
         }
     }
+}
+
+/// `w_j·x` for four F32 rows at once: four weight streams in flight instead of one.
+/// On a Sapphire Rapids core one stream read 13 GB/s and four 16 GB/s (f32 tg64
+/// 27 → 32 t/s on one thread, PERF.md 2026-12-07); F16 rows, half as long, lost
+/// a little the same way, so they stay one at a time. 32 columns per step, two
+/// chains per row, then 16 at a time, then the last `n % 16` under a mask.
+///
+/// # Panics
+/// Unless every row holds `x.len()` f32 weights.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn rows4_f32(rows: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    let n = x.len();
+    for row in rows {
+        assert_eq!(row.len(), 4 * n);
+    }
+    let w: [*const f32; 4] = rows.map(|r| r.as_ptr() as *const f32);
+    let xp = x.as_ptr();
+    let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+    let mut c = 0;
+    // SAFETY (loads): every load covers columns below n (each loop's condition, or
+    // the mask), which lie in every row and in `x`.
+    while c + 32 <= n {
+        let (x0, x1) = unsafe { (_mm512_loadu_ps(xp.add(c)), _mm512_loadu_ps(xp.add(c + 16))) };
+        for (a, p) in acc.iter_mut().zip(w) {
+            unsafe {
+                a[0] = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(c)), x0, a[0]);
+                a[1] = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(c + 16)), x1, a[1]);
+            }
+        }
+        c += 32;
+    }
+    while c < n {
+        let mask = if n - c >= 16 {
+            0xffff
+        } else {
+            (1u16 << (n - c)) - 1
+        };
+        let xv = unsafe { _mm512_maskz_loadu_ps(mask, xp.add(c)) };
+        for (a, p) in acc.iter_mut().zip(w) {
+            a[0] = _mm512_fmadd_ps(unsafe { _mm512_maskz_loadu_ps(mask, p.add(c)) }, xv, a[0]);
+        }
+        c += 16;
+    }
+    acc.map(|a| _mm512_reduce_add_ps(_mm512_add_ps(a[0], a[1])))
 }
 
 /// `w·x` for one row of weights of type `L`: 64 columns per step into four

@@ -64,6 +64,24 @@ pub(super) fn gen_floats(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 unsafe fn group_f32(w: *const u8, units: usize, x: *const f32) -> __m512 {
     let mut acc = [_mm512_setzero_ps(); CHAINS];
+    if units % CHAINS == 0 {
+        // Each chain reads its own quarter of the group: four weight streams in
+        // flight instead of one (as `avx512::rows4_f32` for plain rows).
+        let q = units / CHAINS;
+        for k in 0..q {
+            for (u, a) in acc.iter_mut().enumerate() {
+                // SAFETY: unit u·q + k < units; caller.
+                let (wv, xv) = unsafe {
+                    (
+                        _mm512_loadu_ps(w.add(64 * (u * q + k)) as *const f32),
+                        _mm512_set1_ps(*x.add(u * q + k)),
+                    )
+                };
+                *a = _mm512_fmadd_ps(wv, xv, *a);
+            }
+        }
+        return sum(acc);
+    }
     let mut k = 0;
     // SAFETY (loads): caller; k < units.
     while k + CHAINS <= units {
