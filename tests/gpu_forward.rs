@@ -22,17 +22,7 @@ use llmrt_suite::rng::test_seed;
 use std::sync::Arc;
 
 mod gpu_util;
-
-/// The emulator, or `None` after printing why `test` is skipped.
-fn emulator(test: &str) -> Option<Gpu> {
-    match Gpu::emulated() {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("skipped {test}: {e}");
-            None
-        }
-    }
-}
+use gpu_util::emulator;
 
 /// Max |a - b| over max |b|: the error relative to the logits' scale.
 fn rel_err(a: &[f32], b: &[f64]) -> f64 {

@@ -11,7 +11,7 @@
 //! hundred ms per token, so the runs are short.
 
 use llm_format::{DType, Mlp, ModelOptions, Norm, Positions};
-use llmrt::cuda::{decoder, Gpu, GpuDecoder};
+use llmrt::cuda::{decoder, GpuDecoder};
 use llmrt::grammar::Grammar;
 use llmrt::sampler::SamplerConfig;
 use llmrt::{
@@ -23,16 +23,8 @@ use llmrt_suite::rng::test_seed;
 use std::cell::Cell;
 use std::sync::Arc;
 
-/// The emulator, or `None` after printing why `test` is skipped.
-fn emulator(test: &str) -> Option<Gpu> {
-    match Gpu::emulated() {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("skipped {test}: {e}");
-            None
-        }
-    }
-}
+mod gpu_util;
+use gpu_util::emulator;
 
 fn model(o: &ModelOptions, dtype: DType) -> Arc<Model> {
     let w = random_weights(o, 4242 ^ test_seed(0));

@@ -220,33 +220,8 @@ fn logits_are_the_runtimes_and_generation_matches_it() {
     );
 
     // One-call generation gives the runtime's text for the same seed.
-    unsafe extern "C" fn collect(piece: *const c_char, len: usize, user: *mut c_void) -> i32 {
-        // SAFETY: `user` is the String below; `piece` holds `len` bytes of UTF-8.
-        let s = unsafe { &mut *(user as *mut String) };
-        // SAFETY: as above.
-        let b = unsafe { std::slice::from_raw_parts(piece.cast::<u8>(), len) };
-        s.push_str(std::str::from_utf8(b).expect("whole UTF-8"));
-        0
-    }
     let c2 = context(m, 9);
-    let mut text = String::new();
-    let mut gp = llmrt_generate_default_params();
-    gp.n_predict = 30;
-    gp.ignore_eos = 1;
-    let mut g = llmrt_generation::default();
-    // SAFETY: valid pointers; the callback gets our String.
-    let st = unsafe {
-        llmrt_generate(
-            c2,
-            prompt.as_ptr().cast(),
-            prompt.len(),
-            &gp,
-            Some(collect),
-            (&mut text as *mut String).cast(),
-            &mut g,
-        )
-    };
-    assert_eq!(st, LLMRT_OK, "{}", last_error());
+    let (text, g) = generate(c2, prompt, 30);
     let mut ctx = rt::Context::new(
         model,
         &rt::ContextParams {
@@ -455,4 +430,36 @@ fn special_tokens_parse_only_when_asked() {
     let st = unsafe { llmrt_tokenize(m, c"a<eos>b".as_ptr(), 7, 0, ids.as_mut_ptr(), 16, &mut n) };
     assert_eq!(st, LLMRT_ERR_INVALID_ARG);
     assert_eq!(llmrt_model_free(m), LLMRT_OK);
+}
+
+unsafe extern "C" fn collect(piece: *const c_char, len: usize, user: *mut c_void) -> i32 {
+    // SAFETY: `user` is a String of the caller's; `piece` holds `len` bytes of UTF-8.
+    let s = unsafe { &mut *(user as *mut String) };
+    // SAFETY: as above.
+    let b = unsafe { std::slice::from_raw_parts(piece.cast::<u8>(), len) };
+    s.push_str(std::str::from_utf8(b).expect("whole UTF-8"));
+    0
+}
+
+/// `llmrt_generate` of `prompt` for `n` tokens on `c`: the text and the result.
+pub(crate) fn generate(c: *mut llmrt_context, prompt: &str, n: u32) -> (String, llmrt_generation) {
+    let mut text = String::new();
+    let mut gp = llmrt_generate_default_params();
+    gp.n_predict = n;
+    gp.ignore_eos = 1;
+    let mut g = llmrt_generation::default();
+    // SAFETY: valid pointers; the callback gets our String.
+    let st = unsafe {
+        llmrt_generate(
+            c,
+            prompt.as_ptr().cast(),
+            prompt.len(),
+            &gp,
+            Some(collect),
+            (&mut text as *mut String).cast(),
+            &mut g,
+        )
+    };
+    assert_eq!(st, LLMRT_OK, "{}", last_error());
+    (text, g)
 }

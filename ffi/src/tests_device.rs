@@ -6,15 +6,13 @@
 use crate::context::*;
 use crate::device::*;
 use crate::embed::*;
-use crate::generate::*;
 use crate::logits::*;
 use crate::model::*;
 use crate::resources::*;
 use crate::sequences::*;
 use crate::state::*;
 use crate::status::*;
-use crate::tests::{last_error, load, model_bytes};
-use std::ffi::{c_char, c_void};
+use crate::tests::{generate, last_error, load, model_bytes};
 use std::ptr::{null, null_mut};
 
 /// Whether this machine has a usable CUDA GPU (then the no-GPU checks are skipped).
@@ -50,38 +48,6 @@ fn device_of(c: *const llmrt_context) -> u32 {
     // SAFETY: valid pointers.
     assert_eq!(unsafe { llmrt_context_device(c, &mut d) }, LLMRT_OK);
     d
-}
-
-unsafe extern "C" fn collect(piece: *const c_char, len: usize, user: *mut c_void) -> i32 {
-    // SAFETY: `user` is a String of the caller's; `piece` holds `len` bytes of UTF-8.
-    let s = unsafe { &mut *(user as *mut String) };
-    // SAFETY: as above.
-    let b = unsafe { std::slice::from_raw_parts(piece.cast::<u8>(), len) };
-    s.push_str(std::str::from_utf8(b).expect("whole UTF-8"));
-    0
-}
-
-/// `llmrt_generate` of `prompt` for `n` tokens on `c`: the text and the result.
-fn generate(c: *mut llmrt_context, prompt: &str, n: u32) -> (String, llmrt_generation) {
-    let mut text = String::new();
-    let mut gp = llmrt_generate_default_params();
-    gp.n_predict = n;
-    gp.ignore_eos = 1;
-    let mut g = llmrt_generation::default();
-    // SAFETY: valid pointers; the callback gets our String.
-    let st = unsafe {
-        llmrt_generate(
-            c,
-            prompt.as_ptr().cast(),
-            prompt.len(),
-            &gp,
-            Some(collect),
-            (&mut text as *mut String).cast(),
-            &mut g,
-        )
-    };
-    assert_eq!(st, LLMRT_OK, "{}", last_error());
-    (text, g)
 }
 
 #[test]

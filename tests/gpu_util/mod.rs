@@ -1,5 +1,7 @@
-//! What the suite's GPU-path tests share: greedy decoding of one model on the CPU
-//! context (f32 cache, f32 products) and on `GpuContext`, token for token.
+//! What the suite's GPU-path tests share: the emulator (or why a test is skipped), and
+//! greedy decoding of one model on the CPU context (f32 cache, f32 products) and on
+//! `GpuContext`, token for token. Each test binary uses part of it.
+#![allow(dead_code)]
 
 use llmrt::cuda::GpuContext;
 use llmrt::{CacheType, Context, ContextParams, Model};
@@ -48,4 +50,15 @@ pub fn greedy_cpu_and_gpu(
         tb.push(b);
     }
     (ta, tb, gctx.into_gpu())
+}
+
+/// The emulator, or `None` after printing why `test` is skipped.
+pub fn emulator(test: &str) -> Option<Gpu> {
+    match Gpu::emulated() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("skipped {test}: {e}");
+            None
+        }
+    }
 }

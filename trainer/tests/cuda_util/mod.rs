@@ -6,7 +6,7 @@
 use llm_train::cuda::{CudaDevice, GpuFloat, Precision};
 use llm_train::rng::{fresh_seed, test_seed, Rng};
 
-/// Why a test is `#[ignore]`d: it runs only when asked (`--include-ignored`, as
+/// The reason the GPU tests give for being ignored: they run only when asked (`--include-ignored`, as
 /// `scripts/gpu-check.sh` does), so a machine without a GPU shows it as skipped.
 pub const NEEDS_GPU: &str = "needs a CUDA GPU";
 
