@@ -6,8 +6,9 @@
 use llm_train::cuda::{CudaDevice, GpuFloat, Precision};
 use llm_train::rng::{fresh_seed, test_seed, Rng};
 
-/// The reason the GPU tests give for being ignored: they run only when asked (`--include-ignored`, as
-/// `scripts/gpu-check.sh` does), so a machine without a GPU shows it as skipped.
+/// The reason the GPU tests give for being ignored: they run only when asked
+/// (`--include-ignored`, as `scripts/gpu-check.sh` does), so a machine without a GPU
+/// shows them as skipped.
 pub const NEEDS_GPU: &str = "needs a CUDA GPU";
 
 /// The first GPU. The tests that call this are `#[ignore = "needs a CUDA GPU"]`: they
