@@ -40,8 +40,10 @@ pub struct ContextParams {
     /// generation over BF16 weights (`true`), instead of bf16 dot products (`false`,
     /// the default: bf16 dot products where the CPU has them and they are faster
     /// than f32 FMAs, activations and F16 weights rounded to bf16, at most 2⁻⁸
-    /// relative each; see
-    /// [`Cpu::set_f16_exact`](crate::kernels::Cpu::set_f16_exact)).
+    /// relative each); and F32 prompts on f32 FMAs instead of the AMX tiles' three
+    /// bf16 products (about 2⁻¹⁶ relative each). See
+    /// [`Cpu::set_f16_exact`](crate::kernels::Cpu::set_f16_exact) and
+    /// [`Cpu::f32_tile_products`](crate::kernels::Cpu::f32_tile_products).
     pub f16_exact: bool,
 }
 

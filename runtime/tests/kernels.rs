@@ -107,13 +107,20 @@ const U_BF16: f64 = 1.0 / 256.0;
 ///
 /// Each plus the f32 summation of both sides (`every_path_matches_reference`'s
 /// bound) and `vdpbf16ps`'s flushing of denormal results (`K·2⁻¹²⁶`).
+///
+/// F32 weights on the AMX tiles (`Cpu::f32_tile_products`) take three products of
+/// split factors, `wₕxₕ + wₕxₗ + wₗxₕ` with `v = vₕ + vₗ + e`, `|vₗ| <= u·|v|·(1+u)`,
+/// `|e| <= u²·|v|`: what they leave out is at most `a = 3u² + 3u³` of `|w·x|`, and the
+/// f32 summation runs over `3·K` terms.
 fn bf16_bounds(dtype: DType, cols: usize, absd: f64, sqd: f64) -> (f64, f64) {
-    let a = match dtype {
-        DType::F16 => 2.0 * U_BF16 + U_BF16 * U_BF16,
-        DType::BF16 => U_BF16,
+    let (a, terms) = match dtype {
+        DType::F16 => (2.0 * U_BF16 + U_BF16 * U_BF16, 1.0),
+        DType::BF16 => (U_BF16, 1.0),
+        DType::F32 => (3.0 * U_BF16 * U_BF16 + 3.0 * U_BF16.powi(3), 3.0),
         d => panic!("no bf16 dots for {d}"),
     };
-    let f32_sums = 4.0 * (cols as f64 + 2.0) * EPS * absd * 1.1 + cols as f64 * 2f64.powi(-126);
+    let f32_sums =
+        4.0 * (terms * cols as f64 + 2.0) * EPS * absd * 1.1 + cols as f64 * 2f64.powi(-126);
     (a * absd + f32_sums, 7.5 * a * sqd.sqrt() + f32_sums)
 }
 
@@ -298,7 +305,8 @@ fn every_path_matches_reference() {
                         let mut y = poisoned(n * rows);
                         cpu.matmul(&w.matrix(), &x, n, &mut y);
                         let absd = abs_dots(&w, &x, n);
-                        let bf16 = cpu.bf16_products(dtype, n);
+                        let bf16 =
+                            cpu.bf16_products(dtype, n) || cpu.f32_tile_products(&w.matrix(), n);
                         let sqd = square_dots(&w, &x, n);
                         for o in 0..y.len() {
                             let err = (y[o] as f64 - want[o] as f64).abs();
@@ -355,7 +363,7 @@ fn r16_layout_matches_plain_rows_on_every_path() {
                     cpu.matmul(&plain.matrix(), &x, n, &mut y_plain);
                     let absd = abs_dots(&plain, &x, n);
                     let sqd = square_dots(&plain, &x, n);
-                    let bf16 = cpu.bf16_products(dtype, n);
+                    let bf16 = cpu.bf16_products(dtype, n) || cpu.f32_tile_products(&m16, n);
                     for o in 0..y.len() {
                         let what = format!(
                             "{path} x{threads} exact={exact} {dtype} {rows}x{cols} n={n} out {o}: r16 {} plain {} ref {}",
@@ -409,7 +417,7 @@ fn default_context_matches_reference_at_model_shapes() {
                 cpu.matmul(&w.matrix(), &x, n, &mut y);
                 let absd = abs_dots(&w, &x, n);
                 let sqd = square_dots(&w, &x, n);
-                let bf16 = cpu.bf16_products(dtype, n);
+                let bf16 = cpu.bf16_products(dtype, n) || cpu.f32_tile_products(&w.matrix(), n);
                 for o in 0..y.len() {
                     let err = (y[o] as f64 - want[o] as f64).abs();
                     let bound = if bf16 {
@@ -438,9 +446,10 @@ fn default_context_matches_reference_at_model_shapes() {
 /// activation counts around its 6-wide tile. Where the CPU also has AMX tiles, both
 /// kernels (`Cpu::set_amx`), with shapes around the tiles' 32 rows × 32 activations:
 /// BF16 rows read straight from the matrix (64 × 256) and through the panel (67 × 288:
-/// two whole panels and a ragged one). Prints the largest error seen in units of
-/// `u·sqrt(Σ(w·x)²)`. Then the same products with `set_f16_exact(true)` meet the f32
-/// bound of `every_path_matches_reference`.
+/// two whole panels and a ragged one); and F32 prompts there, as three products of
+/// split factors (`Cpu::f32_tile_products`). Prints the largest error seen in units of
+/// `u·sqrt(Σ(w·x)²)` (F32: `u²·sqrt(Σ(w·x)²)`). Then the same products with
+/// `set_f16_exact(true)` meet the f32 bound of `every_path_matches_reference`.
 #[test]
 fn bf16_prompt_dots_within_rounding_bounds() {
     let mut rng = Rng::fresh();
@@ -458,8 +467,18 @@ fn bf16_prompt_dots_within_rounding_bounds() {
                 continue;
             }
             let kernel = if amx { "amx" } else { "bf16 dots" };
-            for dtype in [DType::F16, DType::BF16] {
+            let dtypes: &[DType] = if amx {
+                &[DType::F16, DType::BF16, DType::F32]
+            } else {
+                &[DType::F16, DType::BF16]
+            };
+            for &dtype in dtypes {
                 let mut worst = 0.0f64;
+                let unit = if dtype == DType::F32 {
+                    U_BF16 * U_BF16
+                } else {
+                    U_BF16
+                };
                 let shapes = [
                     (1, 2176),
                     (13, 2176),
@@ -507,13 +526,17 @@ fn bf16_prompt_dots_within_rounding_bounds() {
                                     err <= sqrt_k,
                                     "{what} (err {err:e} > sqrt(K) bound {sqrt_k:e})"
                                 );
-                                worst = worst.max(err / (U_BF16 * sqd[o].sqrt()));
+                                if dtype == DType::F32 && n > 1 {
+                                    assert!(cpu.f32_tile_products(&w.matrix(), n), "{what}");
+                                }
+                                worst = worst.max(err / (unit * sqd[o].sqrt()));
                             }
                         }
                     }
                 }
+                let u = if dtype == DType::F32 { "u²" } else { "u" };
                 eprintln!(
-                    "{path} ({kernel}) x{threads} {dtype}: largest error {worst:.2}·u·sqrt(Σ(w·x)²)"
+                    "{path} ({kernel}) x{threads} {dtype}: largest error {worst:.2}·{u}·sqrt(Σ(w·x)²)"
                 );
             }
         }

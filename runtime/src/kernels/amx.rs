@@ -1,7 +1,7 @@
-//! x86-64 AMX prompt kernels for F16 and BF16 weights: `tdpbf16ps`, which multiplies a
-//! 16 × 32 tile of bf16 weights by a 32 × 16 tile of bf16 activations into a 16 × 16
-//! tile of f32 sums, 8192 multiply-adds per instruction (Sapphire Rapids and later
-//! Xeons: about 15 times the f32 FMAs of a core, PERF.md).
+//! x86-64 AMX prompt kernels for F16, BF16 and F32 weights: `tdpbf16ps`, which
+//! multiplies a 16 × 32 tile of bf16 weights by a 32 × 16 tile of bf16 activations into
+//! a 16 × 16 tile of f32 sums, 8192 multiply-adds per instruction (Sapphire Rapids and
+//! later Xeons: about 15 times the f32 FMAs of a core, PERF.md).
 //!
 //! * **Activations** are rounded to bf16 once per product ([`Amx::round_blocks`], the
 //!   same round-to-nearest-even as `avx512_bf16`), in blocks of 16 (the prompt padded
@@ -15,13 +15,19 @@
 //!   F16 rows (and the ragged edges of BF16) are first made bf16 into a panel of 32
 //!   rows (F16 through f32, exact, then rounded to nearest even; zero past the edges),
 //!   once per product, and every block of activations reuses the panel.
+//! * **F32 weights** take three products of bf16 pairs ("bf16x3"): each f32 value `v`
+//!   is split into `h = bf16(v)` and `l = bf16(v - h)` ([`Split`]), weights into two
+//!   panels and activations into two buffers, and every step sums `wₕ·xₕ + wₕ·xₗ +
+//!   wₗ·xₕ`. Each term then carries a relative error of at most `3u² + 3u³` (`u = 2⁻⁸`;
+//!   about 2⁻¹⁶, against f32's 2⁻²⁴) at a third of the tiles' rate, still about five
+//!   times a core's f32 FMAs.
 //! * **Tiles:** 4 accumulators (32 weight rows × 32 activations), 2 weight tiles and 2
 //!   activation tiles: the 8 tile registers. Each sum tile is stored, transposed back
 //!   to activations × rows, and written to the output under a mask.
 //!
-//! **Error:** the same as `avx512_bf16` (the same roundings of the same factors; the
-//! tile unit treats denormals as zero and rounds its f32 sums to nearest even), so the
-//! kernel tests hold it to the same bounds.
+//! **Error:** for F16/BF16 the same as `avx512_bf16` (the same roundings of the same
+//! factors; the tile unit treats denormals as zero and rounds its f32 sums to nearest
+//! even), so the kernel tests hold it to the same bounds; for F32 the bound above.
 //!
 //! **The operating system** must grant each process the tile data state (Linux 5.16+:
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`); [`Amx::detect`] asks once
@@ -41,6 +47,22 @@ pub(crate) const BLOCK: usize = 16;
 
 /// Weight rows and activations per step of the kernel (two tiles each way).
 pub(crate) const STEP: usize = 32;
+
+/// Which bf16 an f32 value becomes: `h = bf16(v)` (all F16/BF16 products take this
+/// alone) or, for the three products of F32 weights, the rest `l = bf16(v - h)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// `bf16(v)`, rounded to nearest even.
+    Hi,
+    /// `bf16(v - bf16(v))`, the part the first rounding lost, rounded the same way.
+    Lo,
+}
+
+/// The weight types of the kernels' `W` parameter: F16 (made bf16 per panel), BF16
+/// (read as it lies where it can), F32 (split into two panels, three products).
+const W_F16: u8 = 0;
+const W_BF16: u8 = 1;
+const W_F32: u8 = 2;
 
 /// Proof that the CPU has AMX-TILE and AMX-BF16 with the tile palette this module
 /// uses, that the operating system granted the tile state to this process, and that
@@ -83,12 +105,29 @@ impl Amx {
         n.next_multiple_of(STEP) * bf16_padded(cols)
     }
 
-    /// Rounds activations `16·b0..16·b1` of `x` (`n` rows of `cols`) to bf16 into
-    /// `out`, blocks `b0..b1` of the B layout above (`16·bf16_padded(cols)` values each);
-    /// rows past `n` are zero.
+    /// Whether the tiles take a prompt product over `w`: F16, BF16 and F32 (as three
+    /// products, [`Split`]) weights.
+    pub(crate) fn takes(w: &Matrix<'_>) -> bool {
+        matches!(w.dtype, DType::F16 | DType::BF16 | DType::F32)
+    }
+
+    /// The parts of the activations a product over `dtype` reads: `[Hi]`, or
+    /// `[Hi, Lo]` for F32 weights, each [`Amx::buffer_len`] values, one after the other.
+    pub(crate) fn splits(dtype: DType) -> &'static [Split] {
+        if dtype == DType::F32 {
+            &[Split::Hi, Split::Lo]
+        } else {
+            &[Split::Hi]
+        }
+    }
+
+    /// Rounds activations `16·b0..16·b1` of `x` (`n` rows of `cols`) to bf16 (the
+    /// `part` of each value) into `out`, blocks `b0..b1` of the B layout above
+    /// (`16·bf16_padded(cols)` values each); rows past `n` are zero.
     ///
     /// # Panics
     /// If `x.len() != n·cols` or `out.len() != (b1 - b0)·16·bf16_padded(cols)`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn round_blocks(
         self,
         x: &[f32],
@@ -96,55 +135,67 @@ impl Amx {
         cols: usize,
         b0: usize,
         b1: usize,
+        part: Split,
         out: &mut [u16],
     ) {
         assert_eq!(x.len(), n * cols);
         assert_eq!(out.len(), (b1 - b0) * BLOCK * bf16_padded(cols));
         // SAFETY: the token exists only if the CPU has every feature it enables.
-        unsafe { round_blocks(x, n, cols, b0, out) }
+        unsafe { round_tiles::<true>(x, n, cols, b0, part, out) }
     }
 
-    /// Rows `out.r0..out.r1` of `y = x·Wᵀ` for F16 or BF16 weights, with `xb` the
-    /// activations as [`Amx::round_blocks`] wrote them ([`Amx::buffer_len`] values).
+    /// Rows `out.r0..out.r1` of `y = x·Wᵀ` for weights the tiles take ([`Amx::takes`]),
+    /// with `xb` the activations as [`Amx::round_blocks`] (plain rows) or
+    /// [`Amx::round_rows`] (layout r16) wrote them: [`Amx::buffer_len`] values per
+    /// part of [`Amx::splits`].
     ///
     /// # Panics
-    /// If `w` is not F16 or BF16 or `xb` has the wrong length.
+    /// If the tiles do not take `w` or `xb` has the wrong length.
     pub(crate) fn rows(self, w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
-        assert_eq!(xb.len(), Amx::buffer_len(out.n(), w.cols));
+        assert!(
+            Amx::takes(w),
+            "AMX tiles do not take this {} matrix",
+            w.dtype
+        );
+        let parts = Amx::splits(w.dtype).len();
+        assert_eq!(xb.len(), parts * Amx::buffer_len(out.n(), w.cols));
         // SAFETY: the token proves the CPU's features and the tile permission.
         unsafe {
             match (w.dtype, w.layout) {
-                (DType::F16, Layout::Rows) => rows::<true, true>(w, xb, out),
-                (DType::BF16, Layout::Rows) => rows::<false, true>(w, xb, out),
-                (DType::F16, Layout::R16) => rows_r16::<true, true>(w, xb, out),
-                (DType::BF16, Layout::R16) => rows_r16::<false, true>(w, xb, out),
-                (d, l) => panic!(
-                    "AMX bf16 tiles take F16 or BF16 weights, not {d} ({})",
-                    l.name()
-                ),
+                (DType::F16, Layout::Rows) => rows::<W_F16, true>(w, xb, out),
+                (DType::BF16, Layout::Rows) => rows::<W_BF16, true>(w, xb, out),
+                (DType::F32, Layout::Rows) => rows::<W_F32, true>(w, xb, out),
+                (DType::F16, Layout::R16) => rows_r16::<W_F16, true>(w, xb, out),
+                (DType::BF16, Layout::R16) => rows_r16::<W_BF16, true>(w, xb, out),
+                (DType::F32, Layout::R16) => rows_r16::<W_F32, true>(w, xb, out),
+                (d, l) => unreachable!("{d} ({}) is not taken", l.name()),
             }
         }
     }
 
-    /// Rounds activation rows `i0..i1` of `x` (`n` rows of `cols`) to bf16 into `out`,
-    /// rows of [`bf16_padded`]`(cols)` values as the r16 kernel's A operand reads them
-    /// ([`Amx::buffer_len`] values in all); rows past `n` are zero.
+    /// Rounds activations `16·b0..16·b1` of `x` (`n` rows of `cols`) to bf16 (the
+    /// `part` of each value) into `out`, as the r16 kernel's A operand reads them:
+    /// blocks of 16 activations, each for every 32 columns a 16 × 32 tile of the
+    /// activations' rows (1 KiB, so a tile loads from consecutive lines);
+    /// `16·bf16_padded(cols)` values per block, rows past `n` zero.
     ///
     /// # Panics
-    /// If `x.len() != n·cols` or `out.len() != (i1 - i0)·bf16_padded(cols)`.
+    /// If `x.len() != n·cols` or `out.len() != (b1 - b0)·16·bf16_padded(cols)`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn round_rows(
         self,
         x: &[f32],
         n: usize,
         cols: usize,
-        i0: usize,
-        i1: usize,
+        b0: usize,
+        b1: usize,
+        part: Split,
         out: &mut [u16],
     ) {
         assert_eq!(x.len(), n * cols);
-        assert_eq!(out.len(), (i1 - i0) * bf16_padded(cols));
+        assert_eq!(out.len(), (b1 - b0) * BLOCK * bf16_padded(cols));
         // SAFETY: the token exists only if the CPU has every feature it enables.
-        unsafe { round_rows(x, n, cols, i0, out) }
+        unsafe { round_tiles::<false>(x, n, cols, b0, part, out) }
     }
 }
 
@@ -322,14 +373,14 @@ fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
     out
 }
 
-/// 32 values of `row` from column `c` (those past `cols` zero) rounded to bf16: the
-/// f32 values (`F16 = false` reads f32 here) or F16 bits made f32 exactly.
+/// The 32 f32 or F16 (`F16`) values of `row` from column `c` (those past `cols` zero),
+/// as two vectors of 16 f32 (F16 made f32 exactly).
 ///
 /// # Safety
 /// `row` points at `cols` values of its kind; `c < cols`; this module's features.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
-unsafe fn bf16_32<const F16: bool>(row: *const u8, cols: usize, c: usize) -> __m512i {
+#[target_feature(enable = "avx512f,avx512bw,f16c")]
+unsafe fn load_32<const F16: bool>(row: *const u8, cols: usize, c: usize) -> (__m512, __m512) {
     let left = (cols - c).min(32);
     let mask = if left == 32 {
         u32::MAX
@@ -338,7 +389,7 @@ unsafe fn bf16_32<const F16: bool>(row: *const u8, cols: usize, c: usize) -> __m
     };
     let (lo_mask, hi_mask) = (mask as __mmask16, (mask >> 16) as __mmask16);
     // SAFETY: the masks select columns c..c + left < cols of the row.
-    let (lo, hi) = unsafe {
+    unsafe {
         if F16 {
             let p = row.add(2 * c) as *const i16;
             let h = _mm512_maskz_loadu_epi16(mask, p);
@@ -353,14 +404,109 @@ unsafe fn bf16_32<const F16: bool>(row: *const u8, cols: usize, c: usize) -> __m
                 _mm512_maskz_loadu_ps(hi_mask, p.add(16)),
             )
         }
-    };
-    // `cvtne2ps` puts its first operand in the upper half.
+    }
+}
+
+/// Two vectors of 16 f32 as 32 bf16 in column order, rounded to nearest even
+/// (`vcvtne2ps2bf16`, which puts its first operand in the upper half and flushes
+/// denormals to zero as the tiles would; values already bf16 pass unchanged).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bf16")]
+fn pack_32(lo: __m512, hi: __m512) -> __m512i {
     // SAFETY: same size; bf16 bits.
     unsafe { core::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo)) }
 }
 
+/// f32 lanes rounded to the nearest bf16, ties to even, kept as f32 (low 16 bits zero):
+/// `vcvtne2ps2bf16`'s rounding of finite values.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round_f32(v: __m512) -> __m512 {
+    let b = _mm512_castps_si512(v);
+    let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+    let up = _mm512_add_epi32(b, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+    _mm512_castsi512_ps(_mm512_and_si512(up, _mm512_set1_epi32(-65536)))
+}
+
+/// 32 values of `row` from column `c` (those past `cols` zero) as bf16: F16 bits made
+/// f32 exactly, then rounded (the `Hi` part).
+///
+/// # Safety
+/// As [`load_32`].
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
-fn round_blocks(x: &[f32], n: usize, cols: usize, b0: usize, out: &mut [u16]) {
+unsafe fn f16_32(row: *const u8, cols: usize, c: usize) -> __m512i {
+    // SAFETY: the caller's promise.
+    let (lo, hi) = unsafe { load_32::<true>(row, cols, c) };
+    // F16 values are normal f32, so `pack_32` rounds them as `round_f32` would.
+    pack_32(lo, hi)
+}
+
+/// The `part` of 32 f32 values of `row` from column `c` (those past `cols` zero) as
+/// bf16.
+///
+/// # Safety
+/// As [`load_32`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+unsafe fn f32_32(row: *const u8, cols: usize, c: usize, part: Split) -> __m512i {
+    // SAFETY: the caller's promise.
+    let (hi, lo) = unsafe { f32_32_split(row, cols, c) };
+    match part {
+        Split::Hi => hi,
+        Split::Lo => lo,
+    }
+}
+
+/// Both parts of 32 f32 values of `row` from column `c` (those past `cols` zero) as
+/// bf16, `(Hi, Lo)`, from one load: the rest is rounded by `vcvtne2ps2bf16` itself.
+///
+/// # Safety
+/// As [`load_32`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+unsafe fn f32_32_split(row: *const u8, cols: usize, c: usize) -> (__m512i, __m512i) {
+    // SAFETY: the caller's promise.
+    let (a, b) = unsafe { load_32::<false>(row, cols, c) };
+    let (ha, hb) = (round_f32(a), round_f32(b));
+    (
+        pack_32(ha, hb),
+        pack_32(_mm512_sub_ps(a, ha), _mm512_sub_ps(b, hb)),
+    )
+}
+
+/// Both parts, `(Hi, Lo)`, of an r16 F32 tile row: columns `2p` and `2p + 1` of 16
+/// rows (`a`, `b`), as the 16 rows' bf16 pairs (column `2p` in the low half of each
+/// lane). The rest is rounded by `vcvtne2ps2bf16`, as [`f32_32_split`] rounds it.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+fn pair_16_split(a: __m512, b: __m512) -> (__m512i, __m512i) {
+    let (ha, hb) = (round_f32(a), round_f32(b));
+    let hi = _mm512_or_si512(
+        _mm512_castps_si512(hb),
+        _mm512_srli_epi32::<16>(_mm512_castps_si512(ha)),
+    );
+    // [a's 16 rests | b's 16 rests], then interleaved: lane r = (b_r << 16) | a_r.
+    let rests = pack_32(_mm512_sub_ps(a, ha), _mm512_sub_ps(b, hb));
+    let idx: [u16; 32] = core::array::from_fn(|i| ((i % 2) * 16 + i / 2) as u16);
+    // SAFETY: a plain load of a local array of 64 bytes.
+    let idx = unsafe { _mm512_loadu_si512(idx.as_ptr() as *const __m512i) };
+    (hi, _mm512_permutexvar_epi16(idx, rests))
+}
+
+/// Blocks of 16 activations from `b0` on, rounded to bf16 (`part`), one 1 KiB tile
+/// per 32 columns: the B operand (`TRANSPOSE`: row `p` holds the 16 activations'
+/// column pair `p`, [`Amx::round_blocks`]) or the A operand (row `t` holds activation
+/// `t`'s 32 columns, [`Amx::round_rows`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
+fn round_tiles<const TRANSPOSE: bool>(
+    x: &[f32],
+    n: usize,
+    cols: usize,
+    b0: usize,
+    part: Split,
+    out: &mut [u16],
+) {
     let groups = bf16_padded(cols) / 32;
     for (bo, block) in out.chunks_exact_mut(BLOCK * 32 * groups).enumerate() {
         let first = (b0 + bo) * BLOCK;
@@ -369,33 +515,16 @@ fn round_blocks(x: &[f32], n: usize, cols: usize, b0: usize, out: &mut [u16]) {
                 let i = first + t;
                 if i < n && cols > 0 {
                     // SAFETY: row i holds `cols` f32 values; 32g < cols.
-                    unsafe { bf16_32::<false>(x[i * cols..].as_ptr() as *const u8, cols, 32 * g) }
+                    unsafe { f32_32(x[i * cols..].as_ptr() as *const u8, cols, 32 * g, part) }
                 } else {
                     _mm512_setzero_si512()
                 }
             });
-            for (p, r) in transpose16(v).iter().enumerate() {
+            let v = if TRANSPOSE { transpose16(v) } else { v };
+            for (p, r) in v.iter().enumerate() {
                 // SAFETY: the tile holds 16 rows of 32 values; row p is 64 bytes.
                 unsafe { _mm512_storeu_si512(tile[32 * p..].as_mut_ptr() as *mut __m512i, *r) };
             }
-        }
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
-fn round_rows(x: &[f32], n: usize, cols: usize, i0: usize, out: &mut [u16]) {
-    let stride = bf16_padded(cols);
-    for (k, row) in out.chunks_exact_mut(stride).enumerate() {
-        let i = i0 + k;
-        for g in 0..stride / 32 {
-            let v = if i < n && 32 * g < cols {
-                // SAFETY: row i holds `cols` f32 values; 32g < cols.
-                unsafe { bf16_32::<false>(x[i * cols..].as_ptr() as *const u8, cols, 32 * g) }
-            } else {
-                _mm512_setzero_si512()
-            };
-            // SAFETY: 32 values at 32g < stride of the row.
-            unsafe { _mm512_storeu_si512(row[32 * g..].as_mut_ptr() as *mut __m512i, v) };
         }
     }
 }
@@ -439,21 +568,13 @@ impl<const HW: bool> Tiles<HW> {
     /// # Safety
     /// As [`step`]: every tile read lies in readable memory.
     #[inline]
-    unsafe fn step(
-        &self,
-        a: *const u8,
-        stride: usize,
-        b0: *const u8,
-        b_next: usize,
-        groups: usize,
-        c: &mut [[f32; 256]; 4],
-    ) {
+    unsafe fn step(&self, terms: &[Term], at: &Geometry, c: &mut [[f32; 256]; 4]) {
         // SAFETY: the tiles are configured (`configure`); the reads are the caller's.
         unsafe {
             if HW {
-                step(a, stride, b0, b_next, groups, c)
+                step(terms, at, c)
             } else {
-                step_model(a, stride, b0, b_next, groups, c)
+                step_model(terms, at, c)
             }
         }
     }
@@ -468,25 +589,34 @@ impl<const HW: bool> Drop for Tiles<HW> {
     }
 }
 
-/// One step: `c[2a + b] = A_a · B_b` over `groups` groups of 32 columns, where
-/// `A_a` is rows `16a..16a+16` at `a` (row stride `stride` bytes, group `g` at byte
-/// `64g`) and `B_b` is a B-layout block at `b0 + b·b_next` (group `g` at byte
-/// `1024g`); `c[k]` is stored as 16 rows (A's rows) of 16 f32 (B's columns). The plain
-/// kernel ([`rows`]) passes weight rows as A and activation blocks as B, the r16
-/// kernel ([`rows_r16`]) activation rows as A and the file's weight groups as B.
+/// One product of a step: the A operand's rows (`a`) and the B operand's first block
+/// (`b`), as [`step`] reads them.
+type Term = (*const u8, *const u8);
+
+/// Where a step finds its tiles, in bytes: `A_a` (a = 0, 1) holds 16 rows at
+/// `A + a·a_next`, row stride `a_row`, group `g` of 32 columns at `a_group·g`; `B_b`
+/// is a B-layout block at `B + b·b_next` (group `g` at `1024g`, rows of 64 bytes).
+struct Geometry {
+    a_row: usize,
+    a_group: usize,
+    a_next: usize,
+    b_next: usize,
+    /// Groups of 32 columns.
+    groups: usize,
+}
+
+/// One step: `c[2a + b] = Σ over terms (A, B) of A_a · B_b` over the groups of 32
+/// columns, the tiles where `at` says; `c[k]` is stored as 16 rows (A's rows) of 16 f32
+/// (B's columns). The plain kernel ([`rows`]) passes weight rows as A and activation
+/// blocks as B, the r16 kernel ([`rows_r16`]) activation tiles as A and the file's
+/// weight groups as B; F32 weights pass three terms ([`Split`]), the others one. Per
+/// group the terms add in their order, so both kernels sum alike.
 ///
 /// # Safety
 /// The tiles are configured (`TileConfig`) on this thread; every tile read lies in
 /// readable memory.
 #[inline]
-unsafe fn step(
-    a: *const u8,
-    stride: usize,
-    b0: *const u8,
-    b_next: usize,
-    groups: usize,
-    c: &mut [[f32; 256]; 4],
-) {
+unsafe fn step(terms: &[Term], at: &Geometry, c: &mut [[f32; 256]; 4]) {
     // SAFETY (every block): the caller configured the tiles and guarantees the reads;
     // the stores go to `c`, 4 × 1 KiB.
     unsafe {
@@ -497,26 +627,28 @@ unsafe fn step(
             "tilezero tmm3",
             options(nostack, nomem)
         );
-        for g in 0..groups {
-            let a0 = a.add(64 * g);
-            let b = b0.add(1024 * g);
-            asm!(
-                "tileloadd tmm4, [{a0} + {s} * 1]",
-                "tileloadd tmm5, [{a1} + {s} * 1]",
-                "tileloadd tmm6, [{b0} + {s64} * 1]",
-                "tileloadd tmm7, [{b1} + {s64} * 1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a0,
-                a1 = in(reg) a0.add(16 * stride),
-                s = in(reg) stride,
-                b0 = in(reg) b,
-                b1 = in(reg) b.add(b_next),
-                s64 = in(reg) 64usize,
-                options(nostack, readonly)
-            );
+        for g in 0..at.groups {
+            for &(a, b) in terms {
+                let a0 = a.add(at.a_group * g);
+                let b = b.add(1024 * g);
+                asm!(
+                    "tileloadd tmm4, [{a0} + {s} * 1]",
+                    "tileloadd tmm5, [{a1} + {s} * 1]",
+                    "tileloadd tmm6, [{b0} + {s64} * 1]",
+                    "tileloadd tmm7, [{b1} + {s64} * 1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    a0 = in(reg) a0,
+                    a1 = in(reg) a0.add(at.a_next),
+                    s = in(reg) at.a_row,
+                    b0 = in(reg) b,
+                    b1 = in(reg) b.add(at.b_next),
+                    s64 = in(reg) 64usize,
+                    options(nostack, readonly)
+                );
+            }
         }
         asm!(
             "tilestored [{c0} + {s64} * 1], tmm0",
@@ -534,19 +666,13 @@ unsafe fn step(
 }
 
 /// What [`step`] computes, in plain code (each product of two bf16 exact in f32,
-/// summed in column order): where the CPU has no tiles, the unit tests run [`rows`] and
-/// [`rows_r16`] on this to check every layout around the instructions.
+/// summed in column order, term after term per group): where the CPU has no tiles, the
+/// unit tests run [`rows`] and [`rows_r16`] on this to check every layout around the
+/// instructions.
 ///
 /// # Safety
 /// Every read lies in readable memory, as for [`step`].
-unsafe fn step_model(
-    a: *const u8,
-    stride: usize,
-    b0: *const u8,
-    b_next: usize,
-    groups: usize,
-    c: &mut [[f32; 256]; 4],
-) {
+unsafe fn step_model(terms: &[Term], at: &Geometry, c: &mut [[f32; 256]; 4]) {
     let bf = |p: *const u8, i: usize| {
         // SAFETY: the caller guarantees the reads.
         let h = unsafe { (p as *const u16).add(i).read_unaligned() };
@@ -554,30 +680,46 @@ unsafe fn step_model(
     };
     for (k, ck) in c.iter_mut().enumerate() {
         *ck = [0.0; 256];
-        for g in 0..groups {
-            for m in 0..BLOCK {
-                // Weight row 16·(k/2) + m, columns 32g..32g+32.
-                // SAFETY: inside the caller's readable tiles.
-                let arow = unsafe { a.add((BLOCK * (k / 2) + m) * stride + 64 * g) };
-                // Activation block k % 2, group g: row p holds column pair p of the 16.
-                let bt = unsafe { b0.add((k % 2) * b_next + 1024 * g) };
-                for j in 0..BLOCK {
-                    let mut sum = ck[BLOCK * m + j];
-                    for p in 0..16 {
-                        for e in 0..2 {
-                            sum += bf(arow, 2 * p + e) * bf(bt, 32 * p + 2 * j + e);
+        for g in 0..at.groups {
+            for &(a, b0) in terms {
+                for m in 0..BLOCK {
+                    // Row m of A tile k/2, columns 32g..32g+32.
+                    // SAFETY: inside the caller's readable tiles.
+                    let arow =
+                        unsafe { a.add((k / 2) * at.a_next + m * at.a_row + at.a_group * g) };
+                    // B block k % 2, group g: row p holds column pair p of the 16.
+                    let bt = unsafe { b0.add((k % 2) * at.b_next + 1024 * g) };
+                    for j in 0..BLOCK {
+                        let mut sum = ck[BLOCK * m + j];
+                        for p in 0..16 {
+                            for e in 0..2 {
+                                sum += bf(arow, 2 * p + e) * bf(bt, 32 * p + 2 * j + e);
+                            }
                         }
+                        ck[BLOCK * m + j] = sum;
                     }
-                    ck[BLOCK * m + j] = sum;
                 }
             }
         }
     }
 }
 
+/// The terms of a step: one (`[(A, B)]`) for F16/BF16 weights, and for F32 weights
+/// `hi·hi`, `hi·lo`, `lo·hi` (`a_lo`, `b_lo`: the byte offsets of the `Lo` parts).
+fn terms<const W: u8>(a: *const u8, a_lo: usize, b: *const u8, b_lo: usize) -> ([Term; 3], usize) {
+    if W == W_F32 {
+        (
+            [(a, b), (a, b.wrapping_add(b_lo)), (a.wrapping_add(a_lo), b)],
+            3,
+        )
+    } else {
+        ([(a, b); 3], 1)
+    }
+}
+
 /// The kernel: `HW` runs the tile instructions ([`step`]), otherwise [`step_model`].
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
-fn rows<const F16: bool, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
+fn rows<const W: u8, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
     let (n, cols) = (out.n(), w.cols);
     let (r0, r1) = (out.r0, out.r1);
     if n == 0 || r0 == r1 {
@@ -585,137 +727,199 @@ fn rows<const F16: bool, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut O
     }
     let stride = bf16_padded(cols);
     let groups = stride / 32;
-    let row_bytes = 2 * cols;
+    let row_bytes = w.row_bytes();
     let blocks = n.next_multiple_of(STEP) / BLOCK;
     let b_next = BLOCK * stride * 2; // bytes from one activation block to the next
-                                     // SAFETY: with `HW`, the token proves AMX and the permission.
+    let x_lo = 2 * Amx::buffer_len(n, cols); // bytes from the Hi to the Lo activations
+    let parts = if W == W_F32 { 2 } else { 1 };
+    // SAFETY: with `HW`, the token proves AMX and the permission.
     let tiles = unsafe { Tiles::<HW>::configure() };
-    {
-        // 32 weight rows made bf16 (F16 weights, ragged edges of BF16), per part.
-        let mut panel: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
-        let mut c = [[0.0f32; 256]; 4];
-        let mut r = r0;
-        while r < r1 {
-            let here = (r1 - r).min(STEP);
-            let direct = !F16 && here == STEP && cols % 32 == 0;
-            let (a, a_stride) = if direct {
-                (w.data[r * row_bytes..].as_ptr(), row_bytes)
-            } else {
-                panel.resize(STEP * stride, 0);
-                for (k, prow) in panel.chunks_exact_mut(stride).enumerate() {
-                    for g in 0..groups {
-                        let v = if k < here && cols > 0 {
-                            let row = w.data[(r + k) * row_bytes..].as_ptr();
-                            // SAFETY: row r + k < rows holds `cols` 2-byte values
-                            // (`Matrix` checked the length); 32g < cols.
-                            unsafe {
-                                if F16 {
-                                    bf16_32::<true>(row, cols, 32 * g)
-                                } else {
-                                    bf16_copy(row, cols, 32 * g)
-                                }
+    // 32 weight rows made bf16 (F16 weights, ragged edges of BF16), per part; F32
+    // weights as 32 Hi rows, then 32 Lo rows.
+    let mut panel: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
+    let mut c = [[0.0f32; 256]; 4];
+    let mut r = r0;
+    while r < r1 {
+        let here = (r1 - r).min(STEP);
+        let direct = W == W_BF16 && here == STEP && cols % 32 == 0;
+        let (a, a_stride) = if direct {
+            (w.data[r * row_bytes..].as_ptr(), row_bytes)
+        } else {
+            panel.resize(parts * STEP * stride, 0);
+            let (hi, lo) = panel.split_at_mut(STEP * stride);
+            for (k, prow) in hi.chunks_exact_mut(stride).enumerate() {
+                for g in 0..groups {
+                    let (vh, vl) = if k < here && cols > 0 {
+                        let row = w.data[(r + k) * row_bytes..].as_ptr();
+                        // SAFETY: row r + k < rows holds `cols` values of the dtype
+                        // (`Matrix` checked the length); 32g < cols.
+                        unsafe {
+                            match W {
+                                W_F16 => (f16_32(row, cols, 32 * g), _mm512_setzero_si512()),
+                                W_BF16 => (bf16_copy(row, cols, 32 * g), _mm512_setzero_si512()),
+                                _ => f32_32_split(row, cols, 32 * g),
                             }
-                        } else {
-                            _mm512_setzero_si512()
-                        };
-                        // SAFETY: 32 values at 32g < stride of the panel row.
-                        unsafe {
-                            _mm512_storeu_si512(prow[32 * g..].as_mut_ptr() as *mut __m512i, v)
-                        };
-                    }
-                }
-                (panel.as_ptr() as *const u8, 2 * stride)
-            };
-            for blk in (0..blocks).step_by(2) {
-                // SAFETY: weight tiles: 32 rows of `a_stride` bytes from `a`, each
-                // read 64 bytes at a time up to `2·stride` (the panel) or `row_bytes`
-                // (direct: 32 whole rows inside the matrix, cols a multiple of 32);
-                // activation tiles: blocks blk and blk + 1 < blocks of `xb`, whose
-                // length `rows` asserted; tiles configured above.
-                unsafe {
-                    let b = (xb.as_ptr() as *const u8).add(blk * b_next);
-                    tiles.step(a, a_stride, b, b_next, groups, &mut c);
-                }
-                for (k, ck) in c.iter().enumerate() {
-                    let (rr, i0) = (r + BLOCK * (k / 2), BLOCK * (blk + k % 2));
-                    if rr >= r + here || i0 >= n {
-                        continue;
-                    }
-                    let valid = (r + here - rr).min(BLOCK);
-                    let mask = ((1u32 << valid) - 1) as __mmask16;
-                    // SAFETY: `ck` holds 16 rows of 16 f32.
-                    let v: [__m512i; 16] = core::array::from_fn(|q| unsafe {
-                        _mm512_loadu_si512(ck[16 * q..].as_ptr() as *const __m512i)
-                    });
-                    for (t, col) in transpose16(v).iter().enumerate().take(n - i0) {
-                        let dst = out.span(i0 + t, rr, valid);
-                        // SAFETY: the mask writes `valid` values, the span's length.
-                        unsafe {
-                            _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask, _mm512_castsi512_ps(*col))
-                        };
+                        }
+                    } else {
+                        (_mm512_setzero_si512(), _mm512_setzero_si512())
+                    };
+                    // SAFETY: 32 values at 32g < stride of the panel row (and, for F32,
+                    // of the Lo row 32 rows on).
+                    unsafe {
+                        _mm512_storeu_si512(prow[32 * g..].as_mut_ptr() as *mut __m512i, vh);
+                        if W == W_F32 {
+                            let l = lo[k * stride + 32 * g..].as_mut_ptr();
+                            _mm512_storeu_si512(l as *mut __m512i, vl);
+                        }
                     }
                 }
             }
-            r += here;
+            (panel.as_ptr() as *const u8, 2 * stride)
+        };
+        for blk in (0..blocks).step_by(2) {
+            let b = (xb.as_ptr() as *const u8).wrapping_add(blk * b_next);
+            let (terms, used) = terms::<W>(a, STEP * a_stride, b, x_lo);
+            // SAFETY: weight tiles: 32 rows of `a_stride` bytes from `a` (and, for F32,
+            // the panel's 32 Lo rows after them), each read 64 bytes at a time up to
+            // `2·stride` (the panel) or `row_bytes` (direct: 32 whole rows inside the
+            // matrix, cols a multiple of 32); activation tiles: blocks blk and
+            // blk + 1 < blocks of each part of `xb`, whose length `rows` asserted;
+            // tiles configured above.
+            let at = Geometry {
+                a_row: a_stride,
+                a_group: 64,
+                a_next: BLOCK * a_stride,
+                b_next,
+                groups,
+            };
+            unsafe { tiles.step(&terms[..used], &at, &mut c) };
+            for (k, ck) in c.iter().enumerate() {
+                let (rr, i0) = (r + BLOCK * (k / 2), BLOCK * (blk + k % 2));
+                if rr >= r + here || i0 >= n {
+                    continue;
+                }
+                let valid = (r + here - rr).min(BLOCK);
+                let mask = ((1u32 << valid) - 1) as __mmask16;
+                // SAFETY: `ck` holds 16 rows of 16 f32.
+                let v: [__m512i; 16] = core::array::from_fn(|q| unsafe {
+                    _mm512_loadu_si512(ck[16 * q..].as_ptr() as *const __m512i)
+                });
+                for (t, col) in transpose16(v).iter().enumerate().take(n - i0) {
+                    let dst = out.span(i0 + t, rr, valid);
+                    // SAFETY: the mask writes `valid` values, the span's length.
+                    unsafe {
+                        _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask, _mm512_castsi512_ps(*col))
+                    };
+                }
+            }
         }
+        r += here;
     }
 }
 
 /// The kernel for a matrix in layout `r16` (`llm_format::layout`), whose groups of 16
 /// rows interleaved in 4-byte units are, 32 columns at a time, the tile unit's B
 /// operand as it is (16 column pairs × the 16 rows' pairs): the roles of the plain
-/// kernel turn round. The activations, rows of bf16 ([`Amx::round_rows`]), are the A
-/// operand, and each sum tile is 16 activations × 16 weight rows, the output's own
+/// kernel turn round. The activations, tiles of bf16 rows ([`Amx::round_rows`]), are
+/// the A operand, and each sum tile is 16 activations × 16 weight rows, the output's own
 /// order, so it is stored without a transposition. BF16 weight tiles are loaded from
 /// the mapped file; F16 ones are made bf16 in place order, 32 rows at a time, into a
-/// panel that every block of activations reuses. `r16` matrices have a multiple of 16
-/// rows of a multiple of 32 columns (`Layout::unfit`), and parts are whole groups
-/// (`Cpu::row_align`), so every tile is whole.
+/// panel that every block of activations reuses; F32 ones (one value per 4-byte unit,
+/// so a tile row is two columns of 16 values) into a Hi and a Lo panel in the same
+/// order, zero past the columns. `r16` matrices have a multiple of 16 rows of (F16,
+/// BF16) a multiple of 32 columns or (F32) of 16 (`Layout::unfit`), and parts are whole
+/// groups (`Cpu::row_align`), so every tile is whole.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
-fn rows_r16<const F16: bool, const HW: bool>(w: &Matrix<'_>, xa: &[u16], out: &mut OutRows<'_>) {
+fn rows_r16<const W: u8, const HW: bool>(w: &Matrix<'_>, xa: &[u16], out: &mut OutRows<'_>) {
     let (n, cols) = (out.n(), w.cols);
     let (r0, r1) = (out.r0, out.r1);
     if n == 0 || r0 == r1 {
         return;
     }
-    assert!(r0 % R16_ROWS == 0 && r1 % R16_ROWS == 0 && cols % 32 == 0);
-    let groups = cols / 32;
-    let group_bytes = R16_ROWS * 2 * cols; // one group of 16 rows in the file
-    let a_stride = 2 * cols; // bytes per activation row (cols is a multiple of 32)
+    assert!(r0 % R16_ROWS == 0 && r1 % R16_ROWS == 0 && (W == W_F32 || cols % 32 == 0));
+    let groups = bf16_padded(cols) / 32;
+    let group_bytes = R16_ROWS * w.row_bytes(); // one group of 16 rows in the file
+    let a_block = BLOCK * 2 * bf16_padded(cols); // bytes per block of 16 activations
+    let x_lo = 2 * Amx::buffer_len(n, cols); // bytes from the Hi to the Lo activations
     let blocks = n.next_multiple_of(STEP) / BLOCK;
     // SAFETY: with `HW`, the token proves AMX and the permission.
     let tiles = unsafe { Tiles::<HW>::configure() };
-    // F16: the 32 rows of a step made bf16, group after group, 1 KiB per tile.
+    // F16, F32: the 32 rows of a step made bf16, group after group, 1 KiB per tile
+    // (F32: the Hi panel, then the Lo panel).
     let mut panel: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
     let mut c = [[0.0f32; 256]; 4];
     let mut r = r0;
     while r < r1 {
         let here = (r1 - r).min(STEP);
         let first = &w.data[r / R16_ROWS * group_bytes..(r + here) / R16_ROWS * group_bytes];
-        let (b, b_next) = if F16 {
-            panel.resize(first.len() / 2, 0);
-            for (src, dst) in first.chunks_exact(64).zip(panel.chunks_exact_mut(32)) {
-                // SAFETY: 32 f16 values in `src`, 32 bf16 slots in `dst`.
-                unsafe {
-                    let v = bf16_32::<true>(src.as_ptr(), 32, 0);
-                    _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, v);
+        let per_panel = here * bf16_padded(cols); // bf16 values
+        let (b, b_next) = match W {
+            W_F16 => {
+                panel.resize(per_panel, 0);
+                for (src, dst) in first.chunks_exact(64).zip(panel.chunks_exact_mut(32)) {
+                    // SAFETY: 32 f16 values in `src`, 32 bf16 slots in `dst`.
+                    unsafe {
+                        let v = f16_32(src.as_ptr(), 32, 0);
+                        _mm512_storeu_si512(dst.as_mut_ptr() as *mut __m512i, v);
+                    }
                 }
+                (panel.as_ptr() as *const u8, groups * 1024)
             }
-            (panel.as_ptr() as *const u8, groups * 1024)
-        } else {
-            (first.as_ptr(), group_bytes)
+            W_F32 => {
+                panel.resize(2 * per_panel, 0);
+                let (hi, lo) = panel.split_at_mut(per_panel);
+                // Per group of 16 rows, its column pairs (the last 8 zero where
+                // `cols` is an odd multiple of 16, as F32 r16 allows).
+                let pairs = group_bytes / 128;
+                let per_group = 16 * bf16_padded(cols); // bf16 values of 16 rows
+                for (grp, src) in first.chunks_exact(group_bytes).enumerate() {
+                    let h = &mut hi[grp * per_group..(grp + 1) * per_group];
+                    let l = &mut lo[grp * per_group..(grp + 1) * per_group];
+                    for (p, (h, l)) in h
+                        .chunks_exact_mut(32)
+                        .zip(l.chunks_exact_mut(32))
+                        .enumerate()
+                    {
+                        let (vh, vl) = if p < pairs {
+                            // SAFETY: 32 f32 values (two columns of 16 rows) at 128p in
+                            // the group's bytes.
+                            unsafe {
+                                let p = src.as_ptr().add(128 * p) as *const f32;
+                                pair_16_split(_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+                            }
+                        } else {
+                            (_mm512_setzero_si512(), _mm512_setzero_si512())
+                        };
+                        // SAFETY: 32 bf16 slots in `h` and in `l`.
+                        unsafe {
+                            _mm512_storeu_si512(h.as_mut_ptr() as *mut __m512i, vh);
+                            _mm512_storeu_si512(l.as_mut_ptr() as *mut __m512i, vl);
+                        }
+                    }
+                }
+                (panel.as_ptr() as *const u8, groups * 1024)
+            }
+            _ => (first.as_ptr(), group_bytes),
         };
         // A last step of 16 rows multiplies its one weight tile twice (sums unused).
         let b_next = if here == STEP { b_next } else { 0 };
         for blk in (0..blocks).step_by(2) {
-            // SAFETY: activation tiles: rows 16·blk..16·blk + 32 < 16·blocks of `xa`
-            // (`rows` asserted its length), 64 bytes at 64g < a_stride; weight tiles:
-            // `here` rows of whole groups in `first` (or the panel made from them),
-            // 1 KiB per group g < groups; tiles configured above.
-            unsafe {
-                let a = (xa.as_ptr() as *const u8).add(blk * BLOCK * a_stride);
-                tiles.step(a, a_stride, b, b_next, groups, &mut c);
-            }
+            let a = (xa.as_ptr() as *const u8).wrapping_add(blk * a_block);
+            // Activations are A here: Hi·Hi, Lo·Hi, Hi·Lo, the plain kernel's order.
+            let (terms, used) = terms::<W>(a, x_lo, b, 2 * per_panel);
+            let terms = [terms[0], terms[2], terms[1]];
+            let at = Geometry {
+                a_row: 64,
+                a_group: 1024,
+                a_next: a_block,
+                b_next,
+                groups,
+            };
+            // SAFETY: activation tiles: blocks blk and blk + 1 < blocks of each part of
+            // `xa` (`rows` asserted its length), 1 KiB per group g < groups; weight
+            // tiles: `here` rows of whole groups in `first` (or the panels made from
+            // them), 1 KiB per group; tiles configured above.
+            unsafe { tiles.step(&terms[..used], &at, &mut c) };
             for (k, ck) in c.iter().enumerate() {
                 let (i0, rr) = (BLOCK * (blk + k / 2), r + BLOCK * (k % 2));
                 if i0 >= n || rr >= r + here {
@@ -734,7 +938,7 @@ fn rows_r16<const F16: bool, const HW: bool>(w: &Matrix<'_>, xa: &[u16], out: &m
 /// 32 BF16 weights of a row from column `c` (those past `cols` zero).
 ///
 /// # Safety
-/// As [`bf16_32`].
+/// As [`load_32`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn bf16_copy(row: *const u8, cols: usize, c: usize) -> __m512i {
@@ -778,12 +982,21 @@ mod tests {
         f32::from_bits((b + 0x7fff + ((b >> 16) & 1)) & 0xffff_0000)
     }
 
+    /// The f32 split of `v` ([`Split`]): `(bf16(v), bf16(v - bf16(v)))`.
+    fn split(v: f32) -> (f32, f32) {
+        let h = round_bf16(v);
+        (h, round_bf16(v - h))
+    }
+
     /// [`rows`] and, for the shapes layout r16 takes, [`rows_r16`] on the model of the
-    /// tile step, against an f64 product of the same bf16-rounded factors: every layout
-    /// (activation blocks and rows, panels, the direct BF16 and r16 paths, part edges,
-    /// transposes, masks, a last step of 16 rows) on shapes around the 32 × 32 step. The
-    /// only difference left is f32 summation: `2·(cols+2)·ε·Σ|w||x|`. A misplaced value
-    /// is an error of the order of the terms, far above it.
+    /// tile step, against an f64 product of the same bf16-rounded factors (for F32 the
+    /// three products of the split factors, `wₕxₕ + wₕxₗ + wₗxₕ`): every layout
+    /// (activation blocks and rows, panels, the direct BF16 and r16 paths, the Hi and Lo
+    /// parts, part edges, transposes, masks, a last step of 16 rows) on shapes around
+    /// the 32 × 32 step. The only difference left is f32 summation:
+    /// `2·(terms·cols+2)·ε·Σ|terms|`. A misplaced value is an error of the order of the
+    /// terms, and a lost Lo term one of `2⁻⁸·|w·x|` per column, both far above it on
+    /// these widths.
     #[test]
     fn rows_on_the_tile_model_match_the_rounded_product() {
         if !(std::is_x86_feature_detected!("avx512bf16")
@@ -809,7 +1022,7 @@ mod tests {
             state ^= state << 17;
             (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
         };
-        for (dtype, f16) in [(DType::F16, true), (DType::BF16, false)] {
+        for dtype in [DType::F16, DType::BF16, DType::F32] {
             for (rows_n, cols) in [
                 (1, 64),
                 (67, 288),
@@ -819,55 +1032,78 @@ mod tests {
                 (33, 1),
                 (48, 96),
                 (16, 32),
+                (32, 80),
             ] {
                 for n in [2, 16, 17, 33] {
                     let wf: Vec<f32> = (0..rows_n * cols).map(|_| unit()).collect();
-                    let (bytes, wq): (Vec<u8>, Vec<f32>) = if f16 {
-                        let h: Vec<half::f16> =
-                            wf.iter().map(|&v| half::f16::from_f32(v)).collect();
-                        let b = h.iter().flat_map(|v| v.to_le_bytes()).collect();
-                        (b, h.iter().map(|v| round_bf16(v.to_f32())).collect())
-                    } else {
-                        let h: Vec<half::bf16> =
-                            wf.iter().map(|&v| half::bf16::from_f32(v)).collect();
-                        let b = h.iter().flat_map(|v| v.to_le_bytes()).collect();
-                        (b, h.iter().map(|v| v.to_f32()).collect())
+                    // The file's bytes, and each weight's (hi, lo) parts as the tiles see
+                    // them (lo zero but for F32).
+                    let (bytes, wq): (Vec<u8>, Vec<(f32, f32)>) = match dtype {
+                        DType::F16 => {
+                            let h: Vec<half::f16> =
+                                wf.iter().map(|&v| half::f16::from_f32(v)).collect();
+                            let b = h.iter().flat_map(|v| v.to_le_bytes()).collect();
+                            (b, h.iter().map(|v| (round_bf16(v.to_f32()), 0.0)).collect())
+                        }
+                        DType::BF16 => {
+                            let h: Vec<half::bf16> =
+                                wf.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                            let b = h.iter().flat_map(|v| v.to_le_bytes()).collect();
+                            (b, h.iter().map(|v| (v.to_f32(), 0.0)).collect())
+                        }
+                        _ => {
+                            let b = wf.iter().flat_map(|v| v.to_le_bytes()).collect();
+                            (b, wf.iter().map(|&v| split(v)).collect())
+                        }
                     };
                     let w = Matrix::new(dtype, &bytes, rows_n, cols).expect("sizes");
                     let x: Vec<f32> = (0..n * cols).map(|_| unit()).collect();
-                    let mut xb = vec![0u16; Amx::buffer_len(n, cols)];
+                    let parts = Amx::splits(dtype);
+                    let len = Amx::buffer_len(n, cols);
+                    let mut xb = vec![0u16; parts.len() * len];
                     let blocks = n.next_multiple_of(STEP) / BLOCK;
                     // Two calls over halves of the blocks, as threads split them.
                     let half_b = blocks / 2;
                     let per = BLOCK * bf16_padded(cols);
-                    let (lo, hi) = xb.split_at_mut(half_b * per);
-                    // SAFETY: the features were checked above.
-                    unsafe {
-                        round_blocks(&x, n, cols, 0, lo);
-                        round_blocks(&x, n, cols, half_b, hi);
+                    for (k, &part) in parts.iter().enumerate() {
+                        let (lo, hi) = xb[k * len..(k + 1) * len].split_at_mut(half_b * per);
+                        // SAFETY: the features were checked above.
+                        unsafe {
+                            round_tiles::<true>(&x, n, cols, 0, part, lo);
+                            round_tiles::<true>(&x, n, cols, half_b, part, hi);
+                        }
                     }
                     // SAFETY (both kernels): features checked above; the model reads
                     // memory only.
                     let y = in_two_parts(rows_n, n, STEP, &mut |part| unsafe {
-                        if f16 {
-                            rows::<true, false>(&w, &xb, part)
-                        } else {
-                            rows::<false, false>(&w, &xb, part)
+                        match dtype {
+                            DType::F16 => rows::<W_F16, false>(&w, &xb, part),
+                            DType::BF16 => rows::<W_BF16, false>(&w, &xb, part),
+                            _ => rows::<W_F32, false>(&w, &xb, part),
                         }
                     });
+                    let terms = if dtype == DType::F32 { 3.0 } else { 1.0 };
                     let check = |y: &[f32], kernel: &str| {
                         for i in 0..n {
                             for r in 0..rows_n {
                                 let (mut want, mut abs) = (0.0f64, 0.0f64);
                                 for c in 0..cols {
-                                    let t = wq[r * cols + c] as f64
-                                        * round_bf16(x[i * cols + c]) as f64;
-                                    want += t;
-                                    abs += t.abs();
+                                    let (wh, wl) = wq[r * cols + c];
+                                    let (xh, xl) = split(x[i * cols + c]);
+                                    let xl = if dtype == DType::F32 { xl } else { 0.0 };
+                                    for t in [
+                                        wh as f64 * xh as f64,
+                                        wh as f64 * xl as f64,
+                                        wl as f64 * xh as f64,
+                                    ] {
+                                        want += t;
+                                        abs += t.abs();
+                                    }
                                 }
                                 let got = y[i * rows_n + r] as f64;
                                 let bound =
-                                    2.0 * (cols as f64 + 2.0) * f32::EPSILON as f64 * abs + 1e-30;
+                                    2.0 * (terms * cols as f64 + 2.0) * f32::EPSILON as f64 * abs
+                                        + 1e-30;
                                 assert!(
                                     (got - want).abs() <= bound,
                                     "{kernel} {dtype} {rows_n}x{cols} n={n} y[{i}][{r}] = {got} vs {want} (bound {bound:e}, seed {seed})"
@@ -876,27 +1112,30 @@ mod tests {
                         }
                     };
                     check(&y, "rows");
-                    if rows_n % R16_ROWS != 0 || cols % 32 != 0 {
+                    let r16_cols = if dtype == DType::F32 { 16 } else { 32 };
+                    if rows_n % R16_ROWS != 0 || cols % r16_cols != 0 {
                         continue;
                     }
                     // The same weights in layout r16, the activations as rows.
-                    let interleaved = llm_format::layout::from_rows(Layout::R16, &bytes, 2 * cols);
+                    let row_bytes = bytes.len() / rows_n;
+                    let interleaved = llm_format::layout::from_rows(Layout::R16, &bytes, row_bytes);
                     let w16 = Matrix::new(dtype, &interleaved, rows_n, cols)
                         .and_then(|m| m.with_layout(Layout::R16))
                         .expect("fits r16");
-                    let mut xa = vec![0u16; Amx::buffer_len(n, cols)];
-                    let rows_pad = xa.len() / bf16_padded(cols);
-                    let (lo, hi) = xa.split_at_mut(rows_pad / 2 * bf16_padded(cols));
-                    // SAFETY: the features were checked above.
-                    unsafe {
-                        round_rows(&x, n, cols, 0, lo);
-                        round_rows(&x, n, cols, rows_pad / 2, hi);
+                    let mut xa = vec![0u16; parts.len() * len];
+                    for (k, &part) in parts.iter().enumerate() {
+                        let (lo, hi) = xa[k * len..(k + 1) * len].split_at_mut(half_b * per);
+                        // SAFETY: the features were checked above.
+                        unsafe {
+                            round_tiles::<false>(&x, n, cols, 0, part, lo);
+                            round_tiles::<false>(&x, n, cols, half_b, part, hi);
+                        }
                     }
                     let y16 = in_two_parts(rows_n, n, R16_ROWS, &mut |part| unsafe {
-                        if f16 {
-                            rows_r16::<true, false>(&w16, &xa, part)
-                        } else {
-                            rows_r16::<false, false>(&w16, &xa, part)
+                        match dtype {
+                            DType::F16 => rows_r16::<W_F16, false>(&w16, &xa, part),
+                            DType::BF16 => rows_r16::<W_BF16, false>(&w16, &xa, part),
+                            _ => rows_r16::<W_F32, false>(&w16, &xa, part),
                         }
                     });
                     check(&y16, "r16");

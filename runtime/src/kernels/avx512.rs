@@ -112,7 +112,8 @@ impl Avx512 {
     /// them out. F16/BF16 prompts whose activations were rounded to bf16 (`acts.xb`
     /// filled, which needs this token's `bf16`) go through `amx` where this token has
     /// it (the activations are then in its layout), else `avx512_bf16`; so does BF16
-    /// generation with a rounded activation (`Bf16Dots::gen`).
+    /// generation with a rounded activation (`Bf16Dots::gen`). F32 prompts with
+    /// activations split for the tiles (`Cpu::f32_tile_products`) go through `amx`.
     ///
     /// Matrices in layout `r16` (which `Engine::reads_layout` sends here only for
     /// the products below) go to `avx512_r16` for generation; prompts read them in
@@ -128,6 +129,10 @@ impl Avx512 {
                     _ => avx512_r16::gen_floats(w, acts.x, out),
                 }
             };
+        }
+        if let (DType::F32, Some(amx), false) = (w.dtype, self.amx, acts.xb.is_empty()) {
+            // A prompt over F32 weights that `Cpu` split for the tiles.
+            return amx.rows(w, acts.xb, out);
         }
         if let (DType::F16 | DType::BF16, Some(b), false) = (w.dtype, self.bf16, acts.xb.is_empty())
         {

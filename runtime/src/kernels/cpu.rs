@@ -28,9 +28,11 @@ pub struct Cpu {
     /// Quantised activations, `n · cols/256` super-blocks (Q8_K weight types).
     k: Vec<Q8K>,
     /// Activations rounded to bf16 (F16/BF16 prompts on an engine with bf16 dot
-    /// products): `n` rows padded to 32 columns, or the AMX tiles' layout.
+    /// products, F32 prompts on the AMX tiles): `n` rows padded to 32 columns, or the
+    /// AMX tiles' layouts.
     xb: Vec<u16>,
-    /// Keep f32 products for F16/BF16 weights ([`Cpu::set_f16_exact`]).
+    /// Keep f32 products for F16/BF16 weights, and F32 weights off the AMX tiles
+    /// ([`Cpu::set_f16_exact`]).
     f16_exact: bool,
     #[cfg(feature = "std")]
     pool: Option<pool::Pool>,
@@ -155,7 +157,8 @@ impl Cpu {
     /// Whether those bf16 prompt products run on the AMX tile unit (`tdpbf16ps`,
     /// Sapphire Rapids and later Xeons, with the operating system's permission)
     /// rather than on `vdpbf16ps`: same roundings, same bounds, about 15 times the
-    /// multiply-adds of a core's f32 FMAs.
+    /// multiply-adds of a core's f32 FMAs. Prompts over F32 weights then take the
+    /// tiles too, as three products ([`Cpu::f32_tile_products`]).
     pub fn amx_prompts(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
         let has = self.engine.amx().is_some();
@@ -172,7 +175,8 @@ impl Cpu {
     }
 
     /// `true`: F16 and BF16 weights keep f32 activations and f32 products in prompts
-    /// too; `false`: bf16 dot products where the CPU has them. A new context starts
+    /// too, and so do F32 weights on a CPU with AMX tiles; `false`: bf16 dot products
+    /// where the CPU has them ([`Cpu::f32_tile_products`] for F32). A new context starts
     /// with bf16 dot products where they are the faster choice (measured once per
     /// process: at least 1.5 times the multiply-adds per cycle of f32 FMAs, as on
     /// Zen 4/5; not on the Intel Xeon of PERF.md, where `vdpbf16ps` runs at half the
@@ -353,48 +357,41 @@ impl Cpu {
     }
 
     /// Rounds `x` to bf16 into the scratch if the product takes bf16 dot products
-    /// ([`bf16_dots`]) and the engine has them (`amx`'s layout for a prompt where the
-    /// engine has the tiles, else rows of `act::bf16_padded(cols)`); otherwise
-    /// leaves everything empty (the kernels then read `x` itself).
+    /// ([`bf16_dots`]) and the engine has them, or is a prompt over F32 weights that
+    /// the AMX tiles take as three products (`amx::Split`): `amx`'s layouts where the
+    /// engine has the tiles (blocks of 16 activations, or rows for layout r16; for
+    /// F32 the `Hi` parts, then the `Lo` parts), else rows of `act::bf16_padded(cols)`.
+    /// Otherwise leaves everything empty (the kernels then read `x` itself).
     fn round_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
         let engine = self.engine;
-        if self.f16_exact || !engine.has_bf16() || !bf16_dots(w.dtype, n) || w.cols == 0 {
+        if !self.f32_tile_products(w, n)
+            && (self.f16_exact || !engine.has_bf16() || !bf16_dots(w.dtype, n) || w.cols == 0)
+        {
             return Filled::default();
         }
         let (cols, stride) = (w.cols, act::bf16_padded(w.cols));
         #[cfg(target_arch = "x86_64")]
-        if let (Some(tiles), true, Layout::R16) = (engine.amx(), n > 1, w.layout) {
-            // Rows of bf16, padded with zero rows to whole steps: the A operand of
-            // the r16 kernel (`amx`).
-            let len = amx::Amx::buffer_len(n, cols);
-            grow(&mut self.xb, len, 0);
-            let sx = SharedMut::new(&mut self.xb[..len]);
-            self.by_rows(len / stride, cols, &|i0, i1| {
-                // SAFETY: rows i0..i1 belong to this part alone (`by_rows` gives
-                // disjoint ranges), and the buffer outlives the call.
-                let o = unsafe { sx.slice(i0 * stride, (i1 - i0) * stride) };
-                tiles.round_rows(x, n, cols, i0, i1, o);
-            });
-            return Filled {
-                halves: len,
-                ..Filled::default()
-            };
-        }
-        #[cfg(target_arch = "x86_64")]
         if let (Some(tiles), true) = (engine.amx(), n > 1) {
-            // The tiles' B layout, in blocks of 16 activations (`amx`).
-            let len = amx::Amx::buffer_len(n, cols);
-            let per_block = amx::BLOCK * stride;
-            grow(&mut self.xb, len, 0);
-            let sx = SharedMut::new(&mut self.xb[..len]);
-            self.by_rows(len / per_block, cols, &|b0, b1| {
-                // SAFETY: blocks b0..b1 belong to this part alone (`by_rows` gives
-                // disjoint ranges), and the buffer outlives the call.
-                let o = unsafe { sx.slice(b0 * per_block, (b1 - b0) * per_block) };
-                tiles.round_blocks(x, n, cols, b0, b1, o);
+            // Blocks of 16 activations as the A operand (layout r16) or the B operand,
+            // padded with zero rows to whole steps (`amx`).
+            let (len, splits) = (amx::Amx::buffer_len(n, cols), amx::Amx::splits(w.dtype));
+            let unit = amx::BLOCK * stride;
+            grow(&mut self.xb, splits.len() * len, 0);
+            let sx = SharedMut::new(&mut self.xb[..splits.len() * len]);
+            self.by_rows(len / unit, cols, &|u0, u1| {
+                for (k, &part) in splits.iter().enumerate() {
+                    // SAFETY: units u0..u1 of each part belong to this range alone
+                    // (`by_rows` gives disjoint ranges, the parts do not overlap), and
+                    // the buffer outlives the call.
+                    let o = unsafe { sx.slice(k * len + u0 * unit, (u1 - u0) * unit) };
+                    match w.layout {
+                        Layout::R16 => tiles.round_rows(x, n, cols, u0, u1, part, o),
+                        Layout::Rows => tiles.round_blocks(x, n, cols, u0, u1, part, o),
+                    }
+                }
             });
             return Filled {
-                halves: len,
+                halves: splits.len() * len,
                 ..Filled::default()
             };
         }
@@ -410,6 +407,21 @@ impl Cpu {
             halves: n * stride,
             ..Filled::default()
         }
+    }
+
+    /// Whether a product of `n` activation rows with `w` is a prompt over F32 weights
+    /// that runs on the AMX tiles as three bf16 products ("bf16x3"): each f32 factor
+    /// `v` split into `h = bf16(v)` and `l = bf16(v - h)`, and `w·x` taken as
+    /// `wₕxₕ + wₕxₗ + wₗxₕ`, within `(3u² + 3u³)·|w·x|` (`u = 2⁻⁸`: about 2⁻¹⁶
+    /// relative, against f32's 2⁻²⁴) at about five times a core's f32 FMAs. Where the
+    /// tiles run ([`Cpu::amx_prompts`]: not with [`Cpu::set_f16_exact`]).
+    pub fn f32_tile_products(&self, w: &Matrix<'_>, n: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if w.dtype == DType::F32 && n > 1 && w.cols > 0 && self.amx_prompts() {
+            return amx::Amx::takes(w);
+        }
+        let _ = (w, n);
+        false
     }
 
     /// The activations `x` in every form the kernels read, the quantised ones from the
@@ -479,7 +491,7 @@ impl Cpu {
         #[cfg(target_arch = "x86_64")]
         if self.engine.amx().is_some()
             && !acts.xb.is_empty()
-            && matches!(w.dtype, DType::F16 | DType::BF16)
+            && matches!(w.dtype, DType::F16 | DType::BF16 | DType::F32)
         {
             return amx::STEP;
         }

@@ -99,11 +99,12 @@ struct GenArgs {
     /// KV cache type: f16, q8_0 or f32.
     #[arg(long, default_value = "f16", value_parser = crate::parse_cache_type)]
     cache_type: llmrt::CacheType,
-    /// F16/BF16 weights: keep f32 activations and products in prompts (and BF16
-    /// generation) instead of the bf16 dot products (which round both to bf16
-    /// where the CPU has AVX-512 BF16 or aarch64 BF16; this keeps f32 accuracy at
-    /// about half the prompt speed).
-    #[arg(long)]
+    /// Keep f32 activations and products: for F16/BF16 weights in prompts (and BF16
+    /// generation) instead of bf16 dot products (which round both to bf16 where the
+    /// CPU has AVX-512 BF16 or aarch64 BF16), and for F32 prompts instead of the AMX
+    /// tiles' three bf16 products (about 2⁻¹⁶ relative per product). Exact f32 at
+    /// half to a third of the prompt speed.
+    #[arg(long, visible_alias = "exact")]
     f16_exact: bool,
     /// Print the generated token ids, space-separated, instead of text.
     #[arg(long)]
