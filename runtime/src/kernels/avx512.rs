@@ -345,7 +345,9 @@ fn gen_float<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
     let mut r0 = out.r0;
     if L::SIZE == 4 && out.n() == 1 {
         while r0 + 4 <= out.r1 {
-            let v = rows4_f32(core::array::from_fn(|j| w.row(r0 + j)), x);
+            let rows: [&[u8]; 4] = core::array::from_fn(|j| w.row(r0 + j));
+            rows.iter().for_each(|row| prefetch_ahead(row));
+            let v = rows4_f32(rows, x);
             for (j, &v) in v.iter().enumerate() {
                 out.set(0, r0 + j, v);
             }
@@ -354,6 +356,9 @@ fn gen_float<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
     }
     for r in r0..out.r1 {
         let row = w.row(r);
+        if out.n() == 1 {
+            prefetch_ahead(row);
+        }
         for i in 0..out.n() {
             out.set(i, r, row_float::<L>(row, &x[i * cols..(i + 1) * cols]));
         }

@@ -37,6 +37,7 @@
 
 use super::act::{bf16_padded, bf16_row_pairs};
 use super::avx512_rows16::{group, store_rows, transpose16, ROWS};
+use super::stream::prefetch_ahead;
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::{DType, Layout};
@@ -146,6 +147,7 @@ fn gen(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
     for r in out.r0..out.r1 {
         let row = w.row(r);
         assert_eq!(row.len(), 2 * cols);
+        prefetch_ahead(row);
         let (wp, xp) = (row.as_ptr() as *const i16, xb.as_ptr() as *const i16);
         // SAFETY (loads): group g's weights 32g..32g + 32 lie in the row for g < whole
         // and its activations in `xb`; the last group's weights are read under a mask

@@ -16,13 +16,21 @@ pub(crate) const PREFETCH: usize = 2048;
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn prefetch_ahead(row: &[u8]) {
-    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     for off in (0..row.len()).step_by(64) {
-        let a = row.as_ptr().wrapping_add(PREFETCH + off);
-        // SAFETY: SSE is part of the x86-64 baseline, and a prefetch never faults
-        // whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(a as *const i8) };
+        prefetch_line(row.as_ptr().wrapping_add(PREFETCH + off));
     }
+}
+
+/// Asks for the cache line at `p` into L1: what [`prefetch_ahead`] does per line, for
+/// kernels that interleave it with their loads (a group of `r16` rows is one long
+/// stream, so each step asks for the line [`PREFETCH`] bytes past the one it reads).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn prefetch_line(p: *const u8) {
+    use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    // SAFETY: SSE is part of the x86-64 baseline, and a prefetch never faults whatever
+    // the address.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) };
 }
 
 /// Wrapping sum of `data` read as little-endian `u64` words (a last partial word is
