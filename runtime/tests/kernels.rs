@@ -112,9 +112,14 @@ const U_BF16: f64 = 1.0 / 256.0;
 /// split factors, `wₕxₕ + wₕxₗ + wₗxₕ` with `v = vₕ + vₗ + e`, `|vₗ| <= u·|v|·(1+u)`,
 /// `|e| <= u²·|v|`: what they leave out is at most `a = 3u² + 3u³` of `|w·x|`, and the
 /// f32 summation runs over `3·K` terms.
+///
+/// K-quant weights on the AMX tiles (`Cpu::kquant_tile_products`) are dequantised
+/// exactly as the reference does and then, like F16, rounded to bf16 with the
+/// activations, against the reference of exact activations ([`tile_reference`]).
 fn bf16_bounds(dtype: DType, cols: usize, absd: f64, sqd: f64) -> (f64, f64) {
     let (a, terms) = match dtype {
         DType::F16 => (2.0 * U_BF16 + U_BF16 * U_BF16, 1.0),
+        d if d.act_quant() == ActQuant::Q8K => (2.0 * U_BF16 + U_BF16 * U_BF16, 1.0),
         DType::BF16 => (U_BF16, 1.0),
         DType::F32 => (3.0 * U_BF16 * U_BF16 + 3.0 * U_BF16.powi(3), 3.0),
         d => panic!("no bf16 dots for {d}"),
@@ -122,6 +127,16 @@ fn bf16_bounds(dtype: DType, cols: usize, absd: f64, sqd: f64) -> (f64, f64) {
     let f32_sums =
         4.0 * (terms * cols as f64 + 2.0) * EPS * absd * 1.1 + cols as f64 * 2f64.powi(-126);
     (a * absd + f32_sums, 7.5 * a * sqd.sqrt() + f32_sums)
+}
+
+/// What the AMX tiles' K-quant products approximate: the dequantised weights times
+/// the activations as they are (no Q8_K rounding), in f64, then f32.
+fn tile_reference(w: &Weights, x: &[f32], n: usize) -> Vec<f32> {
+    f64_reference(w, x, n, None)
+        .0
+        .iter()
+        .map(|&v| v as f32)
+        .collect()
 }
 
 fn poisoned(len: usize) -> Vec<f32> {
@@ -305,8 +320,13 @@ fn every_path_matches_reference() {
                         let mut y = poisoned(n * rows);
                         cpu.matmul(&w.matrix(), &x, n, &mut y);
                         let absd = abs_dots(&w, &x, n);
-                        let bf16 =
-                            cpu.bf16_products(dtype, n) || cpu.f32_tile_products(&w.matrix(), n);
+                        let kq_tiles = cpu.kquant_tile_products(&w.matrix(), n);
+                        if kq_tiles {
+                            want = tile_reference(&w, &x, n);
+                        }
+                        let bf16 = cpu.bf16_products(dtype, n)
+                            || cpu.f32_tile_products(&w.matrix(), n)
+                            || kq_tiles;
                         let sqd = square_dots(&w, &x, n);
                         for o in 0..y.len() {
                             let err = (y[o] as f64 - want[o] as f64).abs();
@@ -417,7 +437,13 @@ fn default_context_matches_reference_at_model_shapes() {
                 cpu.matmul(&w.matrix(), &x, n, &mut y);
                 let absd = abs_dots(&w, &x, n);
                 let sqd = square_dots(&w, &x, n);
-                let bf16 = cpu.bf16_products(dtype, n) || cpu.f32_tile_products(&w.matrix(), n);
+                let kq_tiles = cpu.kquant_tile_products(&w.matrix(), n);
+                if kq_tiles {
+                    want = tile_reference(&w, &x, n);
+                }
+                let bf16 = cpu.bf16_products(dtype, n)
+                    || cpu.f32_tile_products(&w.matrix(), n)
+                    || kq_tiles;
                 for o in 0..y.len() {
                     let err = (y[o] as f64 - want[o] as f64).abs();
                     let bound = if bf16 {
@@ -447,7 +473,9 @@ fn default_context_matches_reference_at_model_shapes() {
 /// kernels (`Cpu::set_amx`), with shapes around the tiles' 32 rows × 32 activations:
 /// BF16 rows read straight from the matrix (64 × 256) and through the panel (67 × 288:
 /// two whole panels and a ragged one); and F32 prompts there, as three products of
-/// split factors (`Cpu::f32_tile_products`). Prints the largest error seen in units of
+/// split factors (`Cpu::f32_tile_products`), and K-quant prompts dequantised to bf16
+/// (`Cpu::kquant_tile_products`, against [`tile_reference`]; their generation keeps
+/// Q8_K and meets the f32 bound). Prints the largest error seen in units of
 /// `u·sqrt(Σ(w·x)²)` (F32: `u²·sqrt(Σ(w·x)²)`). Then the same products with
 /// `set_f16_exact(true)` meet the f32 bound of `every_path_matches_reference`.
 #[test]
@@ -468,7 +496,15 @@ fn bf16_prompt_dots_within_rounding_bounds() {
             }
             let kernel = if amx { "amx" } else { "bf16 dots" };
             let dtypes: &[DType] = if amx {
-                &[DType::F16, DType::BF16, DType::F32]
+                &[
+                    DType::F16,
+                    DType::BF16,
+                    DType::F32,
+                    DType::Q4_K,
+                    DType::Q5_K,
+                    DType::Q6_K,
+                    DType::Q3_K,
+                ]
             } else {
                 &[DType::F16, DType::BF16]
             };
@@ -488,13 +524,23 @@ fn bf16_prompt_dots_within_rounding_bounds() {
                     (9, 768),
                     (64, 256),
                     (67, 288),
+                    (67, 512),
                 ];
+                let kquant = dtype.act_quant() == ActQuant::Q8K;
                 for (rows, cols) in shapes {
+                    if cols % dtype.block_len() != 0 {
+                        continue;
+                    }
                     let w = Weights::random(&mut rng, dtype, rows, cols);
                     for n in [1, 2, 5, 6, 7, 13, 16, 17, 33] {
                         let x = rng.vec(n * cols);
                         let mut want = poisoned(n * rows);
                         matmul_ref(&w.matrix(), &x, n, &mut want);
+                        let want_tiles = if kquant {
+                            tile_reference(&w, &x, n)
+                        } else {
+                            want.clone()
+                        };
                         let absd = abs_dots(&w, &x, n);
                         let sqd = square_dots(&w, &x, n);
                         for exact in [false, true] {
@@ -502,13 +548,16 @@ fn bf16_prompt_dots_within_rounding_bounds() {
                             assert_eq!(cpu.bf16_prompts(), !exact);
                             let mut y = poisoned(n * rows);
                             cpu.matmul(&w.matrix(), &x, n, &mut y);
+                            let kq_tiles = cpu.kquant_tile_products(&w.matrix(), n);
+                            assert_eq!(kq_tiles, kquant && n > 1 && !exact);
+                            let want = if kq_tiles { &want_tiles } else { &want };
                             for o in 0..y.len() {
                                 let err = (y[o] as f64 - want[o] as f64).abs();
                                 let what = format!(
                                     "{path} ({kernel}) x{threads} {dtype} {rows}x{cols} n={n} exact={exact} out {o}: {} vs ref {}",
                                     y[o], want[o]
                                 );
-                                if exact {
+                                if exact || (kquant && !kq_tiles) {
                                     let bound = 4.0 * (cols as f64 + 2.0) * EPS * absd[o] * 1.1;
                                     assert!(
                                         err <= bound + 1e-30,

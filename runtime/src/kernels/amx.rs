@@ -1,4 +1,4 @@
-//! x86-64 AMX prompt kernels for F16, BF16 and F32 weights: `tdpbf16ps`, which
+//! x86-64 AMX prompt kernels for F16, BF16, F32 and K-quant weights: `tdpbf16ps`, which
 //! multiplies a 16 × 32 tile of bf16 weights by a 32 × 16 tile of bf16 activations into
 //! a 16 × 16 tile of f32 sums, 8192 multiply-adds per instruction (Sapphire Rapids and
 //! later Xeons: about 15 times the f32 FMAs of a core, PERF.md).
@@ -21,6 +21,11 @@
 //!   wₗ·xₕ`. Each term then carries a relative error of at most `3u² + 3u³` (`u = 2⁻⁸`;
 //!   about 2⁻¹⁶, against f32's 2⁻²⁴) at a third of the tiles' rate, still about five
 //!   times a core's f32 FMAs.
+//! * **K-quant weights** (the types with Q8_K activations) are dequantised row by row
+//!   to f32 (`avx512_dequant` for Q4_K/Q5_K/Q6_K, bit for bit the scalar
+//!   dequantisation; the others through it) and rounded to bf16 into the panel, and
+//!   the activations are rounded to bf16 instead of quantised to Q8_K: the products of
+//!   F16 weights, at about twice the integer dot products' speed (PERF.md).
 //! * **Tiles:** 4 accumulators (32 weight rows × 32 activations), 2 weight tiles and 2
 //!   activation tiles: the 8 tile registers. Each sum tile is stored, transposed back
 //!   to activations × rows, and written to the output under a mask.
@@ -37,7 +42,7 @@
 //! stable yet.
 
 use super::OutRows;
-use super::{act::bf16_padded, Matrix};
+use super::{act::bf16_padded, avx512_dequant, Matrix};
 use core::arch::asm;
 use core::arch::x86_64::*;
 use llm_format::{layout::R16_ROWS, DType, Layout};
@@ -63,6 +68,8 @@ pub(crate) enum Split {
 const W_F16: u8 = 0;
 const W_BF16: u8 = 1;
 const W_F32: u8 = 2;
+/// Block-quantised weights (the K-quants), dequantised to f32 per panel row.
+const W_BLOCKS: u8 = 3;
 
 /// Proof that the CPU has AMX-TILE and AMX-BF16 with the tile palette this module
 /// uses, that the operating system granted the tile state to this process, and that
@@ -106,9 +113,13 @@ impl Amx {
     }
 
     /// Whether the tiles take a prompt product over `w`: F16, BF16 and F32 (as three
-    /// products, [`Split`]) weights.
+    /// products, [`Split`]) weights, and in plain rows the types whose activations
+    /// are Q8_K (the K-quants), dequantised to bf16.
     pub(crate) fn takes(w: &Matrix<'_>) -> bool {
-        matches!(w.dtype, DType::F16 | DType::BF16 | DType::F32)
+        match w.dtype {
+            DType::F16 | DType::BF16 | DType::F32 => true,
+            d => d.act_quant() == llm_format::ActQuant::Q8K && w.layout == Layout::Rows,
+        }
     }
 
     /// The parts of the activations a product over `dtype` reads: `[Hi]`, or
@@ -168,6 +179,7 @@ impl Amx {
                 (DType::F16, Layout::R16) => rows_r16::<W_F16, true>(w, xb, out),
                 (DType::BF16, Layout::R16) => rows_r16::<W_BF16, true>(w, xb, out),
                 (DType::F32, Layout::R16) => rows_r16::<W_F32, true>(w, xb, out),
+                (_, Layout::Rows) => rows::<W_BLOCKS, true>(w, xb, out),
                 (d, l) => unreachable!("{d} ({}) is not taken", l.name()),
             }
         }
@@ -737,6 +749,11 @@ fn rows<const W: u8, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRo
     // 32 weight rows made bf16 (F16 weights, ragged edges of BF16), per part; F32
     // weights as 32 Hi rows, then 32 Lo rows.
     let mut panel: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
+    // Block-quantised weights: one row dequantised to f32, zero past `cols`.
+    let mut row_f32: alloc::vec::Vec<f32> = alloc::vec::Vec::new();
+    if W == W_BLOCKS {
+        row_f32.resize(stride, 0.0);
+    }
     let mut c = [[0.0f32; 256]; 4];
     let mut r = r0;
     while r < r1 {
@@ -748,6 +765,16 @@ fn rows<const W: u8, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRo
             panel.resize(parts * STEP * stride, 0);
             let (hi, lo) = panel.split_at_mut(STEP * stride);
             for (k, prow) in hi.chunks_exact_mut(stride).enumerate() {
+                if W == W_BLOCKS && k < here {
+                    let row = &w.data[(r + k) * row_bytes..(r + k + 1) * row_bytes];
+                    if avx512_dequant::has(w.dtype) {
+                        // SAFETY: this kernel's features include AVX-512 F and BW.
+                        unsafe { avx512_dequant::row(w.dtype, row, &mut row_f32[..cols]) };
+                    } else {
+                        llm_format::quant::dequantize(w.dtype, row, &mut row_f32[..cols])
+                            .expect("a Matrix row holds cols values");
+                    }
+                }
                 for g in 0..groups {
                     let (vh, vl) = if k < here && cols > 0 {
                         let row = w.data[(r + k) * row_bytes..].as_ptr();
@@ -757,7 +784,11 @@ fn rows<const W: u8, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRo
                             match W {
                                 W_F16 => (f16_32(row, cols, 32 * g), _mm512_setzero_si512()),
                                 W_BF16 => (bf16_copy(row, cols, 32 * g), _mm512_setzero_si512()),
-                                _ => f32_32_split(row, cols, 32 * g),
+                                W_F32 => f32_32_split(row, cols, 32 * g),
+                                _ => {
+                                    let p = row_f32.as_ptr() as *const u8;
+                                    (f32_32(p, cols, 32 * g, Split::Hi), _mm512_setzero_si512())
+                                }
                             }
                         }
                     } else {

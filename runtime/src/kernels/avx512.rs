@@ -113,7 +113,8 @@ impl Avx512 {
     /// filled, which needs this token's `bf16`) go through `amx` where this token has
     /// it (the activations are then in its layout), else `avx512_bf16`; so does BF16
     /// generation with a rounded activation (`Bf16Dots::gen`). F32 prompts with
-    /// activations split for the tiles (`Cpu::f32_tile_products`) go through `amx`.
+    /// activations split for the tiles (`Cpu::f32_tile_products`) and K-quant prompts
+    /// with activations rounded for them (`Cpu::kquant_tile_products`) go through `amx`.
     ///
     /// Matrices in layout `r16` (which `Engine::reads_layout` sends here only for
     /// the products below) go to `avx512_r16` for generation; prompts read them in
@@ -130,9 +131,12 @@ impl Avx512 {
                 }
             };
         }
-        if let (DType::F32, Some(amx), false) = (w.dtype, self.amx, acts.xb.is_empty()) {
-            // A prompt over F32 weights that `Cpu` split for the tiles.
-            return amx.rows(w, acts.xb, out);
+        if let (Some(amx), false) = (self.amx, acts.xb.is_empty()) {
+            if w.dtype == DType::F32 || w.dtype.act_quant() == ActQuant::Q8K {
+                // A prompt over F32 weights that `Cpu` split for the tiles, or over
+                // K-quants whose activations it rounded for them.
+                return amx.rows(w, acts.xb, out);
+            }
         }
         if let (DType::F16 | DType::BF16, Some(b), false) = (w.dtype, self.bf16, acts.xb.is_empty())
         {

@@ -158,7 +158,8 @@ impl Cpu {
     /// Sapphire Rapids and later Xeons, with the operating system's permission)
     /// rather than on `vdpbf16ps`: same roundings, same bounds, about 15 times the
     /// multiply-adds of a core's f32 FMAs. Prompts over F32 weights then take the
-    /// tiles too, as three products ([`Cpu::f32_tile_products`]).
+    /// tiles too, as three products ([`Cpu::f32_tile_products`]), and so do prompts over
+    /// K-quants, dequantised to bf16 ([`Cpu::kquant_tile_products`]).
     pub fn amx_prompts(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
         let has = self.engine.amx().is_some();
@@ -339,6 +340,7 @@ impl Cpu {
                     ..Filled::default()
                 }
             }
+            ActQuant::Q8K if self.kquant_tile_products(w, n) => self.round_input(w, x, n),
             ActQuant::Q8K => {
                 let nb = w.cols / act::QK_K;
                 grow(&mut self.k, n * nb, Q8K::ZERO);
@@ -364,8 +366,8 @@ impl Cpu {
     /// Otherwise leaves everything empty (the kernels then read `x` itself).
     fn round_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
         let engine = self.engine;
-        if !self.f32_tile_products(w, n)
-            && (self.f16_exact || !engine.has_bf16() || !bf16_dots(w.dtype, n) || w.cols == 0)
+        let tiles = self.f32_tile_products(w, n) || self.kquant_tile_products(w, n);
+        if !tiles && (self.f16_exact || !engine.has_bf16() || !bf16_dots(w.dtype, n) || w.cols == 0)
         {
             return Filled::default();
         }
@@ -416,8 +418,24 @@ impl Cpu {
     /// relative, against f32's 2⁻²⁴) at about five times a core's f32 FMAs. Where the
     /// tiles run ([`Cpu::amx_prompts`]: not with [`Cpu::set_f16_exact`]).
     pub fn f32_tile_products(&self, w: &Matrix<'_>, n: usize) -> bool {
+        w.dtype == DType::F32 && self.tiles_take(w, n)
+    }
+
+    /// Whether a product of `n` activation rows with `w` is a prompt over K-quant
+    /// weights (the types with Q8_K activations) that runs on the AMX tiles: each
+    /// panel of 32 weight rows dequantised to f32 and rounded to bf16, the activations
+    /// rounded to bf16 instead of quantised to Q8_K, so each term within
+    /// `(2u + u²)·|w·x|` of the dequantised weights' product (`u = 2⁻⁸`, as F16
+    /// weights on the tiles; Q8_K's rounding is coarser). Where the tiles run
+    /// ([`Cpu::amx_prompts`]) and `w` is in plain rows.
+    pub fn kquant_tile_products(&self, w: &Matrix<'_>, n: usize) -> bool {
+        w.dtype.act_quant() == ActQuant::Q8K && self.tiles_take(w, n)
+    }
+
+    /// A prompt whose products the AMX tiles take ([`Cpu::amx_prompts`]).
+    fn tiles_take(&self, w: &Matrix<'_>, n: usize) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if w.dtype == DType::F32 && n > 1 && w.cols > 0 && self.amx_prompts() {
+        if n > 1 && w.cols > 0 && self.amx_prompts() {
             return amx::Amx::takes(w);
         }
         let _ = (w, n);
@@ -489,10 +507,7 @@ impl Cpu {
     #[cfg(feature = "std")]
     fn path_row_align(&self, w: &Matrix<'_>, acts: &Acts<'_>) -> usize {
         #[cfg(target_arch = "x86_64")]
-        if self.engine.amx().is_some()
-            && !acts.xb.is_empty()
-            && matches!(w.dtype, DType::F16 | DType::BF16 | DType::F32)
-        {
+        if self.engine.amx().is_some() && !acts.xb.is_empty() && amx::Amx::takes(w) {
             return amx::STEP;
         }
         #[cfg(target_arch = "x86_64")]

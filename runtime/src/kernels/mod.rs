@@ -40,6 +40,8 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_bf16;
 #[cfg(target_arch = "x86_64")]
+mod avx512_dequant;
+#[cfg(target_arch = "x86_64")]
 mod avx512_k;
 #[cfg(target_arch = "x86_64")]
 mod avx512_r16;

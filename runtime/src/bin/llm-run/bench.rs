@@ -228,7 +228,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         cpu.set_f16_exact(true);
     }
     println!(
-        "kernels: {}; F16/BF16 prompts: {}; F32 prompts: {}",
+        "kernels: {}; F16/BF16 prompts: {}; F32 and K-quant prompts: {}",
         cpu.path(),
         if cpu.amx_prompts() {
             "bf16 on AMX tiles"
@@ -238,9 +238,9 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
             "f32 products"
         },
         if cpu.amx_prompts() {
-            "bf16x3 on AMX tiles"
+            "bf16x3 / dequantised bf16 on AMX tiles"
         } else {
-            "f32 products"
+            "f32 products / Q8_K integer dots"
         }
     );
     println!("| threads | test   |        t/s |      sd | GB/s (weights) |");
