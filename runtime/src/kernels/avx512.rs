@@ -50,6 +50,8 @@ use llm_format::{ActQuant, DType, Layout};
 pub(crate) struct Avx512 {
     bf16: Option<Bf16Dots>,
     amx: Option<Amx>,
+    /// Float generation prefetches its weights (`stream::float_prefetch`).
+    prefetch: bool,
 }
 
 impl Avx512 {
@@ -81,6 +83,7 @@ impl Avx512 {
             Avx512 {
                 bf16,
                 amx: bf16.and_then(|_| Amx::detect()),
+                prefetch: super::stream::float_prefetch(),
             }
         })
     }
@@ -126,8 +129,10 @@ impl Avx512 {
             // dot products only with the `bf16` token, which `xb` being filled needs).
             return unsafe {
                 match self.bf16 {
-                    Some(_) if !acts.xb.is_empty() => avx512_r16::gen_dots(w, acts.xb, out),
-                    _ => avx512_r16::gen_floats(w, acts.x, out),
+                    Some(_) if !acts.xb.is_empty() => {
+                        avx512_r16::gen_dots(w, acts.xb, out, self.prefetch)
+                    }
+                    _ => avx512_r16::gen_floats(w, acts.x, out, self.prefetch),
                 }
             };
         }
@@ -141,13 +146,13 @@ impl Avx512 {
         if let (DType::F16 | DType::BF16, Some(b), false) = (w.dtype, self.bf16, acts.xb.is_empty())
         {
             return match self.amx {
-                _ if out.n() == 1 => b.gen(w, acts.xb, out),
+                _ if out.n() == 1 => b.gen(w, acts.xb, out, self.prefetch),
                 Some(amx) => amx.rows(w, acts.xb, out),
                 None => b.rows(w, acts.xb, out),
             };
         }
         // SAFETY: the token exists only if the CPU has every feature `rows` enables.
-        unsafe { rows(w, acts, out) }
+        unsafe { rows(w, acts, out, self.prefetch) }
     }
 
     /// Rows per part of a prompt product over `dtype` (`Cpu::row_align`): whole
@@ -169,16 +174,16 @@ impl Avx512 {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
-fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>) {
+fn rows(w: &Matrix<'_>, acts: &Acts<'_>, out: &mut OutRows<'_>, prefetch: bool) {
     let (x, a, quads) = (acts.x, acts.a, acts.quads);
     match w.dtype {
         // Prompts: 16 rows interleaved per chunk (`avx512_rows16`).
         DType::F32 if out.n() > 1 => avx512_rows16::floats::<F32>(w, x, out),
         DType::F16 if out.n() > 1 => avx512_rows16::floats::<F16>(w, x, out),
         DType::BF16 if out.n() > 1 => avx512_rows16::floats::<BF16>(w, x, out),
-        DType::F32 => gen_float::<F32>(w, x, out),
-        DType::F16 => gen_float::<F16>(w, x, out),
-        DType::BF16 => gen_float::<BF16>(w, x, out),
+        DType::F32 => gen_float::<F32>(w, x, out, prefetch),
+        DType::F16 => gen_float::<F16>(w, x, out, prefetch),
+        DType::BF16 => gen_float::<BF16>(w, x, out, prefetch),
         // Prompts: 16 rows interleaved per chunk (`avx512_rows16`).
         DType::Q8_0 if out.n() > 1 => avx512_rows16::rows::<Q8_0>(w, a, out),
         DType::Q4_0 if out.n() > 1 => avx512_rows16::rows::<Q4_0>(w, a, out),
@@ -344,13 +349,15 @@ impl Load16 for BF16 {
 /// slower on a Zen 4 (PERF.md, 2026-12-06), and did not help f32 on a Sapphire Rapids.
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn gen_float<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
+fn gen_float<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>, prefetch: bool) {
     let cols = w.cols;
     let mut r0 = out.r0;
     if L::SIZE == 4 && out.n() == 1 {
         while r0 + 4 <= out.r1 {
             let rows: [&[u8]; 4] = core::array::from_fn(|j| w.row(r0 + j));
-            rows.iter().for_each(|row| prefetch_ahead(row));
+            if prefetch {
+                rows.iter().for_each(|row| prefetch_ahead(row));
+            }
             let v = rows4_f32(rows, x);
             for (j, &v) in v.iter().enumerate() {
                 out.set(0, r0 + j, v);
@@ -360,7 +367,7 @@ fn gen_float<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
     }
     for r in r0..out.r1 {
         let row = w.row(r);
-        if out.n() == 1 {
+        if prefetch && out.n() == 1 {
             prefetch_ahead(row);
         }
         for i in 0..out.n() {

@@ -126,16 +126,16 @@ impl Bf16Dots {
     ///
     /// # Panics
     /// If `w` is not BF16, `out.n() != 1` or `xb` is not one padded row.
-    pub(crate) fn gen(self, w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
+    pub(crate) fn gen(self, w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>, prefetch: bool) {
         // SAFETY: as in `round_rows`.
-        unsafe { gen(w, xb, out) }
+        unsafe { gen(w, xb, out, prefetch) }
     }
 }
 
 /// [`Bf16Dots::gen`]: row by row (one weight stream), 32 columns per `vdpbf16ps`,
 /// four sums in flight, the last `cols % 32` weights under a mask.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
-fn gen(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
+fn gen(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>, prefetch: bool) {
     assert_eq!(w.dtype, DType::BF16, "bf16 generation takes BF16 weights");
     let cols = w.cols;
     assert!(out.n() == 1 && xb.len() == bf16_padded(cols));
@@ -147,7 +147,9 @@ fn gen(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
     for r in out.r0..out.r1 {
         let row = w.row(r);
         assert_eq!(row.len(), 2 * cols);
-        prefetch_ahead(row);
+        if prefetch {
+            prefetch_ahead(row);
+        }
         let (wp, xp) = (row.as_ptr() as *const i16, xb.as_ptr() as *const i16);
         // SAFETY (loads): group g's weights 32g..32g + 32 lie in the row for g < whole
         // and its activations in `xb`; the last group's weights are read under a mask

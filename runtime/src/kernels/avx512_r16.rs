@@ -14,15 +14,24 @@
 //! * BF16 on bf16 dot products ([`gen_dots`]): one `vdpbf16ps` with the pair of
 //!   rounded activations broadcast, as the prompt kernel of `avx512_bf16` does.
 //!
-//! Each step asks for the line `stream::PREFETCH` bytes past the one it reads: the
-//! hardware prefetcher alone left F16 generation at about 80 % of the copy bandwidth
-//! on the Sapphire Rapids guest of PERF.md (tg64 95 → 110 t/s with it).
+//! Each step asks for the line `stream::PREFETCH` bytes past the one it reads where
+//! `stream::float_prefetch` says so (Intel): the hardware prefetcher alone left F16
+//! generation at about 80 % of the copy bandwidth on the Sapphire Rapids guest of
+//! PERF.md (tg64 95 → 110 t/s with it).
 //!
 //! Prompts over `r16` run in `avx512_rows16::floats` (F32) and `avx512_bf16`
 //! (F16/BF16 on bf16 dots), which read their chunks from the file.
 
 use super::avx512_rows16::ROWS;
 use super::stream::{prefetch_line, PREFETCH};
+
+/// [`prefetch_line`] where float generation prefetches (`stream::float_prefetch`).
+#[inline(always)]
+fn pf(on: bool, p: *const u8) {
+    if on {
+        prefetch_line(p);
+    }
+}
 use super::{Matrix, OutRows};
 use core::arch::x86_64::*;
 use llm_format::{DType, Layout};
@@ -37,7 +46,7 @@ const CHAINS: usize = 4;
 /// If `w` is not such a matrix, `out.n() != 1`, or the rows are not whole groups.
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-pub(super) fn gen_floats(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
+pub(super) fn gen_floats(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>, prefetch: bool) {
     assert!(w.layout == Layout::R16 && out.n() == 1 && x.len() == w.cols);
     let rb = w.row_bytes();
     let units = rb / 4;
@@ -49,9 +58,9 @@ pub(super) fn gen_floats(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
         // activations it pairs with are below `cols` (units·4 bytes of weights).
         let v = unsafe {
             match w.dtype {
-                DType::F32 => group_f32(g.as_ptr(), units, x.as_ptr()),
-                DType::BF16 => group_bf16(g.as_ptr(), units, x.as_ptr()),
-                DType::F16 => group_f16(g.as_ptr(), units, x.as_ptr()),
+                DType::F32 => group_f32(g.as_ptr(), units, x.as_ptr(), prefetch),
+                DType::BF16 => group_bf16(g.as_ptr(), units, x.as_ptr(), prefetch),
+                DType::F16 => group_f16(g.as_ptr(), units, x.as_ptr(), prefetch),
                 d => panic!("r16 generation takes f32, f16 or bf16, not {d}"),
             }
         };
@@ -67,7 +76,7 @@ pub(super) fn gen_floats(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>) {
 /// `w` has `64·units` bytes, `x` `units` values; the features of [`gen_floats`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-unsafe fn group_f32(w: *const u8, units: usize, x: *const f32) -> __m512 {
+unsafe fn group_f32(w: *const u8, units: usize, x: *const f32, prefetch: bool) -> __m512 {
     let mut acc = [_mm512_setzero_ps(); CHAINS];
     if units % CHAINS == 0 {
         // Each chain reads its own quarter of the group: four weight streams in
@@ -75,7 +84,7 @@ unsafe fn group_f32(w: *const u8, units: usize, x: *const f32) -> __m512 {
         let q = units / CHAINS;
         for k in 0..q {
             for (u, a) in acc.iter_mut().enumerate() {
-                prefetch_line(w.wrapping_add(64 * (u * q + k) + PREFETCH));
+                pf(prefetch, w.wrapping_add(64 * (u * q + k) + PREFETCH));
                 // SAFETY: unit u·q + k < units; caller.
                 let (wv, xv) = unsafe {
                     (
@@ -92,7 +101,7 @@ unsafe fn group_f32(w: *const u8, units: usize, x: *const f32) -> __m512 {
     // SAFETY (loads): caller; k < units.
     while k + CHAINS <= units {
         for (u, a) in acc.iter_mut().enumerate() {
-            prefetch_line(w.wrapping_add(64 * (k + u) + PREFETCH));
+            pf(prefetch, w.wrapping_add(64 * (k + u) + PREFETCH));
             let (wv, xv) = unsafe {
                 (
                     _mm512_loadu_ps(w.add(64 * (k + u)) as *const f32),
@@ -122,14 +131,14 @@ unsafe fn group_f32(w: *const u8, units: usize, x: *const f32) -> __m512 {
 /// `w` has `64·units` bytes, `x` `2·units` values; the features of [`gen_floats`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-unsafe fn group_bf16(w: *const u8, units: usize, x: *const f32) -> __m512 {
+unsafe fn group_bf16(w: *const u8, units: usize, x: *const f32, prefetch: bool) -> __m512 {
     let mut acc = [_mm512_setzero_ps(); CHAINS];
     let high = _mm512_set1_epi32(0xffff_0000_u32 as i32);
     let mut k = 0;
     // SAFETY (loads): caller; k < units.
     while k + 2 <= units {
         for u in 0..2 {
-            prefetch_line(w.wrapping_add(64 * (k + u) + PREFETCH));
+            pf(prefetch, w.wrapping_add(64 * (k + u) + PREFETCH));
             let (v, x0, x1) = unsafe {
                 (
                     _mm512_loadu_si512(w.add(64 * (k + u)) as *const __m512i),
@@ -168,11 +177,11 @@ unsafe fn group_bf16(w: *const u8, units: usize, x: *const f32) -> __m512 {
 /// `w` has `64·units` bytes, `x` `2·units` values; the features of [`gen_floats`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-unsafe fn group_f16(w: *const u8, units: usize, x: *const f32) -> __m512 {
+unsafe fn group_f16(w: *const u8, units: usize, x: *const f32, prefetch: bool) -> __m512 {
     // lo: lanes 2j, 2j + 1 = row j's columns 2k, 2k + 1 (rows 0..8); hi: rows 8..16.
     let (mut lo, mut hi) = ([_mm512_setzero_ps(); 2], [_mm512_setzero_ps(); 2]);
     for k in 0..units {
-        prefetch_line(w.wrapping_add(64 * k + PREFETCH));
+        pf(prefetch, w.wrapping_add(64 * k + PREFETCH));
         // SAFETY: caller; k < units. The pair (x[2k], x[2k + 1]) as one 64-bit value,
         // repeated in every lane pair.
         let (v, xp) = unsafe {
@@ -216,7 +225,7 @@ fn sum(acc: [__m512; CHAINS]) -> __m512 {
 /// If `w` is not such a matrix, `out.n() != 1`, or the rows are not whole groups.
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,f16c")]
-pub(super) fn gen_dots(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
+pub(super) fn gen_dots(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>, prefetch: bool) {
     assert!(w.layout == Layout::R16 && w.dtype == DType::BF16 && out.n() == 1);
     let rb = w.row_bytes();
     let units = rb / 4;
@@ -235,7 +244,7 @@ pub(super) fn gen_dots(w: &Matrix<'_>, xb: &[u16], out: &mut OutRows<'_>) {
         // SAFETY (loads): unit k < units is bytes 64k.. of the group; activation
         // pair k is values 2k, 2k + 1 < 2·units <= xb.len().
         let step = |k: usize, a: __m512| unsafe {
-            prefetch_line(g.wrapping_add(64 * k + PREFETCH));
+            pf(prefetch, g.wrapping_add(64 * k + PREFETCH));
             let wv = _mm512_loadu_si512(g.add(64 * k) as *const __m512i);
             let xv = _mm512_set1_epi32(core::ptr::read_unaligned(xp.add(k)));
             _mm512_dpbf16_ps(a, bh(wv), bh(xv))

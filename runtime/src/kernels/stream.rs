@@ -21,6 +21,37 @@ pub(crate) fn prefetch_ahead(row: &[u8]) {
     }
 }
 
+/// Whether generation over float weights (F32, F16, BF16) prefetches its weight
+/// streams as quantised generation does: on Intel CPUs, where it took f16 r16 tg64
+/// from 94 to 110 t/s on the Sapphire Rapids guest of PERF.md (2026-12-07), and not on
+/// AMD, where the same prefetch made f16 generation a third slower on the Zen 4 of
+/// PERF.md (2026-12-06). `LLMRT_FLOAT_PREFETCH=1` or `=0` (std) forces it either way,
+/// for measurements on other CPUs. Decided once per process.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn float_prefetch() -> bool {
+    #[cfg(feature = "std")]
+    {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| match std::env::var("LLMRT_FLOAT_PREFETCH").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => intel(),
+        })
+    }
+    #[cfg(not(feature = "std"))]
+    intel()
+}
+
+/// CPUID's vendor string is "GenuineIntel".
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)] // `__cpuid` is safe from Rust 1.87 on, unsafe before
+fn intel() -> bool {
+    // SAFETY: CPUID is always available on x86-64.
+    let r = unsafe { core::arch::x86_64::__cpuid(0) };
+    // "Genu" "ineI" "ntel" in ebx, edx, ecx.
+    (r.ebx, r.edx, r.ecx) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e)
+}
+
 /// Asks for the cache line at `p` into L1: what [`prefetch_ahead`] does per line, for
 /// kernels that interleave it with their loads (a group of `r16` rows is one long
 /// stream, so each step asks for the line [`PREFETCH`] bytes past the one it reads).
