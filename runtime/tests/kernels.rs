@@ -139,6 +139,19 @@ fn tile_reference(w: &Weights, x: &[f32], n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Whether `cpu`'s product of `n` activation rows with `w` rounds its factors to bf16
+/// (bf16 dot products, or the AMX tiles' F32 or K-quant products), so that
+/// [`bf16_bounds`] hold it instead of the f32 bound; for the K-quant tiles `want` (the
+/// scalar reference's product) becomes [`tile_reference`].
+fn rounds_to_bf16(cpu: &Cpu, w: &Weights, x: &[f32], n: usize, want: &mut Vec<f32>) -> bool {
+    let m = w.matrix();
+    if cpu.kquant_tile_products(&m, n) {
+        *want = tile_reference(w, x, n);
+        return true;
+    }
+    cpu.bf16_products(w.dtype, n) || cpu.f32_tile_products(&m, n)
+}
+
 fn poisoned(len: usize) -> Vec<f32> {
     vec![f32::NAN; len]
 }
@@ -320,13 +333,7 @@ fn every_path_matches_reference() {
                         let mut y = poisoned(n * rows);
                         cpu.matmul(&w.matrix(), &x, n, &mut y);
                         let absd = abs_dots(&w, &x, n);
-                        let kq_tiles = cpu.kquant_tile_products(&w.matrix(), n);
-                        if kq_tiles {
-                            want = tile_reference(&w, &x, n);
-                        }
-                        let bf16 = cpu.bf16_products(dtype, n)
-                            || cpu.f32_tile_products(&w.matrix(), n)
-                            || kq_tiles;
+                        let bf16 = rounds_to_bf16(&cpu, &w, &x, n, &mut want);
                         let sqd = square_dots(&w, &x, n);
                         for o in 0..y.len() {
                             let err = (y[o] as f64 - want[o] as f64).abs();
@@ -437,13 +444,7 @@ fn default_context_matches_reference_at_model_shapes() {
                 cpu.matmul(&w.matrix(), &x, n, &mut y);
                 let absd = abs_dots(&w, &x, n);
                 let sqd = square_dots(&w, &x, n);
-                let kq_tiles = cpu.kquant_tile_products(&w.matrix(), n);
-                if kq_tiles {
-                    want = tile_reference(&w, &x, n);
-                }
-                let bf16 = cpu.bf16_products(dtype, n)
-                    || cpu.f32_tile_products(&w.matrix(), n)
-                    || kq_tiles;
+                let bf16 = rounds_to_bf16(&cpu, &w, &x, n, &mut want);
                 for o in 0..y.len() {
                     let err = (y[o] as f64 - want[o] as f64).abs();
                     let bound = if bf16 {

@@ -1037,22 +1037,8 @@ mod tests {
             eprintln!("skipped: no AVX-512 BF16 here");
             return;
         }
-        let seed = std::env::var("LLMRT_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        eprintln!("seed = {seed} (set LLMRT_TEST_SEED to replay)");
-        let mut state = seed | 1;
-        let mut unit = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        };
+        let mut rng = crate::test_common::Rng::fresh();
+        let mut unit = move || rng.unit();
         for dtype in [DType::F16, DType::BF16, DType::F32] {
             for (rows_n, cols) in [
                 (1, 64),
@@ -1137,7 +1123,7 @@ mod tests {
                                         + 1e-30;
                                 assert!(
                                     (got - want).abs() <= bound,
-                                    "{kernel} {dtype} {rows_n}x{cols} n={n} y[{i}][{r}] = {got} vs {want} (bound {bound:e}, seed {seed})"
+                                    "{kernel} {dtype} {rows_n}x{cols} n={n} y[{i}][{r}] = {got} vs {want} (bound {bound:e})"
                                 );
                             }
                         }

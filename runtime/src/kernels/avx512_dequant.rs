@@ -159,22 +159,8 @@ mod tests {
             eprintln!("skipped: no AVX-512 here");
             return;
         }
-        let seed = std::env::var("LLMRT_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        eprintln!("seed = {seed} (set LLMRT_TEST_SEED to replay)");
-        let mut state = seed | 1;
-        let mut byte = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        };
+        let mut rng = crate::test_common::Rng::fresh();
+        let mut byte = move || (rng.next() >> 32) as u8;
         for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
             let size = dtype.block_bytes();
             let blocks = 3;
@@ -199,15 +185,8 @@ mod tests {
             // SAFETY: AVX-512 F and BW checked above.
             unsafe { row(dtype, &bytes, &mut got) };
             for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    w.is_finite(),
-                    "{dtype} value {k}: reference {w} (seed {seed})"
-                );
-                assert_eq!(
-                    g.to_bits(),
-                    w.to_bits(),
-                    "{dtype} value {k}: {g} vs {w} (seed {seed})"
-                );
+                assert!(w.is_finite(), "{dtype} value {k}: reference {w}");
+                assert_eq!(g.to_bits(), w.to_bits(), "{dtype} value {k}: {g} vs {w}");
             }
         }
     }
