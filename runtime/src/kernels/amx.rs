@@ -16,7 +16,7 @@
 //!   rows (F16 through f32, exact, then rounded to nearest even; zero past the edges),
 //!   once per product, and every block of activations reuses the panel.
 //! * **F32 weights** take three products of bf16 pairs ("bf16x3"): each f32 value `v`
-//!   is split into `h = bf16(v)` and `l = bf16(v - h)` ([`Split`]), weights into two
+//!   is split into `h = bf16(v)` and `l = bf16(v - h)` ([`f32_32_split`]), weights into two
 //!   panels and activations into two buffers, and every step sums `wₕ·xₕ + wₕ·xₗ +
 //!   wₗ·xₕ`. Each term then carries a relative error of at most `3u² + 3u³` (`u = 2⁻⁸`;
 //!   about 2⁻¹⁶, against f32's 2⁻²⁴) at a third of the tiles' rate, still about five
@@ -52,16 +52,6 @@ pub(crate) const BLOCK: usize = 16;
 
 /// Weight rows and activations per step of the kernel (two tiles each way).
 pub(crate) const STEP: usize = 32;
-
-/// Which bf16 an f32 value becomes: `h = bf16(v)` (all F16/BF16 products take this
-/// alone) or, for the three products of F32 weights, the rest `l = bf16(v - h)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Split {
-    /// `bf16(v)`, rounded to nearest even.
-    Hi,
-    /// `bf16(v - bf16(v))`, the part the first rounding lost, rounded the same way.
-    Lo,
-}
 
 /// The weight types of the kernels' `W` parameter: F16 (made bf16 per panel), BF16
 /// (read as it lies where it can), F32 (split into two panels, three products).
@@ -113,7 +103,7 @@ impl Amx {
     }
 
     /// Whether the tiles take a prompt product over `w`: F16, BF16 and F32 (as three
-    /// products, [`Split`]) weights, and in plain rows the types whose activations
+    /// products, [`f32_32_split`]) weights, and in plain rows the types whose activations
     /// are Q8_K (the K-quants), dequantised to bf16.
     pub(crate) fn takes(w: &Matrix<'_>) -> bool {
         match w.dtype {
@@ -122,22 +112,25 @@ impl Amx {
         }
     }
 
-    /// The parts of the activations a product over `dtype` reads: `[Hi]`, or
-    /// `[Hi, Lo]` for F32 weights, each [`Amx::buffer_len`] values, one after the other.
-    pub(crate) fn splits(dtype: DType) -> &'static [Split] {
+    /// How many parts of the activations a product over `dtype` reads, each
+    /// [`Amx::buffer_len`] values, one after the other: 1 (`bf16(x)`), or 2 for F32
+    /// weights (`h = bf16(x)`, then `l = bf16(x − h)`, [`f32_32_split`]).
+    pub(crate) fn parts(dtype: DType) -> usize {
         if dtype == DType::F32 {
-            &[Split::Hi, Split::Lo]
+            2
         } else {
-            &[Split::Hi]
+            1
         }
     }
 
-    /// Rounds activations `16·b0..16·b1` of `x` (`n` rows of `cols`) to bf16 (the
-    /// `part` of each value) into `out`, blocks `b0..b1` of the B layout above
-    /// (`16·bf16_padded(cols)` values each); rows past `n` are zero.
+    /// Rounds activations `16·b0..16·b1` of `x` (`n` rows of `cols`) to bf16 into
+    /// `out`, blocks `b0..b1` of the B layout above (`16·bf16_padded(cols)` values
+    /// each); rows past `n` are zero. With `lo` (F32 weights), `out` takes each value's
+    /// `h` and `lo` its `l` ([`f32_32_split`]), in the same layout.
     ///
     /// # Panics
-    /// If `x.len() != n·cols` or `out.len() != (b1 - b0)·16·bf16_padded(cols)`.
+    /// If `x.len() != n·cols` or `out.len()` (and `lo.len()`) is not
+    /// `(b1 - b0)·16·bf16_padded(cols)`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn round_blocks(
         self,
@@ -146,19 +139,20 @@ impl Amx {
         cols: usize,
         b0: usize,
         b1: usize,
-        part: Split,
         out: &mut [u16],
+        lo: Option<&mut [u16]>,
     ) {
         assert_eq!(x.len(), n * cols);
         assert_eq!(out.len(), (b1 - b0) * BLOCK * bf16_padded(cols));
+        assert!(lo.as_ref().is_none_or(|l| l.len() == out.len()));
         // SAFETY: the token exists only if the CPU has every feature it enables.
-        unsafe { round_tiles::<true>(x, n, cols, b0, part, out) }
+        unsafe { round_tiles::<true>(x, n, cols, b0, out, lo) }
     }
 
     /// Rows `out.r0..out.r1` of `y = x·Wᵀ` for weights the tiles take ([`Amx::takes`]),
     /// with `xb` the activations as [`Amx::round_blocks`] (plain rows) or
     /// [`Amx::round_rows`] (layout r16) wrote them: [`Amx::buffer_len`] values per
-    /// part of [`Amx::splits`].
+    /// part ([`Amx::parts`]).
     ///
     /// # Panics
     /// If the tiles do not take `w` or `xb` has the wrong length.
@@ -168,8 +162,10 @@ impl Amx {
             "AMX tiles do not take this {} matrix",
             w.dtype
         );
-        let parts = Amx::splits(w.dtype).len();
-        assert_eq!(xb.len(), parts * Amx::buffer_len(out.n(), w.cols));
+        assert_eq!(
+            xb.len(),
+            Amx::parts(w.dtype) * Amx::buffer_len(out.n(), w.cols)
+        );
         // SAFETY: the token proves the CPU's features and the tile permission.
         unsafe {
             match (w.dtype, w.layout) {
@@ -185,14 +181,12 @@ impl Amx {
         }
     }
 
-    /// Rounds activations `16·b0..16·b1` of `x` (`n` rows of `cols`) to bf16 (the
-    /// `part` of each value) into `out`, as the r16 kernel's A operand reads them:
-    /// blocks of 16 activations, each for every 32 columns a 16 × 32 tile of the
-    /// activations' rows (1 KiB, so a tile loads from consecutive lines);
-    /// `16·bf16_padded(cols)` values per block, rows past `n` zero.
+    /// [`Amx::round_blocks`] laid out as the r16 kernel's A operand: blocks of 16
+    /// activations, each for every 32 columns a 16 × 32 tile of the activations' rows
+    /// (1 KiB, so a tile loads from consecutive lines).
     ///
     /// # Panics
-    /// If `x.len() != n·cols` or `out.len() != (b1 - b0)·16·bf16_padded(cols)`.
+    /// As [`Amx::round_blocks`].
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn round_rows(
         self,
@@ -201,13 +195,14 @@ impl Amx {
         cols: usize,
         b0: usize,
         b1: usize,
-        part: Split,
         out: &mut [u16],
+        lo: Option<&mut [u16]>,
     ) {
         assert_eq!(x.len(), n * cols);
         assert_eq!(out.len(), (b1 - b0) * BLOCK * bf16_padded(cols));
+        assert!(lo.as_ref().is_none_or(|l| l.len() == out.len()));
         // SAFETY: the token exists only if the CPU has every feature it enables.
-        unsafe { round_tiles::<false>(x, n, cols, b0, part, out) }
+        unsafe { round_tiles::<false>(x, n, cols, b0, out, lo) }
     }
 }
 
@@ -454,20 +449,16 @@ unsafe fn f16_32(row: *const u8, cols: usize, c: usize) -> __m512i {
     pack_32(lo, hi)
 }
 
-/// The `part` of 32 f32 values of `row` from column `c` (those past `cols` zero) as
-/// bf16.
+/// 32 f32 values of `row` from column `c` (those past `cols` zero) rounded to bf16.
 ///
 /// # Safety
 /// As [`load_32`].
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
-unsafe fn f32_32(row: *const u8, cols: usize, c: usize, part: Split) -> __m512i {
+unsafe fn f32_32(row: *const u8, cols: usize, c: usize) -> __m512i {
     // SAFETY: the caller's promise.
-    let (hi, lo) = unsafe { f32_32_split(row, cols, c) };
-    match part {
-        Split::Hi => hi,
-        Split::Lo => lo,
-    }
+    let (lo, hi) = unsafe { load_32::<false>(row, cols, c) };
+    pack_32(lo, hi)
 }
 
 /// Both parts of 32 f32 values of `row` from column `c` (those past `cols` zero) as
@@ -506,38 +497,56 @@ fn pair_16_split(a: __m512, b: __m512) -> (__m512i, __m512i) {
     (hi, _mm512_permutexvar_epi16(idx, rests))
 }
 
-/// Blocks of 16 activations from `b0` on, rounded to bf16 (`part`), one 1 KiB tile
-/// per 32 columns: the B operand (`TRANSPOSE`: row `p` holds the 16 activations'
-/// column pair `p`, [`Amx::round_blocks`]) or the A operand (row `t` holds activation
-/// `t`'s 32 columns, [`Amx::round_rows`]).
+/// Blocks of 16 activations from `b0` on, rounded to bf16 into `out` (with `lo`: each
+/// value's `h` into `out` and its `l` into `lo`, [`f32_32_split`]), one 1 KiB tile per
+/// 32 columns: the B operand (`TRANSPOSE`: row `p` holds the 16 activations' column
+/// pair `p`, [`Amx::round_blocks`]) or the A operand (row `t` holds activation `t`'s
+/// 32 columns, [`Amx::round_rows`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,f16c")]
 fn round_tiles<const TRANSPOSE: bool>(
     x: &[f32],
     n: usize,
     cols: usize,
     b0: usize,
-    part: Split,
     out: &mut [u16],
+    mut lo: Option<&mut [u16]>,
 ) {
-    let groups = bf16_padded(cols) / 32;
-    for (bo, block) in out.chunks_exact_mut(BLOCK * 32 * groups).enumerate() {
+    let per_tile = BLOCK * 32;
+    let per_block = per_tile * bf16_padded(cols) / 32;
+    for (bo, block) in out.chunks_exact_mut(per_block).enumerate() {
         let first = (b0 + bo) * BLOCK;
-        for (g, tile) in block.chunks_exact_mut(BLOCK * 32).enumerate() {
-            let v: [__m512i; 16] = core::array::from_fn(|t| {
-                let i = first + t;
-                if i < n && cols > 0 {
-                    // SAFETY: row i holds `cols` f32 values; 32g < cols.
-                    unsafe { f32_32(x[i * cols..].as_ptr() as *const u8, cols, 32 * g, part) }
-                } else {
-                    _mm512_setzero_si512()
+        for (g, tile) in block.chunks_exact_mut(per_tile).enumerate() {
+            let (mut hi, mut rest) = ([_mm512_setzero_si512(); 16], [_mm512_setzero_si512(); 16]);
+            for t in 0..BLOCK.min(n.saturating_sub(first)) {
+                let row = x[(first + t) * cols..].as_ptr() as *const u8;
+                // SAFETY: row first + t < n holds `cols` f32 values; 32g < cols.
+                unsafe {
+                    if lo.is_some() {
+                        (hi[t], rest[t]) = f32_32_split(row, cols, 32 * g);
+                    } else {
+                        hi[t] = f32_32(row, cols, 32 * g);
+                    }
                 }
-            });
-            let v = if TRANSPOSE { transpose16(v) } else { v };
-            for (p, r) in v.iter().enumerate() {
-                // SAFETY: the tile holds 16 rows of 32 values; row p is 64 bytes.
-                unsafe { _mm512_storeu_si512(tile[32 * p..].as_mut_ptr() as *mut __m512i, *r) };
+            }
+            store_tile::<TRANSPOSE>(tile, hi);
+            if let Some(l) = lo.as_deref_mut() {
+                let at = bo * per_block + g * per_tile;
+                store_tile::<TRANSPOSE>(&mut l[at..at + per_tile], rest);
             }
         }
+    }
+}
+
+/// 16 rows of 32 bf16 into the 1 KiB tile `dst`, transposed in 32-bit lanes first
+/// with `TRANSPOSE` (the B operand's layout).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn store_tile<const TRANSPOSE: bool>(dst: &mut [u16], v: [__m512i; 16]) {
+    assert_eq!(dst.len(), 16 * 32);
+    let v = if TRANSPOSE { transpose16(v) } else { v };
+    for (p, r) in v.iter().enumerate() {
+        // SAFETY: `dst` holds 16 rows of 32 values; row p is 64 bytes.
+        unsafe { _mm512_storeu_si512(dst[32 * p..].as_mut_ptr() as *mut __m512i, *r) };
     }
 }
 
@@ -621,7 +630,7 @@ struct Geometry {
 /// columns, the tiles where `at` says; `c[k]` is stored as 16 rows (A's rows) of 16 f32
 /// (B's columns). The plain kernel ([`rows`]) passes weight rows as A and activation
 /// blocks as B, the r16 kernel ([`rows_r16`]) activation tiles as A and the file's
-/// weight groups as B; F32 weights pass three terms ([`Split`]), the others one. Per
+/// weight groups as B; F32 weights pass three terms ([`f32_32_split`]), the others one. Per
 /// group the terms add in their order, so both kernels sum alike.
 ///
 /// # Safety
@@ -787,7 +796,7 @@ fn rows<const W: u8, const HW: bool>(w: &Matrix<'_>, xb: &[u16], out: &mut OutRo
                                 W_F32 => f32_32_split(row, cols, 32 * g),
                                 _ => {
                                     let p = row_f32.as_ptr() as *const u8;
-                                    (f32_32(p, cols, 32 * g, Split::Hi), _mm512_setzero_si512())
+                                    (f32_32(p, cols, 32 * g), _mm512_setzero_si512())
                                 }
                             }
                         }
@@ -1013,7 +1022,7 @@ mod tests {
         f32::from_bits((b + 0x7fff + ((b >> 16) & 1)) & 0xffff_0000)
     }
 
-    /// The f32 split of `v` ([`Split`]): `(bf16(v), bf16(v - bf16(v)))`.
+    /// The f32 split of `v` ([`f32_32_split`]): `(bf16(v), bf16(v - bf16(v)))`.
     fn split(v: f32) -> (f32, f32) {
         let h = round_bf16(v);
         (h, round_bf16(v - h))
@@ -1075,21 +1084,7 @@ mod tests {
                     };
                     let w = Matrix::new(dtype, &bytes, rows_n, cols).expect("sizes");
                     let x: Vec<f32> = (0..n * cols).map(|_| unit()).collect();
-                    let parts = Amx::splits(dtype);
-                    let len = Amx::buffer_len(n, cols);
-                    let mut xb = vec![0u16; parts.len() * len];
-                    let blocks = n.next_multiple_of(STEP) / BLOCK;
-                    // Two calls over halves of the blocks, as threads split them.
-                    let half_b = blocks / 2;
-                    let per = BLOCK * bf16_padded(cols);
-                    for (k, &part) in parts.iter().enumerate() {
-                        let (lo, hi) = xb[k * len..(k + 1) * len].split_at_mut(half_b * per);
-                        // SAFETY: the features were checked above.
-                        unsafe {
-                            round_tiles::<true>(&x, n, cols, 0, part, lo);
-                            round_tiles::<true>(&x, n, cols, half_b, part, hi);
-                        }
-                    }
+                    let xb = rounded_in_two_calls::<true>(&x, n, cols, dtype);
                     // SAFETY (both kernels): features checked above; the model reads
                     // memory only.
                     let y = in_two_parts(rows_n, n, STEP, &mut |part| unsafe {
@@ -1139,15 +1134,7 @@ mod tests {
                     let w16 = Matrix::new(dtype, &interleaved, rows_n, cols)
                         .and_then(|m| m.with_layout(Layout::R16))
                         .expect("fits r16");
-                    let mut xa = vec![0u16; parts.len() * len];
-                    for (k, &part) in parts.iter().enumerate() {
-                        let (lo, hi) = xa[k * len..(k + 1) * len].split_at_mut(half_b * per);
-                        // SAFETY: the features were checked above.
-                        unsafe {
-                            round_tiles::<false>(&x, n, cols, 0, part, lo);
-                            round_tiles::<false>(&x, n, cols, half_b, part, hi);
-                        }
-                    }
+                    let xa = rounded_in_two_calls::<false>(&x, n, cols, dtype);
                     let y16 = in_two_parts(rows_n, n, R16_ROWS, &mut |part| unsafe {
                         match dtype {
                             DType::F16 => rows_r16::<W_F16, false>(&w16, &xa, part),
@@ -1159,6 +1146,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The activations as the kernels read them for `dtype` weights ([`Amx::parts`]
+    /// parts; the B operand with `TRANSPOSE`, else the A operand), rounded by two calls
+    /// over halves of the blocks, as threads split them.
+    fn rounded_in_two_calls<const TRANSPOSE: bool>(
+        x: &[f32],
+        n: usize,
+        cols: usize,
+        dtype: DType,
+    ) -> Vec<u16> {
+        let len = Amx::buffer_len(n, cols);
+        let per_block = BLOCK * bf16_padded(cols);
+        let half = n.next_multiple_of(STEP) / BLOCK / 2; // blocks of the first call
+        let mut xb = vec![0u16; Amx::parts(dtype) * len];
+        let (hi, lo) = xb.split_at_mut(len);
+        let (h0, h1) = hi.split_at_mut(half * per_block);
+        let (l0, l1) = if lo.is_empty() {
+            (None, None)
+        } else {
+            let (a, b) = lo.split_at_mut(half * per_block);
+            (Some(a), Some(b))
+        };
+        // SAFETY: the callers checked the features.
+        unsafe {
+            round_tiles::<TRANSPOSE>(x, n, cols, 0, h0, l0);
+            round_tiles::<TRANSPOSE>(x, n, cols, half, h1, l1);
+        }
+        xb
     }
 
     /// `y` (`n` activations × `rows_n` rows) written by `kernel` in two parts, the first

@@ -344,9 +344,10 @@ impl Load16 for BF16 {
 }
 
 /// Generation over float weights (any `n` works; `rows` sends `n = 1` here): one row
-/// at a time, F32 four rows at a time for one activation ([`rows4_f32`]). No
-/// software prefetch: unlike the blocks' generation, it made f16 generation a third
-/// slower on a Zen 4 (PERF.md, 2026-12-06), and did not help f32 on a Sapphire Rapids.
+/// at a time, F32 four rows at a time for one activation ([`rows4_f32`]). Each row is
+/// prefetched as the blocks' generation does only with `prefetch`
+/// (`stream::float_prefetch`: Intel; it made f16 generation a third slower on a Zen 4,
+/// PERF.md 2026-12-06).
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 fn gen_float<L: Load16>(w: &Matrix<'_>, x: &[f32], out: &mut OutRows<'_>, prefetch: bool) {

@@ -359,10 +359,12 @@ impl Cpu {
     }
 
     /// Rounds `x` to bf16 into the scratch if the product takes bf16 dot products
-    /// ([`bf16_dots`]) and the engine has them, or is a prompt over F32 weights that
-    /// the AMX tiles take as three products (`amx::Split`): `amx`'s layouts where the
-    /// engine has the tiles (blocks of 16 activations, or rows for layout r16; for
-    /// F32 the `Hi` parts, then the `Lo` parts), else rows of `act::bf16_padded(cols)`.
+    /// ([`bf16_dots`]) and the engine has them, or is a prompt over F32 or K-quant
+    /// weights that the AMX tiles take ([`Cpu::f32_tile_products`],
+    /// [`Cpu::kquant_tile_products`]): `amx`'s layouts where the engine has the tiles
+    /// (blocks of 16 activations as the A operand for layout r16, else the B operand;
+    /// for F32 the `Hi` parts, then the `Lo` parts, `Amx::parts`), else rows of
+    /// `act::bf16_padded(cols)`.
     /// Otherwise leaves everything empty (the kernels then read `x` itself).
     fn round_input(&mut self, w: &Matrix<'_>, x: &[f32], n: usize) -> Filled {
         let engine = self.engine;
@@ -376,24 +378,28 @@ impl Cpu {
         if let (Some(tiles), true) = (engine.amx(), n > 1) {
             // Blocks of 16 activations as the A operand (layout r16) or the B operand,
             // padded with zero rows to whole steps (`amx`).
-            let (len, splits) = (amx::Amx::buffer_len(n, cols), amx::Amx::splits(w.dtype));
+            let (len, parts) = (amx::Amx::buffer_len(n, cols), amx::Amx::parts(w.dtype));
             let unit = amx::BLOCK * stride;
-            grow(&mut self.xb, splits.len() * len, 0);
-            let sx = SharedMut::new(&mut self.xb[..splits.len() * len]);
+            grow(&mut self.xb, parts * len, 0);
+            let sx = SharedMut::new(&mut self.xb[..parts * len]);
             self.by_rows(len / unit, cols, &|u0, u1| {
-                for (k, &part) in splits.iter().enumerate() {
-                    // SAFETY: units u0..u1 of each part belong to this range alone
-                    // (`by_rows` gives disjoint ranges, the parts do not overlap), and
-                    // the buffer outlives the call.
-                    let o = unsafe { sx.slice(k * len + u0 * unit, (u1 - u0) * unit) };
-                    match w.layout {
-                        Layout::R16 => tiles.round_rows(x, n, cols, u0, u1, part, o),
-                        Layout::Rows => tiles.round_blocks(x, n, cols, u0, u1, part, o),
-                    }
+                // SAFETY: units u0..u1 of each part belong to this range alone
+                // (`by_rows` gives disjoint ranges, the parts do not overlap), and the
+                // buffer outlives the call.
+                let (o, lo) = unsafe {
+                    let o = sx.slice(u0 * unit, (u1 - u0) * unit);
+                    (
+                        o,
+                        (parts == 2).then(|| sx.slice(len + u0 * unit, (u1 - u0) * unit)),
+                    )
+                };
+                match w.layout {
+                    Layout::R16 => tiles.round_rows(x, n, cols, u0, u1, o, lo),
+                    Layout::Rows => tiles.round_blocks(x, n, cols, u0, u1, o, lo),
                 }
             });
             return Filled {
-                halves: splits.len() * len,
+                halves: parts * len,
                 ..Filled::default()
             };
         }
